@@ -1,0 +1,1 @@
+"""Command-line front ends: `bvisor`, `bvisor-ledger`, `bvisor-replay`."""

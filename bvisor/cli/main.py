@@ -1,0 +1,47 @@
+"""`bvisor`: the user's front door (probe, plan, run).
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; this file only dispatches, so importing it stays cheap and a
+subcommand's dependencies load only when it is used. User mistakes end with a message on
+stderr and exit 2 (usage) or 125 (refused), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "probe": ("bvisor.cli.probe_cmd", "what this kernel can enforce, and why"),
+    "plan": ("bvisor.cli.plan_cmd", "admit a spec against this kernel, or say why not"),
+    "run": ("bvisor.cli.run_cmd", "plan, run confined, seal and record a report"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bvisor", description="Run a process inside a boundary bvisor can prove."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, summary) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=summary)
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._module.run(args))
+    except KeyboardInterrupt:
+        print("bvisor: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,22 +22,22 @@ the value and demands the very same bytes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Union
+from typing import TypeAlias
 
 import cbor2
 
 __all__ = [
-    "CanonicalError",
-    "Value",
     "MAX_DEPTH",
     "MAX_INPUT_BYTES",
-    "encode",
-    "decode",
+    "CanonicalError",
+    "Value",
     "check_value",
+    "decode",
+    "encode",
 ]
 
 # A canonical value: what encode() accepts and decode() returns (lists, never tuples).
-Value = Union[None, bool, int, bytes, str, Sequence["Value"], Mapping[str, "Value"]]
+Value: TypeAlias = bool | int | bytes | str | Sequence["Value"] | Mapping[str, "Value"] | None
 
 MAX_DEPTH = 64
 MAX_INPUT_BYTES = 64 * 1024 * 1024
@@ -85,7 +85,7 @@ def encode(value: object) -> bytes:
     return cbor2.dumps(value, canonical=True)
 
 
-def decode(data: bytes, *, max_bytes: int = MAX_INPUT_BYTES) -> Value:
+def decode(data: bytes | bytearray | memoryview, *, max_bytes: int = MAX_INPUT_BYTES) -> Value:
     """Decode exactly one canonical CBOR item occupying all of ``data``."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CanonicalError(f"expected bytes, got {type(data).__name__}")
@@ -93,7 +93,7 @@ def decode(data: bytes, *, max_bytes: int = MAX_INPUT_BYTES) -> Value:
     if len(raw) > max_bytes:
         raise CanonicalError(f"input of {len(raw)} bytes exceeds the {max_bytes}-byte bound")
     if not raw:
-        raise CanonicalError("empty input")
+        raise CanonicalError("offset 0: truncated (empty input)")
     parser = _Parser(raw)
     value = parser.item(0)
     if parser.pos != len(raw):

@@ -8,18 +8,18 @@ purpose means adding a constant here, never reusing one.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 import blake3
 
 from bvisor import canonical
 
-__all__ = ["Purpose", "DIGEST_SIZE", "digest_bytes", "digest_value"]
+__all__ = ["DIGEST_SIZE", "Purpose", "digest_bytes", "digest_value"]
 
 DIGEST_SIZE = 32
 
 
-class Purpose(str, Enum):
+class Purpose(StrEnum):
     """Every purpose a digest is taken for, with its BLAKE3 derive-key context."""
 
     PROFILE = "bvisor.profile.v1"

@@ -1,0 +1,1 @@
+"""Tests for bvisor.canonical and bvisor.digest (a package so module names stay unique)."""

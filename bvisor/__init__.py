@@ -1,3 +1,42 @@
-"""bvisor: run a Linux process inside a boundary it can prove it enforced."""
+"""bvisor: run a Linux process inside a boundary it can prove it enforced, and keep the proof.
+
+The public API is re-exported lazily: ``import bvisor.contract`` (pure data) must never pull
+in the launcher, the planner's probe or LMDB, so those load only when a name that needs
+them is first touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_LAZY: dict[str, str] = {
+    "run_confined": "bvisor.api",
+    "plan_spec": "bvisor.api",
+    "default_spec": "bvisor.defaults",
+    "load_spec": "bvisor.specfile",
+    "BoundaryPlanner": "planner.planning",
+    "BackendRegistry": "planner.registry",
+    "PlanRefusal": "planner.errors",
+    "LinuxBackend": "launcher.backend",
+    "BoundaryRunner": "launcher.runner",
+    "MapSecretResolver": "launcher.secrets",
+    "Ledger": "ledger",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'bvisor' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,1 +1,51 @@
-"""ledger package."""
+"""The evidence ledger: hash-chained events in LMDB, appended durably, verified from bytes.
+
+``ledger`` knows events and bytes only — never plans or launchers (DESIGN.md §1). The record
+layout and hashes are in :mod:`ledger.record`, the store in :mod:`ledger.store`, and the
+independent re-derivation in :mod:`ledger.verify`.
+"""
+
+from __future__ import annotations
+
+from ledger.errors import (
+    EventNotFoundError,
+    InvalidKindError,
+    InvalidPayloadError,
+    InvalidRunIdError,
+    LedgerCorruptError,
+    LedgerError,
+    LedgerForkError,
+    LedgerFormatError,
+    LedgerNotFoundError,
+    LedgerUsageError,
+    PayloadTooLargeError,
+)
+from ledger.paths import default_ledger_path
+from ledger.record import MAX_PAYLOAD_BYTES, Event
+from ledger.store import Head, Ledger, Receipt, RunSummary
+from ledger.verify import Finding, VerifyResult, parse_head, verify
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "Event",
+    "EventNotFoundError",
+    "Finding",
+    "Head",
+    "InvalidKindError",
+    "InvalidPayloadError",
+    "InvalidRunIdError",
+    "Ledger",
+    "LedgerCorruptError",
+    "LedgerError",
+    "LedgerForkError",
+    "LedgerFormatError",
+    "LedgerNotFoundError",
+    "LedgerUsageError",
+    "PayloadTooLargeError",
+    "Receipt",
+    "RunSummary",
+    "VerifyResult",
+    "default_ledger_path",
+    "parse_head",
+    "verify",
+]

@@ -18,12 +18,12 @@ from bvisor import canonical
 from bvisor.digest import DIGEST_SIZE, Purpose, digest_value
 
 __all__ = [
-    "Phase",
     "LoweringEntry",
     "LoweringError",
-    "lowering_wire",
-    "lowering_digest",
+    "Phase",
     "entries_from_wire",
+    "lowering_digest",
+    "lowering_wire",
 ]
 
 _ENTRY_ID = re.compile(r"^[a-z0-9]+(\.[a-z0-9_-]+)+\.v[0-9]+$")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bvisor.contract.lowering import Phase
 
-__all__ = ["Primitive", "CATALOGUE", "BY_ID", "LANDLOCK_ABI_FLOOR"]
+__all__ = ["BY_ID", "CATALOGUE", "LANDLOCK_ABI_FLOOR", "Primitive"]
 
 LANDLOCK_ABI_FLOOR = 3
 

@@ -1,0 +1,118 @@
+"""The Python API: plan and run a spec in one call, recorded in a ledger.
+
+``run_confined`` is what the ``bvisor run`` command does, minus argument parsing: probe
+once, admit (or refuse — a refusal is recorded as ``plan.refused`` and raised), execute
+under the Linux backend, seal, and record every step in the evidence ledger. It is safe to
+call from a multi-threaded program: nothing here forks; the launcher is started with
+``posix_spawn``.
+
+Ledger selection: ``ledger=None`` records in the default ledger (``$BVISOR_LEDGER``, else
+``$XDG_DATA_HOME/bvisor/ledger``); a path records there; an open ``ledger.Ledger`` is used
+as is; ``ledger=False`` records nothing (for callers that keep their own evidence).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from bvisor.contract import BoundarySpec
+from bvisor.contract.plan import BoundaryPlan
+from bvisor.contract.report import SealedReport
+
+if TYPE_CHECKING:
+    from launcher.backend import LinuxBackend
+    from launcher.secrets import SecretResolver
+    from ledger import Ledger
+
+__all__ = ["plan_spec", "run_confined", "open_ledger", "refusal_payload"]
+
+def open_ledger(choice: Ledger | str | os.PathLike[str] | Literal[False] | None) -> Ledger | None:
+    """Resolve the ``ledger=`` argument to an open ledger (created if needed), or None."""
+    from ledger import Ledger
+    from ledger.paths import default_ledger_path
+
+    if choice is False:
+        return None
+    if isinstance(choice, Ledger):
+        return choice
+    path = Path(choice) if choice is not None else Path(default_ledger_path())
+    return Ledger.open(path, create=True)
+
+
+def _backend(backend: LinuxBackend | None) -> LinuxBackend:
+    from launcher.backend import LinuxBackend
+
+    return backend if backend is not None else LinuxBackend()
+
+
+def refusal_payload(spec: BoundarySpec, profile: object, refusal: object, attempt_id: bytes) -> dict:  # type: ignore[type-arg]
+    """The ``plan.refused`` event payload: enough for replay to re-derive the refusal."""
+    from bvisor.digest import Purpose, digest_value
+
+    profile_value = profile.to_value()  # type: ignore[attr-defined]
+    return {
+        "attempt_id": attempt_id,
+        "backend": profile.backend,  # type: ignore[attr-defined]
+        "spec": spec.to_value(),
+        "profile": profile_value,
+        "h_p": digest_value(Purpose.PROFILE, profile_value),
+        "refusal": refusal.to_value(),  # type: ignore[attr-defined]
+    }
+
+
+def plan_spec(spec: BoundarySpec, *, backend: LinuxBackend | None = None) -> BoundaryPlan:
+    """Admit ``spec`` against this kernel; raises ``planner.errors.PlanRefusal``."""
+    from planner.planning import BoundaryPlanner
+    from planner.registry import BackendRegistry
+
+    chosen = _backend(backend)
+    registry = BackendRegistry()
+    registry.register(chosen)
+    return BoundaryPlanner(registry).plan(spec, chosen.id())
+
+
+def run_confined(
+    spec: BoundarySpec,
+    *,
+    ledger: Ledger | str | os.PathLike[str] | Literal[False] | None = None,
+    secrets: SecretResolver | Mapping[str, str] | None = None,
+    backend: LinuxBackend | None = None,
+    on_stdout: Callable[[bytes], None] | None = None,
+    on_stderr: Callable[[bytes], None] | None = None,
+    on_plan: Callable[[BoundaryPlan], None] | None = None,
+    stdin_fd: int | None = None,
+) -> SealedReport:
+    """Plan, run confined, seal and record. Raises ``PlanRefusal`` when refused."""
+    from launcher.runner import BoundaryRunner
+    from launcher.secrets import MapSecretResolver
+    from planner.errors import PlanRefusal
+    from planner.planning import BoundaryPlanner
+    from planner.registry import BackendRegistry
+
+    chosen = _backend(backend)
+    registry = BackendRegistry()
+    registry.register(chosen)
+    resolver = MapSecretResolver(secrets) if isinstance(secrets, Mapping) else secrets
+    store = open_ledger(ledger)
+    attempt_id = os.urandom(32)
+    snapshot = chosen.probe()
+    try:
+        plan = BoundaryPlanner(registry).plan(spec, chosen.id(), snapshot=snapshot)
+    except PlanRefusal as refusal:
+        if store is not None:
+            store.append("plan.refused", refusal_payload(spec, snapshot, refusal, attempt_id), attempt_id)
+        raise
+    if on_plan is not None:
+        on_plan(plan)
+    runner = BoundaryRunner(registry, sink=store)
+    return runner.run(
+        plan,
+        secrets=resolver,
+        on_stdout=on_stdout,
+        on_stderr=on_stderr,
+        stdin_fd=stdin_fd,
+        attempt_id=attempt_id,
+    )

@@ -1,0 +1,654 @@
+"""`bvisor-ledger`: append to, verify and read the evidence ledger from the shell.
+
+Subcommands (each takes ``--ledger DIR`` and ``--json``, before or after its name):
+
+* ``append --kind KIND [--run RUN_ID] (--data JSON | --file PATH | -)`` appends one event
+  and prints ``SEQ:HASH`` (the same form ``head`` prints and ``verify --expect-head`` takes).
+  ``--file`` and ``-`` read the JSON value from a file or stdin.
+* ``append --batch [--kind KIND] [--run RUN_ID] [--group N]`` reads JSON lines from stdin,
+  each ``{"kind": ..., "run": ..., "data": ...}`` (``kind``/``run`` default to the options),
+  and appends them in one process, committing every N lines (default 512) and at the end
+  of input. The first bad line is reported with its line number; the lines before it are
+  committed, nothing after it is appended, and the exit status is 2.
+* ``verify [--from SEQ] [--to SEQ] [--expect-head SEQ:HASH]`` (``--to`` is inclusive):
+  exit 0 intact, 1 a finding, 2 bad usage or not a ledger. Progress goes to stderr when it
+  is a terminal and the range is large.
+* ``log [--run RUN_ID] [--kind KIND] [--limit N]``: one line per event; ``--kind`` takes an
+  exact kind or a shell-style pattern (``plan.*``); ``--limit N`` shows the last N matches.
+* ``show SEQ``, ``runs``, ``head`` (prints ``SEQ:HASH``; exit 1 on an empty ledger) and
+  ``export [--run RUN_ID]`` (JSON Lines: every field, both hashes and the raw record hex).
+
+Run ids are written in hexadecimal (attempt ids are random bytes). JSON input may not hold
+floats, NaN or duplicate keys — the ledger stores canonical CBOR, which has none. In JSON
+output, byte strings are shown as lowercase hex. Exit status: 0 success; 1 a verify finding,
+an unknown seq or run, an empty ledger for ``head``, or a damaged ledger on read; 2 bad
+usage, bad input or not a ledger. User mistakes never produce a traceback.
+
+The ledger directory defaults to ``$BVISOR_LEDGER``, else ``$XDG_DATA_HOME/bvisor/ledger``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+from bvisor.canonical import Value
+from ledger import (
+    Event,
+    EventNotFoundError,
+    Head,
+    Ledger,
+    LedgerCorruptError,
+    LedgerError,
+    LedgerForkError,
+    VerifyResult,
+    default_ledger_path,
+    parse_head,
+    verify,
+)
+from ledger.errors import LedgerUsageError
+from ledger.kinds import check_kind
+from ledger.record import check_run_id, encode_payload
+
+__all__ = ["build_parser", "main"]
+
+PROG = "bvisor-ledger"
+_DEFAULT_GROUP = 512
+_PROGRESS_MIN_EVENTS = 20_000
+
+
+class _UsageError(Exception):
+    """Bad arguments or input: exit 2."""
+
+
+class _BadLine(_UsageError):
+    """A bad line of ``append --batch`` input; ``line`` is its 1-based number."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(f"line {line}: {message}")
+        self.line = line
+
+
+class _NotFound(Exception):
+    """A requested seq or run does not exist, or the ledger is empty: exit 1."""
+
+
+# -- argument parsing ---------------------------------------------------------------------
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of exiting, so main() owns the exit status."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _common(suppress: bool) -> _Parser:
+    """--ledger/--json, accepted before the subcommand and after it."""
+    parent = _Parser(add_help=False)
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
+    parent.add_argument(
+        "--ledger",
+        metavar="DIR",
+        help="ledger directory (default: $BVISOR_LEDGER, else $XDG_DATA_HOME/bvisor/ledger)",
+        **default,
+    )
+    parent.add_argument(
+        "--json", action="store_true", help="machine-readable output on stdout", **default
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Append to, verify and read the bvisor evidence ledger.",
+        parents=[_common(False)],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = [_common(True)]
+
+    def add(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary, parents=common)
+
+    append = add("append", "append one event, or a batch of JSON lines from stdin")
+    append.add_argument("--kind", help="event kind, a dotted lower-case name (note.external)")
+    append.add_argument("--run", metavar="RUN_ID", help="run id in hex")
+    append.add_argument("--data", metavar="JSON", help="the payload as inline JSON")
+    append.add_argument("--file", metavar="PATH", help="read the JSON payload from PATH")
+    append.add_argument("source", nargs="?", metavar="-", help="read the JSON payload from stdin")
+    append.add_argument("--batch", action="store_true", help="append JSON lines from stdin")
+    append.add_argument(
+        "--group",
+        type=_positive,
+        default=_DEFAULT_GROUP,
+        metavar="N",
+        help=f"with --batch: commit every N lines (default {_DEFAULT_GROUP})",
+    )
+    append.set_defaults(handler=_cmd_append)
+
+    check = add("verify", "recompute every hash, link and index; exit 0 intact, 1 finding")
+    check.add_argument("--from", dest="start", type=_non_negative, metavar="SEQ")
+    check.add_argument("--to", dest="to", type=_non_negative, metavar="SEQ", help="inclusive")
+    check.add_argument("--expect-head", metavar="SEQ:HASH", help="prove this prefix is intact")
+    check.set_defaults(handler=_cmd_verify)
+
+    log = add("log", "list events, oldest first")
+    log.add_argument("--run", metavar="RUN_ID", help="only this run (hex)")
+    log.add_argument("--kind", help="only this kind, or a pattern such as 'plan.*'")
+    log.add_argument("--limit", type=_positive, metavar="N", help="only the last N matches")
+    log.set_defaults(handler=_cmd_log)
+
+    show = add("show", "print one event with its payload")
+    show.add_argument("seq", type=_non_negative, metavar="SEQ")
+    show.set_defaults(handler=_cmd_show)
+
+    add("runs", "one line per run: id, outcome, time").set_defaults(handler=_cmd_runs)
+    add("head", "print the head as SEQ:HASH (keep it for verify --expect-head)").set_defaults(
+        handler=_cmd_head
+    )
+
+    export = add("export", "every event as JSON Lines, for other tools")
+    export.add_argument("--run", metavar="RUN_ID", help="only this run (hex)")
+    export.set_defaults(handler=_cmd_export)
+    return parser
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    as_json = "--json" in (sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as exc:
+        return _report(as_json, "usage", str(exc), 2)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    as_json = bool(args.json)
+    try:
+        return int(args.handler(args))
+    except _UsageError as exc:
+        return _report(as_json, "usage", str(exc), 2)
+    except _NotFound as exc:
+        return _report(as_json, "not-found", str(exc), 1)
+    except EventNotFoundError as exc:
+        return _report(as_json, "not-found", str(exc), 1)
+    except LedgerCorruptError as exc:
+        return _report(as_json, "corrupt", str(exc), 1)
+    except LedgerForkError as exc:
+        return _report(as_json, "usage", str(exc), 2)
+    except LedgerError as exc:  # not a ledger, bad format, bad kind/payload/run, misuse
+        return _report(as_json, "error", str(exc), 2)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _report(as_json: bool, code: str, message: str, status: int) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    if as_json:
+        _emit({"error": {"code": code, "message": message}})
+    return status
+
+
+def _emit(value: object) -> None:
+    print(json.dumps(value, sort_keys=True))
+
+
+def _ledger_path(args: argparse.Namespace) -> Path:
+    return Path(args.ledger) if args.ledger else default_ledger_path()
+
+
+def _open(args: argparse.Namespace, *, write: bool = False) -> Ledger:
+    path = _ledger_path(args)
+    if write:
+        return Ledger.open(path, create=True)
+    return Ledger.open(path, readonly=True)
+
+
+# -- JSON in and out ----------------------------------------------------------------------
+
+
+class _JsonRefused(ValueError):
+    pass
+
+
+def _refuse_float(text: str) -> NoReturn:
+    raise _JsonRefused(f"number {text} is not an integer (the ledger stores no floats)")
+
+
+def _refuse_constant(text: str) -> NoReturn:
+    raise _JsonRefused(f"{text} is not allowed")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _JsonRefused(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _parse_json(text: str, where: str | None) -> Any:
+    try:
+        return json.loads(
+            text,
+            parse_float=_refuse_float,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_unique_keys,
+        )
+    except _JsonRefused as exc:
+        problem = str(exc)
+    except json.JSONDecodeError as exc:
+        problem = f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    except RecursionError:
+        problem = "JSON nested too deeply"
+    raise _UsageError(problem if where is None else f"{where}: {problem}")
+
+
+def _to_json(value: Value) -> Any:
+    """A canonical value as JSON: byte strings become lowercase hex."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {key: _to_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(item) for item in value]
+    return value
+
+
+def _run_id(text: str | None, where: str = "--run") -> bytes | None:
+    if text is None:
+        return None
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise _UsageError(f"{where}: {text!r} is not a hexadecimal run id") from None
+    try:
+        return check_run_id(raw)
+    except LedgerError as exc:
+        raise _UsageError(f"{where}: {exc}") from None
+
+
+def _time(ns: int) -> str:
+    try:
+        moment = datetime.fromtimestamp(ns / 1_000_000_000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return str(ns)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _head_json(head: Head | None) -> dict[str, Any] | None:
+    return None if head is None else {"seq": head.seq, "hash": head.hash.hex()}
+
+
+def _event_json(event: Event, *, payload: bool, record: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "seq": event.seq,
+        "hash": event.hash.hex(),
+        "prev_hash": event.prev_hash.hex(),
+        "time_ns": event.time_ns,
+        "time": _time(event.time_ns),
+        "kind": event.kind,
+        "run": None if event.run_id is None else event.run_id.hex(),
+        "payload_hash": event.payload_hash.hex(),
+        "version": event.version,
+    }
+    if payload:
+        out["payload"] = _to_json(event.payload)
+    if record:
+        out["record"] = event.raw.hex()
+    return out
+
+
+# -- append -------------------------------------------------------------------------------
+
+
+def _cmd_append(args: argparse.Namespace) -> int:
+    if args.source not in (None, "-"):
+        raise _UsageError(f"append: unexpected argument {args.source!r} (use - for stdin)")
+    sources = [args.data is not None, args.file is not None, args.source == "-"]
+    if args.batch:
+        if any(sources):
+            raise _UsageError("append --batch reads stdin; do not give --data, --file or -")
+        return _append_batch(args)
+    if sum(sources) != 1:
+        raise _UsageError("append: give exactly one of --data JSON, --file PATH or -")
+    if args.kind is None:
+        raise _UsageError("append: --kind is required")
+    kind = _checked_kind(args.kind, "--kind")
+    run_id = _run_id(args.run)
+    if args.data is not None:
+        payload = _parse_json(args.data, "--data")
+    elif args.file is not None:
+        payload = _parse_json(_read_text(args.file), f"--file {args.file}")
+    else:
+        payload = _parse_json(sys.stdin.read(), "stdin")
+    with _open(args, write=True) as ledger:
+        receipt = ledger.append(kind, payload, run_id)
+    if args.json:
+        _emit({"seq": receipt.seq, "hash": receipt.hash.hex()})
+    else:
+        print(f"{receipt.seq}:{receipt.hash.hex()}")
+    return 0
+
+
+def _checked_kind(kind: object, where: str) -> str:
+    try:
+        return check_kind(kind)
+    except LedgerError as exc:
+        raise _UsageError(f"{where}: {exc}") from None
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise _UsageError(f"--file {path}: cannot read ({reason})") from None
+
+
+def _stdin_lines() -> Iterator[str]:
+    """Lines of stdin decoded as UTF-8 one by one, so a bad byte names its line."""
+    binary: IO[bytes] | None = getattr(sys.stdin, "buffer", None)
+    if binary is None:
+        yield from sys.stdin
+        return
+    for number, raw in enumerate(binary, start=1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _BadLine(number, "not valid UTF-8") from None
+
+
+def _batch_item(
+    line: str, number: int, kind: str | None, run_id: bytes | None
+) -> tuple[str, Value, bytes | None]:
+    """Parse and fully validate one batch line, so nothing after a bad line is written."""
+    try:
+        item = _parse_json(line, None)
+        if not isinstance(item, dict):
+            raise _UsageError("expected a JSON object with 'kind', 'run' and 'data'")
+        unknown = sorted(set(item) - {"kind", "run", "data"})
+        if unknown:
+            raise _UsageError(f"unknown field {unknown[0]!r}")
+        if "data" not in item:
+            raise _UsageError("missing field 'data'")
+        if "kind" in item:
+            kind = _checked_kind(item["kind"], "field 'kind'")
+        elif kind is None:
+            raise _UsageError("missing field 'kind' (or give --kind)")
+        if "run" in item:
+            run = item["run"]
+            if run is not None and not isinstance(run, str):
+                raise _UsageError("field 'run' must be a hex string or null")
+            run_id = _run_id(run, "field 'run'")
+        try:
+            encode_payload(item["data"])
+        except LedgerError as exc:
+            raise _UsageError(f"field 'data': {exc}") from None
+    except _BadLine:
+        raise
+    except _UsageError as exc:
+        raise _BadLine(number, str(exc)) from None
+    payload: Value = item["data"]
+    return kind, payload, run_id
+
+
+def _append_batch(args: argparse.Namespace) -> int:
+    kind = None if args.kind is None else _checked_kind(args.kind, "--kind")
+    default_run = _run_id(args.run)
+    receipts = []
+    error: str | None = None
+    error_line: int | None = None
+    with _open(args, write=True) as ledger:
+        group: list[tuple[str, Value, bytes | None]] = []
+        try:
+            for number, line in enumerate(_stdin_lines(), start=1):
+                if not line.strip():
+                    continue
+                group.append(_batch_item(line, number, kind, default_run))
+                if len(group) >= args.group:
+                    receipts.extend(ledger.append_many(group))
+                    group = []
+        except _BadLine as exc:
+            error, error_line = str(exc), exc.line
+        if group:
+            receipts.extend(ledger.append_many(group))
+        head = ledger.head()
+    if error is not None:
+        print(
+            f"{PROG}: {error}; {len(receipts)} earlier events were appended, "
+            "nothing after this line",
+            file=sys.stderr,
+        )
+    summary = {
+        "appended": len(receipts),
+        "first_seq": receipts[0].seq if receipts else None,
+        "last_seq": receipts[-1].seq if receipts else None,
+        "head": _head_json(head),
+        "error": None if error is None else {"line": error_line, "message": error},
+    }
+    if args.json:
+        _emit(summary)
+    elif receipts:
+        print(
+            f"appended {len(receipts)} events (seq {receipts[0].seq}..{receipts[-1].seq}); "
+            f"head {head}"
+        )
+    else:
+        print("appended 0 events")
+    return 2 if error is not None else 0
+
+
+# -- verify -------------------------------------------------------------------------------
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    expect = None if args.expect_head is None else _parse_expected(args.expect_head)
+    start = args.start
+    stop = None if args.to is None else args.to + 1
+    if start is not None and stop is not None and stop <= start:
+        raise _UsageError("verify: --to must not be below --from")
+    progress = None if args.json else _progress_printer(sys.stderr)
+    with _open(args) as ledger:
+        result = verify(ledger, start=start, stop=stop, expect_head=expect, progress=progress)
+    if args.json:
+        _emit(_verify_json(result))
+    else:
+        _print_verify(result)
+    return 0 if result.ok else 1
+
+
+def _parse_expected(text: str) -> Head:
+    try:
+        return parse_head(text)
+    except LedgerUsageError as exc:
+        raise _UsageError(f"--expect-head: {exc}") from None
+
+
+def _progress_printer(stream: IO[str]) -> Callable[[int, int], None] | None:
+    if not stream.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        if total < _PROGRESS_MIN_EVENTS:
+            return
+        end = "\n" if done >= total else ""
+        stream.write(f"\rverifying: {done}/{total} events{end}")
+        stream.flush()
+
+    return show
+
+
+def _verify_json(result: VerifyResult) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "events": result.events,
+        "head": _head_json(result.head),
+        "first_bad_seq": result.first_bad_seq,
+        "findings": [{"seq": f.seq, "code": f.code, "detail": f.detail} for f in result.findings],
+    }
+
+
+def _print_verify(result: VerifyResult) -> None:
+    head = "empty ledger" if result.head is None else f"head {result.head}"
+    if result.ok:
+        print(f"ok: {result.events} events verified; {head}")
+        return
+    print(
+        f"FAILED: {len(result.findings)} finding(s) in {result.events} events; "
+        f"first bad seq {result.first_bad_seq}; {head}"
+    )
+    for finding in result.findings:
+        where = "-" if finding.seq is None else str(finding.seq)
+        print(f"  seq {where}: {finding.code}: {finding.detail}")
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def _matching(events: Iterable[Event], pattern: str | None) -> Iterator[Event]:
+    for event in events:
+        if pattern is None or fnmatch.fnmatchcase(event.kind, pattern):
+            yield event
+
+
+def _cmd_log(args: argparse.Namespace) -> int:
+    run_id = _run_id(args.run)
+    with _open(args) as ledger:
+        if run_id is not None:
+            events: list[Event] = ledger.run_events(run_id)
+            if not events:
+                raise _NotFound(f"no events for run {run_id.hex()}")
+            selected = list(_matching(events, args.kind))
+            if args.limit is not None:
+                selected = selected[-args.limit :]
+            _print_log(args, selected)
+        elif args.limit is not None:
+            newest: list[Event] = []
+            for event in _matching(ledger.events(reverse=True), args.kind):
+                newest.append(event)
+                if len(newest) >= args.limit:
+                    break
+            _print_log(args, list(reversed(newest)))
+        else:
+            _print_log(args, _matching(ledger.events(), args.kind))
+    return 0
+
+
+def _print_log(args: argparse.Namespace, events: Iterable[Event]) -> None:
+    if args.json:
+        _emit([_event_json(event, payload=False) for event in events])
+        return
+    for event in events:
+        run = "-" if event.run_id is None else event.run_id.hex()
+        print(
+            f"{event.seq:>8}  {_time(event.time_ns)}  {event.kind:<16}  {run}  "
+            f"{event.hash.hex()[:16]}"
+        )
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    with _open(args) as ledger:
+        event = ledger.get(args.seq)
+    if args.json:
+        _emit(_event_json(event, payload=True))
+        return 0
+    fields = _event_json(event, payload=False)
+    for name in ("seq", "hash", "prev_hash", "time", "time_ns", "kind", "run", "payload_hash"):
+        value = fields[name]
+        print(f"{name:<13}{'-' if value is None else value}")
+    print("payload:")
+    print(json.dumps(_to_json(event.payload), indent=2, sort_keys=True))
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    with _open(args) as ledger:
+        summaries = ledger.runs()
+    if args.json:
+        _emit(
+            [
+                {
+                    "run": s.run_id.hex(),
+                    "outcome": s.outcome,
+                    "time": _time(s.first_time_ns),
+                    "first_time_ns": s.first_time_ns,
+                    "last_time_ns": s.last_time_ns,
+                    "first_seq": s.first_seq,
+                    "last_seq": s.last_seq,
+                    "events": s.count,
+                    "last_kind": s.last_kind,
+                }
+                for s in summaries
+            ]
+        )
+        return 0
+    for s in summaries:
+        outcome = s.outcome or "incomplete"
+        print(
+            f"{s.run_id.hex()}  {outcome:<15}  {_time(s.first_time_ns)}  "
+            f"{s.count} events (seq {s.first_seq}..{s.last_seq})"
+        )
+    return 0
+
+
+def _cmd_head(args: argparse.Namespace) -> int:
+    with _open(args) as ledger:
+        head = ledger.head()
+    if head is None:
+        if args.json:
+            _emit({"seq": None, "hash": None})
+        print(f"{PROG}: the ledger is empty (no head yet)", file=sys.stderr)
+        return 1
+    if args.json:
+        _emit(_head_json(head))
+    else:
+        print(head)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    run_id = _run_id(args.run)
+    with _open(args) as ledger:
+        if run_id is not None:
+            events: Iterable[Event] = ledger.run_events(run_id)
+            if not events:
+                raise _NotFound(f"no events for run {run_id.hex()}")
+        else:
+            events = ledger.events()
+        for event in events:
+            print(json.dumps(_event_json(event, payload=True, record=True), sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

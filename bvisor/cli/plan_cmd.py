@@ -1,0 +1,124 @@
+"""`bvisor plan SPEC`: admit a spec against this kernel and show the plan, or the refusal.
+
+Nothing runs. Exit 0 with the plan (plan_id, h_a, h_p, h_l, the admitted requirements
+with their enforcement and mechanism, budgets, evidence, the lowering schedule); exit 125
+with the refusal's stable ``code``, the ``requirement`` it concerns and a ``detail``; exit
+2 when the spec file itself is unreadable or invalid (the message names the key path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from bvisor import jsonview
+
+__all__ = ["add_arguments", "plan_document", "render_plan", "run"]
+
+EXIT_USAGE = 2
+EXIT_REFUSED = 125
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", metavar="SPEC", help="spec file (.toml or .json)")
+    parser.add_argument("--json", action="store_true", help="print the plan or refusal as JSON")
+
+
+def plan_document(plan: Any) -> dict[str, Any]:
+    """The JSON shape of an admitted plan."""
+    record = plan.admission
+    return {
+        "admitted": True,
+        "backend": plan.backend,
+        "plan_id": plan.plan_id,
+        "h_p": plan.h_p,
+        "h_a": plan.h_a,
+        "h_l": plan.h_l,
+        "requirements": [
+            {
+                "key": r.key,
+                "policy": r.policy,
+                "enforcement": r.verdict.title,
+                "mechanism": r.mechanism,
+            }
+            for r in record.requirements
+        ],
+        "budgets": [
+            {
+                "dimension": b.dimension,
+                "limit": b.limit,
+                "enforcement": b.granted.title,
+                "mechanism": b.mechanism,
+            }
+            for b in record.budgets
+        ],
+        "evidence": [{"claim": e.claim, "mechanism": e.cell.mechanism} for e in record.evidence],
+        "lowering": [entry.to_value() for entry in plan.entries],
+    }
+
+
+def render_plan(plan: Any) -> str:
+    """A readable summary of an admitted plan."""
+    from bvisor.contract.lowering import Phase
+
+    record = plan.admission
+    lines = [f"bvisor plan: admitted on backend {plan.backend}", ""]
+    lines += [
+        f"  {name:<8} {getattr(plan, name).hex()}" for name in ("plan_id", "h_p", "h_a", "h_l")
+    ]
+    if record.requirements:
+        width = max(len(r.key) for r in record.requirements)
+        lines += ["", "Requirements", f"  {'KEY':<{width}}  {'LEVEL':<10}  MECHANISM"]
+        lines += [
+            f"  {r.key:<{width}}  {r.verdict.title:<10}  {r.mechanism}" for r in record.requirements
+        ]
+    if record.budgets:
+        lines += ["", "Budgets", f"  {'DIMENSION':<15} {'LIMIT':>20}  {'LEVEL':<10}  MECHANISM"]
+        lines += [
+            f"  {b.dimension:<15} {b.limit:>20}  {b.granted.title:<10}  {b.mechanism}"
+            for b in record.budgets
+        ]
+    if record.evidence:
+        lines += ["", "Evidence"]
+        lines += [f"  {e.claim:<22} {e.cell.mechanism}" for e in record.evidence]
+    width = max(len(e.id) for e in plan.entries)
+    lines += ["", "Lowering", f"  {'PHASE':<17} {'ENTRY':<{width}}  PARAM_DIGEST"]
+    for e in plan.entries:
+        phase = f"{e.phase_code} {Phase(e.phase_code).name}"
+        lines.append(f"  {phase:<17} {e.id:<{width}}  {e.param_digest.hex()[:16]}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bvisor.cli.probe_cmd import launcher_path
+    from bvisor.contract import ContractError
+    from bvisor.specfile import SpecFileError, load_spec
+    from planner.errors import PlanRefusal
+    from planner.planning import plan_boundary
+    from planner.probe import linux_profile
+
+    try:
+        spec = load_spec(args.spec)
+    except SpecFileError as exc:
+        print(f"bvisor plan: {exc.describe()}", file=sys.stderr)
+        return EXIT_USAGE
+    except ContractError as exc:
+        print(f"bvisor plan: {args.spec}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    snapshot = linux_profile(launcher_path())
+    try:
+        plan = plan_boundary(spec, snapshot)
+    except PlanRefusal as refusal:
+        if args.json:
+            print(jsonview.dumps({"admitted": False, **refusal.to_value()}, indent=2))
+        else:
+            where = f" ({refusal.requirement})" if refusal.requirement else ""
+            fact = f"\n  missing fact: {refusal.missing_fact}" if refusal.missing_fact else ""
+            print(f"bvisor plan: refused [{refusal.code}]{where}: {refusal.detail}{fact}")
+        return EXIT_REFUSED
+    if args.json:
+        print(jsonview.dumps(plan_document(plan), indent=2))
+    else:
+        print(render_plan(plan))
+    return 0

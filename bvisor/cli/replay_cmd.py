@@ -1,0 +1,139 @@
+"""`bvisor-replay [--ledger DIR] [--json] [RUN_ID ...]`: re-verify recorded runs.
+
+Audits every run in the ledger, or only the named ones; a run id may be given by any
+unique prefix of its hexadecimal form (an unknown or ambiguous prefix is a usage error
+that lists the candidates). Output is a table (run id prefix, verdict, outcome, time)
+followed by the failing checks with their details, or with ``--json``
+``{"ok", "runs": [{"run_id", "verdict", "checks": [{"name", "ok", "detail"}]}]}``.
+
+Exit status: 0 every audited run is verified; 1 any run failed or is incomplete (or the
+ledger is too damaged to audit); 2 bad usage or not a ledger. Progress goes to stderr
+when it is a terminal and the ledger is large. The ledger directory defaults to
+``$BVISOR_LEDGER``, else ``$XDG_DATA_HOME/bvisor/ledger``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from ledger import Ledger, LedgerError, RunSummary, default_ledger_path
+from ledger.errors import LedgerFormatError, LedgerNotFoundError
+from replay import ReplayUsageError, audit
+from replay.audit import Progress
+from replay.render import render_json, render_table
+
+__all__ = ["build_parser", "main", "resolve_run_ids"]
+
+PROG = "bvisor-replay"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_PROGRESS_MIN_RUNS = 500
+_PROGRESS_MIN_EVENTS = 20_000
+
+
+class UsageError(Exception):
+    """Bad arguments: exit 2 with the message."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Re-verify recorded runs from the evidence ledger alone (nothing is run).",
+    )
+    parser.add_argument(
+        "--ledger", metavar="DIR", help="ledger directory (default: $BVISOR_LEDGER, else XDG)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the audit as JSON")
+    parser.add_argument(
+        "run_ids", metavar="RUN_ID", nargs="*", help="run ids or unique hex prefixes (default: all)"
+    )
+    return parser
+
+
+def resolve_run_ids(prefixes: Sequence[str], runs: Sequence[RunSummary]) -> list[bytes]:
+    """Map each hex prefix to the one run id it starts; UsageError if none or several."""
+    chosen: list[bytes] = []
+    for text in prefixes:
+        prefix = text.strip().lower()
+        if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+            raise UsageError(f"run id {text!r}: expected hexadecimal digits")
+        matches = [run.run_id for run in runs if run.run_id.hex().startswith(prefix)]
+        if not matches:
+            raise UsageError(f"run id {text!r}: no run in the ledger starts with it")
+        if len(matches) > 1:
+            shown = ", ".join(m.hex()[:16] for m in matches[:5])
+            more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
+            raise UsageError(
+                f"run id {text!r} is ambiguous: {len(matches)} runs start with it "
+                f"({shown}{more}); give more digits"
+            )
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
+    return chosen
+
+
+def _progress(stream: IO[str]) -> Progress | None:
+    if not stream.isatty():
+        return None
+
+    def show(stage: str, done: int, total: int) -> None:
+        small = total < (_PROGRESS_MIN_EVENTS if stage == "chain" else _PROGRESS_MIN_RUNS)
+        if small or (done % 256 and done < total):
+            return
+        unit = "events chained" if stage == "chain" else "runs audited"
+        end = "\n" if done >= total else ""
+        stream.write(f"\r{PROG}: {done}/{total} {unit}{end}")
+        stream.flush()
+
+    return show
+
+
+def _open(path: Path) -> Ledger:
+    if not path.is_dir():
+        raise UsageError(f"{path}: no ledger here (not a directory)")
+    try:
+        return Ledger.open(path, readonly=True)
+    except (LedgerNotFoundError, LedgerFormatError) as exc:
+        raise UsageError(f"{path}: not a ledger ({exc})") from None
+    except LedgerError as exc:
+        raise UsageError(f"{path}: cannot open the ledger ({exc})") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    path = Path(args.ledger) if args.ledger else default_ledger_path()
+    with _open(path) as ledger:
+        run_ids: list[bytes] | None = None
+        if args.run_ids:
+            try:
+                runs = ledger.runs()
+            except LedgerError as exc:
+                print(f"{PROG}: the ledger's run index cannot be read: {exc}", file=sys.stderr)
+                return EXIT_FAILED
+            run_ids = resolve_run_ids(args.run_ids, runs)
+        progress = None if args.json else _progress(sys.stderr)
+        try:
+            report = audit(ledger, run_ids, progress=progress)
+        except ReplayUsageError as exc:
+            raise UsageError(str(exc)) from None
+    sys.stdout.write(render_json(report) if args.json else render_table(report))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except UsageError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

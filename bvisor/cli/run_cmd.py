@@ -1,0 +1,156 @@
+"""`bvisor run`: plan, run confined, pass output through, seal, record, exit with the status.
+
+Exit status follows the coreutils habit so scripts can wrap bvisor like ``timeout``: the
+workload's own code when it ran; 124 on timeout; 125 when refused at admission, denied by
+the host, or on a supervisor fault; 128+N when killed by signal N; 2 for a usage mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from bvisor import jsonview
+
+__all__ = ["add_arguments", "run", "exit_status_for"]
+
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 124
+EXIT_REFUSED = 125
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", metavar="SPEC", help="spec file (TOML or JSON); default: see README")
+    parser.add_argument(
+        "--lease",
+        metavar="REF=HOSTVAR",
+        action="append",
+        default=[],
+        help="resolve secret lease REF from host environment variable HOSTVAR (repeatable)",
+    )
+    parser.add_argument("--ledger", metavar="DIR", help="ledger to record in (default: $BVISOR_LEDGER "
+                        "or $XDG_DATA_HOME/bvisor/ledger)")
+    parser.add_argument("--no-record", action="store_true", help="do not record the run in a ledger")
+    parser.add_argument("--json", action="store_true", help="print the sealed report as JSON")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
+
+
+def exit_status_for(outcome: str, code: int | None, signal: int | None) -> int:
+    if outcome == "timeout":
+        return EXIT_TIMEOUT
+    if outcome in {"completed", "failed"} and code is not None:
+        return code
+    if signal is not None:
+        return 128 + signal
+    return EXIT_REFUSED
+
+
+def _fail(message: str, status: int = EXIT_USAGE) -> int:
+    print(f"bvisor run: {message}", file=sys.stderr)
+    return status
+
+
+def _leases(pairs: list[str]) -> dict[str, str] | str:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        ref, sep, host_var = pair.partition("=")
+        if not sep or not ref or not host_var:
+            return f"--lease {pair!r}: expected REF=HOSTVAR"
+        if host_var not in os.environ:
+            return f"--lease {pair!r}: host variable {host_var} is not set"
+        values[ref] = os.environ[host_var]
+    return values
+
+
+def _build_spec(args: argparse.Namespace, command: list[str]) -> Any:
+    from bvisor.defaults import default_spec, process_workload
+    from bvisor.specfile import load_spec
+
+    if args.spec is None:
+        return default_spec(command)
+    spec = load_spec(args.spec, workload_override=process_workload(command) if command else None)
+    return spec
+
+
+def run(args: argparse.Namespace) -> int:
+    from bvisor.api import run_confined
+    from bvisor.contract import ContractError
+    from bvisor.specfile import SpecFileError
+    from planner.errors import PlanRefusal
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command and args.spec is None:
+        return _fail("nothing to run: give a spec with --spec or a command after --")
+    leases = _leases(args.lease)
+    if isinstance(leases, str):
+        return _fail(leases)
+    try:
+        spec = _build_spec(args, command)
+    except (SpecFileError, ContractError, ValueError, OSError) as exc:
+        return _fail(str(exc))
+    ledger_choice: Any = False if args.no_record else args.ledger
+
+    def passthrough(stream: Any) -> Any:
+        def write(chunk: bytes) -> None:
+            stream.write(chunk)
+            stream.flush()
+
+        return write
+
+    collected: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+    started = time.monotonic()
+    try:
+        report = run_confined(
+            spec,
+            ledger=ledger_choice,
+            secrets=leases,
+            on_stdout=collected["stdout"].extend if args.json else passthrough(sys.stdout.buffer),
+            on_stderr=collected["stderr"].extend if args.json else passthrough(sys.stderr.buffer),
+            stdin_fd=0 if _wants_stdin(spec) else None,
+        )
+    except PlanRefusal as refusal:
+        if args.json:
+            print(jsonview.dumps({"admitted": False, **refusal.to_value()}))
+        else:
+            where = f" ({refusal.requirement})" if refusal.requirement else ""
+            print(f"bvisor run: refused [{refusal.code}]{where}: {refusal.detail}", file=sys.stderr)
+        return EXIT_REFUSED
+    except Exception as exc:  # a supervisor fault must still end with a clear message
+        from ledger import LedgerError
+        from launcher.locate import LauncherNotFound
+
+        if isinstance(exc, (LedgerError, LauncherNotFound, OSError)):
+            return _fail(str(exc), EXIT_REFUSED)
+        raise
+    body = report.body
+    exit_value = body.exit
+    code = None if exit_value is None else exit_value.code
+    signal = None if exit_value is None else exit_value.signal
+    status = exit_status_for(body.outcome.value, code, signal)
+    if args.json:
+        payload = {"report": body.to_value(), "seal": report.seal, "exit_status": status}
+        for name, data in collected.items():
+            payload[name] = data.decode("utf-8", errors="replace")
+        print(jsonview.dumps(payload))
+        return status
+    elapsed = time.monotonic() - started
+    how = f"exit={code}" if code is not None else f"signal={signal}" if signal is not None else "no exit"
+    print(
+        f"bvisor: {body.outcome.value} ({how}) in {elapsed:.2f}s; plan {body.plan_id.hex()[:16]} "
+        f"run {body.attempt_id.hex()[:16]} seal {report.seal.hex()[:16]}",
+        file=sys.stderr,
+    )
+    for finding in body.findings:
+        print(f"bvisor: finding: {finding}", file=sys.stderr)
+    return status
+
+
+def _wants_stdin(spec: Any) -> bool:
+    from bvisor.contract import CaptureStreams
+
+    return any(isinstance(c, CaptureStreams) and c.streams.stdin for c in spec.controls)

@@ -1,0 +1,357 @@
+"""The Linux backend: probe this kernel, and execute an admitted plan for real.
+
+``execute`` owns the host half of a run: create the run cgroup (limits written before the
+workload exists), assemble the launch body and its fds, start the launcher, enforce the
+wall deadline with ``cgroup.kill``, and tear down — always, even when interrupted. It
+returns an :class:`Execution` of raw facts; sealing the report and recording events is the
+runner's job, so the backend stays testable without a ledger.
+
+Outcome classification (the workload's *real* status, never a guess):
+
+* launcher wrote ``SetupRefused``       -> Unsupported (nothing ran)
+* launcher faulted / died before exec   -> SupervisorFault (nothing ran)
+* host could not prepare (lease, paths) -> Denied (nothing ran)
+* deadline passed and the tree was killed -> Timeout
+* killed by a signal                    -> Killed (signal recorded; the budget named when
+  the kernel's own counters show the memory limit did it)
+* exit code 0 / non-zero                -> Completed / Failed (code recorded)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bvisor.contract import (
+    Budget,
+    BudgetDimension,
+    ExitStatus,
+    MinGuarantee,
+    ObservedFact,
+    Outcome,
+)
+from bvisor.contract import mechanisms as mech
+from bvisor.contract.plan import BoundaryPlan
+from bvisor.contract.profile import ProfileSnapshot
+from bvisor.contract.report import BudgetWitness
+from launcher.cgroups import CgroupError, RunCgroup, create_run_cgroup
+from launcher.launch import LaunchObservation, LaunchOptions, run_launcher
+from launcher.launch_body import LaunchPreparationError, prepare_launch
+from launcher.secrets import NoSecrets, SecretResolver, SecretUnresolved
+
+__all__ = ["LinuxBackend", "Execution", "LINUX_BACKEND_ID", "DEFAULT_STREAM_CAP"]
+
+LINUX_BACKEND_ID = "linux"
+DEFAULT_STREAM_CAP = 16 * 1024 * 1024
+LineCallback = Callable[[str], None]
+ChunkCallback = Callable[[bytes], None]
+
+
+@dataclass
+class Execution:
+    """What happened, as raw facts for the runner to seal."""
+
+    attempt_id: bytes
+    outcome: Outcome
+    exit: ExitStatus | None = None
+    observed: list[ObservedFact] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+    witnesses: list[BudgetWitness] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_total: int = 0
+    stderr_total: int = 0
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    test_hooks: frozenset[str] = frozenset()
+
+    def fact(self, kind: str, detail: str) -> None:
+        self.observed.append(ObservedFact(kind=kind, detail=detail))
+
+
+class LinuxBackend:
+    """Confines with seccomp, Landlock, namespaces and cgroups through the launcher."""
+
+    def __init__(
+        self,
+        launcher_path: str | os.PathLike[str] | None = None,
+        *,
+        dangerous_test_hooks: frozenset[str] = frozenset(),
+    ) -> None:
+        self._launcher_path = None if launcher_path is None else os.fspath(launcher_path)
+        self._test_hooks = frozenset(dangerous_test_hooks)
+
+    @classmethod
+    def with_launcher_path(cls, path: str | os.PathLike[str]) -> LinuxBackend:
+        return cls(path)
+
+    @classmethod
+    def dangerous_with_test_hooks(
+        cls, path: str | os.PathLike[str] | None, hooks: frozenset[str]
+    ) -> LinuxBackend:
+        """A backend whose launcher skips mechanisms while reporting them: tests only.
+
+        Every run it makes says so in its report (a ``test_hook_active`` fact and a finding),
+        so a lying run can never pass for an honest one.
+        """
+        return cls(path, dangerous_test_hooks=hooks)
+
+    def id(self) -> str:
+        return LINUX_BACKEND_ID
+
+    @property
+    def launcher_path(self) -> str:
+        if self._launcher_path is not None:
+            return self._launcher_path
+        from launcher.locate import default_launcher_path
+
+        return default_launcher_path()
+
+    def probe(self) -> ProfileSnapshot:
+        from planner.probe import linux_profile
+
+        return linux_profile(self.launcher_path)
+
+    # ------------------------------------------------------------------------------------
+    def execute(
+        self,
+        plan: BoundaryPlan,
+        *,
+        attempt_id: bytes | None = None,
+        secrets: SecretResolver | None = None,
+        on_control_line: LineCallback | None = None,
+        on_stdout: ChunkCallback | None = None,
+        on_stderr: ChunkCallback | None = None,
+        stdin_fd: int | None = None,
+        stream_cap: int = DEFAULT_STREAM_CAP,
+    ) -> Execution:
+        attempt = attempt_id if attempt_id is not None else os.urandom(32)
+        run = Execution(attempt_id=attempt, outcome=Outcome.SUPERVISOR_FAULT)
+        run.test_hooks = self._test_hooks
+        for hook in sorted(self._test_hooks):
+            run.fact("test_hook_active", hook)
+            run.findings.append(f"DANGEROUS TEST HOOK ACTIVE: {hook} — this run is not evidence")
+        params = {p.entry.id: p.params for p in plan.lowering}
+        _lowering_facts(run, plan, params)
+        cgroup: RunCgroup | None = None
+        started = time.monotonic()
+        observation: LaunchObservation | None = None
+        try:
+            if mech.CGROUP_LEAF.id in params:
+                cgroup = self._prepare_cgroup(run, attempt, params)
+                if cgroup is None:
+                    return run
+            try:
+                prepared = prepare_launch(plan, attempt, secrets or NoSecrets(), cgroup, self._test_hooks)
+            except (LaunchPreparationError, SecretUnresolved) as exc:
+                run.outcome = Outcome.DENIED
+                run.fact("launch_refused_by_host", str(exc))
+                return run
+            for path in prepared.skipped_paths:
+                run.fact("filesystem_root_absent", path)
+            if prepared.landlock_paths:
+                run.fact("filesystem_confined", ", ".join(prepared.landlock_paths))
+            wall = params.get(mech.BUDGET_WALL.id)
+            deadline = None
+            if wall is not None:
+                deadline = started + int(wall["limit_micros"]) / 1_000_000
+            options = LaunchOptions(
+                stdin_fd=stdin_fd,
+                stream_cap=stream_cap,
+                on_stdout=on_stdout,
+                on_stderr=on_stderr,
+                on_control_line=on_control_line,
+                deadline=deadline,
+                on_deadline=(cgroup.kill if cgroup is not None else None),
+            )
+            if cgroup is not None:
+                cgroup.start_sampler()
+            try:
+                observation = run_launcher(self.launcher_path, prepared.plan, prepared.authority, options=options)
+            finally:
+                prepared.close()
+        except KeyboardInterrupt:
+            run.fact("host_interrupted", "the host was interrupted; the run tree was killed")
+            run.outcome = Outcome.KILLED
+            raise
+        finally:
+            wall_micros = int((time.monotonic() - started) * 1_000_000)
+            if cgroup is not None:
+                peak_pids, peak_memory = cgroup.peak_pids(), cgroup.peak_memory()
+                pids_refusals, oom_kills = cgroup.pids_max_events(), cgroup.oom_kills()
+                for problem in cgroup.teardown():
+                    run.fact("cgroup_teardown_incomplete", problem)
+            else:
+                peak_pids = peak_memory = None
+                pids_refusals = oom_kills = 0
+            if observation is not None:
+                _absorb_observation(run, observation)
+                _classify(run, observation, oom_kills)
+            _witness_budgets(
+                run, plan, observation, wall_micros, peak_pids, peak_memory, pids_refusals, oom_kills
+            )
+        return run
+
+    def _prepare_cgroup(self, run: Execution, attempt: bytes, params: dict[str, dict]) -> RunCgroup | None:  # type: ignore[type-arg]
+        leaf = params[mech.CGROUP_LEAF.id]
+        pids = params.get(mech.BUDGET_PIDS.id)
+        memory = params.get(mech.BUDGET_MEMORY.id)
+        name = f"bvisor-{attempt[:8].hex()}"
+        try:
+            cgroup = create_run_cgroup(
+                name,
+                leaf.get("v2_base"),
+                dict(leaf.get("v1_bases", {})),
+                pids_limit=None if pids is None else int(pids["limit"]),
+                pids_hierarchy=None if pids is None else str(pids["hierarchy"]),
+                memory_limit=None if memory is None else int(memory["limit_bytes"]),
+                memory_hierarchy=None if memory is None else str(memory["hierarchy"]),
+            )
+        except CgroupError as exc:
+            run.outcome = Outcome.SUPERVISOR_FAULT
+            run.fact("cgroup_prepare_failed", str(exc))
+            return None
+        leaves = [str(cgroup.v2_leaf)] if cgroup.v2_leaf else []
+        leaves += [str(path) for _, path in sorted(cgroup.v1_leaves.items())]
+        run.fact("cgroup_leaf_prepared", ", ".join(leaves))
+        if cgroup.pids_limit is not None:
+            run.fact("budget_applied", f"process_count pids.max={cgroup.pids_limit} ({cgroup.pids_hierarchy})")
+        if cgroup.memory_limit is not None:
+            run.fact(
+                "budget_applied",
+                f"resident_bytes memory limit={cgroup.memory_limit} ({cgroup.memory_hierarchy})",
+            )
+        return cgroup
+
+
+def _lowering_facts(run: Execution, plan: BoundaryPlan, params: dict[str, dict]) -> None:  # type: ignore[type-arg]
+    """Say, before anything runs, which requirement was lowered to which mechanism."""
+    seccomp = params.get(mech.SECCOMP.id, {})
+    if seccomp.get("deny_new_tasks"):
+        run.fact("child_spawn_lowered", "deny_new_tasks: seccomp denies clone/clone3/fork/vfork")
+    elif mech.CGROUP_LEAF.id in params and _spawn_policy(plan) == "allow_descendants_within_boundary":
+        run.fact("child_spawn_lowered", "allow_descendants_within_boundary: cgroup leaf + cgroup.kill")
+    if mech.NETNS.id in params:
+        run.fact("network_lowered", "deny_all: empty netns in a userns + seccomp socket filter")
+    scrub = params.get(mech.AMBIENT_SCRUB.id)
+    if scrub is not None:
+        keep = ",".join(str(fd) for fd in scrub.get("keep_fds", [0, 1, 2]))
+        run.fact("inherited_fds_lowered", f"only fds {keep} reach the workload")
+        names = ",".join(entry[0] for entry in scrub.get("env", []))
+        run.fact("environment_lowered", f"exact environment: [{names}]")
+
+
+def _spawn_policy(plan: BoundaryPlan) -> str | None:
+    from bvisor.contract import ChildSpawn
+
+    for capability in plan.spec.capabilities:
+        if isinstance(capability, ChildSpawn):
+            return capability.policy.value
+    return None
+
+
+def _absorb_observation(run: Execution, obs: LaunchObservation) -> None:
+    run.lines = list(obs.lines)
+    run.stdout, run.stderr = obs.captured_stdout, obs.captured_stderr
+    run.stdout_total, run.stderr_total = obs.stdout_total, obs.stderr_total
+    run.stdout_truncated, run.stderr_truncated = obs.stdout_truncated, obs.stderr_truncated
+    run.fact("launcher_identity", obs.launcher_identity)
+    for note in obs.notes:
+        run.fact("launcher_note", note)
+    if obs.workload_pid is not None:
+        run.fact("workload_launched", f"pid={obs.workload_pid}")
+    run.fact("launcher_terminal", obs.terminal or "none")
+    for name, total, truncated in (
+        ("stdout", obs.stdout_total, obs.stdout_truncated),
+        ("stderr", obs.stderr_total, obs.stderr_truncated),
+    ):
+        run.fact("stream_captured", f"{name} bytes={total}")
+        if truncated:
+            run.fact("stream_truncated", f"{name}: kept the first bytes up to the cap of {total} written")
+
+
+def _classify(run: Execution, obs: LaunchObservation, oom_kills: int) -> None:
+    if obs.terminal == "SetupRefused":
+        run.outcome = Outcome.UNSUPPORTED
+        return
+    if not obs.exec_succeeded():
+        run.outcome = Outcome.SUPERVISOR_FAULT
+        return
+    if obs.workload_exit_signal is not None:
+        run.exit = ExitStatus(code=None, signal=obs.workload_exit_signal)
+    elif obs.workload_exit_code is not None:
+        run.exit = ExitStatus(code=obs.workload_exit_code, signal=None)
+    else:
+        run.outcome = Outcome.SUPERVISOR_FAULT
+        run.fact("workload_status_unknown", "the launcher did not report the workload's status")
+        return
+    if obs.deadline_hit:
+        run.outcome = Outcome.TIMEOUT
+        run.fact("budget_exceeded", "wall_micros: deadline passed; run tree killed with cgroup.kill")
+    elif run.exit.signal is not None:
+        run.outcome = Outcome.KILLED
+        if oom_kills:
+            run.fact("budget_exceeded", f"resident_bytes: the kernel OOM-killed {oom_kills} task(s)")
+    elif run.exit.code == 0:
+        run.outcome = Outcome.COMPLETED
+    else:
+        run.outcome = Outcome.FAILED
+
+
+def _witness_budgets(
+    run: Execution,
+    plan: BoundaryPlan,
+    obs: LaunchObservation | None,
+    wall_micros: int,
+    peak_pids: int | None,
+    peak_memory: int | None,
+    pids_refusals: int,
+    oom_kills: int,
+) -> None:
+    rusage = obs.workload_rusage if obs is not None else {}
+    cpu = None
+    if "utime_us" in rusage:
+        cpu = int(rusage["utime_us"]) + int(rusage.get("stime_us", 0))
+    resident = peak_memory
+    resident_source = "cgroup memory peak"
+    if resident is None and "maxrss_kb" in rusage:
+        resident, resident_source = int(rusage["maxrss_kb"]) * 1024, "rusage maxrss"
+    if peak_pids is not None:
+        run.fact("process_count_witnessed", f"peak={peak_pids} refused_forks={pids_refusals}")
+    observed: dict[BudgetDimension, tuple[int | None, str]] = {
+        BudgetDimension.WALL_MICROS: (wall_micros, "host monotonic clock"),
+        BudgetDimension.CPU_MICROS: (cpu, "rusage utime+stime"),
+        BudgetDimension.RESIDENT_BYTES: (resident, resident_source),
+        BudgetDimension.PROCESS_COUNT: (peak_pids, "cgroup task count peak"),
+        BudgetDimension.HANDLE_COUNT: (None, "not witnessed by this backend"),
+        BudgetDimension.STORAGE_BYTES: (None, "not witnessed by this backend"),
+        BudgetDimension.NETWORK_BYTES: (
+            (0, "empty network namespace") if any(f.kind == "network_lowered" for f in run.observed) else (None, "not witnessed by this backend")
+        ),
+    }
+    for dimension, budget in plan.spec.budgets.items():
+        value, source = observed[dimension]
+        exceeded = value is not None and value > budget.limit
+        if dimension is BudgetDimension.RESIDENT_BYTES and oom_kills:
+            exceeded = True
+        run.witnesses.append(
+            BudgetWitness(
+                dimension=dimension,
+                limit=budget.limit,
+                guarantee=_guarantee_text(budget),
+                observed=value,
+                exceeded=exceeded,
+                source=source,
+            )
+        )
+        if exceeded and budget.guarantee is MinGuarantee.MEDIATED:
+            run.findings.append(
+                f"mediated budget {dimension.value} exceeded: observed {value} > limit {budget.limit}"
+            )
+
+
+def _guarantee_text(budget: Budget) -> str:
+    return budget.guarantee.value

@@ -1,0 +1,6 @@
+"""The basement: the only modules in bvisor that make raw confinement syscalls.
+
+Everything above (``launcher.process``, ``launcher.launch``) orchestrates these small
+wrappers; keeping them here makes the set of kernel interfaces bvisor touches auditable in
+one place. ``child_window.c`` is the C code that runs between clone3 and exec.
+"""

@@ -1,0 +1,123 @@
+"""Landlock rulesets, built in the launcher before clone3 from the host's root fds.
+
+The launcher creates the ruleset and adds one path-beneath rule per root fd *before* the
+child exists; the child window only calls ``landlock_restrict_self(ruleset_fd)``. Rules
+are added against the fds the host opened (never a path), so what is allowed is exactly
+the directory the host named at planning time.
+
+Access sets: the ruleset handles every filesystem right the running ABI knows (so nothing
+the kernel can restrict is left unrestricted); a ``read`` root is granted read-file,
+read-dir and execute; ``write`` and ``read_write`` roots are granted every handled right.
+A root that is a regular file gets only the rights that apply to files (the kernel
+rejects directory rights on a file rule).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+
+from launcher.basement import window
+
+__all__ = [
+    "LandlockError",
+    "LandlockRuleset",
+    "abi_version",
+    "access_for",
+    "create_ruleset",
+    "handled_access_for_abi",
+]
+
+ACCESS_FS_EXECUTE = 1 << 0
+ACCESS_FS_WRITE_FILE = 1 << 1
+ACCESS_FS_READ_FILE = 1 << 2
+ACCESS_FS_READ_DIR = 1 << 3
+ACCESS_FS_REMOVE_DIR = 1 << 4
+ACCESS_FS_REMOVE_FILE = 1 << 5
+ACCESS_FS_MAKE_CHAR = 1 << 6
+ACCESS_FS_MAKE_DIR = 1 << 7
+ACCESS_FS_MAKE_REG = 1 << 8
+ACCESS_FS_MAKE_SOCK = 1 << 9
+ACCESS_FS_MAKE_FIFO = 1 << 10
+ACCESS_FS_MAKE_BLOCK = 1 << 11
+ACCESS_FS_MAKE_SYM = 1 << 12
+ACCESS_FS_REFER = 1 << 13  # ABI 2
+ACCESS_FS_TRUNCATE = 1 << 14  # ABI 3
+ACCESS_FS_IOCTL_DEV = 1 << 15  # ABI 5
+
+_ABI1 = (1 << 13) - 1
+_BY_ABI = {
+    1: _ABI1,
+    2: _ABI1 | ACCESS_FS_REFER,
+    3: _ABI1 | ACCESS_FS_REFER | ACCESS_FS_TRUNCATE,
+    4: _ABI1 | ACCESS_FS_REFER | ACCESS_FS_TRUNCATE,
+    5: _ABI1 | ACCESS_FS_REFER | ACCESS_FS_TRUNCATE | ACCESS_FS_IOCTL_DEV,
+}
+_FILE_RIGHTS = (
+    ACCESS_FS_EXECUTE
+    | ACCESS_FS_WRITE_FILE
+    | ACCESS_FS_READ_FILE
+    | ACCESS_FS_TRUNCATE
+    | ACCESS_FS_IOCTL_DEV
+)
+_READ_RIGHTS = ACCESS_FS_EXECUTE | ACCESS_FS_READ_FILE | ACCESS_FS_READ_DIR
+
+
+class LandlockError(OSError):
+    """Landlock is unavailable or refused a ruleset operation (errno preserved)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LandlockRuleset:
+    """An open ruleset fd (O_CLOEXEC) ready for restrict_self in the child."""
+
+    fd: int
+    abi: int
+    handled: int
+    rules: int
+
+
+def abi_version() -> int:
+    """The kernel's Landlock ABI; raises LandlockError(ENOSYS/EOPNOTSUPP) when absent."""
+    result = int(window.load().lib.bv_landlock_abi())
+    if result < 0:
+        raise LandlockError(-result, f"landlock unavailable: {os.strerror(-result)}")
+    return result
+
+
+def handled_access_for_abi(abi: int) -> int:
+    """Every filesystem right the given ABI can restrict (ABIs above 5 add no fs rights)."""
+    return _BY_ABI[min(max(abi, 1), 5)]
+
+
+def access_for(access: str, handled: int, *, is_directory: bool) -> int:
+    """The rights granted beneath one root for ``read`` / ``write`` / ``read_write``."""
+    granted = (_READ_RIGHTS if access == "read" else handled) & handled
+    if not is_directory:
+        granted &= _FILE_RIGHTS
+    return granted
+
+
+def create_ruleset(abi: int, roots: list[tuple[int, str]]) -> LandlockRuleset:
+    """Create a ruleset handling everything ``abi`` knows, with one rule per (fd, access)."""
+    lib = window.load().lib
+    handled = handled_access_for_abi(abi)
+    fd = int(lib.bv_landlock_create_ruleset(handled))
+    if fd < 0:
+        raise LandlockError(-fd, f"landlock_create_ruleset: {os.strerror(-fd)}")
+    try:
+        for root_fd, access in roots:
+            is_dir = stat.S_ISDIR(os.fstat(root_fd).st_mode)
+            allowed = access_for(access, handled, is_directory=is_dir)
+            rc = int(lib.bv_landlock_add_path_rule(fd, allowed, root_fd))
+            if rc < 0:
+                raise LandlockError(-rc, f"landlock_add_rule(fd {root_fd}): {os.strerror(-rc)}")
+    except BaseException:
+        os.close(fd)
+        raise
+    if os.get_inheritable(fd):
+        os.close(fd)
+        raise LandlockError(errno.EINVAL, "ruleset fd is not close-on-exec")
+    return LandlockRuleset(fd=fd, abi=abi, handled=handled, rules=len(roots))

@@ -1,0 +1,334 @@
+"""Run cgroups on the host side: create a leaf per run, cap it, watch it, kill it, remove it.
+
+Why it looks like this:
+
+* Leaves are created *beneath* the cgroup this process already belongs to, in every
+  hierarchy the plan uses (the v2 tree for placement and ``cgroup.kill``; v1 ``pids`` and
+  ``memory`` controllers on hybrid hosts). The bases come from the plan's recorded profile
+  (the planner probed them), so the run uses exactly the hierarchy h_p committed to; we
+  re-check here that each base is still an ancestor-or-self of our own cgroup and refuse
+  otherwise, so a workload can never escape the accounting of whoever started bvisor.
+* Limits are written before the workload exists; the launcher places the child with
+  CLONE_INTO_CGROUP (v2) and by writing its pid into each v1 leaf before releasing it, so no
+  instruction of the workload runs outside its leaf.
+* Teardown always runs and never raises: ``cgroup.kill`` on the v2 leaf (which holds every
+  descendant, whatever v1 leaves they are in), drain until empty, remove every leaf. What
+  could not be done is returned as text for a ``cgroup_teardown_incomplete`` fact.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "CgroupError",
+    "RunCgroup",
+    "own_cgroup_path",
+    "create_run_cgroup",
+]
+
+_DRAIN_TIMEOUT_S = 5.0
+
+
+class CgroupError(RuntimeError):
+    """A run cgroup could not be prepared; the workload must not start."""
+
+
+def own_cgroup_path(controller: str | None) -> str | None:
+    """This process's cgroup path in the v1 ``controller`` hierarchy, or in v2 for None."""
+    with open("/proc/self/cgroup", encoding="utf-8") as handle:
+        for line in handle:
+            hierarchy_id, controllers, path = line.rstrip("\n").split(":", 2)
+            if controller is None and hierarchy_id == "0" and controllers == "":
+                return path
+            if controller is not None and controller in controllers.split(","):
+                return path
+    return None
+
+
+def _check_beneath_own(base: str, mount: str, own: str | None) -> None:
+    """Refuse a base that is not our own cgroup or beneath it."""
+    if own is None:
+        raise CgroupError(f"this process has no cgroup in the hierarchy mounted at {mount}")
+    own_dir = os.path.normpath(os.path.join(mount, own.lstrip("/")))
+    base_norm = os.path.normpath(base)
+    if base_norm != own_dir and not base_norm.startswith(own_dir + os.sep):
+        raise CgroupError(
+            f"cgroup base {base} is not beneath this process's own cgroup {own_dir}; "
+            "refusing to place a workload outside the caller's accounting"
+        )
+
+
+def _mount_of(base: str, controller: str | None) -> str:
+    """The mount point a recorded base lives under (v2 unified mount or /sys/fs/cgroup/X)."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        best = ""
+        for line in handle:
+            left, _, right = line.partition(" - ")
+            fstype, _, options = right.split(" ", 2)
+            mount_point = left.split(" ")[4]
+            if controller is None and fstype != "cgroup2":
+                continue
+            if controller is not None and (
+                fstype != "cgroup" or controller not in options.strip().split(",")
+            ):
+                continue
+            if (base == mount_point or base.startswith(mount_point.rstrip("/") + "/")) and len(
+                mount_point
+            ) > len(best):
+                best = mount_point
+    if not best:
+        what = "cgroup2" if controller is None else f"cgroup v1 {controller}"
+        raise CgroupError(f"{base} is not inside a mounted {what} hierarchy")
+    return best
+
+
+def _write(path: Path, text: str) -> None:
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write(text)
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        raw = path.read_text(encoding="ascii").strip()
+    except OSError:
+        return None
+    if raw == "max":
+        return None
+    try:
+        return int(raw.split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def _read_keyed(path: Path) -> dict[str, int]:
+    result: dict[str, int] = {}
+    try:
+        text = path.read_text(encoding="ascii")
+    except OSError:
+        return result
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            result[parts[0]] = int(parts[1])
+    return result
+
+
+@dataclass
+class RunCgroup:
+    """The leaves of one run, with the limits written into them and a peak-pids sampler."""
+
+    name: str
+    v2_leaf: Path | None
+    v1_leaves: dict[str, Path]
+    pids_limit: int | None = None
+    pids_hierarchy: str | None = None
+    memory_limit: int | None = None
+    memory_hierarchy: str | None = None
+    _peak_pids: int = 0
+    _sampler: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    # -- descriptors handed to the launcher -------------------------------------------
+    def open_v2_fd(self) -> int | None:
+        if self.v2_leaf is None:
+            return None
+        return os.open(self.v2_leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def open_v1_fds(self) -> list[tuple[str, int]]:
+        return [
+            (name, os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            for name, path in sorted(self.v1_leaves.items())
+        ]
+
+    # -- observation --------------------------------------------------------------------
+    def procs(self) -> list[int]:
+        """Pids in the v2 leaf (every task of the run, whatever v1 leaves it is in)."""
+        leaf = self.v2_leaf or next(iter(self.v1_leaves.values()), None)
+        if leaf is None:
+            return []
+        try:
+            text = (leaf / "cgroup.procs").read_text(encoding="ascii")
+        except OSError:
+            return []
+        return [int(tok) for tok in text.split()]
+
+    def _pids_current(self) -> int | None:
+        if "pids" in self.v1_leaves:
+            return _read_int(self.v1_leaves["pids"] / "pids.current")
+        if self.v2_leaf is not None and (self.v2_leaf / "pids.current").exists():
+            return _read_int(self.v2_leaf / "pids.current")
+        return len(self.procs()) if self.v2_leaf is not None else None
+
+    def start_sampler(self, interval_s: float = 0.01) -> None:
+        """Sample the task count so a peak is known even without a kernel pids.peak."""
+
+        def sample() -> None:
+            while not self._stop.wait(interval_s):
+                current = self._pids_current()
+                if current is not None and current > self._peak_pids:
+                    self._peak_pids = current
+
+        self._sampler = threading.Thread(target=sample, name="bvisor-cgroup-sampler", daemon=True)
+        self._sampler.start()
+
+    def stop_sampler(self) -> None:
+        self._stop.set()
+        if self._sampler is not None:
+            self._sampler.join()
+
+    def peak_pids(self) -> int | None:
+        """The highest task count seen: kernel pids.peak where it exists, else sampled."""
+        kernel_peak = None
+        for leaf in (self.v1_leaves.get("pids"), self.v2_leaf):
+            if leaf is not None and (leaf / "pids.peak").exists():
+                kernel_peak = _read_int(leaf / "pids.peak")
+        sampled = self._peak_pids or None
+        if kernel_peak is not None and sampled is not None:
+            return max(kernel_peak, sampled)
+        return kernel_peak if kernel_peak is not None else sampled
+
+    def pids_max_events(self) -> int:
+        """How many forks the kernel refused at pids.max (pids.events "max")."""
+        leaf = self.v1_leaves.get("pids") if self.pids_hierarchy == "v1" else self.v2_leaf
+        if leaf is None:
+            return 0
+        return _read_keyed(leaf / "pids.events").get("max", 0)
+
+    def peak_memory(self) -> int | None:
+        if "memory" in self.v1_leaves:
+            return _read_int(self.v1_leaves["memory"] / "memory.max_usage_in_bytes")
+        if self.v2_leaf is not None and (self.v2_leaf / "memory.peak").exists():
+            return _read_int(self.v2_leaf / "memory.peak")
+        return None
+
+    def oom_kills(self) -> int:
+        """How many tasks the kernel OOM-killed for this leaf's memory limit."""
+        if "memory" in self.v1_leaves:
+            control = _read_keyed(self.v1_leaves["memory"] / "memory.oom_control")
+            return control.get("oom_kill", 0)
+        if self.v2_leaf is not None:
+            return _read_keyed(self.v2_leaf / "memory.events").get("oom_kill", 0)
+        return 0
+
+    # -- teardown -----------------------------------------------------------------------
+    def kill(self) -> bool:
+        """Kill every task of the run at once (cgroup.kill); False if not possible."""
+        if self.v2_leaf is None:
+            return False
+        try:
+            _write(self.v2_leaf / "cgroup.kill", "1")
+        except OSError:
+            return False
+        return True
+
+    def teardown(self) -> list[str]:
+        """Kill, drain, remove. Never raises; returns what was left behind."""
+        self.stop_sampler()
+        problems: list[str] = []
+        if self.v2_leaf is not None and self.v2_leaf.exists() and not self.kill():
+            problems.append(f"cgroup.kill failed on {self.v2_leaf}")
+        deadline = time.monotonic() + _DRAIN_TIMEOUT_S
+        while self.procs() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        left = self.procs()
+        if left:
+            problems.append(f"{len(left)} task(s) still in the run cgroup: {left[:8]}")
+        leaves = [*self.v1_leaves.values(), *([self.v2_leaf] if self.v2_leaf else [])]
+        for leaf in leaves:
+            problems.extend(_remove_leaf(leaf, deadline))
+        return problems
+
+
+def _remove_leaf(leaf: Path, deadline: float) -> list[str]:
+    while True:
+        try:
+            os.rmdir(leaf)
+            return []
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            if exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                time.sleep(0.005)
+                continue
+            return [f"could not remove {leaf}: {exc.strerror}"]
+
+
+def create_run_cgroup(
+    name: str,
+    v2_base: str | None,
+    v1_bases: Mapping[str, str],
+    *,
+    pids_limit: int | None = None,
+    pids_hierarchy: str | None = None,
+    memory_limit: int | None = None,
+    memory_hierarchy: str | None = None,
+) -> RunCgroup:
+    """Create the run's leaves and write its limits; on any failure remove what was made."""
+    if "/" in name or name in {"", ".", ".."}:
+        raise CgroupError(f"invalid run cgroup name {name!r}")
+    run = RunCgroup(name=name, v2_leaf=None, v1_leaves={})
+    try:
+        if v2_base is not None:
+            _check_beneath_own(v2_base, _mount_of(v2_base, None), own_cgroup_path(None))
+            run.v2_leaf = _make_leaf(Path(v2_base), name)
+        for controller, base in sorted(v1_bases.items()):
+            _check_beneath_own(base, _mount_of(base, controller), own_cgroup_path(controller))
+            run.v1_leaves[controller] = _make_leaf(Path(base), name)
+        if pids_limit is not None:
+            _write_pids_limit(run, pids_limit, pids_hierarchy)
+        if memory_limit is not None:
+            _write_memory_limit(run, memory_limit, memory_hierarchy)
+    except (OSError, CgroupError) as exc:
+        leftovers = run.teardown()
+        detail = f"; cleanup: {'; '.join(leftovers)}" if leftovers else ""
+        if isinstance(exc, CgroupError):
+            raise CgroupError(f"{exc}{detail}") from None
+        raise CgroupError(f"preparing the run cgroup failed: {exc}{detail}") from None
+    return run
+
+
+def _make_leaf(base: Path, name: str) -> Path:
+    leaf = base / name
+    os.mkdir(leaf, 0o755)
+    return leaf
+
+
+def _write_pids_limit(run: RunCgroup, limit: int, hierarchy: str | None) -> None:
+    leaf = run.v1_leaves.get("pids") if hierarchy == "v1" else run.v2_leaf
+    if leaf is None:
+        raise CgroupError(f"no {hierarchy} pids leaf for the process_count budget")
+    _write(leaf / "pids.max", str(limit))
+    if _read_int(leaf / "pids.max") != limit:
+        raise CgroupError(f"pids.max did not take the value {limit}")
+    run.pids_limit, run.pids_hierarchy = limit, hierarchy
+
+
+def _write_memory_limit(run: RunCgroup, limit: int, hierarchy: str | None) -> None:
+    if hierarchy == "v1":
+        leaf = run.v1_leaves.get("memory")
+        if leaf is None:
+            raise CgroupError("no v1 memory leaf for the resident_bytes budget")
+        _write(leaf / "memory.limit_in_bytes", str(limit))
+        swap_limit = leaf / "memory.memsw.limit_in_bytes"
+        if swap_limit.exists():  # without it the workload could page out past its budget
+            _write(swap_limit, str(limit))
+        applied = _read_int(leaf / "memory.limit_in_bytes")
+    else:
+        if run.v2_leaf is None:
+            raise CgroupError("no v2 leaf for the resident_bytes budget")
+        leaf = run.v2_leaf
+        _write(leaf / "memory.max", str(limit))
+        if (leaf / "memory.swap.max").exists():
+            _write(leaf / "memory.swap.max", "0")
+        applied = _read_int(leaf / "memory.max")
+    # The kernel rounds limits down to a page multiple; accept that, nothing looser.
+    if applied is None or applied > limit or applied < limit - os.sysconf("SC_PAGE_SIZE"):
+        raise CgroupError(f"memory limit did not take the value {limit} (kernel has {applied})")
+    run.memory_limit, run.memory_hierarchy = limit, hierarchy

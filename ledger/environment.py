@@ -1,0 +1,355 @@
+"""One LMDB environment per ledger directory per process: opening, growing, fork safety.
+
+LMDB forbids opening one environment twice in a process (its POSIX locks belong to the
+process, so a second handle's close would drop the first one's locks), and an environment
+must never be used by a process forked after it was opened (the child would share the
+parent's reader slots and mutex state). So every :class:`ledger.Ledger` handle borrows a
+reference-counted :class:`Environment` from a module-level cache keyed by the directory's
+real path, and every use checks the process id recorded when it was opened.
+
+The map grows by itself. A write that fails with ``MDB_MAP_FULL`` is retried after
+``mdb_env_set_mapsize`` to a larger size, and a transaction refused with
+``MDB_MAP_RESIZED`` (another process grew the map beyond ours) is retried after adopting
+the size on disk. LMDB allows ``set_mapsize`` only while this process has no transaction
+open, so every transaction runs under the shared side of a per-environment gate and a
+resize takes the exclusive side; iterators therefore never hold a transaction across a
+``yield``.
+
+Layout (DESIGN.md §6): named databases ``events`` (8-byte big-endian seq -> record),
+``runs`` (run_id + 4-byte big-endian index -> 8-byte seq) and ``meta`` with keys
+``format_version`` (4-byte big-endian, currently 1), ``ledger_id`` (16 random bytes),
+``head_seq`` (8-byte big-endian) and ``head_hash`` (32 bytes); an empty ledger has no head
+keys. The directory is created 0700 and the LMDB files 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import lmdb
+
+from ledger.errors import (
+    LedgerError,
+    LedgerForkError,
+    LedgerFormatError,
+    LedgerNotFoundError,
+    LedgerUsageError,
+)
+from ledger.record import LEDGER_ID_BYTES, genesis_hash
+
+__all__ = [
+    "FORMAT_VERSION",
+    "META_FORMAT_VERSION",
+    "META_HEAD_HASH",
+    "META_HEAD_SEQ",
+    "META_LEDGER_ID",
+    "Environment",
+    "acquire",
+    "seq_key",
+]
+
+FORMAT_VERSION: Final = 1
+META_FORMAT_VERSION: Final = b"format_version"
+META_LEDGER_ID: Final = b"ledger_id"
+META_HEAD_SEQ: Final = b"head_seq"
+META_HEAD_HASH: Final = b"head_hash"
+
+INITIAL_MAP_SIZE: Final = 64 * 1024 * 1024
+_MAP_ALIGN: Final = 1024 * 1024
+_MAX_MAP_SIZE: Final = 1 << 44  # 16 TiB: past this, growth is a bug, not a need
+_MAX_DBS: Final = 4
+_LMDB_FILES: Final = frozenset({"data.mdb", "lock.mdb"})
+
+T = TypeVar("T")
+
+
+def seq_key(seq: int) -> bytes:
+    """The ``events`` key of ``seq``: 8 bytes big-endian, so keys sort in seq order."""
+    return seq.to_bytes(8, "big")
+
+
+class _Gate:
+    """A readers-writer gate: many transactions at once, or one map resize alone."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive:
+                self._cond.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive or self._shared:
+                self._cond.wait()
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+class Environment:
+    """An open LMDB environment of one ledger, shared by every handle in this process."""
+
+    def __init__(self, path: str, env: Any, readonly: bool) -> None:
+        self.path = path
+        self.env = env
+        self.readonly = readonly
+        self.pid = os.getpid()
+        self.refs = 0
+        self.gate = _Gate()
+        self.events: Any = None
+        self.runs: Any = None
+        self.meta: Any = None
+        self.ledger_id = b""
+        self.genesis = b""
+
+    def check_process(self) -> None:
+        """Refuse use from a process forked after the environment was opened."""
+        if os.getpid() != self.pid:
+            raise LedgerForkError(
+                f"ledger {self.path} was opened in process {self.pid} and cannot be used "
+                f"after fork (in process {os.getpid()}); open it in a fresh process"
+            )
+
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        """A read transaction, retried once the map is adopted if another process grew it."""
+        self.check_process()
+        while True:
+            with self.gate.shared():
+                try:
+                    txn = self.env.begin(write=False)
+                except lmdb.MapResizedError:
+                    txn = None
+                if txn is not None:
+                    try:
+                        yield txn
+                    finally:
+                        txn.abort()
+                    return
+            self._resize(0)
+
+    def write(self, action: Callable[[Any], T], size_hint: int) -> T:
+        """Run ``action(txn)`` in one durable write transaction, growing the map as needed.
+
+        ``action`` must be safe to run again: a full map aborts the transaction, the map is
+        grown, and the whole transaction (head read included) is redone.
+        """
+        if self.readonly:
+            raise LedgerUsageError(f"ledger {self.path} is open read-only")
+        while True:
+            self.check_process()
+            with self.gate.shared():
+                try:
+                    with self.env.begin(write=True) as txn:
+                        return action(txn)
+                except lmdb.MapFullError:
+                    grow_to = self._grown_size(size_hint)
+                except lmdb.MapResizedError:
+                    grow_to = 0
+            self._resize(grow_to)
+
+    def _grown_size(self, size_hint: int) -> int:
+        current = int(self.env.info()["map_size"])
+        wanted = max(current * 2, current + 2 * size_hint)
+        wanted = -(-wanted // _MAP_ALIGN) * _MAP_ALIGN
+        if wanted > _MAX_MAP_SIZE:
+            raise LedgerError(f"ledger {self.path}: map would exceed {_MAX_MAP_SIZE} bytes")
+        return wanted
+
+    def _resize(self, size: int) -> None:
+        """Grow the map to ``size`` (0: adopt the size another process set)."""
+        with self.gate.exclusive():
+            self.check_process()
+            self.env.set_mapsize(size)
+
+
+_CACHE: dict[str, Environment] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def acquire(
+    path: str | os.PathLike[str],
+    *,
+    create: bool,
+    readonly: bool,
+    ledger_id: bytes | None,
+    map_size: int | None,
+) -> Environment:
+    """Borrow the process's environment for ``path``, opening (and creating) it if needed."""
+    if create and readonly:
+        raise LedgerUsageError("a ledger cannot be created read-only")
+    directory = _prepare_directory(Path(path), create)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(directory)
+        if cached is not None:
+            cached.check_process()
+            if cached.readonly and not readonly:
+                raise LedgerUsageError(
+                    f"ledger {directory} is already open read-only in this process; "
+                    "close those handles before opening it for writing"
+                )
+            if ledger_id is not None and ledger_id != cached.ledger_id:
+                raise LedgerUsageError(f"ledger {directory} has a different ledger_id")
+            cached.refs += 1
+            return cached
+        environment = _open(directory, create, readonly, ledger_id, map_size)
+        environment.refs = 1
+        _CACHE[directory] = environment
+        return environment
+
+
+def release(environment: Environment) -> None:
+    """Return a borrowed environment; the last release closes it (never after fork)."""
+    with _CACHE_LOCK:
+        environment.refs -= 1
+        if environment.refs > 0:
+            return
+        if _CACHE.get(environment.path) is environment:
+            del _CACHE[environment.path]
+        if os.getpid() == environment.pid:
+            environment.env.close()
+
+
+def _prepare_directory(path: Path, create: bool) -> str:
+    """Check (or create, 0700) the ledger directory; return its real path."""
+    try:
+        if not path.exists():
+            if not create:
+                raise LedgerNotFoundError(f"no ledger at {path} (the directory does not exist)")
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(path, 0o700)
+        if not path.is_dir():
+            raise LedgerNotFoundError(f"{path} is not a ledger (not a directory)")
+        if not (path / "data.mdb").exists():
+            if not create:
+                raise LedgerNotFoundError(f"no ledger at {path} (no data.mdb in the directory)")
+            stray = sorted(set(os.listdir(path)) - _LMDB_FILES)
+            if stray:
+                raise LedgerNotFoundError(
+                    f"refusing to create a ledger in {path}: the directory already holds "
+                    f"other files ({', '.join(stray[:3])})"
+                )
+    except OSError as exc:
+        raise LedgerError(f"cannot use ledger directory {path}: {exc.strerror or exc}") from None
+    return os.path.realpath(path)
+
+
+def _open(
+    directory: str,
+    create: bool,
+    readonly: bool,
+    ledger_id: bytes | None,
+    map_size: int | None,
+) -> Environment:
+    data_file = os.path.join(directory, "data.mdb")
+    existing = os.path.getsize(data_file) if os.path.exists(data_file) else 0
+    size = max(map_size or INITIAL_MAP_SIZE, existing + existing // 2)
+    size = -(-size // _MAP_ALIGN) * _MAP_ALIGN if size >= _MAP_ALIGN else size
+    try:
+        env = lmdb.open(
+            directory,
+            map_size=size,
+            subdir=True,
+            readonly=readonly,
+            create=create,
+            mode=0o600,
+            max_dbs=_MAX_DBS,
+            lock=True,
+            sync=True,
+            metasync=True,
+            max_spare_txns=1,
+        )
+    except lmdb.Error as exc:
+        raise LedgerNotFoundError(f"{directory} is not a usable ledger: {exc}") from None
+    environment = Environment(directory, env, readonly)
+    try:
+        if create:
+            for name in _LMDB_FILES:
+                os.chmod(os.path.join(directory, name), 0o600)
+        if not readonly:
+            env.reader_check()  # free reader slots left by killed processes
+        _open_databases(environment, create, ledger_id)
+    except BaseException:
+        env.close()
+        raise
+    return environment
+
+
+def _open_databases(environment: Environment, create: bool, ledger_id: bytes | None) -> None:
+    env = environment.env
+    try:
+        if environment.readonly:
+            # Handles opened inside a read transaction die with it; let LMDB own these.
+            environment.events = env.open_db(b"events", create=False)
+            environment.runs = env.open_db(b"runs", create=False)
+            environment.meta = env.open_db(b"meta", create=False)
+            with env.begin(write=False) as txn:
+                _load_meta(environment, txn, create=False, ledger_id=ledger_id)
+        else:
+            with env.begin(write=True) as txn:
+                environment.events = env.open_db(b"events", txn=txn, create=create)
+                environment.runs = env.open_db(b"runs", txn=txn, create=create)
+                environment.meta = env.open_db(b"meta", txn=txn, create=create)
+                _load_meta(environment, txn, create=create, ledger_id=ledger_id)
+    except lmdb.NotFoundError:
+        raise LedgerNotFoundError(
+            f"{environment.path} is an LMDB store but not a bvisor ledger "
+            "(its events/runs/meta databases are missing)"
+        ) from None
+    except lmdb.Error as exc:
+        raise LedgerError(f"cannot open ledger {environment.path}: {exc}") from None
+
+
+def _load_meta(environment: Environment, txn: Any, create: bool, ledger_id: bytes | None) -> None:
+    """Read (or, creating an empty ledger, write) the format version and ledger id."""
+    meta = environment.meta
+    version_raw = txn.get(META_FORMAT_VERSION, db=meta)
+    if version_raw is None:
+        empty = txn.stat(environment.events)["entries"] == 0
+        if not (create and empty and txn.stat(meta)["entries"] == 0):
+            raise LedgerFormatError(f"{environment.path}: meta has no format_version")
+        if ledger_id is not None and len(ledger_id) != LEDGER_ID_BYTES:
+            raise LedgerUsageError(f"ledger_id: must be {LEDGER_ID_BYTES} bytes")
+        new_id = ledger_id if ledger_id is not None else os.urandom(LEDGER_ID_BYTES)
+        txn.put(META_FORMAT_VERSION, FORMAT_VERSION.to_bytes(4, "big"), db=meta)
+        txn.put(META_LEDGER_ID, new_id, db=meta)
+        version_raw = FORMAT_VERSION.to_bytes(4, "big")
+    if len(version_raw) != 4:
+        raise LedgerFormatError(f"{environment.path}: meta format_version is not 4 bytes")
+    version = int.from_bytes(version_raw, "big")
+    if version != FORMAT_VERSION:
+        raise LedgerFormatError(
+            f"{environment.path}: ledger format version {version} is not supported "
+            f"(this bvisor reads version {FORMAT_VERSION})"
+        )
+    stored_id = txn.get(META_LEDGER_ID, db=meta)
+    if stored_id is None or len(stored_id) != LEDGER_ID_BYTES:
+        raise LedgerFormatError(
+            f"{environment.path}: meta ledger_id is not {LEDGER_ID_BYTES} bytes"
+        )
+    if ledger_id is not None and stored_id != ledger_id:
+        raise LedgerUsageError(f"ledger {environment.path} has a different ledger_id")
+    environment.ledger_id = bytes(stored_id)
+    environment.genesis = genesis_hash(environment.ledger_id)

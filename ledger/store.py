@@ -1,0 +1,517 @@
+"""The ledger store: append hash-chained events durably, read them back.
+
+Every append is one LMDB write transaction that reads the head, builds the record(s),
+writes each record, its ``runs`` index row and the new head, and commits with LMDB's
+default synchronous flush — so an append is durable before it returns, a killed appender
+leaves each event wholly there or absent, and because LMDB serialises writers across
+processes, any number of processes appending at once still form one chain.
+
+A handle refuses to extend a ledger whose ``meta`` head disagrees with its last event key
+(fail closed: run ``verify``). Reads decode strictly and check each payload against its
+``payload_hash``; the chain itself is checked by :func:`ledger.verify.verify`.
+
+Run ids are byte strings (the runner's attempt_id); events of a run are listed in the
+``runs`` database under ``run_id + index`` (index 0, 1, ... in append order).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+from bvisor.canonical import Value
+from ledger import environment as envmod
+from ledger.environment import (
+    META_HEAD_HASH,
+    META_HEAD_SEQ,
+    Environment,
+    seq_key,
+)
+from ledger.errors import (
+    EventNotFoundError,
+    LedgerCorruptError,
+    LedgerError,
+    LedgerUsageError,
+)
+from ledger.kinds import RUN_TERMINAL, check_kind
+from ledger.record import (
+    HASH_SIZE,
+    Event,
+    RecordError,
+    build_record,
+    check_run_id,
+    decode_record,
+    encode_payload,
+)
+
+__all__ = ["AppendItem", "Head", "Ledger", "Receipt", "RunSummary", "Snapshot"]
+
+_CHUNK: Final = 256
+_INDEX_LIMIT: Final = 1 << 32
+_RECORD_OVERHEAD: Final = 256
+
+AppendItem = tuple[str, object, bytes | None] | tuple[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Proof an append committed: its sequence number and event hash."""
+
+    seq: int
+    hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The last event of a ledger; ``SEQ:HASHHEX`` is its portable form."""
+
+    seq: int
+    hash: bytes
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.hash.hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One run as the ledger saw it; ``outcome`` comes from its ``run.terminal`` payload."""
+
+    run_id: bytes
+    first_seq: int
+    last_seq: int
+    count: int
+    first_time_ns: int
+    last_time_ns: int
+    last_kind: str
+    outcome: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    kind: str
+    payload: bytes
+    run_id: bytes | None
+
+
+def _check_seq(name: str, value: object) -> int:
+    if type(value) is not int or value < 0:
+        raise LedgerUsageError(f"{name}: expected a non-negative integer, got {value!r}")
+    return value
+
+
+class Snapshot:
+    """A consistent read-only view of the raw databases (one read transaction).
+
+    ``verify`` works only through this view, so it can never write.
+    """
+
+    def __init__(self, environment: Environment, txn: Any) -> None:
+        self._env = environment
+        self._txn = txn
+        self.path = environment.path
+        self.ledger_id = environment.ledger_id
+        self.genesis = environment.genesis
+
+    def meta(self, key: bytes) -> bytes | None:
+        value = self._txn.get(key, db=self._env.meta)
+        return None if value is None else bytes(value)
+
+    def event_raw(self, seq: int) -> bytes | None:
+        value = self._txn.get(seq_key(seq), db=self._env.events)
+        return None if value is None else bytes(value)
+
+    def last_event_key(self) -> bytes | None:
+        cursor = self._txn.cursor(db=self._env.events)
+        return bytes(cursor.key()) if cursor.last() else None
+
+    def event_items(self, start: int, stop: int | None) -> Iterator[tuple[bytes, bytes]]:
+        """Raw ``(key, record)`` pairs from key ``start`` (inclusive) in key order."""
+        cursor = self._txn.cursor(db=self._env.events)
+        if not cursor.set_range(seq_key(start)):
+            return
+        limit = None if stop is None else seq_key(stop)
+        for key, value in cursor:
+            if limit is not None and len(key) == 8 and key >= limit:
+                return
+            yield bytes(key), bytes(value)
+
+    def event_count(self) -> int:
+        return int(self._txn.stat(self._env.events)["entries"])
+
+    def run_row(self, key: bytes) -> bytes | None:
+        value = self._txn.get(key, db=self._env.runs)
+        return None if value is None else bytes(value)
+
+    def run_rows(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Raw ``(run_id + index, seq)`` rows whose key starts with ``prefix``."""
+        cursor = self._txn.cursor(db=self._env.runs)
+        found = cursor.set_range(prefix) if prefix else cursor.first()
+        if not found:
+            return
+        for key, value in cursor:
+            if not key.startswith(prefix):
+                return
+            yield bytes(key), bytes(value)
+
+    def run_row_count(self) -> int:
+        return int(self._txn.stat(self._env.runs)["entries"])
+
+
+class Ledger:
+    """A handle on one ledger directory. Cheap; share the process's LMDB environment.
+
+    Use :meth:`open`; close with :meth:`close` or a ``with`` block. A handle must not be
+    used in a process forked after it was opened.
+    """
+
+    def __init__(self, environment: Environment, readonly: bool, clock: Callable[[], int]):
+        self._env: Environment | None = environment
+        self._readonly = readonly
+        self._clock = clock
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        create: bool = False,
+        readonly: bool = False,
+        *,
+        ledger_id: bytes | None = None,
+        clock: Callable[[], int] | None = None,
+        map_size: int | None = None,
+    ) -> Ledger:
+        """Open the ledger in directory ``path``.
+
+        ``create`` makes the directory (0700) and an empty ledger if there is none;
+        ``readonly`` opens the LMDB environment read-only (used by ``verify``).
+        ``ledger_id`` (16 bytes) fixes the id of a ledger being created, ``clock`` replaces
+        ``time.time_ns`` and ``map_size`` sets the initial map — all three exist so golden
+        vectors and tests are reproducible; normal callers leave them alone.
+        """
+        environment = envmod.acquire(
+            path, create=create, readonly=readonly, ledger_id=ledger_id, map_size=map_size
+        )
+        return cls(environment, readonly, clock or time.time_ns)
+
+    def close(self) -> None:
+        """Release this handle; the process's last handle closes the environment."""
+        if self._env is not None:
+            environment, self._env = self._env, None
+            envmod.release(environment)
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def _live(self) -> Environment:
+        if self._env is None:
+            raise LedgerUsageError("ledger handle is closed")
+        self._env.check_process()
+        return self._env
+
+    @property
+    def path(self) -> str:
+        return self._live.path
+
+    @property
+    def ledger_id(self) -> bytes:
+        return self._live.ledger_id
+
+    @property
+    def genesis(self) -> bytes:
+        return self._live.genesis
+
+    @property
+    def readonly(self) -> bool:
+        return self._readonly
+
+    # -- writing -------------------------------------------------------------------------
+
+    def append(self, kind: str, payload: object, run_id: bytes | None = None) -> Receipt:
+        """Append one event; durable on return."""
+        return self.append_many([(kind, payload, run_id)])[0]
+
+    def append_many(self, items: Iterable[AppendItem]) -> list[Receipt]:
+        """Append events ``(kind, payload[, run_id])`` in one transaction (one flush).
+
+        Every item is validated before anything is written: a bad kind, run id or payload
+        raises and the ledger is unchanged.
+        """
+        environment = self._live
+        if self._readonly:
+            raise LedgerUsageError(f"ledger {environment.path} is open read-only")
+        prepared = [self._prepare(position, item) for position, item in enumerate(items)]
+        if not prepared:
+            return []
+        size_hint = sum(len(item.payload) + _RECORD_OVERHEAD for item in prepared)
+        return environment.write(lambda txn: self._commit(txn, prepared), size_hint)
+
+    @staticmethod
+    def _prepare(position: int, item: AppendItem) -> _Prepared:
+        if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+            raise LedgerUsageError(f"item {position}: expected (kind, payload[, run_id])")
+        kind = check_kind(item[0])
+        run_id = check_run_id(item[2] if len(item) == 3 else None)
+        return _Prepared(kind, encode_payload(item[1]), run_id)
+
+    def _commit(self, txn: Any, prepared: Sequence[_Prepared]) -> list[Receipt]:
+        environment = self._live
+        seq, prev = self._head_for_append(txn, environment)
+        next_index: dict[bytes, int] = {}
+        receipts: list[Receipt] = []
+        for item in prepared:
+            built = build_record(seq, prev, self._clock(), item.kind, item.run_id, item.payload)
+            key = seq_key(seq)
+            if not txn.put(key, built.raw, db=environment.events, append=True):
+                raise LedgerCorruptError(f"event {seq} already exists; run verify")
+            if item.run_id is not None:
+                index = next_index.get(item.run_id)
+                if index is None:
+                    index = _next_run_index(txn, environment, item.run_id)
+                if index >= _INDEX_LIMIT:
+                    raise LedgerError(f"run {item.run_id.hex()}: more than 2^32 events")
+                txn.put(item.run_id + index.to_bytes(4, "big"), key, db=environment.runs)
+                next_index[item.run_id] = index + 1
+            receipts.append(Receipt(seq, built.hash))
+            prev = built.hash
+            seq += 1
+        txn.put(META_HEAD_SEQ, seq_key(seq - 1), db=environment.meta)
+        txn.put(META_HEAD_HASH, prev, db=environment.meta)
+        return receipts
+
+    @staticmethod
+    def _head_for_append(txn: Any, environment: Environment) -> tuple[int, bytes]:
+        """The next seq and prev_hash, refusing a head that contradicts the events."""
+        head_seq = txn.get(META_HEAD_SEQ, db=environment.meta)
+        head_hash = txn.get(META_HEAD_HASH, db=environment.meta)
+        cursor = txn.cursor(db=environment.events)
+        last_key = bytes(cursor.key()) if cursor.last() else None
+        if head_seq is None and head_hash is None and last_key is None:
+            return 0, environment.genesis
+        if (
+            head_seq is None
+            or head_hash is None
+            or len(head_seq) != 8
+            or len(head_hash) != HASH_SIZE
+            or bytes(head_seq) != last_key
+        ):
+            raise LedgerCorruptError(
+                f"ledger {environment.path}: meta head does not match the last event; "
+                "refusing to append to a damaged ledger (run verify)"
+            )
+        return int.from_bytes(head_seq, "big") + 1, bytes(head_hash)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def head(self) -> Head | None:
+        """The last event's seq and hash as recorded in ``meta``; None when empty."""
+        environment = self._live
+        with environment.read() as txn:
+            head_seq = txn.get(META_HEAD_SEQ, db=environment.meta)
+            head_hash = txn.get(META_HEAD_HASH, db=environment.meta)
+        if head_seq is None or head_hash is None:
+            return None
+        if len(head_seq) != 8 or len(head_hash) != HASH_SIZE:
+            raise LedgerCorruptError(f"ledger {environment.path}: meta head is malformed")
+        return Head(int.from_bytes(head_seq, "big"), bytes(head_hash))
+
+    def get(self, seq: int) -> Event:
+        """The event at ``seq``, strictly decoded with its payload hash checked."""
+        _check_seq("seq", seq)
+        environment = self._live
+        with environment.read() as txn:
+            raw = txn.get(seq_key(seq), db=environment.events)
+        if raw is None:
+            raise EventNotFoundError(f"no event with seq {seq}")
+        return _decode(seq, bytes(raw))
+
+    def events(
+        self, start: int = 0, stop: int | None = None, *, reverse: bool = False
+    ) -> Iterator[Event]:
+        """Events with ``start <= seq < stop`` in seq order (newest first if ``reverse``).
+
+        Reads in short transactions of a few hundred events, so iterating never blocks a
+        map resize and sees events appended while it runs (forward order).
+        """
+        _check_seq("start", start)
+        if stop is not None:
+            _check_seq("stop", stop)
+        environment = self._live
+        if reverse:
+            return self._backward(environment, start, stop)
+        return self._forward(environment, start, stop)
+
+    def _forward(self, environment: Environment, start: int, stop: int | None) -> Iterator[Event]:
+        position = start
+        while stop is None or position < stop:
+            chunk: list[tuple[int, bytes]] = []
+            with environment.read() as txn:
+                cursor = txn.cursor(db=environment.events)
+                found = cursor.set_range(seq_key(position))
+                while found and len(chunk) < _CHUNK:
+                    seq = _key_seq(environment, cursor.key())
+                    if stop is not None and seq >= stop:
+                        break
+                    chunk.append((seq, bytes(cursor.value())))
+                    found = cursor.next()
+            if not chunk:
+                return
+            for seq, raw in chunk:
+                yield _decode(seq, raw)
+            position = chunk[-1][0] + 1
+
+    def _backward(self, environment: Environment, start: int, stop: int | None) -> Iterator[Event]:
+        upper = stop
+        while upper is None or upper > start:
+            chunk: list[tuple[int, bytes]] = []
+            with environment.read() as txn:
+                cursor = txn.cursor(db=environment.events)
+                if upper is None:
+                    found = cursor.last()
+                else:
+                    found = cursor.prev() if cursor.set_range(seq_key(upper)) else cursor.last()
+                while found and len(chunk) < _CHUNK:
+                    seq = _key_seq(environment, cursor.key())
+                    if seq < start:
+                        break
+                    chunk.append((seq, bytes(cursor.value())))
+                    found = cursor.prev()
+            if not chunk:
+                return
+            for seq, raw in chunk:
+                yield _decode(seq, raw)
+            upper = chunk[-1][0]
+
+    def run_events(self, run_id: bytes) -> list[Event]:
+        """Every event of ``run_id`` in append order (empty if the run is unknown)."""
+        checked = check_run_id(run_id)
+        if checked is None:
+            raise LedgerUsageError("run_id: a run id is required")
+        environment = self._live
+        with environment.read() as txn:
+            seqs = _run_seqs(txn, environment, checked)
+            raws = [(seq, txn.get(seq_key(seq), db=environment.events)) for seq in seqs]
+        events: list[Event] = []
+        for seq, raw in raws:
+            if raw is None:
+                raise LedgerCorruptError(f"run {checked.hex()} lists missing event {seq}")
+            events.append(_decode(seq, bytes(raw)))
+        return events
+
+    def runs(self) -> list[RunSummary]:
+        """One summary per run, ordered by the run's first event."""
+        environment = self._live
+        grouped: dict[bytes, list[int]] = {}
+        with environment.read() as txn:
+            for key, value in txn.cursor(db=environment.runs):
+                if len(key) < 5 or len(value) != 8:
+                    raise LedgerCorruptError(f"malformed runs index row {bytes(key).hex()}")
+                grouped.setdefault(bytes(key[:-4]), []).append(int.from_bytes(value, "big"))
+            summaries = [
+                _summarise(txn, environment, run_id, seqs) for run_id, seqs in grouped.items()
+            ]
+        summaries.sort(key=lambda summary: summary.first_seq)
+        return summaries
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """A consistent raw view for ``verify`` (holds one read transaction)."""
+        environment = self._live
+        with environment.read() as txn:
+            yield Snapshot(environment, txn)
+
+
+def _key_seq(environment: Environment, key: bytes) -> int:
+    if len(key) != 8:
+        raise LedgerCorruptError(f"ledger {environment.path}: malformed event key {key.hex()}")
+    return int.from_bytes(key, "big")
+
+
+def _decode(seq: int, raw: bytes) -> Event:
+    """Strictly decode the record stored under ``seq``; corruption names the event."""
+    try:
+        decoded = decode_record(raw)
+    except RecordError as exc:
+        raise LedgerCorruptError(f"event {seq}: {exc.detail} (run verify)") from None
+    if decoded.event.seq != seq:
+        raise LedgerCorruptError(f"event {seq}: record says seq {decoded.event.seq} (run verify)")
+    if not decoded.payload_ok:
+        raise LedgerCorruptError(f"event {seq}: payload does not match its hash (run verify)")
+    return decoded.event
+
+
+def _next_run_index(txn: Any, environment: Environment, run_id: bytes) -> int:
+    """One past the highest index row of ``run_id`` (0 for a new run)."""
+    cursor = txn.cursor(db=environment.runs)
+    ceiling = run_id + b"\xff\xff\xff\xff"
+    if cursor.set_range(ceiling):
+        if bytes(cursor.key()) == ceiling:
+            return _INDEX_LIMIT
+        found = cursor.prev()
+    else:
+        found = cursor.last()
+    width = len(run_id) + 4
+    while found:
+        key = bytes(cursor.key())
+        if not key.startswith(run_id):
+            break
+        if len(key) == width:  # longer keys belong to runs whose id extends this one
+            return int.from_bytes(key[-4:], "big") + 1
+        found = cursor.prev()
+    return 0
+
+
+def _run_seqs(txn: Any, environment: Environment, run_id: bytes) -> list[int]:
+    cursor = txn.cursor(db=environment.runs)
+    seqs: list[int] = []
+    if not cursor.set_range(run_id):
+        return seqs
+    width = len(run_id) + 4
+    for key, value in cursor:
+        if not key.startswith(run_id):
+            break
+        if len(key) == width:
+            seqs.append(int.from_bytes(value, "big"))
+    return seqs
+
+
+def _fetch(txn: Any, environment: Environment, seq: int) -> Event:
+    raw = txn.get(seq_key(seq), db=environment.events)
+    if raw is None:
+        raise LedgerCorruptError(f"runs index lists missing event {seq} (run verify)")
+    return _decode(seq, bytes(raw))
+
+
+def _summarise(txn: Any, environment: Environment, run_id: bytes, seqs: list[int]) -> RunSummary:
+    """Summarise a run from its first event and a backward walk to its terminal event."""
+    first = _fetch(txn, environment, seqs[0])
+    last: Event | None = None
+    outcome: str | None = None
+    for seq in reversed(seqs):
+        event = first if seq == seqs[0] else _fetch(txn, environment, seq)
+        last = last or event
+        if event.kind == RUN_TERMINAL:
+            if isinstance(event.payload, dict):
+                value: Value = event.payload.get("outcome")
+                outcome = value if isinstance(value, str) else None
+            break
+    assert last is not None
+    return RunSummary(
+        run_id=run_id,
+        first_seq=first.seq,
+        last_seq=last.seq,
+        count=len(seqs),
+        first_time_ns=first.time_ns,
+        last_time_ns=last.time_ns,
+        last_kind=last.kind,
+        outcome=outcome,
+    )

@@ -1,0 +1,427 @@
+"""Re-derive a ledger from its bytes and say exactly where it disagrees with itself.
+
+``verify`` trusts nothing it did not recompute. Over one consistent read-only snapshot it
+checks, for every event in the range: the record decodes and is the one canonical encoding
+(``malformed-record``, ``non-canonical-record``); it is stored under its own seq
+(``sequence-mismatch``) and no seq is missing (``sequence-gap``); its payload matches
+``payload_hash`` (``payload-hash-mismatch``); its ``prev_hash`` is the recomputed hash of the
+event before it (``chain-break``) or, for event 0, the genesis hash of ``ledger_id``
+(``genesis-mismatch``); and its ``runs`` index row exists and points back to it
+(``index-mismatch``). Verifying to the end also checks the ``meta`` head against the last
+event (``head-mismatch``) and, from event 0, that the index holds no extra rows.
+
+A hash chain cannot see a removed or rewritten *tail* by itself: an attacker who deletes
+the last events and fixes ``meta`` leaves a valid shorter chain. ``expect_head`` closes
+that gap — a ``SEQ:HASH`` kept elsewhere must still name an event with that hash
+(``expected-head-missing``, ``expected-head-mismatch``).
+
+Locating damage. A chain-break reported at seq S means event S's ``prev_hash`` differs from
+the hash of event S-1: either S-1's header or S's link was altered, and nothing else in
+the ledger can tell which. ``first_bad_seq`` is therefore the first seq that is not proven
+intact, and a chain-break at S counts as S-1 — unless event S is also a record of another
+seq (``sequence-mismatch``), which explains the break by itself. Everything before
+``first_bad_seq`` is proven to be exactly what was appended.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from ledger.environment import META_HEAD_HASH, META_HEAD_SEQ, seq_key
+from ledger.errors import LedgerUsageError
+from ledger.record import (
+    HASH_SIZE,
+    DecodedRecord,
+    RecordError,
+    decode_record,
+    decode_record_lenient,
+)
+from ledger.store import Head, Ledger, Snapshot
+
+__all__ = [
+    "CODES",
+    "Finding",
+    "VerifyResult",
+    "parse_head",
+    "verify",
+]
+
+CODES: Final = (
+    "malformed-record",
+    "non-canonical-record",
+    "sequence-mismatch",
+    "sequence-gap",
+    "payload-hash-mismatch",
+    "chain-break",
+    "genesis-mismatch",
+    "index-mismatch",
+    "head-mismatch",
+    "expected-head-missing",
+    "expected-head-mismatch",
+)
+
+_PROGRESS_EVERY: Final = 4096
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing that is wrong, at the seq it concerns (None: not tied to one event)."""
+
+    seq: int | None
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """The verdict: ``ok`` only when there are no findings."""
+
+    ok: bool
+    events: int
+    head: Head | None
+    first_bad_seq: int | None
+    findings: tuple[Finding, ...]
+
+
+def parse_head(text: str) -> Head:
+    """Parse ``SEQ:HASHHEX`` (as printed by ``bvisor-ledger head``)."""
+    seq_text, sep, hash_text = text.strip().partition(":")
+    if not sep or not seq_text.isdigit():
+        raise LedgerUsageError(f"expected head {text!r}: expected SEQ:HASH, e.g. 41:ab12...")
+    try:
+        digest = bytes.fromhex(hash_text)
+    except ValueError:
+        raise LedgerUsageError(f"expected head {text!r}: HASH is not hexadecimal") from None
+    if len(digest) != HASH_SIZE:
+        raise LedgerUsageError(f"expected head {text!r}: HASH must be {HASH_SIZE} bytes")
+    return Head(int(seq_text), digest)
+
+
+def verify(
+    ledger: Ledger | str | os.PathLike[str],
+    start: int | None = None,
+    stop: int | None = None,
+    expect_head: Head | str | None = None,
+    progress: Progress | None = None,
+) -> VerifyResult:
+    """Verify events ``start <= seq < stop`` (default: all) of ``ledger``; never writes.
+
+    ``ledger`` may be an open handle or a directory (opened read-only and closed again).
+    ``progress(done, total)`` is called every few thousand events and at the end.
+    """
+    begin = 0 if start is None else start
+    if type(begin) is not int or begin < 0:
+        raise LedgerUsageError(f"start: expected a non-negative integer, got {start!r}")
+    if stop is not None and (type(stop) is not int or stop < begin):
+        raise LedgerUsageError(f"stop: expected an integer >= start, got {stop!r}")
+    expected = parse_head(expect_head) if isinstance(expect_head, str) else expect_head
+    if isinstance(ledger, Ledger):
+        return _verify_handle(ledger, begin, stop, expected, progress)
+    with Ledger.open(ledger, readonly=True) as handle:
+        return _verify_handle(handle, begin, stop, expected, progress)
+
+
+def _verify_handle(
+    handle: Ledger, start: int, stop: int | None, expect: Head | None, progress: Progress | None
+) -> VerifyResult:
+    with handle.snapshot() as snap:
+        return _Verifier(snap, start, stop, progress).run(expect)
+
+
+def _first_bad(findings: list[Finding]) -> int | None:
+    mismatched = {f.seq for f in findings if f.code == "sequence-mismatch"}
+    candidates: list[int] = []
+    for finding in findings:
+        if finding.seq is None:
+            continue
+        if finding.code == "chain-break" and finding.seq not in mismatched:
+            candidates.append(max(finding.seq - 1, 0))
+        else:
+            candidates.append(finding.seq)
+    return min(candidates) if candidates else None
+
+
+def _short(digest: bytes | None) -> str:
+    return "none" if digest is None else digest.hex()[:16]
+
+
+class _Verifier:
+    """One pass over a snapshot; collects findings instead of stopping at the first."""
+
+    def __init__(self, snap: Snapshot, start: int, stop: int | None, progress: Progress | None):
+        self.snap = snap
+        self.start = start
+        self.stop = stop
+        self.progress = progress
+        self.findings: list[Finding] = []
+        self.next_index: dict[bytes, int] = {}
+        self.indexed = 0
+        self.checked = 0
+        self.last_seen: tuple[int, bytes | None] | None = None
+
+    def add(self, seq: int | None, code: str, detail: str) -> None:
+        self.findings.append(Finding(seq, code, detail))
+
+    def run(self, expect: Head | None) -> VerifyResult:
+        last_key = self.snap.last_event_key()
+        last_seq = int.from_bytes(last_key, "big") if last_key and len(last_key) == 8 else None
+        end = self.stop if self.stop is not None else (0 if last_seq is None else last_seq + 1)
+        if last_seq is not None:
+            end = min(end, last_seq + 1)
+        total = max(0, end - self.start)
+        self._walk(total)
+        head: Head | None = None
+        if self.stop is None or (last_seq is not None and self.stop > last_seq):
+            head = self._check_head(last_seq)
+        if self.start == 0 and (self.stop is None or last_seq is None or self.stop > last_seq):
+            self._check_index_rows()
+        if expect is not None:
+            self._check_expected(expect, last_seq)
+        if head is None:
+            head = self._meta_head()
+        if self.progress is not None:
+            self.progress(self.checked, total)
+        findings = tuple(
+            sorted(self.findings, key=lambda f: (f.seq is None, 0 if f.seq is None else f.seq))
+        )
+        return VerifyResult(
+            ok=not findings,
+            events=self.checked,
+            head=head,
+            first_bad_seq=_first_bad(self.findings),
+            findings=findings,
+        )
+
+    # -- the event walk ------------------------------------------------------------------
+
+    def _walk(self, total: int) -> None:
+        prev = self._prev_for_start()
+        expected = self.start
+        for key, raw in self.snap.event_items(self.start, self.stop):
+            if len(key) != 8:
+                self.add(None, "malformed-record", f"events key {key.hex()} is not 8 bytes")
+                continue
+            seq = int.from_bytes(key, "big")
+            if seq != expected:
+                missing = (
+                    f"event {expected}" if seq == expected + 1 else f"events {expected}..{seq - 1}"
+                )
+                self.add(expected, "sequence-gap", f"{missing} missing before event {seq}")
+            prev = self._check_event(seq, raw, prev)
+            self.last_seen = (seq, prev)
+            expected = seq + 1
+            self.checked += 1
+            if self.progress is not None and self.checked % _PROGRESS_EVERY == 0:
+                self.progress(self.checked, total)
+
+    def _prev_for_start(self) -> bytes | None:
+        """The hash the first event in range must link to (genesis for event 0)."""
+        if self.start == 0:
+            return self.snap.genesis
+        raw = self.snap.event_raw(self.start - 1)
+        if raw is None:
+            self.add(self.start - 1, "sequence-gap", f"event {self.start - 1} is missing")
+            return None
+        decoded = self._decode(self.start - 1, raw, report=False)
+        return None if decoded is None else decoded.event.hash
+
+    def _decode(self, seq: int, raw: bytes, *, report: bool) -> DecodedRecord | None:
+        try:
+            return decode_record(raw)
+        except RecordError as exc:
+            if exc.code != "non-canonical-record":
+                if report:
+                    self.add(seq, exc.code, exc.detail)
+                return None
+            strict_detail = exc.detail
+        try:
+            decoded = decode_record_lenient(raw)
+        except RecordError as exc:
+            if report:
+                self.add(seq, "malformed-record", exc.detail)
+            return None
+        if report:
+            self.add(seq, "non-canonical-record", strict_detail)
+        return decoded
+
+    def _check_event(self, seq: int, raw: bytes, prev: bytes | None) -> bytes | None:
+        """Check one stored record; return its hash (None when it cannot be computed)."""
+        decoded = self._decode(seq, raw, report=True)
+        if decoded is None:
+            return None
+        event = decoded.event
+        if event.seq != seq:
+            self.add(
+                seq, "sequence-mismatch", f"stored as event {seq} but the record says {event.seq}"
+            )
+        if prev is not None and event.prev_hash != prev:
+            if seq == 0:
+                self.add(
+                    0,
+                    "genesis-mismatch",
+                    f"prev_hash {_short(event.prev_hash)} is not the genesis hash "
+                    f"{_short(prev)} of ledger_id {self.snap.ledger_id.hex()}",
+                )
+            else:
+                self.add(
+                    seq,
+                    "chain-break",
+                    f"prev_hash {_short(event.prev_hash)} is not the hash {_short(prev)} "
+                    f"of event {seq - 1}",
+                )
+        if not decoded.payload_ok:
+            self.add(
+                seq,
+                "payload-hash-mismatch",
+                f"payload hashes to {_short(decoded.computed_payload_hash)}, "
+                f"record says {_short(event.payload_hash)}",
+            )
+        if event.run_id is not None:
+            self._check_index(seq, event.run_id)
+        return event.hash
+
+    # -- the runs index ------------------------------------------------------------------
+
+    def _check_index(self, seq: int, run_id: bytes) -> None:
+        self.indexed += 1
+        index = self.next_index.get(run_id)
+        if index is None:
+            index = 0 if self.start == 0 else self._locate(run_id, seq)
+        if index is None:
+            self.add(seq, "index-mismatch", f"no runs index row of run {run_id.hex()} points here")
+            return
+        row = self._row(run_id, index)
+        while row is not None and len(row) == 8 and int.from_bytes(row, "big") < seq:
+            # The row names an earlier event the walk did not see as this run's (deleted,
+            # or rewritten to another run): report it there, then look at the next row.
+            earlier = int.from_bytes(row, "big")
+            self.add(
+                earlier,
+                "index-mismatch",
+                f"runs row {index} of run {run_id.hex()} points to event {earlier}, "
+                "which is missing or not this run's",
+            )
+            index += 1
+            row = self._row(run_id, index)
+        if row == seq_key(seq):
+            self.next_index[run_id] = index + 1
+            return
+        found = "is missing" if row is None else f"points to {_row_target(row)}"
+        self.add(seq, "index-mismatch", f"runs row {index} of run {run_id.hex()} {found}")
+        # A row naming a later event belongs to a later event: leave it for that one.
+        later = row is not None and len(row) == 8 and int.from_bytes(row, "big") > seq
+        self.next_index[run_id] = index if later else index + 1
+
+    def _row(self, run_id: bytes, index: int) -> bytes | None:
+        if index >= 1 << 32:
+            return None
+        return self.snap.run_row(run_id + index.to_bytes(4, "big"))
+
+    def _locate(self, run_id: bytes, seq: int) -> int | None:
+        """The index of ``seq`` within its run, found from the index (partial verify)."""
+        width = len(run_id) + 4
+        for key, value in self.snap.run_rows(run_id):
+            if len(key) == width and value == seq_key(seq):
+                return int.from_bytes(key[-4:], "big")
+        return None
+
+    def _check_index_rows(self) -> None:
+        """Every index row must be one the walk expected: no extra or malformed rows."""
+        index_findings = any(f.code == "index-mismatch" for f in self.findings)
+        if self.snap.run_row_count() == self.indexed and not index_findings:
+            return
+        for key, value in self.snap.run_rows():
+            if len(key) < 5 or len(value) != 8:
+                self.add(None, "index-mismatch", f"malformed runs row {key.hex()}")
+                continue
+            run_id, index = key[:-4], int.from_bytes(key[-4:], "big")
+            if index >= self.next_index.get(run_id, 0):
+                target = int.from_bytes(value, "big")
+                self.add(
+                    target,
+                    "index-mismatch",
+                    f"extra runs row {index} of run {run_id.hex()} points to event {target}",
+                )
+
+    # -- head and expected head ----------------------------------------------------------
+
+    def _meta_head(self) -> Head | None:
+        seq_raw, digest = self.snap.meta(META_HEAD_SEQ), self.snap.meta(META_HEAD_HASH)
+        if seq_raw is None or digest is None or len(seq_raw) != 8:
+            return None
+        return Head(int.from_bytes(seq_raw, "big"), digest)
+
+    def _hash_of(self, seq: int) -> bytes | None:
+        if self.last_seen is not None and self.last_seen[0] == seq:
+            return self.last_seen[1]
+        raw = self.snap.event_raw(seq)
+        decoded = None if raw is None else self._decode(seq, raw, report=False)
+        return None if decoded is None else decoded.event.hash
+
+    def _check_head(self, last_seq: int | None) -> Head | None:
+        seq_raw, digest = self.snap.meta(META_HEAD_SEQ), self.snap.meta(META_HEAD_HASH)
+        last_hash = None if last_seq is None else self._hash_of(last_seq)
+        computed = None if last_seq is None or last_hash is None else Head(last_seq, last_hash)
+        if seq_raw is None and digest is None:
+            if last_seq is not None:
+                self.add(last_seq, "head-mismatch", f"meta has no head but event {last_seq} exists")
+            return computed
+        if seq_raw is None or digest is None or len(seq_raw) != 8 or len(digest) != HASH_SIZE:
+            self.add(last_seq, "head-mismatch", "meta head is incomplete or malformed")
+            return computed
+        head_seq = int.from_bytes(seq_raw, "big")
+        if last_seq is None:
+            self.add(
+                head_seq, "head-mismatch", f"meta head names event {head_seq}, no events exist"
+            )
+        elif head_seq < last_seq:
+            self.add(
+                head_seq + 1,
+                "head-mismatch",
+                f"meta head is event {head_seq} but events up to {last_seq} exist",
+            )
+        elif head_seq > last_seq:
+            self.add(
+                last_seq + 1,
+                "head-mismatch",
+                f"meta head is event {head_seq} but the last event is {last_seq}",
+            )
+        elif last_hash is not None and digest != last_hash:
+            self.add(
+                last_seq,
+                "head-mismatch",
+                f"meta head hash {_short(digest)} is not the hash {_short(last_hash)} "
+                f"of event {last_seq}",
+            )
+        return computed
+
+    def _check_expected(self, expect: Head, last_seq: int | None) -> None:
+        if last_seq is None or expect.seq > last_seq:
+            ends = "is empty" if last_seq is None else f"ends at event {last_seq}"
+            self.add(
+                0 if last_seq is None else last_seq + 1,
+                "expected-head-missing",
+                f"expected event {expect.seq} ({_short(expect.hash)}) but the ledger {ends}",
+            )
+            return
+        if self.snap.event_raw(expect.seq) is None:
+            self.add(expect.seq, "expected-head-missing", f"event {expect.seq} is missing")
+            return
+        actual = self._hash_of(expect.seq)
+        if actual != expect.hash:
+            self.add(
+                expect.seq,
+                "expected-head-mismatch",
+                f"event {expect.seq} hashes to {_short(actual)}, expected {_short(expect.hash)}",
+            )
+
+
+def _row_target(row: bytes) -> str:
+    if len(row) != 8:
+        return f"a malformed value {row.hex()}"
+    return f"event {int.from_bytes(row, 'big')}"

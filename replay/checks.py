@@ -1,0 +1,514 @@
+"""The named checks, one function each, over one run's recorded events.
+
+Every check recomputes what it can from the recording and compares; nothing is taken on
+trust from the recording itself. The order is fixed (:data:`CHECK_NAMES`) and each check
+says in its detail what it compared, or — when it could not run — why (``skipped:`` after
+an upstream failure, ``incomplete:`` when the run has no terminal yet). Which check fails
+for a given tampering is part of the contract of this module: an edit is reported by the
+check that owns the property the edit breaks, even when the forger rewrote the hash chain.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from bvisor import canonical
+from bvisor.contract.admission import admission_digest
+from bvisor.contract.lowering import lowering_digest
+from bvisor.contract.plan import plan_identity
+from bvisor.contract.profile import profile_digest
+from bvisor.contract.report import stream_digest
+from bvisor.contract.report_inputs import admitted_requirements, profile_label
+from bvisor.contract.transcript import (
+    OUTCOMES_BY_TERMINAL,
+    TranscriptError,
+    check_walk,
+    split_lines,
+)
+from bvisor.digest import Purpose, digest_value
+from ledger import Finding
+from replay.derive import Rederived
+from replay.diff import first_difference, show
+from replay.events import GrammarError, ParsedRun, StreamChunk, parse_run
+from replay.results import CheckResult
+
+__all__ = [
+    "CHECK_NAMES",
+    "REFUSED_CHECK_NAMES",
+    "ChainEvidence",
+    "check_chain",
+    "check_grammar",
+    "check_h_a",
+    "check_h_l",
+    "check_h_p",
+    "check_plan_id",
+    "check_report",
+    "check_seal",
+    "check_streams",
+    "check_transcript",
+]
+
+CHECK_NAMES = (
+    "chain",
+    "grammar",
+    "h_p",
+    "h_a",
+    "h_l",
+    "plan_id",
+    "transcript",
+    "streams",
+    "report",
+    "seal",
+)
+# A refused plan ran nothing: only these apply to it.
+REFUSED_CHECK_NAMES = CHECK_NAMES[:4]
+
+_NO_TERMINAL = "the run has no run.terminal (the host crashed, or the run is still going)"
+
+
+def _same(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)
+
+
+def _enc(value: object) -> bytes:
+    return canonical.encode(value)  # type: ignore[arg-type]
+
+
+# -- chain -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChainEvidence:
+    """What ``ledger.verify`` found, indexed for per-run questions.
+
+    ``first_bad_seq``: every event at or after it is unproven. ``by_seq``: findings tied to
+    one event. ``ledger_wide``: findings tied to none (head, stray index rows).
+    """
+
+    first_bad_seq: int | None
+    by_seq: Mapping[int, tuple[Finding, ...]]
+    ledger_wide: tuple[Finding, ...]
+    verified_events: int
+
+    @classmethod
+    def of(cls, first_bad_seq: int | None, findings: Sequence[Finding], events: int) -> ChainEvidence:
+        by_seq: dict[int, list[Finding]] = {}
+        wide: list[Finding] = []
+        for finding in findings:
+            if finding.seq is None:
+                wide.append(finding)
+            else:
+                by_seq.setdefault(finding.seq, []).append(finding)
+        return cls(first_bad_seq, {k: tuple(v) for k, v in by_seq.items()}, tuple(wide), events)
+
+
+def check_chain(seqs: Sequence[int], chain: ChainEvidence, read_error: str | None) -> CheckResult:
+    """The run's events are exactly what was appended: chained from genesis, indexed."""
+    name = "chain"
+    if read_error is not None:
+        return CheckResult.failed(name, f"the run's events cannot be read: {read_error}")
+    if not seqs:
+        return CheckResult.failed(name, "the ledger lists no events for this run")
+    if chain.ledger_wide:
+        first = chain.ledger_wide[0]
+        return CheckResult.failed(name, f"ledger verify: {first.code}: {first.detail}")
+    for seq in seqs:
+        found = chain.by_seq.get(seq)
+        if found:
+            return CheckResult.failed(name, f"event {seq}: {found[0].code}: {found[0].detail}")
+    if chain.first_bad_seq is not None and max(seqs) >= chain.first_bad_seq:
+        bad = chain.first_bad_seq
+        why = chain.by_seq.get(bad) or chain.by_seq.get(bad + 1) or ()
+        reason = f" ({why[0].code}: {why[0].detail})" if why else ""
+        return CheckResult.failed(
+            name, f"events from seq {bad} on are not proven intact{reason}"
+        )
+    return CheckResult.passed(
+        name, f"{len(seqs)} events (seq {min(seqs)}..{max(seqs)}) chained from genesis"
+    )
+
+
+# -- grammar ---------------------------------------------------------------------------
+
+
+def check_grammar(run_id: bytes, events: Sequence[object]) -> tuple[CheckResult, ParsedRun | None]:
+    """Kinds in grammar order, payloads strictly well-formed; a started run may be pending."""
+    name = "grammar"
+    try:
+        parsed = parse_run(run_id, events)  # type: ignore[arg-type]
+    except GrammarError as exc:
+        return CheckResult.failed(name, str(exc)), None
+    if parsed.refused is not None:
+        return CheckResult.passed(name, "plan.refused, recorded alone"), parsed
+    counts = (
+        f"{len(parsed.lowering)} lowering entries, {len(parsed.lines)} launcher lines"
+    )
+    if not parsed.complete:
+        return CheckResult.pending(name, f"{_NO_TERMINAL}; so far: admitted, {counts}"), parsed
+    return (
+        CheckResult.passed(
+            name,
+            f"admitted, {counts}, terminal, {len(parsed.streams)} stream chunks, sealed",
+        ),
+        parsed,
+    )
+
+
+# -- digests of the plan ---------------------------------------------------------------
+
+
+def check_h_p(parsed: ParsedRun) -> CheckResult:
+    """h_p is the digest of the recorded profile snapshot."""
+    name = "h_p"
+    source = parsed.admitted or parsed.refused
+    assert source is not None
+    computed = profile_digest(source.profile)
+    if not _same(computed, source.h_p):
+        return CheckResult.failed(
+            name,
+            f"recorded h_p {source.h_p.hex()[:16]} is not the digest of the recorded profile "
+            f"({computed.hex()[:16]}): the profile was changed after it was digested",
+        )
+    return CheckResult.passed(name, f"h_p {computed.hex()[:16]} recomputed from the profile")
+
+
+def _refusal_text(code: str, requirement: str | None) -> str:
+    return f"{code} [{requirement}]" if requirement else code
+
+
+def check_h_a(parsed: ParsedRun, derived: Rederived) -> CheckResult:
+    """Admission re-run on the recorded spec and profile gives the recorded decisions."""
+    name = "h_a"
+    if parsed.refused is not None:
+        return _check_refusal(parsed, derived)
+    admitted = parsed.admitted
+    assert admitted is not None
+    if derived.admission_refusal is not None:
+        refusal = derived.admission_refusal
+        return CheckResult.failed(
+            name,
+            "admission re-run on the recorded spec and profile refuses "
+            f"({_refusal_text(refusal.code, refusal.requirement)}: {refusal.detail})",
+        )
+    if derived.record is None:
+        return CheckResult.failed(name, derived.error or "admission could not be re-run")
+    difference = first_difference(admitted.admission_value, derived.record.to_value())
+    if difference is not None:
+        return CheckResult.failed(
+            name, f"the recorded admission is not what admission gives: {difference}"
+        )
+    computed = admission_digest(derived.record)
+    if not _same(computed, admitted.h_a):
+        return CheckResult.failed(
+            name,
+            f"recorded h_a {admitted.h_a.hex()[:16]} is not the digest of the admission record "
+            f"({computed.hex()[:16]})",
+        )
+    decisions = (
+        f"{len(derived.record.requirements)} requirements, {len(derived.record.evidence)} "
+        f"evidence claims, {len(derived.record.budgets)} budgets"
+    )
+    return CheckResult.passed(name, f"admission re-run agrees ({decisions}); h_a {computed.hex()[:16]}")
+
+
+def _check_refusal(parsed: ParsedRun, derived: Rederived) -> CheckResult:
+    name = "h_a"
+    refused = parsed.refused
+    assert refused is not None
+    recorded = refused.refusal
+    if refused.backend != refused.profile.backend:
+        return CheckResult.failed(
+            name,
+            f"plan.refused names backend {refused.backend!r} but its profile is for "
+            f"{refused.profile.backend!r}",
+        )
+    again = derived.refusal
+    if again is None:
+        what = "admits it" if derived.plan is not None else (derived.error or "does not refuse")
+        return CheckResult.failed(
+            name,
+            f"admission re-run on the recorded spec and profile {what}; the recorded "
+            f"refusal was {_refusal_text(recorded.code, recorded.requirement)}",
+        )
+    pairs = (
+        ("code", recorded.code, again.code),
+        ("requirement", recorded.requirement, again.requirement),
+        ("missing_fact", recorded.missing_fact, again.missing_fact),
+    )
+    for field, was, now in pairs:
+        if was != now:
+            return CheckResult.failed(
+                name, f"refusal {field}: recorded {was!r}, admission re-run gives {now!r}"
+            )
+    return CheckResult.passed(
+        name,
+        f"admission re-run refuses again: {_refusal_text(again.code, again.requirement)}",
+    )
+
+
+def check_h_l(parsed: ParsedRun, derived: Rederived) -> CheckResult:
+    """The recorded lowering is exactly the one the re-derived admission compiles to."""
+    name = "h_l"
+    admitted = parsed.admitted
+    assert admitted is not None
+    for position, record in enumerate(parsed.lowering):
+        if not _same(digest_value(Purpose.PRIMITIVE_PARAMS, record.params), record.entry.param_digest):
+            return CheckResult.failed(
+                name,
+                f"lowering.entry[{position}] ({record.entry.id}): param_digest is not the "
+                "digest of its recorded params",
+            )
+    recorded_entries = [record.entry for record in parsed.lowering]
+    recorded_h_l = lowering_digest(recorded_entries)
+    if not _same(recorded_h_l, admitted.h_l):
+        return CheckResult.failed(
+            name,
+            f"recorded h_l {admitted.h_l.hex()[:16]} is not the digest of the recorded "
+            f"lowering entries ({recorded_h_l.hex()[:16]})",
+        )
+    if derived.lowering_refusal is not None:
+        refusal = derived.lowering_refusal
+        return CheckResult.failed(
+            name,
+            "the lowering compiler refuses the re-derived admission "
+            f"({_refusal_text(refusal.code, refusal.requirement)}: {refusal.detail})",
+        )
+    plan = derived.plan
+    if plan is None:
+        why = "admission could not be re-derived" if derived.record is None else derived.error
+        return CheckResult.skipped(name, why or "no re-derived plan")
+    expected = list(plan.lowering)
+    recorded_ids = [e.id for e in recorded_entries]
+    expected_ids = [p.entry.id for p in expected]
+    if recorded_ids != expected_ids:
+        return CheckResult.failed(name, _order_difference(recorded_ids, expected_ids))
+    for position, (record, primitive) in enumerate(zip(parsed.lowering, expected, strict=True)):
+        if _enc(record.entry.to_value()) != _enc(primitive.entry.to_value()):
+            difference = first_difference(
+                record.entry.to_value(), primitive.entry.to_value(), f"entry[{position}]"
+            )
+            return CheckResult.failed(name, f"{record.entry.id}: {difference}")
+        if _enc(record.params) != _enc(primitive.params):
+            difference = first_difference(record.params, primitive.params, f"params[{position}]")
+            return CheckResult.failed(name, f"{record.entry.id}: {difference}")
+    if not _same(plan.h_l, admitted.h_l):  # pragma: no cover - implied by the above
+        return CheckResult.failed(name, "recorded h_l differs from the re-derived lowering's")
+    return CheckResult.passed(
+        name, f"{len(expected)} entries and params match the recompiled lowering; h_l {plan.h_l.hex()[:16]}"
+    )
+
+
+def _order_difference(recorded: list[str], expected: list[str]) -> str:
+    missing = [e for e in expected if e not in recorded]
+    extra = [r for r in recorded if r not in expected]
+    if missing:
+        return f"recorded lowering lacks {', '.join(missing)} (the plan implies {len(expected)} entries)"
+    if extra:
+        return f"recorded lowering has entries the plan does not imply: {', '.join(extra)}"
+    position = next(i for i, (a, b) in enumerate(zip(recorded, expected, strict=False)) if a != b)
+    return (
+        f"lowering entries out of order at position {position}: recorded {recorded[position]}, "
+        f"the plan schedules {expected[position]}"
+    )
+
+
+def check_plan_id(parsed: ParsedRun, derived: Rederived) -> CheckResult:
+    """plan_id is the digest of its recorded inputs, and equals the re-derived plan's."""
+    name = "plan_id"
+    a = parsed.admitted
+    assert a is not None
+    computed = plan_identity(a.schema_version, a.backend, a.spec, a.h_p, a.h_a, a.h_l, a.admission)
+    if not _same(computed, a.plan_id):
+        return CheckResult.failed(
+            name,
+            f"recorded plan_id {a.plan_id.hex()[:16]} is not the digest of its recorded inputs "
+            f"({computed.hex()[:16]})",
+        )
+    if derived.plan is None:
+        return CheckResult.skipped(name, "no re-derived plan to compare with (see h_a / h_l)")
+    if not _same(derived.plan.plan_id, a.plan_id):
+        return CheckResult.failed(
+            name,
+            f"recorded plan_id {a.plan_id.hex()[:16]} differs from the re-derived plan's "
+            f"{derived.plan.plan_id.hex()[:16]}",
+        )
+    return CheckResult.passed(name, f"plan_id {computed.hex()[:16]} recomputed and re-derived")
+
+
+# -- what ran --------------------------------------------------------------------------
+
+
+def check_transcript(parsed: ParsedRun) -> CheckResult:
+    """A legal walk of the launcher state machine whose terminal fits the outcome."""
+    name = "transcript"
+    states, notes = split_lines(parsed.lines)
+    try:
+        terminal = check_walk(states)
+    except TranscriptError as exc:
+        return CheckResult.failed(name, f"illegal launcher transcript: {exc}")
+    shown = terminal or "no terminal state"
+    if parsed.terminal is None:
+        return CheckResult.pending(
+            name, f"{_NO_TERMINAL}; the {len(states)} states so far are a legal walk"
+        )
+    outcome = parsed.terminal.outcome.value
+    allowed = OUTCOMES_BY_TERMINAL.get(terminal, frozenset())
+    if outcome not in allowed:
+        return CheckResult.failed(
+            name,
+            f"run.terminal says {outcome!r}, which the launcher terminal {shown} cannot lead "
+            f"to (allowed: {', '.join(sorted(allowed)) or 'none'})",
+        )
+    return CheckResult.passed(
+        name, f"{len(states)} states, {len(notes)} notes, ending {shown}; outcome {outcome}"
+    )
+
+
+def _group_streams(chunks: Sequence[StreamChunk]) -> tuple[dict[str, bytes], dict[str, StreamChunk], str | None]:
+    """Concatenate each stream's chunks, checking offsets, finality and totals agree."""
+    data: dict[str, bytearray] = {}
+    last: dict[str, StreamChunk] = {}
+    for chunk in chunks:
+        previous = last.get(chunk.stream)
+        where = f"event {chunk.seq} ({chunk.stream})"
+        if previous is not None:
+            if previous.final:
+                return {}, {}, f"{where}: chunk after the stream's final chunk"
+            if (previous.total, previous.truncated) != (chunk.total, chunk.truncated):
+                return {}, {}, f"{where}: total/truncated disagree with the stream's earlier chunks"
+        buffer = data.setdefault(chunk.stream, bytearray())
+        if chunk.offset != len(buffer):
+            return {}, {}, f"{where}: offset {chunk.offset}, expected {len(buffer)} (chunks must be contiguous)"
+        buffer += chunk.data
+        last[chunk.stream] = chunk
+    for stream, chunk in last.items():
+        if not chunk.final:
+            return {}, {}, f"stream {stream}: its last chunk (event {chunk.seq}) is not marked final"
+    return {k: bytes(v) for k, v in data.items()}, last, None
+
+
+def check_streams(parsed: ParsedRun) -> CheckResult:
+    """The recorded captured bytes hash to the report's stream digests."""
+    name = "streams"
+    if parsed.terminal is None:
+        return CheckResult.pending(name, _NO_TERMINAL)
+    sealed = parsed.sealed
+    assert sealed is not None
+    data, last, problem = _group_streams(parsed.streams)
+    if problem is not None:
+        return CheckResult.failed(name, problem)
+    records = {record.name: record for record in sealed.body.streams}
+    if len(records) != len(sealed.body.streams):
+        return CheckResult.failed(name, "the report lists a stream twice")
+    if set(records) != set(data):
+        return CheckResult.failed(
+            name,
+            f"the report lists streams {sorted(records)} but the ledger holds {sorted(data)}",
+        )
+    shown: list[str] = []
+    for stream, record in records.items():
+        captured = data[stream]
+        chunk = last[stream]
+        if len(captured) != record.captured:
+            return CheckResult.failed(
+                name, f"{stream}: {len(captured)} bytes recorded, the report says {record.captured}"
+            )
+        if not _same(stream_digest(captured), record.digest):
+            return CheckResult.failed(
+                name, f"{stream}: the recorded bytes do not hash to the report's digest"
+            )
+        if chunk.total != record.length or chunk.truncated != record.truncated:
+            return CheckResult.failed(
+                name,
+                f"{stream}: recorded total={chunk.total} truncated={chunk.truncated}, the report "
+                f"says length={record.length} truncated={record.truncated}",
+            )
+        if chunk.truncated != (len(captured) < chunk.total):
+            return CheckResult.failed(name, f"{stream}: truncated flag disagrees with the byte counts")
+        shown.append(f"{stream} {len(captured)}/{record.length} bytes")
+    return CheckResult.passed(name, f"{', '.join(shown) or 'no streams'} match the report's digests")
+
+
+def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
+    """The sealed body says what the events say."""
+    name = "report"
+    if parsed.terminal is None:
+        return CheckResult.pending(name, _NO_TERMINAL)
+    admitted, terminal, sealed = parsed.admitted, parsed.terminal, parsed.sealed
+    assert admitted is not None and sealed is not None
+    body = sealed.body
+    problems: list[str] = []
+
+    def differ(field: str, reported: object, recorded: object) -> None:
+        if _enc(reported) != _enc(recorded):
+            problems.append(f"{field}: report {show(reported)}, events {show(recorded)}")
+
+    for field in ("plan_id", "h_a", "h_p", "h_l", "backend"):
+        differ(field, getattr(body, field), getattr(admitted, field))
+    differ("attempt_id", body.attempt_id, parsed.run_id)
+    differ("profile", body.profile, profile_label(admitted.profile))
+    differ("outcome", body.outcome.value, terminal.outcome.value)
+    differ(
+        "exit",
+        None if body.exit is None else body.exit.to_value(),
+        None if terminal.exit is None else terminal.exit.to_value(),
+    )
+    differ(
+        "budget_witnesses",
+        [w.to_value() for w in body.budget_witnesses],
+        [w.to_value() for w in terminal.budget_witnesses],
+    )
+    expected = admitted_requirements(derived.record or admitted.admission)
+    difference = first_difference(
+        [a.to_value() for a in expected], [a.to_value() for a in body.admitted], "admitted"
+    )
+    if difference is not None:
+        problems.append(f"admitted requirements disagree with the admission: {difference}")
+    states, notes = split_lines(parsed.lines)
+    reported_notes = [f.detail for f in body.observed if f.kind == "launcher_note"]
+    if reported_notes != notes:
+        problems.append(
+            f"launcher_note facts ({len(reported_notes)}) are not the recorded launcher notes "
+            f"({len(notes)}) in order"
+        )
+    terminals = [f.detail for f in body.observed if f.kind == "launcher_terminal"]
+    try:
+        recorded_terminal = check_walk(states) or "none"
+    except TranscriptError:
+        recorded_terminal = None
+    if recorded_terminal is not None and terminals != [recorded_terminal]:
+        problems.append(
+            f"launcher_terminal facts {terminals} do not say the recorded terminal "
+            f"{recorded_terminal!r}"
+        )
+    exit_status = body.exit
+    if body.outcome.value == "completed" and (exit_status is None or exit_status.code != 0):
+        problems.append("outcome completed without exit code 0")
+    if body.outcome.value == "failed" and (exit_status is None or exit_status.code in (None, 0)):
+        problems.append("outcome failed without a non-zero exit code")
+    if problems:
+        return CheckResult.failed(name, "; ".join(problems))
+    return CheckResult.passed(
+        name,
+        f"ids, outcome {body.outcome.value}, exit, {len(body.admitted)} admitted requirements, "
+        f"{len(notes)} launcher notes and {len(body.budget_witnesses)} budget witnesses agree",
+    )
+
+
+def check_seal(parsed: ParsedRun) -> CheckResult:
+    """The seal is the ``bvisor.report.v1`` digest of the recorded canonical body."""
+    name = "seal"
+    if parsed.terminal is None:
+        return CheckResult.pending(name, _NO_TERMINAL)
+    sealed = parsed.sealed
+    assert sealed is not None
+    computed = digest_value(Purpose.REPORT, sealed.body_value)
+    if not _same(computed, sealed.seal):
+        return CheckResult.failed(
+            name,
+            f"seal {sealed.seal.hex()[:16]} is not the digest of the recorded body "
+            f"({computed.hex()[:16]}): the body was edited after sealing",
+        )
+    return CheckResult.passed(name, f"seal {computed.hex()[:16]} recomputed from the body")

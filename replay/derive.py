@@ -1,0 +1,74 @@
+"""Re-derive a plan from recorded inputs with the pure planner, and adapters to the contract.
+
+Admission, primitive selection, the lowering compiler and the identity digests are pure
+functions of (spec, profile snapshot) — that is what makes replay possible. This module
+runs them in three steps rather than through ``planner.planning.plan_boundary`` so that a
+refusal can be attributed: a refusal by *admission* means the recorded admission record
+cannot be reproduced (the ``h_a`` check), a refusal by the *lowering compiler* after a
+reproduced admission means the recorded lowering cannot be (the ``h_l`` check).
+
+It imports only the pure planner modules — never ``planner.probe`` (replay must not read
+the host) and never ``launcher``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bvisor.contract.admission import AdmissionRecord
+from bvisor.contract.errors import ContractError
+from bvisor.contract.lowering import LoweringError
+from bvisor.contract.plan import BoundaryPlan
+from bvisor.contract.profile import ProfileSnapshot
+from bvisor.contract.spec import BoundarySpec
+from planner.admission import admit
+from planner.errors import PlanRefusal
+from planner.identity import build_plan
+from planner.lowering import compile_schedule
+from planner.selection import select_primitives
+
+__all__ = ["Rederived", "rederive"]
+
+_STEP_ERRORS = (ContractError, LoweringError, ValueError, TypeError)
+
+
+@dataclass(frozen=True, slots=True)
+class Rederived:
+    """What the pure planner makes of recorded inputs.
+
+    Exactly one of: ``plan`` (admitted and lowered), ``admission_refusal`` (admission
+    refused), ``lowering_refusal`` (admission gave ``record`` but lowering refused), or
+    ``error`` (the planner rejected its input outright, e.g. a contract violation).
+    """
+
+    record: AdmissionRecord | None = None
+    plan: BoundaryPlan | None = None
+    admission_refusal: PlanRefusal | None = None
+    lowering_refusal: PlanRefusal | None = None
+    error: str | None = None
+
+    @property
+    def refusal(self) -> PlanRefusal | None:
+        return self.admission_refusal or self.lowering_refusal
+
+
+def rederive(spec: BoundarySpec, profile: ProfileSnapshot) -> Rederived:
+    """Admit, lower and digest ``spec`` against ``profile`` (pure; never raises on data)."""
+    try:
+        record = admit(spec, profile)
+    except PlanRefusal as refusal:
+        return Rederived(admission_refusal=refusal)
+    except _STEP_ERRORS as exc:
+        return Rederived(error=f"admission rejected its input: {exc}")
+    try:
+        schedule = compile_schedule(select_primitives(spec, profile.facts, record))
+    except PlanRefusal as refusal:
+        return Rederived(record=record, lowering_refusal=refusal)
+    except _STEP_ERRORS as exc:
+        return Rederived(record=record, error=f"the lowering compiler rejected its input: {exc}")
+    try:
+        plan = build_plan(spec, profile, record, schedule)
+    except _STEP_ERRORS as exc:
+        return Rederived(record=record, error=f"the plan could not be assembled: {exc}")
+    return Rederived(record=record, plan=plan)
+

@@ -1,0 +1,427 @@
+"""Typed, strict views over the payloads a run records, and the run grammar.
+
+Replay trusts nothing it did not recompute, and that starts with the shape of what it
+reads: every payload is decoded here into a frozen view with *exactly* the keys the runner
+writes (an extra or missing key is an error naming it), every contract value is rebuilt
+through its strict ``from_value`` and must re-encode to the very value recorded (a
+non-canonical spec, profile, admission record or report body would let two readers
+disagree about what was digested), and the events must follow the grammar
+
+    plan.admitted -> lowering.entry* -> launcher.phase* -> run.terminal
+                  -> run.streams* -> report.sealed
+    plan.refused                      (alone)
+
+with ``index`` fields counting 0, 1, 2, ... and ``attempt_id`` equal to the run id. A
+well-formed prefix that stops before ``run.terminal`` is *incomplete* (the host crashed or
+is still running) — :attr:`ParsedRun.complete` says so; it is never treated as valid.
+A ``run.terminal`` that is not followed by ``report.sealed`` is an error, not an incomplete
+run: the runner writes terminal, streams and report in one ledger transaction, so the
+ledger can never legitimately hold one without the other.
+
+Errors are :class:`GrammarError` naming the event (seq and kind) and the bad field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from bvisor import canonical
+from bvisor.contract._wire import (
+    expect_array,
+    expect_bool,
+    expect_bytes,
+    expect_int,
+    expect_map,
+    expect_text,
+)
+from bvisor.contract.admission import AdmissionRecord
+from bvisor.contract.errors import ContractError
+from bvisor.contract.lowering import LoweringEntry, LoweringError
+from bvisor.contract.outcome import Outcome
+from bvisor.contract.plan import PLAN_SCHEMA_VERSION
+from bvisor.contract.profile import ProfileSnapshot
+from bvisor.contract.report import BoundaryReportBody, BudgetWitness, ExitStatus
+from bvisor.contract.spec import BoundarySpec
+from bvisor.digest import DIGEST_SIZE
+from ledger import Event
+
+__all__ = [
+    "Admitted",
+    "GrammarError",
+    "LoweringRecord",
+    "ParsedRun",
+    "Refused",
+    "RefusalView",
+    "Sealed",
+    "StreamChunk",
+    "Terminal",
+    "parse_run",
+]
+
+PLAN_ADMITTED = "plan.admitted"
+PLAN_REFUSED = "plan.refused"
+LOWERING_ENTRY = "lowering.entry"
+LAUNCHER_PHASE = "launcher.phase"
+RUN_TERMINAL = "run.terminal"
+RUN_STREAMS = "run.streams"
+REPORT_SEALED = "report.sealed"
+
+T = TypeVar("T")
+
+# The values the planner and runner may raise on hostile input; anything else is a bug
+# and is allowed to surface.
+_DECODE_ERRORS = (ContractError, LoweringError, canonical.CanonicalError, ValueError, TypeError)
+
+
+class GrammarError(ValueError):
+    """The run's events are not a well-formed recording; ``str()`` names where."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """``plan.admitted``: the recorded inputs of admission and the digests claimed for them."""
+
+    attempt_id: bytes
+    backend: str
+    schema_version: int
+    spec: BoundarySpec
+    profile: ProfileSnapshot
+    admission: AdmissionRecord
+    h_p: bytes
+    h_a: bytes
+    h_l: bytes
+    plan_id: bytes
+    admission_value: canonical.Value
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalView:
+    """The recorded ``PlanRefusal``: code, requirement, detail and missing fact."""
+
+    code: str
+    requirement: str | None
+    detail: str
+    missing_fact: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """``plan.refused``: the spec and profile admission refused, and how it refused."""
+
+    attempt_id: bytes
+    backend: str
+    spec: BoundarySpec
+    profile: ProfileSnapshot
+    h_p: bytes
+    refusal: RefusalView
+
+
+@dataclass(frozen=True, slots=True)
+class LoweringRecord:
+    """One ``lowering.entry``: the wire entry and the parameters it claims to digest."""
+
+    seq: int
+    entry: LoweringEntry
+    params: canonical.Value
+
+
+@dataclass(frozen=True, slots=True)
+class Terminal:
+    """``run.terminal``: the outcome, the workload's exit status and the budget witnesses."""
+
+    outcome: Outcome
+    exit: ExitStatus | None
+    budget_witnesses: tuple[BudgetWitness, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """One ``run.streams`` chunk of captured bytes."""
+
+    seq: int
+    stream: str
+    offset: int
+    data: bytes
+    final: bool
+    total: int
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """``report.sealed``: the decoded body, the body exactly as recorded, and the seal."""
+
+    body: BoundaryReportBody
+    body_value: canonical.Value
+    seal: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRun:
+    """A run's events, decoded and in grammar order."""
+
+    run_id: bytes
+    admitted: Admitted | None
+    refused: Refused | None
+    lowering: tuple[LoweringRecord, ...]
+    lines: tuple[str, ...]
+    terminal: Terminal | None
+    streams: tuple[StreamChunk, ...]
+    sealed: Sealed | None
+
+    @property
+    def complete(self) -> bool:
+        """A refusal, or an admitted run that reached ``report.sealed``."""
+        return self.refused is not None or self.sealed is not None
+
+
+# -- payload decoders ------------------------------------------------------------------
+
+
+def _canonical(value: object, rebuilt: canonical.Value, path: str) -> None:
+    """Refuse a recorded value that does not re-encode to exactly what was recorded."""
+    if canonical.encode(rebuilt) != canonical.encode(value):  # type: ignore[arg-type]
+        raise ContractError(path, "not in canonical form (re-encoding changes it)")
+
+
+def _spec(value: object, path: str) -> BoundarySpec:
+    spec = BoundarySpec.from_value(value, path)
+    _canonical(value, spec.to_value(), path)
+    return spec
+
+
+def _profile(value: object, path: str) -> ProfileSnapshot:
+    profile = ProfileSnapshot.from_value(value, path)
+    _canonical(value, profile.to_value(), path)
+    return profile
+
+
+def _digest(value: object, path: str) -> bytes:
+    return expect_bytes(value, path, size=DIGEST_SIZE)
+
+
+def _opt_text(value: object, path: str) -> str | None:
+    return None if value is None else expect_text(value, path)
+
+
+def decode_admitted(payload: object) -> Admitted:
+    keys = (
+        "attempt_id", "backend", "schema_version", "spec", "profile", "admission",
+        "h_p", "h_a", "h_l", "plan_id",
+    )  # fmt: skip
+    body = expect_map(payload, "", required=keys)
+    schema = expect_int(body["schema_version"], "schema_version", minimum=1)
+    if schema != PLAN_SCHEMA_VERSION:
+        raise ContractError(
+            "schema_version", f"unknown plan schema {schema} (replay knows {PLAN_SCHEMA_VERSION})"
+        )
+    admission = AdmissionRecord.from_value(body["admission"], "admission")
+    _canonical(body["admission"], admission.to_value(), "admission")
+    return Admitted(
+        attempt_id=_digest(body["attempt_id"], "attempt_id"),
+        backend=expect_text(body["backend"], "backend", nonempty=True),
+        schema_version=schema,
+        spec=_spec(body["spec"], "spec"),
+        profile=_profile(body["profile"], "profile"),
+        admission=admission,
+        h_p=_digest(body["h_p"], "h_p"),
+        h_a=_digest(body["h_a"], "h_a"),
+        h_l=_digest(body["h_l"], "h_l"),
+        plan_id=_digest(body["plan_id"], "plan_id"),
+        admission_value=body["admission"],  # type: ignore[arg-type]
+    )
+
+
+def decode_refused(payload: object) -> Refused:
+    keys = ("attempt_id", "backend", "spec", "profile", "h_p", "refusal")
+    body = expect_map(payload, "", required=keys)
+    raw = expect_map(
+        body["refusal"], "refusal", required=("code", "requirement", "detail", "missing_fact")
+    )
+    refusal = RefusalView(
+        code=expect_text(raw["code"], "refusal.code", nonempty=True),
+        requirement=_opt_text(raw["requirement"], "refusal.requirement"),
+        detail=expect_text(raw["detail"], "refusal.detail"),
+        missing_fact=_opt_text(raw["missing_fact"], "refusal.missing_fact"),
+    )
+    return Refused(
+        attempt_id=_digest(body["attempt_id"], "attempt_id"),
+        backend=expect_text(body["backend"], "backend", nonempty=True),
+        spec=_spec(body["spec"], "spec"),
+        profile=_profile(body["profile"], "profile"),
+        h_p=_digest(body["h_p"], "h_p"),
+        refusal=refusal,
+    )
+
+
+def decode_lowering(payload: object, seq: int, index: int) -> LoweringRecord:
+    body = expect_map(payload, "", required=("index", "entry", "params"))
+    _expect_index(body["index"], index)
+    try:
+        entry = LoweringEntry.from_value(body["entry"])
+    except LoweringError as exc:
+        raise ContractError("entry", str(exc)) from None
+    _canonical(body["entry"], entry.to_value(), "entry")
+    params = body["params"]
+    canonical.encode(params)  # type: ignore[arg-type]  # must be encodable at all
+    return LoweringRecord(seq=seq, entry=entry, params=params)  # type: ignore[arg-type]
+
+
+def decode_phase(payload: object, index: int) -> str:
+    body = expect_map(payload, "", required=("index", "line"))
+    _expect_index(body["index"], index)
+    return expect_text(body["line"], "line", nonempty=True)
+
+
+def decode_terminal(payload: object) -> Terminal:
+    body = expect_map(payload, "", required=("outcome", "exit", "budget_witnesses"))
+    raw_exit = body["exit"]
+    witnesses = expect_array(body["budget_witnesses"], "budget_witnesses")
+    return Terminal(
+        outcome=Outcome.from_value(body["outcome"], "outcome"),
+        exit=None if raw_exit is None else ExitStatus.from_value(raw_exit, "exit"),
+        budget_witnesses=tuple(
+            BudgetWitness.from_value(w, f"budget_witnesses[{i}]") for i, w in enumerate(witnesses)
+        ),
+    )
+
+
+def decode_chunk(payload: object, seq: int) -> StreamChunk:
+    keys = ("stream", "offset", "data", "final", "total", "truncated")
+    body = expect_map(payload, "", required=keys)
+    return StreamChunk(
+        seq=seq,
+        stream=expect_text(body["stream"], "stream", nonempty=True),
+        offset=expect_int(body["offset"], "offset", minimum=0),
+        data=expect_bytes(body["data"], "data"),
+        final=expect_bool(body["final"], "final"),
+        total=expect_int(body["total"], "total", minimum=0),
+        truncated=expect_bool(body["truncated"], "truncated"),
+    )
+
+
+def decode_sealed(payload: object) -> Sealed:
+    body = expect_map(payload, "", required=("body", "seal"))
+    report = BoundaryReportBody.from_value(body["body"], "body")
+    _canonical(body["body"], report.to_value(), "body")
+    return Sealed(
+        body=report,
+        body_value=body["body"],  # type: ignore[arg-type]
+        seal=_digest(body["seal"], "seal"),
+    )
+
+
+def _expect_index(value: object, index: int) -> None:
+    got = expect_int(value, "index", minimum=0)
+    if got != index:
+        raise ContractError("index", f"expected {index} (events must count 0, 1, 2, ...), got {got}")
+
+
+# -- the grammar -----------------------------------------------------------------------
+
+
+def _decode(event: Event, decoder: Callable[[object], T]) -> T:
+    try:
+        return decoder(event.payload)
+    except _DECODE_ERRORS as exc:
+        raise GrammarError(f"event {event.seq} ({event.kind}): {_message(exc)}") from None
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc)
+    return text[2:] if text.startswith(": ") else text
+
+
+_ORDER = (LOWERING_ENTRY, LAUNCHER_PHASE, RUN_TERMINAL, RUN_STREAMS, REPORT_SEALED)
+_REPEATABLE = frozenset({LOWERING_ENTRY, LAUNCHER_PHASE, RUN_STREAMS})
+
+
+def _check_order(events: Sequence[Event]) -> None:
+    """Kinds after ``plan.admitted`` must follow ``_ORDER``, repeating only where allowed."""
+    position = -1
+    for event in events[1:]:
+        if event.kind not in _ORDER:
+            raise GrammarError(
+                f"event {event.seq}: kind {event.kind!r} does not belong in a run "
+                f"after plan.admitted"
+            )
+        rank = _ORDER.index(event.kind)
+        if rank < position or (rank == position and event.kind not in _REPEATABLE):
+            raise GrammarError(
+                f"event {event.seq}: {event.kind} after {_ORDER[position]} is out of order "
+                "(admitted -> entries -> phases -> terminal -> streams -> sealed)"
+            )
+        if rank > position + 1 and any(
+            _ORDER[skipped] not in _REPEATABLE for skipped in range(position + 1, rank)
+        ):
+            missing = next(
+                _ORDER[s] for s in range(position + 1, rank) if _ORDER[s] not in _REPEATABLE
+            )
+            raise GrammarError(f"event {event.seq}: {event.kind} without a preceding {missing}")
+        position = rank
+    if position >= _ORDER.index(RUN_TERMINAL) and position != _ORDER.index(REPORT_SEALED):
+        raise GrammarError(
+            "run.terminal is not followed by report.sealed (they are recorded in one "
+            "transaction, so one without the other means events were removed)"
+        )
+
+
+def _check_run_ids(events: Sequence[Event], run_id: bytes) -> None:
+    for event in events:
+        if event.run_id != run_id:
+            raise GrammarError(f"event {event.seq} belongs to another run")
+
+
+def parse_run(run_id: bytes, events: Sequence[Event]) -> ParsedRun:
+    """Decode ``events`` (one run's, in append order) or raise :class:`GrammarError`."""
+    if not events:
+        raise GrammarError("the run has no events")
+    _check_run_ids(events, run_id)
+    first = events[0]
+    if first.kind == PLAN_REFUSED:
+        if len(events) > 1:
+            raise GrammarError(
+                f"event {events[1].seq}: {events[1].kind} after plan.refused "
+                "(a refused plan is recorded alone)"
+            )
+        refused = _decode(first, decode_refused)
+        _same_attempt(first, refused.attempt_id, run_id)
+        return ParsedRun(run_id, None, refused, (), (), None, (), None)
+    if first.kind != PLAN_ADMITTED:
+        raise GrammarError(
+            f"event {first.seq}: a run starts with plan.admitted or plan.refused, "
+            f"not {first.kind!r}"
+        )
+    _check_order(events)
+    admitted = _decode(first, decode_admitted)
+    _same_attempt(first, admitted.attempt_id, run_id)
+    lowering: list[LoweringRecord] = []
+    lines: list[str] = []
+    terminal: Terminal | None = None
+    chunks: list[StreamChunk] = []
+    sealed: Sealed | None = None
+    for event in events[1:]:
+        if event.kind == LOWERING_ENTRY:
+            index = len(lowering)
+            lowering.append(
+                _decode(event, lambda p, s=event.seq, i=index: decode_lowering(p, s, i))
+            )
+        elif event.kind == LAUNCHER_PHASE:
+            index = len(lines)
+            lines.append(_decode(event, lambda p, i=index: decode_phase(p, i)))
+        elif event.kind == RUN_TERMINAL:
+            terminal = _decode(event, decode_terminal)
+        elif event.kind == RUN_STREAMS:
+            chunks.append(_decode(event, lambda p, s=event.seq: decode_chunk(p, s)))
+        else:
+            sealed = _decode(event, decode_sealed)
+    return ParsedRun(
+        run_id, admitted, None, tuple(lowering), tuple(lines), terminal, tuple(chunks), sealed
+    )
+
+
+def _same_attempt(event: Event, attempt_id: bytes, run_id: bytes) -> None:
+    if attempt_id != run_id:
+        raise GrammarError(f"event {event.seq} ({event.kind}): attempt_id is not the run id")

@@ -1,0 +1,65 @@
+"""Show an :class:`AuditReport` to a person (a table) or a program (JSON).
+
+The table has one row per run — run id prefix, verdict, recorded outcome, time of the
+run's first event (UTC) — followed by every check that did not pass, with its detail, so
+the reason for a ``failed`` or ``incomplete`` verdict is on screen without ``--json``.
+The JSON shape is ``{"ok", "runs": [{"run_id", "verdict", "checks": [{"name", "ok",
+"detail"}]}]}`` (plus ``"error"`` when the ledger could not be audited at all).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from replay.results import AuditReport, RunAudit
+
+__all__ = ["ID_PREFIX", "render_json", "render_table"]
+
+ID_PREFIX = 16
+
+
+def _time(time_ns: int | None) -> str:
+    if time_ns is None:
+        return "-"
+    moment = datetime.fromtimestamp(time_ns / 1e9, tz=UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _row(run: RunAudit) -> tuple[str, str, str, str]:
+    return (run.run_id.hex()[:ID_PREFIX], run.verdict, run.outcome or "-", _time(run.time_ns))
+
+
+def render_table(report: AuditReport) -> str:
+    """The human form: a table of runs, then the failing checks of each failed run."""
+    lines: list[str] = []
+    if report.error is not None:
+        lines.append(f"error: {report.error}")
+    header = ("RUN", "VERDICT", "OUTCOME", "TIME (UTC)")
+    rows = [header] + [_row(run) for run in report.runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    if report.runs:
+        for row in rows:
+            lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    else:
+        lines.append("no runs to audit")
+    for run in report.runs:
+        failing = run.failing()
+        if not failing:
+            continue
+        lines.append("")
+        lines.append(f"{run.run_id.hex()} {run.verdict}:")
+        for check in failing:
+            lines.append(f"  {check.name}: {check.detail}")
+    counts: dict[str, int] = {}
+    for run in report.runs:
+        counts[run.verdict] = counts.get(run.verdict, 0) + 1
+    summary = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
+    lines.append("")
+    lines.append(f"{len(report.runs)} runs: {summary or 'none'}")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(report: AuditReport) -> str:
+    """The machine form (stable keys; run ids in lowercase hex)."""
+    return json.dumps(report.to_json(), indent=2) + "\n"

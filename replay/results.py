@@ -1,0 +1,135 @@
+"""The audit's answer: a verdict per run, and a result per named check.
+
+A check result is ``ok`` only when the check ran and everything it compared agreed.
+A check that could not run says why in its detail: ``skipped: ...`` when an earlier check
+failed (so there is nothing trustworthy to compare against), ``incomplete: ...`` when the
+run has not reached ``run.terminal``. Either way ``ok`` is False — an unchecked property is
+never reported as a verified one.
+
+Verdicts: ``failed`` when any check failed outright (tampering or corruption outranks a
+crash), else ``incomplete`` when the run stopped before its terminal event, else
+``verified``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "CHECKED",
+    "FAILED",
+    "INCOMPLETE",
+    "PENDING",
+    "SKIPPED",
+    "VERIFIED",
+    "AuditReport",
+    "CheckResult",
+    "RunAudit",
+    "verdict_of",
+]
+
+VERIFIED: Final = "verified"
+FAILED: Final = "failed"
+INCOMPLETE: Final = "incomplete"
+
+# How a check ended, beyond ok/not ok (kept out of the JSON, which is name/ok/detail).
+CHECKED: Final = "checked"
+SKIPPED: Final = "skipped"
+PENDING: Final = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One named check: whether it held, and a one-line detail saying what was compared.
+
+    ``status`` is ``checked`` (it ran), ``skipped`` (an earlier check failed) or
+    ``pending`` (the run is incomplete, so there is nothing to check yet).
+    """
+
+    name: str
+    ok: bool
+    detail: str
+    status: str = CHECKED
+
+    @classmethod
+    def passed(cls, name: str, detail: str) -> CheckResult:
+        return cls(name, True, detail)
+
+    @classmethod
+    def failed(cls, name: str, detail: str) -> CheckResult:
+        return cls(name, False, detail)
+
+    @classmethod
+    def skipped(cls, name: str, why: str) -> CheckResult:
+        return cls(name, False, f"skipped: {why}", SKIPPED)
+
+    @classmethod
+    def pending(cls, name: str, why: str) -> CheckResult:
+        return cls(name, False, f"incomplete: {why}", PENDING)
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+def verdict_of(checks: list[CheckResult]) -> str:
+    """``failed`` if a check ran and failed, else ``incomplete`` if one is pending."""
+    if any(not c.ok and c.status == CHECKED for c in checks):
+        return FAILED
+    if any(c.status == PENDING for c in checks):
+        return INCOMPLETE
+    if any(not c.ok for c in checks):  # only skips left: something upstream failed
+        return FAILED
+    return VERIFIED
+
+
+@dataclass(frozen=True, slots=True)
+class RunAudit:
+    """One run's verdict and its checks, in the fixed check order.
+
+    ``outcome`` (the recorded ``run.terminal`` outcome, ``refused`` for a refusal, None when
+    there is none) and ``time_ns`` (the run's first event time) are for display only.
+    """
+
+    run_id: bytes
+    verdict: str
+    checks: list[CheckResult]
+    outcome: str | None = None
+    time_ns: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == VERIFIED
+
+    def failing(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.ok]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id.hex(),
+            "verdict": self.verdict,
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """Every audited run; ``ok`` only when each one is verified (and there was no error).
+
+    ``error`` is set when the ledger could not be audited at all (e.g. its run index
+    cannot be read); ``ok`` is then False.
+    """
+
+    runs: list[RunAudit]
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(run.ok for run in self.runs)
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"ok": self.ok, "runs": [run.to_json() for run in self.runs]}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+

@@ -1,0 +1,10 @@
+"""Only here for cffi: compile the launcher's C child window at build/install time.
+
+All metadata lives in pyproject.toml; setuptools merges ``cffi_modules`` from here. (The
+libseccomp declarations, ``launcher._seccomp_abi``, are generated on first use by the
+host instead, so the generated file carries lint/type-check opt-out headers.)
+"""
+
+from setuptools import setup
+
+setup(cffi_modules=["launcher/basement/_build_child.py:ffibuilder"])

@@ -1,0 +1,146 @@
+"""`bvisor run` as a user meets it: exit statuses, --json, refusals, usage errors, Ctrl-C.
+
+Each test runs the installed command in a subprocess, the way a shell script would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import find_pids_with, marked_sleep, unique_marker, wait_for
+from tests.features import require_feature
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def bvisor(*args: str, ledger: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bvisor.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "BVISOR_LEDGER": str(ledger)},
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def ledger_dir(tmp_path: Path) -> Path:
+    return tmp_path / "ledger"
+
+
+def test_default_run_passes_output_through_and_exits_with_the_workload_status(
+    ledger_dir: Path, tmp_path: Path
+) -> None:
+    require_feature("landlock")
+    done = bvisor("run", "--", "/bin/sh", "-c", "echo out; echo err >&2; exit 3", ledger=ledger_dir, cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "out\n"
+    assert "err" in done.stderr
+    assert "bvisor: failed (exit=3)" in done.stderr
+    assert (ledger_dir / "data.mdb").exists(), "the run must be recorded in the ledger"
+
+
+def test_signal_death_maps_to_128_plus_n(ledger_dir: Path, tmp_path: Path) -> None:
+    done = bvisor("run", "--", "/bin/sh", "-c", "kill -TERM $$", ledger=ledger_dir, cwd=tmp_path)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+
+
+def test_default_spec_has_no_network_and_a_read_only_system(ledger_dir: Path, tmp_path: Path) -> None:
+    require_feature("netns")
+    require_feature("landlock")
+    marker = unique_marker("DEFAULT")
+    script = (
+        f": {marker}; "
+        "touch /etc/bvisor-must-not-exist 2>/dev/null && echo etc=WRITABLE || echo etc=ro; "
+        "echo inside > ./written-inside; sleep 1"
+    )
+    seen: dict[str, str] = {}
+
+    def watch() -> None:
+        pids = wait_for(lambda: find_pids_with(marker, program="sh"), timeout=20)
+        if pids:
+            seen["net"] = Path(f"/proc/{pids[0]}/net/dev").read_text()  # type: ignore[index]
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    done = bvisor("run", "--", "/bin/sh", "-c", script, ledger=ledger_dir, cwd=tmp_path)
+    watcher.join()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["etc=ro"], done.stdout
+    interfaces = [line.split(":")[0].strip() for line in seen["net"].splitlines()[2:]]
+    assert interfaces == ["lo"], seen["net"]
+    assert not Path("/etc/bvisor-must-not-exist").exists()
+    assert (tmp_path / "written-inside").read_text() == "inside\n"
+
+
+def test_json_prints_one_sealed_report(ledger_dir: Path, tmp_path: Path) -> None:
+    done = bvisor("run", "--json", "--", "/bin/echo", "hi", ledger=ledger_dir, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["stdout"] == "hi\n"
+    assert payload["report"]["outcome"] == "completed"
+    assert len(bytes.fromhex(payload["seal"])) == 32
+
+
+def test_refused_spec_exits_125_and_names_the_requirement(ledger_dir: Path) -> None:
+    done = bvisor("run", "--spec", str(EXAMPLES / "refused-allow-threads.toml"), ledger=ledger_dir)
+    assert done.returncode == 125
+    assert "unsupported" in done.stderr and "child" in done.stderr.lower()
+
+
+def test_timeout_spec_exits_124(ledger_dir: Path) -> None:
+    require_feature("cgroup2-kill")
+    done = bvisor("run", "--spec", str(EXAMPLES / "budgeted-timeout.toml"), ledger=ledger_dir)
+    assert done.returncode == 124, done.stderr
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        ([], "nothing to run"),
+        (["--spec", "/nonexistent/spec.toml"], "spec.toml"),
+        (["--lease", "broken", "--", "/bin/true"], "REF=HOSTVAR"),
+        (["--lease", "tok=BVISOR_SURELY_UNSET_VAR", "--", "/bin/true"], "not set"),
+    ],
+)
+def test_usage_mistakes_exit_2_without_traceback(args: list[str], needle: str, ledger_dir: Path) -> None:
+    done = bvisor("run", *args, ledger=ledger_dir)
+    assert done.returncode == 2, done.stderr
+    assert needle in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_interrupt_kills_the_run_tree(ledger_dir: Path, tmp_path: Path) -> None:
+    require_feature("cgroup2-kill")
+    marker = unique_marker("CTRLC")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bvisor.cli.main", "run", "--", "/bin/sh", "-c",
+         f"{marked_sleep(marker, 300)} & {marked_sleep(marker, 300)}"],
+        cwd=tmp_path,
+        env={**os.environ, "BVISOR_LEDGER": str(ledger_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert wait_for(lambda: len(find_pids_with(marker)) >= 2, timeout=20), "workload never started"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+        gone = wait_for(lambda: not find_pids_with(marker), timeout=10)
+        assert gone, f"run tree survived Ctrl-C: {find_pids_with(marker)}"
+        assert proc.returncode == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in find_pids_with(marker):
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0)

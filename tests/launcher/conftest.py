@@ -1,0 +1,298 @@
+"""Helpers for launcher tests: plan builders, a stdin gate, /proc oracles, cgroup leaves.
+
+Oracles here read kernel state from *outside* the workload (``/proc/<pid>/...``, cgroup
+files, files on disk). To read ``/proc/<pid>`` while the workload is alive without any
+timing assumption, workloads block reading stdin (a pipe the test holds, the "gate") and
+the test releases them after looking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bvisor.contract import mechanisms as mech
+from bvisor.contract.lowering import LoweringEntry, lowering_digest
+from launcher.launch import AuthorityFd, LaunchObservation, LaunchOptions, run_launcher
+from launcher.protocol import (
+    CgroupPlacement,
+    DescriptorKind,
+    DescriptorRole,
+    DescriptorShape,
+    DescriptorSlot,
+    LandlockRequest,
+    LandlockRule,
+    LaunchBody,
+    LaunchPlan,
+    NetworkNamespaceRequest,
+    SeccompRequest,
+    TargetSpec,
+    UserNamespaceRequest,
+)
+from tests.features import cgroup_v1_dir, cgroup_v2_dir, dev_launcher_path, require_feature
+
+EXE_SLOT = 10
+ZERO = bytes(32)
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def launcher_path() -> str:
+    return dev_launcher_path()
+
+
+def entry(primitive: mech.Primitive) -> LoweringEntry:
+    return LoweringEntry(primitive.id, primitive.version, int(primitive.phase), ZERO, ZERO)
+
+
+@dataclass
+class Auth:
+    """Authority fds the test opened (closed by ``close``)."""
+
+    fds: list[AuthorityFd] = field(default_factory=list)
+    table: list[DescriptorSlot] = field(default_factory=list)
+    next_slot: int = EXE_SLOT + 1
+
+    def add(
+        self, fd: int, role: DescriptorRole, kind: DescriptorKind, writable: bool = False
+    ) -> int:
+        slot = self.next_slot
+        self.next_slot += 1
+        self.fds.append(AuthorityFd(slot, fd))
+        self.table.append(DescriptorSlot(slot, role, DescriptorShape(kind, writable)))
+        return slot
+
+    def close(self) -> None:
+        for authority in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(authority.fileno())
+
+
+def build_plan(
+    exe: str,
+    argv: Sequence[str],
+    *,
+    envp: Sequence[tuple[str, str]] = (("PATH", "/usr/bin:/bin"),),
+    seccomp: SeccompRequest | None = None,
+    landlock: Sequence[tuple[str, str]] | None = None,
+    userns: bool = False,
+    netns: bool = False,
+    cgroup_v2: int | None = None,
+    cgroup_v1: Sequence[int] = (),
+    hooks: frozenset[str] = frozenset(),
+    with_scrub: bool = True,
+) -> tuple[LaunchPlan, Auth]:
+    """A consistent plan (lowering agrees with the target) and its authority fds.
+
+    ``landlock`` is a list of (path, access); ``cgroup_v2``/``cgroup_v1`` are dir fds the
+    caller owns (the caller closes them; they are added to the table here).
+    """
+    auth = Auth()
+    exe_fd = os.open(exe, os.O_RDONLY | os.O_CLOEXEC)
+    auth.fds.append(AuthorityFd(EXE_SLOT, exe_fd))
+    auth.table.append(
+        DescriptorSlot(
+            EXE_SLOT, DescriptorRole.TARGET_EXE, DescriptorShape(DescriptorKind.REGULAR, False)
+        )
+    )
+    entries = []
+    landlock_req = None
+    if landlock is not None:
+        rules = []
+        for path, access in landlock:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            kind = DescriptorKind.DIRECTORY if Path(path).is_dir() else DescriptorKind.REGULAR
+            slot = auth.add(fd, DescriptorRole.FS_ROOT, kind)
+            rules.append(LandlockRule(slot, access))
+        landlock_req = LandlockRequest(mech.LANDLOCK_ABI_FLOOR, tuple(rules))
+        entries.append(entry(mech.LANDLOCK))
+    placement = None
+    if cgroup_v2 is not None or cgroup_v1:
+        v2_slot = None
+        if cgroup_v2 is not None:
+            v2_slot = auth.add(
+                os.dup(cgroup_v2), DescriptorRole.CGROUP_V2_LEAF, DescriptorKind.DIRECTORY
+            )
+        v1_slots = tuple(
+            auth.add(os.dup(fd), DescriptorRole.CGROUP_V1_LEAF, DescriptorKind.DIRECTORY)
+            for fd in cgroup_v1
+        )
+        placement = CgroupPlacement(v2_slot, v1_slots)
+        entries.append(entry(mech.CGROUP_LEAF))
+    if userns:
+        entries.append(entry(mech.USERNS))
+    if netns:
+        entries.append(entry(mech.NETNS))
+    if with_scrub:
+        entries.append(entry(mech.AMBIENT_SCRUB))
+    if seccomp is not None:
+        entries.append(entry(mech.SECCOMP))
+    entries.append(entry(mech.EXEC))
+    entries.sort(key=lambda e: (e.phase_code, 0 if e.id == mech.USERNS.id else 1, e.id))
+    uid, gid = os.getuid(), os.getgid()
+    target = TargetSpec(
+        argv=tuple(argv),
+        envp=tuple(envp),
+        exe_slot=EXE_SLOT,
+        user_namespace=UserNamespaceRequest(f"0 {uid} 1", f"0 {gid} 1") if userns else None,
+        network_namespace=NetworkNamespaceRequest() if netns else None,
+        seccomp=seccomp,
+        landlock=landlock_req,
+        cgroup=placement,
+    )
+    body = LaunchBody(
+        attempt_id=bytes([9]) * 32,
+        plan_id=bytes([1]) * 32,
+        h_a=bytes([2]) * 32,
+        h_p=bytes([3]) * 32,
+        h_l=lowering_digest(entries),
+        lowering=tuple(entries),
+        descriptor_table=tuple(auth.table),
+        target=target,
+        test_hooks=hooks,
+    )
+    return LaunchPlan(body), auth
+
+
+class Gate:
+    """Stdin for a workload that blocks until the test releases it."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe2(os.O_CLOEXEC)
+        self.exec_done = threading.Event()
+        self.lines: list[str] = []
+
+    def on_line(self, line: str) -> None:
+        self.lines.append(line)
+        if line in ("ExecSucceeded", "SetupRefused", "SetupFaulted"):
+            self.exec_done.set()
+
+    def release(self, data: bytes = b"go\n") -> None:
+        if self.write_fd >= 0:
+            try:
+                os.write(self.write_fd, data)
+            finally:
+                os.close(self.write_fd)
+                self.write_fd = -1
+
+    def close(self) -> None:
+        self.release(b"")
+        if self.read_fd >= 0:
+            os.close(self.read_fd)
+            self.read_fd = -1
+
+
+class GatedRun:
+    """Run the launcher in a thread with a gated stdin; look at /proc, then release."""
+
+    def __init__(self, launcher_path: str, plan: LaunchPlan, auth: Auth, **options: object) -> None:
+        self.gate = Gate()
+        self.result: LaunchObservation | None = None
+        self.error: BaseException | None = None
+        self.pid: int | None = None
+        opts = LaunchOptions(stdin_fd=self.gate.read_fd, on_control_line=self._line, **options)  # type: ignore[arg-type]
+
+        def work() -> None:
+            try:
+                self.result = run_launcher(launcher_path, plan, auth.fds, options=opts)
+            except BaseException as exc:  # surfaced by finish()
+                self.error = exc
+            finally:
+                self.gate.exec_done.set()
+
+        self.thread = threading.Thread(target=work, name="launcher-under-test")
+        self.thread.start()
+
+    def _line(self, line: str) -> None:
+        if line.startswith("# workload pid="):
+            self.pid = int(line.split("=", 1)[1])
+        self.gate.on_line(line)
+
+    def wait_exec(self) -> int:
+        """Block until the launcher reached a terminal; return the workload pid."""
+        self.gate.exec_done.wait()
+        assert self.error is None, self.error
+        assert self.pid is not None, f"no workload pid reported: {self.gate.lines}"
+        assert "ExecSucceeded" in self.gate.lines, self.gate.lines
+        return self.pid
+
+    def finish(self) -> LaunchObservation:
+        self.gate.release()
+        self.thread.join()
+        self.gate.close()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+def proc_fds(pid: int) -> list[int]:
+    return sorted(int(name) for name in os.listdir(f"/proc/{pid}/fd"))
+
+
+def proc_status_field(pid: int, name: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"/proc/{pid}/status has no {name}")
+
+
+@dataclass
+class Leaf:
+    """A test cgroup directory and an O_DIRECTORY fd on it."""
+
+    path: Path
+    fd: int
+
+    def procs(self) -> list[int]:
+        return [int(x) for x in (self.path / "cgroup.procs").read_text().split()]
+
+
+def _remove_leaf(leaf: Leaf, v2: bool) -> None:
+    os.close(leaf.fd)
+    if v2 and (leaf.path / "cgroup.kill").exists():
+        (leaf.path / "cgroup.kill").write_text("1")
+    for _ in range(100000):
+        pids = leaf.procs()
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)
+        os.sched_yield()
+    leaf.path.rmdir()
+
+
+@pytest.fixture
+def v2_leaf() -> Iterator[Leaf]:
+    require_feature("cgroup2-kill")
+    base = cgroup_v2_dir()
+    assert base is not None
+    path = base / f"bvisor-test-{os.getpid()}-{next(_counter)}"
+    path.mkdir()
+    leaf = Leaf(path, os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    try:
+        yield leaf
+    finally:
+        _remove_leaf(leaf, v2=True)
+
+
+@pytest.fixture
+def v1_pids_leaf() -> Iterator[Leaf]:
+    require_feature("cgroup1-pids")
+    base = cgroup_v1_dir("pids")
+    assert base is not None
+    path = base / f"bvisor-test-{os.getpid()}-{next(_counter)}"
+    path.mkdir()
+    leaf = Leaf(path, os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    try:
+        yield leaf
+    finally:
+        _remove_leaf(leaf, v2=False)

@@ -1,0 +1,131 @@
+"""The oracles are evidence only if they fail when the launcher lies.
+
+Each test sets one test hook (the launcher skips the mechanism but still reports it as
+installed) and asserts the same oracle the honest test uses now does NOT see the
+confinement, and that the launcher marked the run with a DANGER note.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from launcher.launch import LaunchObservation, run_launcher
+from launcher.protocol import SeccompRequest
+from tests.features import require_feature
+from tests.launcher.conftest import GatedRun, Leaf, build_plan, proc_fds, proc_status_field
+from tests.launcher.test_mechanisms import SYSTEM_ROOTS, network_deny_run
+
+
+def _lied(obs: LaunchObservation, hook: str, claim: str) -> None:
+    assert obs.test_hooks == frozenset({hook}) or hook in obs.test_hooks
+    assert f"DANGER test hook active: {hook}" in obs.notes
+    danger = obs.notes.index(f"DANGER test hook active: {hook}")
+    claims = [i for i, n in enumerate(obs.notes) if n.startswith(claim)]
+    assert claims and danger < claims[0], "the DANGER note must come before the false claim"
+    assert obs.exec_succeeded()
+
+
+def test_skip_seccomp_turns_the_seccomp_oracle_red(launcher_path: str) -> None:
+    require_feature("seccomp")
+    script = "read x; /bin/echo after_fork=ok"
+    plan, auth = build_plan(
+        "/bin/sh",
+        ["sh", "-c", script],
+        seccomp=SeccompRequest(True, False),
+        hooks=frozenset({"skip_seccomp"}),
+    )
+    run = GatedRun(launcher_path, plan, auth)
+    pid = run.wait_exec()
+    mode = proc_status_field(pid, "Seccomp")
+    obs = run.finish()
+    auth.close()
+    _lied(obs, "skip_seccomp", "seccomp denylist installed")
+    assert mode == "0", "oracle still sees a filter although the launcher skipped it"
+    assert b"after_fork=ok" in obs.captured_stdout
+
+
+def test_skip_landlock_turns_the_filesystem_oracle_red(launcher_path: str, tmp_path: Path) -> None:
+    require_feature("landlock")
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    roots = [(str(out), "read_write")] + [(p, "read") for p in SYSTEM_ROOTS]
+    plan, auth = build_plan(
+        "/bin/sh",
+        ["sh", "-c", f"echo leak > {outside}/leak.txt"],
+        landlock=roots,
+        hooks=frozenset({"skip_landlock"}),
+    )
+    obs = run_launcher(launcher_path, plan, auth.fds)
+    auth.close()
+    _lied(obs, "skip_landlock", "landlock abi=")
+    assert (outside / "leak.txt").exists(), "oracle did not see the unconfined write"
+
+
+def test_skip_netns_turns_the_network_oracle_red(launcher_path: str) -> None:
+    for feature in ("userns", "netns", "seccomp"):
+        require_feature(feature)
+    host_interfaces = sorted(
+        line.split(":", 1)[0].strip() for line in Path("/proc/net/dev").read_text().splitlines()[2:]
+    )
+    interfaces, mode, _accepted, _ = network_deny_run(launcher_path, frozenset({"skip_netns"}))
+    assert interfaces == host_interfaces
+    assert mode == 2  # only the namespace was skipped
+
+
+def test_skip_netns_and_seccomp_let_the_host_see_a_connection(launcher_path: str) -> None:
+    for feature in ("userns", "netns", "seccomp"):
+        require_feature(feature)
+    _interfaces, mode, accepted, stdout = network_deny_run(
+        launcher_path, frozenset({"skip_netns", "skip_seccomp"})
+    )
+    assert accepted, f"the host listener saw no connection: {stdout!r}"
+    assert mode == 0
+    assert "connect ok" in stdout
+
+
+def test_skip_fd_scrub_turns_the_fd_oracle_red(launcher_path: str) -> None:
+    sentinel = os.open("/", os.O_RDONLY)
+    os.set_inheritable(sentinel, True)
+    plan, auth = build_plan("/bin/cat", ["cat"], hooks=frozenset({"skip_fd_scrub"}))
+    try:
+        run = GatedRun(launcher_path, plan, auth)
+        pid = run.wait_exec()
+        fds = proc_fds(pid)
+        obs = run.finish()
+    finally:
+        os.close(sentinel)
+        auth.close()
+    _lied(obs, "skip_fd_scrub", "fds kept")
+    assert fds != [0, 1, 2], "oracle saw only stdio although the scrub was skipped"
+
+
+def test_skip_cgroup_placement_turns_the_cgroup_oracle_red(
+    launcher_path: str, v2_leaf: Leaf
+) -> None:
+    plan, auth = build_plan(
+        "/bin/cat", ["cat"], cgroup_v2=v2_leaf.fd, hooks=frozenset({"skip_cgroup_placement"})
+    )
+    run = GatedRun(launcher_path, plan, auth)
+    pid = run.wait_exec()
+    procs = v2_leaf.procs()
+    obs = run.finish()
+    auth.close()
+    _lied(obs, "skip_cgroup_placement", "cgroup placed v2")
+    assert pid not in procs
+
+
+def test_skip_cgroup_placement_v1_turns_the_cgroup_oracle_red(
+    launcher_path: str, v1_pids_leaf: Leaf
+) -> None:
+    plan, auth = build_plan(
+        "/bin/cat", ["cat"], cgroup_v1=[v1_pids_leaf.fd], hooks=frozenset({"skip_cgroup_placement"})
+    )
+    run = GatedRun(launcher_path, plan, auth)
+    pid = run.wait_exec()
+    procs = v1_pids_leaf.procs()
+    obs = run.finish()
+    auth.close()
+    _lied(obs, "skip_cgroup_placement", "cgroup placed v1")
+    assert pid not in procs

@@ -1,0 +1,163 @@
+"""The tamper catalogue: each change made through raw LMDB is detected and located.
+
+Every test builds a 10-event ledger, changes its files the way an attacker with write
+access could (``tests.ledger.testkit.raw``), and asserts the exact finding codes, where
+they point, and ``first_bad_seq`` — the first event ``verify`` can no longer vouch for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ledger import Ledger, verify
+from ledger.record import decode_record
+from tests.ledger.testkit import RUN_A, RUN_B, build, get_record, key, put_record, raw, rewrite
+
+
+def codes(path: Path, **kwargs: object) -> tuple[list[tuple[int | None, str]], int | None]:
+    result = verify(path, **kwargs)  # type: ignore[arg-type]
+    assert result.ok is (not result.findings)
+    return [(f.seq, f.code) for f in result.findings], result.first_bad_seq
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    build(tmp_path / "l", 10)
+    assert verify(tmp_path / "l").ok
+    return tmp_path / "l"
+
+
+def test_flipped_payload_byte(path: Path) -> None:
+    record = bytearray(get_record(path, 5))
+    assert record.endswith(b"abcdefgh")  # the payload map ends with its byte string
+    record[-1] ^= 0x01  # 'h' -> 'i': still canonical, different payload
+    put_record(path, 5, bytes(record))
+    assert codes(path) == ([(5, "payload-hash-mismatch")], 5)
+
+
+def test_flipped_header_byte(path: Path) -> None:
+    record = bytearray(get_record(path, 5))
+    at = record.index(b"note.e5")
+    record[at + 6] = ord("9")  # kind note.e5 -> note.e9: a valid record, another hash
+    put_record(path, 5, bytes(record))
+    assert codes(path) == ([(6, "chain-break")], 5)
+
+
+def test_flipped_header_byte_of_last_event(path: Path) -> None:
+    record = bytearray(get_record(path, 9))
+    at = record.index(b"note.e9")
+    record[at + 6] = ord("1")
+    put_record(path, 9, bytes(record))
+    assert codes(path) == ([(9, "head-mismatch")], 9)
+
+
+def test_flipped_prev_hash_byte(path: Path) -> None:
+    record = bytearray(get_record(path, 5))
+    record[5] ^= 0x80  # inside prev_hash (array head, version, seq, 2-byte bstr head)
+    put_record(path, 5, bytes(record))
+    found, first_bad = codes(path)
+    assert found == [(5, "chain-break"), (6, "chain-break")] and first_bad == 4
+
+
+def test_deleted_event(path: Path) -> None:
+    with raw(path) as (txn, dbs):
+        assert txn.delete(key(4), db=dbs["events"])
+    found, first_bad = codes(path)
+    assert sorted(found) == [(4, "index-mismatch"), (4, "sequence-gap"), (5, "chain-break")]
+    assert first_bad == 4  # RUN_A's index row 2 still points at the hole
+
+
+def test_swapped_events(path: Path) -> None:
+    four, five = get_record(path, 4), get_record(path, 5)
+    put_record(path, 4, five)
+    put_record(path, 5, four)
+    found, first_bad = codes(path)
+    assert (4, "sequence-mismatch") in found and (5, "sequence-mismatch") in found
+    assert first_bad == 4
+
+
+def test_changed_meta_head_hash(path: Path) -> None:
+    with raw(path) as (txn, dbs):
+        txn.put(b"head_hash", bytes(32), db=dbs["meta"])
+    assert codes(path) == ([(9, "head-mismatch")], 9)
+
+
+def test_changed_meta_head_seq(path: Path) -> None:
+    with raw(path) as (txn, dbs):
+        txn.put(b"head_seq", key(6), db=dbs["meta"])
+    assert codes(path) == ([(7, "head-mismatch")], 7)
+
+
+def test_rewritten_event_with_recomputed_payload_hash(path: Path) -> None:
+    rewrite(path, 5, {"n": 5, "blob": b"forged!!"})
+    assert codes(path) == ([(6, "chain-break")], 5)
+
+
+def test_truncated_tail_found_only_with_expected_head(path: Path) -> None:
+    with Ledger.open(path, readonly=True) as ledger:
+        old_head = ledger.head()
+        six = ledger.get(6)
+    assert old_head is not None
+    with raw(path) as (txn, dbs):  # a careful attacker: drop 7..9 and fix every index
+        for seq in (7, 8, 9):
+            txn.delete(key(seq), db=dbs["events"])
+        txn.delete(RUN_A + (4).to_bytes(4, "big"), db=dbs["runs"])  # seq 8 was RUN_A's 5th
+        txn.delete(RUN_B + (1).to_bytes(4, "big"), db=dbs["runs"])  # seq 9 was RUN_B's 2nd
+        txn.put(b"head_seq", key(6), db=dbs["meta"])
+        txn.put(b"head_hash", six.hash, db=dbs["meta"])
+    assert codes(path) == ([], None)  # a shorter chain is still a valid chain
+    assert codes(path, expect_head=old_head) == ([(7, "expected-head-missing")], 7)
+    assert codes(path, expect_head=str(old_head)) == ([(7, "expected-head-missing")], 7)
+    assert codes(path, expect_head=f"6:{six.hash.hex()}") == ([], None)  # the prefix is intact
+
+
+def test_expected_head_with_a_different_hash(path: Path) -> None:
+    assert codes(path, expect_head=f"3:{'00' * 32}") == ([(3, "expected-head-mismatch")], 3)
+
+
+def test_valid_cbor_but_not_canonical(path: Path) -> None:
+    record = get_record(path, 5)
+    assert record[2] == 0x05  # seq 5, shortest form
+    put_record(path, 5, record[:2] + b"\x18\x05" + record[3:])  # same value, 2-byte form
+    assert codes(path) == ([(5, "non-canonical-record")], 5)  # the chain survives it
+
+
+def test_garbage_record(path: Path) -> None:
+    put_record(path, 5, b"\xff\x00garbage")
+    found, first_bad = codes(path)
+    assert found[0] == (5, "malformed-record") and first_bad == 5
+
+
+def test_genesis_mismatch(path: Path) -> None:
+    with raw(path) as (txn, dbs):
+        txn.put(b"ledger_id", bytes(16), db=dbs["meta"])
+    assert codes(path) == ([(0, "genesis-mismatch")], 0)
+
+
+def test_index_row_removed_and_added(path: Path) -> None:
+    with raw(path) as (txn, dbs):
+        txn.delete(RUN_A + (2).to_bytes(4, "big"), db=dbs["runs"])  # seq 4
+    assert codes(path) == ([(4, "index-mismatch")], 4)
+    with raw(path) as (txn, dbs):
+        txn.put(RUN_A + (2).to_bytes(4, "big"), key(4), db=dbs["runs"])
+        txn.put(RUN_A + (9).to_bytes(4, "big"), key(7), db=dbs["runs"])  # a forged extra row
+    assert codes(path) == ([(7, "index-mismatch")], 7)
+
+
+def test_partial_range_locates_damage(path: Path) -> None:
+    rewrite(path, 5, {"n": 5, "blob": b"forged!!"})
+    assert codes(path, start=0, stop=5) == ([], None)  # before the damage: intact
+    assert codes(path, start=6, stop=8) == ([(6, "chain-break")], 5)
+    assert verify(path, start=7).ok
+
+
+def test_tampered_record_is_refused_on_read(path: Path) -> None:
+    record = bytearray(get_record(path, 5))
+    record[-1] ^= 0x01
+    put_record(path, 5, bytes(record))
+    with Ledger.open(path, readonly=True) as ledger:
+        with pytest.raises(Exception, match="payload does not match"):
+            ledger.get(5)
+        assert decode_record(bytes(record)).payload_ok is False

@@ -1,0 +1,113 @@
+"""`bvisor probe` and `bvisor plan`: text and JSON output, exit codes, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bvisor.cli.main import main
+from bvisor.contract.profile import HostFacts
+from tests.features import require_feature
+
+DENY_TASKS = """
+[workload]
+exe = "/bin/sh"
+args = ["-c", "echo hi"]
+
+[[capability]]
+type = "child_spawn"
+policy = "deny_new_tasks"
+
+[[control]]
+type = "launch_workload"
+[[control]]
+type = "capture_streams"
+stdout = true
+stderr = true
+"""
+
+ALLOW_THREADS = DENY_TASKS.replace("deny_new_tasks", "allow_threads_within_boundary")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def spec_file(tmp_path: Path, text: str, name: str = "spec.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_probe_json(capsys: pytest.CaptureFixture[str], live_facts: HostFacts) -> None:
+    status, out, _ = run_cli(capsys, "probe", "--json")
+    assert status == 0
+    doc = json.loads(out)
+    assert set(doc) == {"backend", "facts", "ceiling", "h_p"}
+    for key in ("landlock_abi", "seccomp_actions", "userns", "netns", "cgroup"):
+        assert key in doc["facts"]
+    assert doc["facts"]["landlock_abi"] == live_facts.landlock_abi
+    cell = doc["ceiling"]["child_spawn_deny_new_tasks"]
+    assert set(cell) == {"enforcement", "mechanism", "evidence", "reason"}
+    assert doc["ceiling"]["child_spawn_allow_threads"]["enforcement"] == "Unsupported"
+    assert len(bytes.fromhex(doc["h_p"])) == 32
+
+
+def test_probe_text(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run_cli(capsys, "probe")
+    assert status == 0
+    for heading in ("Facts", "Ceiling", "How the facts were established", "h_p "):
+        assert heading in out
+    assert "linux:seccomp_clone3_flags:Unsupported" in out
+
+
+def test_plan_json_admitted(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    require_feature("seccomp")
+    status, out, _ = run_cli(capsys, "plan", spec_file(tmp_path, DENY_TASKS), "--json")
+    assert status == 0
+    doc = json.loads(out)
+    assert doc["admitted"] is True
+    for key in ("plan_id", "h_a", "h_p", "h_l"):
+        assert len(bytes.fromhex(doc[key])) == 32
+    ids = [e["id"] for e in doc["lowering"]]
+    assert "linux.seccomp.apply.v1" in ids and ids[-1] == "linux.streams.capture.v1"
+    assert set(doc["lowering"][0]) == {"id", "version", "phase_code", "param_digest", "decl_digest"}
+    keys = {r["key"]: r for r in doc["requirements"]}
+    assert keys["child_spawn_deny_new_tasks"]["mechanism"] == "linux:seccomp_deny_tasks:Enforced"
+    # Planning twice on the same host gives the same plan id.
+    status, again, _ = run_cli(capsys, "plan", spec_file(tmp_path, DENY_TASKS), "--json")
+    assert json.loads(again)["plan_id"] == doc["plan_id"]
+
+
+def test_plan_text_admitted(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    require_feature("seccomp")
+    status, out, _ = run_cli(capsys, "plan", spec_file(tmp_path, DENY_TASKS))
+    assert status == 0
+    assert "admitted" in out and "plan_id" in out and "Lowering" in out
+    assert "linux.seccomp.apply.v1" in out
+
+
+def test_plan_refused_exits_125(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = spec_file(tmp_path, ALLOW_THREADS)
+    status, out, _ = run_cli(capsys, "plan", path, "--json")
+    assert status == 125
+    doc = json.loads(out)
+    assert doc["admitted"] is False
+    assert (doc["code"], doc["requirement"]) == ("unsupported", "child_spawn_allow_threads")
+    assert "clone3" in doc["detail"]
+    status, out, _ = run_cli(capsys, "plan", path)
+    assert status == 125
+    assert "refused [unsupported] (child_spawn_allow_threads)" in out
+
+
+def test_plan_bad_spec_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = DENY_TASKS.replace('policy = "deny_new_tasks"', 'policy = "sometimes"')
+    status, out, err = run_cli(capsys, "plan", spec_file(tmp_path, bad), "--json")
+    assert status == 2 and out == ""
+    assert "capability[0].policy" in err and "Traceback" not in err
+    status, _, err = run_cli(capsys, "plan", str(tmp_path / "missing.toml"))
+    assert status == 2 and "cannot read spec file" in err

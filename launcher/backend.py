@@ -36,6 +36,7 @@ from bvisor.contract import mechanisms as mech
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BudgetWitness
+from bvisor.contract.transcript import TERMINAL_STATES
 from launcher.cgroups import CgroupError, RunCgroup, create_run_cgroup
 from launcher.launch import LaunchObservation, LaunchOptions, run_launcher
 from launcher.launch_body import LaunchPreparationError, prepare_launch
@@ -67,6 +68,7 @@ class Execution:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     test_hooks: frozenset[str] = frozenset()
+    interrupted: bool = False
 
     def fact(self, kind: str, detail: str) -> None:
         self.observed.append(ObservedFact(kind=kind, detail=detail))
@@ -136,6 +138,13 @@ class LinuxBackend:
             run.findings.append(f"DANGEROUS TEST HOOK ACTIVE: {hook} — this run is not evidence")
         params = {p.entry.id: p.params for p in plan.lowering}
         _lowering_facts(run, plan, params)
+
+        def take_line(line: str) -> None:
+            # Kept here as well as forwarded, so an interrupted run still knows its transcript.
+            run.lines.append(line)
+            if on_control_line is not None:
+                on_control_line(line)
+
         cgroup: RunCgroup | None = None
         started = time.monotonic()
         observation: LaunchObservation | None = None
@@ -163,7 +172,7 @@ class LinuxBackend:
                 stream_cap=stream_cap,
                 on_stdout=on_stdout,
                 on_stderr=on_stderr,
-                on_control_line=on_control_line,
+                on_control_line=take_line,
                 deadline=deadline,
                 on_deadline=(cgroup.kill if cgroup is not None else None),
             )
@@ -174,9 +183,8 @@ class LinuxBackend:
             finally:
                 prepared.close()
         except KeyboardInterrupt:
-            run.fact("host_interrupted", "the host was interrupted; the run tree was killed")
-            run.outcome = Outcome.KILLED
-            raise
+            # Not re-raised here: the runner seals and records first, then re-raises.
+            run.interrupted = True
         finally:
             wall_micros = int((time.monotonic() - started) * 1_000_000)
             if cgroup is not None:
@@ -190,6 +198,8 @@ class LinuxBackend:
             if observation is not None:
                 _absorb_observation(run, observation)
                 _classify(run, observation, oom_kills)
+            if run.interrupted:
+                _record_interruption(run)
             _witness_budgets(
                 run, plan, observation, wall_micros, peak_pids, peak_memory, pids_refusals, oom_kills
             )
@@ -251,6 +261,18 @@ def _spawn_policy(plan: BoundaryPlan) -> str | None:
         if isinstance(capability, ChildSpawn):
             return capability.policy.value
     return None
+
+
+def _record_interruption(run: Execution) -> None:
+    """An interrupted host: the tree was killed; say what the transcript had reached."""
+    for line in run.lines:
+        if line.startswith("# "):
+            run.fact("launcher_note", line[2:])
+    terminal = next((line for line in run.lines if line in TERMINAL_STATES), None)
+    run.fact("launcher_terminal", terminal or "none")
+    run.fact("host_interrupted", "the host was interrupted; the run tree was killed")
+    run.outcome = Outcome.KILLED
+    run.exit = None
 
 
 def _absorb_observation(run: Execution, obs: LaunchObservation) -> None:

@@ -93,7 +93,14 @@ class AuthorityFd:
 
 @dataclass(frozen=True, slots=True)
 class LaunchOptions:
-    """How the host runs and observes the launcher (all optional)."""
+    """How the host runs and observes the launcher (all optional).
+
+    ``own_process_group`` (default True) starts the launcher in a new process group, and
+    the default deadline/exit actions SIGKILL that group. Set it False when stdin is the
+    controlling terminal (a background group reading the tty would be stopped by
+    SIGTTIN); the default actions then SIGKILL only the launcher, and the workload dies
+    with it (it has PDEATHSIG=SIGKILL) — its descendants are then the cgroup's job.
+    """
 
     stdin_fd: int | None = None
     stream_cap: int = DEFAULT_STREAM_CAP
@@ -105,6 +112,7 @@ class LaunchOptions:
     on_spawned: Callable[[int], None] | None = None
     on_launcher_exit: Callable[[], None] | None = None
     drain_grace: float = 2.0
+    own_process_group: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +152,10 @@ class LaunchObservation:
     def exec_succeeded(self) -> bool:
         """Did the launcher report that the workload was exec'd?"""
         return self.terminal == states.EXEC_SUCCEEDED
+
+    def identity_matches(self) -> bool:
+        """Did the launcher hash the same entry file the host hashed and executed?"""
+        return self.launcher_entry_identity == self.launcher_identity
 
     def refusal_code(self) -> str | None:
         """The launcher's refusal code (``refused code=...`` note), if it refused."""
@@ -251,7 +263,11 @@ def run_launcher_payload(
         }
         try:
             pid = hostspawn.spawn_with_fds(
-                f"/proc/self/fd/{launcher_slot}", ["bvisor-linux-launcher"], env, placements
+                f"/proc/self/fd/{launcher_slot}",
+                ["bvisor-linux-launcher"],
+                env,
+                placements,
+                new_process_group=opts.own_process_group,
             )
         except OSError:
             for fd in readers:
@@ -303,9 +319,13 @@ def _check_authority(
     return slots
 
 
-def _killpg(pid: int) -> None:
+def _kill_run(pid: int, own_group: bool) -> None:
+    """SIGKILL the launcher's process group (or only the launcher, if it has none)."""
     with contextlib.suppress(OSError):
-        os.killpg(pid, signal.SIGKILL)
+        if own_group:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
 
 
 def _observe(
@@ -348,9 +368,9 @@ def _observe(
             ):
                 deadline_hit = True
                 forced_at = now + opts.drain_grace
-                (opts.on_deadline or (lambda: _killpg(pid)))()
+                (opts.on_deadline or (lambda: _kill_run(pid, opts.own_process_group)))()
             if not exited and forced_at is not None and now >= forced_at:
-                _killpg(pid)
+                _kill_run(pid, opts.own_process_group)
                 forced_at = None
             if exited and (not open_fds or (drain_until is not None and now >= drain_until)):
                 break
@@ -375,7 +395,7 @@ def _observe(
                 exited = True
                 if pidfd is not None:
                     poller.unregister(pidfd)
-                (opts.on_launcher_exit or (lambda: _killpg(pid)))()
+                (opts.on_launcher_exit or (lambda: _kill_run(pid, opts.own_process_group)))()
                 launcher_exit = _reap(pid)
                 drain_until = time.monotonic() + opts.drain_grace
     finally:
@@ -384,7 +404,7 @@ def _observe(
         if pidfd is not None:
             os.close(pidfd)
         if not exited:
-            _killpg(pid)
+            _kill_run(pid, opts.own_process_group)
             launcher_exit = _reap(pid)
     control.close()
     out, err = sinks[out_r], sinks[err_r]

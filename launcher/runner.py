@@ -194,4 +194,6 @@ class BoundaryRunner:
                 items += [("run.streams", chunk, attempt) for chunk in stream_chunks(name, data, total, truncated)]
             items.append(("report.sealed", {"body": report.body.to_value(), "seal": report.seal}, attempt))
             sink.append_many(items)
+        if execution.interrupted:
+            raise KeyboardInterrupt
         return report

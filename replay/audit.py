@@ -32,7 +32,7 @@ from replay.checks import (
     check_streams,
     check_transcript,
 )
-from replay.derive import rederive
+from replay.derive import rederive_memo
 from replay.results import AuditReport, CheckResult, RunAudit, verdict_of
 
 __all__ = ["Progress", "ReplayUsageError", "audit", "audit_run"]
@@ -114,7 +114,7 @@ def audit_run(
         return _finish(summary, checks, outcome)
     source = parsed.admitted or parsed.refused
     assert source is not None
-    derived = rederive(source.spec, source.profile)
+    derived = rederive_memo(source.spec, source.profile, source.spec_bytes, source.profile_bytes)
     checks += [check_h_p(parsed), check_h_a(parsed, derived)]
     if parsed.refused is not None:
         assert [c.name for c in checks] == list(REFUSED_CHECK_NAMES)

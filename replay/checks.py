@@ -15,10 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bvisor import canonical
-from bvisor.contract.admission import admission_digest
 from bvisor.contract.lowering import lowering_digest
 from bvisor.contract.plan import plan_identity
-from bvisor.contract.profile import profile_digest
 from bvisor.contract.report import stream_digest
 from bvisor.contract.report_inputs import admitted_requirements, profile_label
 from bvisor.contract.transcript import (
@@ -27,7 +25,7 @@ from bvisor.contract.transcript import (
     check_walk,
     split_lines,
 )
-from bvisor.digest import Purpose, digest_value
+from bvisor.digest import Purpose, digest_bytes, digest_value
 from ledger import Finding
 from replay.derive import Rederived
 from replay.diff import first_difference, show
@@ -73,7 +71,7 @@ def _same(a: bytes, b: bytes) -> bool:
 
 
 def _enc(value: object) -> bytes:
-    return canonical.encode(value)  # type: ignore[arg-type]
+    return canonical.encode(value)
 
 
 # -- chain -----------------------------------------------------------------------------
@@ -93,7 +91,9 @@ class ChainEvidence:
     verified_events: int
 
     @classmethod
-    def of(cls, first_bad_seq: int | None, findings: Sequence[Finding], events: int) -> ChainEvidence:
+    def of(
+        cls, first_bad_seq: int | None, findings: Sequence[Finding], events: int
+    ) -> ChainEvidence:
         by_seq: dict[int, list[Finding]] = {}
         wide: list[Finding] = []
         for finding in findings:
@@ -122,9 +122,7 @@ def check_chain(seqs: Sequence[int], chain: ChainEvidence, read_error: str | Non
         bad = chain.first_bad_seq
         why = chain.by_seq.get(bad) or chain.by_seq.get(bad + 1) or ()
         reason = f" ({why[0].code}: {why[0].detail})" if why else ""
-        return CheckResult.failed(
-            name, f"events from seq {bad} on are not proven intact{reason}"
-        )
+        return CheckResult.failed(name, f"events from seq {bad} on are not proven intact{reason}")
     return CheckResult.passed(
         name, f"{len(seqs)} events (seq {min(seqs)}..{max(seqs)}) chained from genesis"
     )
@@ -142,9 +140,7 @@ def check_grammar(run_id: bytes, events: Sequence[object]) -> tuple[CheckResult,
         return CheckResult.failed(name, str(exc)), None
     if parsed.refused is not None:
         return CheckResult.passed(name, "plan.refused, recorded alone"), parsed
-    counts = (
-        f"{len(parsed.lowering)} lowering entries, {len(parsed.lines)} launcher lines"
-    )
+    counts = f"{len(parsed.lowering)} lowering entries, {len(parsed.lines)} launcher lines"
     if not parsed.complete:
         return CheckResult.pending(name, f"{_NO_TERMINAL}; so far: admitted, {counts}"), parsed
     return (
@@ -164,7 +160,7 @@ def check_h_p(parsed: ParsedRun) -> CheckResult:
     name = "h_p"
     source = parsed.admitted or parsed.refused
     assert source is not None
-    computed = profile_digest(source.profile)
+    computed = digest_bytes(Purpose.PROFILE, source.profile_bytes)  # = profile_digest(...)
     if not _same(computed, source.h_p):
         return CheckResult.failed(
             name,
@@ -194,12 +190,13 @@ def check_h_a(parsed: ParsedRun, derived: Rederived) -> CheckResult:
         )
     if derived.record is None:
         return CheckResult.failed(name, derived.error or "admission could not be re-run")
-    difference = first_difference(admitted.admission_value, derived.record.to_value())
-    if difference is not None:
+    if derived.record_bytes != admitted.admission_bytes:
+        difference = first_difference(admitted.admission_value, derived.record.to_value())
         return CheckResult.failed(
-            name, f"the recorded admission is not what admission gives: {difference}"
+            name,
+            f"the recorded admission is not what admission gives: {difference or 'encoding'}",
         )
-    computed = admission_digest(derived.record)
+    computed = digest_bytes(Purpose.ADMISSION, derived.record_bytes)  # = admission_digest
     if not _same(computed, admitted.h_a):
         return CheckResult.failed(
             name,
@@ -210,7 +207,9 @@ def check_h_a(parsed: ParsedRun, derived: Rederived) -> CheckResult:
         f"{len(derived.record.requirements)} requirements, {len(derived.record.evidence)} "
         f"evidence claims, {len(derived.record.budgets)} budgets"
     )
-    return CheckResult.passed(name, f"admission re-run agrees ({decisions}); h_a {computed.hex()[:16]}")
+    return CheckResult.passed(
+        name, f"admission re-run agrees ({decisions}); h_a {computed.hex()[:16]}"
+    )
 
 
 def _check_refusal(parsed: ParsedRun, derived: Rederived) -> CheckResult:
@@ -254,7 +253,9 @@ def check_h_l(parsed: ParsedRun, derived: Rederived) -> CheckResult:
     admitted = parsed.admitted
     assert admitted is not None
     for position, record in enumerate(parsed.lowering):
-        if not _same(digest_value(Purpose.PRIMITIVE_PARAMS, record.params), record.entry.param_digest):
+        if not _same(
+            digest_value(Purpose.PRIMITIVE_PARAMS, record.params), record.entry.param_digest
+        ):
             return CheckResult.failed(
                 name,
                 f"lowering.entry[{position}] ({record.entry.id}): param_digest is not the "
@@ -296,7 +297,9 @@ def check_h_l(parsed: ParsedRun, derived: Rederived) -> CheckResult:
     if not _same(plan.h_l, admitted.h_l):  # pragma: no cover - implied by the above
         return CheckResult.failed(name, "recorded h_l differs from the re-derived lowering's")
     return CheckResult.passed(
-        name, f"{len(expected)} entries and params match the recompiled lowering; h_l {plan.h_l.hex()[:16]}"
+        name,
+        f"{len(expected)} entries and params match the recompiled lowering; "
+        f"h_l {plan.h_l.hex()[:16]}",
     )
 
 
@@ -304,7 +307,10 @@ def _order_difference(recorded: list[str], expected: list[str]) -> str:
     missing = [e for e in expected if e not in recorded]
     extra = [r for r in recorded if r not in expected]
     if missing:
-        return f"recorded lowering lacks {', '.join(missing)} (the plan implies {len(expected)} entries)"
+        return (
+            f"recorded lowering lacks {', '.join(missing)} "
+            f"(the plan implies {len(expected)} entries)"
+        )
     if extra:
         return f"recorded lowering has entries the plan does not imply: {', '.join(extra)}"
     position = next(i for i, (a, b) in enumerate(zip(recorded, expected, strict=False)) if a != b)
@@ -366,7 +372,9 @@ def check_transcript(parsed: ParsedRun) -> CheckResult:
     )
 
 
-def _group_streams(chunks: Sequence[StreamChunk]) -> tuple[dict[str, bytes], dict[str, StreamChunk], str | None]:
+def _group_streams(
+    chunks: Sequence[StreamChunk],
+) -> tuple[dict[str, bytes], dict[str, StreamChunk], str | None]:
     """Concatenate each stream's chunks, checking offsets, finality and totals agree."""
     data: dict[str, bytearray] = {}
     last: dict[str, StreamChunk] = {}
@@ -380,12 +388,21 @@ def _group_streams(chunks: Sequence[StreamChunk]) -> tuple[dict[str, bytes], dic
                 return {}, {}, f"{where}: total/truncated disagree with the stream's earlier chunks"
         buffer = data.setdefault(chunk.stream, bytearray())
         if chunk.offset != len(buffer):
-            return {}, {}, f"{where}: offset {chunk.offset}, expected {len(buffer)} (chunks must be contiguous)"
+            return (
+                {},
+                {},
+                f"{where}: offset {chunk.offset}, expected {len(buffer)} "
+                "(chunks must be contiguous)",
+            )
         buffer += chunk.data
         last[chunk.stream] = chunk
     for stream, chunk in last.items():
         if not chunk.final:
-            return {}, {}, f"stream {stream}: its last chunk (event {chunk.seq}) is not marked final"
+            return (
+                {},
+                {},
+                f"stream {stream}: its last chunk (event {chunk.seq}) is not marked final",
+            )
     return {k: bytes(v) for k, v in data.items()}, last, None
 
 
@@ -426,9 +443,13 @@ def check_streams(parsed: ParsedRun) -> CheckResult:
                 f"says length={record.length} truncated={record.truncated}",
             )
         if chunk.truncated != (len(captured) < chunk.total):
-            return CheckResult.failed(name, f"{stream}: truncated flag disagrees with the byte counts")
+            return CheckResult.failed(
+                name, f"{stream}: truncated flag disagrees with the byte counts"
+            )
         shown.append(f"{stream} {len(captured)}/{record.length} bytes")
-    return CheckResult.passed(name, f"{', '.join(shown) or 'no streams'} match the report's digests")
+    return CheckResult.passed(
+        name, f"{', '.join(shown) or 'no streams'} match the report's digests"
+    )
 
 
 def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
@@ -504,7 +525,7 @@ def check_seal(parsed: ParsedRun) -> CheckResult:
         return CheckResult.pending(name, _NO_TERMINAL)
     sealed = parsed.sealed
     assert sealed is not None
-    computed = digest_value(Purpose.REPORT, sealed.body_value)
+    computed = digest_bytes(Purpose.REPORT, sealed.body_bytes)
     if not _same(computed, sealed.seal):
         return CheckResult.failed(
             name,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bvisor import canonical
 from bvisor.contract.admission import AdmissionRecord
 from bvisor.contract.errors import ContractError
 from bvisor.contract.lowering import LoweringError
@@ -27,7 +28,7 @@ from planner.identity import build_plan
 from planner.lowering import compile_schedule
 from planner.selection import select_primitives
 
-__all__ = ["Rederived", "rederive"]
+__all__ = ["Rederived", "rederive", "rederive_memo"]
 
 _STEP_ERRORS = (ContractError, LoweringError, ValueError, TypeError)
 
@@ -42,6 +43,7 @@ class Rederived:
     """
 
     record: AdmissionRecord | None = None
+    record_bytes: bytes = b""
     plan: BoundaryPlan | None = None
     admission_refusal: PlanRefusal | None = None
     lowering_refusal: PlanRefusal | None = None
@@ -63,12 +65,48 @@ def rederive(spec: BoundarySpec, profile: ProfileSnapshot) -> Rederived:
     try:
         schedule = compile_schedule(select_primitives(spec, profile.facts, record))
     except PlanRefusal as refusal:
-        return Rederived(record=record, lowering_refusal=refusal)
+        return Rederived(record=record, record_bytes=_enc(record), lowering_refusal=refusal)
     except _STEP_ERRORS as exc:
-        return Rederived(record=record, error=f"the lowering compiler rejected its input: {exc}")
+        return Rederived(
+            record=record,
+            record_bytes=_enc(record),
+            error=f"the lowering compiler rejected its input: {exc}",
+        )
     try:
         plan = build_plan(spec, profile, record, schedule)
     except _STEP_ERRORS as exc:
-        return Rederived(record=record, error=f"the plan could not be assembled: {exc}")
-    return Rederived(record=record, plan=plan)
+        return Rederived(
+            record=record,
+            record_bytes=_enc(record),
+            error=f"the plan could not be assembled: {exc}",
+        )
+    return Rederived(record=record, record_bytes=_enc(record), plan=plan)
 
+
+def _enc(record: AdmissionRecord) -> bytes:
+    return canonical.encode(record.to_value())
+
+
+# Re-derivations by the exact canonical bytes of (spec, profile): the planner is a pure
+# function of them, and one host's ledger repeats both constantly. Bounded; cleared when
+# full. The key is the full encoding, so a hit is exactly what a fresh run would return.
+_MEMO_LIMIT = 256
+_memo: dict[tuple[bytes, bytes], Rederived] = {}
+
+
+def rederive_memo(
+    spec: BoundarySpec, profile: ProfileSnapshot, spec_bytes: bytes, profile_bytes: bytes
+) -> Rederived:
+    """:func:`rederive`, remembered by the canonical bytes the caller decoded from.
+
+    ``spec_bytes``/``profile_bytes`` must be the canonical encodings of ``spec`` and
+    ``profile`` (replay.events guarantees it for what it decodes).
+    """
+    key = (spec_bytes, profile_bytes)
+    hit = _memo.get(key)
+    if hit is None:
+        hit = rederive(spec, profile)
+        if len(_memo) >= _MEMO_LIMIT:
+            _memo.clear()
+        _memo[key] = hit
+    return hit

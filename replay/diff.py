@@ -7,7 +7,7 @@ recorded 'enforced', re-derived 'mediated'`` tells them what. Values are canonic
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from bvisor import canonical
 
@@ -37,15 +37,14 @@ def first_difference(recorded: object, derived: object, path: str = "") -> str |
             if found is not None:
                 return found
         return None
-    if isinstance(recorded, Sequence) and isinstance(derived, Sequence):
-        if not isinstance(recorded, (str, bytes)) and not isinstance(derived, (str, bytes)):
-            for index, (a, b) in enumerate(zip(recorded, derived, strict=False)):
-                found = first_difference(a, b, f"{path}[{index}]")
-                if found is not None:
-                    return found
-            if len(recorded) != len(derived):
-                return f"{where}: recorded {len(recorded)} items, re-derived {len(derived)}"
-            return None
+    if isinstance(recorded, list | tuple) and isinstance(derived, list | tuple):
+        for index, (a, b) in enumerate(zip(recorded, derived, strict=False)):
+            found = first_difference(a, b, f"{path}[{index}]")
+            if found is not None:
+                return found
+        if len(recorded) != len(derived):
+            return f"{where}: recorded {len(recorded)} items, re-derived {len(derived)}"
+        return None
     if type(recorded) is type(derived) and _encode(recorded) == _encode(derived):
         return None
     return f"{where}: recorded {show(recorded)}, re-derived {show(derived)}"
@@ -53,6 +52,6 @@ def first_difference(recorded: object, derived: object, path: str = "") -> str |
 
 def _encode(value: object) -> bytes | None:
     try:
-        return canonical.encode(value)  # type: ignore[arg-type]
+        return canonical.encode(value)
     except canonical.CanonicalError:
         return None

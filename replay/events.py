@@ -52,8 +52,8 @@ __all__ = [
     "GrammarError",
     "LoweringRecord",
     "ParsedRun",
-    "Refused",
     "RefusalView",
+    "Refused",
     "Sealed",
     "StreamChunk",
     "Terminal",
@@ -94,6 +94,9 @@ class Admitted:
     h_l: bytes
     plan_id: bytes
     admission_value: canonical.Value
+    spec_bytes: bytes
+    profile_bytes: bytes
+    admission_bytes: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,8 @@ class Refused:
     profile: ProfileSnapshot
     h_p: bytes
     refusal: RefusalView
+    spec_bytes: bytes
+    profile_bytes: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +156,10 @@ class StreamChunk:
 
 @dataclass(frozen=True, slots=True)
 class Sealed:
-    """``report.sealed``: the decoded body, the body exactly as recorded, and the seal."""
+    """``report.sealed``: the decoded body, its exact canonical bytes, and the seal."""
 
     body: BoundaryReportBody
-    body_value: canonical.Value
+    body_bytes: bytes
     seal: bytes
 
 
@@ -180,22 +185,36 @@ class ParsedRun:
 # -- payload decoders ------------------------------------------------------------------
 
 
-def _canonical(value: object, rebuilt: canonical.Value, path: str) -> None:
-    """Refuse a recorded value that does not re-encode to exactly what was recorded."""
-    if canonical.encode(rebuilt) != canonical.encode(value):  # type: ignore[arg-type]
+def _canonical(value: object, rebuilt: canonical.Value, path: str) -> bytes:
+    """The recorded value's encoding; refused unless the rebuilt value encodes identically."""
+    data = canonical.encode(value)
+    if canonical.encode(rebuilt) != data:
         raise ContractError(path, "not in canonical form (re-encoding changes it)")
+    return data
 
 
-def _spec(value: object, path: str) -> BoundarySpec:
-    spec = BoundarySpec.from_value(value, path)
-    _canonical(value, spec.to_value(), path)
-    return spec
+# Decoded contract values by their exact canonical bytes. A ledger from one host repeats
+# the same profile (and often the same spec) in every run; decoding is a pure function of
+# the bytes and the key is the full encoding (not a hash of it), so a hit is exactly the
+# value a fresh decode would give. Bounded, and cleared wholesale when full.
+_MEMO_LIMIT = 256
+_memo: dict[tuple[str, bytes], object] = {}
 
 
-def _profile(value: object, path: str) -> ProfileSnapshot:
-    profile = ProfileSnapshot.from_value(value, path)
-    _canonical(value, profile.to_value(), path)
-    return profile
+def _memoized(path: str, value: object, build: Callable[[object, str], T]) -> tuple[T, bytes]:
+    """``build(value, path)`` (strict, canonical-checked) and the value's canonical bytes."""
+    data = canonical.encode(value)
+    key = (path, data)
+    hit = _memo.get(key)
+    if hit is not None:
+        return hit, data  # type: ignore[return-value]
+    built = build(value, path)
+    if canonical.encode(built.to_value()) != data:  # type: ignore[attr-defined]
+        raise ContractError(path, "not in canonical form (re-encoding changes it)")
+    if len(_memo) >= _MEMO_LIMIT:
+        _memo.clear()
+    _memo[key] = built
+    return built, data
 
 
 def _digest(value: object, path: str) -> bytes:
@@ -217,20 +236,26 @@ def decode_admitted(payload: object) -> Admitted:
         raise ContractError(
             "schema_version", f"unknown plan schema {schema} (replay knows {PLAN_SCHEMA_VERSION})"
         )
-    admission = AdmissionRecord.from_value(body["admission"], "admission")
-    _canonical(body["admission"], admission.to_value(), "admission")
+    spec, spec_bytes = _memoized("spec", body["spec"], BoundarySpec.from_value)
+    profile, profile_bytes = _memoized("profile", body["profile"], ProfileSnapshot.from_value)
+    admission, admission_bytes = _memoized(
+        "admission", body["admission"], AdmissionRecord.from_value
+    )
     return Admitted(
         attempt_id=_digest(body["attempt_id"], "attempt_id"),
         backend=expect_text(body["backend"], "backend", nonempty=True),
         schema_version=schema,
-        spec=_spec(body["spec"], "spec"),
-        profile=_profile(body["profile"], "profile"),
+        spec=spec,
+        profile=profile,
         admission=admission,
         h_p=_digest(body["h_p"], "h_p"),
         h_a=_digest(body["h_a"], "h_a"),
         h_l=_digest(body["h_l"], "h_l"),
         plan_id=_digest(body["plan_id"], "plan_id"),
         admission_value=body["admission"],  # type: ignore[arg-type]
+        spec_bytes=spec_bytes,
+        profile_bytes=profile_bytes,
+        admission_bytes=admission_bytes,
     )
 
 
@@ -246,13 +271,17 @@ def decode_refused(payload: object) -> Refused:
         detail=expect_text(raw["detail"], "refusal.detail"),
         missing_fact=_opt_text(raw["missing_fact"], "refusal.missing_fact"),
     )
+    spec, spec_bytes = _memoized("spec", body["spec"], BoundarySpec.from_value)
+    profile, profile_bytes = _memoized("profile", body["profile"], ProfileSnapshot.from_value)
     return Refused(
         attempt_id=_digest(body["attempt_id"], "attempt_id"),
         backend=expect_text(body["backend"], "backend", nonempty=True),
-        spec=_spec(body["spec"], "spec"),
-        profile=_profile(body["profile"], "profile"),
+        spec=spec,
+        profile=profile,
         h_p=_digest(body["h_p"], "h_p"),
         refusal=refusal,
+        spec_bytes=spec_bytes,
+        profile_bytes=profile_bytes,
     )
 
 
@@ -265,7 +294,7 @@ def decode_lowering(payload: object, seq: int, index: int) -> LoweringRecord:
         raise ContractError("entry", str(exc)) from None
     _canonical(body["entry"], entry.to_value(), "entry")
     params = body["params"]
-    canonical.encode(params)  # type: ignore[arg-type]  # must be encodable at all
+    canonical.encode(params)  # must be encodable at all
     return LoweringRecord(seq=seq, entry=entry, params=params)  # type: ignore[arg-type]
 
 
@@ -305,10 +334,9 @@ def decode_chunk(payload: object, seq: int) -> StreamChunk:
 def decode_sealed(payload: object) -> Sealed:
     body = expect_map(payload, "", required=("body", "seal"))
     report = BoundaryReportBody.from_value(body["body"], "body")
-    _canonical(body["body"], report.to_value(), "body")
     return Sealed(
         body=report,
-        body_value=body["body"],  # type: ignore[arg-type]
+        body_bytes=_canonical(body["body"], report.to_value(), "body"),
         seal=_digest(body["seal"], "seal"),
     )
 
@@ -316,15 +344,17 @@ def decode_sealed(payload: object) -> Sealed:
 def _expect_index(value: object, index: int) -> None:
     got = expect_int(value, "index", minimum=0)
     if got != index:
-        raise ContractError("index", f"expected {index} (events must count 0, 1, 2, ...), got {got}")
+        raise ContractError(
+            "index", f"expected {index} (events must count 0, 1, 2, ...), got {got}"
+        )
 
 
 # -- the grammar -----------------------------------------------------------------------
 
 
-def _decode(event: Event, decoder: Callable[[object], T]) -> T:
+def _decode(event: Event, decoder: Callable[..., T], *args: int) -> T:
     try:
-        return decoder(event.payload)
+        return decoder(event.payload, *args)
     except _DECODE_ERRORS as exc:
         raise GrammarError(f"event {event.seq} ({event.kind}): {_message(exc)}") from None
 
@@ -404,17 +434,13 @@ def parse_run(run_id: bytes, events: Sequence[Event]) -> ParsedRun:
     sealed: Sealed | None = None
     for event in events[1:]:
         if event.kind == LOWERING_ENTRY:
-            index = len(lowering)
-            lowering.append(
-                _decode(event, lambda p, s=event.seq, i=index: decode_lowering(p, s, i))
-            )
+            lowering.append(_decode(event, decode_lowering, event.seq, len(lowering)))
         elif event.kind == LAUNCHER_PHASE:
-            index = len(lines)
-            lines.append(_decode(event, lambda p, i=index: decode_phase(p, i)))
+            lines.append(_decode(event, decode_phase, len(lines)))
         elif event.kind == RUN_TERMINAL:
             terminal = _decode(event, decode_terminal)
         elif event.kind == RUN_STREAMS:
-            chunks.append(_decode(event, lambda p, s=event.seq: decode_chunk(p, s)))
+            chunks.append(_decode(event, decode_chunk, event.seq))
         else:
             sealed = _decode(event, decode_sealed)
     return ParsedRun(

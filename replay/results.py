@@ -132,4 +132,3 @@ class AuditReport:
         if self.error is not None:
             out["error"] = self.error
         return out
-

@@ -9,7 +9,8 @@ order (it may stop early), and ends in exactly one terminal state, which must be
 state. ``ExecSucceeded`` is reachable only from ``ReadyToExec``; ``SetupRefused`` and
 ``SetupFaulted`` from any setup state. Which outcomes each terminal may lead to is fixed by
 ``OUTCOMES_BY_TERMINAL`` (``None`` stands for "the launcher wrote no terminal", which is
-consistent only with a supervisor fault or a host-side denial).
+consistent only with a supervisor fault, a host-side denial, or a host interrupted before
+the launcher finished).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ OUTCOMES_BY_TERMINAL: dict[str | None, frozenset[str]] = {
     EXEC_SUCCEEDED: frozenset({"completed", "failed", "timeout", "killed", "supervisor_fault"}),
     SETUP_REFUSED: frozenset({"unsupported"}),
     SETUP_FAULTED: frozenset({"supervisor_fault"}),
-    None: frozenset({"supervisor_fault", "denied"}),
+    None: frozenset({"supervisor_fault", "denied", "killed"}),
 }
 
 

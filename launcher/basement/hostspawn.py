@@ -4,8 +4,8 @@ The host may be multi-threaded (the API is called from threads), so it never for
 never runs Python in a child: ``os.posix_spawn`` with DUP2 file actions places each fd at
 its target number. Every source is first duplicated (close-on-exec) above every target,
 so one placement can never overwrite the source of another and ``dup2`` always changes
-the number (which is what clears close-on-exec on the target). The launcher gets its own
-process group, so the host can signal the launcher and its workload together.
+the number (which is what clears close-on-exec on the target). The launcher normally gets
+its own process group, so the host can signal the launcher and its workload together.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ def spawn_with_fds(
     argv: Sequence[str],
     env: Mapping[str, str],
     placements: Sequence[tuple[int, int]],
+    *,
+    new_process_group: bool = True,
 ) -> int:
     """posix_spawn ``path`` with each (source fd, target number) placed; returns the pid."""
     targets = [target for _, target in placements]
@@ -36,7 +38,9 @@ def spawn_with_fds(
             (os.POSIX_SPAWN_DUP2, tmp, target)
             for tmp, (_, target) in zip(staged, placements, strict=True)
         ]
-        return os.posix_spawn(path, list(argv), dict(env), file_actions=actions, setpgroup=0)
+        if new_process_group:
+            return os.posix_spawn(path, list(argv), dict(env), file_actions=actions, setpgroup=0)
+        return os.posix_spawn(path, list(argv), dict(env), file_actions=actions)
     finally:
         for fd in staged:
             os.close(fd)

@@ -32,6 +32,7 @@ import io
 import os
 import platform
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,7 @@ def ensure_generated() -> None:
 
     if not os.access(target.parent, os.W_OK):
         return
-    staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    staged = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with contextlib.redirect_stdout(io.StringIO()):  # cffi announces what it writes
         ffibuilder.emit_python_code(str(staged))
     generated = staged.read_text(encoding="utf-8")

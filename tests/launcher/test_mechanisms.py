@@ -30,6 +30,7 @@ def test_launcher_identity_is_the_hash_of_the_executed_file(launcher_path: str) 
     expected = blake3.blake3(Path(launcher_path).read_bytes()).hexdigest()
     assert obs.launcher_identity == expected
     assert obs.launcher_entry_identity == expected
+    assert obs.identity_matches()
     assert obs.launcher_code_identity is not None and len(obs.launcher_code_identity) == 64
     hashed = next(n for n in obs.notes if n.startswith("identity hashed:"))
     assert "launcher/process.py" in hashed and "_child_window" in hashed
@@ -312,3 +313,52 @@ def test_seccomp_foreign_abi_is_killed(launcher_path: str, tmp_path: Path, abi: 
     assert obs.exec_succeeded()
     assert obs.workload_exit_signal == signal.SIGSYS, (obs.workload_exit_code, obs.captured_stdout)
     assert b"survived" not in obs.captured_stdout
+
+
+def test_without_own_process_group_the_deadline_kills_launcher_and_workload(
+    launcher_path: str,
+) -> None:
+    import time
+
+    plan, auth = build_plan("/bin/sleep", ["sleep", "1000"])
+    pids: list[int] = []
+    options = LaunchOptions(
+        deadline=time.monotonic() + 0.3,
+        own_process_group=False,
+        on_control_line=lambda line: pids.extend(
+            [int(line.split("=")[1])] if line.startswith("# workload pid=") else []
+        ),
+    )
+    obs = run_launcher(launcher_path, plan, auth.fds, options=options)
+    auth.close()
+    assert obs.deadline_hit and obs.launcher_exit == -signal.SIGKILL
+    assert os.getpgid(0) == os.getpgrp()  # the host itself was not signalled
+    try:
+        pidfd = os.pidfd_open(pids[0])
+    except ProcessLookupError:
+        return
+    try:
+        ready, _, _ = select.select([pidfd], [], [], 30)  # PDEATHSIG delivery, bounded
+    finally:
+        os.close(pidfd)
+    assert ready, "the workload outlived its launcher"
+
+
+def test_concurrent_launches_from_threads_keep_their_own_streams(launcher_path: str) -> None:
+    import threading
+
+    results: dict[int, bytes] = {}
+
+    def one(index: int) -> None:
+        plan, auth = build_plan("/bin/sh", ["sh", "-c", f"echo run-{index}; exit {index}"])
+        obs = run_launcher(launcher_path, plan, auth.fds)
+        auth.close()
+        assert obs.workload_exit_code == index
+        results[index] = obs.captured_stdout
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {i: f"run-{i}\n".encode() for i in range(6)}

@@ -195,3 +195,13 @@ def test_line_splitter_keeps_partial_lines() -> None:
 
 def test_zero_digest_constant() -> None:
     assert bytes(32) == ZERO
+
+
+def test_confinement_unavailable_only_for_enosys_and_eopnotsupp() -> None:
+    from launcher.launch import notes_confinement_unavailable
+
+    assert notes_confinement_unavailable(["fault mechanism=landlock errno=38 name=ENOSYS: x"])
+    assert notes_confinement_unavailable(["fault mechanism=seccomp errno=95 name=EOPNOTSUPP: x"])
+    assert not notes_confinement_unavailable(["fault mechanism=landlock errno=1 name=EPERM: x"])
+    assert not notes_confinement_unavailable(["fault mechanism=userns errno=22 name=EINVAL: x"])
+    assert not notes_confinement_unavailable(["fault mechanism=exec errno=38 name=ENOSYS: x"])

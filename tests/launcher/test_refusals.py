@@ -307,3 +307,13 @@ def test_launch_body_rejects_unknown_test_hooks() -> None:
             target=build_plan("/bin/true", ["true"])[0].body.target,
             test_hooks=frozenset({"skip_everything"}),
         )
+
+
+def test_script_exe_is_refused_clearly(launcher_path: str, marker: Path, tmp_path: Path) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text(f"#!/bin/sh\necho ran > {marker}\n")
+    script.chmod(0o755)
+    plan, auth = build_plan(str(script), ["script.sh"])
+    obs = run_launcher(launcher_path, plan, auth.fds)
+    auth.close()
+    _assert_refused(obs, "exe-is-script", marker)

@@ -204,7 +204,11 @@ def record_refusal(ledger: Ledger, spec: BoundarySpec | None = None) -> bytes:
     try:
         make_plan(spec or refused_spec())
     except PlanRefusal as refusal:
-        ledger.append("plan.refused", refusal_payload(spec or refused_spec(), snapshot(), refusal, attempt), attempt)
+        ledger.append(
+            "plan.refused",
+            refusal_payload(spec or refused_spec(), snapshot(), refusal, attempt),
+            attempt,
+        )
         return attempt
     raise AssertionError("the spec was admitted")
 

@@ -12,6 +12,7 @@ import pytest
 
 from bvisor.cli.replay_cmd import main
 from ledger import Ledger
+from replay import CHECK_NAMES
 from tests.replay.helpers import record_refusal, record_synthetic
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,9 +66,11 @@ def test_json_has_the_documented_keys(good: Path, capsys: pytest.CaptureFixture[
     run = document["runs"][0]
     assert set(run) == {"run_id", "verdict", "checks"}
     assert run["run_id"] == FIRST.hex() and run["verdict"] == "verified"
-    assert [c["name"] for c in run["checks"]] == [
-        "chain", "grammar", "h_p", "h_a", "h_l", "plan_id", "transcript", "streams", "report", "seal",
-    ]  # fmt: skip
+    assert [c["name"] for c in run["checks"]] == list(CHECK_NAMES)
+    assert CHECK_NAMES == (
+        "chain", "grammar", "h_p", "h_a", "h_l", "plan_id", "transcript", "streams", "report",
+        "seal",
+    )  # fmt: skip
     assert all(set(c) == {"name", "ok", "detail"} and c["ok"] is True for c in run["checks"])
     assert [c["name"] for c in document["runs"][2]["checks"]] == ["chain", "grammar", "h_p", "h_a"]
 

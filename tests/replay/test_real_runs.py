@@ -8,6 +8,7 @@ SIGKILL after ``plan.admitted`` leaves a run that replays as ``incomplete``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -56,7 +57,10 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
             record("timeout", descendants_spec(["-c", "sleep 20"], wall_micros=wall))
         if feature_missing("cgroup1-memory") is None and feature_missing("cgroup2-kill") is None:
             memory = Budget(64 << 20, ENFORCED)
-            record("killed", descendants_spec(["-c", MEMORY_HOG], exe=sys.executable, resident_bytes=memory))
+            record(
+                "killed",
+                descendants_spec(["-c", MEMORY_HOG], exe=sys.executable, resident_bytes=memory),
+            )
         with pytest.raises(PlanRefusal):
             run_confined(refused_spec(), ledger=ledger, backend=backend())
         runs["refused"] = ledger.runs()[-1].run_id
@@ -97,7 +101,11 @@ def test_real_failed_run_with_altered_output_fails_streams(
 
     def alter(events: list[Copied]) -> None:
         for event in events:
-            if event.run_id == target and event.kind == "run.streams" and event.payload["stream"] == "stdout":
+            if (
+                event.run_id == target
+                and event.kind == "run.streams"
+                and event.payload["stream"] == "stdout"
+            ):
                 event.payload["data"] = event.payload["data"].replace(b"fail", b"pass")
 
     with Ledger.open(path, readonly=True) as source:
@@ -115,7 +123,8 @@ HOST = """
 import sys
 from bvisor.api import run_confined
 from tests.replay.helpers import backend, descendants_spec
-run_confined(descendants_spec(["-c", "exec /bin/sleep " + sys.argv[2]]), ledger=sys.argv[1], backend=backend())
+spec = descendants_spec(["-c", "exec /bin/sleep " + sys.argv[2]])
+run_confined(spec, ledger=sys.argv[1], backend=backend())
 """
 
 
@@ -123,7 +132,11 @@ def _phase_lines(path: Path) -> list[str]:
     if not (path / "data.mdb").exists():
         return []
     with Ledger.open(path, readonly=True) as ledger:
-        return [e.payload["line"] for e in ledger.events() if e.kind == "launcher.phase"]
+        return [
+            str(e.payload["line"])  # type: ignore[index,call-overload]
+            for e in ledger.events()
+            if e.kind == "launcher.phase"
+        ]
 
 
 def _pids_with(marker: str) -> list[int]:
@@ -158,10 +171,8 @@ def test_host_killed_mid_flight_leaves_an_incomplete_run(tmp_path: Path) -> None
             os.kill(host.pid, signal.SIGKILL)
             host.wait()
         for pid in _pids_with(marker):  # the orphaned workload (ours: it carries our marker)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     with Ledger.open(path, readonly=True) as ledger:
         assert verify(ledger).ok
         (run,) = audit(ledger).runs

@@ -91,9 +91,7 @@ def test_profile_fact_changed_is_caught_by_h_p(source: Ledger, tmp_path: Path) -
     _caught_by(_audit_forged(source, tmp_path, change_fact), "h_p")
 
 
-def test_profile_fact_changed_on_a_refusal_is_caught_by_h_p(
-    source: Ledger, tmp_path: Path
-) -> None:
+def test_profile_fact_changed_on_a_refusal_is_caught_by_h_p(source: Ledger, tmp_path: Path) -> None:
     def change_fact(events: list[Copied]) -> None:
         first(events, "plan.refused").payload["profile"]["facts"]["arch"] = "forged"
 
@@ -168,9 +166,7 @@ def test_captured_output_altered_is_caught_by_streams(source: Ledger, tmp_path: 
     assert "stdout" in detail
 
 
-def test_report_resealed_after_editing_is_caught_by_report(
-    source: Ledger, tmp_path: Path
-) -> None:
+def test_report_resealed_after_editing_is_caught_by_report(source: Ledger, tmp_path: Path) -> None:
     def edit_and_reseal(events: list[Copied]) -> None:
         body = first(events, "report.sealed").payload["body"]
         body["outcome"] = "completed"
@@ -216,7 +212,9 @@ def test_foreign_event_in_a_run_is_a_grammar_failure(source: Ledger, tmp_path: P
 def test_duplicated_terminal_is_a_grammar_failure(source: Ledger, tmp_path: Path) -> None:
     def duplicate(events: list[Copied]) -> list[Copied]:
         terminal = first(events, "run.terminal")
-        events.insert(events.index(terminal), Copied(terminal.kind, terminal.run_id, terminal.payload))
+        events.insert(
+            events.index(terminal), Copied(terminal.kind, terminal.run_id, terminal.payload)
+        )
         return events
 
     _caught_by(_audit_forged(source, tmp_path, duplicate), "grammar")

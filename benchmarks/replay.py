@@ -1,0 +1,198 @@
+"""Replay throughput: runs audited per second over a large ledger, next to ``verify``.
+
+Builds a ledger of ``--runs`` (default 10 000) recorded runs quickly: a few real runs are
+recorded through ``bvisor.api.run_confined`` (a success, a failure, a refusal), then their
+event groups are cloned under fresh attempt ids — with ``plan.admitted``'s attempt id and
+the report body's attempt id rewritten and the report re-sealed, so every clone is a run
+that verifies — and appended with ``append_many``. Then, on the same ledger and in the same
+process, it times:
+
+* ``ledger.verify`` (what ``bvisor-ledger verify`` runs): events/s and runs/s — the
+  reference, since it is the cheapest complete pass over the ledger;
+* ``replay.audit`` over every run: runs/s and events/s;
+
+and prints each rate and the ratio replay/verify. Both also run once as commands
+(``bvisor-ledger verify``, ``bvisor-replay --json``) for wall time including start-up.
+
+Usage: ``python benchmarks/replay.py [--runs N] [--keep DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bvisor.contract import (  # noqa: E402
+    BoundarySpec,
+    BudgetRequirements,
+    CaptureStreams,
+    ChildSpawn,
+    Environment,
+    EnvPolicy,
+    EvidenceRequirements,
+    LaunchWorkload,
+    MinGuarantee,
+    ProcessWorkload,
+    SpawnPolicy,
+    StdStreams,
+)
+from bvisor.contract.report import BoundaryReportBody  # noqa: E402
+from ledger import Ledger, verify  # noqa: E402
+
+BATCH_RUNS = 200
+
+
+def _spec(policy: SpawnPolicy, args: list[str]) -> BoundarySpec:
+    return BoundarySpec(
+        workload=ProcessWorkload(exe="/bin/sh", args=tuple(args)),
+        capabilities=(ChildSpawn(policy=policy), Environment(policy=EnvPolicy.exact(()))),
+        controls=(LaunchWorkload(), CaptureStreams(streams=StdStreams.capture_out_err())),
+        budgets=BudgetRequirements.uniform(8, MinGuarantee.MEDIATED),
+        evidence=EvidenceRequirements(),
+    )
+
+
+def _launcher() -> str:
+    """The installed launcher, else a stub running this checkout's launcher."""
+    beside = Path(sys.executable).parent / "bvisor-linux-launcher"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("bvisor-linux-launcher")
+    if found:
+        return found
+    stub = Path(tempfile.mkdtemp(prefix="bvisor-bench-")) / "bvisor-linux-launcher"
+    stub.write_text(
+        f"#!{sys.executable} -I\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
+        "from launcher.process import main\nsys.exit(main())\n"
+    )
+    stub.chmod(0o755)
+    return str(stub)
+
+
+def record_seeds(ledger: Ledger) -> None:
+    """A few real runs: a success, a failure (exit 3) and a refusal."""
+    from bvisor.api import run_confined
+    from launcher.backend import LinuxBackend
+    from planner.errors import PlanRefusal
+
+    backend = LinuxBackend.with_launcher_path(_launcher())
+    deny = SpawnPolicy.DENY_NEW_TASKS
+    run_confined(_spec(deny, ["-c", "echo hello"]), ledger=ledger, backend=backend)
+    run_confined(_spec(deny, ["-c", "echo bye >&2; exit 3"]), ledger=ledger, backend=backend)
+    try:
+        run_confined(
+            _spec(SpawnPolicy.ALLOW_THREADS_WITHIN_BOUNDARY, ["-c", "true"]),
+            ledger=ledger,
+            backend=backend,
+        )
+    except PlanRefusal:
+        pass
+
+
+def _clone(group: list[tuple[str, Any]], attempt: bytes) -> list[tuple[str, Any, bytes]]:
+    """One run's events under a new attempt id, re-sealed so the clone verifies."""
+    out: list[tuple[str, Any, bytes]] = []
+    for kind, payload in group:
+        payload = copy.copy(payload)
+        if kind in ("plan.admitted", "plan.refused"):
+            payload["attempt_id"] = attempt
+        elif kind == "report.sealed":
+            body = dict(payload["body"])
+            body["attempt_id"] = attempt
+            payload["body"] = body
+            payload["seal"] = BoundaryReportBody.from_value(body).seal()
+        out.append((kind, payload, attempt))
+    return out
+
+
+def build(path: Path, runs: int) -> tuple[int, int]:
+    """Fill ``path`` with ``runs`` runs; returns (runs, events)."""
+    with Ledger.open(path, create=True, map_size=8 << 30) as ledger:
+        record_seeds(ledger)
+        groups = [
+            [(e.kind, e.payload) for e in ledger.run_events(s.run_id)] for s in ledger.runs()
+        ]
+        have = len(groups)
+        pending: list[tuple[str, Any, bytes]] = []
+        for index in range(runs - have):
+            pending += _clone(groups[index % len(groups)], os.urandom(32))
+            if (index + 1) % BATCH_RUNS == 0:
+                ledger.append_many(pending)
+                pending = []
+        if pending:
+            ledger.append_many(pending)
+        head = ledger.head()
+        return len(ledger.runs()), 0 if head is None else head.seq + 1
+
+
+def _timed(label: str, func: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = func()
+    elapsed = time.perf_counter() - started
+    print(f"  {label}: {elapsed:.2f} s")
+    return elapsed, result
+
+
+def _command(args: list[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(args, cwd=REPO, capture_output=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{args[2]} failed ({done.returncode}): {done.stderr.decode()[-500:]}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--keep", metavar="DIR", help="build the ledger here and keep it")
+    args = parser.parse_args()
+    base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bvisor-replay-"))
+    path = base / "ledger"
+    try:
+        if not (path / "data.mdb").exists():
+            print(f"building a ledger of {args.runs} runs in {path}")
+            _timed("build", lambda: build(path, args.runs))
+        import replay
+
+        with Ledger.open(path, readonly=True) as ledger:
+            runs = len(ledger.runs())
+            print("measuring")
+            t_verify, result = _timed("ledger verify", lambda: verify(ledger))
+            assert result.ok, result.findings[:3]
+            events = result.events
+            t_audit, report = _timed("replay audit", lambda: replay.audit(ledger))
+            assert report.ok, [r.to_json() for r in report.runs if not r.ok][:1]
+        cmd_verify = _command(
+            [sys.executable, "-m", "bvisor.cli.ledger_cmd", "verify", "--ledger", str(path)]
+        )
+        cmd_replay = _command(
+            [sys.executable, "-m", "bvisor.cli.replay_cmd", "--ledger", str(path), "--json"]
+        )
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    print(f"\nledger: {runs} runs, {events} events ({events / runs:.1f} events/run)")
+    print(f"{'':24}{'runs/s':>12}{'events/s':>12}")
+    print(f"{'ledger verify':24}{runs / t_verify:>12.0f}{events / t_verify:>12.0f}")
+    print(f"{'replay audit':24}{runs / t_audit:>12.0f}{events / t_audit:>12.0f}")
+    print(f"replay / verify throughput ratio: {t_verify / t_audit:.3f} (replay is "
+          f"{t_audit / t_verify:.1f}x the time of verify, which it includes)")
+    print(f"commands (wall, incl. start-up): bvisor-ledger verify {cmd_verify:.2f} s, "
+          f"bvisor-replay {cmd_replay:.2f} s, ratio {cmd_replay / cmd_verify:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

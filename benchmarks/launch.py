@@ -26,16 +26,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bvisor.api import run_confined  # noqa: E402
-from bvisor.contract import Outcome  # noqa: E402
-from bvisor.defaults import default_spec  # noqa: E402
-from launcher.backend import LinuxBackend  # noqa: E402
-from launcher.runner import BoundaryRunner  # noqa: E402
-from planner.planning import BoundaryPlanner  # noqa: E402
-from planner.registry import BackendRegistry  # noqa: E402
+from bvisor.api import run_confined
+from bvisor.contract import Outcome
+from bvisor.defaults import default_spec
+from launcher.backend import LinuxBackend
+from launcher.runner import BoundaryRunner
+from planner.planning import BoundaryPlanner
+from planner.registry import BackendRegistry
 
-BWRAP_ARGS = ["--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
-              "--proc", "/proc"]
+BWRAP_ARGS = [
+    "--unshare-all",
+    "--die-with-parent",
+    "--ro-bind",
+    "/",
+    "/",
+    "--dev",
+    "/dev",
+    "--proc",
+    "/proc",
+]
 
 
 def ensure_bwrap() -> tuple[str | None, str]:
@@ -47,9 +56,15 @@ def ensure_bwrap() -> tuple[str | None, str]:
     done = subprocess.run(["apt-get", "install", "-y", "-qq", "bubblewrap"], capture_output=True)
     if done.returncode != 0:
         subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
-        done = subprocess.run(["apt-get", "install", "-y", "-qq", "bubblewrap"], capture_output=True)
+        done = subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "bubblewrap"], capture_output=True
+        )
     found = shutil.which("bwrap")
-    return (found, "installed from Debian now") if found else (None, "apt-get could not install bubblewrap")
+    return (
+        (found, "installed from Debian now")
+        if found
+        else (None, "apt-get could not install bubblewrap")
+    )
 
 
 def measure(name: str, once: Callable[[], None], runs: int) -> dict[str, float]:
@@ -59,8 +74,11 @@ def measure(name: str, once: Callable[[], None], runs: int) -> dict[str, float]:
         started = time.perf_counter()
         once()
         samples.append(time.perf_counter() - started)
-    return {"name": name, "median_ms": statistics.median(samples) * 1000,
-            "p90_ms": sorted(samples)[int(0.9 * (len(samples) - 1))] * 1000}
+    return {
+        "name": name,
+        "median_ms": statistics.median(samples) * 1000,
+        "p90_ms": sorted(samples)[int(0.9 * (len(samples) - 1))] * 1000,
+    }
 
 
 def main() -> int:
@@ -92,22 +110,30 @@ def main() -> int:
     rows = [measure("bare subprocess", bare, args.runs)]
     bwrap, bwrap_note = ensure_bwrap()
     if bwrap is not None:
+
         def bubblewrap() -> None:
             subprocess.run([bwrap, *BWRAP_ARGS, "/bin/true"], check=True)
 
         rows.append(measure("bwrap --unshare-all", bubblewrap, args.runs))
     rows.append(measure("bvisor launch (plan reused, no ledger)", bvisor_launch_only, args.runs))
-    rows.append(measure("bvisor run_confined (probe+plan+launch+ledger)", bvisor_recorded, args.runs))
+    rows.append(
+        measure("bvisor run_confined (probe+plan+launch+ledger)", bvisor_recorded, args.runs)
+    )
     reference = next((r for r in rows if r["name"].startswith("bwrap")), rows[0])
     for row in rows:
         row["ratio_to_reference"] = row["median_ms"] / reference["median_ms"]
     if args.json:
-        print(json.dumps({"reference": reference["name"], "bwrap": bwrap_note, "rows": rows}, indent=2))
+        print(
+            json.dumps(
+                {"reference": reference["name"], "bwrap": bwrap_note, "rows": rows}, indent=2
+            )
+        )
         return 0
     print(f"bwrap: {bwrap_note}; runs per row: {args.runs}; reference: {reference['name']}")
     print(f"{'what':50} {'median ms':>10} {'p90 ms':>8} {'x ref':>7}")
     for row in rows:
-        print(f"{row['name']:50} {row['median_ms']:10.2f} {row['p90_ms']:8.2f} {row['ratio_to_reference']:7.2f}")
+        ratio = row["ratio_to_reference"]
+        print(f"{row['name']:50} {row['median_ms']:10.2f} {row['p90_ms']:8.2f} {ratio:7.2f}")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

@@ -20,6 +20,7 @@ Usage: ``python benchmarks/replay.py [--runs N] [--keep DIR]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import shutil
@@ -90,14 +91,12 @@ def record_seeds(ledger: Ledger) -> None:
     deny = SpawnPolicy.DENY_NEW_TASKS
     run_confined(_spec(deny, ["-c", "echo hello"]), ledger=ledger, backend=backend)
     run_confined(_spec(deny, ["-c", "echo bye >&2; exit 3"]), ledger=ledger, backend=backend)
-    try:
+    with contextlib.suppress(PlanRefusal):
         run_confined(
             _spec(SpawnPolicy.ALLOW_THREADS_WITHIN_BOUNDARY, ["-c", "true"]),
             ledger=ledger,
             backend=backend,
         )
-    except PlanRefusal:
-        pass
 
 
 def _clone(group: list[tuple[str, Any]], attempt: bytes) -> list[tuple[str, Any, bytes]]:
@@ -120,9 +119,7 @@ def build(path: Path, runs: int) -> tuple[int, int]:
     """Fill ``path`` with ``runs`` runs; returns (runs, events)."""
     with Ledger.open(path, create=True, map_size=8 << 30) as ledger:
         record_seeds(ledger)
-        groups = [
-            [(e.kind, e.payload) for e in ledger.run_events(s.run_id)] for s in ledger.runs()
-        ]
+        groups = [[(e.kind, e.payload) for e in ledger.run_events(s.run_id)] for s in ledger.runs()]
         have = len(groups)
         pending: list[tuple[str, Any, bytes]] = []
         for index in range(runs - have):
@@ -187,10 +184,14 @@ def main() -> int:
     print(f"{'':24}{'runs/s':>12}{'events/s':>12}")
     print(f"{'ledger verify':24}{runs / t_verify:>12.0f}{events / t_verify:>12.0f}")
     print(f"{'replay audit':24}{runs / t_audit:>12.0f}{events / t_audit:>12.0f}")
-    print(f"replay / verify throughput ratio: {t_verify / t_audit:.3f} (replay is "
-          f"{t_audit / t_verify:.1f}x the time of verify, which it includes)")
-    print(f"commands (wall, incl. start-up): bvisor-ledger verify {cmd_verify:.2f} s, "
-          f"bvisor-replay {cmd_replay:.2f} s, ratio {cmd_replay / cmd_verify:.1f}x")
+    print(
+        f"replay / verify throughput ratio: {t_verify / t_audit:.3f} (replay is "
+        f"{t_audit / t_verify:.1f}x the time of verify, which it includes)"
+    )
+    print(
+        f"commands (wall, incl. start-up): bvisor-ledger verify {cmd_verify:.2f} s, "
+        f"bvisor-replay {cmd_replay:.2f} s, ratio {cmd_replay / cmd_verify:.1f}x"
+    )
     return 0
 
 

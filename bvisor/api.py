@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from launcher.secrets import SecretResolver
     from ledger import Ledger
 
-__all__ = ["plan_spec", "run_confined", "open_ledger", "refusal_payload"]
+__all__ = ["open_ledger", "plan_spec", "refusal_payload", "run_confined"]
+
 
 def open_ledger(choice: Ledger | str | os.PathLike[str] | Literal[False] | None) -> Ledger | None:
     """Resolve the ``ledger=`` argument to an open ledger (created if needed), or None."""
@@ -48,7 +49,9 @@ def _backend(backend: LinuxBackend | None) -> LinuxBackend:
     return backend if backend is not None else LinuxBackend()
 
 
-def refusal_payload(spec: BoundarySpec, profile: object, refusal: object, attempt_id: bytes) -> dict:  # type: ignore[type-arg]
+def refusal_payload(
+    spec: BoundarySpec, profile: object, refusal: object, attempt_id: bytes
+) -> dict:  # type: ignore[type-arg]
     """The ``plan.refused`` event payload: enough for replay to re-derive the refusal."""
     from bvisor.digest import Purpose, digest_value
 
@@ -103,7 +106,9 @@ def run_confined(
         plan = BoundaryPlanner(registry).plan(spec, chosen.id(), snapshot=snapshot)
     except PlanRefusal as refusal:
         if store is not None:
-            store.append("plan.refused", refusal_payload(spec, snapshot, refusal, attempt_id), attempt_id)
+            store.append(
+                "plan.refused", refusal_payload(spec, snapshot, refusal, attempt_id), attempt_id
+            )
         raise
     if on_plan is not None:
         on_plan(plan)

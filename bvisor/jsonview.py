@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["to_jsonable", "dumps"]
+__all__ = ["dumps", "to_jsonable"]
 
 
 def to_jsonable(value: Any) -> Any:

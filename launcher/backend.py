@@ -19,6 +19,7 @@ Outcome classification (the workload's *real* status, never a guess):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -32,17 +33,17 @@ from bvisor.contract import (
     ObservedFact,
     Outcome,
 )
-from bvisor.contract import mechanisms as mech
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BudgetWitness
 from bvisor.contract.transcript import TERMINAL_STATES
 from launcher.cgroups import CgroupError, RunCgroup, create_run_cgroup
-from launcher.launch import LaunchObservation, LaunchOptions, run_launcher
+from launcher.launch import LaunchObservation, LaunchOptions, LaunchRefused, run_launcher
 from launcher.launch_body import LaunchPreparationError, prepare_launch
+from launcher.lowered import LoweredParams, LoweringParamsError, lowered_params
 from launcher.secrets import NoSecrets, SecretResolver, SecretUnresolved
 
-__all__ = ["LinuxBackend", "Execution", "LINUX_BACKEND_ID", "DEFAULT_STREAM_CAP"]
+__all__ = ["DEFAULT_STREAM_CAP", "LINUX_BACKEND_ID", "Execution", "LinuxBackend"]
 
 LINUX_BACKEND_ID = "linux"
 DEFAULT_STREAM_CAP = 16 * 1024 * 1024
@@ -128,16 +129,21 @@ class LinuxBackend:
         on_stdout: ChunkCallback | None = None,
         on_stderr: ChunkCallback | None = None,
         stdin_fd: int | None = None,
-        stream_cap: int = DEFAULT_STREAM_CAP,
+        stream_cap: int | None = None,
     ) -> Execution:
+        """Run ``plan`` for real. Never raises for a run that went wrong: it says so."""
         attempt = attempt_id if attempt_id is not None else os.urandom(32)
         run = Execution(attempt_id=attempt, outcome=Outcome.SUPERVISOR_FAULT)
         run.test_hooks = self._test_hooks
         for hook in sorted(self._test_hooks):
             run.fact("test_hook_active", hook)
             run.findings.append(f"DANGEROUS TEST HOOK ACTIVE: {hook} — this run is not evidence")
-        params = {p.entry.id: p.params for p in plan.lowering}
-        _lowering_facts(run, plan, params)
+        try:
+            lowered = lowered_params(plan)
+        except LoweringParamsError as exc:
+            run.fact("lowering_params_invalid", str(exc))
+            return run
+        _lowering_facts(run, plan, lowered)
 
         def take_line(line: str) -> None:
             # Kept here as well as forwarded, so an interrupted run still knows its transcript.
@@ -145,113 +151,159 @@ class LinuxBackend:
             if on_control_line is not None:
                 on_control_line(line)
 
+        streams = lowered.streams
+        options = LaunchOptions(
+            # stdin is /dev/null unless the spec asked for it and the caller has one to give.
+            stdin_fd=stdin_fd if streams is not None and streams.stdin else None,
+            stream_cap=stream_cap or (streams.cap_bytes if streams else DEFAULT_STREAM_CAP),
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            on_control_line=take_line,
+        )
         cgroup: RunCgroup | None = None
         started = time.monotonic()
         observation: LaunchObservation | None = None
         try:
-            if mech.CGROUP_LEAF.id in params:
-                cgroup = self._prepare_cgroup(run, attempt, params)
+            if lowered.cgroup is not None:
+                cgroup = _prepare_cgroup(run, attempt, lowered)
                 if cgroup is None:
                     return run
-            try:
-                prepared = prepare_launch(plan, attempt, secrets or NoSecrets(), cgroup, self._test_hooks)
-            except (LaunchPreparationError, SecretUnresolved) as exc:
-                run.outcome = Outcome.DENIED
-                run.fact("launch_refused_by_host", str(exc))
-                return run
-            for path in prepared.skipped_paths:
-                run.fact("filesystem_root_absent", path)
-            if prepared.landlock_paths:
-                run.fact("filesystem_confined", ", ".join(prepared.landlock_paths))
-            wall = params.get(mech.BUDGET_WALL.id)
-            deadline = None
-            if wall is not None:
-                deadline = started + int(wall["limit_micros"]) / 1_000_000
-            options = LaunchOptions(
-                stdin_fd=stdin_fd,
-                stream_cap=stream_cap,
-                on_stdout=on_stdout,
-                on_stderr=on_stderr,
-                on_control_line=take_line,
-                deadline=deadline,
-                on_deadline=(cgroup.kill if cgroup is not None else None),
-            )
-            if cgroup is not None:
-                cgroup.start_sampler()
-            try:
-                observation = run_launcher(self.launcher_path, prepared.plan, prepared.authority, options=options)
-            finally:
-                prepared.close()
+            observation = self._launch(run, plan, lowered, secrets, cgroup, options, started)
         except KeyboardInterrupt:
             # Not re-raised here: the runner seals and records first, then re-raises.
             run.interrupted = True
         finally:
-            wall_micros = int((time.monotonic() - started) * 1_000_000)
-            if cgroup is not None:
-                peak_pids, peak_memory = cgroup.peak_pids(), cgroup.peak_memory()
-                pids_refusals, oom_kills = cgroup.pids_max_events(), cgroup.oom_kills()
-                for problem in cgroup.teardown():
-                    run.fact("cgroup_teardown_incomplete", problem)
-            else:
-                peak_pids = peak_memory = None
-                pids_refusals = oom_kills = 0
-            if observation is not None:
-                _absorb_observation(run, observation)
-                _classify(run, observation, oom_kills)
-            if run.interrupted:
-                _record_interruption(run)
-            _witness_budgets(
-                run, plan, observation, wall_micros, peak_pids, peak_memory, pids_refusals, oom_kills
-            )
+            _finish(run, plan, observation, cgroup, started)
         return run
 
-    def _prepare_cgroup(self, run: Execution, attempt: bytes, params: dict[str, dict]) -> RunCgroup | None:  # type: ignore[type-arg]
-        leaf = params[mech.CGROUP_LEAF.id]
-        pids = params.get(mech.BUDGET_PIDS.id)
-        memory = params.get(mech.BUDGET_MEMORY.id)
-        name = f"bvisor-{attempt[:8].hex()}"
+    def _launch(
+        self,
+        run: Execution,
+        plan: BoundaryPlan,
+        lowered: LoweredParams,
+        secrets: SecretResolver | None,
+        cgroup: RunCgroup | None,
+        options: LaunchOptions,
+        started: float,
+    ) -> LaunchObservation | None:
         try:
-            cgroup = create_run_cgroup(
-                name,
-                leaf.get("v2_base"),
-                dict(leaf.get("v1_bases", {})),
-                pids_limit=None if pids is None else int(pids["limit"]),
-                pids_hierarchy=None if pids is None else str(pids["hierarchy"]),
-                memory_limit=None if memory is None else int(memory["limit_bytes"]),
-                memory_hierarchy=None if memory is None else str(memory["hierarchy"]),
+            prepared = prepare_launch(
+                plan, lowered, run.attempt_id, secrets or NoSecrets(), cgroup, self._test_hooks
             )
-        except CgroupError as exc:
-            run.outcome = Outcome.SUPERVISOR_FAULT
-            run.fact("cgroup_prepare_failed", str(exc))
+        except (LaunchPreparationError, SecretUnresolved) as exc:
+            run.outcome = Outcome.DENIED
+            run.fact("launch_refused_by_host", str(exc))
             return None
-        leaves = [str(cgroup.v2_leaf)] if cgroup.v2_leaf else []
-        leaves += [str(path) for _, path in sorted(cgroup.v1_leaves.items())]
-        run.fact("cgroup_leaf_prepared", ", ".join(leaves))
-        if cgroup.pids_limit is not None:
-            run.fact("budget_applied", f"process_count pids.max={cgroup.pids_limit} ({cgroup.pids_hierarchy})")
-        if cgroup.memory_limit is not None:
-            run.fact(
-                "budget_applied",
-                f"resident_bytes memory limit={cgroup.memory_limit} ({cgroup.memory_hierarchy})",
+        for path in prepared.skipped_paths:
+            run.fact("filesystem_root_absent", path)
+        if prepared.landlock_paths:
+            run.fact("filesystem_confined", ", ".join(prepared.landlock_paths))
+        if lowered.wall_micros is not None:
+            deadline = started + lowered.wall_micros / 1_000_000
+            on_deadline = None if cgroup is None else _tree_killer(cgroup)
+            options = dataclasses.replace(options, deadline=deadline, on_deadline=on_deadline)
+        if cgroup is not None:
+            cgroup.start_sampler()
+        try:
+            return run_launcher(
+                self.launcher_path, prepared.plan, prepared.authority, options=options
             )
-        return cgroup
+        except LaunchRefused as exc:
+            run.outcome = Outcome.DENIED
+            run.fact("launch_refused_by_host", str(exc))
+            return None
+        finally:
+            prepared.close()
 
 
-def _lowering_facts(run: Execution, plan: BoundaryPlan, params: dict[str, dict]) -> None:  # type: ignore[type-arg]
+def _tree_killer(cgroup: RunCgroup) -> Callable[[], None]:
+    def kill() -> None:
+        cgroup.kill()
+
+    return kill
+
+
+def _finish(
+    run: Execution,
+    plan: BoundaryPlan,
+    observation: LaunchObservation | None,
+    cgroup: RunCgroup | None,
+    started: float,
+) -> None:
+    """Teardown (always), then classify and witness what happened."""
+    wall_micros = int((time.monotonic() - started) * 1_000_000)
+    usage = _CgroupUsage()
+    if cgroup is not None:
+        usage = _CgroupUsage(
+            cgroup.peak_pids(), cgroup.peak_memory(), cgroup.pids_max_events(), cgroup.oom_kills()
+        )
+        for problem in cgroup.teardown():
+            run.fact("cgroup_teardown_incomplete", problem)
+    if observation is not None:
+        _absorb_observation(run, observation)
+        _classify(run, observation, usage.oom_kills)
+    if run.interrupted:
+        _record_interruption(run)
+    _witness_budgets(run, plan, observation, wall_micros, usage)
+
+
+@dataclass(frozen=True)
+class _CgroupUsage:
+    """What the kernel's cgroup counters said just before teardown."""
+
+    peak_pids: int | None = None
+    peak_memory: int | None = None
+    pids_refusals: int = 0
+    oom_kills: int = 0
+
+
+def _prepare_cgroup(run: Execution, attempt: bytes, lowered: LoweredParams) -> RunCgroup | None:
+    assert lowered.cgroup is not None
+    name = f"bvisor-{attempt[:8].hex()}"
+    try:
+        cgroup = create_run_cgroup(
+            name,
+            lowered.cgroup.v2_base,
+            dict(lowered.cgroup.v1_bases),
+            pids_limit=None if lowered.pids is None else lowered.pids.limit,
+            pids_hierarchy=None if lowered.pids is None else lowered.pids.hierarchy,
+            memory_limit=None if lowered.memory is None else lowered.memory.limit,
+            memory_hierarchy=None if lowered.memory is None else lowered.memory.hierarchy,
+        )
+    except CgroupError as exc:
+        run.outcome = Outcome.SUPERVISOR_FAULT
+        run.fact("cgroup_prepare_failed", str(exc))
+        return None
+    leaves = [str(cgroup.v2_leaf)] if cgroup.v2_leaf else []
+    leaves += [str(path) for _, path in sorted(cgroup.v1_leaves.items())]
+    run.fact("cgroup_leaf_prepared", ", ".join(leaves))
+    if cgroup.pids_limit is not None:
+        run.fact(
+            "budget_applied",
+            f"process_count pids.max={cgroup.pids_limit} ({cgroup.pids_hierarchy})",
+        )
+    if cgroup.memory_limit is not None:
+        run.fact(
+            "budget_applied",
+            f"resident_bytes memory limit={cgroup.memory_limit} ({cgroup.memory_hierarchy})",
+        )
+    return cgroup
+
+
+def _lowering_facts(run: Execution, plan: BoundaryPlan, lowered: LoweredParams) -> None:
     """Say, before anything runs, which requirement was lowered to which mechanism."""
-    seccomp = params.get(mech.SECCOMP.id, {})
-    if seccomp.get("deny_new_tasks"):
+    if lowered.seccomp is not None and lowered.seccomp[0]:
         run.fact("child_spawn_lowered", "deny_new_tasks: seccomp denies clone/clone3/fork/vfork")
-    elif mech.CGROUP_LEAF.id in params and _spawn_policy(plan) == "allow_descendants_within_boundary":
-        run.fact("child_spawn_lowered", "allow_descendants_within_boundary: cgroup leaf + cgroup.kill")
-    if mech.NETNS.id in params:
+    elif lowered.cgroup is not None and _spawn_policy(plan) == "allow_descendants_within_boundary":
+        run.fact(
+            "child_spawn_lowered", "allow_descendants_within_boundary: cgroup leaf + cgroup.kill"
+        )
+    if lowered.netns:
         run.fact("network_lowered", "deny_all: empty netns in a userns + seccomp socket filter")
-    scrub = params.get(mech.AMBIENT_SCRUB.id)
-    if scrub is not None:
-        keep = ",".join(str(fd) for fd in scrub.get("keep_fds", [0, 1, 2]))
-        run.fact("inherited_fds_lowered", f"only fds {keep} reach the workload")
-        names = ",".join(entry[0] for entry in scrub.get("env", []))
-        run.fact("environment_lowered", f"exact environment: [{names}]")
+    keep = ",".join(str(fd) for fd in lowered.keep_fds)
+    run.fact("inherited_fds_lowered", f"only fds {keep} reach the workload")
+    names = ",".join(source.name for source in lowered.env)
+    run.fact("environment_lowered", f"exact environment: [{names}]")
 
 
 def _spawn_policy(plan: BoundaryPlan) -> str | None:
@@ -292,7 +344,9 @@ def _absorb_observation(run: Execution, obs: LaunchObservation) -> None:
     ):
         run.fact("stream_captured", f"{name} bytes={total}")
         if truncated:
-            run.fact("stream_truncated", f"{name}: kept the first bytes up to the cap of {total} written")
+            run.fact(
+                "stream_truncated", f"{name}: kept the first bytes up to the cap of {total} written"
+            )
 
 
 def _classify(run: Execution, obs: LaunchObservation, oom_kills: int) -> None:
@@ -312,11 +366,15 @@ def _classify(run: Execution, obs: LaunchObservation, oom_kills: int) -> None:
         return
     if obs.deadline_hit:
         run.outcome = Outcome.TIMEOUT
-        run.fact("budget_exceeded", "wall_micros: deadline passed; run tree killed with cgroup.kill")
+        run.fact(
+            "budget_exceeded", "wall_micros: deadline passed; run tree killed with cgroup.kill"
+        )
     elif run.exit.signal is not None:
         run.outcome = Outcome.KILLED
         if oom_kills:
-            run.fact("budget_exceeded", f"resident_bytes: the kernel OOM-killed {oom_kills} task(s)")
+            run.fact(
+                "budget_exceeded", f"resident_bytes: the kernel OOM-killed {oom_kills} task(s)"
+            )
     elif run.exit.code == 0:
         run.outcome = Outcome.COMPLETED
     else:
@@ -328,11 +386,10 @@ def _witness_budgets(
     plan: BoundaryPlan,
     obs: LaunchObservation | None,
     wall_micros: int,
-    peak_pids: int | None,
-    peak_memory: int | None,
-    pids_refusals: int,
-    oom_kills: int,
+    usage: _CgroupUsage,
 ) -> None:
+    peak_pids, peak_memory = usage.peak_pids, usage.peak_memory
+    pids_refusals, oom_kills = usage.pids_refusals, usage.oom_kills
     rusage = obs.workload_rusage if obs is not None else {}
     cpu = None
     if "utime_us" in rusage:
@@ -351,7 +408,9 @@ def _witness_budgets(
         BudgetDimension.HANDLE_COUNT: (None, "not witnessed by this backend"),
         BudgetDimension.STORAGE_BYTES: (None, "not witnessed by this backend"),
         BudgetDimension.NETWORK_BYTES: (
-            (0, "empty network namespace") if any(f.kind == "network_lowered" for f in run.observed) else (None, "not witnessed by this backend")
+            (0, "empty network namespace")
+            if any(f.kind == "network_lowered" for f in run.observed)
+            else (None, "not witnessed by this backend")
         ),
     }
     for dimension, budget in plan.spec.budgets.items():
@@ -371,7 +430,8 @@ def _witness_budgets(
         )
         if exceeded and budget.guarantee is MinGuarantee.MEDIATED:
             run.findings.append(
-                f"mediated budget {dimension.value} exceeded: observed {value} > limit {budget.limit}"
+                f"mediated budget {dimension.value} exceeded: "
+                f"observed {value} > limit {budget.limit}"
             )
 
 

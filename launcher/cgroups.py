@@ -29,8 +29,8 @@ from pathlib import Path
 __all__ = [
     "CgroupError",
     "RunCgroup",
-    "own_cgroup_path",
     "create_run_cgroup",
+    "own_cgroup_path",
 ]
 
 _DRAIN_TIMEOUT_S = 5.0

@@ -12,16 +12,16 @@ just above the highest inherited fd, whichever is higher.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import stat
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bvisor.contract import mechanisms
 from bvisor.contract.plan import BoundaryPlan
 from launcher.cgroups import RunCgroup
 from launcher.launch import AuthorityFd
+from launcher.lowered import EnvSource, LandlockParams, LoweredParams
 from launcher.protocol import (
     CgroupPlacement,
     DescriptorKind,
@@ -39,7 +39,7 @@ from launcher.protocol import (
 )
 from launcher.secrets import SecretResolver
 
-__all__ = ["FIRST_SLOT", "PreparedLaunch", "LaunchPreparationError", "prepare_launch"]
+__all__ = ["FIRST_SLOT", "LaunchPreparationError", "PreparedLaunch", "prepare_launch"]
 
 FIRST_SLOT = 10
 
@@ -58,13 +58,15 @@ class PreparedLaunch:
     landlock_paths: list[str] = field(default_factory=list)
 
     def close(self) -> None:
-        for authority in self.authority:
-            handle = authority.handle
-            if isinstance(handle, int):
-                try:
-                    os.close(handle)
-                except OSError:
-                    pass
+        _close_quietly(self.authority)
+
+
+def _close_quietly(authorities: list[AuthorityFd]) -> None:
+    """Release the host's copies of authority fds; a double close is harmless here."""
+    for authority in authorities:
+        if isinstance(authority.handle, int):
+            with contextlib.suppress(OSError):
+                os.close(authority.handle)
 
 
 def _kind_of(mode: int) -> DescriptorKind:
@@ -85,7 +87,9 @@ class _SlotAllocator:
         self.slots: list[DescriptorSlot] = []
         self.authority: list[AuthorityFd] = []
 
-    def add(self, fd: int, role: DescriptorRole, shape: DescriptorShape, slot: int | None = None) -> int:
+    def add(
+        self, fd: int, role: DescriptorRole, shape: DescriptorShape, slot: int | None = None
+    ) -> int:
         index = self.next if slot is None else slot
         if slot is None:
             self.next += 1
@@ -94,36 +98,29 @@ class _SlotAllocator:
         return index
 
     def close_all(self) -> None:
-        for authority in self.authority:
-            if isinstance(authority.handle, int):
-                try:
-                    os.close(authority.handle)
-                except OSError:
-                    pass
+        _close_quietly(self.authority)
 
 
-def _env_table(params: Mapping[str, object], resolver: SecretResolver) -> tuple[tuple[str, str], ...]:
-    table: list[tuple[str, str]] = []
-    for name, value in params.get("env", []):  # type: ignore[union-attr]
-        if "literal" in value:
-            table.append((name, value["literal"]))
-        else:
-            table.append((name, resolver.resolve(value["lease"])))
-    return tuple(table)
+def _env_table(
+    sources: tuple[EnvSource, ...], resolver: SecretResolver
+) -> tuple[tuple[str, str], ...]:
+    """The child's environment; lease values are resolved here and go nowhere else."""
+    return tuple(
+        (
+            source.name,
+            source.literal if source.literal is not None else resolver.resolve(source.lease or ""),
+        )
+        for source in sources
+    )
 
 
 def _landlock(
-    params: Mapping[str, object], alloc: _SlotAllocator, prepared_paths: list[str], skipped: list[str]
+    params: LandlockParams, alloc: _SlotAllocator, prepared: list[str], skipped: list[str]
 ) -> LandlockRequest:
-    wanted: list[tuple[str, str, bool]] = []  # (path, access, required)
-    for rule in params["rules"]:  # type: ignore[union-attr]
-        wanted.append((rule["path"], rule["access"], True))
-    for path in params.get("system_read_roots", []):  # type: ignore[union-attr]
-        wanted.append((path, "read", False))
-    for path in params.get("device_rw", []):  # type: ignore[union-attr]
-        wanted.append((path, "read_write", False))
-    for path in params.get("device_read", []):  # type: ignore[union-attr]
-        wanted.append((path, "read", False))
+    wanted: list[tuple[str, str, bool]] = [(path, access, True) for path, access in params.rules]
+    wanted += [(path, "read", False) for path in params.system_read_roots]
+    wanted += [(path, "read_write", False) for path in params.device_rw]
+    wanted += [(path, "read", False) for path in params.device_read]
     rules: list[LandlockRule] = []
     for path, access, required in wanted:
         try:
@@ -133,93 +130,91 @@ def _landlock(
                 raise LaunchPreparationError(
                     f"filesystem root {path} cannot be opened: {exc.strerror}"
                 ) from None
-            skipped.append(path)
+            skipped.append(path)  # an optional system root this host does not have
             continue
         try:
             kind = _kind_of(os.fstat(fd).st_mode)
         except LaunchPreparationError:
             os.close(fd)
             if required:
-                raise LaunchPreparationError(f"filesystem root {path} is not a directory or file") from None
+                raise LaunchPreparationError(
+                    f"filesystem root {path} is not a directory, file or device"
+                ) from None
             skipped.append(path)
             continue
         slot = alloc.add(fd, DescriptorRole.FS_ROOT, DescriptorShape(kind=kind, writable=False))
         rules.append(LandlockRule(slot=slot, access=access))
-        prepared_paths.append(f"{path}={access}")
-    return LandlockRequest(abi_floor=int(params["abi_floor"]), rules=tuple(rules))  # type: ignore[call-overload]
+        prepared.append(f"{path}={access}")
+    return LandlockRequest(abi_floor=params.abi_floor, rules=tuple(rules))
+
+
+def _open_exe(path: str) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise LaunchPreparationError(f"workload executable {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LaunchPreparationError(f"workload executable {path} is not a regular file")
+    return fd
+
+
+def _cgroup_slots(run_cgroup: RunCgroup, alloc: _SlotAllocator) -> CgroupPlacement:
+    directory = DescriptorShape(DescriptorKind.DIRECTORY, False)
+    v2_fd = run_cgroup.open_v2_fd()
+    v2_slot = None if v2_fd is None else alloc.add(v2_fd, DescriptorRole.CGROUP_V2_LEAF, directory)
+    v1_slots = tuple(
+        alloc.add(fd, DescriptorRole.CGROUP_V1_LEAF, directory)
+        for _, fd in run_cgroup.open_v1_fds()
+    )
+    return CgroupPlacement(v2_slot=v2_slot, v1_slots=v1_slots)
 
 
 def prepare_launch(
     plan: BoundaryPlan,
+    lowered: LoweredParams,
     attempt_id: bytes,
     resolver: SecretResolver,
     run_cgroup: RunCgroup | None,
     test_hooks: frozenset[str] = frozenset(),
 ) -> PreparedLaunch:
     """Open every handle the plan needs and build the launch body; nothing leaks on error."""
-    params = {primitive.entry.id: primitive.params for primitive in plan.lowering}
-    scrub = params.get(mechanisms.AMBIENT_SCRUB.id, {"env": [], "keep_fds": [0, 1, 2]})
-    keep_fds = tuple(sorted(int(fd) for fd in scrub.get("keep_fds", [0, 1, 2])))
-    inherited = [fd for fd in keep_fds if fd > 2]
+    inherited = [fd for fd in lowered.keep_fds if fd > 2]
     alloc = _SlotAllocator(max([FIRST_SLOT, *[fd + 1 for fd in inherited]]))
     skipped: list[str] = []
     landlock_paths: list[str] = []
     try:
-        exec_params = params[mechanisms.EXEC.id]
-        exe = str(exec_params["exe"])
-        try:
-            exe_fd = os.open(exe, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise LaunchPreparationError(f"workload executable {exe}: {exc.strerror}") from None
-        if not stat.S_ISREG(os.fstat(exe_fd).st_mode):
-            os.close(exe_fd)
-            raise LaunchPreparationError(f"workload executable {exe} is not a regular file")
         exe_slot = alloc.add(
-            exe_fd, DescriptorRole.TARGET_EXE, DescriptorShape(DescriptorKind.REGULAR, False)
+            _open_exe(lowered.exe),
+            DescriptorRole.TARGET_EXE,
+            DescriptorShape(DescriptorKind.REGULAR, False),
         )
         for fd in inherited:
             duplicate = _dup_inherited(fd)
             alloc.add(duplicate, DescriptorRole.INHERITED, _shape_of(duplicate), slot=fd)
-
         landlock = None
-        if mechanisms.LANDLOCK.id in params:
-            landlock = _landlock(params[mechanisms.LANDLOCK.id], alloc, landlock_paths, skipped)
-
+        if lowered.landlock is not None:
+            landlock = _landlock(lowered.landlock, alloc, landlock_paths, skipped)
         cgroup = None
-        if mechanisms.CGROUP_LEAF.id in params:
+        if lowered.cgroup is not None:
             if run_cgroup is None:
                 raise LaunchPreparationError("the plan needs a run cgroup but none was prepared")
-            v2_slot = None
-            v2_fd = run_cgroup.open_v2_fd()
-            if v2_fd is not None:
-                v2_slot = alloc.add(
-                    v2_fd, DescriptorRole.CGROUP_V2_LEAF, DescriptorShape(DescriptorKind.DIRECTORY, False)
-                )
-            v1_slots = tuple(
-                alloc.add(fd, DescriptorRole.CGROUP_V1_LEAF, DescriptorShape(DescriptorKind.DIRECTORY, False))
-                for _, fd in run_cgroup.open_v1_fds()
-            )
-            cgroup = CgroupPlacement(v2_slot=v2_slot, v1_slots=v1_slots)
-
-        userns = None
-        if mechanisms.USERNS.id in params:
-            ids = params[mechanisms.USERNS.id]
-            userns = UserNamespaceRequest(uid_map=f"0 {ids['uid']} 1", gid_map=f"0 {ids['gid']} 1")
-        netns = NetworkNamespaceRequest() if mechanisms.NETNS.id in params else None
-        seccomp = None
-        if mechanisms.SECCOMP.id in params:
-            rules = params[mechanisms.SECCOMP.id]
-            seccomp = SeccompRequest(
-                deny_new_tasks=bool(rules["deny_new_tasks"]),
-                deny_non_unix_sockets=bool(rules["deny_non_unix_sockets"]),
-            )
+            cgroup = _cgroup_slots(run_cgroup, alloc)
         target = TargetSpec(
-            argv=tuple(str(arg) for arg in exec_params["argv"]),
-            envp=_env_table(scrub, resolver),
+            argv=lowered.argv,
+            envp=_env_table(lowered.env, resolver),
             exe_slot=exe_slot,
-            user_namespace=userns,
-            network_namespace=netns,
-            seccomp=seccomp,
+            user_namespace=None
+            if lowered.userns is None
+            else UserNamespaceRequest(
+                uid_map=f"0 {lowered.userns[0]} 1", gid_map=f"0 {lowered.userns[1]} 1"
+            ),
+            network_namespace=NetworkNamespaceRequest() if lowered.netns else None,
+            seccomp=None
+            if lowered.seccomp is None
+            else SeccompRequest(
+                deny_new_tasks=lowered.seccomp[0], deny_non_unix_sockets=lowered.seccomp[1]
+            ),
             landlock=landlock,
             cgroup=cgroup,
             keep_fds=tuple(inherited),  # stdio is always kept; these are the extra slots

@@ -25,7 +25,6 @@ from typing import Any, Protocol
 from bvisor import canonical
 from bvisor.contract import Outcome
 from bvisor.contract.plan import BoundaryPlan
-from bvisor.contract.report_inputs import admitted_requirements, profile_label
 from bvisor.contract.report import (
     REPORT_SCHEMA_VERSION,
     BoundaryReportBody,
@@ -33,12 +32,13 @@ from bvisor.contract.report import (
     StreamRecord,
     seal_report,
 )
+from bvisor.contract.report_inputs import admitted_requirements, profile_label
 from bvisor.digest import Purpose, digest_bytes
 from launcher.backend import DEFAULT_STREAM_CAP, Execution, LinuxBackend
 from launcher.secrets import SecretResolver
 from planner.registry import BackendRegistry
 
-__all__ = ["EventSink", "BoundaryRunner", "STREAM_CHUNK_BYTES", "build_report_body"]
+__all__ = ["STREAM_CHUNK_BYTES", "BoundaryRunner", "EventSink", "build_report_body"]
 
 STREAM_CHUNK_BYTES = 1024 * 1024
 
@@ -71,7 +71,9 @@ def lowering_payloads(plan: BoundaryPlan) -> list[dict[str, canonical.Value]]:
     ]
 
 
-def stream_chunks(name: str, data: bytes, total: int, truncated: bool) -> list[dict[str, canonical.Value]]:
+def stream_chunks(
+    name: str, data: bytes, total: int, truncated: bool
+) -> list[dict[str, canonical.Value]]:
     """Split captured bytes into ledger-sized chunks; always at least one (final) chunk."""
     chunks: list[dict[str, canonical.Value]] = []
     offsets = list(range(0, len(data), STREAM_CHUNK_BYTES)) or [0]
@@ -191,8 +193,13 @@ class BoundaryRunner:
                 ("stdout", execution.stdout, execution.stdout_total, execution.stdout_truncated),
                 ("stderr", execution.stderr, execution.stderr_total, execution.stderr_truncated),
             ):
-                items += [("run.streams", chunk, attempt) for chunk in stream_chunks(name, data, total, truncated)]
-            items.append(("report.sealed", {"body": report.body.to_value(), "seal": report.seal}, attempt))
+                items += [
+                    ("run.streams", chunk, attempt)
+                    for chunk in stream_chunks(name, data, total, truncated)
+                ]
+            items.append(
+                ("report.sealed", {"body": report.body.to_value(), "seal": report.seal}, attempt)
+            )
             sink.append_many(items)
         if execution.interrupted:
             raise KeyboardInterrupt

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-__all__ = ["SecretResolver", "MapSecretResolver", "NoSecrets", "SecretUnresolved"]
+__all__ = ["MapSecretResolver", "NoSecrets", "SecretResolver", "SecretUnresolved"]
 
 
 class SecretUnresolved(LookupError):

@@ -1,15 +1,17 @@
 """Backends and the registry the planner looks them up in.
 
 A backend is what can probe a host into a :class:`ProfileSnapshot` and execute an
-admitted plan. The planner needs only ``id`` and ``probe``; ``execute`` is part of the
-protocol so one registry serves both the planner and the runner. The registry itself
+admitted plan. The protocol names only what the planner needs, ``id`` and ``probe``:
+how a backend executes (its callbacks, its result type) is the runner's business, and
+the runner checks the concrete backend type it can drive. One registry serves both.
+The registry itself
 is plain data: registering the Linux backend (which lives in ``launcher``) is the
 caller's job, so ``planner`` never imports ``launcher``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from bvisor.contract.profile import ProfileSnapshot
 from planner.errors import PlanRefusal
@@ -19,13 +21,11 @@ __all__ = ["Backend", "BackendRegistry"]
 
 @runtime_checkable
 class Backend(Protocol):
-    """A confinement backend: an id, a probe, and a way to run an admitted plan."""
+    """A confinement backend as the planner sees it: an id and a probe."""
 
     def id(self) -> str: ...
 
     def probe(self) -> ProfileSnapshot: ...
-
-    def execute(self, plan: Any, **kwargs: Any) -> Any: ...
 
 
 class BackendRegistry:

@@ -263,11 +263,11 @@ def check_h_l(parsed: ParsedRun, derived: Rederived) -> CheckResult:
             )
     recorded_entries = [record.entry for record in parsed.lowering]
     recorded_h_l = lowering_digest(recorded_entries)
+    digest_problem = None
     if not _same(recorded_h_l, admitted.h_l):
-        return CheckResult.failed(
-            name,
+        digest_problem = (
             f"recorded h_l {admitted.h_l.hex()[:16]} is not the digest of the recorded "
-            f"lowering entries ({recorded_h_l.hex()[:16]})",
+            f"lowering entries ({recorded_h_l.hex()[:16]})"
         )
     if derived.lowering_refusal is not None:
         refusal = derived.lowering_refusal
@@ -278,8 +278,11 @@ def check_h_l(parsed: ParsedRun, derived: Rederived) -> CheckResult:
         )
     plan = derived.plan
     if plan is None:
+        if digest_problem is not None:
+            return CheckResult.failed(name, digest_problem)
         why = "admission could not be re-derived" if derived.record is None else derived.error
         return CheckResult.skipped(name, why or "no re-derived plan")
+    # Compare with the recompiled lowering first: it says *what* differs.
     expected = list(plan.lowering)
     recorded_ids = [e.id for e in recorded_entries]
     expected_ids = [p.entry.id for p in expected]
@@ -294,6 +297,8 @@ def check_h_l(parsed: ParsedRun, derived: Rederived) -> CheckResult:
         if _enc(record.params) != _enc(primitive.params):
             difference = first_difference(record.params, primitive.params, f"params[{position}]")
             return CheckResult.failed(name, f"{record.entry.id}: {difference}")
+    if digest_problem is not None:
+        return CheckResult.failed(name, digest_problem)
     if not _same(plan.h_l, admitted.h_l):  # pragma: no cover - implied by the above
         return CheckResult.failed(name, "recorded h_l differs from the re-derived lowering's")
     return CheckResult.passed(

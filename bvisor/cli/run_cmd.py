@@ -15,7 +15,7 @@ from typing import Any
 
 from bvisor import jsonview
 
-__all__ = ["add_arguments", "run", "exit_status_for"]
+__all__ = ["add_arguments", "exit_status_for", "run"]
 
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 124
@@ -23,7 +23,9 @@ EXIT_REFUSED = 125
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--spec", metavar="SPEC", help="spec file (TOML or JSON); default: see README")
+    parser.add_argument(
+        "--spec", metavar="SPEC", help="spec file (TOML or JSON); default: see README"
+    )
     parser.add_argument(
         "--lease",
         metavar="REF=HOSTVAR",
@@ -31,9 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="resolve secret lease REF from host environment variable HOSTVAR (repeatable)",
     )
-    parser.add_argument("--ledger", metavar="DIR", help="ledger to record in (default: $BVISOR_LEDGER "
-                        "or $XDG_DATA_HOME/bvisor/ledger)")
-    parser.add_argument("--no-record", action="store_true", help="do not record the run in a ledger")
+    parser.add_argument(
+        "--ledger",
+        metavar="DIR",
+        help="ledger to record in (default: $BVISOR_LEDGER or $XDG_DATA_HOME/bvisor/ledger)",
+    )
+    parser.add_argument(
+        "--no-record", action="store_true", help="do not record the run in a ledger"
+    )
     parser.add_argument("--json", action="store_true", help="print the sealed report as JSON")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
 
@@ -111,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             secrets=leases,
             on_stdout=collected["stdout"].extend if args.json else passthrough(sys.stdout.buffer),
             on_stderr=collected["stderr"].extend if args.json else passthrough(sys.stderr.buffer),
-            stdin_fd=0 if _wants_stdin(spec) else None,
+            stdin_fd=0,  # reaches the workload only if its spec asks for stdin
         )
     except PlanRefusal as refusal:
         if args.json:
@@ -121,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"bvisor run: refused [{refusal.code}]{where}: {refusal.detail}", file=sys.stderr)
         return EXIT_REFUSED
     except Exception as exc:  # a supervisor fault must still end with a clear message
-        from ledger import LedgerError
         from launcher.locate import LauncherNotFound
+        from ledger import LedgerError
 
         if isinstance(exc, (LedgerError, LauncherNotFound, OSError)):
             return _fail(str(exc), EXIT_REFUSED)
@@ -139,7 +146,13 @@ def run(args: argparse.Namespace) -> int:
         print(jsonview.dumps(payload))
         return status
     elapsed = time.monotonic() - started
-    how = f"exit={code}" if code is not None else f"signal={signal}" if signal is not None else "no exit"
+    how = (
+        f"exit={code}"
+        if code is not None
+        else f"signal={signal}"
+        if signal is not None
+        else "no exit"
+    )
     print(
         f"bvisor: {body.outcome.value} ({how}) in {elapsed:.2f}s; plan {body.plan_id.hex()[:16]} "
         f"run {body.attempt_id.hex()[:16]} seal {report.seal.hex()[:16]}",
@@ -149,8 +162,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"bvisor: finding: {finding}", file=sys.stderr)
     return status
 
-
-def _wants_stdin(spec: Any) -> bool:
-    from bvisor.contract import CaptureStreams
-
-    return any(isinstance(c, CaptureStreams) and c.streams.stdin for c in spec.controls)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ledger import Ledger
 from tests.e2e.helpers import find_pids_with, marked_sleep, unique_marker, wait_for
 from tests.features import require_feature
 
@@ -42,7 +43,15 @@ def test_default_run_passes_output_through_and_exits_with_the_workload_status(
     ledger_dir: Path, tmp_path: Path
 ) -> None:
     require_feature("landlock")
-    done = bvisor("run", "--", "/bin/sh", "-c", "echo out; echo err >&2; exit 3", ledger=ledger_dir, cwd=tmp_path)
+    done = bvisor(
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+        ledger=ledger_dir,
+        cwd=tmp_path,
+    )
     assert done.returncode == 3, done.stderr
     assert done.stdout == "out\n"
     assert "err" in done.stderr
@@ -55,7 +64,9 @@ def test_signal_death_maps_to_128_plus_n(ledger_dir: Path, tmp_path: Path) -> No
     assert done.returncode == 128 + signal.SIGTERM, done.stderr
 
 
-def test_default_spec_has_no_network_and_a_read_only_system(ledger_dir: Path, tmp_path: Path) -> None:
+def test_default_spec_has_no_network_and_a_read_only_system(
+    ledger_dir: Path, tmp_path: Path
+) -> None:
     require_feature("netns")
     require_feature("landlock")
     marker = unique_marker("DEFAULT")
@@ -113,7 +124,9 @@ def test_timeout_spec_exits_124(ledger_dir: Path) -> None:
         (["--lease", "tok=BVISOR_SURELY_UNSET_VAR", "--", "/bin/true"], "not set"),
     ],
 )
-def test_usage_mistakes_exit_2_without_traceback(args: list[str], needle: str, ledger_dir: Path) -> None:
+def test_usage_mistakes_exit_2_without_traceback(
+    args: list[str], needle: str, ledger_dir: Path
+) -> None:
     done = bvisor("run", *args, ledger=ledger_dir)
     assert done.returncode == 2, done.stderr
     assert needle in done.stderr
@@ -124,20 +137,35 @@ def test_interrupt_kills_the_run_tree(ledger_dir: Path, tmp_path: Path) -> None:
     require_feature("cgroup2-kill")
     marker = unique_marker("CTRLC")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bvisor.cli.main", "run", "--", "/bin/sh", "-c",
-         f"{marked_sleep(marker, 300)} & {marked_sleep(marker, 300)}"],
+        [
+            sys.executable,
+            "-m",
+            "bvisor.cli.main",
+            "run",
+            "--",
+            "/bin/sh",
+            "-c",
+            f"{marked_sleep(marker, 300)} & {marked_sleep(marker, 300)}",
+        ],
         cwd=tmp_path,
         env={**os.environ, "BVISOR_LEDGER": str(ledger_dir)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
-        assert wait_for(lambda: len(find_pids_with(marker)) >= 2, timeout=20), "workload never started"
+        assert wait_for(lambda: len(find_pids_with(marker)) >= 2, timeout=20), (
+            "workload never started"
+        )
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
         gone = wait_for(lambda: not find_pids_with(marker), timeout=10)
         assert gone, f"run tree survived Ctrl-C: {find_pids_with(marker)}"
         assert proc.returncode == 130
+        with Ledger.open(ledger_dir, readonly=True) as store:
+            kinds = [event.kind for event in store.events()]
+            sealed = [event for event in store.events() if event.kind == "report.sealed"]
+        assert kinds[0] == "plan.admitted" and kinds[-1] == "report.sealed", kinds
+        assert sealed[0].payload["body"]["outcome"] == "killed"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -6,14 +6,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from bvisor import canonical
 from bvisor.api import run_confined
 from bvisor.contract import (
     BoundarySpec,
     BudgetRequirements,
     CaptureStreams,
     EnvEntry,
-    EnvLiteral,
     Environment,
+    EnvLiteral,
     EnvPolicy,
     EvidenceRequirements,
     LaunchWorkload,
@@ -21,8 +22,6 @@ from bvisor.contract import (
     SecretLease,
     StdStreams,
 )
-from bvisor import canonical
-
 from tests.e2e.helpers import find_pids_with, unique_marker, wait_for
 
 

@@ -12,7 +12,6 @@ from launcher.locate import default_launcher_path
 from launcher.runner import BoundaryRunner
 from planner.planning import BoundaryPlanner
 from planner.registry import BackendRegistry
-
 from tests.e2e.helpers import descendants_spec, find_pids_with, unique_marker, wait_for
 from tests.features import require_feature
 

@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 
 from bvisor.contract import Outcome, SpawnPolicy
-
 from tests.e2e.helpers import (
     descendants_spec,
     fact_kinds,
@@ -25,7 +24,6 @@ from tests.e2e.helpers import (
     wait_for,
 )
 from tests.features import require_feature
-
 
 FORK_PROBE = """
 import os

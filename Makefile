@@ -19,7 +19,11 @@ demo: $(STAMP)
 	@echo "== what this kernel can enforce"
 	$(BIN)/bvisor probe
 	@echo "== a confined run (no network, cwd writable, system read-only, run cgroup killed at the end)"
-	$(BIN)/bvisor run -- /bin/sh -c 'echo "hello from inside the boundary (uid $$(id -u))"; cat /proc/self/status | grep -E "^(Seccomp|NoNewPrivs):"'
+	$(BIN)/bvisor run -- /bin/sh -c 'echo "hello from inside the boundary (uid $$(id -u) in a user namespace)"; \
+	  touch /etc/bvisor-demo 2>/dev/null || echo "/etc: read-only"; \
+	  ls /root >/dev/null 2>&1 || echo "/root: invisible"; \
+	  echo "network interfaces: $$(ls /sys/class/net 2>/dev/null || echo none visible)"'
+
 	@echo "== the ledger chain, re-derived from storage"
 	$(BIN)/bvisor-ledger verify
 	@echo "== every recorded run, re-verified from the ledger alone"

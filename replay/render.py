@@ -56,7 +56,8 @@ def render_table(report: AuditReport) -> str:
         counts[run.verdict] = counts.get(run.verdict, 0) + 1
     summary = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
     lines.append("")
-    lines.append(f"{len(report.runs)} runs: {summary or 'none'}")
+    noun = "run" if len(report.runs) == 1 else "runs"
+    lines.append(f"{len(report.runs)} {noun}: {summary or 'none'}")
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,7 @@ import hashlib
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def require_feature(name: str) -> None:
 @cache
 def feature_missing(name: str) -> str | None:
     """None if the feature is present, else what is missing."""
-    checks = {
+    checks: dict[str, Callable[[], str | None]] = {
         "landlock": _landlock_missing,
         "seccomp": _seccomp_missing,
         "userns": lambda: _namespace_missing("user"),

@@ -161,4 +161,3 @@ def run(args: argparse.Namespace) -> int:
     for finding in body.findings:
         print(f"bvisor: finding: {finding}", file=sys.stderr)
     return status
-

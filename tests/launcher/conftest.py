@@ -9,6 +9,7 @@ the test releases them after looking.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
 import threading
@@ -192,12 +193,27 @@ class Gate:
 class GatedRun:
     """Run the launcher in a thread with a gated stdin; look at /proc, then release."""
 
-    def __init__(self, launcher_path: str, plan: LaunchPlan, auth: Auth, **options: object) -> None:
+    def __init__(
+        self,
+        launcher_path: str,
+        plan: LaunchPlan,
+        auth: Auth,
+        ready: bytes | None = None,
+        **options: object,
+    ) -> None:
         self.gate = Gate()
         self.result: LaunchObservation | None = None
         self.error: BaseException | None = None
         self.pid: int | None = None
-        opts = LaunchOptions(stdin_fd=self.gate.read_fd, on_control_line=self._line, **options)  # type: ignore[arg-type]
+        self._ready = ready
+        self._stdout = bytearray()
+        self._ready_event = threading.Event()
+        opts = LaunchOptions(
+            stdin_fd=self.gate.read_fd,
+            on_control_line=self._line,
+            on_stdout=self._out,
+            **options,  # type: ignore[arg-type]
+        )
 
         def work() -> None:
             try:
@@ -206,6 +222,7 @@ class GatedRun:
                 self.error = exc
             finally:
                 self.gate.exec_done.set()
+                self._ready_event.set()
 
         self.thread = threading.Thread(target=work, name="launcher-under-test")
         self.thread.start()
@@ -215,9 +232,21 @@ class GatedRun:
             self.pid = int(line.split("=", 1)[1])
         self.gate.on_line(line)
 
+    def _out(self, chunk: bytes) -> None:
+        self._stdout.extend(chunk)
+        if self._ready is not None and self._ready in self._stdout:
+            self._ready_event.set()
+
     def wait_exec(self) -> int:
-        """Block until the launcher reached a terminal; return the workload pid."""
+        """Block until the launcher reached a terminal (and, if a ``ready`` marker was
+        given, until the workload printed it); return the workload pid.
+
+        The ready marker matters for fd oracles: right after exec the dynamic loader
+        briefly holds its own fds (ld.so.cache, libraries), which are not leaks.
+        """
         self.gate.exec_done.wait()
+        if self._ready is not None:
+            self._ready_event.wait()
         assert self.error is None, self.error
         assert self.pid is not None, f"no workload pid reported: {self.gate.lines}"
         assert "ExecSucceeded" in self.gate.lines, self.gate.lines
@@ -231,6 +260,19 @@ class GatedRun:
             raise self.error
         assert self.result is not None
         return self.result
+
+
+def open_sentinel() -> int:
+    """A non-CLOEXEC fd the host leaks on purpose, numbered far above any slot or channel
+    fd (so the host's own placements cannot overwrite it before it reaches the launcher).
+    """
+    fd = os.open("/", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD, 400)
+    finally:
+        os.close(fd)
+    os.set_inheritable(high, True)
+    return high
 
 
 def proc_fds(pid: int) -> list[int]:

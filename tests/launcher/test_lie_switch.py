@@ -13,7 +13,14 @@ from pathlib import Path
 from launcher.launch import LaunchObservation, run_launcher
 from launcher.protocol import SeccompRequest
 from tests.features import require_feature
-from tests.launcher.conftest import GatedRun, Leaf, build_plan, proc_fds, proc_status_field
+from tests.launcher.conftest import (
+    GatedRun,
+    Leaf,
+    build_plan,
+    open_sentinel,
+    proc_fds,
+    proc_status_field,
+)
 from tests.launcher.test_mechanisms import SYSTEM_ROOTS, network_deny_run
 
 
@@ -86,11 +93,12 @@ def test_skip_netns_and_seccomp_let_the_host_see_a_connection(launcher_path: str
 
 
 def test_skip_fd_scrub_turns_the_fd_oracle_red(launcher_path: str) -> None:
-    sentinel = os.open("/", os.O_RDONLY)
-    os.set_inheritable(sentinel, True)
-    plan, auth = build_plan("/bin/cat", ["cat"], hooks=frozenset({"skip_fd_scrub"}))
+    sentinel = open_sentinel()
+    plan, auth = build_plan(
+        "/bin/sh", ["sh", "-c", "echo ready; read x"], hooks=frozenset({"skip_fd_scrub"})
+    )
     try:
-        run = GatedRun(launcher_path, plan, auth)
+        run = GatedRun(launcher_path, plan, auth, ready=b"ready\n")
         pid = run.wait_exec()
         fds = proc_fds(pid)
         obs = run.finish()
@@ -98,7 +106,7 @@ def test_skip_fd_scrub_turns_the_fd_oracle_red(launcher_path: str) -> None:
         os.close(sentinel)
         auth.close()
     _lied(obs, "skip_fd_scrub", "fds kept")
-    assert fds != [0, 1, 2], "oracle saw only stdio although the scrub was skipped"
+    assert sentinel in fds, f"oracle did not see the leaked sentinel {sentinel}: {fds}"
 
 
 def test_skip_cgroup_placement_turns_the_cgroup_oracle_red(

@@ -17,7 +17,14 @@ import pytest
 from launcher.launch import LaunchOptions, run_launcher
 from launcher.protocol import SeccompRequest
 from tests.features import require_feature
-from tests.launcher.conftest import GatedRun, Leaf, build_plan, proc_fds, proc_status_field
+from tests.launcher.conftest import (
+    GatedRun,
+    Leaf,
+    build_plan,
+    open_sentinel,
+    proc_fds,
+    proc_status_field,
+)
 
 SYSTEM_ROOTS = [p for p in ("/usr", "/bin", "/lib", "/lib64", "/etc") if os.path.isdir(p)]
 
@@ -56,11 +63,10 @@ def test_exit_signal_is_the_workloads(launcher_path: str) -> None:
 
 def test_environment_is_exactly_the_table_and_only_stdio_is_inherited(launcher_path: str) -> None:
     table = (("PATH", "/usr/bin:/bin"), ("BVISOR_TEST", "a b=c"), ("EMPTY", ""))
-    sentinel = os.open("/etc/hostname" if os.path.exists("/etc/hostname") else "/", os.O_RDONLY)
-    os.set_inheritable(sentinel, True)  # a leak the host did not mean to pass
-    plan, auth = build_plan("/bin/cat", ["cat"], envp=table)
+    sentinel = open_sentinel()  # a leak the host did not mean to pass
+    plan, auth = build_plan("/bin/sh", ["sh", "-c", 'echo ready; read x; echo "$x"'], envp=table)
     try:
-        run = GatedRun(launcher_path, plan, auth)
+        run = GatedRun(launcher_path, plan, auth, ready=b"ready\n")
         pid = run.wait_exec()
         environ = Path(f"/proc/{pid}/environ").read_bytes()
         fds = proc_fds(pid)
@@ -70,7 +76,7 @@ def test_environment_is_exactly_the_table_and_only_stdio_is_inherited(launcher_p
         auth.close()
     assert environ == b"".join(f"{k}={v}".encode() + b"\0" for k, v in table)
     assert fds == [0, 1, 2], f"sentinel fd {sentinel} or others leaked: {fds}"
-    assert obs.captured_stdout == b"go\n"
+    assert obs.captured_stdout == b"ready\ngo\n"
     assert "fds kept 0,1,2" in obs.notes
 
 

@@ -152,9 +152,13 @@ class LinuxBackend:
                 on_control_line(line)
 
         streams = lowered.streams
+        # stdin is /dev/null unless the spec asked for it and the caller has one to give.
+        stdin = stdin_fd if streams is not None and streams.stdin else None
         options = LaunchOptions(
-            # stdin is /dev/null unless the spec asked for it and the caller has one to give.
-            stdin_fd=stdin_fd if streams is not None and streams.stdin else None,
+            stdin_fd=stdin,
+            # A launcher in its own process group would be stopped reading a terminal.
+            own_process_group=not (stdin is not None and os.isatty(stdin)),
+            expected_identity=plan.profile.facts.launcher_identity,
             stream_cap=stream_cap or (streams.cap_bytes if streams else DEFAULT_STREAM_CAP),
             on_stdout=on_stdout,
             on_stderr=on_stderr,
@@ -203,6 +207,8 @@ class LinuxBackend:
             on_deadline = None if cgroup is None else _tree_killer(cgroup)
             options = dataclasses.replace(options, deadline=deadline, on_deadline=on_deadline)
         if cgroup is not None:
+            # When the launcher exits, whatever the workload left behind dies with the run.
+            options = dataclasses.replace(options, on_launcher_exit=_tree_killer(cgroup))
             cgroup.start_sampler()
         try:
             return run_launcher(

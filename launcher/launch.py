@@ -100,6 +100,10 @@ class LaunchOptions:
     controlling terminal (a background group reading the tty would be stopped by
     SIGTTIN); the default actions then SIGKILL only the launcher, and the workload dies
     with it (it has PDEATHSIG=SIGKILL) — its descendants are then the cgroup's job.
+
+    ``expected_identity`` is the launcher digest the plan was admitted with (part of h_p).
+    When given, the host refuses to spawn a launcher file whose bytes hash differently:
+    the code that runs must be the code the plan names.
     """
 
     stdin_fd: int | None = None
@@ -113,6 +117,7 @@ class LaunchOptions:
     on_launcher_exit: Callable[[], None] | None = None
     drain_grace: float = 2.0
     own_process_group: bool = True
+    expected_identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +241,12 @@ def run_launcher_payload(
     opened: list[int] = [launcher_fd]
     try:
         launcher_identity = identity.hash_fd(launcher_fd)
+        expected = opts.expected_identity
+        if expected is not None and launcher_identity != expected:
+            raise LaunchRefused(
+                f"launcher {path!r} hashes to {launcher_identity}, but the plan was admitted "
+                f"for launcher {expected}; refusing to run different code than planned"
+            )
         plan_fd = memfd.sealed_memfd(payload, seal=seal)
         opened.append(plan_fd)
         if stdin_fd is None:

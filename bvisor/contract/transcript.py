@@ -1,52 +1,128 @@
 """The launcher's state machine as pure data, and the rule for a legal transcript.
 
-The launcher writes one control-channel line per state (and ``# `` notes anywhere); replay
-checks a recorded transcript is a legal walk of this machine without importing the
-launcher, so the table lives here in the contract and both sides use the same one.
+The launcher writes one control-channel line per state (and ``# `` notes anywhere); the
+host records the transcript and replay checks, from the ledger alone, that it is a legal
+walk of this machine — without importing the launcher. So the table lives here, in the
+pure contract, and ``launcher.states`` re-exports it: one definition for both sides.
 
-A legal transcript starts with ``LauncherStarted``, advances through the setup states in
-order (it may stop early), and ends in exactly one terminal state, which must be its last
-state. ``ExecSucceeded`` is reachable only from ``ReadyToExec``; ``SetupRefused`` and
-``SetupFaulted`` from any setup state. Which outcomes each terminal may lead to is fixed by
-``OUTCOMES_BY_TERMINAL`` (``None`` stands for "the launcher wrote no terminal", which is
-consistent only with a supervisor fault, a host-side denial, or a host interrupted before
-the launcher finished).
+The happy path is a straight line ending in ``ExecSucceeded``. ``SetupRefused`` (the plan
+or a handle failed verification — nothing was created) is legal only before the child
+exists; ``SetupFaulted`` (an OS operation failed) is legal from any non-terminal state.
+Notes (lines starting ``# ``) are not states and are ignored by the checker.
+
+Which outcomes each terminal may lead to is fixed by ``OUTCOMES_BY_TERMINAL`` (``None``
+stands for "the launcher wrote no terminal", which is consistent only with a supervisor
+fault, a host-side denial, or a host interrupted before the launcher finished).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
+    "CHILD_CREATED",
     "EXEC_SUCCEEDED",
+    "FD_PHASE_RESOLVED",
+    "FILESYSTEM_PHASE_RESOLVED",
+    "HANDLES_VERIFIED",
+    "HAPPY_PATH",
+    "IDENTITY_VERIFIED",
+    "INITIAL",
+    "LAUNCHER_STARTED",
+    "NAMESPACE_PHASE_RESOLVED",
     "NOTE_PREFIX",
     "OUTCOMES_BY_TERMINAL",
+    "PLAN_VERIFIED",
+    "POLICY_PHASE_RESOLVED",
+    "READY_TO_EXEC",
     "SETUP_FAULTED",
     "SETUP_REFUSED",
-    "SETUP_STATES",
+    "STATES",
+    "TERMINALS",
     "TERMINAL_STATES",
+    "TRANSITIONS",
     "TranscriptError",
     "check_walk",
+    "is_legal_walk",
     "split_lines",
+    "walk_error",
 ]
 
-SETUP_STATES: tuple[str, ...] = (
-    "LauncherStarted",
-    "IdentityVerified",
-    "PlanVerified",
-    "HandlesVerified",
-    "ChildCreated",
-    "NamespacePhaseResolved",
-    "FdPhaseResolved",
-    "FilesystemPhaseResolved",
-    "PolicyPhaseResolved",
-    "ReadyToExec",
-)
+LAUNCHER_STARTED = "LauncherStarted"
+IDENTITY_VERIFIED = "IdentityVerified"
+PLAN_VERIFIED = "PlanVerified"
+HANDLES_VERIFIED = "HandlesVerified"
+CHILD_CREATED = "ChildCreated"
+NAMESPACE_PHASE_RESOLVED = "NamespacePhaseResolved"
+FD_PHASE_RESOLVED = "FdPhaseResolved"
+FILESYSTEM_PHASE_RESOLVED = "FilesystemPhaseResolved"
+POLICY_PHASE_RESOLVED = "PolicyPhaseResolved"
+READY_TO_EXEC = "ReadyToExec"
 EXEC_SUCCEEDED = "ExecSucceeded"
 SETUP_REFUSED = "SetupRefused"
 SETUP_FAULTED = "SetupFaulted"
-TERMINAL_STATES: tuple[str, ...] = (EXEC_SUCCEEDED, SETUP_REFUSED, SETUP_FAULTED)
+
 NOTE_PREFIX = "# "
+
+HAPPY_PATH: tuple[str, ...] = (
+    LAUNCHER_STARTED,
+    IDENTITY_VERIFIED,
+    PLAN_VERIFIED,
+    HANDLES_VERIFIED,
+    CHILD_CREATED,
+    NAMESPACE_PHASE_RESOLVED,
+    FD_PHASE_RESOLVED,
+    FILESYSTEM_PHASE_RESOLVED,
+    POLICY_PHASE_RESOLVED,
+    READY_TO_EXEC,
+    EXEC_SUCCEEDED,
+)
+TERMINALS: frozenset[str] = frozenset({EXEC_SUCCEEDED, SETUP_REFUSED, SETUP_FAULTED})
+STATES: frozenset[str] = frozenset(HAPPY_PATH) | TERMINALS
+
+# The pseudo-state before the first line.
+INITIAL = ""
+
+_REFUSABLE = (LAUNCHER_STARTED, IDENTITY_VERIFIED, PLAN_VERIFIED, HANDLES_VERIFIED)
+
+
+def _build() -> dict[str, frozenset[str]]:
+    table: dict[str, set[str]] = {INITIAL: {LAUNCHER_STARTED}}
+    for here, there in itertools.pairwise(HAPPY_PATH):
+        table.setdefault(here, set()).add(there)
+    for state in HAPPY_PATH[:-1]:
+        table[state].add(SETUP_FAULTED)
+    for state in _REFUSABLE:
+        table[state].add(SETUP_REFUSED)
+    for terminal in TERMINALS:
+        table.setdefault(terminal, set())
+    return {state: frozenset(nexts) for state, nexts in table.items()}
+
+
+TRANSITIONS: Mapping[str, frozenset[str]] = _build()
+
+
+def walk_error(transcript: Iterable[str], *, require_terminal: bool = True) -> str | None:
+    """Why ``transcript`` (state names in order) is not a legal walk, or None if it is."""
+    here = INITIAL
+    for index, state in enumerate(transcript):
+        if state not in STATES:
+            return f"line {index}: {state!r} is not a launcher state"
+        if state not in TRANSITIONS[here]:
+            return f"line {index}: {here or 'start'} -> {state} is not a legal transition"
+        here = state
+    if require_terminal and here not in TERMINALS:
+        return f"transcript ends in {here or 'nothing'}, not a terminal state"
+    return None
+
+
+def is_legal_walk(transcript: Iterable[str], *, require_terminal: bool = True) -> bool:
+    """True when ``transcript`` is a legal walk (ending in a terminal unless told not to)."""
+    return walk_error(transcript, require_terminal=require_terminal) is None
+
+
+TERMINAL_STATES: tuple[str, ...] = (EXEC_SUCCEEDED, SETUP_REFUSED, SETUP_FAULTED)
 
 OUTCOMES_BY_TERMINAL: dict[str | None, frozenset[str]] = {
     EXEC_SUCCEEDED: frozenset({"completed", "failed", "timeout", "killed", "supervisor_fault"}),
@@ -73,28 +149,8 @@ def split_lines(lines: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def check_walk(states: Sequence[str]) -> str | None:
-    """Validate a sequence of states; return the terminal (or None if there is none)."""
-    if not states:
-        return None
-    if states[0] != SETUP_STATES[0]:
-        raise TranscriptError(f"transcript starts with {states[0]!r}, not {SETUP_STATES[0]!r}")
-    position = 0  # index in SETUP_STATES of the last state seen
-    for index, state in enumerate(states[1:], start=1):
-        if state in TERMINAL_STATES:
-            if index != len(states) - 1:
-                raise TranscriptError(f"terminal {state!r} at {index} is not the last state")
-            if state == EXEC_SUCCEEDED and SETUP_STATES[position] != "ReadyToExec":
-                raise TranscriptError(
-                    f"ExecSucceeded after {SETUP_STATES[position]!r}; only ReadyToExec precedes it"
-                )
-            return state
-        if state not in SETUP_STATES:
-            raise TranscriptError(f"unknown launcher state {state!r} at position {index}")
-        expected = SETUP_STATES[position + 1] if position + 1 < len(SETUP_STATES) else None
-        if state != expected:
-            raise TranscriptError(
-                f"state {state!r} at position {index} does not follow {SETUP_STATES[position]!r}"
-                f" (expected {expected!r})"
-            )
-        position += 1  # noqa: SIM113 - advances only on a legal setup step
-    return None
+    """Validate states (a terminal is optional); return the terminal, or None if none."""
+    error = walk_error(states, require_terminal=False)
+    if error is not None:
+        raise TranscriptError(error)
+    return states[-1] if states and states[-1] in TERMINALS else None

@@ -28,15 +28,13 @@ from tests.features import require_feature
 ENFORCED = MinGuarantee.ENFORCED
 
 
-def _pids_leaves() -> list[Path]:
-    roots = [Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/unified")]
-    return [
-        leaf
-        for root in roots
-        if root.exists()
-        for leaf in root.rglob("bvisor-*")
-        if (leaf / "pids.max").exists()
-    ]
+def _pids_leaf_of(pid: int) -> Path:
+    """The v1 pids cgroup directory the kernel says ``pid`` is in."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            return Path("/sys/fs/cgroup/pids") / path.lstrip("/")
+    raise AssertionError(f"pid {pid} has no pids cgroup")
 
 
 FORK_BOMB = """
@@ -70,11 +68,11 @@ def test_fork_bomb_stays_at_the_process_cap_and_the_kernel_counts_refusals() -> 
     samples: list[tuple[int, str]] = []
 
     def watch() -> None:
-        leaves = wait_for(_pids_leaves, timeout=10)
-        if not leaves:
+        pids = wait_for(lambda: len(find_pids_with(marker)) >= 8 and find_pids_with(marker))
+        if not pids:
             return
-        leaf = leaves[0]  # type: ignore[index]
-        wait_for(lambda: len(find_pids_with(marker)) >= 8)
+        leaf = _pids_leaf_of(pids[0])  # type: ignore[index]
+        assert "/bvisor-" in str(leaf), f"the bomb is not in a run leaf: {leaf}"
         with contextlib.suppress(OSError):  # the run may already be over: no sample then
             samples.append(
                 (int((leaf / "pids.current").read_text()), (leaf / "pids.events").read_text())

@@ -48,14 +48,14 @@ from bvisor.contract import (
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BoundaryReportBody, BudgetWitness, seal_report
-from bvisor.contract.transcript import SETUP_STATES
+from bvisor.contract.transcript import HAPPY_PATH
 from ledger import Ledger
 from tests.features import dev_launcher_path
 
 SUCCESS_LINES = (
-    *SETUP_STATES[:1],
+    *HAPPY_PATH[:1],
     "# identity code=00 entry=00",
-    *SETUP_STATES[1:],
+    *HAPPY_PATH[1:-1],
     "# workload pid=4242",
     "ExecSucceeded",
 )

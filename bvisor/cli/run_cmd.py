@@ -98,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(leases)
     try:
         spec = _build_spec(args, command)
-    except (SpecFileError, ContractError, ValueError, OSError) as exc:
+    except SpecFileError as exc:
+        return _fail(exc.describe())
+    except (ContractError, ValueError, OSError) as exc:
         return _fail(str(exc))
     ledger_choice: Any = False if args.no_record else args.ledger
 

@@ -37,7 +37,7 @@ from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BudgetWitness
 from bvisor.contract.transcript import TERMINAL_STATES
-from launcher.cgroups import CgroupError, RunCgroup, create_run_cgroup
+from launcher.basement.cgroups import CgroupError, RunCgroup, create_run_cgroup
 from launcher.launch import LaunchObservation, LaunchOptions, LaunchRefused, run_launcher
 from launcher.launch_body import LaunchPreparationError, prepare_launch
 from launcher.lowered import LoweredParams, LoweringParamsError, lowered_params

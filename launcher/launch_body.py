@@ -19,7 +19,7 @@ import stat
 from dataclasses import dataclass, field
 
 from bvisor.contract.plan import BoundaryPlan
-from launcher.cgroups import RunCgroup
+from launcher.basement.cgroups import RunCgroup
 from launcher.launch import AuthorityFd
 from launcher.lowered import EnvSource, LandlockParams, LoweredParams
 from launcher.protocol import (

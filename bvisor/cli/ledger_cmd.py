@@ -55,6 +55,7 @@ from ledger import (
 from ledger.errors import LedgerUsageError
 from ledger.kinds import check_kind
 from ledger.record import check_run_id, encode_payload
+from ledger.runs import RunLookupError, RunNotFound, resolve_run_prefix
 
 __all__ = ["build_parser", "main"]
 
@@ -157,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_cmd_verify)
 
     log = add("log", "list events, oldest first")
-    log.add_argument("--run", metavar="RUN_ID", help="only this run (hex)")
+    log.add_argument("--run", metavar="RUN_ID", help="only this run (hex id or unique prefix)")
     log.add_argument("--kind", help="only this kind, or a pattern such as 'plan.*'")
     log.add_argument("--limit", type=_positive, metavar="N", help="only the last N matches")
     log.set_defaults(handler=_cmd_log)
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     export = add("export", "every event as JSON Lines, for other tools")
-    export.add_argument("--run", metavar="RUN_ID", help="only this run (hex)")
+    export.add_argument("--run", metavar="RUN_ID", help="only this run (hex id or unique prefix)")
     export.set_defaults(handler=_cmd_export)
     return parser
 
@@ -541,9 +542,21 @@ def _matching(events: Iterable[Event], pattern: str | None) -> Iterator[Event]:
             yield event
 
 
+def _run_ref(ledger: Ledger, text: str | None) -> bytes | None:
+    """A recorded run named by its id or a unique hex prefix of it."""
+    if text is None:
+        return None
+    try:
+        return resolve_run_prefix(text, ledger.runs())
+    except RunNotFound as exc:
+        raise _NotFound(f"--run: {exc}") from None
+    except RunLookupError as exc:
+        raise _UsageError(f"--run: {exc}") from None
+
+
 def _cmd_log(args: argparse.Namespace) -> int:
-    run_id = _run_id(args.run)
     with _open(args) as ledger:
+        run_id = _run_ref(ledger, args.run)
         if run_id is not None:
             events: list[Event] = ledger.run_events(run_id)
             if not events:
@@ -637,8 +650,8 @@ def _cmd_head(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    run_id = _run_id(args.run)
     with _open(args) as ledger:
+        run_id = _run_ref(ledger, args.run)
         if run_id is not None:
             events: Iterable[Event] = ledger.run_events(run_id)
             if not events:

@@ -22,6 +22,7 @@ from typing import IO
 
 from ledger import Ledger, LedgerError, RunSummary, default_ledger_path
 from ledger.errors import LedgerFormatError, LedgerNotFoundError
+from ledger.runs import RunLookupError, resolve_run_prefix
 from replay import ReplayUsageError, audit
 from replay.audit import Progress
 from replay.render import render_json, render_table
@@ -57,21 +58,12 @@ def resolve_run_ids(prefixes: Sequence[str], runs: Sequence[RunSummary]) -> list
     """Map each hex prefix to the one run id it starts; UsageError if none or several."""
     chosen: list[bytes] = []
     for text in prefixes:
-        prefix = text.strip().lower()
-        if not prefix or any(c not in "0123456789abcdef" for c in prefix):
-            raise UsageError(f"run id {text!r}: expected hexadecimal digits")
-        matches = [run.run_id for run in runs if run.run_id.hex().startswith(prefix)]
-        if not matches:
-            raise UsageError(f"run id {text!r}: no run in the ledger starts with it")
-        if len(matches) > 1:
-            shown = ", ".join(m.hex()[:16] for m in matches[:5])
-            more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
-            raise UsageError(
-                f"run id {text!r} is ambiguous: {len(matches)} runs start with it "
-                f"({shown}{more}); give more digits"
-            )
-        if matches[0] not in chosen:
-            chosen.append(matches[0])
+        try:
+            run_id = resolve_run_prefix(text, runs)
+        except RunLookupError as exc:
+            raise UsageError(str(exc)) from None
+        if run_id not in chosen:
+            chosen.append(run_id)
     return chosen
 
 

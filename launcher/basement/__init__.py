@@ -2,5 +2,6 @@
 
 Everything above (``launcher.process``, ``launcher.launch``) orchestrates these small
 wrappers; keeping them here makes the set of kernel interfaces bvisor touches auditable in
-one place. ``child_window.c`` is the C code that runs between clone3 and exec.
+one place. ``child_window.c`` is the C code that runs between clone3 and exec;
+``cgroups.py`` is the host's cgroupfs interface (leaves, limits, counters, kill).
 """

@@ -204,7 +204,7 @@ def test_verify_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixtur
         ["append", "--kind", "NOTE", "--data", "1"],
         ["append", "--kind", "note.a", "--run", "xyz", "--data", "1"],
         ["append", "--kind", "note.a", "--file", "/nonexistent/file"],
-        ["log", "--run", "abc"],
+        ["log", "--run", "not-hex"],
         ["frobnicate"],
     ],
 )
@@ -295,3 +295,18 @@ def test_verify_reports_progress(tmp_path: Path) -> None:
     calls: list[tuple[int, int]] = []
     assert verify(tmp_path / "l", progress=lambda done, total: calls.append((done, total))).ok
     assert calls == [(4096, 5000), (5000, 5000)]
+
+
+def test_log_and_export_take_a_unique_run_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Ledger.open(tmp_path / "l", create=True) as store:
+        store.append("note.external", {"n": 1}, bytes.fromhex("aa11"))
+        store.append("note.external", {"n": 2}, bytes.fromhex("aa22"))
+    ledger = str(tmp_path / "l")
+    code, out, _ = run(capsys, "log", "--run", "aa1", "--ledger", ledger)
+    assert code == 0 and "aa11" in out and "aa22" not in out
+    code, out, _ = run(capsys, "export", "--run", "AA2", "--ledger", ledger)
+    assert code == 0 and len(out.splitlines()) == 1 and '"run": "aa22"' in out
+    code, _, err = run(capsys, "log", "--run", "aa", "--ledger", ledger)
+    assert code == 2 and "ambiguous" in err

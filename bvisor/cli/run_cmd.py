@@ -127,7 +127,11 @@ def run(args: argparse.Namespace) -> int:
             print(jsonview.dumps({"admitted": False, **refusal.to_value()}))
         else:
             where = f" ({refusal.requirement})" if refusal.requirement else ""
-            print(f"bvisor run: refused [{refusal.code}]{where}: {refusal.detail}", file=sys.stderr)
+            fact = f" [missing kernel fact: {refusal.missing_fact}]" if refusal.missing_fact else ""
+            print(
+                f"bvisor run: refused [{refusal.code}]{where}: {refusal.detail}{fact}",
+                file=sys.stderr,
+            )
         return EXIT_REFUSED
     except Exception as exc:  # a supervisor fault must still end with a clear message
         from launcher.locate import LauncherNotFound

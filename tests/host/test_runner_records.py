@@ -1,0 +1,79 @@
+"""What the runner records, and when: plan.admitted is durable before the workload runs,
+every step lands in order, and large output is chunked without losing a byte."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from bvisor.api import run_confined
+from bvisor.digest import Purpose, digest_bytes
+from launcher.runner import STREAM_CHUNK_BYTES, stream_chunks
+from ledger import Ledger
+from tests.e2e.helpers import descendants_spec, find_pids_with, unique_marker, wait_for
+from tests.features import require_feature
+
+
+def test_stream_chunks_cover_every_byte_in_order() -> None:
+    data = bytes(range(256)) * (STREAM_CHUNK_BYTES * 5 // 512)  # 2.5 chunks
+    chunks = stream_chunks("stdout", data, total=len(data) + 7, truncated=True)
+    assert len(chunks) == 3
+    assert b"".join(c["data"] for c in chunks) == data  # type: ignore[misc]
+    assert [c["offset"] for c in chunks] == [0, STREAM_CHUNK_BYTES, 2 * STREAM_CHUNK_BYTES]
+    assert [c["final"] for c in chunks] == [False, False, True]
+    assert all(c["total"] == len(data) + 7 and c["truncated"] for c in chunks)
+
+
+def test_empty_stream_is_one_final_chunk() -> None:
+    assert stream_chunks("stderr", b"", 0, False) == [
+        {
+            "stream": "stderr",
+            "offset": 0,
+            "data": b"",
+            "final": True,
+            "total": 0,
+            "truncated": False,
+        }
+    ]
+
+
+def test_plan_is_durable_before_the_workload_runs_and_steps_land_in_order(
+    tmp_path: Path,
+) -> None:
+    require_feature("cgroup2-kill")
+    marker = unique_marker("DURABLE")
+    ledger_dir = tmp_path / "ledger"
+    seen: dict[str, list[str]] = {}
+
+    def watch() -> None:
+        if wait_for(lambda: find_pids_with(marker, program="sh"), timeout=20):
+            with Ledger.open(ledger_dir, readonly=True) as store:
+                seen["while_running"] = [event.kind for event in store.events()]
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    captured = bytearray()
+    big = "head -c 3000000 /dev/zero | tr '\\\\0' x"
+    report = run_confined(
+        descendants_spec(["-c", f": {marker}; sleep 0.5; {big}"]),
+        ledger=ledger_dir,
+        on_stdout=captured.extend,
+    )
+    watcher.join()
+    during = seen["while_running"]
+    assert during[0] == "plan.admitted" and "lowering.entry" in during
+    assert "run.terminal" not in during and "report.sealed" not in during
+    with Ledger.open(ledger_dir, readonly=True) as store:
+        events = list(store.events())
+    kinds = [event.kind for event in events]
+    first_phase, terminal = kinds.index("launcher.phase"), kinds.index("run.terminal")
+    assert kinds[:first_phase] == ["plan.admitted", *["lowering.entry"] * (first_phase - 1)]
+    assert set(kinds[first_phase:terminal]) == {"launcher.phase"}
+    assert kinds[-1] == "report.sealed"
+    stdout_chunks = [
+        e.payload for e in events if e.kind == "run.streams" and e.payload["stream"] == "stdout"
+    ]  # type: ignore[index]
+    recorded = b"".join(chunk["data"] for chunk in stdout_chunks)  # type: ignore[index]
+    assert len(recorded) == 3_000_000 and recorded == bytes(captured)
+    stream = next(s for s in report.body.streams if s.name == "stdout")
+    assert stream.digest == digest_bytes(Purpose.STREAM, recorded)

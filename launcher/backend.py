@@ -37,7 +37,13 @@ from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BudgetWitness
 from bvisor.contract.transcript import TERMINAL_STATES
-from launcher.basement.cgroups import CgroupError, RunCgroup, create_run_cgroup
+from launcher.basement.cgroups import (
+    CgroupError,
+    RunCgroup,
+    create_run_cgroup,
+    leaf_name,
+    reap_stale_leaves,
+)
 from launcher.launch import LaunchObservation, LaunchOptions, LaunchRefused, run_launcher
 from launcher.launch_body import LaunchPreparationError, prepare_launch
 from launcher.lowered import LoweredParams, LoweringParamsError, lowered_params
@@ -265,7 +271,12 @@ class _CgroupUsage:
 
 def _prepare_cgroup(run: Execution, attempt: bytes, lowered: LoweredParams) -> RunCgroup | None:
     assert lowered.cgroup is not None
-    name = f"bvisor-{attempt[:8].hex()}"
+    bases = [base for _, base in lowered.cgroup.v1_bases]
+    if lowered.cgroup.v2_base is not None:
+        bases.append(lowered.cgroup.v2_base)
+    for line in reap_stale_leaves(bases):
+        run.fact("cgroup_stale_leaf_reaped", line)
+    name = leaf_name(attempt)
     try:
         cgroup = create_run_cgroup(
             name,

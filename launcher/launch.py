@@ -39,7 +39,7 @@ from typing import Protocol
 from launcher import envelope, identity, states
 from launcher.basement import hostspawn, memfd, seccomp, window
 from launcher.capture import LineSplitter, StreamSink
-from launcher.process import CONTROL_FD_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
+from launcher.process import CONTROL_FD_ENV, HOST_PID_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
 from launcher.protocol import MAX_SLOT, LaunchPlan
 
 __all__ = [
@@ -271,6 +271,7 @@ def run_launcher_payload(
             PLAN_FD_ENV: str(plan_slot),
             CONTROL_FD_ENV: str(control_slot),
             LAUNCHER_FD_ENV: str(launcher_slot),
+            HOST_PID_ENV: str(os.getpid()),
         }
         try:
             pid = hostspawn.spawn_with_fds(

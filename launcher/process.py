@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from launcher import envelope, identity, states
-from launcher.basement import fds, landlock, memfd, seccomp, window
+from launcher.basement import fds, landlock, lifeline, memfd, seccomp, window
 from launcher.protocol import DescriptorRole, LaunchBody, ProtocolError
 from launcher.verify import Refusal, verify_body
 
@@ -40,6 +40,7 @@ EXIT_FAULTED = 4
 PLAN_FD_ENV = "BVISOR_PLAN_FD"
 CONTROL_FD_ENV = "BVISOR_CONTROL_FD"
 LAUNCHER_FD_ENV = "BVISOR_LAUNCHER_FD"
+HOST_PID_ENV = "BVISOR_HOST_PID"
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -542,6 +543,12 @@ def main() -> int:
     if not raw.isdigit():
         _die(f"{CONTROL_FD_ENV} is not set; this program is started by bvisor, not by hand")
     control = Control(int(raw))
+    host = os.environ.get(HOST_PID_ENV, "")
+    try:
+        # Before anything else: a launcher must never outlive the host that supervises it.
+        lifeline.die_with_host(int(host) if host.isdigit() else -1)
+    except (OSError, lifeline.HostGone) as exc:
+        _die(f"cannot tie the launcher to its host: {exc}")
     try:
         code = Launcher(control).run()
     except OSError as exc:  # the control channel itself is gone

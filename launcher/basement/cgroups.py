@@ -14,12 +14,17 @@ Why it looks like this:
 * Teardown always runs and never raises: ``cgroup.kill`` on the v2 leaf (which holds every
   descendant, whatever v1 leaves they are in), drain until empty, remove every leaf. What
   could not be done is returned as text for a ``cgroup_teardown_incomplete`` fact.
+* A host that is SIGKILLed cannot tear down. Leaves are therefore named
+  ``bvisor-<creator pid>-<attempt>``, and every new run first reaps the leaves whose
+  creator is dead: ``cgroup.kill``, drain, remove. A leaf whose creator pid is alive is
+  never touched (it may be a concurrent run), so the reaper can only err towards keeping.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -30,10 +35,13 @@ __all__ = [
     "CgroupError",
     "RunCgroup",
     "create_run_cgroup",
+    "leaf_name",
     "own_cgroup_path",
+    "reap_stale_leaves",
 ]
 
 _DRAIN_TIMEOUT_S = 5.0
+_LEAF_NAME = re.compile(r"^bvisor-(\d+)-[0-9a-f]+$")
 
 
 class CgroupError(RuntimeError):
@@ -332,3 +340,46 @@ def _write_memory_limit(run: RunCgroup, limit: int, hierarchy: str | None) -> No
     if applied is None or applied > limit or applied < limit - os.sysconf("SC_PAGE_SIZE"):
         raise CgroupError(f"memory limit did not take the value {limit} (kernel has {applied})")
     run.memory_limit, run.memory_hierarchy = limit, hierarchy
+
+
+def leaf_name(attempt_id: bytes) -> str:
+    """The run's leaf name: the creating pid (for the reaper) and the attempt id."""
+    return f"bvisor-{os.getpid()}-{attempt_id[:8].hex()}"
+
+
+def _creator_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale_leaves(bases: list[str]) -> list[str]:
+    """Kill and remove run leaves under ``bases`` whose creating process is gone.
+
+    Returns one line per leaf reaped (or that could not be), for the run's facts.
+    """
+    reaped: list[str] = []
+    v2_first = sorted(bases, key=lambda base: not (Path(base) / "cgroup.procs").exists())
+    for base in v2_first:
+        try:
+            entries = list(os.scandir(base))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _LEAF_NAME.match(entry.name)
+            if match is None or not entry.is_dir() or _creator_alive(int(match.group(1))):
+                continue
+            leaf = Path(entry.path)
+            stale = RunCgroup(name=entry.name, v2_leaf=None, v1_leaves={})
+            if (leaf / "cgroup.kill").exists():
+                stale.v2_leaf = leaf
+            else:
+                stale.v1_leaves["stale"] = leaf
+            problems = stale.teardown()
+            detail = f"{leaf}: " + ("; ".join(problems) if problems else "killed and removed")
+            reaped.append(detail)
+    return reaped

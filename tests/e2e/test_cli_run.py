@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import replay
 from ledger import Ledger
 from tests.e2e.helpers import find_pids_with, marked_sleep, unique_marker, wait_for
 from tests.features import require_feature
@@ -164,6 +165,8 @@ def test_interrupt_kills_the_run_tree(ledger_dir: Path, tmp_path: Path) -> None:
         with Ledger.open(ledger_dir, readonly=True) as store:
             kinds = [event.kind for event in store.events()]
             sealed = [event for event in store.events() if event.kind == "report.sealed"]
+            audit = replay.audit(store)
+        assert [run.verdict for run in audit.runs] == ["verified"], audit.to_json()
         assert kinds[0] == "plan.admitted" and kinds[-1] == "report.sealed", kinds
         assert sealed[0].payload["body"]["outcome"] == "killed"
     finally:

@@ -1,0 +1,94 @@
+"""A host killed with SIGKILL cannot tear down. Fail closed anyway:
+
+* the launcher dies with its host (PR_SET_PDEATHSIG, checked against the host pid), and
+  the workload dies with the launcher — nobody runs on without the host's deadline;
+* a descendant that escaped into the run cgroup is killed, and the leaf removed, by the
+  next run on this host (its creator pid is dead), which records that it did so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from bvisor.api import run_confined
+from bvisor.contract import Outcome
+from tests.e2e.helpers import (
+    descendants_spec,
+    find_pids_with,
+    marked_sleep,
+    unique_marker,
+    wait_for,
+)
+from tests.features import require_feature
+
+HOST = textwrap.dedent(
+    """
+    import sys
+    from bvisor.api import run_confined
+    from tests.e2e.helpers import descendants_spec
+    run_confined(descendants_spec(["-c", sys.argv[1]]), ledger=sys.argv[2])
+    """
+)
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def test_a_killed_host_takes_its_run_down_and_the_next_run_reaps_the_leaf(
+    tmp_path: Path,
+) -> None:
+    require_feature("cgroup2-kill")
+    marker = unique_marker("CRASH")
+    script = f": {marker}; {marked_sleep(marker + '-escapee', 120)} & sleep 120; :"
+    repo = Path(__file__).resolve().parents[2]
+    host = subprocess.Popen(
+        [sys.executable, "-c", HOST, script, str(tmp_path / "ledger")], cwd=repo
+    )
+    try:
+        assert wait_for(lambda: find_pids_with(marker + "-escapee", program="sh"), timeout=30)
+        workload = find_pids_with(f": {marker};", program="sh")
+        launchers = _children_of(host.pid)
+        assert workload and launchers, (workload, launchers)
+        leaf_line = Path(f"/proc/{workload[0]}/cgroup").read_text().splitlines()
+        leaf = next(line[3:] for line in leaf_line if line.startswith("0::"))
+        assert "/bvisor-" in leaf
+        host.send_signal(signal.SIGKILL)
+        host.wait(timeout=10)
+        assert wait_for(lambda: not any(_alive(p) for p in launchers + workload), timeout=10), (
+            "the launcher and the workload must die with their host"
+        )
+        escapee = find_pids_with(marker + "-escapee", program="sh")
+        assert escapee, "the escaped descendant outlives the host until the next run reaps it"
+        report = run_confined(descendants_spec(["-c", "true"]), ledger=tmp_path / "ledger2")
+        assert report.body.outcome is Outcome.COMPLETED
+        reaped = [f.detail for f in report.body.observed if f.kind == "cgroup_stale_leaf_reaped"]
+        assert any(leaf.strip("/") in detail for detail in reaped), reaped
+        assert wait_for(lambda: not any(_alive(p) for p in escapee), timeout=10)
+        assert not (Path("/sys/fs/cgroup/unified") / leaf.lstrip("/")).exists()
+    finally:
+        if host.poll() is None:
+            host.kill()
+        for pid in find_pids_with(marker):
+            os.kill(pid, signal.SIGKILL)

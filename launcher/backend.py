@@ -247,7 +247,11 @@ def _finish(
     usage = _CgroupUsage()
     if cgroup is not None:
         usage = _CgroupUsage(
-            cgroup.peak_pids(), cgroup.peak_memory(), cgroup.pids_max_events(), cgroup.oom_kills()
+            cgroup.peak_pids(),
+            cgroup.peak_memory(),
+            cgroup.pids_max_events(),
+            cgroup.oom_kills(),
+            in_cgroup=True,
         )
         for problem in cgroup.teardown():
             run.fact("cgroup_teardown_incomplete", problem)
@@ -267,6 +271,7 @@ class _CgroupUsage:
     peak_memory: int | None = None
     pids_refusals: int = 0
     oom_kills: int = 0
+    in_cgroup: bool = False
 
 
 def _prepare_cgroup(run: Execution, attempt: bytes, lowered: LoweredParams) -> RunCgroup | None:
@@ -406,6 +411,9 @@ def _witness_budgets(
     usage: _CgroupUsage,
 ) -> None:
     peak_pids, peak_memory = usage.peak_pids, usage.peak_memory
+    if usage.in_cgroup and obs is not None and obs.exec_succeeded():
+        # The workload itself ran in the leaf; a sampler can miss a short-lived run.
+        peak_pids = max(peak_pids or 0, 1)
     pids_refusals, oom_kills = usage.pids_refusals, usage.oom_kills
     rusage = obs.workload_rusage if obs is not None else {}
     cpu = None
@@ -414,14 +422,20 @@ def _witness_budgets(
     resident = peak_memory
     resident_source = "cgroup memory peak"
     if resident is None and "maxrss_kb" in rusage:
-        resident, resident_source = int(rusage["maxrss_kb"]) * 1024, "rusage maxrss"
+        # The kernel keeps the high-water mark across exec, so this includes the launcher's
+        # own image from before exec: an upper bound, and the source says so.
+        resident = int(rusage["maxrss_kb"]) * 1024
+        resident_source = "rusage maxrss (upper bound: includes the pre-exec launcher image)"
     if peak_pids is not None:
         run.fact("process_count_witnessed", f"peak={peak_pids} refused_forks={pids_refusals}")
     observed: dict[BudgetDimension, tuple[int | None, str]] = {
         BudgetDimension.WALL_MICROS: (wall_micros, "host monotonic clock"),
         BudgetDimension.CPU_MICROS: (cpu, "rusage utime+stime"),
         BudgetDimension.RESIDENT_BYTES: (resident, resident_source),
-        BudgetDimension.PROCESS_COUNT: (peak_pids, "cgroup task count peak"),
+        BudgetDimension.PROCESS_COUNT: (
+            peak_pids,
+            "cgroup task count peak (kernel pids.peak where present, else sampled every 10 ms)",
+        ),
         BudgetDimension.HANDLE_COUNT: (None, "not witnessed by this backend"),
         BudgetDimension.STORAGE_BYTES: (None, "not witnessed by this backend"),
         BudgetDimension.NETWORK_BYTES: (
@@ -430,22 +444,27 @@ def _witness_budgets(
             else (None, "not witnessed by this backend")
         ),
     }
-    for dimension, budget in plan.spec.budgets.items():
+    # Every dimension the host could observe is witnessed, asked for or not (usage is
+    # evidence); an asked-for dimension is witnessed even when nothing could be observed.
+    for dimension in BudgetDimension:
+        budget = plan.spec.budgets.get(dimension)
         value, source = observed[dimension]
-        exceeded = value is not None and value > budget.limit
-        if dimension is BudgetDimension.RESIDENT_BYTES and oom_kills:
+        if budget is None and value is None:
+            continue
+        exceeded = budget is not None and value is not None and value > budget.limit
+        if budget is not None and dimension is BudgetDimension.RESIDENT_BYTES and oom_kills:
             exceeded = True
         run.witnesses.append(
             BudgetWitness(
                 dimension=dimension,
-                limit=budget.limit,
-                guarantee=_guarantee_text(budget),
+                limit=None if budget is None else budget.limit,
+                guarantee="unrequested" if budget is None else _guarantee_text(budget),
                 observed=value,
                 exceeded=exceeded,
                 source=source,
             )
         )
-        if exceeded and budget.guarantee is MinGuarantee.MEDIATED:
+        if exceeded and budget is not None and budget.guarantee is MinGuarantee.MEDIATED:
             run.findings.append(
                 f"mediated budget {dimension.value} exceeded: "
                 f"observed {value} > limit {budget.limit}"

@@ -145,7 +145,7 @@ def _landlock(
         slot = alloc.add(fd, DescriptorRole.FS_ROOT, DescriptorShape(kind=kind, writable=False))
         rules.append(LandlockRule(slot=slot, access=access))
         prepared.append(f"{path}={access}")
-    return LandlockRequest(abi_floor=params.abi_floor, rules=tuple(rules))
+    return LandlockRequest(abi_floor=params.abi_floor, rules=tuple(rules), scope=params.scope)
 
 
 def _open_exe(path: str) -> int:

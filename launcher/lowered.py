@@ -47,6 +47,7 @@ class LandlockParams:
     system_read_roots: tuple[str, ...]
     device_rw: tuple[str, ...]
     device_read: tuple[str, ...]
+    scope: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,4 +233,5 @@ def _landlock(params: Mapping[str, object]) -> LandlockParams:
         system_read_roots=_texts(params["system_read_roots"], f"{where}.system_read_roots"),
         device_rw=_texts(params["device_rw"], f"{where}.device_rw"),
         device_read=_texts(params["device_read"], f"{where}.device_read"),
+        scope=_texts(params["scope"], f"{where}.scope"),
     )

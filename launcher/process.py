@@ -304,7 +304,7 @@ class Launcher:
             prepared.ruleset = self._prepare_landlock(body)
             prepared.notes_fs.append(
                 f"landlock abi={prepared.ruleset.abi} rules={prepared.ruleset.rules} "
-                f"handled={prepared.ruleset.handled:#x}"
+                f"handled={prepared.ruleset.handled:#x} scoped={prepared.ruleset.scoped:#x}"
             )
         if target.seccomp is not None:
             req = target.seccomp
@@ -341,7 +341,7 @@ class Launcher:
             )
         try:
             return landlock.create_ruleset(
-                abi, [(rule.slot, rule.access) for rule in request.rules]
+                abi, [(rule.slot, rule.access) for rule in request.rules], request.scope
             )
         except landlock.LandlockError as exc:
             raise Fault("landlock", exc.errno or errno.EINVAL, str(exc)) from None

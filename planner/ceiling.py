@@ -116,7 +116,12 @@ def _requirement_cells(facts: HostFacts) -> list[CeilingCell]:
                 E,
                 "landlock",
                 f"Landlock ABI {facts.landlock_abi} >= floor {LANDLOCK_ABI_FLOOR}: the kernel "
-                "refuses file access outside the admitted roots",
+                "refuses file access outside the admitted roots"
+                + (
+                    "; the domain also scopes signals and abstract UNIX sockets (ABI >= 6)"
+                    if facts.landlock_abi >= 6
+                    else ""
+                ),
                 _ATTEST,
             )
         )

@@ -45,7 +45,7 @@ PARAM_KEYS: dict[str, frozenset[str]] = {
     "linux.nonewprivs.v1": frozenset(),
     "linux.ambient.scrub.v1": frozenset({"env", "keep_fds"}),
     "linux.landlock.apply.v1": frozenset(
-        {"abi_floor", "rules", "system_read_roots", "device_rw", "device_read"}
+        {"abi_floor", "rules", "system_read_roots", "device_rw", "device_read", "scope"}
     ),
     "linux.seccomp.apply.v1": frozenset({"deny_new_tasks", "deny_non_unix_sockets"}),
     "linux.exec.v1": frozenset({"exe", "argv"}),

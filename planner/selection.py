@@ -72,6 +72,12 @@ STREAM_CAP_BYTES = 16 * 1024 * 1024
 SYSTEM_READ_ROOTS = ("/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc")
 DEVICE_RW = ("/dev/null",)
 DEVICE_READ = ("/dev/zero", "/dev/urandom")
+# Landlock ABI 6 scopes, applied with the filesystem domain wherever the kernel has them:
+# without a PID namespace the workload could otherwise signal every process of its uid,
+# and reach abstract UNIX sockets made outside its domain. Below ABI 6 the list is empty
+# and the profile (h_p) records why; the filesystem requirement does not depend on it.
+LANDLOCK_SCOPE_ABI = 6
+LANDLOCK_SCOPES = ("abstract_unix_socket", "signal")
 _STDIO = (0, 1, 2)
 
 Request = tuple[str, canonical.Value]
@@ -186,6 +192,9 @@ def select_primitives(
                     "system_read_roots": list(SYSTEM_READ_ROOTS),
                     "device_rw": list(DEVICE_RW),
                     "device_read": list(DEVICE_READ),
+                    "scope": list(LANDLOCK_SCOPES)
+                    if facts.landlock_abi >= LANDLOCK_SCOPE_ABI
+                    else [],
                 },
             )
         )

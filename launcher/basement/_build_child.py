@@ -39,7 +39,7 @@ struct bv_spawn_req {
 int bv_spawn(const struct bv_spawn_req *req, int *pid_out);
 long long bv_fstatfs_type(int fd);
 int bv_landlock_abi(void);
-int bv_landlock_create_ruleset(uint64_t handled_access_fs);
+int bv_landlock_create_ruleset(uint64_t handled_access_fs, uint64_t scoped);
 int bv_landlock_add_path_rule(int ruleset_fd, uint64_t allowed, int parent_fd);
 """
 

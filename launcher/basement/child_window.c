@@ -289,16 +289,27 @@ int bv_landlock_abi(void)
     return r < 0 ? -errno : (int)r;
 }
 
-/* A new ruleset handling these filesystem rights (fd is O_CLOEXEC), or -errno. */
-int bv_landlock_create_ruleset(uint64_t handled_access_fs)
+/* The kernel's struct landlock_ruleset_attr up to ABI 6 (declared here so an older
+ * header cannot shrink it): filesystem rights, network rights, IPC scopes. */
+struct bv_ruleset_attr {
+    uint64_t handled_access_fs;
+    uint64_t handled_access_net;
+    uint64_t scoped;
+};
+
+/* A new ruleset handling these filesystem rights and scopes (fd is O_CLOEXEC), or -errno.
+ * Without scopes only the ABI-1 prefix of the struct is passed, so kernels below ABI 6
+ * accept the call; with scopes a kernel that does not know them refuses (EINVAL), which
+ * fails the launch closed rather than dropping the scope. */
+int bv_landlock_create_ruleset(uint64_t handled_access_fs, uint64_t scoped)
 {
-    struct landlock_ruleset_attr attr;
+    struct bv_ruleset_attr attr;
+    size_t size = scoped ? sizeof attr : sizeof attr.handled_access_fs;
     long r;
     memset(&attr, 0, sizeof attr);
     attr.handled_access_fs = handled_access_fs;
-    /* Pass only the ABI-1 prefix of the struct: newer fields stay unhandled and older
-     * kernels accept the call. */
-    r = syscall(SYS_landlock_create_ruleset, &attr, sizeof attr.handled_access_fs, 0);
+    attr.scoped = scoped;
+    r = syscall(SYS_landlock_create_ruleset, &attr, size, 0);
     return r < 0 ? -errno : (int)r;
 }
 

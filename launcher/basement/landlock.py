@@ -10,6 +10,11 @@ the kernel can restrict is left unrestricted); a ``read`` root is granted read-f
 read-dir and execute; ``write`` and ``read_write`` roots are granted every handled right.
 A root that is a regular file gets only the rights that apply to files (the kernel
 rejects directory rights on a file rule).
+
+Scopes (ABI 6): ``signal`` stops the workload from signalling any process outside its
+Landlock domain (without a PID namespace it would otherwise reach every process of the
+same uid), and ``abstract_unix_socket`` stops it from connecting to abstract UNIX sockets
+created outside the domain.
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ __all__ = [
     "access_for",
     "create_ruleset",
     "handled_access_for_abi",
+    "scope_bits",
 ]
+
+SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
+SCOPE_SIGNAL = 1 << 1
+_SCOPES = {"abstract_unix_socket": SCOPE_ABSTRACT_UNIX_SOCKET, "signal": SCOPE_SIGNAL}
+SCOPE_ABI = 6
 
 ACCESS_FS_EXECUTE = 1 << 0
 ACCESS_FS_WRITE_FILE = 1 << 1
@@ -77,6 +88,7 @@ class LandlockRuleset:
     abi: int
     handled: int
     rules: int
+    scoped: int = 0
 
 
 def abi_version() -> int:
@@ -100,11 +112,28 @@ def access_for(access: str, handled: int, *, is_directory: bool) -> int:
     return granted
 
 
-def create_ruleset(abi: int, roots: list[tuple[int, str]]) -> LandlockRuleset:
+def scope_bits(scopes: tuple[str, ...]) -> int:
+    """The ``scoped`` bits for scope names; an unknown name is an error, never ignored."""
+    bits = 0
+    for name in scopes:
+        if name not in _SCOPES:
+            raise LandlockError(errno.EINVAL, f"unknown Landlock scope {name!r}")
+        bits |= _SCOPES[name]
+    return bits
+
+
+def create_ruleset(
+    abi: int, roots: list[tuple[int, str]], scopes: tuple[str, ...] = ()
+) -> LandlockRuleset:
     """Create a ruleset handling everything ``abi`` knows, with one rule per (fd, access)."""
     lib = window.load().lib
     handled = handled_access_for_abi(abi)
-    fd = int(lib.bv_landlock_create_ruleset(handled))
+    scoped = scope_bits(scopes)
+    if scoped and abi < SCOPE_ABI:
+        raise LandlockError(
+            errno.EOPNOTSUPP, f"Landlock scopes need ABI {SCOPE_ABI}, the kernel has {abi}"
+        )
+    fd = int(lib.bv_landlock_create_ruleset(handled, scoped))
     if fd < 0:
         raise LandlockError(-fd, f"landlock_create_ruleset: {os.strerror(-fd)}")
     try:
@@ -120,4 +149,4 @@ def create_ruleset(abi: int, roots: list[tuple[int, str]]) -> LandlockRuleset:
     if os.get_inheritable(fd):
         os.close(fd)
         raise LandlockError(errno.EINVAL, "ruleset fd is not close-on-exec")
-    return LandlockRuleset(fd=fd, abi=abi, handled=handled, rules=len(roots))
+    return LandlockRuleset(fd=fd, abi=abi, handled=handled, rules=len(roots), scoped=scoped)

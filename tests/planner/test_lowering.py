@@ -27,6 +27,7 @@ ALL_PARAMS: dict[str, dict[str, Any]] = {
         "system_read_roots": [],
         "device_rw": [],
         "device_read": [],
+        "scope": [],
     },
     "linux.seccomp.apply.v1": {"deny_new_tasks": True, "deny_non_unix_sockets": False},
     "linux.exec.v1": {"exe": "/bin/true", "argv": ["true"]},

@@ -96,6 +96,7 @@ def test_params_of_a_rich_spec() -> None:
         "system_read_roots": ["/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc"],
         "device_rw": ["/dev/null"],
         "device_read": ["/dev/zero", "/dev/urandom"],
+        "scope": ["abstract_unix_socket", "signal"],
     }
     assert plan.params_of("linux.exec.v1") == {"exe": "/bin/sh", "argv": ["sh", "-c", "true"]}
     assert plan.params_of("linux.streams.capture.v1") == {

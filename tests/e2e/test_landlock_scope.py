@@ -1,0 +1,127 @@
+"""Landlock ABI 6 scopes in the filesystem domain: the workload cannot signal processes
+outside its domain (there is no PID namespace, so otherwise it could signal every process
+of its uid) nor connect to abstract UNIX sockets made outside it.
+
+Oracles are on the host side: a host process that must stay alive, and a host listening
+socket that must see no connection.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from bvisor.contract import (
+    BoundarySpec,
+    BudgetRequirements,
+    CaptureStreams,
+    EvidenceRequirements,
+    Filesystem,
+    FsAccess,
+    LaunchWorkload,
+    Outcome,
+    ProcessWorkload,
+    StdStreams,
+)
+from launcher.backend import LinuxBackend
+from launcher.locate import default_launcher_path
+from launcher.runner import BoundaryRunner
+from planner.planning import BoundaryPlanner
+from planner.registry import BackendRegistry
+from tests.features import require_feature
+
+PROBE = """
+import os, socket, sys
+victim, address = int(sys.argv[1]), sys.argv[2]
+try:
+    os.kill(victim, 0)
+    print("signal=DELIVERED")
+except PermissionError:
+    print("signal=REFUSED")
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect("\\0" + address)
+    print("abstract=CONNECTED")
+except OSError:
+    print("abstract=REFUSED")
+os.kill(os.getpid(), 0)
+print("self=OK")
+"""
+
+
+def _spec(workdir: Path, victim: int, address: str) -> BoundarySpec:
+    return BoundarySpec(
+        workload=ProcessWorkload(exe=sys.executable, args=("-c", PROBE, str(victim), address)),
+        capabilities=(Filesystem(access=FsAccess.READ_WRITE, roots=(str(workdir),)),),
+        controls=(LaunchWorkload(), CaptureStreams(streams=StdStreams.capture_out_err())),
+        budgets=BudgetRequirements.none(),
+        evidence=EvidenceRequirements(),
+    )
+
+
+def _run(tmp_path: Path, hooks: frozenset[str]) -> tuple[str, object]:
+    victim = subprocess.Popen(["sleep", "60"])
+    address = f"bvisor-scope-{os.getpid()}-{len(hooks)}"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("\0" + address)
+    listener.listen(1)
+    listener.settimeout(0.2)
+    try:
+        backend = LinuxBackend.dangerous_with_test_hooks(default_launcher_path(), hooks)
+        registry = BackendRegistry()
+        registry.register(backend)
+        # The interpreter lives outside the admitted root: grant its prefix read-only too.
+        plan = BoundaryPlanner(registry).plan(
+            _with_python(_spec(tmp_path, victim.pid, address)), "linux"
+        )
+        captured = bytearray()
+        report = BoundaryRunner(registry).run(plan, on_stdout=captured.extend)
+        try:
+            connection, _ = listener.accept()
+            connection.close()
+            accepted = "accepted"
+        except TimeoutError:
+            accepted = "none"
+        assert victim.poll() is None, "the host process must still be alive"
+        return captured.decode() + f"host_accept={accepted}\n", report
+    finally:
+        listener.close()
+        victim.kill()
+        victim.wait()
+
+
+def _with_python(spec: BoundarySpec) -> BoundarySpec:
+    prefix = Path(sys.base_prefix).resolve()
+    extra = [str(prefix)]
+    venv = Path(sys.prefix).resolve()
+    if venv != prefix:
+        extra.append(str(venv))
+    read = Filesystem(access=FsAccess.READ, roots=tuple(sorted(extra)))
+    return BoundarySpec(
+        workload=spec.workload,
+        capabilities=(*spec.capabilities, read),
+        controls=spec.controls,
+        budgets=spec.budgets,
+        evidence=spec.evidence,
+    )
+
+
+def test_the_workload_cannot_signal_or_reach_outside_its_domain(tmp_path: Path) -> None:
+    require_feature("landlock")
+    output, report = _run(tmp_path, frozenset())
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed  # type: ignore[attr-defined]
+    assert output.split() == [
+        "signal=REFUSED",
+        "abstract=REFUSED",
+        "self=OK",
+        "host_accept=none",
+    ], output
+
+
+def test_skipping_landlock_turns_the_signal_oracle_red(tmp_path: Path) -> None:
+    require_feature("landlock")
+    output, _ = _run(tmp_path, frozenset({"skip_landlock"}))
+    assert "signal=DELIVERED" in output and "abstract=CONNECTED" in output, output

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-__all__ = ["REQUIRED_SEALS", "MemfdError", "read_sealed", "sealed_memfd"]
+__all__ = ["REQUIRED_SEALS", "MemfdError", "read_all", "read_sealed", "sealed_memfd"]
 
 REQUIRED_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
@@ -46,6 +46,11 @@ def read_sealed(fd: int, limit: int) -> bytes:
     size = os.fstat(fd).st_size
     if size > limit:
         raise MemfdError(f"plan fd {fd} holds {size} bytes, more than {limit}")
+    return read_all(fd, size)
+
+
+def read_all(fd: int, size: int) -> bytes:
+    """Up to ``size`` bytes from offset 0 (pread: the fd's own offset is left alone)."""
     chunks: list[bytes] = []
     offset = 0
     while offset < size:

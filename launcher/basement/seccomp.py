@@ -39,6 +39,8 @@ from typing import Any
 
 from cffi import FFI
 
+from launcher.basement import memfd
+
 __all__ = ["SeccompError", "SeccompProgram", "build_filter", "seccomp_filter_available"]
 
 
@@ -206,16 +208,7 @@ def _export(lib: Any, ctx: Any) -> bytes:
     fd = os.memfd_create("bvisor-seccomp", os.MFD_CLOEXEC)
     try:
         _check(lib.seccomp_export_bpf(ctx, fd), "export")
-        size = os.fstat(fd).st_size
-        chunks: list[bytes] = []
-        offset = 0
-        while offset < size:
-            chunk = os.pread(fd, size - offset, offset)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            offset += len(chunk)
-        return b"".join(chunks)
+        return memfd.read_all(fd, os.fstat(fd).st_size)
     finally:
         os.close(fd)
 

@@ -219,6 +219,7 @@ def prepare_launch(
             cgroup=cgroup,
             keep_fds=tuple(inherited),  # stdio is always kept; these are the extra slots
             no_new_privs=True,
+            drop_capabilities=lowered.caps_drop,
         )
         body = LaunchBody(
             attempt_id=attempt_id,

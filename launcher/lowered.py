@@ -88,6 +88,7 @@ class LoweredParams:
     wall_micros: int | None
     streams: StreamParams | None
     kill_guarantee: str | None
+    caps_drop: bool
 
 
 def _map(value: object, where: str) -> Mapping[str, object]:
@@ -215,6 +216,7 @@ def _parse(raw: Mapping[str, Mapping[str, object]]) -> LoweredParams:
             cap_bytes=_int(streams["cap_bytes"], "streams.cap_bytes"),
         ),
         kill_guarantee=None if kill is None else _text(kill["guarantee"], "kill.guarantee"),
+        caps_drop=mech.CAPS_DROP.id in raw,
     )
 
 

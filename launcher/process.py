@@ -61,6 +61,7 @@ _FAULT_PHASES = {
     ord("N"): ("namespace", "namespace"),
     ord("F"): ("fds", "fds"),
     ord("n"): ("privilege", "no_new_privs"),
+    ord("C"): ("privilege", "capabilities"),
     ord("L"): ("filesystem", "landlock"),
     ord("P"): ("policy", "seccomp"),
     ord("X"): ("exec", "exec"),
@@ -300,6 +301,11 @@ class Launcher:
             for slot_index in target.cgroup.v1_slots:
                 prepared.notes_ns.append(f"cgroup placed v1 slot={slot_index}")
         prepared.notes_fs.append("no_new_privs set")
+        if body.target.drop_capabilities:
+            prepared.notes_fs.append(
+                "capabilities dropped: bounding, ambient, effective, permitted, inheritable; "
+                "securebits noroot+no_setuid_fixup+no_ambient_raise locked"
+            )
         if target.landlock is not None:
             prepared.ruleset = self._prepare_landlock(body)
             prepared.notes_fs.append(
@@ -390,6 +396,7 @@ class Launcher:
         req.seccomp_filter = bpf_buf
         req.seccomp_len = len(bpf) // 8
         req.parent_pid = os.getpid()
+        req.drop_caps = int(target.drop_capabilities and "skip_caps_drop" not in hooks)
         pid_out = ffi.new("int *")
         rc = int(lib.bv_spawn(req, pid_out))
         os.close(sync_r)

@@ -48,7 +48,14 @@ __all__ = [
 
 # The only test hooks a launcher knows; any other name is refused.
 TEST_HOOKS: frozenset[str] = frozenset(
-    {"skip_seccomp", "skip_landlock", "skip_netns", "skip_fd_scrub", "skip_cgroup_placement"}
+    {
+        "skip_seccomp",
+        "skip_landlock",
+        "skip_netns",
+        "skip_fd_scrub",
+        "skip_cgroup_placement",
+        "skip_caps_drop",
+    }
 )
 
 # Slots above this are refused: fds that high would need a raised RLIMIT_NOFILE, and the
@@ -433,6 +440,7 @@ class TargetSpec:
     cgroup: CgroupPlacement | None = None
     keep_fds: tuple[int, ...] = ()
     no_new_privs: bool = True
+    drop_capabilities: bool = False
 
     def __post_init__(self) -> None:
         _check_slot(self.exe_slot, "target.exe_slot")
@@ -472,6 +480,7 @@ class TargetSpec:
             "cgroup": None if self.cgroup is None else self.cgroup.to_value(),
             "keep_fds": list(self.keep_fds),
             "no_new_privs": self.no_new_privs,
+            "drop_capabilities": self.drop_capabilities,
         }
 
     @classmethod
@@ -487,6 +496,7 @@ class TargetSpec:
             "cgroup",
             "keep_fds",
             "no_new_privs",
+            "drop_capabilities",
         )
         m = _map(value, where, keys)
         argv = tuple(
@@ -526,6 +536,7 @@ class TargetSpec:
                 cgroup=cgroup,  # type: ignore[arg-type]
                 keep_fds=keep,
                 no_new_privs=_bool(m["no_new_privs"], f"{where}.no_new_privs"),
+                drop_capabilities=_bool(m["drop_capabilities"], f"{where}.drop_capabilities"),
             )
         except ProtocolError:
             raise

@@ -100,6 +100,7 @@ def _verify_target(body: LaunchBody) -> None:
         ("user_namespace", target.user_namespace is not None, mech.USERNS.id),
         ("network_namespace", target.network_namespace is not None, mech.NETNS.id),
         ("cgroup", target.cgroup is not None, mech.CGROUP_LEAF.id),
+        ("drop_capabilities", target.drop_capabilities, mech.CAPS_DROP.id),
     )
     for field_name, requested, entry_id in pairs:
         if requested and entry_id not in present:

@@ -43,6 +43,7 @@ PARAM_KEYS: dict[str, frozenset[str]] = {
     "linux.budget.pids.v1": frozenset({"limit", "hierarchy"}),
     "linux.budget.memory.v1": frozenset({"limit_bytes", "hierarchy"}),
     "linux.nonewprivs.v1": frozenset(),
+    "linux.caps.drop.v1": frozenset(),
     "linux.ambient.scrub.v1": frozenset({"env", "keep_fds"}),
     "linux.landlock.apply.v1": frozenset(
         {"abi_floor", "rules", "system_read_roots", "device_rw", "device_read", "scope"}

@@ -42,6 +42,7 @@ from bvisor.contract.mechanisms import (
     BUDGET_MEMORY,
     BUDGET_PIDS,
     BUDGET_WALL,
+    CAPS_DROP,
     CGROUP_KILL,
     CGROUP_LEAF,
     EXEC,
@@ -160,6 +161,8 @@ def select_primitives(
     evidence = {e.claim for e in record.evidence}
     requests: list[Request] = [
         (NO_NEW_PRIVS.id, {}),
+        # Always: the workload holds no capability, whoever starts bvisor (PrivilegeDrop).
+        (CAPS_DROP.id, {}),
         (AMBIENT_SCRUB.id, {"env": _env_params(spec), "keep_fds": _keep_fds(spec)}),
         (
             EXEC.id,

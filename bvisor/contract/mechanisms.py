@@ -39,6 +39,7 @@ BUDGET_MEMORY = Primitive(
     "linux.budget.memory.v1", 1, Phase.NAMESPACE_CREATE, (CGROUP_LEAF.id,), launcher_side=False
 )
 NO_NEW_PRIVS = Primitive("linux.nonewprivs.v1", 1, Phase.PRIVILEGE_DROP)
+CAPS_DROP = Primitive("linux.caps.drop.v1", 1, Phase.PRIVILEGE_DROP)
 AMBIENT_SCRUB = Primitive("linux.ambient.scrub.v1", 1, Phase.FD_HYGIENE)
 LANDLOCK = Primitive("linux.landlock.apply.v1", 1, Phase.POLICY_INSTALL, (NO_NEW_PRIVS.id,))
 SECCOMP = Primitive("linux.seccomp.apply.v1", 1, Phase.POLICY_INSTALL, (NO_NEW_PRIVS.id,))
@@ -58,6 +59,7 @@ CATALOGUE: tuple[Primitive, ...] = (
     BUDGET_PIDS,
     BUDGET_MEMORY,
     NO_NEW_PRIVS,
+    CAPS_DROP,
     AMBIENT_SCRUB,
     LANDLOCK,
     SECCOMP,

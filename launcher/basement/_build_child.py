@@ -35,6 +35,7 @@ struct bv_spawn_req {
     const void *seccomp_filter;
     unsigned int seccomp_len;
     int parent_pid;
+    int drop_caps;
 };
 int bv_spawn(const struct bv_spawn_req *req, int *pid_out);
 long long bv_fstatfs_type(int fd);

@@ -18,7 +18,8 @@
  * Order inside the child (DESIGN.md §5, with one deliberate change): wait for the parent's
  * go byte (uid_map/setgroups/gid_map and v1 cgroup placement are done by then); reset
  * signal dispositions and empty the mask; fix the fd table (keep 0-2 and keep_fds, mark
- * internal fds CLOEXEC, close everything else); no_new_privs; Landlock restrict_self;
+ * internal fds CLOEXEC, close everything else); no_new_privs; drop every capability
+ * (when asked: securebits, bounding set, ambient, effective/permitted/inheritable); Landlock restrict_self;
  * seccomp last; execveat(exe_fd, "", AT_EMPTY_PATH). no_new_privs comes *before*
  * Landlock because landlock_restrict_self() requires it for a caller without
  * CAP_SYS_ADMIN in its namespace (the mechanism catalogue makes nonewprivs a prerequisite
@@ -97,6 +98,7 @@ struct bv_spawn_req {
     const void *seccomp_filter;
     unsigned int seccomp_len;
     int parent_pid;
+    int drop_caps;
 };
 
 #define PHASE_SYNC 'S'
@@ -104,6 +106,7 @@ struct bv_spawn_req {
 #define PHASE_FDS 'F'
 #define PHASE_LANDLOCK 'L'
 #define PHASE_NNP 'n'
+#define PHASE_CAPS 'C'
 #define PHASE_SECCOMP 'P'
 #define PHASE_READY 'R'
 #define PHASE_EXEC 'X'
@@ -164,6 +167,38 @@ static int bv_scrub_fds(const struct bv_spawn_req *req)
     }
 }
 
+/* Drop every capability for good: after this, and across exec, the workload holds none.
+ * Securebits first (NOROOT: exec by uid 0 grants nothing; NO_SETUID_FIXUP; no ambient
+ * raise; all locked) and the bounding set — both need CAP_SETPCAP, which a process that
+ * has no capabilities to lose may lack: then there is nothing to drop there. Then clear
+ * ambient, and set effective, permitted and inheritable to empty (always allowed). */
+static int bv_drop_capabilities(void)
+{
+    struct { uint32_t version; int pid; } hdr = { 0x20080522 /* _V3 */, 0 };
+    struct { uint32_t effective, permitted, inheritable; } data[2];
+    const unsigned long secure = (1UL << 0) | (1UL << 1) | (1UL << 2) | (1UL << 3)
+        | (1UL << 5) | (1UL << 6) | (1UL << 7);
+    int have_setpcap;
+
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capget, &hdr, data) != 0)
+        return errno;
+    have_setpcap = (data[0].effective >> 8) & 1; /* CAP_SETPCAP = 8 */
+    if (have_setpcap) {
+        if (prctl(PR_SET_SECUREBITS, secure, 0, 0, 0) != 0)
+            return errno;
+        for (int cap = 0; cap < 64; cap++)
+            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+                return errno;
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        return errno;
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capset, &hdr, data) != 0)
+        return errno;
+    return 0;
+}
+
 static void __attribute__((noreturn)) bv_child(const struct bv_spawn_req *req)
 {
     char go = 0;
@@ -221,6 +256,11 @@ static void __attribute__((noreturn)) bv_child(const struct bv_spawn_req *req)
 
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         bv_fail(req, PHASE_NNP, errno);
+    if (req->drop_caps) {
+        int err = bv_drop_capabilities();
+        if (err != 0)
+            bv_fail(req, PHASE_CAPS, err);
+    }
     if (req->landlock_ruleset_fd >= 0) {
         if (syscall(SYS_landlock_restrict_self, req->landlock_ruleset_fd, 0) != 0)
             bv_fail(req, PHASE_LANDLOCK, errno);

@@ -20,6 +20,7 @@ ALL_PARAMS: dict[str, dict[str, Any]] = {
     "linux.budget.pids.v1": {"limit": 8, "hierarchy": "v1"},
     "linux.budget.memory.v1": {"limit_bytes": 1 << 24, "hierarchy": "v1"},
     "linux.nonewprivs.v1": {},
+    "linux.caps.drop.v1": {},
     "linux.ambient.scrub.v1": {"env": [], "keep_fds": [0, 1, 2]},
     "linux.landlock.apply.v1": {
         "abi_floor": 3,
@@ -58,6 +59,7 @@ def test_full_catalogue_is_ordered_topologically_by_phase_id_version() -> None:
         "linux.budget.pids.v1",
         "linux.userns.create.v1",
         "linux.netns.create.v1",
+        "linux.caps.drop.v1",
         "linux.nonewprivs.v1",
         "linux.ambient.scrub.v1",
         "linux.landlock.apply.v1",

@@ -42,6 +42,7 @@ from launcher.secrets import SecretResolver
 __all__ = ["FIRST_SLOT", "LaunchPreparationError", "PreparedLaunch", "prepare_launch"]
 
 FIRST_SLOT = 10
+SCOPE_ONLY_ABI = 6  # Landlock IPC scopes arrived in ABI 6
 
 
 class LaunchPreparationError(RuntimeError):
@@ -195,6 +196,13 @@ def prepare_launch(
         landlock = None
         if lowered.landlock is not None:
             landlock = _landlock(lowered.landlock, alloc, landlock_paths, skipped)
+        elif lowered.landlock_scope_only is not None:
+            landlock = LandlockRequest(
+                abi_floor=SCOPE_ONLY_ABI,
+                rules=(),
+                scope=lowered.landlock_scope_only,
+                handle_filesystem=False,
+            )
         cgroup = None
         if lowered.cgroup is not None:
             if run_cgroup is None:

@@ -89,6 +89,7 @@ class LoweredParams:
     streams: StreamParams | None
     kill_guarantee: str | None
     caps_drop: bool
+    landlock_scope_only: tuple[str, ...] | None
 
 
 def _map(value: object, where: str) -> Mapping[str, object]:
@@ -175,6 +176,7 @@ def _parse(raw: Mapping[str, Mapping[str, object]]) -> LoweredParams:
     wall = raw.get(mech.BUDGET_WALL.id)
     streams = raw.get(mech.STREAMS.id)
     kill = raw.get(mech.CGROUP_KILL.id)
+    scope_only = raw.get(mech.LANDLOCK_SCOPE.id)
     return LoweredParams(
         exe=_text(exec_params["exe"], "exec.exe"),
         argv=_texts(exec_params["argv"], "exec.argv"),
@@ -217,6 +219,9 @@ def _parse(raw: Mapping[str, Mapping[str, object]]) -> LoweredParams:
         ),
         kill_guarantee=None if kill is None else _text(kill["guarantee"], "kill.guarantee"),
         caps_drop=mech.CAPS_DROP.id in raw,
+        landlock_scope_only=None
+        if scope_only is None
+        else _texts(scope_only["scope"], f"{mech.LANDLOCK_SCOPE.id}.scope"),
     )
 
 

@@ -338,7 +338,7 @@ class Launcher:
             abi = landlock.abi_version()
         except landlock.LandlockError as exc:
             raise Fault("landlock", exc.errno or errno.ENOSYS, str(exc)) from None
-        floor = max(request.abi_floor, 3)
+        floor = max(request.abi_floor, 3 if request.handle_filesystem else landlock.SCOPE_ABI)
         if abi < floor:
             raise Fault(
                 "landlock",
@@ -347,7 +347,10 @@ class Launcher:
             )
         try:
             return landlock.create_ruleset(
-                abi, [(rule.slot, rule.access) for rule in request.rules], request.scope
+                abi,
+                [(rule.slot, rule.access) for rule in request.rules],
+                request.scope,
+                handle_filesystem=request.handle_filesystem,
             )
         except landlock.LandlockError as exc:
             raise Fault("landlock", exc.errno or errno.EINVAL, str(exc)) from None

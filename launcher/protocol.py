@@ -369,17 +369,19 @@ class LandlockRequest:
     abi_floor: int
     rules: tuple[LandlockRule, ...]
     scope: tuple[str, ...] = ()  # Landlock ABI 6 scopes: "abstract_unix_socket", "signal"
+    handle_filesystem: bool = True  # False: a scope-only domain (no filesystem right handled)
 
     def to_value(self) -> dict[str, canonical.Value]:
         return {
             "abi_floor": self.abi_floor,
             "rules": [r.to_value() for r in self.rules],
             "scope": list(self.scope),
+            "handle_filesystem": self.handle_filesystem,
         }
 
     @classmethod
     def from_value(cls, value: object, where: str = "landlock") -> LandlockRequest:
-        m = _map(value, where, ("abi_floor", "rules", "scope"))
+        m = _map(value, where, ("abi_floor", "rules", "scope", "handle_filesystem"))
         rules = _array(m["rules"], f"{where}.rules", 256)
         scope = _array(m["scope"], f"{where}.scope", 8)
         names = tuple(_text(item, f"{where}.scope[{i}]") for i, item in enumerate(scope))
@@ -387,6 +389,7 @@ class LandlockRequest:
             _int(m["abi_floor"], f"{where}.abi_floor", 1, 255),
             tuple(LandlockRule.from_value(r, f"{where}.rules[{i}]") for i, r in enumerate(rules)),
             names,
+            _bool(m["handle_filesystem"], f"{where}.handle_filesystem"),
         )
 
 

@@ -93,10 +93,16 @@ def _verify_lowering(body: LaunchBody) -> None:
 
 def _verify_target(body: LaunchBody) -> None:
     target = body.target
+    landlock = target.landlock
     present = launcher_entries(body)
     pairs = (
         ("seccomp", target.seccomp is not None, mech.SECCOMP.id),
-        ("landlock", target.landlock is not None, mech.LANDLOCK.id),
+        ("landlock", landlock is not None and landlock.handle_filesystem, mech.LANDLOCK.id),
+        (
+            "landlock (scope only)",
+            landlock is not None and not landlock.handle_filesystem,
+            mech.LANDLOCK_SCOPE.id,
+        ),
         ("user_namespace", target.user_namespace is not None, mech.USERNS.id),
         ("network_namespace", target.network_namespace is not None, mech.NETNS.id),
         ("cgroup", target.cgroup is not None, mech.CGROUP_LEAF.id),
@@ -120,6 +126,15 @@ def _verify_target(body: LaunchBody) -> None:
             "target-invalid",
             f"target.landlock.abi_floor {target.landlock.abi_floor} is below the floor "
             f"{mech.LANDLOCK_ABI_FLOOR}",
+        )
+    if (
+        landlock is not None
+        and not landlock.handle_filesystem
+        and (landlock.rules or not landlock.scope)
+    ):
+        raise Refusal(
+            "target-invalid",
+            "a scope-only Landlock domain must name scopes and no filesystem rules",
         )
     if target.cgroup is not None and target.cgroup.v2_slot is None and not target.cgroup.v1_slots:
         raise Refusal("target-invalid", "target.cgroup names no leaf")

@@ -48,6 +48,7 @@ from bvisor.contract.mechanisms import (
     EXEC,
     LANDLOCK,
     LANDLOCK_ABI_FLOOR,
+    LANDLOCK_SCOPE,
     NETNS,
     NO_NEW_PRIVS,
     SECCOMP,
@@ -201,6 +202,9 @@ def select_primitives(
                 },
             )
         )
+    elif facts.landlock_abi >= LANDLOCK_SCOPE_ABI:
+        # No filesystem domain was asked for; still scope signals and abstract sockets.
+        requests.append((LANDLOCK_SCOPE.id, {"scope": list(LANDLOCK_SCOPES)}))
     streams = _streams(spec)
     if streams is not None and RequirementKind.CAPTURE_STREAMS.value in kinds:
         requests.append((STREAMS.id, streams))

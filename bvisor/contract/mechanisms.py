@@ -43,6 +43,9 @@ CAPS_DROP = Primitive("linux.caps.drop.v1", 1, Phase.PRIVILEGE_DROP)
 AMBIENT_SCRUB = Primitive("linux.ambient.scrub.v1", 1, Phase.FD_HYGIENE)
 LANDLOCK = Primitive("linux.landlock.apply.v1", 1, Phase.POLICY_INSTALL, (NO_NEW_PRIVS.id,))
 SECCOMP = Primitive("linux.seccomp.apply.v1", 1, Phase.POLICY_INSTALL, (NO_NEW_PRIVS.id,))
+# A Landlock domain that handles no filesystem right, only IPC scopes (ABI >= 6): used when
+# a spec has no filesystem capability, so signals and abstract sockets are still scoped.
+LANDLOCK_SCOPE = Primitive("linux.landlock.scope.v1", 1, Phase.POLICY_INSTALL, (NO_NEW_PRIVS.id,))
 EXEC = Primitive("linux.exec.v1", 1, Phase.LAUNCH)
 STREAMS = Primitive("linux.streams.capture.v1", 1, Phase.OBSERVE, launcher_side=False)
 BUDGET_WALL = Primitive(
@@ -62,6 +65,7 @@ CATALOGUE: tuple[Primitive, ...] = (
     CAPS_DROP,
     AMBIENT_SCRUB,
     LANDLOCK,
+    LANDLOCK_SCOPE,
     SECCOMP,
     EXEC,
     STREAMS,

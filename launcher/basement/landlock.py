@@ -123,11 +123,21 @@ def scope_bits(scopes: tuple[str, ...]) -> int:
 
 
 def create_ruleset(
-    abi: int, roots: list[tuple[int, str]], scopes: tuple[str, ...] = ()
+    abi: int,
+    roots: list[tuple[int, str]],
+    scopes: tuple[str, ...] = (),
+    *,
+    handle_filesystem: bool = True,
 ) -> LandlockRuleset:
-    """Create a ruleset handling everything ``abi`` knows, with one rule per (fd, access)."""
+    """Create a ruleset handling everything ``abi`` knows, with one rule per (fd, access).
+
+    ``handle_filesystem=False`` makes a scope-only domain: no filesystem right is handled
+    (so none is restricted), only the IPC scopes; it takes no rules.
+    """
     lib = window.load().lib
-    handled = handled_access_for_abi(abi)
+    handled = handled_access_for_abi(abi) if handle_filesystem else 0
+    if not handle_filesystem and (roots or not scopes):
+        raise LandlockError(errno.EINVAL, "a scope-only domain takes scopes and no rules")
     scoped = scope_bits(scopes)
     if scoped and abi < SCOPE_ABI:
         raise LandlockError(

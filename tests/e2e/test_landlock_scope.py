@@ -62,7 +62,7 @@ def _spec(workdir: Path, victim: int, address: str) -> BoundarySpec:
     )
 
 
-def _run(tmp_path: Path, hooks: frozenset[str]) -> tuple[str, object]:
+def _run(tmp_path: Path, hooks: frozenset[str], *, filesystem: bool = True) -> tuple[str, object]:
     victim = subprocess.Popen(["sleep", "60"])
     address = f"bvisor-scope-{os.getpid()}-{len(hooks)}"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -74,9 +74,9 @@ def _run(tmp_path: Path, hooks: frozenset[str]) -> tuple[str, object]:
         registry = BackendRegistry()
         registry.register(backend)
         # The interpreter lives outside the admitted root: grant its prefix read-only too.
-        plan = BoundaryPlanner(registry).plan(
-            _with_python(_spec(tmp_path, victim.pid, address)), "linux"
-        )
+        spec = _spec(tmp_path, victim.pid, address)
+        spec = _with_python(spec) if filesystem else _without_filesystem(spec)
+        plan = BoundaryPlanner(registry).plan(spec, "linux")
         captured = bytearray()
         report = BoundaryRunner(registry).run(plan, on_stdout=captured.extend)
         try:
@@ -91,6 +91,16 @@ def _run(tmp_path: Path, hooks: frozenset[str]) -> tuple[str, object]:
         listener.close()
         victim.kill()
         victim.wait()
+
+
+def _without_filesystem(spec: BoundarySpec) -> BoundarySpec:
+    return BoundarySpec(
+        workload=spec.workload,
+        capabilities=tuple(c for c in spec.capabilities if not isinstance(c, Filesystem)),
+        controls=spec.controls,
+        budgets=spec.budgets,
+        evidence=spec.evidence,
+    )
 
 
 def _with_python(spec: BoundarySpec) -> BoundarySpec:
@@ -125,3 +135,25 @@ def test_skipping_landlock_turns_the_signal_oracle_red(tmp_path: Path) -> None:
     require_feature("landlock")
     output, _ = _run(tmp_path, frozenset({"skip_landlock"}))
     assert "signal=DELIVERED" in output and "abstract=CONNECTED" in output, output
+
+
+def test_without_a_filesystem_capability_a_scope_only_domain_still_applies(
+    tmp_path: Path,
+) -> None:
+    require_feature("landlock")
+    output, report = _run(tmp_path, frozenset(), filesystem=False)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed  # type: ignore[attr-defined]
+    assert output.split() == [
+        "signal=REFUSED",
+        "abstract=REFUSED",
+        "self=OK",
+        "host_accept=none",
+    ], output
+    notes = [f.detail for f in report.body.observed if f.kind == "launcher_note"]  # type: ignore[attr-defined]
+    assert any("handled=0x0 scoped=0x3" in note for note in notes), notes
+
+
+def test_skipping_the_scope_only_domain_turns_the_oracle_red(tmp_path: Path) -> None:
+    require_feature("landlock")
+    output, _ = _run(tmp_path, frozenset({"skip_landlock"}), filesystem=False)
+    assert "signal=DELIVERED" in output, output

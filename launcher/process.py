@@ -400,6 +400,8 @@ class Launcher:
         req.seccomp_len = len(bpf) // 8
         req.parent_pid = os.getpid()
         req.drop_caps = int(target.drop_capabilities and "skip_caps_drop" not in hooks)
+        # Part of the ambient scrub, like the fd scrub (and skipped with it by the test hook).
+        req.new_session = req.scrub_fds
         pid_out = ffi.new("int *")
         rc = int(lib.bv_spawn(req, pid_out))
         os.close(sync_r)
@@ -505,6 +507,7 @@ class Launcher:
                 self.ctl.note(text)
         elif marker == ord("F"):
             self.ctl.note("fds kept " + ",".join(str(fd) for fd in [0, 1, 2, *keep]))
+            self.ctl.note("new session: no controlling terminal")
         elif marker == ord("L"):
             for text in prepared.notes_fs:
                 self.ctl.note(text)
@@ -513,6 +516,14 @@ class Launcher:
                 self.ctl.note(text)
 
     def _wait_workload(self, pid: int) -> None:
+        # Wait for the exit without reaping: while the zombie holds its pid, the workload's
+        # process group id cannot be reused, so killing that group reaches only what the
+        # workload left behind (it leads its own session, so the host's kill of the
+        # launcher's group would not). With a run cgroup, cgroup.kill covers this anyway.
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
         _, status, usage = os.wait4(pid, 0)
         self.child_pid = None
         if os.WIFSIGNALED(status):

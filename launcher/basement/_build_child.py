@@ -36,6 +36,7 @@ struct bv_spawn_req {
     unsigned int seccomp_len;
     int parent_pid;
     int drop_caps;
+    int new_session;
 };
 int bv_spawn(const struct bv_spawn_req *req, int *pid_out);
 long long bv_fstatfs_type(int fd);

@@ -99,6 +99,7 @@ struct bv_spawn_req {
     unsigned int seccomp_len;
     int parent_pid;
     int drop_caps;
+    int new_session;
 };
 
 #define PHASE_SYNC 'S'
@@ -236,6 +237,12 @@ static void __attribute__((noreturn)) bv_child(const struct bv_spawn_req *req)
         if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
             bv_fail(req, PHASE_FDS, errno);
     }
+
+    /* A new session: the workload has no controlling terminal, so it cannot open the
+     * caller's /dev/tty (to read keystrokes or inject input), and terminal job-control
+     * signals meant for the caller never reach it. */
+    if (req->new_session && setsid() < 0)
+        bv_fail(req, PHASE_FDS, errno);
 
     /* File descriptors: 0-2 and keep_fds survive exec; internal fds close at exec. */
     for (int fd = 0; fd < 3; fd++)

@@ -14,6 +14,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from bvisor import __version__
+
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("bvisor.cli.probe_cmd", "what this kernel can enforce, and why"),
     "plan": ("bvisor.cli.plan_cmd", "admit a spec against this kernel, or say why not"),
@@ -25,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bvisor", description="Run a process inside a boundary bvisor can prove."
     )
+    parser.add_argument("--version", action="version", version=f"bvisor {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, summary) in SUBCOMMANDS.items():
         sub = commands.add_parser(name, help=summary, description=summary)

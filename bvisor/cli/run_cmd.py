@@ -24,8 +24,13 @@ EXIT_REFUSED = 125
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--spec", metavar="SPEC", help="spec file (TOML or JSON); default: see README"
+        "--spec",
+        metavar="SPEC",
+        help="spec file (TOML or JSON); CMD, if given, replaces its workload. Without it: no "
+        "network, the current directory read-write, the system read-only, descendants in a "
+        "run cgroup killed at the end, environment PATH/LANG/HOME, only fds 0-2",
     )
+
     parser.add_argument(
         "--lease",
         metavar="REF=HOSTVAR",

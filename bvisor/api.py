@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from launcher.secrets import SecretResolver
     from ledger import Ledger
 
-__all__ = ["open_ledger", "plan_spec", "refusal_payload", "run_confined"]
+__all__ = ["open_ledger", "plan_spec", "run_confined"]
 
 
 def open_ledger(choice: Ledger | str | os.PathLike[str] | Literal[False] | None) -> Ledger | None:
@@ -47,23 +47,6 @@ def _backend(backend: LinuxBackend | None) -> LinuxBackend:
     from launcher.backend import LinuxBackend
 
     return backend if backend is not None else LinuxBackend()
-
-
-def refusal_payload(
-    spec: BoundarySpec, profile: object, refusal: object, attempt_id: bytes
-) -> dict:  # type: ignore[type-arg]
-    """The ``plan.refused`` event payload: enough for replay to re-derive the refusal."""
-    from bvisor.digest import Purpose, digest_value
-
-    profile_value = profile.to_value()  # type: ignore[attr-defined]
-    return {
-        "attempt_id": attempt_id,
-        "backend": profile.backend,  # type: ignore[attr-defined]
-        "spec": spec.to_value(),
-        "profile": profile_value,
-        "h_p": digest_value(Purpose.PROFILE, profile_value),
-        "refusal": refusal.to_value(),  # type: ignore[attr-defined]
-    }
 
 
 def plan_spec(spec: BoundarySpec, *, backend: LinuxBackend | None = None) -> BoundaryPlan:
@@ -89,7 +72,7 @@ def run_confined(
     stdin_fd: int | None = None,
 ) -> SealedReport:
     """Plan, run confined, seal and record. Raises ``PlanRefusal`` when refused."""
-    from launcher.runner import BoundaryRunner
+    from launcher.runner import BoundaryRunner, refused_payload
     from launcher.secrets import MapSecretResolver
     from planner.errors import PlanRefusal
     from planner.planning import BoundaryPlanner
@@ -107,7 +90,7 @@ def run_confined(
     except PlanRefusal as refusal:
         if store is not None:
             store.append(
-                "plan.refused", refusal_payload(spec, snapshot, refusal, attempt_id), attempt_id
+                "plan.refused", refused_payload(spec, snapshot, refusal, attempt_id), attempt_id
             )
         raise
     if on_plan is not None:

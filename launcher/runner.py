@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from bvisor import canonical
-from bvisor.contract import Outcome
+from bvisor.contract import BoundarySpec, Outcome
 from bvisor.contract.plan import BoundaryPlan
+from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import (
     REPORT_SCHEMA_VERSION,
     BoundaryReportBody,
@@ -33,9 +34,10 @@ from bvisor.contract.report import (
     seal_report,
 )
 from bvisor.contract.report_inputs import admitted_requirements, profile_label
-from bvisor.digest import Purpose, digest_bytes
+from bvisor.digest import Purpose, digest_bytes, digest_value
 from launcher.backend import DEFAULT_STREAM_CAP, Execution, LinuxBackend
 from launcher.secrets import SecretResolver
+from planner.errors import PlanRefusal
 from planner.registry import BackendRegistry
 
 __all__ = ["STREAM_CHUNK_BYTES", "BoundaryRunner", "EventSink", "build_report_body"]
@@ -61,6 +63,21 @@ def admitted_payload(plan: BoundaryPlan, attempt_id: bytes) -> dict[str, canonic
         "h_a": plan.h_a,
         "h_l": plan.h_l,
         "plan_id": plan.plan_id,
+    }
+
+
+def refused_payload(
+    spec: BoundarySpec, profile: ProfileSnapshot, refusal: PlanRefusal, attempt_id: bytes
+) -> dict[str, canonical.Value]:
+    """The ``plan.refused`` payload: enough for replay to re-derive the same refusal."""
+    profile_value = profile.to_value()
+    return {
+        "attempt_id": attempt_id,
+        "backend": profile.backend,
+        "spec": spec.to_value(),
+        "profile": profile_value,
+        "h_p": digest_value(Purpose.PROFILE, profile_value),
+        "refusal": refusal.to_value(),
     }
 
 

@@ -197,7 +197,7 @@ def record_synthetic(
 
 def record_refusal(ledger: Ledger, spec: BoundarySpec | None = None) -> bytes:
     """Record a refusal exactly as ``bvisor.api.run_confined`` does."""
-    from bvisor.api import refusal_payload
+    from launcher.runner import refused_payload
     from planner.errors import PlanRefusal
 
     attempt = os.urandom(32)
@@ -206,7 +206,7 @@ def record_refusal(ledger: Ledger, spec: BoundarySpec | None = None) -> bytes:
     except PlanRefusal as refusal:
         ledger.append(
             "plan.refused",
-            refusal_payload(spec or refused_spec(), snapshot(), refusal, attempt),
+            refused_payload(spec or refused_spec(), snapshot(), refusal, attempt),
             attempt,
         )
         return attempt

@@ -4,7 +4,8 @@ It confines as much as a typical command allows, and every part is something thi
 must enforce (the planner refuses rather than weakening it):
 
 * no network: an empty network namespace inside a user namespace, plus a seccomp rule
-  refusing non-AF_UNIX sockets;
+  refusing every socket() (only unnamed AF_UNIX socketpairs remain, so no host daemon
+  socket is reachable);
 * the current directory readable and writable, the system (``/usr``, ``/lib*``, ``/bin``,
   ``/sbin``, ``/etc``) read-only, everything else invisible (Landlock);
 * descendants allowed, but born in the run cgroup and killed at the end (``cgroup.kill``);

@@ -220,9 +220,7 @@ def prepare_launch(
             network_namespace=NetworkNamespaceRequest() if lowered.netns else None,
             seccomp=None
             if lowered.seccomp is None
-            else SeccompRequest(
-                deny_new_tasks=lowered.seccomp[0], deny_non_unix_sockets=lowered.seccomp[1]
-            ),
+            else SeccompRequest(deny_new_tasks=lowered.seccomp[0], deny_sockets=lowered.seccomp[1]),
             landlock=landlock,
             cgroup=cgroup,
             keep_fds=tuple(inherited),  # stdio is always kept; these are the extra slots

@@ -80,7 +80,7 @@ class LoweredParams:
     keep_fds: tuple[int, ...]
     userns: tuple[int, int] | None
     netns: bool
-    seccomp: tuple[bool, bool] | None  # (deny_new_tasks, deny_non_unix_sockets)
+    seccomp: tuple[bool, bool] | None  # (deny_new_tasks, deny_sockets)
     landlock: LandlockParams | None
     cgroup: CgroupParams | None
     pids: LimitParams | None
@@ -192,7 +192,7 @@ def _parse(raw: Mapping[str, Mapping[str, object]]) -> LoweredParams:
         if seccomp is None
         else (
             _bool(seccomp["deny_new_tasks"], "seccomp.deny_new_tasks"),
-            _bool(seccomp["deny_non_unix_sockets"], "seccomp.deny_non_unix_sockets"),
+            _bool(seccomp["deny_sockets"], "seccomp.deny_sockets"),
         ),
         landlock=None if landlock is None else _landlock(landlock),
         cgroup=None

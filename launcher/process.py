@@ -317,7 +317,7 @@ class Launcher:
             try:
                 program = seccomp.build_filter(
                     deny_new_tasks=req.deny_new_tasks,
-                    deny_non_unix_sockets=req.deny_non_unix_sockets,
+                    deny_sockets=req.deny_sockets,
                 )
             except seccomp.SeccompError as exc:
                 raise Fault("seccomp", exc.errno or errno.EINVAL, str(exc)) from None
@@ -325,7 +325,7 @@ class Launcher:
                 prepared.seccomp_program = program
             prepared.notes_policy.append(
                 f"seccomp denylist installed deny_new_tasks={int(req.deny_new_tasks)} "
-                f"deny_non_unix_sockets={int(req.deny_non_unix_sockets)} arch={program.arch} "
+                f"deny_sockets={int(req.deny_sockets)} arch={program.arch} "
                 f"badarch=kill_process instructions={program.instructions} "
                 f"denied={','.join(program.denied) or 'none'}"
             )

@@ -228,29 +228,29 @@ class SeccompRequest:
     """Which seccomp denylist rules to install (default action: allow)."""
 
     deny_new_tasks: bool
-    deny_non_unix_sockets: bool
+    deny_sockets: bool
 
     @classmethod
     def deny_new_tasks_only(cls) -> SeccompRequest:
-        return cls(deny_new_tasks=True, deny_non_unix_sockets=False)
+        return cls(deny_new_tasks=True, deny_sockets=False)
 
     def to_value(self) -> dict[str, canonical.Value]:
         return {
             "deny_new_tasks": self.deny_new_tasks,
-            "deny_non_unix_sockets": self.deny_non_unix_sockets,
+            "deny_sockets": self.deny_sockets,
         }
 
     @classmethod
     def from_value(cls, value: object, where: str = "seccomp") -> SeccompRequest:
-        m = _map(value, where, ("deny_new_tasks", "deny_non_unix_sockets"))
+        m = _map(value, where, ("deny_new_tasks", "deny_sockets"))
         return cls(
             _bool(m["deny_new_tasks"], f"{where}.deny_new_tasks"),
-            _bool(m["deny_non_unix_sockets"], f"{where}.deny_non_unix_sockets"),
+            _bool(m["deny_sockets"], f"{where}.deny_sockets"),
         )
 
 
 def _deny_new_tasks_factory() -> SeccompRequest:
-    return SeccompRequest(deny_new_tasks=True, deny_non_unix_sockets=False)
+    return SeccompRequest(deny_new_tasks=True, deny_sockets=False)
 
 
 # The seed calls ``SeccompRequest::deny_new_tasks()``; a dataclass field of that name

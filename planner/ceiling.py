@@ -142,7 +142,7 @@ def _requirement_cells(facts: HostFacts) -> list[CeilingCell]:
                 E,
                 "netns_userns_seccomp",
                 "an empty network namespace (inside a user namespace) has no route out; "
-                "a seccomp filter refuses non-AF_UNIX sockets",
+                "a seccomp filter refuses every socket() (only unnamed AF_UNIX pairs remain)",
                 _ATTEST,
             )
         )

@@ -48,7 +48,7 @@ PARAM_KEYS: dict[str, frozenset[str]] = {
     "linux.landlock.apply.v1": frozenset(
         {"abi_floor", "rules", "system_read_roots", "device_rw", "device_read", "scope"}
     ),
-    "linux.seccomp.apply.v1": frozenset({"deny_new_tasks", "deny_non_unix_sockets"}),
+    "linux.seccomp.apply.v1": frozenset({"deny_new_tasks", "deny_sockets"}),
     "linux.landlock.scope.v1": frozenset({"scope"}),
     "linux.exec.v1": frozenset({"exe", "argv"}),
     "linux.streams.capture.v1": frozenset({"stdout", "stderr", "stdin", "cap_bytes"}),

@@ -183,9 +183,7 @@ def select_primitives(
     deny_tasks = RequirementKind.CHILD_SPAWN_DENY_NEW_TASKS.value in kinds
     deny_net = RequirementKind.NETWORK_DENY_ALL.value in kinds
     if deny_tasks or deny_net:
-        requests.append(
-            (SECCOMP.id, {"deny_new_tasks": deny_tasks, "deny_non_unix_sockets": deny_net})
-        )
+        requests.append((SECCOMP.id, {"deny_new_tasks": deny_tasks, "deny_sockets": deny_net}))
     if RequirementKind.FILESYSTEM.value in kinds:
         requests.append(
             (

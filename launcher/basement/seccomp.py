@@ -12,9 +12,10 @@ Filter shape: default action ALLOW; a denylist of syscalls answered with EPERM.
 * deny_new_tasks: clone, clone3, fork, vfork -> EPERM (threads included: a denylist
   cannot tell CLONE_THREAD apart for clone3, whose flags live in memory). execve,
   execveat, write and exit_group are never on the list.
-* deny_non_unix_sockets: socket() and socketpair() with a family other than AF_UNIX ->
-  EPERM; io_uring_setup -> EPERM as well, because io_uring can create sockets without
-  the socket() syscall.
+* deny_sockets: socket() of every family -> EPERM (an AF_UNIX socket could connect to a
+  host daemon's pathname socket, and Landlock does not cover connect); socketpair() with
+  a family other than AF_UNIX -> EPERM (an unnamed AF_UNIX pair reaches nothing outside);
+  io_uring_setup -> EPERM as well, because io_uring can create sockets without socket().
 
 Architectures: only the native ABI is in the filter and the "bad arch" action is
 KILL_PROCESS, so a syscall made through another ABI (int 0x80 i386 entry on x86_64) kills
@@ -59,7 +60,6 @@ def SCMP_ACT_ERRNO(err: int) -> int:
 
 
 NEW_TASK_SYSCALLS = ("clone", "clone3", "fork", "vfork")
-SOCKET_SYSCALLS = ("socket", "socketpair")
 NEVER_DENIED = ("execve", "execveat", "write", "exit_group")
 
 _lib: Any = None
@@ -154,7 +154,7 @@ def _check(rc: int, what: str) -> None:
         raise SeccompError(-rc, f"libseccomp {what}: {os.strerror(-rc)}")
 
 
-def build_filter(*, deny_new_tasks: bool, deny_non_unix_sockets: bool) -> SeccompProgram:
+def build_filter(*, deny_new_tasks: bool, deny_sockets: bool) -> SeccompProgram:
     """Build, export and sanity-check the denylist program."""
     lib = _library()
     ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
@@ -168,15 +168,19 @@ def build_filter(*, deny_new_tasks: bool, deny_non_unix_sockets: bool) -> Seccom
             for name in NEW_TASK_SYSCALLS:
                 _deny(lib, ctx, name, eperm, None)
                 denied.append(name)
-        if deny_non_unix_sockets:
+        if deny_sockets:
+            # No socket at all: an AF_UNIX socket could still connect() to a host daemon's
+            # pathname socket (Landlock does not cover connect), which is a route out.
+            # socketpair(AF_UNIX) stays: an unnamed connected pair reaches nothing outside.
+            _deny(lib, ctx, "socket", eperm, None)
+            denied.append("socket")
             not_unix = _ffi.new("struct scmp_arg_cmp[1]")
             not_unix[0].arg = 0
             not_unix[0].op = SCMP_CMP_NE
             not_unix[0].datum_a = AF_UNIX
             not_unix[0].datum_b = 0
-            for name in SOCKET_SYSCALLS:
-                _deny(lib, ctx, name, eperm, not_unix)
-                denied.append(f"{name}(family!=AF_UNIX)")
+            _deny(lib, ctx, "socketpair", eperm, not_unix)
+            denied.append("socketpair(family!=AF_UNIX)")
             _deny(lib, ctx, "io_uring_setup", eperm, None)
             denied.append("io_uring_setup")
         bpf = _export(lib, ctx)

@@ -175,3 +175,36 @@ def test_interrupt_kills_the_run_tree(ledger_dir: Path, tmp_path: Path) -> None:
         for pid in find_pids_with(marker):
             os.kill(pid, signal.SIGKILL)
         time.sleep(0)
+
+
+def test_default_spec_cannot_reach_a_host_daemon_socket(ledger_dir: Path, tmp_path: Path) -> None:
+    """Landlock does not cover connect() on pathname sockets; the socket rule must."""
+    require_feature("seccomp")
+    import socket
+
+    path = tmp_path / "daemon.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    listener.settimeout(0.5)
+    probe = (
+        "import socket\n"
+        "try:\n"
+        "    s = socket.socket(socket.AF_UNIX)\n"
+        f"    s.connect({str(path)!r})\n"
+        "    print('CONNECTED')\n"
+        "except OSError as e:\n"
+        "    print('refused', e.errno)\n"
+    )
+    try:
+        done = bvisor("run", "--", "/usr/bin/python3", "-c", probe, ledger=ledger_dir, cwd=tmp_path)
+        try:
+            listener.accept()[0].close()
+            accepted = True
+        except TimeoutError:
+            accepted = False
+    finally:
+        listener.close()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refused"), done.stdout
+    assert not accepted, "the host daemon saw a connection from the workload"

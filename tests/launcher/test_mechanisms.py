@@ -112,8 +112,15 @@ else:
         print("connect ok", flush=True)
     except OSError as exc:
         print("connect", errno.errorcode.get(exc.errno, exc.errno), flush=True)
-u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-print("unix ok", flush=True)
+try:
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    print("unix socket created", flush=True)
+except OSError as exc:
+    # No AF_UNIX socket either: it could connect() to a host daemon's pathname socket.
+    print("unix", errno.errorcode[exc.errno], flush=True)
+left, right = socket.socketpair()
+left.sendall(b"x")
+print("socketpair ok" if right.recv(1) == b"x" else "socketpair broken", flush=True)
 sys.stdin.read()
 """
 
@@ -141,7 +148,7 @@ def network_deny_run(
     """(interfaces in /proc/<pid>/net/dev, host-read Seccomp mode, host saw accept, stdout)."""
     listener = _listener()
     port = listener.getsockname()[1]
-    seccomp = SeccompRequest(deny_new_tasks=False, deny_non_unix_sockets=True)
+    seccomp = SeccompRequest(deny_new_tasks=False, deny_sockets=True)
     plan, auth = build_plan(
         sys.executable,
         [sys.executable, "-I", "-c", NET_PROBE, str(port)],
@@ -173,7 +180,8 @@ def test_network_deny_all_empty_netns_and_socket_rule(launcher_path: str) -> Non
     assert mode == 2
     assert not accepted, "the host saw a connection from the workload"
     assert "socket EPERM" in stdout
-    assert "unix ok" in stdout
+    assert "unix EPERM" in stdout
+    assert "socketpair ok" in stdout
 
 
 def test_landlock_two_roots_secret_and_writes(launcher_path: str, tmp_path: Path) -> None:

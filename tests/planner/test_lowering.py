@@ -30,7 +30,7 @@ ALL_PARAMS: dict[str, dict[str, Any]] = {
         "device_read": [],
         "scope": [],
     },
-    "linux.seccomp.apply.v1": {"deny_new_tasks": True, "deny_non_unix_sockets": False},
+    "linux.seccomp.apply.v1": {"deny_new_tasks": True, "deny_sockets": False},
     "linux.landlock.scope.v1": {"scope": ["signal"]},
     "linux.exec.v1": {"exe": "/bin/true", "argv": ["true"]},
     "linux.streams.capture.v1": {"stdout": True, "stderr": True, "stdin": False, "cap_bytes": 1},

@@ -76,7 +76,7 @@ def test_params_of_a_rich_spec() -> None:
     assert plan.params_of("linux.netns.create.v1") == {}
     assert plan.params_of("linux.seccomp.apply.v1") == {
         "deny_new_tasks": True,
-        "deny_non_unix_sockets": True,
+        "deny_sockets": True,
     }
     assert plan.params_of("linux.ambient.scrub.v1") == {
         "env": [

@@ -263,6 +263,10 @@ def _finish(
     _witness_budgets(run, plan, observation, wall_micros, usage)
 
 
+# Dimensions whose cap the kernel enforces as a hard ceiling (a peak can never pass it).
+_KERNEL_CAPPED = frozenset({BudgetDimension.PROCESS_COUNT, BudgetDimension.RESIDENT_BYTES})
+
+
 @dataclass(frozen=True)
 class _CgroupUsage:
     """What the kernel's cgroup counters said just before teardown."""
@@ -468,6 +472,18 @@ def _witness_budgets(
             run.findings.append(
                 f"mediated budget {dimension.value} exceeded: "
                 f"observed {value} > limit {budget.limit}"
+            )
+        elif (
+            budget is not None
+            and budget.guarantee is MinGuarantee.ENFORCED
+            and dimension in _KERNEL_CAPPED
+            and value is not None
+            and value > budget.limit
+        ):
+            # The kernel caps these: a peak above the cap means the mechanism did not hold.
+            run.findings.append(
+                f"ENFORCED budget {dimension.value} breached: observed {value} > limit "
+                f"{budget.limit} — the kernel mechanism did not hold"
             )
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from launcher import envelope, identity, states
-from launcher.basement import fds, landlock, lifeline, memfd, seccomp, window
+from launcher.basement import fds, landlock, lifeline, memfd, mounts, seccomp, window
 from launcher.protocol import DescriptorRole, LaunchBody, ProtocolError
 from launcher.verify import Refusal, verify_body
 
@@ -45,6 +45,7 @@ HOST_PID_ENV = "BVISOR_HOST_PID"
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 CLONE_INTO_CGROUP = 0x200000000
+CLONE_NEWNS = 0x00020000
 
 # marker byte -> (state, phase name used in fault notes)
 _MARKERS = {
@@ -62,6 +63,7 @@ _FAULT_PHASES = {
     ord("F"): ("fds", "fds"),
     ord("n"): ("privilege", "no_new_privs"),
     ord("C"): ("privilege", "capabilities"),
+    ord("M"): ("namespace", "cgroupfs_hide"),
     ord("L"): ("filesystem", "landlock"),
     ord("P"): ("policy", "seccomp"),
     ord("X"): ("exec", "exec"),
@@ -114,6 +116,7 @@ class _Prepared:
     ruleset: landlock.LandlockRuleset | None = None
     clone_flags: int = 0
     cgroup_fd: int = -1
+    hide_paths: list[str] = field(default_factory=list)
     notes_ns: list[str] = field(default_factory=list)
     notes_fs: list[str] = field(default_factory=list)
     notes_policy: list[str] = field(default_factory=list)
@@ -300,6 +303,14 @@ class Launcher:
                 prepared.notes_ns.append(f"cgroup placed v2 slot={target.cgroup.v2_slot}")
             for slot_index in target.cgroup.v1_slots:
                 prepared.notes_ns.append(f"cgroup placed v1 slot={slot_index}")
+            hide = mounts.cgroup_mount_cover()
+            if "skip_cgroupfs_hide" not in hooks:
+                prepared.clone_flags |= CLONE_NEWNS
+                prepared.hide_paths = hide
+            prepared.notes_ns.append(
+                "cgroupfs hidden: private mount namespace, empty read-only tmpfs over "
+                + ", ".join(hide)
+            )
         prepared.notes_fs.append("no_new_privs set")
         if body.target.drop_capabilities:
             prepared.notes_fs.append(
@@ -402,6 +413,9 @@ class Launcher:
         req.drop_caps = int(target.drop_capabilities and "skip_caps_drop" not in hooks)
         # Part of the ambient scrub, like the fd scrub (and skipped with it by the test hook).
         req.new_session = req.scrub_fds
+        hide = ffi.new("char *[]", [cstr(path) for path in prepared.hide_paths] + [ffi.NULL])
+        req.hide_paths = hide
+        req.n_hide = len(prepared.hide_paths)
         pid_out = ffi.new("int *")
         rc = int(lib.bv_spawn(req, pid_out))
         os.close(sync_r)
@@ -416,6 +430,7 @@ class Launcher:
                 (CLONE_NEWUSER, "userns"),
                 (CLONE_NEWNET, "netns"),
                 (CLONE_INTO_CGROUP, "cgroup"),
+                (CLONE_NEWNS, "mountns"),
             ):
                 if prepared.clone_flags & flag and rc != errno.ENOSYS:
                     mechanism = name

@@ -55,6 +55,7 @@ TEST_HOOKS: frozenset[str] = frozenset(
         "skip_fd_scrub",
         "skip_cgroup_placement",
         "skip_caps_drop",
+        "skip_cgroupfs_hide",
     }
 )
 

@@ -37,6 +37,8 @@ struct bv_spawn_req {
     int parent_pid;
     int drop_caps;
     int new_session;
+    const char *const *hide_paths;
+    int n_hide;
 };
 int bv_spawn(const struct bv_spawn_req *req, int *pid_out);
 long long bv_fstatfs_type(int fd);

@@ -36,6 +36,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -100,6 +101,8 @@ struct bv_spawn_req {
     int parent_pid;
     int drop_caps;
     int new_session;
+    const char *const *hide_paths;
+    int n_hide;
 };
 
 #define PHASE_SYNC 'S'
@@ -108,6 +111,7 @@ struct bv_spawn_req {
 #define PHASE_LANDLOCK 'L'
 #define PHASE_NNP 'n'
 #define PHASE_CAPS 'C'
+#define PHASE_MOUNT 'M'
 #define PHASE_SECCOMP 'P'
 #define PHASE_READY 'R'
 #define PHASE_EXEC 'X'
@@ -219,6 +223,20 @@ static void __attribute__((noreturn)) bv_child(const struct bv_spawn_req *req)
     if (n != 1 || go != 'G')
         _exit(127);
     close(req->sync_fd);
+
+    /* Hide the cgroup filesystems (the child is in a mount namespace of its own): the
+     * workload must not be able to rewrite its run's limits or move itself out of its
+     * leaf, which file ownership alone would allow a uid-0 workload. Propagation is made
+     * private first, so nothing mounted here is seen by the host. After the capability
+     * drop the workload cannot unmount the empty read-only tmpfs again. */
+    if (req->n_hide > 0) {
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+            bv_fail(req, PHASE_MOUNT, errno);
+        for (int i = 0; i < req->n_hide; i++)
+            if (mount("tmpfs", req->hide_paths[i], "tmpfs",
+                      MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555") != 0)
+                bv_fail(req, PHASE_MOUNT, errno);
+    }
     bv_marker(req, PHASE_NAMESPACE);
 
     /* Signals: every disposition back to default (exec keeps SIG_IGN, and Python ignores

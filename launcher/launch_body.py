@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from bvisor.contract.plan import BoundaryPlan
 from launcher.basement.cgroups import RunCgroup
+from launcher.basement.paths import SymlinkInPath, open_no_symlinks
 from launcher.launch import AuthorityFd
 from launcher.lowered import EnvSource, LandlockParams, LoweredParams
 from launcher.protocol import (
@@ -125,7 +126,14 @@ def _landlock(
     rules: list[LandlockRule] = []
     for path, access, required in wanted:
         try:
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            fd = open_no_symlinks(path, os.O_PATH | os.O_CLOEXEC)
+        except SymlinkInPath as exc:
+            if required:
+                raise LaunchPreparationError(f"filesystem root {exc.strerror}") from None
+            # An optional system root that is a link (/lib -> usr/lib): its target is
+            # covered by the real root it points into, or not granted at all.
+            skipped.append(f"{path} (symbolic link)")
+            continue
         except OSError as exc:
             if required:
                 raise LaunchPreparationError(

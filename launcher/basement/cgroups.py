@@ -15,9 +15,10 @@ Why it looks like this:
   descendant, whatever v1 leaves they are in), drain until empty, remove every leaf. What
   could not be done is returned as text for a ``cgroup_teardown_incomplete`` fact.
 * A host that is SIGKILLed cannot tear down. Leaves are therefore named
-  ``bvisor-<creator pid>-<attempt>``, and every new run first reaps the leaves whose
-  creator is dead: ``cgroup.kill``, drain, remove. A leaf whose creator pid is alive is
-  never touched (it may be a concurrent run), so the reaper can only err towards keeping.
+  ``bvisor-<pid namespace>-<creator pid>-<attempt>``, and every new run first reaps the
+  leaves of its own pid namespace whose creator is dead: ``cgroup.kill``, drain, remove.
+  A leaf whose creator pid is alive, or that another pid namespace made, is never touched
+  (it may be a concurrent run), so the reaper can only err towards keeping.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 _DRAIN_TIMEOUT_S = 5.0
-_LEAF_NAME = re.compile(r"^bvisor-(\d+)-[0-9a-f]+$")
+_LEAF_NAME = re.compile(r"^bvisor-(\d+)-(\d+)-[0-9a-f]+$")
 
 
 class CgroupError(RuntimeError):
@@ -342,9 +343,13 @@ def _write_memory_limit(run: RunCgroup, limit: int, hierarchy: str | None) -> No
     run.memory_limit, run.memory_hierarchy = limit, hierarchy
 
 
+def _pid_namespace() -> int:
+    return os.stat("/proc/self/ns/pid").st_ino
+
+
 def leaf_name(attempt_id: bytes) -> str:
-    """The run's leaf name: the creating pid (for the reaper) and the attempt id."""
-    return f"bvisor-{os.getpid()}-{attempt_id[:8].hex()}"
+    """The run's leaf name: creator pid namespace and pid (for the reaper), attempt id."""
+    return f"bvisor-{_pid_namespace()}-{os.getpid()}-{attempt_id[:8].hex()}"
 
 
 def _creator_alive(pid: int) -> bool:
@@ -371,7 +376,11 @@ def reap_stale_leaves(bases: list[str]) -> list[str]:
             continue
         for entry in entries:
             match = _LEAF_NAME.match(entry.name)
-            if match is None or not entry.is_dir() or _creator_alive(int(match.group(1))):
+            if match is None or not entry.is_dir():
+                continue
+            # A pid means something only in its own pid namespace: never judge a leaf that
+            # another namespace's bvisor made (its creator may be alive over there).
+            if int(match.group(1)) != _pid_namespace() or _creator_alive(int(match.group(2))):
                 continue
             leaf = Path(entry.path)
             stale = RunCgroup(name=entry.name, v2_leaf=None, v1_leaves={})

@@ -23,7 +23,7 @@ from ledger.errors import (
 from ledger.paths import default_ledger_path
 from ledger.record import MAX_PAYLOAD_BYTES, Event
 from ledger.store import Head, Ledger, Receipt, RunSummary
-from ledger.verify import Finding, VerifyResult, parse_head, verify
+from ledger.verify import Finding, VerifyResult, parse_head, verify, verify_runs
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -48,4 +48,5 @@ __all__ = [
     "default_ledger_path",
     "parse_head",
     "verify",
+    "verify_runs",
 ]

@@ -19,7 +19,9 @@ Layout (DESIGN.md §6): named databases ``events`` (8-byte big-endian seq -> rec
 ``runs`` (run_id + 4-byte big-endian index -> 8-byte seq) and ``meta`` with keys
 ``format_version`` (4-byte big-endian, currently 1), ``ledger_id`` (16 random bytes),
 ``head_seq`` (8-byte big-endian) and ``head_hash`` (32 bytes); an empty ledger has no head
-keys. The directory is created 0700 and the LMDB files 0600.
+keys. The directory is created 0700 and the LMDB files 0600. When a ledger is created the
+directory (and its parent, when the directory was made too) is fsynced once the files and
+the initial meta are written, so a crash cannot lose the files' directory entries.
 """
 
 from __future__ import annotations
@@ -200,6 +202,7 @@ def acquire(
     """Borrow the process's environment for ``path``, opening (and creating) it if needed."""
     if create and readonly:
         raise LedgerUsageError("a ledger cannot be created read-only")
+    made_directory = create and not Path(path).exists()
     directory = _prepare_directory(Path(path), create)
     with _CACHE_LOCK:
         cached = _CACHE.get(directory)
@@ -214,7 +217,7 @@ def acquire(
                 raise LedgerUsageError(f"ledger {directory} has a different ledger_id")
             cached.refs += 1
             return cached
-        environment = _open(directory, create, readonly, ledger_id, map_size)
+        environment = _open(directory, create, readonly, ledger_id, map_size, made_directory)
         environment.refs = 1
         _CACHE[directory] = environment
         return environment
@@ -262,9 +265,11 @@ def _open(
     readonly: bool,
     ledger_id: bytes | None,
     map_size: int | None,
+    made_directory: bool = False,
 ) -> Environment:
     data_file = os.path.join(directory, "data.mdb")
-    existing = os.path.getsize(data_file) if os.path.exists(data_file) else 0
+    new_files = not os.path.exists(data_file)
+    existing = 0 if new_files else os.path.getsize(data_file)
     size = max(map_size or INITIAL_MAP_SIZE, existing + existing // 2)
     size = -(-size // _MAP_ALIGN) * _MAP_ALIGN if size >= _MAP_ALIGN else size
     try:
@@ -291,10 +296,28 @@ def _open(
         if not readonly:
             env.reader_check()  # free reader slots left by killed processes
         _open_databases(environment, create, ledger_id)
+        if create and new_files:
+            _fsync_directory(directory)
+            if made_directory:
+                _fsync_directory(os.path.dirname(directory))
     except BaseException:
         env.close()
         raise
     return environment
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the directory's entries (the new LMDB files) durable."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise LedgerError(
+            f"cannot fsync ledger directory {directory}: {exc.strerror or exc}"
+        ) from None
 
 
 def _open_databases(environment: Environment, create: bool, ledger_id: bytes | None) -> None:

@@ -58,6 +58,7 @@ __all__ = [
     "LEDGER_ID_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_RUN_ID_BYTES",
+    "MAX_SEQ",
     "RECORD_VERSION",
     "BuiltRecord",
     "DecodedRecord",
@@ -80,6 +81,9 @@ MAX_RUN_ID_BYTES: Final = 64
 LEDGER_ID_BYTES: Final = 16
 HASH_SIZE: Final = DIGEST_SIZE
 _UINT64_MAX: Final = (1 << 64) - 1
+# The largest seq an argument may name: 2^64-1 is kept free so ``seq + 1`` (an exclusive
+# stop) still fits the 8-byte key.
+MAX_SEQ: Final = _UINT64_MAX - 1
 
 # canonical.encode(["payload", x]) == _PAYLOAD_PREFIX + canonical.encode(x)
 _PAYLOAD_PREFIX: Final = b"\x82" + canonical.encode("payload")

@@ -40,6 +40,7 @@ from ledger.errors import (
 from ledger.kinds import RUN_TERMINAL, check_kind
 from ledger.record import (
     HASH_SIZE,
+    MAX_SEQ,
     Event,
     RecordError,
     build_record,
@@ -97,9 +98,9 @@ class _Prepared:
     run_id: bytes | None
 
 
-def _check_seq(name: str, value: object) -> int:
-    if type(value) is not int or value < 0:
-        raise LedgerUsageError(f"{name}: expected a non-negative integer, got {value!r}")
+def _check_seq(name: str, value: object, limit: int = MAX_SEQ) -> int:
+    if type(value) is not int or not 0 <= value <= limit:
+        raise LedgerUsageError(f"{name}: expected an integer from 0 to {limit}, got {value!r}")
     return value
 
 
@@ -344,7 +345,7 @@ class Ledger:
         """
         _check_seq("start", start)
         if stop is not None:
-            _check_seq("stop", stop)
+            _check_seq("stop", stop, MAX_SEQ + 1)
         environment = self._live
         if reverse:
             return self._backward(environment, start, stop)

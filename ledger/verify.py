@@ -15,12 +15,19 @@ the last events and fixes ``meta`` leaves a valid shorter chain. ``expect_head``
 that gap — a ``SEQ:HASH`` kept elsewhere must still name an event with that hash
 (``expected-head-missing``, ``expected-head-mismatch``).
 
-Locating damage. A chain-break reported at seq S means event S's ``prev_hash`` differs from
-the hash of event S-1: either S-1's header or S's link was altered, and nothing else in
-the ledger can tell which. ``first_bad_seq`` is therefore the first seq that is not proven
-intact, and a chain-break at S counts as S-1 — unless event S is also a record of another
-seq (``sequence-mismatch``), which explains the break by itself. Everything before
-``first_bad_seq`` is proven to be exactly what was appended.
+Locating damage. An event is proven intact only when the next event's ``prev_hash`` link
+to it was checked (or it is the verified expected head). A chain-break reported at seq S
+means event S's ``prev_hash`` differs from the hash of event S-1: either S-1's header or
+S's link was altered, and nothing else in the ledger can tell which. Likewise a finding
+that stops S's link from being checked at all — S is missing (``sequence-gap``, or the
+events the meta head or the expected head name past the end), S cannot be decoded
+(``malformed-record``), or S holds a record of another seq (``sequence-mismatch``) — leaves
+nothing vouching for S-1. ``first_bad_seq`` is the first seq that is not proven intact, so
+each of those counts as S-1 (never below 0). Everything before ``first_bad_seq`` is proven
+to be exactly what was appended.
+
+``expect_head`` is a claim about the whole prefix, so it is verified from event 0 on and
+cannot be combined with ``start``/``stop``.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from ledger.environment import META_HEAD_HASH, META_HEAD_SEQ, seq_key
 from ledger.errors import LedgerUsageError
 from ledger.record import (
     HASH_SIZE,
+    MAX_SEQ,
     DecodedRecord,
     RecordError,
     decode_record,
@@ -47,6 +55,7 @@ __all__ = [
     "VerifyResult",
     "parse_head",
     "verify",
+    "verify_runs",
 ]
 
 CODES: Final = (
@@ -93,6 +102,8 @@ def parse_head(text: str) -> Head:
     seq_text, sep, hash_text = text.strip().partition(":")
     if not sep or not seq_text.isdigit():
         raise LedgerUsageError(f"expected head {text!r}: expected SEQ:HASH, e.g. 41:ab12...")
+    if len(seq_text) > 20 or int(seq_text) > MAX_SEQ:
+        raise LedgerUsageError(f"expected head {text!r}: SEQ must be at most {MAX_SEQ}")
     try:
         digest = bytes.fromhex(hash_text)
     except ValueError:
@@ -115,11 +126,18 @@ def verify(
     ``progress(done, total)`` is called every few thousand events and at the end.
     """
     begin = 0 if start is None else start
-    if type(begin) is not int or begin < 0:
-        raise LedgerUsageError(f"start: expected a non-negative integer, got {start!r}")
-    if stop is not None and (type(stop) is not int or stop < begin):
-        raise LedgerUsageError(f"stop: expected an integer >= start, got {stop!r}")
+    if type(begin) is not int or not 0 <= begin <= MAX_SEQ:
+        raise LedgerUsageError(f"start: expected an integer from 0 to {MAX_SEQ}, got {start!r}")
+    if stop is not None and (type(stop) is not int or not begin <= stop <= MAX_SEQ + 1):
+        raise LedgerUsageError(
+            f"stop: expected an integer from start to {MAX_SEQ + 1}, got {stop!r}"
+        )
     expected = parse_head(expect_head) if isinstance(expect_head, str) else expect_head
+    if expected is not None and (begin != 0 or stop is not None):
+        raise LedgerUsageError(
+            "expect_head proves the whole prefix from event 0 to the expected head: "
+            "it cannot be combined with start/stop"
+        )
     if isinstance(ledger, Ledger):
         return _verify_handle(ledger, begin, stop, expected, progress)
     with Ledger.open(ledger, readonly=True) as handle:
@@ -133,13 +151,34 @@ def _verify_handle(
         return _Verifier(snap, start, stop, progress).run(expect)
 
 
-def _first_bad(findings: list[Finding]) -> int | None:
-    mismatched = {f.seq for f in findings if f.code == "sequence-mismatch"}
+def verify_runs(
+    handle: Ledger, progress: Progress | None = None
+) -> tuple[VerifyResult, dict[bytes, list[int]]]:
+    """Verify the whole ledger, and say which events each run holds *by the chain itself*.
+
+    The second value maps every ``run_id`` seen in a decodable event to its seqs in order,
+    ordered by each run's first event — independent of the ``runs`` index, so a run whose
+    index rows were deleted is still listed. Index rows naming a run no event carries are
+    added with no seqs.
+    """
+    with handle.snapshot() as snap:
+        verifier = _Verifier(snap, 0, None, progress)
+        verifier.run_seqs = {}
+        result = verifier.run(None)
+        runs = verifier.run_seqs
+        for row_key, _value in snap.run_rows():
+            if len(row_key) >= 5:
+                runs.setdefault(row_key[:-4], [])
+    return result, runs
+
+
+def _first_bad(findings: list[Finding], unlinked: set[int]) -> int | None:
+    """The first seq not proven: S-1 for a finding at S that leaves S-1's link unchecked."""
     candidates: list[int] = []
     for finding in findings:
         if finding.seq is None:
             continue
-        if finding.code == "chain-break" and finding.seq not in mismatched:
+        if finding.code == "chain-break" or finding.seq in unlinked:
             candidates.append(max(finding.seq - 1, 0))
         else:
             candidates.append(finding.seq)
@@ -163,9 +202,15 @@ class _Verifier:
         self.indexed = 0
         self.checked = 0
         self.last_seen: tuple[int, bytes | None] | None = None
+        # Seqs whose prev_hash link could not be checked (missing, undecodable, another
+        # seq's record): the event before each is vouched for by nothing.
+        self.unlinked: set[int] = set()
+        self.run_seqs: dict[bytes, list[int]] | None = None
 
-    def add(self, seq: int | None, code: str, detail: str) -> None:
+    def add(self, seq: int | None, code: str, detail: str, *, unlinked: bool = False) -> None:
         self.findings.append(Finding(seq, code, detail))
+        if unlinked and seq is not None:
+            self.unlinked.add(seq)
 
     def run(self, expect: Head | None) -> VerifyResult:
         last_key = self.snap.last_event_key()
@@ -193,7 +238,7 @@ class _Verifier:
             ok=not findings,
             events=self.checked,
             head=head,
-            first_bad_seq=_first_bad(self.findings),
+            first_bad_seq=_first_bad(self.findings, self.unlinked),
             findings=findings,
         )
 
@@ -202,6 +247,7 @@ class _Verifier:
     def _walk(self, total: int) -> None:
         prev = self._prev_for_start()
         expected = self.start
+        prev_seq = self.start - 1
         for key, raw in self.snap.event_items(self.start, self.stop):
             if len(key) != 8:
                 self.add(None, "malformed-record", f"events key {key.hex()} is not 8 bytes")
@@ -211,9 +257,15 @@ class _Verifier:
                 missing = (
                     f"event {expected}" if seq == expected + 1 else f"events {expected}..{seq - 1}"
                 )
-                self.add(expected, "sequence-gap", f"{missing} missing before event {seq}")
-            prev = self._check_event(seq, raw, prev)
+                self.add(
+                    expected,
+                    "sequence-gap",
+                    f"{missing} missing before event {seq}",
+                    unlinked=True,
+                )
+            prev = self._check_event(seq, raw, prev, prev_seq)
             self.last_seen = (seq, prev)
+            prev_seq = seq
             expected = seq + 1
             self.checked += 1
             if self.progress is not None and self.checked % _PROGRESS_EVERY == 0:
@@ -225,7 +277,9 @@ class _Verifier:
             return self.snap.genesis
         raw = self.snap.event_raw(self.start - 1)
         if raw is None:
-            self.add(self.start - 1, "sequence-gap", f"event {self.start - 1} is missing")
+            self.add(
+                self.start - 1, "sequence-gap", f"event {self.start - 1} is missing", unlinked=True
+            )
             return None
         decoded = self._decode(self.start - 1, raw, report=False)
         return None if decoded is None else decoded.event.hash
@@ -236,20 +290,20 @@ class _Verifier:
         except RecordError as exc:
             if exc.code != "non-canonical-record":
                 if report:
-                    self.add(seq, exc.code, exc.detail)
+                    self.add(seq, exc.code, exc.detail, unlinked=True)
                 return None
             strict_detail = exc.detail
         try:
             decoded = decode_record_lenient(raw)
         except RecordError as exc:
             if report:
-                self.add(seq, "malformed-record", exc.detail)
+                self.add(seq, "malformed-record", exc.detail, unlinked=True)
             return None
         if report:
             self.add(seq, "non-canonical-record", strict_detail)
         return decoded
 
-    def _check_event(self, seq: int, raw: bytes, prev: bytes | None) -> bytes | None:
+    def _check_event(self, seq: int, raw: bytes, prev: bytes | None, prev_seq: int) -> bytes | None:
         """Check one stored record; return its hash (None when it cannot be computed)."""
         decoded = self._decode(seq, raw, report=True)
         if decoded is None:
@@ -257,7 +311,10 @@ class _Verifier:
         event = decoded.event
         if event.seq != seq:
             self.add(
-                seq, "sequence-mismatch", f"stored as event {seq} but the record says {event.seq}"
+                seq,
+                "sequence-mismatch",
+                f"stored as event {seq} but the record says {event.seq}",
+                unlinked=True,
             )
         if prev is not None and event.prev_hash != prev:
             if seq == 0:
@@ -268,11 +325,12 @@ class _Verifier:
                     f"{_short(prev)} of ledger_id {self.snap.ledger_id.hex()}",
                 )
             else:
+                after_gap = "" if prev_seq == seq - 1 else ", the nearest event before the gap"
                 self.add(
                     seq,
                     "chain-break",
                     f"prev_hash {_short(event.prev_hash)} is not the hash {_short(prev)} "
-                    f"of event {seq - 1}",
+                    f"of event {prev_seq}{after_gap}",
                 )
         if not decoded.payload_ok:
             self.add(
@@ -283,6 +341,8 @@ class _Verifier:
             )
         if event.run_id is not None:
             self._check_index(seq, event.run_id)
+            if self.run_seqs is not None:
+                self.run_seqs.setdefault(event.run_id, []).append(seq)
         return event.hash
 
     # -- the runs index ------------------------------------------------------------------
@@ -390,6 +450,7 @@ class _Verifier:
                 last_seq + 1,
                 "head-mismatch",
                 f"meta head is event {head_seq} but the last event is {last_seq}",
+                unlinked=True,
             )
         elif last_hash is not None and digest != last_hash:
             self.add(
@@ -407,10 +468,16 @@ class _Verifier:
                 0 if last_seq is None else last_seq + 1,
                 "expected-head-missing",
                 f"expected event {expect.seq} ({_short(expect.hash)}) but the ledger {ends}",
+                unlinked=True,
             )
             return
         if self.snap.event_raw(expect.seq) is None:
-            self.add(expect.seq, "expected-head-missing", f"event {expect.seq} is missing")
+            self.add(
+                expect.seq,
+                "expected-head-missing",
+                f"event {expect.seq} is missing",
+                unlinked=True,
+            )
             return
         actual = self._hash_of(expect.seq)
         if actual != expect.hash:

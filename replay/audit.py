@@ -8,15 +8,20 @@ the pure planner on the recorded spec and profile), then what ran (``transcript`
 produce is reported as skipped, never as passed.
 
 Reading is all this needs: a read-only :class:`ledger.Ledger` handle is enough, and the
-audit never writes. When particular runs are named, the chain is verified only up to the
-last of their events (a chain is proven from genesis forward, so that is sufficient).
+audit never writes. The whole chain, genesis to head, is always verified — also when
+particular runs are named: an event is proven only by the next event's link to it, so a
+run's own tail is vouched for by what comes after it. The verify result is part of the
+report, and any ledger finding makes the audit fail. Runs are enumerated from the events
+themselves (every ``run_id`` the chain carries, plus any the ``runs`` index names), never
+from the index alone, so a run whose index rows were deleted is still audited.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
-from ledger import Event, Ledger, LedgerError, RunSummary, verify
+from ledger import Event, Ledger, LedgerError, RunSummary, verify_runs
 from replay.checks import (
     CHECK_NAMES,
     REFUSED_CHECK_NAMES,
@@ -52,45 +57,64 @@ def audit(
 ) -> AuditReport:
     """Audit ``run_ids`` (default: every run, in ledger order) of an open ledger."""
     try:
-        summaries = ledger.runs()
-    except LedgerError as exc:
-        return AuditReport([], error=f"the ledger's run index cannot be read: {exc}")
-    targets = _select(summaries, run_ids)
-    stop = None if run_ids is None else max((s.last_seq for s in targets), default=-1) + 1
-    try:
-        result = verify(
+        result, runs = verify_runs(
             ledger,
-            stop=stop,
             progress=None if progress is None else (lambda d, t: progress("chain", d, t)),
         )
     except LedgerError as exc:
         return AuditReport([], error=f"the ledger cannot be verified: {exc}")
+    targets = _select(list(runs), run_ids)
     chain = ChainEvidence.of(result.first_bad_seq, result.findings, result.events)
     audits: list[RunAudit] = []
-    for done, summary in enumerate(targets, start=1):
-        try:
-            events: list[Event] | None = ledger.run_events(summary.run_id)
-            read_error = None
-        except LedgerError as exc:
-            events, read_error = None, str(exc)
-        audits.append(audit_run(summary, events, chain, read_error))
+    for done, run_id in enumerate(targets, start=1):
+        seqs = runs[run_id]
+        events, read_error = _read(ledger, run_id, seqs)
+        audited = audit_run(_summary(run_id, seqs, events), events, chain, read_error)
+        if events is None:  # no event to take a time from
+            audited = dataclasses.replace(audited, time_ns=None)
+        audits.append(audited)
         if progress is not None:
             progress("runs", done, len(targets))
-    return AuditReport(audits)
+    return AuditReport(audits, ledger=result)
 
 
-def _select(summaries: list[RunSummary], run_ids: Iterable[bytes] | None) -> list[RunSummary]:
+def _read(ledger: Ledger, run_id: bytes, seqs: list[int]) -> tuple[list[Event] | None, str | None]:
+    """The run's events as the chain holds them (strictly decoded), or why they cannot be."""
+    if not seqs:
+        return None, f"the runs index names run {run_id.hex()} but no event carries it"
+    try:
+        return [ledger.get(seq) for seq in seqs], None
+    except LedgerError as exc:
+        return None, str(exc)
+
+
+def _summary(run_id: bytes, seqs: list[int], events: list[Event] | None) -> RunSummary:
+    first = events[0] if events else None
+    last = events[-1] if events else None
+    return RunSummary(
+        run_id=run_id,
+        first_seq=seqs[0] if seqs else -1,
+        last_seq=seqs[-1] if seqs else -1,
+        count=len(seqs),
+        first_time_ns=0 if first is None else first.time_ns,
+        last_time_ns=0 if last is None else last.time_ns,
+        last_kind="" if last is None else last.kind,
+        outcome=None,
+    )
+
+
+def _select(recorded: list[bytes], run_ids: Iterable[bytes] | None) -> list[bytes]:
     if run_ids is None:
-        return summaries
-    by_id = {summary.run_id: summary for summary in summaries}
-    chosen: list[RunSummary] = []
+        return recorded
+    known = set(recorded)
+    chosen: list[bytes] = []
     for run_id in run_ids:
         if not isinstance(run_id, bytes):
             raise ReplayUsageError(f"run id {run_id!r}: expected bytes")
-        if run_id not in by_id:
+        if run_id not in known:
             raise ReplayUsageError(f"run {run_id.hex()}: no such run in the ledger")
-        if by_id[run_id] not in chosen:
-            chosen.append(by_id[run_id])
+        if run_id not in chosen:
+            chosen.append(run_id)
     return chosen
 
 

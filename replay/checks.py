@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from bvisor import canonical
 from bvisor.contract.lowering import lowering_digest
 from bvisor.contract.plan import plan_identity
-from bvisor.contract.report import stream_digest
+from bvisor.contract.report import BoundaryReportBody, ExitStatus, stream_digest
 from bvisor.contract.report_inputs import admitted_requirements, profile_label
+from bvisor.contract.spec import BoundarySpec
 from bvisor.contract.transcript import (
     OUTCOMES_BY_TERMINAL,
     TranscriptError,
@@ -29,7 +30,7 @@ from bvisor.digest import Purpose, digest_bytes, digest_value
 from ledger import Finding
 from replay.derive import Rederived
 from replay.diff import first_difference, show
-from replay.events import GrammarError, ParsedRun, StreamChunk, parse_run
+from replay.events import Admitted, GrammarError, ParsedRun, StreamChunk, parse_run
 from replay.results import CheckResult
 
 __all__ = [
@@ -235,6 +236,7 @@ def _check_refusal(parsed: ParsedRun, derived: Rederived) -> CheckResult:
         ("code", recorded.code, again.code),
         ("requirement", recorded.requirement, again.requirement),
         ("missing_fact", recorded.missing_fact, again.missing_fact),
+        ("detail", recorded.detail, again.detail),
     )
     for field, was, now in pairs:
         if was != now:
@@ -509,11 +511,9 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
             f"launcher_terminal facts {terminals} do not say the recorded terminal "
             f"{recorded_terminal!r}"
         )
-    exit_status = body.exit
-    if body.outcome.value == "completed" and (exit_status is None or exit_status.code != 0):
-        problems.append("outcome completed without exit code 0")
-    if body.outcome.value == "failed" and (exit_status is None or exit_status.code in (None, 0)):
-        problems.append("outcome failed without a non-zero exit code")
+    problems += _outcome_problems(body, states, notes)
+    problems += _witness_problems(body, admitted.spec)
+    problems += _fact_problems(body, admitted, notes)
     if problems:
         return CheckResult.failed(name, "; ".join(problems))
     return CheckResult.passed(
@@ -521,6 +521,132 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
         f"ids, outcome {body.outcome.value}, exit, {len(body.admitted)} admitted requirements, "
         f"{len(notes)} launcher notes and {len(body.budget_witnesses)} budget witnesses agree",
     )
+
+
+_EXIT_NOTE = "workload exit "
+_PID_NOTE = "workload pid="
+_ERRANT_OUTCOMES = frozenset({"unsupported", "denied", "supervisor_fault"})
+
+
+def _exit_text(exit_status: ExitStatus | None) -> str:
+    if exit_status is None:
+        return "no exit"
+    if exit_status.signal is not None:
+        return f"exit signal={exit_status.signal}"
+    return f"exit code={exit_status.code}"
+
+
+def _outcome_problems(
+    body: BoundaryReportBody, states: Sequence[str], notes: Sequence[str]
+) -> list[str]:
+    """The exit agrees with the launcher's note, and the outcome agrees with the exit."""
+    problems: list[str] = []
+    exit_status, outcome = body.exit, body.outcome.value
+    facts = {f.kind for f in body.observed}
+    noted = [n.removeprefix(_EXIT_NOTE) for n in notes if n.startswith(_EXIT_NOTE)]
+    if noted and "host_interrupted" not in facts:
+        if len(set(noted)) > 1:
+            problems.append(f"the transcript notes more than one workload exit ({noted})")
+        elif exit_status is None or _exit_text(exit_status) != f"exit {noted[-1]}":
+            problems.append(
+                f"report {_exit_text(exit_status)}, but the launcher noted workload exit "
+                f"{noted[-1]}"
+            )
+    code = None if exit_status is None else exit_status.code
+    signal = None if exit_status is None else exit_status.signal
+    if outcome == "completed" and code != 0:
+        problems.append(f"outcome completed with {_exit_text(exit_status)} (needs exit code 0)")
+    elif outcome == "failed" and code in (None, 0):
+        problems.append(
+            f"outcome failed with {_exit_text(exit_status)} (needs a non-zero exit code)"
+        )
+    elif outcome in ("timeout", "killed") and signal is None:
+        interrupted = outcome == "killed" and exit_status is None and "host_interrupted" in facts
+        if not interrupted:
+            problems.append(
+                f"outcome {outcome} with {_exit_text(exit_status)} (needs an exit signal; "
+                "a workload that exited with a code was not killed)"
+            )
+    elif outcome in _ERRANT_OUTCOMES and exit_status is not None and "ExecSucceeded" not in states:
+        problems.append(
+            f"outcome {outcome} with {_exit_text(exit_status)}, but the transcript never "
+            "reached ExecSucceeded (no workload ran to exit)"
+        )
+    return problems
+
+
+def _witness_problems(body: BoundaryReportBody, spec: BoundarySpec) -> list[str]:
+    """Each witness states the spec's limit and guarantee, and ``exceeded`` follows from them."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    oom = any(
+        f.kind == "budget_exceeded" and f.detail.startswith("resident_bytes") for f in body.observed
+    )
+    for witness in body.budget_witnesses:
+        name = witness.dimension.value
+        if name in seen:
+            problems.append(f"budget witness {name} appears twice")
+        seen.add(name)
+        budget = spec.budgets.get(witness.dimension)
+        if budget is None:
+            if witness.limit is not None or witness.guarantee != "unrequested":
+                problems.append(
+                    f"budget witness {name}: the spec did not request it, so limit must be "
+                    f"null and guarantee 'unrequested' (report: limit {witness.limit}, "
+                    f"guarantee {witness.guarantee!r})"
+                )
+        else:
+            if witness.limit != budget.limit:
+                problems.append(
+                    f"budget witness {name}: limit {witness.limit}, the spec's limit is "
+                    f"{budget.limit}"
+                )
+            if witness.guarantee != budget.guarantee.value:
+                problems.append(
+                    f"budget witness {name}: guarantee {witness.guarantee!r}, the spec asks "
+                    f"{budget.guarantee.value!r}"
+                )
+        over = (
+            witness.observed is not None
+            and witness.limit is not None
+            and witness.observed > witness.limit
+        )
+        oom_exceeded = oom and name == "resident_bytes" and budget is not None
+        if witness.exceeded != over and not (witness.exceeded and oom_exceeded):
+            problems.append(
+                f"budget witness {name}: exceeded={witness.exceeded}, but observed "
+                f"{witness.observed} against limit {witness.limit} says {over}"
+            )
+    return problems
+
+
+def _fact_problems(body: BoundaryReportBody, admitted: Admitted, notes: Sequence[str]) -> list[str]:
+    """Facts that restate recorded evidence must restate it exactly."""
+    problems: list[str] = []
+    lengths = {record.name: record.length for record in body.streams}
+    pids = [n.removeprefix(_PID_NOTE) for n in notes if n.startswith(_PID_NOTE)]
+    identity = admitted.profile.facts.launcher_identity
+    for fact in body.observed:
+        if fact.kind == "stream_captured":
+            name, _, total = fact.detail.partition(" bytes=")
+            if name not in lengths or total != str(lengths[name]):
+                shown = "no such stream" if name not in lengths else f"length {lengths[name]}"
+                problems.append(
+                    f"stream_captured fact {fact.detail!r} disagrees with the report's "
+                    f"stream record ({shown})"
+                )
+        elif fact.kind == "workload_launched":
+            if not pids or fact.detail != f"pid={pids[-1]}":
+                noted = f"pid={pids[-1]}" if pids else "no workload pid"
+                problems.append(
+                    f"workload_launched fact {fact.detail!r}, but the launcher noted {noted}"
+                )
+        elif fact.kind == "launcher_identity" and identity is not None and fact.detail != identity:
+            problems.append(
+                f"launcher_identity fact {fact.detail[:16]!r} is not the profile's "
+                f"launcher identity {identity[:16]!r}"
+            )
+    return problems
 
 
 def check_seal(parsed: ParsedRun) -> CheckResult:

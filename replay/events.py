@@ -11,7 +11,11 @@ disagree about what was digested), and the events must follow the grammar
                   -> run.streams* -> report.sealed
     plan.refused                      (alone)
 
-with ``index`` fields counting 0, 1, 2, ... and ``attempt_id`` equal to the run id. A
+with ``index`` fields counting 0, 1, 2, ... and ``attempt_id`` equal to the run id.
+``note.*`` events (external evidence appended with ``bvisor-ledger append``) may be
+attached to a run anywhere after its ``plan.admitted`` / ``plan.refused``; they are not
+part of the grammar and are set aside before it is checked (a note *before* the plan is
+still an error: a run starts with its plan). A
 well-formed prefix that stops before ``run.terminal`` is *incomplete* (the host crashed or
 is still running) — :attr:`ParsedRun.complete` says so; it is never treated as valid.
 A ``run.terminal`` that is not followed by ``report.sealed`` is an error, not an incomplete
@@ -67,6 +71,7 @@ LAUNCHER_PHASE = "launcher.phase"
 RUN_TERMINAL = "run.terminal"
 RUN_STREAMS = "run.streams"
 REPORT_SEALED = "report.sealed"
+NOTE_PREFIX = "note."
 
 T = TypeVar("T")
 
@@ -410,6 +415,7 @@ def parse_run(run_id: bytes, events: Sequence[Event]) -> ParsedRun:
         raise GrammarError("the run has no events")
     _check_run_ids(events, run_id)
     first = events[0]
+    events = [first, *(e for e in events[1:] if not e.kind.startswith(NOTE_PREFIX))]
     if first.kind == PLAN_REFUSED:
         if len(events) > 1:
             raise GrammarError(

@@ -2,8 +2,10 @@
 
 The table has one row per run — run id prefix, verdict, recorded outcome, time of the
 run's first event (UTC) — followed by every check that did not pass, with its detail, so
-the reason for a ``failed`` or ``incomplete`` verdict is on screen without ``--json``.
-The JSON shape is ``{"ok", "runs": [{"run_id", "verdict", "checks": [{"name", "ok",
+the reason for a ``failed`` or ``incomplete`` verdict is on screen without ``--json``,
+and then — when the full-chain ``ledger verify`` found anything — every ledger finding.
+The JSON shape is ``{"ok", "ledger": {"ok", "events", "first_bad_seq", "findings": [{"seq",
+"code", "detail"}]}, "runs": [{"run_id", "verdict", "checks": [{"name", "ok",
 "detail"}]}]}`` (plus ``"error"`` when the ledger could not be audited at all).
 """
 
@@ -17,6 +19,7 @@ from replay.results import AuditReport, RunAudit
 __all__ = ["ID_PREFIX", "render_json", "render_table"]
 
 ID_PREFIX = 16
+_MAX_SHOWN = 50
 
 
 def _time(time_ns: int | None) -> str:
@@ -51,6 +54,18 @@ def render_table(report: AuditReport) -> str:
         lines.append(f"{run.run_id.hex()} {run.verdict}:")
         for check in failing:
             lines.append(f"  {check.name}: {check.detail}")
+    ledger = report.ledger
+    if ledger is not None and not ledger.ok:
+        lines.append("")
+        lines.append(
+            f"ledger FAILED verify: {len(ledger.findings)} finding(s); "
+            f"first bad seq {ledger.first_bad_seq}"
+        )
+        for finding in ledger.findings[:_MAX_SHOWN]:
+            where = "-" if finding.seq is None else str(finding.seq)
+            lines.append(f"  seq {where}: {finding.code}: {finding.detail}")
+        if len(ledger.findings) > _MAX_SHOWN:
+            lines.append(f"  ... and {len(ledger.findings) - _MAX_SHOWN} more (see --json)")
     counts: dict[str, int] = {}
     for run in report.runs:
         counts[run.verdict] = counts.get(run.verdict, 0) + 1

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from ledger import VerifyResult
+
 __all__ = [
     "CHECKED",
     "FAILED",
@@ -114,21 +116,34 @@ class RunAudit:
 
 @dataclass(frozen=True, slots=True)
 class AuditReport:
-    """Every audited run; ``ok`` only when each one is verified (and there was no error).
+    """Every audited run and the full-chain verify; ``ok`` only when all of them hold.
 
-    ``error`` is set when the ledger could not be audited at all (e.g. its run index
-    cannot be read); ``ok`` is then False.
+    ``ledger`` is the ``ledger.verify`` result over the whole chain (genesis to head) the
+    runs were judged against: any finding there — a deleted index row, a stale meta head,
+    damage outside every run — makes ``ok`` False even when each run looks verified.
+    ``error`` is set when the ledger could not be audited at all; ``ok`` is then False.
     """
 
     runs: list[RunAudit]
     error: str | None = None
+    ledger: VerifyResult | None = None
 
     @property
     def ok(self) -> bool:
-        return self.error is None and all(run.ok for run in self.runs)
+        ledger_ok = self.ledger is None or self.ledger.ok
+        return self.error is None and ledger_ok and all(run.ok for run in self.runs)
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"ok": self.ok, "runs": [run.to_json() for run in self.runs]}
+        if self.ledger is not None:
+            out["ledger"] = {
+                "ok": self.ledger.ok,
+                "events": self.ledger.events,
+                "first_bad_seq": self.ledger.first_bad_seq,
+                "findings": [
+                    {"seq": f.seq, "code": f.code, "detail": f.detail} for f in self.ledger.findings
+                ],
+            }
         if self.error is not None:
             out["error"] = self.error
         return out

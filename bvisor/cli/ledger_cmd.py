@@ -3,6 +3,7 @@
 Subcommands (each takes ``--ledger DIR`` and ``--json``, before or after its name):
 
 * ``append --kind KIND [--run RUN_ID] (--data JSON | --file PATH | -)`` appends one event
+  (the kinds bvisor records runs with, ``plan.admitted`` ... ``report.sealed``, are refused)
   and prints ``SEQ:HASH`` (the same form ``head`` prints and ``verify --expect-head`` takes).
   ``--file`` and ``-`` read the JSON value from a file or stdin.
 * ``append --batch [--kind KIND] [--run RUN_ID] [--group N]`` reads JSON lines from stdin,
@@ -10,7 +11,8 @@ Subcommands (each takes ``--ledger DIR`` and ``--json``, before or after its nam
   and appends them in one process, committing every N lines (default 512) and at the end
   of input. The first bad line is reported with its line number; the lines before it are
   committed, nothing after it is appended, and the exit status is 2.
-* ``verify [--from SEQ] [--to SEQ] [--expect-head SEQ:HASH]`` (``--to`` is inclusive):
+* ``verify [--from SEQ] [--to SEQ] | [--expect-head SEQ:HASH]`` (``--to`` is inclusive;
+  ``--expect-head`` always verifies from event 0 and is refused with a range):
   exit 0 intact, 1 a finding, 2 bad usage or not a ledger. Progress goes to stderr when it
   is a terminal and the range is large.
 * ``log [--run RUN_ID] [--kind KIND] [--limit N]``: one line per event; ``--kind`` takes an
@@ -22,7 +24,8 @@ Run ids are written in hexadecimal (attempt ids are random bytes). JSON input ma
 floats, NaN or duplicate keys — the ledger stores canonical CBOR, which has none. In JSON
 output, byte strings are shown as lowercase hex. Exit status: 0 success; 1 a verify finding,
 an unknown seq or run, an empty ledger for ``head``, or a damaged ledger on read; 2 bad
-usage, bad input or not a ledger. User mistakes never produce a traceback.
+usage, bad input or not a ledger. User mistakes never produce a traceback. A SEQ is at most
+2^64-2.
 
 The ledger directory defaults to ``$BVISOR_LEDGER``, else ``$XDG_DATA_HOME/bvisor/ledger``.
 """
@@ -53,8 +56,8 @@ from ledger import (
     verify,
 )
 from ledger.errors import LedgerUsageError
-from ledger.kinds import check_kind
-from ledger.record import check_run_id, encode_payload
+from ledger.kinds import RUN_KINDS, check_kind
+from ledger.record import MAX_SEQ, check_run_id, encode_payload
 from ledger.runs import RunLookupError, RunNotFound, resolve_run_prefix
 
 __all__ = ["build_parser", "main"]
@@ -90,6 +93,16 @@ def _non_negative(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _seq(text: str) -> int:
+    """A sequence number: 0 .. 2^64-2 (so that SEQ + 1 still fits the 8-byte key)."""
+    if len(text.strip()) > 40:
+        raise argparse.ArgumentTypeError(f"{text[:24]!r}... is not a sequence number")
+    value = _non_negative(text)
+    if value > MAX_SEQ:
+        raise argparse.ArgumentTypeError(f"{text!r} is larger than the largest seq {MAX_SEQ}")
     return value
 
 
@@ -152,9 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     append.set_defaults(handler=_cmd_append)
 
     check = add("verify", "recompute every hash, link and index; exit 0 intact, 1 finding")
-    check.add_argument("--from", dest="start", type=_non_negative, metavar="SEQ")
-    check.add_argument("--to", dest="to", type=_non_negative, metavar="SEQ", help="inclusive")
-    check.add_argument("--expect-head", metavar="SEQ:HASH", help="prove this prefix is intact")
+    check.add_argument("--from", dest="start", type=_seq, metavar="SEQ")
+    check.add_argument("--to", dest="to", type=_seq, metavar="SEQ", help="inclusive")
+    check.add_argument(
+        "--expect-head",
+        metavar="SEQ:HASH",
+        help="prove events 0..SEQ are intact (verifies from event 0; not with --from/--to)",
+    )
     check.set_defaults(handler=_cmd_verify)
 
     log = add("log", "list events, oldest first")
@@ -164,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     log.set_defaults(handler=_cmd_log)
 
     show = add("show", "print one event with its payload")
-    show.add_argument("seq", type=_non_negative, metavar="SEQ")
+    show.add_argument("seq", type=_seq, metavar="SEQ")
     show.set_defaults(handler=_cmd_show)
 
     add("runs", "one line per run: id, outcome, time").set_defaults(handler=_cmd_runs)
@@ -363,9 +380,16 @@ def _cmd_append(args: argparse.Namespace) -> int:
 
 def _checked_kind(kind: object, where: str) -> str:
     try:
-        return check_kind(kind)
+        checked = check_kind(kind)
     except LedgerError as exc:
         raise _UsageError(f"{where}: {exc}") from None
+    if checked in RUN_KINDS:
+        raise _UsageError(
+            f"{where}: {checked!r} is reserved for runs recorded by bvisor itself "
+            f"({', '.join(RUN_KINDS)}); external evidence uses note.* kinds such as "
+            "note.external"
+        )
+    return checked
 
 
 def _read_text(path: str) -> str:
@@ -473,6 +497,11 @@ def _append_batch(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    if args.expect_head is not None and (args.start is not None or args.to is not None):
+        raise _UsageError(
+            "verify: --expect-head proves every event from 0 to the expected head, so it "
+            "cannot be combined with --from/--to (drop the range)"
+        )
     expect = None if args.expect_head is None else _parse_expected(args.expect_head)
     start = args.start
     stop = None if args.to is None else args.to + 1

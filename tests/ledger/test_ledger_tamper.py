@@ -66,7 +66,7 @@ def test_deleted_event(path: Path) -> None:
         assert txn.delete(key(4), db=dbs["events"])
     found, first_bad = codes(path)
     assert sorted(found) == [(4, "index-mismatch"), (4, "sequence-gap"), (5, "chain-break")]
-    assert first_bad == 4  # RUN_A's index row 2 still points at the hole
+    assert first_bad == 3  # with event 4 gone, no link vouches for event 3
 
 
 def test_swapped_events(path: Path) -> None:
@@ -75,7 +75,7 @@ def test_swapped_events(path: Path) -> None:
     put_record(path, 5, four)
     found, first_bad = codes(path)
     assert (4, "sequence-mismatch") in found and (5, "sequence-mismatch") in found
-    assert first_bad == 4
+    assert first_bad == 3  # slot 4 holds event 5's record: nothing links to event 3
 
 
 def test_changed_meta_head_hash(path: Path) -> None:
@@ -108,8 +108,9 @@ def test_truncated_tail_found_only_with_expected_head(path: Path) -> None:
         txn.put(b"head_seq", key(6), db=dbs["meta"])
         txn.put(b"head_hash", six.hash, db=dbs["meta"])
     assert codes(path) == ([], None)  # a shorter chain is still a valid chain
-    assert codes(path, expect_head=old_head) == ([(7, "expected-head-missing")], 7)
-    assert codes(path, expect_head=str(old_head)) == ([(7, "expected-head-missing")], 7)
+    # events 7..9 are gone, so no link vouches for event 6 either
+    assert codes(path, expect_head=old_head) == ([(7, "expected-head-missing")], 6)
+    assert codes(path, expect_head=str(old_head)) == ([(7, "expected-head-missing")], 6)
     assert codes(path, expect_head=f"6:{six.hash.hex()}") == ([], None)  # the prefix is intact
 
 
@@ -127,7 +128,7 @@ def test_valid_cbor_but_not_canonical(path: Path) -> None:
 def test_garbage_record(path: Path) -> None:
     put_record(path, 5, b"\xff\x00garbage")
     found, first_bad = codes(path)
-    assert found[0] == (5, "malformed-record") and first_bad == 5
+    assert found[0] == (5, "malformed-record") and first_bad == 4  # 5's link is unreadable
 
 
 def test_genesis_mismatch(path: Path) -> None:

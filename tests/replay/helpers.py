@@ -139,7 +139,8 @@ class FakeRun:
     witnesses: tuple[BudgetWitness, ...] = ()
 
 
-def _execution(attempt_id: bytes, fake: FakeRun) -> Any:
+def _execution(attempt_id: bytes, fake: FakeRun, plan: BoundaryPlan) -> Any:
+    """The facts ``launcher.backend`` writes for such an observation, in its order."""
     from launcher.backend import Execution
 
     run = Execution(attempt_id=attempt_id, outcome=fake.outcome, exit=fake.exit)
@@ -147,14 +148,21 @@ def _execution(attempt_id: bytes, fake: FakeRun) -> Any:
     run.stdout, run.stderr = fake.stdout, fake.stderr
     run.stdout_total, run.stderr_total = len(fake.stdout), len(fake.stderr)
     run.witnesses = list(fake.witnesses)
-    run.fact("launcher_identity", "code=00 entry=00")
+    run.fact("launcher_identity", plan.profile.facts.launcher_identity or "code=00 entry=00")
     terminal = None
+    pid = None
     for line in fake.lines:
         if line.startswith("# "):
             run.fact("launcher_note", line[2:])
+            if line.startswith("# workload pid="):
+                pid = line.removeprefix("# workload pid=")
         elif line in ("ExecSucceeded", "SetupRefused", "SetupFaulted"):
             terminal = line
+    if pid is not None:
+        run.fact("workload_launched", f"pid={pid}")
     run.fact("launcher_terminal", terminal or "none")
+    for name, data in (("stdout", fake.stdout), ("stderr", fake.stderr)):
+        run.fact("stream_captured", f"{name} bytes={len(data)}")
     return run
 
 
@@ -180,7 +188,7 @@ def record_synthetic(
         return attempt
     for index, line in enumerate(fake.lines):
         ledger.append("launcher.phase", {"index": index, "line": line}, attempt)
-    execution = _execution(attempt, fake)
+    execution = _execution(attempt, fake, plan)
     report = seal_report(runner.build_report_body(plan, execution))
     items: list[tuple[str, Any, bytes | None]] = [
         ("run.terminal", runner.terminal_payload(execution), attempt)

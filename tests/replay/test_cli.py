@@ -62,7 +62,9 @@ def test_json_has_the_documented_keys(good: Path, capsys: pytest.CaptureFixture[
     code, out, _ = _run(capsys, "--ledger", str(good), "--json")
     assert code == 0
     document = json.loads(out)
-    assert set(document) == {"ok", "runs"} and document["ok"] is True
+    assert set(document) == {"ok", "ledger", "runs"} and document["ok"] is True
+    assert document["ledger"]["ok"] is True and document["ledger"]["findings"] == []
+    assert document["ledger"]["first_bad_seq"] is None
     run = document["runs"][0]
     assert set(run) == {"run_id", "verdict", "checks"}
     assert run["run_id"] == FIRST.hex() and run["verdict"] == "verified"

@@ -203,10 +203,11 @@ def test_foreign_event_in_a_run_is_a_grammar_failure(source: Ledger, tmp_path: P
     def insert(events: list[Copied]) -> list[Copied]:
         admitted = _admitted(events)
         position = events.index(first(events, "run.terminal"))
-        events.insert(position, Copied("note.external", admitted.run_id, {"text": "hello"}))
+        events.insert(position, Copied("audit.remark", admitted.run_id, {"text": "hello"}))
         return events
 
-    assert "note.external" in _caught_by(_audit_forged(source, tmp_path, insert), "grammar")
+    # (note.* events are external evidence and may be attached to a run; other kinds not)
+    assert "audit.remark" in _caught_by(_audit_forged(source, tmp_path, insert), "grammar")
 
 
 def test_duplicated_terminal_is_a_grammar_failure(source: Ledger, tmp_path: Path) -> None:

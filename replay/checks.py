@@ -514,6 +514,7 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
     problems += _outcome_problems(body, states, notes)
     problems += _witness_problems(body, admitted.spec)
     problems += _fact_problems(body, admitted, notes)
+    problems += _marking_problems(body, notes)
     if problems:
         return CheckResult.failed(name, "; ".join(problems))
     return CheckResult.passed(
@@ -646,6 +647,50 @@ def _fact_problems(body: BoundaryReportBody, admitted: Admitted, notes: Sequence
                 f"launcher_identity fact {fact.detail[:16]!r} is not the profile's "
                 f"launcher identity {identity[:16]!r}"
             )
+    return problems
+
+
+_DANGER_NOTE = "DANGER test hook active: "
+_HOOK_FINDING = "DANGEROUS TEST HOOK ACTIVE: "
+_MEDIATED_FINDING = "mediated budget "
+
+
+def _marking_problems(body: BoundaryReportBody, notes: Sequence[str]) -> list[str]:
+    """Marks a forger would most like to drop or add must follow from the evidence.
+
+    * A run the launcher ran with a test hook (its own DANGER note) must carry the
+      ``test_hook_active`` fact and finding for that hook, and no run may claim a hook the
+      launcher did not note: a lying run can never pass for an honest one.
+    * A "mediated budget ... exceeded" finding exists exactly for the witnesses that say a
+      mediated budget was exceeded.
+    * This backend records no denied attempts and no artifacts.
+    """
+    problems: list[str] = []
+    noted = sorted(n.removeprefix(_DANGER_NOTE) for n in notes if n.startswith(_DANGER_NOTE))
+    marked = sorted(f.detail for f in body.observed if f.kind == "test_hook_active")
+    flagged = sorted(
+        f.removeprefix(_HOOK_FINDING).split(" ", 1)[0]
+        for f in body.findings
+        if f.startswith(_HOOK_FINDING)
+    )
+    if not noted == marked == flagged:
+        problems.append(
+            f"test hooks: launcher noted {noted}, report facts say {marked}, findings say {flagged}"
+        )
+    exceeded = sorted(
+        w.dimension.value for w in body.budget_witnesses if w.guarantee == "mediated" and w.exceeded
+    )
+    reported = sorted(
+        f.removeprefix(_MEDIATED_FINDING).split(" ", 1)[0]
+        for f in body.findings
+        if f.startswith(_MEDIATED_FINDING)
+    )
+    if exceeded != reported:
+        problems.append(
+            f"mediated budgets exceeded per witnesses {exceeded}, per findings {reported}"
+        )
+    if body.denied_attempts or body.artifacts:
+        problems.append("denied_attempts and artifacts must be empty: this backend records none")
     return problems
 
 

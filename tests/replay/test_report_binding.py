@@ -205,6 +205,10 @@ def test_resident_bytes_exceeded_needs_an_oom_fact(source: Ledger, tmp_path: Pat
                 sealed["body"]["observed"].append(
                     {"kind": "budget_exceeded", "detail": "resident_bytes: OOM-killed 1 task(s)"}
                 )
+                # As the backend writes it for any exceeded mediated budget.
+                sealed["body"]["findings"].append(
+                    "mediated budget resident_bytes exceeded: observed 5 > limit 8"
+                )
 
         return edit
 
@@ -250,3 +254,22 @@ def test_refusal_detail_is_bound(source: Ledger, tmp_path: Path) -> None:
     runs = _audit(source, tmp_path, edit)
     check = next(c for c in runs[2].checks if c.name == "h_a")
     assert runs[2].verdict == FAILED and not check.ok and "detail" in check.detail
+
+
+# -- marks a forger would drop or add ----------------------------------------------------------
+
+
+def test_dropping_a_test_hook_mark_or_a_mediated_finding_fails_report(
+    source: Ledger, tmp_path: Path
+) -> None:
+    def drop_hook_marks(events: list[Copied], runs: list[bytes]) -> None:
+        (sealed,) = _of(events, runs[0], "report.sealed")
+        sealed["body"]["findings"].append("DANGEROUS TEST HOOK ACTIVE: skip_seccomp — x")
+
+    assert "test hooks" in _report_fails(_audit(source, tmp_path / "a", drop_hook_marks))
+
+    def add_artifact(events: list[Copied], runs: list[bytes]) -> None:
+        (sealed,) = _of(events, runs[0], "report.sealed")
+        sealed["body"]["artifacts"].append("/tmp/forged")
+
+    assert "artifacts" in _report_fails(_audit(source, tmp_path / "b", add_artifact))

@@ -36,6 +36,7 @@ from bvisor.contract import (
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BudgetWitness
+from bvisor.contract.report_inputs import lowering_facts
 from bvisor.contract.transcript import TERMINAL_STATES
 from launcher.basement.cgroups import (
     CgroupError,
@@ -149,7 +150,7 @@ class LinuxBackend:
         except LoweringParamsError as exc:
             run.fact("lowering_params_invalid", str(exc))
             return run
-        _lowering_facts(run, plan, lowered)
+        run.observed.extend(lowering_facts(plan))
 
         def take_line(line: str) -> None:
             # Kept here as well as forwarded, so an interrupted run still knows its transcript.
@@ -314,31 +315,6 @@ def _prepare_cgroup(run: Execution, attempt: bytes, lowered: LoweredParams) -> R
             f"resident_bytes memory limit={cgroup.memory_limit} ({cgroup.memory_hierarchy})",
         )
     return cgroup
-
-
-def _lowering_facts(run: Execution, plan: BoundaryPlan, lowered: LoweredParams) -> None:
-    """Say, before anything runs, which requirement was lowered to which mechanism."""
-    if lowered.seccomp is not None and lowered.seccomp[0]:
-        run.fact("child_spawn_lowered", "deny_new_tasks: seccomp denies clone/clone3/fork/vfork")
-    elif lowered.cgroup is not None and _spawn_policy(plan) == "allow_descendants_within_boundary":
-        run.fact(
-            "child_spawn_lowered", "allow_descendants_within_boundary: cgroup leaf + cgroup.kill"
-        )
-    if lowered.netns:
-        run.fact("network_lowered", "deny_all: empty netns in a userns + seccomp socket filter")
-    keep = ",".join(str(fd) for fd in lowered.keep_fds)
-    run.fact("inherited_fds_lowered", f"only fds {keep} reach the workload")
-    names = ",".join(source.name for source in lowered.env)
-    run.fact("environment_lowered", f"exact environment: [{names}]")
-
-
-def _spawn_policy(plan: BoundaryPlan) -> str | None:
-    from bvisor.contract import ChildSpawn
-
-    for capability in plan.spec.capabilities:
-        if isinstance(capability, ChildSpawn):
-            return capability.policy.value
-    return None
 
 
 def _record_interruption(run: Execution) -> None:

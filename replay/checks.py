@@ -18,7 +18,13 @@ from bvisor import canonical
 from bvisor.contract.lowering import lowering_digest
 from bvisor.contract.plan import plan_identity
 from bvisor.contract.report import BoundaryReportBody, ExitStatus, stream_digest
-from bvisor.contract.report_inputs import admitted_requirements, profile_label
+from bvisor.contract.report_inputs import (
+    LOWERING_FACT_KINDS,
+    admitted_requirements,
+    filesystem_grants,
+    lowering_facts,
+    profile_label,
+)
 from bvisor.contract.spec import BoundarySpec
 from bvisor.contract.transcript import (
     OUTCOMES_BY_TERMINAL,
@@ -515,6 +521,7 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
     problems += _witness_problems(body, admitted.spec)
     problems += _fact_problems(body, admitted, notes)
     problems += _marking_problems(body, notes)
+    problems += _derived_fact_problems(body, derived)
     if problems:
         return CheckResult.failed(name, "; ".join(problems))
     return CheckResult.passed(
@@ -647,6 +654,27 @@ def _fact_problems(body: BoundaryReportBody, admitted: Admitted, notes: Sequence
                 f"launcher_identity fact {fact.detail[:16]!r} is not the profile's "
                 f"launcher identity {identity[:16]!r}"
             )
+    return problems
+
+
+def _derived_fact_problems(body: BoundaryReportBody, derived: Rederived) -> list[str]:
+    """Facts that follow from the plan alone must be exactly what the plan implies."""
+    plan = derived.plan
+    if plan is None:
+        return []
+    problems: list[str] = []
+    expected = [(f.kind, f.detail) for f in lowering_facts(plan)]
+    reported = [(f.kind, f.detail) for f in body.observed if f.kind in LOWERING_FACT_KINDS]
+    if reported != expected:
+        problems.append(f"lowering facts {reported} are not what the plan implies {expected}")
+    grants = filesystem_grants(plan)
+    confined = [f.detail for f in body.observed if f.kind == "filesystem_confined"]
+    if len(confined) > 1:
+        problems.append("more than one filesystem_confined fact")
+    for detail in confined:
+        extra = [item for item in detail.split(", ") if item not in grants]
+        if extra:
+            problems.append(f"filesystem_confined names grants the plan does not make: {extra}")
     return problems
 
 

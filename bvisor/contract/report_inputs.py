@@ -2,17 +2,38 @@
 
 The runner builds a report from them and replay re-derives them from the recorded plan,
 so both must use this one definition: which requirements were admitted (with their
-verdict and mechanism) and the profile label a report names.
+verdict and mechanism), the profile label a report names, the facts that say how each
+requirement was lowered, and the filesystem grants a ``filesystem_confined`` fact may
+name. Parameters are read as the canonical values the plan records (this module cannot
+depend on the launcher's typed view of them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from bvisor.contract import mechanisms as mech
 from bvisor.contract.admission import AdmissionRecord
+from bvisor.contract.capabilities import ChildSpawn, SpawnPolicy
+from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
-from bvisor.contract.report import AdmittedRequirement
+from bvisor.contract.report import AdmittedRequirement, ObservedFact
 from bvisor.contract.requirements import RequirementKind
 
-__all__ = ["admitted_requirements", "profile_label"]
+__all__ = [
+    "LOWERING_FACT_KINDS",
+    "admitted_requirements",
+    "filesystem_grants",
+    "lowering_facts",
+    "profile_label",
+]
+
+LOWERING_FACT_KINDS = (
+    "child_spawn_lowered",
+    "network_lowered",
+    "inherited_fds_lowered",
+    "environment_lowered",
+)
 
 
 def admitted_requirements(admission: AdmissionRecord) -> tuple[AdmittedRequirement, ...]:
@@ -33,3 +54,85 @@ def profile_label(profile: ProfileSnapshot) -> str:
     """A human label for the profile a run was admitted under (h_p is the binding one)."""
     facts = profile.facts
     return f"{profile.backend}:{facts.kernel_release}:{facts.arch}"
+
+
+def _params(plan: BoundaryPlan) -> dict[str, Mapping[str, object]]:
+    result: dict[str, Mapping[str, object]] = {}
+    for primitive in plan.lowering:
+        if isinstance(primitive.params, Mapping):
+            result[primitive.entry.id] = primitive.params
+    return result
+
+
+def _spawn_policy(plan: BoundaryPlan) -> SpawnPolicy | None:
+    for capability in plan.spec.capabilities:
+        if isinstance(capability, ChildSpawn):
+            return capability.policy
+    return None
+
+
+def lowering_facts(plan: BoundaryPlan) -> tuple[ObservedFact, ...]:
+    """The facts saying, before anything runs, which requirement became which mechanism."""
+    params = _params(plan)
+    facts: list[ObservedFact] = []
+    seccomp = params.get(mech.SECCOMP.id, {})
+    if seccomp.get("deny_new_tasks") is True:
+        facts.append(
+            ObservedFact(
+                "child_spawn_lowered", "deny_new_tasks: seccomp denies clone/clone3/fork/vfork"
+            )
+        )
+    elif (
+        mech.CGROUP_LEAF.id in params
+        and _spawn_policy(plan) is SpawnPolicy.ALLOW_DESCENDANTS_WITHIN_BOUNDARY
+    ):
+        facts.append(
+            ObservedFact(
+                "child_spawn_lowered",
+                "allow_descendants_within_boundary: cgroup leaf + cgroup.kill",
+            )
+        )
+    if mech.NETNS.id in params:
+        facts.append(
+            ObservedFact(
+                "network_lowered", "deny_all: empty netns in a userns + seccomp socket filter"
+            )
+        )
+    scrub = params.get(mech.AMBIENT_SCRUB.id, {})
+    raw_fds = scrub.get("keep_fds", [0, 1, 2])
+    fds = sorted(fd for fd in raw_fds if isinstance(fd, int)) if isinstance(raw_fds, list) else []
+    facts.append(
+        ObservedFact(
+            "inherited_fds_lowered", f"only fds {','.join(map(str, fds))} reach the workload"
+        )
+    )
+    raw_env = scrub.get("env", [])
+    names = (
+        [entry[0] for entry in raw_env if isinstance(entry, list) and entry]
+        if isinstance(raw_env, list)
+        else []
+    )
+    facts.append(
+        ObservedFact("environment_lowered", f"exact environment: [{','.join(map(str, names))}]")
+    )
+    return tuple(facts)
+
+
+def filesystem_grants(plan: BoundaryPlan) -> frozenset[str]:
+    """Every ``path=access`` a ``filesystem_confined`` fact may name for this plan."""
+    landlock = _params(plan).get(mech.LANDLOCK.id)
+    if landlock is None:
+        return frozenset()
+    grants: set[str] = set()
+    rules = landlock.get("rules", [])
+    for rule in rules if isinstance(rules, list) else []:
+        if isinstance(rule, Mapping):
+            grants.add(f"{rule.get('path')}={rule.get('access')}")
+    for key, access in (
+        ("system_read_roots", "read"),
+        ("device_rw", "read_write"),
+        ("device_read", "read"),
+    ):
+        paths = landlock.get(key, [])
+        grants.update(f"{path}={access}" for path in (paths if isinstance(paths, list) else []))
+    return frozenset(grants)

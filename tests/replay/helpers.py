@@ -141,9 +141,11 @@ class FakeRun:
 
 def _execution(attempt_id: bytes, fake: FakeRun, plan: BoundaryPlan) -> Any:
     """The facts ``launcher.backend`` writes for such an observation, in its order."""
+    from bvisor.contract.report_inputs import lowering_facts
     from launcher.backend import Execution
 
     run = Execution(attempt_id=attempt_id, outcome=fake.outcome, exit=fake.exit)
+    run.observed.extend(lowering_facts(plan))
     run.lines = list(fake.lines)
     run.stdout, run.stderr = fake.stdout, fake.stderr
     run.stdout_total, run.stderr_total = len(fake.stdout), len(fake.stderr)

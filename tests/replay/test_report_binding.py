@@ -273,3 +273,21 @@ def test_dropping_a_test_hook_mark_or_a_mediated_finding_fails_report(
         sealed["body"]["artifacts"].append("/tmp/forged")
 
     assert "artifacts" in _report_fails(_audit(source, tmp_path / "b", add_artifact))
+
+
+def test_a_lowering_fact_or_a_filesystem_grant_the_plan_does_not_imply_fails_report(
+    source: Ledger, tmp_path: Path
+) -> None:
+    def soften(events: list[Copied], runs: list[bytes]) -> None:
+        (sealed,) = _of(events, runs[0], "report.sealed")
+        for fact in sealed["body"]["observed"]:
+            if fact["kind"] == "inherited_fds_lowered":
+                fact["detail"] = "only fds 0,1,2,3 reach the workload"
+
+    assert "lowering facts" in _report_fails(_audit(source, tmp_path / "a", soften))
+
+    def widen(events: list[Copied], runs: list[bytes]) -> None:
+        (sealed,) = _of(events, runs[0], "report.sealed")
+        sealed["body"]["observed"].append({"kind": "filesystem_confined", "detail": "/=read"})
+
+    assert "grants the plan does not make" in _report_fails(_audit(source, tmp_path / "b", widen))

@@ -7,8 +7,7 @@ them is first touched.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bvisor._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -29,14 +28,4 @@ _LAZY: dict[str, str] = {
 __all__ = ["__version__", *sorted(_LAZY)]
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'bvisor' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports("bvisor", globals(), _LAZY)

@@ -14,8 +14,9 @@ does for the state machine on every launch — must not pay for importing all of
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bvisor._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from bvisor.contract.budgets import Budget, BudgetDimension, BudgetRequirements
@@ -243,14 +244,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'bvisor.contract' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports("bvisor.contract", globals(), _LAZY)

@@ -225,6 +225,11 @@ class LinuxBackend:
             run.outcome = Outcome.DENIED
             run.fact("launch_refused_by_host", str(exc))
             return None
+        except OSError as exc:
+            # The launcher could not be found or started: nothing ran; seal that, don't raise.
+            run.outcome = Outcome.SUPERVISOR_FAULT
+            run.fact("launcher_start_failed", str(exc))
+            return None
         finally:
             prepared.close()
 

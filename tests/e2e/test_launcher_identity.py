@@ -54,3 +54,20 @@ def test_a_launcher_changed_after_planning_is_refused_and_nothing_runs(tmp_path:
     refusals = [f.detail for f in body.observed if f.kind == "launch_refused_by_host"]
     assert refusals and "refusing to run different code than planned" in refusals[0]
     assert not marker.exists(), "the workload must never have started"
+
+
+def test_a_missing_launcher_is_a_sealed_refusal_not_a_crash(tmp_path: Path) -> None:
+    backend = LinuxBackend.with_launcher_path(tmp_path / "no-such-launcher")
+    registry = BackendRegistry()
+    registry.register(backend)
+    marker = tmp_path / "ran"
+    plan = BoundaryPlanner(registry).plan(
+        spawn_spec(SpawnPolicy.ALLOW_DESCENDANTS_WITHIN_BOUNDARY, ["-c", f": > {marker}"]),
+        backend.id(),
+    )
+    report = BoundaryRunner(registry).run(plan)
+    assert report.body.outcome is Outcome.DENIED
+    refused = [f.detail for f in report.body.observed if f.kind == "launch_refused_by_host"]
+    assert refused and "no-such-launcher" in refused[0], report.body.observed
+    assert report.verify()
+    assert not marker.exists()

@@ -35,7 +35,7 @@ from bvisor.contract.report import (
 )
 from bvisor.contract.report_inputs import admitted_requirements, profile_label
 from bvisor.digest import Purpose, digest_bytes, digest_value
-from launcher.backend import DEFAULT_STREAM_CAP, Execution, LinuxBackend
+from launcher.backend import Execution, LinuxBackend
 from launcher.secrets import SecretResolver
 from planner.errors import PlanRefusal
 from planner.registry import BackendRegistry
@@ -168,7 +168,7 @@ class BoundaryRunner:
         on_stdout: Callable[[bytes], None] | None = None,
         on_stderr: Callable[[bytes], None] | None = None,
         stdin_fd: int | None = None,
-        stream_cap: int = DEFAULT_STREAM_CAP,
+        stream_cap: int | None = None,  # None: the cap the plan records (cap_bytes)
         attempt_id: bytes | None = None,
     ) -> SealedReport:
         backend = self._registry.get(plan.backend)

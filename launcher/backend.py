@@ -36,8 +36,8 @@ from bvisor.contract import (
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BudgetWitness
-from bvisor.contract.report_inputs import lowering_facts
-from bvisor.contract.transcript import TERMINAL_STATES
+from bvisor.contract.report_inputs import lowering_facts, mediated_finding, test_hook_finding
+from bvisor.contract.transcript import TERMINAL_STATES, split_lines
 from launcher.basement.cgroups import (
     CgroupError,
     RunCgroup,
@@ -144,7 +144,7 @@ class LinuxBackend:
         run.test_hooks = self._test_hooks
         for hook in sorted(self._test_hooks):
             run.fact("test_hook_active", hook)
-            run.findings.append(f"DANGEROUS TEST HOOK ACTIVE: {hook} — this run is not evidence")
+            run.findings.append(test_hook_finding(hook))
         try:
             lowered = lowered_params(plan)
         except LoweringParamsError as exc:
@@ -322,29 +322,32 @@ def _prepare_cgroup(run: Execution, attempt: bytes, lowered: LoweredParams) -> R
     return cgroup
 
 
+def _transcript_facts(run: Execution, workload_pid: int | None = None) -> None:
+    """The launcher's notes and its terminal, from the transcript as it arrived."""
+    states, notes = split_lines(run.lines)
+    for note in notes:
+        run.fact("launcher_note", note)
+    if workload_pid is not None:
+        run.fact("workload_launched", f"pid={workload_pid}")
+    terminal = next((state for state in states if state in TERMINAL_STATES), None)
+    run.fact("launcher_terminal", terminal or "none")
+
+
 def _record_interruption(run: Execution) -> None:
     """An interrupted host: the tree was killed; say what the transcript had reached."""
-    for line in run.lines:
-        if line.startswith("# "):
-            run.fact("launcher_note", line[2:])
-    terminal = next((line for line in run.lines if line in TERMINAL_STATES), None)
-    run.fact("launcher_terminal", terminal or "none")
+    _transcript_facts(run)
     run.fact("host_interrupted", "the host was interrupted; the run tree was killed")
     run.outcome = Outcome.KILLED
     run.exit = None
 
 
 def _absorb_observation(run: Execution, obs: LaunchObservation) -> None:
-    run.lines = list(obs.lines)
+    # run.lines already holds the transcript: take_line kept every line as it arrived.
     run.stdout, run.stderr = obs.captured_stdout, obs.captured_stderr
     run.stdout_total, run.stderr_total = obs.stdout_total, obs.stderr_total
     run.stdout_truncated, run.stderr_truncated = obs.stdout_truncated, obs.stderr_truncated
     run.fact("launcher_identity", obs.launcher_identity)
-    for note in obs.notes:
-        run.fact("launcher_note", note)
-    if obs.workload_pid is not None:
-        run.fact("workload_launched", f"pid={obs.workload_pid}")
-    run.fact("launcher_terminal", obs.terminal or "none")
+    _transcript_facts(run, obs.workload_pid)
     for name, total, truncated in (
         ("stdout", obs.stdout_total, obs.stdout_truncated),
         ("stderr", obs.stderr_total, obs.stderr_truncated),
@@ -450,10 +453,7 @@ def _witness_budgets(
             )
         )
         if exceeded and budget is not None and budget.guarantee is MinGuarantee.MEDIATED:
-            run.findings.append(
-                f"mediated budget {dimension.value} exceeded: "
-                f"observed {value} > limit {budget.limit}"
-            )
+            run.findings.append(mediated_finding(dimension.value, value, budget.limit))
         elif (
             budget is not None
             and budget.guarantee is MinGuarantee.ENFORCED

@@ -13,12 +13,12 @@ just above the highest inherited fd, whichever is higher.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import stat
 from dataclasses import dataclass, field
 
 from bvisor.contract.plan import BoundaryPlan
+from launcher.basement import fds
 from launcher.basement.cgroups import RunCgroup
 from launcher.basement.paths import SymlinkInPath, open_no_symlinks
 from launcher.launch import AuthorityFd
@@ -71,14 +71,20 @@ def _close_quietly(authorities: list[AuthorityFd]) -> None:
                 os.close(authority.handle)
 
 
-def _kind_of(mode: int) -> DescriptorKind:
-    if stat.S_ISDIR(mode):
-        return DescriptorKind.DIRECTORY
-    if stat.S_ISREG(mode):
-        return DescriptorKind.REGULAR
-    if stat.S_ISCHR(mode):
-        return DescriptorKind.CHAR_DEVICE
-    raise LaunchPreparationError("unsupported file type for a landlock rule")
+# Kinds a Landlock path-beneath rule can be anchored on.
+_LANDLOCK_KINDS = frozenset(
+    {DescriptorKind.DIRECTORY, DescriptorKind.REGULAR, DescriptorKind.CHAR_DEVICE}
+)
+
+
+def _shape_of(fd: int) -> DescriptorShape:
+    """What the kernel says ``fd`` is (the same facts the launcher will check it against)."""
+    facts = fds.inspect(fd)
+    try:
+        kind = DescriptorKind(facts.kind)
+    except ValueError:
+        raise LaunchPreparationError(f"fd {fd} is a {facts.kind}, which cannot be passed") from None
+    return DescriptorShape(kind=kind, writable=facts.writable)
 
 
 class _SlotAllocator:
@@ -142,16 +148,18 @@ def _landlock(
             skipped.append(path)  # an optional system root this host does not have
             continue
         try:
-            kind = _kind_of(os.fstat(fd).st_mode)
+            shape: DescriptorShape | None = _shape_of(fd)
         except LaunchPreparationError:
+            shape = None
+        if shape is None or shape.kind not in _LANDLOCK_KINDS:
             os.close(fd)
             if required:
                 raise LaunchPreparationError(
                     f"filesystem root {path} is not a directory, file or device"
-                ) from None
+                )
             skipped.append(path)
             continue
-        slot = alloc.add(fd, DescriptorRole.FS_ROOT, DescriptorShape(kind=kind, writable=False))
+        slot = alloc.add(fd, DescriptorRole.FS_ROOT, shape)
         rules.append(LandlockRule(slot=slot, access=access))
         prepared.append(f"{path}={access}")
     return LandlockRequest(abi_floor=params.abi_floor, rules=tuple(rules), scope=params.scope)
@@ -259,25 +267,3 @@ def _dup_inherited(fd: int) -> int:
         raise LaunchPreparationError(
             f"inherited fd {fd} named by the spec is not open in the host: {exc.strerror}"
         ) from None
-
-
-def _shape_of(fd: int) -> DescriptorShape:
-    mode = os.fstat(fd).st_mode
-    access = _access_mode(fd)
-    kind = (
-        DescriptorKind.DIRECTORY
-        if stat.S_ISDIR(mode)
-        else DescriptorKind.REGULAR
-        if stat.S_ISREG(mode)
-        else DescriptorKind.CHAR_DEVICE
-        if stat.S_ISCHR(mode)
-        else DescriptorKind.FIFO
-        if stat.S_ISFIFO(mode)
-        else DescriptorKind.SOCKET
-    )
-    return DescriptorShape(kind=kind, writable=access)
-
-
-def _access_mode(fd: int) -> bool:
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    return (flags & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR)

@@ -20,8 +20,11 @@ from bvisor.contract.plan import plan_identity
 from bvisor.contract.report import BoundaryReportBody, ExitStatus, stream_digest
 from bvisor.contract.report_inputs import (
     LOWERING_FACT_KINDS,
+    MEDIATED_FINDING,
+    TEST_HOOK_FINDING,
     admitted_requirements,
     filesystem_grants,
+    finding_subjects,
     lowering_facts,
     profile_label,
 )
@@ -679,8 +682,6 @@ def _derived_fact_problems(body: BoundaryReportBody, derived: Rederived) -> list
 
 
 _DANGER_NOTE = "DANGER test hook active: "
-_HOOK_FINDING = "DANGEROUS TEST HOOK ACTIVE: "
-_MEDIATED_FINDING = "mediated budget "
 
 
 def _marking_problems(body: BoundaryReportBody, notes: Sequence[str]) -> list[str]:
@@ -696,11 +697,7 @@ def _marking_problems(body: BoundaryReportBody, notes: Sequence[str]) -> list[st
     problems: list[str] = []
     noted = sorted(n.removeprefix(_DANGER_NOTE) for n in notes if n.startswith(_DANGER_NOTE))
     marked = sorted(f.detail for f in body.observed if f.kind == "test_hook_active")
-    flagged = sorted(
-        f.removeprefix(_HOOK_FINDING).split(" ", 1)[0]
-        for f in body.findings
-        if f.startswith(_HOOK_FINDING)
-    )
+    flagged = finding_subjects(body.findings, TEST_HOOK_FINDING)
     if not noted == marked == flagged:
         problems.append(
             f"test hooks: launcher noted {noted}, report facts say {marked}, findings say {flagged}"
@@ -708,11 +705,7 @@ def _marking_problems(body: BoundaryReportBody, notes: Sequence[str]) -> list[st
     exceeded = sorted(
         w.dimension.value for w in body.budget_witnesses if w.guarantee == "mediated" and w.exceeded
     )
-    reported = sorted(
-        f.removeprefix(_MEDIATED_FINDING).split(" ", 1)[0]
-        for f in body.findings
-        if f.startswith(_MEDIATED_FINDING)
-    )
+    reported = finding_subjects(body.findings, MEDIATED_FINDING)
     if exceeded != reported:
         problems.append(
             f"mediated budgets exceeded per witnesses {exceeded}, per findings {reported}"

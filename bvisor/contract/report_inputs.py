@@ -22,11 +22,34 @@ from bvisor.contract.requirements import RequirementKind
 
 __all__ = [
     "LOWERING_FACT_KINDS",
+    "MEDIATED_FINDING",
+    "TEST_HOOK_FINDING",
     "admitted_requirements",
     "filesystem_grants",
+    "finding_subjects",
     "lowering_facts",
+    "mediated_finding",
     "profile_label",
+    "test_hook_finding",
 ]
+
+# Findings the runner writes and replay binds to the evidence: one wording, here.
+TEST_HOOK_FINDING = "DANGEROUS TEST HOOK ACTIVE: "
+MEDIATED_FINDING = "mediated budget "
+
+
+def test_hook_finding(hook: str) -> str:
+    return f"{TEST_HOOK_FINDING}{hook} — this run is not evidence"
+
+
+def mediated_finding(dimension: str, observed: int | None, limit: int) -> str:
+    return f"{MEDIATED_FINDING}{dimension} exceeded: observed {observed} > limit {limit}"
+
+
+def finding_subjects(findings: tuple[str, ...], prefix: str) -> list[str]:
+    """The hook or dimension named by each finding with ``prefix``, sorted."""
+    return sorted(f.removeprefix(prefix).split(" ", 1)[0] for f in findings if f.startswith(prefix))
+
 
 LOWERING_FACT_KINDS = (
     "child_spawn_lowered",

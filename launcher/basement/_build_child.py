@@ -17,41 +17,25 @@ __all__ = ["C_SOURCE", "MODULE_NAME", "ffibuilder"]
 MODULE_NAME = "launcher._child_window"
 C_SOURCE = Path(__file__).with_name("child_window.c")
 
-CDEF = """
-struct bv_spawn_req {
-    uint64_t clone_flags;
-    int cgroup_fd;
-    int sync_fd;
-    int status_fd;
-    int exe_fd;
-    char *const *argv;
-    char *const *envp;
-    const int *keep_fds;
-    int n_keep;
-    const int *internal_fds;
-    int n_internal;
-    int scrub_fds;
-    int landlock_ruleset_fd;
-    const void *seccomp_filter;
-    unsigned int seccomp_len;
-    int parent_pid;
-    int drop_caps;
-    int new_session;
-    const char *const *hide_paths;
-    int n_hide;
-};
-int bv_spawn(const struct bv_spawn_req *req, int *pid_out);
-long long bv_fstatfs_type(int fd);
-int bv_landlock_abi(void);
-int bv_landlock_create_ruleset(uint64_t handled_access_fs, uint64_t scoped);
-int bv_landlock_add_path_rule(int ruleset_fd, uint64_t allowed, int parent_fd);
-"""
+_BEGIN = "/* BEGIN CFFI DECLARATIONS"
+_END = "/* END CFFI DECLARATIONS */"
+
+
+def _declarations(source: str) -> str:
+    """The C file's marked declaration block, minus its comment lines."""
+    block = source[source.index(_BEGIN) : source.index(_END)]
+    body = block[block.index("*/") + 2 :]
+    return body.strip() + "\n"
+
+
+_SOURCE = C_SOURCE.read_text(encoding="utf-8")
+CDEF = _declarations(_SOURCE)
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     MODULE_NAME,
-    C_SOURCE.read_text(encoding="utf-8"),
+    _SOURCE,
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )
 

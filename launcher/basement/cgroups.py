@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from launcher.basement.mounts import Mount, mount_table
+
 __all__ = [
     "CgroupError",
     "RunCgroup",
@@ -74,24 +76,17 @@ def _check_beneath_own(base: str, mount: str, own: str | None) -> None:
         )
 
 
-def _mount_of(base: str, controller: str | None) -> str:
+def _mount_of(base: str, controller: str | None, table: list[Mount]) -> str:
     """The mount point a recorded base lives under (v2 unified mount or /sys/fs/cgroup/X)."""
-    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-        best = ""
-        for line in handle:
-            left, _, right = line.partition(" - ")
-            fstype, _, options = right.split(" ", 2)
-            mount_point = left.split(" ")[4]
-            if controller is None and fstype != "cgroup2":
-                continue
-            if controller is not None and (
-                fstype != "cgroup" or controller not in options.strip().split(",")
-            ):
-                continue
-            if (base == mount_point or base.startswith(mount_point.rstrip("/") + "/")) and len(
-                mount_point
-            ) > len(best):
-                best = mount_point
+    best = ""
+    for mount in table:
+        if controller is None and mount.fstype != "cgroup2":
+            continue
+        if controller is not None and (mount.fstype != "cgroup" or controller not in mount.options):
+            continue
+        inside = base == mount.point or base.startswith(mount.point.rstrip("/") + "/")
+        if inside and len(mount.point) > len(best):
+            best = mount.point
     if not best:
         what = "cgroup2" if controller is None else f"cgroup v1 {controller}"
         raise CgroupError(f"{base} is not inside a mounted {what} hierarchy")
@@ -284,11 +279,13 @@ def create_run_cgroup(
         raise CgroupError(f"invalid run cgroup name {name!r}")
     run = RunCgroup(name=name, v2_leaf=None, v1_leaves={})
     try:
+        table = mount_table()
         if v2_base is not None:
-            _check_beneath_own(v2_base, _mount_of(v2_base, None), own_cgroup_path(None))
+            _check_beneath_own(v2_base, _mount_of(v2_base, None, table), own_cgroup_path(None))
             run.v2_leaf = _make_leaf(Path(v2_base), name)
         for controller, base in sorted(v1_bases.items()):
-            _check_beneath_own(base, _mount_of(base, controller), own_cgroup_path(controller))
+            mount = _mount_of(base, controller, table)
+            _check_beneath_own(base, mount, own_cgroup_path(controller))
             run.v1_leaves[controller] = _make_leaf(Path(base), name)
         if pids_limit is not None:
             _write_pids_limit(run, pids_limit, pids_hierarchy)

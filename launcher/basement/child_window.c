@@ -82,6 +82,8 @@ struct bv_clone_args {
     uint64_t cgroup;
 };
 
+/* BEGIN CFFI DECLARATIONS -- _build_child.py hands exactly this block to cffi's cdef, so
+ * the struct Python fills is the struct compiled here. Plain declarations only. */
 struct bv_spawn_req {
     uint64_t clone_flags;
     int cgroup_fd;
@@ -104,6 +106,12 @@ struct bv_spawn_req {
     const char *const *hide_paths;
     int n_hide;
 };
+int bv_spawn(const struct bv_spawn_req *req, int *pid_out);
+long long bv_fstatfs_type(int fd);
+int bv_landlock_abi(void);
+int bv_landlock_create_ruleset(uint64_t handled_access_fs, uint64_t scoped);
+int bv_landlock_add_path_rule(int ruleset_fd, uint64_t allowed, int parent_fd);
+/* END CFFI DECLARATIONS */
 
 #define PHASE_SYNC 'S'
 #define PHASE_NAMESPACE 'N'

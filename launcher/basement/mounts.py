@@ -1,15 +1,17 @@
-"""Where the cgroup filesystems are mounted, so the child can cover them.
+"""The mount table, read once from /proc/self/mountinfo: where cgroup filesystems live.
 
-Read from the launcher's own /proc/self/mountinfo before clone3. The cover is the
-smallest set of mount points that hides every cgroup and cgroup2 mount: the usual
-``/sys/fs/cgroup`` tmpfs when all of them live beneath it, else each mount point itself.
+Two users: the host, to find which mounted hierarchy a run's cgroup base belongs to, and
+the launcher, to find what to cover so the child cannot see any cgroup filesystem. The
+cover is the smallest set of mount points that hides every cgroup and cgroup2 mount: the
+usual ``/sys/fs/cgroup`` tmpfs when all of them live beneath it, else each mount point.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
-__all__ = ["cgroup_mount_cover"]
+__all__ = ["Mount", "cgroup_mount_cover", "mount_table"]
 
 _CGROUP_TYPES = frozenset({"cgroup", "cgroup2"})
 _USUAL_PARENT = "/sys/fs/cgroup"
@@ -28,7 +30,17 @@ def _unescape(field: str) -> str:
     return "".join(out)
 
 
-def _mounts() -> list[tuple[str, str]]:
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """One mountinfo line: where, which filesystem type, its super options."""
+
+    point: str
+    fstype: str
+    options: frozenset[str]
+
+
+def mount_table() -> list[Mount]:
+    """This process's mounts, mount points unescaped."""
     result = []
     with open("/proc/self/mountinfo", encoding="utf-8") as handle:
         for line in handle:
@@ -36,13 +48,15 @@ def _mounts() -> list[tuple[str, str]]:
             fields = left.split(" ")
             if len(fields) < 5 or not right:
                 continue
-            result.append((_unescape(fields[4]), right.split(" ", 1)[0]))
+            fstype, _, rest = right.rstrip("\n").partition(" ")
+            options = frozenset(rest.partition(" ")[2].split(","))
+            result.append(Mount(_unescape(fields[4]), fstype, options))
     return result
 
 
 def cgroup_mount_cover() -> list[str]:
     """Mount points to cover so that no cgroup filesystem stays visible."""
-    mounts = _mounts()
+    mounts = [(m.point, m.fstype) for m in mount_table()]
     cgroup_points = sorted({point for point, fstype in mounts if fstype in _CGROUP_TYPES})
     parent_is_mount = any(point == _USUAL_PARENT for point, _ in mounts)
     if (

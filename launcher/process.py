@@ -118,6 +118,7 @@ class _Prepared:
     cgroup_fd: int = -1
     hide_paths: list[str] = field(default_factory=list)
     notes_ns: list[str] = field(default_factory=list)
+    notes_fd: list[str] = field(default_factory=list)
     notes_fs: list[str] = field(default_factory=list)
     notes_policy: list[str] = field(default_factory=list)
 
@@ -286,7 +287,8 @@ class Launcher:
         target, hooks = body.target, body.test_hooks
         prepared = _Prepared()
         if target.user_namespace is not None:
-            prepared.clone_flags |= CLONE_NEWUSER
+            if "skip_userns" not in hooks:
+                prepared.clone_flags |= CLONE_NEWUSER
             prepared.notes_ns.append(
                 f"userns uid_map={target.user_namespace.uid_map!r} "
                 f"gid_map={target.user_namespace.gid_map!r} setgroups=deny"
@@ -311,6 +313,7 @@ class Launcher:
                 "cgroupfs hidden: private mount namespace, empty read-only tmpfs over "
                 + ", ".join(hide)
             )
+        prepared.notes_fd.append(f"environment exact: {len(target.envp)} entries")
         prepared.notes_fs.append("no_new_privs set")
         if body.target.drop_capabilities:
             prepared.notes_fs.append(
@@ -388,7 +391,10 @@ class Launcher:
             return buf
 
         argv = ffi.new("char *[]", [cstr(a) for a in target.argv] + [ffi.NULL])
-        envp = ffi.new("char *[]", [cstr(f"{k}={v}") for k, v in target.envp] + [ffi.NULL])
+        table = list(target.envp)
+        if "skip_env_scrub" in hooks:  # test-only lie: leak the launcher's own environment
+            table += sorted(os.environ.items())
+        envp = ffi.new("char *[]", [cstr(f"{k}={v}") for k, v in table] + [ffi.NULL])
         keep_arr = ffi.new("int[]", keep or [0])
         internal_arr = ffi.new("int[]", internal)
         bpf = prepared.seccomp_program.bpf if prepared.seccomp_program is not None else b""
@@ -452,7 +458,7 @@ class Launcher:
     def _rendezvous(self, body: LaunchBody, pid: int) -> None:
         """Parent half of the window: id maps and v1 cgroup placement, child still waiting."""
         target = body.target
-        if target.user_namespace is not None:
+        if target.user_namespace is not None and "skip_userns" not in body.test_hooks:
             ns = target.user_namespace
             for name, text in (
                 ("uid_map", ns.uid_map),
@@ -523,6 +529,8 @@ class Launcher:
         elif marker == ord("F"):
             self.ctl.note("fds kept " + ",".join(str(fd) for fd in [0, 1, 2, *keep]))
             self.ctl.note("new session: no controlling terminal")
+            for text in prepared.notes_fd:
+                self.ctl.note(text)
         elif marker == ord("L"):
             for text in prepared.notes_fs:
                 self.ctl.note(text)

@@ -56,6 +56,8 @@ TEST_HOOKS: frozenset[str] = frozenset(
         "skip_cgroup_placement",
         "skip_caps_drop",
         "skip_cgroupfs_hide",
+        "skip_userns",
+        "skip_env_scrub",
     }
 )
 

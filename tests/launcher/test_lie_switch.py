@@ -137,3 +137,35 @@ def test_skip_cgroup_placement_v1_turns_the_cgroup_oracle_red(
     auth.close()
     _lied(obs, "skip_cgroup_placement", "cgroup placed v1")
     assert pid not in procs
+
+
+def test_skip_env_scrub_turns_the_environment_oracle_red(launcher_path: str) -> None:
+    table = (("PATH", "/usr/bin:/bin"),)
+    plan, auth = build_plan(
+        "/bin/sh",
+        ["sh", "-c", "echo ready; read x"],
+        envp=table,
+        hooks=frozenset({"skip_env_scrub"}),
+    )
+    run = GatedRun(launcher_path, plan, auth, ready=b"ready\n")
+    pid = run.wait_exec()
+    environ = Path(f"/proc/{pid}/environ").read_bytes()
+    obs = run.finish()
+    auth.close()
+    assert environ != b"PATH=/usr/bin:/bin\0", "oracle stayed green although the env leaked"
+    assert b"BVISOR_" in environ
+    _lied(obs, "skip_env_scrub", "environment exact")
+
+
+def test_skip_userns_turns_the_uid_map_oracle_red(launcher_path: str) -> None:
+    require_feature("userns")
+    plan, auth = build_plan("/bin/cat", ["cat"], userns=True, hooks=frozenset({"skip_userns"}))
+    run = GatedRun(launcher_path, plan, auth)
+    pid = run.wait_exec()
+    user_ns = os.readlink(f"/proc/{pid}/ns/user")
+    uid_map = Path(f"/proc/{pid}/uid_map").read_text().split()
+    obs = run.finish()
+    auth.close()
+    assert user_ns == os.readlink("/proc/self/ns/user"), "the workload got a user namespace"
+    assert uid_map != ["0", str(os.getuid()), "1"]
+    _lied(obs, "skip_userns", "userns uid_map=")

@@ -45,6 +45,7 @@ from launcher.basement.cgroups import (
     leaf_name,
     reap_stale_leaves,
 )
+from launcher.interrupts import interrupts_held
 from launcher.launch import LaunchObservation, LaunchOptions, LaunchRefused, run_launcher
 from launcher.launch_body import LaunchPreparationError, prepare_launch
 from launcher.lowered import LoweredParams, LoweringParamsError, lowered_params
@@ -76,7 +77,8 @@ class Execution:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     test_hooks: frozenset[str] = frozenset()
-    interrupted: bool = False
+    interrupted: bool = False  # Ctrl-C during the run: the tree was killed
+    interrupt_deferred: bool = False  # Ctrl-C during teardown: the run ended on its own
 
     def fact(self, kind: str, detail: str) -> None:
         self.observed.append(ObservedFact(kind=kind, detail=detail))
@@ -153,10 +155,12 @@ class LinuxBackend:
         run.observed.extend(lowering_facts(plan))
 
         def take_line(line: str) -> None:
-            # Kept here as well as forwarded, so an interrupted run still knows its transcript.
-            run.lines.append(line)
-            if on_control_line is not None:
-                on_control_line(line)
+            # Kept here as well as forwarded, so an interrupted run still knows its transcript;
+            # both or neither, or the report and the ledger would tell different stories.
+            with interrupts_held():
+                if on_control_line is not None:
+                    on_control_line(line)
+                run.lines.append(line)
 
         streams = lowered.streams
         # stdin is /dev/null unless the spec asked for it and the caller has one to give.
@@ -184,7 +188,10 @@ class LinuxBackend:
             # Not re-raised here: the runner seals and records first, then re-raises.
             run.interrupted = True
         finally:
-            _finish(run, plan, observation, cgroup, started)
+            # Teardown and classification run whole: a second Ctrl-C waits for the seal.
+            with interrupts_held(redeliver=False) as held:
+                _finish(run, plan, observation, cgroup, started)
+            run.interrupt_deferred = held.arrived
         return run
 
     def _launch(

@@ -36,6 +36,7 @@ from bvisor.contract.report import (
 from bvisor.contract.report_inputs import admitted_requirements, profile_label
 from bvisor.digest import Purpose, digest_bytes, digest_value
 from launcher.backend import Execution, LinuxBackend
+from launcher.interrupts import interrupts_held
 from launcher.secrets import SecretResolver
 from planner.errors import PlanRefusal
 from planner.registry import BackendRegistry
@@ -201,6 +202,17 @@ class BoundaryRunner:
         )
         if execution.outcome is Outcome.SUPERVISOR_FAULT and not execution.lines:
             execution.findings.append("the launcher produced no transcript")
+        # A second Ctrl-C must not cost the record of the first: seal and append whole.
+        with interrupts_held():
+            report = self._seal_and_record(plan, execution, attempt)
+        if execution.interrupted or execution.interrupt_deferred:
+            raise KeyboardInterrupt
+        return report
+
+    def _seal_and_record(
+        self, plan: BoundaryPlan, execution: Execution, attempt: bytes
+    ) -> SealedReport:
+        sink = self._sink
         report = seal_report(build_report_body(plan, execution))
         if sink is not None:
             items: list[tuple[str, Any, bytes | None]] = [
@@ -218,6 +230,4 @@ class BoundaryRunner:
                 ("report.sealed", {"body": report.body.to_value(), "seal": report.seal}, attempt)
             )
             sink.append_many(items)
-        if execution.interrupted:
-            raise KeyboardInterrupt
         return report

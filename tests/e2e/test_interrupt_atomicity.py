@@ -1,0 +1,123 @@
+"""Ctrl-C at the worst moment still leaves a report and a ledger that agree.
+
+CI once caught a Ctrl-C landing between "keep this launcher line for the report" and
+"append it to the ledger": the report named nine launcher notes, the ledger held eight,
+and replay failed the run. These tests deliver SIGINT from inside the ledger append itself
+(before the write), at chosen points, so the race is hit every time rather than by luck.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import replay
+from bvisor.contract import Outcome
+from launcher.interrupts import interrupts_held
+from ledger import Ledger
+from tests.e2e.helpers import descendants_spec, run_execute
+from tests.features import require_feature
+
+
+class InterruptingSink:
+    """Forwards to a ledger, but raises SIGINT on this process just before chosen appends."""
+
+    def __init__(self, ledger: Ledger, *, at_phase: int | None = None, at_seal: bool = False):
+        self._ledger = ledger
+        self._at_phase = at_phase
+        self._at_seal = at_seal
+        self.interrupts_sent = 0
+
+    def _interrupt(self) -> None:
+        self.interrupts_sent += 1
+        signal.raise_signal(signal.SIGINT)
+
+    def append(self, kind: str, payload: Any, run_id: bytes | None = None) -> object:
+        if kind == "launcher.phase" and payload["index"] == self._at_phase:
+            self._interrupt()
+        return self._ledger.append(kind, payload, run_id)
+
+    def append_many(self, items: Iterable[tuple[str, Any, bytes | None]]) -> object:
+        batch = list(items)
+        if self._at_seal and any(kind == "report.sealed" for kind, _, _ in batch):
+            self._interrupt()
+        return self._ledger.append_many(batch)
+
+
+def _only_run(store: Ledger) -> replay.RunAudit:
+    audit = replay.audit(store)
+    assert len(audit.runs) == 1, audit.to_json()
+    return audit.runs[0]
+
+
+@pytest.mark.parametrize("phase_index", [0, 6, 8, 12])
+def test_interrupt_during_a_launcher_line_append_keeps_report_and_ledger_in_step(
+    tmp_path: Path, phase_index: int
+) -> None:
+    require_feature("cgroup2-kill")
+    with Ledger.open(tmp_path / "ledger", create=True) as store:
+        sink = InterruptingSink(store, at_phase=phase_index)
+        with pytest.raises(KeyboardInterrupt):
+            run_execute(descendants_spec(["-c", "sleep 300"]), sink=sink)
+        assert sink.interrupts_sent == 1
+        phases = [e.payload for e in store.events() if e.kind == "launcher.phase"]
+        sealed = [e.payload for e in store.events() if e.kind == "report.sealed"]
+        run = _only_run(store)
+    # The line being appended when Ctrl-C arrived was recorded, and nothing after it.
+    assert phases[-1]["index"] == phase_index, phases
+    assert len(sealed) == 1 and sealed[0]["body"]["outcome"] == Outcome.KILLED.value
+    assert run.verdict == replay.VERIFIED, run.to_json()
+
+
+def test_interrupt_while_the_report_is_appended_still_records_it(tmp_path: Path) -> None:
+    require_feature("cgroup2-kill")
+    with Ledger.open(tmp_path / "ledger", create=True) as store:
+        sink = InterruptingSink(store, at_seal=True)
+        with pytest.raises(KeyboardInterrupt):
+            run_execute(descendants_spec(["-c", "exit 4"]), sink=sink)
+        sealed = [e.payload for e in store.events() if e.kind == "report.sealed"]
+        run = _only_run(store)
+    # The workload had finished on its own: the late Ctrl-C changes nothing recorded.
+    assert len(sealed) == 1 and sealed[0]["body"]["exit"]["code"] == 4
+    assert run.verdict == replay.VERIFIED, run.to_json()
+
+
+def test_held_interrupt_is_delivered_after_the_body_and_not_before() -> None:
+    steps: list[str] = []
+    with pytest.raises(KeyboardInterrupt), interrupts_held():
+        signal.raise_signal(signal.SIGINT)
+        steps.append("after the signal")
+    assert steps == ["after the signal"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_held_interrupt_can_be_noted_instead_of_raised() -> None:
+    with interrupts_held(redeliver=False) as held:
+        signal.raise_signal(signal.SIGINT)
+    assert held.arrived
+    with interrupts_held(redeliver=False) as quiet:
+        pass
+    assert not quiet.arrived
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_holding_outside_the_main_thread_leaves_signals_alone() -> None:
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            with interrupts_held() as held:
+                assert not held.arrived
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=body)
+    worker.start()
+    worker.join()
+    assert errors == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 MAGIC = b"BVLAUNCH"
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION = 2  # 2: the body carries the lowering parameters
 _HEADER = struct.Struct(">8sHI32s")
 HEADER_SIZE = _HEADER.size
 MAX_BODY = 16 * 1024 * 1024

@@ -250,6 +250,7 @@ def prepare_launch(
             h_p=plan.h_p,
             h_l=plan.h_l,
             lowering=plan.entries,
+            params=tuple(primitive.params for primitive in plan.lowering),
             descriptor_table=tuple(alloc.slots),
             target=target,
             test_hooks=test_hooks,

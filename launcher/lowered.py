@@ -1,5 +1,9 @@
 """A strict, typed view of an admitted plan's lowering parameters.
 
+Both sides read parameters through this one parser: the host to build the launch body,
+and the launcher to check that the body's target is what those parameters say (see
+``launcher.verify``). It therefore imports nothing but the mechanism catalogue.
+
 The plan carries each primitive's parameters as canonical values (so they can be hashed
 and recorded); the host side needs them as typed fields. Reading them through one parser
 means a malformed or unexpected parameter stops the run before anything is opened or
@@ -9,11 +13,14 @@ through a launch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bvisor.contract import mechanisms as mech
-from bvisor.contract.plan import BoundaryPlan
+
+if TYPE_CHECKING:  # the launcher process imports this module; it never sees a plan
+    from bvisor.contract.plan import BoundaryPlan
 
 __all__ = [
     "CgroupParams",
@@ -24,6 +31,7 @@ __all__ = [
     "LoweringParamsError",
     "StreamParams",
     "lowered_params",
+    "parse_lowering_params",
 ]
 
 
@@ -153,9 +161,14 @@ def _limit(params: Mapping[str, object], key: str, where: str) -> LimitParams:
 
 def lowered_params(plan: BoundaryPlan) -> LoweredParams:
     """Parse every parameter the host side uses; unknown shapes fail closed."""
+    return parse_lowering_params((p.entry.id, p.params) for p in plan.lowering)
+
+
+def parse_lowering_params(pairs: Iterable[tuple[str, object]]) -> LoweredParams:
+    """The typed view of ``(entry id, params)`` pairs: the host's, and the launcher's check."""
     raw: dict[str, Mapping[str, object]] = {}
-    for primitive in plan.lowering:
-        raw[primitive.entry.id] = _map(primitive.params, primitive.entry.id)
+    for entry_id, params in pairs:
+        raw[entry_id] = _map(params, entry_id)
     try:
         return _parse(raw)
     except KeyError as missing:

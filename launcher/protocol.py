@@ -6,6 +6,11 @@ launcher decodes it with :meth:`LaunchBody.from_value`, which is strict: unknown
 keys, wrong types and out-of-range numbers are errors naming the field, because a launcher
 that guessed at a malformed body could confine less than the plan admitted.
 
+Beyond DESIGN.md §5's list, the body carries ``params``, one canonical value per lowering
+entry: the launcher checks them against the entries' ``param_digest`` and the target
+against them (``launcher.verify``); without them it could only check which mechanisms
+the plan names, not what they are told to do.
+
 Wire conventions follow DESIGN.md §3: maps with text keys, enum unit variants as text,
 digests as byte strings, ``None`` as CBOR null, tuples as arrays.
 
@@ -20,7 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from bvisor import canonical
 from bvisor.contract.lowering import LoweringEntry, LoweringError, entries_from_wire
@@ -560,6 +565,9 @@ class LaunchBody:
     h_p: bytes
     h_l: bytes
     lowering: tuple[LoweringEntry, ...]
+    # The plan's parameters, one per lowering entry: the launcher re-hashes each against
+    # its entry's param_digest and checks the target says the same (launcher.verify).
+    params: tuple[canonical.Value, ...]
     descriptor_table: tuple[DescriptorSlot, ...]
     target: TargetSpec
     test_hooks: frozenset[str] = field(default_factory=frozenset)
@@ -579,6 +587,7 @@ class LaunchBody:
             "h_p": self.h_p,
             "h_l": self.h_l,
             "lowering": [entry.to_value() for entry in self.lowering],
+            "params": list(self.params),
             "descriptor_table": [slot.to_value() for slot in self.descriptor_table],
             "target": self.target.to_value(),
             "test_hooks": sorted(self.test_hooks),
@@ -597,6 +606,7 @@ class LaunchBody:
             "h_p",
             "h_l",
             "lowering",
+            "params",
             "descriptor_table",
             "target",
             "test_hooks",
@@ -621,6 +631,7 @@ class LaunchBody:
             h_p=_digest(m["h_p"], "body.h_p"),
             h_l=_digest(m["h_l"], "body.h_l"),
             lowering=lowering,
+            params=tuple(cast(canonical.Value, p) for p in _array(m["params"], "body.params", 256)),
             descriptor_table=table,
             target=TargetSpec.from_value(m["target"], "body.target"),
             test_hooks=frozenset(hooks),

@@ -3,7 +3,8 @@
 The launcher refuses rather than guesses. A body passes only if:
 
 * h_l recomputed from the lowering entries equals the body's h_l;
-* every entry is in the mechanism catalogue with the catalogue's version and phase, no
+* every entry is in the mechanism catalogue with the catalogue's version, phase and
+  declaration digest, no
   entry repeats, phases never go backwards, each entry's prerequisites are present
   (except ``linux.nonewprivs.v1``, which the launcher applies unconditionally), and
   ``linux.exec.v1`` is present;
@@ -11,6 +12,12 @@ The launcher refuses rather than guesses. A body passes only if:
   ``linux.seccomp.apply.v1``, Landlock <-> ``linux.landlock.apply.v1``, user namespace
   <-> ``linux.userns.create.v1``, network namespace <-> ``linux.netns.create.v1``, cgroup
   placement <-> ``linux.cgroup.leaf.v1`` (host-side entries are accepted and ignored);
+* each entry's parameters hash to its ``param_digest``, and the target says what those
+  parameters say: argv, environment names and literal values, kept fds, uid/gid maps,
+  seccomp rules, Landlock accesses, scopes and ABI floor, cgroup leaves. What the
+  launcher cannot see for itself — which file an fd is, a lease's value — the host bound
+  when it opened the path or resolved the lease; this check closes the rest, so a host
+  bug that builds a target other than the plan's is refused instead of obeyed;
 * the descriptor table is coherent with the target: unique slots above stdio, one
   TARGET_EXE slot which is the exe slot, every Landlock rule names an FS_ROOT slot and
   every FS_ROOT slot is used, cgroup slots have cgroup roles, and INHERITED slots are
@@ -25,8 +32,9 @@ import hmac
 from dataclasses import dataclass
 
 from bvisor.contract import mechanisms as mech
-from bvisor.contract.lowering import lowering_digest
-from launcher.protocol import DescriptorKind, DescriptorRole, LaunchBody
+from bvisor.contract.lowering import lowering_digest, param_digest
+from launcher.lowered import LoweredParams, LoweringParamsError, parse_lowering_params
+from launcher.protocol import DescriptorKind, DescriptorRole, LaunchBody, TargetSpec
 
 __all__ = ["Refusal", "launcher_entries", "verify_body"]
 
@@ -52,6 +60,7 @@ def verify_body(body: LaunchBody) -> None:
     _verify_lowering(body)
     _verify_target(body)
     _verify_table(body)
+    _verify_target_follows_params(body.target, _verified_params(body))
 
 
 def _verify_lowering(body: LaunchBody) -> None:
@@ -70,6 +79,11 @@ def _verify_lowering(body: LaunchBody) -> None:
                 "lowering-unknown-entry",
                 f"entry {index} {entry.id} v{entry.version} phase {entry.phase_code}: the "
                 f"catalogue has v{known.version} phase {int(known.phase)}",
+            )
+        if not hmac.compare_digest(entry.decl_digest, mech.decl_digest(known)):
+            raise Refusal(
+                "lowering-unknown-entry",
+                f"entry {index} {entry.id}: decl_digest is not the catalogue's declaration",
             )
         if entry.id in seen:
             raise Refusal("lowering-inconsistent", f"entry {entry.id} appears twice")
@@ -138,6 +152,108 @@ def _verify_target(body: LaunchBody) -> None:
         )
     if target.cgroup is not None and target.cgroup.v2_slot is None and not target.cgroup.v1_slots:
         raise Refusal("target-invalid", "target.cgroup names no leaf")
+
+
+def _verified_params(body: LaunchBody) -> LoweredParams:
+    """Each entry's parameters, re-hashed against its param_digest, then parsed strictly."""
+    if len(body.params) != len(body.lowering):
+        raise Refusal(
+            "lowering-params-invalid",
+            f"{len(body.params)} parameter sets for {len(body.lowering)} lowering entries",
+        )
+    for entry, params in zip(body.lowering, body.params, strict=True):
+        if not hmac.compare_digest(param_digest(params), entry.param_digest):
+            raise Refusal(
+                "lowering-params-digest-mismatch",
+                f"{entry.id}: the parameters do not hash to the entry's param_digest",
+            )
+    try:
+        return parse_lowering_params(
+            (entry.id, params) for entry, params in zip(body.lowering, body.params, strict=True)
+        )
+    except LoweringParamsError as exc:
+        raise Refusal("lowering-params-invalid", str(exc)) from None
+
+
+def _mismatch(what: str, target_says: object, params_say: object) -> Refusal:
+    detail = f"{what}: the target says {target_says!r}, the plan {params_say!r}"
+    return Refusal("target-params-mismatch", detail)
+
+
+def _verify_target_follows_params(target: TargetSpec, lowered: LoweredParams) -> None:
+    """The target must be exactly what the (digest-checked) parameters call for."""
+    if target.argv != lowered.argv:
+        raise _mismatch("argv", target.argv, lowered.argv)
+    names = tuple(name for name, _ in target.envp)
+    planned = tuple(source.name for source in lowered.env)
+    if names != planned:
+        raise _mismatch("environment names", names, planned)
+    for (name, value), source in zip(target.envp, lowered.env, strict=True):
+        if source.literal is not None and value != source.literal:
+            raise _mismatch(f"environment {name}", "another value", "its literal")
+    extra_fds = tuple(fd for fd in lowered.keep_fds if fd > 2)
+    if target.keep_fds != extra_fds:
+        raise _mismatch("kept fds", target.keep_fds, extra_fds)
+    _verify_namespaces(target, lowered)
+    _verify_seccomp(target, lowered)
+    _verify_landlock(target, lowered)
+    _verify_cgroup(target, lowered)
+
+
+def _verify_namespaces(target: TargetSpec, lowered: LoweredParams) -> None:
+    userns = target.user_namespace
+    if lowered.userns is not None and userns is not None:
+        uid, gid = lowered.userns
+        maps = (userns.uid_map, userns.gid_map)
+        if maps != (f"0 {uid} 1", f"0 {gid} 1"):
+            raise _mismatch("uid/gid maps", maps, (f"0 {uid} 1", f"0 {gid} 1"))
+
+
+def _verify_seccomp(target: TargetSpec, lowered: LoweredParams) -> None:
+    if lowered.seccomp is not None and target.seccomp is not None:
+        asked = (target.seccomp.deny_new_tasks, target.seccomp.deny_sockets)
+        if asked != lowered.seccomp:
+            raise _mismatch("seccomp (deny_new_tasks, deny_sockets)", asked, lowered.seccomp)
+
+
+def _verify_landlock(target: TargetSpec, lowered: LoweredParams) -> None:
+    domain = target.landlock
+    if domain is None:
+        return
+    if lowered.landlock_scope_only is not None and domain.scope != lowered.landlock_scope_only:
+        raise _mismatch("landlock scope", domain.scope, lowered.landlock_scope_only)
+    params = lowered.landlock
+    if params is None:
+        return
+    if domain.abi_floor != params.abi_floor:
+        raise _mismatch("landlock abi_floor", domain.abi_floor, params.abi_floor)
+    if domain.scope != params.scope:
+        raise _mismatch("landlock scope", domain.scope, params.scope)
+    accesses = [rule.access for rule in domain.rules]
+    required = [access for _, access in params.rules]
+    # The spec's roots come first and are never skipped; the system and device roots
+    # after them may be (a host without /lib64), but never added to or widened.
+    if accesses[: len(required)] != required:
+        raise _mismatch("landlock root accesses", accesses[: len(required)], required)
+    optional = iter(
+        ["read"] * len(params.system_read_roots)
+        + ["read_write"] * len(params.device_rw)
+        + ["read"] * len(params.device_read)
+    )
+    if not all(access in optional for access in accesses[len(required) :]):
+        raise _mismatch("landlock system roots", accesses[len(required) :], "at most the plan's")
+
+
+def _verify_cgroup(target: TargetSpec, lowered: LoweredParams) -> None:
+    if lowered.cgroup is None or target.cgroup is None:
+        return
+    has_v2 = target.cgroup.v2_slot is not None
+    if has_v2 != (lowered.cgroup.v2_base is not None):
+        raise _mismatch("cgroup v2 leaf", has_v2, lowered.cgroup.v2_base)
+    if len(target.cgroup.v1_slots) != len(lowered.cgroup.v1_bases):
+        raise _mismatch(
+            "cgroup v1 leaves", len(target.cgroup.v1_slots), len(lowered.cgroup.v1_bases)
+        )
 
 
 def _verify_table(body: LaunchBody) -> None:

@@ -27,10 +27,9 @@ import heapq
 from collections.abc import Mapping, Sequence
 
 from bvisor import canonical
-from bvisor.contract.lowering import LoweringEntry
-from bvisor.contract.mechanisms import BY_ID, Primitive
+from bvisor.contract.lowering import LoweringEntry, param_digest
+from bvisor.contract.mechanisms import BY_ID, Primitive, decl_digest, decl_value
 from bvisor.contract.plan import PlannedPrimitive
-from bvisor.digest import Purpose, digest_value
 from planner.errors import PlanRefusal
 
 __all__ = ["PARAM_KEYS", "compile_schedule", "decl_digest", "decl_value", "param_digest"]
@@ -55,24 +54,6 @@ PARAM_KEYS: dict[str, frozenset[str]] = {
     "linux.budget.wall.v1": frozenset({"limit_micros"}),
     "linux.cgroup.kill.v1": frozenset({"guarantee"}),
 }
-
-
-def decl_value(primitive: Primitive) -> dict[str, canonical.Value]:
-    """The declaration a schedule entry is bound to (everything but its parameters)."""
-    return {
-        "id": primitive.id,
-        "version": primitive.version,
-        "phase_code": int(primitive.phase),
-        "requires": sorted(primitive.requires),
-    }
-
-
-def decl_digest(primitive: Primitive) -> bytes:
-    return digest_value(Purpose.PRIMITIVE_DECL, decl_value(primitive))
-
-
-def param_digest(params: canonical.Value) -> bytes:
-    return digest_value(Purpose.PRIMITIVE_PARAMS, params)
 
 
 def _check_params(

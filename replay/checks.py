@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bvisor import canonical
-from bvisor.contract.lowering import lowering_digest
+from bvisor.contract.lowering import lowering_digest, param_digest
 from bvisor.contract.plan import plan_identity
 from bvisor.contract.report import BoundaryReportBody, ExitStatus, stream_digest
 from bvisor.contract.report_inputs import (
@@ -35,7 +35,7 @@ from bvisor.contract.transcript import (
     check_walk,
     split_lines,
 )
-from bvisor.digest import Purpose, digest_bytes, digest_value
+from bvisor.digest import Purpose, digest_bytes
 from ledger import Finding
 from replay.derive import Rederived
 from replay.diff import first_difference, show
@@ -264,9 +264,7 @@ def check_h_l(parsed: ParsedRun, derived: Rederived) -> CheckResult:
     admitted = parsed.admitted
     assert admitted is not None
     for position, record in enumerate(parsed.lowering):
-        if not _same(
-            digest_value(Purpose.PRIMITIVE_PARAMS, record.params), record.entry.param_digest
-        ):
+        if not _same(param_digest(record.params), record.entry.param_digest):
             return CheckResult.failed(
                 name,
                 f"lowering.entry[{position}] ({record.entry.id}): param_digest is not the "

@@ -24,6 +24,7 @@ __all__ = [
     "entries_from_wire",
     "lowering_digest",
     "lowering_wire",
+    "param_digest",
 ]
 
 _ENTRY_ID = re.compile(r"^[a-z0-9]+(\.[a-z0-9_-]+)+\.v[0-9]+$")
@@ -95,6 +96,11 @@ class LoweringEntry:
         if not isinstance(params, bytes) or not isinstance(decl, bytes):
             raise LoweringError(f"{entry_id}: digests must be byte strings")
         return cls(entry_id, version, phase, params, decl)
+
+
+def param_digest(params: canonical.Value) -> bytes:
+    """What an entry's ``param_digest`` must be for ``params`` (planner, launcher, replay)."""
+    return digest_value(Purpose.PRIMITIVE_PARAMS, params)
 
 
 def lowering_wire(entries: Iterable[LoweringEntry]) -> list[canonical.Value]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bvisor import canonical
 from bvisor.contract.lowering import Phase
+from bvisor.digest import Purpose, digest_value
 
-__all__ = ["BY_ID", "CATALOGUE", "LANDLOCK_ABI_FLOOR", "Primitive"]
+__all__ = ["BY_ID", "CATALOGUE", "LANDLOCK_ABI_FLOOR", "Primitive", "decl_digest", "decl_value"]
 
 LANDLOCK_ABI_FLOOR = 3
 
@@ -73,3 +75,18 @@ CATALOGUE: tuple[Primitive, ...] = (
     CGROUP_KILL,
 )
 BY_ID: dict[str, Primitive] = {p.id: p for p in CATALOGUE}
+
+
+def decl_value(primitive: Primitive) -> dict[str, canonical.Value]:
+    """The declaration a schedule entry is bound to (everything but its parameters)."""
+    return {
+        "id": primitive.id,
+        "version": primitive.version,
+        "phase_code": int(primitive.phase),
+        "requires": sorted(primitive.requires),
+    }
+
+
+def decl_digest(primitive: Primitive) -> bytes:
+    """What a lowering entry's ``decl_digest`` must be; planner and launcher both check it."""
+    return digest_value(Purpose.PRIMITIVE_DECL, decl_value(primitive))

@@ -17,7 +17,7 @@ from bvisor import canonical
 from bvisor.contract._wire import expect_array, expect_bytes, expect_int, expect_map, expect_text
 from bvisor.contract.admission import AdmissionRecord, admission_digest
 from bvisor.contract.errors import ContractError
-from bvisor.contract.lowering import LoweringEntry, LoweringError, lowering_digest
+from bvisor.contract.lowering import LoweringEntry, LoweringError, lowering_digest, param_digest
 from bvisor.contract.profile import ProfileSnapshot, profile_digest
 from bvisor.contract.spec import BoundarySpec
 from bvisor.digest import DIGEST_SIZE, Purpose, digest_value
@@ -47,7 +47,7 @@ class PlannedPrimitive:
             normal = canonical.decode(canonical.encode(self.params))
         except canonical.CanonicalError as exc:
             raise ContractError(f"{self.entry.id}.params", str(exc), "not-canonical") from None
-        if digest_value(Purpose.PRIMITIVE_PARAMS, normal) != self.entry.param_digest:
+        if param_digest(normal) != self.entry.param_digest:
             raise ContractError(
                 f"{self.entry.id}.params", "param_digest does not match the parameters"
             )

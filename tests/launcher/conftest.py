@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from bvisor import canonical
 from bvisor.contract import mechanisms as mech
-from bvisor.contract.lowering import LoweringEntry, lowering_digest
+from bvisor.contract.lowering import LoweringEntry, lowering_digest, param_digest
 from launcher.launch import AuthorityFd, LaunchObservation, LaunchOptions, run_launcher
 from launcher.protocol import (
     CgroupPlacement,
@@ -49,8 +50,29 @@ def launcher_path() -> str:
     return dev_launcher_path()
 
 
-def entry(primitive: mech.Primitive) -> LoweringEntry:
-    return LoweringEntry(primitive.id, primitive.version, int(primitive.phase), ZERO, ZERO)
+def entry(primitive: mech.Primitive, params: canonical.Value = None) -> LoweringEntry:
+    """A schedule entry bound to the catalogue's declaration and to ``params``."""
+    return LoweringEntry(
+        primitive.id,
+        primitive.version,
+        int(primitive.phase),
+        param_digest({} if params is None else params),
+        mech.decl_digest(primitive),
+    )
+
+
+def schedule(
+    planned: Sequence[tuple[mech.Primitive, canonical.Value]],
+) -> tuple[tuple[LoweringEntry, ...], tuple[canonical.Value, ...]]:
+    """Entries in the planner's order (phase, user namespace first) and their params."""
+    ordered = sorted(
+        planned,
+        key=lambda item: (int(item[0].phase), 0 if item[0].id == mech.USERNS.id else 1, item[0].id),
+    )
+    return (
+        tuple(entry(primitive, params) for primitive, params in ordered),
+        tuple(params for _, params in ordered),
+    )
 
 
 @dataclass
@@ -76,6 +98,18 @@ class Auth:
                 os.close(authority.fileno())
 
 
+def landlock_params(rules: Sequence[tuple[str, str]]) -> canonical.Value:
+    """The planner's Landlock parameters for exactly these roots (no system roots)."""
+    return {
+        "abi_floor": mech.LANDLOCK_ABI_FLOOR,
+        "rules": [{"path": path, "access": access} for path, access in rules],
+        "system_read_roots": [],
+        "device_rw": [],
+        "device_read": [],
+        "scope": [],
+    }
+
+
 def build_plan(
     exe: str,
     argv: Sequence[str],
@@ -88,7 +122,7 @@ def build_plan(
     cgroup_v2: int | None = None,
     cgroup_v1: Sequence[int] = (),
     hooks: frozenset[str] = frozenset(),
-    with_scrub: bool = True,
+    keep_fds: Sequence[int] = (),
 ) -> tuple[LaunchPlan, Auth]:
     """A consistent plan (lowering agrees with the target) and its authority fds.
 
@@ -103,7 +137,9 @@ def build_plan(
             EXE_SLOT, DescriptorRole.TARGET_EXE, DescriptorShape(DescriptorKind.REGULAR, False)
         )
     )
-    entries = []
+    planned: list[tuple[mech.Primitive, canonical.Value]] = [
+        (mech.EXEC, {"exe": exe, "argv": list(argv)})
+    ]
     landlock_req = None
     if landlock is not None:
         rules = []
@@ -113,7 +149,7 @@ def build_plan(
             slot = auth.add(fd, DescriptorRole.FS_ROOT, kind)
             rules.append(LandlockRule(slot, access))
         landlock_req = LandlockRequest(mech.LANDLOCK_ABI_FLOOR, tuple(rules))
-        entries.append(entry(mech.LANDLOCK))
+        planned.append((mech.LANDLOCK, landlock_params(landlock)))
     placement = None
     if cgroup_v2 is not None or cgroup_v1:
         v2_slot = None
@@ -126,18 +162,26 @@ def build_plan(
             for fd in cgroup_v1
         )
         placement = CgroupPlacement(v2_slot, v1_slots)
-        entries.append(entry(mech.CGROUP_LEAF))
-    if userns:
-        entries.append(entry(mech.USERNS))
-    if netns:
-        entries.append(entry(mech.NETNS))
-    if with_scrub:
-        entries.append(entry(mech.AMBIENT_SCRUB))
-    if seccomp is not None:
-        entries.append(entry(mech.SECCOMP))
-    entries.append(entry(mech.EXEC))
-    entries.sort(key=lambda e: (e.phase_code, 0 if e.id == mech.USERNS.id else 1, e.id))
+        cgroup_params: canonical.Value = {
+            "v2_base": None if cgroup_v2 is None else "/sys/fs/cgroup/unified",
+            "v1_bases": {f"controller{index}": "/sys/fs/cgroup" for index in range(len(v1_slots))},
+        }
+        planned.append((mech.CGROUP_LEAF, cgroup_params))
     uid, gid = os.getuid(), os.getgid()
+    if userns:
+        planned.append((mech.USERNS, {"uid": uid, "gid": gid}))
+    if netns:
+        planned.append((mech.NETNS, {}))
+    env = [[name, {"literal": value}] for name, value in envp]
+    planned.append((mech.AMBIENT_SCRUB, {"env": env, "keep_fds": [0, 1, 2, *keep_fds]}))
+    if seccomp is not None:
+        planned.append(
+            (
+                mech.SECCOMP,
+                {"deny_new_tasks": seccomp.deny_new_tasks, "deny_sockets": seccomp.deny_sockets},
+            )
+        )
+    entries, params = schedule(planned)
     target = TargetSpec(
         argv=tuple(argv),
         envp=tuple(envp),
@@ -147,6 +191,7 @@ def build_plan(
         seccomp=seccomp,
         landlock=landlock_req,
         cgroup=placement,
+        keep_fds=tuple(keep_fds),  # the caller declares their INHERITED slots
     )
     body = LaunchBody(
         attempt_id=bytes([9]) * 32,
@@ -154,7 +199,8 @@ def build_plan(
         h_a=bytes([2]) * 32,
         h_p=bytes([3]) * 32,
         h_l=lowering_digest(entries),
-        lowering=tuple(entries),
+        lowering=entries,
+        params=params,
         descriptor_table=tuple(auth.table),
         target=target,
         test_hooks=hooks,

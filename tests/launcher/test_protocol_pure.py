@@ -28,11 +28,17 @@ from launcher.protocol import (
     UserNamespaceRequest,
 )
 from launcher.verify import Refusal, verify_body
-from tests.launcher.conftest import ZERO, entry
+from tests.launcher.conftest import ZERO, schedule
 
 
 def _body(**target_changes: object) -> LaunchBody:
-    entries = (entry(mech.AMBIENT_SCRUB), entry(mech.SECCOMP), entry(mech.EXEC))
+    entries, params = schedule(
+        [
+            (mech.AMBIENT_SCRUB, {"env": [["PATH", {"literal": "/bin"}]], "keep_fds": [0, 1, 2]}),
+            (mech.SECCOMP, {"deny_new_tasks": True, "deny_sockets": False}),
+            (mech.EXEC, {"exe": "/bin/sh", "argv": ["sh", "-c", "true"]}),
+        ]
+    )
     from bvisor.contract.lowering import lowering_digest
 
     target = TargetSpec(
@@ -54,6 +60,7 @@ def _body(**target_changes: object) -> LaunchBody:
         h_p=bytes([3]) * 32,
         h_l=lowering_digest(entries),
         lowering=entries,
+        params=params,
         descriptor_table=(
             DescriptorSlot(
                 10, DescriptorRole.TARGET_EXE, DescriptorShape(DescriptorKind.REGULAR, False)
@@ -149,7 +156,9 @@ def test_envelope_codes_are_distinct() -> None:
     cases = {
         "envelope-truncated": sealed[:10],
         "envelope-bad-magic": b"Z" + sealed[1:],
-        "envelope-unknown-version": sealed[:8] + struct.pack(">H", 2) + sealed[10:],
+        "envelope-unknown-version": sealed[:8]
+        + struct.pack(">H", envelope.ENVELOPE_VERSION + 1)
+        + sealed[10:],
         "envelope-length-mismatch": sealed[:-1],
         "envelope-digest-mismatch": sealed[:-1] + b"x",
     }

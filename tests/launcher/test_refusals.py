@@ -215,17 +215,16 @@ def test_wrong_fd_mode_is_refused(launcher_path: str, marker: Path, tmp_path: Pa
 def test_declared_shape_writable_but_fd_read_only_is_refused(
     launcher_path: str, marker: Path
 ) -> None:
-    plan, auth = _plan(marker)
+    plan, auth = build_plan("/bin/sh", ["sh", "-c", f"echo ran > {marker}"], keep_fds=(11,))
     extra_fd = os.open("/etc/passwd", os.O_RDONLY | os.O_CLOEXEC)
     table = (
         *plan.body.descriptor_table,
         DescriptorSlot(11, DescriptorRole.INHERITED, DescriptorShape(DescriptorKind.REGULAR, True)),
     )
-    target = dataclasses.replace(plan.body.target, keep_fds=(11,))
     try:
         obs = run_launcher(
             launcher_path,
-            _with_body(plan, descriptor_table=table, target=target),
+            _with_body(plan, descriptor_table=table),
             [*auth.fds, AuthorityFd(11, extra_fd)],
         )
     finally:
@@ -303,6 +302,7 @@ def test_launch_body_rejects_unknown_test_hooks() -> None:
             h_p=ZERO,
             h_l=ZERO,
             lowering=(),
+            params=(),
             descriptor_table=(),
             target=build_plan("/bin/true", ["true"])[0].body.target,
             test_hooks=frozenset({"skip_everything"}),

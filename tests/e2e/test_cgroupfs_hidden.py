@@ -34,7 +34,9 @@ def _attack(hooks: frozenset[str]) -> tuple[str, str]:
     marker = unique_marker("CGESCAPE")
     script = (
         f": {marker}; "
-        "for f in /sys/fs/cgroup/pids/bvisor-*/pids.max; do echo max > $f; done 2>/dev/null; "
+        # Its own leaf only (named in /proc/self/cgroup), never another run's.
+        "leaf=$(sed -n 's/^[0-9]*:pids://p' /proc/self/cgroup); "
+        'echo max > "/sys/fs/cgroup/pids$leaf/pids.max" 2>/dev/null; '
         "echo $$ > /sys/fs/cgroup/unified/cgroup.procs 2>/dev/null; sleep 1; :"
     )
     spec = with_budgets(

@@ -337,7 +337,9 @@ def test_without_own_process_group_the_deadline_kills_launcher_and_workload(
     plan, auth = build_plan("/bin/sleep", ["sleep", "1000"])
     pids: list[int] = []
     options = LaunchOptions(
-        deadline=time.monotonic() + 0.3,
+        # Long enough for the workload to start even on a loaded machine; sleep 1000 ends
+        # only by the deadline either way.
+        deadline=time.monotonic() + 2.0,
         own_process_group=False,
         on_control_line=lambda line: pids.extend(
             [int(line.split("=")[1])] if line.startswith("# workload pid=") else []
@@ -347,6 +349,7 @@ def test_without_own_process_group_the_deadline_kills_launcher_and_workload(
     auth.close()
     assert obs.deadline_hit and obs.launcher_exit == -signal.SIGKILL
     assert os.getpgid(0) == os.getpgrp()  # the host itself was not signalled
+    assert pids, f"the workload never started before the deadline: {obs.notes}"
     try:
         pidfd = os.pidfd_open(pids[0])
     except ProcessLookupError:

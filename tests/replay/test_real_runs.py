@@ -22,6 +22,7 @@ import pytest
 from bvisor.api import run_confined
 from bvisor.contract import Budget, MinGuarantee
 from ledger import Ledger, verify
+from ledger.errors import LedgerNotFoundError
 from planner.errors import PlanRefusal
 from replay import INCOMPLETE, VERIFIED, RunAudit, audit
 from tests.features import feature_missing, require_feature
@@ -131,7 +132,11 @@ run_confined(spec, ledger=sys.argv[1], backend=backend())
 def _phase_lines(path: Path) -> list[str]:
     if not (path / "data.mdb").exists():
         return []
-    with Ledger.open(path, readonly=True) as ledger:
+    try:
+        opened = Ledger.open(path, readonly=True)
+    except LedgerNotFoundError:
+        return []  # the host has created the file but not yet committed the ledger in it
+    with opened as ledger:
         return [
             str(e.payload["line"])  # type: ignore[index,call-overload]
             for e in ledger.events()

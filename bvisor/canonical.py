@@ -74,6 +74,12 @@ def check_value(value: object, path: str = "$", depth: int = 0) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise CanonicalError(f"{path}: map key {key!r} is not a text string")
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise CanonicalError(
+                    f"{path}: map key {key!r} is not valid UTF-8 ({exc.reason})"
+                ) from None
             check_value(item, f"{path}.{key}", depth + 1)
         return
     raise CanonicalError(f"{path}: {type(value).__name__} has no canonical encoding")

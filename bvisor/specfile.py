@@ -46,7 +46,9 @@ and dumping two equal specs gives the same text. TOML is written by a small writ
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -142,13 +144,60 @@ def _key(name: str) -> str:
 # --------------------------------------------------------------------------- reading
 
 
+MAX_SPEC_BYTES = 16 * 1024 * 1024
+
+
+def _read_spec_bytes(path: str | Path, source: str) -> bytes:
+    """The file's bytes, refusing anything but a regular file of bounded size.
+
+    Opened non-blocking and checked with ``fstat`` before reading, so a FIFO, a device
+    such as ``/dev/zero`` (or a ``.toml`` symlink to one) or a directory is an error
+    naming the file instead of a hang or an unbounded read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise SpecFileError("", f"cannot read spec file: {reason}", "unreadable", source) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = (
+                "it is a directory"
+                if stat.S_ISDIR(info.st_mode)
+                else "it is not a regular file (a FIFO, device or socket)"
+            )
+            raise SpecFileError("", f"cannot read spec file: {kind}", "unreadable", source)
+        if info.st_size > MAX_SPEC_BYTES:
+            raise SpecFileError(
+                "",
+                f"spec file is {info.st_size} bytes, over the {MAX_SPEC_BYTES}-byte limit",
+                "too-large",
+                source,
+            )
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            data = stream.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise SpecFileError("", f"cannot read spec file: {reason}", "unreadable", source) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecFileError(
+            "", f"spec file is over the {MAX_SPEC_BYTES}-byte limit", "too-large", source
+        )
+    return data
+
+
 def load_spec(path: str | Path, workload_override: Workload | None = None) -> BoundarySpec:
     """Read a ``.toml`` or ``.json`` spec file (chosen by extension)."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecFileError("", f"cannot read spec file: {exc}", "unreadable", source) from None
+        text = _read_spec_bytes(path, source).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecFileError(
+            "", f"cannot read spec file: not UTF-8 text ({exc})", "unreadable", source
+        ) from None
     suffix = Path(path).suffix.lower()
     if suffix not in (".toml", ".json"):
         raise SpecFileError(
@@ -194,9 +243,45 @@ def parse_spec_text(
         if isinstance(exc, SpecFileError):
             raise
         raise SpecFileError("", f"not valid {fmt.upper()}: {exc}", "syntax", source) from None
+    except RecursionError:
+        # Both parsers recurse per nesting level; a spec is never deep, so say so plainly.
+        raise SpecFileError(
+            "", f"not valid {fmt.upper()}: nested too deeply", "syntax", source
+        ) from None
     if not isinstance(doc, dict):
         raise SpecFileError("", "the document must be a table/object", "wrong-type", source)
+    _check_unicode(doc, source)
     return parse_spec_document(doc, source, workload_override)
+
+
+def _check_unicode(doc: Mapping[str, object], source: str) -> None:
+    """Refuse text that is not valid Unicode (JSON ``\\ud800`` escapes decode to lone
+    surrogates), naming its key path, before any contract type tries to encode it.
+
+    Iterative, so a deep (but parseable) document cannot exhaust the stack here.
+    """
+    stack: list[tuple[str, object]] = [("", doc)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            _utf8(value, path, source)
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                _utf8(str(key), path, source, key=True)
+                stack.append((join_path(path, _key(str(key))), item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+
+
+def _utf8(text: str, path: str, source: str, *, key: bool = False) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        what = "a key" if key else "the value"
+        what += "" if path else " at the top level"
+        raise SpecFileError(
+            path, f"{what} is not valid Unicode text (lone surrogate)", "bad-text", source
+        ) from None
 
 
 _SPEC_NAMES = re.compile(r"\b(capabilities|controls)\b")

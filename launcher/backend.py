@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from launcher.basement.cgroups import (
     leaf_name,
     reap_stale_leaves,
 )
-from launcher.interrupts import interrupts_held
+from launcher.interrupts import interrupts_held, signal_of
 from launcher.launch import LaunchObservation, LaunchOptions, LaunchRefused, run_launcher
 from launcher.launch_body import LaunchPreparationError, prepare_launch
 from launcher.lowered import LoweredParams, LoweringParamsError, lowered_params
@@ -77,8 +78,10 @@ class Execution:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     test_hooks: frozenset[str] = frozenset()
-    interrupted: bool = False  # Ctrl-C during the run: the tree was killed
-    interrupt_deferred: bool = False  # Ctrl-C during teardown: the run ended on its own
+    interrupted: bool = False  # a stop signal during the run: the tree was killed
+    # The stop signal to re-raise once sealed: the one that interrupted the run, or one
+    # that arrived during teardown of a run that had ended on its own.
+    stop_signal: int | None = None
 
     def fact(self, kind: str, detail: str) -> None:
         self.observed.append(ObservedFact(kind=kind, detail=detail))
@@ -151,6 +154,7 @@ class LinuxBackend:
             lowered = lowered_params(plan)
         except LoweringParamsError as exc:
             run.fact("lowering_params_invalid", str(exc))
+            _transcript_facts(run)
             return run
         run.observed.extend(lowering_facts(plan))
 
@@ -184,14 +188,16 @@ class LinuxBackend:
                 if cgroup is None:
                     return run
             observation = self._launch(run, plan, lowered, secrets, cgroup, options, started)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             # Not re-raised here: the runner seals and records first, then re-raises.
             run.interrupted = True
+            run.stop_signal = signal_of(stop)
         finally:
-            # Teardown and classification run whole: a second Ctrl-C waits for the seal.
+            # Teardown and classification run whole: a second stop signal waits for the seal.
             with interrupts_held(redeliver=False) as held:
                 _finish(run, plan, observation, cgroup, started)
-            run.interrupt_deferred = held.arrived
+            if run.stop_signal is None:
+                run.stop_signal = held.signum
         return run
 
     def _launch(
@@ -271,6 +277,10 @@ def _finish(
     if observation is not None:
         _absorb_observation(run, observation)
         _classify(run, observation, usage.oom_kills)
+    elif not run.interrupted:
+        # Denied by the host or never started: the report still says how far the launcher
+        # got (nowhere: terminal "none"), as every report does.
+        _transcript_facts(run)
     if run.interrupted:
         _record_interruption(run)
     _witness_budgets(run, plan, observation, wall_micros, usage)
@@ -343,7 +353,8 @@ def _transcript_facts(run: Execution, workload_pid: int | None = None) -> None:
 def _record_interruption(run: Execution) -> None:
     """An interrupted host: the tree was killed; say what the transcript had reached."""
     _transcript_facts(run)
-    run.fact("host_interrupted", "the host was interrupted; the run tree was killed")
+    name = signal.Signals(run.stop_signal or signal.SIGINT).name
+    run.fact("host_interrupted", f"the host was interrupted ({name}); the run tree was killed")
     run.outcome = Outcome.KILLED
     run.exit = None
 

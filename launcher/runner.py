@@ -36,7 +36,7 @@ from bvisor.contract.report import (
 from bvisor.contract.report_inputs import admitted_requirements, profile_label
 from bvisor.digest import Purpose, digest_bytes, digest_value
 from launcher.backend import Execution, LinuxBackend
-from launcher.interrupts import interrupts_held
+from launcher.interrupts import interrupt_for, interrupts_held
 from launcher.secrets import SecretResolver
 from planner.errors import PlanRefusal
 from planner.registry import BackendRegistry
@@ -205,8 +205,8 @@ class BoundaryRunner:
         # A second Ctrl-C must not cost the record of the first: seal and append whole.
         with interrupts_held():
             report = self._seal_and_record(plan, execution, attempt)
-        if execution.interrupted or execution.interrupt_deferred:
-            raise KeyboardInterrupt
+        if execution.stop_signal is not None:
+            raise interrupt_for(execution.stop_signal)
         return report
 
     def _seal_and_record(

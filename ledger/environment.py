@@ -36,6 +36,7 @@ from typing import Any, Final, TypeVar
 import lmdb
 
 from ledger.errors import (
+    LedgerCorruptError,
     LedgerError,
     LedgerForkError,
     LedgerFormatError,
@@ -147,6 +148,8 @@ class Environment:
                 if txn is not None:
                     try:
                         yield txn
+                    except lmdb.Error as exc:
+                        raise _store_error(self.path, exc) from None
                     finally:
                         txn.abort()
                     return
@@ -170,6 +173,8 @@ class Environment:
                     grow_to = self._grown_size(size_hint)
                 except lmdb.MapResizedError:
                     grow_to = 0
+                except lmdb.Error as exc:
+                    raise _store_error(self.path, exc) from None
             self._resize(grow_to)
 
     def _grown_size(self, size_hint: int) -> int:
@@ -185,6 +190,29 @@ class Environment:
         with self.gate.exclusive():
             self.check_process()
             self.env.set_mapsize(size)
+
+
+# LMDB's own words for "the bytes on disk are not a valid B-tree".
+_DAMAGE_ERRORS: Final = (
+    lmdb.CorruptedError,
+    lmdb.PageNotFoundError,
+    lmdb.InvalidError,
+    lmdb.BadValsizeError,
+    lmdb.PageFullError,
+    lmdb.IncompatibleError,
+    lmdb.PanicError,
+)
+
+
+def _store_error(path: str, exc: lmdb.Error) -> LedgerError:
+    """An LMDB failure inside a transaction as a ledger error, so every command reports a
+    damaged ``data.mdb`` with a message (exit 1) instead of a traceback."""
+    if isinstance(exc, _DAMAGE_ERRORS):
+        return LedgerCorruptError(
+            f"ledger {path}: the LMDB store is damaged and cannot be read ({exc}); "
+            "restore it from a copy"
+        )
+    return LedgerError(f"ledger {path}: {exc}")
 
 
 _CACHE: dict[str, Environment] = {}
@@ -270,6 +298,9 @@ def _open(
     data_file = os.path.join(directory, "data.mdb")
     new_files = not os.path.exists(data_file)
     existing = 0 if new_files else os.path.getsize(data_file)
+    if readonly and not new_files and existing == 0:
+        # LMDB itself would fail with a bare "Bad file descriptor" here.
+        raise LedgerNotFoundError(f"{directory} is not a usable ledger: data.mdb is empty")
     size = max(map_size or INITIAL_MAP_SIZE, existing + existing // 2)
     size = -(-size // _MAP_ALIGN) * _MAP_ALIGN if size >= _MAP_ALIGN else size
     try:
@@ -332,6 +363,8 @@ def _open_databases(environment: Environment, create: bool, ledger_id: bytes | N
                 _load_meta(environment, txn, create=False, ledger_id=ledger_id)
         else:
             with env.begin(write=True) as txn:
+                if create:
+                    _refuse_foreign_store(environment, txn)
                 environment.events = env.open_db(b"events", txn=txn, create=create)
                 environment.runs = env.open_db(b"runs", txn=txn, create=create)
                 environment.meta = env.open_db(b"meta", txn=txn, create=create)
@@ -343,6 +376,25 @@ def _open_databases(environment: Environment, create: bool, ledger_id: bytes | N
         ) from None
     except lmdb.Error as exc:
         raise LedgerError(f"cannot open ledger {environment.path}: {exc}") from None
+
+
+_LEDGER_DBS: Final = frozenset({b"events", b"runs", b"meta"})
+
+
+def _refuse_foreign_store(environment: Environment, txn: Any) -> None:
+    """Refuse to turn someone else's LMDB store into a ledger.
+
+    A ledger's main database holds only its three named databases; anything else means
+    ``data.mdb`` belongs to another program, and creating our databases in it would
+    change a store that is not ours (the stray-files check only sees other file names).
+    """
+    cursor = txn.cursor()
+    for key in cursor.iternext(keys=True, values=False):
+        if bytes(key) not in _LEDGER_DBS:
+            raise LedgerNotFoundError(
+                f"{environment.path} is an LMDB store but not a bvisor ledger "
+                f"(it holds key {bytes(key)[:32]!r}); refusing to write to it"
+            )
 
 
 def _load_meta(environment: Environment, txn: Any, create: bool, ledger_id: bytes | None) -> None:

@@ -100,16 +100,22 @@ class VerifyResult:
 def parse_head(text: str) -> Head:
     """Parse ``SEQ:HASHHEX`` (as printed by ``bvisor-ledger head``)."""
     seq_text, sep, hash_text = text.strip().partition(":")
-    if not sep or not seq_text.isdigit():
+    # isascii(): str.isdigit() also accepts digits such as '²' that int() rejects.
+    if not sep or not (seq_text.isascii() and seq_text.isdigit()):
         raise LedgerUsageError(f"expected head {text!r}: expected SEQ:HASH, e.g. 41:ab12...")
     if len(seq_text) > 20 or int(seq_text) > MAX_SEQ:
         raise LedgerUsageError(f"expected head {text!r}: SEQ must be at most {MAX_SEQ}")
+    if len(hash_text) != 2 * HASH_SIZE:
+        raise LedgerUsageError(
+            f"expected head {text!r}: HASH must be {2 * HASH_SIZE} hex digits "
+            f"({HASH_SIZE} bytes), got {len(hash_text)}"
+        )
     try:
         digest = bytes.fromhex(hash_text)
     except ValueError:
-        raise LedgerUsageError(f"expected head {text!r}: HASH is not hexadecimal") from None
-    if len(digest) != HASH_SIZE:
-        raise LedgerUsageError(f"expected head {text!r}: HASH must be {HASH_SIZE} bytes")
+        digest = b""
+    if len(digest) != HASH_SIZE:  # fromhex also skips spaces: "ab cd..." is refused too
+        raise LedgerUsageError(f"expected head {text!r}: HASH is not hexadecimal")
     return Head(int(seq_text), digest)
 
 

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from bvisor.canonical import Value
+from bvisor.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
 from ledger import (
     Event,
     EventNotFoundError,
@@ -87,13 +88,13 @@ class _NotFound(Exception):
 
 
 def _non_negative(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
+    digits = text.strip()
+    if digits.startswith("-") and digits[1:].isascii() and digits[1:].isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
+    # ASCII digits only: int() would also take '1_000' and non-ASCII digits such as '٣'.
+    if not (digits.isascii() and digits.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(digits, 10)
 
 
 def _seq(text: str) -> int:
@@ -199,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    refused = check_std_streams(PROG)
+    if refused is not None:
+        return refused
     as_json = "--json" in (sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
@@ -225,7 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        return 0
+        # The reader went away (`bvisor-ledger log | head`): 141, as `bvisor` and
+        # `bvisor-replay` say, so a script can tell a cut-short listing from a whole one.
+        silence_stdout()
+        return EXIT_BROKEN_PIPE
 
 
 def _report(as_json: bool, code: str, message: str, status: int) -> int:
@@ -369,6 +376,7 @@ def _cmd_append(args: argparse.Namespace) -> int:
         payload = _parse_json(_read_text(args.file), f"--file {args.file}")
     else:
         payload = _parse_json(sys.stdin.read(), "stdin")
+    encode_payload(payload)  # refuse a bad payload before the ledger is opened (or created)
     with _open(args, write=True) as ledger:
         receipt = ledger.append(kind, payload, run_id)
     if args.json:
@@ -453,7 +461,14 @@ def _append_batch(args: argparse.Namespace) -> int:
     receipts = []
     error: str | None = None
     error_line: int | None = None
-    with _open(args, write=True) as ledger:
+    # An existing ledger (or a path that cannot be one) is opened first, so its problems
+    # are reported before stdin is read; a new ledger is created only when there is
+    # something to append, so a batch whose first line is bad leaves no ledger behind.
+    path = _ledger_path(args)
+    ledger: Ledger | None = None
+    if path.exists() and (not path.is_dir() or (path / "data.mdb").exists()):
+        ledger = _open(args, write=True)
+    try:
         group: list[tuple[str, Value, bytes | None]] = []
         try:
             for number, line in enumerate(_stdin_lines(), start=1):
@@ -461,13 +476,18 @@ def _append_batch(args: argparse.Namespace) -> int:
                     continue
                 group.append(_batch_item(line, number, kind, default_run))
                 if len(group) >= args.group:
+                    ledger = ledger or _open(args, write=True)
                     receipts.extend(ledger.append_many(group))
                     group = []
         except _BadLine as exc:
             error, error_line = str(exc), exc.line
         if group:
+            ledger = ledger or _open(args, write=True)
             receipts.extend(ledger.append_many(group))
-        head = ledger.head()
+        head = None if ledger is None else ledger.head()
+    finally:
+        if ledger is not None:
+            ledger.close()
     if error is not None:
         print(
             f"{PROG}: {error}; {len(receipts)} earlier events were appended, "
@@ -509,12 +529,26 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise _UsageError("verify: --to must not be below --from")
     progress = None if args.json else _progress_printer(sys.stderr)
     with _open(args) as ledger:
+        if start:
+            _check_start(ledger, start)
         result = verify(ledger, start=start, stop=stop, expect_head=expect, progress=progress)
     if args.json:
         _emit(_verify_json(result))
     else:
         _print_verify(result)
     return 0 if result.ok else 1
+
+
+def _check_start(ledger: Ledger, start: int) -> None:
+    """A ``--from`` past the last event is a usage mistake, not a missing event: without
+    this, verify would report the event before it as a sequence gap and exit 1."""
+    with ledger.snapshot() as snap:
+        last_key = snap.last_event_key()
+    if last_key is None:
+        raise _UsageError(f"verify: --from {start}: the ledger is empty")
+    last_seq = int.from_bytes(last_key, "big")
+    if len(last_key) == 8 and start > last_seq:
+        raise _UsageError(f"verify: --from {start}: the ledger ends at event {last_seq}")
 
 
 def _parse_expected(text: str) -> Head:

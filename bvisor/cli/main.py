@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from bvisor import __version__
+from bvisor.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("bvisor.cli.probe_cmd", "what this kernel can enforce, and why"),
@@ -38,17 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    refused = check_std_streams("bvisor")
+    if refused is not None:
+        return refused
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args._module.run(args))
-    except KeyboardInterrupt:
-        print("bvisor: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        # Ctrl-C, or SIGTERM/SIGHUP during `bvisor run`: the run was sealed first.
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"bvisor: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:
         # The reader went away (`bvisor probe | head`): not an error worth a traceback.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+        silence_stdout()
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -90,6 +90,15 @@ def render_plan(plan: Any) -> str:
     return "\n".join(lines)
 
 
+def _usage(args: argparse.Namespace, message: str, path: str) -> int:
+    """A bad spec file: the message on stderr and, with --json, an error document on
+    stdout (so a script parsing stdout gets JSON here too, not an empty string)."""
+    print(f"bvisor plan: {message}", file=sys.stderr)
+    if args.json:
+        print(jsonview.dumps({"error": {"code": "usage", "message": message, "path": path}}))
+    return EXIT_USAGE
+
+
 def run(args: argparse.Namespace) -> int:
     from bvisor.cli.probe_cmd import launcher_path
     from bvisor.contract import ContractError
@@ -101,11 +110,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec = load_spec(args.spec)
     except SpecFileError as exc:
-        print(f"bvisor plan: {exc.describe()}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage(args, exc.describe(), exc.path)
     except ContractError as exc:
-        print(f"bvisor plan: {args.spec}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage(args, f"{args.spec}: {exc}", exc.path)
     snapshot = linux_profile(launcher_path())
     try:
         plan = plan_boundary(spec, snapshot)

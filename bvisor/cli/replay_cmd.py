@@ -15,11 +15,13 @@ when it is a terminal and the ledger is large. The ledger directory defaults to
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from bvisor.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
 from ledger import Ledger, LedgerError, RunSummary, default_ledger_path
 from ledger.errors import LedgerFormatError, LedgerNotFoundError
 from ledger.runs import RunLookupError, resolve_run_prefix
@@ -115,16 +117,25 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    refused = check_std_streams(PROG)
+    if refused is not None:
+        return refused
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return _run(args)
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
+        if args.json:  # a script reading stdout gets a document, as bvisor-ledger gives
+            print(json.dumps({"error": {"code": "usage", "message": str(exc)}}, sort_keys=True))
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`bvisor-replay | head -1`): not worth a traceback.
+        silence_stdout()
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 Exit status follows the coreutils habit so scripts can wrap bvisor like ``timeout``: the
 workload's own code when it ran; 124 on timeout; 125 when refused at admission, denied by
 the host, or on a supervisor fault; 128+N when killed by signal N; 2 for a usage mistake.
+When bvisor itself is stopped — Ctrl-C, SIGTERM, SIGHUP — it kills the run tree, seals and
+records the run (outcome ``killed``), then exits 128+N for its own signal (130, 143, 129).
 """
 
 from __future__ import annotations
@@ -60,8 +62,11 @@ def exit_status_for(outcome: str, code: int | None, signal: int | None) -> int:
     return EXIT_REFUSED
 
 
-def _fail(message: str, status: int = EXIT_USAGE) -> int:
+def _fail(message: str, status: int = EXIT_USAGE, as_json: bool = False) -> int:
     print(f"bvisor run: {message}", file=sys.stderr)
+    if as_json:  # stdout stays one JSON document, as every --json command promises
+        code = "usage" if status == EXIT_USAGE else "error"
+        print(jsonview.dumps({"error": {"code": code, "message": message}}))
     return status
 
 
@@ -71,10 +76,53 @@ def _leases(pairs: list[str]) -> dict[str, str] | str:
         ref, sep, host_var = pair.partition("=")
         if not sep or not ref or not host_var:
             return f"--lease {pair!r}: expected REF=HOSTVAR"
+        if ref in values:
+            return f"--lease {pair!r}: lease {ref!r} is given more than once"
         if host_var not in os.environ:
             return f"--lease {pair!r}: host variable {host_var} is not set"
         values[ref] = os.environ[host_var]
     return values
+
+
+def _spec_lease_refs(spec: Any) -> list[str]:
+    """The secret lease references the spec's environment asks for, in order."""
+    from bvisor.contract import Environment, SecretLease
+
+    refs: list[str] = []
+    for capability in spec.capabilities:
+        if isinstance(capability, Environment):
+            for entry in capability.policy.entries:
+                if isinstance(entry.value, SecretLease) and entry.value.ref not in refs:
+                    refs.append(entry.value.ref)
+    return refs
+
+
+def _check_leases(spec: Any, leases: dict[str, str]) -> str | None:
+    """Match ``--lease`` options to the spec before anything runs or is recorded.
+
+    A missing lease would otherwise only surface as a run denied at launch (recorded in
+    the ledger, exit 125), and a lease the spec never uses is almost always a typo in REF.
+    """
+    wanted = _spec_lease_refs(spec)
+    for ref in leases:
+        if ref not in wanted:
+            uses = ", ".join(repr(r) for r in wanted) or "none"
+            return f"--lease {ref}=...: the spec has no secret lease {ref!r} (it uses: {uses})"
+    for ref in wanted:
+        if ref not in leases:
+            return f"the spec needs secret lease {ref!r}: give --lease {ref}=HOSTVAR"
+    return None
+
+
+def _why_not_run(body: Any) -> list[str]:
+    """The recorded reasons a workload never ran (host refusals, launcher refusals)."""
+    reasons: list[str] = []
+    for fact in body.observed:
+        if fact.kind == "launch_refused_by_host":
+            reasons.append(fact.detail)
+        elif fact.kind == "launcher_note" and fact.detail.startswith("refused"):
+            reasons.append(f"launcher {fact.detail}")
+    return reasons
 
 
 def _build_spec(args: argparse.Namespace, command: list[str]) -> Any:
@@ -96,17 +144,23 @@ def run(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
+    as_json = bool(args.json)
     if not command and args.spec is None:
-        return _fail("nothing to run: give a spec with --spec or a command after --")
+        return _fail(
+            "nothing to run: give a spec with --spec or a command after --", as_json=as_json
+        )
     leases = _leases(args.lease)
     if isinstance(leases, str):
-        return _fail(leases)
+        return _fail(leases, as_json=as_json)
     try:
         spec = _build_spec(args, command)
     except SpecFileError as exc:
-        return _fail(exc.describe())
+        return _fail(exc.describe(), as_json=as_json)
     except (ContractError, ValueError, OSError) as exc:
-        return _fail(str(exc))
+        return _fail(str(exc), as_json=as_json)
+    lease_problem = _check_leases(spec, leases)
+    if lease_problem is not None:
+        return _fail(lease_problem, as_json=as_json)
     ledger_choice: Any = False if args.no_record else args.ledger
 
     def passthrough(stream: Any) -> Any:
@@ -118,15 +172,24 @@ def run(args: argparse.Namespace) -> int:
 
     collected: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
     started = time.monotonic()
+    from launcher.interrupts import stop_signals_interrupt
+
     try:
-        report = run_confined(
-            spec,
-            ledger=ledger_choice,
-            secrets=leases,
-            on_stdout=collected["stdout"].extend if args.json else passthrough(sys.stdout.buffer),
-            on_stderr=collected["stderr"].extend if args.json else passthrough(sys.stderr.buffer),
-            stdin_fd=0,  # reaches the workload only if its spec asks for stdin
-        )
+        # SIGTERM/SIGHUP end the run as Ctrl-C does (tree killed, sealed, recorded), and
+        # then this command exits 128+N (main() reports it).
+        with stop_signals_interrupt():
+            report = run_confined(
+                spec,
+                ledger=ledger_choice,
+                secrets=leases,
+                on_stdout=collected["stdout"].extend
+                if args.json
+                else passthrough(sys.stdout.buffer),
+                on_stderr=collected["stderr"].extend
+                if args.json
+                else passthrough(sys.stderr.buffer),
+                stdin_fd=0,  # reaches the workload only if its spec asks for stdin
+            )
     except PlanRefusal as refusal:
         if args.json:
             print(jsonview.dumps({"admitted": False, **refusal.to_value()}))
@@ -143,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         from ledger import LedgerError
 
         if isinstance(exc, (LedgerError, LauncherNotFound, OSError)):
-            return _fail(str(exc), EXIT_REFUSED)
+            return _fail(str(exc), EXIT_REFUSED, as_json=as_json)
         raise
     body = report.body
     exit_value = body.exit
@@ -169,6 +232,9 @@ def run(args: argparse.Namespace) -> int:
         f"run {body.attempt_id.hex()[:16]} seal {report.seal.hex()[:16]}",
         file=sys.stderr,
     )
+    if code is None and signal is None:
+        for reason in _why_not_run(body):
+            print(f"bvisor: not run: {reason}", file=sys.stderr)
     for finding in body.findings:
         print(f"bvisor: finding: {finding}", file=sys.stderr)
     return status

@@ -494,6 +494,11 @@ def test_encoder_refuses_text_that_is_not_utf8() -> None:
     refuse(["ok", {"t": "a\udfffb"}], "$[1].t", "not valid UTF-8")
 
 
+def test_encoder_refuses_map_keys_that_are_not_utf8() -> None:
+    refuse({"\ud800": 1}, "$", "map key")
+    refuse({"a": [{"ok": 1, "b\udfff": 2}]}, "$.a[0]", "not valid UTF-8")
+
+
 def test_encoder_refuses_cycles_without_recursion_error() -> None:
     loop: list[object] = []
     loop.append(loop)

@@ -134,7 +134,14 @@ def test_usage_mistakes_exit_2_without_traceback(
     assert "Traceback" not in done.stderr
 
 
-def test_interrupt_kills_the_run_tree(ledger_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "status"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+    ids=["ctrl-c", "sigterm", "sighup"],
+)
+def test_interrupt_kills_the_run_tree(
+    ledger_dir: Path, tmp_path: Path, signum: int, status: int
+) -> None:
     require_feature("cgroup2-kill")
     marker = unique_marker("CTRLC")
     proc = subprocess.Popen(
@@ -158,11 +165,11 @@ def test_interrupt_kills_the_run_tree(ledger_dir: Path, tmp_path: Path) -> None:
         assert wait_for(lambda: len(find_pids_with(marker, program="sh")) >= 2, timeout=20), (
             "workload never started"
         )
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         proc.wait(timeout=20)
         gone = wait_for(lambda: not find_pids_with(marker, program="sh"), timeout=10)
-        assert gone, f"run tree survived Ctrl-C: {find_pids_with(marker, program='sh')}"
-        assert proc.returncode == 130
+        assert gone, f"run tree survived {signum}: {find_pids_with(marker, program='sh')}"
+        assert proc.returncode == status, proc.stderr.read() if proc.stderr else ""
         with Ledger.open(ledger_dir, readonly=True) as store:
             kinds = [event.kind for event in store.events()]
             sealed = [event for event in store.events() if event.kind == "report.sealed"]
@@ -170,6 +177,8 @@ def test_interrupt_kills_the_run_tree(ledger_dir: Path, tmp_path: Path) -> None:
         assert [run.verdict for run in audit.runs] == ["verified"], audit.to_json()
         assert kinds[0] == "plan.admitted" and kinds[-1] == "report.sealed", kinds
         assert sealed[0].payload["body"]["outcome"] == "killed"
+        facts = {f["kind"]: f["detail"] for f in sealed[0].payload["body"]["observed"]}
+        assert signal.Signals(signum).name in facts["host_interrupted"]
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -18,24 +18,32 @@ import pytest
 
 import replay
 from bvisor.contract import Outcome
-from launcher.interrupts import interrupts_held
+from launcher.interrupts import HostStopped, interrupts_held, stop_signals_interrupt
 from ledger import Ledger
 from tests.e2e.helpers import descendants_spec, run_execute
 from tests.features import require_feature
 
 
 class InterruptingSink:
-    """Forwards to a ledger, but raises SIGINT on this process just before chosen appends."""
+    """Forwards to a ledger, but raises a stop signal on this process before chosen appends."""
 
-    def __init__(self, ledger: Ledger, *, at_phase: int | None = None, at_seal: bool = False):
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        at_phase: int | None = None,
+        at_seal: bool = False,
+        signum: int = signal.SIGINT,
+    ):
         self._ledger = ledger
         self._at_phase = at_phase
         self._at_seal = at_seal
+        self._signum = signum
         self.interrupts_sent = 0
 
     def _interrupt(self) -> None:
         self.interrupts_sent += 1
-        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(self._signum)
 
     def append(self, kind: str, payload: Any, run_id: bytes | None = None) -> object:
         if kind == "launcher.phase" and payload["index"] == self._at_phase:
@@ -121,3 +129,45 @@ def test_holding_outside_the_main_thread_leaves_signals_alone() -> None:
     worker.join()
     assert errors == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sigterm_under_the_command_line_handler_ends_the_run_like_ctrl_c(tmp_path: Path) -> None:
+    require_feature("cgroup2-kill")
+    with Ledger.open(tmp_path / "ledger", create=True) as store:
+        sink = InterruptingSink(store, at_phase=8, signum=signal.SIGTERM)
+        with pytest.raises(HostStopped) as stopped, stop_signals_interrupt():
+            run_execute(descendants_spec(["-c", "sleep 300"]), sink=sink)
+        sealed = [e.payload for e in store.events() if e.kind == "report.sealed"]
+        run = _only_run(store)
+    assert stopped.value.signum == signal.SIGTERM
+    assert len(sealed) == 1 and sealed[0]["body"]["outcome"] == Outcome.KILLED.value
+    facts = {f["kind"]: f["detail"] for f in sealed[0]["body"]["observed"]}
+    assert "SIGTERM" in facts["host_interrupted"]
+    assert run.verdict == replay.VERIFIED, run.to_json()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_stop_signal_handlers_are_restored_and_raise_with_their_signal() -> None:
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        with pytest.raises(HostStopped) as stopped, stop_signals_interrupt():
+            signal.raise_signal(signum)
+        assert stopped.value.signum == signum
+        assert isinstance(stopped.value, KeyboardInterrupt)
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_held_sigterm_is_delivered_to_the_callers_handler_after_the_body() -> None:
+    steps: list[str] = []
+    with pytest.raises(HostStopped), stop_signals_interrupt():
+        with interrupts_held():
+            signal.raise_signal(signal.SIGTERM)
+            steps.append("after the signal")
+        steps.append("never reached")
+    assert steps == ["after the signal"]
+
+
+def test_default_action_signals_are_not_held() -> None:
+    with interrupts_held():
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler

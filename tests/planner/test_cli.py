@@ -107,7 +107,9 @@ def test_plan_refused_exits_125(capsys: pytest.CaptureFixture[str], tmp_path: Pa
 def test_plan_bad_spec_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     bad = DENY_TASKS.replace('policy = "deny_new_tasks"', 'policy = "sometimes"')
     status, out, err = run_cli(capsys, "plan", spec_file(tmp_path, bad), "--json")
-    assert status == 2 and out == ""
+    assert status == 2
+    # With --json, stdout is still one document: the error, naming the key path.
+    assert json.loads(out)["error"]["path"] == "capability[0].policy"
     assert "capability[0].policy" in err and "Traceback" not in err
     status, _, err = run_cli(capsys, "plan", str(tmp_path / "missing.toml"))
     assert status == 2 and "cannot read spec file" in err

@@ -2,13 +2,15 @@
 
 Each spec really runs under the Linux backend: a clean exit, a failure (exit 3), a
 wall-clock timeout (the deadline kills the run tree), a memory budget kill (the kernel's
-OOM killer inside the run cgroup) and a refusal at admission. Then a host killed with
-SIGKILL after ``plan.admitted`` leaves a run that replays as ``incomplete``.
+OOM killer inside the run cgroup), two runs the host denied before the launcher started
+(no such executable, an unresolvable secret lease) and a refusal at admission. Then a host
+killed with SIGKILL after ``plan.admitted`` leaves a run that replays as ``incomplete``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -20,7 +22,14 @@ from pathlib import Path
 import pytest
 
 from bvisor.api import run_confined
-from bvisor.contract import Budget, MinGuarantee
+from bvisor.contract import (
+    Budget,
+    EnvEntry,
+    Environment,
+    EnvPolicy,
+    MinGuarantee,
+    SecretLease,
+)
 from ledger import Ledger, verify
 from ledger.errors import LedgerNotFoundError
 from planner.errors import PlanRefusal
@@ -62,6 +71,24 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
                 "killed",
                 descendants_spec(["-c", MEMORY_HOG], exe=sys.executable, resident_bytes=memory),
             )
+        # Denied by the host before the launcher ever started: nothing to exec, and a
+        # secret lease nobody can resolve. Both must still replay, terminal "none".
+        record("denied_exe", descendants_spec(["-c", "true"], exe="/nonexistent/tool"))
+        leased = base_spec(["-c", "true"])
+        leased = dataclasses.replace(
+            leased,
+            capabilities=tuple(
+                Environment(
+                    policy=EnvPolicy.exact(
+                        (EnvEntry(name="TOKEN", value=SecretLease(ref="absent-ref")),)
+                    )
+                )
+                if isinstance(c, Environment)
+                else c
+                for c in leased.capabilities
+            ),
+        )
+        record("denied_lease", leased)
         with pytest.raises(PlanRefusal):
             run_confined(refused_spec(), ledger=ledger, backend=backend())
         runs["refused"] = ledger.runs()[-1].run_id
@@ -81,6 +108,8 @@ def _audit(path: Path) -> dict[bytes, RunAudit]:
         ("timeout", "timeout", "cgroup2-kill"),
         ("killed", "killed", "cgroup1-memory"),
         ("refused", "refused", None),
+        ("denied_exe", "denied", None),
+        ("denied_lease", "denied", None),
     ],
 )
 def test_real_runs_are_verified(

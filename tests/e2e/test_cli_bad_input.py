@@ -1,0 +1,371 @@
+"""User mistakes at the command line: a clear message, the documented exit status, no
+traceback, and nothing changed on disk.
+
+Each test runs the commands in a subprocess, the way a shell script would, so closed
+descriptors, broken pipes and stdin behave as they do for a user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import lmdb
+import pytest
+
+from ledger import Ledger
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC_HEAD = '{"workload": {"exe": "/bin/true"}, "control": [{"type": "launch_workload"}]'
+
+
+def _cli(
+    module: str, *args: str, ledger: Path | None = None, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ}
+    if ledger is not None:
+        env["BVISOR_LEDGER"] = str(ledger)
+    kwargs.setdefault("timeout", 120)
+    if "stdout" not in kwargs:
+        kwargs["capture_output"] = True
+    else:
+        kwargs.setdefault("stderr", subprocess.PIPE)
+    return subprocess.run(  # type: ignore[call-overload,no-any-return]
+        [sys.executable, "-m", module, *args], text=True, cwd=REPO, env=env, **kwargs
+    )
+
+
+def bvisor(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return _cli("bvisor.cli.main", *args, **kwargs)  # type: ignore[arg-type]
+
+
+def ledger_cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return _cli("bvisor.cli.ledger_cmd", *args, **kwargs)  # type: ignore[arg-type]
+
+
+def replay_cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return _cli("bvisor.cli.replay_cmd", *args, **kwargs)  # type: ignore[arg-type]
+
+
+def _no_traceback(done: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def _note_ledger(path: Path, count: int = 3) -> Path:
+    with Ledger.open(path, create=True) as ledger:
+        for index in range(count):
+            ledger.append("note.test", {"i": index})
+    return path
+
+
+# -- spec files ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("deep.json", "[" * 100_000 + "]" * 100_000),
+        ("deep.toml", "a = " + "[" * 100_000 + "]" * 100_000),
+    ],
+)
+def test_a_deeply_nested_spec_is_a_syntax_error(tmp_path: Path, name: str, text: str) -> None:
+    spec = tmp_path / name
+    spec.write_text(text)
+    done = bvisor("plan", str(spec))
+    _no_traceback(done)
+    assert done.returncode == 2
+    assert "nested too deeply" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "where"),
+    [
+        (
+            ', "capability": [{"type": "environment", "exact": {"A": "\\ud800"}}]}',
+            "capability[0].exact.A",
+        ),
+        (', "capability": [{"type": "environment", "exact": {"\\udc80": "x"}}]}', "exact"),
+    ],
+)
+def test_a_lone_surrogate_in_a_json_spec_names_its_key(
+    tmp_path: Path, extra: str, where: str
+) -> None:
+    spec = tmp_path / "s.json"
+    spec.write_text(SPEC_HEAD + extra)
+    done = bvisor("plan", str(spec))
+    _no_traceback(done)
+    assert done.returncode == 2
+    assert where in done.stderr and "surrogate" in done.stderr
+
+
+def test_a_surrogate_in_the_exe_is_a_usage_error_not_a_refusal(tmp_path: Path) -> None:
+    spec = tmp_path / "s.json"
+    spec.write_text(
+        '{"workload": {"exe": "/bin/\\udc80"}, "control": [{"type": "launch_workload"}]}'
+    )
+    done = bvisor("plan", str(spec))
+    assert done.returncode == 2, done.stderr
+    assert "workload.exe" in done.stderr
+
+
+def test_a_fifo_or_device_spec_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "spec.toml"
+    os.mkfifo(fifo)
+    done = bvisor("plan", str(fifo), timeout=30)
+    assert done.returncode == 2 and "not a regular file" in done.stderr
+    device = tmp_path / "zero.toml"
+    device.symlink_to("/dev/zero")
+    done = bvisor("plan", str(device), timeout=30)
+    assert done.returncode == 2 and "not a regular file" in done.stderr
+    done = bvisor("plan", str(tmp_path), timeout=30)
+    assert done.returncode == 2 and "directory" in done.stderr
+
+
+def test_plan_json_errors_are_a_json_document(tmp_path: Path) -> None:
+    spec = tmp_path / "s.json"
+    spec.write_text(SPEC_HEAD + ', "bogus": 1}')
+    done = bvisor("plan", "--json", str(spec))
+    assert done.returncode == 2
+    error = json.loads(done.stdout)["error"]
+    assert error["path"] == "bogus" and "unknown key" in error["message"]
+
+
+# -- bvisor run ---------------------------------------------------------------------------
+
+LEASE_SPEC = """
+[workload]
+exe = "/usr/bin/env"
+[[capability]]
+type = "environment"
+leases = { TOKEN = "api-token" }
+[[control]]
+type = "launch_workload"
+"""
+
+
+@pytest.mark.parametrize(
+    ("leases", "message"),
+    [
+        ([], "give --lease api-token=HOSTVAR"),
+        (["--lease", "api-token=HOME", "--lease", "other=HOME"], "no secret lease 'other'"),
+        (["--lease", "api-token=HOME", "--lease", "api-token=PATH"], "more than once"),
+    ],
+)
+def test_lease_mistakes_are_usage_errors_and_record_nothing(
+    tmp_path: Path, leases: list[str], message: str
+) -> None:
+    spec = tmp_path / "lease.toml"
+    spec.write_text(LEASE_SPEC)
+    ledger = tmp_path / "ledger"
+    done = bvisor("run", "--spec", str(spec), *leases, ledger=ledger)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert not ledger.exists(), "a usage mistake must not record anything"
+
+
+def test_run_json_usage_errors_are_a_json_document(tmp_path: Path) -> None:
+    done = bvisor("run", "--json", "--lease", "broken", "--", "/bin/true", ledger=tmp_path / "l")
+    assert done.returncode == 2
+    assert "REF=HOSTVAR" in json.loads(done.stdout)["error"]["message"]
+
+
+def test_closed_stdin_never_hands_a_ledger_file_to_the_workload(tmp_path: Path) -> None:
+    """With fd 0 closed, the ledger's lock file used to take fd 0 and reach the workload."""
+    spec = tmp_path / "stdin.toml"
+    spec.write_text(
+        '[workload]\nexe = "/bin/sh"\nargs = ["-c", "readlink /proc/self/fd/0"]\n'
+        '[[capability]]\ntype = "environment"\nexact = { PATH = "/usr/bin:/bin" }\n'
+        '[[control]]\ntype = "launch_workload"\n'
+        '[[control]]\ntype = "capture_streams"\nstdin = true\n'
+    )
+    ledger = tmp_path / "ledger"
+    argv = [sys.executable, "-m", "bvisor.cli.main", "run", "--spec", str(spec)]
+    code = (
+        "import os, subprocess, sys; os.close(0); "
+        f"sys.exit(subprocess.run({argv!r}, env={{**os.environ, 'BVISOR_LEDGER': "
+        f"{str(ledger)!r}}}).returncode)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    _no_traceback(done)
+    if done.returncode == 125:
+        pytest.skip(f"this host cannot run the spec: {done.stderr}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == os.devnull, done.stdout
+
+
+def _closed_stdout(argv: list[str], ledger: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` with fd 1 closed (as ``>&-`` does in a shell)."""
+    code = (
+        "import os, subprocess, sys; os.close(1); "
+        f"sys.exit(subprocess.run({argv!r}, env={{**os.environ, 'BVISOR_LEDGER': "
+        f"{str(ledger)!r}}}).returncode)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bvisor.cli.main", "run", "--", "/bin/echo", "hi"],
+        ["bvisor.cli.ledger_cmd", "append", "--kind", "note.x", "--data", "1"],
+        ["bvisor.cli.ledger_cmd", "head"],
+        ["bvisor.cli.replay_cmd"],
+    ],
+)
+def test_a_closed_stdout_is_refused_and_changes_nothing(tmp_path: Path, argv: list[str]) -> None:
+    ledger = _note_ledger(tmp_path / "ledger")
+    before = (ledger / "data.mdb").read_bytes()
+    done = _closed_stdout([sys.executable, "-m", *argv], ledger)
+    _no_traceback(done)
+    assert done.returncode == 2
+    assert "standard output is closed" in done.stderr
+    assert (ledger / "data.mdb").read_bytes() == before
+
+
+def test_replay_into_a_closed_pipe_has_no_traceback(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    with Ledger.open(ledger, create=True) as handle:
+        for index in range(3000):  # many runs: a table larger than a pipe buffer
+            handle.append("note.test", {"i": index}, index.to_bytes(4, "big"))
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = replay_cli("--ledger", str(ledger), stdout=writer)
+    finally:
+        os.close(writer)
+    _no_traceback(done)
+    assert done.returncode == 141
+
+
+def test_ledger_log_into_a_closed_pipe_exits_141_without_traceback(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    with Ledger.open(ledger, create=True) as handle:
+        handle.append_many([("note.test", {"i": index}, None) for index in range(3000)])
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = ledger_cli("--ledger", str(ledger), "log", stdout=writer)
+    finally:
+        os.close(writer)
+    _no_traceback(done)
+    assert done.returncode == 141
+
+
+def test_replay_json_usage_errors_are_a_json_document(tmp_path: Path) -> None:
+    ledger = _note_ledger(tmp_path / "ledger")
+    done = replay_cli("--ledger", str(ledger), "--json", "zz")
+    assert done.returncode == 2
+    assert "hexadecimal" in json.loads(done.stdout)["error"]["message"]
+
+
+# -- bvisor-ledger ------------------------------------------------------------------------
+
+
+def test_a_surrogate_map_key_in_a_payload_names_it(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    done = ledger_cli(
+        "append", "--ledger", str(ledger), "--kind", "note.x", "--data", '{"a": {"\\ud800": 1}}'
+    )
+    _no_traceback(done)
+    assert done.returncode == 2 and "$.a" in done.stderr and "map key" in done.stderr
+    batch = '{"kind": "note.a", "data": 1}\n{"kind": "note.a", "data": {"\\ud800": 1}}\n'
+    done = ledger_cli("append", "--ledger", str(ledger), "--batch", input=batch)
+    _no_traceback(done)
+    assert done.returncode == 2 and "line 2" in done.stderr and "1 earlier" in done.stderr
+
+
+def test_a_refused_append_creates_no_ledger(tmp_path: Path) -> None:
+    ledger = tmp_path / "new"
+    done = ledger_cli("append", "--ledger", str(ledger), "--kind", "note.x", "--data", str(1 << 64))
+    assert done.returncode == 2 and "64-bit" in done.stderr
+    assert not ledger.exists()
+    done = ledger_cli("append", "--ledger", str(ledger), "--batch", input="[1]\n")
+    assert done.returncode == 2 and "line 1" in done.stderr
+    assert not ledger.exists()
+
+
+@pytest.mark.parametrize("text", ["²", "٣", "1_0"])
+def test_seq_and_expect_head_take_ascii_digits_only(tmp_path: Path, text: str) -> None:
+    ledger = _note_ledger(tmp_path / "ledger", 12)
+    done = ledger_cli("verify", "--ledger", str(ledger), "--expect-head", f"{text}:{'a' * 64}")
+    _no_traceback(done)
+    assert done.returncode == 2 and "SEQ:HASH" in done.stderr
+    done = ledger_cli("show", "--ledger", str(ledger), text)
+    assert done.returncode == 2 and "whole number" in done.stderr
+
+
+def test_expect_head_with_a_short_hash_says_how_long(tmp_path: Path) -> None:
+    ledger = _note_ledger(tmp_path / "ledger")
+    done = ledger_cli("verify", "--ledger", str(ledger), "--expect-head", "1:" + "a" * 63)
+    assert done.returncode == 2 and "64 hex digits" in done.stderr
+
+
+def test_verify_from_past_the_end_is_a_usage_error(tmp_path: Path) -> None:
+    ledger = _note_ledger(tmp_path / "ledger", 3)
+    done = ledger_cli("verify", "--ledger", str(ledger), "--from", "50", "--json")
+    assert done.returncode == 2, done.stdout
+    assert "ends at event 2" in json.loads(done.stdout)["error"]["message"]
+
+
+def test_a_foreign_lmdb_store_is_not_turned_into_a_ledger(tmp_path: Path) -> None:
+    store = tmp_path / "other"
+    env = lmdb.open(str(store))
+    with env.begin(write=True) as txn:
+        txn.put(b"their-key", b"their-value")
+    env.close()
+    before = (store / "data.mdb").read_bytes()
+    done = ledger_cli("append", "--ledger", str(store), "--kind", "note.x", "--data", "1")
+    assert done.returncode == 2 and "not a bvisor ledger" in done.stderr
+    assert (store / "data.mdb").read_bytes() == before
+
+
+def test_an_empty_data_file_is_named(tmp_path: Path) -> None:
+    store = tmp_path / "l"
+    store.mkdir()
+    (store / "data.mdb").write_bytes(b"")
+    done = ledger_cli("head", "--ledger", str(store))
+    assert done.returncode == 2 and "data.mdb is empty" in done.stderr
+
+
+def test_a_damaged_store_is_reported_without_a_traceback(tmp_path: Path) -> None:
+    """Flipped bits in data.mdb make LMDB itself fail; every reader must say so plainly."""
+    source = _note_ledger(tmp_path / "source", 400)
+    damaged_somewhere = False
+    for seed in range(40):
+        copy = tmp_path / f"c{seed}"
+        shutil.copytree(source, copy)
+        data = bytearray((copy / "data.mdb").read_bytes())
+        rng = random.Random(seed)
+        for _ in range(30):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        (copy / "data.mdb").write_bytes(bytes(data))
+        for argv in (["verify"], ["runs"], ["log"], ["export"]):
+            done = ledger_cli(*argv, "--ledger", str(copy))
+            _no_traceback(done)
+            assert done.returncode in (0, 1, 2), done.stderr
+            damaged_somewhere |= "LMDB store is damaged" in done.stderr
+        done = replay_cli("--ledger", str(copy))
+        _no_traceback(done)
+        assert done.returncode in (0, 1, 2), done.stderr
+        if damaged_somewhere:
+            break
+    assert damaged_somewhere, "no seed damaged the B-tree itself; pick other seeds"
+
+
+def test_a_run_the_host_denied_says_why_and_still_replays(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    done = bvisor("run", "--ledger", str(ledger), "--", "/nonexistent/tool")
+    _no_traceback(done)
+    assert done.returncode == 125
+    assert "bvisor: not run: workload executable /nonexistent/tool" in done.stderr
+    replayed = replay_cli("--ledger", str(ledger))
+    assert replayed.returncode == 0, replayed.stdout

@@ -142,8 +142,13 @@ class LinuxBackend:
         on_stderr: ChunkCallback | None = None,
         stdin_fd: int | None = None,
         stream_cap: int | None = None,
+        on_finished: Callable[[Execution], None] | None = None,
     ) -> Execution:
-        """Run ``plan`` for real. Never raises for a run that went wrong: it says so."""
+        """Run ``plan`` for real. Never raises for a run that went wrong: it says so.
+
+        ``on_finished`` (the runner's seal-and-record) runs right after teardown inside the
+        same held-signal block, so no stop signal can land between the two.
+        """
         attempt = attempt_id if attempt_id is not None else os.urandom(32)
         run = Execution(attempt_id=attempt, outcome=Outcome.SUPERVISOR_FAULT)
         run.test_hooks = self._test_hooks
@@ -155,6 +160,10 @@ class LinuxBackend:
         except LoweringParamsError as exc:
             run.fact("lowering_params_invalid", str(exc))
             _transcript_facts(run)
+            with interrupts_held(redeliver=False) as held:
+                if on_finished is not None:
+                    on_finished(run)
+            run.stop_signal = held.signum
             return run
         run.observed.extend(lowering_facts(plan))
 
@@ -193,9 +202,11 @@ class LinuxBackend:
             run.interrupted = True
             run.stop_signal = signal_of(stop)
         finally:
-            # Teardown and classification run whole: a second stop signal waits for the seal.
+            # Teardown, classification and sealing run whole: a stop signal waits for them.
             with interrupts_held(redeliver=False) as held:
                 _finish(run, plan, observation, cgroup, started)
+                if on_finished is not None:
+                    on_finished(run)
             if run.stop_signal is None:
                 run.stop_signal = held.signum
         return run

@@ -36,7 +36,7 @@ from bvisor.contract.report import (
 from bvisor.contract.report_inputs import admitted_requirements, profile_label
 from bvisor.digest import Purpose, digest_bytes, digest_value
 from launcher.backend import Execution, LinuxBackend
-from launcher.interrupts import interrupt_for, interrupts_held
+from launcher.interrupts import interrupt_for
 from launcher.secrets import SecretResolver
 from planner.errors import PlanRefusal
 from planner.registry import BackendRegistry
@@ -190,6 +190,15 @@ class BoundaryRunner:
                 [("plan.admitted", admitted_payload(plan, attempt), attempt)]
                 + [("lowering.entry", payload, attempt) for payload in lowering_payloads(plan)]
             )
+        sealed: list[SealedReport] = []
+
+        def seal(execution: Execution) -> None:
+            # Called by the backend right after teardown, with stop signals still held, so
+            # a Ctrl-C (or a second one) cannot cost the record of the run.
+            if execution.outcome is Outcome.SUPERVISOR_FAULT and not execution.lines:
+                execution.findings.append("the launcher produced no transcript")
+            sealed.append(self._seal_and_record(plan, execution, attempt))
+
         execution = backend.execute(
             plan,
             attempt_id=attempt,
@@ -199,15 +208,13 @@ class BoundaryRunner:
             on_stderr=on_stderr,
             stdin_fd=stdin_fd,
             stream_cap=stream_cap,
+            on_finished=seal,
         )
-        if execution.outcome is Outcome.SUPERVISOR_FAULT and not execution.lines:
-            execution.findings.append("the launcher produced no transcript")
-        # A second Ctrl-C must not cost the record of the first: seal and append whole.
-        with interrupts_held():
-            report = self._seal_and_record(plan, execution, attempt)
         if execution.stop_signal is not None:
             raise interrupt_for(execution.stop_signal)
-        return report
+        if len(sealed) != 1:
+            raise RuntimeError(f"the backend sealed {len(sealed)} reports for one run")
+        return sealed[0]
 
     def _seal_and_record(
         self, plan: BoundaryPlan, execution: Execution, attempt: bytes

@@ -171,3 +171,47 @@ def test_default_action_signals_are_not_held() -> None:
     with interrupts_held():
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
         assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+
+
+def test_a_plan_with_unreadable_params_is_sealed_and_recorded_without_running(
+    tmp_path: Path,
+) -> None:
+    """The backend's earliest refusal still reaches the runner's seal (nothing is lost)."""
+    import dataclasses
+
+    from bvisor.contract import mechanisms as mech
+    from bvisor.contract.lowering import lowering_digest, param_digest
+    from bvisor.contract.plan import BoundaryPlan, PlannedPrimitive, plan_identity
+    from launcher.backend import LinuxBackend
+    from launcher.locate import default_launcher_path
+    from launcher.runner import BoundaryRunner
+    from planner.planning import BoundaryPlanner
+    from planner.registry import BackendRegistry
+
+    backend = LinuxBackend.with_launcher_path(default_launcher_path())
+    registry = BackendRegistry()
+    registry.register(backend)
+    plan = BoundaryPlanner(registry).plan(descendants_spec(["-c", "true"]), backend.id())
+    broken = {"exe": 7, "argv": []}  # hashes fine, but no host side can read it
+    lowering = tuple(
+        PlannedPrimitive(dataclasses.replace(p.entry, param_digest=param_digest(broken)), broken)
+        if p.entry.id == mech.EXEC.id
+        else p
+        for p in plan.lowering
+    )
+    h_l = lowering_digest(p.entry for p in lowering)
+    forged = dataclasses.replace(
+        plan,
+        lowering=lowering,
+        h_l=h_l,
+        plan_id=plan_identity(
+            plan.schema_version, plan.backend, plan.spec, plan.h_p, plan.h_a, h_l, plan.admission
+        ),
+    )
+    assert isinstance(forged, BoundaryPlan)
+    with Ledger.open(tmp_path / "ledger", create=True) as store:
+        report = BoundaryRunner(registry, sink=store).run(forged)
+        kinds = [e.kind for e in store.events()]
+    assert report.body.outcome is Outcome.SUPERVISOR_FAULT
+    assert any(f.kind == "lowering_params_invalid" for f in report.body.observed)
+    assert kinds[-1] == "report.sealed" and "launcher.phase" not in kinds

@@ -117,6 +117,7 @@ class _Prepared:
     clone_flags: int = 0
     cgroup_fd: int = -1
     hide_paths: list[str] = field(default_factory=list)
+    writable_slots: list[int] | None = None  # None: no read-only mount view
     notes_ns: list[str] = field(default_factory=list)
     notes_fd: list[str] = field(default_factory=list)
     notes_fs: list[str] = field(default_factory=list)
@@ -320,6 +321,8 @@ class Launcher:
                 "capabilities dropped: bounding, ambient, effective, permitted, inheritable; "
                 "securebits noroot+no_setuid_fixup+no_ambient_raise locked"
             )
+        if target.landlock is not None and target.landlock.handle_filesystem:
+            self._prepare_readonly_view(body, prepared)
         if target.landlock is not None:
             prepared.ruleset = self._prepare_landlock(body)
             prepared.notes_fs.append(
@@ -344,6 +347,29 @@ class Launcher:
                 f"denied={','.join(program.denied) or 'none'}"
             )
         return prepared
+
+    def _prepare_readonly_view(self, body: LaunchBody, prepared: _Prepared) -> None:
+        """Part of the Landlock filesystem mechanism: a read-only mount tree (see the C).
+
+        Mounting needs CAP_SYS_ADMIN over the new mount namespace: a user namespace of the
+        workload's own, or a root launcher. Without either, the view cannot be made and
+        the launch faults rather than run with metadata changes unconfined.
+        """
+        target = body.target
+        assert target.landlock is not None
+        if target.user_namespace is None and os.geteuid() != 0:
+            raise Fault(
+                "mounts",
+                errno.EPERM,
+                "a read-only mount view needs a user namespace or a root launcher",
+            )
+        writable = [r.slot for r in target.landlock.rules if r.access in ("write", "read_write")]
+        if "skip_readonly_view" not in body.test_hooks:
+            prepared.clone_flags |= CLONE_NEWNS
+            prepared.writable_slots = writable
+        prepared.notes_fs.append(
+            f"mounts read-only: every mount but the {len(writable)} writable roots"
+        )
 
     def _prepare_landlock(self, body: LaunchBody) -> landlock.LandlockRuleset:
         request = body.target.landlock
@@ -422,6 +448,16 @@ class Launcher:
         hide = ffi.new("char *[]", [cstr(path) for path in prepared.hide_paths] + [ffi.NULL])
         req.hide_paths = hide
         req.n_hide = len(prepared.hide_paths)
+        writable = prepared.writable_slots or []
+        writable_arr = ffi.new("int[]", writable or [0])
+        writable_paths = ffi.new(
+            "char *[]",
+            [cstr(os.readlink(f"/proc/self/fd/{slot}")) for slot in writable] + [ffi.NULL],
+        )
+        req.readonly_view = int(prepared.writable_slots is not None)
+        req.writable_fds = writable_arr
+        req.writable_paths = writable_paths
+        req.n_writable = len(writable)
         pid_out = ffi.new("int *")
         rc = int(lib.bv_spawn(req, pid_out))
         os.close(sync_r)

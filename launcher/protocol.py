@@ -63,6 +63,7 @@ TEST_HOOKS: frozenset[str] = frozenset(
         "skip_cgroupfs_hide",
         "skip_userns",
         "skip_env_scrub",
+        "skip_readonly_view",
     }
 )
 

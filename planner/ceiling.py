@@ -82,7 +82,7 @@ def _absent(key: str, mechanism: str, fact: str, why: str) -> CeilingCell:
     return _cell(key, U, mechanism, f"{why} ({MISSING_FACT_MARK}{fact})")
 
 
-def _seccomp_errno_missing(facts: HostFacts) -> str | None:
+def seccomp_errno_missing(facts: HostFacts) -> str | None:
     if not facts.seccomp_filter:
         return "seccomp_filter"
     if "errno" not in facts.seccomp_actions:
@@ -95,7 +95,7 @@ def _netns_missing(facts: HostFacts) -> str | None:
         return "userns"
     if not facts.netns:
         return "netns"
-    return _seccomp_errno_missing(facts)
+    return seccomp_errno_missing(facts)
 
 
 def _kill_missing(facts: HostFacts) -> str | None:
@@ -164,7 +164,7 @@ def _requirement_cells(facts: HostFacts) -> list[CeilingCell]:
             "this backend has no per-endpoint network enforcement",
         )
     )
-    missing = _seccomp_errno_missing(facts)
+    missing = seccomp_errno_missing(facts)
     if missing is None:
         cells.append(
             _cell(

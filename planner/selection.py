@@ -59,7 +59,7 @@ from bvisor.contract.profile import HostFacts
 from bvisor.contract.requirements import RequirementKind
 from bvisor.contract.spec import BoundarySpec
 from bvisor.contract.workload import ProcessWorkload
-from planner.ceiling import controller_hierarchy
+from planner.ceiling import controller_hierarchy, seccomp_errno_missing
 from planner.errors import PlanRefusal
 
 __all__ = [
@@ -182,7 +182,10 @@ def select_primitives(
         requests.append((NETNS.id, {}))
     deny_tasks = RequirementKind.CHILD_SPAWN_DENY_NEW_TASKS.value in kinds
     deny_net = RequirementKind.NETWORK_DENY_ALL.value in kinds
-    if deny_tasks or deny_net:
+    # Whenever the host has seccomp, every workload gets a filter: its baseline rules
+    # (no new namespaces, keyrings, io_uring, setuid modes, or reach into other
+    # processes' limits) close routes Landlock and the namespaces leave open.
+    if deny_tasks or deny_net or seccomp_errno_missing(facts) is None:
         requests.append((SECCOMP.id, {"deny_new_tasks": deny_tasks, "deny_sockets": deny_net}))
     if RequirementKind.FILESYSTEM.value in kinds:
         requests.append(

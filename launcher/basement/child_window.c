@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -66,6 +67,28 @@
 #ifndef AT_EMPTY_PATH
 #define AT_EMPTY_PATH 0x1000
 #endif
+/* The new mount API (Linux 5.2 / 5.12), declared here so older headers build too. */
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#define BV_OPEN_TREE_CLONE 1
+#define BV_AT_RECURSIVE 0x8000
+#define BV_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#define BV_MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#define BV_MOUNT_ATTR_RDONLY 0x00000001
+
+struct bv_mount_attr {
+    uint64_t attr_set;
+    uint64_t attr_clr;
+    uint64_t propagation;
+    uint64_t userns_fd;
+};
 
 /* The kernel's struct clone_args (v2, with the cgroup field: 88 bytes). */
 struct bv_clone_args {
@@ -105,6 +128,10 @@ struct bv_spawn_req {
     int new_session;
     const char *const *hide_paths;
     int n_hide;
+    int readonly_view;
+    const int *writable_fds;
+    const char *const *writable_paths;
+    int n_writable;
 };
 int bv_spawn(const struct bv_spawn_req *req, int *pid_out);
 long long bv_fstatfs_type(int fd);
@@ -212,6 +239,78 @@ static int bv_drop_capabilities(void)
     return 0;
 }
 
+/* Every mount of the child's namespace read-only, then each write root bound back
+ * writable on top of itself. Landlock decides which files may be opened; it does not see
+ * chmod, utimes or setxattr, which need only a path. With the tree read-only those fail
+ * (EROFS) everywhere but in the write roots — where writing is granted anyway.
+ *
+ * Mount objects are per namespace, so the host's root fds (which name mounts of the
+ * launcher's namespace) cannot be cloned or mounted on here; the roots are found again by
+ * path in this namespace, and each must be the very file the host opened (same device and
+ * inode as its fd) both before it is cloned and after the writable copy is mounted. No
+ * workload code runs yet; a host process swapping a path meanwhile makes the launch fault.
+ * Propagation must already be private. */
+static int bv_same_file(int fd_a, int fd_b)
+{
+    struct stat a, b;
+    if (fstat(fd_a, &a) != 0 || fstat(fd_b, &b) != 0)
+        return 0;
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static int bv_path_is_root_fd(const char *path, int root_fd)
+{
+    int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    int same;
+    if (fd < 0)
+        return 0;
+    same = bv_same_file(fd, root_fd);
+    close(fd);
+    return same;
+}
+
+static int bv_readonly_view(const struct bv_spawn_req *req)
+{
+    int trees[64];
+    struct bv_mount_attr attr;
+    int err = 0;
+
+    if (req->n_writable > 64)
+        return E2BIG;
+    for (int i = 0; i < req->n_writable; i++) {
+        trees[i] = (int)syscall(SYS_open_tree, AT_FDCWD, req->writable_paths[i],
+                                BV_OPEN_TREE_CLONE | O_CLOEXEC | BV_AT_RECURSIVE |
+                                    AT_SYMLINK_NOFOLLOW);
+        if (trees[i] < 0 || !bv_same_file(trees[i], req->writable_fds[i])) {
+            err = trees[i] < 0 ? errno : ESTALE;
+            for (int j = 0; j <= i; j++)
+                if (trees[j] >= 0)
+                    close(trees[j]);
+            return err;
+        }
+    }
+    memset(&attr, 0, sizeof attr);
+    attr.attr_set = BV_MOUNT_ATTR_RDONLY;
+    if (syscall(SYS_mount_setattr, AT_FDCWD, "/", BV_AT_RECURSIVE, &attr, sizeof attr) != 0)
+        err = errno;
+    for (int i = 0; i < req->n_writable; i++) {
+        if (err == 0 && syscall(SYS_move_mount, trees[i], "", AT_FDCWD, req->writable_paths[i],
+                                BV_MOVE_MOUNT_F_EMPTY_PATH) != 0)
+            err = errno;
+        if (err == 0 && !bv_path_is_root_fd(req->writable_paths[i], req->writable_fds[i]))
+            err = ESTALE;
+        close(trees[i]);
+    }
+    if (err == 0) {
+        /* The working directory still names the old (now read-only) mount; walking to it
+         * again by path crosses into a writable root mounted over it, if any. */
+        char cwd[4096];
+        if (getcwd(cwd, sizeof cwd) != NULL && cwd[0] == '/' && chdir(cwd) != 0)
+            err = errno;
+    }
+    return err;
+}
+
 static void __attribute__((noreturn)) bv_child(const struct bv_spawn_req *req)
 {
     char go = 0;
@@ -237,13 +336,18 @@ static void __attribute__((noreturn)) bv_child(const struct bv_spawn_req *req)
      * leaf, which file ownership alone would allow a uid-0 workload. Propagation is made
      * private first, so nothing mounted here is seen by the host. After the capability
      * drop the workload cannot unmount the empty read-only tmpfs again. */
-    if (req->n_hide > 0) {
+    if (req->n_hide > 0 || req->readonly_view) {
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
             bv_fail(req, PHASE_MOUNT, errno);
         for (int i = 0; i < req->n_hide; i++)
             if (mount("tmpfs", req->hide_paths[i], "tmpfs",
                       MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555") != 0)
                 bv_fail(req, PHASE_MOUNT, errno);
+        if (req->readonly_view) {
+            int err = bv_readonly_view(req);
+            if (err != 0)
+                bv_fail(req, PHASE_MOUNT, err);
+        }
     }
     bv_marker(req, PHASE_NAMESPACE);
 

@@ -9,13 +9,27 @@ code runs between clone and exec.
 
 Filter shape: default action ALLOW; a denylist of syscalls answered with EPERM.
 
+* baseline (every filter): what no workload of a boundary needs and Landlock does not
+  cover, found by attacking the boundary from inside —
+  new namespaces (``unshare``/``clone`` with any ``CLONE_NEW*`` flag, ``setns``; a nested
+  user namespace hands back a full capability set, with which a workload without a
+  Landlock filesystem domain could mount its own cgroup controller and lift its budget);
+  ``clone3`` answers ENOSYS (its flags live in memory, so it cannot be checked; libc then
+  falls back to ``clone``, whose flags can); the kernel keyrings (``keyctl``, ``add_key``,
+  ``request_key``: the caller's session keyring would otherwise be shared); acting on
+  *another* process's limits or scheduling (``prlimit64``, ``setpriority``,
+  ``sched_set*``, ``ioprio_set`` with a pid other than 0 — Landlock's signal scope does
+  not cover them, and ``RLIMIT_CPU`` kills); io_uring (its SQPOLL thread is a new task,
+  and it creates sockets without ``socket()``); setuid/setgid bits in ``chmod``-family
+  and file-creating modes (``openat2`` answers ENOSYS as its mode lives in memory); and
+  the mount syscalls.
 * deny_new_tasks: clone, clone3, fork, vfork -> EPERM (threads included: a denylist
   cannot tell CLONE_THREAD apart for clone3, whose flags live in memory). execve,
   execveat, write and exit_group are never on the list.
 * deny_sockets: socket() of every family -> EPERM (an AF_UNIX socket could connect to a
-  host daemon's pathname socket, and Landlock does not cover connect); socketpair() with
-  a family other than AF_UNIX -> EPERM (an unnamed AF_UNIX pair reaches nothing outside);
-  io_uring_setup -> EPERM as well, because io_uring can create sockets without socket().
+  host daemon's pathname socket, and Landlock does not cover connect); socketpair() only
+  as an AF_UNIX stream or seqpacket pair (a datagram pair can ``sendto`` any host
+  pathname socket); ``connect`` and ``sendto`` with an address -> EPERM as well.
 
 Architectures: only the native ABI is in the filter and the "bad arch" action is
 KILL_PROCESS, so a syscall made through another ABI (int 0x80 i386 entry on x86_64) kills
@@ -49,7 +63,23 @@ SCMP_ACT_KILL_PROCESS = 0x80000000
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_FLTATR_ACT_BADARCH = 2
 SCMP_CMP_NE = 1
+SCMP_CMP_MASKED_EQ = 7
 AF_UNIX = 1
+SOCK_TYPE_MASK = 0xF
+SOCK_DGRAM = 2
+S_ISUID, S_ISGID = 0o4000, 0o2000
+IOPRIO_WHO_PROCESS = 1
+# CLONE_NEWTIME, NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET.
+NAMESPACE_FLAGS = (
+    0x80,
+    0x20000,
+    0x02000000,
+    0x04000000,
+    0x08000000,
+    0x10000000,
+    0x20000000,
+    0x40000000,
+)
 _X32_SYSCALL_BIT = 0x40000000
 _AUDIT_ARCH_X86_64 = 0xC000003E
 _BPF_INSN = struct.Struct("=HBBI")
@@ -61,6 +91,46 @@ def SCMP_ACT_ERRNO(err: int) -> int:
 
 NEW_TASK_SYSCALLS = ("clone", "clone3", "fork", "vfork")
 NEVER_DENIED = ("execve", "execveat", "write", "exit_group")
+BASELINE_DENIED = (
+    "setns",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+)
+# Syscalls whose first argument names a process; only 0 ("myself") is allowed.
+OWN_PROCESS_ONLY = (
+    "prlimit64",
+    "sched_setaffinity",
+    "sched_setscheduler",
+    "sched_setparam",
+    "sched_setattr",
+)
+# (syscall, index of its mode argument) for calls that set or create with a file mode.
+MODE_ARGUMENT = (
+    ("chmod", 1),
+    ("fchmod", 1),
+    ("fchmodat", 2),
+    ("fchmodat2", 2),
+    ("creat", 1),
+    ("open", 2),
+    ("openat", 3),
+    ("mknod", 1),
+    ("mknodat", 2),
+)
 
 _lib: Any = None
 _ffi: Any = None
@@ -164,25 +234,13 @@ def build_filter(*, deny_new_tasks: bool, deny_sockets: bool) -> SeccompProgram:
     try:
         _check(lib.seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS), "badarch")
         eperm = SCMP_ACT_ERRNO(errno.EPERM)
+        denied += _add_baseline(lib, ctx, eperm, deny_new_tasks=deny_new_tasks)
         if deny_new_tasks:
             for name in NEW_TASK_SYSCALLS:
                 _deny(lib, ctx, name, eperm, None)
                 denied.append(name)
         if deny_sockets:
-            # No socket at all: an AF_UNIX socket could still connect() to a host daemon's
-            # pathname socket (Landlock does not cover connect), which is a route out.
-            # socketpair(AF_UNIX) stays: an unnamed connected pair reaches nothing outside.
-            _deny(lib, ctx, "socket", eperm, None)
-            denied.append("socket")
-            not_unix = _ffi.new("struct scmp_arg_cmp[1]")
-            not_unix[0].arg = 0
-            not_unix[0].op = SCMP_CMP_NE
-            not_unix[0].datum_a = AF_UNIX
-            not_unix[0].datum_b = 0
-            _deny(lib, ctx, "socketpair", eperm, not_unix)
-            denied.append("socketpair(family!=AF_UNIX)")
-            _deny(lib, ctx, "io_uring_setup", eperm, None)
-            denied.append("io_uring_setup")
+            denied += _add_socket_rules(lib, ctx, eperm)
         bpf = _export(lib, ctx)
     finally:
         lib.seccomp_release(ctx)
@@ -194,6 +252,66 @@ def build_filter(*, deny_new_tasks: bool, deny_sockets: bool) -> SeccompProgram:
     if len(bpf) == 0 or len(bpf) % _BPF_INSN.size or len(bpf) // _BPF_INSN.size > 4096:
         raise SeccompError(errno.EINVAL, f"exported filter has an invalid size {len(bpf)}")
     return SeccompProgram(bpf=bpf, denied=tuple(denied), arch=arch)
+
+
+def _add_baseline(lib: Any, ctx: Any, eperm: int, *, deny_new_tasks: bool) -> list[str]:
+    """The rules every filter carries (see the module docstring for why each exists)."""
+    denied: list[str] = []
+    for name in BASELINE_DENIED:
+        _deny(lib, ctx, name, eperm, None)
+    denied.append("namespaces, keyrings, io_uring, mounts")
+    namespace_calls = ("unshare",) if deny_new_tasks else ("unshare", "clone")
+    for name in namespace_calls:
+        for flag in NAMESPACE_FLAGS:
+            _deny(lib, ctx, name, eperm, _args((0, SCMP_CMP_MASKED_EQ, flag, flag)))
+    if not deny_new_tasks:  # denied outright otherwise
+        _deny(lib, ctx, "clone3", SCMP_ACT_ERRNO(errno.ENOSYS), None)
+    denied.append("clone/unshare(CLONE_NEW*)")
+    for name in OWN_PROCESS_ONLY:
+        _deny(lib, ctx, name, eperm, _args((0, SCMP_CMP_NE, 0, 0)))
+    _deny(lib, ctx, "setpriority", eperm, _args((0, SCMP_CMP_NE, 0, 0)))  # PRIO_PROCESS only
+    _deny(lib, ctx, "setpriority", eperm, _args((1, SCMP_CMP_NE, 0, 0)))
+    _deny(lib, ctx, "ioprio_set", eperm, _args((0, SCMP_CMP_NE, IOPRIO_WHO_PROCESS, 0)))
+    _deny(lib, ctx, "ioprio_set", eperm, _args((1, SCMP_CMP_NE, 0, 0)))
+    denied.append("limits/scheduling of other processes")
+    for name, index in MODE_ARGUMENT:
+        for bit in (S_ISUID, S_ISGID):
+            _deny(lib, ctx, name, eperm, _args((index, SCMP_CMP_MASKED_EQ, bit, bit)))
+    _deny(lib, ctx, "openat2", SCMP_ACT_ERRNO(errno.ENOSYS), None)
+    denied.append("setuid/setgid modes")
+    return denied
+
+
+def _add_socket_rules(lib: Any, ctx: Any, eperm: int) -> list[str]:
+    """NetworkDenyAll: no socket reaches anything outside the workload's own pairs."""
+    # No socket at all: an AF_UNIX socket could still connect() to a host daemon's
+    # pathname socket (Landlock does not cover connect), which is a route out.
+    _deny(lib, ctx, "socket", eperm, None)
+    # socketpair only as an AF_UNIX stream or seqpacket pair: connected, they reach
+    # nothing outside; a datagram pair could sendto() any host pathname socket.
+    _deny(lib, ctx, "socketpair", eperm, _args((0, SCMP_CMP_NE, AF_UNIX, 0)))
+    _deny(
+        lib,
+        ctx,
+        "socketpair",
+        eperm,
+        _args((1, SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, SOCK_DGRAM)),
+    )
+    # Nothing can be connected, and nothing may be sent to an address.
+    _deny(lib, ctx, "connect", eperm, None)
+    _deny(lib, ctx, "sendto", eperm, _args((4, SCMP_CMP_NE, 0, 0)))
+    return ["socket", "socketpair(except AF_UNIX stream/seqpacket)", "connect", "sendto(addr)"]
+
+
+def _args(*comparisons: tuple[int, int, int, int]) -> Any:
+    """A ``struct scmp_arg_cmp[]`` from (argument index, operator, datum_a, datum_b)."""
+    array = _ffi.new(f"struct scmp_arg_cmp[{len(comparisons)}]")
+    for slot, (arg, op, datum_a, datum_b) in zip(array, comparisons, strict=True):
+        slot.arg = arg
+        slot.op = op
+        slot.datum_a = datum_a
+        slot.datum_b = datum_b
+    return array
 
 
 def _deny(lib: Any, ctx: Any, name: str, action: int, args: Any) -> None:

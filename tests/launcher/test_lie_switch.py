@@ -52,22 +52,54 @@ def test_skip_seccomp_turns_the_seccomp_oracle_red(launcher_path: str) -> None:
     assert b"after_fork=ok" in obs.captured_stdout
 
 
-def test_skip_landlock_turns_the_filesystem_oracle_red(launcher_path: str, tmp_path: Path) -> None:
-    require_feature("landlock")
+def _filesystem_lie(
+    launcher_path: str, tmp_path: Path, hooks: frozenset[str]
+) -> tuple[LaunchObservation, Path]:
+    """Read a secret outside the roots, write beside it, and chmod it; report what stuck."""
     out, outside = tmp_path / "out", tmp_path / "outside"
     out.mkdir()
     outside.mkdir()
+    secret = outside / "secret.txt"
+    secret.write_text("SECRET-OUTSIDE\n")
+    secret.chmod(0o600)
     roots = [(str(out), "read_write")] + [(p, "read") for p in SYSTEM_ROOTS]
-    plan, auth = build_plan(
-        "/bin/sh",
-        ["sh", "-c", f"echo leak > {outside}/leak.txt"],
-        landlock=roots,
-        hooks=frozenset({"skip_landlock"}),
-    )
+    script = f"cat {secret}; echo leak > {outside}/leak.txt; chmod 666 {secret}; :"
+    plan, auth = build_plan("/bin/sh", ["sh", "-c", script], landlock=roots, hooks=hooks)
     obs = run_launcher(launcher_path, plan, auth.fds)
     auth.close()
+    return obs, outside
+
+
+def test_skip_landlock_turns_the_filesystem_oracle_red(launcher_path: str, tmp_path: Path) -> None:
+    require_feature("landlock")
+    obs, outside = _filesystem_lie(launcher_path, tmp_path, frozenset({"skip_landlock"}))
     _lied(obs, "skip_landlock", "landlock abi=")
-    assert (outside / "leak.txt").exists(), "oracle did not see the unconfined write"
+    assert b"SECRET-OUTSIDE" in obs.captured_stdout, "oracle did not see the unconfined read"
+    # The read-only mount view is a second, separate layer: it still stops the write.
+    assert not (outside / "leak.txt").exists()
+
+
+def test_skip_readonly_view_turns_the_metadata_oracle_red(
+    launcher_path: str, tmp_path: Path
+) -> None:
+    """Landlock alone does not see chmod: without the read-only view the host sees it."""
+    require_feature("landlock")
+    obs, outside = _filesystem_lie(launcher_path, tmp_path, frozenset({"skip_readonly_view"}))
+    _lied(obs, "skip_readonly_view", "mounts read-only")
+    assert b"SECRET-OUTSIDE" not in obs.captured_stdout  # Landlock still holds reads
+    assert (outside / "secret.txt").stat().st_mode & 0o777 == 0o666, "chmod did not leak"
+
+
+def test_with_every_layer_the_filesystem_oracles_stay_green(
+    launcher_path: str, tmp_path: Path
+) -> None:
+    """Control for the two lies above: the same workload, nothing skipped."""
+    require_feature("landlock")
+    obs, outside = _filesystem_lie(launcher_path, tmp_path, frozenset())
+    assert obs.exec_succeeded(), obs.notes
+    assert b"SECRET-OUTSIDE" not in obs.captured_stdout
+    assert not (outside / "leak.txt").exists()
+    assert (outside / "secret.txt").stat().st_mode & 0o777 == 0o600
 
 
 def test_skip_netns_turns_the_network_oracle_red(launcher_path: str) -> None:

@@ -1,0 +1,282 @@
+"""Routes out of the boundary found by attacking it from inside, each shut and kept shut.
+
+Every test runs a real attack as the workload and judges it from outside: the host's
+listener, the host's keyring, a host process's limits in /proc, file modes on disk, the
+run leaf's pids.max. Each of these attacks worked before the seccomp baseline and the
+read-only mount view existed, so each oracle is known to be able to go red.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import stat
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bvisor.api import run_confined
+from bvisor.contract import (
+    BoundarySpec,
+    Budget,
+    Filesystem,
+    FsAccess,
+    MinGuarantee,
+    Outcome,
+)
+from bvisor.contract.report import SealedReport
+from bvisor.defaults import default_spec
+from tests.e2e.helpers import (
+    descendants_spec,
+    find_pids_with,
+    unique_marker,
+    wait_for,
+    with_budgets,
+)
+from tests.features import require_feature
+
+PYTHON = "/usr/bin/python3"
+
+
+def _attack(work: Path, code: str, spec: BoundarySpec | None = None) -> SealedReport:
+    """Run ``code`` under the default spec (cwd ``work``) unless another spec is given."""
+    chosen = spec or default_spec([PYTHON, "-c", code], cwd=str(work))
+    return run_confined(chosen, ledger=work.parent / "ledger")
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The run's writable directory, and the host's cwd (which the workload inherits)."""
+    path = tmp_path / "work"
+    path.mkdir()
+    monkeypatch.chdir(path)
+    return path
+
+
+def test_a_datagram_pair_cannot_reach_a_host_pathname_socket(work: Path, tmp_path: Path) -> None:
+    """network deny_all: an AF_UNIX datagram socketpair could sendto() any host socket."""
+    require_feature("seccomp")
+    path = tmp_path / "dg.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.settimeout(0.5)
+    code = (
+        "import socket\n"
+        "for kind in (socket.SOCK_DGRAM, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC):\n"
+        "    try:\n"
+        "        a, b = socket.socketpair(socket.AF_UNIX, kind)\n"
+        f"        a.sendto(b'ESCAPED', {str(path)!r})\n"
+        "    except OSError as e:\n"
+        "        print('refused', e.errno)\n"
+        "a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        "a.send(b'ok'); print('stream pair', b.recv(2).decode())\n"
+    )
+    try:
+        report = _attack(work, code)
+        try:
+            received: bytes | None = listener.recv(64)
+        except TimeoutError:
+            received = None
+    finally:
+        listener.close()
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    assert received is None, f"the host socket received {received!r} from the workload"
+
+
+# x86_64 syscall numbers and keyctl operations (linux/keyctl.h).
+SYS_ADD_KEY, SYS_KEYCTL = 248, 250
+KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_UPDATE, KEYCTL_REVOKE, KEYCTL_READ = 1, 2, 3, 11
+KEY_SPEC_SESSION_KEYRING = -3
+
+
+def _syscall() -> Callable[..., int]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc.syscall  # type: ignore[no-any-return]
+
+
+def test_the_callers_keyring_is_out_of_reach(work: Path) -> None:
+    """The session keyring is inherited across exec; the workload must not update its keys."""
+    require_feature("seccomp")
+    call = _syscall()
+    assert call(SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, b"bvisor-test-keys") > 0
+    key = call(SYS_ADD_KEY, b"user", b"bvisor-probe", b"HOST-VALUE", 10, KEY_SPEC_SESSION_KEYRING)
+    assert key > 0, ctypes.get_errno()
+    code = (
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        f"rc = libc.syscall({SYS_KEYCTL}, {KEYCTL_UPDATE}, {key}, b'PWNED', 5)\n"
+        "print('update', rc, ctypes.get_errno())\n"
+    )
+    try:
+        report = _attack(work, code)
+        buffer = ctypes.create_string_buffer(64)
+        length = call(SYS_KEYCTL, KEYCTL_READ, key, buffer, 64)
+    finally:
+        call(SYS_KEYCTL, KEYCTL_REVOKE, key)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    assert buffer.raw[:length] == b"HOST-VALUE", "the workload rewrote the caller's key"
+
+
+def _limits_of(pid: int) -> tuple[str, int, set[int]]:
+    line = next(
+        text
+        for text in Path(f"/proc/{pid}/limits").read_text().splitlines()
+        if text.startswith("Max open files")
+    )
+    return line, os.getpriority(os.PRIO_PROCESS, pid), os.sched_getaffinity(pid)
+
+
+def test_another_processs_limits_and_scheduling_are_out_of_reach(work: Path) -> None:
+    """prlimit(RLIMIT_CPU) kills; Landlock's signal scope does not see it."""
+    require_feature("seccomp")
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        before = _limits_of(victim.pid)
+        code = (
+            "import os, resource\n"
+            f"pid = {victim.pid}\n"
+            "for name, attempt in (\n"
+            "    ('prlimit', lambda: resource.prlimit(pid, resource.RLIMIT_NOFILE, (7, 7))),\n"
+            "    ('setpriority', lambda: os.setpriority(os.PRIO_PROCESS, pid, 19)),\n"
+            "    ('affinity', lambda: os.sched_setaffinity(pid, {0})),\n"
+            "):\n"
+            "    try:\n"
+            "        attempt(); print(name, 'DONE')\n"
+            "    except OSError as e:\n"
+            "        print(name, 'refused', e.errno)\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))  # its own: allowed\n"
+            "os.setpriority(os.PRIO_PROCESS, 0, 5)\n"
+            "print('own limits ok')\n"
+        )
+        collected: list[bytes] = []
+        report = run_confined(
+            default_spec([PYTHON, "-c", code], cwd=str(work)),
+            ledger=work.parent / "ledger",
+            on_stdout=collected.append,
+        )
+        after = _limits_of(victim.pid)
+    finally:
+        victim.kill()
+        victim.wait()
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    assert b"own limits ok" in b"".join(collected)
+    assert after == before, f"a host process was changed: {before} -> {after}"
+
+
+def test_metadata_outside_the_write_roots_does_not_change(work: Path, tmp_path: Path) -> None:
+    """Landlock does not see chmod, utimes or setxattr; the read-only mount view does."""
+    require_feature("landlock")
+    readable = tmp_path / "readable"
+    outside = tmp_path / "outside"
+    for directory in (readable, outside):
+        directory.mkdir()
+        (directory / "file").write_text("x")
+        (directory / "file").chmod(0o600)
+    before = {d: (d / "file").stat() for d in (readable, outside)}
+    code = (
+        "import os\n"
+        f"for path in ({str(readable / 'file')!r}, {str(outside / 'file')!r}):\n"
+        "    for name, attempt in (\n"
+        "        ('chmod', lambda: os.chmod(path, 0o666)),\n"
+        "        ('utime', lambda: os.utime(path, (0, 0))),\n"
+        "        ('xattr', lambda: os.setxattr(path, 'user.pwned', b'1')),\n"
+        "    ):\n"
+        "        try:\n"
+        "            attempt(); print(path, name, 'DONE')\n"
+        "        except OSError as e:\n"
+        "            print(path, name, 'refused', e.errno)\n"
+        "open('inside', 'w').write('x'); os.chmod('inside', 0o640); os.utime('inside', (0, 0))\n"
+    )
+    base = default_spec([PYTHON, "-c", code], cwd=str(work))
+    spec = BoundarySpec(
+        workload=base.workload,
+        capabilities=(*base.capabilities, Filesystem(access=FsAccess.READ, roots=(str(readable),))),
+        controls=base.controls,
+        budgets=base.budgets,
+        evidence=base.evidence,
+    )
+    report = _attack(work, code, spec)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    for directory, old in before.items():
+        new = (directory / "file").stat()
+        assert (new.st_mode, new.st_mtime_ns) == (old.st_mode, old.st_mtime_ns), directory
+        assert "user.pwned" not in os.listxattr(directory / "file")
+    # Inside the write root, metadata changes are the workload's to make.
+    inside = (work / "inside").stat()
+    assert stat.S_IMODE(inside.st_mode) == 0o640 and inside.st_mtime == 0
+
+
+def test_setuid_and_setgid_bits_cannot_be_set_even_in_a_write_root(work: Path) -> None:
+    """A uid-0 workload's files belong to the caller on the host: no setuid copies of it."""
+    require_feature("seccomp")
+    code = (
+        "import os, shutil\n"
+        "shutil.copy('/bin/true', 'copy')\n"
+        "for mode in (0o4755, 0o2755):\n"
+        "    try:\n"
+        "        os.chmod('copy', mode)\n"
+        "    except OSError as e:\n"
+        "        print('chmod refused', e.errno)\n"
+        "try:\n"
+        "    os.close(os.open('made', os.O_CREAT | os.O_WRONLY, 0o4755))\n"
+        "except OSError as e:\n"
+        "    print('create refused', e.errno)\n"
+    )
+    report = _attack(work, code)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    for path in work.iterdir():
+        assert not path.stat().st_mode & (stat.S_ISUID | stat.S_ISGID), path
+
+
+def test_a_nested_user_namespace_cannot_lift_an_enforced_process_budget(tmp_path: Path) -> None:
+    """Without a filesystem domain, a nested userns + cgroupns could remount pids and lift it."""
+    require_feature("seccomp")
+    require_feature("cgroup1-pids")
+    require_feature("cgroup2-kill")
+    marker = unique_marker("NESTEDNS")
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    code = (
+        f"# {marker}\n"
+        "import ctypes, time\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWCGROUP = 0x10000000, 0x20000, 0x02000000\n"
+        "steps = []\n"
+        "steps.append(libc.unshare(CLONE_NEWUSER) == 0)\n"
+        "steps.append(libc.unshare(CLONE_NEWNS | CLONE_NEWCGROUP) == 0)\n"
+        f"steps.append(libc.mount(b'none', {str(mountpoint).encode()!r}, b'cgroup', 0, b'pids')"
+        " == 0)\n"
+        "try:\n"
+        f"    open({str(mountpoint / 'pids.max')!r}, 'w').write('max')\n"
+        "    steps.append(True)\n"
+        "except OSError:\n"
+        "    steps.append(False)\n"
+        "print('steps', steps)\n"
+        "time.sleep(1)\n"
+    )
+    spec = with_budgets(
+        descendants_spec(["-c", code], exe=PYTHON), process_count=Budget(16, MinGuarantee.ENFORCED)
+    )
+    seen: dict[str, str] = {}
+
+    def watch() -> None:
+        pids = wait_for(lambda: find_pids_with(marker, program="python3"), timeout=20)
+        if not pids:
+            return
+        pid = pids[0]  # type: ignore[index]
+        wait_for(lambda: False, timeout=0.6)  # the attack runs first thing; let it happen
+        cgroups = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        leaf = next(line.split(":", 2)[2] for line in cgroups if ":pids:" in line)
+        seen["pids.max"] = (Path("/sys/fs/cgroup/pids") / leaf.lstrip("/") / "pids.max").read_text()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    report = run_confined(spec, ledger=tmp_path / "ledger")
+    watcher.join()
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    assert seen.get("pids.max", "").strip() == "16", seen

@@ -3,11 +3,12 @@
 It confines as much as a typical command allows, and every part is something this kernel
 must enforce (the planner refuses rather than weakening it):
 
-* no network: an empty network namespace inside a user namespace, plus a seccomp rule
-  refusing every socket() (only unnamed AF_UNIX socketpairs remain, so no host daemon
-  socket is reachable);
+* no network: an empty network namespace inside a user namespace, plus seccomp refusing
+  every socket(), connect() and addressed sendto() (only unnamed AF_UNIX stream and
+  seqpacket pairs remain, so no host daemon socket is reachable);
 * the current directory readable and writable, the system (``/usr``, ``/lib*``, ``/bin``,
-  ``/sbin``, ``/etc``) read-only, everything else invisible (Landlock);
+  ``/sbin``, ``/etc``) read-only, everything else invisible (Landlock), and every mount
+  read-only but the current directory (metadata calls Landlock does not see);
 * descendants allowed, but born in the run cgroup and killed at the end (``cgroup.kill``);
 * a minimal environment (``PATH``, ``LANG``, ``HOME`` = the current directory), no inherited
   fds beyond stdio, stdout and stderr captured.

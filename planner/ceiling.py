@@ -142,7 +142,8 @@ def _requirement_cells(facts: HostFacts) -> list[CeilingCell]:
                 E,
                 "netns_userns_seccomp",
                 "an empty network namespace (inside a user namespace) has no route out; "
-                "a seccomp filter refuses every socket() (only unnamed AF_UNIX pairs remain)",
+                "a seccomp filter refuses every socket() "
+                "(only AF_UNIX stream/seqpacket pairs remain)",
                 _ATTEST,
             )
         )

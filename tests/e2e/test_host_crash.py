@@ -68,8 +68,11 @@ def test_a_killed_host_takes_its_run_down_and_the_next_run_reaps_the_leaf(
     )
     try:
         assert wait_for(lambda: find_pids_with(marker + "-escapee", program="sh"), timeout=30)
-        workload = find_pids_with(f": {marker};", program="sh")
         launchers = _children_of(host.pid)
+        # The workload is the launcher's own child. Matching the marker instead could also
+        # catch the shell's fork for `sleep` before it execs, which outlives the workload
+        # (an orphan in the run cgroup, reaped by the next run) and is not what dies here.
+        workload = [pid for launcher in launchers for pid in _children_of(launcher)]
         assert workload and launchers, (workload, launchers)
         leaf_line = Path(f"/proc/{workload[0]}/cgroup").read_text().splitlines()
         leaf = next(line[3:] for line in leaf_line if line.startswith("0::"))

@@ -82,6 +82,7 @@
 #define BV_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
 #define BV_MOVE_MOUNT_T_EMPTY_PATH 0x00000040
 #define BV_MOUNT_ATTR_RDONLY 0x00000001
+#define BV_KEYCTL_JOIN_SESSION_KEYRING 1
 
 struct bv_mount_attr {
     uint64_t attr_set;
@@ -349,6 +350,11 @@ static void __attribute__((noreturn)) bv_child(const struct bv_spawn_req *req)
                 bv_fail(req, PHASE_MOUNT, err);
         }
     }
+    /* A session keyring of its own: the caller's is inherited across clone and exec, and
+     * a process in it possesses the caller's keys (read, update). Without CONFIG_KEYS
+     * there is no keyring to share (ENOSYS). */
+    if (syscall(SYS_keyctl, BV_KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS)
+        bv_fail(req, PHASE_NAMESPACE, errno);
     bv_marker(req, PHASE_NAMESPACE);
 
     /* Signals: every disposition back to default (exec keeps SIG_IGN, and Python ignores

@@ -379,3 +379,37 @@ def test_concurrent_launches_from_threads_keep_their_own_streams(launcher_path: 
     for thread in threads:
         thread.join()
     assert results == {i: f"run-{i}\n".encode() for i in range(6)}
+
+
+def test_the_workload_gets_a_session_keyring_of_its_own(launcher_path: str) -> None:
+    """No seccomp here: only the child window's fresh session keyring keeps the key safe.
+
+    The host's session keyring is inherited across clone and exec; a process in it
+    possesses the host's keys and may update them. Oracle: the key's payload, read by the
+    host after the run.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    sys_add_key, sys_keyctl = 248, 250
+    join, update, revoke, read = 1, 2, 3, 11
+    assert libc.syscall(sys_keyctl, join, b"bvisor-launcher-test") > 0
+    key = libc.syscall(sys_add_key, b"user", b"bvisor-probe", b"HOST-VALUE", 10, -3)
+    assert key > 0, ctypes.get_errno()
+    code = (
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        f"print('update', libc.syscall({sys_keyctl}, {update}, {key}, b'PWNED', 5))\n"
+    )
+    try:
+        plan, auth = build_plan("/usr/bin/python3", ["python3", "-c", code])
+        obs = run_launcher(launcher_path, plan, auth.fds)
+        auth.close()
+        buffer = ctypes.create_string_buffer(64)
+        length = libc.syscall(sys_keyctl, read, key, buffer, 64)
+    finally:
+        libc.syscall(sys_keyctl, revoke, key)
+    assert obs.exec_succeeded(), obs.notes
+    assert b"update -1" in obs.captured_stdout, obs.captured_stdout
+    assert buffer.raw[:length] == b"HOST-VALUE", "the workload rewrote the host's key"

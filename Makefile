@@ -26,8 +26,8 @@ demo: $(STAMP)
 
 	@echo "== the ledger chain, re-derived from storage"
 	$(BIN)/bvisor-ledger verify
-	@echo "== every recorded run, re-verified from the ledger alone"
-	$(BIN)/bvisor-replay
+	@echo "== the run just made, re-verified from the ledger alone (bvisor-replay audits them all)"
+	$(BIN)/bvisor-replay --last
 
 test: $(STAMP)
 	$(PY) -m pytest -q

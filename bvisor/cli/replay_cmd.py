@@ -1,9 +1,10 @@
-"""`bvisor-replay [--ledger DIR] [--json] [RUN_ID ...]`: re-verify recorded runs.
+"""`bvisor-replay [--ledger DIR] [--json] [--last | RUN_ID ...]`: re-verify recorded runs.
 
-Audits every run in the ledger, or only the named ones; a run id may be given by any
-unique prefix of its hexadecimal form (an unknown or ambiguous prefix is a usage error
-that lists the candidates). Output is a table (run id prefix, verdict, outcome, time)
-followed by the failing checks with their details, or with ``--json``
+Audits every run in the ledger, only the named ones, or (``--last``) only the run that
+started most recently; a run id may be given by any unique prefix of its hexadecimal form
+(an unknown or ambiguous prefix is a usage error that lists the candidates). Output is
+a table (run id prefix, verdict, outcome, time) followed by the failing checks with their
+details, or with ``--json``
 ``{"ok", "runs": [{"run_id", "verdict", "checks": [{"name", "ok", "detail"}]}]}``.
 
 Exit status: 0 every audited run is verified; 1 any run failed or is incomplete (or the
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--ledger", metavar="DIR", help="ledger directory (default: $BVISOR_LEDGER, else XDG)"
     )
     parser.add_argument("--json", action="store_true", help="print the audit as JSON")
+    parser.add_argument(
+        "--last", action="store_true", help="audit only the run that started most recently"
+    )
     parser.add_argument(
         "run_ids", metavar="RUN_ID", nargs="*", help="run ids or unique hex prefixes (default: all)"
     )
@@ -100,13 +104,20 @@ def _run(args: argparse.Namespace) -> int:
     path = Path(args.ledger) if args.ledger else default_ledger_path()
     with _open(path) as ledger:
         run_ids: list[bytes] | None = None
-        if args.run_ids:
+        if args.last and args.run_ids:
+            raise UsageError("give either --last or run ids, not both")
+        if args.run_ids or args.last:
             try:
                 runs = ledger.runs()
             except LedgerError as exc:
                 print(f"{PROG}: the ledger's run index cannot be read: {exc}", file=sys.stderr)
                 return EXIT_FAILED
-            run_ids = resolve_run_ids(args.run_ids, runs)
+            if args.last:
+                if not runs:
+                    raise UsageError(f"{path}: no runs are recorded yet")
+                run_ids = [max(runs, key=lambda run: run.first_seq).run_id]
+            else:
+                run_ids = resolve_run_ids(args.run_ids, runs)
         progress = None if args.json else _progress(sys.stderr)
         try:
             report = audit(ledger, run_ids, progress=progress)

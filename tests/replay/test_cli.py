@@ -95,6 +95,26 @@ def test_bad_prefixes_exit_2_with_a_message(
     assert message in err and "Traceback" not in err
 
 
+def test_last_audits_only_the_most_recent_run(
+    crashed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(capsys, "--ledger", str(crashed), "--json", "--last")
+    assert code == 1  # the most recent run is the one that stopped after admission
+    assert [r["run_id"] for r in json.loads(out)["runs"]] == [SECOND.hex()]
+    code, _, err = _run(capsys, "--ledger", str(crashed), "--last", "ab00")
+    assert code == 2 and "either --last or run ids" in err
+
+
+def test_last_on_a_ledger_without_runs_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ledger"
+    with Ledger.open(path, create=True) as ledger:
+        ledger.append("note.test", {"i": 1})
+    code, _, err = _run(capsys, "--ledger", str(path), "--last")
+    assert code == 2 and "no runs are recorded yet" in err
+
+
 def test_not_a_ledger_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "--ledger", str(tmp_path))
     assert code == 2 and "not a ledger" in err

@@ -113,6 +113,15 @@ def _with_level(mechanism: str, level: Enforcement) -> str:
     return f"{head}:{level.title}" if sep else f"{mechanism}:{level.title}"
 
 
+def _cell_difference(recorded: CeilingCell, derived: CeilingCell) -> str:
+    """The first field in which a recorded ceiling cell differs from the derived one."""
+    for name in ("enforcement", "mechanism", "reason", "evidence"):
+        was, now = getattr(recorded, name), getattr(derived, name)
+        if was != now:
+            return f"{name}: recorded {was!r}, these rules give {now!r}"
+    return "the cells differ"
+
+
 def check_profile(snapshot: ProfileSnapshot) -> None:
     """Refuse a snapshot from an unknown backend or whose ceiling its facts do not derive."""
     derive = CEILING_DERIVATIONS.get(snapshot.backend)
@@ -136,7 +145,7 @@ def check_profile(snapshot: ProfileSnapshot) -> None:
             raise PlanRefusal(
                 "profile-insufficient",
                 f"ceiling cell {key!r} does not follow from the recorded facts "
-                f"(recorded {recorded[key].mechanism}, facts give {cell.mechanism})",
+                f"({_cell_difference(recorded[key], cell)})",
                 requirement=key,
             )
     extra = sorted(set(recorded) - set(expected))

@@ -292,6 +292,14 @@ def test_unknown_backend_and_inconsistent_profiles() -> None:
     lying = ProfileSnapshot("linux", dataclasses.replace(FIXED_FACTS, landlock_abi=0), snap.ceiling)
     err = refusal(seed_spec(), lying)
     assert (err.code, err.requirement) == ("profile-insufficient", "filesystem")
+    assert "enforcement: recorded" in err.detail, err.detail
+    # A cell recorded under other wording says which field moved, not two equal summaries.
+    reworded = tuple(
+        dataclasses.replace(cell, reason="older wording") if index == 0 else cell
+        for index, cell in enumerate(snap.ceiling)
+    )
+    err = refusal(seed_spec(), ProfileSnapshot("linux", snap.facts, reworded))
+    assert "reason: recorded 'older wording', these rules give" in err.detail, err.detail
 
 
 def test_admission_is_deterministic_and_round_trips() -> None:

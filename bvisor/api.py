@@ -43,6 +43,18 @@ def open_ledger(choice: Ledger | str | os.PathLike[str] | Literal[False] | None)
     return Ledger.open(path, create=True)
 
 
+def _ledger_location(choice: Ledger | str | os.PathLike[str] | Literal[False] | None) -> str | None:
+    """Where ``ledger=`` records, without opening (or creating) it; None: not recording."""
+    from ledger import Ledger
+    from ledger.paths import default_ledger_path
+
+    if choice is False:
+        return None
+    if isinstance(choice, Ledger):
+        return choice.path
+    return os.fspath(choice if choice is not None else default_ledger_path())
+
+
 def _backend(backend: LinuxBackend | None) -> LinuxBackend:
     from launcher.backend import LinuxBackend
 
@@ -72,6 +84,7 @@ def run_confined(
     stdin_fd: int | None = None,
 ) -> SealedReport:
     """Plan, run confined, seal and record. Raises ``PlanRefusal`` when refused."""
+    from launcher.reach import refuse_if_plan_reaches
     from launcher.runner import BoundaryRunner, refused_payload
     from launcher.secrets import MapSecretResolver
     from planner.errors import PlanRefusal
@@ -82,17 +95,22 @@ def run_confined(
     registry = BackendRegistry()
     registry.register(chosen)
     resolver = MapSecretResolver(secrets) if isinstance(secrets, Mapping) else secrets
-    store = open_ledger(ledger)
     attempt_id = os.urandom(32)
     snapshot = chosen.probe()
     try:
         plan = BoundaryPlanner(registry).plan(spec, chosen.id(), snapshot=snapshot)
     except PlanRefusal as refusal:
+        store = open_ledger(ledger)
         if store is not None:
             store.append(
                 "plan.refused", refused_payload(spec, snapshot, refusal, attempt_id), attempt_id
             )
         raise
+    where = _ledger_location(ledger)
+    if where is not None:
+        # Before the ledger is created: a run refused for this must change nothing.
+        refuse_if_plan_reaches(where, plan)
+    store = open_ledger(ledger)
     if on_plan is not None:
         on_plan(plan)
     runner = BoundaryRunner(registry, sink=store)

@@ -46,6 +46,7 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 CLONE_INTO_CGROUP = 0x200000000
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 
 # marker byte -> (state, phase name used in fault notes)
 _MARKERS = {
@@ -298,6 +299,14 @@ class Launcher:
             if "skip_netns" not in hooks:
                 prepared.clone_flags |= CLONE_NEWNET
             prepared.notes_ns.append("netns created")
+        if target.user_namespace is not None or os.geteuid() == 0:
+            # SysV shared memory, message queues and semaphores (and POSIX queues) live in
+            # the IPC namespace; neither Landlock nor seccomp sees them, and a workload
+            # with the caller's uid could read, write and outlive the caller's objects.
+            prepared.clone_flags |= CLONE_NEWIPC
+            prepared.notes_ns.append("ipc namespace created")
+        else:
+            prepared.notes_ns.append("ipc namespace shared: no user namespace, not root")
         if target.cgroup is not None:
             if target.cgroup.v2_slot is not None:
                 if "skip_cgroup_placement" not in hooks:
@@ -473,6 +482,7 @@ class Launcher:
                 (CLONE_NEWNET, "netns"),
                 (CLONE_INTO_CGROUP, "cgroup"),
                 (CLONE_NEWNS, "mountns"),
+                (CLONE_NEWIPC, "ipcns"),
             ):
                 if prepared.clone_flags & flag and rc != errno.ENOSYS:
                     mechanism = name

@@ -37,6 +37,7 @@ from bvisor.contract.report_inputs import admitted_requirements, profile_label
 from bvisor.digest import Purpose, digest_bytes, digest_value
 from launcher.backend import Execution, LinuxBackend
 from launcher.interrupts import interrupt_for
+from launcher.reach import refuse_if_plan_reaches
 from launcher.secrets import SecretResolver
 from planner.errors import PlanRefusal
 from planner.registry import BackendRegistry
@@ -185,6 +186,9 @@ class BoundaryRunner:
                 sink.append("launcher.phase", {"index": phase_index, "line": line}, attempt)
             phase_index += 1
 
+        ledger_path = getattr(sink, "path", None)
+        if isinstance(ledger_path, str):
+            refuse_if_plan_reaches(ledger_path, plan)
         if sink is not None:
             sink.append_many(
                 [("plan.admitted", admitted_payload(plan, attempt), attempt)]

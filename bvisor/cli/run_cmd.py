@@ -203,8 +203,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     except Exception as exc:  # a supervisor fault must still end with a clear message
         from launcher.locate import LauncherNotFound
+        from launcher.reach import LedgerReachable
         from ledger import LedgerError
 
+        if isinstance(exc, LedgerReachable):  # nothing ran or was recorded: a usage mistake
+            return _fail(str(exc), as_json=as_json)
         if isinstance(exc, (LedgerError, LauncherNotFound, OSError)):
             return _fail(str(exc), EXIT_REFUSED, as_json=as_json)
         raise

@@ -22,7 +22,8 @@ Filter shape: default action ALLOW; a denylist of syscalls answered with EPERM.
   not cover them, and ``RLIMIT_CPU`` kills); io_uring (its SQPOLL thread is a new task,
   and it creates sockets without ``socket()``); setuid/setgid bits in ``chmod``-family
   and file-creating modes (``openat2`` answers ENOSYS as its mode lives in memory); and
-  the mount syscalls.
+  the mount syscalls; file leases and directory notifications (``fcntl`` F_SETLEASE,
+  F_NOTIFY: a lease on a readable host file stalls the host's writers).
 * deny_new_tasks: clone, clone3, fork, vfork -> EPERM (threads included: a denylist
   cannot tell CLONE_THREAD apart for clone3, whose flags live in memory). execve,
   execveat, write and exit_group are never on the list.
@@ -63,7 +64,9 @@ SCMP_ACT_KILL_PROCESS = 0x80000000
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_FLTATR_ACT_BADARCH = 2
 SCMP_CMP_NE = 1
+SCMP_CMP_EQ = 4
 SCMP_CMP_MASKED_EQ = 7
+F_SETLEASE, F_NOTIFY = 1024, 1026
 AF_UNIX = 1
 SOCK_TYPE_MASK = 0xF
 SOCK_DGRAM = 2
@@ -279,6 +282,12 @@ def _add_baseline(lib: Any, ctx: Any, eperm: int, *, deny_new_tasks: bool) -> li
             _deny(lib, ctx, name, eperm, _args((index, SCMP_CMP_MASKED_EQ, bit, bit)))
     _deny(lib, ctx, "openat2", SCMP_ACT_ERRNO(errno.ENOSYS), None)
     denied.append("setuid/setgid modes")
+    # A lease on a readable host file stalls the host's writers for up to lease-break-time
+    # and tells the workload they are writing; a directory notification reports host
+    # activity. Neither is the workload's business.
+    for command in (F_SETLEASE, F_NOTIFY):
+        _deny(lib, ctx, "fcntl", eperm, _args((1, SCMP_CMP_EQ, command, 0)))
+    denied.append("fcntl(F_SETLEASE, F_NOTIFY)")
     return denied
 
 

@@ -280,3 +280,104 @@ def test_a_nested_user_namespace_cannot_lift_an_enforced_process_budget(tmp_path
     watcher.join()
     assert report.body.outcome is Outcome.COMPLETED, report.body.observed
     assert seen.get("pids.max", "").strip() == "16", seen
+
+
+def test_a_run_whose_roots_cover_its_ledger_is_refused_before_anything_is_recorded(
+    work: Path,
+) -> None:
+    """Run from $HOME with the default ledger below it, the workload could read every
+    run's output from data.mdb or truncate it under the host (a bus error, no seal)."""
+    from launcher.reach import LedgerReachable
+    from ledger import Ledger
+
+    spec = default_spec(["/bin/true"], cwd=str(work))
+    with pytest.raises(LedgerReachable, match="lies inside the filesystem root"):
+        run_confined(spec, ledger=work / "nested" / "ledger")
+    assert list(work.iterdir()) == [], "the refused run created a ledger"
+    with Ledger.open(work / "open-ledger", create=True) as opened:
+        with pytest.raises(LedgerReachable):
+            run_confined(spec, ledger=opened)
+        assert list(opened.events()) == [], "nothing may be recorded for a refused run"
+    report = run_confined(spec, ledger=work.parent / "ledger")  # outside: runs as usual
+    assert report.body.outcome is Outcome.COMPLETED
+
+
+# SysV IPC through libc (Python has no stdlib binding).
+IPC_CREAT, IPC_RMID = 0o1000, 0
+
+
+def test_the_hosts_sysv_shared_memory_is_out_of_reach(work: Path) -> None:
+    """Neither Landlock nor seccomp sees SysV IPC: the workload gets an IPC namespace."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    key = 0x62760000 | (os.getpid() & 0xFFFF)
+    shmid = libc.shmget(key, 4096, IPC_CREAT | 0o600)
+    assert shmid >= 0, ctypes.get_errno()
+    address = libc.shmat(shmid, None, 0)
+    ctypes.memmove(address, b"HOST-SECRET", 11)
+    code = (
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.shmat.restype = ctypes.c_void_p\n"
+        f"shmid = libc.shmget({key}, 0, 0)\n"
+        "print('shmget', shmid, ctypes.get_errno())\n"
+        "if shmid >= 0:\n"
+        "    at = libc.shmat(shmid, None, 0)\n"
+        "    print(ctypes.string_at(at, 11)); ctypes.memmove(at, b'PWNED------', 11)\n"
+    )
+    collected: list[bytes] = []
+    try:
+        report = run_confined(
+            default_spec([PYTHON, "-c", code], cwd=str(work)),
+            ledger=work.parent / "ledger",
+            on_stdout=collected.append,
+        )
+        seen = ctypes.string_at(address, 11)
+    finally:
+        libc.shmdt(ctypes.c_void_p(address))
+        libc.shmctl(shmid, IPC_RMID, None)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    assert seen == b"HOST-SECRET", "the workload rewrote the host's shared memory"
+    assert b"HOST-SECRET" not in b"".join(collected), "the workload read the host's segment"
+
+
+def test_a_lease_on_a_readable_host_file_is_refused(work: Path, tmp_path: Path) -> None:
+    """A read lease would stall the host's writers (up to lease-break-time) and tell the
+    workload when they write. Oracle: the host's non-blocking open for writing, made while
+    the workload still holds whatever it got, is not refused with EWOULDBLOCK."""
+    require_feature("seccomp")
+    readable = tmp_path / "readable"
+    readable.mkdir()
+    target = readable / "file"
+    target.write_text("x")
+    code = (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(target)!r}, os.O_RDONLY)\n"
+        "try:\n"
+        "    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK); print('LEASED', flush=True)\n"
+        "except OSError as e:\n"
+        "    print('REFUSED', e.errno, flush=True)\n"
+        "time.sleep(1)\n"
+    )
+    base = default_spec([PYTHON, "-c", code], cwd=str(work))
+    spec = BoundarySpec(
+        workload=base.workload,
+        capabilities=(*base.capabilities, Filesystem(access=FsAccess.READ, roots=(str(readable),))),
+        controls=base.controls,
+        budgets=base.budgets,
+        evidence=base.evidence,
+    )
+    host_open: list[str] = []
+
+    def on_stdout(chunk: bytes) -> None:
+        if host_open:
+            return
+        try:  # made while the workload sleeps with its lease, if it got one
+            os.close(os.open(target, os.O_WRONLY | os.O_NONBLOCK))
+            host_open.append("opened")
+        except BlockingIOError:
+            host_open.append("blocked by a lease")
+
+    report = run_confined(spec, ledger=work.parent / "ledger", on_stdout=on_stdout)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    assert host_open == ["opened"], host_open

@@ -36,8 +36,29 @@ def bvisor(*args: str, ledger: Path, **kwargs: object) -> subprocess.CompletedPr
 
 
 @pytest.fixture
-def ledger_dir(tmp_path: Path) -> Path:
-    return tmp_path / "ledger"
+def ledger_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Outside the run's cwd (``tmp_path``): a ledger inside a root is refused."""
+    return tmp_path_factory.mktemp("ledgers") / "ledger"
+
+
+@pytest.mark.parametrize("how", ["--ledger", "default under HOME"])
+def test_a_ledger_inside_the_runs_reach_is_refused_and_nothing_is_recorded(
+    tmp_path: Path, how: str
+) -> None:
+    """The workload could read other runs' output or truncate the store under the host."""
+    env = {k: v for k, v in os.environ.items() if k not in ("BVISOR_LEDGER", "XDG_DATA_HOME")}
+    args = ["run", "--ledger", "./ledger"] if how == "--ledger" else ["run"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bvisor.cli.main", *args, "--", "/bin/true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**env, "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert done.returncode == 2, done.stderr
+    assert "lies inside the filesystem root" in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == [], "a refused run must leave no ledger behind"
 
 
 def test_default_run_passes_output_through_and_exits_with_the_workload_status(

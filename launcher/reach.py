@@ -1,0 +1,63 @@
+"""Keep the evidence out of the workload's reach.
+
+The ledger holds every run's captured output and is the proof of every run; a workload
+whose filesystem roots cover the ledger directory could read other runs' output, and one
+with a write root over it could corrupt or truncate the store under the host (a bus error
+kills the host mid-run, and that run is never sealed). ``bvisor run`` from ``$HOME`` with
+the default ledger under ``~/.local/share`` is exactly that case. So a run whose roots
+cover its ledger is refused before anything is recorded or started.
+
+A spec without a filesystem capability asks for no filesystem confinement at all; its
+workload can reach the ledger like any other file its uid may open (README says so).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from launcher.lowered import LoweredParams, LoweringParamsError, lowered_params
+
+if TYPE_CHECKING:
+    from bvisor.contract.plan import BoundaryPlan
+
+__all__ = ["LedgerReachable", "covering_root", "refuse_if_plan_reaches", "refuse_if_reachable"]
+
+
+class LedgerReachable(ValueError):
+    """The ledger directory lies inside a filesystem root the workload can reach."""
+
+
+def covering_root(path: str, lowered: LoweredParams) -> str | None:
+    """The first Landlock root (spec, system or device) that contains ``path``, if any."""
+    landlock = lowered.landlock
+    if landlock is None:
+        return None
+    target = os.path.realpath(path)
+    roots = [root for root, _ in landlock.rules]
+    roots += [*landlock.system_read_roots, *landlock.device_rw, *landlock.device_read]
+    for root in roots:
+        real = os.path.realpath(root)
+        if target == real or target.startswith(real.rstrip("/") + "/"):
+            return root
+    return None
+
+
+def refuse_if_reachable(ledger_path: str, lowered: LoweredParams) -> None:
+    """Raise :class:`LedgerReachable` (naming both paths) when ``covering_root`` finds one."""
+    root = covering_root(ledger_path, lowered)
+    if root is not None:
+        raise LedgerReachable(
+            f"the ledger {ledger_path} lies inside the filesystem root {root}, which the "
+            "workload can reach (it could read other runs' output or damage the record); "
+            "record elsewhere (--ledger DIR) or run from another directory"
+        )
+
+
+def refuse_if_plan_reaches(ledger_path: str, plan: BoundaryPlan) -> None:
+    """:func:`refuse_if_reachable` for an admitted plan (unreadable params: the backend's)."""
+    try:
+        lowered = lowered_params(plan)
+    except LoweringParamsError:
+        return  # the backend refuses such a plan itself, and seals that
+    refuse_if_reachable(ledger_path, lowered)

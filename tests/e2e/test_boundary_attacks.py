@@ -48,6 +48,18 @@ def _attack(work: Path, code: str, spec: BoundarySpec | None = None) -> SealedRe
     return run_confined(chosen, ledger=work.parent / "ledger")
 
 
+def _with_read_root(work: Path, code: str, readable: Path) -> BoundarySpec:
+    """The default spec around ``code``, plus ``readable`` as a read-only root."""
+    base = default_spec([PYTHON, "-c", code], cwd=str(work))
+    return BoundarySpec(
+        workload=base.workload,
+        capabilities=(*base.capabilities, Filesystem(access=FsAccess.READ, roots=(str(readable),))),
+        controls=base.controls,
+        budgets=base.budgets,
+        evidence=base.evidence,
+    )
+
+
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The run's writable directory, and the host's cwd (which the workload inherits)."""
@@ -192,15 +204,7 @@ def test_metadata_outside_the_write_roots_does_not_change(work: Path, tmp_path: 
         "            print(path, name, 'refused', e.errno)\n"
         "open('inside', 'w').write('x'); os.chmod('inside', 0o640); os.utime('inside', (0, 0))\n"
     )
-    base = default_spec([PYTHON, "-c", code], cwd=str(work))
-    spec = BoundarySpec(
-        workload=base.workload,
-        capabilities=(*base.capabilities, Filesystem(access=FsAccess.READ, roots=(str(readable),))),
-        controls=base.controls,
-        budgets=base.budgets,
-        evidence=base.evidence,
-    )
-    report = _attack(work, code, spec)
+    report = _attack(work, code, _with_read_root(work, code, readable))
     assert report.body.outcome is Outcome.COMPLETED, report.body.observed
     for directory, old in before.items():
         new = (directory / "file").stat()
@@ -359,14 +363,7 @@ def test_a_lease_on_a_readable_host_file_is_refused(work: Path, tmp_path: Path) 
         "    print('REFUSED', e.errno, flush=True)\n"
         "time.sleep(1)\n"
     )
-    base = default_spec([PYTHON, "-c", code], cwd=str(work))
-    spec = BoundarySpec(
-        workload=base.workload,
-        capabilities=(*base.capabilities, Filesystem(access=FsAccess.READ, roots=(str(readable),))),
-        controls=base.controls,
-        budgets=base.budgets,
-        evidence=base.evidence,
-    )
+    spec = _with_read_root(work, code, readable)
     host_open: list[str] = []
 
     def on_stdout(chunk: bytes) -> None:

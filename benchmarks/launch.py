@@ -86,9 +86,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    workdir = tempfile.mkdtemp(prefix="bvisor-bench-")
+    scratch = tempfile.mkdtemp(prefix="bvisor-bench-")
+    workdir = os.path.join(scratch, "work")  # the run's root; the ledger must lie outside it
+    os.mkdir(workdir)
     spec = default_spec(["/bin/true"], cwd=workdir)
-    ledger_dir = Path(workdir) / "ledger"
+    ledger_dir = Path(scratch) / "ledger"
 
     def bare() -> None:
         subprocess.run(["/bin/true"], check=True)
@@ -134,7 +136,7 @@ def main() -> int:
     for row in rows:
         ratio = row["ratio_to_reference"]
         print(f"{row['name']:50} {row['median_ms']:10.2f} {row['p90_ms']:8.2f} {ratio:7.2f}")
-    shutil.rmtree(workdir, ignore_errors=True)
+    shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

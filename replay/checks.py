@@ -15,9 +15,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bvisor import canonical
+from bvisor.contract.admission import AdmissionRecord
 from bvisor.contract.lowering import lowering_digest, param_digest
 from bvisor.contract.plan import plan_identity
-from bvisor.contract.report import BoundaryReportBody, ExitStatus, stream_digest
+from bvisor.contract.report import (
+    AdmittedRequirement,
+    BoundaryReportBody,
+    ExitStatus,
+    stream_digest,
+)
 from bvisor.contract.report_inputs import (
     LOWERING_FACT_KINDS,
     MEDIATED_FINDING,
@@ -28,6 +34,7 @@ from bvisor.contract.report_inputs import (
     lowering_facts,
     profile_label,
 )
+from bvisor.contract.requirements import RequirementKind
 from bvisor.contract.spec import BoundarySpec
 from bvisor.contract.transcript import (
     OUTCOMES_BY_TERMINAL,
@@ -318,6 +325,7 @@ def check_h_l(parsed: ParsedRun, derived: Rederived) -> CheckResult:
 
 
 def _order_difference(recorded: list[str], expected: list[str]) -> str:
+    """Say how two different lists of entry ids differ: missing, extra, repeated or moved."""
     missing = [e for e in expected if e not in recorded]
     extra = [r for r in recorded if r not in expected]
     if missing:
@@ -327,7 +335,19 @@ def _order_difference(recorded: list[str], expected: list[str]) -> str:
         )
     if extra:
         return f"recorded lowering has entries the plan does not imply: {', '.join(extra)}"
-    position = next(i for i, (a, b) in enumerate(zip(recorded, expected, strict=False)) if a != b)
+    position = next(
+        (i for i, (a, b) in enumerate(zip(recorded, expected, strict=False)) if a != b), None
+    )
+    if position is None:
+        # Same ids, same order, different counts: one list is the other with an entry
+        # repeated at its end (a forger can append a renumbered copy of the last entry).
+        position = min(len(recorded), len(expected))
+        longer = recorded if len(recorded) > len(expected) else expected
+        whose = "recorded lowering" if longer is recorded else "plan"
+        return (
+            f"lowering.entry[{position}]: the {whose} repeats entry {longer[position]} "
+            f"(recorded {len(recorded)} entries, the plan implies {len(expected)})"
+        )
     return (
         f"lowering entries out of order at position {position}: recorded {recorded[position]}, "
         f"the plan schedules {expected[position]}"
@@ -495,12 +515,15 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
         [w.to_value() for w in body.budget_witnesses],
         [w.to_value() for w in terminal.budget_witnesses],
     )
-    expected = admitted_requirements(derived.record or admitted.admission)
-    difference = first_difference(
-        [a.to_value() for a in expected], [a.to_value() for a in body.admitted], "admitted"
-    )
-    if difference is not None:
-        problems.append(f"admitted requirements disagree with the admission: {difference}")
+    expected, unknown = _admitted_requirements(derived.record or admitted.admission)
+    if unknown is not None:
+        problems.append(unknown)
+    else:
+        difference = first_difference(
+            [a.to_value() for a in expected], [a.to_value() for a in body.admitted], "admitted"
+        )
+        if difference is not None:
+            problems.append(f"admitted requirements disagree with the admission: {difference}")
     states, notes = split_lines(parsed.lines)
     reported_notes = [f.detail for f in body.observed if f.kind == "launcher_note"]
     if reported_notes != notes:
@@ -530,6 +553,28 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
         f"ids, outcome {body.outcome.value}, exit, {len(body.admitted)} admitted requirements, "
         f"{len(notes)} launcher notes and {len(body.budget_witnesses)} budget witnesses agree",
     )
+
+
+def _admitted_requirements(
+    admission: AdmissionRecord,
+) -> tuple[tuple[AdmittedRequirement, ...], str | None]:
+    """The report's ``admitted`` list for ``admission``, or which key names no requirement.
+
+    When admission cannot be re-run, the *recorded* admission record is all there is, and
+    its strict decoder checks a requirement key's type but not that it names a
+    :class:`RequirementKind`: a forged key must fail this check, not crash the audit.
+    """
+    known = {kind.value for kind in RequirementKind}
+    for position, decision in enumerate(admission.requirements):
+        if decision.key.partition(":")[0] not in known:
+            return (), (
+                f"admission.requirements[{position}].key {show(decision.key)} names no "
+                "requirement kind, so the report's admitted requirements cannot be derived"
+            )
+    try:
+        return admitted_requirements(admission), None
+    except ValueError as exc:  # ContractError included: belt and braces for other fields
+        return (), f"admission.requirements: the report's admitted list cannot be derived ({exc})"
 
 
 _EXIT_NOTE = "workload exit "

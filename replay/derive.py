@@ -90,7 +90,10 @@ def _enc(record: AdmissionRecord) -> bytes:
 # Re-derivations by the exact canonical bytes of (spec, profile): the planner is a pure
 # function of them, and one host's ledger repeats both constantly. Bounded; cleared when
 # full. The key is the full encoding, so a hit is exactly what a fresh run would return.
+# Large inputs are not kept: a real spec and profile are a few KiB, and a hostile ledger of
+# distinct multi-megabyte ones must not be held in memory all at once.
 _MEMO_LIMIT = 256
+_MEMO_MAX_BYTES = 128 * 1024
 _memo: dict[tuple[bytes, bytes], Rederived] = {}
 
 
@@ -106,7 +109,8 @@ def rederive_memo(
     hit = _memo.get(key)
     if hit is None:
         hit = rederive(spec, profile)
-        if len(_memo) >= _MEMO_LIMIT:
-            _memo.clear()
-        _memo[key] = hit
+        if len(spec_bytes) + len(profile_bytes) <= _MEMO_MAX_BYTES:
+            if len(_memo) >= _MEMO_LIMIT:
+                _memo.clear()
+            _memo[key] = hit
     return hit

@@ -201,8 +201,12 @@ def _canonical(value: object, rebuilt: canonical.Value, path: str) -> bytes:
 # Decoded contract values by their exact canonical bytes. A ledger from one host repeats
 # the same profile (and often the same spec) in every run; decoding is a pure function of
 # the bytes and the key is the full encoding (not a hash of it), so a hit is exactly the
-# value a fresh decode would give. Bounded, and cleared wholesale when full.
+# value a fresh decode would give. Bounded, and cleared wholesale when full. Only small
+# values are kept (a real profile is a few KiB): the key holds the whole encoding, so a
+# hostile ledger of distinct multi-megabyte specs or profiles would otherwise pin
+# hundreds of them in memory at once instead of one run's worth.
 _MEMO_LIMIT = 256
+_MEMO_MAX_BYTES = 64 * 1024
 _memo: dict[tuple[str, bytes], object] = {}
 
 
@@ -216,9 +220,10 @@ def _memoized(path: str, value: object, build: Callable[[object, str], T]) -> tu
     built = build(value, path)
     if canonical.encode(built.to_value()) != data:  # type: ignore[attr-defined]
         raise ContractError(path, "not in canonical form (re-encoding changes it)")
-    if len(_memo) >= _MEMO_LIMIT:
-        _memo.clear()
-    _memo[key] = built
+    if len(data) <= _MEMO_MAX_BYTES:
+        if len(_memo) >= _MEMO_LIMIT:
+            _memo.clear()
+        _memo[key] = built
     return built, data
 
 

@@ -250,7 +250,11 @@ def run_launcher_payload(
         plan_fd = memfd.sealed_memfd(payload, seal=seal)
         opened.append(plan_fd)
         if stdin_fd is None:
-            stdin_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            # An empty pipe, not the host's /dev/null: an fd to a host file would let the
+            # workload fchmod or utime that very file (Landlock does not see metadata, and
+            # the fd predates the workload's read-only mount view). Reads give EOF alike.
+            stdin_fd, stdin_writer = os.pipe2(os.O_CLOEXEC)
+            os.close(stdin_writer)
             opened.append(stdin_fd)
         control_r, control_w = os.pipe2(os.O_CLOEXEC)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)

@@ -201,14 +201,18 @@ def prepare_launch(
     skipped: list[str] = []
     landlock_paths: list[str] = []
     try:
+        # The caller's fds first, before this function opens anything that could take a
+        # number the spec names.
+        for fd in inherited:
+            duplicate = _dup_inherited(fd)
+            alloc.add(
+                duplicate, DescriptorRole.INHERITED, _inheritable_shape(fd, duplicate), slot=fd
+            )
         exe_slot = alloc.add(
             _open_exe(lowered.exe),
             DescriptorRole.TARGET_EXE,
             DescriptorShape(DescriptorKind.REGULAR, False),
         )
-        for fd in inherited:
-            duplicate = _dup_inherited(fd)
-            alloc.add(duplicate, DescriptorRole.INHERITED, _shape_of(duplicate), slot=fd)
         landlock = None
         if lowered.landlock is not None:
             landlock = _landlock(lowered.landlock, alloc, landlock_paths, skipped)
@@ -259,6 +263,24 @@ def prepare_launch(
         alloc.close_all()
         raise
     return PreparedLaunch(LaunchPlan(body=body), alloc.authority, skipped, landlock_paths)
+
+
+def _inheritable_shape(fd: int, duplicate: int) -> DescriptorShape:
+    """The shape of an inherited fd, refusing kinds that would reach past the roots.
+
+    A directory fd (or an ``O_PATH`` one) lives on the host's mounts, not on the workload's
+    read-only view, and names paths relative to itself (``..`` included): through it the
+    workload could chmod, utime or set xattrs on host files Landlock never sees.
+    """
+    facts = fds.inspect(duplicate)
+    if facts.kind == DescriptorKind.DIRECTORY.value or facts.access == "path":
+        os.close(duplicate)
+        what = "a directory" if facts.kind == DescriptorKind.DIRECTORY.value else "an O_PATH fd"
+        raise LaunchPreparationError(
+            f"inherited fd {fd} is {what}: it would reach host paths outside the filesystem "
+            "roots; pass a regular file, pipe or socket instead"
+        )
+    return _shape_of(duplicate)
 
 
 def _dup_inherited(fd: int) -> int:

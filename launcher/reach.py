@@ -21,7 +21,13 @@ from launcher.lowered import LoweredParams, LoweringParamsError, lowered_params
 if TYPE_CHECKING:
     from bvisor.contract.plan import BoundaryPlan
 
-__all__ = ["LedgerReachable", "covering_root", "refuse_if_plan_reaches", "refuse_if_reachable"]
+__all__ = [
+    "LedgerReachable",
+    "covering_root",
+    "refuse_if_fds_reach",
+    "refuse_if_plan_reaches",
+    "refuse_if_reachable",
+]
 
 
 class LedgerReachable(ValueError):
@@ -54,10 +60,37 @@ def refuse_if_reachable(ledger_path: str, lowered: LoweredParams) -> None:
         )
 
 
+def refuse_if_fds_reach(ledger_path: str, lowered: LoweredParams) -> None:
+    """Refuse when an fd the spec keeps (``InheritedFds``) is one of the ledger's own files.
+
+    The spec names fd *numbers*; in a process that has the ledger open, a number nobody
+    opened on purpose can be LMDB's ``lock.mdb`` or ``data.mdb`` — read-write.
+    """
+    ledger_files: dict[tuple[int, int], str] = {}
+    for name in ("data.mdb", "lock.mdb"):
+        try:
+            info = os.stat(os.path.join(ledger_path, name))
+        except OSError:
+            continue
+        ledger_files[(info.st_dev, info.st_ino)] = name
+    for fd in (fd for fd in lowered.keep_fds if fd > 2):
+        try:
+            info = os.fstat(fd)
+        except OSError:
+            continue  # not open: the launch itself refuses that
+        held = ledger_files.get((info.st_dev, info.st_ino))
+        if held is not None:
+            raise LedgerReachable(
+                f"inherited fd {fd} is the ledger's own {held} ({ledger_path}): the workload "
+                "would get the evidence store read-write; pass the fd you meant to give"
+            )
+
+
 def refuse_if_plan_reaches(ledger_path: str, plan: BoundaryPlan) -> None:
-    """:func:`refuse_if_reachable` for an admitted plan (unreadable params: the backend's)."""
+    """Both refusals above for an admitted plan (unreadable params: the backend's)."""
     try:
         lowered = lowered_params(plan)
     except LoweringParamsError:
         return  # the backend refuses such a plan itself, and seals that
     refuse_if_reachable(ledger_path, lowered)
+    refuse_if_fds_reach(ledger_path, lowered)

@@ -114,6 +114,26 @@ def _check_leases(spec: Any, leases: dict[str, str]) -> str | None:
     return None
 
 
+def _check_inherited_fds(spec: Any) -> str | None:
+    """Every fd the spec hands to the workload must have been open when bvisor started.
+
+    Any other number is (or will be) one of bvisor's own: the ledger's LMDB files, the
+    executable it opened, a pipe. Handing those to the workload would give it the evidence.
+    """
+    from bvisor.cli.stdio import STARTUP_FDS
+    from bvisor.contract import FdsOnly, InheritedFds
+
+    for capability in spec.capabilities:
+        if isinstance(capability, InheritedFds) and isinstance(capability.policy, FdsOnly):
+            for fd in capability.policy.fds:
+                if fd > 2 and fd not in STARTUP_FDS:
+                    return (
+                        f"inherited_fds names fd {fd}, which was not open when bvisor started "
+                        f"(open it in the shell that runs bvisor, e.g. {fd}<FILE)"
+                    )
+    return None
+
+
 def _why_not_run(body: Any) -> list[str]:
     """The recorded reasons a workload never ran (host refusals, launcher refusals)."""
     reasons: list[str] = []
@@ -161,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
     lease_problem = _check_leases(spec, leases)
     if lease_problem is not None:
         return _fail(lease_problem, as_json=as_json)
+    fd_problem = _check_inherited_fds(spec)
+    if fd_problem is not None:
+        return _fail(fd_problem, as_json=as_json)
     ledger_choice: Any = False if args.no_record else args.ledger
 
     def passthrough(stream: Any) -> Any:

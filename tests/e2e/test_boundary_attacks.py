@@ -378,3 +378,70 @@ def test_a_lease_on_a_readable_host_file_is_refused(work: Path, tmp_path: Path) 
     report = run_confined(spec, ledger=work.parent / "ledger", on_stdout=on_stdout)
     assert report.body.outcome is Outcome.COMPLETED, report.body.observed
     assert host_open == ["opened"], host_open
+
+
+def test_stdin_is_no_host_file_whose_metadata_the_workload_could_change(work: Path) -> None:
+    """stdin used to be the host's /dev/null: fchmod/futimens on fd 0 changed the host's."""
+    before = os.stat("/dev/null")
+    code = "import os\nos.utime(0, ns=(1, 1))\nprint(os.readlink('/proc/self/fd/0'))\n"
+    try:
+        report = _attack(work, code)
+        after = os.stat("/dev/null")
+    finally:
+        now = os.stat("/dev/null")
+        if now.st_mtime_ns != before.st_mtime_ns:  # put the host back if the oracle goes red
+            os.utime("/dev/null", ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    assert after.st_mtime_ns == before.st_mtime_ns, "the workload changed the host's /dev/null"
+
+
+def _with_inherited(work: Path, code: str, fd: int) -> BoundarySpec:
+    from bvisor.contract import FdsOnly, InheritedFds
+
+    base = default_spec([PYTHON, "-c", code], cwd=str(work))
+    return BoundarySpec(
+        workload=base.workload,
+        capabilities=(
+            *(c for c in base.capabilities if not isinstance(c, InheritedFds)),
+            InheritedFds(policy=FdsOnly((fd,))),
+        ),
+        controls=base.controls,
+        budgets=base.budgets,
+        evidence=base.evidence,
+    )
+
+
+def test_an_inherited_directory_fd_is_refused(work: Path, tmp_path: Path) -> None:
+    """Through a directory fd (``..`` included) the workload could chmod host files."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("x")
+    outside.chmod(0o600)
+    directory = os.open(shared, os.O_RDONLY | os.O_DIRECTORY)
+    code = f"import os\nos.chmod('../outside.txt', 0o666, dir_fd={directory})\n"
+    try:
+        report = _attack(work, code, _with_inherited(work, code, directory))
+    finally:
+        os.close(directory)
+    assert report.body.outcome is Outcome.DENIED, report.body.observed
+    assert any("is a directory" in f.detail for f in report.body.observed)
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o600
+
+
+def test_an_inherited_fd_that_is_the_ledgers_own_file_is_refused(work: Path) -> None:
+    """A spec names fd numbers; in a process holding the ledger, one may be lock.mdb."""
+    from launcher.reach import LedgerReachable
+    from ledger import Ledger
+
+    with Ledger.open(work.parent / "held-ledger", create=True) as opened:
+        mine = (os.path.join(opened.path, "lock.mdb"), os.path.join(opened.path, "data.mdb"))
+        held = next(
+            int(name)
+            for name in os.listdir("/proc/self/fd")
+            if os.path.realpath(f"/proc/self/fd/{name}") in {os.path.realpath(p) for p in mine}
+        )
+        code = "print('ran')"
+        with pytest.raises(LedgerReachable, match="is the ledger's own"):
+            run_confined(_with_inherited(work, code, held), ledger=opened)
+        assert list(opened.events()) == [], "nothing may be recorded for a refused run"

@@ -369,3 +369,21 @@ def test_a_run_the_host_denied_says_why_and_still_replays(tmp_path: Path) -> Non
     assert "bvisor: not run: workload executable /nonexistent/tool" in done.stderr
     replayed = replay_cli("--ledger", str(ledger))
     assert replayed.returncode == 0, replayed.stdout
+
+
+def test_an_inherited_fd_bvisor_was_not_started_with_is_a_usage_error(tmp_path: Path) -> None:
+    """fd 3 unopened by the shell would be one of bvisor's own (the ledger's lock.mdb)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    spec = work / "spec.toml"
+    spec.write_text(
+        '[workload]\nexe = "/bin/true"\n'
+        '[[capability]]\ntype = "inherited_fds"\nonly = [3]\n'
+        '[[control]]\ntype = "launch_workload"\n'
+    )
+    ledger = tmp_path / "ledger"
+    done = bvisor("run", "--ledger", str(ledger), "--spec", str(spec))
+    _no_traceback(done)
+    assert done.returncode == 2, done.stderr
+    assert "was not open when bvisor started" in done.stderr
+    assert not ledger.exists(), "a refused run must leave no ledger behind"

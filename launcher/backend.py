@@ -160,10 +160,7 @@ class LinuxBackend:
         except LoweringParamsError as exc:
             run.fact("lowering_params_invalid", str(exc))
             _transcript_facts(run)
-            with interrupts_held(redeliver=False) as held:
-                if on_finished is not None:
-                    on_finished(run)
-            run.stop_signal = held.signum
+            _settle(run, on_finished)
             return run
         run.observed.extend(lowering_facts(plan))
 
@@ -202,13 +199,7 @@ class LinuxBackend:
             run.interrupted = True
             run.stop_signal = signal_of(stop)
         finally:
-            # Teardown, classification and sealing run whole: a stop signal waits for them.
-            with interrupts_held(redeliver=False) as held:
-                _finish(run, plan, observation, cgroup, started)
-                if on_finished is not None:
-                    on_finished(run)
-            if run.stop_signal is None:
-                run.stop_signal = held.signum
+            _settle(run, on_finished, lambda: _finish(run, plan, observation, cgroup, started))
         return run
 
     def _launch(
@@ -256,6 +247,24 @@ class LinuxBackend:
             return None
         finally:
             prepared.close()
+
+
+def _settle(
+    run: Execution,
+    on_finished: Callable[[Execution], None] | None,
+    teardown: Callable[[], None] = lambda: None,
+) -> None:
+    """Teardown, classification and sealing run whole: a stop signal waits for them.
+
+    One that arrives meanwhile is kept as ``run.stop_signal`` (unless the run was already
+    stopped by one) for the runner to raise once the record is safe.
+    """
+    with interrupts_held(redeliver=False) as held:
+        teardown()
+        if on_finished is not None:
+            on_finished(run)
+    if run.stop_signal is None:
+        run.stop_signal = held.signum
 
 
 def _tree_killer(cgroup: RunCgroup) -> Callable[[], None]:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 __all__ = [
     "STOP_SIGNALS",
@@ -61,6 +62,12 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _restore(previous: Mapping[signal.Signals, Any]) -> None:
+    """Put back the handlers ``signal.signal`` returned (None: one not set from Python)."""
+    for signum, handler in previous.items():
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
 @contextmanager
 def stop_signals_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP raise :class:`HostStopped` while the body runs (main thread only)."""
@@ -75,8 +82,7 @@ def stop_signals_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        _restore(previous)
 
 
 @dataclass
@@ -115,8 +121,7 @@ def interrupts_held(*, redeliver: bool = True) -> Iterator[HeldInterrupts]:
     try:
         yield held
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        _restore(previous)
         if held.signum is not None and redeliver:
             # Delivered to whatever handler the caller had: KeyboardInterrupt, HostStopped.
             signal.raise_signal(held.signum)

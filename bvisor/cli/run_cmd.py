@@ -115,18 +115,20 @@ def _check_leases(spec: Any, leases: dict[str, str]) -> str | None:
 
 
 def _check_inherited_fds(spec: Any) -> str | None:
-    """Every fd the spec hands to the workload must have been open when bvisor started.
+    """Every fd the spec hands to the workload must be open before bvisor opens its own.
 
-    Any other number is (or will be) one of bvisor's own: the ledger's LMDB files, the
-    executable it opened, a pipe. Handing those to the workload would give it the evidence.
+    Called before the run opens anything that lasts (the ledger, the executable, pipes), so
+    the fds open now are exactly the ones the command was started with; any other number
+    would be one of bvisor's own, and handing that over would give the workload the evidence.
     """
-    from bvisor.cli.stdio import STARTUP_FDS
     from bvisor.contract import FdsOnly, InheritedFds
+    from launcher.basement.fds import open_fds
 
+    started_with = set(open_fds())
     for capability in spec.capabilities:
         if isinstance(capability, InheritedFds) and isinstance(capability.policy, FdsOnly):
             for fd in capability.policy.fds:
-                if fd > 2 and fd not in STARTUP_FDS:
+                if fd > 2 and fd not in started_with:
                     return (
                         f"inherited_fds names fd {fd}, which was not open when bvisor started "
                         f"(open it in the shell that runs bvisor, e.g. {fd}<FILE)"

@@ -13,27 +13,11 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["EXIT_BROKEN_PIPE", "STARTUP_FDS", "check_std_streams", "silence_stdout"]
+__all__ = ["EXIT_BROKEN_PIPE", "check_std_streams", "silence_stdout"]
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
 
-# The fds the command was started with (taken when this module is first imported, before
-# any ledger, pipe or file of bvisor's own is opened). An fd a spec hands to the workload
-# (``inherited_fds``) must be one of these: any other number is one of bvisor's own.
-def _open_now() -> frozenset[int]:
-    listed = [int(name) for name in os.listdir("/proc/self/fd") if name.isdigit()]
-    still_open = set()
-    for fd in listed:  # the directory listing had an fd of its own; it is closed by now
-        try:
-            os.fstat(fd)
-        except OSError:
-            continue
-        still_open.add(fd)
-    return frozenset(still_open)
-
-
-STARTUP_FDS: frozenset[int] = _open_now()
 _NAMES = ("stdin", "stdout", "stderr")
 
 

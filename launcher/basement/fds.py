@@ -76,5 +76,16 @@ def set_cloexec(fd: int) -> None:
 
 
 def open_fds() -> list[int]:
-    """The fd numbers open in this process (from /proc/self/fd)."""
-    return sorted(int(name) for name in os.listdir("/proc/self/fd"))
+    """The fd numbers open in this process (from /proc/self/fd).
+
+    The listing itself holds a directory fd while it reads; that one is closed by the time
+    it returns, so it is left out (only fds still open afterwards count).
+    """
+    still_open = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            os.fstat(int(name))
+        except OSError:
+            continue
+        still_open.append(int(name))
+    return sorted(still_open)

@@ -1,7 +1,7 @@
 """Only here for cffi: compile the launcher's C child window at build/install time.
 
 All metadata lives in pyproject.toml; setuptools merges ``cffi_modules`` from here. (The
-libseccomp declarations, ``launcher._seccomp_abi``, are generated on first use by the
+libseccomp declarations, ``bvisor.launcher._seccomp_abi``, are generated on first use by the
 host instead, so the generated file carries lint/type-check opt-out headers.)
 """
 

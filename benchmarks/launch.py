@@ -26,13 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bvisor.api import run_confined
 from bvisor.contract import Outcome
-from bvisor.defaults import default_spec
-from launcher.backend import LinuxBackend
-from launcher.runner import BoundaryRunner
-from planner.planning import BoundaryPlanner
-from planner.registry import BackendRegistry
+from bvisor.front.api import run_confined
+from bvisor.front.defaults import default_spec
+from bvisor.launcher.host.backend import LinuxBackend
+from bvisor.launcher.host.runner import BoundaryRunner
+from bvisor.planner.planning import BoundaryPlanner
+from bvisor.planner.registry import BackendRegistry
 
 BWRAP_ARGS = [
     "--unshare-all",

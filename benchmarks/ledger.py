@@ -31,7 +31,7 @@ import lmdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ledger import Ledger, verify
+from bvisor.ledger import Ledger, verify
 
 RUN = bytes.fromhex("5a" * 16)
 BUILD_BATCH = 10_000

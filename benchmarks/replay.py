@@ -1,15 +1,15 @@
 """Replay throughput: runs audited per second over a large ledger, next to ``verify``.
 
 Builds a ledger of ``--runs`` (default 10 000) recorded runs quickly: a few real runs are
-recorded through ``bvisor.api.run_confined`` (a success, a failure, a refusal), then their
+recorded through ``bvisor.front.api.run_confined`` (a success, a failure, a refusal), then their
 event groups are cloned under fresh attempt ids — with ``plan.admitted``'s attempt id and
 the report body's attempt id rewritten and the report re-sealed, so every clone is a run
 that verifies — and appended with ``append_many``. Then, on the same ledger and in the same
 process, it times:
 
-* ``ledger.verify`` (what ``bvisor-ledger verify`` runs): events/s and runs/s — the
+* ``bvisor.ledger.verify`` (what ``bvisor-ledger verify`` runs): events/s and runs/s — the
   reference, since it is the cheapest complete pass over the ledger;
-* ``replay.audit`` over every run: runs/s and events/s;
+* ``bvisor.replay.audit`` over every run: runs/s and events/s;
 
 and prints each rate and the ratio replay/verify. Both also run once as commands
 (``bvisor-ledger verify``, ``bvisor-replay --json``) for wall time including start-up.
@@ -49,7 +49,7 @@ from bvisor.contract import (  # noqa: E402
     StdStreams,
 )
 from bvisor.contract.report import BoundaryReportBody  # noqa: E402
-from ledger import Ledger, verify  # noqa: E402
+from bvisor.ledger import Ledger, verify  # noqa: E402
 
 BATCH_RUNS = 200
 
@@ -83,9 +83,9 @@ def _launcher() -> str:
 
 def record_seeds(ledger: Ledger) -> None:
     """A few real runs: a success, a failure (exit 3) and a refusal."""
-    from bvisor.api import run_confined
-    from launcher.backend import LinuxBackend
-    from planner.errors import PlanRefusal
+    from bvisor.front.api import run_confined
+    from bvisor.launcher.host.backend import LinuxBackend
+    from bvisor.planner.errors import PlanRefusal
 
     backend = LinuxBackend.with_launcher_path(_launcher())
     deny = SpawnPolicy.DENY_NEW_TASKS
@@ -161,7 +161,8 @@ def main() -> int:
         if not (path / "data.mdb").exists():
             print(f"building a ledger of {args.runs} runs in {path}")
             _timed("build", lambda: build(path, args.runs))
-        import replay
+
+        from bvisor import replay
 
         with Ledger.open(path, readonly=True) as ledger:
             runs = len(ledger.runs())
@@ -172,10 +173,10 @@ def main() -> int:
             t_audit, report = _timed("replay audit", lambda: replay.audit(ledger))
             assert report.ok, [r.to_json() for r in report.runs if not r.ok][:1]
         cmd_verify = _command(
-            [sys.executable, "-m", "bvisor.cli.ledger_cmd", "verify", "--ledger", str(path)]
+            [sys.executable, "-m", "bvisor.front.cli.ledger_cmd", "verify", "--ledger", str(path)]
         )
         cmd_replay = _command(
-            [sys.executable, "-m", "bvisor.cli.replay_cmd", "--ledger", str(path), "--json"]
+            [sys.executable, "-m", "bvisor.front.cli.replay_cmd", "--ledger", str(path), "--json"]
         )
     finally:
         if not args.keep:

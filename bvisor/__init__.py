@@ -12,16 +12,16 @@ from bvisor._lazy import lazy_exports
 __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
-    "run_confined": "bvisor.api",
-    "plan_spec": "bvisor.api",
-    "default_spec": "bvisor.defaults",
-    "load_spec": "bvisor.specfile",
-    "BoundaryPlanner": "planner.planning",
-    "BackendRegistry": "planner.registry",
-    "PlanRefusal": "planner.errors",
-    "LinuxBackend": "launcher.backend",
-    "BoundaryRunner": "launcher.runner",
-    "MapSecretResolver": "launcher.secrets",
+    "run_confined": "bvisor.front.api",
+    "plan_spec": "bvisor.front.api",
+    "default_spec": "bvisor.front.defaults",
+    "load_spec": "bvisor.front.specfile",
+    "BoundaryPlanner": "bvisor.planner.planning",
+    "BackendRegistry": "bvisor.planner.registry",
+    "PlanRefusal": "bvisor.planner.errors",
+    "LinuxBackend": "bvisor.launcher.host.backend",
+    "BoundaryRunner": "bvisor.launcher.host.runner",
+    "MapSecretResolver": "bvisor.launcher.host.secrets",
     "Ledger": "ledger",
 }
 

@@ -1,13 +1,14 @@
 """The evidence ledger: hash-chained events in LMDB, appended durably, verified from bytes.
 
 ``ledger`` knows events and bytes only — never plans or launchers (DESIGN.md §1). The record
-layout and hashes are in :mod:`ledger.record`, the store in :mod:`ledger.store`, and the
-independent re-derivation in :mod:`ledger.verify`.
+layout and hashes are in :mod:`bvisor.ledger.record`, the store in
+:mod:`bvisor.ledger.store`, and the
+independent re-derivation in :mod:`bvisor.ledger.verify`.
 """
 
 from __future__ import annotations
 
-from ledger.errors import (
+from bvisor.ledger.errors import (
     EventNotFoundError,
     InvalidKindError,
     InvalidPayloadError,
@@ -20,10 +21,10 @@ from ledger.errors import (
     LedgerUsageError,
     PayloadTooLargeError,
 )
-from ledger.paths import default_ledger_path
-from ledger.record import MAX_PAYLOAD_BYTES, Event
-from ledger.store import Head, Ledger, Receipt, RunSummary
-from ledger.verify import Finding, VerifyResult, parse_head, verify, verify_runs
+from bvisor.ledger.paths import default_ledger_path
+from bvisor.ledger.record import MAX_PAYLOAD_BYTES, Event
+from bvisor.ledger.store import Head, Ledger, Receipt, RunSummary
+from bvisor.ledger.verify import Finding, VerifyResult, parse_head, verify, verify_runs
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",

@@ -35,7 +35,7 @@ from typing import Any, Final, TypeVar
 
 import lmdb
 
-from ledger.errors import (
+from bvisor.ledger.errors import (
     LedgerCorruptError,
     LedgerError,
     LedgerForkError,
@@ -43,7 +43,7 @@ from ledger.errors import (
     LedgerNotFoundError,
     LedgerUsageError,
 )
-from ledger.record import LEDGER_ID_BYTES, genesis_hash
+from bvisor.ledger.record import LEDGER_ID_BYTES, genesis_hash
 
 __all__ = [
     "FORMAT_VERSION",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from ledger.errors import InvalidKindError
+from bvisor.ledger.errors import InvalidKindError
 
 __all__ = [
     "KIND_PATTERN",

@@ -9,7 +9,7 @@ Layout (DESIGN.md §6), frozen by the golden vectors in ``tests/vectors/ledger/`
     prev_hash    = 32 bytes: the hash of event seq-1, or for seq 0 the genesis hash
     time_ns      = unsigned integer, wall-clock nanoseconds since the Unix epoch when appended
                    (informative only: it is hashed, never used for ordering)
-    kind         = text in the kind grammar (``ledger.kinds``)
+    kind         = text in the kind grammar (``bvisor.ledger.kinds``)
     run_id       = byte string of 1..64 bytes (a run's attempt_id), or null
     payload_hash = 32 bytes = digest_value(LEDGER_EVENT, ["payload", payload])
     payload      = any canonical value
@@ -45,13 +45,13 @@ import cbor2
 from bvisor import canonical
 from bvisor.canonical import CanonicalError, Value
 from bvisor.digest import DIGEST_SIZE, Purpose, digest_bytes
-from ledger.errors import (
+from bvisor.ledger.errors import (
     InvalidPayloadError,
     InvalidRunIdError,
     LedgerCorruptError,
     PayloadTooLargeError,
 )
-from ledger.kinds import check_kind, is_valid_kind
+from bvisor.ledger.kinds import check_kind, is_valid_kind
 
 __all__ = [
     "HASH_SIZE",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ledger.store import RunSummary
+from bvisor.ledger.store import RunSummary
 
 __all__ = ["RunLookupError", "RunNotFound", "resolve_run_prefix"]
 

@@ -8,7 +8,7 @@ processes, any number of processes appending at once still form one chain.
 
 A handle refuses to extend a ledger whose ``meta`` head disagrees with its last event key
 (fail closed: run ``verify``). Reads decode strictly and check each payload against its
-``payload_hash``; the chain itself is checked by :func:`ledger.verify.verify`.
+``payload_hash``; the chain itself is checked by :func:`bvisor.ledger.verify.verify`.
 
 Run ids are byte strings (the runner's attempt_id); events of a run are listed in the
 ``runs`` database under ``run_id + index`` (index 0, 1, ... in append order).
@@ -24,21 +24,21 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bvisor.canonical import Value
-from ledger import environment as envmod
-from ledger.environment import (
+from bvisor.ledger import environment as envmod
+from bvisor.ledger.environment import (
     META_HEAD_HASH,
     META_HEAD_SEQ,
     Environment,
     seq_key,
 )
-from ledger.errors import (
+from bvisor.ledger.errors import (
     EventNotFoundError,
     LedgerCorruptError,
     LedgerError,
     LedgerUsageError,
 )
-from ledger.kinds import RUN_TERMINAL, check_kind
-from ledger.record import (
+from bvisor.ledger.kinds import RUN_TERMINAL, check_kind
+from bvisor.ledger.record import (
     HASH_SIZE,
     MAX_SEQ,
     Event,

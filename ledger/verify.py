@@ -37,9 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ledger.environment import META_HEAD_HASH, META_HEAD_SEQ, seq_key
-from ledger.errors import LedgerUsageError
-from ledger.record import (
+from bvisor.ledger.environment import META_HEAD_HASH, META_HEAD_SEQ, seq_key
+from bvisor.ledger.errors import LedgerUsageError
+from bvisor.ledger.record import (
     HASH_SIZE,
     MAX_SEQ,
     DecodedRecord,
@@ -47,7 +47,7 @@ from ledger.record import (
     decode_record,
     decode_record_lenient,
 )
-from ledger.store import Head, Ledger, Snapshot
+from bvisor.ledger.store import Head, Ledger, Snapshot
 
 __all__ = [
     "CODES",

@@ -18,9 +18,9 @@ must get the same record and h_a. The steps, each failing closed with a typed
    killed as a whole at teardown, so ``child_spawn_allow_descendants`` needs the
    ``kill:atomic`` cell (``support-missing``). This holds whether or not the spec also
    asks for a Kill control: the leaf is always killed at teardown.
-5. **Evidence membrane** (``planner.evidence``): each required claim needs a producible
+5. **Evidence membrane** (``bvisor.planner.evidence``): each required claim needs a producible
    cell and its supporting requirements — else ``evidence-unsatisfiable``.
-6. **Budgets** (``planner.budgets``), in the fixed dimension order, first failure wins
+6. **Budgets** (``bvisor.planner.budgets``), in the fixed dimension order, first failure wins
    (``budget-refused``). A Mediated ask is witnessed, not capped — so the seed's
    ``uniform(8, Mediated)`` admits.
 """
@@ -40,10 +40,10 @@ from bvisor.contract.profile import CeilingCell, HostFacts, ProfileSnapshot
 from bvisor.contract.requirements import Requirement, RequirementKind, requirements_of
 from bvisor.contract.spec import BoundarySpec
 from bvisor.contract.workload import ProcessWorkload
-from planner.budgets import judge_budget
-from planner.ceiling import kill_key, linux_ceiling, missing_fact_of, require_cell
-from planner.errors import PlanRefusal
-from planner.evidence import judge_evidence
+from bvisor.planner.budgets import judge_budget
+from bvisor.planner.ceiling import kill_key, linux_ceiling, missing_fact_of, require_cell
+from bvisor.planner.errors import PlanRefusal
+from bvisor.planner.evidence import judge_evidence
 
 __all__ = [
     "CEILING_DERIVATIONS",

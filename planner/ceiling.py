@@ -22,7 +22,7 @@ from bvisor.contract.evidence import EvidenceClaim
 from bvisor.contract.mechanisms import LANDLOCK_ABI_FLOOR
 from bvisor.contract.profile import CeilingCell, HostFacts, ProfileSnapshot
 from bvisor.contract.requirements import RequirementKind
-from planner.errors import PlanRefusal
+from bvisor.planner.errors import PlanRefusal
 
 __all__ = [
     "MISSING_FACT_MARK",

@@ -30,7 +30,7 @@ from bvisor import canonical
 from bvisor.contract.lowering import LoweringEntry, param_digest
 from bvisor.contract.mechanisms import BY_ID, Primitive, decl_digest, decl_value
 from bvisor.contract.plan import PlannedPrimitive
-from planner.errors import PlanRefusal
+from bvisor.planner.errors import PlanRefusal
 
 __all__ = ["PARAM_KEYS", "compile_schedule", "decl_digest", "decl_value", "param_digest"]
 

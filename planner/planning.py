@@ -12,12 +12,12 @@ from __future__ import annotations
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.spec import BoundarySpec
-from planner.admission import admit
-from planner.errors import PlanRefusal
-from planner.identity import build_plan
-from planner.lowering import compile_schedule
-from planner.registry import BackendRegistry
-from planner.selection import select_primitives
+from bvisor.planner.admission import admit
+from bvisor.planner.errors import PlanRefusal
+from bvisor.planner.identity import build_plan
+from bvisor.planner.lowering import compile_schedule
+from bvisor.planner.registry import BackendRegistry
+from bvisor.planner.selection import select_primitives
 
 __all__ = ["BoundaryPlanner", "plan_boundary"]
 

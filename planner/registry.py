@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from bvisor.contract.profile import ProfileSnapshot
-from planner.errors import PlanRefusal
+from bvisor.planner.errors import PlanRefusal
 
 __all__ = ["Backend", "BackendRegistry"]
 

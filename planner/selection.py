@@ -2,7 +2,7 @@
 
 The admission record says what must hold; this module says which Linux primitives make
 it hold, with the exact parameter keys the runner turns into a launch body. It only
-*requests* primitives; :func:`planner.lowering.compile_schedule` checks and orders them.
+*requests* primitives; :func:`bvisor.planner.lowering.compile_schedule` checks and orders them.
 
 Decisions worth knowing:
 
@@ -59,8 +59,8 @@ from bvisor.contract.profile import HostFacts
 from bvisor.contract.requirements import RequirementKind
 from bvisor.contract.spec import BoundarySpec
 from bvisor.contract.workload import ProcessWorkload
-from planner.ceiling import controller_hierarchy, seccomp_errno_missing
-from planner.errors import PlanRefusal
+from bvisor.planner.ceiling import controller_hierarchy, seccomp_errno_missing
+from bvisor.planner.errors import PlanRefusal
 
 __all__ = [
     "DEVICE_READ",

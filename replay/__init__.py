@@ -4,14 +4,14 @@ Replay holds a ledger and this code, and nothing else: it re-derives every diges
 admission and the lowering compiler (pure planner code) on the recorded spec and profile,
 walks the recorded launcher transcript through the contract's state machine, re-hashes
 captured output and re-computes the report seal. It never imports ``launcher`` nor
-``planner.probe`` — replay must not depend on the code (or the host) it is checking.
+``bvisor.launcher.host.probe`` — replay must not depend on the code (or the host) it is checking.
 """
 
 from __future__ import annotations
 
-from replay.audit import Progress, ReplayUsageError, audit, audit_run
-from replay.checks import CHECK_NAMES, REFUSED_CHECK_NAMES
-from replay.results import (
+from bvisor.replay.audit import Progress, ReplayUsageError, audit, audit_run
+from bvisor.replay.checks import CHECK_NAMES, REFUSED_CHECK_NAMES
+from bvisor.replay.results import (
     FAILED,
     INCOMPLETE,
     VERIFIED,

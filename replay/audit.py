@@ -1,6 +1,6 @@
 """``audit()``: re-verify recorded runs from the ledger alone, without running anything.
 
-The pipeline per run is fixed: ``chain`` (from one ``ledger.verify`` pass over the ledger,
+The pipeline per run is fixed: ``chain`` (from one ``bvisor.ledger.verify`` pass over the ledger,
 shared by every run), ``grammar`` (decode and order the run's events), then the digests
 of the plan (``h_p``, ``h_a``, ``h_l``, ``plan_id`` — admission and lowering re-run with
 the pure planner on the recorded spec and profile), then what ran (``transcript``,
@@ -21,8 +21,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
-from ledger import Event, Ledger, LedgerError, RunSummary, verify_runs
-from replay.checks import (
+from bvisor.ledger import Event, Ledger, LedgerError, RunSummary, verify_runs
+from bvisor.replay.checks import (
     CHECK_NAMES,
     REFUSED_CHECK_NAMES,
     ChainEvidence,
@@ -37,8 +37,8 @@ from replay.checks import (
     check_streams,
     check_transcript,
 )
-from replay.derive import rederive_memo
-from replay.results import AuditReport, CheckResult, RunAudit, verdict_of
+from bvisor.replay.derive import rederive_memo
+from bvisor.replay.results import AuditReport, CheckResult, RunAudit, verdict_of
 
 __all__ = ["Progress", "ReplayUsageError", "audit", "audit_run"]
 

@@ -43,11 +43,11 @@ from bvisor.contract.transcript import (
     split_lines,
 )
 from bvisor.digest import Purpose, digest_bytes
-from ledger import Finding
-from replay.derive import Rederived
-from replay.diff import first_difference, show
-from replay.events import Admitted, GrammarError, ParsedRun, StreamChunk, parse_run
-from replay.results import CheckResult
+from bvisor.ledger import Finding
+from bvisor.replay.derive import Rederived
+from bvisor.replay.diff import first_difference, show
+from bvisor.replay.events import Admitted, GrammarError, ParsedRun, StreamChunk, parse_run
+from bvisor.replay.results import CheckResult
 
 __all__ = [
     "CHECK_NAMES",
@@ -96,7 +96,7 @@ def _enc(value: object) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class ChainEvidence:
-    """What ``ledger.verify`` found, indexed for per-run questions.
+    """What ``bvisor.ledger.verify`` found, indexed for per-run questions.
 
     ``first_bad_seq``: every event at or after it is unproven. ``by_seq``: findings tied to
     one event. ``ledger_wide``: findings tied to none (head, stray index rows).

@@ -2,12 +2,13 @@
 
 Admission, primitive selection, the lowering compiler and the identity digests are pure
 functions of (spec, profile snapshot) — that is what makes replay possible. This module
-runs them in three steps rather than through ``planner.planning.plan_boundary`` so that a
+runs them in three steps rather than through ``bvisor.planner.planning.plan_boundary`` so that a
 refusal can be attributed: a refusal by *admission* means the recorded admission record
 cannot be reproduced (the ``h_a`` check), a refusal by the *lowering compiler* after a
 reproduced admission means the recorded lowering cannot be (the ``h_l`` check).
 
-It imports only the pure planner modules — never ``planner.probe`` (replay must not read
+It imports only the pure planner modules — never ``bvisor.launcher.host.probe`` (replay
+must not read
 the host) and never ``launcher``.
 """
 
@@ -22,11 +23,11 @@ from bvisor.contract.lowering import LoweringError
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.spec import BoundarySpec
-from planner.admission import admit
-from planner.errors import PlanRefusal
-from planner.identity import build_plan
-from planner.lowering import compile_schedule
-from planner.selection import select_primitives
+from bvisor.planner.admission import admit
+from bvisor.planner.errors import PlanRefusal
+from bvisor.planner.identity import build_plan
+from bvisor.planner.lowering import compile_schedule
+from bvisor.planner.selection import select_primitives
 
 __all__ = ["Rederived", "rederive", "rederive_memo"]
 

@@ -49,7 +49,7 @@ from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BoundaryReportBody, BudgetWitness, ExitStatus
 from bvisor.contract.spec import BoundarySpec
 from bvisor.digest import DIGEST_SIZE
-from ledger import Event
+from bvisor.ledger import Event
 
 __all__ = [
     "Admitted",

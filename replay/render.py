@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from replay.results import AuditReport, RunAudit
+from bvisor.replay.results import AuditReport, RunAudit
 
 __all__ = ["ID_PREFIX", "render_json", "render_table"]
 

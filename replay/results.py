@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from ledger import VerifyResult
+from bvisor.ledger import VerifyResult
 
 __all__ = [
     "CHECKED",
@@ -118,7 +118,7 @@ class RunAudit:
 class AuditReport:
     """Every audited run and the full-chain verify; ``ok`` only when all of them hold.
 
-    ``ledger`` is the ``ledger.verify`` result over the whole chain (genesis to head) the
+    ``ledger`` is the ``bvisor.ledger.verify`` result over the whole chain (genesis to head) the
     runs were judged against: any finding there — a deleted index row, a stale meta head,
     damage outside every run — makes ``ok`` False even when each run looks verified.
     ``error`` is set when the ledger could not be audited at all; ``ok`` is then False.

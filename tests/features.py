@@ -11,7 +11,8 @@ the errno action, libseccomp loadable), ``userns``, ``netns``, ``cgroup2-kill`` 
 writable cgroup v2 directory of ours whose children have ``cgroup.kill``),
 ``cgroup1-pids``, ``cgroup1-memory`` (a writable v1 controller directory of ours).
 
-Detection is independent of ``planner.probe`` on purpose: tests are oracles for what the
+Detection is independent of ``bvisor.launcher.host.probe`` on purpose: tests are oracles
+for what the
 product claims, so they do not reuse the product's own probe.
 """
 
@@ -208,7 +209,7 @@ def dev_launcher_path() -> str:
 
     The installed console script next to this interpreter if there is one; otherwise a
     small stub written once per user and checkout into the temp dir, which runs this checkout's
-    ``launcher.process:main`` with ``python -I`` (the launcher starts with an empty
+    ``bvisor.launcher.process.main:main`` with ``python -I`` (the launcher starts with an empty
     environment, so PYTHONPATH cannot be used to find the source tree).
     """
     beside = Path(sys.executable).parent / "bvisor-linux-launcher"

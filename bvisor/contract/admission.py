@@ -6,7 +6,7 @@ something that happened once: it is a value the replayer recomputes and compares
 (canonical policy, family best case, the ceiling cell it met) next to its *outputs*
 (verdict, mechanism), so a changed input always changes h_a.
 
-Only admitted plans have a record; a refusal is a ``planner.errors.PlanRefusal``.
+Only admitted plans have a record; a refusal is a ``bvisor.planner.errors.PlanRefusal``.
 """
 
 from __future__ import annotations

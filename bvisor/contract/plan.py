@@ -110,7 +110,7 @@ def plan_identity(
 class BoundaryPlan:
     """An admitted spec with its profile, admission record, schedule and digests.
 
-    Build one with ``planner.identity.build_plan`` (or ``planner.planning``), which
+    Build one with ``bvisor.planner.identity.build_plan`` (or ``bvisor.planner.planning``), which
     computes the digests; the constructor checks they are consistent.
     """
 

@@ -5,7 +5,7 @@ the snapshot's canonical value. Everything that shaped the ceiling — every pro
 including *how* each was established (``probe_notes``) — is inside the snapshot, so a
 replayer holding only the recorded snapshot can re-derive the ceiling and re-run
 admission without touching a host. The types are pure data; probing lives in
-``planner.probe``.
+``bvisor.launcher.host.probe``.
 
 Ceiling keys are text: a requirement kind (``filesystem``), a Kill policy
 (``kill:atomic``, ``kill:best_effort_allowed`` — the two guarantees need different

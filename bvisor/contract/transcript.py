@@ -3,7 +3,7 @@
 The launcher writes one control-channel line per state (and ``# `` notes anywhere); the
 host records the transcript and replay checks, from the ledger alone, that it is a legal
 walk of this machine — without importing the launcher. So the table lives here, in the
-pure contract, and ``launcher.states`` re-exports it: one definition for both sides.
+pure contract, and ``bvisor.launcher.wire.states`` re-exports it: one definition for both sides.
 
 The happy path is a straight line ending in ``ExecSucceeded``. ``SetupRefused`` (the plan
 or a handle failed verification — nothing was created) is legal only before the child

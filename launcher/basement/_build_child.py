@@ -1,7 +1,7 @@
-"""cffi API-mode builder for ``launcher._child_window`` (the C child window).
+"""cffi API-mode builder for ``bvisor.launcher._child_window`` (the C child window).
 
 Used two ways: by setuptools (``setup.py`` lists ``cffi_modules`` pointing at
-``ffibuilder``), and by :mod:`launcher.basement.window` to build the module in place on
+``ffibuilder``), and by :mod:`bvisor.launcher.basement.window` to build the module in place on
 first use from a source checkout. The C source lives next to this file so it is shipped as
 package data and hashed into the launcher's code identity.
 """
@@ -14,7 +14,7 @@ from cffi import FFI
 
 __all__ = ["C_SOURCE", "MODULE_NAME", "ffibuilder"]
 
-MODULE_NAME = "launcher._child_window"
+MODULE_NAME = "bvisor.launcher._child_window"
 C_SOURCE = Path(__file__).with_name("child_window.c")
 
 _BEGIN = "/* BEGIN CFFI DECLARATIONS"

@@ -3,9 +3,9 @@
 libseccomp ships no header on the machines we target, so the functions bvisor uses are
 declared here from the library's documented API and bound at run time with
 ``ffi.dlopen("libseccomp.so.2")`` (ABI mode). "Out-of-line" means the declarations are
-parsed once into the small pure-Python module ``launcher._seccomp_abi``; parsing C
+parsed once into the small pure-Python module ``bvisor.launcher._seccomp_abi``; parsing C
 declarations at every launcher start would cost more than the rest of the seccomp work.
-The host generates it (:func:`launcher.basement.seccomp.ensure_generated`, no compiler
+The host generates it (:func:`bvisor.launcher.basement.seccomp.ensure_generated`, no compiler
 needed) into the package directory before it first spawns a launcher.
 """
 
@@ -15,7 +15,7 @@ from cffi import FFI
 
 __all__ = ["CDEF", "MODULE_NAME", "ffibuilder"]
 
-MODULE_NAME = "launcher._seccomp_abi"
+MODULE_NAME = "bvisor.launcher._seccomp_abi"
 
 CDEF = """
 typedef void *scmp_filter_ctx;

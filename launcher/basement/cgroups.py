@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launcher.basement.mounts import Mount, mount_table
+from bvisor.launcher.basement.mounts import Mount, mount_table
 
 __all__ = [
     "CgroupError",

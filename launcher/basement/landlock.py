@@ -24,7 +24,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from launcher.basement import window
+from bvisor.launcher.basement import window
 
 __all__ = [
     "LandlockError",

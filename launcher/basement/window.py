@@ -1,4 +1,4 @@
-"""Load the compiled child window (``launcher._child_window``), building it if missing.
+"""Load the compiled child window (``bvisor.launcher._child_window``), building it if missing.
 
 An installed bvisor (``pip install .`` or ``pip install -e .``) has the module compiled by
 setuptools through ``setup.py``'s ``cffi_modules``. A plain source checkout does not, so
@@ -25,7 +25,7 @@ from typing import Any
 __all__ = ["ChildWindowUnavailable", "ensure_built", "load", "module_file"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
-_MODULE = "launcher._child_window"
+_MODULE = "bvisor.launcher._child_window"
 
 
 class ChildWindowUnavailable(RuntimeError):
@@ -81,7 +81,7 @@ def ensure_built() -> None:
 
 
 def _build() -> None:
-    from launcher.basement._build_child import ffibuilder
+    from bvisor.launcher.basement._build_child import ffibuilder
 
     with tempfile.TemporaryDirectory(prefix="bvisor-cw-") as tmp:
         try:

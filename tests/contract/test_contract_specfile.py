@@ -28,7 +28,7 @@ from bvisor.contract import (
     SpawnPolicy,
     requirements_of,
 )
-from bvisor.specfile import (
+from bvisor.front.specfile import (
     SpecFileError,
     dump_spec_json,
     dump_spec_toml,

@@ -26,12 +26,12 @@ from bvisor.contract import (
     StdStreams,
 )
 from bvisor.contract.report import SealedReport
-from launcher.backend import LinuxBackend
-from launcher.locate import default_launcher_path
-from launcher.runner import BoundaryRunner
-from planner.errors import PlanRefusal
-from planner.planning import BoundaryPlanner
-from planner.registry import BackendRegistry
+from bvisor.launcher.host.backend import LinuxBackend
+from bvisor.launcher.host.locate import default_launcher_path
+from bvisor.launcher.host.runner import BoundaryRunner
+from bvisor.planner.errors import PlanRefusal
+from bvisor.planner.planning import BoundaryPlanner
+from bvisor.planner.registry import BackendRegistry
 
 
 def spawn_spec(policy: SpawnPolicy, args: Sequence[str], exe: str = "/bin/sh") -> BoundarySpec:

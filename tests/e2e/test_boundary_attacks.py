@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from bvisor.api import run_confined
 from bvisor.contract import (
     BoundarySpec,
     Budget,
@@ -29,7 +28,8 @@ from bvisor.contract import (
     Outcome,
 )
 from bvisor.contract.report import SealedReport
-from bvisor.defaults import default_spec
+from bvisor.front.api import run_confined
+from bvisor.front.defaults import default_spec
 from tests.e2e.helpers import (
     descendants_spec,
     find_pids_with,
@@ -291,8 +291,8 @@ def test_a_run_whose_roots_cover_its_ledger_is_refused_before_anything_is_record
 ) -> None:
     """Run from $HOME with the default ledger below it, the workload could read every
     run's output from data.mdb or truncate it under the host (a bus error, no seal)."""
-    from launcher.reach import LedgerReachable
-    from ledger import Ledger
+    from bvisor.launcher.host.reach import LedgerReachable
+    from bvisor.ledger import Ledger
 
     spec = default_spec(["/bin/true"], cwd=str(work))
     with pytest.raises(LedgerReachable, match="lies inside the filesystem root"):
@@ -431,8 +431,8 @@ def test_an_inherited_directory_fd_is_refused(work: Path, tmp_path: Path) -> Non
 
 def test_an_inherited_fd_that_is_the_ledgers_own_file_is_refused(work: Path) -> None:
     """A spec names fd numbers; in a process holding the ledger, one may be lock.mdb."""
-    from launcher.reach import LedgerReachable
-    from ledger import Ledger
+    from bvisor.launcher.host.reach import LedgerReachable
+    from bvisor.ledger import Ledger
 
     with Ledger.open(work.parent / "held-ledger", create=True) as opened:
         mine = (os.path.join(opened.path, "lock.mdb"), os.path.join(opened.path, "data.mdb"))

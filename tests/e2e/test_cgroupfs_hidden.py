@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 from bvisor.contract import Budget, MinGuarantee
-from launcher.backend import LinuxBackend
-from launcher.locate import default_launcher_path
-from launcher.runner import BoundaryRunner
-from planner.planning import BoundaryPlanner
-from planner.registry import BackendRegistry
+from bvisor.launcher.host.backend import LinuxBackend
+from bvisor.launcher.host.locate import default_launcher_path
+from bvisor.launcher.host.runner import BoundaryRunner
+from bvisor.planner.planning import BoundaryPlanner
+from bvisor.planner.registry import BackendRegistry
 from tests.e2e.helpers import (
     descendants_spec,
     find_pids_with,

@@ -18,7 +18,7 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from ledger import Ledger
+from bvisor.ledger import Ledger
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_HEAD = '{"workload": {"exe": "/bin/true"}, "control": [{"type": "launch_workload"}]'
@@ -41,15 +41,15 @@ def _cli(
 
 
 def bvisor(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return _cli("bvisor.cli.main", *args, **kwargs)  # type: ignore[arg-type]
+    return _cli("bvisor.front.cli.main", *args, **kwargs)  # type: ignore[arg-type]
 
 
 def ledger_cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return _cli("bvisor.cli.ledger_cmd", *args, **kwargs)  # type: ignore[arg-type]
+    return _cli("bvisor.front.cli.ledger_cmd", *args, **kwargs)  # type: ignore[arg-type]
 
 
 def replay_cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return _cli("bvisor.cli.replay_cmd", *args, **kwargs)  # type: ignore[arg-type]
+    return _cli("bvisor.front.cli.replay_cmd", *args, **kwargs)  # type: ignore[arg-type]
 
 
 def _no_traceback(done: subprocess.CompletedProcess[str]) -> None:
@@ -184,7 +184,7 @@ def test_closed_stdin_never_hands_a_ledger_file_to_the_workload(tmp_path: Path) 
         '[[control]]\ntype = "capture_streams"\nstdin = true\n'
     )
     ledger = tmp_path / "ledger"
-    argv = [sys.executable, "-m", "bvisor.cli.main", "run", "--spec", str(spec)]
+    argv = [sys.executable, "-m", "bvisor.front.cli.main", "run", "--spec", str(spec)]
     code = (
         "import os, subprocess, sys; os.close(0); "
         f"sys.exit(subprocess.run({argv!r}, env={{**os.environ, 'BVISOR_LEDGER': "
@@ -215,10 +215,10 @@ def _closed_stdout(argv: list[str], ledger: Path) -> subprocess.CompletedProcess
 @pytest.mark.parametrize(
     "argv",
     [
-        ["bvisor.cli.main", "run", "--", "/bin/echo", "hi"],
-        ["bvisor.cli.ledger_cmd", "append", "--kind", "note.x", "--data", "1"],
-        ["bvisor.cli.ledger_cmd", "head"],
-        ["bvisor.cli.replay_cmd"],
+        ["bvisor.front.cli.main", "run", "--", "/bin/echo", "hi"],
+        ["bvisor.front.cli.ledger_cmd", "append", "--kind", "note.x", "--data", "1"],
+        ["bvisor.front.cli.ledger_cmd", "head"],
+        ["bvisor.front.cli.replay_cmd"],
     ],
 )
 def test_a_closed_stdout_is_refused_and_changes_nothing(tmp_path: Path, argv: list[str]) -> None:

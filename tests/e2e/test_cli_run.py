@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-import replay
-from ledger import Ledger
+from bvisor import replay
+from bvisor.ledger import Ledger
 from tests.e2e.helpers import find_pids_with, marked_sleep, unique_marker, wait_for
 from tests.features import require_feature
 
@@ -26,7 +26,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def bvisor(*args: str, ledger: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bvisor.cli.main", *args],
+        [sys.executable, "-m", "bvisor.front.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -49,7 +49,7 @@ def test_a_ledger_inside_the_runs_reach_is_refused_and_nothing_is_recorded(
     env = {k: v for k, v in os.environ.items() if k not in ("BVISOR_LEDGER", "XDG_DATA_HOME")}
     args = ["run", "--ledger", "./ledger"] if how == "--ledger" else ["run"]
     done = subprocess.run(
-        [sys.executable, "-m", "bvisor.cli.main", *args, "--", "/bin/true"],
+        [sys.executable, "-m", "bvisor.front.cli.main", *args, "--", "/bin/true"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -169,7 +169,7 @@ def test_interrupt_kills_the_run_tree(
         [
             sys.executable,
             "-m",
-            "bvisor.cli.main",
+            "bvisor.front.cli.main",
             "run",
             "--",
             "/bin/sh",

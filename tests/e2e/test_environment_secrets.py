@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 
 from bvisor import canonical
-from bvisor.api import run_confined
 from bvisor.contract import (
     BoundarySpec,
     BudgetRequirements,
@@ -22,6 +21,7 @@ from bvisor.contract import (
     SecretLease,
     StdStreams,
 )
+from bvisor.front.api import run_confined
 from tests.e2e.helpers import find_pids_with, unique_marker, wait_for
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bvisor.api import run_confined
 from bvisor.contract import Outcome
-from bvisor.specfile import load_spec
-from planner.errors import PlanRefusal
+from bvisor.front.api import run_confined
+from bvisor.front.specfile import load_spec
+from bvisor.planner.errors import PlanRefusal
 from tests.features import require_feature
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

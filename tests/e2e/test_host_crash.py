@@ -15,8 +15,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from bvisor.api import run_confined
 from bvisor.contract import Outcome
+from bvisor.front.api import run_confined
 from tests.e2e.helpers import (
     descendants_spec,
     find_pids_with,
@@ -29,7 +29,7 @@ from tests.features import require_feature
 HOST = textwrap.dedent(
     """
     import sys
-    from bvisor.api import run_confined
+    from bvisor.front.api import run_confined
     from tests.e2e.helpers import descendants_spec
     run_confined(descendants_spec(["-c", sys.argv[1]]), ledger=sys.argv[2])
     """

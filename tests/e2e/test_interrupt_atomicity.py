@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-import replay
+from bvisor import replay
 from bvisor.contract import Outcome
-from launcher.interrupts import HostStopped, interrupts_held, stop_signals_interrupt
-from ledger import Ledger
+from bvisor.launcher.host.interrupts import HostStopped, interrupts_held, stop_signals_interrupt
+from bvisor.ledger import Ledger
 from tests.e2e.helpers import descendants_spec, run_execute
 from tests.features import require_feature
 
@@ -182,11 +182,11 @@ def test_a_plan_with_unreadable_params_is_sealed_and_recorded_without_running(
     from bvisor.contract import mechanisms as mech
     from bvisor.contract.lowering import lowering_digest, param_digest
     from bvisor.contract.plan import BoundaryPlan, PlannedPrimitive, plan_identity
-    from launcher.backend import LinuxBackend
-    from launcher.locate import default_launcher_path
-    from launcher.runner import BoundaryRunner
-    from planner.planning import BoundaryPlanner
-    from planner.registry import BackendRegistry
+    from bvisor.launcher.host.backend import LinuxBackend
+    from bvisor.launcher.host.locate import default_launcher_path
+    from bvisor.launcher.host.runner import BoundaryRunner
+    from bvisor.planner.planning import BoundaryPlanner
+    from bvisor.planner.registry import BackendRegistry
 
     backend = LinuxBackend.with_launcher_path(default_launcher_path())
     registry = BackendRegistry()

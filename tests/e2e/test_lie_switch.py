@@ -7,11 +7,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from launcher.backend import LinuxBackend
-from launcher.locate import default_launcher_path
-from launcher.runner import BoundaryRunner
-from planner.planning import BoundaryPlanner
-from planner.registry import BackendRegistry
+from bvisor.launcher.host.backend import LinuxBackend
+from bvisor.launcher.host.locate import default_launcher_path
+from bvisor.launcher.host.runner import BoundaryRunner
+from bvisor.planner.planning import BoundaryPlanner
+from bvisor.planner.registry import BackendRegistry
 from tests.e2e.helpers import descendants_spec, find_pids_with, unique_marker, wait_for
 from tests.features import require_feature
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bvisor.api import run_confined
 from bvisor.contract import (
     BoundarySpec,
     BudgetRequirements,
@@ -17,6 +16,7 @@ from bvisor.contract import (
     Outcome,
     ProcessWorkload,
 )
+from bvisor.front.api import run_confined
 from tests.features import require_feature
 
 

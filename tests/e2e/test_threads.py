@@ -9,9 +9,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bvisor.api import run_confined
 from bvisor.contract import Outcome
-from ledger import Ledger, verify
+from bvisor.front.api import run_confined
+from bvisor.ledger import Ledger, verify
 from tests.e2e.helpers import descendants_spec
 from tests.features import require_feature
 

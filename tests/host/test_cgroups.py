@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.basement.cgroups import CgroupError, create_run_cgroup, own_cgroup_path
+from bvisor.launcher.basement.cgroups import CgroupError, create_run_cgroup, own_cgroup_path
 from tests.features import cgroup_v1_dir, cgroup_v2_dir, require_feature
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import pytest
 
 from bvisor.contract import SpawnPolicy
-from launcher.lowered import LoweringParamsError, lowered_params
-from planner.planning import plan_boundary
-from planner.probe import linux_profile
+from bvisor.launcher.host.probe import linux_profile
+from bvisor.launcher.wire.lowered import LoweringParamsError, lowered_params
+from bvisor.planner.planning import plan_boundary
 from tests.e2e.helpers import spawn_spec
 
 

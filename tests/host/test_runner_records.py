@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from bvisor.api import run_confined
 from bvisor.digest import Purpose, digest_bytes
-from launcher.runner import STREAM_CHUNK_BYTES, stream_chunks
-from ledger import Ledger
+from bvisor.front.api import run_confined
+from bvisor.launcher.host.runner import STREAM_CHUNK_BYTES, stream_chunks
+from bvisor.ledger import Ledger
 from tests.e2e.helpers import descendants_spec, find_pids_with, unique_marker, wait_for
 from tests.features import require_feature
 

@@ -22,8 +22,8 @@ import pytest
 from bvisor import canonical
 from bvisor.contract import mechanisms as mech
 from bvisor.contract.lowering import LoweringEntry, lowering_digest, param_digest
-from launcher.launch import AuthorityFd, LaunchObservation, LaunchOptions, run_launcher
-from launcher.protocol import (
+from bvisor.launcher.host.launch import AuthorityFd, LaunchObservation, LaunchOptions, run_launcher
+from bvisor.launcher.wire.protocol import (
     CgroupPlacement,
     DescriptorKind,
     DescriptorRole,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from launcher.launch import LaunchObservation, run_launcher
-from launcher.protocol import SeccompRequest
+from bvisor.launcher.host.launch import LaunchObservation, run_launcher
+from bvisor.launcher.wire.protocol import SeccompRequest
 from tests.features import require_feature
 from tests.launcher.conftest import (
     GatedRun,

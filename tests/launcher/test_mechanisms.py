@@ -14,8 +14,8 @@ from pathlib import Path
 import blake3
 import pytest
 
-from launcher.launch import LaunchOptions, run_launcher
-from launcher.protocol import SeccompRequest
+from bvisor.launcher.host.launch import LaunchOptions, run_launcher
+from bvisor.launcher.wire.protocol import SeccompRequest
 from tests.features import require_feature
 from tests.launcher.conftest import (
     GatedRun,
@@ -40,7 +40,7 @@ def test_launcher_identity_is_the_hash_of_the_executed_file(launcher_path: str) 
     assert obs.identity_matches()
     assert obs.launcher_code_identity is not None and len(obs.launcher_code_identity) == 64
     hashed = next(n for n in obs.notes if n.startswith("identity hashed:"))
-    assert "launcher/process.py" in hashed and "_child_window" in hashed
+    assert "bvisor.launcher.process.main" in hashed and "_child_window" in hashed
 
 
 def test_exit_code_is_the_workloads(launcher_path: str) -> None:

@@ -18,8 +18,9 @@ import pytest
 from bvisor import canonical
 from bvisor.contract import mechanisms as mech
 from bvisor.contract.lowering import lowering_digest, param_digest
-from launcher.launch import run_launcher
-from launcher.protocol import (
+from bvisor.launcher.host.launch import run_launcher
+from bvisor.launcher.process.verify import Refusal, verify_body
+from bvisor.launcher.wire.protocol import (
     DescriptorKind,
     DescriptorRole,
     DescriptorShape,
@@ -31,7 +32,6 @@ from launcher.protocol import (
     SeccompRequest,
     UserNamespaceRequest,
 )
-from launcher.verify import Refusal, verify_body
 from tests.launcher.conftest import Auth, build_plan
 
 

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from bvisor import canonical
 from bvisor.contract import mechanisms as mech
-from launcher import envelope, states
-from launcher.capture import LineSplitter, StreamSink
-from launcher.protocol import (
+from bvisor.launcher.host.capture import LineSplitter, StreamSink
+from bvisor.launcher.process.verify import Refusal, verify_body
+from bvisor.launcher.wire import envelope, states
+from bvisor.launcher.wire.protocol import (
     CgroupPlacement,
     DescriptorKind,
     DescriptorRole,
@@ -27,7 +28,6 @@ from launcher.protocol import (
     TargetSpec,
     UserNamespaceRequest,
 )
-from launcher.verify import Refusal, verify_body
 from tests.launcher.conftest import ZERO, schedule
 
 
@@ -207,7 +207,7 @@ def test_zero_digest_constant() -> None:
 
 
 def test_confinement_unavailable_only_for_enosys_and_eopnotsupp() -> None:
-    from launcher.launch import notes_confinement_unavailable
+    from bvisor.launcher.host.launch import notes_confinement_unavailable
 
     assert notes_confinement_unavailable(["fault mechanism=landlock errno=38 name=ENOSYS: x"])
     assert notes_confinement_unavailable(["fault mechanism=seccomp errno=95 name=EOPNOTSUPP: x"])

@@ -17,15 +17,15 @@ import pytest
 from bvisor import canonical
 from bvisor.contract import mechanisms as mech
 from bvisor.contract.lowering import LoweringEntry, lowering_digest
-from launcher import envelope
-from launcher.launch import (
+from bvisor.launcher.host.launch import (
     AuthorityFd,
     LaunchObservation,
     LaunchRefused,
     run_launcher,
     run_launcher_payload,
 )
-from launcher.protocol import (
+from bvisor.launcher.wire import envelope
+from bvisor.launcher.wire.protocol import (
     DescriptorKind,
     DescriptorRole,
     DescriptorShape,
@@ -279,7 +279,7 @@ def test_host_refuses_bad_slots_before_spawning(
     plan, auth = _plan(marker)
     fd = auth.fds[0].fileno()
     spawned: list[int] = []
-    from launcher.launch import LaunchOptions
+    from bvisor.launcher.host.launch import LaunchOptions
 
     with pytest.raises(LaunchRefused, match=message):
         run_launcher(

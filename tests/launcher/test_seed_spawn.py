@@ -12,8 +12,12 @@ import threading
 import time
 from pathlib import Path
 
-from launcher.launch import LaunchObservation, launch_confinement_unavailable, run_launcher
-from launcher.protocol import SeccompRequest
+from bvisor.launcher.host.launch import (
+    LaunchObservation,
+    launch_confinement_unavailable,
+    run_launcher,
+)
+from bvisor.launcher.wire.protocol import SeccompRequest
 from tests.features import require_feature
 from tests.launcher.conftest import build_plan
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import sys
 
-from ledger import Ledger
+from bvisor.ledger import Ledger
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from bvisor.cli.ledger_cmd import main
-from ledger import Ledger
+from bvisor.front.cli.ledger_cmd import main
+from bvisor.ledger import Ledger
 from tests.ledger.testkit import REPO, RUN_A, build, get_record, put_record
 
 
@@ -245,7 +245,7 @@ def test_head_of_an_empty_ledger(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_as_a_process(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO), BVISOR_LEDGER=str(tmp_path / "l"))
-    command = [sys.executable, "-m", "bvisor.cli.ledger_cmd"]
+    command = [sys.executable, "-m", "bvisor.front.cli.ledger_cmd"]
     lines = "".join(f'{{"kind": "note.batch", "data": {i}}}\n' for i in range(1000))
     done = subprocess.run(
         [*command, "append", "--batch", "--json"],
@@ -276,7 +276,7 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_only_on_a_terminal_and_for_large_ranges() -> None:
-    from bvisor.cli.ledger_cmd import _progress_printer
+    from bvisor.front.cli.ledger_cmd import _progress_printer
 
     assert _progress_printer(io.StringIO()) is None
     terminal = _Terminal()
@@ -289,7 +289,7 @@ def test_progress_only_on_a_terminal_and_for_large_ranges() -> None:
 
 
 def test_verify_reports_progress(tmp_path: Path) -> None:
-    from ledger import verify
+    from bvisor.ledger import verify
 
     build(tmp_path / "l", 5000)
     calls: list[tuple[int, int]] = []

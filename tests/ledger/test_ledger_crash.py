@@ -13,7 +13,7 @@ import signal
 import time
 from pathlib import Path
 
-from ledger import Ledger, verify
+from bvisor.ledger import Ledger, verify
 from tests.ledger.testkit import run_appender
 
 KILLS = 20

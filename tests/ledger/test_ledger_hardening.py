@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bvisor.cli.ledger_cmd import main
-from ledger import Ledger, LedgerError, verify
-from ledger.record import build_record, decode_record, encode_payload
+from bvisor.front.cli.ledger_cmd import main
+from bvisor.ledger import Ledger, LedgerError, verify
+from bvisor.ledger.record import build_record, decode_record, encode_payload
 from tests.ledger.testkit import build, get_record, key, put_record, raw
 
 
@@ -171,7 +171,7 @@ def test_cli_append_refuses_run_kinds(
 def test_directory_is_fsynced_when_the_files_are_created(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ledger.environment as environment
+    import bvisor.ledger.environment as environment
 
     synced: list[tuple[int, int]] = []
     real_fsync = os.fsync

@@ -2,7 +2,8 @@
 
 The vectors in ``tests/vectors/ledger/record_v1.json`` are frozen. Each is re-derived here
 by a second, independent implementation (cbor2 + blake3 directly, following DESIGN.md §6
-rather than ``ledger.record``), by ``ledger.record``, and by a real LMDB ledger created
+rather than ``bvisor.ledger.record``), by ``bvisor.ledger.record``, and by a real LMDB
+ledger created
 with the vector's ledger_id and clock — whose stored bytes are read back with raw LMDB.
 Any change to the layout or a hash definition breaks all three.
 """
@@ -20,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bvisor import canonical
-from ledger import Ledger, verify
-from ledger.errors import InvalidKindError, InvalidRunIdError
-from ledger.record import (
+from bvisor.ledger import Ledger, verify
+from bvisor.ledger.errors import InvalidKindError, InvalidRunIdError
+from bvisor.ledger.record import (
     RecordError,
     _check_items,
     build_record,

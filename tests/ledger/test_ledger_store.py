@@ -12,7 +12,7 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from ledger import (
+from bvisor.ledger import (
     MAX_PAYLOAD_BYTES,
     EventNotFoundError,
     InvalidKindError,
@@ -28,7 +28,7 @@ from ledger import (
     default_ledger_path,
     verify,
 )
-from ledger.record import genesis_hash
+from bvisor.ledger.record import genesis_hash
 from tests.ledger.testkit import REPO, RUN_A, RUN_B, build, raw
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger import Ledger, verify
-from ledger.record import decode_record
+from bvisor.ledger import Ledger, verify
+from bvisor.ledger.record import decode_record
 from tests.ledger.testkit import RUN_A, RUN_B, build, get_record, key, put_record, raw, rewrite
 
 

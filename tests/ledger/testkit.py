@@ -18,8 +18,8 @@ from typing import Any
 
 import lmdb
 
-from ledger import Ledger, Receipt
-from ledger.record import build_record, decode_record, encode_payload
+from bvisor.ledger import Ledger, Receipt
+from bvisor.ledger.record import build_record, decode_record, encode_payload
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_A = bytes.fromhex("aa" * 16)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from bvisor.contract.profile import HostFacts, ProfileSnapshot
-from planner.probe import probe_host
+from bvisor.launcher.host.probe import probe_host
 from tests.planner.helpers import FIXED_FACTS, snapshot_of
 
 

@@ -33,9 +33,9 @@ from bvisor.contract import (
 from bvisor.contract.admission import AdmissionRecord, admission_digest
 from bvisor.contract.enforcement import Enforcement
 from bvisor.contract.profile import HostFacts, ProfileSnapshot
-from planner.admission import admit
-from planner.errors import PlanRefusal
-from planner.planning import plan_boundary
+from bvisor.planner.admission import admit
+from bvisor.planner.errors import PlanRefusal
+from bvisor.planner.planning import plan_boundary
 from tests.features import require_feature
 from tests.planner.helpers import FIXED_FACTS, seed_spec, snapshot_of, without
 
@@ -165,7 +165,7 @@ def test_allow_descendants_needs_atomic_kill_support() -> None:
         for c in snap.ceiling
     )
     from bvisor.contract import requirements_of
-    from planner.admission import _judge_requirement  # the membrane, below check_profile
+    from bvisor.planner.admission import _judge_requirement  # the membrane, below check_profile
 
     req = next(
         r

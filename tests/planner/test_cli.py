@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bvisor.cli.main import main
 from bvisor.contract.profile import HostFacts
+from bvisor.front.cli.main import main
 from tests.features import require_feature
 
 DENY_TASKS = """

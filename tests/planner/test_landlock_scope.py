@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from planner.planning import plan_boundary
+from bvisor.planner.planning import plan_boundary
 from tests.planner.helpers import FIXED_FACTS, snapshot_of
 from tests.planner.test_plan import rich_spec
 

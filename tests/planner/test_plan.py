@@ -26,9 +26,9 @@ from bvisor.contract import (
 )
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
-from planner.errors import PlanRefusal
-from planner.planning import BoundaryPlanner, plan_boundary
-from planner.registry import BackendRegistry
+from bvisor.planner.errors import PlanRefusal
+from bvisor.planner.planning import BoundaryPlanner, plan_boundary
+from bvisor.planner.registry import BackendRegistry
 from tests.planner.helpers import FIXED_FACTS, seed_spec, snapshot_of
 
 

@@ -19,7 +19,7 @@ import pytest
 from bvisor import canonical
 from bvisor.contract import ContractError
 from bvisor.contract.profile import HostFacts
-from planner.probe import (
+from bvisor.launcher.host.probe import (
     file_identity,
     linux_profile,
     parse_mountinfo,

@@ -35,8 +35,8 @@ from bvisor.contract import (
 )
 from bvisor.contract.mechanisms import CATALOGUE
 from bvisor.contract.plan import BoundaryPlan
-from planner.lowering import decl_digest
-from planner.planning import plan_boundary
+from bvisor.planner.lowering import decl_digest
+from bvisor.planner.planning import plan_boundary
 from tests.planner.helpers import FIXED_FACTS, seed_spec, snapshot_of
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "planner" / "plans.json"

@@ -1,10 +1,10 @@
 """Recording and forging helpers for the replay tests.
 
-``record_synthetic`` writes a run exactly as ``launcher.runner`` writes it — a real plan
+``record_synthetic`` writes a run exactly as ``bvisor.launcher.host.runner`` writes it — a real plan
 from the real planner on this host's real probe, recorded with the runner's own payload
 helpers — but with a made-up execution (outcome, exit, transcript, output), so replay can
 be tested on every outcome without depending on what the kernel does. ``record_real``
-goes through ``bvisor.api.run_confined``.
+goes through ``bvisor.front.api.run_confined``.
 
 ``forge`` is the attacker who can rewrite the ledger: it reads every event, lets a test
 edit the payloads (or drop, reorder and renumber events), and re-appends everything into a
@@ -49,7 +49,7 @@ from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BoundaryReportBody, BudgetWitness, seal_report
 from bvisor.contract.transcript import HAPPY_PATH
-from ledger import Ledger
+from bvisor.ledger import Ledger
 from tests.features import dev_launcher_path
 
 SUCCESS_LINES = (
@@ -106,7 +106,7 @@ def refused_spec() -> BoundarySpec:
 
 
 def backend() -> Any:
-    from launcher.backend import LinuxBackend
+    from bvisor.launcher.host.backend import LinuxBackend
 
     return LinuxBackend.with_launcher_path(dev_launcher_path())
 
@@ -122,7 +122,7 @@ def snapshot() -> ProfileSnapshot:
 
 
 def make_plan(spec: BoundarySpec) -> BoundaryPlan:
-    from planner.planning import plan_boundary
+    from bvisor.planner.planning import plan_boundary
 
     return plan_boundary(spec, snapshot())
 
@@ -140,9 +140,9 @@ class FakeRun:
 
 
 def _execution(attempt_id: bytes, fake: FakeRun, plan: BoundaryPlan) -> Any:
-    """The facts ``launcher.backend`` writes for such an observation, in its order."""
+    """The facts ``bvisor.launcher.host.backend`` writes for such an observation, in its order."""
     from bvisor.contract.report_inputs import lowering_facts
-    from launcher.backend import Execution
+    from bvisor.launcher.host.backend import Execution
 
     run = Execution(attempt_id=attempt_id, outcome=fake.outcome, exit=fake.exit)
     run.observed.extend(lowering_facts(plan))
@@ -177,7 +177,7 @@ def record_synthetic(
     stop_after_admission: bool = False,
 ) -> bytes:
     """Record one run the way the runner does; returns its run id."""
-    from launcher import runner
+    from bvisor.launcher.host import runner
 
     plan = make_plan(spec or base_spec())
     fake = fake or FakeRun()
@@ -206,9 +206,9 @@ def record_synthetic(
 
 
 def record_refusal(ledger: Ledger, spec: BoundarySpec | None = None) -> bytes:
-    """Record a refusal exactly as ``bvisor.api.run_confined`` does."""
-    from launcher.runner import refused_payload
-    from planner.errors import PlanRefusal
+    """Record a refusal exactly as ``bvisor.front.api.run_confined`` does."""
+    from bvisor.launcher.host.runner import refused_payload
+    from bvisor.planner.errors import PlanRefusal
 
     attempt = os.urandom(32)
     try:

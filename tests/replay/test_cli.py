@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bvisor.cli.replay_cmd import main
-from ledger import Ledger
-from replay import CHECK_NAMES
+from bvisor.front.cli.replay_cmd import main
+from bvisor.ledger import Ledger
+from bvisor.replay import CHECK_NAMES
 from tests.replay.helpers import record_refusal, record_synthetic
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,7 +144,7 @@ def test_default_ledger_comes_from_the_environment(
 
 def test_the_module_runs_as_a_command(crashed: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bvisor.cli.replay_cmd", "--ledger", str(crashed), "--json"],
+        [sys.executable, "-m", "bvisor.front.cli.replay_cmd", "--ledger", str(crashed), "--json"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -5,7 +5,7 @@ payloads with *any* canonical value — wrong types, unknown enum text, missing 
 keys, digests of the wrong length, negative and 64-bit-edge integers, deep and wide
 nesting, a non-map payload — duplicates, drops and reorders events, and moves events
 between runs, then recomputes the whole chain so ``ledger verify`` finds nothing. For
-every such ledger ``replay.audit`` must return, the damaged run must not be ``verified``
+every such ledger ``bvisor.replay.audit`` must return, the damaged run must not be ``verified``
 and a check that ran must say what is wrong; ``bvisor-replay --json`` must exit 1 with a
 JSON document and no traceback.
 
@@ -36,9 +36,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bvisor import canonical
-from bvisor.cli.replay_cmd import main
-from ledger import Ledger, verify
-from replay import VERIFIED, AuditReport, RunAudit, audit
+from bvisor.front.cli.replay_cmd import main
+from bvisor.ledger import Ledger, verify
+from bvisor.replay import VERIFIED, AuditReport, RunAudit, audit
 from tests.replay.helpers import (
     Copied,
     FakeRun,
@@ -537,7 +537,14 @@ def test_a_hostile_run_is_never_verified(hostile: Audited, case: Case) -> None:
 
 def test_the_command_answers_the_hostile_ledger_in_json(hostile: Audited) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bvisor.cli.replay_cmd", "--ledger", str(hostile.path), "--json"],
+        [
+            sys.executable,
+            "-m",
+            "bvisor.front.cli.replay_cmd",
+            "--ledger",
+            str(hostile.path),
+            "--json",
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,

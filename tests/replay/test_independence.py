@@ -11,25 +11,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ledger import Ledger
+from bvisor.ledger import Ledger
 from tests.replay.helpers import record_refusal, record_synthetic
 
 REPO = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import sys
-from ledger import Ledger
-import replay
-from bvisor.cli.replay_cmd import main
+from bvisor.ledger import Ledger
+from bvisor import replay
+from bvisor.front.cli.replay_cmd import main
 
 with Ledger.open(sys.argv[1], readonly=True) as ledger:
     report = replay.audit(ledger)
 assert report.ok and len(report.runs) == 2, report.to_json()
 assert main(["--ledger", sys.argv[1], "--json"]) == 0
-assert "planner.admission" in sys.modules and "planner.lowering" in sys.modules
+assert "bvisor.planner.admission" in sys.modules and "bvisor.planner.lowering" in sys.modules
 bad = sorted(
     name for name in sys.modules
-    if name == "launcher" or name.startswith("launcher.") or name == "planner.probe"
+    if name == "launcher" or name.startswith("launcher.") or name == "bvisor.launcher.host.probe"
 )
 print("FORBIDDEN:" + ",".join(bad))
 """

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bvisor.cli.replay_cmd import main
 from bvisor.contract.report import BoundaryReportBody
-from ledger import Ledger
-from ledger.record import build_record, encode_payload
-from replay import FAILED, VERIFIED, audit
+from bvisor.front.cli.replay_cmd import main
+from bvisor.ledger import Ledger
+from bvisor.ledger.record import build_record, encode_payload
+from bvisor.replay import FAILED, VERIFIED, audit
 from tests.ledger.testkit import key, raw
 from tests.replay.helpers import FakeRun, record_refusal, record_synthetic
 

@@ -1,4 +1,4 @@
-"""Runs recorded by the real runner (``bvisor.api.run_confined``) replay as ``verified``.
+"""Runs recorded by the real runner (``bvisor.front.api.run_confined``) replay as ``verified``.
 
 Each spec really runs under the Linux backend: a clean exit, a failure (exit 3), a
 wall-clock timeout (the deadline kills the run tree), a memory budget kill (the kernel's
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from bvisor.api import run_confined
 from bvisor.contract import (
     Budget,
     EnvEntry,
@@ -30,10 +29,11 @@ from bvisor.contract import (
     MinGuarantee,
     SecretLease,
 )
-from ledger import Ledger, verify
-from ledger.errors import LedgerNotFoundError
-from planner.errors import PlanRefusal
-from replay import INCOMPLETE, VERIFIED, RunAudit, audit
+from bvisor.front.api import run_confined
+from bvisor.ledger import Ledger, verify
+from bvisor.ledger.errors import LedgerNotFoundError
+from bvisor.planner.errors import PlanRefusal
+from bvisor.replay import INCOMPLETE, VERIFIED, RunAudit, audit
 from tests.features import feature_missing, require_feature
 from tests.replay.helpers import (
     Copied,
@@ -151,7 +151,7 @@ def test_real_failed_run_with_altered_output_fails_streams(
 
 HOST = """
 import sys
-from bvisor.api import run_confined
+from bvisor.front.api import run_confined
 from tests.replay.helpers import backend, descendants_spec
 spec = descendants_spec(["-c", "exec /bin/sleep " + sys.argv[2]])
 run_confined(spec, ledger=sys.argv[1], backend=backend())

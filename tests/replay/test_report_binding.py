@@ -15,8 +15,8 @@ import pytest
 
 from bvisor.contract import Budget, BudgetDimension, ExitStatus, MinGuarantee, Outcome
 from bvisor.contract.report import BudgetWitness
-from ledger import Ledger, verify
-from replay import FAILED, VERIFIED, audit
+from bvisor.ledger import Ledger, verify
+from bvisor.replay import FAILED, VERIFIED, audit
 from tests.replay.helpers import (
     SUCCESS_LINES,
     Copied,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from bvisor.contract import BoundarySpec, Filesystem, FsAccess
-from ledger import Ledger, verify
-from replay import FAILED, INCOMPLETE, VERIFIED, RunAudit, audit
+from bvisor.ledger import Ledger, verify
+from bvisor.replay import FAILED, INCOMPLETE, VERIFIED, RunAudit, audit
 from tests.replay.helpers import (
     Copied,
     FakeRun,

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 from bvisor.contract import mechanisms as mech
 from bvisor.contract.lowering import lowering_digest, param_digest
-from launcher.lowered import LoweredParams, LoweringParamsError, parse_lowering_params
-from launcher.protocol import DescriptorKind, DescriptorRole, LaunchBody, TargetSpec
+from bvisor.launcher.wire.lowered import LoweredParams, LoweringParamsError, parse_lowering_params
+from bvisor.launcher.wire.protocol import DescriptorKind, DescriptorRole, LaunchBody, TargetSpec
 
 __all__ = ["Refusal", "launcher_entries", "verify_body"]
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from bvisor import jsonview
+from bvisor.front import jsonview
 
 __all__ = ["add_arguments", "plan_document", "render_plan", "run"]
 
@@ -100,12 +100,12 @@ def _usage(args: argparse.Namespace, message: str, path: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bvisor.cli.probe_cmd import launcher_path
     from bvisor.contract import ContractError
-    from bvisor.specfile import SpecFileError, load_spec
-    from planner.errors import PlanRefusal
-    from planner.planning import plan_boundary
-    from planner.probe import linux_profile
+    from bvisor.front.cli.probe_cmd import launcher_path
+    from bvisor.front.specfile import SpecFileError, load_spec
+    from bvisor.launcher.host.probe import linux_profile
+    from bvisor.planner.errors import PlanRefusal
+    from bvisor.planner.planning import plan_boundary
 
     try:
         spec = load_spec(args.spec)

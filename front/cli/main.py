@@ -15,12 +15,12 @@ import sys
 from collections.abc import Sequence
 
 from bvisor import __version__
-from bvisor.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
+from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "probe": ("bvisor.cli.probe_cmd", "what this kernel can enforce, and why"),
-    "plan": ("bvisor.cli.plan_cmd", "admit a spec against this kernel, or say why not"),
-    "run": ("bvisor.cli.run_cmd", "plan, run confined, seal and record a report"),
+    "probe": ("bvisor.front.cli.probe_cmd", "what this kernel can enforce, and why"),
+    "plan": ("bvisor.front.cli.plan_cmd", "admit a spec against this kernel, or say why not"),
+    "run": ("bvisor.front.cli.run_cmd", "plan, run confined, seal and record a report"),
 }
 
 

@@ -39,18 +39,23 @@ from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BudgetWitness
 from bvisor.contract.report_inputs import lowering_facts, mediated_finding, test_hook_finding
 from bvisor.contract.transcript import TERMINAL_STATES, split_lines
-from launcher.basement.cgroups import (
+from bvisor.launcher.basement.cgroups import (
     CgroupError,
     RunCgroup,
     create_run_cgroup,
     leaf_name,
     reap_stale_leaves,
 )
-from launcher.interrupts import interrupts_held, signal_of
-from launcher.launch import LaunchObservation, LaunchOptions, LaunchRefused, run_launcher
-from launcher.launch_body import LaunchPreparationError, prepare_launch
-from launcher.lowered import LoweredParams, LoweringParamsError, lowered_params
-from launcher.secrets import NoSecrets, SecretResolver, SecretUnresolved
+from bvisor.launcher.host.interrupts import interrupts_held, signal_of
+from bvisor.launcher.host.launch import (
+    LaunchObservation,
+    LaunchOptions,
+    LaunchRefused,
+    run_launcher,
+)
+from bvisor.launcher.host.launch_body import LaunchPreparationError, prepare_launch
+from bvisor.launcher.host.secrets import NoSecrets, SecretResolver, SecretUnresolved
+from bvisor.launcher.wire.lowered import LoweredParams, LoweringParamsError, lowered_params
 
 __all__ = ["DEFAULT_STREAM_CAP", "LINUX_BACKEND_ID", "Execution", "LinuxBackend"]
 
@@ -121,12 +126,12 @@ class LinuxBackend:
     def launcher_path(self) -> str:
         if self._launcher_path is not None:
             return self._launcher_path
-        from launcher.locate import default_launcher_path
+        from bvisor.launcher.host.locate import default_launcher_path
 
         return default_launcher_path()
 
     def probe(self) -> ProfileSnapshot:
-        from planner.probe import linux_profile
+        from bvisor.launcher.host.probe import linux_profile
 
         return linux_profile(self.launcher_path)
 

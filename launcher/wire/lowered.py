@@ -2,7 +2,7 @@
 
 Both sides read parameters through this one parser: the host to build the launch body,
 and the launcher to check that the body's target is what those parameters say (see
-``launcher.verify``). It therefore imports nothing but the mechanism catalogue.
+``bvisor.launcher.process.verify``). It therefore imports nothing but the mechanism catalogue.
 
 The plan carries each primitive's parameters as canonical values (so they can be hashed
 and recorded); the host side needs them as typed fields. Reading them through one parser

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from bvisor import jsonview
+from bvisor.front import jsonview
 
 __all__ = ["add_arguments", "exit_status_for", "run"]
 
@@ -121,18 +121,13 @@ def _check_inherited_fds(spec: Any) -> str | None:
     the fds open now are exactly the ones the command was started with; any other number
     would be one of bvisor's own, and handing that over would give the workload the evidence.
     """
-    from bvisor.contract import FdsOnly, InheritedFds
-    from launcher.basement.fds import open_fds
+    from bvisor.launcher.host.inherited import inherited_fds_not_open
 
-    started_with = set(open_fds())
-    for capability in spec.capabilities:
-        if isinstance(capability, InheritedFds) and isinstance(capability.policy, FdsOnly):
-            for fd in capability.policy.fds:
-                if fd > 2 and fd not in started_with:
-                    return (
-                        f"inherited_fds names fd {fd}, which was not open when bvisor started "
-                        f"(open it in the shell that runs bvisor, e.g. {fd}<FILE)"
-                    )
+    for fd in inherited_fds_not_open(spec):
+        return (
+            f"inherited_fds names fd {fd}, which was not open when bvisor started "
+            f"(open it in the shell that runs bvisor, e.g. {fd}<FILE)"
+        )
     return None
 
 
@@ -148,8 +143,8 @@ def _why_not_run(body: Any) -> list[str]:
 
 
 def _build_spec(args: argparse.Namespace, command: list[str]) -> Any:
-    from bvisor.defaults import default_spec, process_workload
-    from bvisor.specfile import load_spec
+    from bvisor.front.defaults import default_spec, process_workload
+    from bvisor.front.specfile import load_spec
 
     if args.spec is None:
         return default_spec(command)
@@ -158,10 +153,10 @@ def _build_spec(args: argparse.Namespace, command: list[str]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bvisor.api import run_confined
     from bvisor.contract import ContractError
-    from bvisor.specfile import SpecFileError
-    from planner.errors import PlanRefusal
+    from bvisor.front.api import run_confined
+    from bvisor.front.specfile import SpecFileError
+    from bvisor.planner.errors import PlanRefusal
 
     command = list(args.command)
     if command and command[0] == "--":
@@ -197,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
 
     collected: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
     started = time.monotonic()
-    from launcher.interrupts import stop_signals_interrupt
+    from bvisor.launcher.host.interrupts import stop_signals_interrupt
 
     try:
         # SIGTERM/SIGHUP end the run as Ctrl-C does (tree killed, sealed, recorded), and
@@ -227,9 +222,9 @@ def run(args: argparse.Namespace) -> int:
             )
         return EXIT_REFUSED
     except Exception as exc:  # a supervisor fault must still end with a clear message
-        from launcher.locate import LauncherNotFound
-        from launcher.reach import LedgerReachable
-        from ledger import LedgerError
+        from bvisor.launcher.host.locate import LauncherNotFound
+        from bvisor.launcher.host.reach import LedgerReachable
+        from bvisor.ledger import LedgerError
 
         if isinstance(exc, LedgerReachable):  # nothing ran or was recorded: a usage mistake
             return _fail(str(exc), as_json=as_json)

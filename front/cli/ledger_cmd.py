@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from bvisor.canonical import Value
-from bvisor.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
-from ledger import (
+from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
+from bvisor.ledger import (
     Event,
     EventNotFoundError,
     Head,
@@ -56,10 +56,10 @@ from ledger import (
     parse_head,
     verify,
 )
-from ledger.errors import LedgerUsageError
-from ledger.kinds import RUN_KINDS, check_kind
-from ledger.record import MAX_SEQ, check_run_id, encode_payload
-from ledger.runs import RunLookupError, RunNotFound, resolve_run_prefix
+from bvisor.ledger.errors import LedgerUsageError
+from bvisor.ledger.kinds import RUN_KINDS, check_kind
+from bvisor.ledger.record import MAX_SEQ, check_run_id, encode_payload
+from bvisor.ledger.runs import RunLookupError, RunNotFound, resolve_run_prefix
 
 __all__ = ["build_parser", "main"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bvisor import jsonview
+from bvisor.front import jsonview
 
 __all__ = ["add_arguments", "probe_document", "render_probe", "run"]
 
@@ -20,7 +20,7 @@ LAUNCHER_NAME = "bvisor-linux-launcher"
 def launcher_path() -> str | None:
     """The launcher ``bvisor run`` would use (beside this interpreter, else on PATH), so
     the profile shown here has the same h_p as a run started now; None if not installed."""
-    from launcher.locate import LauncherNotFound, default_launcher_path
+    from bvisor.launcher.host.locate import LauncherNotFound, default_launcher_path
 
     try:
         return default_launcher_path()
@@ -105,7 +105,7 @@ def render_probe(snapshot: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from planner.probe import linux_profile
+    from bvisor.launcher.host.probe import linux_profile
 
     snapshot = linux_profile(launcher_path())
     if args.json:

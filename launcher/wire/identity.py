@@ -2,13 +2,13 @@
 
 The host hashes the launcher *entry* file it opened and then executes that same fd, so
 ``launcher_identity`` names exactly the file the kernel ran. That file is a small console
-script, though; the code that confines lives in the ``launcher`` and ``bvisor`` packages
-and the compiled child window. So the launcher also hashes, at start, every module file of
-those two packages that it has loaded plus the compiled ``_child_window`` shared object,
-and reports that *code* digest and the list of files next to the entry digest.
+script, though; the code that confines lives in the ``bvisor`` package (the launcher, the
+contract) and the compiled child window. So the launcher also hashes, at start, the file of
+every ``bvisor`` module it has loaded (the compiled ``_child_window`` included) and reports
+that *code* digest and the list of modules next to the entry digest.
 
 Both digests are plain BLAKE3 (hex). The code digest is BLAKE3 over the canonical CBOR
-array ``[[relative_path, blake3_hex_of_file], ...]`` sorted by path. Python source files
+array ``[[module_name, blake3_hex_of_file], ...]`` sorted by name. Python source files
 are hashed (``__file__``); CPython only runs a cached ``.pyc`` whose recorded source size
 and mtime match that source. The interpreter binary itself is not hashed.
 """
@@ -26,7 +26,7 @@ from bvisor import canonical
 
 __all__ = ["CodeIdentity", "code_identity", "hash_fd", "hash_file"]
 
-_PACKAGES = ("launcher", "bvisor")
+_PACKAGE = "bvisor"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,27 +60,19 @@ def hash_file(path: str) -> str:
 
 
 def code_identity(extra_files: tuple[str, ...] = ()) -> CodeIdentity:
-    """Digest the loaded module files of the launcher/bvisor packages plus ``extra_files``."""
-    roots: dict[Path, Path] = {}
-    for package in _PACKAGES:
-        module = sys.modules.get(package)
-        init = getattr(module, "__file__", None)
-        if isinstance(init, str):
-            pkg_dir = Path(init).resolve().parent
-            roots[pkg_dir] = pkg_dir.parent
-    paths: set[Path] = set()
-    for module in list(sys.modules.values()):
+    """Digest the file of every loaded ``bvisor`` module, named by import name.
+
+    Entries are keyed by the module's import name (``bvisor.launcher.process.main``), not by
+    where the file sits, so a source checkout and an installed wheel of the same code name
+    the same entries. ``extra_files`` (named by their base name) are hashed too.
+    """
+    files: dict[str, str] = {}
+    for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if not isinstance(file, str):
-            continue
-        resolved = Path(file).resolve()
-        if any(resolved.is_relative_to(pkg) for pkg in roots):
-            paths.add(resolved)
-    paths.update(Path(f).resolve() for f in extra_files)
-    entries: list[tuple[str, str]] = []
-    for path in sorted(paths):
-        base = next((roots[p] for p in roots if path.is_relative_to(p)), path.parent)
-        entries.append((str(path.relative_to(base)), hash_file(str(path))))
-    entries.sort()
+        if isinstance(file, str) and (name == _PACKAGE or name.startswith(_PACKAGE + ".")):
+            files[name] = file
+    for extra in extra_files:
+        files.setdefault(Path(extra).name, extra)
+    entries = sorted((name, hash_file(path)) for name, path in files.items())
     manifest = canonical.encode([[name, digest] for name, digest in entries])
     return CodeIdentity(digest=blake3.blake3(manifest).hexdigest(), files=tuple(entries))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from launcher.lowered import LoweredParams, LoweringParamsError, lowered_params
+from bvisor.launcher.wire.lowered import LoweredParams, LoweringParamsError, lowered_params
 
 if TYPE_CHECKING:
     from bvisor.contract.plan import BoundaryPlan

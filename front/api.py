@@ -23,17 +23,17 @@ from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.report import SealedReport
 
 if TYPE_CHECKING:
-    from launcher.backend import LinuxBackend
-    from launcher.secrets import SecretResolver
-    from ledger import Ledger
+    from bvisor.launcher.host.backend import LinuxBackend
+    from bvisor.launcher.host.secrets import SecretResolver
+    from bvisor.ledger import Ledger
 
 __all__ = ["open_ledger", "plan_spec", "run_confined"]
 
 
 def open_ledger(choice: Ledger | str | os.PathLike[str] | Literal[False] | None) -> Ledger | None:
     """Resolve the ``ledger=`` argument to an open ledger (created if needed), or None."""
-    from ledger import Ledger
-    from ledger.paths import default_ledger_path
+    from bvisor.ledger import Ledger
+    from bvisor.ledger.paths import default_ledger_path
 
     if choice is False:
         return None
@@ -45,8 +45,8 @@ def open_ledger(choice: Ledger | str | os.PathLike[str] | Literal[False] | None)
 
 def _ledger_location(choice: Ledger | str | os.PathLike[str] | Literal[False] | None) -> str | None:
     """Where ``ledger=`` records, without opening (or creating) it; None: not recording."""
-    from ledger import Ledger
-    from ledger.paths import default_ledger_path
+    from bvisor.ledger import Ledger
+    from bvisor.ledger.paths import default_ledger_path
 
     if choice is False:
         return None
@@ -56,15 +56,15 @@ def _ledger_location(choice: Ledger | str | os.PathLike[str] | Literal[False] | 
 
 
 def _backend(backend: LinuxBackend | None) -> LinuxBackend:
-    from launcher.backend import LinuxBackend
+    from bvisor.launcher.host.backend import LinuxBackend
 
     return backend if backend is not None else LinuxBackend()
 
 
 def plan_spec(spec: BoundarySpec, *, backend: LinuxBackend | None = None) -> BoundaryPlan:
-    """Admit ``spec`` against this kernel; raises ``planner.errors.PlanRefusal``."""
-    from planner.planning import BoundaryPlanner
-    from planner.registry import BackendRegistry
+    """Admit ``spec`` against this kernel; raises ``bvisor.planner.errors.PlanRefusal``."""
+    from bvisor.planner.planning import BoundaryPlanner
+    from bvisor.planner.registry import BackendRegistry
 
     chosen = _backend(backend)
     registry = BackendRegistry()
@@ -84,12 +84,12 @@ def run_confined(
     stdin_fd: int | None = None,
 ) -> SealedReport:
     """Plan, run confined, seal and record. Raises ``PlanRefusal`` when refused."""
-    from launcher.reach import refuse_if_plan_reaches
-    from launcher.runner import BoundaryRunner, refused_payload
-    from launcher.secrets import MapSecretResolver
-    from planner.errors import PlanRefusal
-    from planner.planning import BoundaryPlanner
-    from planner.registry import BackendRegistry
+    from bvisor.launcher.host.reach import refuse_if_plan_reaches
+    from bvisor.launcher.host.runner import BoundaryRunner, refused_payload
+    from bvisor.launcher.host.secrets import MapSecretResolver
+    from bvisor.planner.errors import PlanRefusal
+    from bvisor.planner.planning import BoundaryPlanner
+    from bvisor.planner.registry import BackendRegistry
 
     chosen = _backend(backend)
     registry = BackendRegistry()

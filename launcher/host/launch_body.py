@@ -18,12 +18,13 @@ import stat
 from dataclasses import dataclass, field
 
 from bvisor.contract.plan import BoundaryPlan
-from launcher.basement import fds
-from launcher.basement.cgroups import RunCgroup
-from launcher.basement.paths import SymlinkInPath, open_no_symlinks
-from launcher.launch import AuthorityFd
-from launcher.lowered import EnvSource, LandlockParams, LoweredParams
-from launcher.protocol import (
+from bvisor.launcher.basement import fds
+from bvisor.launcher.basement.cgroups import RunCgroup
+from bvisor.launcher.basement.paths import SymlinkInPath, open_no_symlinks
+from bvisor.launcher.host.launch import AuthorityFd
+from bvisor.launcher.host.secrets import SecretResolver
+from bvisor.launcher.wire.lowered import EnvSource, LandlockParams, LoweredParams
+from bvisor.launcher.wire.protocol import (
     CgroupPlacement,
     DescriptorKind,
     DescriptorRole,
@@ -38,7 +39,6 @@ from launcher.protocol import (
     TargetSpec,
     UserNamespaceRequest,
 )
-from launcher.secrets import SecretResolver
 
 __all__ = ["FIRST_SLOT", "LaunchPreparationError", "PreparedLaunch", "prepare_launch"]
 

@@ -4,7 +4,7 @@ The host starts this process with an empty environment except the channel variab
 (``BVISOR_PLAN_FD``: sealed memfd with the envelope; ``BVISOR_CONTROL_FD``: pipe for the
 state machine; ``BVISOR_LAUNCHER_FD``: the launcher file the host hashed and executed)
 and with the authority fds at their declared slots. It writes one line per state to the
-control channel (see :mod:`launcher.states`) and ``# `` notes around them, and exits
+control channel (see :mod:`bvisor.launcher.wire.states`) and ``# `` notes around them, and exits
 
 * 0 — the exec happened; the launcher then waited for the workload and reported its
   status and rusage in notes;
@@ -27,20 +27,17 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from launcher import envelope, identity, states
-from launcher.basement import fds, landlock, lifeline, memfd, mounts, seccomp, window
-from launcher.protocol import DescriptorRole, LaunchBody, ProtocolError
-from launcher.verify import Refusal, verify_body
+from bvisor.launcher.basement import fds, landlock, lifeline, memfd, mounts, seccomp, window
+from bvisor.launcher.process.verify import Refusal, verify_body
+from bvisor.launcher.wire import envelope, identity, states
+from bvisor.launcher.wire.channel import CONTROL_FD_ENV, HOST_PID_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
+from bvisor.launcher.wire.protocol import DescriptorRole, LaunchBody, ProtocolError
 
-__all__ = ["CONTROL_FD_ENV", "EXIT_FAULTED", "EXIT_OK", "EXIT_REFUSED", "PLAN_FD_ENV", "main"]
+__all__ = ["EXIT_FAULTED", "EXIT_OK", "EXIT_REFUSED", "main"]
 
 EXIT_OK = 0
 EXIT_REFUSED = 3
 EXIT_FAULTED = 4
-PLAN_FD_ENV = "BVISOR_PLAN_FD"
-CONTROL_FD_ENV = "BVISOR_CONTROL_FD"
-LAUNCHER_FD_ENV = "BVISOR_LAUNCHER_FD"
-HOST_PID_ENV = "BVISOR_HOST_PID"
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -202,7 +199,7 @@ class Launcher:
         self.ctl.note(f"identity code={code.digest} entry={entry}")
         self.ctl.note(
             "identity hashed: entry=the launcher file the host executed (by fd); "
-            "code=blake3(canonical [[path, blake3]]) over " + ", ".join(p for p, _ in code.files)
+            "code=blake3(canonical [[module, blake3]]) over " + ", ".join(p for p, _ in code.files)
         )
 
     def _read_plan(self) -> LaunchBody:

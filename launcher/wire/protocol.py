@@ -1,14 +1,15 @@
 """The launch body: everything the host tells the launcher, as frozen values with one wire form.
 
 The host builds a :class:`LaunchPlan`, encodes ``body.to_value()`` canonically, wraps it in
-an envelope (:mod:`launcher.envelope`) and hands it to the launcher in a sealed memfd. The
+an envelope (:mod:`bvisor.launcher.wire.envelope`) and hands it to the launcher in a sealed
+memfd. The
 launcher decodes it with :meth:`LaunchBody.from_value`, which is strict: unknown or missing
 keys, wrong types and out-of-range numbers are errors naming the field, because a launcher
 that guessed at a malformed body could confine less than the plan admitted.
 
 Beyond DESIGN.md §5's list, the body carries ``params``, one canonical value per lowering
 entry: the launcher checks them against the entries' ``param_digest`` and the target
-against them (``launcher.verify``); without them it could only check which mechanisms
+against them (``bvisor.launcher.process.verify``); without them it could only check which mechanisms
 the plan names, not what they are told to do.
 
 Wire conventions follow DESIGN.md §3: maps with text keys, enum unit variants as text,

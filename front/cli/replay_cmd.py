@@ -22,13 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from bvisor.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
-from ledger import Ledger, LedgerError, RunSummary, default_ledger_path
-from ledger.errors import LedgerFormatError, LedgerNotFoundError
-from ledger.runs import RunLookupError, resolve_run_prefix
-from replay import ReplayUsageError, audit
-from replay.audit import Progress
-from replay.render import render_json, render_table
+from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
+from bvisor.ledger import Ledger, LedgerError, RunSummary, default_ledger_path
+from bvisor.ledger.errors import LedgerFormatError, LedgerNotFoundError
+from bvisor.ledger.runs import RunLookupError, resolve_run_prefix
+from bvisor.replay import ReplayUsageError, audit
+from bvisor.replay.audit import Progress
+from bvisor.replay.render import render_json, render_table
 
 __all__ = ["build_parser", "main", "resolve_run_ids"]
 

@@ -36,11 +36,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from launcher import envelope, identity, states
-from launcher.basement import hostspawn, memfd, seccomp, window
-from launcher.capture import LineSplitter, StreamSink
-from launcher.process import CONTROL_FD_ENV, HOST_PID_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
-from launcher.protocol import MAX_SLOT, LaunchPlan
+from bvisor.launcher.basement import hostspawn, memfd, seccomp, window
+from bvisor.launcher.host.capture import LineSplitter, StreamSink
+from bvisor.launcher.wire import envelope, identity, states
+from bvisor.launcher.wire.channel import CONTROL_FD_ENV, HOST_PID_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
+from bvisor.launcher.wire.protocol import MAX_SLOT, LaunchPlan
 
 __all__ = [
     "DEFAULT_STREAM_CAP",
@@ -127,7 +127,8 @@ class LaunchObservation:
     ``launcher_exit`` is the launcher's exit code, or ``-N`` if signal N killed it, or
     None if it could not be reaped. ``workload_pid`` is the host-visible pid.
     ``launcher_code_identity`` is the launcher's own ``code=`` digest (see
-    :mod:`launcher.identity`) and ``launcher_entry_identity`` its hash of the file it was
+    :mod:`bvisor.launcher.wire.identity`) and ``launcher_entry_identity`` its hash of the file it
+    was
     started from, which should equal ``launcher_identity``.
     """
 

@@ -35,12 +35,12 @@ from bvisor.contract.report import (
 )
 from bvisor.contract.report_inputs import admitted_requirements, profile_label
 from bvisor.digest import Purpose, digest_bytes, digest_value
-from launcher.backend import Execution, LinuxBackend
-from launcher.interrupts import interrupt_for
-from launcher.reach import refuse_if_plan_reaches
-from launcher.secrets import SecretResolver
-from planner.errors import PlanRefusal
-from planner.registry import BackendRegistry
+from bvisor.launcher.host.backend import Execution, LinuxBackend
+from bvisor.launcher.host.interrupts import interrupt_for
+from bvisor.launcher.host.reach import refuse_if_plan_reaches
+from bvisor.launcher.host.secrets import SecretResolver
+from bvisor.planner.errors import PlanRefusal
+from bvisor.planner.registry import BackendRegistry
 
 __all__ = ["STREAM_CHUNK_BYTES", "BoundaryRunner", "EventSink", "build_report_body"]
 

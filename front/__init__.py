@@ -1,0 +1,1 @@
+"""The front of bvisor: the Python API and the commands, wiring the other packages together."""

@@ -1,0 +1,1 @@
+"""The host side of the Linux backend: everything that runs in the caller's process."""

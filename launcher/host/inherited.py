@@ -1,0 +1,27 @@
+"""Which of a spec's inherited fds the calling process does not have open.
+
+``bvisor run`` asks this before it opens anything that lasts (the ledger, the executable,
+pipes): at that moment the open fds are exactly the ones the command was started with, so
+any other number a spec names would be one of bvisor's own, and handing it over would give
+the workload the evidence.
+"""
+
+from __future__ import annotations
+
+from bvisor.contract import BoundarySpec, FdsOnly, InheritedFds
+from bvisor.launcher.basement.fds import open_fds
+
+__all__ = ["inherited_fds_not_open"]
+
+
+def inherited_fds_not_open(spec: BoundarySpec) -> list[int]:
+    """The fds above stdio that ``spec`` hands over but this process does not hold open."""
+    held = set(open_fds())
+    wanted = {
+        fd
+        for capability in spec.capabilities
+        if isinstance(capability, InheritedFds) and isinstance(capability.policy, FdsOnly)
+        for fd in capability.policy.fds
+        if fd > 2
+    }
+    return sorted(wanted - held)

@@ -1,0 +1,1 @@
+"""The launcher process: verify a launch body, confine a child, exec it, report."""

@@ -1,7 +1,7 @@
 """The planner facade: spec + profile snapshot -> :class:`BoundaryPlan`, or a refusal.
 
 ``plan_boundary`` is the pure pipeline (admission -> mechanism selection -> lowering
-compiler -> identity digests); replay calls it on recorded inputs. ``BoundaryPlanner``
+compiler -> identity digests) of one rules version (``bvisor.planner.rules``). ``BoundaryPlanner``
 adds the one impure step, the probe: exactly one ``backend.probe()`` per planning
 attempt, unless the caller passes the snapshot it already holds (so that what is
 recorded in the ledger is exactly what was admitted against).
@@ -12,20 +12,24 @@ from __future__ import annotations
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.spec import BoundarySpec
-from bvisor.planner.admission import admit
 from bvisor.planner.errors import PlanRefusal
 from bvisor.planner.identity import build_plan
-from bvisor.planner.lowering import compile_schedule
 from bvisor.planner.registry import BackendRegistry
-from bvisor.planner.selection import select_primitives
+from bvisor.planner.rules import CURRENT, Rules
 
 __all__ = ["BoundaryPlanner", "plan_boundary"]
 
 
-def plan_boundary(spec: BoundarySpec, snapshot: ProfileSnapshot) -> BoundaryPlan:
-    """Admit, lower and digest ``spec`` against ``snapshot`` (pure; raises PlanRefusal)."""
-    record = admit(spec, snapshot)
-    schedule = compile_schedule(select_primitives(spec, snapshot.facts, record))
+def plan_boundary(
+    spec: BoundarySpec, snapshot: ProfileSnapshot, rules: Rules = CURRENT
+) -> BoundaryPlan:
+    """Admit, lower and digest ``spec`` against ``snapshot`` (pure; raises PlanRefusal).
+
+    Plans are made with the newest released rules; ``rules`` is a parameter for replay and
+    for the golden vectors of older versions.
+    """
+    record = rules.admit(spec, snapshot)
+    schedule = rules.lower(spec, snapshot.facts, record)
     return build_plan(spec, snapshot, record, schedule)
 
 

@@ -14,6 +14,7 @@ from bvisor.replay.checks import CHECK_NAMES, REFUSED_CHECK_NAMES
 from bvisor.replay.results import (
     FAILED,
     INCOMPLETE,
+    UNKNOWN_RULES,
     VERIFIED,
     AuditReport,
     CheckResult,
@@ -25,6 +26,7 @@ __all__ = [
     "FAILED",
     "INCOMPLETE",
     "REFUSED_CHECK_NAMES",
+    "UNKNOWN_RULES",
     "VERIFIED",
     "AuditReport",
     "CheckResult",

@@ -7,9 +7,9 @@ refusal can be attributed: a refusal by *admission* means the recorded admission
 cannot be reproduced (the ``h_a`` check), a refusal by the *lowering compiler* after a
 reproduced admission means the recorded lowering cannot be (the ``h_l`` check).
 
-It imports only the pure planner modules — never ``bvisor.launcher.host.probe`` (replay
-must not read
-the host) and never ``launcher``.
+Each run is re-derived with the planner rules version it recorded (``bvisor.planner.rules``
+keeps every released version), so an upgrade never turns an old run into a failed one. It
+imports only the pure planner — never the launcher, whose probe reads the host.
 """
 
 from __future__ import annotations
@@ -23,11 +23,9 @@ from bvisor.contract.lowering import LoweringError
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.spec import BoundarySpec
-from bvisor.planner.admission import admit
 from bvisor.planner.errors import PlanRefusal
 from bvisor.planner.identity import build_plan
-from bvisor.planner.lowering import compile_schedule
-from bvisor.planner.selection import select_primitives
+from bvisor.planner.rules import Rules, UnknownRulesVersion, rules_for
 
 __all__ = ["Rederived", "rederive", "rederive_memo"]
 
@@ -40,7 +38,9 @@ class Rederived:
 
     Exactly one of: ``plan`` (admitted and lowered), ``admission_refusal`` (admission
     refused), ``lowering_refusal`` (admission gave ``record`` but lowering refused), or
-    ``error`` (the planner rejected its input outright, e.g. a contract violation).
+    ``error`` (the planner rejected its input outright, e.g. a contract violation), or
+    ``unknown_rules`` (the run names planner rules this build does not have: nothing could
+    be re-derived, which says nothing against the run).
     """
 
     record: AdmissionRecord | None = None
@@ -49,22 +49,31 @@ class Rederived:
     admission_refusal: PlanRefusal | None = None
     lowering_refusal: PlanRefusal | None = None
     error: str | None = None
+    unknown_rules: str | None = None
 
     @property
     def refusal(self) -> PlanRefusal | None:
         return self.admission_refusal or self.lowering_refusal
 
 
-def rederive(spec: BoundarySpec, profile: ProfileSnapshot) -> Rederived:
-    """Admit, lower and digest ``spec`` against ``profile`` (pure; never raises on data)."""
+def rederive(spec: BoundarySpec, profile: ProfileSnapshot, rules_version: int) -> Rederived:
+    """Admit, lower and digest with the rules ``rules_version`` (pure; never raises on data)."""
     try:
-        record = admit(spec, profile)
+        rules = rules_for(rules_version)
+    except UnknownRulesVersion as unknown:
+        return Rederived(unknown_rules=str(unknown))
+    return _rederive(spec, profile, rules)
+
+
+def _rederive(spec: BoundarySpec, profile: ProfileSnapshot, rules: Rules) -> Rederived:
+    try:
+        record = rules.admit(spec, profile)
     except PlanRefusal as refusal:
         return Rederived(admission_refusal=refusal)
     except _STEP_ERRORS as exc:
         return Rederived(error=f"admission rejected its input: {exc}")
     try:
-        schedule = compile_schedule(select_primitives(spec, profile.facts, record))
+        schedule = rules.lower(spec, profile.facts, record)
     except PlanRefusal as refusal:
         return Rederived(record=record, record_bytes=_enc(record), lowering_refusal=refusal)
     except _STEP_ERRORS as exc:
@@ -95,21 +104,25 @@ def _enc(record: AdmissionRecord) -> bytes:
 # distinct multi-megabyte ones must not be held in memory all at once.
 _MEMO_LIMIT = 256
 _MEMO_MAX_BYTES = 128 * 1024
-_memo: dict[tuple[bytes, bytes], Rederived] = {}
+_memo: dict[tuple[int, bytes, bytes], Rederived] = {}
 
 
 def rederive_memo(
-    spec: BoundarySpec, profile: ProfileSnapshot, spec_bytes: bytes, profile_bytes: bytes
+    spec: BoundarySpec,
+    profile: ProfileSnapshot,
+    rules_version: int,
+    spec_bytes: bytes,
+    profile_bytes: bytes,
 ) -> Rederived:
     """:func:`rederive`, remembered by the canonical bytes the caller decoded from.
 
     ``spec_bytes``/``profile_bytes`` must be the canonical encodings of ``spec`` and
     ``profile`` (replay.events guarantees it for what it decodes).
     """
-    key = (spec_bytes, profile_bytes)
+    key = (rules_version, spec_bytes, profile_bytes)
     hit = _memo.get(key)
     if hit is None:
-        hit = rederive(spec, profile)
+        hit = rederive(spec, profile, rules_version)
         if len(spec_bytes) + len(profile_bytes) <= _MEMO_MAX_BYTES:
             if len(_memo) >= _MEMO_LIMIT:
                 _memo.clear()

@@ -126,6 +126,7 @@ class Refused:
     refusal: RefusalView
     spec_bytes: bytes
     profile_bytes: bytes
+    rules_version: int = 1  # absent in refusals recorded before rules were versioned
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +272,7 @@ def decode_admitted(payload: object) -> Admitted:
 
 def decode_refused(payload: object) -> Refused:
     keys = ("attempt_id", "backend", "spec", "profile", "h_p", "refusal")
-    body = expect_map(payload, "", required=keys)
+    body = expect_map(payload, "", required=keys, optional=("rules_version",))
     raw = expect_map(
         body["refusal"], "refusal", required=("code", "requirement", "detail", "missing_fact")
     )
@@ -292,6 +293,7 @@ def decode_refused(payload: object) -> Refused:
         refusal=refusal,
         spec_bytes=spec_bytes,
         profile_bytes=profile_bytes,
+        rules_version=expect_int(body.get("rules_version", 1), "rules_version", minimum=1),
     )
 
 

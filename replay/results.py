@@ -8,6 +8,8 @@ never reported as a verified one.
 
 Verdicts: ``failed`` when any check failed outright (tampering or corruption outranks a
 crash), else ``incomplete`` when the run stopped before its terminal event, else
+``unknown-rules`` when the run names planner rules this build does not have (the checks
+that re-derive the plan could not run: a statement about this build, not the run), else
 ``verified``.
 """
 
@@ -24,6 +26,7 @@ __all__ = [
     "INCOMPLETE",
     "PENDING",
     "SKIPPED",
+    "UNKNOWN_RULES",
     "VERIFIED",
     "AuditReport",
     "CheckResult",
@@ -34,11 +37,13 @@ __all__ = [
 VERIFIED: Final = "verified"
 FAILED: Final = "failed"
 INCOMPLETE: Final = "incomplete"
+UNKNOWN_RULES: Final = "unknown-rules"
 
 # How a check ended, beyond ok/not ok (kept out of the JSON, which is name/ok/detail).
 CHECKED: Final = "checked"
 SKIPPED: Final = "skipped"
 PENDING: Final = "pending"
+NOT_KNOWN: Final = "not-known"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +51,8 @@ class CheckResult:
     """One named check: whether it held, and a one-line detail saying what was compared.
 
     ``status`` is ``checked`` (it ran), ``skipped`` (an earlier check failed) or
-    ``pending`` (the run is incomplete, so there is nothing to check yet).
+    ``pending`` (the run is incomplete, so there is nothing to check yet) or ``not-known``
+    (the run names planner rules this build does not have).
     """
 
     name: str
@@ -70,6 +76,10 @@ class CheckResult:
     def pending(cls, name: str, why: str) -> CheckResult:
         return cls(name, False, f"incomplete: {why}", PENDING)
 
+    @classmethod
+    def unknown_rules(cls, name: str, why: str) -> CheckResult:
+        return cls(name, False, f"unknown rules: {why}", NOT_KNOWN)
+
     def to_json(self) -> dict[str, object]:
         return {"name": self.name, "ok": self.ok, "detail": self.detail}
 
@@ -80,6 +90,8 @@ def verdict_of(checks: list[CheckResult]) -> str:
         return FAILED
     if any(c.status == PENDING for c in checks):
         return INCOMPLETE
+    if any(c.status == NOT_KNOWN for c in checks):
+        return UNKNOWN_RULES
     if any(not c.ok for c in checks):  # only skips left: something upstream failed
         return FAILED
     return VERIFIED

@@ -28,17 +28,12 @@ from bvisor.contract.profile import CeilingCell
 from bvisor.digest import Purpose, digest_value
 
 __all__ = [
-    "ADMISSION_RULES_VERSION",
     "AdmissionRecord",
     "BudgetDecision",
     "EvidenceDecision",
     "RequirementDecision",
     "admission_digest",
 ]
-
-# Bump whenever the admission rules change meaning (a replay of an old record under new
-# rules must then disagree on h_a rather than silently re-judge the old run).
-ADMISSION_RULES_VERSION = 1
 
 
 def _texts(value: object, path: str) -> tuple[str, ...]:
@@ -176,7 +171,11 @@ class BudgetDecision:
 
 @dataclass(frozen=True, slots=True)
 class AdmissionRecord:
-    """Everything admission decided for one (spec, profile) pair."""
+    """Everything admission decided for one (spec, profile) pair.
+
+    ``rules_version`` names the planner rules that made the plan (``bvisor.planner.rules``);
+    replay re-derives the run with that same version.
+    """
 
     rules_version: int
     backend: str

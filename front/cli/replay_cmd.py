@@ -8,7 +8,9 @@ details, or with ``--json``
 ``{"ok", "runs": [{"run_id", "verdict", "checks": [{"name", "ok", "detail"}]}]}``.
 
 Exit status: 0 every audited run is verified; 1 any run failed or is incomplete (or the
-ledger is too damaged to audit); 2 bad usage or not a ledger. Progress goes to stderr
+ledger is too damaged to audit); 2 bad usage or not a ledger; 3 nothing failed, but some
+run names planner rules this build does not know (verdict ``unknown-rules``: upgrade
+bvisor to check it). Progress goes to stderr
 when it is a terminal and the ledger is large. The ledger directory defaults to
 ``$BVISOR_LEDGER``, else ``$XDG_DATA_HOME/bvisor/ledger``.
 """
@@ -29,11 +31,12 @@ from bvisor.ledger.runs import RunLookupError, resolve_run_prefix
 from bvisor.replay import ReplayUsageError, audit
 from bvisor.replay.audit import Progress
 from bvisor.replay.render import render_json, render_table
+from bvisor.replay.results import UNKNOWN_RULES
 
 __all__ = ["build_parser", "main", "resolve_run_ids"]
 
 PROG = "bvisor-replay"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNKNOWN_RULES = 0, 1, 2, 3
 _PROGRESS_MIN_RUNS = 500
 _PROGRESS_MIN_EVENTS = 20_000
 
@@ -124,7 +127,13 @@ def _run(args: argparse.Namespace) -> int:
         except ReplayUsageError as exc:
             raise UsageError(str(exc)) from None
     sys.stdout.write(render_json(report) if args.json else render_table(report))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    if report.ok:
+        return EXIT_OK
+    only_unknown = all(run.ok or run.verdict == UNKNOWN_RULES for run in report.runs)
+    ledger_ok = report.ledger is None or report.ledger.ok
+    if only_unknown and ledger_ok and report.error is None:
+        return EXIT_UNKNOWN_RULES
+    return EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

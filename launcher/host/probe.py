@@ -117,10 +117,10 @@ def probe_host(launcher_path: str | None = None) -> HostFacts:
 
 def linux_profile(launcher_path: str | None = None) -> ProfileSnapshot:
     """Probe the host and derive the Linux ceiling: the snapshot a plan is admitted against."""
-    from bvisor.planner.ceiling import linux_ceiling
+    from bvisor.planner.rules import CURRENT
 
     facts = probe_host(launcher_path)
-    return ProfileSnapshot(LINUX_BACKEND_ID, facts, linux_ceiling(facts))
+    return ProfileSnapshot(LINUX_BACKEND_ID, facts, CURRENT.ceiling(facts))
 
 
 def file_identity(path: str) -> str | None:

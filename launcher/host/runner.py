@@ -41,6 +41,7 @@ from bvisor.launcher.host.reach import refuse_if_plan_reaches
 from bvisor.launcher.host.secrets import SecretResolver
 from bvisor.planner.errors import PlanRefusal
 from bvisor.planner.registry import BackendRegistry
+from bvisor.planner.rules import CURRENT
 
 __all__ = ["STREAM_CHUNK_BYTES", "BoundaryRunner", "EventSink", "build_report_body"]
 
@@ -71,7 +72,10 @@ def admitted_payload(plan: BoundaryPlan, attempt_id: bytes) -> dict[str, canonic
 def refused_payload(
     spec: BoundarySpec, profile: ProfileSnapshot, refusal: PlanRefusal, attempt_id: bytes
 ) -> dict[str, canonical.Value]:
-    """The ``plan.refused`` payload: enough for replay to re-derive the same refusal."""
+    """The ``plan.refused`` payload: enough for replay to re-derive the same refusal.
+
+    Plans are always made with the newest rules, so that is the version a refusal names.
+    """
     profile_value = profile.to_value()
     return {
         "attempt_id": attempt_id,
@@ -80,6 +84,7 @@ def refused_payload(
         "profile": profile_value,
         "h_p": digest_value(Purpose.PROFILE, profile_value),
         "refusal": refusal.to_value(),
+        "rules_version": CURRENT.version,
     }
 
 

@@ -27,7 +27,7 @@ from bvisor.contract import (
     StdStreams,
 )
 from bvisor.contract.profile import HostFacts, ProfileSnapshot
-from bvisor.planner.ceiling import linux_ceiling
+from bvisor.planner.rules.v1.ceiling import linux_ceiling
 
 FIXED_FACTS = HostFacts(
     kernel_release="6.18.0-vector",

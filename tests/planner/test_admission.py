@@ -33,9 +33,9 @@ from bvisor.contract import (
 from bvisor.contract.admission import AdmissionRecord, admission_digest
 from bvisor.contract.enforcement import Enforcement
 from bvisor.contract.profile import HostFacts, ProfileSnapshot
-from bvisor.planner.admission import admit
 from bvisor.planner.errors import PlanRefusal
 from bvisor.planner.planning import plan_boundary
+from bvisor.planner.rules.v1.admission import admit
 from tests.features import require_feature
 from tests.planner.helpers import FIXED_FACTS, seed_spec, snapshot_of, without
 
@@ -165,7 +165,9 @@ def test_allow_descendants_needs_atomic_kill_support() -> None:
         for c in snap.ceiling
     )
     from bvisor.contract import requirements_of
-    from bvisor.planner.admission import _judge_requirement  # the membrane, below check_profile
+    from bvisor.planner.rules.v1.admission import (
+        _judge_requirement,  # the membrane, below check_profile
+    )
 
     req = next(
         r
@@ -293,13 +295,23 @@ def test_unknown_backend_and_inconsistent_profiles() -> None:
     err = refusal(seed_spec(), lying)
     assert (err.code, err.requirement) == ("profile-insufficient", "filesystem")
     assert "enforcement: recorded" in err.detail, err.detail
-    # A cell recorded under other wording says which field moved, not two equal summaries.
+    # Prose is for people: a cell recorded under other wording is still the same cell (the
+    # rules-versioning issue: rewording a reason must not fail any recorded run) ...
     reworded = tuple(
         dataclasses.replace(cell, reason="older wording") if index == 0 else cell
         for index, cell in enumerate(snap.ceiling)
     )
-    err = refusal(seed_spec(), ProfileSnapshot("linux", snap.facts, reworded))
-    assert "reason: recorded 'older wording', these rules give" in err.detail, err.detail
+    plan_boundary(seed_spec(), ProfileSnapshot("linux", snap.facts, reworded))
+    # ... but the missing host fact a reason names is a structured fact, and is compared.
+    no_landlock = dataclasses.replace(FIXED_FACTS, landlock_abi=0)
+    moved = tuple(
+        dataclasses.replace(cell, reason="gone (missing fact: userns)")
+        if cell.key == "filesystem"
+        else cell
+        for cell in snapshot_of(no_landlock).ceiling
+    )
+    err = refusal(seed_spec(), ProfileSnapshot("linux", no_landlock, moved))
+    assert "missing fact: recorded 'userns', these rules give 'landlock_abi'" in err.detail
 
 
 def test_admission_is_deterministic_and_round_trips() -> None:

@@ -9,7 +9,7 @@ import pytest
 from bvisor import canonical
 from bvisor.contract import BudgetDimension, Enforcement, EvidenceClaim, RequirementKind
 from bvisor.contract.profile import CeilingCell, ProfileSnapshot, profile_digest
-from bvisor.planner.ceiling import linux_ceiling, missing_fact_of
+from bvisor.planner.rules.v1.ceiling import linux_ceiling, missing_fact_of
 from tests.planner.helpers import FIXED_FACTS, snapshot_of
 
 E, M, U = Enforcement.ENFORCED, Enforcement.MEDIATED, Enforcement.UNSUPPORTED

@@ -8,10 +8,10 @@ import pytest
 
 from bvisor import canonical
 from bvisor.contract.lowering import Phase, lowering_digest
-from bvisor.contract.mechanisms import BY_ID, CATALOGUE, Primitive
 from bvisor.digest import Purpose, digest_value
 from bvisor.planner.errors import REFUSAL_CODES, PlanRefusal
-from bvisor.planner.lowering import PARAM_KEYS, compile_schedule, decl_digest
+from bvisor.planner.rules.v1.catalogue import BY_ID, CATALOGUE, Primitive
+from bvisor.planner.rules.v1.lowering import PARAM_KEYS, compile_schedule, decl_digest
 
 ALL_PARAMS: dict[str, dict[str, Any]] = {
     "linux.userns.create.v1": {"uid": 1000, "gid": 1000},

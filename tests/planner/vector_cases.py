@@ -1,9 +1,10 @@
-"""The fixed inputs behind ``tests/vectors/planner/plans.json``.
+"""The fixed inputs behind ``tests/vectors/planner/v<N>/plans.json``, one file per rules version.
 
-Regenerate (only when a digest definition or admission rule changes on purpose, with the
-rules/schema version bumped and the diff reviewed):
+A released version's vectors are never regenerated: its file is written once, when the
+version is made, and from then on the test demands byte-identical digests. To write the
+file of a *new* version (and only that):
 
-    python3 -m tests.planner.vector_cases
+    python3 -m tests.planner.vector_cases <N>
 """
 
 from __future__ import annotations
@@ -33,13 +34,17 @@ from bvisor.contract import (
     SecretLease,
     SpawnPolicy,
 )
-from bvisor.contract.mechanisms import CATALOGUE
 from bvisor.contract.plan import BoundaryPlan
-from bvisor.planner.lowering import decl_digest
+from bvisor.contract.profile import ProfileSnapshot
 from bvisor.planner.planning import plan_boundary
-from tests.planner.helpers import FIXED_FACTS, seed_spec, snapshot_of
+from bvisor.planner.rules import Rules, rules_for
+from tests.planner.helpers import FIXED_FACTS, seed_spec
 
-VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "planner" / "plans.json"
+VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors" / "planner"
+
+
+def vectors_path(version: int) -> Path:
+    return VECTOR_DIR / f"v{version}" / "plans.json"
 
 
 def cases() -> dict[str, Any]:
@@ -88,17 +93,28 @@ def plan_vector(plan: BoundaryPlan) -> dict[str, Any]:
     }
 
 
-def compute() -> dict[str, Any]:
-    snapshot = snapshot_of(FIXED_FACTS)
+def compute(rules: Rules) -> dict[str, Any]:
+    snapshot = ProfileSnapshot("linux", FIXED_FACTS, rules.ceiling(FIXED_FACTS))
     return {
-        "decl_digests": {p.id: decl_digest(p).hex() for p in CATALOGUE},
+        "decl_digests": {name: digest.hex() for name, digest in rules.decl_digests.items()},
         "plans": {
-            name: plan_vector(plan_boundary(spec, snapshot)) for name, spec in cases().items()
+            name: plan_vector(plan_boundary(spec, snapshot, rules))
+            for name, spec in cases().items()
         },
     }
 
 
+def render(rules: Rules) -> str:
+    return json.dumps(compute(rules), indent=2, sort_keys=True) + "\n"
+
+
 if __name__ == "__main__":
-    VECTORS.parent.mkdir(parents=True, exist_ok=True)
-    VECTORS.write_text(json.dumps(compute(), indent=2, sort_keys=True) + "\n")
-    print(f"wrote {VECTORS}")
+    import sys
+
+    version = int(sys.argv[1])
+    target = vectors_path(version)
+    if target.exists():
+        sys.exit(f"{target} exists: a released version's vectors are never rewritten")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render(rules_for(version)))
+    print(f"wrote {target}")

@@ -171,6 +171,12 @@ class Case:
     base: str  # "admitted" or "refused": which recorded run the copy is of
     edit: Edit
     named: str | None = None
+    prose: bool = False  # text put in a prose field: shown by replay, never compared
+
+
+# Fields that are prose for people (the rules-versioning issue: rewording them must never
+# fail a recorded run): replay compares the structured facts beside them instead.
+PROSE_FIELDS = {("plan.refused", "refusal.detail")}
 
 
 def _get(payload: Any, path: str) -> Any:
@@ -216,7 +222,10 @@ def _field_cases() -> Iterator[Case]:
             leaf = path.rpartition(".")[2]
             for label, value in WRONG.items():
                 yield Case(
-                    f"{kind}:{path or 'payload'}={label}", base, _set_field(kind, path, value)
+                    f"{kind}:{path or 'payload'}={label}",
+                    base,
+                    _set_field(kind, path, value),
+                    prose=(kind, path) in PROSE_FIELDS and isinstance(value, str),
                 )
             if path:
                 yield Case(f"{kind}:{path}=missing", base, _del_field(kind, path), leaf)
@@ -527,6 +536,11 @@ def test_a_hostile_run_is_never_verified(hostile: Audited, case: Case) -> None:
         # The edit was a no-op on this payload (the value equals the recorded one): the
         # run is then an untouched copy, and must verify like one.
         assert hostile.runs[run_id].verdict == VERIFIED, _explain(hostile.runs[run_id])
+        return
+    if case.prose:
+        run = hostile.runs[run_id]
+        h_a = next(c for c in run.checks if c.name == "h_a")
+        assert run.verdict == VERIFIED and "not compared" in h_a.detail, _explain(run)
         return
     for rid in touched:
         assert rid in hostile.runs, f"run {rid.hex()} was not audited"

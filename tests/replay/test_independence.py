@@ -26,7 +26,8 @@ with Ledger.open(sys.argv[1], readonly=True) as ledger:
     report = replay.audit(ledger)
 assert report.ok and len(report.runs) == 2, report.to_json()
 assert main(["--ledger", sys.argv[1], "--json"]) == 0
-assert "bvisor.planner.admission" in sys.modules and "bvisor.planner.lowering" in sys.modules
+assert "bvisor.planner.rules.v1.admission" in sys.modules
+assert "bvisor.planner.rules.v1.lowering" in sys.modules
 bad = sorted(
     name for name in sys.modules
     if name == "launcher" or name.startswith("launcher.") or name == "bvisor.launcher.host.probe"

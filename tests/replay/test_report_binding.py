@@ -246,14 +246,26 @@ def test_facts_bound_to_the_events(source: Ledger, tmp_path: Path, kind: str, de
 # -- (e) the refusal detail ----------------------------------------------------------------------
 
 
-def test_refusal_detail_is_bound(source: Ledger, tmp_path: Path) -> None:
+def test_refusal_detail_is_shown_not_compared(source: Ledger, tmp_path: Path) -> None:
+    # A refusal's detail is prose: the rules-versioning issue demands that rewording it never
+    # fails a recorded run, so replay compares code, requirement and missing fact, and shows
+    # a differing wording in the check's detail for the auditor to read.
     def edit(events: list[Copied], runs: list[bytes]) -> None:
         (refused,) = _of(events, runs[2], "plan.refused")
         refused["refusal"]["detail"] = "operator cancelled; nothing wrong with the spec"
 
     runs = _audit(source, tmp_path, edit)
     check = next(c for c in runs[2].checks if c.name == "h_a")
-    assert runs[2].verdict == FAILED and not check.ok and "detail" in check.detail
+    assert runs[2].verdict == VERIFIED and check.ok, check.detail
+    assert "operator cancelled" in check.detail and "not compared" in check.detail
+
+    def recode(events: list[Copied], runs: list[bytes]) -> None:
+        (refused,) = _of(events, runs[2], "plan.refused")
+        refused["refusal"]["missing_fact"] = "userns"
+
+    runs = _audit(source, tmp_path / "b", recode)
+    check = next(c for c in runs[2].checks if c.name == "h_a")
+    assert runs[2].verdict == FAILED and not check.ok and "missing_fact" in check.detail
 
 
 # -- marks a forger would drop or add ----------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The admission record says what must hold; this module says which Linux primitives make
 it hold, with the exact parameter keys the runner turns into a launch body. It only
-*requests* primitives; :func:`bvisor.planner.lowering.compile_schedule` checks and orders them.
+*requests* primitives; :func:`bvisor.planner.rules.v1.lowering.compile_schedule` checks
+and orders them.
 
 Decisions worth knowing:
 
@@ -37,7 +38,12 @@ from bvisor.contract.controls import CaptureStreams
 from bvisor.contract.enforcement import Enforcement
 from bvisor.contract.environment import EnvLiteral
 from bvisor.contract.evidence import EvidenceClaim
-from bvisor.contract.mechanisms import (
+from bvisor.contract.profile import HostFacts
+from bvisor.contract.requirements import RequirementKind
+from bvisor.contract.spec import BoundarySpec
+from bvisor.contract.workload import ProcessWorkload
+from bvisor.planner.errors import PlanRefusal
+from bvisor.planner.rules.v1.catalogue import (
     AMBIENT_SCRUB,
     BUDGET_MEMORY,
     BUDGET_PIDS,
@@ -55,12 +61,7 @@ from bvisor.contract.mechanisms import (
     STREAMS,
     USERNS,
 )
-from bvisor.contract.profile import HostFacts
-from bvisor.contract.requirements import RequirementKind
-from bvisor.contract.spec import BoundarySpec
-from bvisor.contract.workload import ProcessWorkload
-from bvisor.planner.ceiling import controller_hierarchy, seccomp_errno_missing
-from bvisor.planner.errors import PlanRefusal
+from bvisor.planner.rules.v1.ceiling import controller_hierarchy, seccomp_errno_missing
 
 __all__ = [
     "DEVICE_READ",

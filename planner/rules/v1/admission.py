@@ -18,9 +18,10 @@ must get the same record and h_a. The steps, each failing closed with a typed
    killed as a whole at teardown, so ``child_spawn_allow_descendants`` needs the
    ``kill:atomic`` cell (``support-missing``). This holds whether or not the spec also
    asks for a Kill control: the leaf is always killed at teardown.
-5. **Evidence membrane** (``bvisor.planner.evidence``): each required claim needs a producible
-   cell and its supporting requirements — else ``evidence-unsatisfiable``.
-6. **Budgets** (``bvisor.planner.budgets``), in the fixed dimension order, first failure wins
+5. **Evidence membrane** (``bvisor.planner.rules.v1.evidence``): each required claim needs
+   a producible cell and its supporting requirements — else ``evidence-unsatisfiable``.
+6. **Budgets** (``bvisor.planner.rules.v1.budgets``), in the fixed dimension order, first
+   failure wins
    (``budget-refused``). A Mediated ask is witnessed, not capped — so the seed's
    ``uniform(8, Mediated)`` admits.
 """
@@ -29,21 +30,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from bvisor.contract.admission import (
-    ADMISSION_RULES_VERSION,
-    AdmissionRecord,
-    RequirementDecision,
-)
+from bvisor.contract.admission import AdmissionRecord, RequirementDecision
 from bvisor.contract.controls import KillGuarantee
 from bvisor.contract.enforcement import Enforcement
 from bvisor.contract.profile import CeilingCell, HostFacts, ProfileSnapshot
 from bvisor.contract.requirements import Requirement, RequirementKind, requirements_of
 from bvisor.contract.spec import BoundarySpec
 from bvisor.contract.workload import ProcessWorkload
-from bvisor.planner.budgets import judge_budget
-from bvisor.planner.ceiling import kill_key, linux_ceiling, missing_fact_of, require_cell
 from bvisor.planner.errors import PlanRefusal
-from bvisor.planner.evidence import judge_evidence
+from bvisor.planner.rules.v1.budgets import judge_budget
+from bvisor.planner.rules.v1.ceiling import kill_key, linux_ceiling, missing_fact_of, require_cell
+from bvisor.planner.rules.v1.evidence import judge_evidence
 
 __all__ = [
     "CEILING_DERIVATIONS",
@@ -54,6 +51,7 @@ __all__ = [
 ]
 
 E, M, U = Enforcement.ENFORCED, Enforcement.MEDIATED, Enforcement.UNSUPPORTED
+RULES_VERSION = 1
 
 # How each backend derives its ceiling from its facts; admission re-derives and compares.
 CEILING_DERIVATIONS: Mapping[str, Callable[[HostFacts], tuple[CeilingCell, ...]]] = {
@@ -113,13 +111,23 @@ def _with_level(mechanism: str, level: Enforcement) -> str:
     return f"{head}:{level.title}" if sep else f"{mechanism}:{level.title}"
 
 
-def _cell_difference(recorded: CeilingCell, derived: CeilingCell) -> str:
-    """The first field in which a recorded ceiling cell differs from the derived one."""
-    for name in ("enforcement", "mechanism", "reason", "evidence"):
-        was, now = getattr(recorded, name), getattr(derived, name)
+def _cell_difference(recorded: CeilingCell, derived: CeilingCell) -> str | None:
+    """The first structured fact in which a recorded cell differs from the derived one.
+
+    Compared: enforcement, mechanism, the evidence claims, and the missing host fact the
+    reason names. The rest of ``reason`` is prose for people: rewording it must never make
+    a recorded run fail its profile check.
+    """
+    facts = (
+        ("enforcement", recorded.enforcement, derived.enforcement),
+        ("mechanism", recorded.mechanism, derived.mechanism),
+        ("evidence", recorded.evidence, derived.evidence),
+        ("missing fact", missing_fact_of(recorded), missing_fact_of(derived)),
+    )
+    for name, was, now in facts:
         if was != now:
             return f"{name}: recorded {was!r}, these rules give {now!r}"
-    return "the cells differ"
+    return None
 
 
 def check_profile(snapshot: ProfileSnapshot) -> None:
@@ -141,11 +149,11 @@ def check_profile(snapshot: ProfileSnapshot) -> None:
                 requirement=key,
                 missing_fact=key,
             )
-        if recorded[key] != cell:
+        difference = _cell_difference(recorded[key], cell)
+        if difference is not None:
             raise PlanRefusal(
                 "profile-insufficient",
-                f"ceiling cell {key!r} does not follow from the recorded facts "
-                f"({_cell_difference(recorded[key], cell)})",
+                f"ceiling cell {key!r} does not follow from the recorded facts ({difference})",
                 requirement=key,
             )
     extra = sorted(set(recorded) - set(expected))
@@ -243,7 +251,7 @@ def admit(spec: BoundarySpec, snapshot: ProfileSnapshot) -> AdmissionRecord:
         for dimension, budget in spec.budgets.items()
     )
     return AdmissionRecord(
-        rules_version=ADMISSION_RULES_VERSION,
+        rules_version=RULES_VERSION,
         backend=snapshot.backend,
         workload="process",
         requirements=decisions,

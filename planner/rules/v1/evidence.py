@@ -15,8 +15,8 @@ from bvisor.contract.enforcement import Enforcement
 from bvisor.contract.evidence import EvidenceClaim
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.requirements import RequirementKind
-from bvisor.planner.ceiling import evidence_key, missing_fact_of, require_cell
 from bvisor.planner.errors import PlanRefusal
+from bvisor.planner.rules.v1.ceiling import evidence_key, missing_fact_of, require_cell
 
 __all__ = ["EVIDENCE_NEEDS", "judge_evidence"]
 

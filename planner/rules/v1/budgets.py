@@ -20,8 +20,8 @@ from bvisor.contract.enforcement import Enforcement, MinGuarantee
 from bvisor.contract.evidence import EvidenceClaim
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.spec import BoundarySpec
-from bvisor.planner.ceiling import budget_key, evidence_key, missing_fact_of, require_cell
 from bvisor.planner.errors import PlanRefusal
+from bvisor.planner.rules.v1.ceiling import budget_key, evidence_key, missing_fact_of, require_cell
 
 __all__ = ["MIN_RESIDENT_BYTES", "MIN_WALL_MICROS", "PIDS_CAPACITY", "judge_budget"]
 

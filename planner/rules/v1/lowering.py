@@ -28,9 +28,9 @@ from collections.abc import Mapping, Sequence
 
 from bvisor import canonical
 from bvisor.contract.lowering import LoweringEntry, param_digest
-from bvisor.contract.mechanisms import BY_ID, Primitive, decl_digest, decl_value
 from bvisor.contract.plan import PlannedPrimitive
 from bvisor.planner.errors import PlanRefusal
+from bvisor.planner.rules.v1.catalogue import BY_ID, Primitive, decl_digest, decl_value
 
 __all__ = ["PARAM_KEYS", "compile_schedule", "decl_digest", "decl_value", "param_digest"]
 

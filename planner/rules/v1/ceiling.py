@@ -19,10 +19,10 @@ from bvisor.contract.budgets import BudgetDimension
 from bvisor.contract.controls import KillGuarantee
 from bvisor.contract.enforcement import Enforcement
 from bvisor.contract.evidence import EvidenceClaim
-from bvisor.contract.mechanisms import LANDLOCK_ABI_FLOOR
 from bvisor.contract.profile import CeilingCell, HostFacts, ProfileSnapshot
 from bvisor.contract.requirements import RequirementKind
 from bvisor.planner.errors import PlanRefusal
+from bvisor.planner.rules.v1.catalogue import LANDLOCK_ABI_FLOOR
 
 __all__ = [
     "MISSING_FACT_MARK",

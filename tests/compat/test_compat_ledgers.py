@@ -1,0 +1,87 @@
+"""Ledgers recorded by released versions keep verifying and replaying, forever.
+
+Each folder of ``tests/compat/ledgers`` (see its README for the commit that wrote it) is
+copied to a scratch directory (the checked-in bytes are never opened for writing), its
+chain is verified against the head recorded with it, and every run must replay as
+``verified`` under the rules version it names. Then a run is appended today, and the old
+runs and the new one must all verify together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bvisor import replay
+from bvisor.contract import (
+    BoundarySpec,
+    BudgetRequirements,
+    CaptureStreams,
+    EvidenceRequirements,
+    LaunchWorkload,
+    ProcessWorkload,
+    StdStreams,
+)
+from bvisor.front.api import run_confined
+from bvisor.ledger import Ledger, verify
+from bvisor.planner.errors import PlanRefusal
+
+LEDGERS = Path(__file__).resolve().parent / "ledgers"
+RECORDED = sorted(p for p in LEDGERS.iterdir() if (p / "data.mdb").is_file())
+
+
+def _copy(recorded: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "ledger"
+    target.mkdir()
+    shutil.copyfile(recorded / "data.mdb", target / "data.mdb")
+    (target / "data.mdb").chmod(0o600)
+    return target
+
+
+def _head(recorded: Path) -> str:
+    return (recorded / "HEAD").read_text().strip()
+
+
+def test_there_is_a_ledger_of_the_first_released_rules() -> None:
+    assert any(p.name.startswith("v1-") for p in RECORDED), RECORDED
+
+
+@pytest.mark.parametrize("recorded", RECORDED, ids=[p.name for p in RECORDED])
+def test_an_old_ledger_verifies_and_every_run_replays(recorded: Path, tmp_path: Path) -> None:
+    path = _copy(recorded, tmp_path)
+    with Ledger.open(path, readonly=True) as ledger:
+        result = verify(ledger)
+        assert result.ok, result.findings
+        head = ledger.head()
+        assert head is not None and f"{head.seq}:{head.hash.hex()}" == _head(recorded)
+        report = replay.audit(ledger)
+    assert report.ok, report.to_json()
+    assert report.runs and all(run.verdict == replay.VERIFIED for run in report.runs)
+
+
+def _today_spec() -> BoundarySpec:
+    return BoundarySpec(
+        workload=ProcessWorkload("/bin/sh", ("-c", "echo appended-today")),
+        capabilities=(),
+        controls=(LaunchWorkload(), CaptureStreams(StdStreams(stdout=True, stderr=True))),
+        budgets=BudgetRequirements(),
+        evidence=EvidenceRequirements(),
+    )
+
+
+@pytest.mark.parametrize("recorded", RECORDED, ids=[p.name for p in RECORDED])
+def test_a_run_appended_today_verifies_with_the_old_ones(recorded: Path, tmp_path: Path) -> None:
+    path = _copy(recorded, tmp_path)
+    with Ledger.open(path, readonly=True) as ledger:
+        before = len(replay.audit(ledger).runs)
+    # Refused on a host without the features: the refusal is recorded too.
+    with contextlib.suppress(PlanRefusal):
+        run_confined(_today_spec(), ledger=str(path))
+    with Ledger.open(path, readonly=True) as ledger:
+        assert verify(ledger).ok
+        report = replay.audit(ledger)
+    assert len(report.runs) == before + 1
+    assert report.ok, report.to_json()

@@ -6,16 +6,18 @@ must enforce (the planner refuses rather than weakening it):
 * no network: an empty network namespace inside a user namespace, plus seccomp refusing
   every socket(), connect() and addressed sendto() (only unnamed AF_UNIX stream and
   seqpacket pairs remain, so no host daemon socket is reachable);
-* the current directory readable and writable, the system (``/usr``, ``/lib*``, ``/bin``,
-  ``/sbin``, ``/etc``) read-only, everything else invisible (Landlock), and every mount
-  read-only but the current directory (metadata calls Landlock does not see);
-* descendants allowed, but born in the run cgroup and killed at the end (``cgroup.kill``);
-* a minimal environment (``PATH``, ``LANG``, ``HOME`` = the current directory), no inherited
-  fds beyond stdio, stdout and stderr captured.
+* a private root holding only the current directory (read-write), the system (``/usr``,
+  ``/lib*``, ``/bin``, ``/sbin``, ``/etc``, read-only), a minimal ``/dev``, a ``/proc`` of
+  its own PID namespace and a private ``/tmp`` (with ``HOME`` = ``/tmp/home``); nothing
+  else of the host exists for it, and Landlock grants the same paths as a second layer;
+* descendants allowed, all in the run's PID namespace and killed at once at the end;
+* a minimal environment (``PATH``, ``LANG``, ``HOME``), no inherited fds beyond stdio,
+  stdout and stderr captured; the workload starts in the current directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 
@@ -42,6 +44,7 @@ from bvisor.contract import (
     ProcessWorkload,
     SpawnPolicy,
     StdStreams,
+    TempRoot,
 )
 
 __all__ = ["DEFAULT_PATH", "default_spec", "process_workload"]
@@ -60,11 +63,15 @@ def process_workload(command: Sequence[str]) -> ProcessWorkload:
     return ProcessWorkload(exe=os.path.abspath(exe), args=tuple(command[1:]))
 
 
+HOME = "/tmp/home"  # the private root's own HOME (rules v2 make it with the temp root)
+
+
 def default_spec(command: Sequence[str], cwd: str | None = None) -> BoundarySpec:
     """The documented default boundary around ``command``, run from ``cwd``."""
     workdir = os.path.abspath(cwd or os.getcwd())
+    workload = dataclasses.replace(process_workload(command), cwd=workdir)
     return BoundarySpec(
-        workload=process_workload(command),
+        workload=workload,
         capabilities=(
             Filesystem(access=FsAccess.READ_WRITE, roots=(workdir,), recursive=True),
             Network(policy=NetworkDenyAll()),
@@ -72,7 +79,7 @@ def default_spec(command: Sequence[str], cwd: str | None = None) -> BoundarySpec
             Environment(
                 policy=EnvPolicy.exact(
                     (
-                        EnvEntry(name="HOME", value=EnvLiteral(workdir)),
+                        EnvEntry(name="HOME", value=EnvLiteral(HOME)),
                         EnvEntry(name="LANG", value=EnvLiteral("C.UTF-8")),
                         EnvEntry(name="PATH", value=EnvLiteral(DEFAULT_PATH)),
                     )
@@ -83,6 +90,7 @@ def default_spec(command: Sequence[str], cwd: str | None = None) -> BoundarySpec
         controls=(
             LaunchWorkload(),
             CaptureStreams(streams=StdStreams(stdout=True, stderr=True, stdin=False)),
+            TempRoot(),
             Kill(target=KillTarget.RUN_TREE, guarantee=KillGuarantee.ATOMIC),
         ),
         budgets=BudgetRequirements.none(),

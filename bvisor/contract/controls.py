@@ -51,12 +51,20 @@ class LaunchWorkload:
 
 @dataclass(frozen=True, slots=True)
 class StdStreams:
+    """Which standard streams are captured, and whether the workload gets a terminal.
+
+    ``tty``: the workload's stdio is a pseudo-terminal of its own (inside its boundary,
+    relayed by the host), never the caller's terminal. Left out of the canonical form when
+    false, so specs from before it existed encode exactly as before.
+    """
+
     stdout: bool
     stderr: bool
     stdin: bool = False
+    tty: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("stdout", "stderr", "stdin"):
+        for name in ("stdout", "stderr", "stdin", "tty"):
             expect_bool(getattr(self, name), name)
 
     @classmethod
@@ -64,15 +72,28 @@ class StdStreams:
         return cls(stdout=True, stderr=True, stdin=False)
 
     def to_value(self) -> dict[str, canonical.Value]:
-        return {"stdout": self.stdout, "stderr": self.stderr, "stdin": self.stdin}
+        value: dict[str, canonical.Value] = {
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "stdin": self.stdin,
+        }
+        if self.tty:
+            value["tty"] = True
+        return value
 
     @classmethod
     def from_value(cls, value: object, path: str = "streams") -> StdStreams:
-        body = expect_map(value, path, required=("stdout", "stderr", "stdin"))
+        body = expect_map(value, path, required=("stdout", "stderr", "stdin"), optional=("tty",))
+        tty = body.get("tty", False)
+        if tty is False and "tty" in body:
+            raise ContractError(
+                f"{path}.tty", "false is written by leaving tty out", "not-canonical"
+            )
         return cls(
             expect_bool(body["stdout"], f"{path}.stdout"),
             expect_bool(body["stderr"], f"{path}.stderr"),
             expect_bool(body["stdin"], f"{path}.stdin"),
+            expect_bool(tty, f"{path}.tty"),
         )
 
 

@@ -1,68 +1,459 @@
-"""The catalogue of Linux lowering primitives both the planner and the launcher know.
+"""The Linux mechanisms of the current planner rules: their declarations and typed parameters.
 
-The planner schedules these entries and the launcher refuses any entry it does not know,
-so the ids, versions and phases are fixed here, once. ``LANDLOCK_ABI_FLOOR`` is the single
-Landlock ABI floor: the planner admits Filesystem only at or above it and the launcher
-refuses to restrict below it (ABI 3 adds LANDLOCK_ACCESS_FS_TRUNCATE; below it a
-"read-only" root could still be truncated, so the confinement would be a lie).
+The planner schedules these primitives, the launcher refuses any it does not know, and
+replay re-derives them, so each primitive is declared once here with the class of its
+parameters. A parameters class lists its fields once (``FIELDS``, see
+:mod:`bvisor.contract.fields`): the planner builds the typed value and records its
+canonical form, the launcher decodes that form back with the same declaration (unknown or
+missing keys, wrong types: refused), and reports and replay read the same fields.
+
+A primitive's id ends in its version; a changed parameter set or prerequisite is a new
+version of the id, never an edit (the rules that scheduled the old one are frozen in
+``bvisor.planner.rules``). ``LANDLOCK_ABI_FLOOR`` is the single Landlock ABI floor: ABI 3
+adds LANDLOCK_ACCESS_FS_TRUNCATE, without which a "read-only" root could be truncated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from bvisor import canonical
+from bvisor.contract.errors import ContractError
+from bvisor.contract.fields import (
+    ABS_PATH,
+    BOOL,
+    INT,
+    TEXT,
+    Codec,
+    array_of,
+    choice,
+    decode,
+    encode,
+    nested,
+    optional,
+    text_map,
+)
 from bvisor.contract.lowering import Phase
 from bvisor.digest import Purpose, digest_value
 
-__all__ = ["BY_ID", "CATALOGUE", "LANDLOCK_ABI_FLOOR", "Primitive", "decl_digest", "decl_value"]
+__all__ = [
+    "BY_ID",
+    "CATALOGUE",
+    "DEVICES",
+    "LANDLOCK_ABI_FLOOR",
+    "AmbientScrub",
+    "BindMount",
+    "CgroupLeaf",
+    "DevMount",
+    "DirMount",
+    "EnvSource",
+    "Exec",
+    "KillGuarantee",
+    "LandlockApply",
+    "LandlockScope",
+    "MemoryLimit",
+    "Mount",
+    "NoParams",
+    "OomScore",
+    "Params",
+    "PathRule",
+    "PidsLimit",
+    "Primitive",
+    "ProcMount",
+    "Rootfs",
+    "Seccomp",
+    "StreamCapture",
+    "TmpfsMount",
+    "UserNamespace",
+    "WallBudget",
+    "decl_digest",
+    "decl_value",
+    "params_of",
+]
 
 LANDLOCK_ABI_FLOOR = 3
+
+# The device nodes a private /dev may hold, with the (major, minor) the host's node must
+# have: the launcher binds the host's node only after checking it is this very device.
+DEVICES: Mapping[str, tuple[int, int]] = {
+    "full": (1, 7),
+    "null": (1, 3),
+    "random": (1, 8),
+    "tty": (5, 0),
+    "urandom": (1, 9),
+    "zero": (1, 5),
+}
+
+
+class Params:
+    """Typed parameters of one primitive; the canonical form is ``FIELDS`` in order."""
+
+    __slots__ = ()
+    FIELDS: ClassVar[Mapping[str, Codec]] = {}
+
+    def to_value(self) -> dict[str, canonical.Value]:
+        return encode(self)
+
+    @classmethod
+    def from_value(cls, value: object, path: str = "") -> Any:
+        return decode(cls, value, path)
+
+
+@dataclass(frozen=True, slots=True)
+class NoParams(Params):
+    """A primitive that takes nothing: the fact that it is scheduled is the whole ask."""
+
+    FIELDS: ClassVar[Mapping[str, Codec]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class UserNamespace(Params):
+    """The workload's uid/gid 0 inside the new user namespace map to these host ids."""
+
+    uid: int
+    gid: int
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"uid": INT, "gid": INT}
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupLeaf(Params):
+    """Where the run's leaves are made: the v2 base, and v1 bases by controller."""
+
+    v2_base: str | None
+    v1_bases: tuple[tuple[str, str], ...]
+    FIELDS: ClassVar[Mapping[str, Codec]] = {
+        "v2_base": optional(TEXT),
+        "v1_bases": text_map(TEXT),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class PidsLimit(Params):
+    limit: int
+    hierarchy: str
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"limit": INT, "hierarchy": choice("v1", "v2")}
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryLimit(Params):
+    limit_bytes: int
+    hierarchy: str
+    FIELDS: ClassVar[Mapping[str, Codec]] = {
+        "limit_bytes": INT,
+        "hierarchy": choice("v1", "v2"),
+    }
+
+
+# -- the private root ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BindMount(Params):
+    """A host path bound into the new root: ``read`` (read-only) or ``write`` (read-write).
+
+    Always ``nosuid,nodev``. ``required`` false: a path this host may lack (a system
+    root); absent, it is skipped, and a host symlink (``/lib -> usr/lib``) is recreated
+    as the same link inside the root instead of bound.
+    """
+
+    dest: str
+    source: str
+    access: str
+    required: bool
+    KIND: ClassVar[str] = "bind"
+    FIELDS: ClassVar[Mapping[str, Codec]] = {
+        "dest": ABS_PATH,
+        "source": ABS_PATH,
+        "access": choice("read", "write"),
+        "required": BOOL,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DevMount(Params):
+    """A minimal ``/dev`` tmpfs: the named host devices bound read-only (their inode can't
+    change), the ``fd``/``stdin``/``stdout``/``stderr`` links, a private ``shm`` tmpfs of
+    ``shm_bytes``, and a new ``devpts`` instance when ``pts``."""
+
+    dest: str
+    devices: tuple[str, ...]
+    shm_bytes: int
+    pts: bool
+    KIND: ClassVar[str] = "dev"
+    FIELDS: ClassVar[Mapping[str, Codec]] = {
+        "dest": ABS_PATH,
+        "devices": array_of(choice(*sorted(DEVICES))),
+        "shm_bytes": INT,
+        "pts": BOOL,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ProcMount(Params):
+    """A fresh procfs of the run's PID namespace; ``/proc/sys`` and friends read-only."""
+
+    dest: str
+    KIND: ClassVar[str] = "proc"
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"dest": ABS_PATH}
+
+
+@dataclass(frozen=True, slots=True)
+class TmpfsMount(Params):
+    """A private tmpfs of at most ``size_bytes`` (``nosuid,nodev``), e.g. ``/tmp``."""
+
+    dest: str
+    size_bytes: int
+    mode: int
+    KIND: ClassVar[str] = "tmpfs"
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"dest": ABS_PATH, "size_bytes": INT, "mode": INT}
+
+
+@dataclass(frozen=True, slots=True)
+class DirMount(Params):
+    """A directory made inside a tmpfs of the root (e.g. the private ``HOME``)."""
+
+    dest: str
+    mode: int
+    KIND: ClassVar[str] = "dir"
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"dest": ABS_PATH, "mode": INT}
+
+
+Mount = BindMount | DevMount | ProcMount | TmpfsMount | DirMount
+_MOUNT_KINDS: Mapping[str, type[Mount]] = {
+    cls.KIND: cls for cls in (BindMount, DevMount, ProcMount, TmpfsMount, DirMount)
+}
+
+
+def _dump_mount(mount: Mount) -> canonical.Value:
+    return {"kind": mount.KIND, **mount.to_value()}
+
+
+def _load_mount(value: object, path: str) -> Mount:
+    if not isinstance(value, Mapping) or not isinstance(value.get("kind"), str):
+        raise ContractError(path, "a mount is a table with a text 'kind'", "wrong-type")
+    cls = _MOUNT_KINDS.get(value["kind"])
+    if cls is None:
+        raise ContractError(
+            f"{path}.kind", f"expected one of {', '.join(sorted(_MOUNT_KINDS))}", "unknown-variant"
+        )
+    body = {key: item for key, item in value.items() if key != "kind"}
+    return cls.from_value(body, path)  # type: ignore[no-any-return]
+
+
+MOUNT = Codec(_dump_mount, _load_mount)
+
+
+@dataclass(frozen=True, slots=True)
+class Rootfs(Params):
+    """The workload's root: an empty tmpfs holding only ``mounts``, entered by pivot_root.
+
+    ``mounts`` are made in order (a mount's destination must not lie inside a host bind
+    made before it unless that directory exists there); the root tmpfs is made read-only
+    last; the workload starts in ``cwd``.
+    """
+
+    mounts: tuple[Mount, ...]
+    cwd: str
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"mounts": array_of(MOUNT), "cwd": ABS_PATH}
+
+    def binds(self) -> tuple[BindMount, ...]:
+        return tuple(m for m in self.mounts if isinstance(m, BindMount))
+
+
+@dataclass(frozen=True, slots=True)
+class OomScore(Params):
+    """The workload's ``oom_score_adj``: 1000 makes it the OOM killer's first choice."""
+
+    score: int
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"score": INT}
+
+
+# -- hygiene, policy, exec -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EnvSource(Params):
+    """One environment entry: a literal value, or a lease resolved by the host at launch."""
+
+    name: str
+    literal: str | None
+    lease: str | None
+    FIELDS: ClassVar[Mapping[str, Codec]] = {
+        "name": TEXT,
+        "literal": optional(TEXT),
+        "lease": optional(TEXT),
+    }
+
+    def __post_init__(self) -> None:
+        if (self.literal is None) == (self.lease is None):
+            raise ContractError(self.name, "exactly one of literal and lease", "invalid-value")
+
+
+@dataclass(frozen=True, slots=True)
+class AmbientScrub(Params):
+    """What the workload inherits: exactly ``env``, only ``keep_fds``, no controlling
+    terminal — or, when ``tty``, the pty on its stdin as its own controlling terminal."""
+
+    env: tuple[EnvSource, ...]
+    keep_fds: tuple[int, ...]
+    tty: bool
+    FIELDS: ClassVar[Mapping[str, Codec]] = {
+        "env": array_of(nested(EnvSource)),
+        "keep_fds": array_of(INT),
+        "tty": BOOL,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class PathRule(Params):
+    """A Landlock path-beneath rule: ``read`` (read, execute, list), ``write`` (all file
+    rights), or ``list`` (list the directory only)."""
+
+    path: str
+    access: str
+    FIELDS: ClassVar[Mapping[str, Codec]] = {
+        "path": ABS_PATH,
+        "access": choice("list", "read", "write"),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class LandlockApply(Params):
+    """A Landlock filesystem domain: ``rules`` on host paths (opened by the host),
+    ``inside`` on paths of the new root (opened by the child after pivot_root)."""
+
+    abi_floor: int
+    rules: tuple[PathRule, ...]
+    inside: tuple[PathRule, ...]
+    scope: tuple[str, ...]
+    FIELDS: ClassVar[Mapping[str, Codec]] = {
+        "abi_floor": INT,
+        "rules": array_of(nested(PathRule)),
+        "inside": array_of(nested(PathRule)),
+        "scope": array_of(choice("abstract_unix_socket", "signal")),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class LandlockScope(Params):
+    scope: tuple[str, ...]
+    FIELDS: ClassVar[Mapping[str, Codec]] = {
+        "scope": array_of(choice("abstract_unix_socket", "signal"))
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Seccomp(Params):
+    """The seccomp filter: always the baseline; plus no new tasks, no sockets, or threads
+    but no processes (``threads_only``)."""
+
+    deny_new_tasks: bool
+    deny_sockets: bool
+    threads_only: bool
+    FIELDS: ClassVar[Mapping[str, Codec]] = {
+        "deny_new_tasks": BOOL,
+        "deny_sockets": BOOL,
+        "threads_only": BOOL,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Exec(Params):
+    exe: str
+    argv: tuple[str, ...]
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"exe": TEXT, "argv": array_of(TEXT)}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCapture(Params):
+    stdout: bool
+    stderr: bool
+    stdin: bool
+    cap_bytes: int
+    FIELDS: ClassVar[Mapping[str, Codec]] = {
+        "stdout": BOOL,
+        "stderr": BOOL,
+        "stdin": BOOL,
+        "cap_bytes": INT,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class WallBudget(Params):
+    limit_micros: int
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"limit_micros": INT}
+
+
+@dataclass(frozen=True, slots=True)
+class KillGuarantee(Params):
+    guarantee: str
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"guarantee": choice("atomic", "best_effort_allowed")}
+
+
+# -- the catalogue -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Primitive:
-    """A mechanism the Linux backend can lower a requirement to."""
+    """A mechanism the Linux backend can lower a requirement to.
+
+    ``launcher_side`` false: carried out by the host (budgets, capture, teardown).
+    """
 
     id: str
     version: int
     phase: Phase
+    params: type[Params]
     requires: tuple[str, ...] = ()
-    launcher_side: bool = True  # False: carried out by the host (budgets, capture, teardown)
+    launcher_side: bool = True
 
 
-USERNS = Primitive("linux.userns.create.v1", 1, Phase.NAMESPACE_CREATE)
-NETNS = Primitive("linux.netns.create.v1", 1, Phase.NAMESPACE_CREATE, (USERNS.id,))
-CGROUP_LEAF = Primitive("linux.cgroup.leaf.v1", 1, Phase.NAMESPACE_CREATE)
+P = Phase
+USERNS = Primitive("linux.userns.create.v1", 1, P.NAMESPACE_CREATE, UserNamespace)
+NETNS = Primitive("linux.netns.create.v1", 1, P.NAMESPACE_CREATE, NoParams, (USERNS.id,))
+IPCNS = Primitive("linux.ipcns.create.v1", 1, P.NAMESPACE_CREATE, NoParams)
+PIDNS = Primitive("linux.pidns.init.v1", 1, P.NAMESPACE_CREATE, NoParams)
+CGROUP_LEAF = Primitive("linux.cgroup.leaf.v1", 1, P.NAMESPACE_CREATE, CgroupLeaf)
 BUDGET_PIDS = Primitive(
-    "linux.budget.pids.v1", 1, Phase.NAMESPACE_CREATE, (CGROUP_LEAF.id,), launcher_side=False
+    "linux.budget.pids.v1", 1, P.NAMESPACE_CREATE, PidsLimit, (CGROUP_LEAF.id,), False
 )
 BUDGET_MEMORY = Primitive(
-    "linux.budget.memory.v1", 1, Phase.NAMESPACE_CREATE, (CGROUP_LEAF.id,), launcher_side=False
+    "linux.budget.memory.v1", 1, P.NAMESPACE_CREATE, MemoryLimit, (CGROUP_LEAF.id,), False
 )
-NO_NEW_PRIVS = Primitive("linux.nonewprivs.v1", 1, Phase.PRIVILEGE_DROP)
-CAPS_DROP = Primitive("linux.caps.drop.v1", 1, Phase.PRIVILEGE_DROP)
-AMBIENT_SCRUB = Primitive("linux.ambient.scrub.v1", 1, Phase.FD_HYGIENE)
-LANDLOCK = Primitive("linux.landlock.apply.v1", 1, Phase.POLICY_INSTALL, (NO_NEW_PRIVS.id,))
-SECCOMP = Primitive("linux.seccomp.apply.v1", 1, Phase.POLICY_INSTALL, (NO_NEW_PRIVS.id,))
-# A Landlock domain that handles no filesystem right, only IPC scopes (ABI >= 6): used when
-# a spec has no filesystem capability, so signals and abstract sockets are still scoped.
-LANDLOCK_SCOPE = Primitive("linux.landlock.scope.v1", 1, Phase.POLICY_INSTALL, (NO_NEW_PRIVS.id,))
-EXEC = Primitive("linux.exec.v1", 1, Phase.LAUNCH)
-STREAMS = Primitive("linux.streams.capture.v1", 1, Phase.OBSERVE, launcher_side=False)
-BUDGET_WALL = Primitive(
-    "linux.budget.wall.v1", 1, Phase.OBSERVE, (CGROUP_LEAF.id,), launcher_side=False
+ROOTFS = Primitive("linux.rootfs.v1", 1, P.FS_SETUP, Rootfs, (PIDNS.id,))
+OOM_SCORE = Primitive("linux.oom.score.v1", 1, P.PRIVILEGE_DROP, OomScore)
+NO_NEW_PRIVS = Primitive("linux.nonewprivs.v1", 1, P.PRIVILEGE_DROP, NoParams)
+CAPS_DROP = Primitive("linux.caps.drop.v1", 1, P.PRIVILEGE_DROP, NoParams)
+AMBIENT_SCRUB = Primitive("linux.ambient.scrub.v2", 2, P.FD_HYGIENE, AmbientScrub)
+LANDLOCK = Primitive(
+    "linux.landlock.apply.v2", 2, P.POLICY_INSTALL, LandlockApply, (NO_NEW_PRIVS.id,)
 )
+# A Landlock domain that handles no filesystem right, only IPC scopes (ABI >= 6): for a
+# spec without a filesystem capability, so signals and abstract sockets are still scoped.
+LANDLOCK_SCOPE = Primitive(
+    "linux.landlock.scope.v1", 1, P.POLICY_INSTALL, LandlockScope, (NO_NEW_PRIVS.id,)
+)
+SECCOMP = Primitive("linux.seccomp.apply.v2", 2, P.POLICY_INSTALL, Seccomp, (NO_NEW_PRIVS.id,))
+EXEC = Primitive("linux.exec.v1", 1, P.LAUNCH, Exec)
+STREAMS = Primitive("linux.streams.capture.v1", 1, P.OBSERVE, StreamCapture, (), False)
+BUDGET_WALL = Primitive("linux.budget.wall.v2", 2, P.OBSERVE, WallBudget, (), False)
 CGROUP_KILL = Primitive(
-    "linux.cgroup.kill.v1", 1, Phase.TEARDOWN, (CGROUP_LEAF.id,), launcher_side=False
+    "linux.cgroup.kill.v1", 1, P.TEARDOWN, KillGuarantee, (CGROUP_LEAF.id,), False
 )
+PIDNS_KILL = Primitive("linux.pidns.kill.v1", 1, P.TEARDOWN, NoParams, (PIDNS.id,), False)
 
 CATALOGUE: tuple[Primitive, ...] = (
     USERNS,
     NETNS,
+    IPCNS,
+    PIDNS,
     CGROUP_LEAF,
     BUDGET_PIDS,
     BUDGET_MEMORY,
+    ROOTFS,
+    OOM_SCORE,
     NO_NEW_PRIVS,
     CAPS_DROP,
     AMBIENT_SCRUB,
@@ -73,8 +464,17 @@ CATALOGUE: tuple[Primitive, ...] = (
     STREAMS,
     BUDGET_WALL,
     CGROUP_KILL,
+    PIDNS_KILL,
 )
 BY_ID: dict[str, Primitive] = {p.id: p for p in CATALOGUE}
+
+
+def params_of(primitive_id: str, value: object) -> Any:
+    """The typed parameters of a catalogue primitive from their canonical form (strict)."""
+    primitive = BY_ID.get(primitive_id)
+    if primitive is None:
+        raise ContractError(primitive_id, "not in the mechanism catalogue", "unknown-variant")
+    return primitive.params.from_value(value, primitive_id)
 
 
 def decl_value(primitive: Primitive) -> dict[str, canonical.Value]:

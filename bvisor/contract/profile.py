@@ -89,6 +89,11 @@ class HostFacts:
     launcher_path: str | None = None
     launcher_identity: str | None = None
     probe_notes: tuple[str, ...] = ()
+    # Probed since planner rules v2 (None in profiles recorded before, and then left out
+    # of the canonical form so those profiles keep their bytes and h_p): a child could
+    # create a PID and a mount namespace (inside a user namespace unless bvisor runs as
+    # root) and mount a fresh /proc there — what a private root needs.
+    pidns: bool | None = None
 
     def __post_init__(self) -> None:
         expect_text(self.kernel_release, "kernel_release")
@@ -119,13 +124,15 @@ class HostFacts:
         expect_int(self.host_gid, "host_gid", minimum=0)
         _opt_text(self.launcher_path, "launcher_path")
         _opt_text(self.launcher_identity, "launcher_identity")
+        if self.pidns is not None:
+            expect_bool(self.pidns, "pidns")
 
     def v1_base(self, controller: str) -> str | None:
         """The writable v1 base for ``controller``, or None."""
         return dict(self.cgroup_v1_bases).get(controller)
 
     def to_value(self) -> dict[str, canonical.Value]:
-        return {
+        value: dict[str, canonical.Value] = {
             "kernel_release": self.kernel_release,
             "arch": self.arch,
             "landlock_abi": self.landlock_abi,
@@ -147,10 +154,13 @@ class HostFacts:
             "launcher_identity": self.launcher_identity,
             "probe_notes": list(self.probe_notes),
         }
+        if self.pidns is not None:
+            value["pidns"] = self.pidns
+        return value
 
     @classmethod
     def from_value(cls, value: object, path: str = "facts") -> HostFacts:
-        body = expect_map(value, path, required=_FACT_KEYS)
+        body = expect_map(value, path, required=_FACT_KEYS, optional=("pidns",))
         cg = expect_map(body["cgroup"], f"{path}.cgroup", required=_CGROUP_KEYS)
         v1 = cg["v1_bases"]
         if not isinstance(v1, Mapping):
@@ -180,6 +190,7 @@ class HostFacts:
                 launcher_path=_opt_text(body["launcher_path"], f"{path}.launcher_path"),
                 launcher_identity=_opt_text(body["launcher_identity"], f"{path}.launcher_identity"),
                 probe_notes=_texts(body["probe_notes"], f"{path}.probe_notes"),
+                pidns=None if "pidns" not in body else expect_bool(body["pidns"], f"{path}.pidns"),
             )
         except ContractError as exc:
             if exc.path.startswith(path):

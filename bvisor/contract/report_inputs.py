@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bvisor.contract import mechanisms as mech
 from bvisor.contract.admission import AdmissionRecord
 from bvisor.contract.capabilities import ChildSpawn, SpawnPolicy
 from bvisor.contract.plan import BoundaryPlan
@@ -94,34 +93,81 @@ def _spawn_policy(plan: BoundaryPlan) -> SpawnPolicy | None:
     return None
 
 
+# Lowering entry ids by mechanism, every released version: report facts are read from the
+# entry a plan has, in the shape that entry's id (and version) defines.
+_SECCOMP = ("linux.seccomp.apply.v1", "linux.seccomp.apply.v2")
+_AMBIENT_V1, _AMBIENT_V2 = "linux.ambient.scrub.v1", "linux.ambient.scrub.v2"
+_LANDLOCK_V1, _LANDLOCK_V2 = "linux.landlock.apply.v1", "linux.landlock.apply.v2"
+_CGROUP_LEAF, _NETNS, _PIDNS = (
+    "linux.cgroup.leaf.v1",
+    "linux.netns.create.v1",
+    "linux.pidns.init.v1",
+)
+_ROOTFS = "linux.rootfs.v1"
+
+
+def _first(
+    params: Mapping[str, Mapping[str, object]], ids: tuple[str, ...]
+) -> Mapping[str, object]:
+    return next((params[i] for i in ids if i in params), {})
+
+
+def _spawn_fact(
+    plan: BoundaryPlan, params: Mapping[str, Mapping[str, object]]
+) -> ObservedFact | None:
+    seccomp = _first(params, _SECCOMP)
+    if seccomp.get("deny_new_tasks") is True:
+        return ObservedFact(
+            "child_spawn_lowered", "deny_new_tasks: seccomp denies clone/clone3/fork/vfork"
+        )
+    if seccomp.get("threads_only") is True:
+        return ObservedFact(
+            "child_spawn_lowered",
+            "allow_threads_within_boundary: seccomp allows thread clones only",
+        )
+    if _spawn_policy(plan) is not SpawnPolicy.ALLOW_DESCENDANTS_WITHIN_BOUNDARY:
+        return None
+    if _PIDNS in params and _CGROUP_LEAF in params:
+        return ObservedFact(
+            "child_spawn_lowered",
+            "allow_descendants_within_boundary: PID namespace + cgroup leaf + cgroup.kill",
+        )
+    if _PIDNS in params:
+        return ObservedFact(
+            "child_spawn_lowered",
+            "allow_descendants_within_boundary: PID namespace, its init killed at the end",
+        )
+    if _CGROUP_LEAF in params:
+        return ObservedFact(
+            "child_spawn_lowered", "allow_descendants_within_boundary: cgroup leaf + cgroup.kill"
+        )
+    return None
+
+
+def _env_names(params: Mapping[str, Mapping[str, object]]) -> list[str]:
+    if _AMBIENT_V2 in params:
+        raw = params[_AMBIENT_V2].get("env", [])
+        entries = raw if isinstance(raw, list) else []
+        return [str(e.get("name")) for e in entries if isinstance(e, Mapping)]
+    raw = params.get(_AMBIENT_V1, {}).get("env", [])
+    entries = raw if isinstance(raw, list) else []
+    return [str(e[0]) for e in entries if isinstance(e, list) and e]
+
+
 def lowering_facts(plan: BoundaryPlan) -> tuple[ObservedFact, ...]:
     """The facts saying, before anything runs, which requirement became which mechanism."""
     params = _params(plan)
     facts: list[ObservedFact] = []
-    seccomp = params.get(mech.SECCOMP.id, {})
-    if seccomp.get("deny_new_tasks") is True:
-        facts.append(
-            ObservedFact(
-                "child_spawn_lowered", "deny_new_tasks: seccomp denies clone/clone3/fork/vfork"
-            )
-        )
-    elif (
-        mech.CGROUP_LEAF.id in params
-        and _spawn_policy(plan) is SpawnPolicy.ALLOW_DESCENDANTS_WITHIN_BOUNDARY
-    ):
-        facts.append(
-            ObservedFact(
-                "child_spawn_lowered",
-                "allow_descendants_within_boundary: cgroup leaf + cgroup.kill",
-            )
-        )
-    if mech.NETNS.id in params:
+    spawn = _spawn_fact(plan, params)
+    if spawn is not None:
+        facts.append(spawn)
+    if _NETNS in params:
         facts.append(
             ObservedFact(
                 "network_lowered", "deny_all: empty netns in a userns + seccomp socket filter"
             )
         )
-    scrub = params.get(mech.AMBIENT_SCRUB.id, {})
+    scrub = _first(params, (_AMBIENT_V2, _AMBIENT_V1))
     raw_fds = scrub.get("keep_fds", [0, 1, 2])
     fds = sorted(fd for fd in raw_fds if isinstance(fd, int)) if isinstance(raw_fds, list) else []
     facts.append(
@@ -129,12 +175,7 @@ def lowering_facts(plan: BoundaryPlan) -> tuple[ObservedFact, ...]:
             "inherited_fds_lowered", f"only fds {','.join(map(str, fds))} reach the workload"
         )
     )
-    raw_env = scrub.get("env", [])
-    names = (
-        [entry[0] for entry in raw_env if isinstance(entry, list) and entry]
-        if isinstance(raw_env, list)
-        else []
-    )
+    names = _env_names(params)
     facts.append(
         ObservedFact("environment_lowered", f"exact environment: [{','.join(map(str, names))}]")
     )
@@ -143,14 +184,18 @@ def lowering_facts(plan: BoundaryPlan) -> tuple[ObservedFact, ...]:
 
 def filesystem_grants(plan: BoundaryPlan) -> frozenset[str]:
     """Every ``path=access`` a ``filesystem_confined`` fact may name for this plan."""
-    landlock = _params(plan).get(mech.LANDLOCK.id)
-    if landlock is None:
-        return frozenset()
+    params = _params(plan)
     grants: set[str] = set()
-    rules = landlock.get("rules", [])
-    for rule in rules if isinstance(rules, list) else []:
-        if isinstance(rule, Mapping):
-            grants.add(f"{rule.get('path')}={rule.get('access')}")
+    for key in (_LANDLOCK_V1, _LANDLOCK_V2):
+        rules = params.get(key, {}).get("rules", [])
+        for rule in rules if isinstance(rules, list) else []:
+            if isinstance(rule, Mapping):
+                grants.add(f"{rule.get('path')}={rule.get('access')}")
+    rootfs = params.get(_ROOTFS, {}).get("mounts", [])
+    for mount in rootfs if isinstance(rootfs, list) else []:
+        if isinstance(mount, Mapping) and mount.get("kind") == "bind":
+            grants.add(f"{mount.get('source')}={mount.get('access')}")
+    landlock = params.get(_LANDLOCK_V1, {})
     for key, access in (
         ("system_read_roots", "read"),
         ("device_rw", "read_write"),

@@ -3,7 +3,14 @@
 ``ProcessWorkload`` is a native executable: ``exe`` is the absolute path the host opens
 (and then executes by fd, so it is never re-resolved), ``args`` are the arguments after
 argv[0]. ``WasmWorkload`` names a module; the Linux backend refuses it at admission.
-Canonical forms: ``{"process": {"exe", "args"}}`` and ``{"wasm": {"module_ref"}}``.
+Canonical forms: ``{"process": {"exe", "args"}}`` (plus ``argv0`` and ``cwd`` when set)
+and ``{"wasm": {"module_ref"}}``.
+
+``argv0`` is what the program sees as its name (a venv's ``python`` finds its venv
+through it; unset, planner rules give the exe's base name). ``cwd`` is the directory the
+workload starts in, inside its boundary (unset: the rules decide). Both are left out of
+the canonical form when unset, so specs written before they existed encode, and digest,
+exactly as before.
 """
 
 from __future__ import annotations
@@ -38,9 +45,15 @@ MAX_ARGS = 65536
 class ProcessWorkload:
     exe: str
     args: tuple[str, ...] = ()
+    argv0: str | None = None
+    cwd: str | None = None
 
     def __post_init__(self) -> None:
         check_abs_path(self.exe, "exe", normalized=False)
+        if self.argv0 is not None:
+            check_no_nul(expect_text(self.argv0, "argv0", nonempty=True), "argv0")
+        if self.cwd is not None:
+            check_abs_path(self.cwd, "cwd")
         args = as_tuple(self.args, "args")
         if len(args) > MAX_ARGS:
             raise ContractError("args", f"more than {MAX_ARGS} arguments", "too-many-args")
@@ -54,16 +67,27 @@ class ProcessWorkload:
         return (self.exe, *self.args)
 
     def to_value(self) -> dict[str, canonical.Value]:
-        return {"process": {"exe": self.exe, "args": list(self.args)}}
+        body: dict[str, canonical.Value] = {"exe": self.exe, "args": list(self.args)}
+        if self.argv0 is not None:
+            body["argv0"] = self.argv0
+        if self.cwd is not None:
+            body["cwd"] = self.cwd
+        return {"process": body}
 
     @classmethod
     def from_value(cls, value: object, path: str = "workload") -> ProcessWorkload:
         _, payload = expect_variant(value, path, ("process",))
         inner = f"{path}.process"
-        body = expect_map(payload, inner, required=("exe", "args"))
+        body = expect_map(payload, inner, required=("exe", "args"), optional=("argv0", "cwd"))
         args = expect_array(body["args"], f"{inner}.args")
+        argv0, cwd = body.get("argv0"), body.get("cwd")
         try:
-            return cls(expect_text(body["exe"], f"{inner}.exe"), tuple(args))  # type: ignore[arg-type]
+            return cls(
+                expect_text(body["exe"], f"{inner}.exe"),
+                tuple(args),  # type: ignore[arg-type]
+                None if argv0 is None else expect_text(argv0, f"{inner}.argv0"),
+                None if cwd is None else expect_text(cwd, f"{inner}.cwd"),
+            )
         except ContractError as exc:
             raise exc.under(inner) from None
 

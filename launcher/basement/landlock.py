@@ -8,8 +8,9 @@ the directory the host named at planning time.
 Access sets: the ruleset handles every filesystem right the running ABI knows (so nothing
 the kernel can restrict is left unrestricted); a ``read`` root is granted read-file,
 read-dir and execute; ``write`` and ``read_write`` roots are granted every handled right.
-A root that is a regular file gets only the rights that apply to files (the kernel
-rejects directory rights on a file rule).
+``list`` (the private root's own ``/``) grants reading the directory only. A root that is
+a regular file gets only the rights that apply to files (the kernel rejects directory
+rights on a file rule).
 
 Scopes (ABI 6): ``signal`` stops the workload from signalling any process outside its
 Landlock domain (without a PID namespace it would otherwise reach every process of the
@@ -105,8 +106,12 @@ def handled_access_for_abi(abi: int) -> int:
 
 
 def access_for(access: str, handled: int, *, is_directory: bool) -> int:
-    """The rights granted beneath one root for ``read`` / ``write`` / ``read_write``."""
-    granted = (_READ_RIGHTS if access == "read" else handled) & handled
+    """The rights granted beneath one root: ``list`` (read the directory only), ``read``
+    (read, execute, list), ``write`` / ``read_write`` (every handled right)."""
+    if access == "list":
+        granted = ACCESS_FS_READ_DIR & handled
+    else:
+        granted = (_READ_RIGHTS if access == "read" else handled) & handled
     if not is_directory:
         granted &= _FILE_RIGHTS
     return granted

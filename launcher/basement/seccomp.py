@@ -69,7 +69,8 @@ SCMP_CMP_MASKED_EQ = 7
 F_SETLEASE, F_NOTIFY = 1024, 1026
 AF_UNIX = 1
 SOCK_TYPE_MASK = 0xF
-SOCK_DGRAM = 2
+SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET = 1, 2, 3, 5
+PAIR_TYPES_ALLOWED = (SOCK_STREAM, SOCK_SEQPACKET)
 S_ISUID, S_ISGID = 0o4000, 0o2000
 IOPRIO_WHO_PROCESS = 1
 # CLONE_NEWTIME, NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET.
@@ -227,8 +228,12 @@ def _check(rc: int, what: str) -> None:
         raise SeccompError(-rc, f"libseccomp {what}: {os.strerror(-rc)}")
 
 
-def build_filter(*, deny_new_tasks: bool, deny_sockets: bool) -> SeccompProgram:
+def build_filter(
+    *, deny_new_tasks: bool, deny_sockets: bool, threads_only: bool = False
+) -> SeccompProgram:
     """Build, export and sanity-check the denylist program."""
+    if deny_new_tasks and threads_only:
+        raise SeccompError(errno.EINVAL, "deny_new_tasks and threads_only exclude each other")
     lib = _library()
     ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
     if ctx == _ffi.NULL:
@@ -237,7 +242,9 @@ def build_filter(*, deny_new_tasks: bool, deny_sockets: bool) -> SeccompProgram:
     try:
         _check(lib.seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS), "badarch")
         eperm = SCMP_ACT_ERRNO(errno.EPERM)
-        denied += _add_baseline(lib, ctx, eperm, deny_new_tasks=deny_new_tasks)
+        denied += _add_baseline(lib, ctx, eperm, new_tasks_ruled=deny_new_tasks or threads_only)
+        if threads_only:
+            denied += _add_thread_rules(lib, ctx, eperm)
         if deny_new_tasks:
             for name in NEW_TASK_SYSCALLS:
                 _deny(lib, ctx, name, eperm, None)
@@ -257,17 +264,21 @@ def build_filter(*, deny_new_tasks: bool, deny_sockets: bool) -> SeccompProgram:
     return SeccompProgram(bpf=bpf, denied=tuple(denied), arch=arch)
 
 
-def _add_baseline(lib: Any, ctx: Any, eperm: int, *, deny_new_tasks: bool) -> list[str]:
-    """The rules every filter carries (see the module docstring for why each exists)."""
+def _add_baseline(lib: Any, ctx: Any, eperm: int, *, new_tasks_ruled: bool) -> list[str]:
+    """The rules every filter carries (see the module docstring for why each exists).
+
+    ``new_tasks_ruled``: clone/clone3 get rules of their own (deny_new_tasks or
+    threads_only), which already refuse namespace flags; rules here would overlap them.
+    """
     denied: list[str] = []
     for name in BASELINE_DENIED:
         _deny(lib, ctx, name, eperm, None)
     denied.append("namespaces, keyrings, io_uring, mounts")
-    namespace_calls = ("unshare",) if deny_new_tasks else ("unshare", "clone")
+    namespace_calls = ("unshare",) if new_tasks_ruled else ("unshare", "clone")
     for name in namespace_calls:
         for flag in NAMESPACE_FLAGS:
             _deny(lib, ctx, name, eperm, _args((0, SCMP_CMP_MASKED_EQ, flag, flag)))
-    if not deny_new_tasks:  # denied outright otherwise
+    if not new_tasks_ruled:
         _deny(lib, ctx, "clone3", SCMP_ACT_ERRNO(errno.ENOSYS), None)
     denied.append("clone/unshare(CLONE_NEW*)")
     for name in OWN_PROCESS_ONLY:
@@ -291,21 +302,63 @@ def _add_baseline(lib: Any, ctx: Any, eperm: int, *, deny_new_tasks: bool) -> li
     return denied
 
 
+CLONE_VM, CLONE_SIGHAND, CLONE_VFORK, CLONE_THREAD = 0x100, 0x800, 0x4000, 0x10000
+CLONE_PTRACE, CLONE_UNTRACED = 0x2000, 0x00800000
+_THREAD_FORBIDDEN = (*NAMESPACE_FLAGS, CLONE_PTRACE, CLONE_UNTRACED, CLONE_VFORK)
+
+
+def _add_thread_rules(lib: Any, ctx: Any, eperm: int) -> list[str]:
+    """Threads yes, processes no (AllowThreadsWithinBoundary).
+
+    ``clone`` is allowed only when its flags hold CLONE_THREAD, CLONE_SIGHAND and CLONE_VM
+    and none of the namespace flags, CLONE_PTRACE, CLONE_UNTRACED or CLONE_VFORK (a mask,
+    not an exact set: Go makes threads without SETTLS/CHILD_CLEARTID). A fork-like clone
+    (neither THREAD nor VM) and a vfork-like one (VM|VFORK, no THREAD), fork and vfork
+    answer EPERM, so a program that tries falls back or reports an error; ``clone3``
+    answers ENOSYS, so libc falls back to ``clone``. Every other clone kills the process
+    (SIGSYS, seen in the report): no legitimate thread library makes one. The rules for
+    different actions partition the flag space, so none overlaps another.
+    """
+    kill = SCMP_ACT_KILL_PROCESS
+    thread, vm, vfork, sighand = CLONE_THREAD, CLONE_VM, CLONE_VFORK, CLONE_SIGHAND
+
+    def when(mask: int, value: int) -> Any:
+        return _args((0, SCMP_CMP_MASKED_EQ, mask, value))
+
+    _deny(lib, ctx, "clone", eperm, when(thread | vm, 0))  # fork-like
+    _deny(lib, ctx, "clone", eperm, when(thread | vm | vfork, vm | vfork))  # vfork-like
+    _deny(lib, ctx, "clone", kill, when(thread | vm | vfork, vm))  # shares memory, not a thread
+    _deny(lib, ctx, "clone", kill, when(thread | vm, thread))  # a thread without its memory
+    _deny(lib, ctx, "clone", kill, when(thread | vm | sighand, thread | vm))
+    base = thread | vm | sighand
+    for flag in _THREAD_FORBIDDEN:
+        _deny(lib, ctx, "clone", kill, when(base | flag, base | flag))
+    for name in ("fork", "vfork"):
+        _deny(lib, ctx, name, eperm, None)
+    _deny(lib, ctx, "clone3", SCMP_ACT_ERRNO(errno.ENOSYS), None)
+    return ["fork", "vfork", "clone(unless a thread)", "clone3(ENOSYS)"]
+
+
 def _add_socket_rules(lib: Any, ctx: Any, eperm: int) -> list[str]:
     """NetworkDenyAll: no socket reaches anything outside the workload's own pairs."""
     # No socket at all: an AF_UNIX socket could still connect() to a host daemon's
     # pathname socket (Landlock does not cover connect), which is a route out.
     _deny(lib, ctx, "socket", eperm, None)
     # socketpair only as an AF_UNIX stream or seqpacket pair: connected, they reach
-    # nothing outside; a datagram pair could sendto() any host pathname socket.
+    # nothing outside; a datagram pair could sendmsg() to any pathname socket it can name
+    # (the address sits in memory, out of a filter's sight). The decision is on the type
+    # the kernel will really make: every other type is refused, SOCK_RAW included, which
+    # AF_UNIX silently turns into SOCK_DGRAM (flags such as SOCK_CLOEXEC are masked off).
     _deny(lib, ctx, "socketpair", eperm, _args((0, SCMP_CMP_NE, AF_UNIX, 0)))
-    _deny(
-        lib,
-        ctx,
-        "socketpair",
-        eperm,
-        _args((1, SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, SOCK_DGRAM)),
-    )
+    for sock_type in range(SOCK_TYPE_MASK + 1):
+        if sock_type not in PAIR_TYPES_ALLOWED:
+            _deny(
+                lib,
+                ctx,
+                "socketpair",
+                eperm,
+                _args((1, SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, sock_type)),
+            )
     # Nothing can be connected, and nothing may be sent to an address.
     _deny(lib, ctx, "connect", eperm, None)
     _deny(lib, ctx, "sendto", eperm, _args((4, SCMP_CMP_NE, 0, 0)))

@@ -34,6 +34,7 @@ from bvisor.contract import (
     ObservedFact,
     Outcome,
 )
+from bvisor.contract import mechanisms as mech
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BudgetWitness
@@ -227,8 +228,8 @@ class LinuxBackend:
             return None
         for path in prepared.skipped_paths:
             run.fact("filesystem_root_absent", path)
-        if prepared.landlock_paths:
-            run.fact("filesystem_confined", ", ".join(prepared.landlock_paths))
+        if prepared.granted_paths:
+            run.fact("filesystem_confined", ", ".join(prepared.granted_paths))
         if lowered.wall_micros is not None:
             deadline = started + lowered.wall_micros / 1_000_000
             on_deadline = None if cgroup is None else _tree_killer(cgroup)
@@ -442,6 +443,9 @@ def _witness_budgets(
     usage: _CgroupUsage,
 ) -> None:
     peak_pids, peak_memory = usage.peak_pids, usage.peak_memory
+    if peak_pids is not None and any(p.entry.id == mech.PIDNS.id for p in plan.lowering):
+        # The PID namespace's init is a task of the leaf too, and not the workload's.
+        peak_pids = max(peak_pids - 1, 0)
     if usage.in_cgroup and obs is not None and obs.exec_succeeded():
         # The workload itself ran in the leaf; a sampler can miss a short-lived run.
         peak_pids = max(peak_pids or 0, 1)

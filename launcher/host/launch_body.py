@@ -1,9 +1,13 @@
 """Turn an admitted plan into a launch body and the authority fds it names.
 
-The plan says *what* (lowering entries with parameters); the launch body says *with which
-handles*. Every path the plan mentions is opened here, once, by the host, and travels to
-the launcher as an fd at a declared slot: the launcher and the child never re-open a path,
-so a rename or symlink swap between planning and exec cannot change what is confined.
+The plan says *what* (lowering entries with typed parameters); the launch body says *with
+which handles*: every path a parameter names — the executable, each root the workload's
+private root binds or its Landlock domain grants — is opened here, and each cgroup leaf,
+and each kept fd is duplicated, all generically from the parameters (a new mechanism that
+names a path needs nothing here beyond its parameter type). Each is opened once, by the
+host, and travels to the launcher as an fd at a declared slot: the launcher never
+re-opens a path, and the child re-finds a root by path only to check it is the very inode
+this fd names, so a rename or symlink swap cannot change what is confined.
 
 Slot layout: fds named by ``InheritedFds{Only}`` keep their own numbers (that is the
 contract the workload was written against); authority slots start at ``FIRST_SLOT`` or
@@ -17,33 +21,26 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from bvisor.contract import mechanisms as mech
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.launcher.basement import fds
 from bvisor.launcher.basement.cgroups import RunCgroup
 from bvisor.launcher.basement.paths import SymlinkInPath, open_no_symlinks
 from bvisor.launcher.host.launch import AuthorityFd
 from bvisor.launcher.host.secrets import SecretResolver
-from bvisor.launcher.wire.lowered import EnvSource, LandlockParams, LoweredParams
+from bvisor.launcher.wire.lowered import LoweredParams
 from bvisor.launcher.wire.protocol import (
-    CgroupPlacement,
     DescriptorKind,
     DescriptorRole,
     DescriptorShape,
     DescriptorSlot,
-    LandlockRequest,
-    LandlockRule,
     LaunchBody,
     LaunchPlan,
-    NetworkNamespaceRequest,
-    SeccompRequest,
-    TargetSpec,
-    UserNamespaceRequest,
 )
 
 __all__ = ["FIRST_SLOT", "LaunchPreparationError", "PreparedLaunch", "prepare_launch"]
 
 FIRST_SLOT = 10
-SCOPE_ONLY_ABI = 6  # Landlock IPC scopes arrived in ABI 6
 
 
 class LaunchPreparationError(RuntimeError):
@@ -57,7 +54,7 @@ class PreparedLaunch:
     plan: LaunchPlan
     authority: list[AuthorityFd]
     skipped_paths: list[str] = field(default_factory=list)
-    landlock_paths: list[str] = field(default_factory=list)
+    granted_paths: list[str] = field(default_factory=list)
 
     def close(self) -> None:
         _close_quietly(self.authority)
@@ -71,8 +68,8 @@ def _close_quietly(authorities: list[AuthorityFd]) -> None:
                 os.close(authority.handle)
 
 
-# Kinds a Landlock path-beneath rule can be anchored on.
-_LANDLOCK_KINDS = frozenset(
+# Kinds a root (a bind source or a Landlock rule) can be.
+_ROOT_KINDS = frozenset(
     {DescriptorKind.DIRECTORY, DescriptorKind.REGULAR, DescriptorKind.CHAR_DEVICE}
 )
 
@@ -96,12 +93,18 @@ class _SlotAllocator:
         self.authority: list[AuthorityFd] = []
 
     def add(
-        self, fd: int, role: DescriptorRole, shape: DescriptorShape, slot: int | None = None
+        self,
+        fd: int,
+        role: DescriptorRole,
+        shape: DescriptorShape,
+        *,
+        slot: int | None = None,
+        path: str | None = None,
     ) -> int:
         index = self.next if slot is None else slot
         if slot is None:
             self.next += 1
-        self.slots.append(DescriptorSlot(slot_index=index, role=role, expected=shape))
+        self.slots.append(DescriptorSlot(index, role, shape, path))
         self.authority.append(AuthorityFd(slot_index=index, handle=fd))
         return index
 
@@ -109,60 +112,53 @@ class _SlotAllocator:
         _close_quietly(self.authority)
 
 
-def _env_table(
-    sources: tuple[EnvSource, ...], resolver: SecretResolver
-) -> tuple[tuple[str, str], ...]:
-    """The child's environment; lease values are resolved here and go nowhere else."""
-    return tuple(
-        (
-            source.name,
-            source.literal if source.literal is not None else resolver.resolve(source.lease or ""),
+def _wanted_roots(lowered: LoweredParams) -> dict[str, tuple[bool, str]]:
+    """Every host path the plan grants: ``path -> (required, access)``, in plan order.
+
+    A bind's own flag says whether it is required; a Landlock rule without a bind (a root
+    granted on the host tree itself) always is.
+    """
+    wanted: dict[str, tuple[bool, str]] = {}
+    rootfs = lowered.rootfs
+    for bind in () if rootfs is None else rootfs.binds():
+        wanted[bind.source] = (bind.required, bind.access)
+    landlock = lowered.landlock
+    for rule in () if landlock is None else landlock.rules:
+        wanted.setdefault(rule.path, (True, rule.access))
+    return wanted
+
+
+def _open_root(path: str, required: bool) -> tuple[int, DescriptorShape] | None:
+    """An O_PATH fd for a granted root, opened without following any link on the way.
+
+    A root whose last component is a link is passed as the link itself when it is
+    optional (a system root such as ``/lib -> usr/lib``, recreated inside the root); a
+    required one must be named by its real path. None: an optional root this host lacks.
+    """
+    try:
+        fd = open_no_symlinks(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except SymlinkInPath as exc:
+        raise LaunchPreparationError(f"filesystem root {exc.strerror}") from None
+    except FileNotFoundError:
+        if required:
+            raise LaunchPreparationError(f"filesystem root {path} does not exist") from None
+        return None
+    except OSError as exc:
+        if required:
+            raise LaunchPreparationError(
+                f"filesystem root {path} cannot be opened: {exc.strerror}"
+            ) from None
+        return None
+    shape = _shape_of(fd)
+    if shape.kind is DescriptorKind.SYMLINK and not required:
+        return fd, shape
+    if shape.kind not in _ROOT_KINDS:
+        os.close(fd)
+        what = "a symbolic link" if shape.kind is DescriptorKind.SYMLINK else "not a directory"
+        raise LaunchPreparationError(
+            f"filesystem root {path} is {what}, file or device; name its real path"
         )
-        for source in sources
-    )
-
-
-def _landlock(
-    params: LandlockParams, alloc: _SlotAllocator, prepared: list[str], skipped: list[str]
-) -> LandlockRequest:
-    wanted: list[tuple[str, str, bool]] = [(path, access, True) for path, access in params.rules]
-    wanted += [(path, "read", False) for path in params.system_read_roots]
-    wanted += [(path, "read_write", False) for path in params.device_rw]
-    wanted += [(path, "read", False) for path in params.device_read]
-    rules: list[LandlockRule] = []
-    for path, access, required in wanted:
-        try:
-            fd = open_no_symlinks(path, os.O_PATH | os.O_CLOEXEC)
-        except SymlinkInPath as exc:
-            if required:
-                raise LaunchPreparationError(f"filesystem root {exc.strerror}") from None
-            # An optional system root that is a link (/lib -> usr/lib): its target is
-            # covered by the real root it points into, or not granted at all.
-            skipped.append(f"{path} (symbolic link)")
-            continue
-        except OSError as exc:
-            if required:
-                raise LaunchPreparationError(
-                    f"filesystem root {path} cannot be opened: {exc.strerror}"
-                ) from None
-            skipped.append(path)  # an optional system root this host does not have
-            continue
-        try:
-            shape: DescriptorShape | None = _shape_of(fd)
-        except LaunchPreparationError:
-            shape = None
-        if shape is None or shape.kind not in _LANDLOCK_KINDS:
-            os.close(fd)
-            if required:
-                raise LaunchPreparationError(
-                    f"filesystem root {path} is not a directory, file or device"
-                )
-            skipped.append(path)
-            continue
-        slot = alloc.add(fd, DescriptorRole.FS_ROOT, shape)
-        rules.append(LandlockRule(slot=slot, access=access))
-        prepared.append(f"{path}={access}")
-    return LandlockRequest(abi_floor=params.abi_floor, rules=tuple(rules), scope=params.scope)
+    return fd, shape
 
 
 def _open_exe(path: str) -> int:
@@ -176,15 +172,19 @@ def _open_exe(path: str) -> int:
     return fd
 
 
-def _cgroup_slots(run_cgroup: RunCgroup, alloc: _SlotAllocator) -> CgroupPlacement:
+def _cgroup_slots(run_cgroup: RunCgroup, alloc: _SlotAllocator) -> None:
     directory = DescriptorShape(DescriptorKind.DIRECTORY, False)
     v2_fd = run_cgroup.open_v2_fd()
-    v2_slot = None if v2_fd is None else alloc.add(v2_fd, DescriptorRole.CGROUP_V2_LEAF, directory)
-    v1_slots = tuple(
-        alloc.add(fd, DescriptorRole.CGROUP_V1_LEAF, directory)
-        for _, fd in run_cgroup.open_v1_fds()
-    )
-    return CgroupPlacement(v2_slot=v2_slot, v1_slots=v1_slots)
+    if v2_fd is not None:
+        alloc.add(v2_fd, DescriptorRole.CGROUP_V2_LEAF, directory)
+    for controller, fd in run_cgroup.open_v1_fds():
+        alloc.add(fd, DescriptorRole.CGROUP_V1_LEAF, directory, path=controller)
+
+
+def _secrets(lowered: LoweredParams, resolver: SecretResolver) -> tuple[tuple[str, str], ...]:
+    """The value of every lease the environment names (they go into the body only)."""
+    refs = sorted({source.lease for source in lowered.env if source.lease is not None})
+    return tuple((ref, resolver.resolve(ref)) for ref in refs)
 
 
 def prepare_launch(
@@ -199,7 +199,7 @@ def prepare_launch(
     inherited = [fd for fd in lowered.keep_fds if fd > 2]
     alloc = _SlotAllocator(max([FIRST_SLOT, *[fd + 1 for fd in inherited]]))
     skipped: list[str] = []
-    landlock_paths: list[str] = []
+    granted: list[str] = []
     try:
         # The caller's fds first, before this function opens anything that could take a
         # number the spec names.
@@ -208,45 +208,26 @@ def prepare_launch(
             alloc.add(
                 duplicate, DescriptorRole.INHERITED, _inheritable_shape(fd, duplicate), slot=fd
             )
-        exe_slot = alloc.add(
+        alloc.add(
             _open_exe(lowered.exe),
             DescriptorRole.TARGET_EXE,
             DescriptorShape(DescriptorKind.REGULAR, False),
         )
-        landlock = None
-        if lowered.landlock is not None:
-            landlock = _landlock(lowered.landlock, alloc, landlock_paths, skipped)
-        elif lowered.landlock_scope_only is not None:
-            landlock = LandlockRequest(
-                abi_floor=SCOPE_ONLY_ABI,
-                rules=(),
-                scope=lowered.landlock_scope_only,
-                handle_filesystem=False,
-            )
-        cgroup = None
-        if lowered.cgroup is not None:
+        for path, (required, access) in _wanted_roots(lowered).items():
+            opened = _open_root(path, required)
+            if opened is None:
+                skipped.append(path)
+                continue
+            fd, shape = opened
+            alloc.add(fd, DescriptorRole.FS_ROOT, shape, path=path)
+            if shape.kind is DescriptorKind.SYMLINK:
+                skipped.append(f"{path} (symbolic link)")
+            else:
+                granted.append(f"{path}={access}")
+        if lowered.has(mech.CGROUP_LEAF):
             if run_cgroup is None:
                 raise LaunchPreparationError("the plan needs a run cgroup but none was prepared")
-            cgroup = _cgroup_slots(run_cgroup, alloc)
-        target = TargetSpec(
-            argv=lowered.argv,
-            envp=_env_table(lowered.env, resolver),
-            exe_slot=exe_slot,
-            user_namespace=None
-            if lowered.userns is None
-            else UserNamespaceRequest(
-                uid_map=f"0 {lowered.userns[0]} 1", gid_map=f"0 {lowered.userns[1]} 1"
-            ),
-            network_namespace=NetworkNamespaceRequest() if lowered.netns else None,
-            seccomp=None
-            if lowered.seccomp is None
-            else SeccompRequest(deny_new_tasks=lowered.seccomp[0], deny_sockets=lowered.seccomp[1]),
-            landlock=landlock,
-            cgroup=cgroup,
-            keep_fds=tuple(inherited),  # stdio is always kept; these are the extra slots
-            no_new_privs=True,
-            drop_capabilities=lowered.caps_drop,
-        )
+            _cgroup_slots(run_cgroup, alloc)
         body = LaunchBody(
             attempt_id=attempt_id,
             plan_id=plan.plan_id,
@@ -256,13 +237,13 @@ def prepare_launch(
             lowering=plan.entries,
             params=tuple(primitive.params for primitive in plan.lowering),
             descriptor_table=tuple(alloc.slots),
-            target=target,
+            secrets=_secrets(lowered, resolver),
             test_hooks=test_hooks,
         )
     except BaseException:
         alloc.close_all()
         raise
-    return PreparedLaunch(LaunchPlan(body=body), alloc.authority, skipped, landlock_paths)
+    return PreparedLaunch(LaunchPlan(body=body), alloc.authority, skipped, granted)
 
 
 def _inheritable_shape(fd: int, duplicate: int) -> DescriptorShape:

@@ -9,24 +9,25 @@ records the reasoning, not only the answer. A probe that fails in any way report
 feature as absent: the ceiling then marks the cells that need it Unsupported, and
 admission refuses (fail closed).
 
-Side effects, all undone before returning: one short child process (namespace probe) and
-one empty probe directory ``bvisor-probe-<pid>-<random>`` per cgroup hierarchy we might use.
+The probe makes no confinement syscall of its own: Landlock and the namespaces are asked
+through the launcher's basement (a forked C child tries the namespaces). Side effects, all
+undone before returning: that short child, and one empty probe directory
+``bvisor-probe-<pid>-<random>`` per cgroup hierarchy we might use.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
 
 from bvisor.contract.profile import HostFacts, ProfileSnapshot
+from bvisor.launcher.basement import landlock
+from bvisor.launcher.basement.namespaces import probe_namespaces
 
 __all__ = [
     "LINUX_BACKEND_ID",
@@ -40,12 +41,6 @@ __all__ = [
 
 LINUX_BACKEND_ID = "linux"
 
-# landlock_create_ruleset is 444 on every architecture (post-5.x syscalls share one table).
-_SYS_LANDLOCK_CREATE_RULESET = 444
-_LANDLOCK_CREATE_RULESET_VERSION = 1 << 0
-_CLONE_NEWUSER = 0x10000000
-_CLONE_NEWNET = 0x40000000
-
 _PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 _PROC_SELF_MOUNTINFO = Path("/proc/self/mountinfo")
 _SECCOMP_ACTIONS = Path("/proc/sys/kernel/seccomp/actions_avail")
@@ -53,17 +48,6 @@ _MAX_USER_NAMESPACES = Path("/proc/sys/user/max_user_namespaces")
 
 # v1 controllers the Linux backend can cap with, and the limit file a leaf must expose.
 _V1_LIMIT_FILES: dict[str, str] = {"memory": "memory.limit_in_bytes", "pids": "pids.max"}
-
-# Exit codes of the namespace probe child: 0 both, 10 userns failed, 11 netns failed.
-_NS_PROBE = f"""
-import ctypes, sys
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.unshare(ctypes.c_int({_CLONE_NEWUSER})) != 0:
-    sys.stderr.write("userns errno=%d" % ctypes.get_errno()); sys.exit(10)
-if libc.unshare(ctypes.c_int({_CLONE_NEWNET})) != 0:
-    sys.stderr.write("netns errno=%d" % ctypes.get_errno()); sys.exit(11)
-sys.exit(0)
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +68,7 @@ def probe_host(launcher_path: str | None = None) -> HostFacts:
     seccomp_filter, actions = _probe_seccomp(notes)
     max_userns = _read_int(_MAX_USER_NAMESPACES)
     notes.append(f"max_user_namespaces: {max_userns} from {_MAX_USER_NAMESPACES}")
-    userns, netns = _probe_namespaces(notes)
+    userns, netns, pidns = _probe_namespaces(notes)
     v2_mount, v2_base, v2_kill, v2_controllers, v1_bases = _probe_cgroups(notes)
     identity = None
     if launcher_path is not None:
@@ -112,6 +96,7 @@ def probe_host(launcher_path: str | None = None) -> HostFacts:
         launcher_path=launcher_path,
         launcher_identity=identity,
         probe_notes=tuple(notes),
+        pidns=pidns,
     )
 
 
@@ -139,19 +124,10 @@ def file_identity(path: str) -> str | None:
 
 
 def _probe_landlock(notes: list[str]) -> int:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    abi = int(
-        libc.syscall(
-            ctypes.c_long(_SYS_LANDLOCK_CREATE_RULESET),
-            None,
-            ctypes.c_size_t(0),
-            ctypes.c_uint32(_LANDLOCK_CREATE_RULESET_VERSION),
-        )
-    )
-    if abi < 0:
-        err = ctypes.get_errno()
-        name = errno.errorcode.get(err, str(err))
+    try:
+        abi = landlock.abi_version()
+    except landlock.LandlockError as exc:
+        name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
         notes.append(f"landlock_abi: 0 (landlock_create_ruleset VERSION failed: {name})")
         return 0
     notes.append(f"landlock_abi: {abi} from landlock_create_ruleset(NULL, 0, VERSION)")
@@ -172,34 +148,25 @@ def _probe_seccomp(notes: list[str]) -> tuple[bool, tuple[str, ...]]:
 # -- namespaces ----------------------------------------------------------------------------
 
 
-def _probe_namespaces(notes: list[str]) -> tuple[bool, bool]:
-    """Ask a throwaway child to unshare a user namespace, then a network namespace in it.
+def _probe_namespaces(notes: list[str]) -> tuple[bool, bool, bool]:
+    """``(userns, netns, pidns)``: what a child of ours may create, tried for real.
 
-    A child is used because unsharing is irreversible for the caller, and because the
-    answer must reflect what *our* credentials may do, not what the kernel config says.
+    As root, the user namespace is tried too (a root launcher still gives the workload one
+    when it can), and the private root is tried inside it when it works, as runs make it.
     """
-    try:
-        done = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", _NS_PROBE],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            env={},
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        notes.append(f"userns/netns: false (probe child could not run: {exc})")
-        return False, False
-    detail = done.stderr.decode("utf-8", "replace").strip()
-    how = f"unshare() in a probe child as uid {os.getuid()}"
-    if done.returncode == 0:
-        notes.append(f"userns: true, netns: true ({how})")
-        return True, True
-    if done.returncode == 11:
-        notes.append(f"userns: true, netns: false ({how}; {detail})")
-        return True, False
-    notes.append(f"userns: false, netns: false ({how}; exit {done.returncode}; {detail})")
-    return False, False
+    as_root = os.getuid() == 0
+    inside = probe_namespaces(as_root=False)
+    facts = inside if inside.userns or not as_root else probe_namespaces(as_root=True)
+    how = f"in a probe child as uid {os.getuid()}"
+    userns = inside.userns
+    notes.append(
+        f"userns: {str(userns).lower()}, netns: {str(facts.netns).lower()}, "
+        f"pidns (mount+PID namespace, tmpfs and procfs mounted): "
+        f"{str(facts.private_root).lower()} ({how}"
+        + (f"; {facts.why_not}" if facts.why_not else "")
+        + ")"
+    )
+    return userns, facts.netns and userns, facts.private_root
 
 
 # -- cgroups -------------------------------------------------------------------------------

@@ -35,14 +35,10 @@ class LedgerReachable(ValueError):
 
 
 def covering_root(path: str, lowered: LoweredParams) -> str | None:
-    """The first Landlock root (spec, system or device) that contains ``path``, if any."""
-    landlock = lowered.landlock
-    if landlock is None:
-        return None
+    """The first host path the workload can reach (a bind of its root, a Landlock rule)
+    that contains ``path``, if any."""
     target = os.path.realpath(path)
-    roots = [root for root, _ in landlock.rules]
-    roots += [*landlock.system_read_roots, *landlock.device_rw, *landlock.device_read]
-    for root in roots:
+    for root in lowered.reachable_paths():
         real = os.path.realpath(root)
         if target == real or target.startswith(real.rstrip("/") + "/"):
             return root

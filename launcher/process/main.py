@@ -11,10 +11,17 @@ control channel (see :mod:`bvisor.launcher.wire.states`) and ``# `` notes around
 * 3 — refused: the plan or a handle failed verification; no child was created;
 * 4 — faulted: an OS operation failed; if a child existed it was killed before exec.
 
-The four ``*PhaseResolved`` states are reported only when the child window says the phase
-completed: the C code writes one marker byte per phase to a close-on-exec status pipe and
-an errno record on failure; EOF after every marker with no record means the exec
-happened. Nothing between clone3 and exec runs Python.
+The schedule is the program: the verified entries are handed, in order, to their
+mechanism modules (``mechanisms/``), which assemble the child's program (clone3 flags, one
+op per mechanism for the C child window, steps at the rendezvous). The four
+``*PhaseResolved`` states are reported only when the child window says the ops of that
+phase completed: the C code writes a marker per op to a close-on-exec status pipe and an
+errno record (with a detail) on failure; EOF after the ready marker with no record means
+the exec happened. Nothing between clone3 and exec runs Python.
+
+With a PID namespace the launcher's child is the namespace's init, which forks the
+workload; init reports the workload's real status on a pipe of its own and exits when
+the launcher releases it, which ends every process left in the namespace.
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ import errno
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from bvisor.launcher.basement import fds, landlock, lifeline, memfd, mounts, seccomp, window
-from bvisor.launcher.process.verify import Refusal, verify_body
+from bvisor.contract import mechanisms as mech
+from bvisor.launcher.basement import fds, lifeline, memfd, window
+from bvisor.launcher.process.mechanisms import PREPARE
+from bvisor.launcher.process.program import Fault, Op, Program, state_groups
+from bvisor.launcher.process.verify import Refusal, Verified, verify_body
 from bvisor.launcher.wire import envelope, identity, states
 from bvisor.launcher.wire.channel import CONTROL_FD_ENV, HOST_PID_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
 from bvisor.launcher.wire.protocol import DescriptorRole, LaunchBody, ProtocolError
@@ -39,48 +48,13 @@ EXIT_OK = 0
 EXIT_REFUSED = 3
 EXIT_FAULTED = 4
 
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-CLONE_INTO_CGROUP = 0x200000000
-CLONE_NEWNS = 0x00020000
-CLONE_NEWIPC = 0x08000000
-
-# marker byte -> (state, phase name used in fault notes)
-_MARKERS = {
-    ord("N"): states.NAMESPACE_PHASE_RESOLVED,
-    ord("F"): states.FD_PHASE_RESOLVED,
-    ord("L"): states.FILESYSTEM_PHASE_RESOLVED,
-    ord("P"): states.POLICY_PHASE_RESOLVED,
-    ord("R"): states.READY_TO_EXEC,
-}
-_MARKER_ORDER = b"NFLPR"
-# phase byte in an error record -> (phase, mechanism)
-_FAULT_PHASES = {
-    ord("S"): ("sync", "pdeathsig"),
-    ord("N"): ("namespace", "namespace"),
-    ord("F"): ("fds", "fds"),
-    ord("n"): ("privilege", "no_new_privs"),
-    ord("C"): ("privilege", "capabilities"),
-    ord("M"): ("namespace", "cgroupfs_hide"),
-    ord("L"): ("filesystem", "landlock"),
-    ord("P"): ("policy", "seccomp"),
-    ord("X"): ("exec", "exec"),
-}
 _MAX_PLAN = envelope.HEADER_SIZE + envelope.MAX_BODY
+_SETUP_INDEX = 0xFFFF
 
 
-class Fault(Exception):
-    """An OS operation failed; carries the errno and the mechanism it belongs to."""
-
-    def __init__(self, mechanism: str, err: int, detail: str) -> None:
-        super().__init__(detail)
-        self.mechanism = mechanism
-        self.errno = err
-        self.detail = detail
-
-    def note(self) -> str:
-        name = errno.errorcode.get(self.errno, "EUNKNOWN")
-        return f"fault mechanism={self.mechanism} errno={self.errno} name={name}: {self.detail}"
+def _fault_note(fault: Fault) -> str:
+    name = errno.errorcode.get(fault.errno, "EUNKNOWN")
+    return f"fault mechanism={fault.mechanism} errno={fault.errno} name={name}: {fault.detail}"
 
 
 class Control:
@@ -106,24 +80,8 @@ class Control:
         self._line(states.NOTE_PREFIX + text)
 
 
-@dataclass
-class _Prepared:
-    """Everything made before clone3 (closed by the launcher after the child exists)."""
-
-    seccomp_program: seccomp.SeccompProgram | None = None
-    ruleset: landlock.LandlockRuleset | None = None
-    clone_flags: int = 0
-    cgroup_fd: int = -1
-    hide_paths: list[str] = field(default_factory=list)
-    writable_slots: list[int] | None = None  # None: no read-only mount view
-    notes_ns: list[str] = field(default_factory=list)
-    notes_fd: list[str] = field(default_factory=list)
-    notes_fs: list[str] = field(default_factory=list)
-    notes_policy: list[str] = field(default_factory=list)
-
-
 class Launcher:
-    """One launch: verify, prepare, create the child, follow it, wait for the workload."""
+    """One launch: verify, assemble the program, create the child, follow it, wait."""
 
     def __init__(self, control: Control) -> None:
         self.ctl = control
@@ -141,17 +99,16 @@ class Launcher:
             body = self._read_plan()
             for hook in sorted(body.test_hooks):
                 self.ctl.note(f"DANGER test hook active: {hook}")
-            verify_body(body)
+            verified = verify_body(body)
             self.ctl.state(states.PLAN_VERIFIED)
             self._verify_handles(body)
             self.ctl.state(states.HANDLES_VERIFIED)
-            self._close_on_exec(body)
-            prepared = self._prepare(body)
-            self._launch(body, prepared)
+            self._close_on_exec(verified)
+            self._launch(self._assemble(verified))
         except Refusal as refusal:
             return self._finish_refused(refusal)
         except Fault as fault:
-            return self._finish_faulted(fault.note())
+            return self._finish_faulted(_fault_note(fault))
         except BaseException as exc:  # fail closed on anything unforeseen
             return self._finish_faulted(f"fault mechanism=launcher internal error: {exc!r}")
         return EXIT_OK
@@ -272,314 +229,161 @@ class Launcher:
                         f"{where} is on filesystem {actual:#x}, expected {want:#x}",
                     )
 
-    def _close_on_exec(self, body: LaunchBody) -> None:
+    def _close_on_exec(self, verified: Verified) -> None:
         """Defence in depth: only kept fds may survive exec even if the scrub is skipped."""
-        keep = set(body.target.keep_fds)
-        for slot in body.descriptor_table:
+        keep = set(verified.inherited)
+        for slot in verified.body.descriptor_table:
             if slot.slot_index not in keep:
                 fds.set_cloexec(slot.slot_index)
         fds.set_cloexec(self.ctl.fd)
 
-    # -- preparation (before clone3) ---------------------------------------------------
+    # -- the program (before clone3) ---------------------------------------------------
 
-    def _prepare(self, body: LaunchBody) -> _Prepared:
-        target, hooks = body.target, body.test_hooks
-        prepared = _Prepared()
-        if target.user_namespace is not None:
-            if "skip_userns" not in hooks:
-                prepared.clone_flags |= CLONE_NEWUSER
-            prepared.notes_ns.append(
-                f"userns uid_map={target.user_namespace.uid_map!r} "
-                f"gid_map={target.user_namespace.gid_map!r} setgroups=deny"
-            )
-        if target.network_namespace is not None:
-            if "skip_netns" not in hooks:
-                prepared.clone_flags |= CLONE_NEWNET
-            prepared.notes_ns.append("netns created")
-        if target.user_namespace is not None or os.geteuid() == 0:
-            # SysV shared memory, message queues and semaphores (and POSIX queues) live in
-            # the IPC namespace; neither Landlock nor seccomp sees them, and a workload
-            # with the caller's uid could read, write and outlive the caller's objects.
-            prepared.clone_flags |= CLONE_NEWIPC
-            prepared.notes_ns.append("ipc namespace created")
-        else:
-            prepared.notes_ns.append("ipc namespace shared: no user namespace, not root")
-        if target.cgroup is not None:
-            if target.cgroup.v2_slot is not None:
-                if "skip_cgroup_placement" not in hooks:
-                    prepared.clone_flags |= CLONE_INTO_CGROUP
-                    prepared.cgroup_fd = target.cgroup.v2_slot
-                prepared.notes_ns.append(f"cgroup placed v2 slot={target.cgroup.v2_slot}")
-            for slot_index in target.cgroup.v1_slots:
-                prepared.notes_ns.append(f"cgroup placed v1 slot={slot_index}")
-            hide = mounts.cgroup_mount_cover()
-            if "skip_cgroupfs_hide" not in hooks:
-                prepared.clone_flags |= CLONE_NEWNS
-                prepared.hide_paths = hide
-            prepared.notes_ns.append(
-                "cgroupfs hidden: private mount namespace, empty read-only tmpfs over "
-                + ", ".join(hide)
-            )
-        prepared.notes_fd.append(f"environment exact: {len(target.envp)} entries")
-        prepared.notes_fs.append("no_new_privs set")
-        if body.target.drop_capabilities:
-            prepared.notes_fs.append(
-                "capabilities dropped: bounding, ambient, effective, permitted, inheritable; "
-                "securebits noroot+no_setuid_fixup+no_ambient_raise locked"
-            )
-        if target.landlock is not None and target.landlock.handle_filesystem:
-            self._prepare_readonly_view(body, prepared)
-        if target.landlock is not None:
-            prepared.ruleset = self._prepare_landlock(body)
-            prepared.notes_fs.append(
-                f"landlock abi={prepared.ruleset.abi} rules={prepared.ruleset.rules} "
-                f"handled={prepared.ruleset.handled:#x} scoped={prepared.ruleset.scoped:#x}"
-            )
-        if target.seccomp is not None:
-            req = target.seccomp
-            try:
-                program = seccomp.build_filter(
-                    deny_new_tasks=req.deny_new_tasks,
-                    deny_sockets=req.deny_sockets,
-                )
-            except seccomp.SeccompError as exc:
-                raise Fault("seccomp", exc.errno or errno.EINVAL, str(exc)) from None
-            if "skip_seccomp" not in hooks:
-                prepared.seccomp_program = program
-            prepared.notes_policy.append(
-                f"seccomp denylist installed deny_new_tasks={int(req.deny_new_tasks)} "
-                f"deny_sockets={int(req.deny_sockets)} arch={program.arch} "
-                f"badarch=kill_process instructions={program.instructions} "
-                f"denied={','.join(program.denied) or 'none'}"
-            )
-        return prepared
-
-    def _prepare_readonly_view(self, body: LaunchBody, prepared: _Prepared) -> None:
-        """Part of the Landlock filesystem mechanism: a read-only mount tree (see the C).
-
-        Mounting needs CAP_SYS_ADMIN over the new mount namespace: a user namespace of the
-        workload's own, or a root launcher. Without either, the view cannot be made and
-        the launch faults rather than run with metadata changes unconfined.
-        """
-        target = body.target
-        assert target.landlock is not None
-        if target.user_namespace is None and os.geteuid() != 0:
-            raise Fault(
-                "mounts",
-                errno.EPERM,
-                "a read-only mount view needs a user namespace or a root launcher",
-            )
-        writable = [r.slot for r in target.landlock.rules if r.access in ("write", "read_write")]
-        if "skip_readonly_view" not in body.test_hooks:
-            prepared.clone_flags |= CLONE_NEWNS
-            prepared.writable_slots = writable
-        prepared.notes_fs.append(
-            f"mounts read-only: every mount but the {len(writable)} writable roots"
-        )
-
-    def _prepare_landlock(self, body: LaunchBody) -> landlock.LandlockRuleset:
-        request = body.target.landlock
-        assert request is not None
-        try:
-            abi = landlock.abi_version()
-        except landlock.LandlockError as exc:
-            raise Fault("landlock", exc.errno or errno.ENOSYS, str(exc)) from None
-        floor = max(request.abi_floor, 3 if request.handle_filesystem else landlock.SCOPE_ABI)
-        if abi < floor:
-            raise Fault(
-                "landlock",
-                errno.EOPNOTSUPP,
-                f"kernel Landlock ABI {abi} is below the floor {floor}",
-            )
-        try:
-            return landlock.create_ruleset(
-                abi,
-                [(rule.slot, rule.access) for rule in request.rules],
-                request.scope,
-                handle_filesystem=request.handle_filesystem,
-            )
-        except landlock.LandlockError as exc:
-            raise Fault("landlock", exc.errno or errno.EINVAL, str(exc)) from None
+    def _assemble(self, verified: Verified) -> Program:
+        """Each launcher-side entry, in schedule order, adds its mechanism to the program."""
+        cw = window.load()
+        program = Program(verified, cw.ffi, cw.lib)
+        for entry_id, phase, params in verified.entries():
+            if not mech.BY_ID[entry_id].launcher_side:
+                continue
+            prepare = PREPARE.get(entry_id)
+            if prepare is None:
+                raise Refusal("lowering-unknown-entry", f"this launcher cannot apply {entry_id}")
+            prepare(program, phase, params)
+        return program
 
     # -- the child ---------------------------------------------------------------------
 
-    def _launch(self, body: LaunchBody, prepared: _Prepared) -> None:
-        target, hooks = body.target, body.test_hooks
-        cw = window.load()
-        ffi, lib = cw.ffi, cw.lib
-        keep = sorted(set(target.keep_fds))
+    def _launch(self, program: Program) -> None:
+        ffi, lib = program.ffi, program.lib
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        internal = [status_w, target.exe_slot]
-        ruleset_fd = -1
-        if prepared.ruleset is not None and "skip_landlock" not in hooks:
-            ruleset_fd = prepared.ruleset.fd
-            internal.append(ruleset_fd)
-        keepalive: list[Any] = []
-
-        def cstr(text: str) -> Any:
-            buf = ffi.new("char[]", text.encode("utf-8"))
-            keepalive.append(buf)
-            return buf
-
-        argv = ffi.new("char *[]", [cstr(a) for a in target.argv] + [ffi.NULL])
-        table = list(target.envp)
-        if "skip_env_scrub" in hooks:  # test-only lie: leak the launcher's own environment
-            table += sorted(os.environ.items())
-        envp = ffi.new("char *[]", [cstr(f"{k}={v}") for k, v in table] + [ffi.NULL])
-        keep_arr = ffi.new("int[]", keep or [0])
-        internal_arr = ffi.new("int[]", internal)
-        bpf = prepared.seccomp_program.bpf if prepared.seccomp_program is not None else b""
-        bpf_buf = ffi.new("unsigned char[]", bpf or b"\0")
+        program.internal_fds.append(status_w)
+        try:
+            ops = program.finish()
+        except BaseException:
+            for fd in (sync_r, sync_w, status_r, status_w, *program.close_after_spawn):
+                os.close(fd)
+            raise
+        table = ffi.new("struct bv_op[]", len(ops))
+        for index, op in enumerate(ops):
+            table[index].code = op.code
+            table[index].args = op.args
         req = ffi.new("struct bv_spawn_req *")
-        req.clone_flags = prepared.clone_flags
-        req.cgroup_fd = prepared.cgroup_fd
+        req.clone_flags = program.clone_flags
+        req.cgroup_fd = program.cgroup_fd
         req.sync_fd = sync_r
+        req.sync_write_fd = sync_w
         req.status_fd = status_w
-        req.exe_fd = target.exe_slot
-        req.argv = argv
-        req.envp = envp
-        req.keep_fds = keep_arr
-        req.n_keep = len(keep)
-        req.internal_fds = internal_arr
-        req.n_internal = len(internal)
-        req.scrub_fds = 0 if "skip_fd_scrub" in hooks else 1
-        req.landlock_ruleset_fd = ruleset_fd
-        req.seccomp_filter = bpf_buf
-        req.seccomp_len = len(bpf) // 8
         req.parent_pid = os.getpid()
-        req.drop_caps = int(target.drop_capabilities and "skip_caps_drop" not in hooks)
-        # Part of the ambient scrub, like the fd scrub (and skipped with it by the test hook).
-        req.new_session = req.scrub_fds
-        hide = ffi.new("char *[]", [cstr(path) for path in prepared.hide_paths] + [ffi.NULL])
-        req.hide_paths = hide
-        req.n_hide = len(prepared.hide_paths)
-        writable = prepared.writable_slots or []
-        writable_arr = ffi.new("int[]", writable or [0])
-        writable_paths = ffi.new(
-            "char *[]",
-            [cstr(os.readlink(f"/proc/self/fd/{slot}")) for slot in writable] + [ffi.NULL],
-        )
-        req.readonly_view = int(prepared.writable_slots is not None)
-        req.writable_fds = writable_arr
-        req.writable_paths = writable_paths
-        req.n_writable = len(writable)
+        req.ops = table
+        req.n_ops = len(ops)
         pid_out = ffi.new("int *")
         rc = int(lib.bv_spawn(req, pid_out))
-        os.close(sync_r)
-        os.close(status_w)
-        if prepared.ruleset is not None:
-            os.close(prepared.ruleset.fd)
+        for fd in (sync_r, status_w, *program.close_after_spawn):
+            os.close(fd)
         if rc != 0:
             os.close(sync_w)
             os.close(status_r)
-            mechanism = "clone3"
-            for flag, name in (
-                (CLONE_NEWUSER, "userns"),
-                (CLONE_NEWNET, "netns"),
-                (CLONE_INTO_CGROUP, "cgroup"),
-                (CLONE_NEWNS, "mountns"),
-                (CLONE_NEWIPC, "ipcns"),
-            ):
-                if prepared.clone_flags & flag and rc != errno.ENOSYS:
-                    mechanism = name
-                    break
-            raise Fault(
-                mechanism, rc, f"clone3(flags={prepared.clone_flags:#x}): {os.strerror(rc)}"
-            )
+            raise Fault("clone3", rc, f"clone3(flags={program.clone_flags:#x}): {os.strerror(rc)}")
         self.child_pid = int(pid_out[0])
         self.ctl.state(states.CHILD_CREATED)
-        self.ctl.note(f"workload pid={self.child_pid}")
+        init = program.init_fds is not None
+        self.ctl.note(f"{'init' if init else 'workload'} pid={self.child_pid}")
         try:
-            self._rendezvous(body, self.child_pid)
+            for _, step in program.rendezvous:
+                step(self.child_pid)
             os.write(sync_w, b"G")
         finally:
             os.close(sync_w)
-        self._follow(status_r, prepared, keep, hooks)
-        self._wait_workload(self.child_pid)
+        self._follow(status_r, ops, program)
+        if program.init_fds is not None:
+            self._wait_init(*program.init_fds)
+        else:
+            self._wait_workload(self.child_pid)
 
-    def _rendezvous(self, body: LaunchBody, pid: int) -> None:
-        """Parent half of the window: id maps and v1 cgroup placement, child still waiting."""
-        target = body.target
-        if target.user_namespace is not None and "skip_userns" not in body.test_hooks:
-            ns = target.user_namespace
-            for name, text in (
-                ("uid_map", ns.uid_map),
-                ("setgroups", "deny"),
-                ("gid_map", ns.gid_map),
-            ):
-                try:
-                    _write_file(f"/proc/{pid}/{name}", text)
-                except OSError as exc:
-                    raise Fault(
-                        "userns", exc.errno or errno.EIO, f"write {name}: {exc.strerror}"
-                    ) from None
-        if target.cgroup is not None and "skip_cgroup_placement" not in body.test_hooks:
-            for slot_index in target.cgroup.v1_slots:
-                try:
-                    fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=slot_index)
-                    try:
-                        os.write(fd, str(pid).encode("ascii"))
-                    finally:
-                        os.close(fd)
-                except OSError as exc:
-                    raise Fault(
-                        "cgroup",
-                        exc.errno or errno.EIO,
-                        f"v1 slot {slot_index} cgroup.procs: {exc.strerror}",
-                    ) from None
+    def _follow(self, status_r: int, ops: list[Op], program: Program) -> None:
+        """Turn the child's op markers into states; EOF after 'R' means exec happened."""
+        groups = state_groups(ops)
+        reported = 0
 
-    def _follow(
-        self, status_r: int, prepared: _Prepared, keep: list[int], hooks: frozenset[str]
-    ) -> None:
-        """Turn the child's marker bytes into states; EOF after 'R' means exec happened."""
+        def report_through(index: int) -> None:
+            nonlocal reported
+            while reported < len(groups) and groups[reported][1] <= index:
+                state = groups[reported][0]
+                self.ctl.state(state)
+                for text in program.notes.get(state, []):
+                    self.ctl.note(text)
+                reported += 1
+
         data = b""
-        expected = 0
+        ready = False
+        failure: bytes | None = None
         try:
-            while True:
-                chunk = os.read(status_r, 64)
+            report_through(-1)
+            while failure is None:
+                chunk = os.read(status_r, 4096)
                 if not chunk:
                     break
                 data += chunk
-                while (
-                    expected < len(_MARKER_ORDER)
-                    and data[:1] == _MARKER_ORDER[expected : expected + 1]
-                ):
-                    marker = data[0]
-                    data = data[1:]
-                    expected += 1
-                    self.ctl.state(_MARKERS[marker])
-                    self._phase_notes(marker, prepared, keep)
-                if data[:1] == b"E" and len(data) >= 6:
-                    break
-                if data and data[:1] != b"E":
-                    raise Fault("launcher", errno.EPROTO, f"unexpected status bytes {data!r}")
+                while data:
+                    kind = data[:1]
+                    if kind == b"O":
+                        if len(data) < 3:
+                            break  # the rest of the record is still coming
+                        index = int.from_bytes(data[1:3], sys.byteorder)
+                        data = data[3:]
+                        if index >= len(ops):
+                            raise Fault("launcher", errno.EPROTO, f"marker for op {index}")
+                        if ops[index].name == "init":
+                            self._note_workload()
+                        report_through(index)
+                    elif kind == b"R":
+                        data = data[1:]
+                        report_through(len(ops))
+                        self.ctl.state(states.READY_TO_EXEC)
+                        ready = True
+                    elif kind == b"E":
+                        if len(data) < 8 or len(data) < 8 + data[7]:
+                            break
+                        failure, data = data[: 8 + data[7]], b""
+                    else:
+                        raise Fault(
+                            "launcher", errno.EPROTO, f"unexpected status bytes {data[:8]!r}"
+                        )
         finally:
             os.close(status_r)
-        if data[:1] == b"E" and len(data) >= 6:
-            phase, mechanism = _FAULT_PHASES.get(data[1], ("unknown", "unknown"))
-            err = int.from_bytes(data[2:6], sys.byteorder, signed=True)
-            raise Fault(mechanism, err, f"child window failed in phase {phase}: {os.strerror(err)}")
-        if expected != len(_MARKER_ORDER) or data:
+        if failure is not None:
+            self._raise_child_fault(failure, ops)
+        if not ready or data:
             raise Fault("launcher", errno.EPROTO, "child exited during setup without reporting why")
         self.exec_done = True
         self.ctl.state(states.EXEC_SUCCEEDED)
 
-    def _phase_notes(self, marker: int, prepared: _Prepared, keep: list[int]) -> None:
-        if marker == ord("N"):
-            for text in prepared.notes_ns:
-                self.ctl.note(text)
-        elif marker == ord("F"):
-            self.ctl.note("fds kept " + ",".join(str(fd) for fd in [0, 1, 2, *keep]))
-            self.ctl.note("new session: no controlling terminal")
-            for text in prepared.notes_fd:
-                self.ctl.note(text)
-        elif marker == ord("L"):
-            for text in prepared.notes_fs:
-                self.ctl.note(text)
-        elif marker == ord("P"):
-            for text in prepared.notes_policy:
-                self.ctl.note(text)
+    def _raise_child_fault(self, record: bytes, ops: list[Op]) -> NoReturn:
+        index = int.from_bytes(record[1:3], sys.byteorder)
+        err = int.from_bytes(record[3:7], sys.byteorder, signed=True)
+        detail = record[8 : 8 + record[7]].decode("utf-8", "replace")
+        if index == _SETUP_INDEX or index >= len(ops):
+            mechanism, where = "window", "setup"
+        else:
+            mechanism = ops[index].name
+            where = f"op {index} ({ops[index].entry})"
+        raise Fault(mechanism, err, f"child window failed at {where}: {detail}: {os.strerror(err)}")
+
+    def _note_workload(self) -> None:
+        """Name the workload's host pid once init has forked it (init's only child)."""
+        assert self.child_pid is not None
+        children = f"/proc/{self.child_pid}/task/{self.child_pid}/children"
+        try:
+            with open(children, encoding="ascii") as fh:
+                pids = fh.read().split()
+        except OSError:
+            pids = []
+        if pids:
+            self.ctl.note(f"workload pid={pids[0]}")
+
+    # -- the end -----------------------------------------------------------------------
 
     def _wait_workload(self, pid: int) -> None:
         # Wait for the exit without reaping: while the zombie holds its pid, the workload's
@@ -592,7 +396,36 @@ class Launcher:
                 os.killpg(pid, signal.SIGKILL)
         _, status, usage = os.wait4(pid, 0)
         self.child_pid = None
-        if os.WIFSIGNALED(status):
+        self._report_exit(status, usage)
+
+    def _wait_init(self, report_r: int, release_w: int) -> None:
+        """Read init's report of the workload's status, release init, reap it."""
+        assert self.child_pid is not None
+        record = b""
+        try:
+            while len(record) < 5:
+                chunk = os.read(report_r, 5 - len(record))
+                if not chunk:
+                    break
+                record += chunk
+        finally:
+            os.close(report_r)
+            os.close(release_w)  # init exits now: the namespace, and all left in it, ends
+        _, _, usage = os.wait4(self.child_pid, 0)
+        self.child_pid = None
+        if len(record) == 5 and record[:1] == b"W":
+            self._report_exit(int.from_bytes(record[1:5], sys.byteorder, signed=True), usage)
+        else:
+            # Init was killed before the workload ended (the run's teardown, or the host's
+            # death): the kernel killed every process of the namespace with SIGKILL.
+            self._report_exit(signal.SIGKILL, usage, raw=False)
+            self.ctl.note("workload ended with its PID namespace: init was killed")
+
+    def _report_exit(self, status: int, usage: Any, *, raw: bool = True) -> None:
+        """``status`` is a raw wait status, or (``raw`` false) the signal that ended it."""
+        if not raw:
+            self.ctl.note(f"workload exit signal={status}")
+        elif os.WIFSIGNALED(status):
             self.ctl.note(f"workload exit signal={os.WTERMSIG(status)}")
         else:
             self.ctl.note(f"workload exit code={os.WEXITSTATUS(status)}")
@@ -609,14 +442,6 @@ class Launcher:
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             os.waitpid(pid, 0)
-
-
-def _write_file(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, text.encode("ascii"))
-    finally:
-        os.close(fd)
 
 
 def _die(message: str) -> NoReturn:

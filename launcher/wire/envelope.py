@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 MAGIC = b"BVLAUNCH"
-ENVELOPE_VERSION = 2  # 2: the body carries the lowering parameters
+ENVELOPE_VERSION = 3  # 3: the schedule and its typed parameters are the whole program
 _HEADER = struct.Struct(">8sHI32s")
 HEADER_SIZE = _HEADER.size
 MAX_BODY = 16 * 1024 * 1024

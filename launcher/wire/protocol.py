@@ -1,28 +1,25 @@
-"""The launch body: everything the host tells the launcher, as frozen values with one wire form.
+"""The launch body: what the host tells the launcher, as frozen values with one wire form.
 
-The host builds a :class:`LaunchPlan`, encodes ``body.to_value()`` canonically, wraps it in
-an envelope (:mod:`bvisor.launcher.wire.envelope`) and hands it to the launcher in a sealed
-memfd. The
-launcher decodes it with :meth:`LaunchBody.from_value`, which is strict: unknown or missing
-keys, wrong types and out-of-range numbers are errors naming the field, because a launcher
-that guessed at a malformed body could confine less than the plan admitted.
+The body is the verified plan and nothing else: the lowering entries with their
+parameters (the launcher re-hashes each against its ``param_digest`` and decodes it with
+the parameter class the mechanism catalogue declares), the descriptor table (every
+authority fd the host opened, with the path it was opened from where it stands for one),
+and the values of secret leases (resolved by the host, never in the plan or the ledger).
+There is no separate "target": the schedule is the program, and each mechanism reads its
+own typed parameters.
 
-Beyond DESIGN.md §5's list, the body carries ``params``, one canonical value per lowering
-entry: the launcher checks them against the entries' ``param_digest`` and the target
-against them (``bvisor.launcher.process.verify``); without them it could only check which mechanisms
-the plan names, not what they are told to do.
+The host encodes ``body.to_value()`` canonically, wraps it in an envelope
+(:mod:`bvisor.launcher.wire.envelope`) and hands it over in a sealed memfd; the launcher
+decodes it with :meth:`LaunchBody.from_value`, which is strict: unknown or missing keys,
+wrong types and out-of-range numbers are errors naming the field.
 
-Wire conventions follow DESIGN.md §3: maps with text keys, enum unit variants as text,
-digests as byte strings, ``None`` as CBOR null, tuples as arrays.
-
-``test_hooks`` is the test-only lie switch (see ``TEST_HOOKS``). It exists only as a field
-of :class:`LaunchBody`; no spec field, flag or environment variable sets it, and a launcher
+``test_hooks`` is the test-only lie switch (see ``TEST_HOOKS``): it exists only as a
+field of the body; no spec field, flag or environment variable sets it, and a launcher
 that honours a hook says so in a ``# DANGER`` note before anything else it reports.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
@@ -35,63 +32,49 @@ from bvisor.digest import DIGEST_SIZE
 __all__ = [
     "MAX_SLOT",
     "TEST_HOOKS",
-    "CgroupPlacement",
     "DescriptorKind",
     "DescriptorRole",
     "DescriptorShape",
     "DescriptorSlot",
-    "LandlockAccess",
-    "LandlockRequest",
-    "LandlockRule",
     "LaunchBody",
     "LaunchPlan",
-    "NetworkNamespaceRequest",
     "ProtocolError",
-    "SeccompRequest",
-    "TargetSpec",
-    "UserNamespaceRequest",
 ]
 
-# The only test hooks a launcher knows; any other name is refused.
+# The only test hooks a launcher knows; any other name is refused. Each makes one
+# mechanism's module skip its work while the run still reports it.
 TEST_HOOKS: frozenset[str] = frozenset(
     {
-        "skip_seccomp",
+        "skip_caps_drop",
+        "skip_cgroup_placement",
+        "skip_cgroupfs_hide",
+        "skip_env_scrub",
+        "skip_fd_scrub",
         "skip_landlock",
         "skip_netns",
-        "skip_fd_scrub",
-        "skip_cgroup_placement",
-        "skip_caps_drop",
-        "skip_cgroupfs_hide",
+        "skip_pidns",
+        "skip_rootfs",
+        "skip_seccomp",
         "skip_userns",
-        "skip_env_scrub",
-        "skip_readonly_view",
     }
 )
 
 # Slots above this are refused: fds that high would need a raised RLIMIT_NOFILE, and the
 # channel fds are placed just above the highest slot.
 MAX_SLOT = 900
-_MAX_ARGV = 4096
-_MAX_ENV = 4096
+_MAX_ITEMS = 4096
 _MAX_STRING = 128 * 1024
-_ENV_NAME = re.compile(r"^[^=\x00]+$")
-_ID_MAP_LINE = re.compile(r"^([0-9]+) ([0-9]+) ([0-9]+)$")
-_UINT32_MAX = (1 << 32) - 1
+_MAX_SECRET = 128 * 1024
 
 
 class ProtocolError(ValueError):
     """A launch body value is malformed; the message names the field."""
 
 
-# ---------------------------------------------------------------------------------------
-# strict readers for wire values
-
-
 def _map(value: object, where: str, keys: Sequence[str]) -> Mapping[str, object]:
     if not isinstance(value, Mapping):
         raise ProtocolError(f"{where}: expected a map")
-    expected = set(keys)
-    actual = set(value)
+    expected, actual = set(keys), set(value)
     if actual != expected:
         missing = sorted(expected - actual)
         extra = sorted(str(k) for k in actual - expected)
@@ -99,7 +82,7 @@ def _map(value: object, where: str, keys: Sequence[str]) -> Mapping[str, object]
     return value
 
 
-def _int(value: object, where: str, lo: int = 0, hi: int = _UINT32_MAX) -> int:
+def _int(value: object, where: str, lo: int, hi: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ProtocolError(f"{where}: expected an integer")
     if not lo <= value <= hi:
@@ -113,13 +96,13 @@ def _bool(value: object, where: str) -> bool:
     return value
 
 
-def _text(value: object, where: str) -> str:
+def _text(value: object, where: str, limit: int = _MAX_STRING) -> str:
     if not isinstance(value, str):
         raise ProtocolError(f"{where}: expected text")
     if "\x00" in value:
         raise ProtocolError(f"{where}: text contains NUL")
-    if len(value) > _MAX_STRING:
-        raise ProtocolError(f"{where}: text longer than {_MAX_STRING} characters")
+    if len(value) > limit:
+        raise ProtocolError(f"{where}: text longer than {limit} characters")
     return value
 
 
@@ -129,7 +112,7 @@ def _digest(value: object, where: str) -> bytes:
     return value
 
 
-def _array(value: object, where: str, limit: int) -> Sequence[object]:
+def _array(value: object, where: str, limit: int = _MAX_ITEMS) -> Sequence[object]:
     if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
         raise ProtocolError(f"{where}: expected an array")
     if len(value) > limit:
@@ -149,19 +132,6 @@ def _enum(cls: type[_E], value: object, where: str) -> _E:
         raise ProtocolError(f"{where}: {value!r} is not one of {[m.value for m in cls]}") from None
 
 
-def _slot_number(value: object, where: str) -> int:
-    return _int(value, where, 0, MAX_SLOT)
-
-
-def _check_slot(slot: int, where: str) -> None:
-    if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot <= MAX_SLOT:
-        raise ProtocolError(f"{where}: slot {slot!r} outside [0, {MAX_SLOT}]")
-
-
-# ---------------------------------------------------------------------------------------
-# descriptor table
-
-
 class DescriptorKind(StrEnum):
     """What ``fstat`` must say an fd is (``S_IFMT``)."""
 
@@ -170,10 +140,15 @@ class DescriptorKind(StrEnum):
     CHAR_DEVICE = "CharDevice"
     FIFO = "Fifo"
     SOCKET = "Socket"
+    SYMLINK = "Symlink"  # an O_PATH fd of a symbolic link itself (a system root link)
 
 
 class DescriptorRole(StrEnum):
-    """Why the host passed an fd; the launcher checks each role is used consistently."""
+    """Why the host passed an fd; the launcher checks each role is used consistently.
+
+    ``FS_ROOT`` slots stand for the host path they were opened from (a bind source or a
+    Landlock rule); ``CGROUP_V1_LEAF`` slots name their controller in ``path``.
+    """
 
     TARGET_EXE = "TargetExe"
     FS_ROOT = "FsRoot"
@@ -203,358 +178,39 @@ class DescriptorShape:
 
 @dataclass(frozen=True, slots=True)
 class DescriptorSlot:
-    """One authority fd: its number in the launcher, its role and its expected shape."""
+    """One authority fd: its number in the launcher, role, expected shape, and path."""
 
     slot_index: int
     role: DescriptorRole
     expected: DescriptorShape
+    path: str | None = None
 
     def __post_init__(self) -> None:
-        _check_slot(self.slot_index, "descriptor slot_index")
+        _int(self.slot_index, "descriptor slot_index", 0, MAX_SLOT)
+        needs_path = self.role in (DescriptorRole.FS_ROOT, DescriptorRole.CGROUP_V1_LEAF)
+        if needs_path != (self.path is not None):
+            raise ProtocolError(
+                f"slot {self.slot_index} ({self.role.value}): "
+                + ("names no path" if needs_path else "must not name a path")
+            )
 
     def to_value(self) -> dict[str, canonical.Value]:
         return {
             "slot_index": self.slot_index,
             "role": self.role.value,
             "expected": self.expected.to_value(),
+            "path": self.path,
         }
 
     @classmethod
     def from_value(cls, value: object, where: str = "slot") -> DescriptorSlot:
-        m = _map(value, where, ("slot_index", "role", "expected"))
+        m = _map(value, where, ("slot_index", "role", "expected", "path"))
         return cls(
-            _slot_number(m["slot_index"], f"{where}.slot_index"),
+            _int(m["slot_index"], f"{where}.slot_index", 0, MAX_SLOT),
             _enum(DescriptorRole, m["role"], f"{where}.role"),
             DescriptorShape.from_value(m["expected"], f"{where}.expected"),
+            None if m["path"] is None else _text(m["path"], f"{where}.path"),
         )
-
-
-# ---------------------------------------------------------------------------------------
-# mechanism requests
-
-
-@dataclass(frozen=True, slots=True)
-class SeccompRequest:
-    """Which seccomp denylist rules to install (default action: allow)."""
-
-    deny_new_tasks: bool
-    deny_sockets: bool
-
-    @classmethod
-    def deny_new_tasks_only(cls) -> SeccompRequest:
-        return cls(deny_new_tasks=True, deny_sockets=False)
-
-    def to_value(self) -> dict[str, canonical.Value]:
-        return {
-            "deny_new_tasks": self.deny_new_tasks,
-            "deny_sockets": self.deny_sockets,
-        }
-
-    @classmethod
-    def from_value(cls, value: object, where: str = "seccomp") -> SeccompRequest:
-        m = _map(value, where, ("deny_new_tasks", "deny_sockets"))
-        return cls(
-            _bool(m["deny_new_tasks"], f"{where}.deny_new_tasks"),
-            _bool(m["deny_sockets"], f"{where}.deny_sockets"),
-        )
-
-
-def _deny_new_tasks_factory() -> SeccompRequest:
-    return SeccompRequest(deny_new_tasks=True, deny_sockets=False)
-
-
-# The seed calls ``SeccompRequest::deny_new_tasks()``; a dataclass field of that name
-# exists too, so the classmethod is attached under the field name on the class object
-# only (instances still read the boolean field).
-class _DenyNewTasksDescriptor:
-    """``SeccompRequest.deny_new_tasks()`` on the class; the boolean on an instance."""
-
-    def __init__(self, member: object) -> None:
-        self._member = member
-
-    def __get__(self, instance: object, owner: type | None = None) -> object:
-        if instance is None:
-            return _deny_new_tasks_factory
-        return self._member.__get__(instance, owner)  # type: ignore[attr-defined]
-
-    def __set__(self, instance: object, value: object) -> None:
-        self._member.__set__(instance, value)  # type: ignore[attr-defined]
-
-
-setattr(  # noqa: B010 - mypy must not see this: it is a class-level overlay
-    SeccompRequest,
-    "deny_new_tasks",
-    _DenyNewTasksDescriptor(SeccompRequest.__dict__["deny_new_tasks"]),
-)
-
-
-def _parse_id_map(text: str, where: str) -> str:
-    lines = text.split("\n")
-    if not 1 <= len(lines) <= 340:
-        raise ProtocolError(f"{where}: expected 1..340 lines 'inside outside count'")
-    for line in lines:
-        match = _ID_MAP_LINE.match(line)
-        if not match:
-            raise ProtocolError(f"{where}: line {line!r} is not 'inside outside count'")
-        inside, outside, count = (int(g) for g in match.groups())
-        if count == 0 or inside + count > _UINT32_MAX or outside + count > _UINT32_MAX:
-            raise ProtocolError(f"{where}: line {line!r} has an empty or overflowing range")
-    return text
-
-
-@dataclass(frozen=True, slots=True)
-class UserNamespaceRequest:
-    """A new user namespace with these maps (``/proc/<pid>/uid_map`` syntax, e.g. "0 0 1")."""
-
-    uid_map: str
-    gid_map: str
-
-    def __post_init__(self) -> None:
-        _parse_id_map(self.uid_map, "user_namespace.uid_map")
-        _parse_id_map(self.gid_map, "user_namespace.gid_map")
-
-    def to_value(self) -> dict[str, canonical.Value]:
-        return {"uid_map": self.uid_map, "gid_map": self.gid_map}
-
-    @classmethod
-    def from_value(cls, value: object, where: str = "user_namespace") -> UserNamespaceRequest:
-        m = _map(value, where, ("uid_map", "gid_map"))
-        uid_map = _text(m["uid_map"], f"{where}.uid_map")
-        gid_map = _text(m["gid_map"], f"{where}.gid_map")
-        try:
-            return cls(uid_map, gid_map)
-        except ProtocolError as exc:
-            raise ProtocolError(str(exc)) from None
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkNamespaceRequest:
-    """A new, empty network namespace (only a down ``lo``)."""
-
-    def to_value(self) -> dict[str, canonical.Value]:
-        return {}
-
-    @classmethod
-    def from_value(cls, value: object, where: str = "network_namespace") -> NetworkNamespaceRequest:
-        _map(value, where, ())
-        return cls()
-
-
-class LandlockAccess(StrEnum):
-    """Access granted beneath one root: read = read+execute, write/read_write = full."""
-
-    READ = "read"
-    WRITE = "write"
-    READ_WRITE = "read_write"
-
-
-@dataclass(frozen=True, slots=True)
-class LandlockRule:
-    """Grant ``access`` beneath the FS_ROOT fd at ``slot``."""
-
-    slot: int
-    access: str
-
-    def __post_init__(self) -> None:
-        _check_slot(self.slot, "landlock rule slot")
-        if self.access not in {a.value for a in LandlockAccess}:
-            raise ProtocolError(
-                f"landlock rule access {self.access!r} is not read, write or read_write"
-            )
-
-    def to_value(self) -> dict[str, canonical.Value]:
-        return {"slot": self.slot, "access": self.access}
-
-    @classmethod
-    def from_value(cls, value: object, where: str = "rule") -> LandlockRule:
-        m = _map(value, where, ("slot", "access"))
-        access = _enum(LandlockAccess, m["access"], f"{where}.access")
-        return cls(_slot_number(m["slot"], f"{where}.slot"), access.value)
-
-
-@dataclass(frozen=True, slots=True)
-class LandlockRequest:
-    """A Landlock domain: everything handled is denied except beneath these roots."""
-
-    abi_floor: int
-    rules: tuple[LandlockRule, ...]
-    scope: tuple[str, ...] = ()  # Landlock ABI 6 scopes: "abstract_unix_socket", "signal"
-    handle_filesystem: bool = True  # False: a scope-only domain (no filesystem right handled)
-
-    def to_value(self) -> dict[str, canonical.Value]:
-        return {
-            "abi_floor": self.abi_floor,
-            "rules": [r.to_value() for r in self.rules],
-            "scope": list(self.scope),
-            "handle_filesystem": self.handle_filesystem,
-        }
-
-    @classmethod
-    def from_value(cls, value: object, where: str = "landlock") -> LandlockRequest:
-        m = _map(value, where, ("abi_floor", "rules", "scope", "handle_filesystem"))
-        rules = _array(m["rules"], f"{where}.rules", 256)
-        scope = _array(m["scope"], f"{where}.scope", 8)
-        names = tuple(_text(item, f"{where}.scope[{i}]") for i, item in enumerate(scope))
-        return cls(
-            _int(m["abi_floor"], f"{where}.abi_floor", 1, 255),
-            tuple(LandlockRule.from_value(r, f"{where}.rules[{i}]") for i, r in enumerate(rules)),
-            names,
-            _bool(m["handle_filesystem"], f"{where}.handle_filesystem"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class CgroupPlacement:
-    """Where the child is born: a v2 leaf (CLONE_INTO_CGROUP) and/or v1 controller leaves."""
-
-    v2_slot: int | None
-    v1_slots: tuple[int, ...] = ()
-
-    def to_value(self) -> dict[str, canonical.Value]:
-        return {"v2_slot": self.v2_slot, "v1_slots": list(self.v1_slots)}
-
-    @classmethod
-    def from_value(cls, value: object, where: str = "cgroup") -> CgroupPlacement:
-        m = _map(value, where, ("v2_slot", "v1_slots"))
-        v2 = m["v2_slot"]
-        v1 = _array(m["v1_slots"], f"{where}.v1_slots", 32)
-        return cls(
-            None if v2 is None else _slot_number(v2, f"{where}.v2_slot"),
-            tuple(_slot_number(s, f"{where}.v1_slots[{i}]") for i, s in enumerate(v1)),
-        )
-
-
-# ---------------------------------------------------------------------------------------
-# target and body
-
-
-def _optional(value: object, reader: object, where: str) -> object:
-    if value is None:
-        return None
-    return reader(value, where)  # type: ignore[operator]
-
-
-@dataclass(frozen=True, slots=True)
-class TargetSpec:
-    """What the child execs, with which environment, under which mechanisms.
-
-    ``keep_fds`` are INHERITED slots the workload keeps at the same numbers (besides 0, 1
-    and 2). ``no_new_privs`` must be true: the launcher always sets it, and refuses a plan
-    that asks otherwise rather than silently doing something else.
-    """
-
-    argv: tuple[str, ...]
-    envp: tuple[tuple[str, str], ...]
-    exe_slot: int
-    user_namespace: UserNamespaceRequest | None
-    network_namespace: NetworkNamespaceRequest | None
-    seccomp: SeccompRequest | None
-    landlock: LandlockRequest | None = None
-    cgroup: CgroupPlacement | None = None
-    keep_fds: tuple[int, ...] = ()
-    no_new_privs: bool = True
-    drop_capabilities: bool = False
-
-    def __post_init__(self) -> None:
-        _check_slot(self.exe_slot, "target.exe_slot")
-        if not self.argv:
-            raise ProtocolError("target.argv: must not be empty (argv[0] is required)")
-        for index, arg in enumerate(self.argv):
-            if not isinstance(arg, str) or "\x00" in arg:
-                raise ProtocolError(f"target.argv[{index}]: must be text without NUL")
-        names: set[str] = set()
-        for index, pair in enumerate(self.envp):
-            if not (isinstance(pair, tuple) and len(pair) == 2):
-                raise ProtocolError(f"target.envp[{index}]: must be a (name, value) pair")
-            name, val = pair
-            if not isinstance(name, str) or not _ENV_NAME.match(name):
-                raise ProtocolError(f"target.envp[{index}]: name {name!r} is empty or has '='")
-            if not isinstance(val, str) or "\x00" in val:
-                raise ProtocolError(f"target.envp[{index}]: value of {name} contains NUL")
-            if name in names:
-                raise ProtocolError(f"target.envp[{index}]: duplicate name {name}")
-            names.add(name)
-        for index, fd in enumerate(self.keep_fds):
-            _check_slot(fd, f"target.keep_fds[{index}]")
-
-    def to_value(self) -> dict[str, canonical.Value]:
-        return {
-            "argv": list(self.argv),
-            "envp": [[name, val] for name, val in self.envp],
-            "exe_slot": self.exe_slot,
-            "user_namespace": None
-            if self.user_namespace is None
-            else self.user_namespace.to_value(),
-            "network_namespace": (
-                None if self.network_namespace is None else self.network_namespace.to_value()
-            ),
-            "seccomp": None if self.seccomp is None else self.seccomp.to_value(),
-            "landlock": None if self.landlock is None else self.landlock.to_value(),
-            "cgroup": None if self.cgroup is None else self.cgroup.to_value(),
-            "keep_fds": list(self.keep_fds),
-            "no_new_privs": self.no_new_privs,
-            "drop_capabilities": self.drop_capabilities,
-        }
-
-    @classmethod
-    def from_value(cls, value: object, where: str = "target") -> TargetSpec:
-        keys = (
-            "argv",
-            "envp",
-            "exe_slot",
-            "user_namespace",
-            "network_namespace",
-            "seccomp",
-            "landlock",
-            "cgroup",
-            "keep_fds",
-            "no_new_privs",
-            "drop_capabilities",
-        )
-        m = _map(value, where, keys)
-        argv = tuple(
-            _text(a, f"{where}.argv[{i}]")
-            for i, a in enumerate(_array(m["argv"], f"{where}.argv", _MAX_ARGV))
-        )
-        envp: list[tuple[str, str]] = []
-        for i, pair in enumerate(_array(m["envp"], f"{where}.envp", _MAX_ENV)):
-            items = _array(pair, f"{where}.envp[{i}]", 2)
-            if len(items) != 2:
-                raise ProtocolError(f"{where}.envp[{i}]: expected [name, value]")
-            envp.append(
-                (_text(items[0], f"{where}.envp[{i}][0]"), _text(items[1], f"{where}.envp[{i}][1]"))
-            )
-        keep = tuple(
-            _slot_number(fd, f"{where}.keep_fds[{i}]")
-            for i, fd in enumerate(_array(m["keep_fds"], f"{where}.keep_fds", 256))
-        )
-        userns = _optional(
-            m["user_namespace"], UserNamespaceRequest.from_value, f"{where}.user_namespace"
-        )
-        netns = _optional(
-            m["network_namespace"], NetworkNamespaceRequest.from_value, f"{where}.network_namespace"
-        )
-        seccomp = _optional(m["seccomp"], SeccompRequest.from_value, f"{where}.seccomp")
-        landlock = _optional(m["landlock"], LandlockRequest.from_value, f"{where}.landlock")
-        cgroup = _optional(m["cgroup"], CgroupPlacement.from_value, f"{where}.cgroup")
-        try:
-            return cls(
-                argv=argv,
-                envp=tuple(envp),
-                exe_slot=_slot_number(m["exe_slot"], f"{where}.exe_slot"),
-                user_namespace=userns,  # type: ignore[arg-type]
-                network_namespace=netns,  # type: ignore[arg-type]
-                seccomp=seccomp,  # type: ignore[arg-type]
-                landlock=landlock,  # type: ignore[arg-type]
-                cgroup=cgroup,  # type: ignore[arg-type]
-                keep_fds=keep,
-                no_new_privs=_bool(m["no_new_privs"], f"{where}.no_new_privs"),
-                drop_capabilities=_bool(m["drop_capabilities"], f"{where}.drop_capabilities"),
-            )
-        except ProtocolError:
-            raise
-        except (TypeError, ValueError) as exc:
-            raise ProtocolError(f"{where}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -567,11 +223,11 @@ class LaunchBody:
     h_p: bytes
     h_l: bytes
     lowering: tuple[LoweringEntry, ...]
-    # The plan's parameters, one per lowering entry: the launcher re-hashes each against
-    # its entry's param_digest and checks the target says the same (launcher.verify).
+    # One canonical parameter value per lowering entry, in schedule order.
     params: tuple[canonical.Value, ...]
     descriptor_table: tuple[DescriptorSlot, ...]
-    target: TargetSpec
+    # (lease reference, value) for every secret lease the environment names, sorted.
+    secrets: tuple[tuple[str, str], ...] = ()
     test_hooks: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
@@ -580,6 +236,12 @@ class LaunchBody:
         unknown = set(self.test_hooks) - TEST_HOOKS
         if unknown:
             raise ProtocolError(f"test_hooks: unknown hooks {sorted(unknown)}")
+        refs = [ref for ref, _ in self.secrets]
+        if refs != sorted(set(refs)):
+            raise ProtocolError("secrets: lease references must be sorted and unique")
+
+    def secret(self, ref: str) -> str | None:
+        return dict(self.secrets).get(ref)
 
     def to_value(self) -> dict[str, canonical.Value]:
         return {
@@ -591,7 +253,7 @@ class LaunchBody:
             "lowering": [entry.to_value() for entry in self.lowering],
             "params": list(self.params),
             "descriptor_table": [slot.to_value() for slot in self.descriptor_table],
-            "target": self.target.to_value(),
+            "secrets": [[ref, value] for ref, value in self.secrets],
             "test_hooks": sorted(self.test_hooks),
         }
 
@@ -610,7 +272,7 @@ class LaunchBody:
             "lowering",
             "params",
             "descriptor_table",
-            "target",
+            "secrets",
             "test_hooks",
         )
         m = _map(value, "body", keys)
@@ -620,8 +282,19 @@ class LaunchBody:
             raise ProtocolError(f"body.lowering: {exc}") from None
         table = tuple(
             DescriptorSlot.from_value(s, f"body.descriptor_table[{i}]")
-            for i, s in enumerate(_array(m["descriptor_table"], "body.descriptor_table", 256))
+            for i, s in enumerate(_array(m["descriptor_table"], "body.descriptor_table", 1024))
         )
+        secrets = []
+        for i, pair in enumerate(_array(m["secrets"], "body.secrets", 256)):
+            items = _array(pair, f"body.secrets[{i}]", 2)
+            if len(items) != 2:
+                raise ProtocolError(f"body.secrets[{i}]: expected [reference, value]")
+            secrets.append(
+                (
+                    _text(items[0], f"body.secrets[{i}][0]"),
+                    _text(items[1], f"body.secrets[{i}][1]", _MAX_SECRET),
+                )
+            )
         hooks_raw = _array(m["test_hooks"], "body.test_hooks", len(TEST_HOOKS))
         hooks = [_text(h, f"body.test_hooks[{i}]") for i, h in enumerate(hooks_raw)]
         if hooks != sorted(set(hooks)):
@@ -635,7 +308,7 @@ class LaunchBody:
             lowering=lowering,
             params=tuple(cast(canonical.Value, p) for p in _array(m["params"], "body.params", 256)),
             descriptor_table=table,
-            target=TargetSpec.from_value(m["target"], "body.target"),
+            secrets=tuple(secrets),
             test_hooks=frozenset(hooks),
         )
 

@@ -87,7 +87,8 @@ def test_fork_bomb_stays_at_the_process_cap_and_the_kernel_counts_refusals() -> 
     assert report.body.outcome is Outcome.COMPLETED, report.body.observed
     assert samples, "the test must have read the kernel's pids counters during the run"
     current, events = samples[0]
-    assert current <= 8, f"pids.current {current} exceeded the cap of 8"
+    # The leaf also holds the PID namespace's init, which the budget does not count.
+    assert current - 1 <= 8, f"pids.current {current} exceeded the cap of 8 (+ init)"
     assert int(events.split()[1]) > 0, f"the kernel refused no fork: {events!r}"
     assert b"children=7 refused=33" in captured, captured
     witness = next(

@@ -1,8 +1,10 @@
 """The workload holds no capability, even when bvisor runs as root (PrivilegeDrop phase).
 
 Oracle: the host reads the workload's /proc/<pid>/status while it runs — every capability
-set must be empty — and a root workload's chown of a file to another uid must fail on
-disk. The planted lie (skip_caps_drop) must turn the oracle red.
+set must be empty — and a root workload's write to a root-owned file whose mode forbids
+writing (which only CAP_DAC_OVERRIDE lets through, also inside the workload's user
+namespace, where uid 0 is mapped to the host's root) must not reach the disk. The planted
+lie (skip_caps_drop) must turn the oracle red.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from tests.e2e.helpers import find_pids_with, spawn_spec, unique_marker, wait_fo
 CAP_SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 
 
-def _run(tmp_path: Path, hooks: frozenset[str]) -> tuple[dict[str, int], int]:
+def _run(tmp_path: Path, hooks: frozenset[str]) -> tuple[dict[str, int], str]:
     target = tmp_path / "owned-by-root"
     target.write_text("x")
+    target.chmod(0o400)  # not even its owner may write it, without CAP_DAC_OVERRIDE
     marker = unique_marker("CAPS")
-    script = f": {marker}; chown 4242 {target} 2>/dev/null; sleep 1; :"
+    script = f": {marker}; echo overridden >> {target} 2>/dev/null; sleep 1; :"
     backend = LinuxBackend.dangerous_with_test_hooks(default_launcher_path(), hooks)
     registry = BackendRegistry()
     registry.register(backend)
@@ -49,19 +52,19 @@ def _run(tmp_path: Path, hooks: frozenset[str]) -> tuple[dict[str, int], int]:
     watcher.start()
     BoundaryRunner(registry).run(plan)
     watcher.join()
-    return seen, target.stat().st_uid
+    return seen, target.read_text()
 
 
 def test_a_root_started_workload_holds_no_capability(tmp_path: Path) -> None:
-    caps, owner = _run(tmp_path, frozenset())
+    caps, content = _run(tmp_path, frozenset())
     assert set(caps) == set(CAP_SETS), "the host must have read the workload's status"
     assert all(value == 0 for value in caps.values()), caps
-    assert owner == os.geteuid(), "chown to another uid needs CAP_CHOWN and must fail"
+    assert content == "x", "writing a 0400 file needs CAP_DAC_OVERRIDE and must fail"
 
 
 def test_skipping_the_drop_turns_the_oracle_red(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("LOUD SKIP: a non-root host has no capabilities to keep")
-    caps, owner = _run(tmp_path, frozenset({"skip_caps_drop"}))
+    caps, content = _run(tmp_path, frozenset({"skip_caps_drop"}))
     assert caps["CapBnd"] != 0 and caps["CapEff"] != 0, caps
-    assert owner == 4242, "with capabilities kept, root's chown goes through"
+    assert "overridden" in content, "with capabilities kept, root's write goes through"

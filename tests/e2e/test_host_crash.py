@@ -69,9 +69,8 @@ def test_a_killed_host_takes_its_run_down_and_the_next_run_reaps_the_leaf(
     try:
         assert wait_for(lambda: find_pids_with(marker + "-escapee", program="sh"), timeout=30)
         launchers = _children_of(host.pid)
-        # The workload is the launcher's own child. Matching the marker instead could also
-        # catch the shell's fork for `sleep` before it execs, which outlives the workload
-        # (an orphan in the run cgroup, reaped by the next run) and is not what dies here.
+        # The launcher's own child is the PID namespace's init; the workload is init's.
+        # Matching the marker instead could also catch the shell's fork for `sleep`.
         workload = [pid for launcher in launchers for pid in _children_of(launcher)]
         assert workload and launchers, (workload, launchers)
         leaf_line = Path(f"/proc/{workload[0]}/cgroup").read_text().splitlines()
@@ -82,13 +81,18 @@ def test_a_killed_host_takes_its_run_down_and_the_next_run_reaps_the_leaf(
         assert wait_for(lambda: not any(_alive(p) for p in launchers + workload), timeout=10), (
             "the launcher and the workload must die with their host"
         )
-        escapee = find_pids_with(marker + "-escapee", program="sh")
-        assert escapee, "the escaped descendant outlives the host until the next run reaps it"
+        # The escaped descendant is in the run's PID namespace: its init died with the
+        # launcher, so the kernel killed it too (before the PID namespace, it outlived the
+        # host until the next run reaped its leaf).
+        assert wait_for(
+            lambda: not find_pids_with(marker + "-escapee", program="sh"), timeout=10
+        ), "the escaped descendant must die with its host"
+        # The empty leaf is still there (nobody was left to remove it); the next run reaps it.
+        assert (Path("/sys/fs/cgroup/unified") / leaf.lstrip("/")).exists()
         report = run_confined(descendants_spec(["-c", "true"]), ledger=tmp_path / "ledger2")
         assert report.body.outcome is Outcome.COMPLETED
         reaped = [f.detail for f in report.body.observed if f.kind == "cgroup_stale_leaf_reaped"]
         assert any(leaf.strip("/") in detail for detail in reaped), reaped
-        assert wait_for(lambda: not any(_alive(p) for p in escapee), timeout=10)
         assert not (Path("/sys/fs/cgroup/unified") / leaf.lstrip("/")).exists()
     finally:
         if host.poll() is None:

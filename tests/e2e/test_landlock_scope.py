@@ -1,6 +1,9 @@
-"""Landlock ABI 6 scopes in the filesystem domain: the workload cannot signal processes
-outside its domain (there is no PID namespace, so otherwise it could signal every process
-of its uid) nor connect to abstract UNIX sockets made outside it.
+"""Landlock ABI 6 scopes, and the PID namespace: the workload cannot signal processes
+outside its boundary nor connect to abstract UNIX sockets made outside it.
+
+Two layers hold the signal: the PID namespace (a host process is not even visible) and
+Landlock's signal scope (refused even when visible). Each is shown holding on its own,
+and each lie (skipping it with the other one off too) turns the oracle red.
 
 Oracles are on the host side: a host process that must stay alive, and a host listening
 socket that must see no connection.
@@ -41,6 +44,8 @@ try:
     print("signal=DELIVERED")
 except PermissionError:
     print("signal=REFUSED")
+except ProcessLookupError:
+    print("signal=INVISIBLE")
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 try:
     s.connect("\\0" + address)
@@ -119,21 +124,31 @@ def _with_python(spec: BoundarySpec) -> BoundarySpec:
     )
 
 
+ALONE = frozenset({"skip_pidns", "skip_rootfs"})  # Landlock without the namespaces
+
+
 def test_the_workload_cannot_signal_or_reach_outside_its_domain(tmp_path: Path) -> None:
     require_feature("landlock")
     output, report = _run(tmp_path, frozenset())
     assert report.body.outcome is Outcome.COMPLETED, report.body.observed  # type: ignore[attr-defined]
     assert output.split() == [
-        "signal=REFUSED",
+        "signal=INVISIBLE",
         "abstract=REFUSED",
         "self=OK",
         "host_accept=none",
     ], output
 
 
+def test_landlock_alone_refuses_the_signal_and_the_socket(tmp_path: Path) -> None:
+    require_feature("landlock")
+    output, report = _run(tmp_path, ALONE)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed  # type: ignore[attr-defined]
+    assert output.split()[:2] == ["signal=REFUSED", "abstract=REFUSED"], output
+
+
 def test_skipping_landlock_turns_the_signal_oracle_red(tmp_path: Path) -> None:
     require_feature("landlock")
-    output, _ = _run(tmp_path, frozenset({"skip_landlock"}))
+    output, _ = _run(tmp_path, ALONE | {"skip_landlock"})
     assert "signal=DELIVERED" in output and "abstract=CONNECTED" in output, output
 
 
@@ -141,7 +156,7 @@ def test_without_a_filesystem_capability_a_scope_only_domain_still_applies(
     tmp_path: Path,
 ) -> None:
     require_feature("landlock")
-    output, report = _run(tmp_path, frozenset(), filesystem=False)
+    output, report = _run(tmp_path, frozenset({"skip_pidns"}), filesystem=False)
     assert report.body.outcome is Outcome.COMPLETED, report.body.observed  # type: ignore[attr-defined]
     assert output.split() == [
         "signal=REFUSED",
@@ -155,5 +170,14 @@ def test_without_a_filesystem_capability_a_scope_only_domain_still_applies(
 
 def test_skipping_the_scope_only_domain_turns_the_oracle_red(tmp_path: Path) -> None:
     require_feature("landlock")
-    output, _ = _run(tmp_path, frozenset({"skip_landlock"}), filesystem=False)
+    output, _ = _run(tmp_path, frozenset({"skip_landlock", "skip_pidns"}), filesystem=False)
     assert "signal=DELIVERED" in output, output
+
+
+def test_the_pid_namespace_alone_hides_the_host_process(tmp_path: Path) -> None:
+    """The namespace is a layer of its own: with Landlock skipped it still holds the
+    signal (the victim does not exist for the workload) — and skipping it too (above)
+    turns the oracle red."""
+    require_feature("landlock")
+    output, _ = _run(tmp_path, frozenset({"skip_landlock"}), filesystem=False)
+    assert "signal=INVISIBLE" in output and "abstract=CONNECTED" in output, output

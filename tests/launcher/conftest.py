@@ -24,19 +24,12 @@ from bvisor.contract import mechanisms as mech
 from bvisor.contract.lowering import LoweringEntry, lowering_digest, param_digest
 from bvisor.launcher.host.launch import AuthorityFd, LaunchObservation, LaunchOptions, run_launcher
 from bvisor.launcher.wire.protocol import (
-    CgroupPlacement,
     DescriptorKind,
     DescriptorRole,
     DescriptorShape,
     DescriptorSlot,
-    LandlockRequest,
-    LandlockRule,
     LaunchBody,
     LaunchPlan,
-    NetworkNamespaceRequest,
-    SeccompRequest,
-    TargetSpec,
-    UserNamespaceRequest,
 )
 from tests.features import cgroup_v1_dir, cgroup_v2_dir, dev_launcher_path, require_feature
 
@@ -64,11 +57,8 @@ def entry(primitive: mech.Primitive, params: canonical.Value = None) -> Lowering
 def schedule(
     planned: Sequence[tuple[mech.Primitive, canonical.Value]],
 ) -> tuple[tuple[LoweringEntry, ...], tuple[canonical.Value, ...]]:
-    """Entries in the planner's order (phase, user namespace first) and their params."""
-    ordered = sorted(
-        planned,
-        key=lambda item: (int(item[0].phase), 0 if item[0].id == mech.USERNS.id else 1, item[0].id),
-    )
+    """Entries in the planner's order (phase, then id) and their params."""
+    ordered = sorted(planned, key=lambda item: (int(item[0].phase), item[0].id))
     return (
         tuple(entry(primitive, params) for primitive, params in ordered),
         tuple(params for _, params in ordered),
@@ -84,12 +74,17 @@ class Auth:
     next_slot: int = EXE_SLOT + 1
 
     def add(
-        self, fd: int, role: DescriptorRole, kind: DescriptorKind, writable: bool = False
+        self,
+        fd: int,
+        role: DescriptorRole,
+        kind: DescriptorKind,
+        writable: bool = False,
+        path: str | None = None,
     ) -> int:
         slot = self.next_slot
         self.next_slot += 1
         self.fds.append(AuthorityFd(slot, fd))
-        self.table.append(DescriptorSlot(slot, role, DescriptorShape(kind, writable)))
+        self.table.append(DescriptorSlot(slot, role, DescriptorShape(kind, writable), path))
         return slot
 
     def close(self) -> None:
@@ -98,16 +93,45 @@ class Auth:
                 os.close(authority.fileno())
 
 
-def landlock_params(rules: Sequence[tuple[str, str]]) -> canonical.Value:
-    """The planner's Landlock parameters for exactly these roots (no system roots)."""
-    return {
-        "abi_floor": mech.LANDLOCK_ABI_FLOOR,
-        "rules": [{"path": path, "access": access} for path, access in rules],
-        "system_read_roots": [],
-        "device_rw": [],
-        "device_read": [],
-        "scope": [],
-    }
+def landlock_params(rules: Sequence[tuple[str, str]]) -> mech.LandlockApply:
+    """Landlock parameters for exactly these host roots (no private root's own paths)."""
+    return mech.LandlockApply(
+        mech.LANDLOCK_ABI_FLOOR,
+        tuple(
+            mech.PathRule(path, "read" if access == "read" else "write") for path, access in rules
+        ),
+        (),
+        (),
+    )
+
+
+def deny_new_tasks() -> mech.Seccomp:
+    """The seed's ``SeccompRequest::deny_new_tasks()``."""
+    return mech.Seccomp(deny_new_tasks=True, deny_sockets=False, threads_only=False)
+
+
+def private_root(
+    roots: Sequence[tuple[str, str]], cwd: str = "/", *, tmp: bool = False
+) -> mech.Rootfs:
+    """A mount table like the planner's: ``roots`` (host path, access) at their own paths
+    (system roots optional), a private /tmp when ``tmp``, /dev and /proc."""
+    system = {"/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc"}
+    mounts: list[mech.Mount] = [
+        mech.BindMount(path, path, "read" if access == "read" else "write", path not in system)
+        for path, access in roots
+    ]
+    if tmp:
+        mounts.append(mech.TmpfsMount("/tmp", 64 << 20, 0o1777))
+    mounts += [mech.DevMount("/dev", ("null", "urandom", "zero"), 1 << 20, False)]
+    mounts.append(mech.ProcMount("/proc"))
+    ordered = sorted(mounts, key=lambda m: tuple(p for p in m.dest.split("/") if p))
+    return mech.Rootfs(tuple(ordered), cwd)
+
+
+def _kind_of(path: str) -> DescriptorKind:
+    if Path(path).is_symlink():
+        return DescriptorKind.SYMLINK
+    return DescriptorKind.DIRECTORY if Path(path).is_dir() else DescriptorKind.REGULAR
 
 
 def build_plan(
@@ -115,19 +139,24 @@ def build_plan(
     argv: Sequence[str],
     *,
     envp: Sequence[tuple[str, str]] = (("PATH", "/usr/bin:/bin"),),
-    seccomp: SeccompRequest | None = None,
+    seccomp: mech.Seccomp | None = None,
     landlock: Sequence[tuple[str, str]] | None = None,
+    rootfs: mech.Rootfs | None = None,
     userns: bool = False,
     netns: bool = False,
+    pidns: bool = False,
     cgroup_v2: int | None = None,
     cgroup_v1: Sequence[int] = (),
     hooks: frozenset[str] = frozenset(),
     keep_fds: Sequence[int] = (),
+    secrets: Sequence[tuple[str, str]] = (),
 ) -> tuple[LaunchPlan, Auth]:
-    """A consistent plan (lowering agrees with the target) and its authority fds.
+    """A consistent launch body (schedule, typed params, slots) and its authority fds.
 
-    ``landlock`` is a list of (path, access); ``cgroup_v2``/``cgroup_v1`` are dir fds the
-    caller owns (the caller closes them; they are added to the table here).
+    ``landlock`` is a list of (host path, access); ``rootfs`` a mount table whose bind
+    sources are opened here; ``cgroup_v2``/``cgroup_v1`` are dir fds the caller owns (the
+    caller closes them; duplicates are added to the table here). ``secrets`` are
+    (variable name, lease) pairs whose value is ``value-of-<lease>``.
     """
     auth = Auth()
     exe_fd = os.open(exe, os.O_RDONLY | os.O_CLOEXEC)
@@ -137,62 +166,46 @@ def build_plan(
             EXE_SLOT, DescriptorRole.TARGET_EXE, DescriptorShape(DescriptorKind.REGULAR, False)
         )
     )
-    planned: list[tuple[mech.Primitive, canonical.Value]] = [
-        (mech.EXEC, {"exe": exe, "argv": list(argv)})
+    planned: list[tuple[mech.Primitive, mech.Params]] = [
+        (mech.EXEC, mech.Exec(exe, tuple(argv))),
+        (mech.NO_NEW_PRIVS, mech.NoParams()),
     ]
-    landlock_req = None
+    roots: list[str] = []
+    if rootfs is not None:
+        roots += [bind.source for bind in rootfs.binds() if os.path.lexists(bind.source)]
+        planned.append((mech.ROOTFS, rootfs))
+        pidns = True  # the private root is built by the namespace's init
+        userns = userns or os.getuid() != 0
     if landlock is not None:
-        rules = []
-        for path, access in landlock:
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            kind = DescriptorKind.DIRECTORY if Path(path).is_dir() else DescriptorKind.REGULAR
-            slot = auth.add(fd, DescriptorRole.FS_ROOT, kind)
-            rules.append(LandlockRule(slot, access))
-        landlock_req = LandlockRequest(mech.LANDLOCK_ABI_FLOOR, tuple(rules))
+        roots += [path for path, _ in landlock]
         planned.append((mech.LANDLOCK, landlock_params(landlock)))
-    placement = None
+    for path in dict.fromkeys(roots):
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        auth.add(fd, DescriptorRole.FS_ROOT, _kind_of(path), path=path)
     if cgroup_v2 is not None or cgroup_v1:
-        v2_slot = None
         if cgroup_v2 is not None:
-            v2_slot = auth.add(
-                os.dup(cgroup_v2), DescriptorRole.CGROUP_V2_LEAF, DescriptorKind.DIRECTORY
-            )
-        v1_slots = tuple(
-            auth.add(os.dup(fd), DescriptorRole.CGROUP_V1_LEAF, DescriptorKind.DIRECTORY)
-            for fd in cgroup_v1
+            auth.add(os.dup(cgroup_v2), DescriptorRole.CGROUP_V2_LEAF, DescriptorKind.DIRECTORY)
+        names = [f"controller{index}" for index in range(len(cgroup_v1))]
+        for name, fd in zip(names, cgroup_v1, strict=True):
+            auth.add(os.dup(fd), DescriptorRole.CGROUP_V1_LEAF, DescriptorKind.DIRECTORY, path=name)
+        leaf = mech.CgroupLeaf(
+            None if cgroup_v2 is None else "/sys/fs/cgroup/unified",
+            tuple((name, "/sys/fs/cgroup") for name in names),
         )
-        placement = CgroupPlacement(v2_slot, v1_slots)
-        cgroup_params: canonical.Value = {
-            "v2_base": None if cgroup_v2 is None else "/sys/fs/cgroup/unified",
-            "v1_bases": {f"controller{index}": "/sys/fs/cgroup" for index in range(len(v1_slots))},
-        }
-        planned.append((mech.CGROUP_LEAF, cgroup_params))
+        planned.append((mech.CGROUP_LEAF, leaf))
     uid, gid = os.getuid(), os.getgid()
     if userns:
-        planned.append((mech.USERNS, {"uid": uid, "gid": gid}))
+        planned.append((mech.USERNS, mech.UserNamespace(uid, gid)))
     if netns:
-        planned.append((mech.NETNS, {}))
-    env = [[name, {"literal": value}] for name, value in envp]
-    planned.append((mech.AMBIENT_SCRUB, {"env": env, "keep_fds": [0, 1, 2, *keep_fds]}))
+        planned.append((mech.NETNS, mech.NoParams()))
+    if pidns:
+        planned.append((mech.PIDNS, mech.NoParams()))
+    env = [mech.EnvSource(name, value, None) for name, value in envp]
+    env += [mech.EnvSource(name, None, lease) for name, lease in secrets]
+    planned.append((mech.AMBIENT_SCRUB, mech.AmbientScrub(tuple(env), (0, 1, 2, *keep_fds), False)))
     if seccomp is not None:
-        planned.append(
-            (
-                mech.SECCOMP,
-                {"deny_new_tasks": seccomp.deny_new_tasks, "deny_sockets": seccomp.deny_sockets},
-            )
-        )
-    entries, params = schedule(planned)
-    target = TargetSpec(
-        argv=tuple(argv),
-        envp=tuple(envp),
-        exe_slot=EXE_SLOT,
-        user_namespace=UserNamespaceRequest(f"0 {uid} 1", f"0 {gid} 1") if userns else None,
-        network_namespace=NetworkNamespaceRequest() if netns else None,
-        seccomp=seccomp,
-        landlock=landlock_req,
-        cgroup=placement,
-        keep_fds=tuple(keep_fds),  # the caller declares their INHERITED slots
-    )
+        planned.append((mech.SECCOMP, seccomp))
+    entries, params = schedule([(p, value.to_value()) for p, value in planned])
     body = LaunchBody(
         attempt_id=bytes([9]) * 32,
         plan_id=bytes([1]) * 32,
@@ -202,7 +215,7 @@ def build_plan(
         lowering=entries,
         params=params,
         descriptor_table=tuple(auth.table),
-        target=target,
+        secrets=tuple(sorted({(lease, f"value-of-{lease}") for _, lease in secrets})),
         test_hooks=hooks,
     )
     return LaunchPlan(body), auth

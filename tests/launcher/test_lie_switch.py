@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+from bvisor.contract import mechanisms as mech
 from bvisor.launcher.host.launch import LaunchObservation, run_launcher
-from bvisor.launcher.wire.protocol import SeccompRequest
 from tests.features import require_feature
 from tests.launcher.conftest import (
     GatedRun,
     Leaf,
     build_plan,
     open_sentinel,
+    private_root,
     proc_fds,
     proc_status_field,
 )
@@ -39,7 +42,7 @@ def test_skip_seccomp_turns_the_seccomp_oracle_red(launcher_path: str) -> None:
     plan, auth = build_plan(
         "/bin/sh",
         ["sh", "-c", script],
-        seccomp=SeccompRequest(True, False),
+        seccomp=mech.Seccomp(True, False, False),
         hooks=frozenset({"skip_seccomp"}),
     )
     run = GatedRun(launcher_path, plan, auth)
@@ -53,7 +56,7 @@ def test_skip_seccomp_turns_the_seccomp_oracle_red(launcher_path: str) -> None:
 
 
 def _filesystem_lie(
-    launcher_path: str, tmp_path: Path, hooks: frozenset[str]
+    launcher_path: str, tmp_path: Path, hooks: frozenset[str], *, private: bool = False
 ) -> tuple[LaunchObservation, Path]:
     """Read a secret outside the roots, write beside it, and chmod it; report what stuck."""
     out, outside = tmp_path / "out", tmp_path / "outside"
@@ -64,42 +67,51 @@ def _filesystem_lie(
     secret.chmod(0o600)
     roots = [(str(out), "read_write")] + [(p, "read") for p in SYSTEM_ROOTS]
     script = f"cat {secret}; echo leak > {outside}/leak.txt; chmod 666 {secret}; :"
-    plan, auth = build_plan("/bin/sh", ["sh", "-c", script], landlock=roots, hooks=hooks)
+    rootfs = private_root(roots) if private else None
+    plan, auth = build_plan(
+        "/bin/sh", ["sh", "-c", script], landlock=roots, rootfs=rootfs, hooks=hooks
+    )
     obs = run_launcher(launcher_path, plan, auth.fds)
     auth.close()
     return obs, outside
 
 
 def test_skip_landlock_turns_the_filesystem_oracle_red(launcher_path: str, tmp_path: Path) -> None:
+    """Landlock as a layer of its own (a plan with no private root): skipped, the read and
+    the write outside the roots both happen."""
     require_feature("landlock")
     obs, outside = _filesystem_lie(launcher_path, tmp_path, frozenset({"skip_landlock"}))
     _lied(obs, "skip_landlock", "landlock abi=")
     assert b"SECRET-OUTSIDE" in obs.captured_stdout, "oracle did not see the unconfined read"
-    # The read-only mount view is a second, separate layer: it still stops the write.
-    assert not (outside / "leak.txt").exists()
+    assert (outside / "leak.txt").exists(), "oracle did not see the unconfined write"
 
 
-def test_skip_readonly_view_turns_the_metadata_oracle_red(
-    launcher_path: str, tmp_path: Path
-) -> None:
-    """Landlock alone does not see chmod: without the read-only view the host sees it."""
+def test_skip_rootfs_turns_the_metadata_oracle_red(launcher_path: str, tmp_path: Path) -> None:
+    """Landlock does not see chmod: with the private root skipped, the workload stands on
+    the host's tree and the host sees the mode change (Landlock still stops the read)."""
     require_feature("landlock")
-    obs, outside = _filesystem_lie(launcher_path, tmp_path, frozenset({"skip_readonly_view"}))
-    _lied(obs, "skip_readonly_view", "mounts read-only")
+    obs, outside = _filesystem_lie(
+        launcher_path, tmp_path, frozenset({"skip_rootfs"}), private=True
+    )
+    _lied(obs, "skip_rootfs", "private root skipped")
     assert b"SECRET-OUTSIDE" not in obs.captured_stdout  # Landlock still holds reads
     assert (outside / "secret.txt").stat().st_mode & 0o777 == 0o666, "chmod did not leak"
 
 
+@pytest.mark.parametrize("private", [False, True], ids=["landlock", "private-root"])
 def test_with_every_layer_the_filesystem_oracles_stay_green(
-    launcher_path: str, tmp_path: Path
+    launcher_path: str, tmp_path: Path, private: bool
 ) -> None:
-    """Control for the two lies above: the same workload, nothing skipped."""
+    """Control for the two lies above: the same workload, nothing skipped. Landlock alone
+    stops the read and the write; only the private root also keeps chmod out (Landlock
+    does not see metadata calls, which is why a filesystem plan always has a root)."""
     require_feature("landlock")
-    obs, outside = _filesystem_lie(launcher_path, tmp_path, frozenset())
+    obs, outside = _filesystem_lie(launcher_path, tmp_path, frozenset(), private=private)
     assert obs.exec_succeeded(), obs.notes
     assert b"SECRET-OUTSIDE" not in obs.captured_stdout
     assert not (outside / "leak.txt").exists()
-    assert (outside / "secret.txt").stat().st_mode & 0o777 == 0o600
+    if private:
+        assert (outside / "secret.txt").stat().st_mode & 0o777 == 0o600
 
 
 def test_skip_netns_turns_the_network_oracle_red(launcher_path: str) -> None:

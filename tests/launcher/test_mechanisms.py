@@ -14,8 +14,8 @@ from pathlib import Path
 import blake3
 import pytest
 
+from bvisor.contract import mechanisms as mech
 from bvisor.launcher.host.launch import LaunchOptions, run_launcher
-from bvisor.launcher.wire.protocol import SeccompRequest
 from tests.features import require_feature
 from tests.launcher.conftest import (
     GatedRun,
@@ -148,7 +148,7 @@ def network_deny_run(
     """(interfaces in /proc/<pid>/net/dev, host-read Seccomp mode, host saw accept, stdout)."""
     listener = _listener()
     port = listener.getsockname()[1]
-    seccomp = SeccompRequest(deny_new_tasks=False, deny_sockets=True)
+    seccomp = mech.Seccomp(deny_new_tasks=False, deny_sockets=True, threads_only=False)
     plan, auth = build_plan(
         sys.executable,
         [sys.executable, "-I", "-c", NET_PROBE, str(port)],
@@ -321,7 +321,7 @@ def test_seccomp_foreign_abi_is_killed(launcher_path: str, tmp_path: Path, abi: 
     source.write_text(ARCH_PROBE)
     binary = tmp_path / "probe"
     subprocess.run([cc, "-O0", "-o", str(binary), str(source)], check=True)
-    plan, auth = build_plan(str(binary), ["probe", abi], seccomp=SeccompRequest(True, False))
+    plan, auth = build_plan(str(binary), ["probe", abi], seccomp=mech.Seccomp(True, False, False))
     obs = run_launcher(launcher_path, plan, auth.fds)
     auth.close()
     assert obs.exec_succeeded()

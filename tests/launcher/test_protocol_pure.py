@@ -10,49 +10,39 @@ from hypothesis import strategies as st
 
 from bvisor import canonical
 from bvisor.contract import mechanisms as mech
+from bvisor.contract.lowering import lowering_digest
 from bvisor.launcher.host.capture import LineSplitter, StreamSink
 from bvisor.launcher.process.verify import Refusal, verify_body
 from bvisor.launcher.wire import envelope, states
 from bvisor.launcher.wire.protocol import (
-    CgroupPlacement,
     DescriptorKind,
     DescriptorRole,
     DescriptorShape,
     DescriptorSlot,
-    LandlockRequest,
-    LandlockRule,
     LaunchBody,
-    NetworkNamespaceRequest,
     ProtocolError,
-    SeccompRequest,
-    TargetSpec,
-    UserNamespaceRequest,
 )
-from tests.launcher.conftest import ZERO, schedule
+from tests.launcher.conftest import ZERO, deny_new_tasks, schedule
+
+_EXE = DescriptorSlot(10, DescriptorRole.TARGET_EXE, DescriptorShape(DescriptorKind.REGULAR, False))
 
 
-def _body(**target_changes: object) -> LaunchBody:
-    entries, params = schedule(
-        [
-            (mech.AMBIENT_SCRUB, {"env": [["PATH", {"literal": "/bin"}]], "keep_fds": [0, 1, 2]}),
-            (mech.SECCOMP, {"deny_new_tasks": True, "deny_sockets": False}),
-            (mech.EXEC, {"exe": "/bin/sh", "argv": ["sh", "-c", "true"]}),
-        ]
-    )
-    from bvisor.contract.lowering import lowering_digest
-
-    target = TargetSpec(
-        argv=("sh", "-c", "true"),
-        envp=(("PATH", "/bin"),),
-        exe_slot=10,
-        user_namespace=None,
-        network_namespace=None,
-        seccomp=SeccompRequest.deny_new_tasks(),  # type: ignore[operator]
-    )
-    if target_changes:
-        import dataclasses
-
-        target = dataclasses.replace(target, **target_changes)  # type: ignore[arg-type]
+def _body(
+    *,
+    extra: tuple[tuple[mech.Primitive, mech.Params], ...] = (),
+    table: tuple[DescriptorSlot, ...] = (_EXE,),
+    env: tuple[mech.EnvSource, ...] = (mech.EnvSource("PATH", "/bin", None),),
+    secrets: tuple[tuple[str, str], ...] = (),
+    keep: tuple[int, ...] = (0, 1, 2),
+) -> LaunchBody:
+    planned: list[tuple[mech.Primitive, mech.Params]] = [
+        (mech.AMBIENT_SCRUB, mech.AmbientScrub(env, keep, False)),
+        (mech.NO_NEW_PRIVS, mech.NoParams()),
+        (mech.SECCOMP, deny_new_tasks()),
+        (mech.EXEC, mech.Exec("/bin/sh", ("sh", "-c", "true"))),
+        *extra,
+    ]
+    entries, params = schedule([(p, v.to_value()) for p, v in planned])
     return LaunchBody(
         attempt_id=bytes([9]) * 32,
         plan_id=bytes([1]) * 32,
@@ -61,36 +51,50 @@ def _body(**target_changes: object) -> LaunchBody:
         h_l=lowering_digest(entries),
         lowering=entries,
         params=params,
-        descriptor_table=(
-            DescriptorSlot(
-                10, DescriptorRole.TARGET_EXE, DescriptorShape(DescriptorKind.REGULAR, False)
-            ),
-        ),
-        target=target,
+        descriptor_table=table,
+        secrets=secrets,
     )
 
 
 def test_seed_shaped_body_round_trips_and_verifies() -> None:
     body = _body()
     assert LaunchBody.decode(body.encode()) == body
-    verify_body(body)
-    assert SeccompRequest.deny_new_tasks() == SeccompRequest(True, False)  # type: ignore[operator]
-    assert body.target.seccomp is not None and body.target.seccomp.deny_new_tasks is True
+    verified = verify_body(body)
+    seccomp = verified.params[mech.SECCOMP.id]
+    assert seccomp == mech.Seccomp(True, False, False)
+    assert verified.exe_slot == 10
 
 
-def test_full_target_round_trips() -> None:
-    target = TargetSpec(
-        argv=("a",),
-        envp=(("K", "v"),),
-        exe_slot=10,
-        user_namespace=UserNamespaceRequest("0 1000 1", "0 1000 1"),
-        network_namespace=NetworkNamespaceRequest(),
-        seccomp=SeccompRequest(False, True),
-        landlock=LandlockRequest(3, (LandlockRule(11, "read"), LandlockRule(12, "read_write"))),
-        cgroup=CgroupPlacement(13, (14, 15)),
-        keep_fds=(16,),
-    )
-    assert TargetSpec.from_value(canonical.decode(canonical.encode(target.to_value()))) == target
+def test_every_mechanism_s_parameters_round_trip() -> None:
+    # The typed parameters are what both sides read: each class decodes what it encodes.
+    values: list[mech.Params] = [
+        mech.UserNamespace(1000, 1000),
+        mech.CgroupLeaf("/sys/fs/cgroup/unified/x", (("memory", "/a"), ("pids", "/b"))),
+        mech.PidsLimit(9, "v1"),
+        mech.MemoryLimit(1 << 30, "v2"),
+        mech.Rootfs(
+            (
+                mech.BindMount("/usr", "/usr", "read", False),
+                mech.DevMount("/dev", ("null", "tty"), 1 << 20, True),
+                mech.ProcMount("/proc"),
+                mech.TmpfsMount("/tmp", 1 << 20, 0o1777),
+                mech.DirMount("/tmp/home", 0o700),
+            ),
+            "/tmp/home",
+        ),
+        mech.OomScore(1000),
+        mech.AmbientScrub((mech.EnvSource("T", None, "lease"),), (0, 1, 2, 7), True),
+        mech.LandlockApply(3, (mech.PathRule("/srv", "read"),), (mech.PathRule("/", "list"),), ()),
+        mech.LandlockScope(("signal",)),
+        mech.Seccomp(False, True, True),
+        mech.Exec("/bin/sh", ("sh",)),
+        mech.StreamCapture(True, True, False, 16),
+        mech.WallBudget(5),
+        mech.KillGuarantee("atomic"),
+    ]
+    for value in values:
+        wire = canonical.decode(canonical.encode(value.to_value()))
+        assert type(value).from_value(wire) == value
 
 
 @pytest.mark.parametrize(
@@ -98,13 +102,12 @@ def test_full_target_round_trips() -> None:
     [
         (lambda v: v.pop("h_l"), "missing"),
         (lambda v: v.__setitem__("h_a", b"short"), "body.h_a"),
-        (lambda v: v["target"].__setitem__("exe_slot", -1), "body.target.exe_slot"),
-        (lambda v: v["target"].__setitem__("argv", []), "argv"),
-        (lambda v: v["target"]["seccomp"].__setitem__("deny_new_tasks", 1), "deny_new_tasks"),
+        (lambda v: v["descriptor_table"][0].__setitem__("slot_index", -1), "slot_index"),
         (lambda v: v["descriptor_table"][0].__setitem__("role", "Root"), "role"),
+        (lambda v: v["descriptor_table"][0].__setitem__("path", "/x"), "must not name a path"),
         (lambda v: v.__setitem__("test_hooks", ["skip_all"]), "unknown hooks"),
-        (lambda v: v["target"].__setitem__("envp", [["A=B", "c"]]), "name"),
-        (lambda v: v["target"].__setitem__("envp", [["A", "1"], ["A", "2"]]), "duplicate"),
+        (lambda v: v.__setitem__("secrets", [["b", "1"], ["a", "2"]]), "sorted"),
+        (lambda v: v.__setitem__("secrets", [["a"]]), "reference, value"),
     ],
 )
 def test_strict_decoding_names_the_field(mutate: object, field: str) -> None:
@@ -114,26 +117,44 @@ def test_strict_decoding_names_the_field(mutate: object, field: str) -> None:
         LaunchBody.from_value(value)
 
 
-def test_user_namespace_maps_are_validated() -> None:
-    with pytest.raises(ProtocolError, match="uid_map"):
-        UserNamespaceRequest("0 0", "0 0 1")
-    with pytest.raises(ProtocolError, match="gid_map"):
-        UserNamespaceRequest("0 0 1", "0 0 0")
+def test_a_mount_of_an_unknown_kind_is_refused() -> None:
+    wire = mech.Rootfs((mech.ProcMount("/proc"),), "/").to_value()
+    wire["mounts"][0]["kind"] = "overlay"  # type: ignore[index]
+    with pytest.raises(mech.ContractError, match="kind"):
+        mech.Rootfs.from_value(wire)
 
 
 @pytest.mark.parametrize(
-    "changes, code",
+    "body, code",
     [
-        ({"seccomp": None}, "target-lowering-mismatch"),
-        ({"network_namespace": NetworkNamespaceRequest()}, "target-lowering-mismatch"),
-        ({"no_new_privs": False}, "target-invalid"),
-        ({"exe_slot": 11}, "descriptor-table-invalid"),
-        ({"keep_fds": (10,)}, "descriptor-table-invalid"),
+        (lambda: _body(table=()), "descriptor-table-invalid"),
+        (lambda: _body(keep=(0, 1, 2, 10)), "descriptor-table-invalid"),
+        (
+            lambda: _body(env=(mech.EnvSource("T", None, "lease"),)),
+            "secrets-mismatch",
+        ),
+        (lambda: _body(secrets=(("x", "y"),)), "secrets-mismatch"),
+        (
+            lambda: _body(extra=((mech.NETNS, mech.NoParams()),)),
+            "lowering-inconsistent",  # a network namespace needs its user namespace
+        ),
+        (
+            lambda: _body(
+                extra=(
+                    (
+                        mech.ROOTFS,
+                        mech.Rootfs((mech.BindMount("/srv", "/srv", "read", True),), "/"),
+                    ),
+                    (mech.PIDNS, mech.NoParams()),
+                )
+            ),
+            "descriptor-table-invalid",  # a required root with no fd
+        ),
     ],
 )
-def test_verify_refusals(changes: dict[str, object], code: str) -> None:
+def test_verify_refusals(body: object, code: str) -> None:
     with pytest.raises(Refusal) as info:
-        verify_body(_body(**changes))
+        verify_body(body())  # type: ignore[operator]
     assert info.value.code == code
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from bvisor import canonical
 from bvisor.contract import mechanisms as mech
-from bvisor.contract.lowering import LoweringEntry, lowering_digest
+from bvisor.contract.lowering import LoweringEntry, lowering_digest, param_digest
 from bvisor.launcher.host.launch import (
     AuthorityFd,
     LaunchObservation,
@@ -32,7 +32,6 @@ from bvisor.launcher.wire.protocol import (
     DescriptorSlot,
     LaunchBody,
     LaunchPlan,
-    SeccompRequest,
 )
 from tests.launcher.conftest import EXE_SLOT, ZERO, Auth, build_plan
 
@@ -158,22 +157,74 @@ def test_wrong_entry_version_is_refused(launcher_path: str, marker: Path) -> Non
     _assert_refused(obs, "lowering-unknown-entry", marker)
 
 
-def test_seccomp_requested_without_its_entry_is_refused(launcher_path: str, marker: Path) -> None:
-    plan, auth = _plan(marker)
-    target = dataclasses.replace(plan.body.target, seccomp=SeccompRequest(True, False))
-    obs = run_launcher(launcher_path, _with_body(plan, target=target), auth.fds)
-    auth.close()
-    _assert_refused(obs, "target-lowering-mismatch", marker)
-
-
-def test_entry_without_its_request_is_refused(launcher_path: str, marker: Path) -> None:
+def test_a_policy_entry_after_the_seccomp_filter_is_refused(
+    launcher_path: str, marker: Path
+) -> None:
+    # The filter must be installed last: a Landlock domain entered after it could be
+    # made to fail by the filter, or the filter relied on to guard a later step.
     plan, auth = build_plan(
-        "/bin/sh", ["sh", "-c", f"echo ran > {marker}"], seccomp=SeccompRequest(True, False)
+        "/bin/sh", ["sh", "-c", f"echo ran > {marker}"], seccomp=mech.Seccomp(True, False, False)
     )
-    target = dataclasses.replace(plan.body.target, seccomp=None)
-    obs = run_launcher(launcher_path, _with_body(plan, target=target), auth.fds)
+    scope = mech.LandlockScope(("signal",)).to_value()
+    extra = LoweringEntry(
+        mech.LANDLOCK_SCOPE.id,
+        mech.LANDLOCK_SCOPE.version,
+        int(mech.LANDLOCK_SCOPE.phase),
+        param_digest(scope),
+        mech.decl_digest(mech.LANDLOCK_SCOPE),
+    )
+    at = next(i for i, e in enumerate(plan.body.lowering) if e.id == mech.SECCOMP.id) + 1
+    entries = (*plan.body.lowering[:at], extra, *plan.body.lowering[at:])
+    params = (*plan.body.params[:at], scope, *plan.body.params[at:])
+    body = dataclasses.replace(
+        plan.body, lowering=entries, params=params, h_l=lowering_digest(entries)
+    )
+    obs = run_launcher(launcher_path, LaunchPlan(body), auth.fds)
     auth.close()
-    _assert_refused(obs, "target-lowering-mismatch", marker)
+    _assert_refused(obs, "lowering-inconsistent", marker)
+
+
+def test_parameters_that_do_not_decode_are_refused(launcher_path: str, marker: Path) -> None:
+    # The digest matches (it is recomputed), but the parameters lack a key their class
+    # declares: the launcher never guesses a default.
+    plan, auth = build_plan(
+        "/bin/sh", ["sh", "-c", f"echo ran > {marker}"], seccomp=mech.Seccomp(True, False, False)
+    )
+    at = next(i for i, e in enumerate(plan.body.lowering) if e.id == mech.SECCOMP.id)
+    broken = {"deny_new_tasks": True, "deny_sockets": False}
+    entries = list(plan.body.lowering)
+    entries[at] = dataclasses.replace(entries[at], param_digest=param_digest(broken))
+    params = list(plan.body.params)
+    params[at] = broken
+    body = dataclasses.replace(
+        plan.body,
+        lowering=tuple(entries),
+        params=tuple(params),
+        h_l=lowering_digest(entries),
+    )
+    obs = run_launcher(launcher_path, LaunchPlan(body), auth.fds)
+    auth.close()
+    _assert_refused(obs, "lowering-params-invalid", marker)
+
+
+def test_a_root_slot_no_parameter_names_is_refused(launcher_path: str, marker: Path) -> None:
+    plan, auth = _plan(marker)
+    fd = os.open("/etc", os.O_PATH | os.O_CLOEXEC)
+    slot = auth.add(fd, DescriptorRole.FS_ROOT, DescriptorKind.DIRECTORY, path="/etc")
+    table = (*plan.body.descriptor_table, auth.table[-1])
+    assert table[-1].slot_index == slot
+    obs = run_launcher(launcher_path, _with_body(plan, descriptor_table=table), auth.fds)
+    auth.close()
+    _assert_refused(obs, "descriptor-table-invalid", marker)
+
+
+def test_a_secret_the_environment_does_not_name_is_refused(
+    launcher_path: str, marker: Path
+) -> None:
+    plan, auth = _plan(marker)
+    obs = run_launcher(launcher_path, _with_body(plan, secrets=(("stray", "value"),)), auth.fds)
+    auth.close()
+    _assert_refused(obs, "secrets-mismatch", marker)
 
 
 def test_missing_exec_entry_is_refused(launcher_path: str, marker: Path) -> None:
@@ -249,7 +300,12 @@ def test_table_referencing_unused_slot_is_refused(launcher_path: str, marker: Pa
     extra_fd = os.open("/etc/passwd", os.O_RDONLY | os.O_CLOEXEC)
     table = (
         *plan.body.descriptor_table,
-        DescriptorSlot(11, DescriptorRole.FS_ROOT, DescriptorShape(DescriptorKind.REGULAR, False)),
+        DescriptorSlot(
+            11,
+            DescriptorRole.FS_ROOT,
+            DescriptorShape(DescriptorKind.REGULAR, False),
+            "/etc/passwd",
+        ),
     )
     try:
         obs = run_launcher(
@@ -304,7 +360,6 @@ def test_launch_body_rejects_unknown_test_hooks() -> None:
             lowering=(),
             params=(),
             descriptor_table=(),
-            target=build_plan("/bin/true", ["true"])[0].body.target,
             test_hooks=frozenset({"skip_everything"}),
         )
 

@@ -17,9 +17,8 @@ from bvisor.launcher.host.launch import (
     launch_confinement_unavailable,
     run_launcher,
 )
-from bvisor.launcher.wire.protocol import SeccompRequest
 from tests.features import require_feature
-from tests.launcher.conftest import build_plan
+from tests.launcher.conftest import build_plan, deny_new_tasks
 
 
 def unique_marker() -> str:
@@ -58,9 +57,7 @@ def test_deny_new_tasks_fork_is_refused_and_host_sees_seccomp_filter(launcher_pa
         'i=0; while [ "$i" -lt 1200000 ]; do i=$((i+1)); done; '
         "/bin/echo after_fork=ok 2>/dev/null; true"
     )
-    plan, auth = build_plan(
-        "/bin/sh", ["sh", "-c", script], seccomp=SeccompRequest.deny_new_tasks()
-    )  # type: ignore[operator]
+    plan, auth = build_plan("/bin/sh", ["sh", "-c", script], seccomp=deny_new_tasks())  # type: ignore[operator]
     result: list[LaunchObservation] = []
     driver = threading.Thread(
         target=lambda: result.append(run_launcher(launcher_path, plan, auth.fds)),

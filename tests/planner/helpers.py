@@ -26,6 +26,7 @@ from bvisor.contract import (
     SpawnPolicy,
     StdStreams,
 )
+from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import HostFacts, ProfileSnapshot
 from bvisor.planner.rules.v1.ceiling import linux_ceiling
 
@@ -61,7 +62,16 @@ FIXED_FACTS = HostFacts(
 
 
 def snapshot_of(facts: HostFacts) -> ProfileSnapshot:
+    """A snapshot whose ceiling rules v1 derive (the tests of this folder test v1)."""
     return ProfileSnapshot("linux", facts, linux_ceiling(facts))
+
+
+def plan_v1(spec: BoundarySpec, snapshot: ProfileSnapshot) -> BoundaryPlan:
+    """Plan with the frozen rules v1: the unit tests here pin what v1 decides."""
+    from bvisor.planner.planning import plan_boundary
+    from bvisor.planner.rules import v1
+
+    return plan_boundary(spec, snapshot, v1.RULES)
 
 
 def without(facts: HostFacts, **changes: Any) -> ProfileSnapshot:

@@ -34,15 +34,14 @@ from bvisor.contract.admission import AdmissionRecord, admission_digest
 from bvisor.contract.enforcement import Enforcement
 from bvisor.contract.profile import HostFacts, ProfileSnapshot
 from bvisor.planner.errors import PlanRefusal
-from bvisor.planner.planning import plan_boundary
 from bvisor.planner.rules.v1.admission import admit
 from tests.features import require_feature
-from tests.planner.helpers import FIXED_FACTS, seed_spec, snapshot_of, without
+from tests.planner.helpers import FIXED_FACTS, plan_v1, seed_spec, snapshot_of, without
 
 
 def refusal(spec: Any, snapshot: ProfileSnapshot) -> PlanRefusal:
     with pytest.raises(PlanRefusal) as info:
-        plan_boundary(spec, snapshot)
+        plan_v1(spec, snapshot)
     return info.value
 
 
@@ -64,7 +63,7 @@ def test_seed_uniform_mediated_budgets_admit(live_snapshot: ProfileSnapshot) -> 
         ]
         assert all(b.granted is Enforcement.MEDIATED and b.limit == 8 for b in record.budgets)
     require_feature("seccomp")
-    plan = plan_boundary(seed_spec(), live_snapshot)
+    plan = plan_v1(seed_spec(), live_snapshot)
     assert not plan.has_entry("linux.budget.pids.v1")  # witnessed, not capped
 
 
@@ -119,7 +118,7 @@ def test_seed_deny_new_tasks_admits_with_seccomp() -> None:
 def test_missing_feature_refuses_unsupported_naming_the_fact(
     live_facts: HostFacts, spec: Any, changes: dict[str, Any], requirement: str, fact: str
 ) -> None:
-    plan_boundary(spec, snapshot_of(FIXED_FACTS))  # admitted with the feature ...
+    plan_v1(spec, snapshot_of(FIXED_FACTS))  # admitted with the feature ...
     err = refusal(spec, without(live_facts, **changes))  # ... refused without it
     assert (err.code, err.requirement, err.missing_fact) == ("unsupported", requirement, fact)
     assert fact in err.detail
@@ -204,7 +203,7 @@ def test_evidence_unsatisfiable(
 
 def test_process_tree_evidence_needs_a_cgroup() -> None:
     spec = seed_spec(evidence=EvidenceRequirements.of({EvidenceClaim.PROCESS_TREE}))
-    plan = plan_boundary(spec, snapshot_of(FIXED_FACTS))
+    plan = plan_v1(spec, snapshot_of(FIXED_FACTS))
     assert plan.has_entry("linux.cgroup.leaf.v1")
     err = refusal(spec, without(FIXED_FACTS, cgroup_v2_base=None))
     assert (err.code, err.missing_fact) == ("evidence-unsatisfiable", "cgroup_v2_base")
@@ -255,7 +254,7 @@ def test_enforced_budget_minimums_admit_and_lower() -> None:
         process_count=enforced(2),
     )
     spec = seed_spec(SpawnPolicy.ALLOW_DESCENDANTS_WITHIN_BOUNDARY, budgets=budgets)
-    plan = plan_boundary(spec, snapshot_of(FIXED_FACTS))
+    plan = plan_v1(spec, snapshot_of(FIXED_FACTS))
     assert plan.params_of("linux.budget.pids.v1") == {"limit": 2, "hierarchy": "v1"}
     assert plan.params_of("linux.budget.memory.v1") == {
         "limit_bytes": 4 * 1024 * 1024,
@@ -301,7 +300,7 @@ def test_unknown_backend_and_inconsistent_profiles() -> None:
         dataclasses.replace(cell, reason="older wording") if index == 0 else cell
         for index, cell in enumerate(snap.ceiling)
     )
-    plan_boundary(seed_spec(), ProfileSnapshot("linux", snap.facts, reworded))
+    plan_v1(seed_spec(), ProfileSnapshot("linux", snap.facts, reworded))
     # ... but the missing host fact a reason names is a structured fact, and is compared.
     no_landlock = dataclasses.replace(FIXED_FACTS, landlock_abi=0)
     moved = tuple(
@@ -358,11 +357,11 @@ def test_not_a_spec_is_invalid_policy() -> None:
 def test_best_effort_kill_without_cgroup_kill_is_mediated_and_adds_no_primitive() -> None:
     kill = Kill(KillTarget.RUN_TREE, KillGuarantee.BEST_EFFORT_ALLOWED)
     spec = seed_spec(controls=(LaunchWorkload(), kill))
-    plan = plan_boundary(spec, without(FIXED_FACTS, cgroup_v2_kill=False))
+    plan = plan_v1(spec, without(FIXED_FACTS, cgroup_v2_kill=False))
     decision = next(r for r in plan.admission.requirements if r.key == "kill:best_effort_allowed")
     assert decision.verdict is Enforcement.MEDIATED
     assert decision.mechanism == "linux:signal_process_group:Mediated"
     assert not plan.has_entry("linux.cgroup.kill.v1")
     # With cgroup.kill the same spec is Enforced and the leaf is killed atomically.
-    plan = plan_boundary(spec, snapshot_of(FIXED_FACTS))
+    plan = plan_v1(spec, snapshot_of(FIXED_FACTS))
     assert plan.params_of("linux.cgroup.kill.v1") == {"guarantee": "atomic"}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bvisor.contract import mechanisms as mech
 from bvisor.contract.profile import HostFacts
 from bvisor.front.cli.main import main
 from tests.features import require_feature
@@ -74,7 +75,7 @@ def test_plan_json_admitted(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     for key in ("plan_id", "h_a", "h_p", "h_l"):
         assert len(bytes.fromhex(doc[key])) == 32
     ids = [e["id"] for e in doc["lowering"]]
-    assert "linux.seccomp.apply.v1" in ids and ids[-1] == "linux.streams.capture.v1"
+    assert mech.SECCOMP.id in ids and mech.STREAMS.id in ids
     assert set(doc["lowering"][0]) == {"id", "version", "phase_code", "param_digest", "decl_digest"}
     keys = {r["key"]: r for r in doc["requirements"]}
     assert keys["child_spawn_deny_new_tasks"]["mechanism"] == "linux:seccomp_deny_tasks:Enforced"
@@ -88,7 +89,7 @@ def test_plan_text_admitted(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     status, out, _ = run_cli(capsys, "plan", spec_file(tmp_path, DENY_TASKS))
     assert status == 0
     assert "admitted" in out and "plan_id" in out and "Lowering" in out
-    assert "linux.seccomp.apply.v1" in out
+    assert mech.SECCOMP.id in out
 
 
 def test_plan_refused_exits_125(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from bvisor.planner.planning import plan_boundary
-from tests.planner.helpers import FIXED_FACTS, snapshot_of
+from tests.planner.helpers import FIXED_FACTS, plan_v1, snapshot_of
 from tests.planner.test_plan import rich_spec
 
 
 def _scope(abi: int) -> object:
     facts = dataclasses.replace(FIXED_FACTS, landlock_abi=abi)
-    params = plan_boundary(rich_spec(), snapshot_of(facts)).params_of("linux.landlock.apply.v1")
+    params = plan_v1(rich_spec(), snapshot_of(facts)).params_of("linux.landlock.apply.v1")
     return params["scope"]  # type: ignore[index,call-overload]
 
 

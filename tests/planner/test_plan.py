@@ -27,9 +27,9 @@ from bvisor.contract import (
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.planner.errors import PlanRefusal
-from bvisor.planner.planning import BoundaryPlanner, plan_boundary
+from bvisor.planner.planning import BoundaryPlanner
 from bvisor.planner.registry import BackendRegistry
-from tests.planner.helpers import FIXED_FACTS, seed_spec, snapshot_of
+from tests.planner.helpers import FIXED_FACTS, plan_v1, seed_spec, snapshot_of
 
 
 def rich_spec() -> BoundarySpec:
@@ -54,16 +54,16 @@ def rich_spec() -> BoundarySpec:
 
 
 def test_same_spec_same_snapshot_is_byte_identical() -> None:
-    a = plan_boundary(rich_spec(), snapshot_of(FIXED_FACTS))
-    b = plan_boundary(rich_spec(), snapshot_of(dataclasses.replace(FIXED_FACTS)))
+    a = plan_v1(rich_spec(), snapshot_of(FIXED_FACTS))
+    b = plan_v1(rich_spec(), snapshot_of(dataclasses.replace(FIXED_FACTS)))
     assert canonical.encode(a.to_value()) == canonical.encode(b.to_value())
     assert a.plan_id == b.plan_id
 
 
 def test_plan_id_changes_with_spec_and_profile() -> None:
-    base = plan_boundary(rich_spec(), snapshot_of(FIXED_FACTS))
-    other_spec = plan_boundary(seed_spec(), snapshot_of(FIXED_FACTS))
-    other_host = plan_boundary(
+    base = plan_v1(rich_spec(), snapshot_of(FIXED_FACTS))
+    other_spec = plan_v1(seed_spec(), snapshot_of(FIXED_FACTS))
+    other_host = plan_v1(
         rich_spec(), snapshot_of(dataclasses.replace(FIXED_FACTS, kernel_release="7.0"))
     )
     assert len({base.plan_id, other_spec.plan_id, other_host.plan_id}) == 3
@@ -71,7 +71,7 @@ def test_plan_id_changes_with_spec_and_profile() -> None:
 
 
 def test_params_of_a_rich_spec() -> None:
-    plan = plan_boundary(rich_spec(), snapshot_of(FIXED_FACTS))
+    plan = plan_v1(rich_spec(), snapshot_of(FIXED_FACTS))
     assert plan.params_of("linux.userns.create.v1") == {"uid": 1000, "gid": 1000}
     assert plan.params_of("linux.netns.create.v1") == {}
     assert plan.params_of("linux.seccomp.apply.v1") == {
@@ -112,13 +112,13 @@ def test_params_of_a_rich_spec() -> None:
 
 def test_empty_environment_when_no_environment_requirement() -> None:
     spec = seed_spec(capabilities=seed_spec().capabilities[:1])
-    plan = plan_boundary(spec, snapshot_of(FIXED_FACTS))
+    plan = plan_v1(spec, snapshot_of(FIXED_FACTS))
     assert plan.params_of("linux.ambient.scrub.v1") == {"env": [], "keep_fds": [0, 1, 2]}
     assert plan.has_entry("linux.nonewprivs.v1")
 
 
 def test_descendants_get_a_leaf_killed_at_teardown() -> None:
-    plan = plan_boundary(
+    plan = plan_v1(
         seed_spec(SpawnPolicy.ALLOW_DESCENDANTS_WITHIN_BOUNDARY), snapshot_of(FIXED_FACTS)
     )
     assert plan.params_of("linux.cgroup.leaf.v1") == {
@@ -130,7 +130,7 @@ def test_descendants_get_a_leaf_killed_at_teardown() -> None:
 
 
 def test_plan_round_trips_and_rejects_tampering() -> None:
-    plan = plan_boundary(rich_spec(), snapshot_of(FIXED_FACTS))
+    plan = plan_v1(rich_spec(), snapshot_of(FIXED_FACTS))
     value: Any = canonical.decode(canonical.encode(plan.to_value()))
     assert BoundaryPlan.from_value(value) == plan
     for field, bad in (("h_a", b"\0" * 32), ("plan_id", b"\1" * 32), ("h_l", b"\2" * 32)):
@@ -163,7 +163,10 @@ class FixedBackend:
 
 
 def test_planner_facade_probes_once_per_attempt() -> None:
-    backend = FixedBackend(snapshot_of(FIXED_FACTS))
+    from bvisor.planner.rules import CURRENT
+
+    facts = dataclasses.replace(FIXED_FACTS, pidns=True)
+    backend = FixedBackend(ProfileSnapshot("linux", facts, CURRENT.ceiling(facts)))
     registry = BackendRegistry()
     registry.register(backend)
     planner = BoundaryPlanner(registry)

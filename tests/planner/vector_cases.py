@@ -9,6 +9,7 @@ file of a *new* version (and only that):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,14 @@ def plan_vector(plan: BoundaryPlan) -> dict[str, Any]:
     }
 
 
+def facts_for(version: int) -> Any:
+    """The fixed host: v1's as it was; from v2 on it can also build a private root."""
+    return FIXED_FACTS if version == 1 else dataclasses.replace(FIXED_FACTS, pidns=True)
+
+
 def compute(rules: Rules) -> dict[str, Any]:
-    snapshot = ProfileSnapshot("linux", FIXED_FACTS, rules.ceiling(FIXED_FACTS))
+    facts = facts_for(rules.version)
+    snapshot = ProfileSnapshot("linux", facts, rules.ceiling(facts))
     return {
         "decl_digests": {name: digest.hex() for name, digest in rules.decl_digests.items()},
         "plans": {

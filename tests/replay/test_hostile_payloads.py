@@ -370,7 +370,7 @@ EVENT_CASES: tuple[Case, ...] = (
         "last entry repeated, renumbered",
         "admitted",
         _renumbered("lowering.entry", _repeat_last("lowering.entry")),
-        "lowering.entry[7]",
+        "repeats entry",
     ),
     Case(
         "first entry repeated, renumbered",

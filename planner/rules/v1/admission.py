@@ -46,6 +46,7 @@ __all__ = [
     "CEILING_DERIVATIONS",
     "FAMILY_BEST",
     "admit",
+    "admit_with",
     "ceiling_key",
     "check_profile",
 ]
@@ -130,14 +131,22 @@ def _cell_difference(recorded: CeilingCell, derived: CeilingCell) -> str | None:
     return None
 
 
-def check_profile(snapshot: ProfileSnapshot) -> None:
-    """Refuse a snapshot from an unknown backend or whose ceiling its facts do not derive."""
-    derive = CEILING_DERIVATIONS.get(snapshot.backend)
+def check_profile(
+    snapshot: ProfileSnapshot,
+    derivations: Mapping[str, Callable[[HostFacts], tuple[CeilingCell, ...]]] = (
+        CEILING_DERIVATIONS
+    ),
+) -> None:
+    """Refuse a snapshot from an unknown backend or whose ceiling its facts do not derive.
+
+    ``derivations`` are this version's; a later version passes its own ceilings.
+    """
+    derive = derivations.get(snapshot.backend)
     if derive is None:
         raise PlanRefusal(
             "unknown-backend",
             f"no admission rules for backend {snapshot.backend!r} "
-            f"(known: {', '.join(sorted(CEILING_DERIVATIONS))})",
+            f"(known: {', '.join(sorted(derivations))})",
         )
     expected = {c.key: c for c in derive(snapshot.facts)}
     recorded = snapshot.cells()
@@ -230,9 +239,24 @@ def _judge_requirement(requirement: Requirement, snapshot: ProfileSnapshot) -> R
 
 def admit(spec: BoundarySpec, snapshot: ProfileSnapshot) -> AdmissionRecord:
     """Admit ``spec`` against ``snapshot`` or raise :class:`PlanRefusal` (pure)."""
+    return admit_with(spec, snapshot, CEILING_DERIVATIONS, RULES_VERSION)
+
+
+def admit_with(
+    spec: BoundarySpec,
+    snapshot: ProfileSnapshot,
+    derivations: Mapping[str, Callable[[HostFacts], tuple[CeilingCell, ...]]],
+    rules_version: int,
+    check_spec: Callable[[BoundarySpec], None] = lambda spec: None,
+) -> AdmissionRecord:
+    """Admission with a version's ceilings, number and extra spec checks.
+
+    Later rules versions whose admission differs only in those reuse this body: it is
+    frozen with v1, so what it decides for v1 can never change underneath them either.
+    """
     if not isinstance(spec, BoundarySpec):
         raise PlanRefusal("invalid-policy", "the spec is not a BoundarySpec")
-    check_profile(snapshot)
+    check_profile(snapshot, derivations)
     if not isinstance(spec.workload, ProcessWorkload):
         raise PlanRefusal(
             "unsupported",
@@ -240,6 +264,7 @@ def admit(spec: BoundarySpec, snapshot: ProfileSnapshot) -> AdmissionRecord:
             f"(got {type(spec.workload).__name__})",
             requirement="workload",
         )
+    check_spec(spec)
     requirements = requirements_of(spec)
     decisions = tuple(_judge_requirement(r, snapshot) for r in requirements)
     kinds = frozenset(r.kind for r in requirements)
@@ -251,7 +276,7 @@ def admit(spec: BoundarySpec, snapshot: ProfileSnapshot) -> AdmissionRecord:
         for dimension, budget in spec.budgets.items()
     )
     return AdmissionRecord(
-        rules_version=RULES_VERSION,
+        rules_version=rules_version,
         backend=snapshot.backend,
         workload="process",
         requirements=decisions,

@@ -1,0 +1,70 @@
+"""linux.cgroup.leaf.v1, launcher side: the child is born in the run's leaf.
+
+The host made the leaf (and applied its limits) and passed its directory fds. The v2 leaf
+is given to clone3 (CLONE_INTO_CGROUP: the child is never outside it); v1 leaves are
+joined at the rendezvous, before the child runs anything. Without a private root the
+workload would still see the host's cgroup filesystems, where a uid-0 workload owns its
+leaf's files: then the child, in a mount namespace of its own, covers them with an empty
+read-only tmpfs (``cgroup.c``). Hooks: ``skip_cgroup_placement`` leaves the child where
+the launcher is, ``skip_cgroupfs_hide`` leaves the cgroup filesystems visible.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+
+from bvisor.contract import mechanisms as mech
+from bvisor.contract.lowering import Phase
+from bvisor.contract.mechanisms import CgroupLeaf
+from bvisor.launcher.basement import mounts
+from bvisor.launcher.process.program import CLONE_INTO_CGROUP, CLONE_NEWNS, Fault, Program
+
+__all__ = ["prepare"]
+
+
+def prepare(program: Program, phase: Phase, params: CgroupLeaf) -> None:
+    verified = program.verified
+    skip = program.skipped("skip_cgroup_placement")
+    if verified.cgroup_v2_slot is not None:
+        if not skip:
+            program.clone_flags |= CLONE_INTO_CGROUP
+            program.cgroup_fd = verified.cgroup_v2_slot
+        program.note(phase, f"cgroup placed v2 slot={verified.cgroup_v2_slot}")
+    for controller, slot in sorted(verified.cgroup_v1_slots.items()):
+        if not skip:
+            program.at_rendezvous("cgroup", _joiner(slot))
+        program.note(phase, f"cgroup placed v1 slot={slot} ({controller})")
+    if mech.ROOTFS.id not in verified.params:
+        _hide(program, phase)
+
+
+def _hide(program: Program, phase: Phase) -> None:
+    paths = mounts.cgroup_mount_cover()
+    if not program.skipped("skip_cgroupfs_hide"):
+        program.clone_flags |= CLONE_NEWNS
+        args = program.new("struct bv_hide_args *")
+        args.paths = program.cstrings(paths)
+        args.n_paths = len(paths)
+        program.add_op("cgroupfs_hide", args, phase, mech.CGROUP_LEAF.id)
+    program.note(
+        phase,
+        "cgroupfs hidden: private mount namespace, empty read-only tmpfs over " + ", ".join(paths),
+    )
+
+
+def _joiner(slot: int) -> Callable[[int], None]:
+    def join(pid: int) -> None:
+        try:
+            fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=slot)
+            try:
+                os.write(fd, str(pid).encode("ascii"))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise Fault(
+                "cgroup", exc.errno or errno.EIO, f"v1 slot {slot} cgroup.procs: {exc.strerror}"
+            ) from None
+
+    return join

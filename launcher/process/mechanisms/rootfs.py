@@ -1,0 +1,98 @@
+"""linux.rootfs.v1: the workload's private root (``rootfs.c`` builds it in the child).
+
+Here the mount table becomes the C ``struct bv_mount`` array: each bind names the host
+path and the fd the host opened for it (the child clones the path in its own mount
+namespace and checks it is that very inode), each device its expected device number
+(``DEVICES``). The root tmpfs is attached at a base directory of the old tree (``/tmp``,
+else ``/mnt``, else ``/``) before pivot_root detaches that tree. clone3 gets CLONE_NEWNS.
+Hook ``skip_rootfs`` leaves the workload on the host's mount tree.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from bvisor.contract import mechanisms as mech
+from bvisor.contract.lowering import Phase
+from bvisor.launcher.process.program import CLONE_NEWNS, Program
+from bvisor.launcher.wire.protocol import DescriptorKind
+
+__all__ = ["ROOT_BYTES", "prepare"]
+
+ROOT_BYTES = 1 << 20  # the root tmpfs holds mount points and links only
+_BASES = ("/tmp", "/mnt", "/")
+_KIND = {
+    mech.BindMount: 1,
+    mech.DevMount: 2,
+    mech.ProcMount: 3,
+    mech.TmpfsMount: 4,
+    mech.DirMount: 5,
+}
+
+
+def _base() -> str:
+    for base in _BASES:
+        try:
+            if stat.S_ISDIR(os.lstat(base).st_mode):
+                return base
+        except OSError:
+            continue
+    return "/"
+
+
+def prepare(program: Program, phase: Phase, params: mech.Rootfs) -> None:
+    if program.skipped("skip_rootfs"):
+        program.note(phase, "private root skipped")
+        return
+    program.clone_flags |= CLONE_NEWNS
+    mounts = program.new(f"struct bv_mount[{max(len(params.mounts), 1)}]")
+    shown: list[str] = []
+    for index, mount in enumerate(params.mounts):
+        entry = mounts[index]
+        entry.kind = _KIND[type(mount)]
+        entry.dest = program.cstr(mount.dest)
+        entry.source = program.cstr("")
+        entry.source_fd = -1
+        entry.devices = program.ffi.NULL
+        if isinstance(mount, mech.BindMount):
+            slot = program.verified.roots.get(mount.source)
+            entry.source = program.cstr(mount.source)
+            entry.readonly = int(mount.access == "read")
+            if slot is not None:
+                entry.source_fd = slot.slot_index
+                entry.is_link = int(slot.expected.kind is DescriptorKind.SYMLINK)
+                shown.append(f"{mount.dest}={mount.source}:{mount.access}")
+            else:
+                shown.append(f"{mount.dest}=(absent here)")
+        elif isinstance(mount, mech.DevMount):
+            names = list(mount.devices)
+            entry.devices = program.cstrings(names)
+            entry.dev_major = program.new(
+                "unsigned int[]", [mech.DEVICES[n][0] for n in names] or [0]
+            )
+            entry.dev_minor = program.new(
+                "unsigned int[]", [mech.DEVICES[n][1] for n in names] or [0]
+            )
+            entry.n_devices = len(names)
+            entry.size = mount.shm_bytes
+            entry.pts = int(mount.pts)
+            shown.append(f"{mount.dest}=dev({','.join(names)}{',pts' if mount.pts else ''})")
+        elif isinstance(mount, mech.TmpfsMount):
+            entry.size = mount.size_bytes
+            entry.mode = mount.mode
+            shown.append(f"{mount.dest}=tmpfs({mount.size_bytes})")
+        elif isinstance(mount, mech.DirMount):
+            entry.mode = mount.mode
+            shown.append(f"{mount.dest}=dir")
+        else:
+            shown.append(f"{mount.dest}=proc")
+    args = program.new("struct bv_rootfs_args *")
+    args.mounts = mounts
+    args.n_mounts = len(params.mounts)
+    args.base = program.cstr(_base())
+    args.cwd = program.cstr(params.cwd)
+    args.root_size = ROOT_BYTES
+    program.add_op("rootfs", args, phase, "linux.rootfs.v1")
+    program.note(phase, "private root: " + " ".join(shown))
+    program.note(phase, f"pivot_root: the old root detached; cwd {params.cwd}")

@@ -1,0 +1,186 @@
+"""The child's program, assembled from the verified schedule one mechanism at a time.
+
+The launcher walks the lowering entries in schedule order and hands each launcher-side
+entry, with its typed parameters, to its mechanism module (``mechanisms/``). A module adds
+what its mechanism needs to a :class:`Program`: clone3 flags, an op for the child window
+(its C phase function and the argument struct it reads), a step the launcher takes while
+the child waits at the rendezvous (writing id maps, placing it in a cgroup), fds the child
+needs until exec, and the notes the transcript reports once the mechanism's phase is done.
+Nothing here runs a mechanism; :mod:`bvisor.launcher.process.main` creates the child from
+the finished program.
+
+Ops run in the order they were added, which is schedule order, with one exception the
+window's structure needs: the PID namespace's init forks the workload at the end of the
+filesystem phase, after the root is built (so /proc belongs to the new namespace) and
+before privileges are dropped (``at_end_of``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bvisor.contract.lowering import Phase
+from bvisor.launcher.process.verify import Refusal, Verified
+from bvisor.launcher.wire import states
+
+__all__ = ["OP_CODES", "Fault", "Op", "Program", "state_groups", "state_of"]
+
+# The op codes of the child window (window.h's enum bv_op_code): one definition per side,
+# tested to agree.
+OP_CODES: dict[str, int] = {
+    "rootfs": 1,
+    "init": 2,
+    "caps_drop": 3,
+    "no_new_privs": 4,
+    "ambient": 5,
+    "landlock": 6,
+    "seccomp": 7,
+    "exec": 8,
+    "cgroupfs_hide": 9,
+}
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_INTO_CGROUP = 0x200000000
+
+
+class Fault(Exception):
+    """An OS operation failed; carries the errno and the mechanism it belongs to."""
+
+    def __init__(self, mechanism: str, err: int, detail: str) -> None:
+        super().__init__(detail)
+        self.mechanism = mechanism
+        self.errno = err
+        self.detail = detail
+
+
+@dataclass
+class Op:
+    """One op of the child window: which phase function, its arguments, for which entry."""
+
+    name: str
+    args: Any  # a cffi struct pointer; kept alive by the Program
+    phase: Phase
+    entry: str
+    at_end_of_phase: bool = False
+
+    @property
+    def code(self) -> int:
+        return OP_CODES[self.name]
+
+
+@dataclass
+class Program:
+    """What the mechanisms asked for, gathered before clone3 (see the module docstring)."""
+
+    verified: Verified
+    ffi: Any
+    lib: Any
+    clone_flags: int = 0
+    cgroup_fd: int = -1
+    ops: list[Op] = field(default_factory=list)
+    rendezvous: list[tuple[str, Callable[[int], None]]] = field(default_factory=list)
+    finishers: list[Callable[[Program], None]] = field(default_factory=list)
+    internal_fds: list[int] = field(default_factory=list)
+    close_after_spawn: list[int] = field(default_factory=list)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # transcript state -> notes
+    keepalive: list[Any] = field(default_factory=list)
+    init_fds: tuple[int, int] | None = None  # (report read end, release write end)
+    envp: list[str] | None = None  # NAME=value entries, set by the ambient scrub
+
+    @property
+    def hooks(self) -> frozenset[str]:
+        return self.verified.body.test_hooks
+
+    def skipped(self, hook: str) -> bool:
+        """True when the test-only lie switch ``hook`` is on (the run says so in DANGER)."""
+        return hook in self.hooks
+
+    def note(self, phase: Phase, text: str, *, policy: bool = False) -> None:
+        """A note reported with the phase state that covers ``phase`` (``policy``: the
+        seccomp filter's, reported with PolicyPhaseResolved)."""
+        self.notes.setdefault(state_of(phase, policy=policy), []).append(text)
+
+    def add_op(
+        self, name: str, args: Any, phase: Phase, entry: str, *, at_end_of_phase: bool = False
+    ) -> None:
+        self.ops.append(Op(name, args, phase, entry, at_end_of_phase))
+
+    def at_rendezvous(self, mechanism: str, step: Callable[[int], None]) -> None:
+        """Run ``step(pid)`` while the child waits (a failure faults the launch)."""
+        self.rendezvous.append((mechanism, step))
+
+    def when_complete(self, finisher: Callable[[Program], None]) -> None:
+        """Run ``finisher`` once every mechanism has been prepared (e.g. to list the fds
+        the child needs until exec, which only the whole program knows)."""
+        self.finishers.append(finisher)
+
+    def new(self, ctype: str, init: Any = None) -> Any:
+        value = self.ffi.new(ctype, init)
+        self.keepalive.append(value)
+        return value
+
+    def cstr(self, text: str) -> Any:
+        return self.new("char[]", text.encode("utf-8"))
+
+    def cstrings(self, texts: list[str]) -> Any:
+        """A NULL-terminated ``char *[]``."""
+        return self.new("char *[]", [self.cstr(t) for t in texts] + [self.ffi.NULL])
+
+    def ordered_ops(self) -> list[Op]:
+        """Schedule order, with end-of-phase ops moved to the end of their phase."""
+        ranked = sorted(
+            enumerate(self.ops), key=lambda pair: (pair[1].phase, pair[1].at_end_of_phase, pair[0])
+        )
+        return [op for _, op in ranked]
+
+    def finish(self) -> list[Op]:
+        for finisher in self.finishers:
+            finisher(self)
+        ops = self.ordered_ops()
+        if not ops or ops[-1].name != "exec":
+            raise Refusal("lowering-inconsistent", "the program does not end with exec")
+        return ops
+
+
+def state_of(phase: Phase, *, policy: bool = False) -> str:
+    """The transcript state that reports work done in ``phase``."""
+    if policy:
+        return states.POLICY_PHASE_RESOLVED
+    if phase <= Phase.FS_SETUP:
+        return states.NAMESPACE_PHASE_RESOLVED
+    if phase <= Phase.FD_HYGIENE:
+        return states.FD_PHASE_RESOLVED
+    return states.FILESYSTEM_PHASE_RESOLVED
+
+
+# The transcript's four phase states, and which ops each one covers.
+_GROUPS: tuple[tuple[str, Callable[[Op], bool]], ...] = (
+    (states.NAMESPACE_PHASE_RESOLVED, lambda op: op.phase <= Phase.FS_SETUP),
+    (states.FD_PHASE_RESOLVED, lambda op: Phase.PRIVILEGE_DROP <= op.phase <= Phase.FD_HYGIENE),
+    (
+        states.FILESYSTEM_PHASE_RESOLVED,
+        lambda op: op.phase == Phase.POLICY_INSTALL and op.name != "seccomp",
+    ),
+    (states.POLICY_PHASE_RESOLVED, lambda op: op.name == "seccomp"),
+)
+
+
+def state_groups(ops: list[Op]) -> list[tuple[str, int]]:
+    """``(state, index of the op after which it is reported)`` in transcript order.
+
+    A state whose group has no op is reported with the state before it (-1: before any
+    op), so every run reports all four, in order.
+    """
+    result: list[tuple[str, int]] = []
+    last = -1
+    for state, member in _GROUPS:
+        indexes = [i for i, op in enumerate(ops) if member(op)]
+        last = max([last, *indexes])
+        result.append((state, last))
+    return result

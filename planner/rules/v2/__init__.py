@@ -1,0 +1,33 @@
+"""Planner rules, version 2: a private root, a PID namespace with its own init.
+
+The workload's root is an empty tmpfs holding only what the plan grants (pivot_root, the
+old root detached), with a minimal /dev, a fresh /proc of its own PID namespace, and a
+private /tmp when asked; the namespace's init is pid 1 and its death is the atomic kill
+of the run tree, so descendants, kills and deadlines need no cgroup (cgroups carry the
+budgets). Landlock and seccomp stay as independent layers. Unprivileged callers get the
+same boundary.
+
+Released with the first commit that records ``tests/vectors/planner/v2/``; from then on
+frozen like v1.
+"""
+
+from __future__ import annotations
+
+from bvisor.contract import mechanisms as mech
+from bvisor.planner.rules.base import Rules
+from bvisor.planner.rules.v2.admission import RULES_VERSION, admit
+from bvisor.planner.rules.v2.ceiling import linux_ceiling
+from bvisor.planner.rules.v2.lowering import compile_schedule
+from bvisor.planner.rules.v2.selection import select_primitives
+
+__all__ = ["RULES"]
+
+RULES = Rules(
+    version=RULES_VERSION,
+    released_at="(this release)",
+    ceiling=linux_ceiling,
+    admit=admit,
+    select=select_primitives,
+    compile=compile_schedule,
+    decl_digests={primitive.id: mech.decl_digest(primitive) for primitive in mech.CATALOGUE},
+)

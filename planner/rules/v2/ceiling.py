@@ -1,0 +1,134 @@
+"""The Linux ceiling of rules v2: a private root, a PID namespace with its own init.
+
+Changes from v1 (whose cells and helpers this builds on):
+
+* ``filesystem`` needs a private root as well as Landlock: a child must be able to create
+  a mount and a PID namespace and mount a fresh ``/proc`` (``pidns``; inside a user
+  namespace unless bvisor runs as root). Landlock stays on as a second layer.
+* ``temp_root`` and ``expose_path`` are Enforced with the private root (a private tmpfs,
+  a bind mount into it).
+* The run tree is the PID namespace: killing its init kills every process in it at once,
+  so ``child_spawn_allow_descendants``, ``kill:*`` and an Enforced wall budget need no
+  cgroup. Where the namespace cannot be made, v1's cgroup.kill cells apply.
+
+Everything else is v1's. Unsupported reasons name the missing fact as v1's do
+(``missing fact: <HostFacts field>``).
+"""
+
+from __future__ import annotations
+
+from bvisor.contract.budgets import BudgetDimension
+from bvisor.contract.controls import KillGuarantee
+from bvisor.contract.evidence import EvidenceClaim
+from bvisor.contract.mechanisms import LANDLOCK_ABI_FLOOR
+from bvisor.contract.profile import CeilingCell, HostFacts
+from bvisor.contract.requirements import RequirementKind
+from bvisor.planner.rules.v1 import ceiling as v1
+from bvisor.planner.rules.v1.ceiling import E, budget_key, kill_key
+
+__all__ = ["linux_ceiling", "private_root_missing"]
+
+_ATTEST = (EvidenceClaim.MECHANISM_ATTESTATION.value,)
+_USAGE = (EvidenceClaim.RESOURCE_USAGE.value,)
+
+
+def private_root_missing(facts: HostFacts) -> str | None:
+    """The fact a private root lacks here, or None when one can be built."""
+    if not facts.pidns:
+        return "pidns"
+    if not facts.userns and facts.host_uid != 0:
+        return "userns"
+    return None
+
+
+def _filesystem(facts: HostFacts) -> CeilingCell:
+    key = RequirementKind.FILESYSTEM.value
+    if facts.landlock_abi < LANDLOCK_ABI_FLOOR:
+        return v1._absent(
+            key,
+            "private_root_landlock",
+            "landlock_abi",
+            f"Landlock ABI {facts.landlock_abi} is below the floor {LANDLOCK_ABI_FLOOR}",
+        )
+    missing = private_root_missing(facts)
+    if missing is not None:
+        return v1._absent(
+            key,
+            "private_root_landlock",
+            missing,
+            "a private root needs a mount and a PID namespace (in a user namespace unless "
+            "bvisor runs as root) and a fresh /proc",
+        )
+    return v1._cell(
+        key,
+        E,
+        "private_root_landlock",
+        "the workload's root is an empty tmpfs holding only the granted paths (pivot_root, "
+        f"the old root detached); Landlock ABI {facts.landlock_abi} refuses file access "
+        "outside the granted roots as a second layer",
+        _ATTEST,
+    )
+
+
+def _private_root_cell(facts: HostFacts, key: str, what: str) -> CeilingCell:
+    missing = private_root_missing(facts)
+    if missing is None:
+        return v1._cell(key, E, "private_root", what, _ATTEST)
+    return v1._absent(key, "private_root", missing, f"{what} needs a private root")
+
+
+def _pidns_cell(facts: HostFacts, key: str, why: str) -> CeilingCell | None:
+    """The PID-namespace version of a cgroup.kill cell, or None to keep v1's."""
+    if private_root_missing(facts) is not None:
+        return None
+    return v1._cell(key, E, "pidns_init", why, _ATTEST)
+
+
+_TREE = (
+    "every process of the run is in its own PID namespace, whose init is killed at the end: "
+    "the kernel then kills every process in it at once"
+)
+
+
+def _requirement_cells(facts: HostFacts) -> list[CeilingCell]:
+    k = RequirementKind
+    replaced: dict[str, CeilingCell | None] = {
+        k.FILESYSTEM.value: _filesystem(facts),
+        k.TEMP_ROOT.value: _private_root_cell(
+            facts, k.TEMP_ROOT.value, "a private tmpfs at /tmp, size-bounded"
+        ),
+        k.EXPOSE_PATH.value: _private_root_cell(
+            facts, k.EXPOSE_PATH.value, "a host path bound at its destination in the private root"
+        ),
+        k.CHILD_SPAWN_ALLOW_DESCENDANTS.value: _pidns_cell(
+            facts, k.CHILD_SPAWN_ALLOW_DESCENDANTS.value, _TREE
+        ),
+    }
+    for guarantee in KillGuarantee:
+        replaced[kill_key(guarantee)] = _pidns_cell(facts, kill_key(guarantee), _TREE)
+    cells: list[CeilingCell] = []
+    for cell in v1._requirement_cells(facts):
+        better = replaced.get(cell.key)
+        cells.append(cell if better is None else better)
+    return cells
+
+
+def _budget_cells(facts: HostFacts) -> list[CeilingCell]:
+    wall = budget_key(BudgetDimension.WALL_MICROS)
+    cells = []
+    for cell in v1._budget_cells(facts):
+        if cell.key == wall and private_root_missing(facts) is None:
+            cell = v1._cell(
+                wall,
+                E,
+                "deadline_pidns_kill",
+                "the host's deadline kills the run's PID namespace (its init) at once",
+                _USAGE,
+            )
+        cells.append(cell)
+    return cells
+
+
+def linux_ceiling(facts: HostFacts) -> tuple[CeilingCell, ...]:
+    """Every Linux ceiling cell for ``facts``: requirements, then budgets, then evidence."""
+    return tuple(_requirement_cells(facts) + _budget_cells(facts) + v1._evidence_cells(facts))

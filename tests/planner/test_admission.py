@@ -32,7 +32,7 @@ from bvisor.contract import (
 )
 from bvisor.contract.admission import AdmissionRecord, admission_digest
 from bvisor.contract.enforcement import Enforcement
-from bvisor.contract.profile import HostFacts, ProfileSnapshot
+from bvisor.contract.profile import ProfileSnapshot
 from bvisor.planner.errors import PlanRefusal
 from bvisor.planner.rules.v1.admission import admit
 from tests.features import require_feature
@@ -116,10 +116,10 @@ def test_seed_deny_new_tasks_admits_with_seccomp() -> None:
     ],
 )
 def test_missing_feature_refuses_unsupported_naming_the_fact(
-    live_facts: HostFacts, spec: Any, changes: dict[str, Any], requirement: str, fact: str
+    spec: Any, changes: dict[str, Any], requirement: str, fact: str
 ) -> None:
     plan_v1(spec, snapshot_of(FIXED_FACTS))  # admitted with the feature ...
-    err = refusal(spec, without(live_facts, **changes))  # ... refused without it
+    err = refusal(spec, without(FIXED_FACTS, **changes))  # ... refused without it
     assert (err.code, err.requirement, err.missing_fact) == ("unsupported", requirement, fact)
     assert fact in err.detail
 

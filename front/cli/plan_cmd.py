@@ -1,7 +1,8 @@
 """`bvisor plan SPEC`: admit a spec against this kernel and show the plan, or the refusal.
 
 Nothing runs. Exit 0 with the plan (plan_id, h_a, h_p, h_l, the admitted requirements
-with their enforcement and mechanism, budgets, evidence, the lowering schedule); exit 125
+with their enforcement and mechanism, budgets, evidence, the workload's mount table — what
+its private root will hold: destination, source, access — and the lowering schedule); exit 125
 with the refusal's stable ``code``, the ``requirement`` it concerns and a ``detail``; exit
 2 when the spec file itself is unreadable or invalid (the message names the key path).
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 from bvisor.front import jsonview
 
-__all__ = ["add_arguments", "plan_document", "render_plan", "run"]
+__all__ = ["add_arguments", "mount_table", "plan_document", "render_plan", "run"]
 
 EXIT_USAGE = 2
 EXIT_REFUSED = 125
@@ -23,6 +24,37 @@ EXIT_REFUSED = 125
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", metavar="SPEC", help="spec file (.toml or .json)")
     parser.add_argument("--json", action="store_true", help="print the plan or refusal as JSON")
+
+
+def mount_table(plan: Any) -> list[dict[str, Any]]:
+    """The private root the plan builds: ``{dest, source, access}`` per mount, in order.
+
+    Empty when the plan has no private root (a spec without a filesystem capability sees
+    the host's tree). Host pathname sockets exist for the workload only inside these.
+    """
+    from bvisor.contract import mechanisms as mech
+
+    entry = next((p for p in plan.lowering if p.entry.id == mech.ROOTFS.id), None)
+    if entry is None:
+        return []
+    rows: list[dict[str, Any]] = []
+    for mount in mech.Rootfs.from_value(entry.params).mounts:
+        if isinstance(mount, mech.BindMount):
+            source = mount.source + ("" if mount.required else " (if this host has it)")
+            rows.append({"dest": mount.dest, "source": source, "access": mount.access})
+        elif isinstance(mount, mech.DevMount):
+            devices = ",".join(mount.devices) + (", a pty of its own" if mount.pts else "")
+            source = f"minimal /dev ({devices}; shm {mount.shm_bytes} bytes)"
+            rows.append({"dest": mount.dest, "source": source, "access": "devices"})
+        elif isinstance(mount, mech.ProcMount):
+            source = "procfs of the run's PID namespace (sys, irq, bus read-only)"
+            rows.append({"dest": mount.dest, "source": source, "access": "read"})
+        elif isinstance(mount, mech.TmpfsMount):
+            source = f"private tmpfs ({mount.size_bytes} bytes)"
+            rows.append({"dest": mount.dest, "source": source, "access": "write"})
+        else:
+            rows.append({"dest": mount.dest, "source": "directory", "access": "write"})
+    return rows
 
 
 def plan_document(plan: Any) -> dict[str, Any]:
@@ -54,6 +86,8 @@ def plan_document(plan: Any) -> dict[str, Any]:
             for b in record.budgets
         ],
         "evidence": [{"claim": e.claim, "mechanism": e.cell.mechanism} for e in record.evidence],
+        "mounts": mount_table(plan),
+        "rules_version": record.rules_version,
         "lowering": [entry.to_value() for entry in plan.entries],
     }
 
@@ -82,11 +116,20 @@ def render_plan(plan: Any) -> str:
     if record.evidence:
         lines += ["", "Evidence"]
         lines += [f"  {e.claim:<22} {e.cell.mechanism}" for e in record.evidence]
+    mounts = mount_table(plan)
+    if mounts:
+        width = max(len(m["dest"]) for m in mounts)
+        lines += ["", "Mounts (the workload's whole root)", f"  {'DEST':<{width}}  ACCESS   SOURCE"]
+        lines += [f"  {m['dest']:<{width}}  {m['access']:<7}  {m['source']}" for m in mounts]
     width = max(len(e.id) for e in plan.entries)
-    lines += ["", "Lowering", f"  {'PHASE':<17} {'ENTRY':<{width}}  PARAM_DIGEST"]
+    lines += [
+        "",
+        f"Lowering (planner rules v{record.rules_version})",
+        f"  {'PHASE':<19} {'ENTRY':<{width}}  PARAM_DIGEST",
+    ]
     for e in plan.entries:
         phase = f"{e.phase_code} {Phase(e.phase_code).name}"
-        lines.append(f"  {phase:<17} {e.id:<{width}}  {e.param_digest.hex()[:16]}")
+        lines.append(f"  {phase:<19} {e.id:<{width}}  {e.param_digest.hex()[:16]}")
     return "\n".join(lines)
 
 

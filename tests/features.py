@@ -7,7 +7,8 @@ in which case the test fails: CI declares what its kernel has, so a missing feat
 is a broken lane, never a silent pass.
 
 Feature names: ``landlock`` (ABI >= the catalogue floor), ``seccomp`` (filter mode with
-the errno action, libseccomp loadable), ``userns``, ``netns``, ``cgroup2-kill`` (a
+the errno action, libseccomp loadable), ``userns``, ``netns``, ``pidns`` (a PID and a
+mount namespace with a fresh /proc: what a private root needs), ``cgroup2-kill`` (a
 writable cgroup v2 directory of ours whose children have ``cgroup.kill``),
 ``cgroup1-pids``, ``cgroup1-memory`` (a writable v1 controller directory of ours).
 
@@ -45,6 +46,7 @@ FEATURES = (
     "seccomp",
     "userns",
     "netns",
+    "pidns",
     "cgroup2-kill",
     "cgroup1-pids",
     "cgroup1-memory",
@@ -84,6 +86,7 @@ def feature_missing(name: str) -> str | None:
         "seccomp": _seccomp_missing,
         "userns": lambda: _namespace_missing("user"),
         "netns": lambda: _namespace_missing("net"),
+        "pidns": _pidns_missing,
         "cgroup2-kill": _cgroup2_kill_missing,
         "cgroup1-pids": lambda: _cgroup1_missing("pids"),
         "cgroup1-memory": lambda: _cgroup1_missing("memory"),
@@ -128,6 +131,28 @@ def _namespace_missing(kind: str) -> str | None:
         flag = Path("/proc/sys/kernel/unprivileged_userns_clone")
         if flag.exists() and flag.read_text().strip() == "0":
             return "unprivileged user namespaces are disabled"
+    return None
+
+
+def _pidns_missing() -> str | None:
+    """A PID and a mount namespace (in a user namespace unless root) with a fresh /proc:
+    asked of util-linux's unshare(1), not of the product's probe."""
+    import shutil
+    import subprocess
+
+    tool = shutil.which("unshare")
+    if tool is None:
+        return "no unshare(1) to check with"
+    userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    done = subprocess.run(
+        [tool, *userns, "--pid", "--fork", "--mount", "--mount-proc", "true"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if done.returncode != 0:
+        return f"unshare --pid --mount --mount-proc failed: {done.stderr.strip()}"
     return None
 
 

@@ -99,6 +99,74 @@ def test_a_datagram_pair_cannot_reach_a_host_pathname_socket(work: Path, tmp_pat
     assert received is None, f"the host socket received {received!r} from the workload"
 
 
+_PAIR_ATTACK = (
+    "import socket\n"
+    "kinds = (socket.SOCK_DGRAM, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,\n"
+    "         socket.SOCK_RAW, socket.SOCK_RAW | socket.SOCK_NONBLOCK)\n"
+    "for kind in kinds:\n"
+    "    try:\n"
+    "        a, b = socket.socketpair(socket.AF_UNIX, kind)\n"
+    "    except OSError as e:\n"
+    "        print('refused', kind, e.errno)\n"
+    "        continue\n"
+    "    sends = (lambda: a.sendto(b'ESCAPED', PATH),\n"
+    "             lambda: a.sendmsg([b'ESCAPED'], [], 0, PATH))\n"
+    "    for send in sends:\n"
+    "        try:\n"
+    "            send()\n"
+    "            print('sent', kind)\n"
+    "        except OSError as e:\n"
+    "            print('send refused', kind, e.errno)\n"
+)
+
+
+def _pair_attack(work: Path, hooks: frozenset[str]) -> tuple[bytes | None, str]:
+    """A host datagram socket *inside* the write root (so the private root does not hide
+    it): only the socket rule stands between the workload and it."""
+    from bvisor.launcher.host.backend import LinuxBackend
+    from bvisor.launcher.host.locate import default_launcher_path
+    from bvisor.launcher.host.runner import BoundaryRunner
+    from bvisor.planner.planning import BoundaryPlanner
+    from bvisor.planner.registry import BackendRegistry
+
+    path = work / "dg.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.settimeout(0.5)
+    code = f"PATH = {str(path)!r}\n" + _PAIR_ATTACK
+    backend = LinuxBackend.dangerous_with_test_hooks(default_launcher_path(), hooks)
+    registry = BackendRegistry()
+    registry.register(backend)
+    plan = BoundaryPlanner(registry).plan(
+        default_spec([PYTHON, "-c", code], cwd=str(work)), "linux"
+    )
+    out = bytearray()
+    try:
+        BoundaryRunner(registry).run(plan, on_stdout=out.extend)
+        try:
+            received: bytes | None = listener.recv(64)
+        except TimeoutError:
+            received = None
+    finally:
+        listener.close()
+    return received, out.decode()
+
+
+def test_no_socket_type_the_kernel_makes_a_datagram_reaches_a_host_socket(work: Path) -> None:
+    """AF_UNIX turns SOCK_RAW into SOCK_DGRAM: the rule must decide on that real type,
+    and an address in sendmsg (which no filter can read) must find no datagram socket."""
+    require_feature("seccomp")
+    received, out = _pair_attack(work, frozenset())
+    assert received is None, f"the host socket received {received!r}: {out}"
+    assert out.count("refused") == 4 and "sent" not in out, out
+
+
+def test_skipping_seccomp_lets_the_datagram_out(work: Path) -> None:
+    require_feature("seccomp")
+    received, out = _pair_attack(work, frozenset({"skip_seccomp"}))
+    assert received == b"ESCAPED", out
+
+
 # x86_64 syscall numbers and keyctl operations (linux/keyctl.h).
 SYS_ADD_KEY, SYS_KEYCTL = 248, 250
 KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_UPDATE, KEYCTL_REVOKE, KEYCTL_READ = 1, 2, 3, 11

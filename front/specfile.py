@@ -121,7 +121,7 @@ _TOP_KEYS = ("workload", "capability", "control", "budgets", "evidence")
 EVIDENCE_ALIASES: dict[str, EvidenceClaim] = {
     "require_exit_status": EvidenceClaim.TERMINAL_OUTCOME,
 }
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 
 class SpecFileError(ContractError):

@@ -27,7 +27,7 @@ __all__ = [
     "param_digest",
 ]
 
-_ENTRY_ID = re.compile(r"^[a-z0-9]+(\.[a-z0-9_-]+)+\.v[0-9]+$")
+_ENTRY_ID = re.compile(r"^[a-z0-9]+(\.[a-z0-9_-]+)+\.v[0-9]+\Z")
 
 
 class LoweringError(ValueError):

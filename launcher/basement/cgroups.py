@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 _DRAIN_TIMEOUT_S = 5.0
-_LEAF_NAME = re.compile(r"^bvisor-(\d+)-(\d+)-[0-9a-f]+$")
+_LEAF_NAME = re.compile(r"^bvisor-(\d+)-(\d+)-[0-9a-f]+\Z")
 
 
 class CgroupError(RuntimeError):

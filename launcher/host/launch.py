@@ -61,9 +61,9 @@ _UNAVAILABLE = re.compile(
     r"(landlock|seccomp|userns|netns|namespace|cgroup|clone3|no_new_privs|pdeathsig)"
     r" errno=\d+ name=(ENOSYS|EOPNOTSUPP|ENOTSUP)\b"
 )
-_INT_NOTE = re.compile(r"^workload (pid|exit code|exit signal)=(-?\d+)$")
-_RUSAGE_NOTE = re.compile(r"^workload rusage (.*)$")
-_IDENTITY_NOTE = re.compile(r"^identity code=([0-9a-f]+) entry=([0-9a-f]+|unknown)$")
+_INT_NOTE = re.compile(r"^workload (pid|exit code|exit signal)=(-?\d+)\Z")
+_RUSAGE_NOTE = re.compile(r"^workload rusage (.*)\Z")
+_IDENTITY_NOTE = re.compile(r"^identity code=([0-9a-f]+) entry=([0-9a-f]+|unknown)\Z")
 
 
 class LaunchRefused(ValueError):

@@ -20,7 +20,7 @@ run --spec "$examples/deny-new-tasks.toml"
 run --spec "$examples/no-network.toml"
 run --spec "$examples/allow-descendants-atomic-kill.toml"
 run --spec "$examples/budgeted-timeout.toml"
-run --spec "$examples/refused-allow-threads.toml"
+for refused in "$examples"/refused-*.toml; do run --spec "$refused"; done
 "$bin/bvisor-ledger" append --ledger "$ledger" --kind note.external --data '{"ticket": 42}' >/dev/null
 "$bin/bvisor-ledger" verify --ledger "$ledger"
 "$bin/bvisor-replay" --ledger "$ledger"

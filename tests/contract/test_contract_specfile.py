@@ -360,7 +360,7 @@ def test_there_are_examples() -> None:
         "no-network.toml",
         "read-data-write-output.toml",
         "budgeted-timeout.toml",
-        "refused-allow-threads.toml",
+        "refused-network-allow-list.toml",
     } <= names
 
 
@@ -377,8 +377,8 @@ def test_named_examples_say_what_they_claim() -> None:
     timeout = by_name["budgeted-timeout.toml"]
     assert timeout.budgets.wall_micros == Budget(1_000_000, MinGuarantee.ENFORCED)
     assert timeout.workload == ProcessWorkload("/bin/sleep", ("5",))
-    refused = by_name["refused-allow-threads.toml"]
-    assert ChildSpawn(SpawnPolicy.ALLOW_THREADS_WITHIN_BOUNDARY) in refused.capabilities
+    refused = by_name["refused-network-allow-list.toml"]
+    assert Network(NetworkAllowList(("example.org:443",))) in refused.capabilities
     io = by_name["read-data-write-output.toml"]
     accesses = {c.access for c in io.capabilities if isinstance(c, Filesystem)}
     assert accesses == {FsAccess.READ, FsAccess.READ_WRITE}

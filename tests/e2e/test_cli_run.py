@@ -126,9 +126,10 @@ def test_json_prints_one_sealed_report(ledger_dir: Path, tmp_path: Path) -> None
 
 
 def test_refused_spec_exits_125_and_names_the_requirement(ledger_dir: Path) -> None:
-    done = bvisor("run", "--spec", str(EXAMPLES / "refused-allow-threads.toml"), ledger=ledger_dir)
+    refused = str(EXAMPLES / "refused-network-allow-list.toml")
+    done = bvisor("run", "--spec", refused, ledger=ledger_dir)
     assert done.returncode == 125
-    assert "unsupported" in done.stderr and "child" in done.stderr.lower()
+    assert "unsupported" in done.stderr and "network_allow_list" in done.stderr
 
 
 def test_timeout_spec_exits_124(ledger_dir: Path) -> None:

@@ -10,7 +10,7 @@ from bvisor.contract import Outcome
 from bvisor.front.api import run_confined
 from bvisor.front.specfile import load_spec
 from bvisor.planner.errors import PlanRefusal
-from tests.features import require_feature
+from tests.features import feature_missing, require_feature
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -25,13 +25,23 @@ EXPECTED: dict[str, tuple[Outcome, bytes]] = {
 
 def test_every_example_is_covered() -> None:
     names = {path.name for path in EXAMPLES.glob("*.toml")}
-    assert names == {*EXPECTED, "refused-allow-threads.toml"}
+    assert names == {*EXPECTED, "refused-network-allow-list.toml"}
+
+
+# Examples that need a cgroup the caller may write: a normal user without a delegated one
+# gets a refusal that says how to get it, which is what their comment promises.
+NEEDS_CGROUP = {"allow-descendants-atomic-kill.toml": ("cgroup2-kill", "cgroup1-pids")}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_runs_as_its_comment_says(name: str, tmp_path: Path) -> None:
-    for feature in ("seccomp", "landlock", "netns", "cgroup2-kill"):
+    for feature in ("seccomp", "landlock", "netns", "pidns"):
         require_feature(feature)
+    if name in NEEDS_CGROUP and any(feature_missing(f) for f in NEEDS_CGROUP[name]):
+        with pytest.raises(PlanRefusal) as refused:
+            run_confined(load_spec(EXAMPLES / name), ledger=tmp_path / "ledger")
+        assert "Delegate=yes" in refused.value.detail, refused.value
+        return
     if name == "read-data-write-output.toml":
         demo = Path("/tmp/bvisor-demo")
         (demo / "data").mkdir(parents=True, exist_ok=True)
@@ -54,5 +64,5 @@ def test_example_runs_as_its_comment_says(name: str, tmp_path: Path) -> None:
 
 def test_the_refused_example_is_refused_and_never_runs(tmp_path: Path) -> None:
     with pytest.raises(PlanRefusal) as refused:
-        run_confined(load_spec(EXAMPLES / "refused-allow-threads.toml"), ledger=tmp_path / "l")
+        run_confined(load_spec(EXAMPLES / "refused-network-allow-list.toml"), ledger=tmp_path / "l")
     assert refused.value.code == "unsupported"

@@ -12,6 +12,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from bvisor.contract import Outcome, SpawnPolicy
 from tests.e2e.helpers import (
     descendants_spec,
@@ -23,7 +25,7 @@ from tests.e2e.helpers import (
     unique_marker,
     wait_for,
 )
-from tests.features import require_feature
+from tests.features import feature_missing, require_feature
 
 FORK_PROBE = """
 import os
@@ -86,13 +88,33 @@ def test_deny_new_tasks_fork_is_refused_in_the_captured_output() -> None:
     assert b"after=ok" not in captured, "an external command needs a fork, which must be refused"
 
 
-def test_allow_threads_fails_closed_at_admission_and_the_target_never_runs(tmp_path: Path) -> None:
+def test_allow_threads_fails_closed_under_the_original_rules(tmp_path: Path) -> None:
+    """The seed's check, kept for the rules that had the original's gap (v1: "clone3's
+    flags sit behind a pointer"): admission refuses, the target never runs. Rules v2 close
+    the gap (clone3 answers ENOSYS, clone's flags are checked): the same spec now runs
+    threads-only — its oracles are in test_threads_only.py."""
+    import dataclasses
+
+    from bvisor.contract.profile import ProfileSnapshot
+    from bvisor.launcher.host.probe import probe_host
+    from bvisor.planner.errors import PlanRefusal
+    from bvisor.planner.planning import plan_boundary
+    from bvisor.planner.rules import v1
+
     marker = tmp_path / "ran"
-    report = run_execute(
-        spawn_spec(SpawnPolicy.ALLOW_THREADS_WITHIN_BOUNDARY, ["-c", f": > {marker}"])
+    spec = spawn_spec(SpawnPolicy.ALLOW_THREADS_WITHIN_BOUNDARY, ["-c", f": > {marker}"])
+    facts = dataclasses.replace(probe_host(None), pidns=None)
+    with pytest.raises(PlanRefusal) as refused:
+        plan_boundary(spec, ProfileSnapshot("linux", facts, v1.RULES.ceiling(facts)), v1.RULES)
+    assert (refused.value.code, refused.value.requirement) == (
+        "unsupported",
+        "child_spawn_allow_threads",
     )
-    assert report is None, "AllowThreads is Unsupported on Linux: admission must refuse"
     assert not marker.exists()
+    if feature_missing("seccomp") is None:
+        report = run_execute(spec)
+        assert report is not None and report.body.outcome is Outcome.COMPLETED
+        assert marker.exists(), "under rules v2 the threads-only spec runs"
 
 
 def test_allow_descendants_is_born_in_its_cgroup_and_cgroup_kill_drains_the_tree() -> None:

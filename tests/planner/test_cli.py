@@ -29,7 +29,15 @@ stdout = true
 stderr = true
 """
 
-ALLOW_THREADS = DENY_TASKS.replace("deny_new_tasks", "allow_threads_within_boundary")
+# A spec the current rules refuse: a network allow list (no per-endpoint enforcement).
+ALLOW_LIST = (
+    DENY_TASKS
+    + """
+[[capability]]
+type = "network"
+allow_list = ["example.org:443"]
+"""
+)
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -54,7 +62,7 @@ def test_probe_json(capsys: pytest.CaptureFixture[str], live_facts: HostFacts) -
     assert doc["facts"]["landlock_abi"] == live_facts.landlock_abi
     cell = doc["ceiling"]["child_spawn_deny_new_tasks"]
     assert set(cell) == {"enforcement", "mechanism", "evidence", "reason"}
-    assert doc["ceiling"]["child_spawn_allow_threads"]["enforcement"] == "Unsupported"
+    assert doc["ceiling"]["network_allow_list"]["enforcement"] == "Unsupported"
     assert len(bytes.fromhex(doc["h_p"])) == 32
 
 
@@ -63,7 +71,7 @@ def test_probe_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert status == 0
     for heading in ("Facts", "Ceiling", "How the facts were established", "h_p "):
         assert heading in out
-    assert "linux:seccomp_clone3_flags:Unsupported" in out
+    assert "linux:seccomp_thread_clones:Enforced" in out
 
 
 def test_plan_json_admitted(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -93,16 +101,16 @@ def test_plan_text_admitted(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
 
 
 def test_plan_refused_exits_125(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    path = spec_file(tmp_path, ALLOW_THREADS)
+    path = spec_file(tmp_path, ALLOW_LIST)
     status, out, _ = run_cli(capsys, "plan", path, "--json")
     assert status == 125
     doc = json.loads(out)
     assert doc["admitted"] is False
-    assert (doc["code"], doc["requirement"]) == ("unsupported", "child_spawn_allow_threads")
-    assert "clone3" in doc["detail"]
+    assert (doc["code"], doc["requirement"]) == ("unsupported", "network_allow_list")
+    assert "per-endpoint" in doc["detail"]
     status, out, _ = run_cli(capsys, "plan", path)
     assert status == 125
-    assert "refused [unsupported] (child_spawn_allow_threads)" in out
+    assert "refused [unsupported] (network_allow_list)" in out
 
 
 def test_plan_bad_spec_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

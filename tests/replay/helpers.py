@@ -39,6 +39,8 @@ from bvisor.contract import (
     KillTarget,
     LaunchWorkload,
     MinGuarantee,
+    Network,
+    NetworkAllowList,
     ObservedFact,
     Outcome,
     ProcessWorkload,
@@ -95,10 +97,10 @@ def descendants_spec(args: Sequence[str], exe: str = "/bin/sh", **budgets: Budge
 
 
 def refused_spec() -> BoundarySpec:
-    """Threads-but-not-processes cannot be enforced on Linux: always refused."""
+    """A network allow list has no mechanism on this backend: always refused."""
     return BoundarySpec(
         workload=ProcessWorkload(exe="/bin/true", args=()),
-        capabilities=(ChildSpawn(policy=SpawnPolicy.ALLOW_THREADS_WITHIN_BOUNDARY),),
+        capabilities=(Network(NetworkAllowList(("example.org:443",))),),
         controls=(LaunchWorkload(),),
         budgets=BudgetRequirements(),
         evidence=EvidenceRequirements(),

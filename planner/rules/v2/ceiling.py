@@ -7,6 +7,9 @@ Changes from v1 (whose cells and helpers this builds on):
   namespace unless bvisor runs as root). Landlock stays on as a second layer.
 * ``temp_root`` and ``expose_path`` are Enforced with the private root (a private tmpfs,
   a bind mount into it).
+* ``child_spawn_allow_threads_within_boundary`` is Enforced with seccomp: ``clone3``
+  answers ENOSYS so libc uses ``clone``, whose flags a filter can read, and only thread
+  flags pass (the mask Chromium's, Firefox's and sandbox2's filters use).
 * The run tree is the PID namespace: killing its init kills every process in it at once,
   so ``child_spawn_allow_descendants``, ``kill:*`` and an Enforced wall budget need no
   cgroup. Where the namespace cannot be made, v1's cgroup.kill cells apply.
@@ -16,6 +19,8 @@ Everything else is v1's. Unsupported reasons name the missing fact as v1's do
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from bvisor.contract.budgets import BudgetDimension
 from bvisor.contract.controls import KillGuarantee
@@ -77,6 +82,27 @@ def _private_root_cell(facts: HostFacts, key: str, what: str) -> CeilingCell:
     return v1._absent(key, "private_root", missing, f"{what} needs a private root")
 
 
+def _threads_cell(facts: HostFacts) -> CeilingCell:
+    key = RequirementKind.CHILD_SPAWN_ALLOW_THREADS.value
+    missing = v1.seccomp_errno_missing(facts)
+    if missing is not None:
+        return v1._absent(
+            key,
+            "seccomp_thread_clones",
+            missing,
+            "threads without processes need a seccomp filter with the errno action",
+        )
+    return v1._cell(
+        key,
+        E,
+        "seccomp_thread_clones",
+        "a seccomp filter allows clone only with CLONE_THREAD|CLONE_SIGHAND|CLONE_VM and no "
+        "namespace, trace or vfork flag; clone3 answers ENOSYS (libc falls back to clone); "
+        "fork, vfork and fork-like clones answer EPERM; any other clone kills the process",
+        _ATTEST,
+    )
+
+
 def _pidns_cell(facts: HostFacts, key: str, why: str) -> CeilingCell | None:
     """The PID-namespace version of a cgroup.kill cell, or None to keep v1's."""
     if private_root_missing(facts) is not None:
@@ -103,6 +129,7 @@ def _requirement_cells(facts: HostFacts) -> list[CeilingCell]:
         k.CHILD_SPAWN_ALLOW_DESCENDANTS.value: _pidns_cell(
             facts, k.CHILD_SPAWN_ALLOW_DESCENDANTS.value, _TREE
         ),
+        k.CHILD_SPAWN_ALLOW_THREADS.value: _threads_cell(facts),
     }
     for guarantee in KillGuarantee:
         replaced[kill_key(guarantee)] = _pidns_cell(facts, kill_key(guarantee), _TREE)
@@ -111,6 +138,27 @@ def _requirement_cells(facts: HostFacts) -> list[CeilingCell]:
         better = replaced.get(cell.key)
         cells.append(cell if better is None else better)
     return cells
+
+
+_DELEGATION = (
+    "; to get one, run bvisor in a cgroup delegated to you, e.g. "
+    "`systemd-run --user --scope -p Delegate=yes bvisor run ...`"
+)
+
+
+_CGROUP_FACTS = frozenset({"cgroup_v2_base", "cgroup_v2_kill", "cgroup_v1_bases"})
+
+
+def _with_delegation_hint(facts: HostFacts, cells: list[CeilingCell]) -> list[CeilingCell]:
+    """For a normal user, a cell held back only by a missing cgroup says how to get one."""
+    if facts.host_uid == 0:
+        return cells
+    return [
+        dataclasses.replace(cell, reason=cell.reason + _DELEGATION)
+        if cell.enforcement is not E and v1.missing_fact_of(cell) in _CGROUP_FACTS
+        else cell
+        for cell in cells
+    ]
 
 
 def _budget_cells(facts: HostFacts) -> list[CeilingCell]:
@@ -131,4 +179,5 @@ def _budget_cells(facts: HostFacts) -> list[CeilingCell]:
 
 def linux_ceiling(facts: HostFacts) -> tuple[CeilingCell, ...]:
     """Every Linux ceiling cell for ``facts``: requirements, then budgets, then evidence."""
-    return tuple(_requirement_cells(facts) + _budget_cells(facts) + v1._evidence_cells(facts))
+    cells = _requirement_cells(facts) + _budget_cells(facts) + v1._evidence_cells(facts)
+    return tuple(_with_delegation_hint(facts, cells))

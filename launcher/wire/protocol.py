@@ -20,12 +20,22 @@ that honours a hook says so in a ``# DANGER`` note before anything else it repor
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import TypeVar, cast
 
 from bvisor import canonical
+from bvisor.contract._wire import (
+    expect_array,
+    expect_bool,
+    expect_bytes,
+    expect_enum,
+    expect_int,
+    expect_map,
+    expect_text,
+)
+from bvisor.contract.errors import ContractError
 from bvisor.contract.lowering import LoweringEntry, LoweringError, entries_from_wire
 from bvisor.digest import DIGEST_SIZE
 
@@ -71,65 +81,55 @@ class ProtocolError(ValueError):
     """A launch body value is malformed; the message names the field."""
 
 
-def _map(value: object, where: str, keys: Sequence[str]) -> Mapping[str, object]:
-    if not isinstance(value, Mapping):
-        raise ProtocolError(f"{where}: expected a map")
-    expected, actual = set(keys), set(value)
-    if actual != expected:
-        missing = sorted(expected - actual)
-        extra = sorted(str(k) for k in actual - expected)
-        raise ProtocolError(f"{where}: keys differ (missing {missing}, unexpected {extra})")
-    return value
-
-
-def _int(value: object, where: str, lo: int, hi: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ProtocolError(f"{where}: expected an integer")
-    if not lo <= value <= hi:
-        raise ProtocolError(f"{where}: {value} outside [{lo}, {hi}]")
-    return value
-
-
-def _bool(value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ProtocolError(f"{where}: expected a boolean")
-    return value
-
-
-def _text(value: object, where: str, limit: int = _MAX_STRING) -> str:
-    if not isinstance(value, str):
-        raise ProtocolError(f"{where}: expected text")
-    if "\x00" in value:
-        raise ProtocolError(f"{where}: text contains NUL")
-    if len(value) > limit:
-        raise ProtocolError(f"{where}: text longer than {limit} characters")
-    return value
-
-
-def _digest(value: object, where: str) -> bytes:
-    if not isinstance(value, bytes) or len(value) != DIGEST_SIZE:
-        raise ProtocolError(f"{where}: expected a {DIGEST_SIZE}-byte digest")
-    return value
-
-
-def _array(value: object, where: str, limit: int = _MAX_ITEMS) -> Sequence[object]:
-    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
-        raise ProtocolError(f"{where}: expected an array")
-    if len(value) > limit:
-        raise ProtocolError(f"{where}: more than {limit} items")
-    return value
-
-
+T = TypeVar("T")
 _E = TypeVar("_E", bound=Enum)
 
 
-def _enum(cls: type[_E], value: object, where: str) -> _E:
-    if not isinstance(value, str):
-        raise ProtocolError(f"{where}: expected one of {[m.value for m in cls]}")
+# The one strict reader of canonical values is the contract's (``bvisor.contract._wire``);
+# these adapt it to the body's own error type and limits.
+
+
+def _strict(read: Callable[[], T]) -> T:
     try:
-        return cls(value)
-    except ValueError:
-        raise ProtocolError(f"{where}: {value!r} is not one of {[m.value for m in cls]}") from None
+        return read()
+    except ContractError as exc:
+        raise ProtocolError(str(exc)) from None
+
+
+def _map(value: object, where: str, keys: Sequence[str]) -> Mapping[str, object]:
+    return _strict(lambda: expect_map(value, where, required=keys))
+
+
+def _int(value: object, where: str, lo: int, hi: int) -> int:
+    return _strict(lambda: expect_int(value, where, minimum=lo, maximum=hi))
+
+
+def _bool(value: object, where: str) -> bool:
+    return _strict(lambda: expect_bool(value, where))
+
+
+def _text(value: object, where: str, limit: int = _MAX_STRING) -> str:
+    text = _strict(lambda: expect_text(value, where))
+    if "\x00" in text:
+        raise ProtocolError(f"{where}: text contains NUL")
+    if len(text) > limit:
+        raise ProtocolError(f"{where}: text longer than {limit} characters")
+    return text
+
+
+def _digest(value: object, where: str) -> bytes:
+    return _strict(lambda: expect_bytes(value, where, size=DIGEST_SIZE))
+
+
+def _array(value: object, where: str, limit: int = _MAX_ITEMS) -> Sequence[object]:
+    items = _strict(lambda: expect_array(value, where))
+    if len(items) > limit:
+        raise ProtocolError(f"{where}: more than {limit} items")
+    return items
+
+
+def _enum(cls: type[_E], value: object, where: str) -> _E:
+    return _strict(lambda: expect_enum(cls, value, where))
 
 
 class DescriptorKind(StrEnum):

@@ -171,12 +171,11 @@ class LinuxBackend:
         run.observed.extend(lowering_facts(plan))
 
         def take_line(line: str) -> None:
-            # Kept here as well as forwarded, so an interrupted run still knows its transcript;
-            # both or neither, or the report and the ledger would tell different stories.
-            with interrupts_held():
-                if on_control_line is not None:
-                    on_control_line(line)
-                run.lines.append(line)
+            # The transcript is kept here, the one copy the report and the ledger both use;
+            # on_control_line only shows progress.
+            run.lines.append(line)
+            if on_control_line is not None:
+                on_control_line(line)
 
         streams = lowered.streams
         # stdin is /dev/null unless the spec asked for it and the caller has one to give.

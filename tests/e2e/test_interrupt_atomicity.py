@@ -2,15 +2,16 @@
 
 CI once caught a Ctrl-C landing between "keep this launcher line for the report" and
 "append it to the ledger": the report named nine launcher notes, the ledger held eight,
-and replay failed the run. These tests deliver SIGINT from inside the ledger append itself
-(before the write), at chosen points, so the race is hit every time rather than by luck.
+and replay failed the run. The lines are now written with the report in one transaction,
+and these tests still deliver SIGINT at chosen points — as a launcher line arrives, and
+from inside the final append itself (before the write) — so the race is hit every time.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,10 @@ class InterruptingSink:
         self,
         ledger: Ledger,
         *,
-        at_phase: int | None = None,
         at_seal: bool = False,
         signum: int = signal.SIGINT,
     ):
         self._ledger = ledger
-        self._at_phase = at_phase
         self._at_seal = at_seal
         self._signum = signum
         self.interrupts_sent = 0
@@ -45,9 +44,14 @@ class InterruptingSink:
         self.interrupts_sent += 1
         signal.raise_signal(self._signum)
 
+    def interrupt_at_phase(self, at: int) -> Callable[[int, str], None]:
+        def on_phase(index: int, _line: str) -> None:
+            if index == at:
+                self._interrupt()
+
+        return on_phase
+
     def append(self, kind: str, payload: Any, run_id: bytes | None = None) -> object:
-        if kind == "launcher.phase" and payload["index"] == self._at_phase:
-            self._interrupt()
         return self._ledger.append(kind, payload, run_id)
 
     def append_many(self, items: Iterable[tuple[str, Any, bytes | None]]) -> object:
@@ -64,20 +68,25 @@ def _only_run(store: Ledger) -> replay.RunAudit:
 
 
 @pytest.mark.parametrize("phase_index", [0, 6, 8, 12])
-def test_interrupt_during_a_launcher_line_append_keeps_report_and_ledger_in_step(
+def test_interrupt_as_a_launcher_line_arrives_keeps_report_and_ledger_in_step(
     tmp_path: Path, phase_index: int
 ) -> None:
     require_feature("cgroup2-kill")
     with Ledger.open(tmp_path / "ledger", create=True) as store:
-        sink = InterruptingSink(store, at_phase=phase_index)
+        sink = InterruptingSink(store)
         with pytest.raises(KeyboardInterrupt):
-            run_execute(descendants_spec(["-c", "sleep 300"]), sink=sink)
+            run_execute(
+                descendants_spec(["-c", "sleep 300"]),
+                sink=sink,
+                on_phase=sink.interrupt_at_phase(phase_index),
+            )
         assert sink.interrupts_sent == 1
         phases = [e.payload for e in store.events() if e.kind == "launcher.phase"]
         sealed = [e.payload for e in store.events() if e.kind == "report.sealed"]
         run = _only_run(store)
-    # The line being appended when Ctrl-C arrived was recorded, and nothing after it.
-    assert phases[-1]["index"] == phase_index, phases
+    # The line that arrived with Ctrl-C was recorded, and the run ended: the report's
+    # transcript and the ledger's lines are the same list.
+    assert phases[-1]["index"] >= phase_index, phases
     assert len(sealed) == 1 and sealed[0]["body"]["outcome"] == Outcome.KILLED.value
     assert run.verdict == replay.VERIFIED, run.to_json()
 
@@ -134,9 +143,11 @@ def test_holding_outside_the_main_thread_leaves_signals_alone() -> None:
 def test_sigterm_under_the_command_line_handler_ends_the_run_like_ctrl_c(tmp_path: Path) -> None:
     require_feature("cgroup2-kill")
     with Ledger.open(tmp_path / "ledger", create=True) as store:
-        sink = InterruptingSink(store, at_phase=8, signum=signal.SIGTERM)
+        sink = InterruptingSink(store, signum=signal.SIGTERM)
         with pytest.raises(HostStopped) as stopped, stop_signals_interrupt():
-            run_execute(descendants_spec(["-c", "sleep 300"]), sink=sink)
+            run_execute(
+                descendants_spec(["-c", "sleep 300"]), sink=sink, on_phase=sink.interrupt_at_phase(8)
+            )
         sealed = [e.payload for e in store.events() if e.kind == "report.sealed"]
         run = _only_run(store)
     assert stopped.value.signum == signal.SIGTERM

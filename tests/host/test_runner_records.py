@@ -1,16 +1,25 @@
 """What the runner records, and when: plan.admitted is durable before the workload runs,
-every step lands in order, and large output is chunked without losing a byte."""
+every step lands in order, a run is two durable commits, and large output is chunked
+without losing a byte."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from bvisor.digest import Purpose, digest_bytes
 from bvisor.front.api import run_confined
 from bvisor.launcher.host.runner import STREAM_CHUNK_BYTES, stream_chunks
 from bvisor.ledger import Ledger
-from tests.e2e.helpers import descendants_spec, find_pids_with, unique_marker, wait_for
+from tests.e2e.helpers import (
+    descendants_spec,
+    find_pids_with,
+    run_execute,
+    unique_marker,
+    wait_for,
+)
 from tests.features import require_feature
 
 
@@ -61,8 +70,8 @@ def test_plan_is_durable_before_the_workload_runs_and_steps_land_in_order(
     )
     watcher.join()
     during = seen["while_running"]
-    assert during[0] == "plan.admitted" and "lowering.entry" in during
-    assert "run.terminal" not in during and "report.sealed" not in during
+    # While the workload runs the ledger holds the first commit and nothing else.
+    assert during[0] == "plan.admitted" and set(during[1:]) == {"lowering.entry"}, during
     with Ledger.open(ledger_dir, readonly=True) as store:
         events = list(store.events())
     kinds = [event.kind for event in events]
@@ -77,3 +86,33 @@ def test_plan_is_durable_before_the_workload_runs_and_steps_land_in_order(
     assert len(recorded) == 3_000_000 and recorded == bytes(captured)
     stream = next(s for s in report.body.streams if s.name == "stdout")
     assert stream.digest == digest_bytes(Purpose.STREAM, recorded)
+
+
+class CountingSink:
+    """Forwards to a ledger and counts the writes (each one is one durable commit)."""
+
+    def __init__(self, store: Ledger) -> None:
+        self.store = store
+        self.commits: list[list[str]] = []
+
+    def append(self, kind: str, payload: Any, run_id: bytes | None = None) -> object:
+        self.commits.append([kind])
+        return self.store.append(kind, payload, run_id)
+
+    def append_many(self, items: Iterable[tuple[str, Any, bytes | None]]) -> object:
+        batch = list(items)
+        self.commits.append([kind for kind, _, _ in batch])
+        return self.store.append_many(batch)
+
+
+def test_a_run_is_two_durable_commits(tmp_path: Path) -> None:
+    require_feature("cgroup2-kill")
+    with Ledger.open(tmp_path / "ledger", create=True) as store:
+        sink = CountingSink(store)
+        run_execute(descendants_spec(["-c", "echo hi; echo there >&2"]), sink=sink)
+        recorded = [event.kind for event in store.events()]
+    assert len(sink.commits) == 2, sink.commits
+    first, second = sink.commits
+    assert first[0] == "plan.admitted" and set(first[1:]) == {"lowering.entry"}
+    assert second[0] == "launcher.phase" and second[-1] == "report.sealed"
+    assert recorded == first + second

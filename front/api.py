@@ -4,7 +4,10 @@
 once, admit (or refuse — a refusal is recorded as ``plan.refused`` and raised), execute
 under the Linux backend, seal, and record every step in the evidence ledger. It is safe to
 call from a multi-threaded program: nothing here forks; the launcher is started with
-``posix_spawn``.
+``posix_spawn`` — once, as a resident launcher that forks a fresh launcher for each run
+(:mod:`bvisor.launcher.host.resident`; ``BVISOR_RESIDENT=0`` starts one per run) — and
+the probed profile and the plan of an unchanged spec are reused while the host is
+unchanged (:mod:`bvisor.launcher.host.profile_cache`).
 
 Ledger selection: ``ledger=None`` records in the default ledger (``$BVISOR_LEDGER``, else
 ``$XDG_DATA_HOME/bvisor/ledger``); a path records there; an open ``ledger.Ledger`` is used

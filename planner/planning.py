@@ -9,6 +9,10 @@ recorded in the ledger is exactly what was admitted against).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
+from bvisor import canonical
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.spec import BoundarySpec
@@ -28,9 +32,31 @@ def plan_boundary(
     Plans are made with the newest released rules; ``rules`` is a parameter for replay and
     for the golden vectors of older versions.
     """
+    key = (id(rules), id(snapshot), canonical.encode(spec.to_value()))
+    with _memo_lock:
+        held = _memo.get(key)
+        if held is not None and held[0] is snapshot and held[1] is rules:
+            _memo.move_to_end(key)
+            return held[2]
     record = rules.admit(spec, snapshot)
     schedule = rules.lower(spec, snapshot.facts, record)
-    return build_plan(spec, snapshot, record, schedule)
+    plan = build_plan(spec, snapshot, record, schedule)
+    with _memo_lock:
+        _memo[key] = (snapshot, rules, plan)
+        while len(_memo) > _MEMO_SIZE:
+            _memo.popitem(last=False)
+    return plan
+
+
+# plan_boundary is pure, so a plan made once for a spec (by its canonical bytes) against a
+# snapshot *object* (a process reuses its probed snapshot while the host is unchanged) is
+# the plan it would make again; refusals are not kept. Entries hold their snapshot and
+# rules, so an id is never reused while its entry lives.
+_MEMO_SIZE = 64
+_memo_lock = threading.Lock()
+_memo: OrderedDict[tuple[int, int, bytes], tuple[ProfileSnapshot, Rules, BoundaryPlan]] = (
+    OrderedDict()
+)
 
 
 class BoundaryPlanner:

@@ -132,9 +132,10 @@ class LinuxBackend:
         return default_launcher_path()
 
     def probe(self) -> ProfileSnapshot:
-        from bvisor.launcher.host.probe import linux_profile
+        """This host's profile: probed, or cached while nothing that shaped it has changed."""
+        from bvisor.launcher.host.profile_cache import cached_linux_profile
 
-        return linux_profile(self.launcher_path)
+        return cached_linux_profile(self.launcher_path)
 
     # ------------------------------------------------------------------------------------
     def execute(

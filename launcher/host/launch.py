@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bvisor.launcher.basement import hostspawn, memfd, seccomp, window
+from bvisor.launcher.host import resident
 from bvisor.launcher.host.capture import LineSplitter, StreamSink
 from bvisor.launcher.wire import envelope, identity, states
 from bvisor.launcher.wire.channel import CONTROL_FD_ENV, HOST_PID_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
@@ -279,13 +280,7 @@ def run_launcher_payload(
             HOST_PID_ENV: str(os.getpid()),
         }
         try:
-            pid = hostspawn.spawn_with_fds(
-                f"/proc/self/fd/{launcher_slot}",
-                ["bvisor-linux-launcher"],
-                env,
-                placements,
-                new_process_group=opts.own_process_group,
-            )
+            child = _start(opts, launcher_fd, launcher_identity, placements, env)
         except OSError:
             for fd in readers:
                 os.close(fd)
@@ -294,8 +289,81 @@ def run_launcher_payload(
         for fd in opened:
             os.close(fd)
     if opts.on_spawned is not None:
-        opts.on_spawned(pid)
-    return _observe(pid, readers, opts, launcher_identity, test_hooks)
+        opts.on_spawned(child.pid)
+    return _observe(child, readers, opts, launcher_identity, test_hooks)
+
+
+class _LauncherChild(Protocol):
+    """The run's launcher as the host follows it: spawned for the run, or by a resident."""
+
+    pid: int
+
+    def fileno(self) -> int | None: ...  # readable once the launcher has exited
+
+    def gone(self) -> bool: ...
+
+    def reap(self) -> int | None: ...
+
+
+class _SpawnedLauncher:
+    """A launcher this process spawned for the run: followed by pidfd, reaped by waitpid."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except OSError:
+            self._pidfd = None
+
+    def fileno(self) -> int | None:
+        return self._pidfd
+
+    def gone(self) -> bool:
+        return _launcher_gone(self.pid, self._pidfd)
+
+    def reap(self) -> int | None:
+        try:
+            return _reap(self.pid)
+        finally:
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
+
+
+def _start(
+    opts: LaunchOptions,
+    launcher_fd: int,
+    launcher_identity: str,
+    placements: list[tuple[int, int]],
+    env: dict[str, str],
+) -> _LauncherChild:
+    """Hand the run to this launcher file's resident, or spawn a launcher for it.
+
+    Only runs in their own process group go to a resident; if the resident cannot be
+    started or has died before taking the run, the run is spawned fresh (nothing of it
+    had begun). Placements and variables are the same either way, less the launcher fd
+    (the resident hashed its own at start).
+    """
+    if opts.own_process_group and resident.resident_enabled():
+        try:
+            keeper = resident.resident_for(launcher_fd, launcher_identity)
+        except resident.ResidentGone:
+            keeper = None
+        if keeper is not None:
+            launcher_slot = int(env[LAUNCHER_FD_ENV])
+            handed = [(fd, slot) for fd, slot in placements if slot != launcher_slot]
+            try:
+                return keeper.submit(handed, int(env[PLAN_FD_ENV]), int(env[CONTROL_FD_ENV]))
+            except resident.ResidentGone:
+                pass  # the run was not handed over: start it fresh
+    pid = hostspawn.spawn_with_fds(
+        f"/proc/self/fd/{env[LAUNCHER_FD_ENV]}",
+        ["bvisor-linux-launcher"],
+        env,
+        placements,
+        new_process_group=opts.own_process_group,
+    )
+    return _SpawnedLauncher(pid)
 
 
 def _check_authority(
@@ -346,7 +414,7 @@ def _kill_run(pid: int, own_group: bool) -> None:
 
 
 def _observe(
-    pid: int,
+    child: _LauncherChild,
     readers: list[int],
     opts: LaunchOptions,
     launcher_identity: str,
@@ -360,10 +428,8 @@ def _observe(
         err_r: StreamSink(opts.stream_cap, opts.on_stderr),
     }
     open_fds = set(readers)
-    try:
-        pidfd: int | None = os.pidfd_open(pid)
-    except OSError:
-        pidfd = None
+    pid = child.pid
+    pidfd = child.fileno()
     deadline_hit = False
     forced_at: float | None = None
     exited = False
@@ -408,21 +474,19 @@ def _observe(
                 else:
                     poller.unregister(fd)
                     open_fds.discard(fd)
-            if not exited and _launcher_gone(pid, pidfd):
+            if not exited and child.gone():
                 exited = True
                 if pidfd is not None:
                     poller.unregister(pidfd)
                 (opts.on_launcher_exit or (lambda: _kill_run(pid, opts.own_process_group)))()
-                launcher_exit = _reap(pid)
+                launcher_exit = child.reap()
                 drain_until = time.monotonic() + opts.drain_grace
     finally:
         for fd in readers:
             os.close(fd)
-        if pidfd is not None:
-            os.close(pidfd)
         if not exited:
             _kill_run(pid, opts.own_process_group)
-            launcher_exit = _reap(pid)
+            launcher_exit = child.reap()
     control.close()
     out, err = sinks[out_r], sinks[err_r]
     assert isinstance(out, StreamSink) and isinstance(err, StreamSink)

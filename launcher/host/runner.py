@@ -2,12 +2,14 @@
 
 Recording order is the evidence grammar replay checks (DESIGN.md §6/§7):
 
-    plan.admitted            \  commit 1: durable before the workload can start
-    lowering.entry  x N      /  one per schedule entry, with its parameters
-    launcher.phase  x M      \  commit 2, at the end: one per control-channel line
-    run.terminal             |  outcome, exit status, budget witnesses
-    run.streams     x K      |  captured bytes in chunks (stream digests can be re-checked)
-    report.sealed            /  body + seal, durable before ``run`` returns
+    commit 1, durable before the workload can start:
+    plan.admitted
+    lowering.entry  x N      one per schedule entry, with its parameters
+    commit 2, at the end:
+    launcher.phase  x M      one per control-channel line
+    run.terminal             outcome, exit status, budget witnesses
+    run.streams     x K      captured bytes in chunks (so stream digests can be re-checked)
+    report.sealed            body + seal, durable before ``run`` returns
 
 Two durable commits per run, whatever the run does: a commit costs an fsync (15 ms at
 best, over 100 ms under disk contention), and one per launcher line made recording the

@@ -41,8 +41,17 @@ from bvisor.launcher.process.verify import Refusal, Verified, verify_body
 from bvisor.launcher.wire import envelope, identity, states
 from bvisor.launcher.wire.channel import CONTROL_FD_ENV, HOST_PID_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
 from bvisor.launcher.wire.protocol import DescriptorRole, LaunchBody, ProtocolError
+from bvisor.launcher.wire.resident import RESIDENT_FD_ENV
 
-__all__ = ["EXIT_FAULTED", "EXIT_OK", "EXIT_REFUSED", "main"]
+__all__ = [
+    "EXIT_FAULTED",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "Control",
+    "Launcher",
+    "LauncherIdentity",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_REFUSED = 3
@@ -80,11 +89,41 @@ class Control:
         self._line(states.NOTE_PREFIX + text)
 
 
-class Launcher:
-    """One launch: verify, assemble the program, create the child, follow it, wait."""
+class LauncherIdentity:
+    """What this launcher is: its code digest (and the modules it covers) and entry digest."""
 
-    def __init__(self, control: Control) -> None:
+    __slots__ = ("code", "entry", "resident_pid")
+
+    def __init__(self, code: identity.CodeIdentity, entry: str) -> None:
+        self.code = code
+        self.entry = entry
+        self.resident_pid: int | None = None  # set when a resident launcher measured it
+
+    @classmethod
+    def measure(cls) -> LauncherIdentity:
+        """Hash the loaded code and the entry file the host handed over (then close it)."""
+        code = identity.code_identity((window.module_file(),))
+        entry = "unknown"
+        raw = os.environ.get(LAUNCHER_FD_ENV)
+        if raw is not None and raw.isdigit():
+            launcher_fd = int(raw)
+            try:
+                entry = identity.hash_fd(launcher_fd)
+            finally:
+                os.close(launcher_fd)
+        return cls(code, entry)
+
+
+class Launcher:
+    """One launch: verify, assemble the program, create the child, follow it, wait.
+
+    ``measured`` is the identity a resident launcher measured once at its start (it is
+    reported the same way); a launcher started for one run measures itself.
+    """
+
+    def __init__(self, control: Control, measured: LauncherIdentity | None = None) -> None:
         self.ctl = control
+        self.measured = measured
         self.child_pid: int | None = None
         self.exec_done = False
 
@@ -144,20 +183,18 @@ class Launcher:
         raise Refusal("not-single-threaded", "/proc/self/status has no Threads line")
 
     def _identity(self) -> None:
-        code = identity.code_identity((window.module_file(),))
-        entry = "unknown"
-        raw = os.environ.get(LAUNCHER_FD_ENV)
-        if raw is not None and raw.isdigit():
-            launcher_fd = int(raw)
-            try:
-                entry = identity.hash_fd(launcher_fd)
-            finally:
-                os.close(launcher_fd)
-        self.ctl.note(f"identity code={code.digest} entry={entry}")
+        measured = self.measured if self.measured is not None else LauncherIdentity.measure()
+        code = measured.code
+        self.ctl.note(f"identity code={code.digest} entry={measured.entry}")
         self.ctl.note(
             "identity hashed: entry=the launcher file the host executed (by fd); "
             "code=blake3(canonical [[module, blake3]]) over " + ", ".join(p for p, _ in code.files)
         )
+        if measured.resident_pid is not None:
+            self.ctl.note(
+                f"identity measured once at the start of resident launcher pid="
+                f"{measured.resident_pid}; this run's launcher is its fork pid={os.getpid()}"
+            )
 
     def _read_plan(self) -> LaunchBody:
         raw = os.environ.get(PLAN_FD_ENV, "")
@@ -451,6 +488,10 @@ def _die(message: str) -> NoReturn:
 
 def main() -> int:
     """Entry point of the ``bvisor-linux-launcher`` console script."""
+    if RESIDENT_FD_ENV in os.environ:
+        from bvisor.launcher.process.resident import serve
+
+        os._exit(serve())
     raw = os.environ.get(CONTROL_FD_ENV, "")
     if not raw.isdigit():
         _die(f"{CONTROL_FD_ENV} is not set; this program is started by bvisor, not by hand")

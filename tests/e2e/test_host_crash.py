@@ -1,7 +1,9 @@
 """A host killed with SIGKILL cannot tear down. Fail closed anyway:
 
-* the launcher dies with its host (PR_SET_PDEATHSIG, checked against the host pid), and
-  the workload dies with the launcher — nobody runs on without the host's deadline;
+* the launcher dies with its host (a fresh launcher by PR_SET_PDEATHSIG, checked against
+  the host pid; a resident launcher when the host's end of its socket closes, killing the
+  runs it holds), and the workload dies with the launcher — nobody runs on without the
+  host's deadline;
 * a descendant that escaped into the run cgroup is killed, and the leaf removed, by the
   next run on this host (its creator pid is dead), which records that it did so.
 """
@@ -49,6 +51,15 @@ def _children_of(pid: int) -> list[int]:
     return found
 
 
+def _descendants_of(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for parent in frontier for child in _children_of(parent)]
+        found += children
+        frontier = children
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
@@ -68,14 +79,25 @@ def test_a_killed_host_takes_its_run_down_and_the_next_run_reaps_the_leaf(
     )
     try:
         assert wait_for(lambda: find_pids_with(marker + "-escapee", program="sh"), timeout=30)
-        launchers = _children_of(host.pid)
-        # The launcher's own child is the PID namespace's init; the workload is init's.
-        # Matching the marker instead could also catch the shell's fork for `sleep`.
-        workload = [pid for launcher in launchers for pid in _children_of(launcher)]
+        # Everything the host started: the launcher (or the resident and the run's launcher
+        # it forked), the PID namespace's init and the workload below it.
+        tree = _descendants_of(host.pid)
+        leaves = {
+            pid: next(
+                (
+                    line[3:]
+                    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+                    if line.startswith("0::")
+                ),
+                "",
+            )
+            for pid in tree
+        }
+        confined = [pid for pid, leaf in leaves.items() if "/bvisor-" in leaf]
+        launchers = [pid for pid in tree if pid not in confined]
+        workload = confined
         assert workload and launchers, (workload, launchers)
-        leaf_line = Path(f"/proc/{workload[0]}/cgroup").read_text().splitlines()
-        leaf = next(line[3:] for line in leaf_line if line.startswith("0::"))
-        assert "/bvisor-" in leaf
+        leaf = leaves[workload[0]]
         host.send_signal(signal.SIGKILL)
         host.wait(timeout=10)
         assert wait_for(lambda: not any(_alive(p) for p in launchers + workload), timeout=10), (

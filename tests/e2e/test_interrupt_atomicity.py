@@ -146,7 +146,9 @@ def test_sigterm_under_the_command_line_handler_ends_the_run_like_ctrl_c(tmp_pat
         sink = InterruptingSink(store, signum=signal.SIGTERM)
         with pytest.raises(HostStopped) as stopped, stop_signals_interrupt():
             run_execute(
-                descendants_spec(["-c", "sleep 300"]), sink=sink, on_phase=sink.interrupt_at_phase(8)
+                descendants_spec(["-c", "sleep 300"]),
+                sink=sink,
+                on_phase=sink.interrupt_at_phase(8),
             )
         sealed = [e.payload for e in store.events() if e.kind == "report.sealed"]
         run = _only_run(store)

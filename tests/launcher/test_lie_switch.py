@@ -14,6 +14,7 @@ import pytest
 
 from bvisor.contract import mechanisms as mech
 from bvisor.launcher.host.launch import LaunchObservation, run_launcher
+from bvisor.launcher.host.resident import RESIDENT_ENV
 from tests.features import require_feature
 from tests.launcher.conftest import (
     GatedRun,
@@ -136,7 +137,11 @@ def test_skip_netns_and_seccomp_let_the_host_see_a_connection(launcher_path: str
     assert "connect ok" in stdout
 
 
-def test_skip_fd_scrub_turns_the_fd_oracle_red(launcher_path: str) -> None:
+def test_skip_fd_scrub_turns_the_fd_oracle_red(
+    launcher_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A launcher spawned for the run inherits the host's leaked fd; only the scrub stops it.
+    monkeypatch.setenv(RESIDENT_ENV, "0")
     sentinel = open_sentinel()
     plan, auth = build_plan(
         "/bin/sh", ["sh", "-c", "echo ready; read x"], hooks=frozenset({"skip_fd_scrub"})
@@ -213,3 +218,29 @@ def test_skip_userns_turns_the_uid_map_oracle_red(launcher_path: str) -> None:
     assert user_ns == os.readlink("/proc/self/ns/user"), "the workload got a user namespace"
     assert uid_map != ["0", str(os.getuid()), "1"]
     _lied(obs, "skip_userns", "userns uid_map=")
+
+
+def test_a_resident_launchers_run_never_holds_the_hosts_fds_even_without_the_scrub(
+    launcher_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through a resident launcher only the placed fds travel (SCM_RIGHTS), and the run's
+    # launcher closes everything else it inherited from the resident before it reads the
+    # plan: the same leak has no route, with the scrub skipped.
+    monkeypatch.setenv(RESIDENT_ENV, "1")
+    sentinel = open_sentinel()
+    plan, auth = build_plan(
+        "/bin/sh", ["sh", "-c", "echo ready; read x"], hooks=frozenset({"skip_fd_scrub"})
+    )
+    try:
+        run = GatedRun(launcher_path, plan, auth, ready=b"ready\n")
+        pid = run.wait_exec()
+        fds = proc_fds(pid)
+        launcher_fds = proc_fds(
+            int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        )
+        obs = run.finish()
+    finally:
+        os.close(sentinel)
+        auth.close()
+    _lied(obs, "skip_fd_scrub", "fds kept")
+    assert sentinel not in fds and sentinel not in launcher_fds, (fds, launcher_fds)

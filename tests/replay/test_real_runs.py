@@ -194,6 +194,7 @@ def test_host_killed_mid_flight_leaves_an_incomplete_run(tmp_path: Path) -> None
     )
     try:
         deadline = time.monotonic() + 30
+
         # The workload is seen from outside (its marker in /proc), not from the ledger: the
         # launcher's lines are written with the report, after the run.
         def workload() -> list[int]:  # the host carries the marker too, as its argument

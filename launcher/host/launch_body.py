@@ -26,6 +26,7 @@ from bvisor.contract.plan import BoundaryPlan
 from bvisor.launcher.basement import fds
 from bvisor.launcher.basement.cgroups import RunCgroup
 from bvisor.launcher.basement.paths import SymlinkInPath, open_no_symlinks
+from bvisor.launcher.host import resident
 from bvisor.launcher.host.launch import AuthorityFd
 from bvisor.launcher.host.secrets import SecretResolver
 from bvisor.launcher.wire.lowered import LoweredParams
@@ -253,6 +254,12 @@ def _inheritable_shape(fd: int, duplicate: int) -> DescriptorShape:
     read-only view, and names paths relative to itself (``..`` included): through it the
     workload could chmod, utime or set xattrs on host files Landlock never sees.
     """
+    if resident.holds_socket_of(duplicate):
+        os.close(duplicate)
+        raise LaunchPreparationError(
+            f"inherited fd {fd} is this process's resident launcher socket: through it the "
+            "workload could hand the launcher a plan of its own; pass the fd you meant to give"
+        )
     facts = fds.inspect(duplicate)
     if facts.kind == DescriptorKind.DIRECTORY.value or facts.access == "path":
         os.close(duplicate)

@@ -44,6 +44,7 @@ __all__ = [
     "ResidentLauncher",
     "ResidentRun",
     "RunLost",
+    "holds_socket_of",
     "resident_enabled",
     "resident_for",
     "stop_residents",
@@ -54,8 +55,9 @@ _HELLO_TIMEOUT = 30.0  # a loaded machine can take seconds to start an interpret
 _SPAWN_TIMEOUT = 30.0
 _MAX_RESIDENTS = 4  # launcher files in use at once (tests use several)
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _residents: dict[str, ResidentLauncher] = {}  # by the launcher file's digest
+_owned: set[tuple[int, int]] = set()  # (st_dev, st_ino) of our ends of resident sockets
 
 
 class ResidentGone(OSError):
@@ -114,11 +116,11 @@ class ResidentRun:
         except (OSError, wire.WireError):
             return None
         finally:
-            self._reply.close()
+            _close(self._reply)
 
     def abandon(self) -> None:
         """Close the run's channel; the resident then kills the run's group."""
-        self._reply.close()
+        _close(self._reply)
 
     def _recv(self, timeout: float | None = 0) -> bytes:
         if timeout is not None:
@@ -147,9 +149,7 @@ class ResidentLauncher:
     @classmethod
     def start(cls, launcher_fd: int, entry: str) -> ResidentLauncher:
         """Start a resident from the open launcher file whose digest is ``entry``."""
-        host_end, child_end = socket.socketpair(
-            socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
-        )
+        host_end, child_end = _socketpair()
         null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         try:
             pid = hostspawn.spawn_with_fds(
@@ -184,9 +184,7 @@ class ResidentLauncher:
 
     def submit(self, placements: Sequence[tuple[int, int]], plan: int, control: int) -> ResidentRun:
         """Hand a run over: each (fd, slot) placed in a launcher forked for it."""
-        host_end, child_end = socket.socketpair(
-            socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
-        )
+        host_end, child_end = _socketpair()
         request = wire.Request([slot for _, slot in placements], plan, control)
         try:
             socket.send_fds(
@@ -195,7 +193,7 @@ class ResidentLauncher:
                 [child_end.fileno(), *(fd for fd, _ in placements)],
             )
         except OSError as exc:
-            host_end.close()
+            _close(host_end)
             raise ResidentGone(f"the resident launcher took no run: {exc.strerror}") from None
         finally:
             child_end.close()
@@ -210,7 +208,7 @@ class ResidentLauncher:
                 )
             pid = wire.decode_spawned(message)
         except (OSError, wire.WireError) as exc:
-            host_end.close()
+            _close(host_end)
             raise RunLost(f"the resident launcher did not start the run: {exc}") from None
         return ResidentRun(pid, host_end)
 
@@ -234,6 +232,40 @@ def resident_for(launcher_fd: int, entry: str) -> ResidentLauncher:
         return started
 
 
+def holds_socket_of(fd: int) -> bool:
+    """Is ``fd`` one of this process's ends of a resident's sockets (start or reply)?
+
+    Such an fd must never reach a workload: through a start socket it could hand the
+    launcher a plan of its own, through another run's reply socket end that run.
+    """
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return False
+    with _lock:
+        return (info.st_dev, info.st_ino) in _owned
+
+
+def _socketpair() -> tuple[socket.socket, socket.socket]:
+    """A close-on-exec SEQPACKET pair; this process's end is registered as owned."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    info = os.fstat(mine.fileno())
+    with _lock:
+        _owned.add((info.st_dev, info.st_ino))
+    return mine, theirs
+
+
+def _close(sock: socket.socket) -> None:
+    """Close one of our ends, forgetting it as owned."""
+    if sock.fileno() < 0:
+        return
+    with contextlib.suppress(OSError):
+        info = os.fstat(sock.fileno())
+        with _lock:
+            _owned.discard((info.st_dev, info.st_ino))
+    sock.close()
+
+
 def stop_residents() -> None:
     """Stop every resident this process started (the next run starts a new one)."""
     with _lock:
@@ -242,7 +274,7 @@ def stop_residents() -> None:
 
 
 def _stop(pid: int, pidfd: int, sock: socket.socket) -> None:
-    sock.close()  # the resident kills what it still holds and exits
+    _close(sock)  # the resident kills what it still holds and exits
     with contextlib.suppress(OSError):
         os.kill(pid, 9)
     with contextlib.suppress(ChildProcessError):

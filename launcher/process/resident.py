@@ -29,6 +29,7 @@ import os
 import select
 import signal
 import socket
+import struct
 
 from bvisor.launcher.basement import lifeline, seccomp, window
 from bvisor.launcher.process.main import Control, Launcher, LauncherIdentity
@@ -58,8 +59,11 @@ def serve() -> int:
     raw = os.environ.get(wire.RESIDENT_FD_ENV, "")
     if not raw.isdigit():
         return _EXIT_BAD_START
+    global _host_pid
+    _host_pid = os.getppid()
     start = socket.socket(fileno=int(raw))
     os.set_inheritable(start.fileno(), False)
+    start.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     # posix_spawn passes every inheritable fd of the host: kept for the resident's life,
     # a host pipe's write end would keep that pipe from ever reaching end-of-file.
     entry_fd = os.environ.get(LAUNCHER_FD_ENV, "")
@@ -102,7 +106,7 @@ def _take_request(
 ) -> bool:
     """Serve one request; False when the host has gone (end of file on the start socket)."""
     try:
-        message, fds, flags, _ = socket.recv_fds(start, wire.MAX_MESSAGE, wire.MAX_PLACED + 1)
+        message, fds, sender, flags = _receive(start)
     except InterruptedError:
         return True
     if not message and not fds:
@@ -114,6 +118,8 @@ def _take_request(
     try:
         if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
             raise wire.WireError("request or its fds were truncated")
+        if not _from_host(sender):
+            raise wire.WireError(f"request sent by pid {sender}, not by the host or its fork")
         request = wire.decode_request(message, len(fds))
         pid = _fork_run(start, reply, placed, request, measured)
     except (wire.WireError, OSError) as exc:
@@ -131,6 +137,46 @@ def _take_request(
     with contextlib.suppress(OSError):  # a host that already left is seen as a hang-up
         reply.send(wire.encode_spawned(pid))
     return True
+
+
+_UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
+_host_pid = 0  # the process that started this resident (its parent at start)
+
+
+def _receive(start: socket.socket) -> tuple[bytes, list[int], int, int]:
+    """One request: its bytes, its fds, the pid the kernel says sent it, and the flags."""
+    message, ancillary, flags, _ = start.recvmsg(
+        wire.MAX_MESSAGE,
+        socket.CMSG_SPACE((wire.MAX_PLACED + 1) * 4) + socket.CMSG_SPACE(_UCRED.size),
+    )
+    fds: list[int] = []
+    sender = -1
+    for level, kind, data in ancillary:
+        if level != socket.SOL_SOCKET:
+            continue
+        if kind == socket.SCM_RIGHTS:
+            usable = len(data) - len(data) % 4
+            fds += list(struct.unpack(f"{usable // 4}i", data[:usable]))
+        elif kind == socket.SCM_CREDENTIALS and len(data) >= _UCRED.size:
+            sender = _UCRED.unpack(data[: _UCRED.size])[0]
+    return message, fds, sender, flags
+
+
+def _from_host(sender: int) -> bool:
+    """Was the request sent by the host, or by a process the host forked (``bvisor serve``)?
+
+    The kernel fills in the sender's credentials (``SO_PASSCRED``); a process can claim
+    another pid only with CAP_SYS_ADMIN over that pid's namespace, which a workload never
+    has over the host's. So a start socket that leaked anyway still serves nobody else.
+    """
+    if sender == _host_pid:
+        return True
+    try:
+        with open(f"/proc/{sender}/stat", "rb") as handle:
+            parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return False
+    return parent == _host_pid
 
 
 def _fork_run(

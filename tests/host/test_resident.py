@@ -7,6 +7,7 @@ about itself beyond its hello, which the host checks against the process it star
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bvisor.contract import Outcome
+from bvisor.contract import BoundarySpec, FdsOnly, InheritedFds, Outcome
 from bvisor.contract.report import SealedReport
 from bvisor.launcher.host import resident
 from bvisor.launcher.host.backend import LinuxBackend
@@ -123,10 +124,18 @@ def test_the_resident_holds_only_its_unnamed_socket_and_no_host_fd() -> None:
     assert {fds[0], fds[1], fds[2]} == {"/dev/null"}
     inode = re.fullmatch(r"socket:\[(\d+)\]", fds[3])
     assert inode, fds[3]
-    # /proc/net/unix: the socket has no path — nothing in the filesystem leads to it.
+    # /proc/net/unix: the socket has no path — nothing in the filesystem leads to it. (It
+    # may carry the abstract name the kernel autobinds for SO_PASSCRED; that name accepts
+    # no connection, since the socket is one end of a connected pair, not a listener.)
     rows = [line.split() for line in Path("/proc/net/unix").read_text().splitlines()[1:]]
     row = next(r for r in rows if r[6] == inode.group(1))
-    assert len(row) == 7, f"the resident's socket is bound to a name: {row}"
+    if len(row) == 8:
+        name = row[7]
+        assert name.startswith("@"), f"the resident's socket is bound to a path: {row}"
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with pytest.raises(ConnectionRefusedError):
+            probe.connect(b"\0" + name[1:].encode())
+        probe.close()
 
 
 def test_a_resident_killed_between_runs_is_replaced() -> None:
@@ -247,3 +256,57 @@ def test_without_residents_each_launcher_is_the_hosts_own_child(
     report = _run(["-c", "true"])
     assert report.body.outcome is Outcome.COMPLETED
     assert not any(_RESIDENT_NOTE.search(n) for n in _notes(report))
+
+
+def _spec_keeping(fd: int) -> BoundarySpec:
+    spec = descendants_spec(["-c", "true"])
+    kept = tuple(c for c in spec.capabilities if not isinstance(c, InheritedFds))
+    return dataclasses.replace(spec, capabilities=(*kept, InheritedFds(FdsOnly((fd,)))))
+
+
+def test_a_spec_cannot_hand_the_workload_a_resident_socket() -> None:
+    _run(["-c", "true"])  # a resident is running, its start socket open in this process
+    (keeper,) = resident._residents.values()
+    target = keeper._sock.fileno()
+    registry = BackendRegistry()
+    backend = LinuxBackend()
+    registry.register(backend)
+    plan = BoundaryPlanner(registry).plan(_spec_keeping(target), backend.id())
+    report = BoundaryRunner(registry).run(plan)
+    assert report.body.outcome is Outcome.DENIED
+    facts = {f.kind: f.detail for f in report.body.observed}
+    assert "resident launcher socket" in facts["launch_refused_by_host"], facts
+
+
+def test_the_resident_serves_no_process_but_the_host_and_its_forks(tmp_path: Path) -> None:
+    _run(["-c", "true"])
+    (keeper,) = resident._residents.values()
+    # A grandchild of this process holding a copy of the start socket (as a workload would,
+    # had the socket leaked): the kernel names it as the sender, and the resident refuses.
+    sender = textwrap.dedent(
+        """
+        import os, socket, sys
+        start = socket.socket(fileno=int(sys.argv[1]))
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        null = os.open("/dev/null", os.O_RDONLY)
+        from bvisor.launcher.wire import resident as wire
+        request = wire.encode_request(wire.Request([0, 3, 4], 3, 4))
+        socket.send_fds(start, [request], [theirs.fileno(), null, null, null])
+        mine.settimeout(10)
+        print(mine.recv(4096).decode("utf-8", "replace"))
+        """
+    )
+    copy = os.dup(keeper._sock.fileno())
+    try:
+        out = subprocess.run(
+            ["sh", "-c", f'"{sys.executable}" -c "$0" {copy}; true', sender],
+            pass_fds=[copy],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(copy)
+    assert out.stdout.startswith("N") and "not by the host" in out.stdout, (out.stdout, out.stderr)
+    assert keeper.alive()

@@ -8,23 +8,30 @@ stderr and exit 2 (usage) or 125 (refused), never a traceback.
 
 from __future__ import annotations
 
-import argparse
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bvisor import __version__
 from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
+
+if TYPE_CHECKING:
+    import argparse
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("bvisor.front.cli.probe_cmd", "what this kernel can enforce, and why"),
     "plan": ("bvisor.front.cli.plan_cmd", "admit a spec against this kernel, or say why not"),
     "run": ("bvisor.front.cli.run_cmd", "plan, run confined, seal and record a report"),
+    "serve": ("bvisor.front.cli.serve_cmd", "a per-user service that runs commands warm"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="bvisor", description="Run a process inside a boundary bvisor can prove."
     )
@@ -42,6 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     refused = check_std_streams("bvisor")
     if refused is not None:
         return refused
+    if argv is None and sys.argv[1:2] == ["run"]:
+        # The command as typed: hand it to the per-user service when there is one (it
+        # runs exactly this command, warm), or go on here.
+        from bvisor.front.service.client import run_served
+
+        served = run_served(sys.argv[1:])
+        if served is not None:
+            os._exit(served)  # nothing of ours is buffered; the service printed it all
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -11,12 +11,25 @@ from __future__ import annotations
 from bvisor.contract import BoundarySpec, FdsOnly, InheritedFds
 from bvisor.launcher.basement.fds import open_fds
 
-__all__ = ["inherited_fds_not_open"]
+__all__ = ["inherited_fds_not_open", "set_caller_fds"]
+
+_caller_fds: frozenset[int] | None = None
+
+
+def set_caller_fds(fds: list[int]) -> None:
+    """Name the fds the caller had open, when this process is not the caller itself.
+
+    ``bvisor serve`` runs a command in a copy of itself that holds the caller's fds at
+    their numbers *and* fds of its own (its resident launcher's socket); only the
+    caller's may be handed to a workload.
+    """
+    global _caller_fds
+    _caller_fds = frozenset(fds)
 
 
 def inherited_fds_not_open(spec: BoundarySpec) -> list[int]:
-    """The fds above stdio that ``spec`` hands over but this process does not hold open."""
-    held = set(open_fds())
+    """The fds above stdio that ``spec`` hands over but the caller does not hold open."""
+    held = set(open_fds()) if _caller_fds is None else set(_caller_fds)
     wanted = {
         fd
         for capability in spec.capabilities

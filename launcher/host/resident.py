@@ -27,6 +27,7 @@ started fresh, never through a resident: a resident's runs lead their own groups
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import socket
@@ -215,6 +216,14 @@ class ResidentLauncher:
     def stop(self) -> None:
         _stop(self.pid, self._pidfd, self._sock)
 
+    def _move_above(self, floor: int) -> None:
+        moved = socket.socket(fileno=fcntl.fcntl(self._sock.fileno(), fcntl.F_DUPFD_CLOEXEC, floor))
+        self._sock.close()  # same socket, still owned: its (st_dev, st_ino) is unchanged
+        self._sock = moved
+        pidfd = fcntl.fcntl(self._pidfd, fcntl.F_DUPFD_CLOEXEC, floor)
+        os.close(self._pidfd)
+        self._pidfd = pidfd
+
 
 def resident_for(launcher_fd: int, entry: str) -> ResidentLauncher:
     """The live resident started from a launcher file with digest ``entry`` (started now
@@ -264,6 +273,20 @@ def _close(sock: socket.socket) -> None:
         with _lock:
             _owned.discard((info.st_dev, info.st_ino))
     sock.close()
+
+
+def move_fds_above(floor: int) -> None:
+    """Renumber every resident's fds at or above ``floor`` (``bvisor serve``'s copy of
+    itself places the caller's fds below them)."""
+    with _lock:
+        for keeper in _residents.values():
+            keeper._move_above(floor)
+
+
+def own_fds() -> set[int]:
+    """The fds this module holds open for its residents."""
+    with _lock:
+        return {fd for k in _residents.values() for fd in (k._sock.fileno(), k._pidfd)}
 
 
 def stop_residents() -> None:

@@ -31,7 +31,7 @@ import signal
 import socket
 import struct
 
-from bvisor.launcher.basement import lifeline, seccomp, window
+from bvisor.launcher.basement import fds, lifeline, seccomp, window
 from bvisor.launcher.process.main import Control, Launcher, LauncherIdentity
 from bvisor.launcher.wire import resident as wire
 from bvisor.launcher.wire.channel import CONTROL_FD_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
@@ -106,21 +106,21 @@ def _take_request(
 ) -> bool:
     """Serve one request; False when the host has gone (end of file on the start socket)."""
     try:
-        message, fds, sender, flags = _receive(start)
+        message, received, sender, flags = _receive(start)
     except InterruptedError:
         return True
-    if not message and not fds:
+    if not message and not received:
         return False
-    if not fds:
+    if not received:
         return True  # a request with no reply socket has nobody to answer
-    reply = socket.socket(fileno=fds[0])
-    placed = fds[1:]
+    reply = socket.socket(fileno=received[0])
+    placed = received[1:]
     try:
         if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
             raise wire.WireError("request or its fds were truncated")
         if not _from_host(sender):
             raise wire.WireError(f"request sent by pid {sender}, not by the host or its fork")
-        request = wire.decode_request(message, len(fds))
+        request = wire.decode_request(message, len(received))
         pid = _fork_run(start, reply, placed, request, measured)
     except (wire.WireError, OSError) as exc:
         with contextlib.suppress(OSError):
@@ -149,17 +149,17 @@ def _receive(start: socket.socket) -> tuple[bytes, list[int], int, int]:
         wire.MAX_MESSAGE,
         socket.CMSG_SPACE((wire.MAX_PLACED + 1) * 4) + socket.CMSG_SPACE(_UCRED.size),
     )
-    fds: list[int] = []
+    received: list[int] = []
     sender = -1
     for level, kind, data in ancillary:
         if level != socket.SOL_SOCKET:
             continue
         if kind == socket.SCM_RIGHTS:
             usable = len(data) - len(data) % 4
-            fds += list(struct.unpack(f"{usable // 4}i", data[:usable]))
+            received += list(struct.unpack(f"{usable // 4}i", data[:usable]))
         elif kind == socket.SCM_CREDENTIALS and len(data) >= _UCRED.size:
             sender = _UCRED.unpack(data[: _UCRED.size])[0]
-    return message, fds, sender, flags
+    return message, received, sender, flags
 
 
 def _from_host(sender: int) -> bool:
@@ -234,18 +234,10 @@ def _place(placed: list[int], slots: list[int]) -> None:
 
 
 def _close_all_but(keep: set[int]) -> None:
-    for fd in _open_fds():
+    for fd in fds.open_fds():
         if fd not in keep:
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-def _open_fds() -> list[int]:
-    listing = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return [int(name) for name in os.listdir(listing) if int(name) != listing]
-    finally:
-        os.close(listing)
 
 
 def _pidfd_ready(run: _Run, poller: select.poll) -> None:

@@ -1,0 +1,33 @@
+"""``bvisor serve``: a per-user service that runs ``bvisor run`` commands already warm.
+
+A ``bvisor run`` command pays, before any kernel work, for an interpreter with bvisor's
+imports, a probe and a launcher started for the run. The service pays that once: it
+imports everything, probes, and keeps a resident launcher; each ``bvisor run`` that finds
+it hands over its whole context — arguments, environment, working directory, umask and
+every open fd — and the service forks a copy of itself that *becomes* that command (same
+fds at the same numbers, same directory, same environment) and runs exactly the code the
+command would have run, recording to the ledger the command names. The command waits,
+forwards the signals it receives, and exits with the copy's status.
+
+Who may use it (checked by both sides, before anything runs):
+
+* only the user who started it: the socket lives in a directory only that user can enter
+  (``$XDG_RUNTIME_DIR/bvisor`` or ``/tmp/bvisor-<uid>``, created 0700 and refused when it is
+  not a private directory of ours), the kernel's ``SO_PEERCRED`` must name our uid, and a
+  client must present the token in a 0600 file beside the socket (a sandboxed process of
+  ours whose filesystem view does not include that file cannot use the service);
+* only a caller in the same context: same user, mount, network, PID, IPC, UTS, cgroup and
+  time namespaces, same root directory, same cgroups, credentials, capabilities,
+  ``no_new_privs``, seccomp mode and resource limits. A run made by the service is then
+  the run the caller would have made; a confined caller (a workload, any sandbox) differs
+  in at least one and is refused, so the service can never be a way out of a boundary.
+
+When anything is off — no service, a stale one (its code changed on disk), a different
+context, stdin/stdout/stderr on a terminal, too many fds — the command runs in its own
+process as before, and on-demand starts a service for next time unless ``BVISOR_SERVE=0``.
+Once the service has accepted a command, the command never falls back (the run may have
+begun): a lost service ends the command with status 125.
+
+This package's client side (:mod:`.paths`, :mod:`.context`, :mod:`.wire`, :mod:`.client`)
+imports only the standard library, so a command that uses the service stays cheap.
+"""

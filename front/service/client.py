@@ -1,0 +1,175 @@
+"""The command's side: hand ``bvisor run`` to the service, or say it must run here.
+
+Standard library only: this is imported by every ``bvisor run`` before anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import struct
+import sys
+
+from bvisor.front.service import paths, wire
+from bvisor.front.service.context import context_difference
+
+__all__ = ["SERVE_ENV", "ask_service", "run_served", "start_service"]
+
+SERVE_ENV = "BVISOR_SERVE"  # "0": never use or start the service
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_EXIT_LOST = 125
+
+
+def run_served(argv: list[str]) -> int | None:
+    """Run ``bvisor <argv>`` through the service and return its status; None when the
+    command must run in this process (nothing was started)."""
+    if os.environ.get(SERVE_ENV, "") == "0":
+        return None
+    if any(_isatty(fd) for fd in (0, 1, 2)):
+        return None  # a terminal's signals and job control belong to this process
+    try:
+        directory = paths.private_dir(paths.service_dir(), create=False)
+    except OSError:
+        return None
+    if directory is None:
+        start_service()
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(os.path.join(directory, paths.SOCKET_NAME))
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        start_service()
+        return None
+    except OSError:
+        sock.close()
+        return None
+    with contextlib.closing(sock):
+        return _hand_over(sock, directory, argv)
+
+
+def _hand_over(sock: socket.socket, directory: str, argv: list[str]) -> int | None:
+    pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    token = paths.read_token(directory)
+    if uid != os.geteuid() or token is None or context_difference(pid) is not None:
+        return None
+    fds = [fd for fd in _open_fds() if fd != sock.fileno()]
+    if len(fds) + 1 > wire.MAX_FDS:
+        return None
+    try:
+        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None  # a removed working directory: let the command say so itself
+    umask = os.umask(0)
+    os.umask(umask)
+    request = wire.encode(
+        {
+            "v": wire.VERSION,
+            "token": token.hex(),
+            "argv": argv,
+            "env": sorted([k, v] for k, v in os.environ.items()),
+            "umask": umask,
+            "fds": fds,
+            "encoding": [sys.getfilesystemencoding(), _stream_encoding()],
+        }
+    )
+    try:
+        if len(request) > wire.MAX_MESSAGE:
+            return None
+        socket.send_fds(sock, [request], [cwd, *fds])
+        answer = wire.decode(sock.recv(wire.MAX_MESSAGE))
+    except (OSError, wire.WireError):
+        return None  # not accepted: nothing was started
+    finally:
+        os.close(cwd)
+    started = answer.get("started")
+    if not isinstance(started, int) or isinstance(started, bool) or started <= 0:
+        return None
+    return _follow(sock, started)
+
+
+def _follow(sock: socket.socket, child: int) -> int:
+    """Wait for the copy's status, forwarding our stop signals to it meanwhile."""
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(child, signum)
+
+    for signum in _FORWARDED:
+        signal.signal(signum, forward)
+    while True:
+        try:
+            data = sock.recv(wire.MAX_MESSAGE)
+        except OSError:
+            data = b""
+        if not data:
+            sys.stderr.write("bvisor: the service ended without the command's status\n")
+            return _EXIT_LOST
+        with contextlib.suppress(wire.WireError):
+            status = wire.decode(data).get("exit")
+            if isinstance(status, int) and not isinstance(status, bool):
+                return status
+
+
+def start_service() -> None:
+    """Start ``bvisor serve`` in the background for the next command (never waits)."""
+    if os.environ.get(SERVE_ENV, "") == "0":
+        return
+    import subprocess
+
+    with contextlib.suppress(OSError):
+        subprocess.Popen(
+            [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--quiet"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def _open_fds() -> list[int]:
+    """The fds open in this process. Listing /proc/self/fd holds a directory fd of its
+    own while it reads; only the numbers still open afterwards count."""
+    still_open = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            os.fstat(int(name))
+        except OSError:
+            continue
+        still_open.append(int(name))
+    return sorted(still_open)
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _stream_encoding() -> str:
+    stream = getattr(sys, "stdout", None)
+    return str(getattr(stream, "encoding", None) or "utf-8")
+
+
+def ask_service(question: dict[str, object]) -> dict[str, object] | None:
+    """Send one control question (``status`` or ``stop``) with the token; None: no answer."""
+    try:
+        directory = paths.private_dir(paths.service_dir(), create=False)
+    except OSError:
+        return None
+    token = None if directory is None else paths.read_token(directory)
+    if directory is None or token is None:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    with contextlib.closing(sock):
+        try:
+            sock.settimeout(10)
+            sock.connect(os.path.join(directory, paths.SOCKET_NAME))
+            socket.send_fds(sock, [wire.encode({**question, "token": token.hex()})], [])
+            return wire.decode(sock.recv(wire.MAX_MESSAGE))
+        except (OSError, wire.WireError):
+            return None

@@ -1,0 +1,85 @@
+"""Where the service listens: a private directory of this user, its socket and its token.
+
+Standard library only (the client imports it on every command).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+
+__all__ = [
+    "SOCKET_NAME",
+    "TOKEN_NAME",
+    "UnsafeRuntimeDir",
+    "private_dir",
+    "read_token",
+    "service_dir",
+]
+
+SOCKET_NAME = "serve.sock"
+TOKEN_NAME = "serve.token"
+TOKEN_BYTES = 32
+
+
+class UnsafeRuntimeDir(OSError):
+    """The service directory exists but is not a private directory of this user."""
+
+
+def service_dir() -> str:
+    """``$XDG_RUNTIME_DIR/bvisor`` when that runtime dir is ours and private, else
+    ``/tmp/bvisor-<uid>``."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime.startswith("/"):
+        try:
+            info = os.lstat(runtime)
+        except OSError:
+            info = None
+        if info is not None and _is_private_dir(info):
+            return os.path.join(runtime, "bvisor")
+    return f"/tmp/bvisor-{os.geteuid()}"
+
+
+def private_dir(path: str, *, create: bool) -> str | None:
+    """``path`` if it is a directory of ours that nobody else may enter (made so when
+    ``create`` and it is missing); None when missing; raise when it is anything else."""
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not _is_private_dir(info):
+        raise UnsafeRuntimeDir(
+            f"{path} is not a directory owned by uid {os.geteuid()} with mode 0700 "
+            f"(mode {stat.filemode(info.st_mode)}, owner {info.st_uid}); not using it"
+        )
+    return path
+
+
+def read_token(directory: str) -> bytes | None:
+    """The service's token, if its file is ours, private and whole; else None."""
+    try:
+        fd = os.open(
+            os.path.join(directory, TOKEN_NAME), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        )
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            return None
+        data = os.read(fd, TOKEN_BYTES + 1)
+    finally:
+        os.close(fd)
+    return data if len(data) == TOKEN_BYTES else None
+
+
+def _is_private_dir(info: os.stat_result) -> bool:
+    return (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_uid == os.geteuid()
+        and stat.S_IMODE(info.st_mode) & 0o077 == 0
+    )

@@ -1,0 +1,412 @@
+"""The service's side: listen, check the caller, fork a copy that becomes the command.
+
+The service stays single-threaded (it forks for every command) and never opens a ledger
+(an LMDB environment must not cross a fork): the copy opens the ledger its command names,
+exactly as the command would. What the service prepares once, before it listens, is
+what every copy inherits: the imports of the run path, the probed profile and a resident
+launcher (:mod:`bvisor.launcher.host.resident`).
+
+It leaves when it has been idle (no command running, none accepted) for ``idle``
+seconds, when its socket path no longer leads to it (another service took the name),
+when asked (``bvisor serve --stop``) or when its own code changed on disk (a stale
+service refuses commands, which then run in their own process); in each case it first
+lets the commands it runs finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hmac
+import io
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bvisor.front.service import paths, wire
+from bvisor.front.service.context import context_difference
+
+__all__ = ["ServiceError", "serve"]
+
+_RUN_PATH = (  # what `bvisor run` imports as it goes, imported once here instead
+    "bvisor.front.cli.main",
+    "bvisor.front.cli.run_cmd",
+    "bvisor.front.api",
+    "bvisor.front.defaults",
+    "bvisor.front.specfile",
+    "bvisor.ledger",
+    "bvisor.ledger.paths",
+    "bvisor.launcher.host.backend",
+    "bvisor.launcher.host.runner",
+    "bvisor.launcher.host.interrupts",
+    "bvisor.launcher.host.inherited",
+    "bvisor.launcher.host.reach",
+    "bvisor.launcher.host.secrets",
+    "bvisor.planner.planning",
+    "bvisor.planner.registry",
+)
+_ACCEPT_TIMEOUT = 5.0  # for the request after a connection, and for a stopping client
+_STOP_GRACE = 10.0  # after forwarding SIGTERM for a vanished client, before SIGKILL
+
+
+class ServiceError(RuntimeError):
+    """The service could not start (its directory or socket)."""
+
+
+@dataclass
+class _Command:
+    pid: int
+    pidfd: int
+    conn: socket.socket
+    kill_at: float | None = None
+
+
+def serve(idle: float, announce: Callable[[str], None] = lambda _line: None) -> int:
+    """Serve commands until idle, replaced, stopped or stale; returns the exit status."""
+    try:
+        directory = paths.private_dir(paths.service_dir(), create=True)
+    except OSError as exc:
+        raise ServiceError(str(exc)) from None
+    assert directory is not None
+    _warm()
+    stamps = _code_stamps()
+    token = os.urandom(paths.TOKEN_BYTES)
+    listener, inode = _listen(directory, token)
+    where = os.path.join(directory, paths.SOCKET_NAME)
+    announce(f"bvisor serve: pid {os.getpid()} listening on {where} (idle exit {idle:g}s)")
+    commands: dict[int, _Command] = {}  # by pidfd
+    by_conn: dict[int, _Command] = {}
+    last_activity = time.monotonic()
+    accepting = True
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
+    while True:
+        now = time.monotonic()
+        if accepting and (_replaced(where, inode) or now - last_activity >= idle):
+            accepting = False
+            poller.unregister(listener)
+            listener.close()
+        if not accepting and not commands:
+            break
+        for command in commands.values():
+            if command.kill_at is not None and now >= command.kill_at:
+                with contextlib.suppress(OSError):
+                    os.kill(command.pid, signal.SIGKILL)
+                command.kill_at = None
+        timeout = max(0.0, last_activity + idle - now) if accepting else 1.0
+        for fd, _events in poller.poll(min(timeout, 1.0) * 1000):
+            if accepting and fd == listener.fileno():
+                last_activity = time.monotonic()
+                verdict = _accept(listener, token, stamps, commands, by_conn, poller)
+                if verdict == "stop" or verdict == "stale":
+                    accepting = False
+                    poller.unregister(listener)
+                    listener.close()
+            elif fd in commands:
+                _finished(commands.pop(fd), by_conn, poller)
+                last_activity = time.monotonic()
+            elif fd in by_conn:
+                _client_spoke(by_conn[fd], poller)
+    with contextlib.suppress(OSError):
+        if not _replaced(where, inode):
+            os.unlink(where)
+    return 0
+
+
+def _warm() -> None:
+    """Import and prepare what every command's run uses, once, before forking any."""
+    import importlib
+
+    for name in _RUN_PATH:
+        importlib.import_module(name)
+    from bvisor.launcher.host import resident
+    from bvisor.launcher.host.backend import LinuxBackend
+    from bvisor.launcher.wire.identity import hash_fd
+
+    backend = LinuxBackend()
+    backend.probe()
+    if resident.resident_enabled():
+        fd = os.open(backend.launcher_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with contextlib.suppress(OSError):
+                resident.resident_for(fd, hash_fd(fd))
+        finally:
+            os.close(fd)
+
+
+def _code_stamps() -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every loaded bvisor module's file: a change makes the service stale."""
+    stamps: dict[str, tuple[int, int]] = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and (name == "bvisor" or name.startswith("bvisor.")):
+            with contextlib.suppress(OSError):
+                info = os.stat(file)
+                stamps[file] = (info.st_mtime_ns, info.st_size)
+    return stamps
+
+
+def _stale(stamps: dict[str, tuple[int, int]]) -> str | None:
+    for file, stamp in stamps.items():
+        try:
+            info = os.stat(file)
+        except OSError:
+            return file
+        if (info.st_mtime_ns, info.st_size) != stamp:
+            return file
+    return None
+
+
+def _listen(directory: str, token: bytes) -> tuple[socket.socket, int]:
+    """Write the token, bind a new socket and rename it over the socket name."""
+    token_path = os.path.join(directory, paths.TOKEN_NAME)
+    staged = f"{token_path}.{os.getpid()}"
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, token)
+    finally:
+        os.close(fd)
+    os.rename(staged, token_path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    bound = os.path.join(directory, f"{paths.SOCKET_NAME}.{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(bound)
+    listener.bind(bound)
+    os.chmod(bound, 0o600)
+    listener.listen(64)
+    final = os.path.join(directory, paths.SOCKET_NAME)
+    os.rename(bound, final)
+    return listener, os.stat(final).st_ino
+
+
+def _replaced(where: str, inode: int) -> bool:
+    try:
+        return os.stat(where).st_ino != inode
+    except OSError:
+        return True
+
+
+def _accept(
+    listener: socket.socket,
+    token: bytes,
+    stamps: dict[str, tuple[int, int]],
+    commands: dict[int, _Command],
+    by_conn: dict[int, _Command],
+    poller: select.poll,
+) -> str:
+    try:
+        conn, _ = listener.accept()
+    except OSError:
+        return "none"
+    conn.settimeout(_ACCEPT_TIMEOUT)
+    fds: list[int] = []
+    try:
+        pid, uid, _gid = struct.unpack(
+            "3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+        )
+        if uid != os.geteuid():
+            raise _Refused(f"uid {uid} is not this service's user")
+        data, fds, _flags, _ = socket.recv_fds(conn, wire.MAX_MESSAGE, wire.MAX_FDS)
+        request = wire.decode(data)
+        presented = request.get("token")
+        if not isinstance(presented, str) or not hmac.compare_digest(presented, token.hex()):
+            raise _Refused("the service token does not match")
+        if request.get("stop") is True:
+            _answer(conn, {"stopping": os.getpid()})
+            conn.close()
+            return "stop"
+        if request.get("status") is True:
+            _answer(conn, {"pid": os.getpid(), "running": len(commands)})
+            conn.close()
+            return "none"
+        difference = context_difference(pid)
+        if difference is not None:
+            raise _Refused(f"the caller's {difference} differs from the service's")
+        changed = _stale(stamps)
+        if changed is not None:
+            raise _Stale(f"the service's code changed on disk ({changed})")
+        command = _parse(request, fds)
+    except (_Refused, wire.WireError, OSError, ValueError) as exc:
+        for fd in fds:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            _answer(conn, {"refused": str(exc)})
+        conn.close()
+        return "stale" if isinstance(exc, _Stale) else "none"
+    child = os.fork()
+    if child == 0:
+        _become(command, (listener, conn))  # never returns
+    for fd in fds:
+        os.close(fd)
+    pidfd = os.pidfd_open(child)
+    entry = _Command(child, pidfd, conn)
+    commands[pidfd] = entry
+    by_conn[conn.fileno()] = entry
+    poller.register(pidfd, select.POLLIN)
+    poller.register(conn, select.POLLIN)
+    with contextlib.suppress(OSError):
+        _answer(conn, {"started": child})
+    return "none"
+
+
+class _Refused(Exception):
+    pass
+
+
+class _Stale(_Refused):
+    pass
+
+
+@dataclass(frozen=True)
+class _Request:
+    argv: list[str]
+    env: dict[str, str]
+    umask: int
+    cwd: int
+    fds: dict[int, int]  # client number -> fd received here
+    encoding: str
+
+
+def _parse(request: dict[str, object], fds: list[int]) -> _Request:
+    if request.get("v") != wire.VERSION:
+        raise _Refused(f"request version {request.get('v')!r} is not {wire.VERSION}")
+    argv, env, umask, numbers = request["argv"], request["env"], request["umask"], request["fds"]
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv) or not argv:
+        raise _Refused("argv must be a list of strings")
+    if argv[0] != "run":
+        raise _Refused("the service runs only `bvisor run`")
+    if not isinstance(env, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in env
+    ):
+        raise _Refused("env must be a list of [name, value]")
+    if not isinstance(umask, int) or not 0 <= umask <= 0o777:
+        raise _Refused("umask must be a mode")
+    if not isinstance(numbers, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 20 for n in numbers
+    ):
+        raise _Refused("fds must be fd numbers")
+    if len(set(numbers)) != len(numbers) or len(fds) != len(numbers) + 1:
+        raise _Refused(f"{len(numbers)} fd numbers for {len(fds) - 1} passed fds")
+    if not {0, 1, 2} <= set(numbers):
+        raise _Refused("stdin, stdout and stderr must be passed")
+    encoding = request.get("encoding")
+    if (
+        not isinstance(encoding, list)
+        or len(encoding) != 2
+        or encoding[0] != sys.getfilesystemencoding()
+        or not isinstance(encoding[1], str)
+    ):
+        raise _Refused("the caller's filesystem encoding differs from the service's")
+    return _Request(
+        argv=list(argv),
+        env=dict((str(k), str(v)) for k, v in env),
+        umask=umask,
+        cwd=fds[0],
+        fds=dict(zip(numbers, fds[1:], strict=True)),
+        encoding=encoding[1],
+    )
+
+
+def _become(command: _Request, drop: tuple[socket.socket, ...]) -> None:
+    """In the fork: become ``bvisor <argv>`` as the caller would have run it. No return."""
+    status = 125
+    try:
+        for sock in drop:
+            sock.close()
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.fchdir(command.cwd)
+        os.umask(command.umask)
+        _place(command)
+        os.environ.clear()
+        os.environ.update(command.env)
+        from bvisor.launcher.host.inherited import set_caller_fds
+
+        set_caller_fds(sorted(command.fds))
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding=command.encoding)
+        sys.stdout = io.TextIOWrapper(
+            io.FileIO(1, "w", closefd=False), encoding=command.encoding, write_through=True
+        )
+        sys.stderr = io.TextIOWrapper(
+            io.FileIO(2, "w", closefd=False),
+            encoding=command.encoding,
+            errors="backslashreplace",
+            write_through=True,
+        )
+        sys.argv = ["bvisor", *command.argv]
+        from bvisor.front.cli.main import main
+
+        status = main(command.argv)
+    except SystemExit as done:
+        status = done.code if isinstance(done.code, int) else 1
+    except BaseException as exc:  # the copy must never return into the service's loop
+        with contextlib.suppress(BaseException):
+            os.write(2, f"bvisor: {exc!r}\n".encode("utf-8", "replace"))
+        status = 125
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(status)
+
+
+def _place(command: _Request) -> None:
+    """The caller's fds at their numbers; the service's own (resident sockets) above them."""
+    from bvisor.launcher.host import resident
+
+    floor = max(command.fds, default=2) + 1
+    resident.move_fds_above(floor)
+    staged = {
+        number: fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, max(floor, 3))
+        for number, fd in command.fds.items()
+    }
+    keep = resident.own_fds()
+    for number, fd in staged.items():
+        os.dup2(fd, number, inheritable=number <= 2)
+    keep |= set(command.fds)
+    from bvisor.launcher.basement.fds import open_fds
+
+    for fd in open_fds():
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _finished(command: _Command, by_conn: dict[int, _Command], poller: select.poll) -> None:
+    poller.unregister(command.pidfd)
+    _, status = os.waitpid(command.pid, 0)
+    code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    os.close(command.pidfd)
+    with contextlib.suppress(OSError):
+        _answer(command.conn, {"exit": code})
+    with contextlib.suppress(KeyError, ValueError):
+        poller.unregister(command.conn)
+    by_conn.pop(command.conn.fileno(), None)
+    command.conn.close()
+
+
+def _client_spoke(command: _Command, poller: select.poll) -> None:
+    """The client hung up (it was killed): stop its command as SIGTERM would."""
+    try:
+        data = command.conn.recv(16, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return
+    except OSError:
+        data = b""
+    if data:
+        return  # clients send nothing after the request; ignore it
+    poller.unregister(command.conn)
+    with contextlib.suppress(OSError):
+        os.kill(command.pid, signal.SIGTERM)
+    command.kill_at = time.monotonic() + _STOP_GRACE
+
+
+def _answer(conn: socket.socket, message: dict[str, object]) -> None:
+    conn.sendall(wire.encode(message))

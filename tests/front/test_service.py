@@ -1,0 +1,418 @@
+"""``bvisor serve`` seen from outside: the run it makes is the run the caller would have made.
+
+Every test starts its own service in a private runtime directory (``XDG_RUNTIME_DIR``
+under ``tmp_path``), so no service of the user's is touched. The oracles: the plan id
+(a served run and a run in the command's own process have the same plan), the process
+tree in ``/proc`` (whose child the run's launcher was), the ledger, exit statuses and
+the kernel's account of what is still alive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bvisor.ledger import Ledger
+from tests.e2e.helpers import find_pids_with, unique_marker, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+_RESIDENT_NOTE = re.compile(r"resident launcher pid=(\d+)")
+
+
+class Service:
+    def __init__(self, env: dict[str, str], process: subprocess.Popen[str], pid: int) -> None:
+        self.env = env
+        self.process = process
+        self.pid = pid
+
+    def bvisor(self, *args: str, cwd: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        """``bvisor ARGS`` as a command (the path a user types: the service is asked)."""
+        return subprocess.run(
+            [sys.executable, "-c", _COMMAND, *args],
+            cwd=cwd,
+            env=kwargs.pop("env", self.env),  # type: ignore[arg-type]
+            stdin=kwargs.pop("stdin", subprocess.DEVNULL),  # type: ignore[arg-type]
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+# What the console script does: main() with no argv, so the command-line path is taken.
+_COMMAND = (
+    "import sys; from bvisor.front.cli.main import main; sys.argv[0] = 'bvisor'; sys.exit(main())"
+)
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BVISOR_")}
+    env.update(
+        XDG_RUNTIME_DIR=str(runtime),
+        BVISOR_SERVE="1",
+        PYTHONPATH=str(REPO),
+        **extra,
+    )
+    return env
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    env = _env(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--idle", "60", "--json"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line, process.stderr.read() if process.stderr else "no output"
+    pid = int(json.loads(line)["pid"])
+    assert pid == process.pid
+    yield Service(env, process, pid)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _work(tmp_path: Path) -> Path:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return work
+
+
+def _ledger_runs(path: Path) -> list[dict[str, object]]:
+    runs: dict[bytes, dict[str, object]] = {}
+    with Ledger.open(path, readonly=True) as store:
+        for event in store.events():
+            run = runs.setdefault(event.run_id or b"", {"lines": []})
+            if event.kind == "plan.admitted":
+                run["plan_id"] = event.payload["plan_id"]  # type: ignore[index]
+            elif event.kind == "launcher.phase":
+                run["lines"].append(event.payload["line"])  # type: ignore[index,union-attr]
+            elif event.kind == "report.sealed":
+                run["outcome"] = event.payload["body"]["outcome"]  # type: ignore[index]
+    return [r for r in runs.values() if "plan_id" in r]
+
+
+def _resident_pid(run: dict[str, object]) -> int:
+    for line in run["lines"]:  # type: ignore[attr-defined]
+        match = _RESIDENT_NOTE.search(line)
+        if match:
+            return int(match.group(1))
+    raise AssertionError("the run names no resident launcher")
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_served_run_is_the_run_the_command_would_have_made(
+    service: Service, tmp_path: Path
+) -> None:
+    work, ledger = _work(tmp_path), tmp_path / "ledger"
+    script = "echo out; echo err >&2; pwd; exit 3"
+    served = service.bvisor("run", "--ledger", str(ledger), "--", "/bin/sh", "-c", script, cwd=work)
+    here = service.bvisor(
+        "run",
+        "--ledger",
+        str(ledger),
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+        cwd=work,
+        env={**service.env, "BVISOR_SERVE": "0"},
+    )
+    for done in (served, here):
+        assert done.returncode == 3, done.stderr
+        assert done.stdout == f"out\n{work}\n"
+        assert done.stderr.startswith("err\n") and "bvisor: failed (exit=3)" in done.stderr
+    first, second = _ledger_runs(ledger)
+    # The same plan, digest for digest: the service ran exactly what the command asked.
+    assert first["plan_id"] == second["plan_id"]
+    # Whose launcher ran it: the service's resident for the first, the command's own second.
+    assert _ppid(_resident_pid(first)) == service.pid
+    assert _resident_pid(second) != _resident_pid(first)
+
+
+def test_usage_mistakes_and_refusals_keep_their_status(service: Service, tmp_path: Path) -> None:
+    work = _work(tmp_path)
+    nothing = service.bvisor("run", "--no-record", cwd=work)
+    assert nothing.returncode == 2 and "nothing to run" in nothing.stderr
+    spec = work / "fd.toml"
+    spec.write_text(
+        textwrap.dedent(
+            """
+            [workload]
+            exe = "/bin/true"
+            [[capability]]
+            type = "inherited_fds"
+            only = [3]
+            [[control]]
+            type = "launch_workload"
+            """
+        )
+    )
+    # fd 3 is not open in the command (the service's copy has fds of its own there or
+    # above): refused as the command would refuse it, before anything runs.
+    kept = service.bvisor("run", "--no-record", "--spec", str(spec), cwd=work)
+    assert kept.returncode == 2, kept.stderr
+    assert "fd 3, which was not open when bvisor started" in kept.stderr
+
+
+def test_stop_signals_are_forwarded_and_the_run_is_sealed(service: Service, tmp_path: Path) -> None:
+    work, ledger = _work(tmp_path), tmp_path / "ledger"
+    marker = unique_marker("SERVED")
+    command = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _COMMAND,
+            "run",
+            "--ledger",
+            str(ledger),
+            "--",
+            "/bin/sh",
+            "-c",
+            f": {marker}; sleep 60",
+        ],
+        cwd=work,
+        env=service.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: find_pids_with(marker, program="sh"), timeout=30)
+        workload = find_pids_with(marker, program="sh")
+        command.send_signal(signal.SIGTERM)
+        _out, err = command.communicate(timeout=30)
+    finally:
+        if command.poll() is None:
+            command.kill()
+    assert command.returncode == 128 + signal.SIGTERM, err
+    assert wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in workload), timeout=10)
+    (run,) = _ledger_runs(ledger)
+    assert run["outcome"] == "killed"
+
+
+def test_a_vanished_command_has_its_run_stopped(service: Service, tmp_path: Path) -> None:
+    work, ledger = _work(tmp_path), tmp_path / "ledger"
+    marker = unique_marker("ORPHAN")
+    command = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _COMMAND,
+            "run",
+            "--ledger",
+            str(ledger),
+            "--",
+            "/bin/sh",
+            "-c",
+            f": {marker}; sleep 60",
+        ],
+        cwd=work,
+        env=service.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert wait_for(lambda: find_pids_with(marker, program="sh"), timeout=30)
+    command.kill()
+    command.wait()
+    assert wait_for(lambda: not find_pids_with(marker, program="sh"), timeout=20)
+    assert wait_for(
+        lambda: _ledger_runs(ledger) and "outcome" in _ledger_runs(ledger)[0], timeout=20
+    )
+    assert _ledger_runs(ledger)[0]["outcome"] == "killed"
+
+
+def test_a_caller_in_another_context_runs_in_its_own_process(
+    service: Service, tmp_path: Path
+) -> None:
+    work, ledger = _work(tmp_path), tmp_path / "ledger"
+    # A terminal on stdin: its signals and job control belong to the command.
+    leader, follower = pty.openpty()
+    try:
+        done = service.bvisor(
+            "run", "--ledger", str(ledger), "--", "/bin/true", cwd=work, stdin=follower
+        )
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert done.returncode == 0, done.stderr
+    (run,) = _ledger_runs(ledger)
+    assert _ppid_of_gone_or_not_service(_resident_pid(run), service.pid)
+
+
+def _ppid_of_gone_or_not_service(pid: int, service_pid: int) -> bool:
+    try:
+        return _ppid(pid) != service_pid
+    except OSError:
+        return True  # the command's own resident left with the command
+
+
+def test_the_service_refuses_a_caller_whose_namespaces_differ(
+    service: Service, tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to enter a new network namespace without a user namespace")
+    probe = textwrap.dedent(
+        """
+        import os, socket, sys
+        from bvisor.front.service import paths, wire
+        directory = paths.private_dir(paths.service_dir(), create=False)
+        token = paths.read_token(directory)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.connect(os.path.join(directory, paths.SOCKET_NAME))
+        fds = [0, 1, 2]
+        cwd = os.open(".", os.O_PATH)
+        message = {"v": 1, "token": token.hex(), "argv": ["run", "--", "/bin/true"],
+                   "env": [], "umask": 18, "fds": fds,
+                   "encoding": [sys.getfilesystemencoding(), "utf-8"]}
+        socket.send_fds(sock, [wire.encode(message)], [cwd, *fds])
+        print(sock.recv(65536).decode())
+        """
+    )
+    out = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=service.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert "net namespace" in answer.get("refused", ""), answer
+
+
+def test_a_wrong_token_is_refused(service: Service, tmp_path: Path) -> None:
+    probe = textwrap.dedent(
+        """
+        import os, socket, sys
+        from bvisor.front.service import paths, wire
+        directory = paths.private_dir(paths.service_dir(), create=False)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.connect(os.path.join(directory, paths.SOCKET_NAME))
+        socket.send_fds(sock, [wire.encode({"v": 1, "token": "00" * 32, "status": True})], [])
+        print(sock.recv(65536).decode())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=service.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "token does not match" in json.loads(out.stdout)["refused"]
+
+
+def test_status_and_stop(service: Service, tmp_path: Path) -> None:
+    status = service.bvisor("serve", "--status", "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["pid"] == service.pid
+    stop = service.bvisor("serve", "--stop", "--json", cwd=tmp_path)
+    assert stop.returncode == 0 and json.loads(stop.stdout)["stopping"]
+    assert service.process.wait(timeout=20) == 0
+    socket_path = Path(service.env["XDG_RUNTIME_DIR"]) / "bvisor" / "serve.sock"
+    assert not socket_path.exists()
+    gone = service.bvisor("serve", "--status", "--json", cwd=tmp_path)
+    assert gone.returncode == 1 and json.loads(gone.stdout)["running"] is False
+
+
+def test_an_idle_service_leaves(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--idle", "1", "--quiet"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_a_directory_others_can_enter_is_never_used(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    shared = Path(env["XDG_RUNTIME_DIR"]) / "bvisor"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    serve = subprocess.run(
+        [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--idle", "1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert serve.returncode == 1 and "not a directory owned by" in serve.stderr
+    assert list(shared.iterdir()) == []
+    # A command there runs in its own process, and starts no service in that directory.
+    work = _work(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", _COMMAND, "run", "--no-record", "--", "/bin/true"],
+        cwd=work,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    time.sleep(1)
+    assert list(shared.iterdir()) == []
+
+
+def test_a_command_with_no_service_starts_one_for_next_time(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    work = _work(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", _COMMAND, "run", "--no-record", "--", "/bin/true"],
+        cwd=work,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    status = [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--status", "--json"]
+    try:
+        assert wait_for(
+            lambda: subprocess.run(status, env=env, capture_output=True).returncode == 0,
+            timeout=60,
+        )
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--stop"],
+            env=env,
+            capture_output=True,
+        )

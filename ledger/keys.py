@@ -33,7 +33,7 @@ from bvisor.ledger.note import (
     parse_signer,
     parse_verifier,
 )
-from bvisor.ledger.paths import KEY_FILE, default_key_path, explicit_key_path
+from bvisor.ledger.paths import default_key_path, explicit_key_path
 
 __all__ = [
     "KeyFileError",
@@ -60,9 +60,10 @@ def default_key_name() -> str:
 
 
 def public_path(key_path: Path) -> Path:
-    """The verifier key file beside a private key file."""
-    if key_path.name == KEY_FILE:
-        return key_path.with_name("checkpoint.pub")
+    """The verifier key file beside a private key file: ``NAME.key`` -> ``NAME.pub``, any
+    other name gets ``.pub`` appended."""
+    if key_path.suffix == ".key":
+        return key_path.with_suffix(".pub")
     return key_path.with_name(key_path.name + ".pub")
 
 
@@ -113,11 +114,11 @@ def _read_small(path: Path, what: str, *, private: bool) -> str:
         raise KeyFileError(f"{what} {path}: not a key file (not ASCII text)") from None
 
 
-def load_signer(path: Path) -> Signer:
+def load_signer(path: Path, algs: tuple[int, ...] = (ALG_ED25519,)) -> Signer:
     """The private key in ``path`` (refused when others may read it)."""
     text = _read_small(path, "private key", private=True)
     try:
-        return parse_signer(text, (ALG_ED25519,), what=f"private key {path}")
+        return parse_signer(text, algs, what=f"private key {path}")
     except NoteError as exc:
         raise KeyFileError(str(exc)) from None
 

@@ -201,6 +201,21 @@ class Snapshot:
         value = self._txn.get(node_key(level, index), db=self._env.tree)
         return None if value is None else bytes(value)
 
+    def run_seqs(self, run_id: bytes) -> list[int]:
+        """The seqs the ``runs`` index lists for ``run_id``, in order."""
+        return _run_seqs(self._txn, self._env, run_id)
+
+    def latest_run_start(self) -> tuple[int, bytes] | None:
+        """``(seq, run id)`` of the newest run start ``runstart`` names (unchecked); None
+        when the ledger does not keep the table."""
+        return _latest_run_start(self._txn, self._env)
+
+    def run_starts(self) -> Iterator[tuple[int, bytes]]:
+        """``(first seq, run id)`` of every run, from the ``runs`` index (O(runs))."""
+        for key, value in self._txn.cursor(db=self._env.runs):
+            if len(key) >= 5 and key[-4:] == b"\x00\x00\x00\x00" and len(value) == 8:
+                yield int.from_bytes(value, "big"), bytes(key[:-4])
+
     def checkpoint_rows(self) -> Iterator[tuple[bytes, bytes]]:
         """Raw ``(size || key id, note)`` rows of stored checkpoints, smallest size first."""
         if self._env.checkpoints is None:
@@ -569,15 +584,7 @@ class Ledger:
         confirms it against the events (``bvisor.replay.anchored`` does)."""
         environment = self._live
         with environment.read() as txn:
-            if environment.runstart is None or not _indexed(txn, environment):
-                return None
-            cursor = txn.cursor(db=environment.runstart)
-            if not cursor.last():
-                return None
-            key, value = bytes(cursor.key()), bytes(cursor.value())
-        if len(key) != 8:
-            return None
-        return int.from_bytes(key, "big"), value
+            return _latest_run_start(txn, environment)
 
     def run_seqs(self, run_id: bytes) -> list[int]:
         """The seqs the ``runs`` index lists for ``run_id``, in order."""
@@ -627,6 +634,18 @@ def _indexed(txn: Any, environment: Environment) -> bool:
     no event since appended by a writer that did not keep them)."""
     size = stored_tree_size(txn, environment)
     return size is not None and size == int(txn.stat(environment.events)["entries"])
+
+
+def _latest_run_start(txn: Any, environment: Environment) -> tuple[int, bytes] | None:
+    if environment.runstart is None or not _indexed(txn, environment):
+        return None
+    cursor = txn.cursor(db=environment.runstart)
+    if not cursor.last():
+        return None
+    key, value = bytes(cursor.key()), bytes(cursor.value())
+    if len(key) != 8:
+        return None
+    return int.from_bytes(key, "big"), value
 
 
 def _nibble_ok(value: bytes, at: int, nibble: int | None) -> bool:

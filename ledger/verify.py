@@ -48,12 +48,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from bvisor.ledger.checkpoint import SignedCheckpoint
 from bvisor.ledger.environment import META_HEAD_HASH, META_HEAD_SEQ, seq_key
 from bvisor.ledger.errors import LedgerUsageError
-from bvisor.ledger.note import Verifier
 from bvisor.ledger.record import (
     HASH_SIZE,
     MAX_SEQ,
@@ -64,15 +62,19 @@ from bvisor.ledger.record import (
     decode_record_lenient,
 )
 from bvisor.ledger.store import Head, Ledger, Snapshot
-from bvisor.ledger.tree_verify import CheckpointCheck, TreeAudit
+
+if TYPE_CHECKING:  # imported when first needed: most verifies never sign or parse a note
+    from bvisor.ledger.checkpoint import SignedCheckpoint
+    from bvisor.ledger.note import Verifier
+    from bvisor.ledger.tree_verify import CheckpointCheck, TreeAudit
 
 __all__ = [
     "CHAIN_SAFE_CODES",
     "CODES",
-    "CheckpointCheck",
     "Finding",
     "VerifyResult",
     "parse_head",
+    "proven_statement",
     "verify",
     "verify_runs",
     "verify_snapshot",
@@ -146,6 +148,27 @@ class VerifyResult:
     rewritten: tuple[tuple[int, int], ...] = ()
     checkpoint: CheckpointCheck | None = None
     tree_root: bytes | None = None
+
+
+def proven_statement(result: VerifyResult) -> str:
+    """What a failed verify still proves, and what it does not, in one sentence."""
+    if result.ok:
+        return f"all {result.events} events are proven to be what was appended"
+    bad = result.chain_bad_seq
+    named = sorted({f.seq for f in result.findings if f.seq is not None})
+    if bad is None:
+        where = ", ".join(str(seq) for seq in named[:10]) or "none"
+        return (
+            "the header chain is intact to the head, so every event's header and payload "
+            f"hash is proven: the damage is confined to the events named (seq {where}); "
+            "every other event, and every run without one of them, is proven"
+        )
+    if bad == 0:
+        return "nothing is proven: the header chain fails from event 0"
+    return (
+        f"events 0..{bad - 1} are proven except those named; from event {bad} on the header "
+        "chain is broken, so nothing there is proven"
+    )
 
 
 def parse_head(text: str) -> Head:
@@ -247,6 +270,10 @@ def verify_runs(
     handle: Ledger,
     progress: Progress | None = None,
     on_event: Callable[[Event], None] | None = None,
+    *,
+    expect_head: Head | None = None,
+    checkpoint: SignedCheckpoint | None = None,
+    verifiers: Sequence[Verifier] = (),
 ) -> tuple[VerifyResult, dict[bytes, list[int]]]:
     """Verify the whole ledger, and say which events each run holds *by the chain itself*.
 
@@ -257,10 +284,10 @@ def verify_runs(
     payload hash matching, in seq order, so a caller need not decode it a second time.
     """
     with handle.snapshot() as snap:
-        verifier = _Verifier(snap, 0, None, progress)
+        verifier = _Verifier(snap, 0, None, progress, checkpoint, verifiers)
         verifier.run_seqs = {}
         verifier.on_event = on_event
-        result = verifier.run(None)
+        result = verifier.run(expect_head)
         runs = verifier.run_seqs
         for row_key, _value in snap.run_rows():
             if len(row_key) >= 5:
@@ -307,6 +334,8 @@ class _Verifier:
         self.on_event: Callable[[Event], None] | None = None
         self.tree: TreeAudit | None = None
         if start == 0 and stop is None:
+            from bvisor.ledger.tree_verify import TreeAudit
+
             self.tree = TreeAudit(
                 snap.ledger_id,
                 snap.tree_size(),

@@ -33,7 +33,9 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bvisor.ledger import Event, Ledger, LedgerError, RunSummary, verify_runs
+from bvisor.ledger import Event, Head, Ledger, LedgerError, RunSummary, verify_runs
+from bvisor.ledger.checkpoint import SignedCheckpoint
+from bvisor.ledger.note import Verifier
 from bvisor.replay.checks import (
     CHECK_NAMES,
     REFUSED_CHECK_NAMES,
@@ -119,8 +121,17 @@ def audit(
     ledger: Ledger,
     run_ids: Iterable[bytes] | None = None,
     progress: Progress | None = None,
+    *,
+    expect_head: Head | None = None,
+    checkpoint: SignedCheckpoint | None = None,
+    verifiers: Sequence[Verifier] = (),
 ) -> AuditReport:
-    """Audit ``run_ids`` (default: every run, in ledger order) of an open ledger."""
+    """Audit ``run_ids`` (default: every run, in ledger order) of an open ledger.
+
+    ``expect_head``, ``checkpoint`` and ``verifiers`` are anchors kept elsewhere (as for
+    ``bvisor.ledger.verify``); with one, a run with events it does not cover fails its
+    ``chain`` check, named "not yet covered".
+    """
     wanted = None if run_ids is None else {r for r in run_ids if isinstance(r, bytes)}
     collector = _Collector(wanted)
     try:
@@ -128,11 +139,26 @@ def audit(
             ledger,
             progress=None if progress is None else (lambda d, t: progress("chain", d, t)),
             on_event=collector,
+            expect_head=expect_head,
+            checkpoint=checkpoint,
+            verifiers=verifiers,
         )
     except LedgerError as exc:
         return AuditReport([], error=f"the ledger cannot be verified: {exc}")
     targets = _select(list(runs), run_ids)
-    chain = ChainEvidence.of(result.chain_bad_seq, result.findings, result.events, result.rewritten)
+    covered, covered_by = None, ""
+    if result.checkpoint is not None:
+        covered, covered_by = result.checkpoint.covered, "a signed checkpoint"
+    elif expect_head is not None:
+        covered, covered_by = expect_head.seq + 1, f"the expected head {expect_head}"
+    chain = ChainEvidence.of(
+        result.chain_bad_seq,
+        result.findings,
+        result.events,
+        result.rewritten,
+        covered,
+        covered_by,
+    )
     audits: list[RunAudit] = []
     for done, run_id in enumerate(targets, start=1):
         seqs = runs[run_id]

@@ -117,6 +117,8 @@ class ChainEvidence:
     verified_events: int
     rewritten: tuple[tuple[int, int], ...] = ()
     local: tuple[int, ...] = ()
+    covered: int | None = None  # with an anchor: events 0..covered-1 are the ones it proves
+    covered_by: str = ""
 
     @classmethod
     def of(
@@ -125,6 +127,8 @@ class ChainEvidence:
         findings: Sequence[Finding],
         events: int,
         rewritten: Sequence[tuple[int, int]] = (),
+        covered: int | None = None,
+        covered_by: str = "",
     ) -> ChainEvidence:
         by_seq: dict[int, list[Finding]] = {}
         wide: list[Finding] = []
@@ -147,6 +151,8 @@ class ChainEvidence:
             events,
             tuple(rewritten),
             local,
+            covered,
+            covered_by,
         )
 
 
@@ -177,6 +183,13 @@ def check_chain(seqs: Sequence[int], chain: ChainEvidence, read_error: str | Non
         why = chain.by_seq.get(bad) or chain.by_seq.get(bad + 1) or ()
         reason = f" ({why[0].code}: {why[0].detail})" if why else ""
         return CheckResult.failed(name, f"events from seq {bad} on are not proven intact{reason}")
+    if chain.covered is not None and max(seqs) >= chain.covered:
+        beyond = [seq for seq in seqs if seq >= chain.covered]
+        return CheckResult.failed(
+            name,
+            f"events {beyond[0]}..{beyond[-1]} of this run are not yet covered by "
+            f"{chain.covered_by}",
+        )
     detail = f"{len(seqs)} events (seq {min(seqs)}..{max(seqs)}) chained from genesis"
     earlier = [seq for seq in chain.local if seq < max(seqs)]
     if earlier:

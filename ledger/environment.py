@@ -137,11 +137,11 @@ class _Gate:
 class Environment:
     """An open LMDB environment of one ledger, shared by every handle in this process."""
 
-    def __init__(self, path: str, env: Any, readonly: bool, unlocked: bool = False) -> None:
+    def __init__(self, path: str, env: Any, readonly: bool, unlocked: str | None = None) -> None:
         self.path = path
         self.env = env
         self.readonly = readonly
-        self.unlocked = unlocked
+        self.unlocked = unlocked  # why LMDB's lock is not used (None: it is)
         self.pid = os.getpid()
         self.refs = 0
         self.gate = _Gate()
@@ -427,7 +427,7 @@ def _lock_usable(directory: str) -> bool:
     return os.path.exists(lock) and os.access(lock, os.R_OK | os.W_OK)
 
 
-def _open_lmdb(directory: str, size: int, readonly: bool, fresh: bool) -> tuple[Any, bool]:
+def _open_lmdb(directory: str, size: int, readonly: bool, fresh: bool) -> tuple[Any, str | None]:
     """``lmdb.open`` as this ledger needs it; readers fall back to no lock (see module)."""
     options: dict[str, Any] = {
         "map_size": size,
@@ -441,12 +441,18 @@ def _open_lmdb(directory: str, size: int, readonly: bool, fresh: bool) -> tuple[
         "max_spare_txns": 1,
     }
     if readonly and not _lock_usable(directory):
+        missing = not os.path.exists(os.path.join(directory, "lock.mdb"))
+        why = (
+            "it has no lock file (a reader creates none)"
+            if missing
+            else ("its lock file is read-only to this user")
+        )
         try:
-            return lmdb.open(directory, lock=False, **options), True
+            return lmdb.open(directory, lock=False, **options), why
         except lmdb.Error as exc:
             raise LedgerNotFoundError(f"{directory} is not a usable ledger: {exc}") from None
     try:
-        return lmdb.open(directory, lock=True, **options), False
+        return lmdb.open(directory, lock=True, **options), None
     except lmdb.Error as exc:
         if not readonly or not _permission_problem(exc):
             if not readonly and _permission_problem(exc):
@@ -456,7 +462,7 @@ def _open_lmdb(directory: str, size: int, readonly: bool, fresh: bool) -> tuple[
                 ) from None
             raise LedgerNotFoundError(f"{directory} is not a usable ledger: {exc}") from None
     try:
-        return lmdb.open(directory, lock=False, **options), True
+        return lmdb.open(directory, lock=False, **options), "it is read-only to this user"
     except lmdb.Error as exc:
         raise LedgerNotFoundError(f"{directory} is not a usable ledger: {exc}") from None
 

@@ -11,6 +11,12 @@ anyone else could read proves nothing), as is anything that is not a regular fil
 Which key signs (``resolve_key_path``): ``--key FILE`` if given, else ``$BVISOR_KEY``,
 else the default key under the data directory when it exists. ``bvisor-ledger checkpoint``
 creates the default key on first use; ``bvisor run`` never creates one.
+
+The signer's memory: beside ``NAME.key``, the directory ``NAME.signed/`` (0700) holds, per
+ledger, the last checkpoint this key signed for it (``<ledger_id hex>.checkpoint``). The
+notary refuses to sign for a ledger that no longer extends it, so deleting the checkpoints
+stored in a ledger does not make its key sign a rewritten history (the key's directory is
+out of every run's reach, and out of the ledger writer's, by the same rule as the key).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import socket
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from bvisor.ledger.errors import LedgerError
 from bvisor.ledger.note import (
@@ -35,12 +41,17 @@ from bvisor.ledger.note import (
 )
 from bvisor.ledger.paths import default_key_path, explicit_key_path
 
+if TYPE_CHECKING:
+    from bvisor.ledger.checkpoint import SignedCheckpoint
+
 __all__ = [
     "KeyFileError",
     "default_key_name",
     "load_signer",
     "load_verifier",
     "public_path",
+    "remember",
+    "remembered",
     "resolve_key_path",
     "write_keypair",
 ]
@@ -168,3 +179,46 @@ def write_keypair(key_path: Path, name: str, alg: int = ALG_ED25519) -> tuple[Si
     except OSError as exc:
         raise KeyFileError(f"cannot write the key in {directory}: {exc.strerror or exc}") from None
     return signer, pub
+
+
+def _memory(key_path: Path, ledger_id: bytes) -> Path:
+    return key_path.parent / f"{key_path.stem}.signed" / f"{ledger_id.hex()}.checkpoint"
+
+
+def remembered(key_path: Path, ledger_id: bytes) -> SignedCheckpoint | None:
+    """The last checkpoint this key signed for the ledger ``ledger_id`` (None: none yet);
+    a memory that cannot be read is an error, so signing fails closed."""
+    from bvisor.ledger.checkpoint import parse_checkpoint
+
+    path = _memory(key_path, ledger_id)
+    if not path.exists():
+        return None
+    try:
+        return parse_checkpoint(_read_small_any(path))
+    except (NoteError, OSError) as exc:
+        raise KeyFileError(f"signer memory {path}: unreadable ({exc}); refusing to sign") from None
+
+
+def remember(key_path: Path, signed: SignedCheckpoint) -> None:
+    """Keep ``signed`` as the last checkpoint this key signed for its ledger."""
+    ledger_id = signed.checkpoint.ledger_id()
+    if ledger_id is None:
+        return
+    path = _memory(key_path, ledger_id)
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, signed.text.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise KeyFileError(f"signer memory {path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _read_small_any(path: Path) -> bytes:
+    with open(path, "rb") as stream:
+        return stream.read(1 << 20)

@@ -12,7 +12,11 @@ this holds, each checked from the records, not from the stored tree alone:
   covered was changed), and the record of its last event is included under that root;
 * every event since then strictly decodes, is stored under its own seq, links to the one
   before it and matches its payload hash, and the meta head names the last one;
-* the tree over those records, recomputed from their bytes, agrees with the stored nodes.
+* the tree over those records, recomputed from their bytes, agrees with the stored nodes;
+* the ledger still extends the checkpoint this key remembers signing last
+  (:class:`SigningRequest.remembered`, kept beside the key by ``bvisor.ledger.keys``): an
+  attacker who can write the ledger but not the key's directory can delete the stored
+  checkpoints, but not the signer's memory of them.
 
 So a signature only ever goes on records this code has checked and on a tree that extends
 the previous checkpoint: C2SP's "a log MUST NOT sign a checkpoint inconsistent with one it
@@ -22,6 +26,7 @@ checkpoint of a ledger checks it all.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from bvisor.ledger.checkpoint import (
@@ -38,7 +43,22 @@ from bvisor.ledger.note import NoteError, Signer, sign_note, verify_note
 from bvisor.ledger.record import RecordError, decode_record
 from bvisor.ledger.tree import StoredTree
 
-__all__ = ["largest_size", "row_key", "sign", "stored"]
+__all__ = ["SigningRequest", "largest_size", "row_key", "sign", "stored"]
+
+
+@dataclass(slots=True)
+class SigningRequest:
+    """Sign a checkpoint in an append's transaction (or alone): with which key, and what
+    the key's holder remembers signing last. ``tolerate``: a refusal leaves the events
+    appended and is kept in ``problem``; else it refuses the whole transaction.
+    ``signed`` holds the checkpoint once the transaction commits."""
+
+    signer: Signer
+    rotate: bool = False
+    remembered: SignedCheckpoint | None = None
+    tolerate: bool = False
+    signed: SignedCheckpoint | None = None
+    problem: str | None = None
 
 
 def row_key(size: int, key_id: bytes) -> bytes:
@@ -90,13 +110,20 @@ def _refuse(environment: Environment, why: str) -> LedgerCorruptError:
 
 
 def sign(
-    txn: Any, environment: Environment, signer: Signer, *, rotate: bool = False
+    txn: Any,
+    environment: Environment,
+    signer: Signer,
+    *,
+    rotate: bool = False,
+    remembered: SignedCheckpoint | None = None,
 ) -> SignedCheckpoint:
     """Check (see module) and sign a checkpoint of the current head; store and return it."""
     events = int(txn.stat(environment.events)["entries"])
     origin = ledger_origin(environment.ledger_id)
     tree = StoredTree(txn, environment)
     verifier = signer.verifier
+    if remembered is not None:
+        _check_remembered(environment, tree, remembered, origin, events)
     previous = _last(txn, environment)
     frontier = CompactRange()
     head = environment.genesis
@@ -198,3 +225,33 @@ def _checked_last_signed(
     if head_hash is not None and decoded.event.hash != head_hash:
         raise _refuse(environment, f"event {size - 1}'s hash is not the one last signed")
     return decoded.event.hash
+
+
+def _check_remembered(
+    environment: Environment,
+    tree: StoredTree,
+    remembered: SignedCheckpoint,
+    origin: str,
+    events: int,
+) -> None:
+    """The ledger must extend the checkpoint this key last signed for it (O(log n))."""
+    cp = remembered.checkpoint
+    if cp.origin != origin:
+        return  # the memory of another ledger: nothing to compare
+    if cp.size > events:
+        raise _refuse(
+            environment,
+            f"this key last signed a checkpoint of {cp.size} events and the ledger holds "
+            f"{events}: events {events}..{cp.size - 1} were removed",
+        )
+    try:
+        root = CompactRange.at(cp.size, tree.perfect).root()
+    except ProofError as exc:
+        raise _refuse(environment, str(exc)) from None
+    if root != cp.root:
+        raise _refuse(
+            environment,
+            f"its tree at size {cp.size} is not the one this key last signed: events before "
+            f"{cp.size} were changed after they were signed (run bvisor-ledger verify "
+            "--checkpoint)",
+        )

@@ -60,6 +60,7 @@ from bvisor.ledger.tree import StoredTree, stored_tree_size
 
 if TYPE_CHECKING:
     from bvisor.ledger.checkpoint import SignedCheckpoint
+    from bvisor.ledger.notary import SigningRequest
     from bvisor.ledger.note import Signer
 
 __all__ = ["AppendItem", "Head", "Ledger", "Receipt", "RunSummary", "Snapshot"]
@@ -307,15 +308,16 @@ class Ledger:
         self,
         items: Iterable[AppendItem],
         *,
-        sign_with: Signer | None = None,
-        rotate: bool = False,
+        sign: SigningRequest | None = None,
     ) -> list[Receipt]:
         """Append events ``(kind, payload[, run_id])`` in one transaction (one flush).
 
         Every item is validated before anything is written: a bad kind, run id or payload
-        raises and the ledger is unchanged. With ``sign_with``, the same transaction signs
-        and stores a checkpoint of the new head (``bvisor.ledger.notary``): the events and
-        their checkpoint are durable together, or neither is.
+        raises and the ledger is unchanged. With ``sign``, the same transaction signs and
+        stores a checkpoint of the new head (``bvisor.ledger.notary``): the events and their
+        checkpoint are durable together. When the checkpoint is refused, the append is
+        refused too — unless ``sign.tolerate``: then ``sign.problem`` says why and the
+        events are appended unsigned (a run's record matters more than its checkpoint).
         """
         environment = self._live
         if self._readonly:
@@ -324,12 +326,17 @@ class Ledger:
         if not prepared:
             return []
         size_hint = sum(len(item.payload) + _RECORD_OVERHEAD for item in prepared)
-        return environment.write(
-            lambda txn: self._commit(txn, prepared, sign_with, rotate), size_hint
-        )
+        return environment.write(lambda txn: self._commit(txn, prepared, sign), size_hint)
 
-    def checkpoint(self, signer: Signer, *, rotate: bool = False) -> SignedCheckpoint:
-        """Sign and store a checkpoint of the current head (see ``bvisor.ledger.notary``)."""
+    def checkpoint(
+        self,
+        signer: Signer,
+        *,
+        rotate: bool = False,
+        remembered: SignedCheckpoint | None = None,
+    ) -> SignedCheckpoint:
+        """Sign and store a checkpoint of the current head (see ``bvisor.ledger.notary``);
+        ``remembered`` is the checkpoint the key's holder last signed for this ledger."""
         from bvisor.ledger import notary
 
         environment = self._live
@@ -339,7 +346,7 @@ class Ledger:
         def action(txn: Any) -> SignedCheckpoint:
             seq, _prev = self._head_for_append(txn, environment)
             self._bring_tree_up_to_date(txn, environment, seq)
-            return notary.sign(txn, environment, signer, rotate=rotate)
+            return notary.sign(txn, environment, signer, rotate=rotate, remembered=remembered)
 
         return environment.write(action, 4096)
 
@@ -355,8 +362,7 @@ class Ledger:
         self,
         txn: Any,
         prepared: Sequence[_Prepared],
-        sign_with: Signer | None = None,
-        rotate: bool = False,
+        sign: SigningRequest | None = None,
     ) -> list[Receipt]:
         environment = self._live
         seq, prev = self._head_for_append(txn, environment)
@@ -388,10 +394,18 @@ class Ledger:
         StoredTree(txn, environment).extend(first, raws)
         txn.put(META_HEAD_SEQ, seq_key(seq - 1), db=environment.meta)
         txn.put(META_HEAD_HASH, prev, db=environment.meta)
-        if sign_with is not None:
+        if sign is not None:
             from bvisor.ledger import notary
 
-            notary.sign(txn, environment, sign_with, rotate=rotate)
+            sign.signed, sign.problem = None, None
+            try:
+                sign.signed = notary.sign(
+                    txn, environment, sign.signer, rotate=sign.rotate, remembered=sign.remembered
+                )
+            except LedgerError as exc:  # refused: nothing of the checkpoint was written
+                if not sign.tolerate:
+                    raise
+                sign.problem = str(exc)
         return receipts
 
     @staticmethod
@@ -545,9 +559,9 @@ class Ledger:
             yield Snapshot(environment, txn)
 
     @property
-    def unlocked(self) -> bool:
-        """True when opened without LMDB's lock (read-only directory): a writer working at
-        the same moment could change what this handle reads."""
+    def unlocked(self) -> str | None:
+        """Why this handle reads without LMDB's lock (a read-only directory, no lock file),
+        or None: a writer working at the same moment could change what it reads."""
         return self._live.unlocked
 
     def run_ids_with_prefix(self, prefix: bytes, odd_nibble: int | None = None) -> list[bytes]:

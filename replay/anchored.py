@@ -48,10 +48,16 @@ class HeadAnchor:
 
 @dataclass(frozen=True, slots=True)
 class CheckpointAnchor:
-    """A checkpoint whose signature the caller has checked (``signed_by`` says by whom)."""
+    """A checkpoint whose signature the caller has checked (``signed_by`` says by whom).
+
+    ``earlier``: other checkpoints signed by a trusted key (those stored in the ledger): a
+    run the given checkpoint cannot prove — because events it covers were changed after
+    the run — may still be proven by an earlier one that still holds, and is said to be.
+    """
 
     signed: SignedCheckpoint
     signed_by: str
+    earlier: tuple[SignedCheckpoint, ...] = ()
 
     def describe(self) -> str:
         cp = self.signed.checkpoint
@@ -211,16 +217,42 @@ def _by_checkpoint(
             f"events {uncovered[0]}..{uncovered[-1]} of this run are not yet covered by a "
             f"signed checkpoint (the {anchor.describe()} ends at event {checkpoint.size - 1})",
         )
+    problem = _prove_all(source, seqs, anchor.signed)
+    if problem is None:
+        return events, CheckResult.passed(
+            "chain",
+            f"{len(seqs)} events (seq {seqs[0]}..{seqs[-1]}) proven included in the "
+            f"{anchor.describe()}",
+        )
+    for earlier in sorted(anchor.earlier, key=lambda c: c.checkpoint.size):
+        cp = earlier.checkpoint
+        covers = seqs[-1] < cp.size < checkpoint.size
+        if covers and _prove_all(source, seqs, earlier) is None:
+            return events, CheckResult.passed(
+                "chain",
+                f"{len(seqs)} events (seq {seqs[0]}..{seqs[-1]}) proven included in the stored "
+                f"checkpoint of {cp.size} events, signed by a trusted key; the "
+                f"{anchor.describe()} no longer holds for this ledger (events after "
+                f"{cp.size - 1} were changed), which does not touch this run",
+            )
+    return events, CheckResult.failed("chain", problem)
+
+
+def _prove_all(source: ProofSource, seqs: list[int], signed: SignedCheckpoint) -> str | None:
+    """None when every event is included under ``signed``'s root, else why not."""
+    checkpoint = signed.checkpoint
+    if not source.root_matches(checkpoint.size, checkpoint.root):
+        return (
+            f"the ledger's tree at size {checkpoint.size} no longer has the signed root: events "
+            "it covered were changed after it was signed, and no checkpoint that still holds "
+            f"covers this run (seq {seqs[0]}..{seqs[-1]})"
+        )
     for seq in seqs:
         try:
             source.inclusion(seq, checkpoint.size, checkpoint.root)
         except ProofUnavailable as exc:
-            return events, CheckResult.failed("chain", f"event {seq}: {exc}")
-    return events, CheckResult.passed(
-        "chain",
-        f"{len(seqs)} events (seq {seqs[0]}..{seqs[-1]}) proven included in the "
-        f"{anchor.describe()}",
-    )
+            return f"event {seq}: {exc}"
+    return None
 
 
 def _by_head(

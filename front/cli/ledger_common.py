@@ -67,9 +67,9 @@ def open_ledger(args: argparse.Namespace, *, write: bool = False) -> Ledger:
     ledger = Ledger.open(path, readonly=True)
     if ledger.unlocked:
         print(
-            f"{PROG}: note: {path} is read-only to this user, so it was opened without LMDB's "
-            "lock file; nothing is changed, but a writer appending at this moment could make "
-            "what is read inconsistent (run the command again if so)",
+            f"{PROG}: note: {path} was opened without LMDB's lock ({ledger.unlocked}); "
+            "nothing is changed, but a writer appending at this moment could make what is "
+            "read inconsistent (run the command again if so)",
             file=sys.stderr,
         )
     return ledger

@@ -117,9 +117,15 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_checkpoint(args: argparse.Namespace) -> int:
+    from bvisor.ledger.keys import remember, remembered, resolve_key_path
+
     signer = signer_for(args.key, create_default=True)
+    key_path = resolve_key_path(args.key, must_exist=False)
+    assert key_path is not None
     with open_ledger(args, write=True) as ledger:
-        signed = ledger.checkpoint(signer, rotate=bool(args.rotate))
+        memory = remembered(key_path, ledger.ledger_id)
+        signed = ledger.checkpoint(signer, rotate=bool(args.rotate), remembered=memory)
+    remember(key_path, signed)
     if args.out is not None:
         write_output(args.out, signed.text)
     if args.json:
@@ -165,31 +171,44 @@ def _cmd_consistency(args: argparse.Namespace) -> int:
     if args.old_size is not None and args.old_size < 0:
         raise UsageError("--old-size: must not be negative")
     old = None if args.old is None else load_checkpoint(args.old)
-    with open_ledger(args) as ledger:
+    with open_ledger(args) as ledger, proof_source(ledger) as source:
         origin = ledger_origin(ledger.ledger_id)
-        new = _latest(ledger) if args.new is None else load_checkpoint(args.new)
-        for item in (old, new):
-            if item is not None and item.checkpoint.origin != origin:
-                raise UsageError(f"checkpoint is for log {item.checkpoint.origin!r}, not {origin}")
-        _check_signatures([c for c in (old, new) if c is not None], args.pub)
-        old_size = old.checkpoint.size if old is not None else args.old_size
-        if old_size > new.checkpoint.size:
-            raise UsageError(
-                f"consistency: OLD has {old_size} events, more than NEW's {new.checkpoint.size}"
-            )
-        with proof_source(ledger) as source:
+        if old is not None:
+            if old.checkpoint.origin != origin:
+                raise UsageError(f"OLD is for log {old.checkpoint.origin!r}, not {origin}")
+            _check_signatures([old], args.pub)
             try:
-                if not source.root_matches(new.checkpoint.size, new.checkpoint.root):
-                    raise NotFound(
-                        f"the ledger's tree at size {new.checkpoint.size} is not NEW's: events "
-                        "it covered were changed (run bvisor-ledger verify --checkpoint NEW)"
-                    )
-                old_root = source.root(old_size) if old is None else old.checkpoint.root
-                proof = source.consistency(
-                    old_size, new.checkpoint.size, old_root, new.checkpoint.root
-                )
+                holds = source.root_matches(old.checkpoint.size, old.checkpoint.root)
             except ProofUnavailable as exc:
                 raise NotFound(f"the ledger does not extend OLD: {exc}") from None
+            if not holds:
+                raise NotFound(
+                    f"the ledger does not extend OLD: its tree at size {old.checkpoint.size} "
+                    "has another root, so events OLD covered were changed (run bvisor-ledger "
+                    "verify --checkpoint OLD)"
+                )
+        old_size = old.checkpoint.size if old is not None else args.old_size
+        new = _latest(ledger) if args.new is None else load_checkpoint(args.new)
+        if new.checkpoint.origin != origin:
+            raise UsageError(f"NEW is for log {new.checkpoint.origin!r}, not {origin}")
+        _check_signatures([new], args.pub)
+        if old_size > new.checkpoint.size:
+            raise NotFound(
+                f"the latest checkpoint covers {new.checkpoint.size} events, fewer than OLD's "
+                f"{old_size}: sign a newer one (bvisor-ledger checkpoint) or give NEW"
+                if args.new is None
+                else f"OLD has {old_size} events, more than NEW's {new.checkpoint.size}"
+            )
+        try:
+            if not source.root_matches(new.checkpoint.size, new.checkpoint.root):
+                raise NotFound(
+                    f"the ledger's tree at size {new.checkpoint.size} is not NEW's: events "
+                    "it covered were changed (run bvisor-ledger verify --checkpoint NEW)"
+                )
+            old_root = source.root(old_size) if old is None else old.checkpoint.root
+            proof = source.consistency(old_size, new.checkpoint.size, old_root, new.checkpoint.root)
+        except ProofUnavailable as exc:
+            raise NotFound(f"no consistency proof: {exc}") from None
     lines = [f"old {old_size}", *(base64.b64encode(h).decode("ascii") for h in proof)]
     if args.json:
         emit(

@@ -125,9 +125,9 @@ def _open(path: Path) -> Ledger:
         ledger = Ledger.open(path, readonly=True)
         if ledger.unlocked:
             print(
-                f"{PROG}: note: {path} is read-only to this user, so it was opened without "
-                "LMDB's lock file; nothing is changed, but a writer appending at this moment "
-                "could make what is read inconsistent (run again if so)",
+                f"{PROG}: note: {path} was opened without LMDB's lock ({ledger.unlocked}); "
+                "nothing is changed, but a writer appending at this moment could make what "
+                "is read inconsistent (run again if so)",
                 file=sys.stderr,
             )
         return ledger
@@ -191,22 +191,27 @@ def _anchor(
             raise UsageError(f"--expect-head: {exc}") from None
     if args.checkpoint is None and not verifiers:
         return None
+    trusted: list[SignedCheckpoint] = []
+    for candidate in ledger.checkpoints() if verifiers else []:
+        try:
+            candidate.verified_by(verifiers)
+        except NoteError:
+            continue
+        trusted.append(candidate)
     if args.checkpoint is not None:
         signed = _checkpoint(args.checkpoint)
+    elif trusted:
+        signed = max(trusted, key=lambda c: c.checkpoint.size)
     else:
-        stored = ledger.checkpoints()
-        if not stored:
-            raise UsageError("--pub: the ledger holds no checkpoint to prove runs against")
-        signed = max(stored, key=lambda c: c.checkpoint.size)
+        raise UsageError("--pub: the ledger holds no checkpoint signed by that key")
     if not verifiers:
         return CheckpointAnchor(signed, "signature not checked (no --pub)")
     try:
         keys = signed.verified_by(verifiers)
     except NoteError as exc:
         raise UsageError(f"the checkpoint is not signed by a trusted key: {exc}") from None
-    return CheckpointAnchor(
-        signed, "signed by " + ", ".join(f"{k.name}+{k.key_id.hex()}" for k in keys)
-    )
+    names = ", ".join(f"{k.name}+{k.key_id.hex()}" for k in keys)
+    return CheckpointAnchor(signed, f"signed by {names}", tuple(trusted))
 
 
 def _run(args: argparse.Namespace) -> int:

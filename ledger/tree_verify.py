@@ -120,6 +120,10 @@ class TreeAudit:
         self.mismatches: list[tuple[int, int]] = []
         self.broken_at: int | None = None
         self.run_of: dict[int, bytes] = {}
+        self._damaged: list[int] = []
+        self._confined: set[tuple[int, str]] = (
+            set()
+        )  # mismatches explained by damaged records alone
 
     # -- claims ------------------------------------------------------------------------
 
@@ -202,7 +206,14 @@ class TreeAudit:
 
     # -- the verdict -------------------------------------------------------------------
 
-    def finish(self, events: int, first_bad: int | None) -> TreeVerdict:
+    def finish(
+        self,
+        events: int,
+        first_bad: int | None,
+        damaged: frozenset[int] = frozenset(),
+    ) -> TreeVerdict:
+        """The verdict; ``damaged``: seqs whose own record has a finding (see ``_judge``)."""
+        self._damaged = sorted(damaged)
         findings: list[tuple[int | None, str, str]] = []
         notes: list[str] = []
         for lo, hi in self.mismatches:
@@ -271,25 +282,29 @@ class TreeAudit:
         if size > complete:
             return []  # not computable past a missing event (said in a note)
         root = self.roots.get(size)
-        if root != checkpoint.root:
-            return [
-                (
-                    max(size - 1, 0),
-                    "checkpoint-mismatch",
-                    f"{claim.where}: the tree over events "
-                    f"0..{size - 1} has another root than the one signed: events it covered were "
-                    "changed after they were signed",
-                )
-            ]
         head = self.hashes.get(size)
-        if checkpoint.head_hash is not None and head is not None and head != checkpoint.head_hash:
-            return [
-                (
-                    size - 1,
-                    "checkpoint-mismatch",
-                    f"{claim.where}: event {size - 1}'s hash is not the chain head it signed",
+        if root != checkpoint.root:
+            confined = [seq for seq in self._damaged if seq < size]
+            if checkpoint.head_hash is not None and head == checkpoint.head_hash and confined:
+                # Event size-1 still hashes to the signed chain head, so every header it
+                # covers is the signed one, and every record without a finding of its own is
+                # byte for byte what was signed: the difference is those records'.
+                shown = ", ".join(str(seq) for seq in confined[:10])
+                detail = (
+                    f"{claim.where}: the records of events {shown} are not the ones it signed "
+                    "(their damage is reported); its chain head still matches, so every other "
+                    "event it covers is as signed"
                 )
-            ]
+                self._confined.add((confined[0], detail))
+                return [(confined[0], "checkpoint-mismatch", detail)]
+            detail = (
+                f"{claim.where}: the tree over events 0..{size - 1} has another root than the "
+                "one signed: events it covered were changed after they were signed"
+            )
+            return [(max(size - 1, 0), "checkpoint-mismatch", detail)]
+        if checkpoint.head_hash is not None and head is not None and head != checkpoint.head_hash:
+            detail = f"{claim.where}: event {size - 1}'s hash is not the chain head it signed"
+            return [(size - 1, "checkpoint-mismatch", detail)]
         claim.holds = True
         return []
 
@@ -298,7 +313,7 @@ class TreeAudit:
         holding = sorted({0} | {c.size for c in self.claims if c.holds})
         ranges: list[tuple[int, int]] = []
         for index, (seq, code, detail) in enumerate(findings):
-            if code != "checkpoint-mismatch" or seq is None:
+            if code != "checkpoint-mismatch" or seq is None or (seq, detail) in self._confined:
                 continue
             size = seq + 1
             good = max((s for s in holding if s < size), default=0)

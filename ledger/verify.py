@@ -114,6 +114,10 @@ CHAIN_SAFE_CODES: Final = frozenset(
 )
 
 _PROGRESS_EVERY: Final = 4096
+# Findings that say an event's own record differs from what was appended.
+_RECORD_CODES: Final = frozenset(
+    {"payload-hash-mismatch", "non-canonical-record", "malformed-record", "sequence-mismatch"}
+)
 
 Progress = Callable[[int, int], None]
 
@@ -356,6 +360,9 @@ class _Verifier:
         self.unlinked: set[int] = set()
         self.run_seqs: dict[bytes, list[int]] | None = None
 
+    def _breaks(self) -> list[int]:
+        return [f.seq for f in self.findings if f.code == "chain-break" and f.seq is not None]
+
     def add(self, seq: int | None, code: str, detail: str, *, unlinked: bool = False) -> None:
         self.findings.append(Finding(seq, code, detail))
         if unlinked and seq is not None:
@@ -381,7 +388,14 @@ class _Verifier:
         verdict = None
         if self.tree is not None:
             events = 0 if last_seq is None else last_seq + 1
-            verdict = self.tree.finish(events, _first_bad(self.findings, self.unlinked))
+            damaged = frozenset(
+                f.seq for f in self.findings if f.seq is not None and f.code in _RECORD_CODES
+            )
+            verdict = self.tree.finish(
+                events,
+                _first_bad(self.findings, self.unlinked),
+                damaged | frozenset(s - 1 for s in self._breaks()),
+            )
             for seq, code, detail in verdict.findings:
                 self.add(seq, code, detail, unlinked=code == "checkpoint-beyond-head")
         if self.progress is not None:

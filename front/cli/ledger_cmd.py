@@ -80,7 +80,14 @@ from bvisor.ledger import (
 )
 from bvisor.ledger.errors import LedgerDiskFullError, LedgerUsageError
 from bvisor.ledger.kinds import RUN_KINDS, check_kind
-from bvisor.ledger.record import MAX_SEQ, RecordError, check_run_id, decode_record, encode_payload
+from bvisor.ledger.record import (
+    MAX_SEQ,
+    RecordError,
+    check_run_id,
+    decode_record,
+    decode_record_lenient,
+    encode_payload,
+)
 from bvisor.ledger.verify import proven_statement
 
 __all__ = ["build_parser", "main"]
@@ -808,16 +815,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_line(seq: int, raw: bytes | None) -> dict[str, Any]:
+    """One export line: the event, or — for a record that does not hold — what it is."""
     if raw is None:
         return {"seq": seq, "damaged": {"code": "missing", "detail": "the event is missing"}}
     try:
         decoded = decode_record(raw)
     except RecordError as exc:
-        return {
-            "seq": seq,
-            "record": raw.hex(),
-            "damaged": {"code": exc.code, "detail": exc.detail},
-        }
+        damage = {"code": exc.code, "detail": exc.detail}
+        try:  # a well-formed record in a non-canonical encoding still shows its fields
+            decoded = decode_record_lenient(raw)
+        except RecordError as again:
+            damage = {"code": "malformed-record", "detail": again.detail}
+            return {"seq": seq, "record": raw.hex(), "damaged": damage}
+        line = _event_json(decoded.event, payload=True, record=True)
+        line["seq"], line["damaged"] = seq, damage
+        return line
     event = decoded.event
     line = _event_json(event, payload=True, record=True)
     if event.seq != seq:

@@ -5,7 +5,8 @@ no stored tree, or one that covers fewer events than there are. Readers never wr
 compute the tree from the records when they need it. A *writer*, before appending, brings
 the tree up to date inside its own write transaction, atomically with the append:
 
-1. a stored checkpoint larger than the ledger means events it covered are gone — refused;
+1. a stored tree or checkpoint larger than the ledger means events it covered are gone —
+   refused;
 2. the whole ledger is verified (``bvisor.ledger.verify``) in that transaction; any finding
    refuses the append (a store that is not a valid ledger is never written to);
 3. the tree and the run lookup tables are rebuilt from the records and the ``runs`` index.
@@ -33,6 +34,14 @@ def add_tree(txn: Any, environment: Environment, events: int) -> None:
     from bvisor.ledger.tree import StoredTree
     from bvisor.ledger.verify import verify_snapshot
 
+    from bvisor.ledger.tree import stored_tree_size
+
+    stored = stored_tree_size(txn, environment)
+    if stored is not None and stored > events:
+        raise LedgerCorruptError(
+            f"ledger {environment.path}: its Merkle tree covers {stored} events but it holds "
+            f"{events}: events were removed; refusing to write (run verify)"
+        )
     largest = notary.largest_size(txn, environment)
     if largest is not None and largest > events:
         raise LedgerCorruptError(

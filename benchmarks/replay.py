@@ -11,10 +11,17 @@ process, it times:
   reference, since it is the cheapest complete pass over the ledger;
 * ``bvisor.replay.audit`` over every run: runs/s and events/s;
 
-and prints each rate and the ratio replay/verify. Both also run once as commands
-(``bvisor-ledger verify``, ``bvisor-replay --json``) for wall time including start-up.
+and prints each rate and the ratio replay/verify (the target: replay <= 3x verify's
+time). Both also run once as commands (``bvisor-ledger verify``, ``bvisor-replay --json``)
+for wall time including start-up.
 
-Usage: ``python benchmarks/replay.py [--runs N] [--keep DIR]``.
+``--one-run 1000,100000`` then builds ledgers of those many runs, signs a checkpoint, and
+times what must cost O(that run + log n) given a trusted anchor — one run proven by the
+checkpoint (``bvisor-replay RUN --pub``), ``--last`` proven by ``--expect-head``,
+``bvisor-ledger log --run PREFIX`` — in process (best of a few) and as commands, printing
+the ratio of the largest ledger's time to the smallest's (target: <= 1.5x).
+
+Usage: ``python benchmarks/replay.py [--runs N] [--keep DIR] [--one-run SIZES]``.
 """
 
 from __future__ import annotations
@@ -150,11 +157,108 @@ def _command(args: list[str]) -> float:
     return elapsed
 
 
+def _best(func: Any, repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def one_run(base: Path, sizes: list[int]) -> None:
+    """The O(run + log n) rows (see module), at each ledger size."""
+    import io
+    from contextlib import redirect_stdout
+
+    from bvisor.front.cli.ledger_cmd import main as ledger_main
+    from bvisor.ledger.keys import write_keypair
+    from bvisor.replay.anchored import CheckpointAnchor, HeadAnchor, audit_anchored
+
+    signer, pub = write_keypair(base / "keys" / "checkpoint.key", "bench.example/ledger")
+    rows: dict[str, dict[int, float]] = {}
+    for size in sizes:
+        path = base / f"one-run-{size}"
+        if not (path / "data.mdb").exists():
+            print(f"building a ledger of {size} runs")
+            _timed("build", lambda path=path, size=size: build(path, size))
+            with Ledger.open(path) as ledger:
+                _timed("first checkpoint (checks every event)", lambda: ledger.checkpoint(signer))
+        with Ledger.open(path, readonly=True) as ledger:
+            signed = max(ledger.checkpoints(), key=lambda c: c.checkpoint.size)
+            head = ledger.head()
+            assert head is not None
+            summaries = ledger.runs()
+            middle = summaries[len(summaries) // 2].run_id
+            anchor = CheckpointAnchor(signed, "bench key", (signed,))
+
+            def by_checkpoint(
+                ledger: Ledger = ledger, anchor: Any = anchor, run: bytes = middle
+            ) -> None:
+                report = audit_anchored(ledger, [run], anchor)
+                assert report.ok, report.to_json()
+
+            def last_by_head(ledger: Ledger = ledger, head: Any = head) -> None:
+                report = audit_anchored(ledger, None, HeadAnchor(head))
+                assert report.ok, report.to_json()
+
+            def log_run(path: Path = path, run: bytes = middle) -> None:
+                with redirect_stdout(io.StringIO()):
+                    assert ledger_main(["log", "--ledger", str(path), "--run", run.hex()[:12]]) == 0
+
+            rows.setdefault("replay RUN (checkpoint)", {})[size] = _best(by_checkpoint)
+            rows.setdefault("replay --last (expect-head)", {})[size] = _best(last_by_head)
+            rows.setdefault("log --run PREFIX", {})[size] = _best(log_run)
+        py = sys.executable
+        rows.setdefault("bvisor-replay RUN --pub (command)", {})[size] = _command(
+            [
+                py,
+                "-m",
+                "bvisor.front.cli.replay_cmd",
+                "--ledger",
+                str(path),
+                "--pub",
+                str(pub),
+                middle.hex()[:12],
+            ]
+        )
+        rows.setdefault("bvisor-replay --last --expect-head (command)", {})[size] = _command(
+            [
+                py,
+                "-m",
+                "bvisor.front.cli.replay_cmd",
+                "--ledger",
+                str(path),
+                "--expect-head",
+                str(head),
+                "--last",
+            ]
+        )
+    small, large = min(sizes), max(sizes)
+    print(f"\none run, O(run + log n): {small} runs vs {large} runs (target: <= 1.5x)")
+    print(f"{'':46}{small:>10}{large:>10}{'ratio':>8}")
+    for name, by_size in rows.items():
+        a, b = by_size[small], by_size[large]
+        print(f"{name:46}{a * 1000:>8.1f}ms{b * 1000:>8.1f}ms{b / a:>8.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--keep", metavar="DIR", help="build the ledger here and keep it")
+    parser.add_argument(
+        "--one-run", metavar="SIZES", help="comma list of run counts for the one-run rows"
+    )
+    parser.add_argument("--skip-all", action="store_true", help="only the one-run rows")
     args = parser.parse_args()
+    if args.skip_all:
+        base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bvisor-replay-"))
+        try:
+            one_run(base, [int(x) for x in (args.one_run or "1000,100000").split(",")])
+        finally:
+            if not args.keep:
+                shutil.rmtree(base, ignore_errors=True)
+        return 0
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bvisor-replay-"))
     path = base / "ledger"
     try:
@@ -193,6 +297,12 @@ def main() -> int:
         f"commands (wall, incl. start-up): bvisor-ledger verify {cmd_verify:.2f} s, "
         f"bvisor-replay {cmd_replay:.2f} s, ratio {cmd_replay / cmd_verify:.1f}x"
     )
+    if args.one_run:
+        work = Path(tempfile.mkdtemp(prefix="bvisor-one-run-"))
+        try:
+            one_run(work, [int(x) for x in args.one_run.split(",")])
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

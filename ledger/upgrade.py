@@ -31,10 +31,8 @@ def add_tree(txn: Any, environment: Environment, events: int) -> None:
     """Verify the ledger in ``txn`` and store its tree and lookup tables (see module)."""
     from bvisor.ledger import notary
     from bvisor.ledger.store import Snapshot
-    from bvisor.ledger.tree import StoredTree
+    from bvisor.ledger.tree import StoredTree, stored_tree_size
     from bvisor.ledger.verify import verify_snapshot
-
-    from bvisor.ledger.tree import stored_tree_size
 
     stored = stored_tree_size(txn, environment)
     if stored is not None and stored > events:

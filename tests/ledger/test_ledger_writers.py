@@ -53,7 +53,7 @@ def test_an_empty_data_file_is_not_initialised(tmp_path: Path) -> None:
     directory.mkdir()
     (directory / "data.mdb").write_bytes(b"")
     for create in (True, False):
-        with pytest.raises(LedgerNotFoundError, match="data.mdb is empty"):
+        with pytest.raises(LedgerNotFoundError, match=r"data\.mdb is empty"):
             Ledger.open(directory, create=create)
     assert _files(directory) == {"data.mdb": hashlib.sha256(b"").hexdigest()}
 

@@ -30,11 +30,13 @@ import argparse
 import contextlib
 import copy
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -157,85 +159,109 @@ def _command(args: list[str]) -> float:
     return elapsed
 
 
-def _best(func: Any, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - started)
-    return min(times)
+def _cpu(func: Any) -> float:
+    """CPU seconds of one call (this machine is shared: wall time is mostly waiting)."""
+    started = time.process_time()
+    func()
+    return time.process_time() - started
 
 
-def one_run(base: Path, sizes: list[int]) -> None:
-    """The O(run + log n) rows (see module), at each ledger size."""
+def _command_cpu(args: list[str]) -> float:
+    """CPU seconds (user + system) a command took, start-up included."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(args, cwd=REPO, capture_output=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{args[2:4]} failed ({done.returncode}): {done.stderr.decode()[-500:]}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _audit_ok(ledger: Ledger, runs: list[bytes] | None, anchor: Any) -> None:
+    from bvisor.replay.anchored import audit_anchored
+
+    report = audit_anchored(ledger, runs, anchor)
+    assert report.ok, report.to_json()
+
+
+def _log_run(path: Path, run: bytes) -> None:
     import io
     from contextlib import redirect_stdout
 
     from bvisor.front.cli.ledger_cmd import main as ledger_main
-    from bvisor.ledger.keys import write_keypair
-    from bvisor.replay.anchored import CheckpointAnchor, HeadAnchor, audit_anchored
 
-    signer, pub = write_keypair(base / "keys" / "checkpoint.key", "bench.example/ledger")
-    rows: dict[str, dict[int, float]] = {}
+    with redirect_stdout(io.StringIO()):
+        assert ledger_main(["log", "--ledger", str(path), "--run", run.hex()[:12]]) == 0
+
+
+def one_run(base: Path, sizes: list[int], rounds: int = 5) -> None:
+    """The O(run + log n) rows (see module), at each ledger size: CPU time, the best of
+    ``rounds`` rounds that visit every size in turn (so load falls on all of them alike)."""
+    from bvisor.ledger.keys import write_keypair
+    from bvisor.replay.anchored import CheckpointAnchor, HeadAnchor
+
+    key = base / "keys" / "checkpoint.key"
+    if not key.exists():
+        write_keypair(key, "bench.example/ledger")
+    from bvisor.ledger.keys import load_signer
+
+    signer = load_signer(key)
+    pub = key.with_suffix(".pub")
+    cases: dict[int, dict[str, Any]] = {}
     for size in sizes:
         path = base / f"one-run-{size}"
         if not (path / "data.mdb").exists():
             print(f"building a ledger of {size} runs")
             _timed("build", lambda path=path, size=size: build(path, size))
-            with Ledger.open(path) as ledger:
-                _timed("first checkpoint (checks every event)", lambda: ledger.checkpoint(signer))
-        with Ledger.open(path, readonly=True) as ledger:
-            signed = max(ledger.checkpoints(), key=lambda c: c.checkpoint.size)
-            head = ledger.head()
-            assert head is not None
-            summaries = ledger.runs()
-            middle = summaries[len(summaries) // 2].run_id
-            anchor = CheckpointAnchor(signed, "bench key", (signed,))
+            with Ledger.open(path) as writer:
+                _timed("first checkpoint (checks every event)", partial(writer.checkpoint, signer))
+        ledger = Ledger.open(path, readonly=True)
+        signed = max(ledger.checkpoints(), key=lambda c: c.checkpoint.size)
+        summaries = ledger.runs()
+        # runs are the seeds' clones in turn: the same kind of run at every size
+        index = len(summaries) // 2 - (len(summaries) // 2) % 3
+        cases[size] = {
+            "path": path,
+            "ledger": ledger,
+            "anchor": CheckpointAnchor(signed, "bench key", (signed,)),
+            "head": ledger.head(),
+            "run": summaries[index].run_id,
+        }
+    rows: dict[str, dict[int, float]] = {}
 
-            def by_checkpoint(
-                ledger: Ledger = ledger, anchor: Any = anchor, run: bytes = middle
-            ) -> None:
-                report = audit_anchored(ledger, [run], anchor)
-                assert report.ok, report.to_json()
+    def record(name: str, size: int, seconds: float) -> None:
+        by_size = rows.setdefault(name, {})
+        by_size[size] = min(seconds, by_size.get(size, seconds))
 
-            def last_by_head(ledger: Ledger = ledger, head: Any = head) -> None:
-                report = audit_anchored(ledger, None, HeadAnchor(head))
-                assert report.ok, report.to_json()
-
-            def log_run(path: Path = path, run: bytes = middle) -> None:
-                with redirect_stdout(io.StringIO()):
-                    assert ledger_main(["log", "--ledger", str(path), "--run", run.hex()[:12]]) == 0
-
-            rows.setdefault("replay RUN (checkpoint)", {})[size] = _best(by_checkpoint)
-            rows.setdefault("replay --last (expect-head)", {})[size] = _best(last_by_head)
-            rows.setdefault("log --run PREFIX", {})[size] = _best(log_run)
-        py = sys.executable
-        rows.setdefault("bvisor-replay RUN --pub (command)", {})[size] = _command(
-            [
-                py,
-                "-m",
-                "bvisor.front.cli.replay_cmd",
-                "--ledger",
-                str(path),
-                "--pub",
-                str(pub),
-                middle.hex()[:12],
-            ]
-        )
-        rows.setdefault("bvisor-replay --last --expect-head (command)", {})[size] = _command(
-            [
-                py,
-                "-m",
-                "bvisor.front.cli.replay_cmd",
-                "--ledger",
-                str(path),
-                "--expect-head",
-                str(head),
-                "--last",
-            ]
-        )
+    py = sys.executable
+    for _ in range(rounds):
+        for size, case in cases.items():
+            ledger, run, path = case["ledger"], case["run"], case["path"]
+            record(
+                "replay RUN (checkpoint)",
+                size,
+                _cpu(partial(_audit_ok, ledger, [run], case["anchor"])),
+            )
+            record(
+                "replay --last (expect-head)",
+                size,
+                _cpu(partial(_audit_ok, ledger, None, HeadAnchor(case["head"]))),
+            )
+            record("log --run PREFIX", size, _cpu(partial(_log_run, path, run)))
+            replay = [py, "-m", "bvisor.front.cli.replay_cmd", "--ledger", str(path)]
+            record(
+                "bvisor-replay RUN --pub (command)",
+                size,
+                _command_cpu([*replay, "--pub", str(pub), run.hex()[:12]]),
+            )
+            record(
+                "bvisor-replay --last --expect-head (command)",
+                size,
+                _command_cpu([*replay, "--expect-head", str(case["head"]), "--last"]),
+            )
+    for case in cases.values():
+        case["ledger"].close()
     small, large = min(sizes), max(sizes)
-    print(f"\none run, O(run + log n): {small} runs vs {large} runs (target: <= 1.5x)")
+    print(f"\none run, O(run + log n), CPU time: {small} vs {large} runs (target: <= 1.5x)")
     print(f"{'':46}{small:>10}{large:>10}{'ratio':>8}")
     for name, by_size in rows.items():
         a, b = by_size[small], by_size[large]

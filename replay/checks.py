@@ -14,6 +14,8 @@ import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import cbor2
+
 from bvisor import canonical
 from bvisor.contract.admission import AdmissionRecord
 from bvisor.contract.lowering import lowering_digest, param_digest
@@ -88,7 +90,13 @@ def _same(a: bytes, b: bytes) -> bool:
 
 
 def _enc(value: object) -> bytes:
-    return canonical.encode(value)
+    """Canonical bytes for comparing a recorded value (strictly decoded: its types checked
+    already) with a re-derived one (built by the contract's own encoders)."""
+    try:
+        data: bytes = cbor2.dumps(value, canonical=True)
+    except Exception:  # not encodable at all: compare as the checked encoder would refuse
+        return canonical.encode(value)
+    return data
 
 
 # -- chain -----------------------------------------------------------------------------

@@ -11,10 +11,17 @@ process, it times:
   reference, since it is the cheapest complete pass over the ledger;
 * ``bvisor.replay.audit`` over every run: runs/s and events/s;
 
-and prints each rate and the ratio replay/verify. Both also run once as commands
-(``bvisor-ledger verify``, ``bvisor-replay --json``) for wall time including start-up.
+and prints each rate and the ratio replay/verify (the target: replay <= 3x verify's
+time). Both also run once as commands (``bvisor-ledger verify``, ``bvisor-replay --json``)
+for wall time including start-up.
 
-Usage: ``python benchmarks/replay.py [--runs N] [--keep DIR]``.
+``--one-run 1000,100000`` then builds ledgers of those many runs, signs a checkpoint, and
+times what must cost O(that run + log n) given a trusted anchor — one run proven by the
+checkpoint (``bvisor-replay RUN --pub``), ``--last`` proven by ``--expect-head``,
+``bvisor-ledger log --run PREFIX`` — in process (best of a few) and as commands, printing
+the ratio of the largest ledger's time to the smallest's (target: <= 1.5x).
+
+Usage: ``python benchmarks/replay.py [--runs N] [--keep DIR] [--one-run SIZES]``.
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ import argparse
 import contextlib
 import copy
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -150,11 +159,132 @@ def _command(args: list[str]) -> float:
     return elapsed
 
 
+def _cpu(func: Any) -> float:
+    """CPU seconds of one call (this machine is shared: wall time is mostly waiting)."""
+    started = time.process_time()
+    func()
+    return time.process_time() - started
+
+
+def _command_cpu(args: list[str]) -> float:
+    """CPU seconds (user + system) a command took, start-up included."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(args, cwd=REPO, capture_output=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{args[2:4]} failed ({done.returncode}): {done.stderr.decode()[-500:]}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _audit_ok(ledger: Ledger, runs: list[bytes] | None, anchor: Any) -> None:
+    from bvisor.replay.anchored import audit_anchored
+
+    report = audit_anchored(ledger, runs, anchor)
+    assert report.ok, report.to_json()
+
+
+def _log_run(path: Path, run: bytes) -> None:
+    import io
+    from contextlib import redirect_stdout
+
+    from bvisor.front.cli.ledger_cmd import main as ledger_main
+
+    with redirect_stdout(io.StringIO()):
+        assert ledger_main(["log", "--ledger", str(path), "--run", run.hex()[:12]]) == 0
+
+
+def one_run(base: Path, sizes: list[int], rounds: int = 5) -> None:
+    """The O(run + log n) rows (see module), at each ledger size: CPU time, the best of
+    ``rounds`` rounds that visit every size in turn (so load falls on all of them alike)."""
+    from bvisor.ledger.keys import write_keypair
+    from bvisor.replay.anchored import CheckpointAnchor, HeadAnchor
+
+    key = base / "keys" / "checkpoint.key"
+    if not key.exists():
+        write_keypair(key, "bench.example/ledger")
+    from bvisor.ledger.keys import load_signer
+
+    signer = load_signer(key)
+    pub = key.with_suffix(".pub")
+    cases: dict[int, dict[str, Any]] = {}
+    for size in sizes:
+        path = base / f"one-run-{size}"
+        if not (path / "data.mdb").exists():
+            print(f"building a ledger of {size} runs")
+            _timed("build", lambda path=path, size=size: build(path, size))
+            with Ledger.open(path) as writer:
+                _timed("first checkpoint (checks every event)", partial(writer.checkpoint, signer))
+        ledger = Ledger.open(path, readonly=True)
+        signed = max(ledger.checkpoints(), key=lambda c: c.checkpoint.size)
+        summaries = ledger.runs()
+        # runs are the seeds' clones in turn: the same kind of run at every size
+        index = len(summaries) // 2 - (len(summaries) // 2) % 3
+        cases[size] = {
+            "path": path,
+            "ledger": ledger,
+            "anchor": CheckpointAnchor(signed, "bench key", (signed,)),
+            "head": ledger.head(),
+            "run": summaries[index].run_id,
+        }
+    rows: dict[str, dict[int, float]] = {}
+
+    def record(name: str, size: int, seconds: float) -> None:
+        by_size = rows.setdefault(name, {})
+        by_size[size] = min(seconds, by_size.get(size, seconds))
+
+    py = sys.executable
+    for _ in range(rounds):
+        for size, case in cases.items():
+            ledger, run, path = case["ledger"], case["run"], case["path"]
+            record(
+                "replay RUN (checkpoint)",
+                size,
+                _cpu(partial(_audit_ok, ledger, [run], case["anchor"])),
+            )
+            record(
+                "replay --last (expect-head)",
+                size,
+                _cpu(partial(_audit_ok, ledger, None, HeadAnchor(case["head"]))),
+            )
+            record("log --run PREFIX", size, _cpu(partial(_log_run, path, run)))
+            replay = [py, "-m", "bvisor.front.cli.replay_cmd", "--ledger", str(path)]
+            record(
+                "bvisor-replay RUN --pub (command)",
+                size,
+                _command_cpu([*replay, "--pub", str(pub), run.hex()[:12]]),
+            )
+            record(
+                "bvisor-replay --last --expect-head (command)",
+                size,
+                _command_cpu([*replay, "--expect-head", str(case["head"]), "--last"]),
+            )
+    for case in cases.values():
+        case["ledger"].close()
+    small, large = min(sizes), max(sizes)
+    print(f"\none run, O(run + log n), CPU time: {small} vs {large} runs (target: <= 1.5x)")
+    print(f"{'':46}{small:>10}{large:>10}{'ratio':>8}")
+    for name, by_size in rows.items():
+        a, b = by_size[small], by_size[large]
+        print(f"{name:46}{a * 1000:>8.1f}ms{b * 1000:>8.1f}ms{b / a:>8.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--keep", metavar="DIR", help="build the ledger here and keep it")
+    parser.add_argument(
+        "--one-run", metavar="SIZES", help="comma list of run counts for the one-run rows"
+    )
+    parser.add_argument("--skip-all", action="store_true", help="only the one-run rows")
     args = parser.parse_args()
+    if args.skip_all:
+        base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bvisor-replay-"))
+        try:
+            one_run(base, [int(x) for x in (args.one_run or "1000,100000").split(",")])
+        finally:
+            if not args.keep:
+                shutil.rmtree(base, ignore_errors=True)
+        return 0
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bvisor-replay-"))
     path = base / "ledger"
     try:
@@ -193,6 +323,12 @@ def main() -> int:
         f"commands (wall, incl. start-up): bvisor-ledger verify {cmd_verify:.2f} s, "
         f"bvisor-replay {cmd_replay:.2f} s, ratio {cmd_replay / cmd_verify:.1f}x"
     )
+    if args.one_run:
+        work = Path(tempfile.mkdtemp(prefix="bvisor-one-run-"))
+        try:
+            one_run(work, [int(x) for x in args.one_run.split(",")])
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -12,6 +12,15 @@ unchanged (:mod:`bvisor.launcher.host.profile_cache`).
 Ledger selection: ``ledger=None`` records in the default ledger (``$BVISOR_LEDGER``, else
 ``$XDG_DATA_HOME/bvisor/ledger``); a path records there; an open ``ledger.Ledger`` is used
 as is; ``ledger=False`` records nothing (for callers that keep their own evidence).
+
+Checkpoints: when a signing key is configured — ``key=`` a path, else ``$BVISOR_KEY``, else
+the default key under the data directory if it exists — the run's last record is written
+in one transaction with a signed checkpoint of the ledger (``bvisor.ledger.notary``); a
+run whose roots reach the key is refused like one that reaches the ledger. ``key=False``
+signs nothing. If the checkpoint cannot be signed the record is kept all the same and
+``on_checkpoint`` hears why. If a run's record cannot be finished after its plan was
+recorded (a full disk), :class:`bvisor.ledger.errors.RecordIncompleteError` says that the
+workload ran and its record is incomplete.
 """
 
 from __future__ import annotations
@@ -29,6 +38,9 @@ if TYPE_CHECKING:
     from bvisor.launcher.host.backend import LinuxBackend
     from bvisor.launcher.host.secrets import SecretResolver
     from bvisor.ledger import Ledger
+    from bvisor.ledger.checkpoint import SignedCheckpoint
+    from bvisor.ledger.notary import SigningRequest
+    from bvisor.ledger.note import Signer
 
 __all__ = ["open_ledger", "plan_spec", "run_confined"]
 
@@ -58,6 +70,97 @@ def _ledger_location(choice: Ledger | str | os.PathLike[str] | Literal[False] | 
     return os.fspath(choice if choice is not None else default_ledger_path())
 
 
+def _signing_key(key: str | os.PathLike[str] | Literal[False] | None) -> tuple[Signer, str] | None:
+    """The configured checkpoint key and its path (see module), loaded before anything runs."""
+    if key is False:
+        return None
+    from bvisor.ledger.keys import load_signer, resolve_key_path
+
+    path = resolve_key_path(key)
+    if path is None:
+        return None
+    return load_signer(path), os.fspath(path)
+
+
+class _RecordingSink:
+    """The runner's sink: the ledger, with a checkpoint signed in the transaction of the
+    run's last record, and a record that cannot be finished said as such."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        signing: tuple[Signer, str] | None,
+        on_checkpoint: Callable[[SignedCheckpoint | None, str | None], None] | None,
+    ) -> None:
+        self.ledger = ledger
+        self.path = ledger.path
+        self._signing = signing
+        self._on_checkpoint = on_checkpoint
+        self._admitted = False
+
+    def append(self, kind: str, payload: object, run_id: bytes | None = None) -> object:
+        return self.append_many([(kind, payload, run_id)])
+
+    def append_many(self, items: object) -> object:
+        from bvisor.ledger import LedgerError
+        from bvisor.ledger.errors import RecordIncompleteError
+
+        batch = list(items)  # type: ignore[call-overload]
+        kinds = [item[0] for item in batch]
+        last = "report.sealed" in kinds or "plan.refused" in kinds
+        request = None
+        if last and self._signing is not None:
+            request = self._request(*self._signing)
+        try:
+            receipts = self.ledger.append_many(batch, sign=request)
+        except LedgerError as exc:
+            if not self._admitted:
+                raise
+            run_id = batch[0][2] if len(batch[0]) == 3 else b""
+            outcome = next(
+                (item[1].get("outcome") for item in batch if item[0] == "run.terminal"), None
+            )
+            ran = f" (outcome {outcome})" if outcome else ""
+            raise RecordIncompleteError(
+                f"the workload ran{ran} but its record is incomplete: {exc}; the ledger holds "
+                f"its plan, and bvisor-replay shows run {run_id.hex()[:16]} as incomplete",
+                run_id,
+                outcome,
+            ) from exc
+        self._admitted = self._admitted or "plan.admitted" in kinds
+        if request is not None:
+            self._settle(request)
+        return receipts
+
+    def _request(self, signer: Signer, key_path: str) -> SigningRequest | None:
+        """What to sign with, or None (said to ``on_checkpoint``) when the key's memory
+        cannot be read: the run is recorded unsigned rather than signed blind."""
+        from bvisor.ledger import LedgerError
+        from bvisor.ledger.keys import remembered
+        from bvisor.ledger.notary import SigningRequest
+
+        try:
+            memory = remembered(Path(key_path), self.ledger.ledger_id)
+        except LedgerError as exc:
+            if self._on_checkpoint is not None:
+                self._on_checkpoint(None, str(exc))
+            return None
+        return SigningRequest(signer, remembered=memory, tolerate=True)
+
+    def _settle(self, request: SigningRequest) -> None:
+        from bvisor.ledger import LedgerError
+        from bvisor.ledger.keys import remember
+
+        assert self._signing is not None
+        if request.signed is not None:
+            try:
+                remember(Path(self._signing[1]), request.signed)
+            except LedgerError as exc:
+                request.problem = f"signed, but the signer's memory was not kept: {exc}"
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(request.signed, request.problem)
+
+
 def _backend(backend: LinuxBackend | None) -> LinuxBackend:
     from bvisor.launcher.host.backend import LinuxBackend
 
@@ -85,9 +188,11 @@ def run_confined(
     on_stderr: Callable[[bytes], None] | None = None,
     on_plan: Callable[[BoundaryPlan], None] | None = None,
     stdin_fd: int | None = None,
+    key: str | os.PathLike[str] | Literal[False] | None = None,
+    on_checkpoint: Callable[[SignedCheckpoint | None, str | None], None] | None = None,
 ) -> SealedReport:
     """Plan, run confined, seal and record. Raises ``PlanRefusal`` when refused."""
-    from bvisor.launcher.host.reach import refuse_if_plan_reaches
+    from bvisor.launcher.host.reach import refuse_if_key_reachable, refuse_if_plan_reaches
     from bvisor.launcher.host.runner import BoundaryRunner, refused_payload
     from bvisor.launcher.host.secrets import MapSecretResolver
     from bvisor.planner.errors import PlanRefusal
@@ -99,13 +204,14 @@ def run_confined(
     registry.register(chosen)
     resolver = MapSecretResolver(secrets) if isinstance(secrets, Mapping) else secrets
     attempt_id = os.urandom(32)
+    signing = None if ledger is False else _signing_key(key)
     snapshot = chosen.probe()
     try:
         plan = BoundaryPlanner(registry).plan(spec, chosen.id(), snapshot=snapshot)
     except PlanRefusal as refusal:
         store = open_ledger(ledger)
         if store is not None:
-            store.append(
+            _RecordingSink(store, signing, on_checkpoint).append(
                 "plan.refused", refused_payload(spec, snapshot, refusal, attempt_id), attempt_id
             )
         raise
@@ -113,10 +219,13 @@ def run_confined(
     if where is not None:
         # Before the ledger is created: a run refused for this must change nothing.
         refuse_if_plan_reaches(where, plan)
+    if signing is not None:
+        refuse_if_key_reachable(signing[1], plan)
     store = open_ledger(ledger)
     if on_plan is not None:
         on_plan(plan)
-    runner = BoundaryRunner(registry, sink=store)
+    sink = None if store is None else _RecordingSink(store, signing, on_checkpoint)
+    runner = BoundaryRunner(registry, sink=sink)
     return runner.run(
         plan,
         secrets=resolver,

@@ -1,9 +1,11 @@
 """The evidence ledger: hash-chained events in LMDB, appended durably, verified from bytes.
 
-``ledger`` knows events and bytes only — never plans or launchers (DESIGN.md §1). The record
-layout and hashes are in :mod:`bvisor.ledger.record`, the store in
-:mod:`bvisor.ledger.store`, and the
-independent re-derivation in :mod:`bvisor.ledger.verify`.
+``ledger`` knows events and bytes only — never plans or launchers. The record layout and
+hashes are in :mod:`bvisor.ledger.record`, the store in :mod:`bvisor.ledger.store`, the
+independent re-derivation in :mod:`bvisor.ledger.verify`, and the transparency tree,
+checkpoints, proofs and witness in ``merkle``, ``tree``, ``notary``, ``checkpoint``,
+``note``, ``proofs``, ``bundle``, ``dsse`` and ``witness``. Every byte format is specified
+in ``docs/FORMATS.md``.
 """
 
 from __future__ import annotations

@@ -15,17 +15,32 @@ open, so every transaction runs under the shared side of a per-environment gate 
 resize takes the exclusive side; iterators therefore never hold a transaction across a
 ``yield``.
 
-Layout (DESIGN.md §6): named databases ``events`` (8-byte big-endian seq -> record),
-``runs`` (run_id + 4-byte big-endian index -> 8-byte seq) and ``meta`` with keys
+Layout (docs/FORMATS.md, "Storage"): named databases ``events`` (8-byte big-endian seq ->
+record), ``runs`` (run_id + 4-byte big-endian index -> 8-byte seq) and ``meta`` with keys
 ``format_version`` (4-byte big-endian, currently 1), ``ledger_id`` (16 random bytes),
 ``head_seq`` (8-byte big-endian) and ``head_hash`` (32 bytes); an empty ledger has no head
-keys. The directory is created 0700 and the LMDB files 0600. When a ledger is created the
-directory (and its parent, when the directory was made too) is fsynced once the files and
-the initial meta are written, so a crash cannot lose the files' directory entries.
+keys. Ledgers written since the transparency tree also hold ``tree`` (the Merkle tree's
+perfect subtrees), ``runids``/``runstart`` (run lookup), ``checkpoints`` (signed notes) and
+the meta key ``tree_size``; a ledger written before has none of them and reads the same
+(readers compute what they need, never writing). The directory is created 0700 and the
+LMDB files 0600. When a ledger is created the directory (and its parent, when the
+directory was made too) is fsynced once the files and the initial meta are written, so a
+crash cannot lose the files' directory entries.
+
+What is never written to: a ledger is created only in a missing or empty directory, and
+only into LMDB files this process just made. An existing ``data.mdb`` that is empty, an
+LMDB store without the ledger's databases, or one holding anything else is reported and
+left alone, by readers and writers alike.
+
+Read-only access: a reader opens the store read-only, and when LMDB's lock file cannot be
+used (another user's ledger, a read-only copy or mount, or no lock file at all) without the
+lock (``Environment.unlocked``): nothing is created or changed, but a writer appending at
+the same moment is then not kept from reusing pages being read, which callers say.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -37,6 +52,7 @@ import lmdb
 
 from bvisor.ledger.errors import (
     LedgerCorruptError,
+    LedgerDiskFullError,
     LedgerError,
     LedgerForkError,
     LedgerFormatError,
@@ -51,6 +67,8 @@ __all__ = [
     "META_HEAD_HASH",
     "META_HEAD_SEQ",
     "META_LEDGER_ID",
+    "META_TREE_SIZE",
+    "OPTIONAL_DBS",
     "Environment",
     "acquire",
     "seq_key",
@@ -61,11 +79,16 @@ META_FORMAT_VERSION: Final = b"format_version"
 META_LEDGER_ID: Final = b"ledger_id"
 META_HEAD_SEQ: Final = b"head_seq"
 META_HEAD_HASH: Final = b"head_hash"
+META_TREE_SIZE: Final = b"tree_size"
+# Databases a ledger written before the transparency tree lacks (docs/FORMATS.md).
+OPTIONAL_DBS: Final = (b"tree", b"runids", b"runstart", b"checkpoints")
 
 INITIAL_MAP_SIZE: Final = 64 * 1024 * 1024
 _MAP_ALIGN: Final = 1024 * 1024
 _MAX_MAP_SIZE: Final = 1 << 44  # 16 TiB: past this, growth is a bug, not a need
-_MAX_DBS: Final = 4
+_MAX_DBS: Final = 8
+# Free space below this (plus twice the write) after a failed commit means the disk is full.
+_DISK_MARGIN: Final = 4 * 1024 * 1024
 _LMDB_FILES: Final = frozenset({"data.mdb", "lock.mdb"})
 
 T = TypeVar("T")
@@ -114,18 +137,41 @@ class _Gate:
 class Environment:
     """An open LMDB environment of one ledger, shared by every handle in this process."""
 
-    def __init__(self, path: str, env: Any, readonly: bool) -> None:
+    def __init__(self, path: str, env: Any, readonly: bool, unlocked: str | None = None) -> None:
         self.path = path
         self.env = env
         self.readonly = readonly
+        self.unlocked = unlocked  # why LMDB's lock is not used (None: it is)
         self.pid = os.getpid()
         self.refs = 0
         self.gate = _Gate()
         self.events: Any = None
         self.runs: Any = None
         self.meta: Any = None
+        # None in a ledger written before the transparency tree (until a writer adds them).
+        self.tree: Any = None
+        self.runids: Any = None
+        self.runstart: Any = None
+        self.checkpoints: Any = None
         self.ledger_id = b""
         self.genesis = b""
+        self._optional_pending = False
+
+    def open_optional(self, txn: Any) -> None:
+        """Create the databases an older ledger lacks, inside the writer's transaction.
+
+        Called only by a writer that has just verified the ledger (the store adds the tree
+        to a valid old ledger, never to a damaged one). The handles are usable once ``txn``
+        commits; :meth:`forget_optional` drops them again if it does not.
+        """
+        self._optional_pending = True
+        self.tree = self.env.open_db(b"tree", txn=txn, create=True)
+        self.runids = self.env.open_db(b"runids", txn=txn, create=True)
+        self.runstart = self.env.open_db(b"runstart", txn=txn, create=True)
+        self.checkpoints = self.env.open_db(b"checkpoints", txn=txn, create=True)
+
+    def forget_optional(self) -> None:
+        self.tree = self.runids = self.runstart = self.checkpoints = None
 
     def check_process(self) -> None:
         """Refuse use from a process forked after the environment was opened."""
@@ -167,14 +213,22 @@ class Environment:
             self.check_process()
             with self.gate.shared():
                 try:
-                    with self.env.begin(write=True) as txn:
-                        return action(txn)
+                    try:
+                        with self.env.begin(write=True) as txn:
+                            result = action(txn)
+                    except BaseException:
+                        if self._optional_pending:  # created in a transaction now gone
+                            self.forget_optional()
+                        raise
+                    finally:
+                        self._optional_pending = False
+                    return result
                 except lmdb.MapFullError:
                     grow_to = self._grown_size(size_hint)
                 except lmdb.MapResizedError:
                     grow_to = 0
                 except lmdb.Error as exc:
-                    raise _store_error(self.path, exc) from None
+                    raise _write_error(self.path, exc, size_hint) from None
             self._resize(grow_to)
 
     def _grown_size(self, size_hint: int) -> int:
@@ -215,6 +269,46 @@ def _store_error(path: str, exc: lmdb.Error) -> LedgerError:
     return LedgerError(f"ledger {path}: {exc}")
 
 
+def _write_error(path: str, exc: lmdb.Error, size_hint: int) -> LedgerError:
+    """A failed write as a ledger error; a full disk said as such.
+
+    LMDB reports a write that ran out of space as ``Input/output error`` (its page flush
+    folds the errno away), so the free space is looked at: when the filesystem has less
+    left than the write needed, that is the reason.
+    """
+    text = str(exc)
+    try:
+        info = os.statvfs(path)
+        free = info.f_bavail * info.f_frsize
+    except OSError:
+        free = None
+    full = "No space left" in text or "quota" in text.lower()
+    if full or (free is not None and free < 2 * size_hint + _DISK_MARGIN):
+        shown = "" if free is None else f" ({free} bytes free)"
+        return LedgerDiskFullError(
+            f"ledger {path}: the disk is full{shown}; nothing of this write was recorded "
+            f"(LMDB said: {text})"
+        )
+    return _store_error(path, exc)
+
+
+def _check_text_path(path: str | os.PathLike[str]) -> None:
+    """A ledger path must be text: names that are not valid UTF-8 cannot be reported or
+    recorded faithfully, so they are refused up front instead of failing half-way."""
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise LedgerUsageError("ledger path: expected a text path")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+        raise LedgerUsageError(
+            f"ledger path {shown!r} is not valid text (UTF-8); rename the directory"
+        ) from None
+    if "\x00" in text:
+        raise LedgerUsageError("ledger path: contains a NUL byte")
+
+
 _CACHE: dict[str, Environment] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -230,9 +324,10 @@ def acquire(
     """Borrow the process's environment for ``path``, opening (and creating) it if needed."""
     if create and readonly:
         raise LedgerUsageError("a ledger cannot be created read-only")
-    made_directory = create and not Path(path).exists()
-    directory = _prepare_directory(Path(path), create)
-    with _CACHE_LOCK:
+    _check_text_path(path)
+    with _CACHE_LOCK:  # also around the directory check: two threads may create one ledger
+        made_directory = create and not Path(path).exists()
+        directory = _prepare_directory(Path(path), create)
         cached = _CACHE.get(directory)
         if cached is not None:
             cached.check_process()
@@ -276,8 +371,8 @@ def _prepare_directory(path: Path, create: bool) -> str:
         if not (path / "data.mdb").exists():
             if not create:
                 raise LedgerNotFoundError(f"no ledger at {path} (no data.mdb in the directory)")
-            stray = sorted(set(os.listdir(path)) - _LMDB_FILES)
-            if stray:
+            stray = sorted(os.listdir(path))
+            if stray:  # only a missing or empty directory becomes a new ledger
                 raise LedgerNotFoundError(
                     f"refusing to create a ledger in {path}: the directory already holds "
                     f"other files ({', '.join(stray[:3])})"
@@ -298,35 +393,24 @@ def _open(
     data_file = os.path.join(directory, "data.mdb")
     new_files = not os.path.exists(data_file)
     existing = 0 if new_files else os.path.getsize(data_file)
-    if readonly and not new_files and existing == 0:
-        # LMDB itself would fail with a bare "Bad file descriptor" here.
-        raise LedgerNotFoundError(f"{directory} is not a usable ledger: data.mdb is empty")
+    if not new_files and existing == 0:
+        # Readers: LMDB itself would fail with a bare "Bad file descriptor". Writers: LMDB
+        # would silently initialise it — an empty file is not a ledger, so neither happens.
+        raise LedgerNotFoundError(
+            f"{directory} is not a usable ledger: data.mdb is empty (nothing was written)"
+        )
     size = max(map_size or INITIAL_MAP_SIZE, existing + existing // 2)
     size = -(-size // _MAP_ALIGN) * _MAP_ALIGN if size >= _MAP_ALIGN else size
+    fresh = create and new_files
+    env, unlocked = _open_lmdb(directory, size, readonly, fresh)
+    environment = Environment(directory, env, readonly, unlocked)
     try:
-        env = lmdb.open(
-            directory,
-            map_size=size,
-            subdir=True,
-            readonly=readonly,
-            create=create,
-            mode=0o600,
-            max_dbs=_MAX_DBS,
-            lock=True,
-            sync=True,
-            metasync=True,
-            max_spare_txns=1,
-        )
-    except lmdb.Error as exc:
-        raise LedgerNotFoundError(f"{directory} is not a usable ledger: {exc}") from None
-    environment = Environment(directory, env, readonly)
-    try:
-        if create:
+        if fresh:
             for name in _LMDB_FILES:
                 os.chmod(os.path.join(directory, name), 0o600)
         if not readonly:
             env.reader_check()  # free reader slots left by killed processes
-        _open_databases(environment, create, ledger_id)
+        _open_databases(environment, fresh, ledger_id)
         if create and new_files:
             _fsync_directory(directory)
             if made_directory:
@@ -335,6 +419,58 @@ def _open(
         env.close()
         raise
     return environment
+
+
+def _lock_usable(directory: str) -> bool:
+    """Whether a reader can take LMDB's lock without creating or failing to open it."""
+    lock = os.path.join(directory, "lock.mdb")
+    return os.path.exists(lock) and os.access(lock, os.R_OK | os.W_OK)
+
+
+def _open_lmdb(directory: str, size: int, readonly: bool, fresh: bool) -> tuple[Any, str | None]:
+    """``lmdb.open`` as this ledger needs it; readers fall back to no lock (see module)."""
+    options: dict[str, Any] = {
+        "map_size": size,
+        "subdir": True,
+        "readonly": readonly,
+        "create": fresh,
+        "mode": 0o600,
+        "max_dbs": _MAX_DBS,
+        "sync": True,
+        "metasync": True,
+        "max_spare_txns": 1,
+    }
+    if readonly and not _lock_usable(directory):
+        missing = not os.path.exists(os.path.join(directory, "lock.mdb"))
+        why = (
+            "it has no lock file (a reader creates none)"
+            if missing
+            else ("its lock file is read-only to this user")
+        )
+        try:
+            return lmdb.open(directory, lock=False, **options), why
+        except lmdb.Error as exc:
+            raise LedgerNotFoundError(f"{directory} is not a usable ledger: {exc}") from None
+    try:
+        return lmdb.open(directory, lock=True, **options), None
+    except lmdb.Error as exc:
+        if not readonly or not _permission_problem(exc):
+            if not readonly and _permission_problem(exc):
+                raise LedgerError(
+                    f"ledger {directory} cannot be written by this user ({exc}); "
+                    "read commands work on it, appends do not"
+                ) from None
+            raise LedgerNotFoundError(f"{directory} is not a usable ledger: {exc}") from None
+    try:
+        return lmdb.open(directory, lock=False, **options), "it is read-only to this user"
+    except lmdb.Error as exc:
+        raise LedgerNotFoundError(f"{directory} is not a usable ledger: {exc}") from None
+
+
+def _permission_problem(exc: lmdb.Error) -> bool:
+    text = str(exc)
+    names = (os.strerror(errno.EACCES), os.strerror(errno.EROFS), os.strerror(errno.EPERM))
+    return any(name in text for name in names)
 
 
 def _fsync_directory(directory: str) -> None:
@@ -352,22 +488,31 @@ def _fsync_directory(directory: str) -> None:
 
 
 def _open_databases(environment: Environment, create: bool, ledger_id: bytes | None) -> None:
+    """Open the ledger's databases; ``create`` only for LMDB files made by this open."""
     env = environment.env
     try:
         if environment.readonly:
             # Handles opened inside a read transaction die with it; let LMDB own these.
+            with env.begin(write=False) as txn:
+                present = _refuse_foreign_store(environment, txn)
             environment.events = env.open_db(b"events", create=False)
             environment.runs = env.open_db(b"runs", create=False)
             environment.meta = env.open_db(b"meta", create=False)
+            _open_present(environment, present, None)
             with env.begin(write=False) as txn:
                 _load_meta(environment, txn, create=False, ledger_id=ledger_id)
         else:
             with env.begin(write=True) as txn:
-                if create:
-                    _refuse_foreign_store(environment, txn)
+                present = _refuse_foreign_store(environment, txn)
+                if not create and not {b"events", b"runs", b"meta"} <= present:
+                    raise lmdb.NotFoundError("the ledger databases are missing")
                 environment.events = env.open_db(b"events", txn=txn, create=create)
                 environment.runs = env.open_db(b"runs", txn=txn, create=create)
                 environment.meta = env.open_db(b"meta", txn=txn, create=create)
+                if create:
+                    environment.open_optional(txn)
+                else:
+                    _open_present(environment, present, txn)
                 _load_meta(environment, txn, create=create, ledger_id=ledger_id)
     except lmdb.NotFoundError:
         raise LedgerNotFoundError(
@@ -378,23 +523,39 @@ def _open_databases(environment: Environment, create: bool, ledger_id: bytes | N
         raise LedgerError(f"cannot open ledger {environment.path}: {exc}") from None
 
 
-_LEDGER_DBS: Final = frozenset({b"events", b"runs", b"meta"})
+_LEDGER_DBS: Final = frozenset({b"events", b"runs", b"meta", *OPTIONAL_DBS})
 
 
-def _refuse_foreign_store(environment: Environment, txn: Any) -> None:
-    """Refuse to turn someone else's LMDB store into a ledger.
+def _open_present(environment: Environment, present: set[bytes], txn: Any) -> None:
+    """Open those optional databases the store already has (never creating one)."""
+    env = environment.env
+    handles = {
+        name: env.open_db(name, txn=txn, create=False) for name in OPTIONAL_DBS if name in present
+    }
+    environment.tree = handles.get(b"tree")
+    environment.runids = handles.get(b"runids")
+    environment.runstart = handles.get(b"runstart")
+    environment.checkpoints = handles.get(b"checkpoints")
 
-    A ledger's main database holds only its three named databases; anything else means
+
+def _refuse_foreign_store(environment: Environment, txn: Any) -> set[bytes]:
+    """Refuse to touch someone else's LMDB store; return the databases it holds.
+
+    A ledger's main database holds only its named databases; anything else means
     ``data.mdb`` belongs to another program, and creating our databases in it would
     change a store that is not ours (the stray-files check only sees other file names).
     """
+    present: set[bytes] = set()
     cursor = txn.cursor()
     for key in cursor.iternext(keys=True, values=False):
-        if bytes(key) not in _LEDGER_DBS:
+        name = bytes(key)
+        if name not in _LEDGER_DBS:
             raise LedgerNotFoundError(
                 f"{environment.path} is an LMDB store but not a bvisor ledger "
-                f"(it holds key {bytes(key)[:32]!r}); refusing to write to it"
+                f"(it holds key {name[:32]!r}); leaving it alone"
             )
+        present.add(name)
+    return present
 
 
 def _load_meta(environment: Environment, txn: Any, create: bool, ledger_id: bytes | None) -> None:
@@ -410,6 +571,7 @@ def _load_meta(environment: Environment, txn: Any, create: bool, ledger_id: byte
         new_id = ledger_id if ledger_id is not None else os.urandom(LEDGER_ID_BYTES)
         txn.put(META_FORMAT_VERSION, FORMAT_VERSION.to_bytes(4, "big"), db=meta)
         txn.put(META_LEDGER_ID, new_id, db=meta)
+        txn.put(META_TREE_SIZE, seq_key(0), db=meta)  # the tree is kept from event 0 on
         version_raw = FORMAT_VERSION.to_bytes(4, "big")
     if len(version_raw) != 4:
         raise LedgerFormatError(f"{environment.path}: meta format_version is not 4 bytes")

@@ -14,12 +14,14 @@ __all__ = [
     "InvalidPayloadError",
     "InvalidRunIdError",
     "LedgerCorruptError",
+    "LedgerDiskFullError",
     "LedgerError",
     "LedgerForkError",
     "LedgerFormatError",
     "LedgerNotFoundError",
     "LedgerUsageError",
     "PayloadTooLargeError",
+    "RecordIncompleteError",
 ]
 
 
@@ -65,3 +67,17 @@ class LedgerForkError(LedgerError):
 
 class EventNotFoundError(LedgerError):
     """No event with the requested sequence number, or no events for the requested run."""
+
+
+class LedgerDiskFullError(LedgerError):
+    """A write failed because the ledger's filesystem is full; nothing of it was recorded."""
+
+
+class RecordIncompleteError(LedgerError):
+    """A run's workload ran but its final record could not be written (``bvisor run`` says
+    so): the ledger holds the run's plan, and replay shows the run as incomplete."""
+
+    def __init__(self, message: str, run_id: bytes, outcome: str | None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.outcome = outcome

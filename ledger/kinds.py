@@ -4,7 +4,7 @@ A kind is a dotted lower-case name such as ``plan.admitted`` or ``note.external`
 two segments, the first a plain identifier, later ones may also contain ``-``. The grammar
 is strict so that kinds can be matched, grouped and shown without escaping, and so that a
 typo such as ``Plan.Admitted`` is refused at the door instead of silently forming a second
-vocabulary. The run kinds below are DESIGN.md §6's, in the order a run writes them.
+vocabulary. The run kinds below are those of docs/FORMATS.md §2, in the order a run writes them.
 """
 
 from __future__ import annotations

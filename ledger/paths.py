@@ -1,10 +1,12 @@
-"""Where the ledger lives when nobody says: one rule shared by every command.
+"""Where the ledger and its signing key live when nobody says: one rule for every command.
 
-``$BVISOR_LEDGER`` if set and non-empty, else ``$XDG_DATA_HOME/bvisor/ledger``, with the XDG
-Base Directory default ``~/.local/share`` when ``XDG_DATA_HOME`` is unset, empty or not an
-absolute path (the XDG spec says relative values must be ignored). ``bvisor run`` and
-``bvisor-ledger`` both call :func:`default_ledger_path`, so a run and a later ``verify``
-look in the same place.
+The data directory is ``$XDG_DATA_HOME/bvisor``, with the XDG Base Directory default
+``~/.local/share`` when ``XDG_DATA_HOME`` is unset, empty or not an absolute path (the XDG
+spec says relative values must be ignored). The ledger is ``$BVISOR_LEDGER`` if set and
+non-empty, else ``<data>/ledger``; the checkpoint signing key is ``$BVISOR_KEY`` if set and
+non-empty, else ``<data>/keys/checkpoint.key`` (its public half beside it as
+``checkpoint.pub``). ``bvisor run``, ``bvisor-ledger`` and ``bvisor-replay`` all call these,
+so a run and a later ``verify`` look in the same place.
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["default_ledger_path"]
+__all__ = ["default_data_dir", "default_key_path", "default_ledger_path", "explicit_key_path"]
+
+KEY_FILE = "checkpoint.key"
+
+
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_DATA_HOME/bvisor`` (or ``~/.local/share/bvisor``)."""
+    env = os.environ if environ is None else environ
+    xdg = env.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else _home(env) / ".local" / "share"
+    return base / "bvisor"
 
 
 def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -22,9 +34,20 @@ def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
     explicit = env.get("BVISOR_LEDGER", "")
     if explicit:
         return Path(explicit)
-    xdg = env.get("XDG_DATA_HOME", "")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else _home(env) / ".local" / "share"
-    return base / "bvisor" / "ledger"
+    return default_data_dir(env) / "ledger"
+
+
+def explicit_key_path(environ: Mapping[str, str] | None = None) -> Path | None:
+    """``$BVISOR_KEY`` when set and non-empty."""
+    env = os.environ if environ is None else environ
+    value = env.get("BVISOR_KEY", "")
+    return Path(value) if value else None
+
+
+def default_key_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$BVISOR_KEY``, else the default private key file under the data directory."""
+    env = os.environ if environ is None else environ
+    return explicit_key_path(env) or default_data_dir(env) / "keys" / KEY_FILE
 
 
 def _home(env: Mapping[str, str]) -> Path:

@@ -1,6 +1,7 @@
 """The ledger record: its byte layout and every hash over it. Pure — no I/O, no LMDB.
 
-Layout (DESIGN.md §6), frozen by the golden vectors in ``tests/vectors/ledger/``::
+Layout (docs/FORMATS.md, "Records"), frozen by the golden vectors in
+``tests/vectors/ledger/``::
 
     record       = canonical CBOR array
                    [version, seq, prev_hash, time_ns, kind, run_id, payload_hash, payload]
@@ -33,6 +34,15 @@ Why these choices:
   payload digest input is ``0x82 "payload"`` followed by the same encoded payload. Both
   are therefore computed from slices without re-encoding a large payload.
 * Sequence numbers start at 0 so that ``seq`` equals the number of earlier events.
+
+Limits are defined once, for the whole record: the payload is any canonical value (up to
+``canonical.MAX_DEPTH`` levels of nesting, :data:`MAX_PAYLOAD_BYTES` encoded) and the
+header is the seven fixed fields, so a record is at most :data:`MAX_RECORD_BYTES`. The
+reader decodes exactly that way — the header field by field, the payload as its own
+canonical item — so anything ``append`` accepts reads back. (Decoding the record as one
+nested value would put the payload one level deeper than ``encode_payload`` measured it;
+a payload at the deepest accepted nesting then made every read of its event fail.) Every
+strict decode of stored bytes goes through :func:`strict_decode`.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import cbor2
+from blake3 import blake3 as _blake3
 
 from bvisor import canonical
 from bvisor.canonical import CanonicalError, Value
@@ -51,12 +62,14 @@ from bvisor.ledger.errors import (
     LedgerCorruptError,
     PayloadTooLargeError,
 )
-from bvisor.ledger.kinds import check_kind, is_valid_kind
+from bvisor.ledger.kinds import MAX_KIND_LENGTH, check_kind, is_valid_kind
 
 __all__ = [
     "HASH_SIZE",
     "LEDGER_ID_BYTES",
     "MAX_PAYLOAD_BYTES",
+    "MAX_PAYLOAD_DEPTH",
+    "MAX_RECORD_BYTES",
     "MAX_RUN_ID_BYTES",
     "MAX_SEQ",
     "RECORD_VERSION",
@@ -73,10 +86,16 @@ __all__ = [
     "genesis_hash",
     "header_bytes",
     "payload_digest",
+    "split_record",
+    "strict_decode",
 ]
 
 RECORD_VERSION: Final = 1
 MAX_PAYLOAD_BYTES: Final = 16 * 1024 * 1024
+MAX_PAYLOAD_DEPTH: Final = canonical.MAX_DEPTH
+# The header (version, seq, two hashes, time, a kind of <= 128 bytes, a run id of <= 64
+# bytes, their heads) takes well under 512 bytes.
+MAX_RECORD_BYTES: Final = MAX_PAYLOAD_BYTES + 512
 MAX_RUN_ID_BYTES: Final = 64
 LEDGER_ID_BYTES: Final = 16
 HASH_SIZE: Final = DIGEST_SIZE
@@ -89,6 +108,7 @@ MAX_SEQ: Final = _UINT64_MAX - 1
 _PAYLOAD_PREFIX: Final = b"\x82" + canonical.encode("payload")
 _HEADER_HEAD: Final = 0x87  # array of 7
 _RECORD_HEAD: Final = 0x88  # array of 8
+_EVENT_CONTEXT: Final = Purpose.LEDGER_EVENT.value  # digest_bytes' context, used directly
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +142,7 @@ class DecodedRecord:
 
     event: Event
     computed_payload_hash: bytes
+    strict: bool = True  # False: decoded leniently, for diagnosis only
 
     @property
     def payload_ok(self) -> bool:
@@ -143,7 +164,12 @@ def genesis_hash(ledger_id: bytes) -> bytes:
 
 
 def encode_payload(payload: object) -> bytes:
-    """Canonically encode ``payload`` within the size bound, or raise naming the problem."""
+    """Canonically encode ``payload`` within the size bound, or raise naming the problem.
+
+    A payload is any value ``canonical.encode`` accepts (nesting up to ``MAX_DEPTH``
+    levels) of at most ``MAX_PAYLOAD_BYTES`` encoded: exactly what :func:`decode_record`
+    reads back, since it decodes the payload as its own canonical item.
+    """
     try:
         encoded = canonical.encode(payload)
     except CanonicalError as exc:
@@ -259,6 +285,32 @@ def _event(items: list[Value], header: bytes, raw: bytes) -> Event:
     )
 
 
+def strict_decode(raw: bytes) -> Value:
+    """The value ``raw`` is the one canonical encoding of, or CanonicalError naming why not.
+
+    The single strict decoder of stored bytes in the ledger (records, and everything
+    built from them): a faster implementation replaces this one body and nothing else.
+    ``canonical.decode`` walks the bytes in Python, so cbor2's C decoder is tried first,
+    followed by ``canonical.check_value`` (types, text keys, depth) and a byte-exact
+    canonical re-encode; canonical encodings are unique, so that accepts exactly what
+    ``canonical.decode`` accepts. Anything it refuses goes through ``canonical.decode``,
+    which names the precise problem.
+    """
+    if len(raw) > MAX_RECORD_BYTES:
+        raise CanonicalError(f"input of {len(raw)} bytes exceeds the {MAX_RECORD_BYTES}-byte bound")
+    try:
+        value = cbor2.loads(raw)
+        canonical.check_value(value)
+        if cbor2.dumps(value, canonical=True) == raw:
+            return value  # type: ignore[no-any-return]
+    except Exception:  # any refusal falls through to the strict decoder, which says why
+        pass
+    try:
+        return canonical.decode(raw, max_bytes=MAX_RECORD_BYTES)
+    except RecursionError:
+        raise CanonicalError("nested too deeply") from None
+
+
 def decode_record(raw: bytes) -> DecodedRecord:
     """Strictly decode a stored record and recompute its payload digest from the bytes.
 
@@ -266,44 +318,168 @@ def decode_record(raw: bytes) -> DecodedRecord:
     canonical encoding (use :func:`decode_record_lenient` to learn more), and
     ``malformed-record`` when they are not a record at all.
     """
-    checked = _fast_items(raw)
-    if checked is None:
-        try:
-            items = canonical.decode(raw)
-        except CanonicalError as exc:
-            raise RecordError("non-canonical-record", f"not canonical CBOR: {exc}") from None
-        except RecursionError:
-            raise RecordError("malformed-record", "nested too deeply") from None
-        checked = _check_items(items)
-    header = cbor2.dumps(checked[:7], canonical=True)  # fields already type-checked
-    # Canonical bytes: raw == 0x88 + header[1:] + encode(payload), so slice the payload.
-    if raw[0] != _RECORD_HEAD or header[0] != _HEADER_HEAD or raw[1 : len(header)] != header[1:]:
-        raise RecordError("malformed-record", "record bytes do not start with its header")
-    computed = payload_digest(raw[len(header) :])
-    return DecodedRecord(_event(checked, header, raw), computed)
+    items, end = split_record(raw)
+    header = bytes((_HEADER_HEAD,)) + raw[1:end]
+    event = Event(
+        items[1],  # type: ignore[arg-type]
+        items[2],  # type: ignore[arg-type]
+        items[3],  # type: ignore[arg-type]
+        items[4],  # type: ignore[arg-type]
+        items[5],  # type: ignore[arg-type]
+        items[6],  # type: ignore[arg-type]
+        items[7],
+        _blake3(header, derive_key_context=_EVENT_CONTEXT).digest(),
+        raw,
+    )
+    payload_hash = _blake3(_PAYLOAD_PREFIX, derive_key_context=_EVENT_CONTEXT)
+    payload_hash.update(memoryview(raw)[end:])
+    return DecodedRecord(event, payload_hash.digest())
 
 
-def _fast_items(raw: bytes) -> list[Value] | None:
-    """The record's items if ``raw`` is certainly a canonical, well-formed record.
+def split_record(raw: bytes) -> tuple[list[Value], int]:
+    """The one strict decode of a stored record: its eight items, and where the payload's
+    encoding starts. RecordError (``non-canonical-record`` / ``malformed-record``) else.
 
-    ``canonical.decode`` walks the bytes in Python; this uses cbor2's C decoder instead,
-    then checks the header fields exactly, the payload with ``canonical.check_value``
-    (types, text keys, depth) and demands a byte-exact canonical re-encode. Canonical
-    encodings are unique, so that accepts exactly what ``canonical.decode`` plus the field
-    checks accept. Anything it refuses (None) goes through the strict path, which names
-    the precise problem.
+    The record must be exactly the canonical encoding of its eight items, the header
+    fields well typed, and the payload a canonical value in its own right — its nesting is
+    measured from the payload, as ``encode_payload`` measured it when it was appended.
+
+    The fast path lets cbor2's C code decode and re-encode the whole record and checks the
+    payload's types with ``canonical.check_value``; the header's length then follows from
+    its fields. A native validator replaces this body (validate the header span and the
+    payload span separately); the slow path below only has to name what is wrong.
     """
-    if len(raw) > canonical.MAX_INPUT_BYTES:
-        return None
+    size = len(raw)
+    if size > MAX_RECORD_BYTES:
+        raise RecordError("malformed-record", f"record of {size} bytes is over the bound")
     try:
         items = cbor2.loads(raw)
-        checked = _check_items(items)
-        canonical.check_value(checked[7], "$[7]", 1)
-        if cbor2.dumps(checked, canonical=True) == raw:
-            return checked
-    except Exception:  # any refusal falls through to the strict decoder
+        _check_items(items)
+        canonical.check_value(items[7])
+        if cbor2.dumps(items, canonical=True) == raw:
+            return items, _header_length(items)
+    except Exception:  # any refusal falls through to the strict path, which says why
+        pass
+    return _split_slowly(raw)
+
+
+def _head_length(value: int) -> int:
+    """Bytes of the shortest CBOR head carrying ``value``."""
+    if value < 24:
+        return 1
+    if value < 0x100:
+        return 2
+    if value < 0x10000:
+        return 3
+    return 5 if value < 0x100000000 else 9
+
+
+def _header_length(items: list[Value]) -> int:
+    """Where the payload starts in the canonical encoding of a record with these fields."""
+    seq, time_ns, kind, run_id = items[1], items[3], items[4], items[5]
+    assert isinstance(seq, int) and isinstance(time_ns, int) and isinstance(kind, str)
+    run = 1 if run_id is None else _head_length(len(run_id)) + len(run_id)  # type: ignore[arg-type]
+    # array head, version, seq, prev_hash (2 + 32), time, kind (ASCII), run id, payload hash
+    return (
+        2
+        + _head_length(seq)
+        + 34
+        + _head_length(time_ns)
+        + _head_length(len(kind))
+        + len(kind)
+        + run
+        + 34
+    )
+
+
+def _split_slowly(raw: bytes) -> tuple[list[Value], int]:
+    """Name the problem with a record the fast path refused (or accept it, if it is only
+    one the fast path cannot handle)."""
+    parsed = _read_header(raw)
+    if parsed is None:
+        # Not a canonical header: the whole-record decoder names what is wrong.
+        try:
+            items = strict_decode(raw)
+        except CanonicalError as exc:
+            raise RecordError("non-canonical-record", f"not canonical CBOR: {exc}") from None
+        _check_items(items)
+        raise RecordError("malformed-record", "record bytes do not start with its header")
+    fields, end = parsed
+    try:
+        payload = strict_decode(raw[end:])
+    except CanonicalError as exc:
+        raise RecordError("non-canonical-record", f"not canonical CBOR: payload: {exc}") from None
+    return [*fields, payload], end  # type: ignore[list-item]
+
+
+def _uint_at(raw: bytes, pos: int, major: int) -> tuple[int, int] | None:
+    """A shortest-form head of ``major`` at ``pos``: (argument, next position)."""
+    if pos >= len(raw):
         return None
-    return None
+    initial = raw[pos]
+    if initial >> 5 != major:
+        return None
+    info = initial & 0x1F
+    if info < 24:
+        return info, pos + 1
+    if info > 27:
+        return None
+    width = 1 << (info - 24)
+    end = pos + 1 + width
+    if end > len(raw):
+        return None
+    value = int.from_bytes(raw[pos + 1 : end], "big")
+    if value < (24 if width == 1 else 1 << (4 * width)):
+        return None  # not the shortest form
+    return value, end
+
+
+_HASH_HEAD: Final = b"\x58\x20"  # byte string of 32
+
+
+def _read_header(raw: bytes) -> tuple[list[object], int] | None:
+    """The seven header fields of a record whose header is canonical and well-typed, and
+    where its payload starts; None for anything else (the caller then finds out why)."""
+    if len(raw) < 2 or raw[0] != _RECORD_HEAD or raw[1] != RECORD_VERSION:
+        return None
+    seq = _uint_at(raw, 2, 0)
+    if seq is None or raw[seq[1] : seq[1] + 2] != _HASH_HEAD:
+        return None
+    at = seq[1] + 2
+    prev_hash = raw[at : at + HASH_SIZE]
+    time_ns = _uint_at(raw, at + HASH_SIZE, 0)
+    if len(prev_hash) != HASH_SIZE or time_ns is None:
+        return None
+    kind_head = _uint_at(raw, time_ns[1], 3)
+    if kind_head is None or kind_head[0] > MAX_KIND_LENGTH:
+        return None
+    at = kind_head[1] + kind_head[0]
+    try:
+        kind = raw[kind_head[1] : at].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if len(kind.encode("utf-8")) != kind_head[0] or not is_valid_kind(kind):
+        return None
+    run_id: bytes | None
+    if raw[at : at + 1] == b"\xf6":
+        run_id, at = None, at + 1
+    else:
+        run_head = _uint_at(raw, at, 2)
+        if run_head is None or not 1 <= run_head[0] <= MAX_RUN_ID_BYTES:
+            return None
+        at = run_head[1] + run_head[0]
+        run_id = raw[run_head[1] : at]
+        if len(run_id) != run_head[0]:
+            return None
+    if raw[at : at + 2] != _HASH_HEAD:
+        return None
+    payload_hash = raw[at + 2 : at + 2 + HASH_SIZE]
+    end = at + 2 + HASH_SIZE
+    if len(payload_hash) != HASH_SIZE or end >= len(raw):
+        return None
+    fields: list[object] = [RECORD_VERSION, seq[0], prev_hash, time_ns[0], kind, run_id]
+    fields.append(payload_hash)
+    return fields, end
 
 
 def decode_record_lenient(raw: bytes) -> DecodedRecord:
@@ -323,4 +499,4 @@ def decode_record_lenient(raw: bytes) -> DecodedRecord:
         encoded_payload = canonical.encode(checked[7])
     except (CanonicalError, RecursionError) as exc:
         raise RecordError("malformed-record", f"fields have no canonical form: {exc}") from None
-    return DecodedRecord(_event(checked, header, raw), payload_digest(encoded_payload))
+    return DecodedRecord(_event(checked, header, raw), payload_digest(encoded_payload), False)

@@ -12,6 +12,14 @@ A handle refuses to extend a ledger whose ``meta`` head disagrees with its last 
 
 Run ids are byte strings (the runner's attempt_id); events of a run are listed in the
 ``runs`` database under ``run_id + index`` (index 0, 1, ... in append order).
+
+The same transaction also extends the Merkle tree (``bvisor.ledger.tree``) and the run
+lookup tables ``runids`` (run id -> seq of its first event) and ``runstart`` (that seq ->
+run id), and — when asked — signs a checkpoint of the new head (``bvisor.ledger.notary``).
+A ledger written before the tree existed gets it from its first append by this code, after
+the whole ledger verified (``bvisor.ledger.upgrade``); one that does not verify is never
+written to. The lookup tables only narrow a search: every answer read from them is checked
+against the events before it is used.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from bvisor.canonical import Value
 from bvisor.ledger import environment as envmod
@@ -48,6 +56,12 @@ from bvisor.ledger.record import (
     decode_record,
     encode_payload,
 )
+from bvisor.ledger.tree import StoredTree, stored_tree_size
+
+if TYPE_CHECKING:
+    from bvisor.ledger.checkpoint import SignedCheckpoint
+    from bvisor.ledger.notary import SigningRequest
+    from bvisor.ledger.note import Signer
 
 __all__ = ["AppendItem", "Head", "Ledger", "Receipt", "RunSummary", "Snapshot"]
 
@@ -161,6 +175,55 @@ class Snapshot:
     def run_row_count(self) -> int:
         return int(self._txn.stat(self._env.runs)["entries"])
 
+    @property
+    def txn(self) -> Any:
+        return self._txn
+
+    @property
+    def environment(self) -> Environment:
+        return self._env
+
+    def tree_size(self) -> int | None:
+        """Leaves the stored tree covers; None when the ledger has no stored tree."""
+        return stored_tree_size(self._txn, self._env)
+
+    def tree(self) -> StoredTree | None:
+        """The stored tree, when it covers exactly the events (else None: compute it)."""
+        size = self.tree_size()
+        if size is None or size != self.event_count():
+            return None
+        return StoredTree(self._txn, self._env)
+
+    def tree_node(self, level: int, index: int) -> bytes | None:
+        if self._env.tree is None:
+            return None
+        from bvisor.ledger.tree import node_key
+
+        value = self._txn.get(node_key(level, index), db=self._env.tree)
+        return None if value is None else bytes(value)
+
+    def run_seqs(self, run_id: bytes) -> list[int]:
+        """The seqs the ``runs`` index lists for ``run_id``, in order."""
+        return _run_seqs(self._txn, self._env, run_id)
+
+    def latest_run_start(self) -> tuple[int, bytes] | None:
+        """``(seq, run id)`` of the newest run start ``runstart`` names (unchecked); None
+        when the ledger does not keep the table."""
+        return _latest_run_start(self._txn, self._env)
+
+    def run_starts(self) -> Iterator[tuple[int, bytes]]:
+        """``(first seq, run id)`` of every run, from the ``runs`` index (O(runs))."""
+        for key, value in self._txn.cursor(db=self._env.runs):
+            if len(key) >= 5 and key[-4:] == b"\x00\x00\x00\x00" and len(value) == 8:
+                yield int.from_bytes(value, "big"), bytes(key[:-4])
+
+    def checkpoint_rows(self) -> Iterator[tuple[bytes, bytes]]:
+        """Raw ``(size || key id, note)`` rows of stored checkpoints, smallest size first."""
+        if self._env.checkpoints is None:
+            return
+        for key, value in self._txn.cursor(db=self._env.checkpoints):
+            yield bytes(key), bytes(value)
+
 
 class Ledger:
     """A handle on one ledger directory. Cheap; share the process's LMDB environment.
@@ -241,11 +304,20 @@ class Ledger:
         """Append one event; durable on return."""
         return self.append_many([(kind, payload, run_id)])[0]
 
-    def append_many(self, items: Iterable[AppendItem]) -> list[Receipt]:
+    def append_many(
+        self,
+        items: Iterable[AppendItem],
+        *,
+        sign: SigningRequest | None = None,
+    ) -> list[Receipt]:
         """Append events ``(kind, payload[, run_id])`` in one transaction (one flush).
 
         Every item is validated before anything is written: a bad kind, run id or payload
-        raises and the ledger is unchanged.
+        raises and the ledger is unchanged. With ``sign``, the same transaction signs and
+        stores a checkpoint of the new head (``bvisor.ledger.notary``): the events and their
+        checkpoint are durable together. When the checkpoint is refused, the append is
+        refused too — unless ``sign.tolerate``: then ``sign.problem`` says why and the
+        events are appended unsigned (a run's record matters more than its checkpoint).
         """
         environment = self._live
         if self._readonly:
@@ -254,7 +326,29 @@ class Ledger:
         if not prepared:
             return []
         size_hint = sum(len(item.payload) + _RECORD_OVERHEAD for item in prepared)
-        return environment.write(lambda txn: self._commit(txn, prepared), size_hint)
+        return environment.write(lambda txn: self._commit(txn, prepared, sign), size_hint)
+
+    def checkpoint(
+        self,
+        signer: Signer,
+        *,
+        rotate: bool = False,
+        remembered: SignedCheckpoint | None = None,
+    ) -> SignedCheckpoint:
+        """Sign and store a checkpoint of the current head (see ``bvisor.ledger.notary``);
+        ``remembered`` is the checkpoint the key's holder last signed for this ledger."""
+        from bvisor.ledger import notary
+
+        environment = self._live
+        if self._readonly:
+            raise LedgerUsageError(f"ledger {environment.path} is open read-only")
+
+        def action(txn: Any) -> SignedCheckpoint:
+            seq, _prev = self._head_for_append(txn, environment)
+            self._bring_tree_up_to_date(txn, environment, seq)
+            return notary.sign(txn, environment, signer, rotate=rotate, remembered=remembered)
+
+        return environment.write(action, 4096)
 
     @staticmethod
     def _prepare(position: int, item: AppendItem) -> _Prepared:
@@ -264,11 +358,19 @@ class Ledger:
         run_id = check_run_id(item[2] if len(item) == 3 else None)
         return _Prepared(kind, encode_payload(item[1]), run_id)
 
-    def _commit(self, txn: Any, prepared: Sequence[_Prepared]) -> list[Receipt]:
+    def _commit(
+        self,
+        txn: Any,
+        prepared: Sequence[_Prepared],
+        sign: SigningRequest | None = None,
+    ) -> list[Receipt]:
         environment = self._live
         seq, prev = self._head_for_append(txn, environment)
+        self._bring_tree_up_to_date(txn, environment, seq)
+        first = seq
         next_index: dict[bytes, int] = {}
         receipts: list[Receipt] = []
+        raws: list[bytes] = []
         for item in prepared:
             built = build_record(seq, prev, self._clock(), item.kind, item.run_id, item.payload)
             key = seq_key(seq)
@@ -281,13 +383,39 @@ class Ledger:
                 if index >= _INDEX_LIMIT:
                     raise LedgerError(f"run {item.run_id.hex()}: more than 2^32 events")
                 txn.put(item.run_id + index.to_bytes(4, "big"), key, db=environment.runs)
+                if index == 0:  # a new run: the lookup tables learn where it starts
+                    txn.put(item.run_id, key, db=environment.runids)
+                    txn.put(key, item.run_id, db=environment.runstart)
                 next_index[item.run_id] = index + 1
             receipts.append(Receipt(seq, built.hash))
+            raws.append(built.raw)
             prev = built.hash
             seq += 1
+        StoredTree(txn, environment).extend(first, raws)
         txn.put(META_HEAD_SEQ, seq_key(seq - 1), db=environment.meta)
         txn.put(META_HEAD_HASH, prev, db=environment.meta)
+        if sign is not None:
+            from bvisor.ledger import notary
+
+            sign.signed, sign.problem = None, None
+            try:
+                sign.signed = notary.sign(
+                    txn, environment, sign.signer, rotate=sign.rotate, remembered=sign.remembered
+                )
+            except LedgerError as exc:  # refused: nothing of the checkpoint was written
+                if not sign.tolerate:
+                    raise
+                sign.problem = str(exc)
         return receipts
+
+    @staticmethod
+    def _bring_tree_up_to_date(txn: Any, environment: Environment, events: int) -> None:
+        """Make the stored tree cover every event before writing more (see module doc)."""
+        if stored_tree_size(txn, environment) == events:
+            return
+        from bvisor.ledger import upgrade
+
+        upgrade.add_tree(txn, environment, events)
 
     @staticmethod
     def _head_for_append(txn: Any, environment: Environment) -> tuple[int, bytes]:
@@ -429,6 +557,113 @@ class Ledger:
         environment = self._live
         with environment.read() as txn:
             yield Snapshot(environment, txn)
+
+    @property
+    def unlocked(self) -> str | None:
+        """Why this handle reads without LMDB's lock (a read-only directory, no lock file),
+        or None: a writer working at the same moment could change what it reads."""
+        return self._live.unlocked
+
+    def run_ids_with_prefix(self, prefix: bytes, odd_nibble: int | None = None) -> list[bytes]:
+        """Recorded run ids starting with ``prefix`` (then, if given, one more hex digit).
+
+        O(log n + matches) through ``runids`` when the ledger keeps it completely, else a
+        scan of the ``runs`` index. A listed id is one some index names; callers read its
+        events (which are checked) before trusting it exists.
+        """
+        environment = self._live
+        with environment.read() as txn:
+            if environment.runids is not None and _indexed(txn, environment):
+                cursor = txn.cursor(db=environment.runids)
+                found = cursor.set_range(prefix) if prefix else cursor.first()
+                matches: list[bytes] = []
+                while found:
+                    key = bytes(cursor.key())
+                    if not key.startswith(prefix):
+                        break
+                    if _nibble_ok(key, len(prefix), odd_nibble):
+                        matches.append(key)
+                    found = cursor.next()
+                return matches
+            ids = {bytes(k[:-4]) for k, _ in txn.cursor(db=environment.runs) if len(k) >= 5}
+        return sorted(
+            run_id
+            for run_id in ids
+            if run_id.startswith(prefix) and _nibble_ok(run_id, len(prefix), odd_nibble)
+        )
+
+    def latest_run_start(self) -> tuple[int, bytes] | None:
+        """``(seq, run id)`` of the run whose first event is the newest, by ``runstart``;
+        None when the ledger does not keep it (ask :meth:`runs`). Unchecked: a caller
+        confirms it against the events (``bvisor.replay.anchored`` does)."""
+        environment = self._live
+        with environment.read() as txn:
+            return _latest_run_start(txn, environment)
+
+    def run_seqs(self, run_id: bytes) -> list[int]:
+        """The seqs the ``runs`` index lists for ``run_id``, in order."""
+        environment = self._live
+        with environment.read() as txn:
+            return _run_seqs(txn, environment, run_id)
+
+    def raw(self, seq: int) -> bytes | None:
+        """The stored bytes of event ``seq`` (undecoded; None when missing)."""
+        _check_seq("seq", seq)
+        environment = self._live
+        with environment.read() as txn:
+            value = txn.get(seq_key(seq), db=environment.events)
+        return None if value is None else bytes(value)
+
+    def raw_events(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """``(seq, stored bytes)`` in seq order, undecoded: for export and proofs, which
+        must go on past (and show) a record that does not decode."""
+        environment = self._live
+        position = start
+        while stop is None or position < stop:
+            chunk: list[tuple[int, bytes]] = []
+            with environment.read() as txn:
+                cursor = txn.cursor(db=environment.events)
+                found = cursor.set_range(seq_key(position))
+                while found and len(chunk) < _CHUNK:
+                    seq = _key_seq(environment, cursor.key())
+                    if stop is not None and seq >= stop:
+                        break
+                    chunk.append((seq, bytes(cursor.value())))
+                    found = cursor.next()
+            if not chunk:
+                return
+            yield from chunk
+            position = chunk[-1][0] + 1
+
+    def checkpoints(self) -> list[SignedCheckpoint]:
+        """Every checkpoint stored in the ledger, smallest tree first (signatures unchecked)."""
+        from bvisor.ledger import notary
+
+        with self.snapshot() as snap:
+            return notary.stored(snap.txn, snap.environment)
+
+
+def _indexed(txn: Any, environment: Environment) -> bool:
+    """Whether the lookup tables cover the whole ledger (a tree kept from event 0 on, and
+    no event since appended by a writer that did not keep them)."""
+    size = stored_tree_size(txn, environment)
+    return size is not None and size == int(txn.stat(environment.events)["entries"])
+
+
+def _latest_run_start(txn: Any, environment: Environment) -> tuple[int, bytes] | None:
+    if environment.runstart is None or not _indexed(txn, environment):
+        return None
+    cursor = txn.cursor(db=environment.runstart)
+    if not cursor.last():
+        return None
+    key, value = bytes(cursor.key()), bytes(cursor.value())
+    if len(key) != 8:
+        return None
+    return int.from_bytes(key, "big"), value
+
+
+def _nibble_ok(value: bytes, at: int, nibble: int | None) -> bool:
+    return nibble is None or (len(value) > at and value[at] >> 4 == nibble)
 
 
 def _key_seq(environment: Environment, key: bytes) -> int:

@@ -27,15 +27,28 @@ each of those counts as S-1 (never below 0). Everything before ``first_bad_seq``
 to be exactly what was appended.
 
 ``expect_head`` is a claim about the whole prefix, so it is verified from event 0 on and
-cannot be combined with ``start``/``stop``.
+cannot be combined with ``start``/``stop``; so is ``checkpoint``.
+
+Localising damage. ``first_bad_seq`` says where the ledger stops being exactly what was
+appended. ``chain_bad_seq`` says where the *header chain* stops being proven: a payload
+that does not match its ``payload_hash``, a record stored in a non-canonical encoding of
+the same fields, or a runs index row gone astray leaves every header — and so every other
+event's payload hash — proven, so the damage belongs to the one event (and its run) and
+proves nothing about the events after it. Replay judges runs by ``chain_bad_seq``.
+
+A walk from event 0 also checks the Merkle tree and the checkpoints stored in the ledger,
+and the one given (``bvisor.ledger.tree_verify``): ``tree-mismatch``,
+``checkpoint-mismatch``, ``checkpoint-beyond-head``, ``checkpoint-origin``,
+``checkpoint-signature``, ``checkpoint-malformed``. ``rewritten`` lists the event ranges
+a failed checkpoint locates the change in.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from bvisor.ledger.environment import META_HEAD_HASH, META_HEAD_SEQ, seq_key
 from bvisor.ledger.errors import LedgerUsageError
@@ -43,19 +56,28 @@ from bvisor.ledger.record import (
     HASH_SIZE,
     MAX_SEQ,
     DecodedRecord,
+    Event,
     RecordError,
     decode_record,
     decode_record_lenient,
 )
 from bvisor.ledger.store import Head, Ledger, Snapshot
 
+if TYPE_CHECKING:  # imported when first needed: most verifies never sign or parse a note
+    from bvisor.ledger.checkpoint import SignedCheckpoint
+    from bvisor.ledger.note import Verifier
+    from bvisor.ledger.tree_verify import CheckpointCheck, TreeAudit
+
 __all__ = [
+    "CHAIN_SAFE_CODES",
     "CODES",
     "Finding",
     "VerifyResult",
     "parse_head",
+    "proven_statement",
     "verify",
     "verify_runs",
+    "verify_snapshot",
 ]
 
 CODES: Final = (
@@ -70,9 +92,32 @@ CODES: Final = (
     "head-mismatch",
     "expected-head-missing",
     "expected-head-mismatch",
+    "tree-mismatch",
+    "checkpoint-mismatch",
+    "checkpoint-beyond-head",
+    "checkpoint-origin",
+    "checkpoint-signature",
+    "checkpoint-malformed",
+)
+# Findings that leave the header chain proven: the damage is the one event's (or a cache's).
+CHAIN_SAFE_CODES: Final = frozenset(
+    {
+        "payload-hash-mismatch",
+        "non-canonical-record",
+        "index-mismatch",
+        "tree-mismatch",
+        "checkpoint-origin",
+        "checkpoint-signature",
+        "checkpoint-malformed",
+        "checkpoint-mismatch",
+    }
 )
 
 _PROGRESS_EVERY: Final = 4096
+# Findings that say an event's own record differs from what was appended.
+_RECORD_CODES: Final = frozenset(
+    {"payload-hash-mismatch", "non-canonical-record", "malformed-record", "sequence-mismatch"}
+)
 
 Progress = Callable[[int, int], None]
 
@@ -88,13 +133,46 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
-    """The verdict: ``ok`` only when there are no findings."""
+    """The verdict: ``ok`` only when there are no findings.
+
+    ``chain_bad_seq``: the first seq whose header the chain does not prove (module doc);
+    ``notes``: facts worth saying that are not findings (an old ledger without a tree);
+    ``rewritten``: ``[a, b)`` ranges a failed checkpoint locates a change in;
+    ``checkpoint``: coverage by signed checkpoints, when a checkpoint or key was given;
+    ``tree_root``: the RFC 6962 root over every record, when computed.
+    """
 
     ok: bool
     events: int
     head: Head | None
     first_bad_seq: int | None
     findings: tuple[Finding, ...]
+    chain_bad_seq: int | None = None
+    notes: tuple[str, ...] = ()
+    rewritten: tuple[tuple[int, int], ...] = ()
+    checkpoint: CheckpointCheck | None = None
+    tree_root: bytes | None = None
+
+
+def proven_statement(result: VerifyResult) -> str:
+    """What a failed verify still proves, and what it does not, in one sentence."""
+    if result.ok:
+        return f"all {result.events} events are proven to be what was appended"
+    bad = result.chain_bad_seq
+    named = sorted({f.seq for f in result.findings if f.seq is not None})
+    if bad is None:
+        where = ", ".join(str(seq) for seq in named[:10]) or "none"
+        return (
+            "the header chain is intact to the head, so every event's header and payload "
+            f"hash is proven: the damage is confined to the events named (seq {where}); "
+            "every other event, and every run without one of them, is proven"
+        )
+    if bad == 0:
+        return "nothing is proven: the header chain fails from event 0"
+    return (
+        f"events 0..{bad - 1} are proven except those named; from event {bad} on the header "
+        "chain is broken, so nothing there is proven"
+    )
 
 
 def parse_head(text: str) -> Head:
@@ -125,11 +203,18 @@ def verify(
     stop: int | None = None,
     expect_head: Head | str | None = None,
     progress: Progress | None = None,
+    *,
+    checkpoint: SignedCheckpoint | None = None,
+    verifiers: Sequence[Verifier] = (),
+    tree_nodes: bool = False,
 ) -> VerifyResult:
     """Verify events ``start <= seq < stop`` (default: all) of ``ledger``; never writes.
 
     ``ledger`` may be an open handle or a directory (opened read-only and closed again).
     ``progress(done, total)`` is called every few thousand events and at the end.
+    ``checkpoint`` (kept elsewhere) must still hold for the ledger; ``verifiers`` are the
+    trusted public keys checkpoints must be signed by (none: signatures are not checked).
+    ``tree_nodes`` compares every stored Merkle tree node with the records (``--tree``).
     """
     begin = 0 if start is None else start
     if type(begin) is not int or not 0 <= begin <= MAX_SEQ:
@@ -144,33 +229,69 @@ def verify(
             "expect_head proves the whole prefix from event 0 to the expected head: "
             "it cannot be combined with start/stop"
         )
+    if (checkpoint is not None or verifiers or tree_nodes) and (begin != 0 or stop is not None):
+        raise LedgerUsageError(
+            "a checkpoint proves the whole prefix from event 0: it cannot be combined with "
+            "start/stop"
+        )
+
+    def run(handle: Ledger) -> VerifyResult:
+        with handle.snapshot() as snap:
+            return verify_snapshot(
+                snap,
+                begin,
+                stop,
+                expected,
+                progress,
+                checkpoint=checkpoint,
+                verifiers=verifiers,
+                tree_nodes=tree_nodes,
+            )
+
     if isinstance(ledger, Ledger):
-        return _verify_handle(ledger, begin, stop, expected, progress)
+        return run(ledger)
     with Ledger.open(ledger, readonly=True) as handle:
-        return _verify_handle(handle, begin, stop, expected, progress)
+        return run(handle)
 
 
-def _verify_handle(
-    handle: Ledger, start: int, stop: int | None, expect: Head | None, progress: Progress | None
+def verify_snapshot(
+    snap: Snapshot,
+    start: int = 0,
+    stop: int | None = None,
+    expect: Head | None = None,
+    progress: Progress | None = None,
+    *,
+    checkpoint: SignedCheckpoint | None = None,
+    verifiers: Sequence[Verifier] = (),
+    tree_nodes: bool = False,
 ) -> VerifyResult:
-    with handle.snapshot() as snap:
-        return _Verifier(snap, start, stop, progress).run(expect)
+    """:func:`verify` over an open snapshot (a writer's own transaction, for one)."""
+    verifier = _Verifier(snap, start, stop, progress, checkpoint, verifiers, tree_nodes)
+    return verifier.run(expect)
 
 
 def verify_runs(
-    handle: Ledger, progress: Progress | None = None
+    handle: Ledger,
+    progress: Progress | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    *,
+    expect_head: Head | None = None,
+    checkpoint: SignedCheckpoint | None = None,
+    verifiers: Sequence[Verifier] = (),
 ) -> tuple[VerifyResult, dict[bytes, list[int]]]:
     """Verify the whole ledger, and say which events each run holds *by the chain itself*.
 
     The second value maps every ``run_id`` seen in a decodable event to its seqs in order,
     ordered by each run's first event — independent of the ``runs`` index, so a run whose
     index rows were deleted is still listed. Index rows naming a run no event carries are
-    added with no seqs.
+    added with no seqs. ``on_event`` receives every event that decoded strictly with its
+    payload hash matching, in seq order, so a caller need not decode it a second time.
     """
     with handle.snapshot() as snap:
-        verifier = _Verifier(snap, 0, None, progress)
+        verifier = _Verifier(snap, 0, None, progress, checkpoint, verifiers)
         verifier.run_seqs = {}
-        result = verifier.run(None)
+        verifier.on_event = on_event
+        result = verifier.run(expect_head)
         runs = verifier.run_seqs
         for row_key, _value in snap.run_rows():
             if len(row_key) >= 5:
@@ -178,11 +299,13 @@ def verify_runs(
     return result, runs
 
 
-def _first_bad(findings: list[Finding], unlinked: set[int]) -> int | None:
+def _first_bad(
+    findings: list[Finding], unlinked: set[int], skip: frozenset[str] = frozenset()
+) -> int | None:
     """The first seq not proven: S-1 for a finding at S that leaves S-1's link unchecked."""
     candidates: list[int] = []
     for finding in findings:
-        if finding.seq is None:
+        if finding.seq is None or finding.code in skip:
             continue
         if finding.code == "chain-break" or finding.seq in unlinked:
             candidates.append(max(finding.seq - 1, 0))
@@ -198,11 +321,35 @@ def _short(digest: bytes | None) -> str:
 class _Verifier:
     """One pass over a snapshot; collects findings instead of stopping at the first."""
 
-    def __init__(self, snap: Snapshot, start: int, stop: int | None, progress: Progress | None):
+    def __init__(
+        self,
+        snap: Snapshot,
+        start: int,
+        stop: int | None,
+        progress: Progress | None,
+        checkpoint: SignedCheckpoint | None = None,
+        verifiers: Sequence[Verifier] = (),
+        tree_nodes: bool = False,
+    ):
         self.snap = snap
         self.start = start
         self.stop = stop
         self.progress = progress
+        self.on_event: Callable[[Event], None] | None = None
+        self.tree: TreeAudit | None = None
+        if start == 0 and stop is None:
+            from bvisor.ledger.tree_verify import TreeAudit
+
+            self.tree = TreeAudit(
+                snap.ledger_id,
+                snap.tree_size(),
+                snap.tree_node,
+                list(snap.checkpoint_rows()),
+                checkpoint,
+                verifiers,
+                tree_nodes,
+            )
+        self.run_id: bytes | None = None
         self.findings: list[Finding] = []
         self.next_index: dict[bytes, int] = {}
         self.indexed = 0
@@ -212,6 +359,9 @@ class _Verifier:
         # seq's record): the event before each is vouched for by nothing.
         self.unlinked: set[int] = set()
         self.run_seqs: dict[bytes, list[int]] | None = None
+
+    def _breaks(self) -> list[int]:
+        return [f.seq for f in self.findings if f.code == "chain-break" and f.seq is not None]
 
     def add(self, seq: int | None, code: str, detail: str, *, unlinked: bool = False) -> None:
         self.findings.append(Finding(seq, code, detail))
@@ -235,6 +385,19 @@ class _Verifier:
             self._check_expected(expect, last_seq)
         if head is None:
             head = self._meta_head()
+        verdict = None
+        if self.tree is not None:
+            events = 0 if last_seq is None else last_seq + 1
+            damaged = frozenset(
+                f.seq for f in self.findings if f.seq is not None and f.code in _RECORD_CODES
+            )
+            verdict = self.tree.finish(
+                events,
+                _first_bad(self.findings, self.unlinked),
+                damaged | frozenset(s - 1 for s in self._breaks()),
+            )
+            for seq, code, detail in verdict.findings:
+                self.add(seq, code, detail, unlinked=code == "checkpoint-beyond-head")
         if self.progress is not None:
             self.progress(self.checked, total)
         findings = tuple(
@@ -246,11 +409,17 @@ class _Verifier:
             head=head,
             first_bad_seq=_first_bad(self.findings, self.unlinked),
             findings=findings,
+            chain_bad_seq=_first_bad(self.findings, self.unlinked, CHAIN_SAFE_CODES),
+            notes=() if verdict is None else verdict.notes,
+            rewritten=() if verdict is None else verdict.rewritten,
+            checkpoint=None if verdict is None else verdict.check,
+            tree_root=None if verdict is None else verdict.root,
         )
 
     # -- the event walk ------------------------------------------------------------------
 
     def _walk(self, total: int) -> None:
+        feed = self.tree.feed if self.tree is not None and self.tree.active else None
         prev = self._prev_for_start()
         expected = self.start
         prev_seq = self.start - 1
@@ -269,7 +438,10 @@ class _Verifier:
                     f"{missing} missing before event {seq}",
                     unlinked=True,
                 )
+            self.run_id = None
             prev = self._check_event(seq, raw, prev, prev_seq)
+            if feed is not None:
+                feed(seq, raw, prev, self.run_id)
             self.last_seen = (seq, prev)
             prev_seq = seq
             expected = seq + 1
@@ -346,9 +518,13 @@ class _Verifier:
                 f"record says {_short(event.payload_hash)}",
             )
         if event.run_id is not None:
+            self.run_id = event.run_id
             self._check_index(seq, event.run_id)
             if self.run_seqs is not None:
                 self.run_seqs.setdefault(event.run_id, []).append(seq)
+        on_event = self.on_event
+        if on_event is not None and decoded.strict and decoded.payload_ok and event.seq == seq:
+            on_event(event)
         return event.hash
 
     # -- the runs index ------------------------------------------------------------------

@@ -14,14 +14,28 @@ run's own tail is vouched for by what comes after it. The verify result is part 
 report, and any ledger finding makes the audit fail. Runs are enumerated from the events
 themselves (every ``run_id`` the chain carries, plus any the ``runs`` index names), never
 from the index alone, so a run whose index rows were deleted is still audited.
+
+Each event is decoded once: the chain pass hands every event it decoded to the audit,
+which checks a run's contents as soon as its last event (``report.sealed`` or
+``plan.refused``) has gone by and keeps only the verdicts. A run that is not decodable
+whole that way (a damaged event, an event after its end, very many runs open at once) is
+read again and judged as before.
+
+Damage is localised: a run fails the ``chain`` check only for a finding at one of its own
+events, a change a checkpoint locates among them, or a break of the header chain before
+its end — a damaged payload of another run leaves its header, and so this run's events,
+proven (``bvisor.ledger.verify``, ``chain_bad_seq``), and the check says so.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
-from bvisor.ledger import Event, Ledger, LedgerError, RunSummary, verify_runs
+from bvisor.ledger import Event, Head, Ledger, LedgerError, RunSummary, verify_runs
+from bvisor.ledger.checkpoint import SignedCheckpoint
+from bvisor.ledger.note import Verifier
 from bvisor.replay.checks import (
     CHECK_NAMES,
     REFUSED_CHECK_NAMES,
@@ -38,10 +52,10 @@ from bvisor.replay.checks import (
     check_transcript,
 )
 from bvisor.replay.derive import Rederived, rederive_memo
-from bvisor.replay.events import ParsedRun
+from bvisor.replay.events import NOTE_PREFIX, ParsedRun
 from bvisor.replay.results import SKIPPED, AuditReport, CheckResult, RunAudit, verdict_of
 
-__all__ = ["Progress", "ReplayUsageError", "audit", "audit_run"]
+__all__ = ["Progress", "ReplayUsageError", "audit", "audit_run", "content_checks"]
 
 # progress(stage, done, total): stage is "chain" (events verified) or "runs" (runs audited).
 Progress = Callable[[str, int, int], None]
@@ -51,28 +65,114 @@ class ReplayUsageError(ValueError):
     """The caller named a run the ledger does not hold (or passed a malformed id)."""
 
 
+# Events held for runs still open; past this the audit falls back to reading them again.
+_HELD_LIMIT = 200_000
+_FINAL_KINDS = frozenset({"report.sealed", "plan.refused"})
+
+
+@dataclass(slots=True)
+class _Open:
+    """One run's events as the chain pass delivers them, until its contents are judged."""
+
+    events: list[Event] = field(default_factory=list)
+    count: int = 0
+    content: tuple[list[CheckResult], str | None] | None = None
+    first_time_ns: int = 0
+    stale: bool = False  # judged too early (an event after its end), or dropped: read again
+
+
+class _Collector:
+    """Judges each run's contents as the chain pass goes by (see module)."""
+
+    def __init__(self, wanted: set[bytes] | None) -> None:
+        self.wanted = wanted
+        self.runs: dict[bytes, _Open] = {}
+        self.held = 0
+
+    def __call__(self, event: Event) -> None:
+        run_id = event.run_id
+        if run_id is None or (self.wanted is not None and run_id not in self.wanted):
+            return
+        state = self.runs.get(run_id)
+        if state is None:
+            state = self.runs[run_id] = _Open(first_time_ns=event.time_ns)
+        state.count += 1
+        if state.stale:
+            return
+        if state.content is not None:
+            if not event.kind.startswith(NOTE_PREFIX):
+                state.stale = True  # the run goes on after its end: judge it whole later
+            return
+        state.events.append(event)
+        self.held += 1
+        if event.kind in _FINAL_KINDS:
+            state.content = content_checks(run_id, state.events)
+            self.held -= len(state.events)
+            state.events = []
+        elif self.held > _HELD_LIMIT:
+            for other in self.runs.values():
+                if other.content is None and not other.stale:
+                    other.stale = True
+                    self.held -= len(other.events)
+                    other.events = []
+
+
 def audit(
     ledger: Ledger,
     run_ids: Iterable[bytes] | None = None,
     progress: Progress | None = None,
+    *,
+    expect_head: Head | None = None,
+    checkpoint: SignedCheckpoint | None = None,
+    verifiers: Sequence[Verifier] = (),
 ) -> AuditReport:
-    """Audit ``run_ids`` (default: every run, in ledger order) of an open ledger."""
+    """Audit ``run_ids`` (default: every run, in ledger order) of an open ledger.
+
+    ``expect_head``, ``checkpoint`` and ``verifiers`` are anchors kept elsewhere (as for
+    ``bvisor.ledger.verify``); with one, a run with events it does not cover fails its
+    ``chain`` check, named "not yet covered".
+    """
+    wanted = None if run_ids is None else {r for r in run_ids if isinstance(r, bytes)}
+    collector = _Collector(wanted)
     try:
         result, runs = verify_runs(
             ledger,
             progress=None if progress is None else (lambda d, t: progress("chain", d, t)),
+            on_event=collector,
+            expect_head=expect_head,
+            checkpoint=checkpoint,
+            verifiers=verifiers,
         )
     except LedgerError as exc:
         return AuditReport([], error=f"the ledger cannot be verified: {exc}")
     targets = _select(list(runs), run_ids)
-    chain = ChainEvidence.of(result.first_bad_seq, result.findings, result.events)
+    covered, covered_by = None, ""
+    if result.checkpoint is not None:
+        covered, covered_by = result.checkpoint.covered, "a signed checkpoint"
+    elif expect_head is not None:
+        covered, covered_by = expect_head.seq + 1, f"the expected head {expect_head}"
+    chain = ChainEvidence.of(
+        result.chain_bad_seq,
+        result.findings,
+        result.events,
+        result.rewritten,
+        covered,
+        covered_by,
+    )
     audits: list[RunAudit] = []
     for done, run_id in enumerate(targets, start=1):
         seqs = runs[run_id]
-        events, read_error = _read(ledger, run_id, seqs)
-        audited = audit_run(_summary(run_id, seqs, events), events, chain, read_error)
-        if events is None:  # no event to take a time from
-            audited = dataclasses.replace(audited, time_ns=None)
+        state = collector.runs.get(run_id)
+        if state is not None and not state.stale and state.count == len(seqs) and seqs:
+            checks, outcome = state.content or content_checks(run_id, state.events)
+            audited = _finish(
+                run_id, [check_chain(seqs, chain, None), *checks], outcome, state.first_time_ns
+            )
+        else:
+            events, read_error = _read(ledger, run_id, seqs)
+            audited = audit_run(_summary(run_id, seqs, events), events, chain, read_error)
+            if events is None:  # no event to take a time from
+                audited = dataclasses.replace(audited, time_ns=None)
         audits.append(audited)
         if progress is not None:
             progress("runs", done, len(targets))
@@ -122,21 +222,32 @@ def _select(recorded: list[bytes], run_ids: Iterable[bytes] | None) -> list[byte
 def audit_run(
     summary: RunSummary,
     events: Sequence[Event] | None,
-    chain: ChainEvidence,
+    chain: ChainEvidence | CheckResult,
     read_error: str | None = None,
 ) -> RunAudit:
-    """Run every check on one run's events (``None`` when they could not be read)."""
+    """Run every check on one run's events (``None`` when they could not be read).
+
+    ``chain`` is the ledger's verify evidence, or a ``chain`` check already decided by
+    another proof (a checkpoint, an expected head, a proof bundle).
+    """
     seqs = [] if events is None else [event.seq for event in events]
-    checks = [check_chain(seqs, chain, read_error)]
-    outcome: str | None = None
+    first = chain if isinstance(chain, CheckResult) else check_chain(seqs, chain, read_error)
     if events is None:
-        checks += _skip(CHECK_NAMES[1:], "the run's events cannot be read")
-        return _finish(summary, checks, outcome)
-    grammar, parsed = check_grammar(summary.run_id, events)
+        checks = [first, *_skip(CHECK_NAMES[1:], "the run's events cannot be read")]
+        return _finish(summary.run_id, checks, None, summary.first_time_ns)
+    content, outcome = content_checks(summary.run_id, events)
+    return _finish(summary.run_id, [first, *content], outcome, summary.first_time_ns)
+
+
+def content_checks(run_id: bytes, events: Sequence[Event]) -> tuple[list[CheckResult], str | None]:
+    """Every check after ``chain`` (grammar, digests, what ran), and the recorded outcome."""
+    checks: list[CheckResult] = []
+    outcome: str | None = None
+    grammar, parsed = check_grammar(run_id, events)
     checks.append(grammar)
     if parsed is None:
         checks += _skip(CHECK_NAMES[2:], "the events are not a well-formed run (grammar)")
-        return _finish(summary, checks, outcome)
+        return checks, outcome
     source = parsed.admitted or parsed.refused
     assert source is not None
     version = (
@@ -159,8 +270,8 @@ def audit_run(
 
     checks += [check_h_p(parsed), rederived(check_h_a)]
     if parsed.refused is not None:
-        assert [c.name for c in checks] == list(REFUSED_CHECK_NAMES)
-        return _finish(summary, checks, "refused")
+        assert ["chain", *(c.name for c in checks)] == list(REFUSED_CHECK_NAMES)
+        return checks, "refused"
     checks += [
         rederived(check_h_l),
         rederived(check_plan_id),
@@ -171,18 +282,20 @@ def audit_run(
     ]
     if parsed.terminal is not None:
         outcome = parsed.terminal.outcome.value
-    return _finish(summary, checks, outcome)
+    return checks, outcome
 
 
 def _skip(names: Sequence[str], why: str) -> list[CheckResult]:
     return [CheckResult.skipped(name, why) for name in names]
 
 
-def _finish(summary: RunSummary, checks: list[CheckResult], outcome: str | None) -> RunAudit:
+def _finish(
+    run_id: bytes, checks: list[CheckResult], outcome: str | None, time_ns: int | None
+) -> RunAudit:
     return RunAudit(
-        run_id=summary.run_id,
+        run_id=run_id,
         verdict=verdict_of(checks),
         checks=checks,
         outcome=outcome,
-        time_ns=summary.first_time_ns,
+        time_ns=time_ns,
     )

@@ -14,6 +14,8 @@ import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import cbor2
+
 from bvisor import canonical
 from bvisor.contract.admission import AdmissionRecord
 from bvisor.contract.lowering import lowering_digest, param_digest
@@ -88,37 +90,78 @@ def _same(a: bytes, b: bytes) -> bool:
 
 
 def _enc(value: object) -> bytes:
-    return canonical.encode(value)
+    """Canonical bytes for comparing a recorded value (strictly decoded: its types checked
+    already) with a re-derived one (built by the contract's own encoders)."""
+    try:
+        data: bytes = cbor2.dumps(value, canonical=True)
+    except Exception:  # not encodable at all: compare as the checked encoder would refuse
+        return canonical.encode(value)
+    return data
 
 
 # -- chain -----------------------------------------------------------------------------
+
+
+# Findings about the ledger's caches, not about any run's events: the stored Merkle tree
+# (the records determine it) — reported by the ledger verdict, never held against a run.
+_CACHE_CODES = frozenset({"tree-mismatch"})
 
 
 @dataclass(frozen=True, slots=True)
 class ChainEvidence:
     """What ``bvisor.ledger.verify`` found, indexed for per-run questions.
 
-    ``first_bad_seq``: every event at or after it is unproven. ``by_seq``: findings tied to
-    one event. ``ledger_wide``: findings tied to none (head, stray index rows).
+    ``first_bad_seq``: the header chain proves nothing at or after it (verify's
+    ``chain_bad_seq``): damage confined to one event's payload (or encoding, or index row)
+    leaves it where it was. ``by_seq``: findings tied to one event. ``ledger_wide``:
+    findings tied to none (head, stray index rows). ``rewritten``: ranges of events a failed
+    checkpoint shows were changed after they were signed. ``local``: seqs of damage
+    confined to its own event, for saying what later runs are still proven by.
     """
 
     first_bad_seq: int | None
     by_seq: Mapping[int, tuple[Finding, ...]]
     ledger_wide: tuple[Finding, ...]
     verified_events: int
+    rewritten: tuple[tuple[int, int], ...] = ()
+    local: tuple[int, ...] = ()
+    covered: int | None = None  # with an anchor: events 0..covered-1 are the ones it proves
+    covered_by: str = ""
 
     @classmethod
     def of(
-        cls, first_bad_seq: int | None, findings: Sequence[Finding], events: int
+        cls,
+        first_bad_seq: int | None,
+        findings: Sequence[Finding],
+        events: int,
+        rewritten: Sequence[tuple[int, int]] = (),
+        covered: int | None = None,
+        covered_by: str = "",
     ) -> ChainEvidence:
         by_seq: dict[int, list[Finding]] = {}
         wide: list[Finding] = []
         for finding in findings:
+            if finding.code in _CACHE_CODES:
+                continue
             if finding.seq is None:
                 wide.append(finding)
             else:
                 by_seq.setdefault(finding.seq, []).append(finding)
-        return cls(first_bad_seq, {k: tuple(v) for k, v in by_seq.items()}, tuple(wide), events)
+        local = tuple(
+            sorted(
+                seq for seq, found in by_seq.items() if first_bad_seq is None or seq < first_bad_seq
+            )
+        )
+        return cls(
+            first_bad_seq,
+            {k: tuple(v) for k, v in by_seq.items()},
+            tuple(wide),
+            events,
+            tuple(rewritten),
+            local,
+            covered,
+            covered_by,
+        )
 
 
 def check_chain(seqs: Sequence[int], chain: ChainEvidence, read_error: str | None) -> CheckResult:
@@ -135,14 +178,34 @@ def check_chain(seqs: Sequence[int], chain: ChainEvidence, read_error: str | Non
         found = chain.by_seq.get(seq)
         if found:
             return CheckResult.failed(name, f"event {seq}: {found[0].code}: {found[0].detail}")
+    for start, stop in chain.rewritten:
+        inside = [seq for seq in seqs if start <= seq < stop]
+        if inside:
+            return CheckResult.failed(
+                name,
+                f"event {inside[0]} lies in events {start}..{stop - 1}, which a checkpoint "
+                "shows were changed after they were signed",
+            )
     if chain.first_bad_seq is not None and max(seqs) >= chain.first_bad_seq:
         bad = chain.first_bad_seq
         why = chain.by_seq.get(bad) or chain.by_seq.get(bad + 1) or ()
         reason = f" ({why[0].code}: {why[0].detail})" if why else ""
         return CheckResult.failed(name, f"events from seq {bad} on are not proven intact{reason}")
-    return CheckResult.passed(
-        name, f"{len(seqs)} events (seq {min(seqs)}..{max(seqs)}) chained from genesis"
-    )
+    if chain.covered is not None and max(seqs) >= chain.covered:
+        beyond = [seq for seq in seqs if seq >= chain.covered]
+        return CheckResult.failed(
+            name,
+            f"events {beyond[0]}..{beyond[-1]} of this run are not yet covered by "
+            f"{chain.covered_by}",
+        )
+    detail = f"{len(seqs)} events (seq {min(seqs)}..{max(seqs)}) chained from genesis"
+    earlier = [seq for seq in chain.local if seq < max(seqs)]
+    if earlier:
+        detail += (
+            f"; the damage at event {earlier[0]} (another run's) is confined to that event: "
+            "its header still links, so this run's events are proven"
+        )
+    return CheckResult.passed(name, detail)
 
 
 # -- grammar ---------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import cbor2
+
 from bvisor import canonical
 from bvisor.contract._wire import (
     expect_array,
@@ -191,10 +193,23 @@ class ParsedRun:
 # -- payload decoders ------------------------------------------------------------------
 
 
+def _encoded(value: object, path: str) -> bytes:
+    """The canonical bytes of a payload part. Payloads reach replay strictly decoded from
+    canonical records (every type already checked there), so the encoder runs without
+    ``canonical.encode``'s second walk of the value; anything else it cannot encode, or
+    encodes differently from what a strict decoder would accept, fails the comparison or
+    the strict contract decoder that follows."""
+    try:
+        data: bytes = cbor2.dumps(value, canonical=True)
+    except Exception as exc:  # cbor2 raises several types for what it cannot encode
+        raise ContractError(path, f"has no canonical encoding ({exc})") from None
+    return data
+
+
 def _canonical(value: object, rebuilt: canonical.Value, path: str) -> bytes:
     """The recorded value's encoding; refused unless the rebuilt value encodes identically."""
-    data = canonical.encode(value)
-    if canonical.encode(rebuilt) != data:
+    data = _encoded(value, path)
+    if _encoded(rebuilt, path) != data:
         raise ContractError(path, "not in canonical form (re-encoding changes it)")
     return data
 
@@ -213,7 +228,7 @@ _memo: dict[tuple[str, bytes], object] = {}
 
 def _memoized(path: str, value: object, build: Callable[[object, str], T]) -> tuple[T, bytes]:
     """``build(value, path)`` (strict, canonical-checked) and the value's canonical bytes."""
-    data = canonical.encode(value)
+    data = _encoded(value, path)
     key = (path, data)
     hit = _memo.get(key)
     if hit is not None:

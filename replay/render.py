@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from bvisor.ledger.verify import proven_statement
 from bvisor.replay.results import AuditReport, RunAudit
 
 __all__ = ["ID_PREFIX", "render_json", "render_table"]
@@ -54,6 +55,9 @@ def render_table(report: AuditReport) -> str:
         lines.append(f"{run.run_id.hex()} {run.verdict}:")
         for check in failing:
             lines.append(f"  {check.name}: {check.detail}")
+    if report.anchor is not None:
+        lines.append("")
+        lines.append(f"proven against the {report.anchor} (not by walking the whole chain)")
     ledger = report.ledger
     if ledger is not None and not ledger.ok:
         lines.append("")
@@ -66,6 +70,7 @@ def render_table(report: AuditReport) -> str:
             lines.append(f"  seq {where}: {finding.code}: {finding.detail}")
         if len(ledger.findings) > _MAX_SHOWN:
             lines.append(f"  ... and {len(ledger.findings) - _MAX_SHOWN} more (see --json)")
+        lines.append(f"  proven: {proven_statement(ledger)}")
     counts: dict[str, int] = {}
     for run in report.runs:
         counts[run.verdict] = counts.get(run.verdict, 0) + 1

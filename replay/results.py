@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from bvisor.ledger import VerifyResult
+from bvisor.ledger.verify import proven_statement
 
 __all__ = [
     "CHECKED",
@@ -134,11 +135,14 @@ class AuditReport:
     runs were judged against: any finding there — a deleted index row, a stale meta head,
     damage outside every run — makes ``ok`` False even when each run looks verified.
     ``error`` is set when the ledger could not be audited at all; ``ok`` is then False.
+    ``anchor`` names what the runs were proven against when it was not the whole chain (a
+    signed checkpoint, an expected head, a proof bundle); ``ledger`` is then None.
     """
 
     runs: list[RunAudit]
     error: str | None = None
     ledger: VerifyResult | None = None
+    anchor: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -148,7 +152,7 @@ class AuditReport:
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"ok": self.ok, "runs": [run.to_json() for run in self.runs]}
         if self.ledger is not None:
-            out["ledger"] = {
+            ledger_doc: dict[str, object] = {
                 "ok": self.ledger.ok,
                 "events": self.ledger.events,
                 "first_bad_seq": self.ledger.first_bad_seq,
@@ -156,6 +160,12 @@ class AuditReport:
                     {"seq": f.seq, "code": f.code, "detail": f.detail} for f in self.ledger.findings
                 ],
             }
+            if not self.ledger.ok:  # a clean ledger keeps the four keys above
+                ledger_doc["chain_bad_seq"] = self.ledger.chain_bad_seq
+                ledger_doc["proven"] = proven_statement(self.ledger)
+            out["ledger"] = ledger_doc
+        if self.anchor is not None:
+            out["anchor"] = self.anchor
         if self.error is not None:
             out["error"] = self.error
         return out

@@ -18,7 +18,19 @@ Subcommands (each takes ``--ledger DIR`` and ``--json``, before or after its nam
 * ``log [--run RUN_ID] [--kind KIND] [--limit N]``: one line per event; ``--kind`` takes an
   exact kind or a shell-style pattern (``plan.*``); ``--limit N`` shows the last N matches.
 * ``show SEQ``, ``runs``, ``head`` (prints ``SEQ:HASH``; exit 1 on an empty ledger) and
-  ``export [--run RUN_ID]`` (JSON Lines: every field, both hashes and the raw record hex).
+  ``export [--run RUN_ID]`` (JSON Lines: every field, both hashes, the raw record hex and
+  the ``ledger_id``; a record that does not decode is exported as ``damaged`` with its raw
+  bytes, and the export goes on past it, exiting 1 at the end).
+* ``verify`` also takes ``--checkpoint FILE`` (the ledger must still extend a checkpoint
+  kept elsewhere), ``--pub KEYFILE`` (trusted key for checkpoint signatures; repeatable),
+  ``--tree`` (compare every stored Merkle node) and ``--require-covered`` (events not yet
+  covered by a signed checkpoint are a failure, not only named).
+* ``keygen``, ``checkpoint``, ``consistency``, ``prove`` and ``attest`` — the signed
+  checkpoints, proofs and attestations — are described in ``bvisor.front.cli.ledger_proofs``.
+
+Every read command opens the ledger read-only and changes nothing; on a ledger this user
+cannot write (another user's files, a read-only copy) it works without LMDB's lock file and
+says so on stderr.
 
 Run ids are written in hexadecimal (attempt ids are random bytes). JSON input may not hold
 floats, NaN or duplicate keys — the ledger stores canonical CBOR, which has none. In JSON
@@ -37,11 +49,22 @@ import fnmatch
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from bvisor.canonical import Value
+from bvisor.front.cli import ledger_proofs
+from bvisor.front.cli.ledger_common import (
+    NotFound,
+    UsageError,
+    emit,
+    ledger_path,
+    open_ledger,
+    run_ref,
+    time_text,
+    to_json,
+    verifiers_for,
+)
 from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
 from bvisor.ledger import (
     Event,
@@ -52,14 +75,20 @@ from bvisor.ledger import (
     LedgerError,
     LedgerForkError,
     VerifyResult,
-    default_ledger_path,
     parse_head,
     verify,
 )
-from bvisor.ledger.errors import LedgerUsageError
+from bvisor.ledger.errors import LedgerDiskFullError, LedgerUsageError
 from bvisor.ledger.kinds import RUN_KINDS, check_kind
-from bvisor.ledger.record import MAX_SEQ, check_run_id, encode_payload
-from bvisor.ledger.runs import RunLookupError, RunNotFound, resolve_run_prefix
+from bvisor.ledger.record import (
+    MAX_SEQ,
+    RecordError,
+    check_run_id,
+    decode_record,
+    decode_record_lenient,
+    encode_payload,
+)
+from bvisor.ledger.verify import proven_statement
 
 __all__ = ["build_parser", "main"]
 
@@ -68,8 +97,12 @@ _DEFAULT_GROUP = 512
 _PROGRESS_MIN_EVENTS = 20_000
 
 
-class _UsageError(Exception):
-    """Bad arguments or input: exit 2."""
+_UsageError = UsageError
+_NotFound = NotFound
+_emit = emit
+_to_json = to_json
+_time = time_text
+_ledger_path = ledger_path
 
 
 class _BadLine(_UsageError):
@@ -78,10 +111,6 @@ class _BadLine(_UsageError):
     def __init__(self, line: int, message: str) -> None:
         super().__init__(f"line {line}: {message}")
         self.line = line
-
-
-class _NotFound(Exception):
-    """A requested seq or run does not exist, or the ledger is empty: exit 1."""
 
 
 # -- argument parsing ---------------------------------------------------------------------
@@ -173,6 +202,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEQ:HASH",
         help="prove events 0..SEQ are intact (verifies from event 0; not with --from/--to)",
     )
+    check.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="prove the ledger still extends this signed checkpoint kept elsewhere",
+    )
+    check.add_argument(
+        "--pub",
+        metavar="KEYFILE",
+        action="append",
+        help="trusted public key: checkpoints must be signed by it (repeatable)",
+    )
+    check.add_argument(
+        "--tree", action="store_true", help="also compare every stored Merkle tree node"
+    )
+    check.add_argument(
+        "--require-covered",
+        action="store_true",
+        help="fail (exit 1) when events are not yet covered by a signed checkpoint",
+    )
     check.set_defaults(handler=_cmd_verify)
 
     log = add("log", "list events, oldest first")
@@ -193,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = add("export", "every event as JSON Lines, for other tools")
     export.add_argument("--run", metavar="RUN_ID", help="only this run (hex id or unique prefix)")
     export.set_defaults(handler=_cmd_export)
+    ledger_proofs.add_commands(add)
     return parser
 
 
@@ -223,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(as_json, "corrupt", str(exc), 1)
     except LedgerForkError as exc:
         return _report(as_json, "usage", str(exc), 2)
+    except LedgerDiskFullError as exc:
+        return _report(as_json, "disk-full", str(exc), 1)
     except LedgerError as exc:  # not a ledger, bad format, bad kind/payload/run, misuse
         return _report(as_json, "error", str(exc), 2)
     except KeyboardInterrupt:
@@ -242,19 +293,8 @@ def _report(as_json: bool, code: str, message: str, status: int) -> int:
     return status
 
 
-def _emit(value: object) -> None:
-    print(json.dumps(value, sort_keys=True))
-
-
-def _ledger_path(args: argparse.Namespace) -> Path:
-    return Path(args.ledger) if args.ledger else default_ledger_path()
-
-
 def _open(args: argparse.Namespace, *, write: bool = False) -> Ledger:
-    path = _ledger_path(args)
-    if write:
-        return Ledger.open(path, create=True)
-    return Ledger.open(path, readonly=True)
+    return open_ledger(args, write=write)
 
 
 # -- JSON in and out ----------------------------------------------------------------------
@@ -298,17 +338,6 @@ def _parse_json(text: str, where: str | None) -> Any:
     raise _UsageError(problem if where is None else f"{where}: {problem}")
 
 
-def _to_json(value: Value) -> Any:
-    """A canonical value as JSON: byte strings become lowercase hex."""
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {key: _to_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_json(item) for item in value]
-    return value
-
-
 def _run_id(text: str | None, where: str = "--run") -> bytes | None:
     if text is None:
         return None
@@ -320,14 +349,6 @@ def _run_id(text: str | None, where: str = "--run") -> bytes | None:
         return check_run_id(raw)
     except LedgerError as exc:
         raise _UsageError(f"{where}: {exc}") from None
-
-
-def _time(ns: int) -> str:
-    try:
-        moment = datetime.fromtimestamp(ns / 1_000_000_000, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return str(ns)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _head_json(head: Head | None) -> dict[str, Any] | None:
@@ -522,7 +543,21 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             "verify: --expect-head proves every event from 0 to the expected head, so it "
             "cannot be combined with --from/--to (drop the range)"
         )
+    whole = args.checkpoint is not None or args.pub or args.tree or args.require_covered
+    if whole and (args.start is not None or args.to is not None):
+        raise _UsageError(
+            "verify: --checkpoint, --pub, --tree and --require-covered prove the whole prefix "
+            "from event 0, so they cannot be combined with --from/--to (drop the range)"
+        )
+    if args.require_covered and args.checkpoint is None and not args.pub:
+        raise _UsageError(
+            "verify: --require-covered needs --checkpoint FILE or --pub KEYFILE (what covers)"
+        )
     expect = None if args.expect_head is None else _parse_expected(args.expect_head)
+    checkpoint = None
+    if args.checkpoint is not None:
+        checkpoint = ledger_proofs.load_checkpoint(args.checkpoint)
+    verifiers = verifiers_for(args.pub)
     start = args.start
     stop = None if args.to is None else args.to + 1
     if start is not None and stop is not None and stop <= start:
@@ -531,12 +566,23 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     with _open(args) as ledger:
         if start:
             _check_start(ledger, start)
-        result = verify(ledger, start=start, stop=stop, expect_head=expect, progress=progress)
+        result = verify(
+            ledger,
+            start=start,
+            stop=stop,
+            expect_head=expect,
+            progress=progress,
+            checkpoint=checkpoint,
+            verifiers=verifiers,
+            tree_nodes=bool(args.tree),
+        )
+    uncovered = result.checkpoint is not None and result.checkpoint.uncovered is not None
+    failed = not result.ok or (args.require_covered and uncovered)
     if args.json:
         _emit(_verify_json(result))
     else:
         _print_verify(result)
-    return 0 if result.ok else 1
+    return 1 if failed else 0
 
 
 def _check_start(ledger: Ledger, start: int) -> None:
@@ -573,27 +619,67 @@ def _progress_printer(stream: IO[str]) -> Callable[[int, int], None] | None:
 
 
 def _verify_json(result: VerifyResult) -> dict[str, Any]:
-    return {
+    """The verify document: five keys always; more only when they say something."""
+    out: dict[str, Any] = {
         "ok": result.ok,
         "events": result.events,
         "head": _head_json(result.head),
         "first_bad_seq": result.first_bad_seq,
         "findings": [{"seq": f.seq, "code": f.code, "detail": f.detail} for f in result.findings],
     }
+    if not result.ok:
+        out["chain_bad_seq"] = result.chain_bad_seq
+        out["proven"] = proven_statement(result)
+    if result.notes:
+        out["notes"] = list(result.notes)
+    if result.rewritten:
+        out["rewritten"] = [{"from": a, "to": b - 1} for a, b in result.rewritten]
+    check = result.checkpoint
+    if check is not None:
+        span = check.uncovered
+        out["checkpoint"] = {
+            "size": check.size,
+            "signature": check.signature,
+            "covered": check.covered,
+            "uncovered": None if span is None else {"from": span[0], "to": span[1]},
+            "uncovered_runs": [run.hex() for run in check.uncovered_runs],
+            "uncovered_run_count": check.uncovered_run_count,
+        }
+    if result.tree_root is not None:
+        out["tree_root"] = result.tree_root.hex()
+    return out
 
 
 def _print_verify(result: VerifyResult) -> None:
     head = "empty ledger" if result.head is None else f"head {result.head}"
     if result.ok:
         print(f"ok: {result.events} events verified; {head}")
-        return
-    print(
-        f"FAILED: {len(result.findings)} finding(s) in {result.events} events; "
-        f"first bad seq {result.first_bad_seq}; {head}"
-    )
-    for finding in result.findings:
-        where = "-" if finding.seq is None else str(finding.seq)
-        print(f"  seq {where}: {finding.code}: {finding.detail}")
+    else:
+        print(
+            f"FAILED: {len(result.findings)} finding(s) in {result.events} events; "
+            f"first bad seq {result.first_bad_seq}; {head}"
+        )
+        for finding in result.findings:
+            where = "-" if finding.seq is None else str(finding.seq)
+            print(f"  seq {where}: {finding.code}: {finding.detail}")
+        print(f"  proven: {proven_statement(result)}")
+    for note in result.notes:
+        print(f"note: {note}")
+    check = result.checkpoint
+    if check is not None:
+        if check.size is not None:
+            print(f"checkpoint of {check.size} events: signature {check.signature}")
+        span = check.uncovered
+        if span is None:
+            print(f"signed checkpoints cover all {check.events} events")
+        else:
+            runs = ", ".join(r.hex()[:16] for r in check.uncovered_runs) or "no run"
+            more = check.uncovered_run_count - len(check.uncovered_runs)
+            extra = f" and {more} more" if more > 0 else ""
+            print(
+                f"events {span[0]}..{span[1]} are not yet covered by a signed checkpoint "
+                f"(runs: {runs}{extra})"
+            )
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -606,15 +692,8 @@ def _matching(events: Iterable[Event], pattern: str | None) -> Iterator[Event]:
 
 
 def _run_ref(ledger: Ledger, text: str | None) -> bytes | None:
-    """A recorded run named by its id or a unique hex prefix of it."""
-    if text is None:
-        return None
-    try:
-        return resolve_run_prefix(text, ledger.runs())
-    except RunNotFound as exc:
-        raise _NotFound(f"--run: {exc}") from None
-    except RunLookupError as exc:
-        raise _UsageError(f"--run: {exc}") from None
+    """A recorded run named by its id or a unique hex prefix of it (O(log n))."""
+    return run_ref(ledger, text)
 
 
 def _cmd_log(args: argparse.Namespace) -> int:
@@ -713,17 +792,55 @@ def _cmd_head(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    """Every record as one JSON line; a damaged one is marked, shown raw, and passed."""
+    damaged = 0
     with _open(args) as ledger:
+        ledger_id = ledger.ledger_id.hex()
         run_id = _run_ref(ledger, args.run)
         if run_id is not None:
-            events: Iterable[Event] = ledger.run_events(run_id)
-            if not events:
+            seqs = ledger.run_seqs(run_id)
+            if not seqs:
                 raise _NotFound(f"no events for run {run_id.hex()}")
+            records: Iterable[tuple[int, bytes | None]] = ((s, ledger.raw(s)) for s in seqs)
         else:
-            events = ledger.events()
-        for event in events:
-            print(json.dumps(_event_json(event, payload=True, record=True), sort_keys=True))
-    return 0
+            records = ledger.raw_events()
+        for seq, raw in records:
+            line = _export_line(seq, raw)
+            damaged += "damaged" in line
+            line["ledger_id"] = ledger_id
+            print(json.dumps(line, sort_keys=True))
+    if damaged:
+        print(f"{PROG}: {damaged} damaged event(s) exported as such (run verify)", file=sys.stderr)
+    return 1 if damaged else 0
+
+
+def _export_line(seq: int, raw: bytes | None) -> dict[str, Any]:
+    """One export line: the event, or — for a record that does not hold — what it is."""
+    if raw is None:
+        return {"seq": seq, "damaged": {"code": "missing", "detail": "the event is missing"}}
+    try:
+        decoded = decode_record(raw)
+    except RecordError as exc:
+        damage = {"code": exc.code, "detail": exc.detail}
+        try:  # a well-formed record in a non-canonical encoding still shows its fields
+            decoded = decode_record_lenient(raw)
+        except RecordError as again:
+            damage = {"code": "malformed-record", "detail": again.detail}
+            return {"seq": seq, "record": raw.hex(), "damaged": damage}
+        line = _event_json(decoded.event, payload=True, record=True)
+        line["seq"], line["damaged"] = seq, damage
+        return line
+    event = decoded.event
+    line = _event_json(event, payload=True, record=True)
+    if event.seq != seq:
+        line["seq"] = seq
+        line["damaged"] = {"code": "sequence-mismatch", "detail": f"the record says {event.seq}"}
+    elif not decoded.payload_ok:
+        line["damaged"] = {
+            "code": "payload-hash-mismatch",
+            "detail": "the payload does not match its payload_hash",
+        }
+    return line
 
 
 if __name__ == "__main__":

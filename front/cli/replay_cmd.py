@@ -1,5 +1,14 @@
 """`bvisor-replay [--ledger DIR] [--json] [--last | RUN_ID ...]`: re-verify recorded runs.
 
+Anchors kept elsewhere make one run cheap (``bvisor.replay.anchored``): with
+``--checkpoint FILE`` (signed; checked with ``--pub KEYFILE``), ``--pub KEYFILE`` alone (the
+ledger's latest checkpoint, signed by that key) or ``--expect-head SEQ:HASH``, the named
+runs (or ``--last``) are proven by inclusion proofs or by the chain from the run to the
+head — O(that run + log n) — instead of by the whole chain. Without named runs, the whole
+ledger is audited and the anchor must hold for it; runs it does not cover fail, named "not
+yet covered". ``--bundle FILE --pub KEYFILE`` audits the run in a proof bundle
+(``bvisor-ledger prove``) with no ledger at all.
+
 Audits every run in the ledger, only the named ones, or (``--last``) only the run that
 started most recently; a run id may be given by any unique prefix of its hexadecimal form
 (an unknown or ambiguous prefix is a usage error that lists the candidates). Output is
@@ -22,16 +31,21 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
-from bvisor.ledger import Ledger, LedgerError, RunSummary, default_ledger_path
+from bvisor.ledger import Ledger, LedgerError, RunSummary, default_ledger_path, parse_head
 from bvisor.ledger.errors import LedgerFormatError, LedgerNotFoundError
-from bvisor.ledger.runs import RunLookupError, resolve_run_prefix
-from bvisor.replay import ReplayUsageError, audit
+from bvisor.ledger.runs import RunLookupError, resolve_in_ledger, resolve_run_prefix
+from bvisor.replay import AuditReport, ReplayUsageError, audit
+from bvisor.replay.anchored import CheckpointAnchor, HeadAnchor, audit_anchored
 from bvisor.replay.audit import Progress
 from bvisor.replay.render import render_json, render_table
 from bvisor.replay.results import UNKNOWN_RULES
+
+if TYPE_CHECKING:
+    from bvisor.ledger.checkpoint import SignedCheckpoint
+    from bvisor.ledger.note import Verifier
 
 __all__ = ["build_parser", "main", "resolve_run_ids"]
 
@@ -59,6 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "run_ids", metavar="RUN_ID", nargs="*", help="run ids or unique hex prefixes (default: all)"
+    )
+    parser.add_argument(
+        "--checkpoint", metavar="FILE", help="prove the runs against this signed checkpoint"
+    )
+    parser.add_argument(
+        "--pub",
+        metavar="KEYFILE",
+        action="append",
+        help="trusted public key: checkpoints and bundles must be signed by it (repeatable)",
+    )
+    parser.add_argument(
+        "--expect-head", metavar="SEQ:HASH", help="prove the runs by the chain up to this head"
+    )
+    parser.add_argument(
+        "--bundle", metavar="FILE", help="audit the run in this proof bundle (no ledger; --pub)"
     )
     return parser
 
@@ -96,19 +125,119 @@ def _open(path: Path) -> Ledger:
     if not path.is_dir():
         raise UsageError(f"{path}: no ledger here (not a directory)")
     try:
-        return Ledger.open(path, readonly=True)
+        ledger = Ledger.open(path, readonly=True)
+        if ledger.unlocked:
+            print(
+                f"{PROG}: note: {path} was opened without LMDB's lock ({ledger.unlocked}); "
+                "nothing is changed, but a writer appending at this moment could make what "
+                "is read inconsistent (run again if so)",
+                file=sys.stderr,
+            )
+        return ledger
     except (LedgerNotFoundError, LedgerFormatError) as exc:
         raise UsageError(f"{path}: not a ledger ({exc})") from None
     except LedgerError as exc:
         raise UsageError(f"{path}: cannot open the ledger ({exc})") from None
 
 
+def _verifiers(paths: list[str] | None) -> list[Verifier]:
+    from bvisor.ledger.keys import load_verifier
+
+    verifiers: list[Verifier] = []
+    for path in paths or []:
+        try:
+            verifiers.append(load_verifier(path))
+        except LedgerError as exc:
+            raise UsageError(f"--pub: {exc}") from None
+    return verifiers
+
+
+def _checkpoint(path: str) -> SignedCheckpoint:
+    from bvisor.ledger.checkpoint import read_checkpoint
+
+    try:
+        return read_checkpoint(path)
+    except LedgerError as exc:
+        raise UsageError(f"--checkpoint: {exc}") from None
+
+
+def _show(args: argparse.Namespace, report: AuditReport) -> int:
+    sys.stdout.write(render_json(report) if args.json else render_table(report))
+    if report.ok:
+        return EXIT_OK
+    only_unknown = all(run.ok or run.verdict == UNKNOWN_RULES for run in report.runs)
+    ledger_ok = report.ledger is None or report.ledger.ok
+    if only_unknown and ledger_ok and report.error is None:
+        return EXIT_UNKNOWN_RULES
+    return EXIT_FAILED
+
+
+def _run_bundle(args: argparse.Namespace) -> int:
+    from bvisor.replay.bundle import audit_bundle
+
+    if args.run_ids or args.last or args.checkpoint or args.expect_head or args.ledger:
+        raise UsageError("--bundle audits the bundle's run alone: give only --pub (and --json)")
+    verifiers = _verifiers(args.pub)
+    if not verifiers:
+        raise UsageError("--bundle needs --pub KEYFILE: the key the checkpoint must be signed by")
+    try:
+        with open(args.bundle, "rb") as stream:
+            data = stream.read()
+    except OSError as exc:
+        raise UsageError(f"--bundle {args.bundle}: cannot read ({exc.strerror or exc})") from None
+    return _show(args, audit_bundle(data, verifiers))
+
+
+def _anchor(
+    args: argparse.Namespace, ledger: Ledger, verifiers: list[Verifier]
+) -> CheckpointAnchor | HeadAnchor | None:
+    from bvisor.ledger.note import NoteError
+
+    if args.expect_head is not None:
+        try:
+            return HeadAnchor(parse_head(args.expect_head))
+        except LedgerError as exc:
+            raise UsageError(f"--expect-head: {exc}") from None
+    if args.checkpoint is None and not verifiers:
+        return None
+    trusted: list[SignedCheckpoint] = []
+    for candidate in ledger.checkpoints() if verifiers else []:
+        try:
+            candidate.verified_by(verifiers)
+        except NoteError:
+            continue
+        trusted.append(candidate)
+    if args.checkpoint is not None:
+        signed = _checkpoint(args.checkpoint)
+    elif trusted:
+        signed = max(trusted, key=lambda c: c.checkpoint.size)
+    else:
+        raise UsageError("--pub: the ledger holds no checkpoint signed by that key")
+    if not verifiers:
+        return CheckpointAnchor(signed, "signature not checked (no --pub)")
+    try:
+        keys = signed.verified_by(verifiers)
+    except NoteError as exc:
+        raise UsageError(f"the checkpoint is not signed by a trusted key: {exc}") from None
+    names = ", ".join(f"{k.name}+{k.key_id.hex()}" for k in keys)
+    return CheckpointAnchor(signed, f"signed by {names}", tuple(trusted))
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.bundle is not None:
+        return _run_bundle(args)
+    if args.expect_head is not None and (args.checkpoint is not None or args.pub):
+        raise UsageError("give either --expect-head or a checkpoint (--checkpoint/--pub)")
+    if args.last and args.run_ids:
+        raise UsageError("give either --last or run ids, not both")
+    verifiers = _verifiers(args.pub)
     path = Path(args.ledger) if args.ledger else default_ledger_path()
     with _open(path) as ledger:
+        anchor = _anchor(args, ledger, verifiers)
+        if anchor is not None and (args.run_ids or args.last):
+            chosen = None if args.last else resolve_in(ledger, args.run_ids)
+            return _show(args, audit_anchored(ledger, chosen, anchor))
         run_ids: list[bytes] | None = None
-        if args.last and args.run_ids:
-            raise UsageError("give either --last or run ids, not both")
         if args.run_ids or args.last:
             try:
                 runs = ledger.runs()
@@ -122,18 +251,33 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 run_ids = resolve_run_ids(args.run_ids, runs)
         progress = None if args.json else _progress(sys.stderr)
+        head = anchor.head if isinstance(anchor, HeadAnchor) else None
+        signed = anchor.signed if isinstance(anchor, CheckpointAnchor) else None
         try:
-            report = audit(ledger, run_ids, progress=progress)
+            report = audit(
+                ledger,
+                run_ids,
+                progress=progress,
+                expect_head=head,
+                checkpoint=signed,
+                verifiers=verifiers,
+            )
         except ReplayUsageError as exc:
             raise UsageError(str(exc)) from None
-    sys.stdout.write(render_json(report) if args.json else render_table(report))
-    if report.ok:
-        return EXIT_OK
-    only_unknown = all(run.ok or run.verdict == UNKNOWN_RULES for run in report.runs)
-    ledger_ok = report.ledger is None or report.ledger.ok
-    if only_unknown and ledger_ok and report.error is None:
-        return EXIT_UNKNOWN_RULES
-    return EXIT_FAILED
+    return _show(args, report)
+
+
+def resolve_in(ledger: Ledger, prefixes: Sequence[str]) -> list[bytes]:
+    """Each hex prefix's one run id, looked up in O(log n) (UsageError if none or several)."""
+    chosen: list[bytes] = []
+    for text in prefixes:
+        try:
+            run_id = resolve_in_ledger(text, ledger)
+        except RunLookupError as exc:
+            raise UsageError(str(exc)) from None
+        if run_id not in chosen:
+            chosen.append(run_id)
+    return chosen
 
 
 def main(argv: Sequence[str] | None = None) -> int:

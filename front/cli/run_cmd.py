@@ -5,6 +5,9 @@ workload's own code when it ran; 124 on timeout; 125 when refused at admission, 
 the host, or on a supervisor fault; 128+N when killed by signal N; 2 for a usage mistake.
 When bvisor itself is stopped — Ctrl-C, SIGTERM, SIGHUP — it kills the run tree, seals and
 records the run (outcome ``killed``), then exits 128+N for its own signal (130, 143, 129).
+When the run's record cannot be finished (a full disk), it says that the workload ran and
+its record is incomplete, and exits 125. With a signing key (``--key``, ``$BVISOR_KEY`` or
+the default key, if it exists) the run's last record comes with a signed checkpoint.
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-record", action="store_true", help="do not record the run in a ledger"
+    )
+    parser.add_argument(
+        "--key",
+        metavar="FILE",
+        help="sign a checkpoint with the run's record (default: $BVISOR_KEY, else the "
+        "default key if it exists)",
     )
     parser.add_argument("--json", action="store_true", help="print the sealed report as JSON")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
@@ -191,6 +200,12 @@ def run(args: argparse.Namespace) -> int:
         return write
 
     collected: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+    unsigned: list[str] = []
+
+    def checkpointed(_signed: Any, problem: str | None) -> None:
+        if problem is not None:
+            unsigned.append(problem)
+
     started = time.monotonic()
     from bvisor.launcher.host.interrupts import stop_signals_interrupt
 
@@ -209,6 +224,8 @@ def run(args: argparse.Namespace) -> int:
                 if args.json
                 else passthrough(sys.stderr.buffer),
                 stdin_fd=0,  # reaches the workload only if its spec asks for stdin
+                key=args.key,
+                on_checkpoint=checkpointed,
             )
     except PlanRefusal as refusal:
         if args.json:
@@ -225,12 +242,17 @@ def run(args: argparse.Namespace) -> int:
         from bvisor.launcher.host.locate import LauncherNotFound
         from bvisor.launcher.host.reach import LedgerReachable
         from bvisor.ledger import LedgerError
+        from bvisor.ledger.errors import RecordIncompleteError
 
         if isinstance(exc, LedgerReachable):  # nothing ran or was recorded: a usage mistake
             return _fail(str(exc), as_json=as_json)
+        if isinstance(exc, RecordIncompleteError):
+            return _fail(str(exc), EXIT_REFUSED, as_json=as_json)
         if isinstance(exc, (LedgerError, LauncherNotFound, OSError)):
             return _fail(str(exc), EXIT_REFUSED, as_json=as_json)
         raise
+    for problem in unsigned:  # the record is kept; only its checkpoint is missing
+        print(f"bvisor run: warning: no checkpoint was signed: {problem}", file=sys.stderr)
     body = report.body
     exit_value = body.exit
     code = None if exit_value is None else exit_value.code

@@ -14,6 +14,7 @@ import sys
 
 from bvisor.front.service import paths, wire
 from bvisor.front.service.context import context_difference
+from bvisor.front.service.fdtable import open_fds
 
 __all__ = ["SERVE_ENV", "ask_service", "run_served", "start_service"]
 
@@ -55,7 +56,7 @@ def _hand_over(sock: socket.socket, directory: str, argv: list[str]) -> int | No
     token = paths.read_token(directory)
     if uid != os.geteuid() or token is None or context_difference(pid) is not None:
         return None
-    fds = [fd for fd in _open_fds() if fd != sock.fileno()]
+    fds = [fd for fd in open_fds() if fd != sock.fileno()]
     if len(fds) + 1 > wire.MAX_FDS:
         return None
     try:
@@ -128,19 +129,6 @@ def start_service() -> None:
             start_new_session=True,
             close_fds=True,
         )
-
-
-def _open_fds() -> list[int]:
-    """The fds open in this process. Listing /proc/self/fd holds a directory fd of its
-    own while it reads; only the numbers still open afterwards count."""
-    still_open = []
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            os.fstat(int(name))
-        except OSError:
-            continue
-        still_open.append(int(name))
-    return sorted(still_open)
 
 
 def _isatty(fd: int) -> bool:

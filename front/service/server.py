@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from bvisor.front.service import paths, wire
 from bvisor.front.service.context import context_difference
+from bvisor.front.service.fdtable import open_fds
 
 __all__ = ["ServiceError", "serve"]
 
@@ -371,8 +372,6 @@ def _place(command: _Request) -> None:
     for number, fd in staged.items():
         os.dup2(fd, number, inheritable=number <= 2)
     keep |= set(command.fds)
-    from bvisor.launcher.basement.fds import open_fds
-
     for fd in open_fds():
         if fd not in keep:
             with contextlib.suppress(OSError):

@@ -7,6 +7,10 @@ kills the host mid-run, and that run is never sealed). ``bvisor run`` from ``$HO
 the default ledger under ``~/.local/share`` is exactly that case. So a run whose roots
 cover its ledger is refused before anything is recorded or started.
 
+The checkpoint signing key is kept out of reach the same way: a workload that could read
+it could sign checkpoints of a rewritten ledger, and one that could write its directory
+could swap it. A plan whose roots cover the key file or its directory is refused.
+
 A spec without a filesystem capability asks for no filesystem confinement at all; its
 workload can reach the ledger like any other file its uid may open (README says so).
 """
@@ -22,9 +26,11 @@ if TYPE_CHECKING:
     from bvisor.contract.plan import BoundaryPlan
 
 __all__ = [
+    "KeyReachable",
     "LedgerReachable",
     "covering_root",
     "refuse_if_fds_reach",
+    "refuse_if_key_reachable",
     "refuse_if_plan_reaches",
     "refuse_if_reachable",
 ]
@@ -32,6 +38,10 @@ __all__ = [
 
 class LedgerReachable(ValueError):
     """The ledger directory lies inside a filesystem root the workload can reach."""
+
+
+class KeyReachable(LedgerReachable):
+    """The checkpoint signing key (or its directory) lies inside a reachable root."""
 
 
 def covering_root(path: str, lowered: LoweredParams) -> str | None:
@@ -90,3 +100,21 @@ def refuse_if_plan_reaches(ledger_path: str, plan: BoundaryPlan) -> None:
         return  # the backend refuses such a plan itself, and seals that
     refuse_if_reachable(ledger_path, lowered)
     refuse_if_fds_reach(ledger_path, lowered)
+
+
+def refuse_if_key_reachable(key_path: str, plan: BoundaryPlan) -> None:
+    """Raise :class:`KeyReachable` when a root of ``plan`` covers the signing key file or
+    the directory holding it (unreadable params: the backend refuses the plan itself)."""
+    try:
+        lowered = lowered_params(plan)
+    except LoweringParamsError:
+        return
+    for target in (key_path, os.path.dirname(os.path.abspath(key_path))):
+        root = covering_root(target, lowered)
+        if root is not None:
+            raise KeyReachable(
+                f"the checkpoint signing key {key_path} lies inside the filesystem root "
+                f"{root}, which the workload can reach (it could sign a rewritten ledger or "
+                "swap the key); keep the key elsewhere (--key FILE, BVISOR_KEY) or run from "
+                "another directory"
+            )

@@ -1,0 +1,176 @@
+"""What every ``bvisor-ledger`` subcommand shares: exit classes, output, opening, keys.
+
+Kept apart so the transparency subcommands (``bvisor.front.cli.ledger_proofs``) and the
+original ones (``bvisor.front.cli.ledger_cmd``) use one definition of each: how a
+usage mistake or a missing thing is reported, how JSON is written, how the ledger is
+opened (read-only for every read command, saying so when LMDB's lock could not be used),
+how a run is named by a prefix, and which signing key or trusted public keys apply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bvisor.canonical import Value
+from bvisor.ledger import Ledger, LedgerError, default_ledger_path
+from bvisor.ledger.runs import RunLookupError, RunNotFound, resolve_in_ledger
+
+if TYPE_CHECKING:
+    from bvisor.ledger.note import Signer, Verifier
+
+__all__ = [
+    "NotFound",
+    "UsageError",
+    "emit",
+    "ledger_path",
+    "open_ledger",
+    "read_input",
+    "run_ref",
+    "signer_for",
+    "time_text",
+    "to_json",
+    "verifiers_for",
+    "write_output",
+]
+
+PROG = "bvisor-ledger"
+_MAX_INPUT = 512 * 1024 * 1024
+
+
+class UsageError(Exception):
+    """Bad arguments or input: exit 2."""
+
+
+class NotFound(Exception):
+    """A requested seq or run does not exist, or the ledger is empty: exit 1."""
+
+
+def emit(value: object) -> None:
+    print(json.dumps(value, sort_keys=True))
+
+
+def ledger_path(args: argparse.Namespace) -> Path:
+    return Path(args.ledger) if args.ledger else default_ledger_path()
+
+
+def open_ledger(args: argparse.Namespace, *, write: bool = False) -> Ledger:
+    """The ledger, read-only unless ``write``; a note on stderr when opened unlocked."""
+    path = ledger_path(args)
+    if write:
+        return Ledger.open(path, create=True)
+    ledger = Ledger.open(path, readonly=True)
+    if ledger.unlocked:
+        print(
+            f"{PROG}: note: {path} was opened without LMDB's lock ({ledger.unlocked}); "
+            "nothing is changed, but a writer appending at this moment could make what is "
+            "read inconsistent (run the command again if so)",
+            file=sys.stderr,
+        )
+    return ledger
+
+
+def to_json(value: Value) -> Any:
+    """A canonical value as JSON: byte strings become lowercase hex."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {key: to_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(item) for item in value]
+    return value
+
+
+def time_text(ns: int) -> str:
+    try:
+        moment = datetime.fromtimestamp(ns / 1_000_000_000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return str(ns)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def run_ref(ledger: Ledger, text: str | None, where: str = "--run") -> bytes | None:
+    """A recorded run named by its id or a unique hex prefix of it (O(log n))."""
+    if text is None:
+        return None
+    try:
+        return resolve_in_ledger(text, ledger)
+    except RunNotFound as exc:
+        raise NotFound(f"{where}: {exc}") from None
+    except RunLookupError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+
+
+def read_input(path: str, what: str) -> bytes:
+    """A file given on the command line (``-``: stdin), bounded, naming it in errors."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(_MAX_INPUT + 1)
+        else:
+            with open(path, "rb") as stream:
+                data = stream.read(_MAX_INPUT + 1)
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > _MAX_INPUT:
+        raise UsageError(f"{what} {path}: larger than {_MAX_INPUT} bytes")
+    return data
+
+
+def write_output(path: str | None, text: str) -> None:
+    """``text`` to ``path`` (0644, replacing it atomically), or to stdout."""
+    if path is None or path == "-":
+        sys.stdout.write(text)
+        return
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise UsageError(f"--out {path}: cannot write ({exc.strerror or exc})") from None
+
+
+def signer_for(key: str | None, *, create_default: bool) -> Signer:
+    """The signing key: ``--key``, ``$BVISOR_KEY``, or the default key (made on first use
+    when ``create_default``: said on stderr, with the public key to hand out)."""
+    from bvisor.ledger.keys import default_key_name, load_signer, resolve_key_path, write_keypair
+
+    path = resolve_key_path(key, must_exist=not create_default)
+    if path is None:
+        raise UsageError(
+            "no signing key: give --key FILE, set BVISOR_KEY, or run 'bvisor-ledger keygen'"
+        )
+    if not path.exists() and key is None and create_default and "BVISOR_KEY" not in os.environ:
+        signer, pub = write_keypair(path, default_key_name())
+        print(
+            f"{PROG}: created a signing key at {path}; its public key is {pub}:\n"
+            f"  {signer.verifier.text()}",
+            file=sys.stderr,
+        )
+        return signer
+    try:
+        return load_signer(path)
+    except LedgerError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def verifiers_for(paths: list[str] | None) -> list[Verifier]:
+    """The trusted public keys given with ``--pub`` (none: signatures are not checked)."""
+    from bvisor.ledger.keys import load_verifier
+
+    verifiers: list[Verifier] = []
+    for path in paths or []:
+        try:
+            verifiers.append(load_verifier(path))
+        except LedgerError as exc:
+            raise UsageError(f"--pub: {exc}") from None
+    return verifiers

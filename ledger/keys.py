@@ -1,0 +1,224 @@
+"""The checkpoint signing key on disk: making it, finding it, and refusing unsafe files.
+
+The private key file holds one line, the signer key text (``PRIVATE+KEY+NAME+ID+DATA``,
+``bvisor.ledger.note``), and is created 0600 with ``O_EXCL`` in a 0700 directory, never
+overwriting a key. Its public half, the verifier key text, is written beside it with the
+suffix ``.pub`` — that is the file to hand to auditors, witnesses and ``--pub``.
+
+A private key file readable or writable by group or others is refused (fail closed: a key
+anyone else could read proves nothing), as is anything that is not a regular file.
+
+Which key signs (``resolve_key_path``): ``--key FILE`` if given, else ``$BVISOR_KEY``,
+else the default key under the data directory when it exists. ``bvisor-ledger checkpoint``
+creates the default key on first use; ``bvisor run`` never creates one.
+
+The signer's memory: beside ``NAME.key``, the directory ``NAME.signed/`` (0700) holds, per
+ledger, the last checkpoint this key signed for it (``<ledger_id hex>.checkpoint``). The
+notary refuses to sign for a ledger that no longer extends it, so deleting the checkpoints
+stored in a ledger does not make its key sign a rewritten history (the key's directory is
+out of every run's reach, and out of the ledger writer's, by the same rule as the key).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from bvisor.ledger.errors import LedgerError
+from bvisor.ledger.note import (
+    ALG_ED25519,
+    NoteError,
+    Signer,
+    Verifier,
+    check_key_name,
+    generate_signer,
+    parse_signer,
+    parse_verifier,
+)
+from bvisor.ledger.paths import default_key_path, explicit_key_path
+
+if TYPE_CHECKING:
+    from bvisor.ledger.checkpoint import SignedCheckpoint
+
+__all__ = [
+    "KeyFileError",
+    "default_key_name",
+    "load_signer",
+    "load_verifier",
+    "public_path",
+    "remember",
+    "remembered",
+    "resolve_key_path",
+    "write_keypair",
+]
+
+_MAX_KEY_FILE: Final = 4096
+
+
+class KeyFileError(LedgerError):
+    """A key file that is missing, unsafe or malformed; the message names the file."""
+
+
+def default_key_name() -> str:
+    """``HOSTNAME/bvisor-ledger`` with anything a key name may not hold replaced by '-'."""
+    host = socket.gethostname() or "localhost"
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "-" for c in host)
+    return f"{cleaned or 'localhost'}/bvisor-ledger"
+
+
+def public_path(key_path: Path) -> Path:
+    """The verifier key file beside a private key file: ``NAME.key`` -> ``NAME.pub``, any
+    other name gets ``.pub`` appended."""
+    if key_path.suffix == ".key":
+        return key_path.with_suffix(".pub")
+    return key_path.with_name(key_path.name + ".pub")
+
+
+def resolve_key_path(
+    explicit: str | os.PathLike[str] | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    must_exist: bool = True,
+) -> Path | None:
+    """The key to sign with: ``explicit``, else ``$BVISOR_KEY``, else the default key.
+
+    None when nothing is configured and the default key does not exist (with
+    ``must_exist``); a configured key that does not exist is an error there, not None.
+    """
+    if explicit is not None:
+        return Path(explicit)
+    configured = explicit_key_path(environ)
+    if configured is not None:
+        return configured
+    default = default_key_path(environ)
+    if must_exist and not default.exists():
+        return None
+    return default
+
+
+def _read_small(path: Path, what: str, *, private: bool) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise KeyFileError(f"{what} {path}: cannot open ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyFileError(f"{what} {path}: not a regular file")
+        if private and info.st_mode & 0o077:
+            raise KeyFileError(
+                f"{what} {path}: readable or writable by others (mode "
+                f"{stat.S_IMODE(info.st_mode):04o}); make it private with chmod 600"
+            )
+        data = os.read(fd, _MAX_KEY_FILE + 1)
+    finally:
+        os.close(fd)
+    if len(data) > _MAX_KEY_FILE:
+        raise KeyFileError(f"{what} {path}: too large to be a key file")
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{what} {path}: not a key file (not ASCII text)") from None
+
+
+def load_signer(path: Path, algs: tuple[int, ...] = (ALG_ED25519,)) -> Signer:
+    """The private key in ``path`` (refused when others may read it)."""
+    text = _read_small(path, "private key", private=True)
+    try:
+        return parse_signer(text, algs, what=f"private key {path}")
+    except NoteError as exc:
+        raise KeyFileError(str(exc)) from None
+
+
+def load_verifier(path: str | os.PathLike[str], algs: tuple[int, ...] = (ALG_ED25519,)) -> Verifier:
+    """The public (verifier) key in ``path``."""
+    text = _read_small(Path(path), "public key", private=False)
+    try:
+        return parse_verifier(text, algs, what=f"public key {path}")
+    except NoteError as exc:
+        raise KeyFileError(str(exc)) from None
+
+
+def write_keypair(key_path: Path, name: str, alg: int = ALG_ED25519) -> tuple[Signer, Path]:
+    """Make a new key at ``key_path`` (0600, never overwriting) and its ``.pub`` (0644)."""
+    try:
+        check_key_name(name)
+    except NoteError as exc:
+        raise KeyFileError(str(exc)) from None
+    signer = generate_signer(name, alg)
+    directory = key_path.parent
+    pub = public_path(key_path)
+    try:
+        if not directory.exists():
+            directory.mkdir(mode=0o700, parents=True)
+        for target in (key_path, pub):
+            if os.path.lexists(target):
+                raise KeyFileError(f"{target} already exists; refusing to overwrite a key")
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, (signer.text() + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fd = os.open(pub, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, (signer.verifier.text() + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise KeyFileError(f"cannot write the key in {directory}: {exc.strerror or exc}") from None
+    return signer, pub
+
+
+def _memory(key_path: Path, ledger_id: bytes) -> Path:
+    return key_path.parent / f"{key_path.stem}.signed" / f"{ledger_id.hex()}.checkpoint"
+
+
+def remembered(key_path: Path, ledger_id: bytes) -> SignedCheckpoint | None:
+    """The last checkpoint this key signed for the ledger ``ledger_id`` (None: none yet);
+    a memory that cannot be read is an error, so signing fails closed."""
+    from bvisor.ledger.checkpoint import parse_checkpoint
+
+    path = _memory(key_path, ledger_id)
+    if not path.exists():
+        return None
+    try:
+        return parse_checkpoint(_read_small_any(path))
+    except (NoteError, OSError) as exc:
+        raise KeyFileError(f"signer memory {path}: unreadable ({exc}); refusing to sign") from None
+
+
+def remember(key_path: Path, signed: SignedCheckpoint) -> None:
+    """Keep ``signed`` as the last checkpoint this key signed for its ledger."""
+    ledger_id = signed.checkpoint.ledger_id()
+    if ledger_id is None:
+        return
+    path = _memory(key_path, ledger_id)
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, signed.text.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise KeyFileError(f"signer memory {path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _read_small_any(path: Path) -> bytes:
+    with open(path, "rb") as stream:
+        return stream.read(1 << 20)

@@ -1,0 +1,295 @@
+"""Auditing one run against a trusted anchor, in O(that run + log n) — not the whole chain.
+
+``audit`` proves a run by verifying the chain from genesis to the head; that is the only
+proof a bare hash chain offers, and it costs the whole ledger. Given an anchor kept
+elsewhere, one run needs far less:
+
+* a **signed checkpoint** (``--checkpoint FILE`` or the ledger's latest, with ``--pub``):
+  each of the run's records is proven by its RFC 9162 inclusion proof under the signed root
+  — O(log n) each. Events after the checkpoint are "not yet covered by a signed
+  checkpoint" and fail the ``chain`` check, naming them.
+* an **expected head** (``--expect-head SEQ:HASH``): the chain is walked from the run's
+  first event to the head and must end in that hash — O(events from the run to the head),
+  which for ``--last`` is the run itself plus whatever was appended after it.
+
+The run's events are the events in its span (its first to its last listed seq) that carry
+its id, read from the records; the ``runs`` index and the ``runstart`` table only say
+where to look, and ``--last`` is confirmed by scanning from the candidate to the end for a
+newer ``plan.*`` event. Every later check is the same as ``audit``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bvisor.ledger import Event, Head, Ledger, LedgerError, RunSummary
+from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin
+from bvisor.ledger.proofs import ProofSource, ProofUnavailable
+from bvisor.ledger.record import RecordError, decode_record
+from bvisor.ledger.store import Snapshot
+from bvisor.replay.audit import audit_run
+from bvisor.replay.results import AuditReport, CheckResult, RunAudit
+
+__all__ = ["CheckpointAnchor", "HeadAnchor", "audit_anchored"]
+
+_PLAN_KINDS = frozenset({"plan.admitted", "plan.refused"})
+
+
+@dataclass(frozen=True, slots=True)
+class HeadAnchor:
+    """``SEQ:HASH`` of an event, kept elsewhere."""
+
+    head: Head
+
+    def describe(self) -> str:
+        return f"expected head {self.head.seq}:{self.head.hash.hex()[:16]}"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointAnchor:
+    """A checkpoint whose signature the caller has checked (``signed_by`` says by whom).
+
+    ``earlier``: other checkpoints signed by a trusted key (those stored in the ledger): a
+    run the given checkpoint cannot prove — because events it covers were changed after
+    the run — may still be proven by an earlier one that still holds, and is said to be.
+    """
+
+    signed: SignedCheckpoint
+    signed_by: str
+    earlier: tuple[SignedCheckpoint, ...] = ()
+
+    def describe(self) -> str:
+        cp = self.signed.checkpoint
+        return f"checkpoint of {cp.size} events (root {cp.root.hex()[:16]}), {self.signed_by}"
+
+
+Anchor = HeadAnchor | CheckpointAnchor
+
+
+class _Unreadable(Exception):
+    pass
+
+
+def _decode(snap: Snapshot, seq: int) -> Event | None:
+    raw = snap.event_raw(seq)
+    if raw is None:
+        return None
+    try:
+        decoded = decode_record(raw)
+    except RecordError as exc:
+        raise _Unreadable(f"event {seq}: {exc.detail}") from None
+    if decoded.event.seq != seq or not decoded.payload_ok:
+        raise _Unreadable(f"event {seq}: the record is damaged (run verify)")
+    return decoded.event
+
+
+def audit_anchored(ledger: Ledger, run_ids: Sequence[bytes] | None, anchor: Anchor) -> AuditReport:
+    """Audit ``run_ids`` (None: the run that started last) against ``anchor``."""
+    try:
+        with ledger.snapshot() as snap:
+            events = snap.event_count()
+            problem = _anchor_problem(snap, anchor, events)
+            if problem is not None:
+                return AuditReport([], error=problem, anchor=anchor.describe())
+            targets = list(run_ids) if run_ids is not None else _last_run(snap)
+            if not targets:
+                return AuditReport([], error="no runs are recorded yet", anchor=anchor.describe())
+            source = ProofSource(snap) if isinstance(anchor, CheckpointAnchor) else None
+            audits = [_audit_one(snap, run_id, anchor, source) for run_id in targets]
+    except LedgerError as exc:
+        return AuditReport([], error=f"the ledger cannot be read: {exc}", anchor=anchor.describe())
+    return AuditReport(audits, anchor=anchor.describe())
+
+
+def _anchor_problem(snap: Snapshot, anchor: Anchor, events: int) -> str | None:
+    if isinstance(anchor, HeadAnchor):
+        if anchor.head.seq >= events:
+            return (
+                f"the expected head names event {anchor.head.seq} but the ledger holds "
+                f"{events} events: events were removed (or this is another ledger)"
+            )
+        return None
+    checkpoint = anchor.signed.checkpoint
+    origin = ledger_origin(snap.ledger_id)
+    if checkpoint.origin != origin:
+        return f"the checkpoint is for log {checkpoint.origin!r}, not this ledger ({origin})"
+    if checkpoint.size > events:
+        return (
+            f"the checkpoint covers {checkpoint.size} events but the ledger holds {events}: "
+            f"events {events}..{checkpoint.size - 1} were removed"
+        )
+    return None
+
+
+def _last_run(snap: Snapshot) -> list[bytes]:
+    """The run whose first event is the newest, confirmed from the records (module doc)."""
+    candidate = snap.latest_run_start()
+    start = 0
+    if candidate is not None:
+        try:
+            first = _decode(snap, candidate[0])
+        except _Unreadable:
+            first = None
+        if first is not None and first.run_id == candidate[1] and first.kind in _PLAN_KINDS:
+            start = candidate[0]
+        else:
+            candidate = None
+    if candidate is None:  # no table, or one that does not hold: the index, O(runs)
+        starts = list(snap.run_starts())
+        if not starts:
+            return []
+        start = max(starts)[0]
+    newest: bytes | None = None
+    for key, raw in snap.event_items(start, None):
+        try:
+            event = decode_record(raw).event
+        except RecordError:
+            continue
+        plan = event.kind in _PLAN_KINDS and event.run_id is not None
+        if plan and event.seq == int.from_bytes(key, "big"):
+            newest = event.run_id
+    return [] if newest is None else [newest]
+
+
+def _audit_one(
+    snap: Snapshot, run_id: bytes, anchor: Anchor, source: ProofSource | None
+) -> RunAudit:
+    listed = snap.run_seqs(run_id)
+    summary = RunSummary(run_id, -1, -1, 0, 0, 0, "", None)
+    if not listed:
+        return audit_run(
+            summary, None, CheckResult.failed("chain", "the ledger lists no events for this run")
+        )
+    try:
+        if isinstance(anchor, HeadAnchor):
+            events, chain = _by_head(snap, run_id, listed, anchor)
+        else:
+            assert source is not None
+            events, chain = _by_checkpoint(snap, run_id, listed, anchor, source)
+    except _Unreadable as exc:
+        chain = CheckResult.failed("chain", f"the run's events cannot be read: {exc}")
+        return audit_run(summary, None, chain)
+    summary = RunSummary(
+        run_id,
+        events[0].seq,
+        events[-1].seq,
+        len(events),
+        events[0].time_ns,
+        events[-1].time_ns,
+        events[-1].kind,
+        None,
+    )
+    return audit_run(summary, events, chain)
+
+
+def _span_events(snap: Snapshot, run_id: bytes, listed: list[int]) -> list[Event]:
+    """The events in the run's span that carry its id (the records decide, not the index)."""
+    found: list[Event] = []
+    named = set(listed)
+    for seq in range(listed[0], listed[-1] + 1):
+        event = _decode(snap, seq)
+        if event is None:
+            if seq in named:
+                raise _Unreadable(f"event {seq} is listed for the run but missing")
+            continue
+        if event.run_id == run_id:
+            found.append(event)
+        elif seq in named:
+            raise _Unreadable(f"the runs index lists event {seq}, which is another run's")
+    return found
+
+
+def _by_checkpoint(
+    snap: Snapshot,
+    run_id: bytes,
+    listed: list[int],
+    anchor: CheckpointAnchor,
+    source: ProofSource,
+) -> tuple[list[Event], CheckResult]:
+    checkpoint = anchor.signed.checkpoint
+    events = _span_events(snap, run_id, listed)
+    seqs = [event.seq for event in events]
+    uncovered = [seq for seq in seqs if seq >= checkpoint.size]
+    if uncovered:
+        return events, CheckResult.failed(
+            "chain",
+            f"events {uncovered[0]}..{uncovered[-1]} of this run are not yet covered by a "
+            f"signed checkpoint (the {anchor.describe()} ends at event {checkpoint.size - 1})",
+        )
+    problem = _prove_all(source, seqs, anchor.signed)
+    if problem is None:
+        return events, CheckResult.passed(
+            "chain",
+            f"{len(seqs)} events (seq {seqs[0]}..{seqs[-1]}) proven included in the "
+            f"{anchor.describe()}",
+        )
+    for earlier in sorted(anchor.earlier, key=lambda c: c.checkpoint.size):
+        cp = earlier.checkpoint
+        covers = seqs[-1] < cp.size < checkpoint.size
+        if covers and _prove_all(source, seqs, earlier) is None:
+            return events, CheckResult.passed(
+                "chain",
+                f"{len(seqs)} events (seq {seqs[0]}..{seqs[-1]}) proven included in the stored "
+                f"checkpoint of {cp.size} events, signed by a trusted key; the "
+                f"{anchor.describe()} no longer holds for this ledger (events after "
+                f"{cp.size - 1} were changed), which does not touch this run",
+            )
+    return events, CheckResult.failed("chain", problem)
+
+
+def _prove_all(source: ProofSource, seqs: list[int], signed: SignedCheckpoint) -> str | None:
+    """None when every event is included under ``signed``'s root, else why not."""
+    checkpoint = signed.checkpoint
+    if not source.root_matches(checkpoint.size, checkpoint.root):
+        return (
+            f"the ledger's tree at size {checkpoint.size} no longer has the signed root: events "
+            "it covered were changed after it was signed, and no checkpoint that still holds "
+            f"covers this run (seq {seqs[0]}..{seqs[-1]})"
+        )
+    for seq in seqs:
+        try:
+            source.inclusion(seq, checkpoint.size, checkpoint.root)
+        except ProofUnavailable as exc:
+            return f"event {seq}: {exc}"
+    return None
+
+
+def _by_head(
+    snap: Snapshot, run_id: bytes, listed: list[int], anchor: HeadAnchor
+) -> tuple[list[Event], CheckResult]:
+    head = anchor.head
+    stop = max(head.seq, listed[-1])
+    events: list[Event] = []
+    previous: Event | None = None
+    broken: str | None = None
+    for seq in range(listed[0], stop + 1):
+        event = _decode(snap, seq)
+        if event is None:
+            if seq <= head.seq:
+                raise _Unreadable(f"event {seq} is missing between the run and the head")
+            continue
+        linked = previous is None or event.prev_hash == previous.hash
+        if not linked and broken is None and seq <= head.seq:
+            broken = f"event {seq} does not link to event {seq - 1}"
+        if seq == head.seq and broken is None and event.hash != head.hash:
+            broken = f"event {seq} hashes to {event.hash.hex()[:16]}, not the expected head's"
+        if event.run_id == run_id:
+            events.append(event)
+        previous = event
+    if not events:
+        raise _Unreadable("no event in the run's span carries its id")
+    seqs = [event.seq for event in events]
+    if broken is not None:
+        return events, CheckResult.failed("chain", f"{broken}: the run is not proven by the head")
+    beyond = [seq for seq in seqs if seq > head.seq]
+    if beyond:
+        return events, CheckResult.failed(
+            "chain",
+            f"events {beyond[0]}..{beyond[-1]} of this run come after the {anchor.describe()}, "
+            "so it does not cover them",
+        )
+    return events, CheckResult.passed(
+        "chain",
+        f"{len(seqs)} events (seq {seqs[0]}..{seqs[-1]}) chained to the {anchor.describe()}",
+    )

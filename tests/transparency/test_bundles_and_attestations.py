@@ -1,0 +1,241 @@
+"""Proof bundles checked offline, and in-toto attestations checked by a stock DSSE verifier.
+
+``bvisor-ledger prove`` writes a bundle; ``bvisor-replay --bundle --pub`` must verify it
+with no ledger at all (the ledger is deleted first), and refuse every way of bending it,
+naming the field. ``bvisor-ledger attest`` writes a DSSE envelope that securesystemslib's
+verifier accepts given only the public key.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from securesystemslib.dsse import Envelope
+from securesystemslib.exceptions import VerificationError
+from securesystemslib.signer import SSlibKey
+
+from bvisor.contract import ExitStatus, Outcome
+from bvisor.front.cli.ledger_cmd import main as ledger_main
+from bvisor.front.cli.replay_cmd import main as replay_main
+from bvisor.ledger import Ledger
+from bvisor.ledger.dsse import pae
+from bvisor.ledger.keys import load_verifier
+from bvisor.ledger.record import decode_record
+from tests.replay.helpers import FakeRun, record_synthetic
+from tests.transparency.kit import call, keypair
+
+HELLO = FakeRun(outcome=Outcome.COMPLETED, exit=ExitStatus.exited(0), stdout=b"hello\n")
+
+
+@pytest.fixture
+def proven(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    _signer, key, pub = keypair(tmp_path / "keys")
+    ledger = tmp_path / "ledger"
+    with Ledger.open(ledger, create=True) as handle:
+        record_synthetic(handle, fake=FakeRun())
+        run = record_synthetic(handle, fake=HELLO)
+        handle.append("note.external", {"after": "the run"}, run)
+    assert (
+        call(capsys, ledger_main, "checkpoint", "--ledger", str(ledger), "--key", str(key))[0] == 0
+    )
+    bundle = tmp_path / "run.bundle"
+    code, _, _ = call(
+        capsys, ledger_main, "prove", run.hex()[:12], "--ledger", str(ledger), "--out", str(bundle)
+    )
+    assert code == 0
+    return {"ledger": ledger, "key": key, "pub": pub, "run": run, "bundle": bundle, "tmp": tmp_path}
+
+
+def test_a_bundle_verifies_without_the_ledger(
+    proven: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.rmtree(proven["ledger"])
+    code, out, _ = call(
+        capsys,
+        replay_main,
+        "--bundle",
+        str(proven["bundle"]),
+        "--pub",
+        str(proven["pub"]),
+        "--json",
+    )
+    document = json.loads(out)
+    assert code == 0 and document["ok"] is True
+    (run,) = document["runs"]
+    assert run["run_id"] == proven["run"].hex() and run["verdict"] == "verified"
+    chain = run["checks"][0]
+    assert (
+        chain["name"] == "chain" and "proven included in the signed checkpoint" in chain["detail"]
+    )
+    assert [c["name"] for c in run["checks"]][1:] == [
+        "grammar", "h_p", "h_a", "h_l", "plan_id", "transcript", "streams", "report", "seal",
+    ]  # fmt: skip
+
+
+def _bent(bundle: Path, change: Any) -> Path:
+    document = json.loads(bundle.read_text())
+    change(document)
+    target = bundle.with_name("bent.bundle")
+    target.write_text(json.dumps(document))
+    return target
+
+
+def _flip_record(doc: dict[str, Any]) -> None:
+    record = bytearray(bytes.fromhex(doc["events"][-1]["record"]))
+    record[-3] ^= 0x01
+    doc["events"][-1]["record"] = record.hex()
+
+
+def _flip_proof(doc: dict[str, Any]) -> None:
+    path = doc["events"][0]["inclusion"]
+    path[0] = base64.b64encode(bytes(32)).decode()
+
+
+def _flip_checkpoint(doc: dict[str, Any]) -> None:
+    lines = doc["checkpoint"].split("\n")
+    lines[2] = base64.b64encode(bytes(32)).decode()  # claim another root
+    doc["checkpoint"] = "\n".join(lines)
+
+
+def _other_run(doc: dict[str, Any]) -> None:
+    doc["run_id"] = "ab" * 32
+
+
+def _drop_seal(doc: dict[str, Any]) -> None:
+    doc["events"] = [e for e in doc["events"] if e is not doc["events"][-2]]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_flip_record, "is not in the signed tree"),
+        (_flip_proof, "events[0]: event"),
+        (_flip_checkpoint, "does not verify"),
+        (_other_run, "belongs to another run"),
+        (lambda d: d.pop("events"), "missing fields ['events']"),
+        (lambda d: d.update(ledger_id="00" * 16), "is not ledger"),
+        (lambda d: d["events"].reverse(), "seqs must increase"),
+    ],
+)
+def test_a_bent_bundle_is_refused_naming_the_field(
+    proven: dict[str, Any], capsys: pytest.CaptureFixture[str], change: Any, message: str
+) -> None:
+    bent = _bent(proven["bundle"], change)
+    code, out, _ = call(capsys, replay_main, "--bundle", str(bent), "--pub", str(proven["pub"]))
+    assert code == 1 and message in out and "Traceback" not in out
+
+
+def test_a_bundle_missing_the_report_is_never_verified(
+    proven: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = json.loads(proven["bundle"].read_text())
+    kinds = [decode_record(bytes.fromhex(e["record"])).event.kind for e in document["events"]]
+    sealed = kinds.index("report.sealed")
+    document["events"] = document["events"][:sealed]  # the report (and the note) left out
+    bent = proven["bundle"].with_name("short.bundle")
+    bent.write_text(json.dumps(document))
+    code, out, _ = call(capsys, replay_main, "--bundle", str(bent), "--pub", str(proven["pub"]))
+    assert code == 1 and "verified" not in out.split("\n")[1]
+
+
+def test_a_bundle_needs_the_trusted_key(
+    proven: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _other, _key, other_pub = keypair(proven["tmp"] / "other", "other.example/key")
+    code, out, _ = call(
+        capsys, replay_main, "--bundle", str(proven["bundle"]), "--pub", str(other_pub)
+    )
+    assert code == 1 and "no signature by a trusted key" in out
+    code, _, err = call(capsys, replay_main, "--bundle", str(proven["bundle"]))
+    assert code == 2 and "--pub" in err
+
+
+def test_prove_refuses_a_run_not_yet_covered(
+    proven: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Ledger.open(proven["ledger"]) as handle:
+        later = record_synthetic(handle, fake=HELLO)
+    code, _, err = call(
+        capsys, ledger_main, "prove", later.hex(), "--ledger", str(proven["ledger"])
+    )
+    assert code == 1 and "not yet covered by a signed checkpoint" in err
+
+
+def test_the_attestation_verifies_with_a_stock_dsse_verifier(
+    proven: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = call(
+        capsys,
+        ledger_main,
+        "attest",
+        proven["run"].hex(),
+        "--ledger",
+        str(proven["ledger"]),
+        "--key",
+        str(proven["key"]),
+    )
+    assert code == 0
+    envelope = json.loads(out)
+    verifier = load_verifier(proven["pub"])
+    key = SSlibKey(
+        keyid=envelope["signatures"][0]["keyid"],
+        keytype="ed25519",
+        scheme="ed25519",
+        keyval={"public": verifier.public.hex()},
+    )
+    accepted = Envelope.from_dict(copy.deepcopy(envelope)).verify([key], 1)
+    assert list(accepted) == [key.keyid]
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert envelope["payloadType"] == "application/vnd.in-toto+json"
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+    assert subjects == {
+        "stdout": hashlib.sha256(b"hello\n").hexdigest(),
+        "stderr": hashlib.sha256(b"").hexdigest(),
+    }
+    predicate = statement["predicate"]
+    assert predicate["run_id"] == proven["run"].hex() and predicate["outcome"] == "completed"
+    assert predicate["report"]["body"]["outcome"] == "completed"
+    # a changed statement no longer verifies
+    tampered = copy.deepcopy(envelope)
+    statement["predicate"]["outcome"] = "failed"
+    tampered["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    with pytest.raises(VerificationError):
+        Envelope.from_dict(tampered).verify([key], 1)
+    assert pae("http://example.com/HelloWorld", b"hello world") == (
+        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"  # the DSSE spec's vector
+    )
+
+
+def test_attest_refuses_a_run_that_does_not_verify(
+    proven: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Ledger.open(proven["ledger"]) as handle:
+        pending = record_synthetic(handle, fake=HELLO, stop_after_admission=True)
+    call(
+        capsys,
+        ledger_main,
+        "checkpoint",
+        "--ledger",
+        str(proven["ledger"]),
+        "--key",
+        str(proven["key"]),
+    )
+    code, out, err = call(
+        capsys,
+        ledger_main,
+        "attest",
+        pending.hex(),
+        "--ledger",
+        str(proven["ledger"]),
+        "--key",
+        str(proven["key"]),
+    )
+    assert code == 1 and out == "" and "incomplete, not attested" in err

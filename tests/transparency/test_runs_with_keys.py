@@ -1,0 +1,104 @@
+"""Real runs with a signing key: a checkpoint with every run's record, the key out of the
+workload's reach, a refused checkpoint that leaves the record whole, and a run whose
+record cannot be finished on a full disk said as such."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bvisor.front.api import run_confined
+from bvisor.front.defaults import default_spec
+from bvisor.launcher.host.reach import KeyReachable
+from bvisor.ledger import Ledger, verify
+from bvisor.ledger.keys import load_verifier, remembered
+from bvisor.replay import audit
+from tests.replay.helpers import backend, base_spec
+from tests.transparency.kit import keypair
+
+
+def test_every_run_is_recorded_with_a_signed_checkpoint(tmp_path: Path) -> None:
+    _signer, key, pub = keypair(tmp_path / "keys")
+    path = tmp_path / "ledger"
+    heard: list[tuple[object, str | None]] = []
+    for _ in range(2):
+        report = run_confined(
+            base_spec(), ledger=path, key=key, backend=backend(),
+            on_checkpoint=lambda signed, problem: heard.append((signed, problem)),
+        )  # fmt: skip
+    assert [problem for _, problem in heard] == [None, None]
+    with Ledger.open(path, readonly=True) as ledger:
+        stored = ledger.checkpoints()
+        head = ledger.head()
+        run = ledger.run_events(report.body.attempt_id)
+    assert head is not None and stored[-1].checkpoint.size == head.seq + 1 == run[-1].seq + 1
+    assert len(stored) == 2  # one per run, each in the transaction of the run's last record
+    memory = remembered(key, stored[-1].checkpoint.ledger_id() or b"")
+    assert memory is not None and memory.text == stored[-1].text
+    result = verify(path, verifiers=[load_verifier(pub)])
+    assert result.ok and result.checkpoint is not None and result.checkpoint.uncovered is None
+
+
+def test_a_plan_whose_roots_reach_the_key_is_refused_before_anything_is_recorded(
+    tmp_path: Path,
+) -> None:
+    work = tmp_path / "work"
+    (work / "keys").mkdir(parents=True)
+    _signer, key, _pub = keypair(work / "keys" / "inner")
+    path = tmp_path / "ledger"
+    with pytest.raises(KeyReachable, match="signing key"):
+        run_confined(
+            default_spec(["/bin/true"], cwd=str(work)), ledger=path, key=key, backend=backend()
+        )
+    assert not path.exists()
+
+
+def test_a_refused_checkpoint_leaves_the_runs_record_whole(tmp_path: Path) -> None:
+    first, first_key, _ = keypair(tmp_path / "a", "a.example/key")
+    _second, second_key, _ = keypair(tmp_path / "b", "b.example/key")
+    path = tmp_path / "ledger"
+    with Ledger.open(path, create=True) as ledger:
+        ledger.checkpoint(first)
+    heard: list[str | None] = []
+    report = run_confined(
+        base_spec(), ledger=path, key=second_key, backend=backend(),
+        on_checkpoint=lambda _signed, problem: heard.append(problem),
+    )  # fmt: skip
+    assert heard and heard[0] is not None and "--rotate" in heard[0]
+    with Ledger.open(path, readonly=True) as ledger:
+        (run,) = audit(ledger).runs
+        assert len(ledger.checkpoints()) == 1  # nothing signed by the second key
+    assert run.run_id == report.body.attempt_id and run.verdict == "verified"
+    assert first_key.exists()
+
+
+def test_the_run_command_says_a_run_whose_record_could_not_be_finished(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        (small / "work").mkdir()
+        done = subprocess.run(
+            [sys.executable, "-m", "bvisor.front.cli.main", "run", "--ledger", str(small / "l"),
+             "--", "/bin/sh", "-c", "head -c 8000000 /dev/zero > fill; echo done"],
+            capture_output=True, text=True, timeout=120, cwd=small / "work",
+            env={k: v for k, v in os.environ.items() if k != "BVISOR_KEY"}, check=False,
+        )  # fmt: skip
+        assert done.returncode == 125, done.stderr
+        assert "the workload ran (outcome completed) but its record is incomplete" in done.stderr
+        assert "the disk is full" in done.stderr and "Traceback" not in done.stderr
+        (small / "work" / "fill").unlink()
+        with Ledger.open(small / "l", readonly=True) as ledger:
+            (run,) = audit(ledger).runs
+        assert run.verdict == "incomplete"  # its plan is there; the rest never was
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)

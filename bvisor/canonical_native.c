@@ -9,8 +9,8 @@
  *
  * What keeps it auditable:
  *  - the only memory is a fixed array of container frames on the C stack (one per open
- *    array or map, at most BV_CANON_DEPTH_CAP + 1 of them), and the caller's span buffer;
- *    nothing is sized by the input;
+ *    array or map, at most BV_CANON_DEPTH_CAP + 1 of them, the innermost held apart in
+ *    `cur`) and the caller's result struct and span buffer; nothing is sized by the input;
  *  - nesting is a loop over that array, never recursion;
  *  - every length is compared against the bytes remaining (len - pos, with pos <= len
  *    always) before it is used, so no sum or product of attacker numbers can wrap;

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bvisor import canonical_native
 from bvisor.launcher.basement import hostspawn, memfd, seccomp, window
 from bvisor.launcher.host import resident
 from bvisor.launcher.host.capture import LineSplitter, StreamSink
@@ -227,6 +228,7 @@ def run_launcher_payload(
     slots = _check_authority(authority_fds, declared_slots)
     window.ensure_built()
     seccomp.ensure_generated()
+    canonical_native.validator()  # built (if a checkout never was) before a launcher hashes it
     stdin_fd = opts.stdin_fd
     if stdin_fd is not None:
         try:

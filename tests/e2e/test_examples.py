@@ -42,21 +42,27 @@ def test_example_runs_as_its_comment_says(name: str, tmp_path: Path) -> None:
             run_confined(load_spec(EXAMPLES / name), ledger=tmp_path / "ledger")
         assert "Delegate=yes" in refused.value.detail, refused.value
         return
+    spec_path = EXAMPLES / name
+    demo = Path("/tmp/bvisor-demo")
     if name == "read-data-write-output.toml":
-        demo = Path("/tmp/bvisor-demo")
-        (demo / "data").mkdir(parents=True, exist_ok=True)
-        (demo / "out").mkdir(parents=True, exist_ok=True)
+        # The example's shared /tmp path is for a person trying it; a test (and another
+        # user on the same machine) must not share it: the same spec under our own dir.
+        demo = tmp_path / "bvisor-demo"
+        (demo / "data").mkdir(parents=True)
+        (demo / "out").mkdir(parents=True)
         (demo / "data" / "in.txt").write_text("hello\n")
+        spec_path = tmp_path / name
+        spec_path.write_text((EXAMPLES / name).read_text().replace("/tmp/bvisor-demo", str(demo)))
     captured = bytearray()
     report = run_confined(
-        load_spec(EXAMPLES / name), ledger=tmp_path / "ledger", on_stdout=captured.extend
+        load_spec(spec_path), ledger=tmp_path / "ledger", on_stdout=captured.extend
     )
     outcome, needle = EXPECTED[name]
     assert report.body.outcome is outcome, report.body.observed
     assert needle in captured
     if name == "read-data-write-output.toml":
-        assert Path("/tmp/bvisor-demo/out/copy.txt").read_text() == "hello\n"
-        assert not Path("/tmp/bvisor-demo/data/nope").exists()
+        assert (demo / "out" / "copy.txt").read_text() == "hello\n"
+        assert not (demo / "data" / "nope").exists()
     if name == "no-network.toml":
         interfaces = [line.split(":")[0].strip() for line in captured.decode().splitlines()[2:]]
         assert interfaces == ["lo"]

@@ -23,7 +23,9 @@ from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.report import SealedReport
 
 if TYPE_CHECKING:
+    from bvisor.contract.profile import ProfileSnapshot
     from bvisor.launcher.host.backend import LinuxBackend
+    from bvisor.launcher.host.relay import HostStdio
     from bvisor.launcher.host.secrets import SecretResolver
     from bvisor.ledger import Ledger
 
@@ -82,8 +84,17 @@ def run_confined(
     on_stderr: Callable[[bytes], None] | None = None,
     on_plan: Callable[[BoundaryPlan], None] | None = None,
     stdin_fd: int | None = None,
+    stdio: HostStdio | None = None,
+    snapshot: ProfileSnapshot | None = None,
 ) -> SealedReport:
-    """Plan, run confined, seal and record. Raises ``PlanRefusal`` when refused."""
+    """Plan, run confined, seal and record. Raises ``PlanRefusal`` when refused.
+
+    ``stdin_fd``: when the spec reads stdin, this fd's bytes are relayed into the
+    workload's stdin pipe (the fd itself never reaches it; a terminal is never relayed).
+    ``stdio`` says the same and more (outlets for the caller's stdout/stderr, a pty for
+    interactive use); it replaces ``stdin_fd``. ``snapshot`` is a profile this process
+    probed moments ago (the CLI probes once to choose its default limits).
+    """
     from bvisor.launcher.host.reach import refuse_if_plan_reaches
     from bvisor.launcher.host.runner import BoundaryRunner, refused_payload
     from bvisor.launcher.host.secrets import MapSecretResolver
@@ -96,7 +107,8 @@ def run_confined(
     registry.register(chosen)
     resolver = MapSecretResolver(secrets) if isinstance(secrets, Mapping) else secrets
     attempt_id = os.urandom(32)
-    snapshot = chosen.probe()
+    if snapshot is None:
+        snapshot = chosen.probe()
     try:
         plan = BoundaryPlanner(registry).plan(spec, chosen.id(), snapshot=snapshot)
     except PlanRefusal as refusal:
@@ -121,4 +133,5 @@ def run_confined(
         on_stderr=on_stderr,
         stdin_fd=stdin_fd,
         attempt_id=attempt_id,
+        stdio=stdio,
     )

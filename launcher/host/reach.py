@@ -7,6 +7,15 @@ kills the host mid-run, and that run is never sealed). ``bvisor run`` from ``$HO
 the default ledger under ``~/.local/share`` is exactly that case. So a run whose roots
 cover its ledger is refused before anything is recorded or started.
 
+Reach is judged by *identity*, not by name: a root covers the ledger when (a) by real
+path the ledger lies inside it, (b) the root is the very directory (device and inode) of
+the ledger or of one of its ancestors, or (c) by filesystem location (mountinfo: device
+and the path within that filesystem) the ledger lies inside the root or the root inside
+the ledger. So a bind-mount alias of the ledger's directory or of a parent, a symlinked
+parent, or a ``/proc/self/root/...`` name gets no further than the plain path. A root
+*inside* the ledger directory is refused too (a write root there, or a file root on
+``data.mdb``, is the store itself).
+
 A spec without a filesystem capability asks for no filesystem confinement at all; its
 workload can reach the ledger like any other file its uid may open (README says so).
 """
@@ -16,6 +25,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from bvisor.launcher.basement.mountinfo import MountEntry, fs_location, mount_entries
 from bvisor.launcher.wire.lowered import LoweredParams, LoweringParamsError, lowered_params
 
 if TYPE_CHECKING:
@@ -24,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LedgerReachable",
     "covering_root",
+    "reaches",
     "refuse_if_fds_reach",
     "refuse_if_plan_reaches",
     "refuse_if_reachable",
@@ -34,17 +45,60 @@ class LedgerReachable(ValueError):
     """The ledger directory lies inside a filesystem root the workload can reach."""
 
 
+def _ancestry(path: str) -> set[tuple[int, int]]:
+    """(device, inode) of ``path`` and of every directory above it, by its real path."""
+    found: set[tuple[int, int]] = set()
+    current = os.path.realpath(path)
+    while True:
+        try:
+            info = os.stat(current)
+        except OSError:
+            pass
+        else:
+            found.add((info.st_dev, info.st_ino))
+        parent = os.path.dirname(current)
+        if parent == current:
+            return found
+        current = parent
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+def reaches(root: str, target: str, entries: list[MountEntry] | None = None) -> bool:
+    """Does filesystem root ``root`` cover ``target``, or lie inside it, by any name?"""
+    real_root, real_target = os.path.realpath(root), os.path.realpath(target)
+    for outer, inner in ((real_root, real_target), (real_target, real_root)):
+        if inner == outer or inner.startswith(outer.rstrip("/") + "/"):
+            return True
+    root_id = _identity(root)
+    if root_id is not None and root_id in _ancestry(target):
+        return True
+    target_id = _identity(target)
+    if target_id is not None and target_id in _ancestry(root):
+        return True
+    table = entries if entries is not None else mount_entries()
+    root_at, target_at = fs_location(root, table), fs_location(target, table)
+    if root_at is None or target_at is None:
+        return False
+    return root_at.contains(target_at) or target_at.contains(root_at)
+
+
 def covering_root(path: str, lowered: LoweredParams) -> str | None:
-    """The first Landlock root (spec, system or device) that contains ``path``, if any."""
+    """The first Landlock root (spec, system or device) that reaches ``path``, if any."""
     landlock = lowered.landlock
     if landlock is None:
         return None
-    target = os.path.realpath(path)
     roots = [root for root, _ in landlock.rules]
     roots += [*landlock.system_read_roots, *landlock.device_rw, *landlock.device_read]
+    entries = mount_entries()
     for root in roots:
-        real = os.path.realpath(root)
-        if target == real or target.startswith(real.rstrip("/") + "/"):
+        if reaches(root, path, entries):
             return root
     return None
 

@@ -526,13 +526,11 @@ class _Watchdog:
             with self.lock:
                 if not self.reaped:
                     self._kill()
-        else:
-            return
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
-        if self._thread.is_alive() or self._thread.ident is not None:
+        if self._thread.ident is not None:  # started
             self._thread.join()
         os.close(self._wake_r)
         os.close(self._wake_w)

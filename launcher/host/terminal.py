@@ -49,8 +49,11 @@ __all__ = [
 ]
 
 # Ends whatever an interactive workload left behind before bvisor speaks: soft terminal
-# reset (DECSTR: scroll region, modes, SGR, cursor visible), main screen, column 0.
-SUMMARY_RESET = b"\x1b[!p\x1b[?1049l\x1b[0m\x1b[?25h\r"
+# reset (DECSTR: scroll region, modes, SGR, charsets), main screen, mouse reporting and
+# bracketed paste off, cursor visible, column 0.
+SUMMARY_RESET = (
+    b"\x1b[!p\x1b[?1049l\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[0m\x1b[?25h\r"
+)
 
 
 class OutputFilter(Protocol):

@@ -36,7 +36,7 @@ from bvisor.ledger.record import build_record, decode_record, encode_payload
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.toml"))
 FUZZ = settings(
-    max_examples=int(os.environ.get("BVISOR_FUZZ_EXAMPLES", "150")),
+    max_examples=int(os.environ.get("BVISOR_FUZZ_EXAMPLES", "100")),
     deadline=2000,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=os.environ.get("BVISOR_FUZZ_RANDOM") is None,

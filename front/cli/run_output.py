@@ -85,7 +85,10 @@ class RunOutput:
         return is_terminal(2)
 
     def _ends_mid_line(self) -> bool:
-        outlets = [o for o in (self.stdio.stdout, self.stdio.stderr) if o is not None]
+        """Did the workload's output that shares bvisor's stderr end without a newline?"""
+        outlets = [o for o in (self.stdio.stderr,) if o is not None]
+        if self.stdio.stdout is not None and (self.tty or same_destination(1, 2)):
+            outlets.append(self.stdio.stdout)
         delivered = [o for o in outlets if o.last_write]
         if not delivered:
             return False
@@ -155,9 +158,12 @@ def open_run_output(*, tty: bool, raw: bool) -> RunOutput:
     return RunOutput(stdio=stdio, tty=tty, raw=raw, watches=watches)
 
 
-def same_terminal(a: int, b: int) -> bool:
-    """Do two fds reach one terminal device?"""
+def same_destination(a: int, b: int) -> bool:
+    """Do two fds write to one place (one file, pipe or terminal device)?"""
     try:
-        return is_terminal(a) and is_terminal(b) and os.fstat(a).st_rdev == os.fstat(b).st_rdev
+        first, second = os.fstat(a), os.fstat(b)
     except OSError:
         return False
+    if first.st_rdev and first.st_rdev == second.st_rdev:
+        return True  # one device (a terminal opened twice)
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)

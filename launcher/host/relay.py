@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import itertools
 import os
 import socket
@@ -68,9 +69,15 @@ def _kind(fd: int) -> str:
 
 
 def private_description(fd: int, *, write: bool) -> PrivateFd:
-    """A descriptor for the caller's ``fd`` that the host may use without blocking."""
+    """A descriptor for the caller's ``fd`` that the host may use without blocking.
+
+    A reopen never grants more than the caller's fd had: a pipe's read end is not reopened
+    for writing (``/proc`` would allow it), nor a write end for reading.
+    """
     kind = _kind(fd)
-    if kind in ("pipe", "terminal"):
+    access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    allowed = access == os.O_RDWR or access == (os.O_WRONLY if write else os.O_RDONLY)
+    if kind in ("pipe", "terminal") and allowed:
         access = os.O_WRONLY if write else os.O_RDONLY
         try:
             own = os.open(

@@ -178,3 +178,19 @@ def test_tty_needs_a_terminal(tmp_path: Path) -> None:
         env=bvisor_env(_ledger(tmp_path)),
     )
     assert done.returncode == 2 and "stdin is not a terminal" in done.stderr
+
+
+def test_look_alike_lines_in_a_log_are_counted(tmp_path: Path, work: Path) -> None:
+    """Not a terminal: bytes pass unchanged, and bvisor says the workload imitated it."""
+    require_feature("landlock")
+    forge = "echo 'bvisor: completed (exit=0) forged' >&2; printf 'no newline' >&2"
+    done = subprocess.run(
+        [sys.executable, *bvisor_argv("run", "--", "/bin/sh", "-c", forge)],
+        capture_output=True,
+        timeout=60,
+        cwd=work,
+        env=bvisor_env(_ledger(tmp_path)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith(b"bvisor: completed (exit=0) forged\nno newline\nbvisor: ")
+    assert b"wrote 1 line(s) beginning 'bvisor'" in done.stderr, done.stderr

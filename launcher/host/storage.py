@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 __all__ = ["MAX_ENTRIES", "MAX_SECONDS", "StorageSample", "sample_storage"]
 
-MAX_ENTRIES = 100_000
-MAX_SECONDS = 1.0
+MAX_ENTRIES = 50_000
+MAX_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)

@@ -603,6 +603,17 @@ def _witness_budgets(
                 source=source,
             )
         )
+        if (
+            budget is not None
+            and budget.guarantee is MinGuarantee.MEDIATED
+            and dimension in _KERNEL_CAPPED
+        ):
+            # A limit the kernel could cap elsewhere, asked only Mediated here (the default
+            # spec on a host without the controller): say plainly it was not enforced.
+            run.fact(
+                "budget_not_enforced",
+                f"{dimension.value}: limit {budget.limit} witnessed, not capped",
+            )
         if exceeded and budget is not None and budget.guarantee is MinGuarantee.MEDIATED:
             run.findings.append(mediated_finding(dimension.value, value, budget.limit))
         elif (

@@ -113,5 +113,7 @@ def test_without_the_controllers_the_default_still_runs_and_says_not_enforced(
     report = run_confined(spec, ledger=tmp_path / "ledger", snapshot=snapshot)
     assert report.body.outcome is Outcome.COMPLETED
     assert not any(f.kind == "budget_applied" for f in report.body.observed)
+    unenforced = [f.detail for f in report.body.observed if f.kind == "budget_not_enforced"]
+    assert [d.split(":")[0] for d in unenforced] == ["resident_bytes", "process_count"]
     notes = _notes(report.body, None)
     assert any("limits not enforced on this host" in note for note in notes), notes

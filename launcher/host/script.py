@@ -127,8 +127,10 @@ def _shebang(path: str, shown: str) -> tuple[str, str | None] | None:
         raise CommandUnrunnable(f"{shown}: its #! line names no interpreter")
     if "\0" in text:
         raise CommandUnrunnable(f"{shown}: its #! line holds a NUL byte")
-    interpreter, _, rest = text.replace("\t", " ").partition(" ")
-    argument = rest.strip(" ") or None
+    # As the kernel: the interpreter ends at the first blank; the rest, blanks trimmed at
+    # both ends, is one argument (tabs inside it kept).
+    cut = next((i for i, char in enumerate(text) if char in " \t"), len(text))
+    interpreter, argument = text[:cut], text[cut:].strip(" \t") or None
     return interpreter, argument
 
 

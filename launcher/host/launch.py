@@ -130,8 +130,14 @@ class LaunchOptions:
     ``tty`` gives the workload a pty of its own as fds 0-2 (its slave; the host closes
     its copy of the slave once the launcher holds it): output is read from the master
     (as stdout; there is no separate stderr) and ``stdin_source`` is relayed into it.
-    What the launcher must add for it to be the workload's *controlling* terminal:
-    ``setsid()`` then ``ioctl(0, TIOCSCTTY, 0)`` in the child window (README, --tty).
+    What the launch layer must add for it to be the workload's *controlling* terminal
+    (until then the workload has the pty as fds 0-2 but no session attached to it, so
+    Ctrl-C arrives as a byte and SIGWINCH is not sent): a launch-body field saying
+    ``tty`` (set from this option by ``prepare_launch``); the launcher's verify requiring
+    fds 0, 1 and 2 to be one pty slave (a character device of the pty majors) exactly
+    when it is set; and in the child window, after ``setsid()`` and before the fd scrub,
+    ``ioctl(0, TIOCSCTTY, 0)`` then ``tcsetpgrp(0, getpid())``, with a note saying so
+    instead of "no controlling terminal".
     ``spill_dir`` is where captured bytes past the in-memory head are kept (default
     ``$TMPDIR``).
     """

@@ -45,6 +45,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/launch.py
 	$(PY) benchmarks/ledger.py
 	$(PY) benchmarks/replay.py
+	$(PY) benchmarks/capture.py
+	$(PY) benchmarks/deadline.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

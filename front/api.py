@@ -35,7 +35,9 @@ from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.report import SealedReport
 
 if TYPE_CHECKING:
+    from bvisor.contract.profile import ProfileSnapshot
     from bvisor.launcher.host.backend import LinuxBackend
+    from bvisor.launcher.host.relay import HostStdio
     from bvisor.launcher.host.secrets import SecretResolver
     from bvisor.ledger import Ledger
     from bvisor.ledger.checkpoint import SignedCheckpoint
@@ -188,10 +190,20 @@ def run_confined(
     on_stderr: Callable[[bytes], None] | None = None,
     on_plan: Callable[[BoundaryPlan], None] | None = None,
     stdin_fd: int | None = None,
+    stdio: HostStdio | None = None,
+    snapshot: ProfileSnapshot | None = None,
     key: str | os.PathLike[str] | Literal[False] | None = None,
     on_checkpoint: Callable[[SignedCheckpoint | None, str | None], None] | None = None,
 ) -> SealedReport:
-    """Plan, run confined, seal and record. Raises ``PlanRefusal`` when refused."""
+    """Plan, run confined, seal and record. Raises ``PlanRefusal`` when refused.
+
+    ``stdin_fd``: when the spec reads stdin, this fd's bytes are relayed into the
+    workload's stdin pipe (the fd itself never reaches it; a terminal is never relayed).
+    ``stdio`` says the same and more (outlets for the caller's stdout/stderr, a pty for
+    interactive use); it replaces ``stdin_fd``. ``snapshot`` is a profile this process
+    probed moments ago (the CLI probes once to choose its default limits). ``key`` signs
+    a checkpoint with the run's last record (see the transparency section of README).
+    """
     from bvisor.launcher.host.reach import refuse_if_key_reachable, refuse_if_plan_reaches
     from bvisor.launcher.host.runner import BoundaryRunner, refused_payload
     from bvisor.launcher.host.secrets import MapSecretResolver
@@ -205,7 +217,8 @@ def run_confined(
     resolver = MapSecretResolver(secrets) if isinstance(secrets, Mapping) else secrets
     attempt_id = os.urandom(32)
     signing = None if ledger is False else _signing_key(key)
-    snapshot = chosen.probe()
+    if snapshot is None:
+        snapshot = chosen.probe()
     try:
         plan = BoundaryPlanner(registry).plan(spec, chosen.id(), snapshot=snapshot)
     except PlanRefusal as refusal:
@@ -233,4 +246,5 @@ def run_confined(
         on_stderr=on_stderr,
         stdin_fd=stdin_fd,
         attempt_id=attempt_id,
+        stdio=stdio,
     )

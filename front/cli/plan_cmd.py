@@ -1,5 +1,8 @@
 """`bvisor plan SPEC`: admit a spec against this kernel and show the plan, or the refusal.
 
+``bvisor plan -- CMD`` plans the default spec ``bvisor run -- CMD`` would use on this host,
+default limits included (and says which are Enforced and which only Mediated).
+
 Nothing runs. Exit 0 with the plan (plan_id, h_a, h_p, h_l, the admitted requirements
 with their enforcement and mechanism, budgets, evidence, the workload's mount table — what
 its private root will hold: destination, source, access — and the lowering schedule); exit 125
@@ -22,8 +25,17 @@ EXIT_REFUSED = 125
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", metavar="SPEC", help="spec file (.toml or .json)")
+    from bvisor.front.defaults import add_limit_arguments
+
+    parser.add_argument(
+        "target",
+        metavar="SPEC | -- CMD",
+        nargs="*",
+        help="a spec file (.toml or .json), or `-- CMD ARGS...` to plan the default spec of "
+        "`bvisor run -- CMD` (its default limits, or the --limit-* given)",
+    )
     parser.add_argument("--json", action="store_true", help="print the plan or refusal as JSON")
+    add_limit_arguments(parser)
 
 
 def mount_table(plan: Any) -> list[dict[str, Any]]:
@@ -133,6 +145,23 @@ def render_plan(plan: Any) -> str:
     return "\n".join(lines)
 
 
+def _spec(args: argparse.Namespace, command: list[str], snapshot: Any) -> Any:
+    """The spec file, or the default spec of ``bvisor run -- CMD`` for this host."""
+    from bvisor.front.defaults import default_spec, limits_from_args, limits_given
+    from bvisor.front.specfile import load_spec
+
+    if args.spec is not None:
+        if limits_given(args):
+            raise ValueError("--limit-* change the default spec; set [budgets] in the spec file")
+        return load_spec(args.spec)
+    if not command:
+        raise ValueError("nothing to plan: give a SPEC, or `-- CMD` for the default spec")
+    limits = limits_from_args(args)
+    if isinstance(limits, str):
+        raise ValueError(limits)
+    return default_spec(command, snapshot=snapshot, limits=limits)
+
+
 def _usage(args: argparse.Namespace, message: str, path: str) -> int:
     """A bad spec file: the message on stderr and, with --json, an error document on
     stdout (so a script parsing stdout gets JSON here too, not an empty string)."""
@@ -145,18 +174,26 @@ def _usage(args: argparse.Namespace, message: str, path: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from bvisor.contract import ContractError
     from bvisor.front.cli.probe_cmd import launcher_path
-    from bvisor.front.specfile import SpecFileError, load_spec
+    from bvisor.front.specfile import SpecFileError
     from bvisor.launcher.host.probe import linux_profile
     from bvisor.planner.errors import PlanRefusal
     from bvisor.planner.planning import plan_boundary
 
+    snapshot = linux_profile(launcher_path())
+    target = list(args.target)
+    if target and target[0] == "--":
+        target = target[1:]
+    is_file = len(target) == 1 and target[0].endswith((".toml", ".json"))
+    args.spec = target[0] if is_file else None
+    command = [] if is_file else target
     try:
-        spec = load_spec(args.spec)
+        spec = _spec(args, command, snapshot)
     except SpecFileError as exc:
         return _usage(args, exc.describe(), exc.path)
     except ContractError as exc:
         return _usage(args, f"{args.spec}: {exc}", exc.path)
-    snapshot = linux_profile(launcher_path())
+    except ValueError as exc:  # an unrunnable command, a bad --limit-*
+        return _usage(args, str(exc), "command")
     try:
         plan = plan_boundary(spec, snapshot)
     except PlanRefusal as refusal:

@@ -8,12 +8,23 @@ records the run (outcome ``killed``), then exits 128+N for its own signal (130, 
 When the run's record cannot be finished (a full disk), it says that the workload ran and
 its record is incomplete, and exits 125. With a signing key (``--key``, ``$BVISOR_KEY`` or
 the default key, if it exists) the run's last record comes with a signed checkpoint.
+A command that cannot be started is refused before anything is planned, with one line
+saying why and the status a shell would give: 127 not found, 126 found but not runnable
+(not executable, a directory, a missing ``#!`` interpreter).
+
+Standard streams: output is relayed live without ever stalling the run's deadline, and
+shown with its control sequences made visible where it reaches a terminal (see
+:mod:`bvisor.front.cli.run_output`); stdin is relayed into the boundary when it is a pipe
+or a file, and never when it is a terminal (``--tty`` lends a pty instead). ``--json``
+output is bounded: each stream shows at most ``JSON_STREAM_BYTES`` and says when it was cut.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -25,6 +36,7 @@ __all__ = ["add_arguments", "exit_status_for", "run"]
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 124
 EXIT_REFUSED = 125
+JSON_STREAM_BYTES = 1024 * 1024
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +69,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="sign a checkpoint with the run's record (default: $BVISOR_KEY, else the "
         "default key if it exists)",
     )
-    parser.add_argument("--json", action="store_true", help="print the sealed report as JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the sealed report as JSON (each stream shown up to 1 MiB, cut marked)",
+    )
+    parser.add_argument(
+        "--tty",
+        action="store_true",
+        help="interactive: the workload gets a pty of its own, relayed to this terminal "
+        "(which is put in raw mode and restored after); needs a terminal on stdin",
+    )
+    parser.add_argument(
+        "--raw-output",
+        action="store_true",
+        help="pass the workload's control sequences to your terminal unchanged (by default "
+        "they are shown, e.g. ESC as ^[); with this the workload can rewrite your screen "
+        "and imitate bvisor's own lines",
+    )
+    from bvisor.front.defaults import add_limit_arguments
+
+    add_limit_arguments(parser)
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
 
 
@@ -74,7 +106,7 @@ def exit_status_for(outcome: str, code: int | None, signal: int | None) -> int:
 def _fail(message: str, status: int = EXIT_USAGE, as_json: bool = False) -> int:
     print(f"bvisor run: {message}", file=sys.stderr)
     if as_json:  # stdout stays one JSON document, as every --json command promises
-        code = "usage" if status == EXIT_USAGE else "error"
+        code = {EXIT_USAGE: "usage", 126: "cannot-invoke", 127: "not-found"}.get(status, "error")
         print(jsonview.dumps({"error": {"code": code, "message": message}}))
     return status
 
@@ -140,31 +172,89 @@ def _check_inherited_fds(spec: Any) -> str | None:
     return None
 
 
+_FAULT_NOTE = re.compile(r"^fault mechanism=(\w+) errno=(\d+) name=(\w+)")
+_NOT_RUN_FACTS = (
+    "launch_refused_by_host",
+    "launcher_start_failed",
+    "cgroup_prepare_failed",
+    "lowering_params_invalid",
+    "workload_status_unknown",
+)
+
+
 def _why_not_run(body: Any) -> list[str]:
-    """The recorded reasons a workload never ran (host refusals, launcher refusals)."""
+    """The recorded reasons a workload never ran (host refusals, launcher refusals and
+    faults), one line each."""
     reasons: list[str] = []
     for fact in body.observed:
-        if fact.kind == "launch_refused_by_host":
+        if fact.kind in _NOT_RUN_FACTS:
             reasons.append(fact.detail)
         elif fact.kind == "launcher_note" and fact.detail.startswith("refused"):
             reasons.append(f"launcher {fact.detail}")
+        elif fact.kind == "launcher_note" and (fault := _FAULT_NOTE.match(fact.detail)):
+            mechanism, number, name = fault.groups()
+            what = (
+                "the workload could not be executed"
+                if mechanism == "exec"
+                else (f"setting up {mechanism} failed")
+            )
+            reasons.append(f"{what}: {os.strerror(int(number))} ({name})")
     return reasons
 
 
-def _build_spec(args: argparse.Namespace, command: list[str]) -> Any:
-    from bvisor.front.defaults import default_spec, process_workload
+def _build_spec(args: argparse.Namespace, command: list[str], snapshot: Any) -> Any:
+    from bvisor.front.defaults import default_spec, limits_from_args, process_workload
     from bvisor.front.specfile import load_spec
 
     if args.spec is None:
-        return default_spec(command)
+        limits = limits_from_args(args)
+        if isinstance(limits, str):
+            raise ValueError(limits)
+        return default_spec(command, snapshot=snapshot, limits=limits)
     spec = load_spec(args.spec, workload_override=process_workload(command) if command else None)
     return spec
+
+
+def _notes(body: Any, output: Any) -> list[str]:
+    """What the caller should know beyond the outcome: stdin, the relay, limits."""
+    notes: list[str] = []
+    for fact in body.observed:
+        if fact.kind == "stdin_source" and fact.detail.startswith("empty: the caller's stdin is a"):
+            notes.append(
+                "stdin: your terminal is never given to a workload; it read empty input "
+                "(pipe input in, or use --tty for interactive use)"
+            )
+        elif fact.kind in ("stream_relay_incomplete", "stdin_relay_stopped"):
+            notes.append(f"{fact.kind.replace('_', ' ')}: {fact.detail}")
+    unenforced = [
+        w.dimension.value
+        for w in body.budget_witnesses
+        if w.guarantee == "mediated" and w.dimension.value in ("process_count", "resident_bytes")
+    ]
+    if unenforced:
+        notes.append(
+            f"limits not enforced on this host (witnessed only): {', '.join(unenforced)} — "
+            "no writable cgroup controller for them"
+        )
+    for witness in body.budget_witnesses:
+        if witness.limit is not None and witness.observed is None:
+            notes.append(f"{witness.dimension.value}: {witness.source}")
+    lookalikes = output.lookalikes() if output is not None else 0
+    if lookalikes:
+        notes.append(
+            f"the workload itself wrote {lookalikes} line(s) beginning 'bvisor'; bvisor's own "
+            "lines are these last ones"
+        )
+    return notes
 
 
 def run(args: argparse.Namespace) -> int:
     from bvisor.contract import ContractError
     from bvisor.front.api import run_confined
+    from bvisor.front.defaults import limits_given
     from bvisor.front.specfile import SpecFileError
+    from bvisor.launcher.host.script import CommandUnrunnable
+    from bvisor.launcher.host.terminal import is_terminal
     from bvisor.planner.errors import PlanRefusal
 
     command = list(args.command)
@@ -175,13 +265,30 @@ def run(args: argparse.Namespace) -> int:
         return _fail(
             "nothing to run: give a spec with --spec or a command after --", as_json=as_json
         )
+    if args.spec is not None and limits_given(args):
+        return _fail(
+            "--limit-* change the default spec; with --spec, set [budgets] in the spec file",
+            as_json=as_json,
+        )
+    if args.tty and (as_json or not is_terminal(0)):
+        why = "--json collects output" if as_json else "stdin is not a terminal"
+        return _fail(f"--tty lends your terminal to the workload, but {why}", as_json=as_json)
     leases = _leases(args.lease)
     if isinstance(leases, str):
         return _fail(leases, as_json=as_json)
+    from bvisor.launcher.host.backend import LinuxBackend
+
+    snapshot = LinuxBackend().probe()
     try:
-        spec = _build_spec(args, command)
+        spec = _build_spec(args, command, snapshot)
+        if args.tty:
+            from bvisor.front.defaults import with_terminal
+
+            spec = with_terminal(spec)
     except SpecFileError as exc:
         return _fail(exc.describe(), as_json=as_json)
+    except CommandUnrunnable as exc:
+        return _fail(str(exc), exc.status, as_json=as_json)
     except (ContractError, ValueError, OSError) as exc:
         return _fail(str(exc), as_json=as_json)
     lease_problem = _check_leases(spec, leases)
@@ -191,15 +298,25 @@ def run(args: argparse.Namespace) -> int:
     if fd_problem is not None:
         return _fail(fd_problem, as_json=as_json)
     ledger_choice: Any = False if args.no_record else args.ledger
+    return _run_and_report(args, spec, snapshot, leases, ledger_choice, run_confined, PlanRefusal)
 
-    def passthrough(stream: Any) -> Any:
-        def write(chunk: bytes) -> None:
-            stream.write(chunk)
-            stream.flush()
 
-        return write
+def _run_and_report(
+    args: argparse.Namespace,
+    spec: Any,
+    snapshot: Any,
+    leases: dict[str, str],
+    ledger_choice: Any,
+    run_confined: Any,
+    refusal_type: type[Exception],
+) -> int:
+    from bvisor.front.cli.run_output import RunOutput, open_run_output
+    from bvisor.launcher.host.capture import BoundedBuffer
+    from bvisor.launcher.host.interrupts import stop_signals_interrupt
+    from bvisor.launcher.host.terminal import CallerTerminal
 
-    collected: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+    collected = {name: BoundedBuffer(JSON_STREAM_BYTES) for name in ("stdout", "stderr")}
+    output: RunOutput | None = None
     unsigned: list[str] = []
 
     def checkpointed(_signed: Any, problem: str | None) -> None:
@@ -207,49 +324,45 @@ def run(args: argparse.Namespace) -> int:
             unsigned.append(problem)
 
     started = time.monotonic()
-    from bvisor.launcher.host.interrupts import stop_signals_interrupt
-
     try:
+        if not args.json:
+            output = open_run_output(tty=bool(args.tty), raw=bool(args.raw_output))
         # SIGTERM/SIGHUP end the run as Ctrl-C does (tree killed, sealed, recorded), and
         # then this command exits 128+N (main() reports it).
-        with stop_signals_interrupt():
+        with stop_signals_interrupt(), contextlib.ExitStack() as lent:
+            if output is not None and output.stdio.tty is not None:
+                lent.enter_context(CallerTerminal(0).lent(window_target=output.stdio.tty.master))
             report = run_confined(
                 spec,
                 ledger=ledger_choice,
                 secrets=leases,
-                on_stdout=collected["stdout"].extend
-                if args.json
-                else passthrough(sys.stdout.buffer),
-                on_stderr=collected["stderr"].extend
-                if args.json
-                else passthrough(sys.stderr.buffer),
-                stdin_fd=0,  # reaches the workload only if its spec asks for stdin
+                on_stdout=collected["stdout"].feed if args.json else None,
+                on_stderr=collected["stderr"].feed if args.json else None,
+                stdin_fd=0,
+                stdio=output.stdio if output is not None else None,
+                snapshot=snapshot,
                 key=args.key,
                 on_checkpoint=checkpointed,
             )
-    except PlanRefusal as refusal:
-        if args.json:
-            print(jsonview.dumps({"admitted": False, **refusal.to_value()}))
-        else:
-            where = f" ({refusal.requirement})" if refusal.requirement else ""
-            fact = f" [missing kernel fact: {refusal.missing_fact}]" if refusal.missing_fact else ""
-            print(
-                f"bvisor run: refused [{refusal.code}]{where}: {refusal.detail}{fact}",
-                file=sys.stderr,
-            )
-        return EXIT_REFUSED
+    except refusal_type as refusal:
+        _close(output)
+        return _refused(args, refusal)
     except Exception as exc:  # a supervisor fault must still end with a clear message
+        _close(output)
         from bvisor.launcher.host.locate import LauncherNotFound
         from bvisor.launcher.host.reach import LedgerReachable
         from bvisor.ledger import LedgerError
         from bvisor.ledger.errors import RecordIncompleteError
 
         if isinstance(exc, LedgerReachable):  # nothing ran or was recorded: a usage mistake
-            return _fail(str(exc), as_json=as_json)
+            return _fail(str(exc), as_json=bool(args.json))
         if isinstance(exc, RecordIncompleteError):
-            return _fail(str(exc), EXIT_REFUSED, as_json=as_json)
+            return _fail(str(exc), EXIT_REFUSED, as_json=bool(args.json))
         if isinstance(exc, (LedgerError, LauncherNotFound, OSError)):
-            return _fail(str(exc), EXIT_REFUSED, as_json=as_json)
+            return _fail(str(exc), EXIT_REFUSED, as_json=bool(args.json))
+        raise
+    except BaseException:
+        _close(output)
         raise
     for problem in unsigned:  # the record is kept; only its checkpoint is missing
         print(f"bvisor run: warning: no checkpoint was signed: {problem}", file=sys.stderr)
@@ -259,11 +372,30 @@ def run(args: argparse.Namespace) -> int:
     signal = None if exit_value is None else exit_value.signal
     status = exit_status_for(body.outcome.value, code, signal)
     if args.json:
-        payload = {"report": body.to_value(), "seal": report.seal, "exit_status": status}
-        for name, data in collected.items():
-            payload[name] = data.decode("utf-8", errors="replace")
+        payload: dict[str, Any] = {
+            "report": body.to_value(),
+            "seal": report.seal,
+            "exit_status": status,
+        }
+        facts = []
+        for name, buffer in collected.items():
+            payload[name] = buffer.data().decode("utf-8", errors="replace")
+            if buffer.truncated:
+                facts.append(
+                    {
+                        "kind": "json_stream_truncated",
+                        "detail": f"{name}: shown the first {len(buffer.data())} of "
+                        f"{buffer.total} bytes (the record keeps up to the capture cap)",
+                    }
+                )
+        payload["shown"] = {
+            name: {"total": b.total, "shown": len(b.data()), "truncated": b.truncated}
+            for name, b in collected.items()
+        }
+        payload["host_facts"] = facts
         print(jsonview.dumps(payload))
         return status
+    assert output is not None
     elapsed = time.monotonic() - started
     how = (
         f"exit={code}"
@@ -272,14 +404,34 @@ def run(args: argparse.Namespace) -> int:
         if signal is not None
         else "no exit"
     )
-    print(
+    lines = [
         f"bvisor: {body.outcome.value} ({how}) in {elapsed:.2f}s; plan {body.plan_id.hex()[:16]} "
-        f"run {body.attempt_id.hex()[:16]} seal {report.seal.hex()[:16]}",
-        file=sys.stderr,
-    )
+        f"run {body.attempt_id.hex()[:16]} seal {report.seal.hex()[:16]}"
+    ]
     if code is None and signal is None:
-        for reason in _why_not_run(body):
-            print(f"bvisor: not run: {reason}", file=sys.stderr)
-    for finding in body.findings:
-        print(f"bvisor: finding: {finding}", file=sys.stderr)
+        lines += [f"bvisor: not run: {reason}" for reason in _why_not_run(body)]
+    lines += [f"bvisor: note: {note}" for note in _notes(body, output)]
+    lines += [f"bvisor: finding: {finding}" for finding in body.findings]
+    try:
+        output.say(lines)
+    finally:
+        output.close()
     return status
+
+
+def _close(output: Any) -> None:
+    if output is not None:
+        output.close()
+
+
+def _refused(args: argparse.Namespace, refusal: Any) -> int:
+    if args.json:
+        print(jsonview.dumps({"admitted": False, **refusal.to_value()}))
+    else:
+        where = f" ({refusal.requirement})" if refusal.requirement else ""
+        fact = f" [missing kernel fact: {refusal.missing_fact}]" if refusal.missing_fact else ""
+        print(
+            f"bvisor run: refused [{refusal.code}]{where}: {refusal.detail}{fact}",
+            file=sys.stderr,
+        )
+    return EXIT_REFUSED

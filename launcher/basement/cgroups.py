@@ -15,10 +15,17 @@ Why it looks like this:
   descendant, whatever v1 leaves they are in), drain until empty, remove every leaf. What
   could not be done is returned as text for a ``cgroup_teardown_incomplete`` fact.
 * A host that is SIGKILLed cannot tear down. Leaves are therefore named
-  ``bvisor-<pid namespace>-<creator pid>-<attempt>``, and every new run first reaps the
-  leaves of its own pid namespace whose creator is dead: ``cgroup.kill``, drain, remove.
-  A leaf whose creator pid is alive, or that another pid namespace made, is never touched
-  (it may be a concurrent run), so the reaper can only err towards keeping.
+  ``bvisor-<pid namespace>-<creator pid>-t<creator start time>-<attempt>``, and every new
+  run first reaps the leaves of its own pid namespace whose creator is gone: ``cgroup.kill``,
+  drain, remove. The creator is identified by pid *and* start time (``/proc/<pid>/stat``
+  field 22, clock ticks since boot), so a process that later got the same pid — a
+  survivor of the crashed run forking until the number comes round again — does not keep
+  the leaf alive. A leaf whose creator is alive, or that another pid namespace made, is
+  never touched (it may be a concurrent run), so the reaper can only err towards keeping.
+  Leaves named by older versions (no ``t<start>``) are judged by pid alone, as before.
+* Teardown reads what only the kernel saw before the leaf goes: the v2 leaf's
+  ``cpu.stat`` ``usage_usec`` after every task has died, so the CPU of descendants nobody
+  waited for is counted (rusage never sees it).
 """
 
 from __future__ import annotations
@@ -40,11 +47,13 @@ __all__ = [
     "create_run_cgroup",
     "leaf_name",
     "own_cgroup_path",
+    "own_memory_limit",
+    "process_start_time",
     "reap_stale_leaves",
 ]
 
 _DRAIN_TIMEOUT_S = 5.0
-_LEAF_NAME = re.compile(r"^bvisor-(\d+)-(\d+)-[0-9a-f]+\Z")
+_LEAF_NAME = re.compile(r"^bvisor-(\d+)-(\d+)-(?:t(\d+)-)?[0-9a-f]+\Z")
 
 
 class CgroupError(RuntimeError):
@@ -136,6 +145,7 @@ class RunCgroup:
     memory_limit: int | None = None
     memory_hierarchy: str | None = None
     _peak_pids: int = 0
+    final_cpu_usec: int | None = None  # read by teardown once every task is gone
     _sampler: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -163,12 +173,24 @@ class RunCgroup:
             return []
         return [int(tok) for tok in text.split()]
 
+    def tasks(self) -> int | None:
+        """Threads in the v2 leaf (``cgroup.threads``): what a pids limit counts."""
+        if self.v2_leaf is None:
+            return None
+        try:
+            text = (self.v2_leaf / "cgroup.threads").read_text(encoding="ascii")
+        except OSError:
+            return None
+        return len(text.split())
+
     def _pids_current(self) -> int | None:
+        # pids.current counts tasks (threads), as pids.max does; without a pids controller
+        # the v2 leaf's thread list is counted, never its process list.
         if "pids" in self.v1_leaves:
             return _read_int(self.v1_leaves["pids"] / "pids.current")
         if self.v2_leaf is not None and (self.v2_leaf / "pids.current").exists():
             return _read_int(self.v2_leaf / "pids.current")
-        return len(self.procs()) if self.v2_leaf is not None else None
+        return self.tasks()
 
     def start_sampler(self, interval_s: float = 0.01) -> None:
         """Sample the task count so a peak is known even without a kernel pids.peak."""
@@ -189,14 +211,24 @@ class RunCgroup:
 
     def peak_pids(self) -> int | None:
         """The highest task count seen: kernel pids.peak where it exists, else sampled."""
-        kernel_peak = None
-        for leaf in (self.v1_leaves.get("pids"), self.v2_leaf):
-            if leaf is not None and (leaf / "pids.peak").exists():
-                kernel_peak = _read_int(leaf / "pids.peak")
+        kernel_peak = self.kernel_peak_pids()
         sampled = self._peak_pids or None
         if kernel_peak is not None and sampled is not None:
             return max(kernel_peak, sampled)
         return kernel_peak if kernel_peak is not None else sampled
+
+    def kernel_peak_pids(self) -> int | None:
+        """pids.peak, the kernel's own high-water mark of tasks, where there is one."""
+        for leaf in (self.v1_leaves.get("pids"), self.v2_leaf):
+            if leaf is not None and (leaf / "pids.peak").exists():
+                return _read_int(leaf / "pids.peak")
+        return None
+
+    def cpu_usage_usec(self) -> int | None:
+        """CPU time of every task the leaf ever held (v2 ``cpu.stat`` ``usage_usec``)."""
+        if self.v2_leaf is None:
+            return None
+        return _read_keyed(self.v2_leaf / "cpu.stat").get("usage_usec")
 
     def pids_max_events(self) -> int:
         """How many forks the kernel refused at pids.max (pids.events "max")."""
@@ -244,6 +276,8 @@ class RunCgroup:
         left = self.procs()
         if left:
             problems.append(f"{len(left)} task(s) still in the run cgroup: {left[:8]}")
+        else:
+            self.final_cpu_usec = self.cpu_usage_usec()
         leaves = [*self.v1_leaves.values(), *([self.v2_leaf] if self.v2_leaf else [])]
         for leaf in leaves:
             problems.extend(_remove_leaf(leaf, deadline))
@@ -344,19 +378,42 @@ def _pid_namespace() -> int:
     return os.stat("/proc/self/ns/pid").st_ino
 
 
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of ``/proc/<pid>/stat`` (start time in clock ticks since boot), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ")".
+    fields = text.rpartition(")")[2].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
 def leaf_name(attempt_id: bytes) -> str:
-    """The run's leaf name: creator pid namespace and pid (for the reaper), attempt id."""
-    return f"bvisor-{_pid_namespace()}-{os.getpid()}-{attempt_id[:8].hex()}"
+    """The run's leaf name: creator pid namespace, pid and start time (for the reaper),
+    attempt id."""
+    start = process_start_time(os.getpid())
+    started = f"t{start}-" if start is not None else ""
+    return f"bvisor-{_pid_namespace()}-{os.getpid()}-{started}{attempt_id[:8].hex()}"
 
 
-def _creator_alive(pid: int) -> bool:
+def _creator_alive(pid: int, start: int | None = None) -> bool:
+    """Is the leaf's creator still there: that pid, started at that very tick?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    if start is None:
+        return True  # a leaf named before start times: the pid is all there is to go on
+    now = process_start_time(pid)
+    # None: /proc hides it from us (hidepid); keep the leaf, erring towards keeping.
+    return now is None or now == start
 
 
 def reap_stale_leaves(bases: list[str]) -> list[str]:
@@ -377,7 +434,10 @@ def reap_stale_leaves(bases: list[str]) -> list[str]:
                 continue
             # A pid means something only in its own pid namespace: never judge a leaf that
             # another namespace's bvisor made (its creator may be alive over there).
-            if int(match.group(1)) != _pid_namespace() or _creator_alive(int(match.group(2))):
+            start = None if match.group(3) is None else int(match.group(3))
+            if int(match.group(1)) != _pid_namespace() or _creator_alive(
+                int(match.group(2)), start
+            ):
                 continue
             leaf = Path(entry.path)
             stale = RunCgroup(name=entry.name, v2_leaf=None, v1_leaves={})
@@ -389,3 +449,29 @@ def reap_stale_leaves(bases: list[str]) -> list[str]:
             detail = f"{leaf}: " + ("; ".join(problems) if problems else "killed and removed")
             reaped.append(detail)
     return reaped
+
+
+def own_memory_limit() -> int | None:
+    """The tightest memory limit on the cgroup this process is in, ancestors included
+    (v2 ``memory.max``, v1 ``memory.limit_in_bytes``); None if there is none to read."""
+    limits: list[int] = []
+    for mount in mount_table():
+        if mount.fstype == "cgroup2":
+            own, names = own_cgroup_path(None), ("memory.max",)
+        elif mount.fstype == "cgroup" and "memory" in mount.options:
+            own, names = own_cgroup_path("memory"), ("memory.limit_in_bytes",)
+        else:
+            continue
+        if own is None:
+            continue
+        directory = Path(os.path.normpath(os.path.join(mount.point, own.lstrip("/"))))
+        root = Path(mount.point)
+        while True:
+            for name in names:
+                value = _read_int(directory / name)
+                if value is not None and value < (1 << 62):  # v1 says "unlimited" this way
+                    limits.append(value)
+            if directory == root or root not in directory.parents:
+                break
+            directory = directory.parent
+    return min(limits) if limits else None

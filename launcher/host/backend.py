@@ -47,6 +47,7 @@ from bvisor.launcher.basement.cgroups import (
     leaf_name,
     reap_stale_leaves,
 )
+from bvisor.launcher.host.capture import Captured
 from bvisor.launcher.host.interrupts import interrupts_held, signal_of
 from bvisor.launcher.host.launch import (
     LaunchObservation,
@@ -55,7 +56,10 @@ from bvisor.launcher.host.launch import (
     run_launcher,
 )
 from bvisor.launcher.host.launch_body import LaunchPreparationError, prepare_launch
+from bvisor.launcher.host.relay import HostStdio
 from bvisor.launcher.host.secrets import NoSecrets, SecretResolver, SecretUnresolved
+from bvisor.launcher.host.storage import StorageSample, sample_storage
+from bvisor.launcher.host.terminal import Pty, is_terminal
 from bvisor.launcher.wire.lowered import LoweredParams, LoweringParamsError, lowered_params
 
 __all__ = ["DEFAULT_STREAM_CAP", "LINUX_BACKEND_ID", "Execution", "LinuxBackend"]
@@ -77,8 +81,10 @@ class Execution:
     findings: list[str] = field(default_factory=list)
     witnesses: list[BudgetWitness] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
-    stdout: bytes = b""
-    stderr: bytes = b""
+    # The kept bytes: a Captured (spilled to a temp file, digested as it came) from a real
+    # run; plain bytes are accepted too (tests build executions by hand).
+    stdout: bytes | Captured = b""
+    stderr: bytes | Captured = b""
     stdout_total: int = 0
     stderr_total: int = 0
     stdout_truncated: bool = False
@@ -150,11 +156,18 @@ class LinuxBackend:
         stdin_fd: int | None = None,
         stream_cap: int | None = None,
         on_finished: Callable[[Execution], None] | None = None,
+        stdio: HostStdio | None = None,
     ) -> Execution:
         """Run ``plan`` for real. Never raises for a run that went wrong: it says so.
 
         ``on_finished`` (the runner's seal-and-record) runs right after teardown inside the
         same held-signal block, so no stop signal can land between the two.
+
+        Standard input: when the plan lets the workload read stdin, the bytes of
+        ``stdio.stdin`` (or ``stdin_fd``) are relayed into its stdin pipe — the caller's fd
+        itself never reaches it — except a terminal, which is never relayed without a pty
+        of the run's own (``stdio.tty``): the workload then reads empty input, and a
+        ``stdin_source`` fact says why.
         """
         attempt = attempt_id if attempt_id is not None else os.urandom(32)
         run = Execution(attempt_id=attempt, outcome=Outcome.SUPERVISOR_FAULT)
@@ -179,12 +192,22 @@ class LinuxBackend:
                 on_control_line(line)
 
         streams = lowered.streams
-        # stdin is /dev/null unless the spec asked for it and the caller has one to give.
-        stdin = stdin_fd if streams is not None and streams.stdin else None
+        host = stdio or HostStdio(stdin=stdin_fd)
+        mismatch = _terminal_mismatch(lowered.tty, host.tty is not None)
+        if mismatch is not None:
+            # The plan's root and session are built for a terminal or for none: a pty the
+            # plan does not name has no /dev/pts behind it, and a plan's terminal no pty.
+            run.outcome = Outcome.DENIED
+            run.fact("launch_refused_by_host", mismatch)
+            _transcript_facts(run)
+            _settle(run, on_finished)
+            return run
+        source, tty = _stdin_source(run, host, streams is not None and streams.stdin)
         options = LaunchOptions(
-            stdin_fd=stdin,
-            # A launcher in its own process group would be stopped reading a terminal.
-            own_process_group=not (stdin is not None and os.isatty(stdin)),
+            stdin_source=source,
+            tty=tty,
+            stdout_outlet=host.stdout,
+            stderr_outlet=None if tty is not None else host.stderr,
             expected_identity=plan.profile.facts.launcher_identity,
             stream_cap=stream_cap or (streams.cap_bytes if streams else DEFAULT_STREAM_CAP),
             on_stdout=on_stdout,
@@ -194,18 +217,24 @@ class LinuxBackend:
         cgroup: RunCgroup | None = None
         started = time.monotonic()
         observation: LaunchObservation | None = None
+        storage = _StorageWatch(plan, lowered)
         try:
             if lowered.cgroup is not None:
                 cgroup = _prepare_cgroup(run, attempt, lowered)
                 if cgroup is None:
                     return run
+            storage.before()
             observation = self._launch(run, plan, lowered, secrets, cgroup, options, started)
         except KeyboardInterrupt as stop:
             # Not re-raised here: the runner seals and records first, then re-raises.
             run.interrupted = True
             run.stop_signal = signal_of(stop)
         finally:
-            _settle(run, on_finished, lambda: _finish(run, plan, observation, cgroup, started))
+            _settle(
+                run,
+                on_finished,
+                lambda: _finish(run, plan, observation, cgroup, started, lowered, storage),
+            )
         return run
 
     def _launch(
@@ -255,6 +284,45 @@ class LinuxBackend:
             prepared.close()
 
 
+def _terminal_mismatch(planned: bool, lent: bool) -> str | None:
+    if planned and not lent:
+        return (
+            "the plan gives the workload a terminal (capture_streams tty), but the caller "
+            "lent no pty (bvisor run --tty; API: HostStdio(tty=...))"
+        )
+    if lent and not planned:
+        return (
+            "the caller lent a pty, but the plan gives the workload no terminal "
+            "(capture_streams tty = true; bvisor run --tty sets it)"
+        )
+    return None
+
+
+def _stdin_source(run: Execution, host: HostStdio, wanted: bool) -> tuple[int | None, Pty | None]:
+    """What the workload's stdin will be, said in a ``stdin_source`` fact."""
+    if host.tty is not None:
+        if not wanted:
+            run.fact("stdin_source", "a pty of the run's own; the spec reads no stdin")
+            return None, host.tty
+        run.fact("stdin_source", "a pty of the run's own, relayed from the caller's terminal")
+        return host.stdin, host.tty
+    if not wanted:
+        run.fact("stdin_source", "empty: the spec does not read stdin")
+        return None, None
+    if host.stdin is None:
+        run.fact("stdin_source", "empty: the caller gave no stdin")
+        return None, None
+    if is_terminal(host.stdin):
+        run.fact(
+            "stdin_source",
+            "empty: the caller's stdin is a terminal, which never reaches a workload "
+            "(interactive use lends a pty of the run's own: --tty)",
+        )
+        return None, None
+    run.fact("stdin_source", "relayed through a pipe from the caller's stdin")
+    return host.stdin, None
+
+
 def _settle(
     run: Execution,
     on_finished: Callable[[Execution], None] | None,
@@ -280,26 +348,67 @@ def _tree_killer(cgroup: RunCgroup) -> Callable[[], None]:
     return kill
 
 
+class _StorageWatch:
+    """The writable roots' allocated bytes before and after, when storage is budgeted."""
+
+    def __init__(self, plan: BoundaryPlan, lowered: LoweredParams) -> None:
+        wanted = plan.spec.budgets.get(BudgetDimension.STORAGE_BYTES) is not None
+        self.roots = list(lowered.writable_paths())
+        self.wanted = wanted
+        self.start: StorageSample | None = None
+
+    def before(self) -> None:
+        if self.wanted and self.roots:
+            self.start = sample_storage(self.roots)
+
+    def witness(self) -> tuple[int | None, str]:
+        if not self.wanted:
+            return None, "not witnessed: no storage budget was asked"
+        if not self.roots:
+            return None, "unavailable: the spec grants no write root to measure"
+        if self.start is None:
+            return None, "unavailable: the run ended before its roots were measured"
+        end = sample_storage(self.roots)
+        why = self.start.why_not or end.why_not
+        if self.start.allocated is None or end.allocated is None:
+            return None, f"unavailable: {why}"
+        return (
+            max(end.allocated - self.start.allocated, 0),
+            "growth of the bytes allocated under the write roots (net, measured before and "
+            "after the run)",
+        )
+
+
 def _finish(
     run: Execution,
     plan: BoundaryPlan,
     observation: LaunchObservation | None,
     cgroup: RunCgroup | None,
     started: float,
+    lowered: LoweredParams,
+    storage: _StorageWatch,
 ) -> None:
     """Teardown (always), then classify and witness what happened."""
-    wall_micros = int((time.monotonic() - started) * 1_000_000)
+    # Wall time runs until the launcher was seen gone (the watchdog notes the moment),
+    # not until the streams are drained and the cgroup removed.
+    ended = observation.launcher_exited_at if observation is not None else None
+    wall_micros = int(((ended or time.monotonic()) - started) * 1_000_000)
     usage = _CgroupUsage()
     if cgroup is not None:
-        usage = _CgroupUsage(
-            cgroup.peak_pids(),
-            cgroup.peak_memory(),
-            cgroup.pids_max_events(),
-            cgroup.oom_kills(),
-            in_cgroup=True,
-        )
-        for problem in cgroup.teardown():
+        kernel_peak = cgroup.kernel_peak_pids()
+        peak, memory = cgroup.peak_pids(), cgroup.peak_memory()
+        refusals, kills = cgroup.pids_max_events(), cgroup.oom_kills()
+        for problem in cgroup.teardown():  # reads cpu.stat once every task is gone
             run.fact("cgroup_teardown_incomplete", problem)
+        usage = _CgroupUsage(
+            peak,
+            memory,
+            refusals,
+            kills,
+            in_cgroup=True,
+            kernel_peak=kernel_peak is not None,
+            cpu_usec=cgroup.final_cpu_usec,
+        )
     if observation is not None:
         _absorb_observation(run, observation)
         _classify(run, observation, usage.oom_kills)
@@ -309,7 +418,8 @@ def _finish(
         _transcript_facts(run)
     if run.interrupted:
         _record_interruption(run)
-    _witness_budgets(run, plan, observation, wall_micros, usage)
+    no_tasks = lowered.seccomp is not None and lowered.seccomp.deny_new_tasks
+    _witness_budgets(run, plan, observation, wall_micros, usage, no_tasks, storage.witness())
 
 
 # Dimensions whose cap the kernel enforces as a hard ceiling (a peak can never pass it).
@@ -325,6 +435,8 @@ class _CgroupUsage:
     pids_refusals: int = 0
     oom_kills: int = 0
     in_cgroup: bool = False
+    kernel_peak: bool = False  # the pids peak is the kernel's (pids.peak), not sampled
+    cpu_usec: int | None = None  # v2 cpu.stat usage_usec after the last task died
 
 
 def _prepare_cgroup(run: Execution, attempt: bytes, lowered: LoweredParams) -> RunCgroup | None:
@@ -387,7 +499,7 @@ def _record_interruption(run: Execution) -> None:
 
 def _absorb_observation(run: Execution, obs: LaunchObservation) -> None:
     # run.lines already holds the transcript: take_line kept every line as it arrived.
-    run.stdout, run.stderr = obs.captured_stdout, obs.captured_stderr
+    run.stdout, run.stderr = obs.stdout_capture, obs.stderr_capture
     run.stdout_total, run.stderr_total = obs.stdout_total, obs.stderr_total
     run.stdout_truncated, run.stderr_truncated = obs.stdout_truncated, obs.stderr_truncated
     run.fact("launcher_identity", obs.launcher_identity)
@@ -400,6 +512,26 @@ def _absorb_observation(run: Execution, obs: LaunchObservation) -> None:
         if truncated:
             run.fact(
                 "stream_truncated", f"{name}: kept the first bytes up to the cap of {total} written"
+            )
+    _relay_facts(run, obs)
+
+
+def _relay_facts(run: Execution, obs: LaunchObservation) -> None:
+    """What the relay to and from the caller could not do, said plainly."""
+    relay = obs.relay
+    if relay.stdin_relayed:
+        run.fact("stdin_relayed", f"bytes={relay.stdin_relayed}")
+    if relay.stdin_left:
+        run.fact("stdin_relay_stopped", relay.stdin_left)
+    for name, dropped, broken in (
+        ("stdout", relay.stdout_dropped, relay.stdout_broken),
+        ("stderr", relay.stderr_dropped, relay.stderr_broken),
+    ):
+        if dropped or broken:
+            why = f" ({broken})" if broken else " (the reader did not take them in time)"
+            run.fact(
+                "stream_relay_incomplete",
+                f"{name}: {dropped} bytes were captured but not delivered to the caller{why}",
             )
 
 
@@ -441,38 +573,35 @@ def _witness_budgets(
     obs: LaunchObservation | None,
     wall_micros: int,
     usage: _CgroupUsage,
+    no_new_tasks: bool,
+    storage: tuple[int | None, str],
 ) -> None:
-    peak_pids, peak_memory = usage.peak_pids, usage.peak_memory
-    if peak_pids is not None and any(p.entry.id == mech.PIDNS.id for p in plan.lowering):
-        # The PID namespace's init is a task of the leaf too, and not the workload's.
-        peak_pids = max(peak_pids - 1, 0)
-    if usage.in_cgroup and obs is not None and obs.exec_succeeded():
-        # The workload itself ran in the leaf; a sampler can miss a short-lived run.
-        peak_pids = max(peak_pids or 0, 1)
+    """One witness per dimension: the kernel's own count where it keeps one; where the
+    host cannot see everything, ``observed`` is None and the source says *unavailable*
+    (a partial count would read as a low one)."""
+    ran = obs is not None and obs.exec_succeeded()
+    # The PID namespace's init is a task of the leaf too, and not the workload's.
+    with_init = any(p.entry.id == mech.PIDNS.id for p in plan.lowering)
     pids_refusals, oom_kills = usage.pids_refusals, usage.oom_kills
     rusage = obs.workload_rusage if obs is not None else {}
-    cpu = None
-    if "utime_us" in rusage:
-        cpu = int(rusage["utime_us"]) + int(rusage.get("stime_us", 0))
-    resident = peak_memory
+    cpu, cpu_source = _cpu_witness(usage, rusage, no_new_tasks)
+    resident = usage.peak_memory
     resident_source = "cgroup memory peak"
     if resident is None and "maxrss_kb" in rusage:
         # The kernel keeps the high-water mark across exec, so this includes the launcher's
         # own image from before exec: an upper bound, and the source says so.
         resident = int(rusage["maxrss_kb"]) * 1024
         resident_source = "rusage maxrss (upper bound: includes the pre-exec launcher image)"
-    if peak_pids is not None:
-        run.fact("process_count_witnessed", f"peak={peak_pids} refused_forks={pids_refusals}")
+    peak_pids, pids_source = _pids_witness(usage, ran, with_init)
+    if usage.peak_pids is not None:
+        run.fact("process_count_witnessed", f"peak={usage.peak_pids} refused_forks={pids_refusals}")
     observed: dict[BudgetDimension, tuple[int | None, str]] = {
         BudgetDimension.WALL_MICROS: (wall_micros, "host monotonic clock"),
-        BudgetDimension.CPU_MICROS: (cpu, "rusage utime+stime"),
+        BudgetDimension.CPU_MICROS: (cpu, cpu_source),
         BudgetDimension.RESIDENT_BYTES: (resident, resident_source),
-        BudgetDimension.PROCESS_COUNT: (
-            peak_pids,
-            "cgroup task count peak (kernel pids.peak where present, else sampled every 10 ms)",
-        ),
+        BudgetDimension.PROCESS_COUNT: (peak_pids, pids_source),
         BudgetDimension.HANDLE_COUNT: (None, "not witnessed by this backend"),
-        BudgetDimension.STORAGE_BYTES: (None, "not witnessed by this backend"),
+        BudgetDimension.STORAGE_BYTES: storage,
         BudgetDimension.NETWORK_BYTES: (
             (0, "empty network namespace")
             if any(f.kind == "network_lowered" for f in run.observed)
@@ -499,6 +628,17 @@ def _witness_budgets(
                 source=source,
             )
         )
+        if (
+            budget is not None
+            and budget.guarantee is MinGuarantee.MEDIATED
+            and dimension in _KERNEL_CAPPED
+        ):
+            # A limit the kernel could cap elsewhere, asked only Mediated here (the default
+            # spec on a host without the controller): say plainly it was not enforced.
+            run.fact(
+                "budget_not_enforced",
+                f"{dimension.value}: limit {budget.limit} witnessed, not capped",
+            )
         if exceeded and budget is not None and budget.guarantee is MinGuarantee.MEDIATED:
             run.findings.append(mediated_finding(dimension.value, value, budget.limit))
         elif (
@@ -513,6 +653,39 @@ def _witness_budgets(
                 f"ENFORCED budget {dimension.value} breached: observed {value} > limit "
                 f"{budget.limit} — the kernel mechanism did not hold"
             )
+
+
+def _cpu_witness(
+    usage: _CgroupUsage, rusage: dict[str, int], no_new_tasks: bool
+) -> tuple[int | None, str]:
+    if usage.cpu_usec is not None:
+        return usage.cpu_usec, "cgroup v2 cpu.stat usage_usec (every task of the run)"
+    if "utime_us" in rusage and no_new_tasks:
+        cpu = int(rusage["utime_us"]) + int(rusage.get("stime_us", 0))
+        return cpu, "rusage utime+stime (the workload could create no other task)"
+    if "utime_us" in rusage:
+        return None, (
+            "unavailable: no cgroup v2 leaf to count descendants the workload never waited "
+            "for (its own rusage alone would read low)"
+        )
+    return None, "unavailable: the workload's usage was not reported"
+
+
+def _pids_witness(usage: _CgroupUsage, ran: bool, with_init: bool) -> tuple[int | None, str]:
+    counted = usage.peak_pids
+    if counted is not None and with_init:
+        counted = max(counted - 1, 0)  # init, pid 1 of the run's PID namespace, is bvisor's
+    if usage.kernel_peak and counted is not None:
+        peak = max(counted, 1) if ran else counted
+        source = "kernel pids.peak of the run's leaf (tasks, threads included"
+        return peak, source + (", less the PID namespace's init)" if with_init else ")")
+    if usage.in_cgroup:
+        seen = max(counted or 0, 1 if ran else 0)
+        return None, (
+            "unavailable: no kernel pids.peak for the run's leaf; sampling its tasks every "
+            f"10 ms saw at least {seen} (a sample can miss a burst)"
+        )
+    return None, "unavailable: the run has no cgroup to count its tasks in"
 
 
 def _guarantee_text(budget: Budget) -> str:

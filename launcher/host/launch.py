@@ -21,16 +21,29 @@ SIGKILL to the launcher's process group, which holds the workload's leftover
 descendants unless they left it), then stdout/stderr are drained until EOF or for at most
 ``drain_grace`` seconds. A deadline (``time.monotonic()`` value) calls ``on_deadline``
 once (default: SIGKILL the process group); if the launcher is still alive
-``drain_grace`` seconds later, its process group is SIGKILLed regardless.
+``drain_grace`` seconds later, its process group is SIGKILLed regardless. The deadline
+has a thread of its own (:class:`_Watchdog`, waiting on the launcher's pidfd), so nothing
+the observation loop does — a blocking callback, a slow disk — can move it; it never
+signals a launcher the loop has already reaped (they share a lock), so a recycled pid is
+never hit.
+
+Standard streams. No descriptor of the caller's terminal is ever placed in the launcher:
+``stdin_fd`` and every authority fd that is a terminal are refused. The caller's stdin
+reaches the workload only as bytes relayed into a pipe (``stdin_source``), and output is
+relayed to the caller through :class:`~bvisor.launcher.host.relay.Outlet` objects that
+never block the loop. With ``tty`` the workload's fds 0-2 are the slave of a pty the
+host made for this run, and the host relays between the pty's master and the caller.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import select
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +52,9 @@ from typing import Protocol
 from bvisor import canonical_native
 from bvisor.launcher.basement import hostspawn, memfd, seccomp, window
 from bvisor.launcher.host import resident
-from bvisor.launcher.host.capture import LineSplitter, StreamSink
+from bvisor.launcher.host.capture import Captured, LineSplitter, StreamSink
+from bvisor.launcher.host.relay import Outlet, PrivateFd, private_description
+from bvisor.launcher.host.terminal import Pty, is_terminal
 from bvisor.launcher.wire import envelope, identity, states
 from bvisor.launcher.wire.channel import CONTROL_FD_ENV, HOST_PID_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
 from bvisor.launcher.wire.protocol import MAX_SLOT, LaunchPlan
@@ -50,6 +65,7 @@ __all__ = [
     "LaunchObservation",
     "LaunchOptions",
     "LaunchRefused",
+    "RelayReport",
     "launch_confinement_unavailable",
     "notes_confinement_unavailable",
     "run_launcher",
@@ -58,6 +74,8 @@ __all__ = [
 
 DEFAULT_STREAM_CAP = 16 * 1024 * 1024
 _READ_CHUNK = 256 * 1024
+# After the run: a reader that took nothing for this long is not waited for any more.
+_FLUSH_STALL_S = 0.25
 _UNAVAILABLE = re.compile(
     r"^fault mechanism="
     r"(landlock|seccomp|userns|netns|namespace|cgroup|clone3|no_new_privs|pdeathsig)"
@@ -106,6 +124,24 @@ class LaunchOptions:
     ``expected_identity`` is the launcher digest the plan was admitted with (part of h_p).
     When given, the host refuses to spawn a launcher file whose bytes hash differently:
     the code that runs must be the code the plan names.
+
+    ``stdin_fd`` is placed as the launcher's stdin as it is (a terminal is refused);
+    ``stdin_source`` instead is one of the caller's fds whose bytes are *relayed* into a
+    pipe the workload reads (the fd itself never leaves the host). ``stdout_outlet`` and
+    ``stderr_outlet`` receive the streams for the caller without blocking the loop.
+    ``tty`` gives the workload a pty of its own as fds 0-2 (its slave; the host closes
+    its copy of the slave once the launcher holds it): output is read from the master
+    (as stdout; there is no separate stderr) and ``stdin_source`` is relayed into it.
+    What the launch layer must add for it to be the workload's *controlling* terminal
+    (until then the workload has the pty as fds 0-2 but no session attached to it, so
+    Ctrl-C arrives as a byte and SIGWINCH is not sent): a launch-body field saying
+    ``tty`` (set from this option by ``prepare_launch``); the launcher's verify requiring
+    fds 0, 1 and 2 to be one pty slave (a character device of the pty majors) exactly
+    when it is set; and in the child window, after ``setsid()`` and before the fd scrub,
+    ``ioctl(0, TIOCSCTTY, 0)`` then ``tcsetpgrp(0, getpid())``, with a note saying so
+    instead of "no controlling terminal".
+    ``spill_dir`` is where captured bytes past the in-memory head are kept (default
+    ``$TMPDIR``).
     """
 
     stdin_fd: int | None = None
@@ -120,6 +156,23 @@ class LaunchOptions:
     drain_grace: float = 2.0
     own_process_group: bool = True
     expected_identity: str | None = None
+    stdin_source: int | None = None
+    stdout_outlet: Outlet | None = None
+    stderr_outlet: Outlet | None = None
+    tty: Pty | None = None
+    spill_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayReport:
+    """What the relay between the caller and the run did (all counts in bytes)."""
+
+    stdin_relayed: int = 0
+    stdin_left: str | None = None  # why stdin relaying stopped early, if it did
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
+    stdout_broken: str | None = None
+    stderr_broken: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +191,8 @@ class LaunchObservation:
     transcript: tuple[str, ...]
     notes: tuple[str, ...]
     lines: tuple[str, ...]
-    captured_stdout: bytes
-    captured_stderr: bytes
+    stdout_capture: Captured
+    stderr_capture: Captured
     stdout_total: int
     stderr_total: int
     stdout_truncated: bool
@@ -156,6 +209,19 @@ class LaunchObservation:
     launcher_entry_identity: str | None = None
     streams_open_after_exit: bool = False
     unknown_lines: tuple[str, ...] = field(default=())
+    # monotonic times: when the launcher was seen gone, when the deadline fired
+    launcher_exited_at: float | None = None
+    deadline_fired_at: float | None = None
+    relay: RelayReport = field(default_factory=RelayReport)
+
+    @property
+    def captured_stdout(self) -> bytes:
+        """The kept stdout bytes, all at once (read back from the spill file)."""
+        return self.stdout_capture.data()
+
+    @property
+    def captured_stderr(self) -> bytes:
+        return self.stderr_capture.data()
 
     def exec_succeeded(self) -> bool:
         """Did the launcher report that the workload was exec'd?"""
@@ -237,12 +303,21 @@ def run_launcher_payload(
             raise LaunchRefused(
                 f"options.stdin_fd {stdin_fd} is not open: {exc.strerror}"
             ) from None
+        if is_terminal(stdin_fd):
+            raise LaunchRefused(
+                f"options.stdin_fd {stdin_fd} is a terminal: a terminal of the caller never "
+                "reaches a workload (relay it with stdin_source, or lend a pty with tty)"
+            )
+    if opts.tty is not None and stdin_fd is not None:
+        raise LaunchRefused("options.tty and options.stdin_fd cannot both give fd 0")
     path = os.fspath(launcher_path)
     try:
         launcher_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise LaunchRefused(f"launcher {path!r} cannot be opened: {exc.strerror}") from None
     opened: list[int] = [launcher_fd]
+    stdin_outlet: Outlet | None = None
+    source: PrivateFd | None = None
     try:
         launcher_identity = identity.hash_fd(launcher_fd)
         expected = opts.expected_identity
@@ -253,13 +328,26 @@ def run_launcher_payload(
             )
         plan_fd = memfd.sealed_memfd(payload, seal=seal)
         opened.append(plan_fd)
-        if stdin_fd is None:
-            # An empty pipe, not the host's /dev/null: an fd to a host file would let the
+        if opts.stdin_source is not None:
+            try:
+                source = private_description(opts.stdin_source, write=False)
+            except OSError as exc:
+                raise LaunchRefused(
+                    f"options.stdin_source {opts.stdin_source} cannot be read: {exc.strerror}"
+                ) from None
+        if opts.tty is None and stdin_fd is None:
+            # A pipe, not the host's /dev/null: an fd to a host file would let the
             # workload fchmod or utime that very file (Landlock does not see metadata, and
-            # the fd predates the workload's read-only mount view). Reads give EOF alike.
+            # the fd predates the workload's read-only mount view). With no source it is
+            # closed at once (EOF); with one, the host relays the caller's bytes into it.
             stdin_fd, stdin_writer = os.pipe2(os.O_CLOEXEC)
-            os.close(stdin_writer)
             opened.append(stdin_fd)
+            if source is not None:
+                stdin_outlet = Outlet(stdin_writer, owned=True)
+            else:
+                os.close(stdin_writer)
+        elif opts.tty is not None and source is not None:
+            stdin_outlet = Outlet(os.dup(opts.tty.master), owned=True)
         control_r, control_w = os.pipe2(os.O_CLOEXEC)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -268,7 +356,16 @@ def run_launcher_payload(
         opened += writers
         base = max(slots, default=2) + 1
         plan_slot, control_slot, launcher_slot = base, base + 1, base + 2
-        placements = [(stdin_fd, 0), (out_w, 1), (err_w, 2)]
+        if opts.tty is not None:
+            slave = opts.tty.slave
+            placements = [(slave, 0), (slave, 1), (slave, 2)]
+            os.close(out_r)
+            os.close(err_r)
+            out_r = os.dup(opts.tty.master)
+            readers = [control_r, out_r]
+        else:
+            assert stdin_fd is not None
+            placements = [(stdin_fd, 0), (out_w, 1), (err_w, 2)]
         placements += [(fd, slot) for slot, fd in slots.items()]
         placements += [
             (plan_fd, plan_slot),
@@ -287,24 +384,39 @@ def run_launcher_payload(
             for fd in readers:
                 os.close(fd)
             raise
+    except BaseException:
+        if stdin_outlet is not None:
+            stdin_outlet.close()
+        if source is not None:
+            source.close()
+        raise
     finally:
         for fd in opened:
             os.close(fd)
+        if opts.tty is not None:
+            # The launcher holds the slave now; the host's copy would keep the master
+            # from ever reading EOF (EIO) after the run.
+            opts.tty.close_slave()
     if opts.on_spawned is not None:
         opts.on_spawned(child.pid)
-    return _observe(child, readers, opts, launcher_identity, test_hooks)
+    return _observe(
+        child, readers, opts, launcher_identity, test_hooks, _StdinRelay(source, stdin_outlet)
+    )
 
 
 class _LauncherChild(Protocol):
     """The run's launcher as the host follows it: spawned for the run, or by a resident."""
 
     pid: int
+    pidfd: int | None  # the launcher's own pidfd (for the deadline's watchdog)
 
     def fileno(self) -> int | None: ...  # readable once the launcher has exited
 
     def gone(self) -> bool: ...
 
     def reap(self) -> int | None: ...
+
+    def close(self) -> None: ...
 
 
 class _SpawnedLauncher:
@@ -313,23 +425,23 @@ class _SpawnedLauncher:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         try:
-            self._pidfd: int | None = os.pidfd_open(pid)
+            self.pidfd: int | None = os.pidfd_open(pid)
         except OSError:
-            self._pidfd = None
+            self.pidfd = None
 
     def fileno(self) -> int | None:
-        return self._pidfd
+        return self.pidfd
 
     def gone(self) -> bool:
-        return _launcher_gone(self.pid, self._pidfd)
+        return _launcher_gone(self.pid, self.pidfd)
 
     def reap(self) -> int | None:
-        try:
-            return _reap(self.pid)
-        finally:
-            if self._pidfd is not None:
-                os.close(self._pidfd)
-                self._pidfd = None
+        return _reap(self.pid)
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
 def _start(
@@ -393,6 +505,11 @@ def _check_authority(
             raise LaunchRefused(
                 f"authority_fds[{index}] (slot {slot}) is not an open fd: {exc}"
             ) from None
+        if is_terminal(fd):
+            raise LaunchRefused(
+                f"authority_fds[{index}] (slot {slot}) is a terminal: a terminal of the caller "
+                "never reaches a workload (its settings, its input queue and TIOCSTI with it)"
+            )
         slots[slot] = fd
     if declared is not None:
         if len(set(declared)) != len(declared):
@@ -415,106 +532,296 @@ def _kill_run(pid: int, own_group: bool) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+class _Watchdog:
+    """The wall deadline on a thread of its own, waiting on the launcher's pidfd.
+
+    At the deadline (if the launcher has not exited by then) it calls ``on_deadline``;
+    ``grace`` seconds later it SIGKILLs the launcher's group if the launcher is still
+    there. It records when the launcher exited, to the moment. Every signal it sends is
+    sent under ``lock`` and only while ``reaped`` is false, so it can never hit a pid the
+    observation loop has already reaped (and the kernel may have given to someone else).
+    """
+
+    def __init__(
+        self,
+        pid: int,
+        pidfd: int | None,
+        deadline: float | None,
+        on_deadline: Callable[[], None],
+        kill: Callable[[], None],
+        grace: float,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.reaped = False
+        self.fired_at: float | None = None
+        self.exited_at: float | None = None
+        self._pid, self._pidfd = pid, pidfd
+        self._deadline, self._grace = deadline, grace
+        self._on_deadline, self._kill = on_deadline, kill
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._run, name="bvisor-deadline", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _wait_exit(self, until: float) -> bool | None:
+        """True: the launcher exited; False: ``until`` came; None: asked to stop."""
+        while True:
+            left = until - time.monotonic()
+            if left <= 0:
+                return False
+            poller = select.poll()
+            poller.register(self._wake_r, select.POLLIN)
+            step = left if self._pidfd is not None else min(left, 0.02)
+            if self._pidfd is not None:
+                poller.register(self._pidfd, select.POLLIN)
+            ready = {fd for fd, _ in poller.poll(int(step * 1000) + 1)}
+            if self._wake_r in ready:
+                return None
+            if self._pidfd in ready or (self._pidfd is None and self._gone()):
+                if self.exited_at is None:
+                    self.exited_at = time.monotonic()
+                return True
+
+    def _gone(self) -> bool:
+        with self.lock:
+            return self.reaped or _launcher_gone(self._pid, None)
+
+    def _run(self) -> None:
+        if self._deadline is None:
+            return
+        outcome = self._wait_exit(self._deadline)
+        if outcome is not False:
+            return
+        with self.lock:
+            if self.reaped:
+                return
+            self.fired_at = time.monotonic()
+            try:
+                self._on_deadline()
+            except Exception:  # the kill must happen whatever the callback did
+                self._kill()
+        if self._wait_exit(time.monotonic() + self._grace) is False:
+            with self.lock:
+                if not self.reaped:
+                    self._kill()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        if self._thread.ident is not None:  # started
+            self._thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+@dataclass
+class _StdinRelay:
+    """The caller's stdin (a host-owned description) and the pipe or pty it feeds."""
+
+    source: PrivateFd | None
+    outlet: Outlet | None
+    relayed: int = 0
+    eof: bool = False
+    stopped: str | None = None
+
+    def wants_input(self) -> bool:
+        return (
+            self.source is not None
+            and self.outlet is not None
+            and not self.eof
+            and self.outlet.broken is None
+            and self.outlet.has_room()
+        )
+
+    def read(self) -> None:
+        assert self.source is not None and self.outlet is not None
+        try:
+            chunk = os.read(self.source.fd, _READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            chunk = b""
+            self.stopped = f"reading the caller's stdin failed: {exc.strerror}"
+        if not chunk:
+            self.eof = True
+            self.source.close()
+            return
+        self.relayed += len(chunk)
+        self.outlet.offer(chunk)
+        self.outlet.pump()
+
+    def settle(self) -> None:
+        """Close the pipe once the source ended and everything was written (EOF)."""
+        outlet = self.outlet
+        if outlet is None:
+            return
+        if outlet.broken is not None and self.stopped is None:
+            self.stopped = f"the workload stopped reading stdin ({outlet.broken})"
+        if (self.eof and not outlet.pending) or outlet.broken is not None:
+            if self.source is not None:
+                self.source.close()
+            outlet.close()
+            self.outlet = None
+
+    def close(self) -> None:
+        if self.source is not None:
+            self.source.close()
+        if self.outlet is not None:
+            left = self.outlet.pending
+            if left and self.stopped is None:
+                self.stopped = f"{left} bytes of stdin were not taken before the run ended"
+            self.outlet.close()
+            self.outlet = None
+
+
 def _observe(
     child: _LauncherChild,
     readers: list[int],
     opts: LaunchOptions,
     launcher_identity: str,
     test_hooks: frozenset[str],
+    stdin: _StdinRelay,
 ) -> LaunchObservation:
-    control_r, out_r, err_r = readers
+    control_r, out_r = readers[0], readers[1]
+    err_r = readers[2] if len(readers) > 2 else None
     control = LineSplitter(opts.on_control_line)
-    sinks: dict[int, StreamSink | LineSplitter] = {
-        control_r: control,
-        out_r: StreamSink(opts.stream_cap, opts.on_stdout),
-        err_r: StreamSink(opts.stream_cap, opts.on_stderr),
-    }
+    out = StreamSink(opts.stream_cap, opts.on_stdout, spill_dir=opts.spill_dir)
+    err = StreamSink(opts.stream_cap, opts.on_stderr, spill_dir=opts.spill_dir)
+    sinks: dict[int, StreamSink | LineSplitter] = {control_r: control, out_r: out}
+    outlets: dict[int, Outlet | None] = {control_r: None, out_r: opts.stdout_outlet}
+    if err_r is not None:
+        sinks[err_r] = err
+        outlets[err_r] = opts.stderr_outlet
+    relays = [o for o in (opts.stdout_outlet, opts.stderr_outlet) if o is not None]
     open_fds = set(readers)
     pid = child.pid
-    pidfd = child.fileno()
-    deadline_hit = False
-    forced_at: float | None = None
+    pidfd = child.fileno()  # readable once the launcher has exited
+
+    def kill() -> None:
+        _kill_run(pid, opts.own_process_group)
+
+    watchdog = _Watchdog(
+        pid, child.pidfd, opts.deadline, opts.on_deadline or kill, kill, opts.drain_grace
+    )
+    watchdog.start()
     exited = False
     drain_until: float | None = None
     launcher_exit: int | None = None
-    poller = select.poll()
-    for fd in open_fds:
-        poller.register(fd, select.POLLIN)
-    if pidfd is not None:
-        poller.register(pidfd, select.POLLIN)
+    exited_at: float | None = None
     try:
         while True:
             now = time.monotonic()
-            if (
-                not exited
-                and opts.deadline is not None
-                and not deadline_hit
-                and now >= opts.deadline
+            flushing = [o for o in relays if o.pending]
+            stalled = all(now - o.progress_at > _FLUSH_STALL_S for o in flushing)
+            if exited and (
+                (not open_fds and (not flushing or stalled))
+                or (drain_until is not None and now >= drain_until)
             ):
-                deadline_hit = True
-                forced_at = now + opts.drain_grace
-                (opts.on_deadline or (lambda: _kill_run(pid, opts.own_process_group)))()
-            if not exited and forced_at is not None and now >= forced_at:
-                _kill_run(pid, opts.own_process_group)
-                forced_at = None
-            if exited and (not open_fds or (drain_until is not None and now >= drain_until)):
                 break
-            timeout = _poll_timeout(
-                now, exited, opts.deadline if not deadline_hit else None, forced_at, drain_until
-            )
-            if pidfd is None and not exited:
+            poller = select.poll()
+            for fd in open_fds:
+                outlet = outlets.get(fd)
+                if outlet is None or outlet.has_room():
+                    poller.register(fd, select.POLLIN)
+            waits: dict[int, Outlet] = {}
+            for outlet in [*relays, *([stdin.outlet] if stdin.outlet is not None else [])]:
+                target = outlet.poll_fd()
+                if outlet.pending and target is not None and target not in waits:
+                    waits[target] = outlet
+                    poller.register(target, select.POLLOUT)
+            source = stdin.source
+            if source is not None and stdin.wants_input():
+                poller.register(source.fd, select.POLLIN)
+            if pidfd is not None and not exited:
+                poller.register(pidfd, select.POLLIN)
+            timeout = None if drain_until is None else max(0, int((drain_until - now) * 1000) + 1)
+            if (
+                (pidfd is None and not exited)
+                or (exited and flushing)
+                or (source is not None and source.mode == "blocking" and stdin.wants_input())
+            ):
                 timeout = 50 if timeout is None or timeout > 50 else timeout
-            for fd, _event in poller.poll(timeout):
+            for fd, event in poller.poll(timeout):
                 if fd == pidfd:
+                    continue
+                if fd in waits and event & (select.POLLOUT | select.POLLERR | select.POLLHUP):
+                    waits[fd].pump()
+                    if fd not in sinks and (source is None or fd != source.fd):
+                        continue
+                if source is not None and fd == source.fd and stdin.source is not None:
+                    stdin.read()
+                    continue
+                if fd not in sinks or fd not in open_fds:
                     continue
                 try:
                     chunk = os.read(fd, _READ_CHUNK)
                 except BlockingIOError:
                     continue
+                except OSError as exc:
+                    if exc.errno != errno.EIO:  # EIO: a pty master whose slave is closed
+                        raise
+                    chunk = b""
+                outlet = outlets.get(fd)
                 if chunk:
                     sinks[fd].feed(chunk)
+                    if outlet is not None:
+                        outlet.offer(chunk)
                 else:
-                    poller.unregister(fd)
                     open_fds.discard(fd)
+                    if outlet is not None:
+                        outlet.finish_filter()
+            for outlet in relays:
+                if outlet.pending and outlet.poll_fd() is None:
+                    outlet.pump()  # writes that never wait: a file, /dev/null
+            stdin.settle()
             if not exited and child.gone():
                 exited = True
-                if pidfd is not None:
-                    poller.unregister(pidfd)
-                (opts.on_launcher_exit or (lambda: _kill_run(pid, opts.own_process_group)))()
-                launcher_exit = child.reap()
+                exited_at = watchdog.exited_at or time.monotonic()
+                (opts.on_launcher_exit or kill)()
+                with watchdog.lock:
+                    launcher_exit = child.reap()
+                    watchdog.reaped = True
                 drain_until = time.monotonic() + opts.drain_grace
+                stdin.close()
+                for outlet in relays:
+                    outlet.lossy = True  # the run is over: never wait on a slow reader
+                    outlet.progress_at = max(outlet.progress_at, time.monotonic())
     finally:
+        watchdog.stop()
+        child.close()
         for fd in readers:
             os.close(fd)
         if not exited:
-            _kill_run(pid, opts.own_process_group)
-            launcher_exit = child.reap()
+            with watchdog.lock:
+                kill()
+                launcher_exit = child.reap()
+                watchdog.reaped = True
+        stdin.close()
+        for outlet in relays:
+            outlet.abandon()
     control.close()
-    out, err = sinks[out_r], sinks[err_r]
-    assert isinstance(out, StreamSink) and isinstance(err, StreamSink)
+    relay = RelayReport(
+        stdin_relayed=stdin.relayed,
+        stdin_left=stdin.stopped,
+        stdout_dropped=opts.stdout_outlet.dropped if opts.stdout_outlet else 0,
+        stderr_dropped=opts.stderr_outlet.dropped if opts.stderr_outlet else 0,
+        stdout_broken=opts.stdout_outlet.broken if opts.stdout_outlet else None,
+        stderr_broken=opts.stderr_outlet.broken if opts.stderr_outlet else None,
+    )
     return _build_observation(
         control.lines,
         out,
         err,
         launcher_exit=launcher_exit,
-        deadline_hit=deadline_hit,
+        deadline_hit=watchdog.fired_at is not None,
         launcher_identity=launcher_identity,
         test_hooks=test_hooks,
         streams_open=bool(open_fds),
+        exited_at=watchdog.exited_at or exited_at,
+        fired_at=watchdog.fired_at,
+        relay=relay,
     )
-
-
-def _poll_timeout(
-    now: float,
-    exited: bool,
-    deadline: float | None,
-    forced_at: float | None,
-    drain_until: float | None,
-) -> int | None:
-    moments = [m for m in (deadline, forced_at, drain_until) if m is not None]
-    if not moments:
-        return None
-    return max(0, int((min(moments) - now) * 1000) + 1)
 
 
 def _launcher_gone(pid: int, pidfd: int | None) -> bool:
@@ -552,6 +859,9 @@ def _build_observation(
     launcher_identity: str,
     test_hooks: frozenset[str],
     streams_open: bool,
+    exited_at: float | None = None,
+    fired_at: float | None = None,
+    relay: RelayReport | None = None,
 ) -> LaunchObservation:
     transcript: list[str] = []
     notes: list[str] = []
@@ -588,8 +898,8 @@ def _build_observation(
         transcript=tuple(transcript),
         notes=tuple(notes),
         lines=tuple(lines),
-        captured_stdout=out.data(),
-        captured_stderr=err.data(),
+        stdout_capture=out.captured(),
+        stderr_capture=err.captured(),
         stdout_total=out.total,
         stderr_total=err.total,
         stdout_truncated=out.truncated,
@@ -606,4 +916,7 @@ def _build_observation(
         launcher_entry_identity=entry_identity,
         streams_open_after_exit=streams_open,
         unknown_lines=tuple(unknown),
+        launcher_exited_at=exited_at,
+        deadline_fired_at=fired_at,
+        relay=relay or RelayReport(),
     )

@@ -34,6 +34,7 @@ __all__ = [
     "CgroupMount",
     "file_identity",
     "linux_profile",
+    "own_memory_limit",
     "parse_mountinfo",
     "parse_proc_cgroup",
     "probe_host",
@@ -341,3 +342,11 @@ def _read_int(path: Path) -> int:
         return int(path.read_text(encoding="ascii").strip())
     except (OSError, ValueError):
         return 0
+
+
+def own_memory_limit() -> int | None:
+    """The memory limit of the cgroup this process runs in (v2 ``memory.max`` or the v1
+    limit), None when it has none: the front sizes its default memory budget by it."""
+    from bvisor.launcher.basement.cgroups import own_memory_limit as read_limit
+
+    return read_limit()

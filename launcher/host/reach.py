@@ -11,6 +11,15 @@ The checkpoint signing key is kept out of reach the same way: a workload that co
 it could sign checkpoints of a rewritten ledger, and one that could write its directory
 could swap it. A plan whose roots cover the key file or its directory is refused.
 
+Reach is judged by *identity*, not by name: a root covers the ledger when (a) by real
+path the ledger lies inside it, (b) the root is the very directory (device and inode) of
+the ledger or of one of its ancestors, or (c) by filesystem location (mountinfo: device
+and the path within that filesystem) the ledger lies inside the root or the root inside
+the ledger. So a bind-mount alias of the ledger's directory or of a parent, a symlinked
+parent, or a ``/proc/self/root/...`` name gets no further than the plain path. A root
+*inside* the ledger directory is refused too (a write root there, or a file root on
+``data.mdb``, is the store itself).
+
 A spec without a filesystem capability asks for no filesystem confinement at all; its
 workload can reach the ledger like any other file its uid may open (README says so).
 """
@@ -20,6 +29,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from bvisor.launcher.basement.mountinfo import MountEntry, fs_location, mount_entries
 from bvisor.launcher.wire.lowered import LoweredParams, LoweringParamsError, lowered_params
 
 if TYPE_CHECKING:
@@ -29,6 +39,7 @@ __all__ = [
     "KeyReachable",
     "LedgerReachable",
     "covering_root",
+    "reaches",
     "refuse_if_fds_reach",
     "refuse_if_key_reachable",
     "refuse_if_plan_reaches",
@@ -44,13 +55,56 @@ class KeyReachable(LedgerReachable):
     """The checkpoint signing key (or its directory) lies inside a reachable root."""
 
 
+def _ancestry(path: str) -> set[tuple[int, int]]:
+    """(device, inode) of ``path`` and of every directory above it, by its real path."""
+    found: set[tuple[int, int]] = set()
+    current = os.path.realpath(path)
+    while True:
+        try:
+            info = os.stat(current)
+        except OSError:
+            pass
+        else:
+            found.add((info.st_dev, info.st_ino))
+        parent = os.path.dirname(current)
+        if parent == current:
+            return found
+        current = parent
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+def reaches(root: str, target: str, entries: list[MountEntry] | None = None) -> bool:
+    """Does filesystem root ``root`` cover ``target``, or lie inside it, by any name?"""
+    real_root, real_target = os.path.realpath(root), os.path.realpath(target)
+    for outer, inner in ((real_root, real_target), (real_target, real_root)):
+        if inner == outer or inner.startswith(outer.rstrip("/") + "/"):
+            return True
+    root_id = _identity(root)
+    if root_id is not None and root_id in _ancestry(target):
+        return True
+    target_id = _identity(target)
+    if target_id is not None and target_id in _ancestry(root):
+        return True
+    table = entries if entries is not None else mount_entries()
+    root_at, target_at = fs_location(root, table), fs_location(target, table)
+    if root_at is None or target_at is None:
+        return False
+    return root_at.contains(target_at) or target_at.contains(root_at)
+
+
 def covering_root(path: str, lowered: LoweredParams) -> str | None:
-    """The first host path the workload can reach (a bind of its root, a Landlock rule)
-    that contains ``path``, if any."""
-    target = os.path.realpath(path)
+    """The first host path the workload can reach (a bind of its private root, a Landlock
+    rule) that reaches ``path`` by any name, if any."""
+    entries = mount_entries()
     for root in lowered.reachable_paths():
-        real = os.path.realpath(root)
-        if target == real or target.startswith(real.rstrip("/") + "/"):
+        if reaches(root, path, entries):
             return root
     return None
 

@@ -91,6 +91,16 @@ class ResidentRun:
         self._reply = reply
         self._exited = False
         self._lost = False
+        try:  # the run's launcher is the resident's child, but any process may watch it
+            self.pidfd: int | None = os.pidfd_open(pid)
+        except OSError:
+            self.pidfd = None
+
+    def close(self) -> None:
+        """Release the pidfd (after :meth:`reap`)."""
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
     def fileno(self) -> int:
         return self._reply.fileno()

@@ -30,7 +30,7 @@ lives only in the sealed launch memfd.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from bvisor import canonical
@@ -45,10 +45,12 @@ from bvisor.contract.report import (
     seal_report,
 )
 from bvisor.contract.report_inputs import admitted_requirements, profile_label
-from bvisor.digest import Purpose, digest_bytes, digest_value
+from bvisor.digest import Purpose, digest_value
 from bvisor.launcher.host.backend import Execution, LinuxBackend
+from bvisor.launcher.host.capture import Captured, as_captured
 from bvisor.launcher.host.interrupts import interrupt_for
 from bvisor.launcher.host.reach import refuse_if_plan_reaches
+from bvisor.launcher.host.relay import HostStdio
 from bvisor.launcher.host.secrets import SecretResolver
 from bvisor.planner.errors import PlanRefusal
 from bvisor.planner.registry import BackendRegistry
@@ -107,23 +109,32 @@ def lowering_payloads(plan: BoundaryPlan) -> list[dict[str, canonical.Value]]:
 
 
 def stream_chunks(
-    name: str, data: bytes, total: int, truncated: bool
+    name: str, data: bytes | Captured, total: int, truncated: bool
 ) -> list[dict[str, canonical.Value]]:
     """Split captured bytes into ledger-sized chunks; always at least one (final) chunk."""
-    chunks: list[dict[str, canonical.Value]] = []
-    offsets = list(range(0, len(data), STREAM_CHUNK_BYTES)) or [0]
-    for position, offset in enumerate(offsets):
-        chunks.append(
-            {
-                "stream": name,
-                "offset": offset,
-                "data": data[offset : offset + STREAM_CHUNK_BYTES],
-                "final": position == len(offsets) - 1,
-                "total": total,
-                "truncated": truncated,
-            }
-        )
-    return chunks
+    return list(iter_stream_chunks(name, as_captured(data), total, truncated))
+
+
+def iter_stream_chunks(
+    name: str, captured: Captured, total: int, truncated: bool
+) -> Iterator[dict[str, canonical.Value]]:
+    """The chunks one at a time, read back from the capture as they are asked for.
+
+    The ledger encodes each payload as it takes it, so the raw bytes of a large capture
+    are never all in the host's memory at once.
+    """
+    count = max(1, -(-captured.length // STREAM_CHUNK_BYTES))
+    pieces = captured.pieces(STREAM_CHUNK_BYTES)
+    for position in range(count):
+        data = next(pieces, b"")
+        yield {
+            "stream": name,
+            "offset": position * STREAM_CHUNK_BYTES,
+            "data": data,
+            "final": position == count - 1,
+            "total": total,
+            "truncated": truncated,
+        }
 
 
 def terminal_payload(run: Execution) -> dict[str, canonical.Value]:
@@ -141,8 +152,8 @@ def build_report_body(plan: BoundaryPlan, run: Execution) -> BoundaryReportBody:
         StreamRecord(
             name=name,
             length=total,
-            captured=len(data),
-            digest=digest_bytes(Purpose.STREAM, data),
+            captured=as_captured(data).length,
+            digest=as_captured(data).digest,
             truncated=truncated,
         )
         for name, data, total, truncated in (
@@ -189,6 +200,7 @@ class BoundaryRunner:
         stream_cap: int | None = None,  # None: the cap the plan records (cap_bytes)
         attempt_id: bytes | None = None,
         on_phase: Callable[[int, str], None] | None = None,
+        stdio: HostStdio | None = None,
     ) -> SealedReport:
         """Run ``plan`` and return its sealed report.
 
@@ -234,6 +246,7 @@ class BoundaryRunner:
             stdin_fd=stdin_fd,
             stream_cap=stream_cap,
             on_finished=seal,
+            stdio=stdio,
         )
         if execution.stop_signal is not None:
             raise interrupt_for(execution.stop_signal)
@@ -246,22 +259,30 @@ class BoundaryRunner:
     ) -> SealedReport:
         sink = self._sink
         report = seal_report(build_report_body(plan, execution))
-        if sink is not None:
-            items: list[tuple[str, Any, bytes | None]] = [
-                ("launcher.phase", {"index": index, "line": line}, attempt)
-                for index, line in enumerate(execution.lines)
-            ]
-            items.append(("run.terminal", terminal_payload(execution), attempt))
-            for name, data, total, truncated in (
-                ("stdout", execution.stdout, execution.stdout_total, execution.stdout_truncated),
-                ("stderr", execution.stderr, execution.stderr_total, execution.stderr_truncated),
-            ):
-                items += [
-                    ("run.streams", chunk, attempt)
-                    for chunk in stream_chunks(name, data, total, truncated)
-                ]
-            items.append(
-                ("report.sealed", {"body": report.body.to_value(), "seal": report.seal}, attempt)
-            )
-            sink.append_many(items)
+        try:
+            if sink is not None:
+                # One transaction (replay's grammar: terminal, streams and report belong
+                # together), fed lazily so the chunks are read from the capture one by one.
+                sink.append_many(_record_items(execution, report, attempt))
+        finally:
+            for data in (execution.stdout, execution.stderr):
+                if isinstance(data, Captured):
+                    data.close()
         return report
+
+
+def _record_items(
+    execution: Execution, report: SealedReport, attempt: bytes
+) -> Iterator[tuple[str, Any, bytes | None]]:
+    """The launcher's lines, run.terminal, each stream's chunks (read as they are taken),
+    report.sealed."""
+    for index, line in enumerate(execution.lines):
+        yield ("launcher.phase", {"index": index, "line": line}, attempt)
+    yield ("run.terminal", terminal_payload(execution), attempt)
+    for name, data, total, truncated in (
+        ("stdout", execution.stdout, execution.stdout_total, execution.stdout_truncated),
+        ("stderr", execution.stderr, execution.stderr_total, execution.stderr_truncated),
+    ):
+        for chunk in iter_stream_chunks(name, as_captured(data), total, truncated):
+            yield ("run.streams", chunk, attempt)
+    yield ("report.sealed", {"body": report.body.to_value(), "seal": report.seal}, attempt)

@@ -149,6 +149,19 @@ class LoweredParams:
     def netns(self) -> bool:
         return self.has(mech.NETNS)
 
+    def writable_paths(self) -> tuple[str, ...]:
+        """Every host path the workload can write: read-write binds and Landlock rules."""
+        paths: list[str] = []
+        if self.rootfs is not None:
+            paths += [bind.source for bind in self.rootfs.binds() if bind.access == "write"]
+        if self.landlock is not None:
+            paths += [rule.path for rule in self.landlock.rules if rule.access == "write"]
+        return tuple(dict.fromkeys(paths))
+
+    @property
+    def seccomp(self) -> mech.Seccomp | None:
+        return self.get(mech.SECCOMP, mech.Seccomp)
+
     def reachable_paths(self) -> tuple[str, ...]:
         """Every host path the workload can reach through its root or its Landlock rules."""
         paths: list[str] = []

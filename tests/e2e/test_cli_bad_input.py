@@ -197,7 +197,8 @@ def test_closed_stdin_never_hands_a_ledger_file_to_the_workload(tmp_path: Path) 
     if done.returncode == 125:
         pytest.skip(f"this host cannot run the spec: {done.stderr}")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == os.devnull, done.stdout
+    # The caller's (now /dev/null) stdin is relayed into a pipe: no host file at all.
+    assert done.stdout.strip().startswith("pipe:["), done.stdout
 
 
 def _closed_stdout(argv: list[str], ledger: Path) -> subprocess.CompletedProcess[str]:
@@ -363,7 +364,11 @@ def test_a_damaged_store_is_reported_without_a_traceback(tmp_path: Path) -> None
 
 def test_a_run_the_host_denied_says_why_and_still_replays(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
-    done = bvisor("run", "--ledger", str(ledger), "--", "/nonexistent/tool")
+    spec = tmp_path / "missing.toml"
+    spec.write_text(
+        '[workload]\nexe = "/nonexistent/tool"\n[[control]]\ntype = "launch_workload"\n'
+    )
+    done = bvisor("run", "--ledger", str(ledger), "--spec", str(spec))
     _no_traceback(done)
     assert done.returncode == 125
     assert "bvisor: not run: workload executable /nonexistent/tool" in done.stderr

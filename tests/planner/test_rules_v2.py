@@ -86,7 +86,8 @@ def test_without_the_private_root_filesystem_is_refused_naming_the_fact(
     changes: dict[str, Any], fact: str
 ) -> None:
     err = _refusal(
-        default_spec(["/bin/true"], cwd="/srv/work"), dataclasses.replace(ROOT, **changes)
+        default_spec(["/bin/true"], cwd="/srv/work", snapshot=_snapshot(ROOT)),
+        dataclasses.replace(ROOT, **changes),
     )
     assert (err.code, err.requirement, err.missing_fact) == ("unsupported", "filesystem", fact)
 
@@ -101,7 +102,8 @@ def test_a_normal_user_gets_the_run_tree_and_deadlines_without_a_cgroup() -> Non
 
 
 def test_the_default_spec_runs_for_a_normal_user() -> None:
-    plan = _plan(default_spec(["/bin/true"], cwd="/home/u/proj"), USER)
+    spec = default_spec(["/bin/true"], cwd="/home/u/proj", snapshot=_snapshot(USER))
+    plan = _plan(spec, USER)
     ids = [entry.id for entry in plan.entries]
     for primitive in (
         mech.USERNS,
@@ -119,7 +121,7 @@ def test_the_default_spec_runs_for_a_normal_user() -> None:
 
 
 def test_the_default_mount_table() -> None:
-    plan = _plan(default_spec(["/bin/true"], cwd="/srv/work"))
+    plan = _plan(default_spec(["/bin/true"], cwd="/srv/work", snapshot=_snapshot(ROOT)))
     rootfs = mech.Rootfs.from_value(plan.params_of(mech.ROOTFS.id))
     by_dest = {m.dest: m for m in rootfs.mounts}
     assert by_dest["/srv/work"] == mech.BindMount("/srv/work", "/srv/work", "write", True)
@@ -137,7 +139,7 @@ def test_the_default_mount_table() -> None:
 
 def test_a_storage_budget_bounds_the_temp_root() -> None:
     spec = dataclasses.replace(
-        default_spec(["/bin/true"], cwd="/srv/work"),
+        default_spec(["/bin/true"], cwd="/srv/work", snapshot=_snapshot(ROOT)),
         budgets=BudgetRequirements(storage_bytes=Budget(8 << 20, MinGuarantee.MEDIATED)),
     )
     rootfs = mech.Rootfs.from_value(_plan(spec).params_of(mech.ROOTFS.id))
@@ -147,7 +149,7 @@ def test_a_storage_budget_bounds_the_temp_root() -> None:
 
 def test_an_exposed_path_lands_at_its_destination() -> None:
     spec = _with(
-        default_spec(["/bin/true"], cwd="/srv/work"),
+        default_spec(["/bin/true"], cwd="/srv/work", snapshot=_snapshot(ROOT)),
         ExposePath(source="/srv/data", dest="/data", access=FsAccess.READ),
     )
     rootfs = mech.Rootfs.from_value(_plan(spec).params_of(mech.ROOTFS.id))
@@ -165,7 +167,9 @@ def test_an_exposed_path_lands_at_its_destination() -> None:
 def test_an_exposed_path_that_does_not_fit_the_root_is_refused(
     control: Any, requirement: str
 ) -> None:
-    err = _refusal(_with(default_spec(["/bin/true"], cwd="/srv/work"), control))
+    err = _refusal(
+        _with(default_spec(["/bin/true"], cwd="/srv/work", snapshot=_snapshot(ROOT)), control)
+    )
     assert (err.code, err.requirement) == ("invalid-policy", requirement)
 
 
@@ -183,9 +187,9 @@ def test_a_temp_root_needs_a_filesystem_capability() -> None:
 
 def test_a_root_at_slash_is_refused() -> None:
     spec = dataclasses.replace(
-        default_spec(["/bin/true"], cwd="/srv/work"),
+        default_spec(["/bin/true"], cwd="/srv/work", snapshot=_snapshot(ROOT)),
         capabilities=(
-            *default_spec(["/bin/true"], cwd="/srv/work").capabilities,
+            *default_spec(["/bin/true"], cwd="/srv/work", snapshot=_snapshot(ROOT)).capabilities,
             Filesystem(FsAccess.READ, ("/",)),
         ),
     )
@@ -193,16 +197,16 @@ def test_a_root_at_slash_is_refused() -> None:
 
 
 def test_argv0_is_the_path_or_the_spec_s() -> None:
-    plan = _plan(default_spec(["/bin/true"], cwd="/srv/work"))
+    plan = _plan(default_spec(["/bin/true"], cwd="/srv/work", snapshot=_snapshot(ROOT)))
     assert mech.Exec.from_value(plan.params_of(mech.EXEC.id)).argv[0] == "/bin/true"
-    spec = default_spec(["/bin/true"], cwd="/srv/work")
+    spec = default_spec(["/bin/true"], cwd="/srv/work", snapshot=_snapshot(ROOT))
     spec = dataclasses.replace(spec, workload=dataclasses.replace(spec.workload, argv0="true"))
     assert mech.Exec.from_value(_plan(spec).params_of(mech.EXEC.id)).argv[0] == "true"
 
 
 def test_a_process_budget_counts_the_init_in_the_leaf() -> None:
     spec = dataclasses.replace(
-        default_spec(["/bin/true"], cwd="/srv/work"),
+        default_spec(["/bin/true"], cwd="/srv/work", snapshot=_snapshot(ROOT)),
         budgets=BudgetRequirements(process_count=Budget(16, MinGuarantee.ENFORCED)),
     )
     pids = mech.PidsLimit.from_value(_plan(spec).params_of(mech.BUDGET_PIDS.id))
@@ -210,6 +214,6 @@ def test_a_process_budget_counts_the_init_in_the_leaf() -> None:
 
 
 def test_every_v2_parameter_set_decodes_with_its_declared_class() -> None:
-    plan = _plan(default_spec(["/bin/true"], cwd="/srv/work"))
+    plan = _plan(default_spec(["/bin/true"], cwd="/srv/work", snapshot=_snapshot(ROOT)))
     for primitive in plan.lowering:
         assert mech.params_of(primitive.entry.id, primitive.params).to_value() == primitive.params

@@ -197,8 +197,18 @@ def test_host_killed_mid_flight_leaves_an_incomplete_run(tmp_path: Path) -> None
 
         # The workload is seen from outside (its marker in /proc), not from the ledger: the
         # launcher's lines are written with the report, after the run.
-        def workload() -> list[int]:  # the host carries the marker too, as its argument
-            return [pid for pid in _pids_with(marker) if pid != host.pid]
+        def workload() -> list[int]:
+            # The host carries the marker too, as its argument, and so does a child it is
+            # spawning until that child execs: only the sleep itself counts.
+            found = []
+            for pid in _pids_with(marker):
+                try:
+                    argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+                except OSError:
+                    continue
+                if pid != host.pid and argv0.endswith(b"sleep"):
+                    found.append(pid)
+            return found
 
         while not workload() and time.monotonic() < deadline:
             assert host.poll() is None, "the host exited before the workload started"

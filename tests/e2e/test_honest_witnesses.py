@@ -1,0 +1,110 @@
+"""Budget witnesses say what the kernel measured, or that they cannot see.
+
+Oracles from outside the report: the workload's own processes measure what they did
+(CPU burnt, threads started, bytes written) and print it; the witness must be at least
+that, or say ``unavailable`` with ``observed`` null — never a lower number. Before the fix
+CPU came from the workload's rusage (children nobody waited for were missing), the task
+count without a pids controller counted processes (threads were missing), and storage
+was never witnessed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bvisor.contract import Budget, BudgetDimension, MinGuarantee
+from bvisor.contract.report import SealedReport
+from bvisor.front.api import run_confined
+from bvisor.front.defaults import default_spec
+from bvisor.launcher.host.storage import sample_storage
+from tests.e2e.helpers import descendants_spec, with_budgets
+from tests.features import require_feature
+
+MEDIATED = MinGuarantee.MEDIATED
+
+# A grandchild burns CPU while its parent, the workload, never waits for it (the
+# intermediate shell exits at once, so the burner is an orphan); it reports its own CPU
+# through a FIFO, which the workload's `cat` reads until the burner is done.
+BURNER = (
+    "import time\n"
+    "end = time.process_time() + 0.6\n"
+    "while time.process_time() < end:\n"
+    "    pass\n"
+    "print('burnt_us', int(time.process_time() * 1e6), flush=True)\n"
+)
+
+
+def _orphan_burn(fifo: Path) -> str:
+    return f'mkfifo {fifo}; ( {sys.executable} -c "$0" > {fifo} & ); cat {fifo}'
+
+
+THREADS = """
+import threading, time
+gate = threading.Event()
+threads = [threading.Thread(target=gate.wait) for _ in range(40)]
+for t in threads:
+    t.start()
+time.sleep(0.5)
+gate.set()
+print("threads", len(threads) + 1, flush=True)
+"""
+
+
+def _witness(report: SealedReport, dimension: BudgetDimension) -> object:
+    return next(w for w in report.body.budget_witnesses if w.dimension is dimension)
+
+
+def test_cpu_of_a_child_nobody_waited_for_is_counted(tmp_path: Path) -> None:
+    require_feature("cgroup2-kill")
+    out = bytearray()
+    spec = with_budgets(
+        descendants_spec(["-c", _orphan_burn(tmp_path / "fifo"), BURNER]),
+        cpu_micros=Budget(60_000_000, MEDIATED),
+    )
+    report = run_confined(spec, ledger=tmp_path / "ledger", on_stdout=out.extend)
+    burnt = int(out.split(b"burnt_us ")[1].split()[0])
+    witness = _witness(report, BudgetDimension.CPU_MICROS)
+    assert witness.observed is not None, witness  # type: ignore[attr-defined]
+    assert witness.observed >= burnt, (witness, burnt)  # type: ignore[attr-defined]
+    assert "cpu.stat" in witness.source  # type: ignore[attr-defined]
+
+
+def test_threads_count_as_tasks_or_the_witness_says_unavailable(tmp_path: Path) -> None:
+    require_feature("cgroup2-kill")
+    out = bytearray()
+    spec = with_budgets(
+        descendants_spec(["-c", THREADS], exe=sys.executable),
+        process_count=Budget(1000, MEDIATED),  # witnessed, so no pids leaf is made
+    )
+    report = run_confined(spec, ledger=tmp_path / "ledger", on_stdout=out.extend)
+    threads = int(out.split(b"threads ")[1].split()[0])
+    witness = _witness(report, BudgetDimension.PROCESS_COUNT)
+    observed = witness.observed  # type: ignore[attr-defined]
+    if observed is None:
+        assert witness.source.startswith("unavailable"), witness  # type: ignore[attr-defined]
+        seen = int(witness.source.split("at least ")[1].split()[0])  # type: ignore[attr-defined]
+        assert seen >= threads, witness  # the sampled lower bound counted every thread
+    else:
+        assert observed >= threads, (witness, threads)
+
+
+def test_storage_growth_of_the_write_root_is_witnessed(tmp_path: Path) -> None:
+    require_feature("landlock")
+    work = tmp_path / "work"
+    work.mkdir()
+    code = f"open({str(work / 'blob')!r}, 'wb').write(b'x' * (5 << 20))"
+    spec = default_spec(["/usr/bin/python3", "-c", code], cwd=str(work))
+    report = run_confined(spec, ledger=tmp_path / "ledger")
+    assert report.body.exit is not None and report.body.exit.code == 0, report.body
+    witness = _witness(report, BudgetDimension.STORAGE_BYTES)
+    assert witness.observed is not None and witness.observed >= 5 << 20, witness  # type: ignore[attr-defined]
+    assert witness.guarantee == "mediated"  # type: ignore[attr-defined]
+
+
+def test_a_storage_walk_that_runs_out_says_unavailable(tmp_path: Path) -> None:
+    for index in range(50):
+        (tmp_path / f"f{index}").write_bytes(b"x" * 4096)
+    assert sample_storage([str(tmp_path)]).allocated is not None
+    cut = sample_storage([str(tmp_path)], max_entries=10)
+    assert cut.allocated is None and "more than 10 entries" in (cut.why_not or "")

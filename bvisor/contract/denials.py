@@ -144,6 +144,18 @@ class DeniedAttempt:
         object.__setattr__(self, "args", args)
         expect_bool(self.tallied, "tallied")
 
+    def summary(self) -> str:
+        """One line for people: what, how often, answered how, by whom."""
+        what = self.syscall or self.access or ("a call a kill rule stopped" if self.answer else "?")
+        if self.number is not None:
+            what += f" (nr {self.number})"
+        if self.target is not None:
+            what += f" {self.target}"
+        count = f"{self.count}" if self.tallied else f"at least {self.count}"
+        pids = ",".join(map(str, self.pids)) + ("" if self.pids_complete else ",...")
+        answer = f" -> {self.answer}" if self.answer else ""
+        return f"{self.mechanism}: {what} x{count}{answer}, pid {pids}"
+
     def to_value(self) -> dict[str, canonical.Value]:
         return {
             "mechanism": self.mechanism,

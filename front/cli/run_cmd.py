@@ -258,6 +258,8 @@ def run(args: argparse.Namespace) -> int:
     if code is None and signal is None:
         for reason in _why_not_run(body):
             print(f"bvisor: not run: {reason}", file=sys.stderr)
+    for denied in body.denied_attempts:
+        print(f"bvisor: denied: {denied.summary()}", file=sys.stderr)
     for finding in body.findings:
         print(f"bvisor: finding: {finding}", file=sys.stderr)
     return status

@@ -29,6 +29,7 @@ from bvisor.contract.denials import SUPERVISOR_NOTE, first_note, tally_note
 from bvisor.contract.evidence import EvidenceClaim
 from bvisor.ledger import Ledger, verify
 from bvisor.replay import FAILED, VERIFIED, RunAudit, audit
+from tests.features import require_feature
 from tests.replay.helpers import (
     SUCCESS_LINES,
     Copied,
@@ -39,7 +40,6 @@ from tests.replay.helpers import (
     renumber,
     reseal,
 )
-from tests.features import require_feature
 
 PID = 4242
 DENIAL_LINES = (
@@ -168,9 +168,7 @@ def test_a_dropped_run_denied_event_is_caught(source: Ledger, tmp_path: Path) ->
     assert "run.denied events" in _failed(runs[0], "report")
 
 
-def test_denial_notes_erased_from_the_transcript_are_caught(
-    source: Ledger, tmp_path: Path
-) -> None:
+def test_denial_notes_erased_from_the_transcript_are_caught(source: Ledger, tmp_path: Path) -> None:
     def edit(events: list[Copied]) -> list[Copied]:
         kept = [
             e

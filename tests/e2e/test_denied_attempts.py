@@ -81,7 +81,13 @@ for _ in range(3):
 for _ in range(2):
     call("unshare", lambda: libc.unshare(0x40000000))  # CLONE_NEWNET
 call("seccomp", lambda: libc.syscall(317, 1, 0, None))  # a filter of its own
-print(json.dumps({"pid": host_pid, "seen": seen}))
+fds = {}
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+    except FileNotFoundError:  # the directory listing's own fd, closed by now
+        pass
+print(json.dumps({"pid": host_pid, "seen": seen, "fds": fds}))
 """
 )
 
@@ -195,6 +201,12 @@ def test_each_denied_call_is_in_the_report_as_the_workload_saw_it(tmp_path: Path
         "seccomp": ["EPERM"],
     }
     assert _matches(report, seen, pid) == []
+    # Neither the filter's listener nor the socket it was handed over on reached the
+    # workload: it could answer its own notifications with either.
+    leaked = [
+        target for target in told["fds"].values() if "seccomp" in target or "socket:" in target
+    ]
+    assert leaked == [], told["fds"]
     entries = _by_syscall(report)
     for name in seen:
         entry = entries[name]

@@ -22,6 +22,10 @@ the exec happened. Nothing between clone3 and exec runs Python.
 With a PID namespace the launcher's child is the namespace's init, which forks the
 workload; init reports the workload's real status on a pipe of its own and exits when
 the launcher releases it, which ends every process left in the namespace.
+
+With denial evidence the launcher is also the seccomp filter's supervisor: while it waits
+for the workload it answers every notified (denied) call and notes it
+(:mod:`bvisor.launcher.process.denials`).
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/replay.py
 	$(PY) benchmarks/capture.py
 	$(PY) benchmarks/deadline.py
+	$(PY) benchmarks/denials.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -23,6 +23,7 @@ __all__ = [
     "PLAN_ADMITTED",
     "PLAN_REFUSED",
     "REPORT_SEALED",
+    "RUN_DENIED",
     "RUN_KINDS",
     "RUN_STREAMS",
     "RUN_TERMINAL",
@@ -38,6 +39,7 @@ PLAN_REFUSED: Final = "plan.refused"
 LOWERING_ENTRY: Final = "lowering.entry"
 LAUNCHER_PHASE: Final = "launcher.phase"
 RUN_TERMINAL: Final = "run.terminal"
+RUN_DENIED: Final = "run.denied"  # one per denied-attempt entry of the report
 RUN_STREAMS: Final = "run.streams"
 REPORT_SEALED: Final = "report.sealed"
 NOTE_EXTERNAL: Final = "note.external"
@@ -48,6 +50,7 @@ RUN_KINDS: Final = (
     LOWERING_ENTRY,
     LAUNCHER_PHASE,
     RUN_TERMINAL,
+    RUN_DENIED,
     RUN_STREAMS,
     REPORT_SEALED,
 )

@@ -46,6 +46,7 @@ from bvisor.contract.transcript import (
 )
 from bvisor.digest import Purpose, digest_bytes
 from bvisor.ledger import Finding
+from bvisor.replay.denials import denial_problems
 from bvisor.replay.derive import Rederived
 from bvisor.replay.diff import first_difference, show
 from bvisor.replay.events import Admitted, GrammarError, ParsedRun, StreamChunk, parse_run
@@ -631,6 +632,7 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
     problems += _fact_problems(body, admitted, notes)
     problems += _marking_problems(body, notes)
     problems += _derived_fact_problems(body, derived)
+    problems += denial_problems(body, notes, parsed.denied, parsed.lowering)
     if problems:
         return CheckResult.failed(name, "; ".join(problems))
     return CheckResult.passed(
@@ -820,7 +822,7 @@ def _marking_problems(body: BoundaryReportBody, notes: Sequence[str]) -> list[st
       launcher did not note: a lying run can never pass for an honest one.
     * A "mediated budget ... exceeded" finding exists exactly for the witnesses that say a
       mediated budget was exceeded.
-    * This backend records no denied attempts and no artifacts.
+    * This backend records no artifacts (denied attempts: :mod:`bvisor.replay.denials`).
     """
     problems: list[str] = []
     noted = sorted(n.removeprefix(_DANGER_NOTE) for n in notes if n.startswith(_DANGER_NOTE))
@@ -838,8 +840,8 @@ def _marking_problems(body: BoundaryReportBody, notes: Sequence[str]) -> list[st
         problems.append(
             f"mediated budgets exceeded per witnesses {exceeded}, per findings {reported}"
         )
-    if body.denied_attempts or body.artifacts:
-        problems.append("denied_attempts and artifacts must be empty: this backend records none")
+    if body.artifacts:
+        problems.append("artifacts must be empty: this backend records none")
     return problems
 
 

@@ -8,7 +8,7 @@ non-canonical spec, profile, admission record or report body would let two reade
 disagree about what was digested), and the events must follow the grammar
 
     plan.admitted -> lowering.entry* -> launcher.phase* -> run.terminal
-                  -> run.streams* -> report.sealed
+                  -> run.denied* -> run.streams* -> report.sealed
     plan.refused                      (alone)
 
 with ``index`` fields counting 0, 1, 2, ... and ``attempt_id`` equal to the run id.
@@ -43,6 +43,7 @@ from bvisor.contract._wire import (
     expect_text,
 )
 from bvisor.contract.admission import AdmissionRecord
+from bvisor.contract.denials import DeniedAttempt
 from bvisor.contract.errors import ContractError
 from bvisor.contract.lowering import LoweringEntry, LoweringError
 from bvisor.contract.outcome import Outcome
@@ -71,6 +72,7 @@ PLAN_REFUSED = "plan.refused"
 LOWERING_ENTRY = "lowering.entry"
 LAUNCHER_PHASE = "launcher.phase"
 RUN_TERMINAL = "run.terminal"
+RUN_DENIED = "run.denied"
 RUN_STREAMS = "run.streams"
 REPORT_SEALED = "report.sealed"
 NOTE_PREFIX = "note."
@@ -183,6 +185,7 @@ class ParsedRun:
     terminal: Terminal | None
     streams: tuple[StreamChunk, ...]
     sealed: Sealed | None
+    denied: tuple[DeniedAttempt, ...] = ()  # run.denied, in index order (none before them)
 
     @property
     def complete(self) -> bool:
@@ -344,6 +347,14 @@ def decode_terminal(payload: object) -> Terminal:
     )
 
 
+def decode_denied(payload: object, index: int) -> DeniedAttempt:
+    body = expect_map(payload, "", required=("index", "attempt"))
+    _expect_index(body["index"], index)
+    attempt = DeniedAttempt.from_value(body["attempt"], "attempt")
+    _canonical(body["attempt"], attempt.to_value(), "attempt")
+    return attempt
+
+
 def decode_chunk(payload: object, seq: int) -> StreamChunk:
     keys = ("stream", "offset", "data", "final", "total", "truncated")
     body = expect_map(payload, "", required=keys)
@@ -391,8 +402,8 @@ def _message(exc: BaseException) -> str:
     return text[2:] if text.startswith(": ") else text
 
 
-_ORDER = (LOWERING_ENTRY, LAUNCHER_PHASE, RUN_TERMINAL, RUN_STREAMS, REPORT_SEALED)
-_REPEATABLE = frozenset({LOWERING_ENTRY, LAUNCHER_PHASE, RUN_STREAMS})
+_ORDER = (LOWERING_ENTRY, LAUNCHER_PHASE, RUN_TERMINAL, RUN_DENIED, RUN_STREAMS, REPORT_SEALED)
+_REPEATABLE = frozenset({LOWERING_ENTRY, LAUNCHER_PHASE, RUN_DENIED, RUN_STREAMS})
 
 
 def _check_order(events: Sequence[Event]) -> None:
@@ -408,7 +419,7 @@ def _check_order(events: Sequence[Event]) -> None:
         if rank < position or (rank == position and event.kind not in _REPEATABLE):
             raise GrammarError(
                 f"event {event.seq}: {event.kind} after {_ORDER[position]} is out of order "
-                "(admitted -> entries -> phases -> terminal -> streams -> sealed)"
+                "(admitted -> entries -> phases -> terminal -> denied -> streams -> sealed)"
             )
         if rank > position + 1 and any(
             _ORDER[skipped] not in _REPEATABLE for skipped in range(position + 1, rank)
@@ -459,6 +470,7 @@ def parse_run(run_id: bytes, events: Sequence[Event]) -> ParsedRun:
     lines: list[str] = []
     terminal: Terminal | None = None
     chunks: list[StreamChunk] = []
+    denied: list[DeniedAttempt] = []
     sealed: Sealed | None = None
     for event in events[1:]:
         if event.kind == LOWERING_ENTRY:
@@ -467,12 +479,22 @@ def parse_run(run_id: bytes, events: Sequence[Event]) -> ParsedRun:
             lines.append(_decode(event, decode_phase, len(lines)))
         elif event.kind == RUN_TERMINAL:
             terminal = _decode(event, decode_terminal)
+        elif event.kind == RUN_DENIED:
+            denied.append(_decode(event, decode_denied, len(denied)))
         elif event.kind == RUN_STREAMS:
             chunks.append(_decode(event, decode_chunk, event.seq))
         else:
             sealed = _decode(event, decode_sealed)
     return ParsedRun(
-        run_id, admitted, None, tuple(lowering), tuple(lines), terminal, tuple(chunks), sealed
+        run_id,
+        admitted,
+        None,
+        tuple(lowering),
+        tuple(lines),
+        terminal,
+        tuple(chunks),
+        sealed,
+        tuple(denied),
     )
 
 

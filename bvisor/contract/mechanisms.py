@@ -347,15 +347,18 @@ class LandlockScope(Params):
 @dataclass(frozen=True, slots=True)
 class Seccomp(Params):
     """The seccomp filter: always the baseline; plus no new tasks, no sockets, or threads
-    but no processes (``threads_only``)."""
+    but no processes (``threads_only``). ``notify_denials``: the filter's denials are
+    handed to the launcher, which answers them and records them (denial evidence)."""
 
     deny_new_tasks: bool
     deny_sockets: bool
     threads_only: bool
+    notify_denials: bool = False
     FIELDS: ClassVar[Mapping[str, Codec]] = {
         "deny_new_tasks": BOOL,
         "deny_sockets": BOOL,
         "threads_only": BOOL,
+        "notify_denials": BOOL,
     }
 
 

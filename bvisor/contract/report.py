@@ -3,7 +3,10 @@
 The body carries the identities the run was admitted under (plan_id, h_a, h_p, h_l), the
 fresh ``attempt_id``, what was admitted and by which mechanism, what was observed (in
 order), the workload's real exit status, captured stream digests, budget witnesses,
-artifacts and findings. The seal is the ``bvisor.report.v1`` digest of the body's
+artifacts and findings. ``denied_attempts`` are structured entries
+(:class:`~bvisor.contract.denials.DeniedAttempt`); every report recorded before they
+existed carries an empty list there, so its bytes, seal and meaning are unchanged. The
+seal is the ``bvisor.report.v1`` digest of the body's
 canonical value; ``SealedReport.from_value`` re-checks it, so a report read back from
 anywhere is either exactly what was sealed or an error.
 """
@@ -26,6 +29,7 @@ from bvisor.contract._wire import (
     expect_text,
 )
 from bvisor.contract.budgets import BudgetDimension
+from bvisor.contract.denials import DeniedAttempt
 from bvisor.contract.enforcement import Enforcement
 from bvisor.contract.errors import ContractError
 from bvisor.contract.outcome import Outcome
@@ -293,7 +297,7 @@ class BoundaryReportBody:
     outcome: Outcome
     admitted: tuple[AdmittedRequirement, ...]
     observed: tuple[ObservedFact, ...]
-    denied_attempts: tuple[str, ...]
+    denied_attempts: tuple[DeniedAttempt, ...]
     exit: ExitStatus | None
     streams: tuple[StreamRecord, ...]
     budget_witnesses: tuple[BudgetWitness, ...]
@@ -313,6 +317,7 @@ class BoundaryReportBody:
         typed: tuple[tuple[str, type], ...] = (
             ("admitted", AdmittedRequirement),
             ("observed", ObservedFact),
+            ("denied_attempts", DeniedAttempt),
             ("streams", StreamRecord),
             ("budget_witnesses", BudgetWitness),
         )
@@ -322,7 +327,7 @@ class BoundaryReportBody:
                 if not isinstance(item, cls):
                     raise ContractError(f"{name}[{index}]", f"expected {cls.__name__}")
             object.__setattr__(self, name, items)
-        for name in ("denied_attempts", "artifacts", "findings"):
+        for name in ("artifacts", "findings"):
             object.__setattr__(self, name, _texts(getattr(self, name), name))
 
     def to_value(self) -> dict[str, canonical.Value]:
@@ -338,7 +343,7 @@ class BoundaryReportBody:
             "outcome": self.outcome.value,
             "admitted": [a.to_value() for a in self.admitted],
             "observed": [o.to_value() for o in self.observed],
-            "denied_attempts": list(self.denied_attempts),
+            "denied_attempts": [d.to_value() for d in self.denied_attempts],
             "exit": None if self.exit is None else self.exit.to_value(),
             "streams": [s.to_value() for s in self.streams],
             "budget_witnesses": [w.to_value() for w in self.budget_witnesses],
@@ -377,7 +382,9 @@ class BoundaryReportBody:
             outcome=Outcome.from_value(body["outcome"], f"{path}.outcome"),
             admitted=tuple(AdmittedRequirement.from_value(v, p) for p, v in items("admitted")),
             observed=tuple(ObservedFact.from_value(v, p) for p, v in items("observed")),
-            denied_attempts=texts("denied_attempts"),
+            denied_attempts=tuple(
+                DeniedAttempt.from_value(v, p) for p, v in items("denied_attempts")
+            ),
             exit=None if raw_exit is None else ExitStatus.from_value(raw_exit, f"{path}.exit"),
             streams=tuple(StreamRecord.from_value(v, p) for p, v in items("streams")),
             budget_witnesses=tuple(

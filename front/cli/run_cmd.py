@@ -410,6 +410,7 @@ def _run_and_report(
     ]
     if code is None and signal is None:
         lines += [f"bvisor: not run: {reason}" for reason in _why_not_run(body)]
+    lines += [f"bvisor: denied: {denied.summary()}" for denied in body.denied_attempts]
     lines += [f"bvisor: note: {note}" for note in _notes(body, output)]
     lines += [f"bvisor: finding: {finding}" for finding in body.findings]
     try:

@@ -32,6 +32,21 @@ Filter shape: default action ALLOW; a denylist of syscalls answered with EPERM.
   as an AF_UNIX stream or seqpacket pair (a datagram pair can ``sendto`` any host
   pathname socket); ``connect`` and ``sendto`` with an address -> EPERM as well.
 
+Denial evidence (``notify_denials``): every rule above that answers EPERM instead returns
+SECCOMP_RET_USER_NOTIF, and the child installs the filter with a listener
+(:mod:`bvisor.launcher.process.denials` answers each notification with EPERM and records
+it). Three things change with it, each because the notification route must be the only
+one: the ENOSYS answers (``clone3``, ``openat2``) stay plain errno rules — they deny no
+action, they send libc to the older call whose arguments the filter then judges, so they
+are not denials to report; kill rules stay kill rules (a kill is recorded from the exit
+status); and the workload may not install a seccomp filter of its own (``seccomp`` with
+SECCOMP_SET_MODE_FILTER, ``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)`` are denied and
+reported). Without that last rule a workload could stack a filter answering USER_NOTIF
+for the same syscalls: for equal actions the newest filter wins, so its notifications
+would bypass the supervisor — with no listener the kernel answers ENOSYS unseen, and
+once the supervisor's listener is closed the workload could even attach its own and
+answer CONTINUE, running the denied call.
+
 Architectures: only the native ABI is in the filter and the "bad arch" action is
 KILL_PROCESS, so a syscall made through another ABI (int 0x80 i386 entry on x86_64) kills
 the process instead of bypassing the list. libseccomp's x86_64 filter also treats x32
@@ -62,6 +77,7 @@ __all__ = ["SeccompError", "SeccompProgram", "build_filter", "seccomp_filter_ava
 
 SCMP_ACT_KILL_PROCESS = 0x80000000
 SCMP_ACT_ALLOW = 0x7FFF0000
+SCMP_ACT_NOTIFY = 0x7FC00000
 SCMP_FLTATR_ACT_BADARCH = 2
 SCMP_CMP_NE = 1
 SCMP_CMP_EQ = 4
@@ -73,6 +89,7 @@ SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET = 1, 2, 3, 5
 PAIR_TYPES_ALLOWED = (SOCK_STREAM, SOCK_SEQPACKET)
 S_ISUID, S_ISGID = 0o4000, 0o2000
 IOPRIO_WHO_PROCESS = 1
+SECCOMP_SET_MODE_FILTER, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 1, 22, 2
 # CLONE_NEWTIME, NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET.
 NAMESPACE_FLAGS = (
     0x80,
@@ -146,11 +163,16 @@ class SeccompError(OSError):
 
 @dataclass(frozen=True, slots=True)
 class SeccompProgram:
-    """A ready classic-BPF program plus a description for the launcher's note."""
+    """A ready classic-BPF program plus a description for the launcher's note.
+
+    ``notified``: the syscalls whose rules notify instead of answering, as (number, name,
+    errno the rule means) sorted by number; empty unless built with ``notify_denials``.
+    """
 
     bpf: bytes
     denied: tuple[str, ...]
     arch: str
+    notified: tuple[tuple[int, str, int], ...] = ()
 
     @property
     def instructions(self) -> int:
@@ -229,7 +251,11 @@ def _check(rc: int, what: str) -> None:
 
 
 def build_filter(
-    *, deny_new_tasks: bool, deny_sockets: bool, threads_only: bool = False
+    *,
+    deny_new_tasks: bool,
+    deny_sockets: bool,
+    threads_only: bool = False,
+    notify_denials: bool = False,
 ) -> SeccompProgram:
     """Build, export and sanity-check the denylist program."""
     if deny_new_tasks and threads_only:
@@ -238,19 +264,21 @@ def build_filter(
     ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
     if ctx == _ffi.NULL:
         raise SeccompError(errno.ENOMEM, "seccomp_init failed")
+    rules = _Rules(lib, ctx, notify_denials)
     denied: list[str] = []
     try:
         _check(lib.seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS), "badarch")
-        eperm = SCMP_ACT_ERRNO(errno.EPERM)
-        denied += _add_baseline(lib, ctx, eperm, new_tasks_ruled=deny_new_tasks or threads_only)
+        denied += _add_baseline(rules, new_tasks_ruled=deny_new_tasks or threads_only)
         if threads_only:
-            denied += _add_thread_rules(lib, ctx, eperm)
+            denied += _add_thread_rules(rules)
         if deny_new_tasks:
             for name in NEW_TASK_SYSCALLS:
-                _deny(lib, ctx, name, eperm, None)
+                rules.deny(name)
                 denied.append(name)
         if deny_sockets:
-            denied += _add_socket_rules(lib, ctx, eperm)
+            denied += _add_socket_rules(rules)
+        if notify_denials:
+            denied += _add_no_own_filter(rules)
         bpf = _export(lib, ctx)
     finally:
         lib.seccomp_release(ctx)
@@ -261,10 +289,48 @@ def build_filter(
         raise SeccompError(errno.EINVAL, "exported filter does not reject x32 syscall numbers")
     if len(bpf) == 0 or len(bpf) % _BPF_INSN.size or len(bpf) // _BPF_INSN.size > 4096:
         raise SeccompError(errno.EINVAL, f"exported filter has an invalid size {len(bpf)}")
-    return SeccompProgram(bpf=bpf, denied=tuple(denied), arch=arch)
+    if notify_denials and not _mentions_return(bpf, SCMP_ACT_NOTIFY):
+        raise SeccompError(errno.EINVAL, "exported filter has no notifying rule")
+    notified = tuple(sorted((nr, name, errno.EPERM) for nr, name in rules.notified.items()))
+    return SeccompProgram(bpf=bpf, denied=tuple(denied), arch=arch, notified=notified)
 
 
-def _add_baseline(lib: Any, ctx: Any, eperm: int, *, new_tasks_ruled: bool) -> list[str]:
+class _Rules:
+    """Adds rules to one libseccomp context; ``deny`` is the denial action of this filter.
+
+    A denial answers EPERM, or — with ``notify`` — hands the call to the listener (which
+    answers EPERM); the syscalls given to the listener are remembered so it can name them.
+    """
+
+    def __init__(self, lib: Any, ctx: Any, notify: bool) -> None:
+        self.lib, self.ctx, self.notify = lib, ctx, notify
+        self.notified: dict[int, str] = {}
+
+    def deny(self, name: str, args: Any = None) -> None:
+        if self.notify:
+            number = self.add(name, SCMP_ACT_NOTIFY, args)
+            if number is not None:
+                self.notified[number] = name
+        else:
+            self.add(name, SCMP_ACT_ERRNO(errno.EPERM), args)
+
+    def add(self, name: str, action: int, args: Any = None) -> int | None:
+        """Add one rule; the syscall's number, or None where this ABI lacks the syscall."""
+        number = int(self.lib.seccomp_syscall_resolve_name(name.encode("ascii")))
+        if number < 0:
+            # A syscall this ABI does not have (e.g. no vfork on some arches) needs no rule.
+            return None
+        count = 0 if args is None else len(args)
+        _check(
+            self.lib.seccomp_rule_add_exact_array(
+                self.ctx, action, number, count, args or _ffi.NULL
+            ),
+            f"rule {name}",
+        )
+        return number
+
+
+def _add_baseline(rules: _Rules, *, new_tasks_ruled: bool) -> list[str]:
     """The rules every filter carries (see the module docstring for why each exists).
 
     ``new_tasks_ruled``: clone/clone3 get rules of their own (deny_new_tasks or
@@ -272,32 +338,32 @@ def _add_baseline(lib: Any, ctx: Any, eperm: int, *, new_tasks_ruled: bool) -> l
     """
     denied: list[str] = []
     for name in BASELINE_DENIED:
-        _deny(lib, ctx, name, eperm, None)
+        rules.deny(name)
     denied.append("namespaces, keyrings, io_uring, mounts")
     namespace_calls = ("unshare",) if new_tasks_ruled else ("unshare", "clone")
     for name in namespace_calls:
         for flag in NAMESPACE_FLAGS:
-            _deny(lib, ctx, name, eperm, _args((0, SCMP_CMP_MASKED_EQ, flag, flag)))
+            rules.deny(name, _args((0, SCMP_CMP_MASKED_EQ, flag, flag)))
     if not new_tasks_ruled:
-        _deny(lib, ctx, "clone3", SCMP_ACT_ERRNO(errno.ENOSYS), None)
+        rules.add("clone3", SCMP_ACT_ERRNO(errno.ENOSYS))
     denied.append("clone/unshare(CLONE_NEW*)")
     for name in OWN_PROCESS_ONLY:
-        _deny(lib, ctx, name, eperm, _args((0, SCMP_CMP_NE, 0, 0)))
-    _deny(lib, ctx, "setpriority", eperm, _args((0, SCMP_CMP_NE, 0, 0)))  # PRIO_PROCESS only
-    _deny(lib, ctx, "setpriority", eperm, _args((1, SCMP_CMP_NE, 0, 0)))
-    _deny(lib, ctx, "ioprio_set", eperm, _args((0, SCMP_CMP_NE, IOPRIO_WHO_PROCESS, 0)))
-    _deny(lib, ctx, "ioprio_set", eperm, _args((1, SCMP_CMP_NE, 0, 0)))
+        rules.deny(name, _args((0, SCMP_CMP_NE, 0, 0)))
+    rules.deny("setpriority", _args((0, SCMP_CMP_NE, 0, 0)))  # PRIO_PROCESS only
+    rules.deny("setpriority", _args((1, SCMP_CMP_NE, 0, 0)))
+    rules.deny("ioprio_set", _args((0, SCMP_CMP_NE, IOPRIO_WHO_PROCESS, 0)))
+    rules.deny("ioprio_set", _args((1, SCMP_CMP_NE, 0, 0)))
     denied.append("limits/scheduling of other processes")
     for name, index in MODE_ARGUMENT:
         for bit in (S_ISUID, S_ISGID):
-            _deny(lib, ctx, name, eperm, _args((index, SCMP_CMP_MASKED_EQ, bit, bit)))
-    _deny(lib, ctx, "openat2", SCMP_ACT_ERRNO(errno.ENOSYS), None)
+            rules.deny(name, _args((index, SCMP_CMP_MASKED_EQ, bit, bit)))
+    rules.add("openat2", SCMP_ACT_ERRNO(errno.ENOSYS))
     denied.append("setuid/setgid modes")
     # A lease on a readable host file stalls the host's writers for up to lease-break-time
     # and tells the workload they are writing; a directory notification reports host
     # activity. Neither is the workload's business.
     for command in (F_SETLEASE, F_NOTIFY):
-        _deny(lib, ctx, "fcntl", eperm, _args((1, SCMP_CMP_EQ, command, 0)))
+        rules.deny("fcntl", _args((1, SCMP_CMP_EQ, command, 0)))
     denied.append("fcntl(F_SETLEASE, F_NOTIFY)")
     return denied
 
@@ -307,7 +373,7 @@ CLONE_PTRACE, CLONE_UNTRACED = 0x2000, 0x00800000
 _THREAD_FORBIDDEN = (*NAMESPACE_FLAGS, CLONE_PTRACE, CLONE_UNTRACED, CLONE_VFORK)
 
 
-def _add_thread_rules(lib: Any, ctx: Any, eperm: int) -> list[str]:
+def _add_thread_rules(rules: _Rules) -> list[str]:
     """Threads yes, processes no (AllowThreadsWithinBoundary).
 
     ``clone`` is allowed only when its flags hold CLONE_THREAD, CLONE_SIGHAND and CLONE_VM
@@ -325,44 +391,48 @@ def _add_thread_rules(lib: Any, ctx: Any, eperm: int) -> list[str]:
     def when(mask: int, value: int) -> Any:
         return _args((0, SCMP_CMP_MASKED_EQ, mask, value))
 
-    _deny(lib, ctx, "clone", eperm, when(thread | vm, 0))  # fork-like
-    _deny(lib, ctx, "clone", eperm, when(thread | vm | vfork, vm | vfork))  # vfork-like
-    _deny(lib, ctx, "clone", kill, when(thread | vm | vfork, vm))  # shares memory, not a thread
-    _deny(lib, ctx, "clone", kill, when(thread | vm, thread))  # a thread without its memory
-    _deny(lib, ctx, "clone", kill, when(thread | vm | sighand, thread | vm))
+    rules.deny("clone", when(thread | vm, 0))  # fork-like
+    rules.deny("clone", when(thread | vm | vfork, vm | vfork))  # vfork-like
+    rules.add("clone", kill, when(thread | vm | vfork, vm))  # shares memory, not a thread
+    rules.add("clone", kill, when(thread | vm, thread))  # a thread without its memory
+    rules.add("clone", kill, when(thread | vm | sighand, thread | vm))
     base = thread | vm | sighand
     for flag in _THREAD_FORBIDDEN:
-        _deny(lib, ctx, "clone", kill, when(base | flag, base | flag))
+        rules.add("clone", kill, when(base | flag, base | flag))
     for name in ("fork", "vfork"):
-        _deny(lib, ctx, name, eperm, None)
-    _deny(lib, ctx, "clone3", SCMP_ACT_ERRNO(errno.ENOSYS), None)
+        rules.deny(name)
+    rules.add("clone3", SCMP_ACT_ERRNO(errno.ENOSYS))
     return ["fork", "vfork", "clone(unless a thread)", "clone3(ENOSYS)"]
 
 
-def _add_socket_rules(lib: Any, ctx: Any, eperm: int) -> list[str]:
+def _add_socket_rules(rules: _Rules) -> list[str]:
     """NetworkDenyAll: no socket reaches anything outside the workload's own pairs."""
     # No socket at all: an AF_UNIX socket could still connect() to a host daemon's
     # pathname socket (Landlock does not cover connect), which is a route out.
-    _deny(lib, ctx, "socket", eperm, None)
+    rules.deny("socket")
     # socketpair only as an AF_UNIX stream or seqpacket pair: connected, they reach
     # nothing outside; a datagram pair could sendmsg() to any pathname socket it can name
     # (the address sits in memory, out of a filter's sight). The decision is on the type
     # the kernel will really make: every other type is refused, SOCK_RAW included, which
     # AF_UNIX silently turns into SOCK_DGRAM (flags such as SOCK_CLOEXEC are masked off).
-    _deny(lib, ctx, "socketpair", eperm, _args((0, SCMP_CMP_NE, AF_UNIX, 0)))
+    rules.deny("socketpair", _args((0, SCMP_CMP_NE, AF_UNIX, 0)))
     for sock_type in range(SOCK_TYPE_MASK + 1):
         if sock_type not in PAIR_TYPES_ALLOWED:
-            _deny(
-                lib,
-                ctx,
-                "socketpair",
-                eperm,
-                _args((1, SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, sock_type)),
-            )
+            rules.deny("socketpair", _args((1, SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, sock_type)))
     # Nothing can be connected, and nothing may be sent to an address.
-    _deny(lib, ctx, "connect", eperm, None)
-    _deny(lib, ctx, "sendto", eperm, _args((4, SCMP_CMP_NE, 0, 0)))
+    rules.deny("connect")
+    rules.deny("sendto", _args((4, SCMP_CMP_NE, 0, 0)))
     return ["socket", "socketpair(except AF_UNIX stream/seqpacket)", "connect", "sendto(addr)"]
+
+
+def _add_no_own_filter(rules: _Rules) -> list[str]:
+    """With denial evidence, no seccomp filter of the workload's own (module docstring)."""
+    rules.deny("seccomp", _args((0, SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER, 0)))
+    rules.deny(
+        "prctl",
+        _args((0, SCMP_CMP_EQ, PR_SET_SECCOMP, 0), (1, SCMP_CMP_EQ, SECCOMP_MODE_FILTER, 0)),
+    )
+    return ["seccomp(SET_MODE_FILTER)", "prctl(PR_SET_SECCOMP, FILTER)"]
 
 
 def _args(*comparisons: tuple[int, int, int, int]) -> Any:
@@ -376,18 +446,6 @@ def _args(*comparisons: tuple[int, int, int, int]) -> Any:
     return array
 
 
-def _deny(lib: Any, ctx: Any, name: str, action: int, args: Any) -> None:
-    number = lib.seccomp_syscall_resolve_name(name.encode("ascii"))
-    if number < 0:
-        # A syscall this ABI does not have (e.g. no vfork on some arches) needs no rule.
-        return
-    count = 0 if args is None else len(args)
-    _check(
-        lib.seccomp_rule_add_exact_array(ctx, action, number, count, args or _ffi.NULL),
-        f"rule {name}",
-    )
-
-
 def _export(lib: Any, ctx: Any) -> bytes:
     fd = os.memfd_create("bvisor-seccomp", os.MFD_CLOEXEC)
     try:
@@ -399,3 +457,14 @@ def _export(lib: Any, ctx: Any) -> bytes:
 
 def _mentions(bpf: bytes, constant: int) -> bool:
     return any(k == constant for _code, _jt, _jf, k in _BPF_INSN.iter_unpack(bpf))
+
+
+_BPF_RET_K = 0x06  # BPF_RET | BPF_K
+
+
+def _mentions_return(bpf: bytes, action: int) -> bool:
+    """Does some instruction return ``action`` (its errno/data bits aside)?"""
+    return any(
+        code == _BPF_RET_K and k & 0xFFFF0000 == action
+        for code, _jt, _jf, k in _BPF_INSN.iter_unpack(bpf)
+    )

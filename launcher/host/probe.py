@@ -27,6 +27,7 @@ import blake3
 
 from bvisor.contract.profile import HostFacts, ProfileSnapshot
 from bvisor.launcher.basement import landlock
+from bvisor.launcher.basement.audit import probe_audit
 from bvisor.launcher.basement.namespaces import probe_namespaces
 
 __all__ = [
@@ -71,6 +72,10 @@ def probe_host(launcher_path: str | None = None) -> HostFacts:
     notes.append(f"max_user_namespaces: {max_userns} from {_MAX_USER_NAMESPACES}")
     userns, netns, pidns = _probe_namespaces(notes)
     v2_mount, v2_base, v2_kill, v2_controllers, v1_bases = _probe_cgroups(notes)
+    audit = probe_audit()
+    notes.append(
+        f"audit_readable: {str(audit.usable).lower()} ({audit.why}; bvisor never enables audit)"
+    )
     identity = None
     if launcher_path is not None:
         identity = file_identity(launcher_path)
@@ -98,6 +103,7 @@ def probe_host(launcher_path: str | None = None) -> HostFacts:
         launcher_identity=identity,
         probe_notes=tuple(notes),
         pidns=pidns,
+        audit_readable=audit.usable,
     )
 
 

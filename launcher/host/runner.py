@@ -8,6 +8,7 @@ Recording order is the evidence grammar replay checks (DESIGN.md §6/§7):
     commit 2, at the end:
     launcher.phase  x M      one per control-channel line
     run.terminal             outcome, exit status, budget witnesses
+    run.denied      x D      one per denied-attempt entry of the report (none for most runs)
     run.streams     x K      captured bytes in chunks (so stream digests can be re-checked)
     report.sealed            body + seal, durable before ``run`` returns
 
@@ -34,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from bvisor import canonical
-from bvisor.contract import BoundarySpec, Outcome
+from bvisor.contract import BoundarySpec, Outcome, denials
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import (
@@ -45,6 +46,7 @@ from bvisor.contract.report import (
     seal_report,
 )
 from bvisor.contract.report_inputs import admitted_requirements, profile_label
+from bvisor.contract.transcript import split_lines
 from bvisor.digest import Purpose, digest_value
 from bvisor.launcher.host.backend import Execution, LinuxBackend
 from bvisor.launcher.host.capture import Captured, as_captured
@@ -146,8 +148,18 @@ def terminal_payload(run: Execution) -> dict[str, canonical.Value]:
     }
 
 
+def denied_payload(index: int, entry: denials.DeniedAttempt) -> dict[str, canonical.Value]:
+    """One ``run.denied`` event: the report's ``index``-th denied-attempt entry."""
+    return {"index": index, "attempt": entry.to_value()}
+
+
 def build_report_body(plan: BoundaryPlan, run: Execution) -> BoundaryReportBody:
-    """The report body: pure function of the plan and what the execution observed."""
+    """The report body: pure function of the plan and what the execution observed.
+
+    The denied attempts (and the findings about them) are what the launcher's notes say
+    (:func:`bvisor.contract.denials.derive`), which replay re-derives the same way.
+    """
+    evidence = denials.derive(split_lines(run.lines)[1])
     streams = tuple(
         StreamRecord(
             name=name,
@@ -173,12 +185,12 @@ def build_report_body(plan: BoundaryPlan, run: Execution) -> BoundaryReportBody:
         outcome=run.outcome,
         admitted=admitted_requirements(plan.admission),
         observed=tuple(run.observed),
-        denied_attempts=(),
+        denied_attempts=evidence.attempts,
         exit=run.exit,
         streams=streams,
         budget_witnesses=tuple(run.witnesses),
         artifacts=(),
-        findings=tuple(run.findings),
+        findings=(*run.findings, *evidence.findings),
     )
 
 
@@ -279,6 +291,8 @@ def _record_items(
     for index, line in enumerate(execution.lines):
         yield ("launcher.phase", {"index": index, "line": line}, attempt)
     yield ("run.terminal", terminal_payload(execution), attempt)
+    for index, entry in enumerate(report.body.denied_attempts):
+        yield ("run.denied", denied_payload(index, entry), attempt)
     for name, data, total, truncated in (
         ("stdout", execution.stdout, execution.stdout_total, execution.stdout_truncated),
         ("stderr", execution.stderr, execution.stderr_total, execution.stderr_truncated),

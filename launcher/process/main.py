@@ -22,6 +22,10 @@ the exec happened. Nothing between clone3 and exec runs Python.
 With a PID namespace the launcher's child is the namespace's init, which forks the
 workload; init reports the workload's real status on a pipe of its own and exits when
 the launcher releases it, which ends every process left in the namespace.
+
+With denial evidence the launcher is also the seccomp filter's supervisor: while it waits
+for the workload it answers every notified (denied) call and notes it
+(:mod:`bvisor.launcher.process.denials`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any, NoReturn
 
 from bvisor.contract import mechanisms as mech
 from bvisor.launcher.basement import fds, lifeline, memfd, window
+from bvisor.launcher.process.denials import DenialSupervisor
 from bvisor.launcher.process.mechanisms import PREPARE
 from bvisor.launcher.process.program import Fault, Op, Program, state_groups
 from bvisor.launcher.process.verify import Refusal, Verified, verify_body
@@ -126,6 +131,8 @@ class Launcher:
         self.measured = measured
         self.child_pid: int | None = None
         self.exec_done = False
+        self.denials: DenialSupervisor | None = None
+        self.workload_pid: int | None = None
 
     # -- the run ---------------------------------------------------------------------
 
@@ -327,6 +334,8 @@ class Launcher:
         self.ctl.state(states.CHILD_CREATED)
         init = program.init_fds is not None
         self.ctl.note(f"{'init' if init else 'workload'} pid={self.child_pid}")
+        if not init:
+            self.workload_pid = self.child_pid
         try:
             for _, step in program.rendezvous:
                 step(self.child_pid)
@@ -334,6 +343,9 @@ class Launcher:
         finally:
             os.close(sync_w)
         self._follow(status_r, ops, program)
+        if program.denials is not None:
+            self.denials = program.denials
+            self.denials.take_listener(self.ctl.note)
         if program.init_fds is not None:
             self._wait_init(*program.init_fds)
         else:
@@ -418,6 +430,7 @@ class Launcher:
         except OSError:
             pids = []
         if pids:
+            self.workload_pid = int(pids[0])
             self.ctl.note(f"workload pid={pids[0]}")
 
     # -- the end -----------------------------------------------------------------------
@@ -427,6 +440,12 @@ class Launcher:
         # process group id cannot be reused, so killing that group reaches only what the
         # workload left behind (it leads its own session, so the host's kill of the
         # launcher's group would not). With a run cgroup, cgroup.kill covers this anyway.
+        if self.denials is not None and self.denials.listening:
+            exited = os.pidfd_open(pid)
+            try:
+                self.denials.serve_until(exited)
+            finally:
+                os.close(exited)
         os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
         with contextlib.suppress(OSError):
             if os.getpgid(pid) == pid:
@@ -440,6 +459,8 @@ class Launcher:
         assert self.child_pid is not None
         record = b""
         try:
+            if self.denials is not None:
+                self.denials.serve_until(report_r)  # readable: init's report, or its death
             while len(record) < 5:
                 chunk = os.read(report_r, 5 - len(record))
                 if not chunk:
@@ -460,12 +481,13 @@ class Launcher:
 
     def _report_exit(self, status: int, usage: Any, *, raw: bool = True) -> None:
         """``status`` is a raw wait status, or (``raw`` false) the signal that ended it."""
-        if not raw:
-            self.ctl.note(f"workload exit signal={status}")
-        elif os.WIFSIGNALED(status):
-            self.ctl.note(f"workload exit signal={os.WTERMSIG(status)}")
+        signo = status if not raw else os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        if signo is not None:
+            self.ctl.note(f"workload exit signal={signo}")
         else:
             self.ctl.note(f"workload exit code={os.WEXITSTATUS(status)}")
+        if self.denials is not None:
+            self.denials.finish(self.workload_pid, signo)
         self.ctl.note(
             f"workload rusage utime_us={int(usage.ru_utime * 1_000_000)} "
             f"stime_us={int(usage.ru_stime * 1_000_000)} maxrss_kb={usage.ru_maxrss}"

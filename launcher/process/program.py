@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bvisor.contract.lowering import Phase
 from bvisor.launcher.process.verify import Refusal, Verified
 from bvisor.launcher.wire import states
+
+if TYPE_CHECKING:
+    from bvisor.launcher.process.denials import DenialSupervisor
 
 __all__ = ["OP_CODES", "Fault", "Op", "Program", "state_groups", "state_of"]
 
@@ -92,6 +95,7 @@ class Program:
     keepalive: list[Any] = field(default_factory=list)
     init_fds: tuple[int, int] | None = None  # (report read end, release write end)
     envp: list[str] | None = None  # NAME=value entries, set by the ambient scrub
+    denials: DenialSupervisor | None = None  # set by seccomp when denials are notified
 
     @property
     def hooks(self) -> frozenset[str]:

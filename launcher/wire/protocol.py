@@ -58,6 +58,7 @@ TEST_HOOKS: frozenset[str] = frozenset(
         "skip_caps_drop",
         "skip_cgroup_placement",
         "skip_cgroupfs_hide",
+        "skip_denial_notify",
         "skip_env_scrub",
         "skip_fd_scrub",
         "skip_landlock",

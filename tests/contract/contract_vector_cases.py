@@ -67,6 +67,7 @@ from bvisor.contract import (
     workload_from_value,
 )
 from bvisor.contract._wire import expect_enum
+from bvisor.contract.denials import DeniedAttempt
 from bvisor.contract.environment import env_value_from_value
 
 Decoder = Callable[[object], object]
@@ -119,7 +120,22 @@ REPORT_BODY = BoundaryReportBody(
         ),
     ),
     observed=(ObservedFact("child_spawn_lowered", "seccomp"),),
-    denied_attempts=("clone",),
+    denied_attempts=(
+        DeniedAttempt(
+            mechanism="seccomp",
+            syscall="clone",
+            number=56,
+            arch="x86_64",
+            access=None,
+            target=None,
+            answer="EPERM",
+            count=3,
+            pids=(41, 42),
+            pids_complete=True,
+            args=(0x1200011, 0, 0, 0, 0x7F00, 0),
+            tallied=True,
+        ),
+    ),
     exit=ExitStatus(0, None),
     streams=(StreamRecord.of("stdout", b"hi\n"), StreamRecord.of("stderr", b"abc", 10)),
     budget_witnesses=(

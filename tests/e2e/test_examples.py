@@ -17,6 +17,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXPECTED: dict[str, tuple[Outcome, bytes]] = {
     "allow-descendants-atomic-kill.toml": (Outcome.COMPLETED, b"spawned=descendant"),
     "budgeted-timeout.toml": (Outcome.TIMEOUT, b""),
+    "denied-attempts.toml": (Outcome.COMPLETED, b"mount=REFUSED\nunshare=REFUSED"),
     "deny-new-tasks.toml": (Outcome.COMPLETED, b"fork=REFUSED errno=1"),
     "no-network.toml": (Outcome.COMPLETED, b"lo:"),
     "read-data-write-output.toml": (Outcome.COMPLETED, b"copied\ndata=READ_ONLY"),
@@ -66,6 +67,9 @@ def test_example_runs_as_its_comment_says(name: str, tmp_path: Path) -> None:
     if name == "no-network.toml":
         interfaces = [line.split(":")[0].strip() for line in captured.decode().splitlines()[2:]]
         assert interfaces == ["lo"]
+    if name == "denied-attempts.toml":
+        denied = {(d.syscall, d.answer, d.count) for d in report.body.denied_attempts}
+        assert {("mount", "EPERM", 1), ("unshare", "EPERM", 1)} <= denied, denied
 
 
 def test_the_refused_example_is_refused_and_never_runs(tmp_path: Path) -> None:

@@ -197,6 +197,10 @@ def record_synthetic(
     items: list[tuple[str, Any, bytes | None]] = [
         ("run.terminal", runner.terminal_payload(execution), attempt)
     ]
+    items += [
+        ("run.denied", runner.denied_payload(index, entry), attempt)
+        for index, entry in enumerate(report.body.denied_attempts)
+    ]
     for name, data in (("stdout", fake.stdout), ("stderr", fake.stderr)):
         items += [
             ("run.streams", chunk, attempt)

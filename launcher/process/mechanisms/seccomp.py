@@ -3,38 +3,61 @@
 The BPF program is built with libseccomp before clone3 (``basement.seccomp``) and only
 handed to ``seccomp(SECCOMP_SET_MODE_FILTER)`` by the child (``seccomp.c``), after every
 other policy op. Hook ``skip_seccomp`` builds it but does not install it.
+
+With ``notify_denials`` the filter's denials notify a listener instead of answering, and
+the child hands the listener back over a socket pair made here (the child's end is one
+of the window's internal fds, closed at exec). The launcher's
+:class:`~bvisor.launcher.process.denials.DenialSupervisor` takes it after exec and answers
+every notification. Hook ``skip_denial_notify`` builds the filter with plain EPERM
+answers and no listener while the notes still say the denials are notified: the planted
+lie that the denial-evidence oracles must catch.
 """
 
 from __future__ import annotations
 
 import errno
+import socket
 
 from bvisor.contract.lowering import Phase
 from bvisor.contract.mechanisms import Seccomp
 from bvisor.launcher.basement import seccomp
+from bvisor.launcher.process.denials import DenialSupervisor
 from bvisor.launcher.process.program import Fault, Program
 
 __all__ = ["prepare"]
 
 
 def prepare(program: Program, phase: Phase, params: Seccomp) -> None:
+    notify = params.notify_denials and not program.skipped("skip_denial_notify")
     try:
         built = seccomp.build_filter(
             deny_new_tasks=params.deny_new_tasks,
             deny_sockets=params.deny_sockets,
             threads_only=params.threads_only,
+            notify_denials=notify,
         )
     except seccomp.SeccompError as exc:
         raise Fault("seccomp", exc.errno or errno.EINVAL, str(exc)) from None
-    if not program.skipped("skip_seccomp"):
+    installed = not program.skipped("skip_seccomp")
+    if installed:
         args = program.new("struct bv_seccomp_args *")
         args.filter = program.new("unsigned char[]", built.bpf)
         args.len = len(built.bpf) // 8
+        args.notify_fd = -1
+        if notify:
+            ours, theirs = socket.socketpair(
+                socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
+            )
+            args.notify_fd = theirs.detach()
+            program.internal_fds.append(args.notify_fd)
+            program.close_after_spawn.append(args.notify_fd)
+            program.denials = DenialSupervisor(ours, built.notified, built.arch)
         program.add_op("seccomp", args, phase, "linux.seccomp.apply.v2")
     program.note(
         phase,
         f"seccomp denylist installed deny_new_tasks={int(params.deny_new_tasks)} "
         f"deny_sockets={int(params.deny_sockets)} threads_only={int(params.threads_only)} "
+        f"notify_denials={int(params.notify_denials)} "
         f"arch={built.arch} badarch=kill_process instructions={built.instructions} "
         f"denied={','.join(built.denied) or 'none'}",
         policy=True,

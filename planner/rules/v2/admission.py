@@ -1,10 +1,12 @@
 """Admission of rules v2: v1's admission body, judged against the v2 ceiling.
 
-Two things change: the ceiling (:mod:`bvisor.planner.rules.v2.ceiling`), and one spec
+Three things change: the ceiling (:mod:`bvisor.planner.rules.v2.ceiling`), one spec
 check before any requirement is judged — the private root must be buildable
 (:func:`bvisor.planner.rules.v2.rootfs.check_mounts`: a temp root or exposed path needs a
 filesystem capability; no two mounts at one destination; nothing at or under ``/dev`` or
-``/proc``).
+``/proc``) — and one after: denied attempts with a filesystem capability need the
+filesystem denial cell as well
+(:func:`bvisor.planner.rules.v2.denials.check_denial_evidence`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.spec import BoundarySpec
 from bvisor.planner.rules.v1.admission import admit_with
 from bvisor.planner.rules.v2.ceiling import linux_ceiling
+from bvisor.planner.rules.v2.denials import check_denial_evidence
 from bvisor.planner.rules.v2.rootfs import check_mounts
 
 __all__ = ["RULES_VERSION", "admit"]
@@ -24,4 +27,6 @@ _DERIVATIONS = {"linux": linux_ceiling}
 
 def admit(spec: BoundarySpec, snapshot: ProfileSnapshot) -> AdmissionRecord:
     """Admit ``spec`` against ``snapshot`` under rules v2, or raise PlanRefusal (pure)."""
-    return admit_with(spec, snapshot, _DERIVATIONS, RULES_VERSION, check_mounts)
+    record = admit_with(spec, snapshot, _DERIVATIONS, RULES_VERSION, check_mounts)
+    check_denial_evidence(snapshot, record)
+    return record

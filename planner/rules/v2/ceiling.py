@@ -13,6 +13,9 @@ Changes from v1 (whose cells and helpers this builds on):
 * The run tree is the PID namespace: killing its init kills every process in it at once,
   so ``child_spawn_allow_descendants``, ``kill:*`` and an Enforced wall budget need no
   cgroup. Where the namespace cannot be made, v1's cgroup.kill cells apply.
+* ``evidence:denied_attempts`` is Enforced with seccomp user notifications, and
+  ``evidence:denied_attempts:filesystem`` says why a filesystem boundary's refusals are
+  not reported (:mod:`bvisor.planner.rules.v2.denials`).
 
 Everything else is v1's. Unsupported reasons name the missing fact as v1's do
 (``missing fact: <HostFacts field>``).
@@ -30,6 +33,7 @@ from bvisor.contract.profile import CeilingCell, HostFacts
 from bvisor.contract.requirements import RequirementKind
 from bvisor.planner.rules.v1 import ceiling as v1
 from bvisor.planner.rules.v1.ceiling import E, budget_key, kill_key
+from bvisor.planner.rules.v2.denials import DENIED_KEY, denial_cells
 
 __all__ = ["linux_ceiling", "private_root_missing"]
 
@@ -179,5 +183,12 @@ def _budget_cells(facts: HostFacts) -> list[CeilingCell]:
 
 def linux_ceiling(facts: HostFacts) -> tuple[CeilingCell, ...]:
     """Every Linux ceiling cell for ``facts``: requirements, then budgets, then evidence."""
-    cells = _requirement_cells(facts) + _budget_cells(facts) + v1._evidence_cells(facts)
+    cells = _requirement_cells(facts) + _budget_cells(facts) + _evidence_cells(facts)
     return tuple(_with_delegation_hint(facts, cells))
+
+
+def _evidence_cells(facts: HostFacts) -> list[CeilingCell]:
+    """v1's evidence cells, with denied attempts (and its filesystem companion) of v2."""
+    denied, filesystem = denial_cells(facts)
+    cells = [denied if cell.key == DENIED_KEY else cell for cell in v1._evidence_cells(facts)]
+    return [*cells, filesystem]

@@ -6,7 +6,8 @@ ambient scrub (exactly the spec's environment, only its fds, no controlling term
 unless it asked for a tty) and exec. Whenever the host allows: a user namespace, an IPC
 namespace, and a PID namespace whose init is pid 1 and whose death at teardown is the
 atomic kill of the run tree. A seccomp filter (its baseline at least) wherever the host
-has seccomp. With a filesystem capability, the private root (``rootfs``) and a Landlock
+has seccomp, its denials notifying the launcher when the report must carry denied
+attempts. With a filesystem capability, the private root (``rootfs``) and a Landlock
 domain over the same grants; without one, a scope-only Landlock domain where the kernel
 has scopes.
 
@@ -132,7 +133,8 @@ def select_primitives(
     deny_tasks = k.CHILD_SPAWN_DENY_NEW_TASKS.value in kinds
     threads = k.CHILD_SPAWN_ALLOW_THREADS.value in kinds
     if deny_tasks or deny_net or threads or seccomp_errno_missing(facts) is None:
-        typed.append((mech.SECCOMP, mech.Seccomp(deny_tasks, deny_net, threads)))
+        notify = EvidenceClaim.DENIED_ATTEMPTS.value in evidence
+        typed.append((mech.SECCOMP, mech.Seccomp(deny_tasks, deny_net, threads, notify)))
     if k.FILESYSTEM.value in kinds:
         rootfs = mount_table(spec)
         typed += [(mech.ROOTFS, rootfs), (mech.LANDLOCK, _landlock(rootfs, facts))]

@@ -9,6 +9,10 @@ call from a multi-threaded program: nothing here forks; the launcher is started 
 Ledger selection: ``ledger=None`` records in the default ledger (``$BVISOR_LEDGER``, else
 ``$XDG_DATA_HOME/bvisor/ledger``); a path records there; an open ``ledger.Ledger`` is used
 as is; ``ledger=False`` records nothing (for callers that keep their own evidence).
+
+Artifacts: a spec that commits its outputs (``CommitArtifact``) puts them in
+``<artifacts>/<run id>``; ``artifacts=None`` is ``$BVISOR_ARTIFACTS``, else
+``$XDG_DATA_HOME/bvisor/artifacts``.
 """
 
 from __future__ import annotations
@@ -82,9 +86,11 @@ def run_confined(
     on_stderr: Callable[[bytes], None] | None = None,
     on_plan: Callable[[BoundaryPlan], None] | None = None,
     stdin_fd: int | None = None,
+    artifacts: str | os.PathLike[str] | None = None,
 ) -> SealedReport:
     """Plan, run confined, seal and record. Raises ``PlanRefusal`` when refused."""
-    from bvisor.launcher.host.reach import refuse_if_plan_reaches
+    from bvisor.launcher.host.artifacts import default_artifacts_path
+    from bvisor.launcher.host.reach import refuse_if_artifacts_reachable, refuse_if_plan_reaches
     from bvisor.launcher.host.runner import BoundaryRunner, refused_payload
     from bvisor.launcher.host.secrets import MapSecretResolver
     from bvisor.planner.errors import PlanRefusal
@@ -110,6 +116,8 @@ def run_confined(
     if where is not None:
         # Before the ledger is created: a run refused for this must change nothing.
         refuse_if_plan_reaches(where, plan)
+    artifact_dir = artifacts if artifacts is not None else default_artifacts_path()
+    refuse_if_artifacts_reachable(artifact_dir, plan)  # before anything is created, too
     store = open_ledger(ledger)
     if on_plan is not None:
         on_plan(plan)
@@ -121,4 +129,5 @@ def run_confined(
         on_stderr=on_stderr,
         stdin_fd=stdin_fd,
         attempt_id=attempt_id,
+        artifact_dir=artifact_dir,
     )

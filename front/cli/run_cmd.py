@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-record", action="store_true", help="do not record the run in a ledger"
     )
+    parser.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        help="where a spec that commits its outputs puts them, as DIR/<run id> (default: "
+        "$BVISOR_ARTIFACTS or $XDG_DATA_HOME/bvisor/artifacts)",
+    )
     parser.add_argument("--json", action="store_true", help="print the sealed report as JSON")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
 
@@ -209,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.json
                 else passthrough(sys.stderr.buffer),
                 stdin_fd=0,  # reaches the workload only if its spec asks for stdin
+                artifacts=args.artifacts,
             )
     except PlanRefusal as refusal:
         if args.json:
@@ -258,6 +265,9 @@ def run(args: argparse.Namespace) -> int:
     if code is None and signal is None:
         for reason in _why_not_run(body):
             print(f"bvisor: not run: {reason}", file=sys.stderr)
+    for observed in body.observed:
+        if observed.kind in ("artifacts_committed", "artifacts_not_committed"):
+            print(f"bvisor: {observed.kind.replace('_', ' ')}: {observed.detail}", file=sys.stderr)
     for finding in body.findings:
         print(f"bvisor: finding: {finding}", file=sys.stderr)
     return status

@@ -194,8 +194,13 @@ def prepare_launch(
     resolver: SecretResolver,
     run_cgroup: RunCgroup | None,
     test_hooks: frozenset[str] = frozenset(),
+    artifact_staging: int | None = None,
 ) -> PreparedLaunch:
-    """Open every handle the plan needs and build the launch body; nothing leaks on error."""
+    """Open every handle the plan needs and build the launch body; nothing leaks on error.
+
+    ``artifact_staging``: the directory fd of the run's artifact staging directory when the
+    plan commits its outputs (the launch then owns it: ``close()`` releases it).
+    """
     inherited = [fd for fd in lowered.keep_fds if fd > 2]
     alloc = _SlotAllocator(max([FIRST_SLOT, *[fd + 1 for fd in inherited]]))
     skipped: list[str] = []
@@ -228,6 +233,12 @@ def prepare_launch(
             if run_cgroup is None:
                 raise LaunchPreparationError("the plan needs a run cgroup but none was prepared")
             _cgroup_slots(run_cgroup, alloc)
+        if artifact_staging is not None:
+            directory = DescriptorShape(DescriptorKind.DIRECTORY, False)
+            alloc.add(artifact_staging, DescriptorRole.ARTIFACT_STAGING, directory)
+            artifact_staging = None  # the allocator owns it now
+        elif lowered.commits:
+            raise LaunchPreparationError("the plan commits its outputs but has no staging")
         body = LaunchBody(
             attempt_id=attempt_id,
             plan_id=plan.plan_id,
@@ -242,6 +253,8 @@ def prepare_launch(
         )
     except BaseException:
         alloc.close_all()
+        if artifact_staging is not None:
+            os.close(artifact_staging)
         raise
     return PreparedLaunch(LaunchPlan(body=body), alloc.authority, skipped, granted)
 

@@ -9,6 +9,10 @@ cover its ledger is refused before anything is recorded or started.
 
 A spec without a filesystem capability asks for no filesystem confinement at all; its
 workload can reach the ledger like any other file its uid may open (README says so).
+
+The artifact directory a plan commits to is kept out of reach the same way, both ways
+round: no root the run can reach may contain it (the workload could tamper with other
+runs' committed outputs) or lie inside it (it could write into them).
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ if TYPE_CHECKING:
     from bvisor.contract.plan import BoundaryPlan
 
 __all__ = [
+    "ArtifactsReachable",
     "LedgerReachable",
     "covering_root",
+    "refuse_if_artifacts_reachable",
     "refuse_if_fds_reach",
     "refuse_if_plan_reaches",
     "refuse_if_reachable",
@@ -32,6 +38,14 @@ __all__ = [
 
 class LedgerReachable(ValueError):
     """The ledger directory lies inside a filesystem root the workload can reach."""
+
+
+class ArtifactsReachable(LedgerReachable):
+    """The artifact directory and a root the workload can reach overlap.
+
+    A :class:`LedgerReachable` so that every caller that refuses a run for its ledger
+    refuses it for its artifacts as well (nothing ran or was recorded: a usage mistake).
+    """
 
 
 def covering_root(path: str, lowered: LoweredParams) -> str | None:
@@ -90,3 +104,27 @@ def refuse_if_plan_reaches(ledger_path: str, plan: BoundaryPlan) -> None:
         return  # the backend refuses such a plan itself, and seals that
     refuse_if_reachable(ledger_path, lowered)
     refuse_if_fds_reach(ledger_path, lowered)
+
+
+def refuse_if_artifacts_reachable(artifact_dir: str | os.PathLike[str], plan: BoundaryPlan) -> None:
+    """Refuse (:class:`ArtifactsReachable`) a committing plan whose roots overlap
+    ``artifact_dir``; a plan that commits nothing is not concerned."""
+    try:
+        lowered = lowered_params(plan)
+    except LoweringParamsError:
+        return  # the backend refuses such a plan itself, and seals that
+    if not lowered.commits:
+        return
+    target = os.path.realpath(artifact_dir)
+    for root in lowered.reachable_paths():
+        real = os.path.realpath(root)
+        if _within(target, real) or _within(real, target):
+            raise ArtifactsReachable(
+                f"the artifact directory {os.fspath(artifact_dir)} and the filesystem root "
+                f"{root}, which the workload can reach, overlap (it could tamper with "
+                "committed artifacts); commit elsewhere (--artifacts DIR)"
+            )
+
+
+def _within(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")

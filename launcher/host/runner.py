@@ -35,9 +35,10 @@ from bvisor.contract.report import (
 )
 from bvisor.contract.report_inputs import admitted_requirements, profile_label
 from bvisor.digest import Purpose, digest_bytes, digest_value
+from bvisor.launcher.host.artifacts import default_artifacts_path
 from bvisor.launcher.host.backend import Execution, LinuxBackend
 from bvisor.launcher.host.interrupts import interrupt_for
-from bvisor.launcher.host.reach import refuse_if_plan_reaches
+from bvisor.launcher.host.reach import refuse_if_artifacts_reachable, refuse_if_plan_reaches
 from bvisor.launcher.host.secrets import SecretResolver
 from bvisor.planner.errors import PlanRefusal
 from bvisor.planner.registry import BackendRegistry
@@ -155,7 +156,7 @@ def build_report_body(plan: BoundaryPlan, run: Execution) -> BoundaryReportBody:
         exit=run.exit,
         streams=streams,
         budget_witnesses=tuple(run.witnesses),
-        artifacts=(),
+        artifacts=tuple(run.artifacts),
         findings=tuple(run.findings),
     )
 
@@ -177,7 +178,10 @@ class BoundaryRunner:
         stdin_fd: int | None = None,
         stream_cap: int | None = None,  # None: the cap the plan records (cap_bytes)
         attempt_id: bytes | None = None,
+        artifact_dir: str | os.PathLike[str] | None = None,
     ) -> SealedReport:
+        """Execute ``plan``, seal and record it; ``artifact_dir``: where a plan that commits
+        its outputs puts them (see :mod:`bvisor.launcher.host.artifacts`)."""
         backend = self._registry.get(plan.backend)
         if not isinstance(backend, LinuxBackend):
             raise TypeError(f"backend {plan.backend!r} cannot execute here")
@@ -194,6 +198,7 @@ class BoundaryRunner:
         ledger_path = getattr(sink, "path", None)
         if isinstance(ledger_path, str):
             refuse_if_plan_reaches(ledger_path, plan)
+        refuse_if_artifacts_reachable(artifact_dir or default_artifacts_path(), plan)
         if sink is not None:
             sink.append_many(
                 [("plan.admitted", admitted_payload(plan, attempt), attempt)]
@@ -218,6 +223,7 @@ class BoundaryRunner:
             stdin_fd=stdin_fd,
             stream_cap=stream_cap,
             on_finished=seal,
+            artifact_dir=artifact_dir,
         )
         if execution.stop_signal is not None:
             raise interrupt_for(execution.stop_signal)

@@ -47,6 +47,7 @@ from bvisor.ledger import Finding
 from bvisor.replay.derive import Rederived
 from bvisor.replay.diff import first_difference, show
 from bvisor.replay.events import Admitted, GrammarError, ParsedRun, StreamChunk, parse_run
+from bvisor.replay.outputs import outputs_problems
 from bvisor.replay.results import CheckResult
 
 __all__ = [
@@ -567,6 +568,7 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
     problems += _witness_problems(body, admitted.spec)
     problems += _fact_problems(body, admitted, notes)
     problems += _marking_problems(body, notes)
+    problems += outputs_problems(body, notes, parsed.lowering)
     problems += _derived_fact_problems(body, derived)
     if problems:
         return CheckResult.failed(name, "; ".join(problems))
@@ -757,7 +759,7 @@ def _marking_problems(body: BoundaryReportBody, notes: Sequence[str]) -> list[st
       launcher did not note: a lying run can never pass for an honest one.
     * A "mediated budget ... exceeded" finding exists exactly for the witnesses that say a
       mediated budget was exceeded.
-    * This backend records no denied attempts and no artifacts.
+    * This backend records no denied attempts (artifacts: :mod:`bvisor.replay.outputs`).
     """
     problems: list[str] = []
     noted = sorted(n.removeprefix(_DANGER_NOTE) for n in notes if n.startswith(_DANGER_NOTE))
@@ -775,8 +777,8 @@ def _marking_problems(body: BoundaryReportBody, notes: Sequence[str]) -> list[st
         problems.append(
             f"mediated budgets exceeded per witnesses {exceeded}, per findings {reported}"
         )
-    if body.denied_attempts or body.artifacts:
-        problems.append("denied_attempts and artifacts must be empty: this backend records none")
+    if body.denied_attempts:
+        problems.append("denied_attempts must be empty: this backend records none")
     return problems
 
 

@@ -12,8 +12,9 @@ Refused at admission (``invalid-policy``), because they cannot be held:
 * ``ListOutputs`` without a ``Filesystem`` capability: there is no private root whose
   mounts outlive the workload for the launcher to walk;
 * ``CommitArtifact`` or ``DiscardArtifact`` without ``TempRoot``: what they commit or
-  discard is the temp root's (a write root is the host's directory, written directly);
-* ``CommitArtifact`` with ``DiscardArtifact``: they contradict each other.
+  discard is the temp root's (a write root is the host's directory, written directly).
+
+(``CommitArtifact`` with ``DiscardArtifact`` is no spec at all: the contract refuses it.)
 """
 
 from __future__ import annotations
@@ -57,10 +58,6 @@ def check_outputs(spec: BoundarySpec) -> None:
             "list_outputs needs a filesystem capability (a private root whose mounts the "
             "launcher walks after the workload exits)",
             "list_outputs",
-        )
-    if commit and discard:
-        raise _refuse(
-            "commit_artifact and discard_artifact contradict each other", "commit_artifact"
         )
     for asked, name in ((commit, "commit_artifact"), (discard, "discard_artifact")):
         if asked and not _has(spec, TempRoot):

@@ -379,3 +379,18 @@ def test_a_staging_directory_without_a_commit_is_refused(
         assert "commits nothing" in _refused(body).detail
     finally:
         auth.close()
+
+
+def test_what_the_workload_made_unreadable_is_reported_not_dropped(
+    launcher_path: str, out: Path
+) -> None:
+    """Without CAP_DAC_OVERRIDE (a normal user) the launcher cannot open a mode-000 file or
+    directory of the run, even its own; it says so. Root reads them."""
+    script = "printf x > /tmp/locked; chmod 000 /tmp/locked; mkdir /tmp/shut; chmod 000 /tmp/shut"
+    _, report = _run(launcher_path, out, script, _outputs(out))
+    listed, skipped = _paths(report, g.LISTED, "/tmp"), _paths(report, g.SKIPPED, "/tmp")
+    if os.geteuid() == 0:
+        assert b"locked" in listed and b"shut" not in skipped
+    else:
+        assert skipped[b"locked"].get("kind") == "unreadable"
+        assert skipped[b"shut"].get("kind") == "unreadable"

@@ -175,9 +175,16 @@ def _summary_problems(
         for name, value in expected.items()
         if summary.get(name) != value
     ]
-    depth = truncations.count("depth")
-    if count[g.LISTED] + count[g.SKIPPED] + depth > params.max_files:
+    claimed = [
+        item
+        for item in items
+        if item.kind in (g.LISTED, g.SKIPPED)
+        or (item.kind == g.TRUNCATED and item.get("limit") == "depth")
+    ]
+    if len(claimed) > params.max_files:
         problems.append(f"more items noted than the plan's max_files {params.max_files}")
+    if sum(len(item.get("path")) for item in claimed) > params.max_path_bytes:
+        problems.append("more path bytes noted than the plan's max_path_bytes")
     if hashed > params.max_bytes:
         problems.append(f"{hashed} bytes listed, over the plan's max_bytes {params.max_bytes}")
     if expected_commit == "complete":

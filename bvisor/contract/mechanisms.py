@@ -408,9 +408,11 @@ class Outputs(Params):
 
     The walk is bounded: at most ``max_files`` items reported (files listed and entries
     skipped), ``max_bytes`` hashed in all, directories ``max_depth`` levels below a root,
-    ``max_entries`` directory entries looked at; reaching a bound is reported, never
-    silent. ``commit``: ``best_effort`` (written and closed) or ``synced`` (each file and
-    directory fsync'd), or None: nothing is copied.
+    ``max_entries`` directory entries looked at, ``max_path_bytes`` of (escaped) paths
+    reported in all — so the report stays far below what the ledger takes, whatever names
+    the workload chose; reaching a bound is reported, never silent. ``commit``:
+    ``best_effort`` (written and closed) or ``synced`` (each file and directory fsync'd),
+    or None: nothing is copied.
     """
 
     roots: tuple[OutputRoot, ...]
@@ -418,6 +420,7 @@ class Outputs(Params):
     max_bytes: int
     max_depth: int
     max_entries: int
+    max_path_bytes: int
     commit: str | None
     FIELDS: ClassVar[Mapping[str, Codec]] = {
         "roots": array_of(nested(OutputRoot)),
@@ -425,6 +428,7 @@ class Outputs(Params):
         "max_bytes": INT,
         "max_depth": INT,
         "max_entries": INT,
+        "max_path_bytes": INT,
         "commit": optional(choice("best_effort", "synced")),
     }
 

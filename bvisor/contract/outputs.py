@@ -33,8 +33,8 @@ The items, each field ``name:value``, in this order, one space apart, nothing el
   mount (another mount lies there; the walk does not cross it), unreadable (the kernel
   refused to open it), changed (it changed between being looked at and opened).
 * ``L``: depth (a directory below the depth limit, not entered; the walk goes on),
-  files, bytes or entries (the walk stopped there: that many items reported, bytes
-  hashed, directory entries looked at).
+  files, bytes, entries or paths (the walk stopped there: that many items reported,
+  bytes hashed, directory entries looked at, bytes of escaped paths reported).
 * ``since``: for write roots only entries whose status changed in or after this second
   (Unix time; the second the run started) are reported — the delta of the run; a temp
   root is the run's own and reported whole.
@@ -102,7 +102,7 @@ SKIP_KINDS = (
     "unreadable",
     "changed",
 )
-TRUNCATION_LIMITS = ("depth", "files", "bytes", "entries")
+TRUNCATION_LIMITS = ("depth", "files", "bytes", "entries", "paths")
 COMMIT_STATES = ("none", "complete", "abandoned")
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-~+=@")

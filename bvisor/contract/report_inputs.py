@@ -202,7 +202,8 @@ def _outputs_facts(
                 "outputs_lowered",
                 f"list: {shown}; by fd after the workload exits, at most "
                 f"{outputs.get('max_files')} items, {outputs.get('max_bytes')} bytes, depth "
-                f"{outputs.get('max_depth')}, {outputs.get('max_entries')} entries",
+                f"{outputs.get('max_depth')}, {outputs.get('max_entries')} entries, "
+                f"{outputs.get('max_path_bytes')} bytes of paths",
             )
         )
         if outputs.get("commit") is not None:

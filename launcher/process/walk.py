@@ -13,8 +13,9 @@ waits, so the run's mounts still exist, and the launcher reaches them through
   a file or directory must still be the inode that was looked at once it is open;
 * names are bytes and are reported escaped (:mod:`bvisor.contract.outputs`), so a name
   with control characters or bytes that are not UTF-8 is recorded exactly and safely;
-* the walk is bounded by the plan's ``max_files``, ``max_bytes``, ``max_depth`` and
-  ``max_entries``; reaching a bound is an ``outputs_truncated`` note, never a silent drop;
+* the walk is bounded by the plan's ``max_files``, ``max_bytes``, ``max_depth``,
+  ``max_entries`` and ``max_path_bytes``; reaching a bound is an ``outputs_truncated``
+  note, never a silent drop;
 * with a commit, each temp-root file is copied, as it is hashed, into the host's staging
   directory by fd (``O_CREAT | O_EXCL``, directories made with ``mkdirat``, nothing
   followed there either), fsync'd with its directory when ``synced``; the copy is the
@@ -92,6 +93,7 @@ class _Counts:
     skipped: int = 0
     hashed: int = 0
     entries: int = 0
+    path_bytes: int = 0
     artifacts: int = 0
     truncated: bool = False
     copy_failed: bool = False
@@ -212,10 +214,14 @@ class Walk:
     # -- reporting ---------------------------------------------------------------------
 
     def _claim(self, root: mech.OutputRoot, path: bytes) -> None:
-        """Room for one more reported item, or the files bound reported and the walk ended."""
+        """Room for one more reported item, or the bound reported and the walk ended."""
         if self.counts.reported >= self.params.max_files:
             self._truncate(root, path, "files")
+        size = len(_escape(path))
+        if self.counts.path_bytes + size > self.params.max_path_bytes:
+            self._truncate(root, path, "paths")
         self.counts.reported += 1
+        self.counts.path_bytes += size
 
     def _truncate(self, root: mech.OutputRoot, path: bytes, limit: str) -> None:
         self.counts.truncated = True
@@ -392,7 +398,8 @@ class Walk:
                     break
                 size += len(chunk)
                 if size > room:  # it grew past the bound while being read
-                    self.counts.reported -= 1
+                    self.counts.reported -= 1  # the claim is given back: not reported
+                    self.counts.path_bytes -= len(_escape(path))
                     self._discard(out, name, target)
                     target = None
                     self._truncate(root, path, "bytes")

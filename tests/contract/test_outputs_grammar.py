@@ -113,11 +113,11 @@ def test_the_report_items_of_notes() -> None:
 def test_outputs_parameters_refuse_what_cannot_be_walked() -> None:
     temp, write = mech.OutputRoot("/tmp", "temp"), mech.OutputRoot("/w", "write")
     with pytest.raises(ContractError, match="commit"):
-        mech.Outputs((write,), 1, 1, 1, 1, "synced")
+        mech.Outputs((write,), 1, 1, 1, 1, 1, "synced")
     with pytest.raises(ContractError, match="one temp root"):
-        mech.Outputs((temp, mech.OutputRoot("/t2", "temp")), 1, 1, 1, 1, None)
+        mech.Outputs((temp, mech.OutputRoot("/t2", "temp")), 1, 1, 1, 1, 1, None)
     with pytest.raises(ContractError, match="twice"):
-        mech.Outputs((write, write), 1, 1, 1, 1, None)
+        mech.Outputs((write, write), 1, 1, 1, 1, 1, None)
     with pytest.raises(ContractError):
         mech.Outputs.from_value(
             {
@@ -126,8 +126,9 @@ def test_outputs_parameters_refuse_what_cannot_be_walked() -> None:
                 "max_bytes": 1,
                 "max_depth": 1,
                 "max_entries": 1,
+                "max_path_bytes": 1,
                 "commit": "maybe",
             }
         )
-    params = mech.Outputs((temp, write), 1, 2, 3, 4, "best_effort")
+    params = mech.Outputs((temp, write), 1, 2, 3, 4, 5, "best_effort")
     assert mech.Outputs.from_value(params.to_value()) == params and params.temp_root == "/tmp"

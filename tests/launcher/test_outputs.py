@@ -61,10 +61,11 @@ def _outputs(
     size: int = BIG,
     depth: int = 8,
     entries: int = 1000,
+    paths: int = 1 << 20,
     commit: str | None = None,
 ) -> mech.Outputs:
     roots = (mech.OutputRoot("/tmp", "temp"), mech.OutputRoot(str(out), "write"))
-    return mech.Outputs(roots, files, size, depth, entries, commit)
+    return mech.Outputs(roots, files, size, depth, entries, paths, commit)
 
 
 def _run(
@@ -233,6 +234,7 @@ def test_a_commit_copies_the_temp_root_as_hashed(
         ({"size": 10}, "printf 12345 > /tmp/a; printf 1234567890 > /tmp/b", "bytes"),
         ({"entries": 4}, "for i in 1 2 3 4 5 6; do : > /tmp/f$i; done", "entries"),
         ({"depth": 2}, "mkdir -p /tmp/a/b/c; : > /tmp/a/b/c/deep; : > /tmp/a/ok", "depth"),
+        ({"paths": 12}, ": > /tmp/aaaaa; : > /tmp/bbbbb; : > /tmp/ccccc", "paths"),
     ],
 )
 def test_every_bound_is_reported_and_abandons_the_commit(
@@ -256,6 +258,8 @@ def test_every_bound_is_reported_and_abandons_the_commit(
     listed = _paths(report, g.LISTED)
     if limit == "files":
         assert len(listed) == 3
+    if limit == "paths":
+        assert set(listed) == {b"aaaaa", b"bbbbb"}, "10 bytes of paths fit, 15 do not"
     if limit == "bytes":
         assert set(listed) == {b"a"} and truncated[0].get("path") == "b"
     if limit == "depth":

@@ -81,11 +81,13 @@ def test_listing_lists_the_temp_root_and_every_write_root_with_named_bounds() ->
         ("/srv/work", "write"),
         ("/scratch", "write"),
     }
-    assert (outputs.max_files, outputs.max_bytes, outputs.max_depth, outputs.max_entries) == (
+    bounds = (outputs.max_files, outputs.max_bytes, outputs.max_depth, outputs.max_entries)
+    assert (*bounds, outputs.max_path_bytes) == (
         rules.MAX_FILES,
         rules.MAX_BYTES,
         rules.MAX_DEPTH,
         rules.MAX_ENTRIES,
+        rules.MAX_PATH_BYTES,
     )
     assert outputs.commit is None
 

@@ -30,6 +30,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_ENTRIES",
     "MAX_FILES",
+    "MAX_PATH_BYTES",
     "TEMP_ROOT",
     "check_outputs",
     "outputs_params",
@@ -39,6 +40,7 @@ MAX_FILES = 1024  # items reported: files listed and entries skipped
 MAX_BYTES = 1 << 30  # bytes hashed, all files together
 MAX_DEPTH = 32  # directory levels below a root
 MAX_ENTRIES = 65536  # directory entries looked at, reported or not
+MAX_PATH_BYTES = 256 * 1024  # escaped path text reported, all items together
 TEMP_ROOT = "/tmp"  # where rules v2 mount the temp root (rootfs.mount_table)
 
 
@@ -89,5 +91,6 @@ def outputs_params(spec: BoundarySpec, rootfs: mech.Rootfs) -> mech.Outputs | No
         MAX_BYTES,
         MAX_DEPTH,
         MAX_ENTRIES,
+        MAX_PATH_BYTES,
         None if durability is None else durability.value,
     )

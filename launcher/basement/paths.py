@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 
 __all__ = [
@@ -44,6 +45,12 @@ class SymlinkInPath(OSError):
     """A component of the path is a symbolic link."""
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library, loaded once (a walk opens thousands of entries)."""
+    return ctypes.CDLL(None, use_errno=True)
+
+
 class _OpenHow(ctypes.Structure):
     _fields_ = (("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64))
 
@@ -65,7 +72,7 @@ def open_no_symlinks(path: str, flags: int) -> int:
 
 def openat2(dirfd: int, path: bytes, flags: int, resolve: int, mode: int = 0) -> int:
     """``openat2(dirfd, path, {flags, mode, resolve})``; OSError with the errno on failure."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     how = _OpenHow(flags=flags, mode=mode, resolve=resolve)
     fd = libc.syscall(_SYS_OPENAT2, dirfd, bytes(path), ctypes.byref(how), ctypes.sizeof(how))
     if fd >= 0:
@@ -76,7 +83,7 @@ def openat2(dirfd: int, path: bytes, flags: int, resolve: int, mode: int = 0) ->
 
 def rename_noreplace(dirfd: int, source: str, target: str) -> None:
     """Rename ``source`` to ``target`` (both in ``dirfd``); FileExistsError if it exists."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     rc = libc.renameat2(dirfd, os.fsencode(source), dirfd, os.fsencode(target), _RENAME_NOREPLACE)
     if rc != 0:
         err = ctypes.get_errno()

@@ -9,6 +9,9 @@ host, and travels to the launcher as an fd at a declared slot: the launcher neve
 re-opens a path, and the child re-finds a root by path only to check it is the very inode
 this fd names, so a rename or symlink swap cannot change what is confined.
 
+A plan that commits its outputs also gets the run's artifact staging directory (made by
+:mod:`bvisor.launcher.host.artifacts`) as an ``ArtifactStaging`` slot.
+
 Slot layout: fds named by ``InheritedFds{Only}`` keep their own numbers (that is the
 contract the workload was written against); authority slots start at ``FIRST_SLOT`` or
 just above the highest inherited fd, whichever is higher.

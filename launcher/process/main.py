@@ -21,7 +21,9 @@ the exec happened. Nothing between clone3 and exec runs Python.
 
 With a PID namespace the launcher's child is the namespace's init, which forks the
 workload; init reports the workload's real status on a pipe of its own and exits when
-the launcher releases it, which ends every process left in the namespace.
+the launcher releases it, which ends every process left in the namespace. In between,
+the mechanisms' after-workload steps run (the outputs walk, ``mechanisms/outputs.py``),
+while the run's mounts still exist.
 """
 
 from __future__ import annotations

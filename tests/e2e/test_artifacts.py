@@ -23,6 +23,7 @@ from typing import Any
 import blake3
 import pytest
 
+from bvisor import canonical
 from bvisor.contract import (
     BoundarySpec,
     CommitArtifact,
@@ -275,3 +276,20 @@ def test_bvisor_run_commits_to_the_artifacts_directory(
     (artifact,) = body["artifacts"]
     data = (places["artifacts"] / body["attempt_id"] / "from-cli").read_bytes()
     assert data == b"cli" and f"sha256:{_digests(data)[0]}" in artifact
+
+
+def test_hostile_long_names_keep_the_record_bounded(places: dict[str, Path]) -> None:
+    """Names chosen to be as long as possible once escaped: the listing stops at its path
+    budget, the report stays far below the ledger's payload limit, and the run replays."""
+    script = (
+        "python3 -c \"import os; [open(b'/tmp/' + bytes([1]) * 240 + str(i).encode(), 'w')"
+        '.close() for i in range(1100)]"'
+    )
+    report = _run(places, _spec(places, script, ListOutputs(), COMMIT))
+    (truncated,) = _facts(report, g.TRUNCATED)
+    assert truncated.endswith("limit:paths"), truncated
+    size = len(canonical.encode(report.body.to_value()))
+    assert size < 2 * 1024 * 1024, f"the report is {size} bytes"
+    with Ledger.open(places["ledger"]) as ledger:
+        (run,) = audit(ledger).runs
+    assert run.verdict == VERIFIED, run.checks

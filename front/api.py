@@ -21,6 +21,10 @@ signs nothing. If the checkpoint cannot be signed the record is kept all the sam
 ``on_checkpoint`` hears why. If a run's record cannot be finished after its plan was
 recorded (a full disk), :class:`bvisor.ledger.errors.RecordIncompleteError` says that the
 workload ran and its record is incomplete.
+
+Artifacts: a spec that commits its outputs (``CommitArtifact``) puts them in
+``<artifacts>/<run id>``; ``artifacts=None`` is ``$BVISOR_ARTIFACTS``, else
+``$XDG_DATA_HOME/bvisor/artifacts``.
 """
 
 from __future__ import annotations
@@ -193,10 +197,12 @@ def run_confined(
     stdio: HostStdio | None = None,
     snapshot: ProfileSnapshot | None = None,
     key: str | os.PathLike[str] | Literal[False] | None = None,
+    artifacts: str | os.PathLike[str] | None = None,
     on_checkpoint: Callable[[SignedCheckpoint | None, str | None], None] | None = None,
 ) -> SealedReport:
     """Plan, run confined, seal and record. Raises ``PlanRefusal`` when refused.
 
+    ``artifacts``: where a spec that commits its outputs puts them (see above).
     ``stdin_fd``: when the spec reads stdin, this fd's bytes are relayed into the
     workload's stdin pipe (the fd itself never reaches it; a terminal is never relayed).
     ``stdio`` says the same and more (outlets for the caller's stdout/stderr, a pty for
@@ -204,7 +210,12 @@ def run_confined(
     probed moments ago (the CLI probes once to choose its default limits). ``key`` signs
     a checkpoint with the run's last record (see the transparency section of README).
     """
-    from bvisor.launcher.host.reach import refuse_if_key_reachable, refuse_if_plan_reaches
+    from bvisor.launcher.host.artifacts import default_artifacts_path
+    from bvisor.launcher.host.reach import (
+        refuse_if_artifacts_reachable,
+        refuse_if_key_reachable,
+        refuse_if_plan_reaches,
+    )
     from bvisor.launcher.host.runner import BoundaryRunner, refused_payload
     from bvisor.launcher.host.secrets import MapSecretResolver
     from bvisor.planner.errors import PlanRefusal
@@ -234,6 +245,8 @@ def run_confined(
         refuse_if_plan_reaches(where, plan)
     if signing is not None:
         refuse_if_key_reachable(signing[1], plan)
+    artifact_dir = artifacts if artifacts is not None else default_artifacts_path()
+    refuse_if_artifacts_reachable(artifact_dir, plan)  # before anything is created, too
     store = open_ledger(ledger)
     if on_plan is not None:
         on_plan(plan)
@@ -247,4 +260,5 @@ def run_confined(
         stdin_fd=stdin_fd,
         attempt_id=attempt_id,
         stdio=stdio,
+        artifact_dir=artifact_dir,
     )

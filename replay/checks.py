@@ -50,6 +50,7 @@ from bvisor.replay.denials import denial_problems
 from bvisor.replay.derive import Rederived
 from bvisor.replay.diff import first_difference, show
 from bvisor.replay.events import Admitted, GrammarError, ParsedRun, StreamChunk, parse_run
+from bvisor.replay.outputs import outputs_problems
 from bvisor.replay.results import CheckResult
 
 __all__ = [
@@ -631,6 +632,7 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
     problems += _witness_problems(body, admitted.spec)
     problems += _fact_problems(body, admitted, notes)
     problems += _marking_problems(body, notes)
+    problems += outputs_problems(body, notes, parsed.lowering)
     problems += _derived_fact_problems(body, derived)
     problems += denial_problems(body, notes, parsed.denied, parsed.lowering)
     if problems:
@@ -822,7 +824,7 @@ def _marking_problems(body: BoundaryReportBody, notes: Sequence[str]) -> list[st
       launcher did not note: a lying run can never pass for an honest one.
     * A "mediated budget ... exceeded" finding exists exactly for the witnesses that say a
       mediated budget was exceeded.
-    * This backend records no artifacts (denied attempts: :mod:`bvisor.replay.denials`).
+    * Denied attempts: :mod:`bvisor.replay.denials`; artifacts: :mod:`bvisor.replay.outputs`.
     """
     problems: list[str] = []
     noted = sorted(n.removeprefix(_DANGER_NOTE) for n in notes if n.startswith(_DANGER_NOTE))
@@ -840,8 +842,6 @@ def _marking_problems(body: BoundaryReportBody, notes: Sequence[str]) -> list[st
         problems.append(
             f"mediated budgets exceeded per witnesses {exceeded}, per findings {reported}"
         )
-    if body.artifacts:
-        problems.append("artifacts must be empty: this backend records none")
     return problems
 
 

@@ -57,6 +57,8 @@ __all__ = [
     "Mount",
     "NoParams",
     "OomScore",
+    "OutputRoot",
+    "Outputs",
     "Params",
     "PathRule",
     "PidsLimit",
@@ -390,6 +392,65 @@ class WallBudget(Params):
 
 
 @dataclass(frozen=True, slots=True)
+class OutputRoot(Params):
+    """A root whose outputs are listed, named as a path of the workload's root.
+
+    ``temp``: the run's own tmpfs, listed whole; what a commit copies. ``write``: a host
+    write root, of which only what changed during the run is listed.
+    """
+
+    path: str
+    kind: str
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"path": ABS_PATH, "kind": choice("temp", "write")}
+
+
+@dataclass(frozen=True, slots=True)
+class Outputs(Params):
+    """List what the workload left in ``roots`` (and, with ``commit``, copy the temp
+    root's files for the host to commit), after it exited and while its mounts live.
+
+    The walk is bounded: at most ``max_files`` items reported (files listed and entries
+    skipped), ``max_bytes`` hashed in all, directories ``max_depth`` levels below a root,
+    ``max_entries`` directory entries looked at, ``max_path_bytes`` of (escaped) paths
+    reported in all — so the report stays far below what the ledger takes, whatever names
+    the workload chose; reaching a bound is reported, never silent. ``commit``:
+    ``best_effort`` (written and closed) or ``synced`` (each file and directory fsync'd),
+    or None: nothing is copied.
+    """
+
+    roots: tuple[OutputRoot, ...]
+    max_files: int
+    max_bytes: int
+    max_depth: int
+    max_entries: int
+    max_path_bytes: int
+    commit: str | None
+    FIELDS: ClassVar[Mapping[str, Codec]] = {
+        "roots": array_of(nested(OutputRoot)),
+        "max_files": INT,
+        "max_bytes": INT,
+        "max_depth": INT,
+        "max_entries": INT,
+        "max_path_bytes": INT,
+        "commit": optional(choice("best_effort", "synced")),
+    }
+
+    def __post_init__(self) -> None:
+        paths = [root.path for root in self.roots]
+        if len(set(paths)) != len(paths):
+            raise ContractError("roots", "a root is listed twice", "invalid-value")
+        temps = [root for root in self.roots if root.kind == "temp"]
+        if len(temps) > 1:
+            raise ContractError("roots", "at most one temp root", "invalid-value")
+        if self.commit is not None and not temps:
+            raise ContractError("commit", "a commit copies the temp root; none is listed")
+
+    @property
+    def temp_root(self) -> str | None:
+        return next((root.path for root in self.roots if root.kind == "temp"), None)
+
+
+@dataclass(frozen=True, slots=True)
 class KillGuarantee(Params):
     guarantee: str
     FIELDS: ClassVar[Mapping[str, Codec]] = {"guarantee": choice("atomic", "best_effort_allowed")}
@@ -446,6 +507,8 @@ CGROUP_KILL = Primitive(
     "linux.cgroup.kill.v1", 1, P.TEARDOWN, KillGuarantee, (CGROUP_LEAF.id,), False
 )
 PIDNS_KILL = Primitive("linux.pidns.kill.v1", 1, P.TEARDOWN, NoParams, (PIDNS.id,), False)
+# Carried out by the launcher after the workload exits, while the namespace's init waits.
+OUTPUTS = Primitive("linux.outputs.v1", 1, P.OBSERVE, Outputs, (PIDNS.id, ROOTFS.id))
 
 CATALOGUE: tuple[Primitive, ...] = (
     USERNS,
@@ -466,6 +529,7 @@ CATALOGUE: tuple[Primitive, ...] = (
     EXEC,
     STREAMS,
     BUDGET_WALL,
+    OUTPUTS,
     CGROUP_KILL,
     PIDNS_KILL,
 )

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from bvisor.contract.admission import AdmissionRecord
 from bvisor.contract.capabilities import ChildSpawn, SpawnPolicy
+from bvisor.contract.controls import DiscardArtifact
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import AdmittedRequirement, ObservedFact
@@ -55,6 +56,7 @@ LOWERING_FACT_KINDS = (
     "network_lowered",
     "inherited_fds_lowered",
     "environment_lowered",
+    "outputs_lowered",
 )
 
 
@@ -104,6 +106,7 @@ _CGROUP_LEAF, _NETNS, _PIDNS = (
     "linux.pidns.init.v1",
 )
 _ROOTFS = "linux.rootfs.v1"
+_OUTPUTS = "linux.outputs.v1"
 
 
 def _first(
@@ -179,7 +182,48 @@ def lowering_facts(plan: BoundaryPlan) -> tuple[ObservedFact, ...]:
     facts.append(
         ObservedFact("environment_lowered", f"exact environment: [{','.join(map(str, names))}]")
     )
+    facts += _outputs_facts(plan, params)
     return tuple(facts)
+
+
+def _outputs_facts(
+    plan: BoundaryPlan, params: Mapping[str, Mapping[str, object]]
+) -> list[ObservedFact]:
+    """What becomes of the run's outputs: listed (which roots, how bounded), committed,
+    or discarded with the temp root's tmpfs."""
+    facts: list[ObservedFact] = []
+    outputs = params.get(_OUTPUTS)
+    if outputs is not None:
+        raw = outputs.get("roots", [])
+        roots = [r for r in raw if isinstance(r, Mapping)] if isinstance(raw, list) else []
+        shown = ", ".join(f"{r.get('path')} ({r.get('kind')})" for r in roots) or "none"
+        facts.append(
+            ObservedFact(
+                "outputs_lowered",
+                f"list: {shown}; by fd after the workload exits, at most "
+                f"{outputs.get('max_files')} items, {outputs.get('max_bytes')} bytes, depth "
+                f"{outputs.get('max_depth')}, {outputs.get('max_entries')} entries, "
+                f"{outputs.get('max_path_bytes')} bytes of paths",
+            )
+        )
+        if outputs.get("commit") is not None:
+            facts.append(
+                ObservedFact(
+                    "outputs_lowered",
+                    f"commit {outputs.get('commit')}: the temp root's files copied by fd into "
+                    "a staging directory, renamed into the artifact directory only when the "
+                    "copy is complete",
+                )
+            )
+    if any(isinstance(c, DiscardArtifact) for c in plan.spec.controls) and _ROOTFS in params:
+        facts.append(
+            ObservedFact(
+                "outputs_lowered",
+                "discard: the temp root is the run's own tmpfs, freed with its mount "
+                "namespace; nothing of it reaches the host",
+            )
+        )
+    return facts
 
 
 def filesystem_grants(plan: BoundaryPlan) -> frozenset[str]:

@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-record", action="store_true", help="do not record the run in a ledger"
     )
     parser.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        help="where a spec that commits its outputs puts them, as DIR/<run id> (default: "
+        "$BVISOR_ARTIFACTS or $XDG_DATA_HOME/bvisor/artifacts)",
+    )
+    parser.add_argument(
         "--key",
         metavar="FILE",
         help="sign a checkpoint with the run's record (default: $BVISOR_KEY, else the "
@@ -343,6 +349,7 @@ def _run_and_report(
                 snapshot=snapshot,
                 key=args.key,
                 on_checkpoint=checkpointed,
+                artifacts=args.artifacts,
             )
     except refusal_type as refusal:
         _close(output)
@@ -411,6 +418,11 @@ def _run_and_report(
     if code is None and signal is None:
         lines += [f"bvisor: not run: {reason}" for reason in _why_not_run(body)]
     lines += [f"bvisor: denied: {denied.summary()}" for denied in body.denied_attempts]
+    lines += [
+        f"bvisor: {fact.kind.replace('_', ' ')}: {fact.detail}"
+        for fact in body.observed
+        if fact.kind in ("artifacts_committed", "artifacts_not_committed")
+    ]
     lines += [f"bvisor: note: {note}" for note in _notes(body, output)]
     lines += [f"bvisor: finding: {finding}" for finding in body.findings]
     try:

@@ -47,6 +47,7 @@ from bvisor.launcher.basement.cgroups import (
     leaf_name,
     reap_stale_leaves,
 )
+from bvisor.launcher.host import artifacts
 from bvisor.launcher.host.capture import Captured
 from bvisor.launcher.host.interrupts import interrupts_held, signal_of
 from bvisor.launcher.host.launch import (
@@ -94,6 +95,7 @@ class Execution:
     # The stop signal to re-raise once sealed: the one that interrupted the run, or one
     # that arrived during teardown of a run that had ended on its own.
     stop_signal: int | None = None
+    artifacts: list[str] = field(default_factory=list)  # committed outputs (report grammar)
 
     def fact(self, kind: str, detail: str) -> None:
         self.observed.append(ObservedFact(kind=kind, detail=detail))
@@ -157,6 +159,7 @@ class LinuxBackend:
         stream_cap: int | None = None,
         on_finished: Callable[[Execution], None] | None = None,
         stdio: HostStdio | None = None,
+        artifact_dir: str | os.PathLike[str] | None = None,
     ) -> Execution:
         """Run ``plan`` for real. Never raises for a run that went wrong: it says so.
 
@@ -168,6 +171,9 @@ class LinuxBackend:
         itself never reaches it — except a terminal, which is never relayed without a pty
         of the run's own (``stdio.tty``): the workload then reads empty input, and a
         ``stdin_source`` fact says why.
+
+        ``artifact_dir``: where a plan that commits its outputs puts them (default:
+        :func:`bvisor.launcher.host.artifacts.default_artifacts_path`).
         """
         attempt = attempt_id if attempt_id is not None else os.urandom(32)
         run = Execution(attempt_id=attempt, outcome=Outcome.SUPERVISOR_FAULT)
@@ -215,16 +221,23 @@ class LinuxBackend:
             on_control_line=take_line,
         )
         cgroup: RunCgroup | None = None
+        staging: artifacts.Staging | None = None
         started = time.monotonic()
         observation: LaunchObservation | None = None
         storage = _StorageWatch(plan, lowered)
         try:
+            if lowered.commits:
+                staging = _prepare_staging(run, lowered, artifact_dir)
+                if staging is None:
+                    return run
             if lowered.cgroup is not None:
                 cgroup = _prepare_cgroup(run, attempt, lowered)
                 if cgroup is None:
                     return run
             storage.before()
-            observation = self._launch(run, plan, lowered, secrets, cgroup, options, started)
+            observation = self._launch(
+                run, plan, lowered, secrets, cgroup, options, started, staging
+            )
         except KeyboardInterrupt as stop:
             # Not re-raised here: the runner seals and records first, then re-raises.
             run.interrupted = True
@@ -233,7 +246,7 @@ class LinuxBackend:
             _settle(
                 run,
                 on_finished,
-                lambda: _finish(run, plan, observation, cgroup, started, lowered, storage),
+                lambda: _finish(run, plan, observation, cgroup, started, lowered, storage, staging),
             )
         return run
 
@@ -246,12 +259,19 @@ class LinuxBackend:
         cgroup: RunCgroup | None,
         options: LaunchOptions,
         started: float,
+        staging: artifacts.Staging | None,
     ) -> LaunchObservation | None:
         try:
             prepared = prepare_launch(
-                plan, lowered, run.attempt_id, secrets or NoSecrets(), cgroup, self._test_hooks
+                plan,
+                lowered,
+                run.attempt_id,
+                secrets or NoSecrets(),
+                cgroup,
+                self._test_hooks,
+                None if staging is None else staging.open_for_launch(),
             )
-        except (LaunchPreparationError, SecretUnresolved) as exc:
+        except (LaunchPreparationError, SecretUnresolved, OSError) as exc:
             run.outcome = Outcome.DENIED
             run.fact("launch_refused_by_host", str(exc))
             return None
@@ -341,6 +361,30 @@ def _settle(
         run.stop_signal = held.signum
 
 
+def _prepare_staging(
+    run: Execution, lowered: LoweredParams, where: str | os.PathLike[str] | None
+) -> artifacts.Staging | None:
+    """The run's artifact staging directory; None (the run denied, saying why) if it
+    cannot be made."""
+    outputs = lowered.outputs
+    assert outputs is not None
+    root = artifacts.default_artifacts_path() if where is None else where
+    try:
+        return artifacts.open_staging(root, run.attempt_id, outputs.commit == "synced")
+    except artifacts.ArtifactsError as exc:
+        run.outcome = Outcome.DENIED
+        run.fact("launch_refused_by_host", str(exc))
+        return None
+
+
+def _record_outputs(run: Execution, staging: artifacts.Staging | None) -> None:
+    """The launcher's outputs notes as facts; the commit made (or abandoned) and said."""
+    _, notes = split_lines(run.lines)
+    outcome = artifacts.outputs_outcome(notes, staging)
+    run.observed.extend(outcome.facts)
+    run.artifacts = list(outcome.artifacts)
+
+
 def _tree_killer(cgroup: RunCgroup) -> Callable[[], None]:
     def kill() -> None:
         cgroup.kill()
@@ -387,6 +431,7 @@ def _finish(
     started: float,
     lowered: LoweredParams,
     storage: _StorageWatch,
+    staging: artifacts.Staging | None = None,
 ) -> None:
     """Teardown (always), then classify and witness what happened."""
     # Wall time runs until the launcher was seen gone (the watchdog notes the moment),
@@ -418,6 +463,12 @@ def _finish(
         _transcript_facts(run)
     if run.interrupted:
         _record_interruption(run)
+    if staging is not None or any(e.entry.id == mech.OUTPUTS.id for e in plan.lowering):
+        try:
+            _record_outputs(run, staging)
+        finally:
+            if staging is not None:
+                staging.close()
     no_tasks = lowered.seccomp is not None and lowered.seccomp.deny_new_tasks
     _witness_budgets(run, plan, observation, wall_micros, usage, no_tasks, storage.witness())
 

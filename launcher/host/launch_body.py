@@ -9,6 +9,9 @@ host, and travels to the launcher as an fd at a declared slot: the launcher neve
 re-opens a path, and the child re-finds a root by path only to check it is the very inode
 this fd names, so a rename or symlink swap cannot change what is confined.
 
+A plan that commits its outputs also gets the run's artifact staging directory (made by
+:mod:`bvisor.launcher.host.artifacts`) as an ``ArtifactStaging`` slot.
+
 Slot layout: fds named by ``InheritedFds{Only}`` keep their own numbers (that is the
 contract the workload was written against); authority slots start at ``FIRST_SLOT`` or
 just above the highest inherited fd, whichever is higher.
@@ -195,8 +198,13 @@ def prepare_launch(
     resolver: SecretResolver,
     run_cgroup: RunCgroup | None,
     test_hooks: frozenset[str] = frozenset(),
+    artifact_staging: int | None = None,
 ) -> PreparedLaunch:
-    """Open every handle the plan needs and build the launch body; nothing leaks on error."""
+    """Open every handle the plan needs and build the launch body; nothing leaks on error.
+
+    ``artifact_staging``: the directory fd of the run's artifact staging directory when the
+    plan commits its outputs (the launch then owns it: ``close()`` releases it).
+    """
     inherited = [fd for fd in lowered.keep_fds if fd > 2]
     alloc = _SlotAllocator(max([FIRST_SLOT, *[fd + 1 for fd in inherited]]))
     skipped: list[str] = []
@@ -229,6 +237,12 @@ def prepare_launch(
             if run_cgroup is None:
                 raise LaunchPreparationError("the plan needs a run cgroup but none was prepared")
             _cgroup_slots(run_cgroup, alloc)
+        if artifact_staging is not None:
+            directory = DescriptorShape(DescriptorKind.DIRECTORY, False)
+            alloc.add(artifact_staging, DescriptorRole.ARTIFACT_STAGING, directory)
+            artifact_staging = None  # the allocator owns it now
+        elif lowered.commits:
+            raise LaunchPreparationError("the plan commits its outputs but has no staging")
         body = LaunchBody(
             attempt_id=attempt_id,
             plan_id=plan.plan_id,
@@ -243,6 +257,8 @@ def prepare_launch(
         )
     except BaseException:
         alloc.close_all()
+        if artifact_staging is not None:
+            os.close(artifact_staging)
         raise
     return PreparedLaunch(LaunchPlan(body=body), alloc.authority, skipped, granted)
 

@@ -22,6 +22,10 @@ parent, or a ``/proc/self/root/...`` name gets no further than the plain path. A
 
 A spec without a filesystem capability asks for no filesystem confinement at all; its
 workload can reach the ledger like any other file its uid may open (README says so).
+
+The artifact directory a plan commits to is kept out of reach the same way, both ways
+round: no root the run can reach may contain it (the workload could tamper with other
+runs' committed outputs) or lie inside it (it could write into them).
 """
 
 from __future__ import annotations
@@ -36,10 +40,12 @@ if TYPE_CHECKING:
     from bvisor.contract.plan import BoundaryPlan
 
 __all__ = [
+    "ArtifactsReachable",
     "KeyReachable",
     "LedgerReachable",
     "covering_root",
     "reaches",
+    "refuse_if_artifacts_reachable",
     "refuse_if_fds_reach",
     "refuse_if_key_reachable",
     "refuse_if_plan_reaches",
@@ -97,6 +103,14 @@ def reaches(root: str, target: str, entries: list[MountEntry] | None = None) -> 
     if root_at is None or target_at is None:
         return False
     return root_at.contains(target_at) or target_at.contains(root_at)
+
+
+class ArtifactsReachable(LedgerReachable):
+    """The artifact directory and a root the workload can reach overlap.
+
+    A :class:`LedgerReachable` so that every caller that refuses a run for its ledger
+    refuses it for its artifacts as well (nothing ran or was recorded: a usage mistake).
+    """
 
 
 def covering_root(path: str, lowered: LoweredParams) -> str | None:
@@ -171,4 +185,25 @@ def refuse_if_key_reachable(key_path: str, plan: BoundaryPlan) -> None:
                 f"{root}, which the workload can reach (it could sign a rewritten ledger or "
                 "swap the key); keep the key elsewhere (--key FILE, BVISOR_KEY) or run from "
                 "another directory"
+            )
+
+
+def refuse_if_artifacts_reachable(artifact_dir: str | os.PathLike[str], plan: BoundaryPlan) -> None:
+    """Refuse (:class:`ArtifactsReachable`) a committing plan whose roots overlap
+    ``artifact_dir``, by any name (see :func:`reaches`); a plan that commits nothing is not
+    concerned."""
+    try:
+        lowered = lowered_params(plan)
+    except LoweringParamsError:
+        return  # the backend refuses such a plan itself, and seals that
+    if not lowered.commits:
+        return
+    entries = mount_entries()
+    target = os.fspath(artifact_dir)
+    for root in lowered.reachable_paths():
+        if reaches(root, target, entries):
+            raise ArtifactsReachable(
+                f"the artifact directory {target} and the filesystem root {root}, which the "
+                "workload can reach, overlap (it could tamper with committed artifacts); "
+                "commit elsewhere (--artifacts DIR)"
             )

@@ -48,10 +48,11 @@ from bvisor.contract.report import (
 from bvisor.contract.report_inputs import admitted_requirements, profile_label
 from bvisor.contract.transcript import split_lines
 from bvisor.digest import Purpose, digest_value
+from bvisor.launcher.host.artifacts import default_artifacts_path
 from bvisor.launcher.host.backend import Execution, LinuxBackend
 from bvisor.launcher.host.capture import Captured, as_captured
 from bvisor.launcher.host.interrupts import interrupt_for
-from bvisor.launcher.host.reach import refuse_if_plan_reaches
+from bvisor.launcher.host.reach import refuse_if_artifacts_reachable, refuse_if_plan_reaches
 from bvisor.launcher.host.relay import HostStdio
 from bvisor.launcher.host.secrets import SecretResolver
 from bvisor.planner.errors import PlanRefusal
@@ -189,7 +190,7 @@ def build_report_body(plan: BoundaryPlan, run: Execution) -> BoundaryReportBody:
         exit=run.exit,
         streams=streams,
         budget_witnesses=tuple(run.witnesses),
-        artifacts=(),
+        artifacts=tuple(run.artifacts),
         findings=(*run.findings, *evidence.findings),
     )
 
@@ -213,10 +214,13 @@ class BoundaryRunner:
         attempt_id: bytes | None = None,
         on_phase: Callable[[int, str], None] | None = None,
         stdio: HostStdio | None = None,
+        artifact_dir: str | os.PathLike[str] | None = None,
     ) -> SealedReport:
         """Run ``plan`` and return its sealed report.
 
-        ``on_phase`` sees each launcher line as it arrives (index, line), for progress.
+        ``on_phase`` sees each launcher line as it arrives (index, line), for progress;
+        ``artifact_dir``: where a plan that commits its outputs puts them (see
+        :mod:`bvisor.launcher.host.artifacts`).
         """
         backend = self._registry.get(plan.backend)
         if not isinstance(backend, LinuxBackend):
@@ -234,6 +238,7 @@ class BoundaryRunner:
         ledger_path = getattr(sink, "path", None)
         if isinstance(ledger_path, str):
             refuse_if_plan_reaches(ledger_path, plan)
+        refuse_if_artifacts_reachable(artifact_dir or default_artifacts_path(), plan)
         if sink is not None:
             sink.append_many(
                 [("plan.admitted", admitted_payload(plan, attempt), attempt)]
@@ -259,6 +264,7 @@ class BoundaryRunner:
             stream_cap=stream_cap,
             on_finished=seal,
             stdio=stdio,
+            artifact_dir=artifact_dir,
         )
         if execution.stop_signal is not None:
             raise interrupt_for(execution.stop_signal)

@@ -26,6 +26,8 @@ the launcher releases it, which ends every process left in the namespace.
 With denial evidence the launcher is also the seccomp filter's supervisor: while it waits
 for the workload it answers every notified (denied) call and notes it
 (:mod:`bvisor.launcher.process.denials`).
+In between, the mechanisms' after-workload steps run (the outputs walk,
+``mechanisms/outputs.py``), while the run's mounts still exist.
 """
 
 from __future__ import annotations
@@ -347,9 +349,9 @@ class Launcher:
             self.denials = program.denials
             self.denials.take_listener(self.ctl.note)
         if program.init_fds is not None:
-            self._wait_init(*program.init_fds)
+            self._wait_init(program, *program.init_fds)
         else:
-            self._wait_workload(self.child_pid)
+            self._wait_workload(program, self.child_pid)
 
     def _follow(self, status_r: int, ops: list[Op], program: Program) -> None:
         """Turn the child's op markers into states; EOF after 'R' means exec happened."""
@@ -435,7 +437,16 @@ class Launcher:
 
     # -- the end -----------------------------------------------------------------------
 
-    def _wait_workload(self, pid: int) -> None:
+    def _after_workload(self, program: Program, init_pid: int | None) -> None:
+        """The mechanisms' steps once the workload exited; a failed step is noted, never
+        allowed to cost the report of the workload's status."""
+        for step in program.after_workload:
+            try:
+                step(init_pid, self.ctl.note)
+            except Exception as exc:
+                self.ctl.note(f"after-workload step failed: {exc!r}")
+
+    def _wait_workload(self, program: Program, pid: int) -> None:
         # Wait for the exit without reaping: while the zombie holds its pid, the workload's
         # process group id cannot be reused, so killing that group reaches only what the
         # workload left behind (it leads its own session, so the host's kill of the
@@ -452,22 +463,28 @@ class Launcher:
                 os.killpg(pid, signal.SIGKILL)
         _, status, usage = os.wait4(pid, 0)
         self.child_pid = None
+        self._after_workload(program, None)  # no init: nothing holds the run's mounts
         self._report_exit(status, usage)
 
-    def _wait_init(self, report_r: int, release_w: int) -> None:
-        """Read init's report of the workload's status, release init, reap it."""
+    def _wait_init(self, program: Program, report_r: int, release_w: int) -> None:
+        """Read init's report of the workload's status, run the after-workload steps
+        while init still holds the namespace, release init, reap it."""
         assert self.child_pid is not None
         record = b""
         try:
             if self.denials is not None:
                 self.denials.serve_until(report_r)  # readable: init's report, or its death
-            while len(record) < 5:
-                chunk = os.read(report_r, 5 - len(record))
-                if not chunk:
-                    break
-                record += chunk
+            try:
+                while len(record) < 5:
+                    chunk = os.read(report_r, 5 - len(record))
+                    if not chunk:
+                        break
+                    record += chunk
+            finally:
+                os.close(report_r)
+            alive = len(record) == 5 and record[:1] == b"W"
+            self._after_workload(program, self.child_pid if alive else None)
         finally:
-            os.close(report_r)
             os.close(release_w)  # init exits now: the namespace, and all left in it, ends
         _, _, usage = os.wait4(self.child_pid, 0)
         self.child_pid = None

@@ -7,7 +7,9 @@ what its mechanism needs to a :class:`Program`: clone3 flags, an op for the chil
 the child waits at the rendezvous (writing id maps, placing it in a cgroup), fds the child
 needs until exec, and the notes the transcript reports once the mechanism's phase is done.
 Nothing here runs a mechanism; :mod:`bvisor.launcher.process.main` creates the child from
-the finished program.
+the finished program. A mechanism may also ask for a step once the workload has exited
+(``after_workload``): with a PID namespace it runs while the namespace's init still waits
+for its release, so the run's mounts are still there to read.
 
 Ops run in the order they were added, which is schedule order, with one exception the
 window's structure needs: the PID namespace's init forks the workload at the end of the
@@ -28,7 +30,9 @@ from bvisor.launcher.wire import states
 if TYPE_CHECKING:
     from bvisor.launcher.process.denials import DenialSupervisor
 
-__all__ = ["OP_CODES", "Fault", "Op", "Program", "state_groups", "state_of"]
+__all__ = ["OP_CODES", "Fault", "Note", "Op", "Program", "state_groups", "state_of"]
+
+Note = Callable[[str], None]  # writes one ``# `` note to the control channel
 
 # The op codes of the child window (window.h's enum bv_op_code): one definition per side,
 # tested to agree.
@@ -89,6 +93,10 @@ class Program:
     ops: list[Op] = field(default_factory=list)
     rendezvous: list[tuple[str, Callable[[int], None]]] = field(default_factory=list)
     finishers: list[Callable[[Program], None]] = field(default_factory=list)
+    # Steps once the workload exited: given init's pid while it holds the namespace (or
+    # None when there is no init, or it died first, and the namespace is gone) and a way
+    # to write notes.
+    after_workload: list[Callable[[int | None, Note], None]] = field(default_factory=list)
     internal_fds: list[int] = field(default_factory=list)
     close_after_spawn: list[int] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)  # transcript state -> notes

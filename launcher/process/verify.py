@@ -14,7 +14,8 @@ The launcher refuses rather than guesses. A body passes only if:
   stdio; one TARGET_EXE slot, a read-only regular file; an FS_ROOT slot (not writable)
   for every required bind source, and only for paths a bind or a Landlock rule names; the
   cgroup leaf slots of the cgroup entry and no other; INHERITED slots exactly the kept
-  fds above stdio;
+  fds above stdio; one ARTIFACT_STAGING slot, a read-only directory fd, exactly when the
+  outputs entry commits;
 * the secrets are exactly the leases the environment names.
 
 What the launcher cannot see for itself — which file an fd is, a lease's value — the host
@@ -58,6 +59,7 @@ class Verified:
     cgroup_v2_slot: int | None
     cgroup_v1_slots: Mapping[str, int]  # controller -> slot
     inherited: tuple[int, ...]
+    staging_slot: int | None = None  # the host's artifact staging directory
 
     def entries(self) -> list[tuple[str, Phase, mech.Params]]:
         """``(id, phase, typed params)`` in schedule order."""
@@ -171,7 +173,23 @@ def _verify_table(body: LaunchBody, params: Mapping[str, mech.Params]) -> Verifi
     if inherited != wanted:
         raise _invalid(f"inherited slots {inherited} are not the kept fds {wanted}")
     _verify_secrets(body, ambient)
-    return Verified(body, dict(params), exe[0].slot_index, roots, v2, v1, tuple(inherited))
+    staging = _verify_staging(by_role[DescriptorRole.ARTIFACT_STAGING], params)
+    return Verified(body, dict(params), exe[0].slot_index, roots, v2, v1, tuple(inherited), staging)
+
+
+def _verify_staging(slots: list[DescriptorSlot], params: Mapping[str, mech.Params]) -> int | None:
+    outputs = params.get(mech.OUTPUTS.id)
+    commits = isinstance(outputs, mech.Outputs) and outputs.commit is not None
+    if len(slots) != int(commits):
+        raise _invalid(
+            f"{len(slots)} ArtifactStaging slots; the plan "
+            + ("commits its outputs (one is needed)" if commits else "commits nothing")
+        )
+    if not slots:
+        return None
+    if slots[0].expected.kind is not DescriptorKind.DIRECTORY or slots[0].expected.writable:
+        raise _invalid("the artifact staging slot must be a read-only directory fd")
+    return slots[0].slot_index
 
 
 def _verify_roots(

@@ -137,6 +137,15 @@ class LoweredParams:
         return self.get(mech.STREAMS, mech.StreamCapture)
 
     @property
+    def outputs(self) -> mech.Outputs | None:
+        return self.get(mech.OUTPUTS, mech.Outputs)
+
+    @property
+    def commits(self) -> bool:
+        """Does the plan commit the run's outputs to a host directory?"""
+        return self.outputs is not None and self.outputs.commit is not None
+
+    @property
     def kill_guarantee(self) -> str | None:
         value = self.get(mech.CGROUP_KILL, mech.KillGuarantee)
         return None if value is None else value.guarantee

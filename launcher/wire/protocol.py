@@ -52,9 +52,11 @@ __all__ = [
 ]
 
 # The only test hooks a launcher knows; any other name is refused. Each makes one
-# mechanism's module skip its work while the run still reports it.
+# mechanism's module skip its work (or, ``outputs_follow_links``, do it without its fd
+# checks) while the run still reports it.
 TEST_HOOKS: frozenset[str] = frozenset(
     {
+        "outputs_follow_links",
         "skip_caps_drop",
         "skip_cgroup_placement",
         "skip_cgroupfs_hide",
@@ -63,6 +65,7 @@ TEST_HOOKS: frozenset[str] = frozenset(
         "skip_fd_scrub",
         "skip_landlock",
         "skip_netns",
+        "skip_outputs",
         "skip_pidns",
         "skip_rootfs",
         "skip_seccomp",
@@ -148,7 +151,9 @@ class DescriptorRole(StrEnum):
     """Why the host passed an fd; the launcher checks each role is used consistently.
 
     ``FS_ROOT`` slots stand for the host path they were opened from (a bind source or a
-    Landlock rule); ``CGROUP_V1_LEAF`` slots name their controller in ``path``.
+    Landlock rule); ``CGROUP_V1_LEAF`` slots name their controller in ``path``;
+    ``ARTIFACT_STAGING`` is the directory the host made for a run's committed outputs,
+    which the launcher fills (by fd) after the workload exits.
     """
 
     TARGET_EXE = "TargetExe"
@@ -156,6 +161,7 @@ class DescriptorRole(StrEnum):
     CGROUP_V2_LEAF = "CgroupV2Leaf"
     CGROUP_V1_LEAF = "CgroupV1Leaf"
     INHERITED = "Inherited"
+    ARTIFACT_STAGING = "ArtifactStaging"
 
 
 @dataclass(frozen=True, slots=True)

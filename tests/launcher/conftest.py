@@ -150,13 +150,17 @@ def build_plan(
     hooks: frozenset[str] = frozenset(),
     keep_fds: Sequence[int] = (),
     secrets: Sequence[tuple[str, str]] = (),
+    outputs: mech.Outputs | None = None,
+    staging: int | None = None,
 ) -> tuple[LaunchPlan, Auth]:
     """A consistent launch body (schedule, typed params, slots) and its authority fds.
 
     ``landlock`` is a list of (host path, access); ``rootfs`` a mount table whose bind
     sources are opened here; ``cgroup_v2``/``cgroup_v1`` are dir fds the caller owns (the
     caller closes them; duplicates are added to the table here). ``secrets`` are
-    (variable name, lease) pairs whose value is ``value-of-<lease>``.
+    (variable name, lease) pairs whose value is ``value-of-<lease>``. ``outputs`` schedules
+    the outputs walk; ``staging`` is a directory fd (the caller's; a duplicate is passed)
+    for its commit.
     """
     auth = Auth()
     exe_fd = os.open(exe, os.O_RDONLY | os.O_CLOEXEC)
@@ -205,6 +209,10 @@ def build_plan(
     planned.append((mech.AMBIENT_SCRUB, mech.AmbientScrub(tuple(env), (0, 1, 2, *keep_fds), False)))
     if seccomp is not None:
         planned.append((mech.SECCOMP, seccomp))
+    if outputs is not None:
+        planned.append((mech.OUTPUTS, outputs))
+    if staging is not None:
+        auth.add(os.dup(staging), DescriptorRole.ARTIFACT_STAGING, DescriptorKind.DIRECTORY)
     entries, params = schedule([(p, value.to_value()) for p, value in planned])
     body = LaunchBody(
         attempt_id=bytes([9]) * 32,

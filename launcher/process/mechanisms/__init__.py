@@ -23,6 +23,7 @@ from bvisor.launcher.process.mechanisms import (
     netns,
     nonewprivs,
     oom,
+    outputs,
     pidns,
     rootfs,
     seccomp,
@@ -49,4 +50,5 @@ PREPARE: Mapping[str, Prepare] = {
     mech.LANDLOCK_SCOPE.id: landlock.prepare_scope,
     mech.SECCOMP.id: seccomp.prepare,
     mech.EXEC.id: exec.prepare,
+    mech.OUTPUTS.id: outputs.prepare,
 }

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from bvisor.contract.admission import AdmissionRecord, RequirementDecision
 from bvisor.contract.controls import KillGuarantee
 from bvisor.contract.enforcement import Enforcement
+from bvisor.contract.evidence import EvidenceClaim
 from bvisor.contract.profile import CeilingCell, HostFacts, ProfileSnapshot
 from bvisor.contract.requirements import Requirement, RequirementKind, requirements_of
 from bvisor.contract.spec import BoundarySpec
@@ -40,7 +41,7 @@ from bvisor.contract.workload import ProcessWorkload
 from bvisor.planner.errors import PlanRefusal
 from bvisor.planner.rules.v1.budgets import judge_budget
 from bvisor.planner.rules.v1.ceiling import kill_key, linux_ceiling, missing_fact_of, require_cell
-from bvisor.planner.rules.v1.evidence import judge_evidence
+from bvisor.planner.rules.v1.evidence import EVIDENCE_NEEDS, judge_evidence
 
 __all__ = [
     "CEILING_DERIVATIONS",
@@ -248,8 +249,9 @@ def admit_with(
     derivations: Mapping[str, Callable[[HostFacts], tuple[CeilingCell, ...]]],
     rules_version: int,
     check_spec: Callable[[BoundarySpec], None] = lambda spec: None,
+    evidence_needs: Mapping[EvidenceClaim, tuple[RequirementKind, ...]] = EVIDENCE_NEEDS,
 ) -> AdmissionRecord:
-    """Admission with a version's ceilings, number and extra spec checks.
+    """Admission with a version's ceilings, number, extra spec checks and evidence needs.
 
     Later rules versions whose admission differs only in those reuse this body: it is
     frozen with v1, so what it decides for v1 can never change underneath them either.
@@ -269,7 +271,8 @@ def admit_with(
     decisions = tuple(_judge_requirement(r, snapshot) for r in requirements)
     kinds = frozenset(r.kind for r in requirements)
     evidence = tuple(
-        judge_evidence(claim, kinds, snapshot) for claim in spec.evidence.sorted_claims()
+        judge_evidence(claim, kinds, snapshot, evidence_needs)
+        for claim in spec.evidence.sorted_claims()
     )
     budgets = tuple(
         judge_budget(dimension, budget, spec, snapshot)

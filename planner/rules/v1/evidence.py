@@ -27,8 +27,13 @@ EVIDENCE_NEEDS: Mapping[EvidenceClaim, tuple[RequirementKind, ...]] = {
 
 
 def judge_evidence(
-    claim: EvidenceClaim, kinds: frozenset[RequirementKind], snapshot: ProfileSnapshot
+    claim: EvidenceClaim,
+    kinds: frozenset[RequirementKind],
+    snapshot: ProfileSnapshot,
+    evidence_needs: Mapping[EvidenceClaim, tuple[RequirementKind, ...]] = EVIDENCE_NEEDS,
 ) -> EvidenceDecision:
+    """Judge one claim; ``evidence_needs`` is this version's table (a later one passes its
+    own)."""
     key = evidence_key(claim)
     cell = require_cell(snapshot, key, key)
     if cell.enforcement is Enforcement.UNSUPPORTED:
@@ -38,7 +43,7 @@ def judge_evidence(
             requirement=key,
             missing_fact=missing_fact_of(cell),
         )
-    needs = EVIDENCE_NEEDS.get(claim, ())
+    needs = evidence_needs.get(claim, ())
     for kind in needs:
         if kind not in kinds:
             raise PlanRefusal(

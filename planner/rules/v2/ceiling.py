@@ -7,6 +7,13 @@ Changes from v1 (whose cells and helpers this builds on):
   namespace unless bvisor runs as root). Landlock stays on as a second layer.
 * ``temp_root`` and ``expose_path`` are Enforced with the private root (a private tmpfs,
   a bind mount into it).
+* The run's outputs, with the private root: ``list_outputs`` is Mediated (an observation:
+  after the workload exits, while the namespace's init holds its mounts, the launcher
+  walks the temp and write roots by fd, never following a link, and digests every file);
+  ``commit_artifact`` and ``discard_artifact`` are Enforced (the temp root's files copied
+  by fd and renamed into a host directory after the run; the temp root freed with the
+  run's mount namespace). ``evidence:filesystem_delta`` and ``evidence:artifact_lineage``
+  are producible there (admission also needs their controls asked for).
 * ``child_spawn_allow_threads_within_boundary`` is Enforced with seccomp: ``clone3``
   answers ENOSYS so libc uses ``clone``, whose flags a filter can read, and only thread
   flags pass (the mask Chromium's, Firefox's and sandbox2's filters use).
@@ -32,7 +39,7 @@ from bvisor.contract.mechanisms import LANDLOCK_ABI_FLOOR
 from bvisor.contract.profile import CeilingCell, HostFacts
 from bvisor.contract.requirements import RequirementKind
 from bvisor.planner.rules.v1 import ceiling as v1
-from bvisor.planner.rules.v1.ceiling import E, budget_key, kill_key
+from bvisor.planner.rules.v1.ceiling import E, M, budget_key, kill_key
 from bvisor.planner.rules.v2.denials import DENIED_KEY, denial_cells
 
 __all__ = ["linux_ceiling", "private_root_missing"]
@@ -114,6 +121,42 @@ def _pidns_cell(facts: HostFacts, key: str, why: str) -> CeilingCell | None:
     return v1._cell(key, E, "pidns_init", why, _ATTEST)
 
 
+def _outputs_cells(facts: HostFacts) -> dict[str, CeilingCell]:
+    k = RequirementKind
+    listing = (
+        "after the workload exits, while the run's init holds its mounts, the launcher walks "
+        "the temp root and the write roots by fd (openat2 beneath each root, no symlink, "
+        "magic link or mount crossed; only regular files read; bounded, truncation "
+        "reported) and records each file's size, SHA-256 and BLAKE3"
+    )
+    commit = (
+        "the temp root's files are copied by fd into a staging directory the host opened "
+        "(O_EXCL, nothing followed; fsync'd when synced) and renamed into the host's "
+        "artifact directory after the run"
+    )
+    discard = (
+        "the temp root is the run's own tmpfs, freed with its mount namespace when the "
+        "run's init exits; nothing of it is copied to the host"
+    )
+    delta = EvidenceClaim.FILESYSTEM_DELTA.value
+    lineage = EvidenceClaim.ARTIFACT_LINEAGE.value
+    wanted = (
+        (k.LIST_OUTPUTS.value, M, "outputs_listing", listing, (delta,)),
+        (k.COMMIT_ARTIFACT.value, E, "artifact_commit", commit, (lineage,)),
+        (k.DISCARD_ARTIFACT.value, E, "private_tmpfs_discard", discard, ()),
+        (f"evidence:{delta}", E, "outputs_listing", listing, (delta,)),
+        (f"evidence:{lineage}", E, "artifact_commit", commit, (lineage,)),
+    )
+    missing = private_root_missing(facts)
+    cells: dict[str, CeilingCell] = {}
+    for key, level, mechanism, reason, evidence in wanted:
+        if missing is None:
+            cells[key] = v1._cell(key, level, mechanism, reason, evidence)
+        else:
+            cells[key] = v1._absent(key, mechanism, missing, "this needs a private root")
+    return cells
+
+
 _TREE = (
     "every process of the run is in its own PID namespace, whose init is killed at the end: "
     "the kernel then kills every process in it at once"
@@ -137,6 +180,7 @@ def _requirement_cells(facts: HostFacts) -> list[CeilingCell]:
     }
     for guarantee in KillGuarantee:
         replaced[kill_key(guarantee)] = _pidns_cell(facts, kill_key(guarantee), _TREE)
+    replaced.update(_outputs_cells(facts))
     cells: list[CeilingCell] = []
     for cell in v1._requirement_cells(facts):
         better = replaced.get(cell.key)
@@ -188,7 +232,12 @@ def linux_ceiling(facts: HostFacts) -> tuple[CeilingCell, ...]:
 
 
 def _evidence_cells(facts: HostFacts) -> list[CeilingCell]:
-    """v1's evidence cells, with denied attempts (and its filesystem companion) of v2."""
+    """v1's evidence cells with v2's: denied attempts (and its filesystem companion), and
+    the outputs' filesystem delta and artifact lineage."""
     denied, filesystem = denial_cells(facts)
-    cells = [denied if cell.key == DENIED_KEY else cell for cell in v1._evidence_cells(facts)]
+    outputs = _outputs_cells(facts)
+    cells = [
+        denied if cell.key == DENIED_KEY else outputs.get(cell.key, cell)
+        for cell in v1._evidence_cells(facts)
+    ]
     return [*cells, filesystem]

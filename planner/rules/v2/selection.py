@@ -9,7 +9,8 @@ atomic kill of the run tree. A seccomp filter (its baseline at least) wherever t
 has seccomp, its denials notifying the launcher when the report must carry denied
 attempts. With a filesystem capability, the private root (``rootfs``) and a Landlock
 domain over the same grants; without one, a scope-only Landlock domain where the kernel
-has scopes.
+has scopes; and when the outputs are listed or committed, the walk that lists them
+(``linux.outputs.v1``, :mod:`bvisor.planner.rules.v2.outputs`).
 
 A cgroup leaf where a cgroup is a mechanism: process and memory budgets, process-tree
 evidence, and descendants, an Enforced kill or a wall budget wherever the host has a
@@ -50,6 +51,7 @@ from bvisor.planner.rules.v1.selection import (
     _keep_fds,
 )
 from bvisor.planner.rules.v2.ceiling import private_root_missing
+from bvisor.planner.rules.v2.outputs import outputs_params
 from bvisor.planner.rules.v2.rootfs import mount_table
 
 __all__ = ["OOM_SCORE", "PARAM_KEYS", "select_primitives"]
@@ -138,6 +140,9 @@ def select_primitives(
     if k.FILESYSTEM.value in kinds:
         rootfs = mount_table(spec)
         typed += [(mech.ROOTFS, rootfs), (mech.LANDLOCK, _landlock(rootfs, facts))]
+        outputs = outputs_params(spec, rootfs)
+        if outputs is not None:
+            typed.append((mech.OUTPUTS, outputs))
     elif facts.landlock_abi >= LANDLOCK_SCOPE_ABI:
         typed.append((mech.LANDLOCK_SCOPE, mech.LandlockScope(tuple(LANDLOCK_SCOPES))))
     if streams is not None and k.CAPTURE_STREAMS.value in kinds:

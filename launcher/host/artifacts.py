@@ -1,0 +1,184 @@
+"""The host's half of committing a run's outputs: a staging directory, then one rename.
+
+A plan that commits (``linux.outputs.v1`` with a ``commit``) gets, before it launches, a
+fresh staging directory ``<artifacts>/.staging-<run id>`` beside where its outputs will
+live, ``<artifacts>/<run id>``; the host passes it to the launcher as a directory fd (the
+``ArtifactStaging`` slot), and the launcher copies the temp root's files into it by fd
+after the workload exits. After the run, the host renames staging to the final name
+(``renameat2`` with ``RENAME_NOREPLACE``: atomic, never over an existing directory; the
+artifact directory fsync'd when the commit is ``synced``) — but only when the launcher's
+closing note says every file was copied and nothing was truncated. Otherwise the staging
+tree is removed (by fd, no link followed) and the report says why: a commit is all or
+nothing.
+
+``<artifacts>`` is ``$BVISOR_ARTIFACTS`` if set, else ``$XDG_DATA_HOME/bvisor/artifacts``
+(``~/.local/share`` when unset), or what the caller names; it must lie outside every root
+the run can reach (:func:`bvisor.launcher.host.reach.refuse_if_artifacts_reachable`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bvisor.contract import outputs as grammar
+from bvisor.contract.report import ObservedFact
+from bvisor.launcher.basement.paths import (
+    RESOLVE_BENEATH,
+    RESOLVE_NO_MAGICLINKS,
+    RESOLVE_NO_SYMLINKS,
+    RESOLVE_NO_XDEV,
+    openat2,
+    rename_noreplace,
+)
+
+__all__ = [
+    "ArtifactsError",
+    "OutputsOutcome",
+    "Staging",
+    "default_artifacts_path",
+    "open_staging",
+    "outputs_outcome",
+]
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_STRICT = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV
+
+
+class ArtifactsError(RuntimeError):
+    """The host cannot prepare a place for the run's artifacts."""
+
+
+def default_artifacts_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$BVISOR_ARTIFACTS``, else ``$XDG_DATA_HOME/bvisor/artifacts`` (XDG's default)."""
+    env = os.environ if environ is None else environ
+    explicit = env.get("BVISOR_ARTIFACTS", "")
+    if explicit:
+        return Path(explicit)
+    xdg = env.get("XDG_DATA_HOME", "")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "bvisor" / "artifacts"
+    home = Path(env.get("HOME", "") or Path.home())
+    return home / ".local" / "share" / "bvisor" / "artifacts"
+
+
+@dataclass
+class Staging:
+    """A run's staging directory inside the artifact directory (held by ``root_fd``)."""
+
+    root: str
+    root_fd: int
+    name: str
+    final: str
+    durable: bool
+
+    @property
+    def final_path(self) -> str:
+        return os.path.join(self.root, self.final)
+
+    def open_for_launch(self) -> int:
+        """A fresh directory fd of the staging directory, for the ArtifactStaging slot."""
+        return openat2(self.root_fd, self.name.encode(), _DIR, _STRICT)
+
+    def commit(self) -> None:
+        """Rename staging to its final name (never over anything), durably when asked."""
+        rename_noreplace(self.root_fd, self.name, self.final)
+        if self.durable:
+            os.fsync(self.root_fd)
+
+    def abandon(self) -> None:
+        """Remove the staging tree (best effort: a leftover is named by the run id)."""
+        with contextlib.suppress(OSError):
+            _remove_tree(self.root_fd, self.name.encode())
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.root_fd)
+
+
+def open_staging(root: str | os.PathLike[str], run_id: bytes, durable: bool) -> Staging:
+    """Make ``<root>/.staging-<run id>`` (``root`` created 0700 if need be)."""
+    where = os.path.abspath(os.fspath(root))
+    try:
+        os.makedirs(where, mode=0o700, exist_ok=True)
+        root_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ArtifactsError(f"artifact directory {where}: {exc.strerror}") from None
+    final = run_id.hex()
+    staging = Staging(where, root_fd, f".staging-{final}", final, durable)
+    try:
+        for name in (final, staging.name):
+            with contextlib.suppress(FileNotFoundError):
+                os.lstat(name, dir_fd=root_fd)
+                raise ArtifactsError(f"artifact directory {where} already holds {name}")
+        os.mkdir(staging.name, 0o700, dir_fd=root_fd)
+    except OSError as exc:
+        staging.close()
+        raise ArtifactsError(f"artifact directory {where}: {exc.strerror}") from None
+    except ArtifactsError:
+        staging.close()
+        raise
+    return staging
+
+
+def _remove_tree(dirfd: int, name: bytes) -> None:
+    """Remove ``name`` under ``dirfd`` and all beneath it, by fd, following no link."""
+    info = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    if not stat.S_ISDIR(info.st_mode):
+        os.unlink(name, dir_fd=dirfd)
+        return
+    fd = openat2(dirfd, name, _DIR, _STRICT)
+    try:
+        with os.scandir(fd) as listing:
+            names = [os.fsencode(entry.name) for entry in listing]
+        for child in names:
+            _remove_tree(fd, child)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dirfd)
+
+
+@dataclass(frozen=True)
+class OutputsOutcome:
+    """What a run's outputs put in its report: facts, and the committed artifacts."""
+
+    facts: tuple[ObservedFact, ...]
+    artifacts: tuple[str, ...]
+
+
+def outputs_outcome(notes: Sequence[str], staging: Staging | None) -> OutputsOutcome:
+    """The launcher's outputs notes as report facts; commit (or abandon) the staging."""
+    try:
+        report = grammar.report_items(notes)
+    except grammar.OutputsGrammarError as exc:
+        if staging is not None:
+            staging.abandon()
+        fact = ObservedFact("outputs_malformed", f"a launcher outputs note: {exc}")
+        reason = grammar.format_detail(grammar.NOT_COMMITTED, reason="listing-malformed")
+        extra = () if staging is None else (ObservedFact(grammar.NOT_COMMITTED, reason),)
+        return OutputsOutcome((fact, *extra), ())
+    facts = [ObservedFact(kind, detail) for kind, detail in report.facts]
+    if staging is None:
+        return OutputsOutcome(tuple(facts), ())
+    if not report.commit_complete:
+        staging.abandon()
+        reason = grammar.format_detail(grammar.NOT_COMMITTED, reason="listing-incomplete")
+        return OutputsOutcome((*facts, ObservedFact(grammar.NOT_COMMITTED, reason)), ())
+    try:
+        staging.commit()
+    except OSError as exc:
+        staging.abandon()
+        word = errno.errorcode.get(exc.errno or 0, "EIO").lower()
+        reason = grammar.format_detail(grammar.NOT_COMMITTED, reason=f"rename-{word}")
+        return OutputsOutcome((*facts, ObservedFact(grammar.NOT_COMMITTED, reason)), ())
+    detail = grammar.format_detail(
+        grammar.COMMITTED,
+        count=len(report.artifacts),
+        dir=grammar.escape_path(os.fsencode(staging.final_path)),
+    )
+    return OutputsOutcome((*facts, ObservedFact(grammar.COMMITTED, detail)), report.artifacts)

@@ -1,0 +1,479 @@
+"""The bounded walk of a dead run's outputs: by fd only, nothing followed, every bound said.
+
+The workload has exited and every other process of its PID namespace is dead; its init
+waits, so the run's mounts still exist, and the launcher reaches them through
+``/proc/<init>/root``. What the workload left there is hostile input all the same, so:
+
+* every entry is opened relative to its directory's fd with ``openat2`` and
+  ``RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV``: no
+  symlink is followed (not even in the path), nothing resolves above the directory, and
+  no mount is crossed (a mount inside a root is reported, not entered);
+* only regular files are read and only directories entered; a symlink, FIFO, socket or
+  device node is looked at with ``fstatat(AT_SYMLINK_NOFOLLOW)``, reported, never opened;
+  a file or directory must still be the inode that was looked at once it is open;
+* names are bytes and are reported escaped (:mod:`bvisor.contract.outputs`), so a name
+  with control characters or bytes that are not UTF-8 is recorded exactly and safely;
+* the walk is bounded by the plan's ``max_files``, ``max_bytes``, ``max_depth``,
+  ``max_entries`` and ``max_path_bytes``; reaching a bound is an ``outputs_truncated``
+  note, never a silent drop;
+* with a commit, each temp-root file is copied, as it is hashed, into the host's staging
+  directory by fd (``O_CREAT | O_EXCL``, directories made with ``mkdirat``, nothing
+  followed there either), fsync'd with its directory when ``synced``; the copy is the
+  bytes hashed, so the artifact's digests are the digests of what was copied.
+
+Write roots are host directories: only entries whose status changed (``ctime``) in or
+after the second the run started are reported — the run's delta (a deletion is not seen).
+Entries are walked in byte order of their names, so a listing is deterministic.
+
+The test hook ``outputs_follow_links`` is the planted lie: the walk then opens entries as
+a naive copier would (following symlinks, any file type, no inode check).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import blake3
+
+from bvisor.contract import mechanisms as mech
+from bvisor.contract import outputs as grammar
+from bvisor.launcher.basement import fds
+from bvisor.launcher.basement.paths import (
+    RESOLVE_BENEATH,
+    RESOLVE_NO_MAGICLINKS,
+    RESOLVE_NO_SYMLINKS,
+    RESOLVE_NO_XDEV,
+    openat2,
+)
+
+__all__ = ["TMPFS_MAGIC", "Walk", "WalkAborted"]
+
+TMPFS_MAGIC = 0x01021994
+_CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_BENEATH = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
+_ENTRY = _BENEATH | RESOLVE_NO_XDEV
+_KINDS = {
+    stat.S_IFLNK: "symlink",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "char-device",
+    stat.S_IFBLK: "block-device",
+}
+_REFUSED = frozenset({errno.EACCES, errno.EPERM})
+_RACED = frozenset({errno.ELOOP, errno.ENOENT, errno.ENOTDIR, errno.ENXIO})
+
+Note = Callable[[str], None]
+
+
+class WalkAborted(Exception):
+    """The listing cannot be trusted to be of the run's roots; ``reason`` is one word."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Stop(Exception):
+    """A stopping bound was reached (and reported)."""
+
+
+@dataclass
+class _Counts:
+    reported: int = 0
+    listed: int = 0
+    skipped: int = 0
+    hashed: int = 0
+    entries: int = 0
+    path_bytes: int = 0
+    artifacts: int = 0
+    truncated: bool = False
+    copy_failed: bool = False
+
+
+class _Out:
+    """A directory of the staging tree, made (``mkdirat``) when a file first needs it."""
+
+    def __init__(self, parent: _Out | None, name: bytes, fd: int | None = None) -> None:
+        self.parent, self.name, self._fd = parent, name, fd
+
+    def fd(self) -> int:
+        if self._fd is None:
+            assert self.parent is not None
+            where = self.parent.fd()
+            os.mkdir(self.name, 0o700, dir_fd=where)
+            self._fd = openat2(where, self.name, _DIR_FLAGS, _ENTRY)
+        return self._fd
+
+    def close(self, durable: bool) -> None:
+        """fsync (when durable) and close a directory this walk made; the root is the
+        host's slot and stays open."""
+        if self._fd is not None and self.parent is not None:
+            try:
+                if durable:
+                    os.fsync(self._fd)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+
+
+def _escape(raw: bytes) -> str:
+    return grammar.escape_path(raw)
+
+
+class Walk:
+    """One listing of ``params.roots`` under a run's root fd (see the module docstring)."""
+
+    def __init__(
+        self,
+        params: mech.Outputs,
+        note: Note,
+        since: int,
+        staging_fd: int | None,
+        *,
+        follow_links: bool = False,
+    ) -> None:
+        self.params = params
+        self.note = note
+        self.since = since
+        self.since_ns = since * 1_000_000_000
+        self.durable = params.commit == "synced"
+        self.staging = None if staging_fd is None else _Out(None, b"", staging_fd)
+        self.lie = follow_links
+        self.counts = _Counts()
+
+    # -- the whole listing -------------------------------------------------------------
+
+    def run(self, root_fd: int, expected: Mapping[str, tuple[int, int]]) -> None:
+        """List every root; then the summary note. WalkAborted: nothing can be trusted."""
+        if not self.lie and fds.fs_type(root_fd) != TMPFS_MAGIC:
+            raise WalkAborted("not-private")  # the run's root is always an empty tmpfs
+        try:
+            for root in self.params.roots:
+                fd = self._open_root(root_fd, root, expected.get(root.path))
+                try:
+                    out = self.staging if root.kind == "temp" else None
+                    self._directory(root, fd, b"", 0, out)
+                finally:
+                    os.close(fd)
+        except _Stop:
+            pass
+        if self.staging is not None and self.durable and self.counts.artifacts:
+            os.fsync(self.staging.fd())
+        self.summary()
+
+    def summary(self) -> None:
+        """The closing note: what was listed, and whether a commit may go ahead."""
+        c = self.counts
+        commit = "none"
+        if self.params.commit is not None:
+            commit = "abandoned" if c.truncated or c.copy_failed else "complete"
+        self.note(
+            grammar.format_item(
+                grammar.SUMMARY,
+                roots=",".join(_escape(r.path.encode()) for r in self.params.roots),
+                since=self.since,
+                listed=c.listed,
+                skipped=c.skipped,
+                bytes=c.hashed,
+                artifacts=c.artifacts,
+                truncated="yes" if c.truncated else "no",
+                commit=commit,
+            )
+        )
+
+    def _open_root(
+        self, root_fd: int, root: mech.OutputRoot, expected: tuple[int, int] | None
+    ) -> int:
+        relative = root.path.lstrip("/").encode() or b"."
+        try:
+            fd = openat2(root_fd, relative, _DIR_FLAGS, 0 if self.lie else _BENEATH)
+        except OSError as exc:
+            raise WalkAborted(
+                f"root-{errno.errorcode.get(exc.errno or 0, 'error').lower()}"
+            ) from None
+        if self.lie:
+            return fd
+        info = os.fstat(fd)
+        if root.kind == "temp" and fds.fs_type(fd) != TMPFS_MAGIC:
+            os.close(fd)
+            raise WalkAborted("temp-root-not-tmpfs")
+        if root.kind == "write" and (expected is None or (info.st_dev, info.st_ino) != expected):
+            os.close(fd)
+            raise WalkAborted("write-root-mismatch")  # not the directory the host granted
+        return fd
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def _claim(self, root: mech.OutputRoot, path: bytes) -> None:
+        """Room for one more reported item, or the bound reported and the walk ended."""
+        if self.counts.reported >= self.params.max_files:
+            self._truncate(root, path, "files")
+        size = len(_escape(path))
+        if self.counts.path_bytes + size > self.params.max_path_bytes:
+            self._truncate(root, path, "paths")
+        self.counts.reported += 1
+        self.counts.path_bytes += size
+
+    def _truncate(self, root: mech.OutputRoot, path: bytes, limit: str) -> None:
+        self.counts.truncated = True
+        self.note(
+            grammar.format_item(
+                grammar.TRUNCATED, root=_escape(root.path.encode()), path=_escape(path), limit=limit
+            )
+        )
+        if limit != "depth":
+            raise _Stop
+
+    def _skip(self, root: mech.OutputRoot, path: bytes, kind: str) -> None:
+        self._claim(root, path)
+        self.counts.skipped += 1
+        self.note(
+            grammar.format_item(
+                grammar.SKIPPED, root=_escape(root.path.encode()), path=_escape(path), kind=kind
+            )
+        )
+
+    # -- directories -------------------------------------------------------------------
+
+    def _names(self, dirfd: int) -> list[bytes]:
+        """The directory's names in byte order, at most one past the entries bound."""
+        room = self.params.max_entries - self.counts.entries + 1
+        names: list[bytes] = []
+        with os.scandir(dirfd) as listing:
+            for entry in listing:
+                names.append(os.fsencode(entry.name))
+                if len(names) >= room:
+                    break
+        return sorted(names)
+
+    def _directory(
+        self, root: mech.OutputRoot, dirfd: int, rel: bytes, depth: int, out: _Out | None
+    ) -> None:
+        try:
+            for name in self._names(dirfd):
+                path = name if not rel else rel + b"/" + name
+                self._entry(root, dirfd, name, path, depth, out)
+        finally:
+            if out is not None:
+                out.close(self.durable)
+
+    def _entry(
+        self,
+        root: mech.OutputRoot,
+        dirfd: int,
+        name: bytes,
+        path: bytes,
+        depth: int,
+        out: _Out | None,
+    ) -> None:
+        self.counts.entries += 1
+        if self.counts.entries > self.params.max_entries:
+            self._truncate(root, path, "entries")
+        try:
+            info = os.stat(name, dir_fd=dirfd, follow_symlinks=self.lie)
+        except FileNotFoundError:
+            return
+        except OSError:
+            self._skip(root, path, "unreadable")
+            return
+        # A write root is the host's directory: report what changed during the run.
+        unchanged = root.kind == "write" and info.st_ctime_ns < self.since_ns
+        if stat.S_ISDIR(info.st_mode):
+            self._subdirectory(root, dirfd, name, path, depth, out, info, unchanged)
+        elif stat.S_ISREG(info.st_mode) or (self.lie and not unchanged):
+            if not unchanged:
+                self._file(root, dirfd, name, path, out, info)
+        elif not unchanged:
+            self._skip(root, path, _KINDS.get(stat.S_IFMT(info.st_mode), "changed"))
+
+    def _subdirectory(
+        self,
+        root: mech.OutputRoot,
+        dirfd: int,
+        name: bytes,
+        path: bytes,
+        depth: int,
+        out: _Out | None,
+        info: os.stat_result,
+        unchanged: bool,
+    ) -> None:
+        if depth + 1 > self.params.max_depth:
+            self._claim(root, path)
+            self._truncate(root, path, "depth")
+            return
+        try:
+            fd = openat2(dirfd, name, _DIR_FLAGS, 0 if self.lie else _ENTRY)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV and self._is_root(root, path):
+                return  # another listed root mounted here: it is listed on its own
+            if not unchanged:
+                self._skip(root, path, self._why(exc))
+            return
+        try:
+            now = os.fstat(fd)
+            if not self.lie and (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+                self._skip(root, path, "changed")
+                return
+            child = None if out is None else _Out(out, name)
+            self._directory(root, fd, path, depth + 1, child)
+        finally:
+            os.close(fd)
+
+    def _is_root(self, root: mech.OutputRoot, path: bytes) -> bool:
+        full = root.path.rstrip("/").encode() + b"/" + path
+        return any(other.path.encode() == full for other in self.params.roots)
+
+    @staticmethod
+    def _why(exc: OSError) -> str:
+        if exc.errno == errno.EXDEV:
+            return "mount"
+        if exc.errno in _REFUSED:
+            return "unreadable"
+        return "changed" if exc.errno in _RACED else "unreadable"
+
+    # -- files -------------------------------------------------------------------------
+
+    def _open_file(self, dirfd: int, name: bytes) -> int:
+        flags = _FILE_FLAGS & ~os.O_NOFOLLOW if self.lie else _FILE_FLAGS
+        resolve = 0 if self.lie else _ENTRY
+        try:
+            return openat2(dirfd, name, flags | os.O_NOATIME, resolve)
+        except PermissionError:  # O_NOATIME needs the file's owner (or CAP_FOWNER)
+            return openat2(dirfd, name, flags, resolve)
+
+    def _file(
+        self,
+        root: mech.OutputRoot,
+        dirfd: int,
+        name: bytes,
+        path: bytes,
+        out: _Out | None,
+        info: os.stat_result,
+    ) -> None:
+        room = self.params.max_bytes - self.counts.hashed
+        if info.st_size > room:
+            self._truncate(root, path, "bytes")
+        try:
+            fd = self._open_file(dirfd, name)
+        except OSError as exc:
+            self._skip(root, path, self._why(exc))
+            return
+        try:
+            now = os.fstat(fd)
+            same = (now.st_dev, now.st_ino) == (info.st_dev, info.st_ino)
+            if not self.lie and (not stat.S_ISREG(now.st_mode) or not same):
+                self._skip(root, path, "changed")
+                return
+            self._claim(root, path)
+            self._read(root, fd, name, path, out, now, room)
+        finally:
+            os.close(fd)
+
+    def _read(
+        self,
+        root: mech.OutputRoot,
+        fd: int,
+        name: bytes,
+        path: bytes,
+        out: _Out | None,
+        info: os.stat_result,
+        room: int,
+    ) -> None:
+        sha, b3 = hashlib.sha256(), blake3.blake3()
+        target = self._create(out, name, path, info) if out is not None else None
+        size = 0
+        try:
+            while True:
+                chunk = os.read(fd, min(_CHUNK, room - size + 1))
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > room:  # it grew past the bound while being read
+                    self.counts.reported -= 1  # the claim is given back: not reported
+                    self.counts.path_bytes -= len(_escape(path))
+                    self._discard(out, name, target)
+                    target = None
+                    self._truncate(root, path, "bytes")
+                sha.update(chunk)
+                b3.update(chunk)
+                if target is not None:
+                    target = self._write(out, name, path, target, chunk)
+            if target is not None and self.durable:
+                target = self._sync(out, name, path, target)
+        except BaseException:
+            self._discard(out, name, target)
+            raise
+        self.counts.hashed += size
+        self.counts.listed += 1
+        digests = {"sha256": sha.hexdigest(), "blake3": b3.hexdigest()}
+        self.note(
+            grammar.format_item(
+                grammar.LISTED,
+                root=_escape(root.path.encode()),
+                path=_escape(path),
+                size=size,
+                **digests,
+            )
+        )
+        if target is not None:
+            os.close(target)
+            self.counts.artifacts += 1
+            self.note(
+                grammar.format_item(grammar.ARTIFACT, size=size, path=_escape(path), **digests)
+            )
+
+    # -- the copy ----------------------------------------------------------------------
+
+    def _create(self, out: _Out, name: bytes, path: bytes, info: os.stat_result) -> int | None:
+        if self.counts.copy_failed:
+            return None
+        mode = 0o700 if info.st_mode & stat.S_IXUSR else 0o600
+        try:
+            return openat2(out.fd(), name, _NEW_FILE, _ENTRY, mode)
+        except OSError as exc:
+            self._copy_failed(path, exc)
+            return None
+
+    def _write(
+        self, out: _Out | None, name: bytes, path: bytes, target: int, data: bytes
+    ) -> int | None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(target, view) :]
+        except OSError as exc:
+            self._discard(out, name, target)
+            self._copy_failed(path, exc)
+            return None
+        return target
+
+    def _sync(self, out: _Out | None, name: bytes, path: bytes, target: int) -> int | None:
+        try:
+            os.fsync(target)
+        except OSError as exc:
+            self._discard(out, name, target)
+            self._copy_failed(path, exc)
+            return None
+        return target
+
+    def _copy_failed(self, path: bytes, exc: OSError) -> None:
+        self.counts.copy_failed = True
+        name = errno.errorcode.get(exc.errno or 0, "EIO")
+        self.note(grammar.format_item(grammar.ARTIFACT_FAILED, path=_escape(path), errno=name))
+
+    def _discard(self, out: _Out | None, name: bytes, target: int | None) -> None:
+        """Remove a half-made copy (the host abandons a commit with one anyway)."""
+        if target is None or out is None:
+            return
+        os.close(target)
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=out.fd())

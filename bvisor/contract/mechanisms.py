@@ -55,6 +55,8 @@ __all__ = [
     "LandlockScope",
     "MemoryLimit",
     "Mount",
+    "NetProxy",
+    "NetworkBudget",
     "NoParams",
     "OomScore",
     "Params",
@@ -347,16 +349,40 @@ class LandlockScope(Params):
 @dataclass(frozen=True, slots=True)
 class Seccomp(Params):
     """The seccomp filter: always the baseline; plus no new tasks, no sockets, or threads
-    but no processes (``threads_only``)."""
+    but no processes (``threads_only``); ``inet_sockets_only``: ``socket()`` only for
+    AF_INET/AF_INET6 (what reaching the allow list's proxy needs: no AF_UNIX socket can
+    then reach a host daemon's pathname socket, no netlink or packet socket exists)."""
 
     deny_new_tasks: bool
     deny_sockets: bool
     threads_only: bool
+    inet_sockets_only: bool = False
     FIELDS: ClassVar[Mapping[str, Codec]] = {
         "deny_new_tasks": BOOL,
         "deny_sockets": BOOL,
         "threads_only": BOOL,
+        "inet_sockets_only": BOOL,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class NetProxy(Params):
+    """The network allow list's proxy: a TCP listener at ``127.0.0.1:port`` inside the
+    workload's (otherwise empty) network namespace, served by the host, which admits only
+    the ``allow`` entries (canonical spelling, :mod:`bvisor.contract.endpoints`)."""
+
+    port: int
+    allow: tuple[str, ...]
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"port": INT, "allow": array_of(TEXT)}
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkBudget(Params):
+    """An Enforced network budget: the proxy cuts every connection once the bytes relayed
+    both ways, over the whole run, reach ``limit_bytes``."""
+
+    limit_bytes: int
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"limit_bytes": INT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +448,9 @@ BUDGET_PIDS = Primitive(
 BUDGET_MEMORY = Primitive(
     "linux.budget.memory.v1", 1, P.NAMESPACE_CREATE, MemoryLimit, (CGROUP_LEAF.id,), False
 )
+# The allow list's listener, made by the child in its new network namespace (loopback up)
+# before it drops its capabilities, and handed to the host through the launcher.
+NETPROXY = Primitive("linux.netproxy.v1", 1, P.NAMESPACE_CREATE, NetProxy, (NETNS.id,))
 ROOTFS = Primitive("linux.rootfs.v1", 1, P.FS_SETUP, Rootfs, (PIDNS.id,))
 OOM_SCORE = Primitive("linux.oom.score.v1", 1, P.PRIVILEGE_DROP, OomScore)
 NO_NEW_PRIVS = Primitive("linux.nonewprivs.v1", 1, P.PRIVILEGE_DROP, NoParams)
@@ -439,6 +468,9 @@ SECCOMP = Primitive("linux.seccomp.apply.v2", 2, P.POLICY_INSTALL, Seccomp, (NO_
 EXEC = Primitive("linux.exec.v1", 1, P.LAUNCH, Exec)
 STREAMS = Primitive("linux.streams.capture.v1", 1, P.OBSERVE, StreamCapture, (), False)
 BUDGET_WALL = Primitive("linux.budget.wall.v2", 2, P.OBSERVE, WallBudget, (), False)
+BUDGET_NETWORK = Primitive(
+    "linux.budget.network.v1", 1, P.OBSERVE, NetworkBudget, (NETPROXY.id,), False
+)
 CGROUP_KILL = Primitive(
     "linux.cgroup.kill.v1", 1, P.TEARDOWN, KillGuarantee, (CGROUP_LEAF.id,), False
 )
@@ -452,6 +484,7 @@ CATALOGUE: tuple[Primitive, ...] = (
     CGROUP_LEAF,
     BUDGET_PIDS,
     BUDGET_MEMORY,
+    NETPROXY,
     ROOTFS,
     OOM_SCORE,
     NO_NEW_PRIVS,
@@ -463,6 +496,7 @@ CATALOGUE: tuple[Primitive, ...] = (
     EXEC,
     STREAMS,
     BUDGET_WALL,
+    BUDGET_NETWORK,
     CGROUP_KILL,
     PIDNS_KILL,
 )

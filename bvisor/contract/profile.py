@@ -94,6 +94,10 @@ class HostFacts:
     # create a PID and a mount namespace (inside a user namespace unless bvisor runs as
     # root) and mount a fresh /proc there — what a private root needs.
     pidns: bool | None = None
+    # Probed since the network allow list (None before, and then left out of the canonical
+    # form like ``pidns``): in a new network namespace a child could bring the loopback up
+    # and listen on 127.0.0.1 — where the allow list's proxy listener lives.
+    netns_loopback: bool | None = None
 
     def __post_init__(self) -> None:
         expect_text(self.kernel_release, "kernel_release")
@@ -126,6 +130,8 @@ class HostFacts:
         _opt_text(self.launcher_identity, "launcher_identity")
         if self.pidns is not None:
             expect_bool(self.pidns, "pidns")
+        if self.netns_loopback is not None:
+            expect_bool(self.netns_loopback, "netns_loopback")
 
     def v1_base(self, controller: str) -> str | None:
         """The writable v1 base for ``controller``, or None."""
@@ -156,11 +162,13 @@ class HostFacts:
         }
         if self.pidns is not None:
             value["pidns"] = self.pidns
+        if self.netns_loopback is not None:
+            value["netns_loopback"] = self.netns_loopback
         return value
 
     @classmethod
     def from_value(cls, value: object, path: str = "facts") -> HostFacts:
-        body = expect_map(value, path, required=_FACT_KEYS, optional=("pidns",))
+        body = expect_map(value, path, required=_FACT_KEYS, optional=("pidns", "netns_loopback"))
         cg = expect_map(body["cgroup"], f"{path}.cgroup", required=_CGROUP_KEYS)
         v1 = cg["v1_bases"]
         if not isinstance(v1, Mapping):
@@ -191,6 +199,11 @@ class HostFacts:
                 launcher_identity=_opt_text(body["launcher_identity"], f"{path}.launcher_identity"),
                 probe_notes=_texts(body["probe_notes"], f"{path}.probe_notes"),
                 pidns=None if "pidns" not in body else expect_bool(body["pidns"], f"{path}.pidns"),
+                netns_loopback=(
+                    None
+                    if "netns_loopback" not in body
+                    else expect_bool(body["netns_loopback"], f"{path}.netns_loopback")
+                ),
             )
         except ContractError as exc:
             if exc.path.startswith(path):

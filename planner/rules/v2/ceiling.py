@@ -10,6 +10,9 @@ Changes from v1 (whose cells and helpers this builds on):
 * ``child_spawn_allow_threads_within_boundary`` is Enforced with seccomp: ``clone3``
   answers ENOSYS so libc uses ``clone``, whose flags a filter can read, and only thread
   flags pass (the mask Chromium's, Firefox's and sandbox2's filters use).
+* ``network_allow_list``, ``budget:network_bytes`` and ``evidence:network_activity`` are
+  Enforced with the host's proxy listening inside the workload's empty network namespace
+  (:mod:`bvisor.planner.rules.v2.network`).
 * The run tree is the PID namespace: killing its init kills every process in it at once,
   so ``child_spawn_allow_descendants``, ``kill:*`` and an Enforced wall budget need no
   cgroup. Where the namespace cannot be made, v1's cgroup.kill cells apply.
@@ -30,6 +33,7 @@ from bvisor.contract.profile import CeilingCell, HostFacts
 from bvisor.contract.requirements import RequirementKind
 from bvisor.planner.rules.v1 import ceiling as v1
 from bvisor.planner.rules.v1.ceiling import E, budget_key, kill_key
+from bvisor.planner.rules.v2.network import network_cells
 
 __all__ = ["linux_ceiling", "private_root_missing"]
 
@@ -133,6 +137,7 @@ def _requirement_cells(facts: HostFacts) -> list[CeilingCell]:
     }
     for guarantee in KillGuarantee:
         replaced[kill_key(guarantee)] = _pidns_cell(facts, kill_key(guarantee), _TREE)
+    replaced[k.NETWORK_ALLOW_LIST.value] = network_cells(facts)[k.NETWORK_ALLOW_LIST.value]
     cells: list[CeilingCell] = []
     for cell in v1._requirement_cells(facts):
         better = replaced.get(cell.key)
@@ -163,6 +168,7 @@ def _with_delegation_hint(facts: HostFacts, cells: list[CeilingCell]) -> list[Ce
 
 def _budget_cells(facts: HostFacts) -> list[CeilingCell]:
     wall = budget_key(BudgetDimension.WALL_MICROS)
+    network = network_cells(facts)
     cells = []
     for cell in v1._budget_cells(facts):
         if cell.key == wall and private_root_missing(facts) is None:
@@ -173,11 +179,16 @@ def _budget_cells(facts: HostFacts) -> list[CeilingCell]:
                 "the host's deadline kills the run's PID namespace (its init) at once",
                 _USAGE,
             )
-        cells.append(cell)
+        cells.append(network.get(cell.key, cell))
     return cells
+
+
+def _evidence_cells(facts: HostFacts) -> list[CeilingCell]:
+    network = network_cells(facts)
+    return [network.get(cell.key, cell) for cell in v1._evidence_cells(facts)]
 
 
 def linux_ceiling(facts: HostFacts) -> tuple[CeilingCell, ...]:
     """Every Linux ceiling cell for ``facts``: requirements, then budgets, then evidence."""
-    cells = _requirement_cells(facts) + _budget_cells(facts) + v1._evidence_cells(facts)
+    cells = _requirement_cells(facts) + _budget_cells(facts) + _evidence_cells(facts)
     return tuple(_with_delegation_hint(facts, cells))

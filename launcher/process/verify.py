@@ -14,7 +14,8 @@ The launcher refuses rather than guesses. A body passes only if:
   stdio; one TARGET_EXE slot, a read-only regular file; an FS_ROOT slot (not writable)
   for every required bind source, and only for paths a bind or a Landlock rule names; the
   cgroup leaf slots of the cgroup entry and no other; INHERITED slots exactly the kept
-  fds above stdio;
+  fds above stdio; one NetProxy slot (a socket) exactly when ``linux.netproxy.v1`` is
+  scheduled;
 * the secrets are exactly the leases the environment names.
 
 What the launcher cannot see for itself — which file an fd is, a lease's value — the host
@@ -58,6 +59,7 @@ class Verified:
     cgroup_v2_slot: int | None
     cgroup_v1_slots: Mapping[str, int]  # controller -> slot
     inherited: tuple[int, ...]
+    netproxy_slot: int | None = None  # the host's channel for the allow list's listener
 
     def entries(self) -> list[tuple[str, Phase, mech.Params]]:
         """``(id, phase, typed params)`` in schedule order."""
@@ -171,7 +173,23 @@ def _verify_table(body: LaunchBody, params: Mapping[str, mech.Params]) -> Verifi
     if inherited != wanted:
         raise _invalid(f"inherited slots {inherited} are not the kept fds {wanted}")
     _verify_secrets(body, ambient)
-    return Verified(body, dict(params), exe[0].slot_index, roots, v2, v1, tuple(inherited))
+    proxy = _verify_netproxy(by_role[DescriptorRole.NET_PROXY], params)
+    return Verified(body, dict(params), exe[0].slot_index, roots, v2, v1, tuple(inherited), proxy)
+
+
+def _verify_netproxy(slots: list[DescriptorSlot], params: Mapping[str, mech.Params]) -> int | None:
+    wanted = mech.NETPROXY.id in params
+    if len(slots) != int(wanted):
+        raise _invalid(
+            f"{len(slots)} NetProxy slots, but the plan "
+            + ("schedules" if wanted else "does not schedule")
+            + f" {mech.NETPROXY.id}"
+        )
+    if not slots:
+        return None
+    if slots[0].expected.kind is not DescriptorKind.SOCKET or not slots[0].expected.writable:
+        raise _invalid(f"slot {slots[0].slot_index} (NetProxy) must be a read-write socket")
+    return slots[0].slot_index
 
 
 def _verify_roots(

@@ -56,6 +56,8 @@ TEST_HOOKS: frozenset[str] = frozenset(
         "skip_rootfs",
         "skip_seccomp",
         "skip_userns",
+        # Host-side: the allow list's proxy allows (and records as allowed) everything.
+        "proxy_allow_all",
     }
 )
 
@@ -147,7 +149,9 @@ class DescriptorRole(StrEnum):
     """Why the host passed an fd; the launcher checks each role is used consistently.
 
     ``FS_ROOT`` slots stand for the host path they were opened from (a bind source or a
-    Landlock rule); ``CGROUP_V1_LEAF`` slots name their controller in ``path``.
+    Landlock rule); ``CGROUP_V1_LEAF`` slots name their controller in ``path``;
+    ``NET_PROXY`` is the host's end-to-be of the allow list's listener: one end of a
+    socketpair whose other end the host's proxy holds.
     """
 
     TARGET_EXE = "TargetExe"
@@ -155,6 +159,7 @@ class DescriptorRole(StrEnum):
     CGROUP_V2_LEAF = "CgroupV2Leaf"
     CGROUP_V1_LEAF = "CgroupV1Leaf"
     INHERITED = "Inherited"
+    NET_PROXY = "NetProxy"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from bvisor.launcher.process.mechanisms import (
     ipcns,
     landlock,
     netns,
+    netproxy,
     nonewprivs,
     oom,
     pidns,
@@ -37,6 +38,7 @@ Prepare = Callable[[Program, Phase, Any], None]
 PREPARE: Mapping[str, Prepare] = {
     mech.USERNS.id: userns.prepare,
     mech.NETNS.id: netns.prepare,
+    mech.NETPROXY.id: netproxy.prepare,
     mech.IPCNS.id: ipcns.prepare,
     mech.PIDNS.id: pidns.prepare,
     mech.CGROUP_LEAF.id: cgroup.prepare,

@@ -23,6 +23,7 @@ def prepare(program: Program, phase: Phase, params: Seccomp) -> None:
             deny_new_tasks=params.deny_new_tasks,
             deny_sockets=params.deny_sockets,
             threads_only=params.threads_only,
+            inet_sockets_only=params.inet_sockets_only,
         )
     except seccomp.SeccompError as exc:
         raise Fault("seccomp", exc.errno or errno.EINVAL, str(exc)) from None
@@ -35,6 +36,7 @@ def prepare(program: Program, phase: Phase, params: Seccomp) -> None:
         phase,
         f"seccomp denylist installed deny_new_tasks={int(params.deny_new_tasks)} "
         f"deny_sockets={int(params.deny_sockets)} threads_only={int(params.threads_only)} "
+        f"inet_sockets_only={int(params.inet_sockets_only)} "
         f"arch={built.arch} badarch=kill_process instructions={built.instructions} "
         f"denied={','.join(built.denied) or 'none'}",
         policy=True,

@@ -55,6 +55,8 @@ from bvisor.launcher.host.launch import (
     run_launcher,
 )
 from bvisor.launcher.host.launch_body import LaunchPreparationError, prepare_launch
+from bvisor.launcher.host.proxy import DecisionSink, ProxyResult, ProxySession
+from bvisor.launcher.host.proxy.facts import PROXY_BYTES_SOURCE, network_facts
 from bvisor.launcher.host.secrets import NoSecrets, SecretResolver, SecretUnresolved
 from bvisor.launcher.wire.lowered import LoweredParams, LoweringParamsError, lowered_params
 
@@ -84,6 +86,7 @@ class Execution:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     test_hooks: frozenset[str] = frozenset()
+    network: ProxyResult | None = None  # the allow list's proxy, when the plan has one
     interrupted: bool = False  # a stop signal during the run: the tree was killed
     # The stop signal to re-raise once sealed: the one that interrupted the run, or one
     # that arrived during teardown of a run that had ended on its own.
@@ -149,11 +152,13 @@ class LinuxBackend:
         stdin_fd: int | None = None,
         stream_cap: int | None = None,
         on_finished: Callable[[Execution], None] | None = None,
+        on_network_decision: DecisionSink | None = None,
     ) -> Execution:
         """Run ``plan`` for real. Never raises for a run that went wrong: it says so.
 
         ``on_finished`` (the runner's seal-and-record) runs right after teardown inside the
         same held-signal block, so no stop signal can land between the two.
+        ``on_network_decision`` gets each decision of the allow list's proxy as it is made.
         """
         attempt = attempt_id if attempt_id is not None else os.urandom(32)
         run = Execution(attempt_id=attempt, outcome=Outcome.SUPERVISOR_FAULT)
@@ -194,18 +199,30 @@ class LinuxBackend:
         cgroup: RunCgroup | None = None
         started = time.monotonic()
         observation: LaunchObservation | None = None
+        proxies: list[ProxySession] = []
         try:
             if lowered.cgroup is not None:
                 cgroup = _prepare_cgroup(run, attempt, lowered)
                 if cgroup is None:
                     return run
-            observation = self._launch(run, plan, lowered, secrets, cgroup, options, started)
+            observation = self._launch(
+                run,
+                plan,
+                lowered,
+                secrets,
+                cgroup,
+                options,
+                started,
+                (proxies, on_network_decision),
+            )
         except KeyboardInterrupt as stop:
             # Not re-raised here: the runner seals and records first, then re-raises.
             run.interrupted = True
             run.stop_signal = signal_of(stop)
         finally:
-            _settle(run, on_finished, lambda: _finish(run, plan, observation, cgroup, started))
+            _settle(
+                run, on_finished, lambda: _finish(run, plan, observation, cgroup, started, proxies)
+            )
         return run
 
     def _launch(
@@ -217,6 +234,7 @@ class LinuxBackend:
         cgroup: RunCgroup | None,
         options: LaunchOptions,
         started: float,
+        proxy: tuple[list[ProxySession], DecisionSink | None],
     ) -> LaunchObservation | None:
         try:
             prepared = prepare_launch(
@@ -226,6 +244,16 @@ class LinuxBackend:
             run.outcome = Outcome.DENIED
             run.fact("launch_refused_by_host", str(exc))
             return None
+        if prepared.netproxy_channel is not None and lowered.netproxy is not None:
+            session = ProxySession(
+                prepared.netproxy_channel,
+                lowered.netproxy,
+                lowered.network_budget,
+                proxy[1],
+                allow_all="proxy_allow_all" in self._test_hooks,
+            )
+            session.start()  # stopped in the run's teardown, whatever happens
+            proxy[0].append(session)
         for path in prepared.skipped_paths:
             run.fact("filesystem_root_absent", path)
         if prepared.granted_paths:
@@ -286,9 +314,12 @@ def _finish(
     observation: LaunchObservation | None,
     cgroup: RunCgroup | None,
     started: float,
+    proxies: list[ProxySession] = [],  # noqa: B006 - read only
 ) -> None:
     """Teardown (always), then classify and witness what happened."""
     wall_micros = int((time.monotonic() - started) * 1_000_000)
+    for session in proxies:
+        run.network = session.stop()
     usage = _CgroupUsage()
     if cgroup is not None:
         usage = _CgroupUsage(
@@ -309,6 +340,10 @@ def _finish(
         _transcript_facts(run)
     if run.interrupted:
         _record_interruption(run)
+    if run.network is not None:
+        facts, findings = network_facts(run.network, plan.spec.budgets)
+        run.observed.extend(facts)
+        run.findings.extend(findings)
     _witness_budgets(run, plan, observation, wall_micros, usage)
 
 
@@ -473,11 +508,7 @@ def _witness_budgets(
         ),
         BudgetDimension.HANDLE_COUNT: (None, "not witnessed by this backend"),
         BudgetDimension.STORAGE_BYTES: (None, "not witnessed by this backend"),
-        BudgetDimension.NETWORK_BYTES: (
-            (0, "empty network namespace")
-            if any(f.kind == "network_lowered" for f in run.observed)
-            else (None, "not witnessed by this backend")
-        ),
+        BudgetDimension.NETWORK_BYTES: _network_witness(run),
     }
     # Every dimension the host could observe is witnessed, asked for or not (usage is
     # evidence); an asked-for dimension is witnessed even when nothing could be observed.
@@ -513,6 +544,14 @@ def _witness_budgets(
                 f"ENFORCED budget {dimension.value} breached: observed {value} > limit "
                 f"{budget.limit} — the kernel mechanism did not hold"
             )
+
+
+def _network_witness(run: Execution) -> tuple[int | None, str]:
+    if run.network is not None:
+        return run.network.total_bytes, PROXY_BYTES_SOURCE
+    if any(f.kind == "network_lowered" for f in run.observed):
+        return 0, "empty network namespace"
+    return None, "not witnessed by this backend"
 
 
 def _guarantee_text(budget: Budget) -> str:

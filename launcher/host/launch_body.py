@@ -9,6 +9,10 @@ host, and travels to the launcher as an fd at a declared slot: the launcher neve
 re-opens a path, and the child re-finds a root by path only to check it is the very inode
 this fd names, so a rename or symlink swap cannot change what is confined.
 
+With a network allow list the host also makes the channel its proxy receives the
+listener on: a socketpair, one end a ``NetProxy`` slot of the launcher's, the other kept
+here for the proxy (:attr:`PreparedLaunch.netproxy_channel`, the caller's to close).
+
 Slot layout: fds named by ``InheritedFds{Only}`` keep their own numbers (that is the
 contract the workload was written against); authority slots start at ``FIRST_SLOT`` or
 just above the highest inherited fd, whichever is higher.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import stat
 from dataclasses import dataclass, field
 
@@ -55,6 +60,7 @@ class PreparedLaunch:
     authority: list[AuthorityFd]
     skipped_paths: list[str] = field(default_factory=list)
     granted_paths: list[str] = field(default_factory=list)
+    netproxy_channel: socket.socket | None = None
 
     def close(self) -> None:
         _close_quietly(self.authority)
@@ -200,6 +206,7 @@ def prepare_launch(
     alloc = _SlotAllocator(max([FIRST_SLOT, *[fd + 1 for fd in inherited]]))
     skipped: list[str] = []
     granted: list[str] = []
+    channel: socket.socket | None = None
     try:
         # The caller's fds first, before this function opens anything that could take a
         # number the spec names.
@@ -228,6 +235,15 @@ def prepare_launch(
             if run_cgroup is None:
                 raise LaunchPreparationError("the plan needs a run cgroup but none was prepared")
             _cgroup_slots(run_cgroup, alloc)
+        if lowered.netproxy is not None:
+            channel, launcher_end = socket.socketpair(
+                socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
+            )
+            alloc.add(
+                launcher_end.detach(),
+                DescriptorRole.NET_PROXY,
+                DescriptorShape(DescriptorKind.SOCKET, True),
+            )
         body = LaunchBody(
             attempt_id=attempt_id,
             plan_id=plan.plan_id,
@@ -242,8 +258,10 @@ def prepare_launch(
         )
     except BaseException:
         alloc.close_all()
+        if channel is not None:
+            channel.close()
         raise
-    return PreparedLaunch(LaunchPlan(body=body), alloc.authority, skipped, granted)
+    return PreparedLaunch(LaunchPlan(body=body), alloc.authority, skipped, granted, channel)
 
 
 def _inheritable_shape(fd: int, duplicate: int) -> DescriptorShape:

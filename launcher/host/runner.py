@@ -5,6 +5,8 @@ Recording order is the evidence grammar replay checks (DESIGN.md §6/§7):
     plan.admitted            durable before the workload can start
     lowering.entry  x N      one per schedule entry, with its parameters
     launcher.phase  x M      one per control-channel line, appended as it arrives
+    network.decision x D     one per connection the allow list's proxy judged, appended as
+                             it ends (interleaved with the phases; all before the terminal)
     run.terminal             outcome, exit status, budget witnesses
     run.streams     x K      captured bytes in chunks (so stream digests can be re-checked)
     report.sealed            body + seal, durable before ``run`` returns
@@ -24,6 +26,7 @@ from typing import Any, Protocol
 
 from bvisor import canonical
 from bvisor.contract import BoundarySpec, Outcome
+from bvisor.contract.netpolicy import DECISION_EVENT, NetworkDecision
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import (
@@ -191,6 +194,11 @@ class BoundaryRunner:
                 sink.append("launcher.phase", {"index": phase_index, "line": line}, attempt)
             phase_index += 1
 
+        def record_decision(index: int, decision: NetworkDecision) -> None:
+            if sink is not None:
+                payload = {"index": index, "decision": decision.to_value()}
+                sink.append(DECISION_EVENT, payload, attempt)
+
         ledger_path = getattr(sink, "path", None)
         if isinstance(ledger_path, str):
             refuse_if_plan_reaches(ledger_path, plan)
@@ -218,6 +226,7 @@ class BoundaryRunner:
             stdin_fd=stdin_fd,
             stream_cap=stream_cap,
             on_finished=seal,
+            on_network_decision=record_decision,
         )
         if execution.stop_signal is not None:
             raise interrupt_for(execution.stop_signal)

@@ -47,6 +47,7 @@ from bvisor.ledger import Finding
 from bvisor.replay.derive import Rederived
 from bvisor.replay.diff import first_difference, show
 from bvisor.replay.events import Admitted, GrammarError, ParsedRun, StreamChunk, parse_run
+from bvisor.replay.network import network_problems
 from bvisor.replay.results import CheckResult
 
 __all__ = [
@@ -568,6 +569,7 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
     problems += _fact_problems(body, admitted, notes)
     problems += _marking_problems(body, notes)
     problems += _derived_fact_problems(body, derived)
+    problems += network_problems(body, parsed.network, parsed.lowering)
     if problems:
         return CheckResult.failed(name, "; ".join(problems))
     return CheckResult.passed(

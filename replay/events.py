@@ -15,7 +15,9 @@ with ``index`` fields counting 0, 1, 2, ... and ``attempt_id`` equal to the run 
 ``note.*`` events (external evidence appended with ``bvisor-ledger append``) may be
 attached to a run anywhere after its ``plan.admitted`` / ``plan.refused``; they are not
 part of the grammar and are set aside before it is checked (a note *before* the plan is
-still an error: a run starts with its plan). A
+still an error: a run starts with its plan). ``network.decision`` events (the allow
+list's proxy, appended while the run goes on) are set aside the same way, under rules of
+their own (:mod:`bvisor.replay.network`), and kept decoded in :attr:`ParsedRun.network`. A
 well-formed prefix that stops before ``run.terminal`` is *incomplete* (the host crashed or
 is still running) — :attr:`ParsedRun.complete` says so; it is never treated as valid.
 A ``run.terminal`` that is not followed by ``report.sealed`` is an error, not an incomplete
@@ -43,6 +45,7 @@ from bvisor.contract._wire import (
 from bvisor.contract.admission import AdmissionRecord
 from bvisor.contract.errors import ContractError
 from bvisor.contract.lowering import LoweringEntry, LoweringError
+from bvisor.contract.netpolicy import NetworkDecision
 from bvisor.contract.outcome import Outcome
 from bvisor.contract.plan import PLAN_SCHEMA_VERSION
 from bvisor.contract.profile import ProfileSnapshot
@@ -50,6 +53,7 @@ from bvisor.contract.report import BoundaryReportBody, BudgetWitness, ExitStatus
 from bvisor.contract.spec import BoundarySpec
 from bvisor.digest import DIGEST_SIZE
 from bvisor.ledger import Event
+from bvisor.replay.network import split_decisions
 
 __all__ = [
     "Admitted",
@@ -181,6 +185,7 @@ class ParsedRun:
     terminal: Terminal | None
     streams: tuple[StreamChunk, ...]
     sealed: Sealed | None
+    network: tuple[NetworkDecision, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -437,6 +442,9 @@ def parse_run(run_id: bytes, events: Sequence[Event]) -> ParsedRun:
             f"event {first.seq}: a run starts with plan.admitted or plan.refused, "
             f"not {first.kind!r}"
         )
+    events, network, misplaced = split_decisions(events)
+    if misplaced is not None:
+        raise GrammarError(misplaced)
     _check_order(events)
     admitted = _decode(first, decode_admitted)
     _same_attempt(first, admitted.attempt_id, run_id)
@@ -457,7 +465,15 @@ def parse_run(run_id: bytes, events: Sequence[Event]) -> ParsedRun:
         else:
             sealed = _decode(event, decode_sealed)
     return ParsedRun(
-        run_id, admitted, None, tuple(lowering), tuple(lines), terminal, tuple(chunks), sealed
+        run_id,
+        admitted,
+        None,
+        tuple(lowering),
+        tuple(lines),
+        terminal,
+        tuple(chunks),
+        sealed,
+        network,
     )
 
 

@@ -11,6 +11,8 @@ red.
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -37,29 +39,46 @@ def _sh(script: str) -> list[str]:
     return ["/bin/sh", "-c", script]
 
 
+# A plain HTTP request in origin form, sent to the proxy as if it were the server: the
+# proxy goes by its Host header.
+ORIGIN_FORM = r"""
+import socket, sys
+s = socket.create_connection(("127.0.0.1", 3128))
+s.sendall(b"GET /by-origin-form HTTP/1.1\r\nHost: 127.0.0.1:%s\r\n\r\n" % sys.argv[1].encode())
+data = b""
+while chunk := s.recv(4096):
+    data += chunk
+print(data.split(b"\r\n\r\n", 1)[1].decode(), end="")
+"""
+
+
 def test_an_allowed_destination_is_reached_through_the_proxy(work: Path, tmp_path: Path) -> None:
+    (work / "origin.py").write_text(ORIGIN_FORM)
     with serving("allowed") as server:
         url = f"http://127.0.0.1:{server.port}"
         script = (
             f"{CURL} -sS -m 10 {url}/by-curl; "
             f"{CURL} -sS -m 10 -p {url}/by-connect; "
+            f'{CURL} -sS -m 10 --proxy "$ALL_PROXY" {url}/by-socks; '
             f"{PYTHON} -c 'import urllib.request as u; "
             f'print(u.urlopen("{url}/by-python", timeout=10).read().decode(), end="")\'; '
+            f"{PYTHON} origin.py {server.port}; "
             "env | grep -i _proxy= | sort"
         )
         spec = allow_spec(_sh(script), [f"127.0.0.1:{server.port}"], work)
         run = run_allowed(spec, tmp_path / "ledger")
     assert run.report.body.outcome is Outcome.COMPLETED, run.out
-    for path in ("/by-curl", "/by-connect", "/by-python"):
+    paths = ["/by-connect", "/by-curl", "/by-origin-form", "/by-python", "/by-socks"]
+    for path in paths:
         assert f"hello from allowed {path}" in run.out, run.out
-    assert sorted(server.paths) == ["/by-connect", "/by-curl", "/by-python"]
+    assert sorted(server.paths) == paths
     assert "HTTP_PROXY=http://127.0.0.1:3128" in run.out
     assert "ALL_PROXY=socks5h://127.0.0.1:3128" in run.out
     allowed = [d for d in run.decisions if d.verdict == "allow"]
-    assert {d.via for d in allowed} == {"http", "http-connect"}, run.decisions
+    assert {d.via for d in allowed} == {"http", "http-connect", "socks5"}, run.decisions
     assert all(d.address == "127.0.0.1" and d.sent > 0 and d.received > 0 for d in allowed)
     assert all(d.entry == f"127.0.0.1:{server.port}" for d in allowed)
-    assert len(run.facts("network_activity")) == len(run.decisions) == 3
+    assert len(run.facts("network_activity")) == len(run.decisions) == 5
     witness = next(
         w for w in run.report.body.budget_witnesses if w.dimension.value == "network_bytes"
     )
@@ -215,3 +234,48 @@ def test_the_planted_lie_turns_the_oracles_red(work: Path, tmp_path: Path) -> No
     }
     assert not lie.audit_ok
     assert "the allow list gives deny/not-listed" in lie.audit_detail, lie.audit_detail
+
+
+def test_a_listener_outside_the_workload_namespace_is_never_served(
+    work: Path, tmp_path: Path
+) -> None:
+    """With the namespace skipped (the lie switch), the child's listener would live in the
+    host's namespace: the launcher's SIOCGSKNS check faults the launch instead, before the
+    workload runs, and the host never serves it."""
+    with serving("target") as server:
+        script = f"{CURL} -sS -m 5 http://127.0.0.1:{server.port}/x; echo RAN"
+        spec = allow_spec(_sh(script), [f"127.0.0.1:{server.port}"], work)
+        run = run_allowed(spec, tmp_path / "ledger", frozenset({"skip_netns"}))
+    assert run.report.body.outcome is Outcome.SUPERVISOR_FAULT, run.report.body.observed
+    assert "RAN" not in run.out and server.connections == 0
+    notes = run.facts("launcher_note")
+    assert any("fault mechanism=netproxy" in n and "not in the child's own" in n for n in notes)
+    assert run.decisions == [] and not run.facts("network_listener")
+
+
+def _fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def test_the_proxy_leaves_no_thread_and_no_socket_behind(work: Path, tmp_path: Path) -> None:
+    with serving("target") as server:
+        script = (
+            f"{CURL} -sS -m 5 http://127.0.0.1:{server.port}/a; "
+            f"{CURL} -sS -m 5 http://127.0.0.1:{server.port + 1}/b; "
+            # a connection still open when the workload ends: the proxy must end it too
+            f"{PYTHON} -c 'import socket, time; s = socket.create_connection"
+            f'(("127.0.0.1", 3128)); s.sendall(b"CONNECT 127.0.0.1:{server.port} HTTP/1.1'
+            f"\\r\\n\\r\\n\"); print(s.recv(100), flush=True); time.sleep(30)' & sleep 1; echo bye"
+        )
+        spec = allow_spec(_sh(script), [f"127.0.0.1:{server.port}"], work)
+        run_allowed(spec, tmp_path / "warm")  # imports and caches settle first
+        before_fds = _fds()
+        before_threads = {t.ident for t in threading.enumerate()}
+        run = run_allowed(spec, tmp_path / "ledger")
+    assert run.report.body.outcome is Outcome.COMPLETED, run.out
+    assert "bye" in run.out and "200 Connection established" in run.out, run.out
+    assert [d.verdict for d in run.decisions] == ["allow", "deny", "allow"], run.decisions
+    lingering = [t.name for t in threading.enumerate() if t.ident not in before_threads]
+    assert not [name for name in lingering if name.startswith("bvisor-proxy")], lingering
+    assert _fds() <= before_fds, sorted(_fds() - before_fds)
+    assert run.audit_ok, run.audit_detail

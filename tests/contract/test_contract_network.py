@@ -18,7 +18,6 @@ from bvisor.contract.netpolicy import (
     refused_range,
 )
 
-
 # Spellings the grammar accepted before networks, wildcards and protocols: their canonical
 # text (and so every spec's bytes) must never change.
 OLD_SPELLINGS = {

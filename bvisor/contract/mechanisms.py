@@ -52,6 +52,7 @@ __all__ = [
     "Exec",
     "KillGuarantee",
     "LandlockApply",
+    "LandlockNet",
     "LandlockScope",
     "MemoryLimit",
     "Mount",
@@ -347,6 +348,15 @@ class LandlockScope(Params):
 
 
 @dataclass(frozen=True, slots=True)
+class LandlockNet(Params):
+    """A Landlock domain handling TCP connect only (ABI >= 4): the workload may connect to
+    ``connect_ports`` and no other TCP port (the allow list's proxy port)."""
+
+    connect_ports: tuple[int, ...]
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"connect_ports": array_of(INT)}
+
+
+@dataclass(frozen=True, slots=True)
 class Seccomp(Params):
     """The seccomp filter: always the baseline; plus no new tasks, no sockets, or threads
     but no processes (``threads_only``); ``inet_sockets_only``: ``socket()`` only for
@@ -464,6 +474,10 @@ LANDLOCK = Primitive(
 LANDLOCK_SCOPE = Primitive(
     "linux.landlock.scope.v1", 1, P.POLICY_INSTALL, LandlockScope, (NO_NEW_PRIVS.id,)
 )
+# The allow list's second layer: TCP connects only to the proxy's port (Landlock ABI >= 4).
+LANDLOCK_NET = Primitive(
+    "linux.landlock.net.v1", 1, P.POLICY_INSTALL, LandlockNet, (NO_NEW_PRIVS.id, NETPROXY.id)
+)
 SECCOMP = Primitive("linux.seccomp.apply.v2", 2, P.POLICY_INSTALL, Seccomp, (NO_NEW_PRIVS.id,))
 EXEC = Primitive("linux.exec.v1", 1, P.LAUNCH, Exec)
 STREAMS = Primitive("linux.streams.capture.v1", 1, P.OBSERVE, StreamCapture, (), False)
@@ -492,6 +506,7 @@ CATALOGUE: tuple[Primitive, ...] = (
     AMBIENT_SCRUB,
     LANDLOCK,
     LANDLOCK_SCOPE,
+    LANDLOCK_NET,
     SECCOMP,
     EXEC,
     STREAMS,

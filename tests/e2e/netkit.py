@@ -125,6 +125,7 @@ class AllowedRun:
     decisions: list[NetworkDecision]  # as the ledger holds them
     audit_ok: bool
     audit_detail: str
+    entry_ids: list[str]  # the plan's lowering, in schedule order
 
     def facts(self, kind: str) -> list[str]:
         return [f.detail for f in self.report.body.observed if f.kind == kind]
@@ -156,4 +157,5 @@ def run_allowed(
         for check in run.checks
         if not check.ok
     )
-    return AllowedRun(report, out.decode("utf-8", "replace"), decisions, audited.ok, detail)
+    ids = [entry.id for entry in plan.entries]
+    return AllowedRun(report, out.decode("utf-8", "replace"), decisions, audited.ok, detail, ids)

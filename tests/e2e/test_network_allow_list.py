@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bvisor.contract import Budget, BudgetRequirements, MinGuarantee, Outcome
+from bvisor.contract import mechanisms as mech
 from tests.e2e.netkit import CURL, PYTHON, allow_spec, run_allowed, serving
 from tests.features import require_feature
 
@@ -129,6 +130,12 @@ def attempt(name, family, address):
 attempt("loopback", socket.AF_INET, ("127.0.0.1", port))
 attempt("public", socket.AF_INET, ("1.1.1.1", 80))
 attempt("public6", socket.AF_INET6, ("2606:4700:4700::1111", 80))
+try:  # UDP: Landlock does not see it; the empty namespace has no route for it
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("1.1.1.1", 53))
+except OSError as exc:
+    print("udp failed", errno.errorcode.get(exc.errno, exc.errno))
+else:
+    print("udp SENT")
 for family, kind in (("AF_UNIX", "SOCK_STREAM"), ("AF_NETLINK", "SOCK_DGRAM"),
                      ("AF_PACKET", "SOCK_DGRAM")):
     try:
@@ -142,19 +149,29 @@ print("fds", sorted(int(fd) for fd in os.listdir("/proc/self/fd")))
 
 
 def test_a_tool_that_ignores_the_proxy_has_no_route(work: Path, tmp_path: Path) -> None:
+    """Two layers, each shown on its own: Landlock (ABI >= 4) refuses a TCP connect to any
+    port but the proxy's (EACCES); beneath it, with Landlock skipped, the empty namespace
+    has nothing on the loopback but the listener and no route anywhere."""
     with serving("target") as server:
         spec = allow_spec(
             [PYTHON, "-c", NO_PROXY, str(server.port)], [f"127.0.0.1:{server.port}"], work
         )
         run = run_allowed(spec, tmp_path / "ledger")
-    assert "loopback failed ECONNREFUSED" in run.out, run.out  # nothing on that port inside
-    assert "public failed ENETUNREACH" in run.out, run.out
-    assert "public6 failed ENETUNREACH" in run.out, run.out
-    for family in ("AF_UNIX", "AF_NETLINK", "AF_PACKET"):
-        assert f"{family} refused EPERM" in run.out, run.out
-    assert "CONNECTED" not in run.out and "CREATED" not in run.out, run.out
-    # The workload holds no listener of its own (only its stdio and the fd listing).
-    assert "fds [0, 1, 2, 3]" in run.out, run.out
+        bare = run_allowed(spec, tmp_path / "bare", frozenset({"skip_landlock"}))
+    landlock = mech.LANDLOCK_NET.id in run.entry_ids
+    for name in ("loopback", "public", "public6"):
+        if landlock:
+            assert f"{name} failed EACCES" in run.out, run.out
+    assert "loopback failed ECONNREFUSED" in bare.out, bare.out  # nothing on that port inside
+    assert "public failed ENETUNREACH" in bare.out, bare.out
+    assert "public6 failed ENETUNREACH" in bare.out, bare.out
+    for out in (run.out, bare.out):
+        assert "udp failed ENETUNREACH" in out, out
+        for family in ("AF_UNIX", "AF_NETLINK", "AF_PACKET"):
+            assert f"{family} refused EPERM" in out, out
+        assert "CONNECTED" not in out and "CREATED" not in out and "SENT" not in out, out
+        # The workload holds no listener of its own (only its stdio and the fd listing).
+        assert "fds [0, 1, 2, 3]" in out, out
     assert server.connections == 0
     assert run.decisions == [] and run.audit_ok, run.audit_detail
 

@@ -126,6 +126,10 @@ def test_the_plan_says_everything_the_launch_does() -> None:
     assert mech.NetworkBudget.from_value(plan.params_of(mech.BUDGET_NETWORK.id)).limit_bytes == 4096
     seccomp = mech.Seccomp.from_value(plan.params_of(mech.SECCOMP.id))
     assert (seccomp.deny_sockets, seccomp.inet_sockets_only) == (False, True)
+    landlock = mech.LandlockNet.from_value(plan.params_of(mech.LANDLOCK_NET.id))
+    assert landlock.connect_ports == (PROXY_PORT,)
+    policy = [e.id for e in plan.entries if e.phase_code == 4]
+    assert policy[-1] == mech.SECCOMP.id  # the filter stays the last policy installed
     scrub = mech.AmbientScrub.from_value(plan.params_of(mech.AMBIENT_SCRUB.id))
     env = {source.name: source.literal for source in scrub.env}
     assert {name: env[name] for name in proxy_environment()} == dict(proxy_environment())
@@ -197,3 +201,9 @@ def test_a_network_budget_or_claim_needs_a_network_capability() -> None:
     # A mediated network budget needs nothing: it is witnessed where it can be.
     mediated = BudgetRequirements(network_bytes=Budget(10, MinGuarantee.MEDIATED))
     _plan(_without_network(_spec(budgets=mediated)))
+
+
+def test_landlock_network_rules_come_with_abi_4() -> None:
+    for abi, scheduled in ((3, False), (4, True), (7, True)):
+        plan = _plan(_spec(), dataclasses.replace(FACTS, landlock_abi=abi))
+        assert (mech.LANDLOCK_NET.id in [e.id for e in plan.entries]) is scheduled, abi

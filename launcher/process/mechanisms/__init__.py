@@ -49,6 +49,7 @@ PREPARE: Mapping[str, Prepare] = {
     mech.AMBIENT_SCRUB.id: ambient.prepare,
     mech.LANDLOCK.id: landlock.prepare,
     mech.LANDLOCK_SCOPE.id: landlock.prepare_scope,
+    mech.LANDLOCK_NET.id: landlock.prepare_net,
     mech.SECCOMP.id: seccomp.prepare,
     mech.EXEC.id: exec.prepare,
 }

@@ -12,7 +12,9 @@ has scopes.
 
 With a network allow list: the empty network namespace, the proxy's listener in it
 (``linux.netproxy.v1``, the entries as its parameters), the proxy variables in the exec's
-environment, a seccomp filter allowing only AF_INET/AF_INET6 sockets, and — for an
+environment, a seccomp filter allowing only AF_INET/AF_INET6 sockets, a Landlock domain
+allowing TCP connects only to the proxy's port where the kernel has network rules (ABI >=
+4: ``linux.landlock.net.v1``, a second layer under the empty namespace), and — for an
 Enforced ``network_bytes`` budget — the proxy's byte budget (``linux.budget.network.v1``).
 
 A cgroup leaf where a cgroup is a mechanism: process and memory budgets, process-tree
@@ -57,9 +59,10 @@ from bvisor.planner.rules.v2.ceiling import private_root_missing
 from bvisor.planner.rules.v2.network import allow_list_of, netproxy_params, proxy_environment
 from bvisor.planner.rules.v2.rootfs import mount_table
 
-__all__ = ["OOM_SCORE", "PARAM_KEYS", "select_primitives"]
+__all__ = ["LANDLOCK_NET_ABI", "OOM_SCORE", "PARAM_KEYS", "select_primitives"]
 
 OOM_SCORE = 1000
+LANDLOCK_NET_ABI = 4  # Landlock's TCP connect rules
 PARAM_KEYS: Mapping[str, frozenset[str]] = {
     primitive.id: frozenset(primitive.params.FIELDS) for primitive in mech.CATALOGUE
 }
@@ -143,7 +146,10 @@ def select_primitives(
     if deny_net or allow is not None:
         typed.append((mech.NETNS, mech.NoParams()))
     if allow is not None:
-        typed.append((mech.NETPROXY, netproxy_params(allow)))
+        proxy = netproxy_params(allow)
+        typed.append((mech.NETPROXY, proxy))
+        if facts.landlock_abi >= LANDLOCK_NET_ABI:
+            typed.append((mech.LANDLOCK_NET, mech.LandlockNet((proxy.port,))))
         network = budgets.get(BudgetDimension.NETWORK_BYTES.value)
         if network is not None:
             typed.append((mech.BUDGET_NETWORK, mech.NetworkBudget(network)))

@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/launch.py
 	$(PY) benchmarks/ledger.py
 	$(PY) benchmarks/replay.py
+	$(PY) benchmarks/netproxy.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

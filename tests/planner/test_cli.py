@@ -126,3 +126,19 @@ def test_plan_bad_spec_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert "capability[0].policy" in err and "Traceback" not in err
     status, _, err = run_cli(capsys, "plan", str(tmp_path / "missing.toml"))
     assert status == 2 and "cannot read spec file" in err
+
+
+def test_plan_shows_the_allow_list_s_proxy(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, live_facts: HostFacts
+) -> None:
+    if netproxy_missing(live_facts) is not None:
+        pytest.skip(f"LOUD SKIP: no allow list here ({netproxy_missing(live_facts)})")
+    spec = DENY_TASKS + '[[capability]]\ntype = "network"\nallow_list = ["pypi.org:443"]\n'
+    path = spec_file(tmp_path, spec)
+    status, out, _ = run_cli(capsys, "plan", path, "--json")
+    assert status == 0, out
+    network = json.loads(out)["network"]
+    assert network["listener"] == "127.0.0.1:3128" and network["allow"] == ["pypi.org:443"]
+    assert network["environment"]["HTTPS_PROXY"] == "http://127.0.0.1:3128"
+    status, out, _ = run_cli(capsys, "plan", path)
+    assert "allow     pypi.org:443" in out and "env       ALL_PROXY=socks5h://" in out

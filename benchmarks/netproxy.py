@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.netkit import CURL, allow_spec, run_allowed, serving  # noqa: E402
+from tests.e2e.netkit import CURL, allow_spec, run_allowed, serving
 
 
 def _curl_lines(url: str, requests: int, size: int) -> str:

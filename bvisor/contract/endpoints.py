@@ -14,8 +14,9 @@ case; IPv6 compressed inside brackets; a network with host bits set is an error,
 network of one address is written as that address; ``/tcp`` is left out. Every spelling
 the grammar accepted before networks, wildcards and protocols existed (``host:port``,
 ``a.b.c.d:port``, ``[v6]:port``) keeps exactly its old canonical text. Whether an entry
-can be *enforced* is admission's question (a ``udp`` entry is valid here and refused
-there, naming it); this module only says what the entry means.
+can be *enforced* is admission's question (a ``udp`` entry, or an IPv6 address with a zone,
+which the grammar always accepted, is valid here and refused there, naming it); this
+module only says what the entry means.
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ PROTOCOLS: Final = ("tcp", "udp")
 _DEFAULT_PROTOCOL: Final = "tcp"
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
-_PORT = re.compile(r"^[1-9][0-9]{0,4}\Z")
+# The grammar as it always read entries: ``$`` also matches before a final newline, so an
+# entry such as "a.org:1\n" was accepted (and kept its newline). It still is, with the
+# same text, so no spec written before changes its bytes; such an entry names no host a
+# destination can have (destinations are checked with the strict pattern above).
+_ENTRY_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_PORT = re.compile(r"^[1-9][0-9]{0,4}$")
 
 
 def is_host_name(host: str) -> bool:
@@ -62,12 +68,19 @@ def is_host_name(host: str) -> bool:
     return len(host) <= 253 and all(_LABEL.match(label) for label in host.split("."))
 
 
+def _entry_name(host: str) -> bool:
+    return len(host) <= 253 and all(_ENTRY_LABEL.match(label) for label in host.split("."))
+
+
 def parse_address(text: str) -> Address | None:
     """An IP address literal (IPv6 without brackets), or None when ``text`` is not one.
 
     An IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) is the IPv4 address it maps: it
-    reaches exactly that host, so it must be judged as that host.
+    reaches exactly that host, so it must be judged as that host. An IPv6 address with a
+    zone (``fe80::1%eth0``) is not an address here: a zone names a host interface.
     """
+    if "%" in text:
+        return None
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -87,6 +100,11 @@ class Endpoint:
     protocol: str
     text: str
     network: Network | None = None  # ADDRESS and NETWORK entries: what they contain
+
+    @property
+    def zoned(self) -> bool:
+        """An IPv6 address with a zone (``[fe80::1%eth0]``): it contains no destination."""
+        return self.kind == ADDRESS and self.network is None
 
     def matches_name(self, name: str) -> bool:
         """Does this entry name the host ``name`` (lower case, no trailing dot)?"""
@@ -140,7 +158,8 @@ def parse_endpoint(text: str, path: str = "endpoint") -> Endpoint:
     suffix = "" if protocol == _DEFAULT_PROTOCOL else f"/{protocol}"
 
     def made(kind: str, shown: str, canonical_host: str, net: Network | None = None) -> Endpoint:
-        return Endpoint(kind, canonical_host, port, protocol, f"{shown}:{port}{suffix}", net)
+        # The port as written (the old grammar kept it so; see _ENTRY_LABEL).
+        return Endpoint(kind, canonical_host, port, protocol, f"{shown}:{port_text}{suffix}", net)
 
     if host.startswith("[") and host.endswith("]"):
         inner = host[1:-1]
@@ -155,7 +174,8 @@ def parse_endpoint(text: str, path: str = "endpoint") -> Endpoint:
         except ValueError:
             raise _bad(path, f"bad IPv6 address {host!r}") from None
         mapped = parse_address(v6.compressed)
-        assert mapped is not None
+        if mapped is None:  # a zone (fe80::1%eth0): valid as ever, names no destination
+            return made(ADDRESS, f"[{v6.compressed}]", v6.compressed)
         return made(ADDRESS, f"[{v6.compressed}]", v6.compressed, ipaddress.ip_network(mapped))
     host = host.lower()
     if "/" in host:
@@ -171,7 +191,7 @@ def parse_endpoint(text: str, path: str = "endpoint") -> Endpoint:
         if not is_host_name(domain):
             raise _bad(path, f"bad wildcard {host!r}: expected *.<host name>")
         return made(SUFFIX, host, domain)
-    if not is_host_name(host):
+    if not _entry_name(host):
         raise _bad(path, f"bad host name {host!r}")
     if host.replace(".", "").isdigit():
         try:

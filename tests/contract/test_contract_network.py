@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bvisor import canonical
 from bvisor.contract import Network, NetworkAllowList
@@ -28,6 +30,7 @@ OLD_SPELLINGS = {
     "[0:0::1]:80": "[::1]:80",
     "[2001:DB8::1]:65535": "[2001:db8::1]:65535",
     "[::ffff:1.2.3.4]:443": "[::ffff:102:304]:443",
+    "[fe80::1%eth0]:80": "[fe80::1%eth0]:80",  # valid as ever; admission refuses it
 }
 
 
@@ -199,6 +202,7 @@ def test_refused_ranges(address: str, label: str | None) -> None:
         ("", None),
         ("bad_name", None),
         ("a" * 64 + ".example", None),
+        ("fe80::1%eth0", None),
     ],
 )
 def test_normal_host(given: str, normal: str | None) -> None:
@@ -251,3 +255,45 @@ def test_a_bad_decision_names_its_field(value: dict[str, object], path: str) -> 
     with pytest.raises(ContractError) as info:
         NetworkDecision.from_value(value)
     assert info.value.path == path, info.value
+
+
+def _grammar_as_released(text: str) -> str:
+    """The entry check as released before this grammar (kept here as the compatibility
+    oracle: every text it accepted must keep exactly the text it gave)."""
+    import ipaddress
+    import re
+
+    label = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError("host:port")
+    if not re.match(r"^[1-9][0-9]{0,4}$", port) or not 1 <= int(port) <= 65535:
+        raise ValueError("port")
+    if host.startswith("[") and host.endswith("]"):
+        return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]:{port}"
+    host = host.lower()
+    if len(host) > 253 or not all(label.match(part) for part in host.split(".")):
+        raise ValueError("name")
+    if host.replace(".", "").isdigit():
+        ipaddress.IPv4Address(host)
+    return f"{host}:{port}"
+
+
+_HOSTS = st.one_of(
+    st.from_regex(r"\A[a-zA-Z0-9-]{1,8}(\.[a-zA-Z0-9-]{1,8}){0,3}\n?\Z"),
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(lambda a: f"[{a.exploded if a.version == 6 else a}]"),
+    st.sampled_from(["[::ffff:1.2.3.4]", "[fe80::1%eth0]", "1.2.3", "01.2.3.4", "[::g]"]),
+)
+_PORTS = st.one_of(st.integers(0, 70000).map(str), st.sampled_from(["080", "1\n", "", "x"]))
+
+
+@given(host=_HOSTS, port=_PORTS)
+@settings(max_examples=400, deadline=None)
+def test_every_entry_accepted_before_keeps_its_text(host: str, port: str) -> None:
+    text = f"{host}:{port}"
+    try:
+        before = _grammar_as_released(text)
+    except ValueError:
+        return
+    assert parse_endpoint(text).text == before

@@ -155,10 +155,13 @@ def test_deny_all_keeps_its_socket_filter_and_no_proxy() -> None:
     assert (seccomp.deny_sockets, seccomp.inet_sockets_only) == (True, False)
 
 
-def test_a_udp_entry_is_refused_naming_it() -> None:
-    refusal = _refusal(_spec(("pypi.org:443", "dns.example:53/udp")))
+@pytest.mark.parametrize(
+    ("entry", "says"), [("dns.example:53/udp", "TCP only"), ("[fe80::1%eth0]:80", "IPv6 zone")]
+)
+def test_an_entry_the_proxy_cannot_enforce_is_refused_naming_it(entry: str, says: str) -> None:
+    refusal = _refusal(_spec(("pypi.org:443", entry)))
     assert (refusal.code, refusal.requirement) == ("unsupported", "network_allow_list")
-    assert "dns.example:53/udp" in refusal.detail and "allow_list[0]" in refusal.detail
+    assert entry in refusal.detail and says in refusal.detail
 
 
 def _with_env(spec: Any, **values: str) -> Any:

@@ -121,6 +121,8 @@ def relay(
         flow.error = _describe(exc)
     if flow.cut and flow.error is None:
         flow.error = f"the run's network budget of {budget.limit} bytes is spent: connection cut"
+    elif stopping.is_set() and not all(way.done for way in ways) and flow.error is None:
+        flow.error = "the run ended with the connection open"
     return flow
 
 

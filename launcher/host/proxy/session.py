@@ -36,6 +36,7 @@ import os
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -136,6 +137,7 @@ class ProxySession:
 
     def stop(self, grace: float = 3.0) -> ProxyResult:
         """Stop accepting, end every connection, join every thread; the run's result."""
+        deadline = time.monotonic() + grace
         self._stopping.set()
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
@@ -147,7 +149,7 @@ class ProxySession:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         for worker in workers:
-            worker.join(grace)
+            worker.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             self._closed = True
             unfinished = sum(1 for worker in self._workers if worker.is_alive())

@@ -19,7 +19,8 @@ listener in a new namespace). With them:
 * ``evidence:network_activity`` is Enforced (every decision of the proxy is recorded).
 
 Refused at admission, naming the entry or key (fail closed, never dropped): an entry with
-a protocol the proxy does not relay (``/udp``: ``unsupported``); an environment entry
+a protocol the proxy does not relay (``/udp``: ``unsupported``), an IPv6 address with a
+zone (``unsupported``: it names a host interface); an environment entry
 that sets one of the proxy variables to something else (``invalid-policy``); an Enforced
 ``network_bytes`` budget, or the ``network_activity`` claim, without a network capability
 (there is then no namespace and no proxy to hold or see it).
@@ -138,6 +139,13 @@ def _has_network(spec: BoundarySpec) -> bool:
 def _check_entries(allow: NetworkAllowList) -> None:
     for index, text in enumerate(allow.endpoints):
         endpoint = parse_endpoint(text, f"allow_list[{index}]")
+        if endpoint.zoned:
+            raise PlanRefusal(
+                "unsupported",
+                f"allow list entry {text!r} (allow_list[{index}]): an IPv6 zone names an "
+                "interface of the host, not a destination the proxy can judge",
+                requirement=_KEY,
+            )
         if endpoint.protocol != "tcp":
             raise PlanRefusal(
                 "unsupported",

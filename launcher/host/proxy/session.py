@@ -201,7 +201,13 @@ class ProxySession:
         except OSError as exc:
             self._problem(f"receiving the listener failed: {exc}")
             return None
-        received = [socket.socket(fileno=fd) for fd in fds]
+        received: list[socket.socket] = []
+        for fd in fds:
+            try:
+                received.append(socket.socket(fileno=fd))
+            except OSError as exc:
+                os.close(fd)
+                self._problem(f"the launcher passed an fd that is not a socket: {exc}")
         if not received:
             return None  # the launcher ended before making one (its own report says why)
         listener, extra = received[0], received[1:]
@@ -275,7 +281,15 @@ class ProxySession:
         with self._lock:
             self._live[id(record)] = record
             self._workers.add(worker)
-        worker.start()
+        try:
+            worker.start()
+        except RuntimeError as exc:  # no thread to be had: refuse this one, keep serving
+            with self._lock:
+                self._live.pop(id(record), None)
+                self._workers.discard(worker)
+                self._problems.append(f"a connection was closed unjudged: {exc}")
+            conn.close()
+            self._slots.release()
 
     def _worker(self, conn: socket.socket, record: _Connection) -> None:
         try:

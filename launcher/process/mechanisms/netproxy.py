@@ -8,7 +8,9 @@ is what the plan says — an AF_INET stream socket, listening, bound to exactly
 the socket's namespace: its inode must be the child's ``/proc/<pid>/ns/net`` and not the
 launcher's own) — and passes it on over the host's channel (the ``NetProxy`` slot, one
 end of a socketpair the host holds). A fd that fails a check is never passed: the launch
-faults. The launcher keeps no copy.
+faults; so does one whose namespace the launcher may not even inspect (``SIOCGSKNS``
+needs CAP_NET_ADMIN over it: EPERM for a namespace its user namespace does not own).
+The launcher keeps no copy.
 """
 
 from __future__ import annotations

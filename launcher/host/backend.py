@@ -19,6 +19,7 @@ Outcome classification (the workload's *real* status, never a guess):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -261,6 +262,8 @@ class LinuxBackend:
         if lowered.wall_micros is not None:
             deadline = started + lowered.wall_micros / 1_000_000
             on_deadline = None if cgroup is None else _tree_killer(cgroup)
+            if on_deadline is None and lowered.pidns:
+                on_deadline = _init_killer(run)
             options = dataclasses.replace(options, deadline=deadline, on_deadline=on_deadline)
         if cgroup is not None:
             # When the launcher exits, whatever the workload left behind dies with the run.
@@ -304,6 +307,21 @@ def _settle(
 def _tree_killer(cgroup: RunCgroup) -> Callable[[], None]:
     def kill() -> None:
         cgroup.kill()
+
+    return kill
+
+
+def _init_killer(run: Execution) -> Callable[[], None]:
+    """The deadline of a run without a cgroup: kill the PID namespace's init (the kernel then
+    kills the whole namespace at once) and let the launcher report it. Killing the launcher
+    instead would end the tree too, but leave the workload's status unreported."""
+
+    def kill() -> None:
+        for line in run.lines:
+            if line.startswith("# init pid="):
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(line.removeprefix("# init pid=")), signal.SIGKILL)
+                return
 
     return kill
 

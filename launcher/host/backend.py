@@ -332,7 +332,7 @@ def _finish(
     observation: LaunchObservation | None,
     cgroup: RunCgroup | None,
     started: float,
-    proxies: list[ProxySession] = [],  # noqa: B006 - read only
+    proxies: list[ProxySession],
 ) -> None:
     """Teardown (always), then classify and witness what happened."""
     wall_micros = int((time.monotonic() - started) * 1_000_000)

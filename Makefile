@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/capture.py
 	$(PY) benchmarks/deadline.py
 	$(PY) benchmarks/denials.py
+	$(PY) benchmarks/netproxy.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -50,6 +50,7 @@ from bvisor.replay.denials import denial_problems
 from bvisor.replay.derive import Rederived
 from bvisor.replay.diff import first_difference, show
 from bvisor.replay.events import Admitted, GrammarError, ParsedRun, StreamChunk, parse_run
+from bvisor.replay.network import network_problems
 from bvisor.replay.outputs import outputs_problems
 from bvisor.replay.results import CheckResult
 
@@ -635,6 +636,7 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
     problems += outputs_problems(body, notes, parsed.lowering)
     problems += _derived_fact_problems(body, derived)
     problems += denial_problems(body, notes, parsed.denied, parsed.lowering)
+    problems += network_problems(body, parsed.network, parsed.lowering)
     if problems:
         return CheckResult.failed(name, "; ".join(problems))
     return CheckResult.passed(

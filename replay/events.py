@@ -15,7 +15,9 @@ with ``index`` fields counting 0, 1, 2, ... and ``attempt_id`` equal to the run 
 ``note.*`` events (external evidence appended with ``bvisor-ledger append``) may be
 attached to a run anywhere after its ``plan.admitted`` / ``plan.refused``; they are not
 part of the grammar and are set aside before it is checked (a note *before* the plan is
-still an error: a run starts with its plan). A
+still an error: a run starts with its plan). ``network.decision`` events (the allow
+list's proxy, appended while the run goes on) are set aside the same way, under rules of
+their own (:mod:`bvisor.replay.network`), and kept decoded in :attr:`ParsedRun.network`. A
 well-formed prefix that stops before ``run.terminal`` is *incomplete* (the host crashed or
 is still running) — :attr:`ParsedRun.complete` says so; it is never treated as valid.
 A ``run.terminal`` that is not followed by ``report.sealed`` is an error, not an incomplete
@@ -46,6 +48,7 @@ from bvisor.contract.admission import AdmissionRecord
 from bvisor.contract.denials import DeniedAttempt
 from bvisor.contract.errors import ContractError
 from bvisor.contract.lowering import LoweringEntry, LoweringError
+from bvisor.contract.netpolicy import NetworkDecision
 from bvisor.contract.outcome import Outcome
 from bvisor.contract.plan import PLAN_SCHEMA_VERSION
 from bvisor.contract.profile import ProfileSnapshot
@@ -53,6 +56,7 @@ from bvisor.contract.report import BoundaryReportBody, BudgetWitness, ExitStatus
 from bvisor.contract.spec import BoundarySpec
 from bvisor.digest import DIGEST_SIZE
 from bvisor.ledger import Event
+from bvisor.replay.network import split_decisions
 
 __all__ = [
     "Admitted",
@@ -186,6 +190,7 @@ class ParsedRun:
     streams: tuple[StreamChunk, ...]
     sealed: Sealed | None
     denied: tuple[DeniedAttempt, ...] = ()  # run.denied, in index order (none before them)
+    network: tuple[NetworkDecision, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -463,6 +468,9 @@ def parse_run(run_id: bytes, events: Sequence[Event]) -> ParsedRun:
             f"event {first.seq}: a run starts with plan.admitted or plan.refused, "
             f"not {first.kind!r}"
         )
+    events, network, misplaced = split_decisions(events)
+    if misplaced is not None:
+        raise GrammarError(misplaced)
     _check_order(events)
     admitted = _decode(first, decode_admitted)
     _same_attempt(first, admitted.attempt_id, run_id)
@@ -495,6 +503,7 @@ def parse_run(run_id: bytes, events: Sequence[Event]) -> ParsedRun:
         tuple(chunks),
         sealed,
         tuple(denied),
+        network,
     )
 
 

@@ -8,7 +8,10 @@ is a broken lane, never a silent pass.
 
 Feature names: ``landlock`` (ABI >= the catalogue floor), ``seccomp`` (filter mode with
 the errno action, libseccomp loadable), ``userns``, ``netns``, ``pidns`` (a PID and a
-mount namespace with a fresh /proc: what a private root needs), ``cgroup2-kill`` (a
+mount namespace with a fresh /proc: what a private root needs), ``netns-loopback`` (in a
+new network namespace, inside a user namespace unless root, the loopback can be brought up
+and a TCP socket listen on 127.0.0.1: what the allow list's proxy listener needs),
+``cgroup2-kill`` (a
 writable cgroup v2 directory of ours whose children have ``cgroup.kill``),
 ``cgroup1-pids``, ``cgroup1-memory`` (a writable v1 controller directory of ours).
 
@@ -47,6 +50,7 @@ FEATURES = (
     "userns",
     "netns",
     "pidns",
+    "netns-loopback",
     "cgroup2-kill",
     "cgroup1-pids",
     "cgroup1-memory",
@@ -87,6 +91,7 @@ def feature_missing(name: str) -> str | None:
         "userns": lambda: _namespace_missing("user"),
         "netns": lambda: _namespace_missing("net"),
         "pidns": _pidns_missing,
+        "netns-loopback": _netns_loopback_missing,
         "cgroup2-kill": _cgroup2_kill_missing,
         "cgroup1-pids": lambda: _cgroup1_missing("pids"),
         "cgroup1-memory": lambda: _cgroup1_missing("memory"),
@@ -153,6 +158,39 @@ def _pidns_missing() -> str | None:
     )
     if done.returncode != 0:
         return f"unshare --pid --mount --mount-proc failed: {done.stderr.strip()}"
+    return None
+
+
+_LOOPBACK_LISTEN = """
+import fcntl, socket, struct
+ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+flags = struct.unpack("16sH", fcntl.ioctl(ctl, 0x8913, struct.pack("16sH", b"lo", 0)))[1]
+fcntl.ioctl(ctl, 0x8914, struct.pack("16sH", b"lo", flags | 1))
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+"""
+
+
+def _netns_loopback_missing() -> str | None:
+    """In a new network namespace (in a user namespace unless root): loopback up and a
+    listener on 127.0.0.1, asked of unshare(1) and this interpreter, not the product."""
+    import shutil
+    import subprocess
+
+    tool = shutil.which("unshare")
+    if tool is None:
+        return "no unshare(1) to check with"
+    userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    done = subprocess.run(
+        [tool, *userns, "--net", sys.executable, "-I", "-c", _LOOPBACK_LISTEN],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if done.returncode != 0:
+        return f"loopback up and listen in a new netns failed: {done.stderr.strip()[-200:]}"
     return None
 
 

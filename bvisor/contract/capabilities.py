@@ -9,8 +9,6 @@ are refused rather than merged, because a duplicate usually signals a typo.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeAlias
@@ -27,6 +25,7 @@ from bvisor.contract._wire import (
     expect_text,
     expect_variant,
 )
+from bvisor.contract.endpoints import normalize_endpoint
 from bvisor.contract.environment import EnvPolicy
 from bvisor.contract.errors import ContractError
 
@@ -123,34 +122,6 @@ class Filesystem:
         return built
 
 
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_PORT = re.compile(r"^[1-9][0-9]{0,4}$")
-
-
-def normalize_endpoint(text: str, path: str) -> str:
-    """Check ``host:port`` and return its canonical spelling (lower-case host, compact IPv6)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise ContractError(path, f"expected host:port (got {text!r})", "bad-endpoint")
-    if not _PORT.match(port) or not 1 <= int(port) <= 65535:
-        raise ContractError(path, f"port must be 1-65535 (got {port!r})", "bad-endpoint")
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            address = ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise ContractError(path, f"bad IPv6 address {host!r}", "bad-endpoint") from None
-        return f"[{address.compressed}]:{port}"
-    host = host.lower()
-    if len(host) > 253 or not all(_LABEL.match(label) for label in host.split(".")):
-        raise ContractError(path, f"bad host name {host!r}", "bad-endpoint")
-    if host.replace(".", "").isdigit():
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            raise ContractError(path, f"bad IPv4 address {host!r}", "bad-endpoint") from None
-    return f"{host}:{port}"
-
-
 @dataclass(frozen=True, slots=True)
 class NetworkDenyAll:
     """No network at all (the workload gets an empty network namespace)."""
@@ -161,7 +132,8 @@ class NetworkDenyAll:
 
 @dataclass(frozen=True, slots=True)
 class NetworkAllowList:
-    """Only these ``host:port`` endpoints (refused at admission by the Linux backend)."""
+    """Only these endpoints (``host:port``, ``*.domain:port``, ``ip/cidr:port``, optionally
+    ``/protocol``: :mod:`bvisor.contract.endpoints`), stored in canonical spelling."""
 
     endpoints: tuple[str, ...]
 

@@ -52,9 +52,12 @@ __all__ = [
     "Exec",
     "KillGuarantee",
     "LandlockApply",
+    "LandlockNet",
     "LandlockScope",
     "MemoryLimit",
     "Mount",
+    "NetProxy",
+    "NetworkBudget",
     "NoParams",
     "OomScore",
     "OutputRoot",
@@ -347,21 +350,55 @@ class LandlockScope(Params):
 
 
 @dataclass(frozen=True, slots=True)
+class LandlockNet(Params):
+    """A Landlock domain handling TCP connect only (ABI >= 4): the workload may connect to
+    ``connect_ports`` and no other TCP port (the allow list's proxy port)."""
+
+    connect_ports: tuple[int, ...]
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"connect_ports": array_of(INT)}
+
+
+@dataclass(frozen=True, slots=True)
 class Seccomp(Params):
     """The seccomp filter: always the baseline; plus no new tasks, no sockets, or threads
     but no processes (``threads_only``). ``notify_denials``: the filter's denials are
-    handed to the launcher, which answers them and records them (denial evidence)."""
+    handed to the launcher, which answers them and records them (denial evidence).
+    ``inet_sockets_only``: ``socket()`` only for AF_INET/AF_INET6 (what reaching the allow
+    list's proxy needs: no AF_UNIX socket can then reach a host daemon's pathname socket,
+    no netlink or packet socket exists)."""
 
     deny_new_tasks: bool
     deny_sockets: bool
     threads_only: bool
     notify_denials: bool = False
+    inet_sockets_only: bool = False
     FIELDS: ClassVar[Mapping[str, Codec]] = {
         "deny_new_tasks": BOOL,
         "deny_sockets": BOOL,
         "threads_only": BOOL,
         "notify_denials": BOOL,
+        "inet_sockets_only": BOOL,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class NetProxy(Params):
+    """The network allow list's proxy: a TCP listener at ``127.0.0.1:port`` inside the
+    workload's (otherwise empty) network namespace, served by the host, which admits only
+    the ``allow`` entries (canonical spelling, :mod:`bvisor.contract.endpoints`)."""
+
+    port: int
+    allow: tuple[str, ...]
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"port": INT, "allow": array_of(TEXT)}
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkBudget(Params):
+    """An Enforced network budget: the proxy cuts every connection once the bytes relayed
+    both ways, over the whole run, reach ``limit_bytes``."""
+
+    limit_bytes: int
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"limit_bytes": INT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,6 +523,9 @@ BUDGET_PIDS = Primitive(
 BUDGET_MEMORY = Primitive(
     "linux.budget.memory.v1", 1, P.NAMESPACE_CREATE, MemoryLimit, (CGROUP_LEAF.id,), False
 )
+# The allow list's listener, made by the child in its new network namespace (loopback up)
+# before it drops its capabilities, and handed to the host through the launcher.
+NETPROXY = Primitive("linux.netproxy.v1", 1, P.NAMESPACE_CREATE, NetProxy, (NETNS.id,))
 ROOTFS = Primitive("linux.rootfs.v1", 1, P.FS_SETUP, Rootfs, (PIDNS.id,))
 OOM_SCORE = Primitive("linux.oom.score.v1", 1, P.PRIVILEGE_DROP, OomScore)
 NO_NEW_PRIVS = Primitive("linux.nonewprivs.v1", 1, P.PRIVILEGE_DROP, NoParams)
@@ -499,10 +539,17 @@ LANDLOCK = Primitive(
 LANDLOCK_SCOPE = Primitive(
     "linux.landlock.scope.v1", 1, P.POLICY_INSTALL, LandlockScope, (NO_NEW_PRIVS.id,)
 )
+# The allow list's second layer: TCP connects only to the proxy's port (Landlock ABI >= 4).
+LANDLOCK_NET = Primitive(
+    "linux.landlock.net.v1", 1, P.POLICY_INSTALL, LandlockNet, (NO_NEW_PRIVS.id, NETPROXY.id)
+)
 SECCOMP = Primitive("linux.seccomp.apply.v2", 2, P.POLICY_INSTALL, Seccomp, (NO_NEW_PRIVS.id,))
 EXEC = Primitive("linux.exec.v1", 1, P.LAUNCH, Exec)
 STREAMS = Primitive("linux.streams.capture.v1", 1, P.OBSERVE, StreamCapture, (), False)
 BUDGET_WALL = Primitive("linux.budget.wall.v2", 2, P.OBSERVE, WallBudget, (), False)
+BUDGET_NETWORK = Primitive(
+    "linux.budget.network.v1", 1, P.OBSERVE, NetworkBudget, (NETPROXY.id,), False
+)
 CGROUP_KILL = Primitive(
     "linux.cgroup.kill.v1", 1, P.TEARDOWN, KillGuarantee, (CGROUP_LEAF.id,), False
 )
@@ -518,6 +565,7 @@ CATALOGUE: tuple[Primitive, ...] = (
     CGROUP_LEAF,
     BUDGET_PIDS,
     BUDGET_MEMORY,
+    NETPROXY,
     ROOTFS,
     OOM_SCORE,
     NO_NEW_PRIVS,
@@ -525,11 +573,13 @@ CATALOGUE: tuple[Primitive, ...] = (
     AMBIENT_SCRUB,
     LANDLOCK,
     LANDLOCK_SCOPE,
+    LANDLOCK_NET,
     SECCOMP,
     EXEC,
     STREAMS,
     BUDGET_WALL,
     OUTPUTS,
+    BUDGET_NETWORK,
     CGROUP_KILL,
     PIDNS_KILL,
 )

@@ -98,6 +98,10 @@ class HostFacts:
     # audit log is enabled and bvisor may read it (its multicast group; CAP_AUDIT_READ) —
     # where Landlock reports its denials. bvisor never enables audit itself.
     audit_readable: bool | None = None
+    # Probed since the network allow list (None before, and then left out of the canonical
+    # form like ``pidns``): in a new network namespace a child could bring the loopback up
+    # and listen on 127.0.0.1 — where the allow list's proxy listener lives.
+    netns_loopback: bool | None = None
 
     def __post_init__(self) -> None:
         expect_text(self.kernel_release, "kernel_release")
@@ -132,6 +136,8 @@ class HostFacts:
             expect_bool(self.pidns, "pidns")
         if self.audit_readable is not None:
             expect_bool(self.audit_readable, "audit_readable")
+        if self.netns_loopback is not None:
+            expect_bool(self.netns_loopback, "netns_loopback")
 
     def v1_base(self, controller: str) -> str | None:
         """The writable v1 base for ``controller``, or None."""
@@ -164,11 +170,18 @@ class HostFacts:
             value["pidns"] = self.pidns
         if self.audit_readable is not None:
             value["audit_readable"] = self.audit_readable
+        if self.netns_loopback is not None:
+            value["netns_loopback"] = self.netns_loopback
         return value
 
     @classmethod
     def from_value(cls, value: object, path: str = "facts") -> HostFacts:
-        body = expect_map(value, path, required=_FACT_KEYS, optional=("pidns", "audit_readable"))
+        body = expect_map(
+            value,
+            path,
+            required=_FACT_KEYS,
+            optional=("pidns", "audit_readable", "netns_loopback"),
+        )
         cg = expect_map(body["cgroup"], f"{path}.cgroup", required=_CGROUP_KEYS)
         v1 = cg["v1_bases"]
         if not isinstance(v1, Mapping):
@@ -203,6 +216,11 @@ class HostFacts:
                     None
                     if "audit_readable" not in body
                     else expect_bool(body["audit_readable"], f"{path}.audit_readable")
+                ),
+                netns_loopback=(
+                    None
+                    if "netns_loopback" not in body
+                    else expect_bool(body["netns_loopback"], f"{path}.netns_loopback")
                 ),
             )
         except ContractError as exc:

@@ -107,6 +107,7 @@ _CGROUP_LEAF, _NETNS, _PIDNS = (
 )
 _ROOTFS = "linux.rootfs.v1"
 _OUTPUTS = "linux.outputs.v1"
+_NETPROXY = "linux.netproxy.v1"
 
 
 def _first(
@@ -164,7 +165,19 @@ def lowering_facts(plan: BoundaryPlan) -> tuple[ObservedFact, ...]:
     spawn = _spawn_fact(plan, params)
     if spawn is not None:
         facts.append(spawn)
-    if _NETNS in params:
+    if _NETPROXY in params:
+        proxy = params[_NETPROXY]
+        allow = proxy.get("allow", [])
+        facts.append(
+            ObservedFact(
+                "network_lowered",
+                f"allow_list: empty netns in a userns, a listener on its 127.0.0.1:"
+                f"{proxy.get('port')} served by the host's proxy "
+                f"({len(allow) if isinstance(allow, list) else 0} entries), seccomp "
+                "AF_INET/AF_INET6 sockets only",
+            )
+        )
+    elif _NETNS in params:
         facts.append(
             ObservedFact(
                 "network_lowered", "deny_all: empty netns in a userns + seccomp socket filter"

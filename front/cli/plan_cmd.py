@@ -69,6 +69,35 @@ def mount_table(plan: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def network_view(plan: Any) -> dict[str, Any] | None:
+    """The allow list's proxy as the plan schedules it (None without one): where the
+    listener is, what it admits, and the variables the exec's environment points at it."""
+    from bvisor.contract import mechanisms as mech
+
+    ids = [entry.id for entry in plan.entries]
+    if mech.NETPROXY.id not in ids:
+        return None
+    proxy = mech.NetProxy.from_value(plan.params_of(mech.NETPROXY.id))
+    scrub = mech.AmbientScrub.from_value(plan.params_of(mech.AMBIENT_SCRUB.id))
+    names = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"}
+    budget = None
+    if mech.BUDGET_NETWORK.id in ids:
+        budget = mech.NetworkBudget.from_value(plan.params_of(mech.BUDGET_NETWORK.id)).limit_bytes
+    return {
+        "listener": f"127.0.0.1:{proxy.port}",
+        "allow": list(proxy.allow),
+        "environment": {
+            s.name: s.literal for s in scrub.env if s.name.upper() in names and s.literal
+        },
+        "budget_bytes": budget,
+        "landlock_connect_ports": (
+            list(mech.LandlockNet.from_value(plan.params_of(mech.LANDLOCK_NET.id)).connect_ports)
+            if mech.LANDLOCK_NET.id in ids
+            else []
+        ),
+    }
+
+
 def plan_document(plan: Any) -> dict[str, Any]:
     """The JSON shape of an admitted plan."""
     record = plan.admission
@@ -99,6 +128,7 @@ def plan_document(plan: Any) -> dict[str, Any]:
         ],
         "evidence": [{"claim": e.claim, "mechanism": e.cell.mechanism} for e in record.evidence],
         "mounts": mount_table(plan),
+        "network": network_view(plan),
         "rules_version": record.rules_version,
         "lowering": [entry.to_value() for entry in plan.entries],
     }
@@ -133,6 +163,14 @@ def render_plan(plan: Any) -> str:
         width = max(len(m["dest"]) for m in mounts)
         lines += ["", "Mounts (the workload's whole root)", f"  {'DEST':<{width}}  ACCESS   SOURCE"]
         lines += [f"  {m['dest']:<{width}}  {m['access']:<7}  {m['source']}" for m in mounts]
+    network = network_view(plan)
+    if network is not None:
+        lines += ["", "Network (the allow list's proxy; everything else is denied)"]
+        lines.append(f"  listener  {network['listener']} in the workload's empty netns")
+        lines += [f"  allow     {entry}" for entry in network["allow"]]
+        if network["budget_bytes"] is not None:
+            lines.append(f"  budget    {network['budget_bytes']} bytes, both ways, cut there")
+        lines += [f"  env       {k}={v}" for k, v in sorted(network["environment"].items())]
     width = max(len(e.id) for e in plan.entries)
     lines += [
         "",

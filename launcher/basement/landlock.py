@@ -12,6 +12,10 @@ read-dir and execute; ``write`` and ``read_write`` roots are granted every handl
 a regular file gets only the rights that apply to files (the kernel rejects directory
 rights on a file rule).
 
+Network (ABI 4): a domain that handles only ``CONNECT_TCP`` with one rule per allowed
+port — the allow list's: the workload may open TCP connections to the proxy's port and to
+no other (a second layer under its empty network namespace).
+
 Scopes (ABI 6): ``signal`` stops the workload from signalling any process outside its
 Landlock domain (without a PID namespace it would otherwise reach every process of the
 same uid), and ``abstract_unix_socket`` stops it from connecting to abstract UNIX sockets
@@ -32,6 +36,7 @@ __all__ = [
     "LandlockRuleset",
     "abi_version",
     "access_for",
+    "create_net_ruleset",
     "create_ruleset",
     "handled_access_for_abi",
     "scope_bits",
@@ -41,6 +46,9 @@ SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
 SCOPE_SIGNAL = 1 << 1
 _SCOPES = {"abstract_unix_socket": SCOPE_ABSTRACT_UNIX_SOCKET, "signal": SCOPE_SIGNAL}
 SCOPE_ABI = 6
+NET_ABI = 4
+ACCESS_NET_BIND_TCP = 1 << 0
+ACCESS_NET_CONNECT_TCP = 1 << 1
 
 ACCESS_FS_EXECUTE = 1 << 0
 ACCESS_FS_WRITE_FILE = 1 << 1
@@ -125,6 +133,27 @@ def scope_bits(scopes: tuple[str, ...]) -> int:
             raise LandlockError(errno.EINVAL, f"unknown Landlock scope {name!r}")
         bits |= _SCOPES[name]
     return bits
+
+
+def create_net_ruleset(abi: int, connect_ports: tuple[int, ...]) -> LandlockRuleset:
+    """A ruleset handling only TCP connect, allowing exactly ``connect_ports``."""
+    if abi < NET_ABI:
+        raise LandlockError(
+            errno.EOPNOTSUPP, f"Landlock network rules need ABI {NET_ABI}, the kernel has {abi}"
+        )
+    lib = window.load().lib
+    fd = int(lib.bv_landlock_create_net_ruleset(ACCESS_NET_CONNECT_TCP))
+    if fd < 0:
+        raise LandlockError(-fd, f"landlock_create_ruleset(net): {os.strerror(-fd)}")
+    try:
+        for port in connect_ports:
+            rc = int(lib.bv_landlock_add_port_rule(fd, ACCESS_NET_CONNECT_TCP, port))
+            if rc < 0:
+                raise LandlockError(-rc, f"landlock_add_rule(port {port}): {os.strerror(-rc)}")
+    except BaseException:
+        os.close(fd)
+        raise
+    return LandlockRuleset(fd=fd, abi=abi, handled=ACCESS_NET_CONNECT_TCP, rules=len(connect_ports))
 
 
 def create_ruleset(

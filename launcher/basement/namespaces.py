@@ -3,7 +3,8 @@
 :func:`probe_namespaces` calls the child window module's ``bv_probe_namespaces``, which
 forks a throwaway child (unsharing is irreversible for the caller, and the answer must
 reflect what *these* credentials may do) that tries a user namespace, a network namespace
-in it, then a mount and a PID namespace where a grandchild mounts a tmpfs and a fresh
+in it (bringing its loopback up and listening on 127.0.0.1
+there), then a mount and a PID namespace where a grandchild mounts a tmpfs and a fresh
 procfs the way a private root does. No interpreter is started for it.
 """
 
@@ -16,7 +17,7 @@ from bvisor.launcher.basement import window
 
 __all__ = ["NamespaceFacts", "probe_namespaces"]
 
-_USERNS, _NETNS, _PRIVATE_ROOT = 1, 2, 4
+_USERNS, _NETNS, _PRIVATE_ROOT, _NET_LOOPBACK = 1, 2, 4, 8
 _STEPS = {
     1: "unshare(CLONE_NEWUSER)",
     2: "unshare(CLONE_NEWNS|CLONE_NEWPID)",
@@ -33,6 +34,8 @@ class NamespaceFacts:
     netns: bool
     private_root: bool
     why_not: str  # the step that failed, with its errno ("" when everything worked)
+    # In the new network namespace: loopback brought up, a TCP listener on 127.0.0.1.
+    net_loopback: bool = False
 
 
 def probe_namespaces(as_root: bool) -> NamespaceFacts:
@@ -51,4 +54,5 @@ def probe_namespaces(as_root: bool) -> NamespaceFacts:
         netns=bool(bits & _NETNS),
         private_root=bool(bits & _PRIVATE_ROOT),
         why_not=why,
+        net_loopback=bool(bits & _NET_LOOPBACK),
     )

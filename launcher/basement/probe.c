@@ -3,7 +3,9 @@
  * by trying it in a throwaway child (no interpreter is started for it).
  *
  * bv_probe_namespaces() forks; the child tries, in order: a user namespace (unless
- * `as_root`), a network namespace inside it, then a mount and a PID namespace, and in a
+ * `as_root`), a network namespace inside it (and there: the loopback brought up and a TCP
+ * socket listening on 127.0.0.1, as the allow list's proxy listener is made), then a mount
+ * and a PID namespace, and in a
  * grandchild (pid 1 of the new namespace) the mounts a private root needs: a tmpfs and a
  * fresh procfs, through the same fsopen/fsmount calls the child window uses. The answer is
  * a bit set (BV_PROBE_*); a failing step's errno is stored in *err_out with its step.
@@ -12,10 +14,15 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,6 +34,7 @@ int bv_probe_namespaces(int as_root, int *step_out, int *err_out);
 #define BV_PROBE_USERNS 1
 #define BV_PROBE_NETNS 2
 #define BV_PROBE_PRIVATE_ROOT 4
+#define BV_PROBE_NET_LOOPBACK 8
 
 #ifndef SYS_fsopen
 #define SYS_fsopen 430
@@ -58,6 +66,35 @@ static int probe_fs(const char *type)
     return 0;
 }
 
+/* In the (new) network namespace: loopback up, a TCP socket listening on 127.0.0.1. */
+static int probe_loopback(void)
+{
+    struct ifreq ifr;
+    struct sockaddr_in addr;
+    int ctl, lsn, ok = 0;
+    ctl = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (ctl < 0)
+        return 0;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(ctl, SIOCGIFFLAGS, &ifr) == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(ctl, SIOCSIFFLAGS, &ifr) == 0) {
+            lsn = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            memset(&addr, 0, sizeof addr);
+            addr.sin_family = AF_INET;
+            addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            if (lsn >= 0 && bind(lsn, (struct sockaddr *)&addr, sizeof addr) == 0 &&
+                listen(lsn, 1) == 0)
+                ok = 1;
+            if (lsn >= 0)
+                close(lsn);
+        }
+    }
+    close(ctl);
+    return ok;
+}
+
 static void probe_report(int fd, int bits, int step, int err)
 {
     int record[3] = {bits, step, err};
@@ -77,8 +114,11 @@ static void __attribute__((noreturn)) probe_child(int as_root, int fd)
         }
         bits |= BV_PROBE_USERNS;
     }
-    if (unshare(CLONE_NEWNET) == 0)
+    if (unshare(CLONE_NEWNET) == 0) {
         bits |= BV_PROBE_NETNS;
+        if (probe_loopback())
+            bits |= BV_PROBE_NET_LOOPBACK;
+    }
     if (unshare(CLONE_NEWNS | CLONE_NEWPID) != 0) {
         probe_report(fd, bits, 2, errno);
         _exit(0);

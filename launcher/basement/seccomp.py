@@ -31,6 +31,11 @@ Filter shape: default action ALLOW; a denylist of syscalls answered with EPERM.
   host daemon's pathname socket, and Landlock does not cover connect); socketpair() only
   as an AF_UNIX stream or seqpacket pair (a datagram pair can ``sendto`` any host
   pathname socket); ``connect`` and ``sendto`` with an address -> EPERM as well.
+* inet_sockets_only (a network allow list): socket() only for AF_INET and AF_INET6 (the
+  workload's empty namespace holds nothing but the proxy's listener on its loopback); every
+  other family -> EPERM, AF_UNIX (a host daemon's pathname socket), AF_NETLINK and
+  AF_PACKET included; socketpair as for deny_sockets. The family is an ``int``: the
+  filter compares its low 32 bits (what the kernel reads), never the whole register.
 
 Denial evidence (``notify_denials``): every rule above that answers EPERM instead returns
 SECCOMP_RET_USER_NOTIF, and the child installs the filter with a listener
@@ -256,10 +261,13 @@ def build_filter(
     deny_sockets: bool,
     threads_only: bool = False,
     notify_denials: bool = False,
+    inet_sockets_only: bool = False,
 ) -> SeccompProgram:
     """Build, export and sanity-check the denylist program."""
     if deny_new_tasks and threads_only:
         raise SeccompError(errno.EINVAL, "deny_new_tasks and threads_only exclude each other")
+    if deny_sockets and inet_sockets_only:
+        raise SeccompError(errno.EINVAL, "deny_sockets and inet_sockets_only exclude each other")
     lib = _library()
     ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
     if ctx == _ffi.NULL:
@@ -277,6 +285,8 @@ def build_filter(
                 denied.append(name)
         if deny_sockets:
             denied += _add_socket_rules(rules)
+        if inet_sockets_only:
+            denied += _add_inet_only_rules(rules)
         if notify_denials:
             denied += _add_no_own_filter(rules)
         bpf = _export(lib, ctx)
@@ -405,20 +415,45 @@ def _add_thread_rules(rules: _Rules) -> list[str]:
     return ["fork", "vfork", "clone(unless a thread)", "clone3(ENOSYS)"]
 
 
+AF_INET, AF_INET6 = 2, 10
+_LOW_WORD = 0xFFFFFFFF
+_FAMILY_BITS = 6  # families 0-63 are named one by one; a higher number sets a bit above
+
+
+def _add_pair_rules(rules: _Rules) -> None:
+    """socketpair only as an AF_UNIX stream or seqpacket pair: connected, they reach
+    nothing outside; a datagram pair could sendmsg() to any pathname socket it can name
+    (the address sits in memory, out of a filter's sight). The decision is on the type the
+    kernel will really make: every other type is refused, SOCK_RAW included, which AF_UNIX
+    silently turns into SOCK_DGRAM (flags such as SOCK_CLOEXEC are masked off)."""
+    rules.deny("socketpair", _args((0, SCMP_CMP_NE, AF_UNIX, 0)))
+    for sock_type in range(SOCK_TYPE_MASK + 1):
+        if sock_type not in PAIR_TYPES_ALLOWED:
+            rules.deny("socketpair", _args((1, SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, sock_type)))
+
+
+def _add_inet_only_rules(rules: _Rules) -> list[str]:
+    """NetworkAllowList: sockets of the internet families only (the proxy is on lo).
+
+    libseccomp cannot AND two comparisons on one argument, so the refused families are
+    listed: each of 0-63 but AF_INET/AF_INET6 by its low 32 bits (masked, so high bits in
+    the register cannot dodge it), and any number with a bit at 64 or above set.
+    """
+    for family in range(1 << _FAMILY_BITS):
+        if family not in (AF_INET, AF_INET6):
+            rules.deny("socket", _args((0, SCMP_CMP_MASKED_EQ, _LOW_WORD, family)))
+    for bit in range(_FAMILY_BITS, 32):
+        rules.deny("socket", _args((0, SCMP_CMP_MASKED_EQ, 1 << bit, 1 << bit)))
+    _add_pair_rules(rules)
+    return ["socket(except AF_INET, AF_INET6)", "socketpair(except AF_UNIX stream/seqpacket)"]
+
+
 def _add_socket_rules(rules: _Rules) -> list[str]:
     """NetworkDenyAll: no socket reaches anything outside the workload's own pairs."""
     # No socket at all: an AF_UNIX socket could still connect() to a host daemon's
     # pathname socket (Landlock does not cover connect), which is a route out.
     rules.deny("socket")
-    # socketpair only as an AF_UNIX stream or seqpacket pair: connected, they reach
-    # nothing outside; a datagram pair could sendmsg() to any pathname socket it can name
-    # (the address sits in memory, out of a filter's sight). The decision is on the type
-    # the kernel will really make: every other type is refused, SOCK_RAW included, which
-    # AF_UNIX silently turns into SOCK_DGRAM (flags such as SOCK_CLOEXEC are masked off).
-    rules.deny("socketpair", _args((0, SCMP_CMP_NE, AF_UNIX, 0)))
-    for sock_type in range(SOCK_TYPE_MASK + 1):
-        if sock_type not in PAIR_TYPES_ALLOWED:
-            rules.deny("socketpair", _args((1, SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, sock_type)))
+    _add_pair_rules(rules)
     # Nothing can be connected, and nothing may be sent to an address.
     rules.deny("connect")
     rules.deny("sendto", _args((4, SCMP_CMP_NE, 0, 0)))

@@ -19,6 +19,7 @@ Outcome classification (the workload's *real* status, never a guess):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -57,6 +58,8 @@ from bvisor.launcher.host.launch import (
     run_launcher,
 )
 from bvisor.launcher.host.launch_body import LaunchPreparationError, prepare_launch
+from bvisor.launcher.host.proxy import DecisionSink, ProxyResult, ProxySession
+from bvisor.launcher.host.proxy.facts import PROXY_BYTES_SOURCE, network_facts
 from bvisor.launcher.host.relay import HostStdio
 from bvisor.launcher.host.secrets import NoSecrets, SecretResolver, SecretUnresolved
 from bvisor.launcher.host.storage import StorageSample, sample_storage
@@ -91,6 +94,7 @@ class Execution:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     test_hooks: frozenset[str] = frozenset()
+    network: ProxyResult | None = None  # the allow list's proxy, when the plan has one
     interrupted: bool = False  # a stop signal during the run: the tree was killed
     # The stop signal to re-raise once sealed: the one that interrupted the run, or one
     # that arrived during teardown of a run that had ended on its own.
@@ -160,6 +164,7 @@ class LinuxBackend:
         on_finished: Callable[[Execution], None] | None = None,
         stdio: HostStdio | None = None,
         artifact_dir: str | os.PathLike[str] | None = None,
+        on_network_decision: DecisionSink | None = None,
     ) -> Execution:
         """Run ``plan`` for real. Never raises for a run that went wrong: it says so.
 
@@ -174,6 +179,7 @@ class LinuxBackend:
 
         ``artifact_dir``: where a plan that commits its outputs puts them (default:
         :func:`bvisor.launcher.host.artifacts.default_artifacts_path`).
+        ``on_network_decision`` gets each decision of the allow list's proxy as it is made.
         """
         attempt = attempt_id if attempt_id is not None else os.urandom(32)
         run = Execution(attempt_id=attempt, outcome=Outcome.SUPERVISOR_FAULT)
@@ -225,6 +231,7 @@ class LinuxBackend:
         started = time.monotonic()
         observation: LaunchObservation | None = None
         storage = _StorageWatch(plan, lowered)
+        proxies: list[ProxySession] = []
         try:
             if lowered.commits:
                 staging = _prepare_staging(run, lowered, artifact_dir)
@@ -236,7 +243,15 @@ class LinuxBackend:
                     return run
             storage.before()
             observation = self._launch(
-                run, plan, lowered, secrets, cgroup, options, started, staging
+                run,
+                plan,
+                lowered,
+                secrets,
+                cgroup,
+                options,
+                started,
+                staging,
+                (proxies, on_network_decision),
             )
         except KeyboardInterrupt as stop:
             # Not re-raised here: the runner seals and records first, then re-raises.
@@ -246,7 +261,9 @@ class LinuxBackend:
             _settle(
                 run,
                 on_finished,
-                lambda: _finish(run, plan, observation, cgroup, started, lowered, storage, staging),
+                lambda: _finish(
+                    run, plan, observation, cgroup, started, lowered, storage, staging, proxies
+                ),
             )
         return run
 
@@ -260,6 +277,7 @@ class LinuxBackend:
         options: LaunchOptions,
         started: float,
         staging: artifacts.Staging | None,
+        proxy: tuple[list[ProxySession], DecisionSink | None],
     ) -> LaunchObservation | None:
         try:
             prepared = prepare_launch(
@@ -275,6 +293,16 @@ class LinuxBackend:
             run.outcome = Outcome.DENIED
             run.fact("launch_refused_by_host", str(exc))
             return None
+        if prepared.netproxy_channel is not None and lowered.netproxy is not None:
+            session = ProxySession(
+                prepared.netproxy_channel,
+                lowered.netproxy,
+                lowered.network_budget,
+                proxy[1],
+                allow_all="proxy_allow_all" in self._test_hooks,
+            )
+            session.start()  # stopped in the run's teardown, whatever happens
+            proxy[0].append(session)
         for path in prepared.skipped_paths:
             run.fact("filesystem_root_absent", path)
         if prepared.granted_paths:
@@ -282,6 +310,8 @@ class LinuxBackend:
         if lowered.wall_micros is not None:
             deadline = started + lowered.wall_micros / 1_000_000
             on_deadline = None if cgroup is None else _tree_killer(cgroup)
+            if on_deadline is None and lowered.pidns:
+                on_deadline = _init_killer(run)
             options = dataclasses.replace(options, deadline=deadline, on_deadline=on_deadline)
         if cgroup is not None:
             # When the launcher exits, whatever the workload left behind dies with the run.
@@ -302,6 +332,21 @@ class LinuxBackend:
             return None
         finally:
             prepared.close()
+
+
+def _init_killer(run: Execution) -> Callable[[], None]:
+    """The deadline of a run without a cgroup: kill the PID namespace's init (the kernel then
+    kills the whole namespace at once) and let the launcher report it. Killing the launcher
+    instead would end the tree too, but leave the workload's status unreported."""
+
+    def kill() -> None:
+        for line in run.lines:
+            if line.startswith("# init pid="):
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(line.removeprefix("# init pid=")), signal.SIGKILL)
+                return
+
+    return kill
 
 
 def _terminal_mismatch(planned: bool, lent: bool) -> str | None:
@@ -432,12 +477,15 @@ def _finish(
     lowered: LoweredParams,
     storage: _StorageWatch,
     staging: artifacts.Staging | None = None,
+    proxies: list[ProxySession] | None = None,
 ) -> None:
     """Teardown (always), then classify and witness what happened."""
     # Wall time runs until the launcher was seen gone (the watchdog notes the moment),
     # not until the streams are drained and the cgroup removed.
     ended = observation.launcher_exited_at if observation is not None else None
     wall_micros = int(((ended or time.monotonic()) - started) * 1_000_000)
+    for session in proxies or []:
+        run.network = session.stop()
     usage = _CgroupUsage()
     if cgroup is not None:
         kernel_peak = cgroup.kernel_peak_pids()
@@ -469,6 +517,10 @@ def _finish(
         finally:
             if staging is not None:
                 staging.close()
+    if run.network is not None:
+        facts, findings = network_facts(run.network, plan.spec.budgets)
+        run.observed.extend(facts)
+        run.findings.extend(findings)
     no_tasks = lowered.seccomp is not None and lowered.seccomp.deny_new_tasks
     _witness_budgets(run, plan, observation, wall_micros, usage, no_tasks, storage.witness())
 
@@ -653,11 +705,7 @@ def _witness_budgets(
         BudgetDimension.PROCESS_COUNT: (peak_pids, pids_source),
         BudgetDimension.HANDLE_COUNT: (None, "not witnessed by this backend"),
         BudgetDimension.STORAGE_BYTES: storage,
-        BudgetDimension.NETWORK_BYTES: (
-            (0, "empty network namespace")
-            if any(f.kind == "network_lowered" for f in run.observed)
-            else (None, "not witnessed by this backend")
-        ),
+        BudgetDimension.NETWORK_BYTES: _network_witness(run),
     }
     # Every dimension the host could observe is witnessed, asked for or not (usage is
     # evidence); an asked-for dimension is witnessed even when nothing could be observed.
@@ -737,6 +785,14 @@ def _pids_witness(usage: _CgroupUsage, ran: bool, with_init: bool) -> tuple[int 
             f"10 ms saw at least {seen} (a sample can miss a burst)"
         )
     return None, "unavailable: the run has no cgroup to count its tasks in"
+
+
+def _network_witness(run: Execution) -> tuple[int | None, str]:
+    if run.network is not None:
+        return run.network.total_bytes, PROXY_BYTES_SOURCE
+    if any(f.kind == "network_lowered" for f in run.observed):
+        return 0, "empty network namespace"
+    return None, "not witnessed by this backend"
 
 
 def _guarantee_text(budget: Budget) -> str:

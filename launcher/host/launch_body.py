@@ -12,6 +12,10 @@ this fd names, so a rename or symlink swap cannot change what is confined.
 A plan that commits its outputs also gets the run's artifact staging directory (made by
 :mod:`bvisor.launcher.host.artifacts`) as an ``ArtifactStaging`` slot.
 
+With a network allow list the host also makes the channel its proxy receives the
+listener on: a socketpair, one end a ``NetProxy`` slot of the launcher's, the other kept
+here for the proxy (:attr:`PreparedLaunch.netproxy_channel`, the caller's to close).
+
 Slot layout: fds named by ``InheritedFds{Only}`` keep their own numbers (that is the
 contract the workload was written against); authority slots start at ``FIRST_SLOT`` or
 just above the highest inherited fd, whichever is higher.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import stat
 from dataclasses import dataclass, field
 
@@ -59,6 +64,7 @@ class PreparedLaunch:
     authority: list[AuthorityFd]
     skipped_paths: list[str] = field(default_factory=list)
     granted_paths: list[str] = field(default_factory=list)
+    netproxy_channel: socket.socket | None = None
 
     def close(self) -> None:
         _close_quietly(self.authority)
@@ -209,6 +215,7 @@ def prepare_launch(
     alloc = _SlotAllocator(max([FIRST_SLOT, *[fd + 1 for fd in inherited]]))
     skipped: list[str] = []
     granted: list[str] = []
+    channel: socket.socket | None = None
     try:
         # The caller's fds first, before this function opens anything that could take a
         # number the spec names.
@@ -243,6 +250,15 @@ def prepare_launch(
             artifact_staging = None  # the allocator owns it now
         elif lowered.commits:
             raise LaunchPreparationError("the plan commits its outputs but has no staging")
+        if lowered.netproxy is not None:
+            channel, launcher_end = socket.socketpair(
+                socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
+            )
+            alloc.add(
+                launcher_end.detach(),
+                DescriptorRole.NET_PROXY,
+                DescriptorShape(DescriptorKind.SOCKET, True),
+            )
         body = LaunchBody(
             attempt_id=attempt_id,
             plan_id=plan.plan_id,
@@ -259,8 +275,10 @@ def prepare_launch(
         alloc.close_all()
         if artifact_staging is not None:
             os.close(artifact_staging)
+        if channel is not None:
+            channel.close()
         raise
-    return PreparedLaunch(LaunchPlan(body=body), alloc.authority, skipped, granted)
+    return PreparedLaunch(LaunchPlan(body=body), alloc.authority, skipped, granted, channel)
 
 
 def _inheritable_shape(fd: int, duplicate: int) -> DescriptorShape:

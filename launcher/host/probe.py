@@ -70,7 +70,7 @@ def probe_host(launcher_path: str | None = None) -> HostFacts:
     seccomp_filter, actions = _probe_seccomp(notes)
     max_userns = _read_int(_MAX_USER_NAMESPACES)
     notes.append(f"max_user_namespaces: {max_userns} from {_MAX_USER_NAMESPACES}")
-    userns, netns, pidns = _probe_namespaces(notes)
+    userns, netns, pidns, loopback = _probe_namespaces(notes)
     v2_mount, v2_base, v2_kill, v2_controllers, v1_bases = _probe_cgroups(notes)
     audit = probe_audit()
     notes.append(
@@ -104,6 +104,7 @@ def probe_host(launcher_path: str | None = None) -> HostFacts:
         probe_notes=tuple(notes),
         pidns=pidns,
         audit_readable=audit.usable,
+        netns_loopback=loopback,
     )
 
 
@@ -155,8 +156,8 @@ def _probe_seccomp(notes: list[str]) -> tuple[bool, tuple[str, ...]]:
 # -- namespaces ----------------------------------------------------------------------------
 
 
-def _probe_namespaces(notes: list[str]) -> tuple[bool, bool, bool]:
-    """``(userns, netns, pidns)``: what a child of ours may create, tried for real.
+def _probe_namespaces(notes: list[str]) -> tuple[bool, bool, bool, bool]:
+    """``(userns, netns, pidns, netns_loopback)``: what a child of ours may do, tried.
 
     As root, the user namespace is tried too (a root launcher still gives the workload one
     when it can), and the private root is tried inside it when it works, as runs make it.
@@ -169,11 +170,13 @@ def _probe_namespaces(notes: list[str]) -> tuple[bool, bool, bool]:
     notes.append(
         f"userns: {str(userns).lower()}, netns: {str(facts.netns).lower()}, "
         f"pidns (mount+PID namespace, tmpfs and procfs mounted): "
-        f"{str(facts.private_root).lower()} ({how}"
+        f"{str(facts.private_root).lower()}, netns_loopback (lo up, a TCP listener on "
+        f"127.0.0.1 in the new netns): {str(facts.net_loopback).lower()} ({how}"
         + (f"; {facts.why_not}" if facts.why_not else "")
         + ")"
     )
-    return userns, facts.netns and userns, facts.private_root
+    netns = facts.netns and userns
+    return userns, netns, facts.private_root, netns and facts.net_loopback
 
 
 # -- cgroups -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Recording order is the evidence grammar replay checks (DESIGN.md §6/§7):
     lowering.entry  x N      one per schedule entry, with its parameters
     commit 2, at the end:
     launcher.phase  x M      one per control-channel line
+    network.decision x D     one per connection the allow list's proxy judged, in order
     run.terminal             outcome, exit status, budget witnesses
     run.denied      x D      one per denied-attempt entry of the report (none for most runs)
     run.streams     x K      captured bytes in chunks (so stream digests can be re-checked)
@@ -36,6 +37,7 @@ from typing import Any, Protocol
 
 from bvisor import canonical
 from bvisor.contract import BoundarySpec, Outcome, denials
+from bvisor.contract.netpolicy import DECISION_EVENT
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import (
@@ -296,6 +298,9 @@ def _record_items(
     report.sealed."""
     for index, line in enumerate(execution.lines):
         yield ("launcher.phase", {"index": index, "line": line}, attempt)
+    decisions = execution.network.decisions if execution.network is not None else ()
+    for index, decision in enumerate(decisions):
+        yield (DECISION_EVENT, {"index": index, "decision": decision.to_value()}, attempt)
     yield ("run.terminal", terminal_payload(execution), attempt)
     for index, entry in enumerate(report.body.denied_attempts):
         yield ("run.denied", denied_payload(index, entry), attempt)

@@ -388,6 +388,11 @@ class Launcher:
                             raise Fault("launcher", errno.EPROTO, f"marker for op {index}")
                         if ops[index].name == "init":
                             self._note_workload()
+                        done = ops[index].on_done
+                        if done is not None:
+                            assert self.child_pid is not None
+                            for text in done(self.child_pid):
+                                self.ctl.note(text)
                         report_through(index)
                     elif kind == b"R":
                         data = data[1:]

@@ -46,6 +46,7 @@ OP_CODES: dict[str, int] = {
     "seccomp": 7,
     "exec": 8,
     "cgroupfs_hide": 9,
+    "netproxy": 10,
 }
 
 CLONE_NEWNS = 0x00020000
@@ -75,6 +76,9 @@ class Op:
     phase: Phase
     entry: str
     at_end_of_phase: bool = False
+    # Run by the launcher once the child reports this op done, with the child's pid; it
+    # returns notes for the transcript (and raises Fault to stop the launch).
+    on_done: Callable[[int], list[str]] | None = None
 
     @property
     def code(self) -> int:
@@ -119,9 +123,16 @@ class Program:
         self.notes.setdefault(state_of(phase, policy=policy), []).append(text)
 
     def add_op(
-        self, name: str, args: Any, phase: Phase, entry: str, *, at_end_of_phase: bool = False
+        self,
+        name: str,
+        args: Any,
+        phase: Phase,
+        entry: str,
+        *,
+        at_end_of_phase: bool = False,
+        on_done: Callable[[int], list[str]] | None = None,
     ) -> None:
-        self.ops.append(Op(name, args, phase, entry, at_end_of_phase))
+        self.ops.append(Op(name, args, phase, entry, at_end_of_phase, on_done))
 
     def at_rendezvous(self, mechanism: str, step: Callable[[int], None]) -> None:
         """Run ``step(pid)`` while the child waits (a failure faults the launch)."""

@@ -16,6 +16,8 @@ The launcher refuses rather than guesses. A body passes only if:
   cgroup leaf slots of the cgroup entry and no other; INHERITED slots exactly the kept
   fds above stdio; one ARTIFACT_STAGING slot, a read-only directory fd, exactly when the
   outputs entry commits;
+  one NetProxy slot (a socket) exactly when ``linux.netproxy.v1`` is
+  scheduled;
 * the secrets are exactly the leases the environment names.
 
 What the launcher cannot see for itself — which file an fd is, a lease's value — the host
@@ -60,6 +62,7 @@ class Verified:
     cgroup_v1_slots: Mapping[str, int]  # controller -> slot
     inherited: tuple[int, ...]
     staging_slot: int | None = None  # the host's artifact staging directory
+    netproxy_slot: int | None = None  # the host's channel for the allow list's listener
 
     def entries(self) -> list[tuple[str, Phase, mech.Params]]:
         """``(id, phase, typed params)`` in schedule order."""
@@ -174,7 +177,10 @@ def _verify_table(body: LaunchBody, params: Mapping[str, mech.Params]) -> Verifi
         raise _invalid(f"inherited slots {inherited} are not the kept fds {wanted}")
     _verify_secrets(body, ambient)
     staging = _verify_staging(by_role[DescriptorRole.ARTIFACT_STAGING], params)
-    return Verified(body, dict(params), exe[0].slot_index, roots, v2, v1, tuple(inherited), staging)
+    proxy = _verify_netproxy(by_role[DescriptorRole.NET_PROXY], params)
+    return Verified(
+        body, dict(params), exe[0].slot_index, roots, v2, v1, tuple(inherited), staging, proxy
+    )
 
 
 def _verify_staging(slots: list[DescriptorSlot], params: Mapping[str, mech.Params]) -> int | None:
@@ -189,6 +195,21 @@ def _verify_staging(slots: list[DescriptorSlot], params: Mapping[str, mech.Param
         return None
     if slots[0].expected.kind is not DescriptorKind.DIRECTORY or slots[0].expected.writable:
         raise _invalid("the artifact staging slot must be a read-only directory fd")
+    return slots[0].slot_index
+
+
+def _verify_netproxy(slots: list[DescriptorSlot], params: Mapping[str, mech.Params]) -> int | None:
+    wanted = mech.NETPROXY.id in params
+    if len(slots) != int(wanted):
+        raise _invalid(
+            f"{len(slots)} NetProxy slots, but the plan "
+            + ("schedules" if wanted else "does not schedule")
+            + f" {mech.NETPROXY.id}"
+        )
+    if not slots:
+        return None
+    if slots[0].expected.kind is not DescriptorKind.SOCKET or not slots[0].expected.writable:
+        raise _invalid(f"slot {slots[0].slot_index} (NetProxy) must be a read-write socket")
     return slots[0].slot_index
 
 

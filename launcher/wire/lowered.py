@@ -151,6 +151,15 @@ class LoweredParams:
         return None if value is None else value.guarantee
 
     @property
+    def netproxy(self) -> mech.NetProxy | None:
+        return self.get(mech.NETPROXY, mech.NetProxy)
+
+    @property
+    def network_budget(self) -> int | None:
+        value = self.get(mech.BUDGET_NETWORK, mech.NetworkBudget)
+        return None if value is None else value.limit_bytes
+
+    @property
     def pidns(self) -> bool:
         return self.has(mech.PIDNS)
 

@@ -70,6 +70,8 @@ TEST_HOOKS: frozenset[str] = frozenset(
         "skip_rootfs",
         "skip_seccomp",
         "skip_userns",
+        # Host-side: the allow list's proxy allows (and records as allowed) everything.
+        "proxy_allow_all",
     }
 )
 
@@ -154,6 +156,8 @@ class DescriptorRole(StrEnum):
     Landlock rule); ``CGROUP_V1_LEAF`` slots name their controller in ``path``;
     ``ARTIFACT_STAGING`` is the directory the host made for a run's committed outputs,
     which the launcher fills (by fd) after the workload exits.
+    ``NET_PROXY`` is the host's end-to-be of the allow list's listener: one end of a
+    socketpair whose other end the host's proxy holds.
     """
 
     TARGET_EXE = "TargetExe"
@@ -162,6 +166,7 @@ class DescriptorRole(StrEnum):
     CGROUP_V1_LEAF = "CgroupV1Leaf"
     INHERITED = "Inherited"
     ARTIFACT_STAGING = "ArtifactStaging"
+    NET_PROXY = "NetProxy"
 
 
 @dataclass(frozen=True, slots=True)

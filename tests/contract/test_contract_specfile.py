@@ -361,6 +361,7 @@ def test_there_are_examples() -> None:
         "read-data-write-output.toml",
         "budgeted-timeout.toml",
         "refused-network-allow-list.toml",
+        "network-allow-list.toml",
     } <= names
 
 
@@ -378,7 +379,9 @@ def test_named_examples_say_what_they_claim() -> None:
     assert timeout.budgets.wall_micros == Budget(1_000_000, MinGuarantee.ENFORCED)
     assert timeout.workload == ProcessWorkload("/bin/sleep", ("5",))
     refused = by_name["refused-network-allow-list.toml"]
-    assert Network(NetworkAllowList(("example.org:443",))) in refused.capabilities
+    assert Network(NetworkAllowList(("dns.example.org:53/udp",))) in refused.capabilities
+    allowed = by_name["network-allow-list.toml"]
+    assert Network(NetworkAllowList(("example.org:443",))) in allowed.capabilities
     io = by_name["read-data-write-output.toml"]
     accesses = {c.access for c in io.capabilities if isinstance(c, Filesystem)}
     assert accesses == {FsAccess.READ, FsAccess.READ_WRITE}

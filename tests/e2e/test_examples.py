@@ -21,6 +21,7 @@ EXPECTED: dict[str, tuple[Outcome, bytes]] = {
     "deny-new-tasks.toml": (Outcome.COMPLETED, b"fork=REFUSED errno=1"),
     "no-network.toml": (Outcome.COMPLETED, b"lo:"),
     "read-data-write-output.toml": (Outcome.COMPLETED, b"copied\ndata=READ_ONLY"),
+    "network-allow-list.toml": (Outcome.COMPLETED, b"unlisted=403\ndirect=no-route"),
 }
 
 
@@ -38,6 +39,8 @@ NEEDS_CGROUP = {"allow-descendants-atomic-kill.toml": ("cgroup2-kill", "cgroup1-
 def test_example_runs_as_its_comment_says(name: str, tmp_path: Path) -> None:
     for feature in ("seccomp", "landlock", "netns", "pidns"):
         require_feature(feature)
+    if name == "network-allow-list.toml":
+        require_feature("netns-loopback")
     if name in NEEDS_CGROUP and any(feature_missing(f) for f in NEEDS_CGROUP[name]):
         with pytest.raises(PlanRefusal) as refused:
             run_confined(load_spec(EXAMPLES / name), ledger=tmp_path / "ledger")
@@ -76,3 +79,4 @@ def test_the_refused_example_is_refused_and_never_runs(tmp_path: Path) -> None:
     with pytest.raises(PlanRefusal) as refused:
         run_confined(load_spec(EXAMPLES / "refused-network-allow-list.toml"), ledger=tmp_path / "l")
     assert refused.value.code == "unsupported"
+    assert "dns.example.org:53/udp" in refused.value.detail

@@ -10,6 +10,7 @@ import pytest
 from bvisor.contract import mechanisms as mech
 from bvisor.contract.profile import HostFacts
 from bvisor.front.cli.main import main
+from bvisor.planner.rules.v2.network import netproxy_missing
 from tests.features import require_feature
 
 DENY_TASKS = """
@@ -29,13 +30,13 @@ stdout = true
 stderr = true
 """
 
-# A spec the current rules refuse: a network allow list (no per-endpoint enforcement).
+# A spec the current rules refuse: an allow list entry the proxy cannot relay (UDP).
 ALLOW_LIST = (
     DENY_TASKS
     + """
 [[capability]]
 type = "network"
-allow_list = ["example.org:443"]
+allow_list = ["example.org:53/udp"]
 """
 )
 
@@ -62,7 +63,10 @@ def test_probe_json(capsys: pytest.CaptureFixture[str], live_facts: HostFacts) -
     assert doc["facts"]["landlock_abi"] == live_facts.landlock_abi
     cell = doc["ceiling"]["child_spawn_deny_new_tasks"]
     assert set(cell) == {"enforcement", "mechanism", "evidence", "reason"}
-    assert doc["ceiling"]["network_allow_list"]["enforcement"] == "Unsupported"
+    proxy = netproxy_missing(live_facts) is None
+    assert doc["ceiling"]["network_allow_list"]["enforcement"] == (
+        "Enforced" if proxy else "Unsupported"
+    )
     assert len(bytes.fromhex(doc["h_p"])) == 32
 
 
@@ -107,7 +111,7 @@ def test_plan_refused_exits_125(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     doc = json.loads(out)
     assert doc["admitted"] is False
     assert (doc["code"], doc["requirement"]) == ("unsupported", "network_allow_list")
-    assert "per-endpoint" in doc["detail"]
+    assert "relays TCP only" in doc["detail"]
     status, out, _ = run_cli(capsys, "plan", path)
     assert status == 125
     assert "refused [unsupported] (network_allow_list)" in out
@@ -122,3 +126,19 @@ def test_plan_bad_spec_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert "capability[0].policy" in err and "Traceback" not in err
     status, _, err = run_cli(capsys, "plan", str(tmp_path / "missing.toml"))
     assert status == 2 and "cannot read spec file" in err
+
+
+def test_plan_shows_the_allow_list_s_proxy(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, live_facts: HostFacts
+) -> None:
+    if netproxy_missing(live_facts) is not None:
+        pytest.skip(f"LOUD SKIP: no allow list here ({netproxy_missing(live_facts)})")
+    spec = DENY_TASKS + '[[capability]]\ntype = "network"\nallow_list = ["pypi.org:443"]\n'
+    path = spec_file(tmp_path, spec)
+    status, out, _ = run_cli(capsys, "plan", path, "--json")
+    assert status == 0, out
+    network = json.loads(out)["network"]
+    assert network["listener"] == "127.0.0.1:3128" and network["allow"] == ["pypi.org:443"]
+    assert network["environment"]["HTTPS_PROXY"] == "http://127.0.0.1:3128"
+    status, out, _ = run_cli(capsys, "plan", path)
+    assert "allow     pypi.org:443" in out and "env       ALL_PROXY=socks5h://" in out

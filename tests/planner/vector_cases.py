@@ -31,6 +31,7 @@ from bvisor.contract import (
     LaunchWorkload,
     MinGuarantee,
     Network,
+    NetworkAllowList,
     NetworkDenyAll,
     SecretLease,
     SpawnPolicy,
@@ -48,12 +49,13 @@ def vectors_path(version: int) -> Path:
     return VECTOR_DIR / f"v{version}" / "plans.json"
 
 
-def cases() -> dict[str, Any]:
+def cases(version: int = 1) -> dict[str, Any]:
+    """The specs of ``version``'s vectors: v1's three, and from v2 on the allow list's."""
     kill = Kill(KillTarget.RUN_TREE, KillGuarantee.ATOMIC)
     env = EnvPolicy.exact(
         (EnvEntry("PATH", EnvLiteral("/usr/bin:/bin")), EnvEntry("TOKEN", SecretLease("t")))
     )
-    return {
+    found = {
         "seed_deny_new_tasks": seed_spec(),
         "seed_allow_descendants_atomic_kill": seed_spec(
             SpawnPolicy.ALLOW_DESCENDANTS_WITHIN_BOUNDARY,
@@ -80,6 +82,21 @@ def cases() -> dict[str, Any]:
             ),
         ),
     }
+    if version >= 2:
+        allow = ("*.pypi.org:443", "10.0.0.0/8:5432", "[2001:db8::1]:80", "pypi.org:443")
+        found["network_allow_list_budgeted"] = seed_spec(
+            capabilities=(
+                seed_spec().capabilities[0],
+                Filesystem(FsAccess.READ, ("/srv/data",)),
+                Network(NetworkAllowList(allow)),
+                Environment(env),
+            ),
+            budgets=BudgetRequirements(
+                network_bytes=Budget(1 << 20, MinGuarantee.ENFORCED),
+            ),
+            evidence=EvidenceRequirements.of({EvidenceClaim.NETWORK_ACTIVITY}),
+        )
+    return found
 
 
 def plan_vector(plan: BoundaryPlan) -> dict[str, Any]:
@@ -95,8 +112,11 @@ def plan_vector(plan: BoundaryPlan) -> dict[str, Any]:
 
 
 def facts_for(version: int) -> Any:
-    """The fixed host: v1's as it was; from v2 on it can also build a private root."""
-    return FIXED_FACTS if version == 1 else dataclasses.replace(FIXED_FACTS, pidns=True)
+    """The fixed host: v1's as it was; from v2 on it can also build a private root and
+    make the allow list's listener."""
+    if version == 1:
+        return FIXED_FACTS
+    return dataclasses.replace(FIXED_FACTS, pidns=True, netns_loopback=True)
 
 
 def compute(rules: Rules) -> dict[str, Any]:
@@ -106,7 +126,7 @@ def compute(rules: Rules) -> dict[str, Any]:
         "decl_digests": {name: digest.hex() for name, digest in rules.decl_digests.items()},
         "plans": {
             name: plan_vector(plan_boundary(spec, snapshot, rules))
-            for name, spec in cases().items()
+            for name, spec in cases(rules.version).items()
         },
     }
 

@@ -97,10 +97,10 @@ def descendants_spec(args: Sequence[str], exe: str = "/bin/sh", **budgets: Budge
 
 
 def refused_spec() -> BoundarySpec:
-    """A network allow list has no mechanism on this backend: always refused."""
+    """A UDP allow list entry: the proxy relays TCP only, so always refused."""
     return BoundarySpec(
         workload=ProcessWorkload(exe="/bin/true", args=()),
-        capabilities=(Network(NetworkAllowList(("example.org:443",))),),
+        capabilities=(Network(NetworkAllowList(("example.org:53/udp",))),),
         controls=(LaunchWorkload(),),
         budgets=BudgetRequirements(),
         evidence=EvidenceRequirements(),

@@ -122,6 +122,8 @@ static int bv_run_op(const struct bv_op *op, struct bv_ctx *ctx)
         return bv_phase_seccomp(op->args, ctx);
     case BV_OP_CGROUPFS_HIDE:
         return bv_phase_cgroupfs_hide(op->args, ctx);
+    case BV_OP_NETPROXY:
+        return bv_phase_netproxy(op->args, ctx);
     case BV_OP_EXEC:
         bv_mark(ctx, 'R', 0);
         return bv_phase_exec(op->args, ctx);

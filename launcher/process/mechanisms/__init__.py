@@ -21,6 +21,7 @@ from bvisor.launcher.process.mechanisms import (
     ipcns,
     landlock,
     netns,
+    netproxy,
     nonewprivs,
     oom,
     outputs,
@@ -38,6 +39,7 @@ Prepare = Callable[[Program, Phase, Any], None]
 PREPARE: Mapping[str, Prepare] = {
     mech.USERNS.id: userns.prepare,
     mech.NETNS.id: netns.prepare,
+    mech.NETPROXY.id: netproxy.prepare,
     mech.IPCNS.id: ipcns.prepare,
     mech.PIDNS.id: pidns.prepare,
     mech.CGROUP_LEAF.id: cgroup.prepare,
@@ -48,6 +50,7 @@ PREPARE: Mapping[str, Prepare] = {
     mech.AMBIENT_SCRUB.id: ambient.prepare,
     mech.LANDLOCK.id: landlock.prepare,
     mech.LANDLOCK_SCOPE.id: landlock.prepare_scope,
+    mech.LANDLOCK_NET.id: landlock.prepare_net,
     mech.SECCOMP.id: seccomp.prepare,
     mech.EXEC.id: exec.prepare,
     mech.OUTPUTS.id: outputs.prepare,

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/landlock.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -26,6 +27,8 @@ struct bv_landlock_args {
 int bv_landlock_abi(void);
 int bv_landlock_create_ruleset(uint64_t handled_access_fs, uint64_t scoped);
 int bv_landlock_add_path_rule(int ruleset_fd, uint64_t allowed, int parent_fd);
+int bv_landlock_create_net_ruleset(uint64_t handled_access_net);
+int bv_landlock_add_port_rule(int ruleset_fd, uint64_t allowed, uint64_t port);
 /* END CFFI DECLARATIONS */
 
 #ifndef SYS_landlock_create_ruleset
@@ -86,6 +89,37 @@ int bv_landlock_create_ruleset(uint64_t handled_access_fs, uint64_t scoped)
     attr.scoped = scoped;
     r = syscall(SYS_landlock_create_ruleset, &attr, size, 0);
     return r < 0 ? -errno : (int)r;
+}
+
+/* A ruleset handling only these network rights (ABI >= 4; no filesystem right, no scope):
+ * the allow list's TCP connect domain. */
+int bv_landlock_create_net_ruleset(uint64_t handled_access_net)
+{
+    struct bv_ruleset_attr attr;
+    size_t size = offsetof(struct bv_ruleset_attr, scoped);
+    long r;
+    memset(&attr, 0, sizeof attr);
+    attr.handled_access_net = handled_access_net;
+    r = syscall(SYS_landlock_create_ruleset, &attr, size, 0);
+    return r < 0 ? -errno : (int)r;
+}
+
+/* The kernel's struct landlock_net_port_attr (declared here for older headers). */
+struct bv_net_port_attr {
+    uint64_t allowed_access;
+    uint64_t port;
+};
+
+/* Allow `allowed` (e.g. connect) for TCP port `port`; 0 or -errno. */
+int bv_landlock_add_port_rule(int ruleset_fd, uint64_t allowed, uint64_t port)
+{
+    struct bv_net_port_attr rule;
+    memset(&rule, 0, sizeof rule);
+    rule.allowed_access = allowed;
+    rule.port = port;
+    if (syscall(SYS_landlock_add_rule, ruleset_fd, 2 /* LANDLOCK_RULE_NET_PORT */, &rule, 0) != 0)
+        return -errno;
+    return 0;
 }
 
 /* Allow `allowed` beneath the file or directory open at parent_fd; 0 or -errno. */

@@ -1,4 +1,4 @@
-"""linux.landlock.apply.v2 and linux.landlock.scope.v1: the Landlock domain.
+"""linux.landlock.apply.v2, .scope.v1 and .net.v1: the Landlock domains.
 
 The ruleset is made here before clone3, handling every filesystem right this ABI knows,
 with one rule per host path the plan grants, added from the fd the host opened for it (a
@@ -6,7 +6,9 @@ path this host lacks, or a system root that is a link, has none; its target is c
 the real root it points into). In the child, after pivot_root, the rules for the new
 root's own paths (``inside``: /, /dev, /proc, /tmp) are added from paths opened there, and
 the domain is entered (``landlock.c``). A scope-only domain handles no filesystem right,
-only the IPC scopes. Hook ``skip_landlock`` makes the ruleset but never enters it.
+only the IPC scopes. The network domain (a network allow list, ABI >= 4) handles TCP connect
+only and allows the proxy's port: stacked on the others, entered the same way. Hook
+``skip_landlock`` makes each ruleset but never enters it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,18 @@ from __future__ import annotations
 import errno
 
 from bvisor.contract.lowering import Phase
-from bvisor.contract.mechanisms import LANDLOCK_ABI_FLOOR, LandlockApply, LandlockScope
+from bvisor.contract.mechanisms import (
+    LANDLOCK_ABI_FLOOR,
+    LANDLOCK_NET,
+    LandlockApply,
+    LandlockNet,
+    LandlockScope,
+)
 from bvisor.launcher.basement import landlock
 from bvisor.launcher.process.program import Fault, Program
 from bvisor.launcher.wire.protocol import DescriptorKind
 
-__all__ = ["prepare", "prepare_scope"]
+__all__ = ["prepare", "prepare_net", "prepare_scope"]
 
 
 def _abi(floor: int) -> int:
@@ -89,3 +97,14 @@ def prepare_scope(program: Program, phase: Phase, params: LandlockScope) -> None
     program.note(
         phase, f"landlock abi={ruleset.abi} rules=0 handled=0x0 scoped={ruleset.scoped:#x}"
     )
+
+
+def prepare_net(program: Program, phase: Phase, params: LandlockNet) -> None:
+    abi = _abi(landlock.NET_ABI)
+    try:
+        ruleset = landlock.create_net_ruleset(abi, params.connect_ports)
+    except landlock.LandlockError as exc:
+        raise Fault("landlock", exc.errno or errno.EINVAL, str(exc)) from None
+    _op(program, phase, ruleset, [], LANDLOCK_NET.id)
+    ports = ",".join(str(port) for port in params.connect_ports)
+    program.note(phase, f"landlock abi={ruleset.abi} net: tcp connect only to port {ports}")

@@ -35,6 +35,7 @@ def prepare(program: Program, phase: Phase, params: Seccomp) -> None:
             deny_sockets=params.deny_sockets,
             threads_only=params.threads_only,
             notify_denials=notify,
+            inet_sockets_only=params.inet_sockets_only,
         )
     except seccomp.SeccompError as exc:
         raise Fault("seccomp", exc.errno or errno.EINVAL, str(exc)) from None
@@ -58,6 +59,7 @@ def prepare(program: Program, phase: Phase, params: Seccomp) -> None:
         f"seccomp denylist installed deny_new_tasks={int(params.deny_new_tasks)} "
         f"deny_sockets={int(params.deny_sockets)} threads_only={int(params.threads_only)} "
         f"notify_denials={int(params.notify_denials)} "
+        f"inet_sockets_only={int(params.inet_sockets_only)} "
         f"arch={built.arch} badarch=kill_process instructions={built.instructions} "
         f"denied={','.join(built.denied) or 'none'}",
         policy=True,

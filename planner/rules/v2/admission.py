@@ -4,7 +4,10 @@ Four things change: the ceiling (:mod:`bvisor.planner.rules.v2.ceiling`); the sp
 checks before any requirement is judged — the private root must be buildable
 (:func:`bvisor.planner.rules.v2.rootfs.check_mounts`: a temp root or exposed path needs a
 filesystem capability; no two mounts at one destination; nothing at or under ``/dev`` or
-``/proc``) and the outputs controls must be holdable
+``/proc``), the network allow list's own checks
+(:func:`bvisor.planner.rules.v2.network.check_network`: entries the proxy cannot enforce,
+proxy variables the spec would override, a network budget or claim without a network
+capability) and the outputs controls must be holdable
 (:func:`bvisor.planner.rules.v2.outputs.check_outputs`); the evidence membrane's needs
 (:data:`EVIDENCE_NEEDS`): a filesystem delta needs ``ListOutputs``, artifact lineage
 ``CommitArtifact``, on top of v1's; and one check after: denied attempts with a
@@ -25,6 +28,7 @@ from bvisor.planner.rules.v1 import evidence as v1_evidence
 from bvisor.planner.rules.v1.admission import admit_with
 from bvisor.planner.rules.v2.ceiling import linux_ceiling
 from bvisor.planner.rules.v2.denials import check_denial_evidence
+from bvisor.planner.rules.v2.network import check_network
 from bvisor.planner.rules.v2.outputs import check_outputs
 from bvisor.planner.rules.v2.rootfs import check_mounts
 
@@ -42,6 +46,7 @@ EVIDENCE_NEEDS: Mapping[EvidenceClaim, tuple[RequirementKind, ...]] = {
 
 def _check_spec(spec: BoundarySpec) -> None:
     check_mounts(spec)
+    check_network(spec)
     check_outputs(spec)
 
 

@@ -17,6 +17,9 @@ Changes from v1 (whose cells and helpers this builds on):
 * ``child_spawn_allow_threads_within_boundary`` is Enforced with seccomp: ``clone3``
   answers ENOSYS so libc uses ``clone``, whose flags a filter can read, and only thread
   flags pass (the mask Chromium's, Firefox's and sandbox2's filters use).
+* ``network_allow_list``, ``budget:network_bytes`` and ``evidence:network_activity`` are
+  Enforced with the host's proxy listening inside the workload's empty network namespace
+  (:mod:`bvisor.planner.rules.v2.network`).
 * The run tree is the PID namespace: killing its init kills every process in it at once,
   so ``child_spawn_allow_descendants``, ``kill:*`` and an Enforced wall budget need no
   cgroup. Where the namespace cannot be made, v1's cgroup.kill cells apply.
@@ -41,6 +44,7 @@ from bvisor.contract.requirements import RequirementKind
 from bvisor.planner.rules.v1 import ceiling as v1
 from bvisor.planner.rules.v1.ceiling import E, M, budget_key, kill_key
 from bvisor.planner.rules.v2.denials import DENIED_KEY, denial_cells
+from bvisor.planner.rules.v2.network import network_cells
 
 __all__ = ["linux_ceiling", "private_root_missing"]
 
@@ -181,6 +185,7 @@ def _requirement_cells(facts: HostFacts) -> list[CeilingCell]:
     for guarantee in KillGuarantee:
         replaced[kill_key(guarantee)] = _pidns_cell(facts, kill_key(guarantee), _TREE)
     replaced.update(_outputs_cells(facts))
+    replaced[k.NETWORK_ALLOW_LIST.value] = network_cells(facts)[k.NETWORK_ALLOW_LIST.value]
     cells: list[CeilingCell] = []
     for cell in v1._requirement_cells(facts):
         better = replaced.get(cell.key)
@@ -211,6 +216,7 @@ def _with_delegation_hint(facts: HostFacts, cells: list[CeilingCell]) -> list[Ce
 
 def _budget_cells(facts: HostFacts) -> list[CeilingCell]:
     wall = budget_key(BudgetDimension.WALL_MICROS)
+    network = network_cells(facts)
     cells = []
     for cell in v1._budget_cells(facts):
         if cell.key == wall and private_root_missing(facts) is None:
@@ -221,7 +227,7 @@ def _budget_cells(facts: HostFacts) -> list[CeilingCell]:
                 "the host's deadline kills the run's PID namespace (its init) at once",
                 _USAGE,
             )
-        cells.append(cell)
+        cells.append(network.get(cell.key, cell))
     return cells
 
 
@@ -232,12 +238,12 @@ def linux_ceiling(facts: HostFacts) -> tuple[CeilingCell, ...]:
 
 
 def _evidence_cells(facts: HostFacts) -> list[CeilingCell]:
-    """v1's evidence cells with v2's: denied attempts (and its filesystem companion), and
-    the outputs' filesystem delta and artifact lineage."""
+    """v1's evidence cells with v2's: denied attempts (and its filesystem companion), the
+    outputs' filesystem delta and artifact lineage, and the network activity."""
     denied, filesystem = denial_cells(facts)
-    outputs = _outputs_cells(facts)
+    better = {**_outputs_cells(facts), **network_cells(facts)}
     cells = [
-        denied if cell.key == DENIED_KEY else outputs.get(cell.key, cell)
+        denied if cell.key == DENIED_KEY else better.get(cell.key, cell)
         for cell in v1._evidence_cells(facts)
     ]
     return [*cells, filesystem]

@@ -12,6 +12,13 @@ domain over the same grants; without one, a scope-only Landlock domain where the
 has scopes; and when the outputs are listed or committed, the walk that lists them
 (``linux.outputs.v1``, :mod:`bvisor.planner.rules.v2.outputs`).
 
+With a network allow list: the empty network namespace, the proxy's listener in it
+(``linux.netproxy.v1``, the entries as its parameters), the proxy variables in the exec's
+environment, a seccomp filter allowing only AF_INET/AF_INET6 sockets, a Landlock domain
+allowing TCP connects only to the proxy's port where the kernel has network rules (ABI >=
+4: ``linux.landlock.net.v1``, a second layer under the empty namespace), and — for an
+Enforced ``network_bytes`` budget — the proxy's byte budget (``linux.budget.network.v1``).
+
 A cgroup leaf where a cgroup is a mechanism: process and memory budgets, process-tree
 evidence, and descendants, an Enforced kill or a wall budget wherever the host has a
 cgroup v2 base with ``cgroup.kill`` (the tree then dies by both, and stays in the caller's
@@ -51,27 +58,34 @@ from bvisor.planner.rules.v1.selection import (
     _keep_fds,
 )
 from bvisor.planner.rules.v2.ceiling import private_root_missing
+from bvisor.planner.rules.v2.network import allow_list_of, netproxy_params, proxy_environment
 from bvisor.planner.rules.v2.outputs import outputs_params
 from bvisor.planner.rules.v2.rootfs import mount_table
 
-__all__ = ["OOM_SCORE", "PARAM_KEYS", "select_primitives"]
+__all__ = ["LANDLOCK_NET_ABI", "OOM_SCORE", "PARAM_KEYS", "select_primitives"]
 
 OOM_SCORE = 1000
+LANDLOCK_NET_ABI = 4  # Landlock's TCP connect rules
 PARAM_KEYS: Mapping[str, frozenset[str]] = {
     primitive.id: frozenset(primitive.params.FIELDS) for primitive in mech.CATALOGUE
 }
 
 
-def _env(spec: BoundarySpec) -> tuple[mech.EnvSource, ...]:
-    entries: list[mech.EnvSource] = []
+def _env(spec: BoundarySpec, proxy: bool) -> tuple[mech.EnvSource, ...]:
+    """The spec's environment, plus the proxy variables when the allow list's proxy runs
+    (admission refused a spec that sets one of them to anything else)."""
+    entries: dict[str, mech.EnvSource] = {}
     for capability in spec.capabilities:
         if isinstance(capability, Environment):
             for entry in capability.policy.entries:
                 if isinstance(entry.value, EnvLiteral):
-                    entries.append(mech.EnvSource(entry.name, entry.value.value, None))
+                    entries[entry.name] = mech.EnvSource(entry.name, entry.value.value, None)
                 else:
-                    entries.append(mech.EnvSource(entry.name, None, entry.value.ref))
-    return tuple(sorted(entries, key=lambda e: e.name.encode("utf-8")))
+                    entries[entry.name] = mech.EnvSource(entry.name, None, entry.value.ref)
+    if proxy:
+        for name, value in proxy_environment().items():
+            entries[name] = mech.EnvSource(name, value, None)
+    return tuple(sorted(entries.values(), key=lambda e: e.name.encode("utf-8")))
 
 
 def _streams(spec: BoundarySpec) -> CaptureStreams | None:
@@ -112,13 +126,15 @@ def select_primitives(
     streams = _streams(spec)
     tty = streams is not None and streams.streams.tty
     argv0 = workload.argv0 or workload.exe
+    allow = allow_list_of(spec) if k.NETWORK_ALLOW_LIST.value in kinds else None
+    env = _env(spec, allow is not None)
     typed: list[tuple[mech.Primitive, mech.Params]] = [
         (mech.NO_NEW_PRIVS, mech.NoParams()),
         (mech.CAPS_DROP, mech.NoParams()),
         (mech.OOM_SCORE, mech.OomScore(OOM_SCORE)),
         (
             mech.AMBIENT_SCRUB,
-            mech.AmbientScrub(_env(spec), tuple(_keep_fds(spec)), tty),  # type: ignore[arg-type]
+            mech.AmbientScrub(env, tuple(_keep_fds(spec)), tty),  # type: ignore[arg-type]
         ),
         (mech.EXEC, mech.Exec(workload.exe, (argv0, *workload.args))),
     ]
@@ -130,13 +146,32 @@ def select_primitives(
     if private:
         typed += [(mech.PIDNS, mech.NoParams()), (mech.PIDNS_KILL, mech.NoParams())]
     deny_net = k.NETWORK_DENY_ALL.value in kinds
-    if deny_net:
+    if deny_net or allow is not None:
         typed.append((mech.NETNS, mech.NoParams()))
+    if allow is not None:
+        proxy = netproxy_params(allow)
+        typed.append((mech.NETPROXY, proxy))
+        if facts.landlock_abi >= LANDLOCK_NET_ABI:
+            typed.append((mech.LANDLOCK_NET, mech.LandlockNet((proxy.port,))))
+        network = budgets.get(BudgetDimension.NETWORK_BYTES.value)
+        if network is not None:
+            typed.append((mech.BUDGET_NETWORK, mech.NetworkBudget(network)))
     deny_tasks = k.CHILD_SPAWN_DENY_NEW_TASKS.value in kinds
     threads = k.CHILD_SPAWN_ALLOW_THREADS.value in kinds
     if deny_tasks or deny_net or threads or seccomp_errno_missing(facts) is None:
         notify = EvidenceClaim.DENIED_ATTEMPTS.value in evidence
-        typed.append((mech.SECCOMP, mech.Seccomp(deny_tasks, deny_net, threads, notify)))
+        typed.append(
+            (
+                mech.SECCOMP,
+                mech.Seccomp(
+                    deny_new_tasks=deny_tasks,
+                    deny_sockets=deny_net,
+                    threads_only=threads,
+                    notify_denials=notify,
+                    inet_sockets_only=allow is not None,
+                ),
+            )
+        )
     if k.FILESYSTEM.value in kinds:
         rootfs = mount_table(spec)
         typed += [(mech.ROOTFS, rootfs), (mech.LANDLOCK, _landlock(rootfs, facts))]

@@ -1,0 +1,490 @@
+"""One run's proxy: receive the listener, judge every connection, record every decision.
+
+Lifetime is the run's (the backend starts the session before the launcher and stops it
+in the run's teardown). Threads: one that waits for the listener on the channel and then
+accepts, and one per connection (at most :data:`MAX_CONNECTIONS` at once; the rest wait
+in the listener's backlog). All are daemon threads — nothing here can keep the host
+alive — and :meth:`ProxySession.stop` wakes and joins them: the listener is closed, every
+live socket is shut down, so each connection thread records its decision and ends. A
+session never leaves a socket open after ``stop``.
+
+The listener arrives from the launcher (see ``linux.netproxy.v1``) and is checked again
+here before anything is accepted on it: an AF_INET stream socket, listening, bound to
+exactly ``127.0.0.1:<port>``, and *not* in the host's own network namespace (``SIOCGSKNS``).
+A listener that fails is closed unused and the run says why.
+
+Per connection: read what is asked (:mod:`.requests`), judge it
+(:func:`bvisor.contract.netpolicy.judge`, resolving a listed name with the host's
+resolver and pinning the address judged), connect to exactly that address, relay
+(:mod:`.relay`), and record one :class:`NetworkDecision` when the connection ends — through
+``on_decision`` (the runner appends it to the ledger as it happens) and in the result
+the report is built from. A decision that cannot be recorded stops the proxy: no further
+connection is accepted (fail closed). At most :data:`MAX_DECISIONS` are made per run;
+then the listener is closed, so the report stays bounded and nothing goes unrecorded.
+
+``allow_all`` is the test-only lie switch (hook ``proxy_allow_all``): every destination
+is allowed, and recorded as allowed, so the oracles that must catch a lying proxy can be
+shown to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bvisor.contract.endpoints import Endpoint, parse_address
+from bvisor.contract.errors import ContractError
+from bvisor.contract.mechanisms import NetProxy
+from bvisor.contract.netpolicy import (
+    BAD_REQUEST,
+    BUDGET_EXHAUSTED,
+    LISTED,
+    UNRESOLVED,
+    Judgement,
+    NetworkDecision,
+    destination_text,
+    judge,
+    normal_host,
+    parse_entries,
+)
+from bvisor.launcher.host.proxy import requests
+from bvisor.launcher.host.proxy.relay import Budget, relay
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "HEAD_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "MAX_DECISIONS",
+    "DecisionSink",
+    "ProxyResult",
+    "ProxySession",
+]
+
+MAX_CONNECTIONS = 64
+MAX_DECISIONS = 4096
+HEAD_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10.0
+_SIOCGSKNS = 0x894C
+
+DecisionSink = Callable[[int, NetworkDecision], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyResult:
+    """What the proxy did in one run, for the report."""
+
+    decisions: tuple[NetworkDecision, ...]
+    listener: str | None  # "127.0.0.1:<port> net:[<inode>]" once it was received and checked
+    problems: tuple[str, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(d.total for d in self.decisions)
+
+
+@dataclass
+class _Connection:
+    sockets: list[socket.socket] = field(default_factory=list)
+
+
+class ProxySession:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        channel: socket.socket,
+        params: NetProxy,
+        budget_bytes: int | None,
+        on_decision: DecisionSink | None = None,
+        *,
+        allow_all: bool = False,
+    ) -> None:
+        self._channel = channel
+        self._port = params.port
+        self._problems: list[str] = []
+        try:
+            self._entries: tuple[Endpoint, ...] | None = parse_entries(params.allow)
+        except ContractError as exc:  # a verified plan never gets here; fail closed if it does
+            self._entries = None
+            self._problems.append(f"the allow list cannot be read: {exc}")
+        self._budget = Budget(budget_bytes)
+        self._on_decision = on_decision
+        self._allow_all = allow_all
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+        self._decisions: list[NetworkDecision] = []
+        self._live: dict[int, _Connection] = {}
+        self._workers: set[threading.Thread] = set()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._listener: socket.socket | None = None
+        self._listener_text: str | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="bvisor-proxy", daemon=True)
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, grace: float = 3.0) -> ProxyResult:
+        """Stop accepting, end every connection, join every thread; the run's result."""
+        deadline = time.monotonic() + grace
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        self._thread.join(grace)
+        with self._lock:
+            live = [s for c in self._live.values() for s in c.sockets]
+            workers = list(self._workers)
+        for sock in live:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._closed = True
+            unfinished = sum(1 for worker in self._workers if worker.is_alive())
+            decisions = tuple(self._decisions)
+            problems = list(self._problems)
+        if unfinished:
+            problems.append(
+                f"{unfinished} connection(s) were still being set up when the run ended; "
+                "their decisions are not recorded"
+            )
+        self._close_listener()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            self._channel.close()
+        return ProxyResult(decisions, self._listener_text, tuple(problems))
+
+    def _problem(self, text: str) -> None:
+        with self._lock:
+            self._problems.append(text)
+
+    def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.close()
+
+    # -- the listener --------------------------------------------------------------------
+
+    def _wait_readable(self, sock: socket.socket) -> bool:
+        """Block until ``sock`` is readable (True) or the session stops (False)."""
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        while not self._stopping.is_set():
+            ready = dict(poller.poll())
+            if self._wake_r in ready:
+                return False
+            if sock.fileno() in ready:
+                return True
+        return False
+
+    def _receive_listener(self) -> socket.socket | None:
+        if not self._wait_readable(self._channel):
+            return None
+        try:
+            data, fds, _, _ = socket.recv_fds(self._channel, 16, 2)
+        except OSError as exc:
+            self._problem(f"receiving the listener failed: {exc}")
+            return None
+        received: list[socket.socket] = []
+        for fd in fds:
+            try:
+                received.append(socket.socket(fileno=fd))
+            except OSError as exc:
+                os.close(fd)
+                self._problem(f"the launcher passed an fd that is not a socket: {exc}")
+        if not received:
+            return None  # the launcher ended before making one (its own report says why)
+        listener, extra = received[0], received[1:]
+        for sock in extra:
+            sock.close()
+        problem = self._check_listener(listener) if data == b"L" and not extra else "bad message"
+        if problem is not None:
+            listener.close()
+            self._problem(f"the listener was refused: {problem}")
+            return None
+        return listener
+
+    def _check_listener(self, listener: socket.socket) -> str | None:
+        if listener.family != socket.AF_INET or listener.type != socket.SOCK_STREAM:
+            return "not an AF_INET stream socket"
+        if not listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            return "not listening"
+        if listener.getsockname() != ("127.0.0.1", self._port):
+            return f"bound to {listener.getsockname()!r}, not 127.0.0.1:{self._port}"
+        try:
+            ns = fcntl.ioctl(listener.fileno(), _SIOCGSKNS)
+            try:
+                inode = os.fstat(ns).st_ino
+            finally:
+                os.close(ns)
+            own = os.stat("/proc/self/ns/net").st_ino
+        except OSError as exc:
+            return f"its network namespace cannot be told ({exc})"
+        if inode == own:
+            return "it lives in the host's own network namespace"
+        self._listener_text = f"127.0.0.1:{self._port} net:[{inode}]"
+        return None
+
+    def _serve(self) -> None:
+        listener = self._receive_listener()
+        if listener is None or self._entries is None:
+            if listener is not None:
+                listener.close()
+            return
+        self._listener = listener
+        while not self._stopping.is_set():
+            while not self._slots.acquire(timeout=0.2):
+                if self._stopping.is_set():
+                    return
+            if not self._wait_readable(listener):
+                self._slots.release()
+                return
+            with self._lock:
+                closed = self._closed
+                full = len(self._decisions) + len(self._live) >= MAX_DECISIONS
+            if closed or full:
+                self._slots.release()
+                if full and not closed:
+                    self._problem(
+                        f"{MAX_DECISIONS} connections in this run: the listener was closed"
+                    )
+                self._close_listener()
+                return
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                self._slots.release()
+                continue
+            self._start_worker(conn)
+
+    def _start_worker(self, conn: socket.socket) -> None:
+        record = _Connection([conn])
+        worker = threading.Thread(
+            target=self._worker, args=(conn, record), name="bvisor-proxy-conn", daemon=True
+        )
+        with self._lock:
+            self._live[id(record)] = record
+            self._workers.add(worker)
+        try:
+            worker.start()
+        except RuntimeError as exc:  # no thread to be had: refuse this one, keep serving
+            with self._lock:
+                self._live.pop(id(record), None)
+                self._workers.discard(worker)
+                self._problems.append(f"a connection was closed unjudged: {exc}")
+            conn.close()
+            self._slots.release()
+
+    def _worker(self, conn: socket.socket, record: _Connection) -> None:
+        try:
+            decision = self._handle(conn, record)
+            if decision is not None:
+                self._record(decision)
+        finally:
+            for sock in record.sockets:
+                with contextlib.suppress(OSError):
+                    sock.close()
+            with self._lock:
+                self._live.pop(id(record), None)
+                self._workers.discard(threading.current_thread())
+            self._slots.release()
+
+    def _record(self, decision: NetworkDecision) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            index = len(self._decisions)
+            self._decisions.append(decision)
+            if self._on_decision is None:
+                return
+            try:
+                self._on_decision(index, decision)
+            except Exception as exc:  # the ledger refused: accept nothing more
+                self._problems.append(f"decision {index} could not be recorded: {exc}")
+                self._closed = True
+                self._stopping.set()
+                with contextlib.suppress(OSError):
+                    os.write(self._wake_w, b"x")
+
+    # -- one connection ----------------------------------------------------------------
+
+    def _handle(self, conn: socket.socket, record: _Connection) -> NetworkDecision | None:
+        conn.settimeout(HEAD_TIMEOUT)
+        try:
+            ask = requests.read_ask(conn)
+        except requests.BadRequest as bad:
+            _reply_bad(conn, bad.via, bad.socks_code, bad.detail)
+            return _denied(bad.via, "", 0, None, BAD_REQUEST, None, bad.detail)
+        except OSError as exc:
+            if self._stopping.is_set():
+                return None  # the run ended while a client was still writing its request
+            return _denied("http", "", 0, None, BAD_REQUEST, None, f"reading the request: {exc}")
+        host = normal_host(ask.host)
+        if host is None:
+            _reply_bad(conn, ask.via, requests.SOCKS_FAILURE, "bad host name")
+            return _denied(ask.via, "", ask.port, None, BAD_REQUEST, None, "bad host name")
+        if self._budget.exhausted:
+            _reply_refused(conn, ask.via, host, ask.port, "the network budget is spent")
+            return _denied(ask.via, host, ask.port, None, BUDGET_EXHAUSTED, None, None)
+        judged, address = self._decide(host, ask.port)
+        if not judged.allowed or address is None:
+            _reply_refused(conn, ask.via, host, ask.port, judged.reason)
+            return _denied(ask.via, host, ask.port, address, judged.reason, judged.entry, None)
+        return self._connect(conn, record, ask, host, address, judged)
+
+    def _decide(self, host: str, port: int) -> tuple[Judgement, str | None]:
+        entries = self._entries or ()
+        literal = parse_address(host)
+        if literal is not None:
+            address = literal.compressed
+            if self._allow_all:
+                return Judgement("allow", LISTED, None), address
+            return judge(entries, host, port, address), address
+        first = judge(entries, host, port, None)
+        if first.reason != UNRESOLVED and not self._allow_all:
+            return first, None  # not listed: never resolved
+        addresses = _resolve(host, port)
+        if not addresses:
+            return Judgement("deny", UNRESOLVED, first.entry), None
+        if self._allow_all:
+            return Judgement("allow", LISTED, None), addresses[0]
+        refused: tuple[Judgement, str] | None = None
+        for address in addresses:
+            judged = judge(entries, host, port, address)
+            if judged.allowed:
+                return judged, address
+            refused = refused or (judged, address)
+        assert refused is not None
+        return refused
+
+    def _connect(
+        self,
+        conn: socket.socket,
+        record: _Connection,
+        ask: requests.Ask,
+        host: str,
+        address: str,
+        judged: Judgement,
+    ) -> NetworkDecision:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        upstream = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        with self._lock:
+            record.sockets.append(upstream)
+        upstream.settimeout(CONNECT_TIMEOUT)
+
+        def decided(sent: int = 0, received: int = 0, error: str | None = None) -> NetworkDecision:
+            return NetworkDecision(
+                ask.via, host, ask.port, address, "allow", judged.reason, judged.entry,
+                sent, received, error,
+            )  # fmt: skip
+
+        if self._stopping.is_set():
+            return decided(error="the run ended before the connection was made")
+        try:
+            upstream.connect((address, ask.port))
+        except OSError as exc:
+            _reply_unreachable(conn, ask.via, exc)
+            return decided(error=f"connect: {_errname(exc)}")
+        try:
+            if ask.via == "http-connect":
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            elif ask.via == "socks5":
+                conn.sendall(requests.socks_reply(requests.SOCKS_OK))
+        except OSError as exc:
+            return decided(error=f"reply to the workload: {_errname(exc)}")
+        flow = relay(conn, upstream, self._budget, self._stopping, ask.forward)
+        return decided(flow.sent, flow.received, flow.error)
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    """The addresses the host's resolver gives for ``host``, canonical, in its order."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return []
+    seen: list[str] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        address = parse_address(str(sockaddr[0]))
+        if address is not None and address.compressed not in seen:
+            seen.append(address.compressed)
+    return seen
+
+
+def _denied(
+    via: str,
+    host: str,
+    port: int,
+    address: str | None,
+    reason: str,
+    entry: str | None,
+    error: str | None,
+) -> NetworkDecision:
+    return NetworkDecision(
+        via,
+        host,
+        port,
+        address,
+        "deny",
+        reason,
+        entry,
+        0,
+        0,
+        None if error is None else error[:200],
+    )
+
+
+def _errname(exc: OSError) -> str:
+    if isinstance(exc, TimeoutError) and exc.errno is None:
+        return "ETIMEDOUT"
+    return errno.errorcode.get(exc.errno or 0, str(exc))
+
+
+def _send_quietly(conn: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        conn.sendall(data)
+
+
+def _reply_bad(conn: socket.socket, via: str, socks_code: int, detail: str) -> None:
+    if via == "socks5":
+        _send_quietly(conn, requests.socks_reply(socks_code))
+    else:
+        _send_quietly(conn, requests.http_reply(400, "Bad Request", f"bvisor proxy: {detail}"))
+
+
+def _reply_refused(conn: socket.socket, via: str, host: str, port: int, reason: str) -> None:
+    if via == "socks5":
+        code = (
+            requests.SOCKS_HOST_UNREACHABLE if reason == UNRESOLVED else requests.SOCKS_NOT_ALLOWED
+        )
+        _send_quietly(conn, requests.socks_reply(code))
+        return
+    status, text = (502, "Bad Gateway") if reason == UNRESOLVED else (403, "Forbidden")
+    where = destination_text(host, port)
+    _send_quietly(
+        conn, requests.http_reply(status, text, f"bvisor proxy: {where} refused ({reason})")
+    )
+
+
+def _reply_unreachable(conn: socket.socket, via: str, exc: OSError) -> None:
+    if via == "socks5":
+        _send_quietly(conn, requests.socks_reply(requests.SOCKS_REFUSED))
+    else:
+        _send_quietly(
+            conn, requests.http_reply(502, "Bad Gateway", f"bvisor proxy: {_errname(exc)}")
+        )

@@ -1,0 +1,105 @@
+/*
+ * linux.netproxy.v1 in the child: the allow list's listener, made inside the workload's
+ * new network namespace and handed out.
+ *
+ * Runs while the child still holds every capability of its user namespace (which owns
+ * the new network namespace): bring the loopback up (SIOCSIFFLAGS: CAP_NET_ADMIN), make a
+ * TCP socket listening on 127.0.0.1:<port> there, send that one fd over the launcher's
+ * socketpair (SCM_RIGHTS, one 'L' byte), then close both: the workload never holds the
+ * listener, so it can neither accept its own connections nor pass it on. The proxy that
+ * accepts on it runs on the host, in the host's namespace; nothing inside relays.
+ */
+#include "../child/window.h"
+
+#include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* BEGIN CFFI DECLARATIONS */
+struct bv_netproxy_args {
+    int channel_fd;
+    int port;
+    int backlog;
+};
+/* END CFFI DECLARATIONS */
+
+static int netproxy_loopback_up(struct bv_ctx *ctx)
+{
+    struct ifreq ifr;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int err = 0;
+    if (fd < 0)
+        return bv_why(ctx, errno, "socket for the loopback's flags");
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0)
+        err = bv_why(ctx, errno, "SIOCGIFFLAGS lo");
+    else if (!(ifr.ifr_flags & IFF_UP)) {
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)
+            err = bv_why(ctx, errno, "SIOCSIFFLAGS lo up");
+    }
+    close(fd);
+    return err;
+}
+
+static int netproxy_send(int channel, int fd, struct bv_ctx *ctx)
+{
+    char byte = 'L';
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg;
+    struct cmsghdr *cmsg;
+    ssize_t n;
+    memset(&msg, 0, sizeof msg);
+    memset(&control, 0, sizeof control);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+    do {
+        n = sendmsg(channel, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1)
+        return bv_why(ctx, n < 0 ? errno : EPIPE, "send the listener to the launcher");
+    return 0;
+}
+
+int bv_phase_netproxy(const void *args_, struct bv_ctx *ctx)
+{
+    const struct bv_netproxy_args *a = args_;
+    struct sockaddr_in addr;
+    int one = 1, fd, err;
+    if ((err = netproxy_loopback_up(ctx)) != 0)
+        return err;
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return bv_why(ctx, errno, "socket for the listener");
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)a->port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        err = bv_why(ctx, errno, "SO_REUSEADDR");
+    else if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0)
+        err = bv_why(ctx, errno, "bind 127.0.0.1:%d", a->port);
+    else if (listen(fd, a->backlog) != 0)
+        err = bv_why(ctx, errno, "listen on 127.0.0.1:%d", a->port);
+    else
+        err = netproxy_send(a->channel_fd, fd, ctx);
+    close(fd);
+    close(a->channel_fd);
+    return err;
+}

@@ -8,7 +8,8 @@ must enforce (the planner refuses rather than weakening it):
   seqpacket pairs remain, so no host daemon socket is reachable);
 * a private root holding only the current directory (read-write), the system (``/usr``,
   ``/lib*``, ``/bin``, ``/sbin``, ``/etc``, read-only), a minimal ``/dev``, a ``/proc`` of
-  its own PID namespace and a private ``/tmp`` (with ``HOME`` = ``/tmp/home``); nothing
+  its own PID namespace and a private ``/tmp`` (with ``HOME`` = ``/tmp/home``; run from
+  ``/tmp`` itself, that directory is the read-write one and ``HOME``); nothing
   else of the host exists for it, and Landlock grants the same paths as a second layer;
 * descendants allowed, all in the run's PID namespace and killed at once at the end;
 * a minimal environment (``PATH``, ``LANG``, ``HOME``), no inherited fds beyond stdio,
@@ -107,6 +108,7 @@ def process_workload(command: Sequence[str], cwd: str | None = None) -> ProcessW
 
 
 HOME = "/tmp/home"  # the private root's own HOME (rules v2 make it with the temp root)
+TEMP_DIR = "/tmp"  # where the temp root is mounted
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +289,12 @@ def default_spec(
 
         snapshot = LinuxBackend().probe()
     workload = dataclasses.replace(process_workload(command, workdir), cwd=workdir)
+    # Run from /tmp itself, the current directory *is* the temp directory the caller
+    # works in: it is granted like any working directory (the host's /tmp, read-write)
+    # and is HOME, instead of a private /tmp that would hide it.
+    in_tmp = workdir == TEMP_DIR
+    home = workdir if in_tmp else HOME
+    temp: tuple[TempRoot, ...] = () if in_tmp else (TempRoot(),)
     return BoundarySpec(
         workload=workload,
         capabilities=(
@@ -296,7 +304,7 @@ def default_spec(
             Environment(
                 policy=EnvPolicy.exact(
                     (
-                        EnvEntry(name="HOME", value=EnvLiteral(HOME)),
+                        EnvEntry(name="HOME", value=EnvLiteral(home)),
                         EnvEntry(name="LANG", value=EnvLiteral("C.UTF-8")),
                         EnvEntry(name="PATH", value=EnvLiteral(DEFAULT_PATH)),
                     )
@@ -308,7 +316,7 @@ def default_spec(
             LaunchWorkload(),
             # stdin: the caller's pipe or file is relayed in (a terminal never is).
             CaptureStreams(streams=StdStreams(stdout=True, stderr=True, stdin=True)),
-            TempRoot(),
+            *temp,
             Kill(target=KillTarget.RUN_TREE, guarantee=KillGuarantee.ATOMIC),
         ),
         budgets=default_limits(snapshot, limits),

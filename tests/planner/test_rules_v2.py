@@ -16,6 +16,9 @@ from bvisor.contract import (
     BoundarySpec,
     Budget,
     BudgetRequirements,
+    EnvEntry,
+    Environment,
+    EnvLiteral,
     ExposePath,
     Filesystem,
     FsAccess,
@@ -135,6 +138,18 @@ def test_the_default_mount_table() -> None:
     assert rootfs.cwd == "/srv/work"
     dests = [m.dest for m in rootfs.mounts]
     assert dests.index("/tmp") < dests.index("/tmp/home"), "parents first"
+
+
+def test_run_from_tmp_itself_grants_that_directory_and_makes_it_home() -> None:
+    """``bvisor run`` from ``/tmp``: the working directory is the host's /tmp (granted
+    read-write like any working directory, and HOME), not hidden by a private one."""
+    spec = default_spec(["/bin/true"], cwd="/tmp", snapshot=_snapshot(ROOT))
+    rootfs = mech.Rootfs.from_value(_plan(spec).params_of(mech.ROOTFS.id))
+    by_dest = {m.dest: m for m in rootfs.mounts}
+    assert by_dest["/tmp"] == mech.BindMount("/tmp", "/tmp", "write", True)
+    assert "/tmp/home" not in by_dest
+    (environment,) = (c for c in spec.capabilities if isinstance(c, Environment))
+    assert EnvEntry(name="HOME", value=EnvLiteral("/tmp")) in environment.policy.entries
 
 
 def test_a_storage_budget_bounds_the_temp_root() -> None:

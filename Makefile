@@ -43,6 +43,7 @@ check: lint typecheck test
 
 bench: $(STAMP)
 	$(PY) benchmarks/launch.py
+	$(PY) benchmarks/private_root.py
 	$(PY) benchmarks/ledger.py
 	$(PY) benchmarks/replay.py
 	$(PY) benchmarks/capture.py

@@ -707,10 +707,11 @@ def _outcome_problems(
         )
     elif outcome in ("timeout", "killed") and signal is None:
         interrupted = outcome == "killed" and exit_status is None and "host_interrupted" in facts
-        if not interrupted:
+        if not (interrupted or _deadline_race(body)):
             problems.append(
                 f"outcome {outcome} with {_exit_text(exit_status)} (needs an exit signal; "
-                "a workload that exited with a code was not killed)"
+                "a workload that exited with a code was not killed, unless a wall budget's "
+                "deadline passed as it exited: a budget_exceeded wall_micros fact)"
             )
     elif outcome in _ERRANT_OUTCOMES and exit_status is not None and "ExecSucceeded" not in states:
         problems.append(
@@ -718,6 +719,27 @@ def _outcome_problems(
             "reached ExecSucceeded (no workload ran to exit)"
         )
     return problems
+
+
+def _deadline_race(body: BoundaryReportBody) -> bool:
+    """A timeout whose workload exited with a code of its own: the deadline race.
+
+    The host's deadline is the *launcher's*: it fires when the launcher has not exited by
+    then. A workload that exits in the last milliseconds (the launcher still reporting
+    its status) leaves the run past its wall budget — so never ``completed`` — with the
+    workload's real code, which the kill came too late to change. That pair is the truth,
+    and the runner records it with the ``budget_exceeded`` fact for ``wall_micros``; a
+    report without that fact, or without a wall budget to exceed, cannot claim it.
+    """
+    if body.exit is None or body.exit.code is None or body.outcome.value != "timeout":
+        return False
+    budgeted = any(
+        w.dimension.value == "wall_micros" and w.limit is not None for w in body.budget_witnesses
+    )
+    deadline = any(
+        f.kind == "budget_exceeded" and f.detail.startswith("wall_micros:") for f in body.observed
+    )
+    return budgeted and deadline
 
 
 def _witness_problems(body: BoundaryReportBody, spec: BoundarySpec) -> list[str]:

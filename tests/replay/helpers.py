@@ -139,6 +139,7 @@ class FakeRun:
     stdout: bytes = b"hi\n"
     stderr: bytes = b""
     witnesses: tuple[BudgetWitness, ...] = ()
+    facts: tuple[tuple[str, str], ...] = ()  # the classifier's facts (kind, detail), last
 
 
 def _execution(attempt_id: bytes, fake: FakeRun, plan: BoundaryPlan) -> Any:
@@ -167,6 +168,8 @@ def _execution(attempt_id: bytes, fake: FakeRun, plan: BoundaryPlan) -> Any:
     run.fact("launcher_terminal", terminal or "none")
     for name, data in (("stdout", fake.stdout), ("stderr", fake.stderr)):
         run.fact("stream_captured", f"{name} bytes={len(data)}")
+    for kind, detail in fake.facts:
+        run.fact(kind, detail)
     return run
 
 

@@ -145,6 +145,7 @@ def rerun(
     ``plan.refused``, as any refusal is) or a recorded root is gone (nothing recorded).
     """
     from bvisor.front.api import run_confined
+    from bvisor.launcher.host.reach import ArtifactsReachable, KeyReachable, LedgerReachable
     from bvisor.planner.errors import PlanRefusal
 
     admitted, sealed = parsed.admitted, parsed.sealed
@@ -167,6 +168,8 @@ def rerun(
             on_plan=plans.append,
             rerun_of=link,
         )
+    except (LedgerReachable, KeyReachable, ArtifactsReachable) as exc:
+        raise RerunRefused(str(exc), code="reach") from None
     except PlanRefusal as refusal:
         where = f" [{refusal.requirement}]" if refusal.requirement else ""
         missing = f" (missing: {refusal.missing_fact})" if refusal.missing_fact else ""
@@ -209,12 +212,16 @@ def compare(
     new: BoundaryReportBody,
     old_profile: ProfileSnapshot,
     new_profile: ProfileSnapshot,
+    old_rules: int,
+    new_rules: int,
 ) -> tuple[tuple[Row, ...], tuple[str, ...]]:
-    """The rows (plan digests, outcome, exit, streams, outputs) and why h_p differs."""
+    """The rows (plan digests, the planner rules that made them — a new rules version
+    changes h_a — outcome, exit, streams, outputs) and why h_p differs."""
     rows = [
         Row(name, getattr(old, attr).hex(), getattr(new, attr).hex())
         for name, attr in (("h_p", "h_p"), ("h_a", "h_a"), ("h_l", "h_l"), ("plan_id", "plan_id"))
     ]
+    rows.append(Row("rules", f"v{old_rules}", f"v{new_rules}"))
     rows.append(Row("outcome", old.outcome.value, new.outcome.value))
     rows.append(Row("exit", _exit(old), _exit(new)))
     old_streams = {s.name: s for s in old.streams}
@@ -237,26 +244,52 @@ def compare(
     return tuple(rows), why
 
 
-def profile_differences(recorded: object, now: object, path: str = "") -> list[str]:
-    """Every leaf where two profile values differ: ``path: recorded X, here Y``."""
-    where = path or "profile"
+def profile_differences(recorded: object, now: object) -> list[str]:
+    """Why two profiles' h_p differ: each host fact that differs, then each ceiling cell
+    whose level differs (the ceiling follows from the facts and the rules; its reasons
+    and mechanism names are prose and are not listed), then whether the probe's notes
+    (how the facts were established, prose too) differ."""
+    old = recorded if isinstance(recorded, Mapping) else {}
+    new = now if isinstance(now, Mapping) else {}
+    old_facts = dict(old.get("facts") or {})
+    new_facts = dict(new.get("facts") or {})
+    old_notes, new_notes = old_facts.pop("probe_notes", None), new_facts.pop("probe_notes", None)
+    found = leaf_differences(old_facts, new_facts, "facts")
+    found += leaf_differences(_levels(old.get("ceiling")), _levels(new.get("ceiling")), "ceiling")
+    for key in sorted((set(old) | set(new)) - {"facts", "ceiling"}):
+        found += leaf_differences(old.get(key), new.get(key), key)
+    if old_notes != new_notes:
+        found.append("facts.probe_notes: the probe's notes differ (prose, not compared further)")
+    return found
+
+
+def _levels(cells: object) -> dict[str, object]:
+    """Ceiling cells by key -> their enforcement level."""
+    levels: dict[str, object] = {}
+    for cell in cells if isinstance(cells, list | tuple) else ():
+        if isinstance(cell, Mapping) and isinstance(cell.get("key"), str):
+            levels[cell["key"]] = cell.get("enforcement")
+    return levels
+
+
+def leaf_differences(recorded: object, now: object, path: str) -> list[str]:
+    """Every leaf where two canonical values differ: ``path: recorded X, here Y``."""
     if isinstance(recorded, Mapping) and isinstance(now, Mapping):
         found: list[str] = []
         for key in sorted(set(recorded) | set(now)):
-            at = f"{path}.{key}" if path else str(key)
+            at = f"{path}.{key}"
             if key not in now:
                 found.append(f"{at}: recorded {show(recorded[key])}, absent here")
             elif key not in recorded:
                 found.append(f"{at}: not recorded, here {show(now[key])}")
             else:
-                found += profile_differences(recorded[key], now[key], at)
+                found += leaf_differences(recorded[key], now[key], at)
         return found
-    lists = isinstance(recorded, list | tuple) and isinstance(now, list | tuple)
-    if lists and len(recorded) == len(now):  # type: ignore[arg-type]
+    if isinstance(recorded, list) and isinstance(now, list) and len(recorded) == len(now):
         found = []
-        for index, (a, b) in enumerate(zip(recorded, now, strict=True)):  # type: ignore[call-overload]
-            found += profile_differences(a, b, f"{where}[{index}]")
+        for index, (a, b) in enumerate(zip(recorded, now, strict=True)):
+            found += leaf_differences(a, b, f"{path}[{index}]")
         return found
     if recorded == now and type(recorded) is type(now):
         return []
-    return [f"{where}: recorded {show(recorded)}, here {show(now)}"]
+    return [f"{path}: recorded {show(recorded)}, here {show(now)}"]

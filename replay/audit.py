@@ -58,7 +58,15 @@ from bvisor.replay.derive import Rederived, rederive_memo
 from bvisor.replay.events import NOTE_PREFIX, ParsedRun
 from bvisor.replay.results import SKIPPED, AuditReport, CheckResult, RunAudit, verdict_of
 
-__all__ = ["Progress", "ReplayUsageError", "audit", "audit_run", "content_checks"]
+__all__ = [
+    "Linker",
+    "Progress",
+    "ReplayUsageError",
+    "audit",
+    "audit_run",
+    "content_checks",
+    "ledger_linker",
+]
 
 # progress(stage, done, total): stage is "chain" (events verified) or "runs" (runs audited).
 Progress = Callable[[str, int, int], None]

@@ -239,7 +239,7 @@ def _anchor(
 
 def _run(args: argparse.Namespace) -> int:
     if args.rerun is not None:
-        from bvisor.front.cli.rerun_cmd import run_rerun
+        from bvisor.front.cli.rerun_cmd import RerunUsageError, run_rerun
 
         others = args.run_ids or args.last or args.bundle or args.checkpoint
         if others or args.expect_head or args.pub:
@@ -247,7 +247,7 @@ def _run(args: argparse.Namespace) -> int:
         path = Path(args.ledger) if args.ledger else default_ledger_path()
         try:
             return run_rerun(path, args.rerun, args.lease, as_json=args.json)
-        except ValueError as exc:  # the command's usage errors
+        except RerunUsageError as exc:
             raise UsageError(str(exc)) from None
     if args.lease:
         raise UsageError("--lease is for --rerun")

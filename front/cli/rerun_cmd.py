@@ -28,21 +28,32 @@ from bvisor.ledger import Ledger, LedgerError
 from bvisor.ledger.errors import LedgerFormatError, LedgerNotFoundError
 from bvisor.ledger.runs import RunLookupError, resolve_in_ledger
 
-__all__ = ["EXIT_DIFFERS", "EXIT_REFUSED", "EXIT_SAME", "render_table", "run_rerun"]
+__all__ = [
+    "EXIT_DIFFERS",
+    "EXIT_REFUSED",
+    "EXIT_SAME",
+    "RerunUsageError",
+    "render_table",
+    "run_rerun",
+]
 
 PROG = "bvisor-replay"
 EXIT_SAME, EXIT_DIFFERS, EXIT_REFUSED = 0, 1, 125
 
 
+class RerunUsageError(Exception):
+    """Bad usage of ``--rerun`` (the caller exits 2 with the message)."""
+
+
 def _open(path: Path) -> Ledger:
     if not path.is_dir():
-        raise ValueError(f"{path}: no ledger here (not a directory)")
+        raise RerunUsageError(f"{path}: no ledger here (not a directory)")
     try:
         return Ledger.open(path)
     except (LedgerNotFoundError, LedgerFormatError) as exc:
-        raise ValueError(f"{path}: not a ledger ({exc})") from None
+        raise RerunUsageError(f"{path}: not a ledger ({exc})") from None
     except LedgerError as exc:
-        raise ValueError(f"{path}: cannot open the ledger for writing ({exc})") from None
+        raise RerunUsageError(f"{path}: cannot open the ledger for writing ({exc})") from None
 
 
 def _say(message: str, as_json: bool, code: str, status: int, **extra: object) -> int:
@@ -53,26 +64,26 @@ def _say(message: str, as_json: bool, code: str, status: int, **extra: object) -
 
 
 def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool) -> int:
-    """The command; ``ValueError`` is a usage error (the caller exits 2 with it)."""
+    """The command; :class:`RerunUsageError` is a usage error (the caller exits 2)."""
     leases = _leases(lease_pairs)
     if isinstance(leases, str):
-        raise ValueError(leases)
+        raise RerunUsageError(leases)
     with _open(path) as ledger:
         try:
             run_id = resolve_in_ledger(prefix, ledger)
         except RunLookupError as exc:
-            raise ValueError(str(exc)) from None
+            raise RerunUsageError(str(exc)) from None
         try:
             parsed = recorded_run(ledger, run_id)
         except RerunFailed as exc:
             return _say(str(exc), as_json, "not-verified", EXIT_DIFFERS)
         if parsed.admitted is None:
-            raise ValueError(f"run {run_id.hex()[:16]} was refused at admission: nothing ran")
+            raise RerunUsageError(f"run {run_id.hex()[:16]} was refused at admission: nothing ran")
         wanted = _spec_lease_refs(parsed.admitted.spec)
         for ref in leases:
             if ref not in wanted:
                 uses = ", ".join(repr(r) for r in wanted) or "none"
-                raise ValueError(
+                raise RerunUsageError(
                     f"--lease {ref}=...: the spec has no secret lease {ref!r} ({uses})"
                 )
         for ref in wanted:
@@ -97,7 +108,14 @@ def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool)
                 missing_fact=exc.missing_fact,
             )
         assert parsed.sealed is not None
-        rows, why = compare(parsed.sealed.body, body, parsed.admitted.profile, plan.profile)
+        rows, why = compare(
+            parsed.sealed.body,
+            body,
+            parsed.admitted.profile,
+            plan.profile,
+            parsed.admitted.admission.rules_version,
+            plan.admission.rules_version,
+        )
         result = RerunResult(run_id, body.attempt_id, rows, why)
     if as_json:
         print(json.dumps(result.to_json(), sort_keys=True))

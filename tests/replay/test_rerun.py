@@ -22,8 +22,8 @@ from bvisor.contract import (
     BoundarySpec,
     BudgetRequirements,
     CaptureStreams,
-    Environment,
     EnvEntry,
+    Environment,
     EnvLiteral,
     EnvPolicy,
     EvidenceRequirements,
@@ -42,6 +42,7 @@ from bvisor.front.api import run_confined
 from bvisor.front.cli.replay_cmd import main
 from bvisor.ledger import Ledger, verify
 from bvisor.replay import FAILED, VERIFIED, audit
+from bvisor.replay.anchored import HeadAnchor, audit_anchored
 from tests.replay.helpers import (
     SUCCESS_LINES,
     Copied,
@@ -305,6 +306,15 @@ def test_an_honest_hand_written_link_verifies(linked: tuple[Ledger, bytes, Rerun
     new = record_synthetic(store, fake=_completed(b"hi\n"), rerun_of=link)
     run, check = _link_check(store, new)
     assert run.verdict == VERIFIED and check.ok, run.checks
+    # Proven by an anchor (O(run + log n)), the link is checked the same way.
+    (anchored,) = audit_anchored(store, [new], HeadAnchor(_head(store))).runs
+    assert anchored.verdict == VERIFIED and anchored.checks[-1].name == "rerun_of"
+
+
+def _head(store: Ledger) -> Any:
+    head = store.head()
+    assert head is not None
+    return head
 
 
 def _zeroed(value: bytes) -> bytes:
@@ -345,6 +355,8 @@ def test_a_forged_link_fails_replay(
         record_synthetic(store, fake=_completed(b"hi\n"), attempt_id=later)
     run, check = _link_check(store, attempt)
     assert run.verdict == FAILED and not check.ok and said in check.detail, check
+    (anchored,) = audit_anchored(store, [attempt], HeadAnchor(_head(store))).runs
+    assert anchored.verdict == FAILED and said in anchored.checks[-1].detail
     # Every other check passes: only the link is the lie.
     assert all(c.ok for c in run.checks if c.name != "rerun_of"), run.checks
 
@@ -364,7 +376,7 @@ def test_the_old_run_rewritten_after_the_rerun_breaks_the_link(
 
     forged = forge(store, tmp_path / "forged", edit)
     try:
-        run, check = _link_check(forged, new)
+        _, check = _link_check(forged, new)
         assert not check.ok and "seal" in check.detail
     finally:
         forged.close()

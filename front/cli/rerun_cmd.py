@@ -98,6 +98,8 @@ def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool)
                 )
         try:
             plan, body = rerun(ledger, parsed, leases)
+        except LedgerError as exc:  # a full disk: the rerun ran, its record is incomplete
+            return _say(f"the rerun's record is incomplete: {exc}", as_json, "record", 125)
         except RerunRefused as exc:
             return _say(
                 f"refused: {exc}",

@@ -22,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+from bvisor.contract.report import BoundaryReportBody
 from bvisor.front.cli.run_cmd import _leases, _spec_lease_refs
 from bvisor.front.rerun import RerunFailed, RerunRefused, RerunResult, compare, recorded_run, rerun
 from bvisor.ledger import Ledger, LedgerError
@@ -118,12 +119,21 @@ def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool)
             parsed.admitted.admission.rules_version,
             plan.admission.rules_version,
         )
-        result = RerunResult(run_id, body.attempt_id, rows, why)
+        result = RerunResult(run_id, body.attempt_id, rows, why, _notes(parsed.sealed.body))
     if as_json:
         print(json.dumps(result.to_json(), sort_keys=True))
     else:
         sys.stdout.write(render_table(result))
     return EXIT_SAME if result.same else EXIT_DIFFERS
+
+
+def _notes(recorded: BoundaryReportBody) -> tuple[str, ...]:
+    """What the rerun could not give again, where it may explain a difference."""
+    notes: list[str] = []
+    for fact in recorded.observed:
+        if fact.kind == "stdin_relayed":
+            notes.append(f"the recorded run was relayed stdin ({fact.detail}); the rerun read none")
+    return tuple(notes)
 
 
 def _short(value: str | None) -> str:
@@ -147,6 +157,7 @@ def render_table(result: RerunResult) -> str:
     for row in result.rows:
         mark = "=" if row.same else "!"
         lines.append(f"  {mark} {row.name:<28} {_short(row.recorded):<32} {_short(row.rerun)}")
+    lines += [f"note: {note}" for note in result.notes]
     if result.why_h_p:
         lines.append("h_p differs: this host's profile is not the recorded one:")
         lines += [f"  {difference}" for difference in result.why_h_p]

@@ -9,6 +9,8 @@ check can catch it.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -43,6 +45,7 @@ from bvisor.front.cli.replay_cmd import main
 from bvisor.ledger import Ledger, verify
 from bvisor.replay import FAILED, VERIFIED, audit
 from bvisor.replay.anchored import HeadAnchor, audit_anchored
+from tests.features import require_feature
 from tests.replay.helpers import (
     SUCCESS_LINES,
     Copied,
@@ -413,3 +416,36 @@ def test_the_link_is_read_strictly(linked: tuple[Ledger, bytes, RerunLink], tmp_
         assert not grammar.ok and "rerun_of" in grammar.detail
     finally:
         forged.close()
+
+
+# -- outputs ----------------------------------------------------------------------------------
+
+
+def test_listed_outputs_and_artifacts_are_compared_by_digest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bvisor.contract import CommitArtifact, Durability, ListOutputs
+    from bvisor.front.defaults import default_spec
+
+    for feature in ("landlock", "pidns", "seccomp", "netns"):
+        require_feature(feature)
+    work, ledger = tmp_path / "work", tmp_path / "ledger"
+    work.mkdir()
+    monkeypatch.setenv("BVISOR_ARTIFACTS", str(tmp_path / "artifacts"))
+    script = "printf fixed > /tmp/same.txt; head -c 16 /dev/urandom > /tmp/random.bin"
+    spec = default_spec(["/bin/sh", "-c", script], cwd=str(work))
+    spec = dataclasses.replace(
+        spec, controls=(*spec.controls, ListOutputs(), CommitArtifact(Durability.BEST_EFFORT))
+    )
+    old = _record(ledger, spec)
+    code, out, err = _cli(capsys, ledger, "--json", "--rerun", old.hex())
+    assert code == 1, (out, err)
+    rows = _rows(json.loads(out))
+    listed = {name: row for name, row in rows.items() if name.startswith(("output ", "artifact "))}
+    same = sorted(name for name, row in listed.items() if row["same"])
+    differ = sorted(name for name, row in listed.items() if not row["same"])
+    assert [n.rsplit("/", 1)[-1].rsplit(" ", 1)[-1] for n in same] == ["same.txt", "same.txt"]
+    assert [n.rsplit("/", 1)[-1].rsplit(" ", 1)[-1] for n in differ] == ["random.bin"] * 2
+    fixed = hashlib.sha256(b"fixed").hexdigest()
+    assert all(row["recorded"] == fixed for name, row in listed.items() if name in same)
+    assert json.loads(out)["differs"] == differ

@@ -40,6 +40,7 @@ from bvisor.contract.report import SealedReport
 
 if TYPE_CHECKING:
     from bvisor.contract.profile import ProfileSnapshot
+    from bvisor.contract.rerun import RerunLink
     from bvisor.launcher.host.backend import LinuxBackend
     from bvisor.launcher.host.relay import HostStdio
     from bvisor.launcher.host.secrets import SecretResolver
@@ -199,6 +200,7 @@ def run_confined(
     key: str | os.PathLike[str] | Literal[False] | None = None,
     artifacts: str | os.PathLike[str] | None = None,
     on_checkpoint: Callable[[SignedCheckpoint | None, str | None], None] | None = None,
+    rerun_of: RerunLink | None = None,
 ) -> SealedReport:
     """Plan, run confined, seal and record. Raises ``PlanRefusal`` when refused.
 
@@ -209,6 +211,8 @@ def run_confined(
     interactive use); it replaces ``stdin_fd``. ``snapshot`` is a profile this process
     probed moments ago (the CLI probes once to choose its default limits). ``key`` signs
     a checkpoint with the run's last record (see the transparency section of README).
+    ``rerun_of`` names the recorded run this one re-executes (``bvisor-replay --rerun``);
+    it is recorded with the plan, outside every plan digest.
     """
     from bvisor.launcher.host.artifacts import default_artifacts_path
     from bvisor.launcher.host.reach import (
@@ -261,4 +265,5 @@ def run_confined(
         attempt_id=attempt_id,
         stdio=stdio,
         artifact_dir=artifact_dir,
+        rerun_of=rerun_of,
     )

@@ -23,12 +23,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bvisor.contract.rerun import RerunLink
 from bvisor.ledger import Event, Head, Ledger, LedgerError, RunSummary
 from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin
 from bvisor.ledger.proofs import ProofSource, ProofUnavailable
 from bvisor.ledger.record import RecordError, decode_record
 from bvisor.ledger.store import Snapshot
-from bvisor.replay.audit import audit_run
+from bvisor.replay.audit import Linker, audit_run
+from bvisor.replay.checks import check_rerun_of
 from bvisor.replay.results import AuditReport, CheckResult, RunAudit
 
 __all__ = ["CheckpointAnchor", "HeadAnchor", "audit_anchored"]
@@ -180,7 +182,30 @@ def _audit_one(
         events[-1].kind,
         None,
     )
-    return audit_run(summary, events, chain)
+    return audit_run(summary, events, chain, linker=_anchored_linker(snap, anchor, source))
+
+
+def _anchored_linker(snap: Snapshot, anchor: Anchor, source: ProofSource | None) -> Linker:
+    """A rerun's link, checked against the named run's events proven by the same anchor."""
+
+    def link(rerun: RerunLink, run_id: bytes, first_seq: int) -> CheckResult:
+        listed = snap.run_seqs(rerun.run_id)
+        if not listed:
+            return check_rerun_of(rerun, run_id, first_seq, [])
+        try:
+            if isinstance(anchor, HeadAnchor):
+                events, chain = _by_head(snap, rerun.run_id, listed, anchor)
+            else:
+                assert source is not None
+                events, chain = _by_checkpoint(snap, rerun.run_id, listed, anchor, source)
+        except _Unreadable as exc:
+            return check_rerun_of(rerun, run_id, first_seq, f"its events cannot be read: {exc}")
+        if not chain.ok:
+            why = f"its events are not proven by the anchor ({chain.detail})"
+            return check_rerun_of(rerun, run_id, first_seq, why)
+        return check_rerun_of(rerun, run_id, first_seq, events)
+
+    return link
 
 
 def _span_events(snap: Snapshot, run_id: bytes, listed: list[int]) -> list[Event]:

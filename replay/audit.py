@@ -33,12 +33,14 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from bvisor.contract.rerun import RerunLink
 from bvisor.ledger import Event, Head, Ledger, LedgerError, RunSummary, verify_runs
 from bvisor.ledger.checkpoint import SignedCheckpoint
 from bvisor.ledger.note import Verifier
 from bvisor.replay.checks import (
     CHECK_NAMES,
     REFUSED_CHECK_NAMES,
+    RERUN_CHECK,
     ChainEvidence,
     check_chain,
     check_grammar,
@@ -47,6 +49,7 @@ from bvisor.replay.checks import (
     check_h_p,
     check_plan_id,
     check_report,
+    check_rerun_of,
     check_seal,
     check_streams,
     check_transcript,
@@ -55,10 +58,21 @@ from bvisor.replay.derive import Rederived, rederive_memo
 from bvisor.replay.events import NOTE_PREFIX, ParsedRun
 from bvisor.replay.results import SKIPPED, AuditReport, CheckResult, RunAudit, verdict_of
 
-__all__ = ["Progress", "ReplayUsageError", "audit", "audit_run", "content_checks"]
+__all__ = [
+    "Linker",
+    "Progress",
+    "ReplayUsageError",
+    "audit",
+    "audit_run",
+    "content_checks",
+    "ledger_linker",
+]
 
 # progress(stage, done, total): stage is "chain" (events verified) or "runs" (runs audited).
 Progress = Callable[[str, int, int], None]
+# A rerun's link (and its first seq) -> its ``rerun_of`` check; it reads another run.
+Linker = Callable[[RerunLink, bytes, int], CheckResult]
+_DEFERRED = "deferred until the chain pass is over"
 
 
 class ReplayUsageError(ValueError):
@@ -88,6 +102,12 @@ class _Collector:
         self.wanted = wanted
         self.runs: dict[bytes, _Open] = {}
         self.held = 0
+        # Links met during the pass: the ledger is read for them once it is over.
+        self.links: dict[bytes, tuple[RerunLink, int]] = {}
+
+    def _defer(self, link: RerunLink, run_id: bytes, first_seq: int) -> CheckResult:
+        self.links[run_id] = (link, first_seq)
+        return CheckResult.skipped(RERUN_CHECK, _DEFERRED)
 
     def __call__(self, event: Event) -> None:
         run_id = event.run_id
@@ -106,7 +126,7 @@ class _Collector:
         state.events.append(event)
         self.held += 1
         if event.kind in _FINAL_KINDS:
-            state.content = content_checks(run_id, state.events)
+            state.content = content_checks(run_id, state.events, self._defer)
             self.held -= len(state.events)
             state.events = []
         elif self.held > _HELD_LIMIT:
@@ -160,23 +180,46 @@ def audit(
         covered_by,
     )
     audits: list[RunAudit] = []
+    linker = ledger_linker(ledger, runs)
     for done, run_id in enumerate(targets, start=1):
         seqs = runs[run_id]
         state = collector.runs.get(run_id)
         if state is not None and not state.stale and state.count == len(seqs) and seqs:
-            checks, outcome = state.content or content_checks(run_id, state.events)
+            checks, outcome = state.content or content_checks(run_id, state.events, linker)
+            if run_id in collector.links:
+                link, first = collector.links[run_id]
+                checks = [
+                    linker(link, run_id, first) if c.name == RERUN_CHECK else c for c in checks
+                ]
             audited = _finish(
                 run_id, [check_chain(seqs, chain, None), *checks], outcome, state.first_time_ns
             )
         else:
             events, read_error = _read(ledger, run_id, seqs)
-            audited = audit_run(_summary(run_id, seqs, events), events, chain, read_error)
+            audited = audit_run(
+                _summary(run_id, seqs, events), events, chain, read_error, linker=linker
+            )
             if events is None:  # no event to take a time from
                 audited = dataclasses.replace(audited, time_ns=None)
         audits.append(audited)
         if progress is not None:
             progress("runs", done, len(targets))
     return AuditReport(audits, ledger=result)
+
+
+def ledger_linker(ledger: Ledger, runs: dict[bytes, list[int]]) -> Linker:
+    """A rerun's ``rerun_of`` check against ``ledger`` (``runs``: each run's seqs)."""
+
+    def link(rerun: RerunLink, run_id: bytes, first_seq: int) -> CheckResult:
+        seqs = runs.get(rerun.run_id, [])
+        if not seqs:
+            return check_rerun_of(rerun, run_id, first_seq, [])
+        events, error = _read(ledger, rerun.run_id, seqs)
+        return check_rerun_of(
+            rerun, run_id, first_seq, events if events is not None else error or ""
+        )
+
+    return link
 
 
 def _read(ledger: Ledger, run_id: bytes, seqs: list[int]) -> tuple[list[Event] | None, str | None]:
@@ -224,23 +267,33 @@ def audit_run(
     events: Sequence[Event] | None,
     chain: ChainEvidence | CheckResult,
     read_error: str | None = None,
+    *,
+    linker: Linker | None = None,
 ) -> RunAudit:
     """Run every check on one run's events (``None`` when they could not be read).
 
     ``chain`` is the ledger's verify evidence, or a ``chain`` check already decided by
-    another proof (a checkpoint, an expected head, a proof bundle).
+    another proof (a checkpoint, an expected head, a proof bundle). ``linker`` checks a
+    rerun's link to the run it names; without one (a bundle holds one run) that check is
+    skipped, and so the rerun is not verified.
     """
     seqs = [] if events is None else [event.seq for event in events]
     first = chain if isinstance(chain, CheckResult) else check_chain(seqs, chain, read_error)
     if events is None:
         checks = [first, *_skip(CHECK_NAMES[1:], "the run's events cannot be read")]
         return _finish(summary.run_id, checks, None, summary.first_time_ns)
-    content, outcome = content_checks(summary.run_id, events)
+    content, outcome = content_checks(summary.run_id, events, linker)
     return _finish(summary.run_id, [first, *content], outcome, summary.first_time_ns)
 
 
-def content_checks(run_id: bytes, events: Sequence[Event]) -> tuple[list[CheckResult], str | None]:
-    """Every check after ``chain`` (grammar, digests, what ran), and the recorded outcome."""
+def content_checks(
+    run_id: bytes, events: Sequence[Event], linker: Linker | None = None
+) -> tuple[list[CheckResult], str | None]:
+    """Every check after ``chain`` (grammar, digests, what ran), and the recorded outcome.
+
+    A rerun (``plan.admitted`` names the run it re-executes) has one more check,
+    ``rerun_of``, by ``linker`` — skipped when there is none to read the other run.
+    """
     checks: list[CheckResult] = []
     outcome: str | None = None
     grammar, parsed = check_grammar(run_id, events)
@@ -280,6 +333,13 @@ def content_checks(run_id: bytes, events: Sequence[Event]) -> tuple[list[CheckRe
         check_report(parsed, derived),
         check_seal(parsed),
     ]
+    link = parsed.admitted.rerun_of if parsed.admitted is not None else None
+    if link is not None:
+        if linker is None:
+            why = "the run it re-executes is not at hand here (only the ledger holds it)"
+            checks.append(CheckResult.skipped(RERUN_CHECK, why))
+        else:
+            checks.append(linker(link, run_id, events[0].seq))
     if parsed.terminal is not None:
         outcome = parsed.terminal.outcome.value
     return checks, outcome

@@ -37,6 +37,7 @@ from bvisor.contract.report_inputs import (
     profile_label,
 )
 from bvisor.contract.requirements import RequirementKind
+from bvisor.contract.rerun import RerunLink
 from bvisor.contract.spec import BoundarySpec
 from bvisor.contract.transcript import (
     OUTCOMES_BY_TERMINAL,
@@ -45,7 +46,7 @@ from bvisor.contract.transcript import (
     split_lines,
 )
 from bvisor.digest import Purpose, digest_bytes
-from bvisor.ledger import Finding
+from bvisor.ledger import Event, Finding
 from bvisor.replay.denials import denial_problems
 from bvisor.replay.derive import Rederived
 from bvisor.replay.diff import first_difference, show
@@ -57,6 +58,7 @@ from bvisor.replay.results import CheckResult
 __all__ = [
     "CHECK_NAMES",
     "REFUSED_CHECK_NAMES",
+    "RERUN_CHECK",
     "ChainEvidence",
     "check_chain",
     "check_grammar",
@@ -65,6 +67,7 @@ __all__ = [
     "check_h_p",
     "check_plan_id",
     "check_report",
+    "check_rerun_of",
     "check_seal",
     "check_streams",
     "check_transcript",
@@ -84,6 +87,9 @@ CHECK_NAMES = (
 )
 # A refused plan ran nothing: only these apply to it.
 REFUSED_CHECK_NAMES = CHECK_NAMES[:4]
+# Only a run that names a run it re-executes (``plan.admitted``'s ``rerun_of``) has it,
+# after the others: every run that is no rerun keeps exactly CHECK_NAMES.
+RERUN_CHECK = "rerun_of"
 
 _NO_TERMINAL = "the run has no run.terminal (the host crashed, or the run is still going)"
 
@@ -707,10 +713,11 @@ def _outcome_problems(
         )
     elif outcome in ("timeout", "killed") and signal is None:
         interrupted = outcome == "killed" and exit_status is None and "host_interrupted" in facts
-        if not interrupted:
+        if not (interrupted or _deadline_race(body)):
             problems.append(
                 f"outcome {outcome} with {_exit_text(exit_status)} (needs an exit signal; "
-                "a workload that exited with a code was not killed)"
+                "a workload that exited with a code was not killed, unless a wall budget's "
+                "deadline passed as it exited: a budget_exceeded wall_micros fact)"
             )
     elif outcome in _ERRANT_OUTCOMES and exit_status is not None and "ExecSucceeded" not in states:
         problems.append(
@@ -718,6 +725,27 @@ def _outcome_problems(
             "reached ExecSucceeded (no workload ran to exit)"
         )
     return problems
+
+
+def _deadline_race(body: BoundaryReportBody) -> bool:
+    """A timeout whose workload exited with a code of its own: the deadline race.
+
+    The host's deadline is the *launcher's*: it fires when the launcher has not exited by
+    then. A workload that exits in the last milliseconds (the launcher still reporting
+    its status) leaves the run past its wall budget — so never ``completed`` — with the
+    workload's real code, which the kill came too late to change. That pair is the truth,
+    and the runner records it with the ``budget_exceeded`` fact for ``wall_micros``; a
+    report without that fact, or without a wall budget to exceed, cannot claim it.
+    """
+    if body.exit is None or body.exit.code is None or body.outcome.value != "timeout":
+        return False
+    budgeted = any(
+        w.dimension.value == "wall_micros" and w.limit is not None for w in body.budget_witnesses
+    )
+    deadline = any(
+        f.kind == "budget_exceeded" and f.detail.startswith("wall_micros:") for f in body.observed
+    )
+    return budgeted and deadline
 
 
 def _witness_problems(body: BoundaryReportBody, spec: BoundarySpec) -> list[str]:
@@ -862,3 +890,60 @@ def check_seal(parsed: ParsedRun) -> CheckResult:
             f"({computed.hex()[:16]}): the body was edited after sealing",
         )
     return CheckResult.passed(name, f"seal {computed.hex()[:16]} recomputed from the body")
+
+
+# -- rerun link --------------------------------------------------------------------------
+
+
+def check_rerun_of(
+    link: RerunLink, run_id: bytes, first_seq: int, linked: Sequence[Event] | str
+) -> CheckResult:
+    """The run a rerun names is in the ledger, came before it, and is that very run.
+
+    ``linked`` is the named run's events as the ledger holds them, or why they cannot be
+    had. The named run is decoded as strictly as any run, and its plan id and seal (the
+    seal re-computed from its body) must be the ones the link states: pointing at a run
+    that does not exist, at a later one, or with a digest of another plan or report fails.
+    The named run's own verdict is its own audit's (``bvisor-replay`` on it).
+    """
+    name = RERUN_CHECK
+    old = link.run_id.hex()[:16]
+    if link.run_id == run_id:
+        return CheckResult.failed(name, "the run names itself as the run it re-executes")
+    if isinstance(linked, str):
+        return CheckResult.failed(name, f"names run {old} as the run it re-executes: {linked}")
+    if not linked:
+        return CheckResult.failed(
+            name, f"names run {old} as the run it re-executes, but the ledger holds no such run"
+        )
+    if linked[-1].seq >= first_seq:
+        return CheckResult.failed(
+            name,
+            f"names run {old}, whose events reach seq {linked[-1].seq}, at or after this run's "
+            f"first event {first_seq}: a rerun re-executes a run recorded before it",
+        )
+    try:
+        parsed = parse_run(link.run_id, linked)
+    except GrammarError as exc:
+        return CheckResult.failed(name, f"run {old} is not a well-formed run: {exc}")
+    if parsed.admitted is None or parsed.sealed is None:
+        what = "was refused" if parsed.refused is not None else "has no sealed report"
+        return CheckResult.failed(name, f"names run {old}, which {what}: nothing to re-execute")
+    if not _same(parsed.admitted.plan_id, link.plan_id):
+        return CheckResult.failed(
+            name,
+            f"plan_id {link.plan_id.hex()[:16]} is not run {old}'s plan id "
+            f"{parsed.admitted.plan_id.hex()[:16]}",
+        )
+    seal = digest_bytes(Purpose.REPORT, parsed.sealed.body_bytes)
+    if not (_same(parsed.sealed.seal, link.seal) and _same(seal, link.seal)):
+        return CheckResult.failed(
+            name,
+            f"seal {link.seal.hex()[:16]} is not run {old}'s seal {seal.hex()[:16]} "
+            "(re-computed from its report)",
+        )
+    return CheckResult.passed(
+        name,
+        f"re-executes run {old} (events {linked[0].seq}..{linked[-1].seq}): its plan id "
+        f"{link.plan_id.hex()[:16]} and seal {link.seal.hex()[:16]} match",
+    )

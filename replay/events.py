@@ -29,7 +29,7 @@ Errors are :class:`GrammarError` naming the event (seq and kind) and the bad fie
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -53,6 +53,7 @@ from bvisor.contract.outcome import Outcome
 from bvisor.contract.plan import PLAN_SCHEMA_VERSION
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BoundaryReportBody, BudgetWitness, ExitStatus
+from bvisor.contract.rerun import RERUN_FIELD, RerunLink
 from bvisor.contract.spec import BoundarySpec
 from bvisor.digest import DIGEST_SIZE
 from bvisor.ledger import Event
@@ -110,6 +111,9 @@ class Admitted:
     spec_bytes: bytes
     profile_bytes: bytes
     admission_bytes: bytes
+    # A rerun names the run it re-executes (optional: only reruns carry it; checked
+    # against the ledger by ``check_rerun_of``).
+    rerun_of: RerunLink | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +268,7 @@ def decode_admitted(payload: object) -> Admitted:
         "attempt_id", "backend", "schema_version", "spec", "profile", "admission",
         "h_p", "h_a", "h_l", "plan_id",
     )  # fmt: skip
-    body = expect_map(payload, "", required=keys)
+    body = expect_map(payload, "", required=keys, optional=(RERUN_FIELD,))
     schema = expect_int(body["schema_version"], "schema_version", minimum=1)
     if schema != PLAN_SCHEMA_VERSION:
         raise ContractError(
@@ -290,7 +294,16 @@ def decode_admitted(payload: object) -> Admitted:
         spec_bytes=spec_bytes,
         profile_bytes=profile_bytes,
         admission_bytes=admission_bytes,
+        rerun_of=_rerun_link(body),
     )
+
+
+def _rerun_link(body: Mapping[str, object]) -> RerunLink | None:
+    if RERUN_FIELD not in body:
+        return None
+    link = RerunLink.from_value(body[RERUN_FIELD])
+    _canonical(body[RERUN_FIELD], link.to_value(), RERUN_FIELD)
+    return link
 
 
 def decode_refused(payload: object) -> Refused:

@@ -19,7 +19,9 @@ details, or with ``--json``
 Exit status: 0 every audited run is verified; 1 any run failed or is incomplete (or the
 ledger is too damaged to audit); 2 bad usage or not a ledger; 3 nothing failed, but some
 run names planner rules this build does not know (verdict ``unknown-rules``: upgrade
-bvisor to check it). Progress goes to stderr
+bvisor to check it). With ``--rerun RUN [--lease REF=HOSTVAR]...`` the run is verified,
+re-executed under a fresh plan and compared (``bvisor.front.cli.rerun_cmd``: exit 0 all
+matches, 1 something differs or RUN does not verify, 125 refused here). Progress goes to stderr
 when it is a terminal and the ledger is large. The ledger directory defaults to
 ``$BVISOR_LEDGER``, else ``$XDG_DATA_HOME/bvisor/ledger``.
 """
@@ -88,6 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--bundle", metavar="FILE", help="audit the run in this proof bundle (no ledger; --pub)"
+    )
+    parser.add_argument(
+        "--rerun",
+        metavar="RUN",
+        help="verify RUN, re-execute its spec under a fresh plan here, compare the two",
+    )
+    parser.add_argument(
+        "--lease",
+        metavar="REF=HOSTVAR",
+        action="append",
+        default=[],
+        help="with --rerun: resolve secret lease REF from host variable HOSTVAR (repeatable)",
     )
     return parser
 
@@ -224,6 +238,19 @@ def _anchor(
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.rerun is not None:
+        from bvisor.front.cli.rerun_cmd import RerunUsageError, run_rerun
+
+        others = args.run_ids or args.last or args.bundle or args.checkpoint
+        if others or args.expect_head or args.pub:
+            raise UsageError("--rerun re-executes one run: give only --ledger, --lease, --json")
+        path = Path(args.ledger) if args.ledger else default_ledger_path()
+        try:
+            return run_rerun(path, args.rerun, args.lease, as_json=args.json)
+        except RerunUsageError as exc:
+            raise UsageError(str(exc)) from None
+    if args.lease:
+        raise UsageError("--lease is for --rerun")
     if args.bundle is not None:
         return _run_bundle(args)
     if args.expect_head is not None and (args.checkpoint is not None or args.pub):

@@ -11,7 +11,8 @@ Outcome classification (the workload's *real* status, never a guess):
 * launcher wrote ``SetupRefused``       -> Unsupported (nothing ran)
 * launcher faulted / died before exec   -> SupervisorFault (nothing ran)
 * host could not prepare (lease, paths) -> Denied (nothing ran)
-* deadline passed and the tree was killed -> Timeout
+* deadline passed and the tree was killed -> Timeout (the workload's exit code kept when it
+  exited on its own just before the kill: a ``deadline_race`` fact says so)
 * killed by a signal                    -> Killed (signal recorded; the budget named when
   the kernel's own counters show the memory limit did it)
 * exit code 0 / non-zero                -> Completed / Failed (code recorded)
@@ -658,6 +659,14 @@ def _classify(run: Execution, obs: LaunchObservation, oom_kills: int) -> None:
         run.fact(
             "budget_exceeded", "wall_micros: deadline passed; run tree killed with cgroup.kill"
         )
+        if run.exit.code is not None:
+            # The deadline is the launcher's: the workload exited on its own in the last
+            # moments, before the kill (its code is real), but the run was still going.
+            run.fact(
+                "deadline_race",
+                f"the workload exited with code {run.exit.code} as the deadline passed, "
+                "before the kill reached it",
+            )
     elif run.exit.signal is not None:
         run.outcome = Outcome.KILLED
         if oom_kills:

@@ -48,6 +48,7 @@ from bvisor.contract.report import (
     seal_report,
 )
 from bvisor.contract.report_inputs import admitted_requirements, profile_label
+from bvisor.contract.rerun import RERUN_FIELD, RerunLink
 from bvisor.contract.transcript import split_lines
 from bvisor.digest import Purpose, digest_value
 from bvisor.launcher.host.artifacts import default_artifacts_path
@@ -72,8 +73,11 @@ class EventSink(Protocol):
     def append_many(self, items: Iterable[tuple[str, Any, bytes | None]]) -> object: ...
 
 
-def admitted_payload(plan: BoundaryPlan, attempt_id: bytes) -> dict[str, canonical.Value]:
-    return {
+def admitted_payload(
+    plan: BoundaryPlan, attempt_id: bytes, rerun_of: RerunLink | None = None
+) -> dict[str, canonical.Value]:
+    """The ``plan.admitted`` payload; a rerun adds ``rerun_of`` (outside every digest)."""
+    payload: dict[str, canonical.Value] = {
         "attempt_id": attempt_id,
         "backend": plan.backend,
         "schema_version": plan.schema_version,
@@ -85,6 +89,9 @@ def admitted_payload(plan: BoundaryPlan, attempt_id: bytes) -> dict[str, canonic
         "h_l": plan.h_l,
         "plan_id": plan.plan_id,
     }
+    if rerun_of is not None:
+        payload[RERUN_FIELD] = rerun_of.to_value()
+    return payload
 
 
 def refused_payload(
@@ -217,8 +224,11 @@ class BoundaryRunner:
         on_phase: Callable[[int, str], None] | None = None,
         stdio: HostStdio | None = None,
         artifact_dir: str | os.PathLike[str] | None = None,
+        rerun_of: RerunLink | None = None,
     ) -> SealedReport:
         """Run ``plan`` and return its sealed report.
+
+        ``rerun_of``: the recorded run this one re-executes (``bvisor-replay --rerun``).
 
         ``on_phase`` sees each launcher line as it arrives (index, line), for progress;
         ``artifact_dir``: where a plan that commits its outputs puts them (see
@@ -243,7 +253,7 @@ class BoundaryRunner:
         refuse_if_artifacts_reachable(artifact_dir or default_artifacts_path(), plan)
         if sink is not None:
             sink.append_many(
-                [("plan.admitted", admitted_payload(plan, attempt), attempt)]
+                [("plan.admitted", admitted_payload(plan, attempt, rerun_of), attempt)]
                 + [("lowering.entry", payload, attempt) for payload in lowering_payloads(plan)]
             )
         sealed: list[SealedReport] = []

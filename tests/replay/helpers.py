@@ -139,6 +139,7 @@ class FakeRun:
     stdout: bytes = b"hi\n"
     stderr: bytes = b""
     witnesses: tuple[BudgetWitness, ...] = ()
+    facts: tuple[tuple[str, str], ...] = ()  # the classifier's facts (kind, detail), last
 
 
 def _execution(attempt_id: bytes, fake: FakeRun, plan: BoundaryPlan) -> Any:
@@ -167,6 +168,8 @@ def _execution(attempt_id: bytes, fake: FakeRun, plan: BoundaryPlan) -> Any:
     run.fact("launcher_terminal", terminal or "none")
     for name, data in (("stdout", fake.stdout), ("stderr", fake.stderr)):
         run.fact("stream_captured", f"{name} bytes={len(data)}")
+    for kind, detail in fake.facts:
+        run.fact(kind, detail)
     return run
 
 
@@ -177,15 +180,21 @@ def record_synthetic(
     *,
     attempt_id: bytes | None = None,
     stop_after_admission: bool = False,
+    plan: BoundaryPlan | None = None,
+    rerun_of: Any = None,
 ) -> bytes:
-    """Record one run the way the runner does; returns its run id."""
+    """Record one run the way the runner does; returns its run id.
+
+    ``plan``: one made elsewhere (other rules, say) instead of ``spec``'s on this host;
+    ``rerun_of``: the :class:`RerunLink` a rerun's plan.admitted carries.
+    """
     from bvisor.launcher.host import runner
 
-    plan = make_plan(spec or base_spec())
+    plan = plan or make_plan(spec or base_spec())
     fake = fake or FakeRun()
     attempt = attempt_id or os.urandom(32)
     ledger.append_many(
-        [("plan.admitted", runner.admitted_payload(plan, attempt), attempt)]
+        [("plan.admitted", runner.admitted_payload(plan, attempt, rerun_of), attempt)]
         + [("lowering.entry", p, attempt) for p in runner.lowering_payloads(plan)]
     )
     if stop_after_admission:

@@ -1,0 +1,164 @@
+"""``bvisor-replay --rerun RUN [--lease REF=HOSTVAR]... [--json]``: does RUN reproduce?
+
+RUN (an id or unique hex prefix) is audited first; a run that does not verify is not
+re-executed (exit 1, saying which check failed). Its recorded spec is re-run here under
+a fresh plan and recorded in the same ledger as a new run naming RUN
+(:mod:`bvisor.front.rerun`); then the two are shown side by side: h_p, h_a, h_l, the plan
+id (and, when h_p differs, which profile facts do), outcome, exit, each stream's digest
+and each listed output's and committed artifact's digest. The workload's output is
+captured and recorded, not shown (``bvisor-ledger log --run`` has it); it reads empty
+stdin.
+
+Exit status: 0 ran and everything compared matches; 1 ran and something differs, or RUN
+does not verify; 2 bad usage (unknown or ambiguous RUN, a bad ``--lease``); 125 refused:
+this host does not admit the recorded spec (the planner's code, requirement and missing
+fact are named), a recorded root or working directory is gone, or a secret lease the
+spec needs was not given again.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from bvisor.contract.report import BoundaryReportBody
+from bvisor.front.cli.run_cmd import _leases, _spec_lease_refs
+from bvisor.front.rerun import RerunFailed, RerunRefused, RerunResult, compare, recorded_run, rerun
+from bvisor.ledger import Ledger, LedgerError
+from bvisor.ledger.errors import LedgerFormatError, LedgerNotFoundError
+from bvisor.ledger.runs import RunLookupError, resolve_in_ledger
+
+__all__ = [
+    "EXIT_DIFFERS",
+    "EXIT_REFUSED",
+    "EXIT_SAME",
+    "RerunUsageError",
+    "render_table",
+    "run_rerun",
+]
+
+PROG = "bvisor-replay"
+EXIT_SAME, EXIT_DIFFERS, EXIT_REFUSED = 0, 1, 125
+
+
+class RerunUsageError(Exception):
+    """Bad usage of ``--rerun`` (the caller exits 2 with the message)."""
+
+
+def _open(path: Path) -> Ledger:
+    if not path.is_dir():
+        raise RerunUsageError(f"{path}: no ledger here (not a directory)")
+    try:
+        return Ledger.open(path)
+    except (LedgerNotFoundError, LedgerFormatError) as exc:
+        raise RerunUsageError(f"{path}: not a ledger ({exc})") from None
+    except LedgerError as exc:
+        raise RerunUsageError(f"{path}: cannot open the ledger for writing ({exc})") from None
+
+
+def _say(message: str, as_json: bool, code: str, status: int, **extra: object) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": {"code": code, "message": message, **extra}}, sort_keys=True))
+    return status
+
+
+def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool) -> int:
+    """The command; :class:`RerunUsageError` is a usage error (the caller exits 2)."""
+    leases = _leases(lease_pairs)
+    if isinstance(leases, str):
+        raise RerunUsageError(leases)
+    with _open(path) as ledger:
+        try:
+            run_id = resolve_in_ledger(prefix, ledger)
+        except RunLookupError as exc:
+            raise RerunUsageError(str(exc)) from None
+        try:
+            parsed = recorded_run(ledger, run_id)
+        except RerunFailed as exc:
+            return _say(str(exc), as_json, "not-verified", EXIT_DIFFERS)
+        if parsed.admitted is None:
+            raise RerunUsageError(f"run {run_id.hex()[:16]} was refused at admission: nothing ran")
+        wanted = _spec_lease_refs(parsed.admitted.spec)
+        for ref in leases:
+            if ref not in wanted:
+                uses = ", ".join(repr(r) for r in wanted) or "none"
+                raise RerunUsageError(
+                    f"--lease {ref}=...: the spec has no secret lease {ref!r} ({uses})"
+                )
+        for ref in wanted:
+            if ref not in leases:
+                return _say(
+                    f"refused: the recorded spec needs secret lease {ref!r} (never kept in the "
+                    f"ledger): give --lease {ref}=HOSTVAR",
+                    as_json,
+                    "lease-missing",
+                    EXIT_REFUSED,
+                    requirement=ref,
+                )
+        try:
+            plan, body = rerun(ledger, parsed, leases)
+        except LedgerError as exc:  # a full disk: the rerun ran, its record is incomplete
+            return _say(f"the rerun's record is incomplete: {exc}", as_json, "record", 125)
+        except RerunRefused as exc:
+            return _say(
+                f"refused: {exc}",
+                as_json,
+                exc.code,
+                EXIT_REFUSED,
+                requirement=exc.requirement,
+                missing_fact=exc.missing_fact,
+            )
+        assert parsed.sealed is not None
+        rows, why = compare(
+            parsed.sealed.body,
+            body,
+            parsed.admitted.profile,
+            plan.profile,
+            parsed.admitted.admission.rules_version,
+            plan.admission.rules_version,
+        )
+        result = RerunResult(run_id, body.attempt_id, rows, why, _notes(parsed.sealed.body))
+    if as_json:
+        print(json.dumps(result.to_json(), sort_keys=True))
+    else:
+        sys.stdout.write(render_table(result))
+    return EXIT_SAME if result.same else EXIT_DIFFERS
+
+
+def _notes(recorded: BoundaryReportBody) -> tuple[str, ...]:
+    """What the rerun could not give again, where it may explain a difference."""
+    notes: list[str] = []
+    for fact in recorded.observed:
+        if fact.kind == "stdin_relayed":
+            notes.append(f"the recorded run was relayed stdin ({fact.detail}); the rerun read none")
+    return tuple(notes)
+
+
+def _short(value: str | None) -> str:
+    if value is None:
+        return "-"
+    head, sep, rest = value.partition(" ")
+    if len(head) == 64 and all(c in "0123456789abcdef" for c in head):
+        head = head[:16]
+    return f"{head}{sep}{rest}"
+
+
+def render_table(result: RerunResult) -> str:
+    """The side-by-side table: ``=`` the same, ``!`` differs."""
+    differ = [row.name for row in result.rows if not row.same]
+    verdict = "everything compared matches" if not differ else f"{len(differ)} differ"
+    lines = [
+        f"rerun of {result.recorded_run.hex()[:16]} recorded as "
+        f"{result.rerun_run.hex()[:16]}: {verdict}",
+        f"  {'':1} {'':<28} {'recorded':<32} rerun",
+    ]
+    for row in result.rows:
+        mark = "=" if row.same else "!"
+        lines.append(f"  {mark} {row.name:<28} {_short(row.recorded):<32} {_short(row.rerun)}")
+    lines += [f"note: {note}" for note in result.notes]
+    if result.why_h_p:
+        lines.append("h_p differs: this host's profile is not the recorded one:")
+        lines += [f"  {difference}" for difference in result.why_h_p]
+    return "\n".join(lines) + "\n"

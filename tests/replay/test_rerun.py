@@ -1,0 +1,451 @@
+"""``bvisor-replay --rerun RUN``: re-execute a recorded run here and compare, and the link.
+
+Real runs (the ordinary API path, the real kernel) for what reproduces and what does
+not; the oracles are the digests replay re-derives and the ledger's own events. The
+link a rerun records (``plan.admitted``'s ``rerun_of``) is forged by hand through the
+store API — every hash recomputed, ``ledger verify`` clean — so only the ``rerun_of``
+check can catch it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bvisor.contract import (
+    BoundarySpec,
+    BudgetRequirements,
+    CaptureStreams,
+    EnvEntry,
+    Environment,
+    EnvLiteral,
+    EnvPolicy,
+    EvidenceRequirements,
+    ExitStatus,
+    Filesystem,
+    FsAccess,
+    LaunchWorkload,
+    Outcome,
+    ProcessWorkload,
+    SecretLease,
+    StdStreams,
+)
+from bvisor.contract.profile import ProfileSnapshot
+from bvisor.contract.rerun import RerunLink
+from bvisor.front.api import run_confined
+from bvisor.front.cli.replay_cmd import main
+from bvisor.ledger import Ledger, verify
+from bvisor.replay import FAILED, VERIFIED, audit
+from bvisor.replay.anchored import HeadAnchor, audit_anchored
+from tests.features import require_feature
+from tests.replay.helpers import (
+    SUCCESS_LINES,
+    Copied,
+    FakeRun,
+    forge,
+    record_refusal,
+    record_synthetic,
+    reseal,
+    snapshot,
+)
+
+SECRET = "s3cret-lease-value-7f1c"
+
+
+def _spec(script: str, *, cwd: str | None = None, env: Sequence[EnvEntry] = ()) -> BoundarySpec:
+    """``/bin/sh -c script``, no filesystem capability (the host's files), captured output."""
+    return BoundarySpec(
+        workload=ProcessWorkload(exe="/bin/sh", args=("-c", script), cwd=cwd),
+        capabilities=(
+            Environment(
+                policy=EnvPolicy.exact((EnvEntry("PATH", EnvLiteral("/usr/bin:/bin")), *env))
+            ),
+        ),
+        controls=(LaunchWorkload(), CaptureStreams(streams=StdStreams.capture_out_err())),
+        budgets=BudgetRequirements.none(),
+        evidence=EvidenceRequirements(),
+    )
+
+
+def _record(ledger: Path, spec: BoundarySpec, **kwargs: Any) -> bytes:
+    report = run_confined(spec, ledger=ledger, key=False, **kwargs)
+    return report.body.attempt_id
+
+
+def _cli(capsys: pytest.CaptureFixture[str], ledger: Path, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["--ledger", str(ledger), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _runs(ledger: Path) -> list[Any]:
+    with Ledger.open(ledger, readonly=True) as store:
+        return audit(store).runs
+
+
+def _rows(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["name"]: row for row in document["rows"]}
+
+
+# -- what reproduces -----------------------------------------------------------------------
+
+
+def test_a_deterministic_run_reproduces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger = tmp_path / "ledger"
+    old = _record(ledger, _spec("echo hello; echo to-err >&2"))
+    code, out, err = _cli(capsys, ledger, "--json", "--rerun", old.hex()[:10])
+    assert code == 0, (out, err)
+    document = json.loads(out)
+    assert set(document) == {
+        "recorded_run", "rerun_run", "same", "rows", "differs", "profile_differences", "notes",
+    }  # fmt: skip
+    assert document["recorded_run"] == old.hex() and document["same"] is True
+    assert document["differs"] == [] and document["profile_differences"] == []
+    rows = _rows(document)
+    for name in ("h_p", "h_a", "h_l", "plan_id", "rules", "outcome", "exit"):
+        assert rows[name]["same"], rows[name]
+    assert rows["exit"]["rerun"] == "code 0" and rows["outcome"]["rerun"] == "completed"
+    assert rows["stream stdout"]["recorded"] == rows["stream stdout"]["rerun"]
+    assert rows["stream stdout"]["recorded"].endswith("(6 bytes)")
+    # The rerun is an ordinary run of the same ledger, naming the run it re-executes.
+    runs = _runs(ledger)
+    assert [r.run_id for r in runs] == [old, bytes.fromhex(document["rerun_run"])]
+    assert [r.verdict for r in runs] == [VERIFIED, VERIFIED], [r.checks for r in runs]
+    link = runs[1].checks[-1]
+    assert link.name == "rerun_of" and link.ok and old.hex()[:16] in link.detail
+    assert "rerun_of" not in [c.name for c in runs[0].checks]
+    with Ledger.open(ledger, readonly=True) as store:
+        kinds = [e.kind for e in store.run_events(runs[1].run_id)]
+        admitted = store.run_events(runs[1].run_id)[0].payload
+    assert kinds[0] == "plan.admitted" and kinds[-1] == "report.sealed"
+    assert admitted["rerun_of"]["run_id"] == old
+    # The table says the same.
+    code, out, _ = _cli(capsys, ledger, "--rerun", old.hex()[:10])
+    assert code == 0 and "everything compared matches" in out and "= stream stdout" in out
+
+
+def test_a_random_run_differs_by_its_stream_digest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger = tmp_path / "ledger"
+    old = _record(ledger, _spec("head -c 16 /dev/urandom | od -An -tx1"))
+    code, out, err = _cli(capsys, ledger, "--json", "--rerun", old.hex())
+    assert code == 1, (out, err)
+    document = json.loads(out)
+    assert document["same"] is False and document["differs"] == ["stream stdout"]
+    stdout = _rows(document)["stream stdout"]
+    assert stdout["recorded"] != stdout["rerun"]
+    assert len(stdout["recorded"].split()[0]) == 64 and len(stdout["rerun"].split()[0]) == 64
+    code, out, _ = _cli(capsys, ledger, "--rerun", old.hex())
+    assert code == 1 and "1 differ" in out and "! stream stdout" in out
+
+
+def test_leases_are_asked_for_again_and_never_read_from_the_ledger(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = tmp_path / "ledger"
+    spec = _spec('printf %s "$TOKEN" | wc -c', env=(EnvEntry("TOKEN", SecretLease("api-token")),))
+    old = _record(ledger, spec, secrets={"api-token": SECRET})
+    code, out, err = _cli(capsys, ledger, "--json", "--rerun", old.hex())
+    assert code == 125 and "'api-token'" in err and "--lease api-token=HOSTVAR" in err
+    assert json.loads(out)["error"]["code"] == "lease-missing"
+    assert len(_runs(ledger)) == 1  # refused before anything was planned or recorded
+    code, _, err = _cli(capsys, ledger, "--rerun", old.hex(), "--lease", "other=HOME")
+    assert code == 2 and "no secret lease 'other'" in err
+    monkeypatch.setenv("RERUN_TEST_TOKEN", SECRET)
+    code, out, err = _cli(
+        capsys, ledger, "--json", "--rerun", old.hex(), "--lease", "api-token=RERUN_TEST_TOKEN"
+    )
+    assert code == 0, (out, err)
+    assert [r.verdict for r in _runs(ledger)] == [VERIFIED, VERIFIED]
+    data = b"".join(p.read_bytes() for p in ledger.iterdir() if p.is_file())
+    assert SECRET.encode() not in data
+
+
+# -- what cannot be re-executed --------------------------------------------------------------
+
+
+def test_a_recorded_working_directory_that_is_gone_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger, work = tmp_path / "ledger", tmp_path / "work"
+    work.mkdir()
+    old = _record(ledger, _spec("pwd", cwd=str(work)))
+    shutil.rmtree(work)
+    code, out, err = _cli(capsys, ledger, "--json", "--rerun", old.hex())
+    assert code == 125 and f"{work}, which no longer exists" in err
+    assert json.loads(out)["error"]["code"] == "root-missing"
+    assert len(_runs(ledger)) == 1
+
+
+def _v1_profile() -> ProfileSnapshot:
+    from bvisor.planner.rules.v1.ceiling import linux_ceiling
+
+    real = snapshot()
+    return ProfileSnapshot(
+        backend=real.backend, facts=real.facts, ceiling=linux_ceiling(real.facts)
+    )
+
+
+def test_a_spec_these_rules_refuse_is_refused_naming_the_planners_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run recorded by rules v1 whose spec the current rules refuse (a root in /proc)."""
+    from bvisor.planner.planning import plan_boundary
+    from bvisor.planner.rules import RELEASED
+
+    base = _spec("true")
+    spec = BoundarySpec(
+        workload=base.workload,
+        capabilities=(*base.capabilities, Filesystem(access=FsAccess.READ, roots=("/proc",))),
+        controls=base.controls,
+        budgets=base.budgets,
+        evidence=base.evidence,
+    )
+    plan = plan_boundary(spec, _v1_profile(), RELEASED[1])
+    ledger = tmp_path / "ledger"
+    with Ledger.open(ledger, create=True) as store:
+        old = record_synthetic(store, plan=plan, fake=_completed())
+    assert [r.verdict for r in _runs(ledger)] == [VERIFIED]
+    code, out, err = _cli(capsys, ledger, "--json", "--rerun", old.hex())
+    assert code == 125, (out, err)
+    assert "this host refuses the recorded spec: invalid-policy [filesystem]" in err
+    error = json.loads(out)["error"]
+    assert error["code"] == "invalid-policy" and error["requirement"] == "filesystem"
+    # The refusal is recorded as any refusal is (and names no run: nothing ran).
+    runs = _runs(ledger)
+    assert [(r.verdict, r.outcome) for r in runs] == [
+        (VERIFIED, "completed"),
+        (VERIFIED, "refused"),
+    ]
+
+
+def _completed(stdout: bytes = b"") -> FakeRun:
+    return FakeRun(
+        outcome=Outcome.COMPLETED,
+        exit=ExitStatus.exited(0),
+        lines=(*SUCCESS_LINES, "# workload exit code=0"),
+        stdout=stdout,
+    )
+
+
+def test_a_run_that_does_not_verify_is_not_re_executed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "source"
+    old = _record(source, _spec("echo hello"))
+
+    def lie(events: list[Copied]) -> None:
+        for event in events:
+            if event.kind in ("run.terminal", "report.sealed"):
+                value = event.payload if event.kind == "run.terminal" else event.payload["body"]
+                value["exit"] = {"code": 7, "signal": None}
+                value["outcome"] = "failed"
+        reseal(events)
+
+    with Ledger.open(source, readonly=True) as store:
+        forge(store, tmp_path / "forged", lie).close()
+    code, out, err = _cli(capsys, tmp_path / "forged", "--json", "--rerun", old.hex())
+    assert code == 1 and "does not verify (failed): report:" in err
+    assert json.loads(out)["error"]["code"] == "not-verified"
+    assert len(_runs(tmp_path / "forged")) == 1
+
+
+def test_unknown_ambiguous_and_refused_runs_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger = tmp_path / "ledger"
+    with Ledger.open(ledger, create=True) as store:
+        for tail in (b"\x01", b"\x02"):
+            record_synthetic(store, attempt_id=b"\xab" + tail * 31)
+        refused = record_refusal(store)
+    code, out, err = _cli(capsys, ledger, "--json", "--rerun", "ab")
+    assert code == 2 and "ab" in err and json.loads(out)["error"]["code"] == "usage"
+    unknown = "cd" if not refused.hex().startswith("cd") else "ce"
+    code, _, err = _cli(capsys, ledger, "--rerun", unknown)
+    assert code == 2 and "no run" in err
+    code, _, err = _cli(capsys, ledger, "--rerun", refused.hex())
+    assert code == 2 and "refused at admission" in err
+    code, _, err = _cli(capsys, ledger, "--rerun", "ab01", "--last")
+    assert code == 2 and "--rerun" in err
+    code, _, err = _cli(capsys, ledger, "--lease", "a=HOME")
+    assert code == 2 and "--lease is for --rerun" in err
+    code, _, err = _cli(capsys, ledger, "--rerun", "ab01", "--lease", "nonsense")
+    assert code == 2 and "REF=HOSTVAR" in err
+
+
+# -- the link, forged -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def linked(tmp_path: Path) -> tuple[Ledger, bytes, RerunLink]:
+    """A ledger with one synthetic run and the link a rerun of it records."""
+    store = Ledger.open(tmp_path / "linked", create=True)
+    old = record_synthetic(store, fake=_completed(b"hi\n"))
+    events = store.run_events(old)
+    link = RerunLink(old, events[0].payload["plan_id"], events[-1].payload["seal"])
+    return store, old, link
+
+
+def _link_check(store: Ledger, run_id: bytes) -> Any:
+    assert verify(store).ok
+    (run,) = [r for r in audit(store).runs if r.run_id == run_id]
+    check = run.checks[-1]
+    assert check.name == "rerun_of"
+    return run, check
+
+
+def test_an_honest_hand_written_link_verifies(linked: tuple[Ledger, bytes, RerunLink]) -> None:
+    store, _, link = linked
+    new = record_synthetic(store, fake=_completed(b"hi\n"), rerun_of=link)
+    run, check = _link_check(store, new)
+    assert run.verdict == VERIFIED and check.ok, run.checks
+    # Proven by an anchor (O(run + log n)), the link is checked the same way.
+    (anchored,) = audit_anchored(store, [new], HeadAnchor(_head(store))).runs
+    assert anchored.verdict == VERIFIED and anchored.checks[-1].name == "rerun_of"
+
+
+def _head(store: Ledger) -> Any:
+    head = store.head()
+    assert head is not None
+    return head
+
+
+def _zeroed(value: bytes) -> bytes:
+    return bytes(32) if value != bytes(32) else b"\x01" * 32
+
+
+@pytest.mark.parametrize(
+    ("forgery", "said"),
+    [
+        ("nonexistent", "the ledger holds no such run"),
+        ("plan_id", "is not run"),
+        ("seal", "is not run"),
+        ("itself", "names itself"),
+        ("later", "a rerun re-executes a run recorded before it"),
+        ("refused", "which was refused"),
+    ],
+)
+def test_a_forged_link_fails_replay(
+    linked: tuple[Ledger, bytes, RerunLink], forgery: str, said: str
+) -> None:
+    store, old, link = linked
+    attempt = os.urandom(32)
+    later = os.urandom(32)
+    if forgery == "nonexistent":
+        link = RerunLink(os.urandom(32), link.plan_id, link.seal)
+    elif forgery == "plan_id":
+        link = RerunLink(old, _zeroed(link.plan_id), link.seal)
+    elif forgery == "seal":
+        link = RerunLink(old, link.plan_id, _zeroed(link.seal))
+    elif forgery == "itself":
+        link = RerunLink(attempt, link.plan_id, link.seal)
+    elif forgery == "later":
+        link = RerunLink(later, link.plan_id, link.seal)
+    elif forgery == "refused":
+        link = RerunLink(record_refusal(store), link.plan_id, link.seal)
+    record_synthetic(store, fake=_completed(b"hi\n"), attempt_id=attempt, rerun_of=link)
+    if forgery == "later":
+        record_synthetic(store, fake=_completed(b"hi\n"), attempt_id=later)
+    run, check = _link_check(store, attempt)
+    assert run.verdict == FAILED and not check.ok and said in check.detail, check
+    (anchored,) = audit_anchored(store, [attempt], HeadAnchor(_head(store))).runs
+    assert anchored.verdict == FAILED and said in anchored.checks[-1].detail
+    # Every other check passes: only the link is the lie.
+    assert all(c.ok for c in run.checks if c.name != "rerun_of"), run.checks
+
+
+def test_the_old_run_rewritten_after_the_rerun_breaks_the_link(
+    linked: tuple[Ledger, bytes, RerunLink], tmp_path: Path
+) -> None:
+    """A forger who edits the re-executed run's report (and reseals it) cuts the link."""
+    store, old, link = linked
+    new = record_synthetic(store, fake=_completed(b"hi\n"), rerun_of=link)
+
+    def edit(events: list[Copied]) -> None:
+        for event in events:
+            if event.run_id == old and event.kind == "report.sealed":
+                event.payload["body"]["findings"] = ["nothing to see"]
+        reseal(events)
+
+    forged = forge(store, tmp_path / "forged", edit)
+    try:
+        _, check = _link_check(forged, new)
+        assert not check.ok and "seal" in check.detail
+    finally:
+        forged.close()
+
+
+def test_the_link_is_read_strictly(linked: tuple[Ledger, bytes, RerunLink], tmp_path: Path) -> None:
+    """An extra key in the link, or a link on a refusal, is not a run replay accepts."""
+    store, _, link = linked
+    new = record_synthetic(store, fake=_completed(b"hi\n"), rerun_of=link)
+
+    def extra(events: list[Copied]) -> None:
+        for event in events:
+            if event.run_id == new and event.kind == "plan.admitted":
+                event.payload["rerun_of"]["note"] = "trust me"
+
+    forged = forge(store, tmp_path / "extra", extra)
+    try:
+        (run,) = [r for r in audit(forged).runs if r.run_id == new]
+        grammar = next(c for c in run.checks if c.name == "grammar")
+        assert not grammar.ok and "rerun_of.note" in grammar.detail
+    finally:
+        forged.close()
+    refused = record_refusal(store)
+
+    def on_refusal(events: list[Copied]) -> None:
+        for event in events:
+            if event.run_id == refused:
+                event.payload["rerun_of"] = link.to_value()
+
+    forged = forge(store, tmp_path / "refused", on_refusal)
+    try:
+        (run,) = [r for r in audit(forged).runs if r.run_id == refused]
+        grammar = next(c for c in run.checks if c.name == "grammar")
+        assert not grammar.ok and "rerun_of" in grammar.detail
+    finally:
+        forged.close()
+
+
+# -- outputs ----------------------------------------------------------------------------------
+
+
+def test_listed_outputs_and_artifacts_are_compared_by_digest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bvisor.contract import CommitArtifact, Durability, ListOutputs
+    from bvisor.front.defaults import default_spec
+
+    for feature in ("landlock", "pidns", "seccomp", "netns"):
+        require_feature(feature)
+    work, ledger = tmp_path / "work", tmp_path / "ledger"
+    work.mkdir()
+    monkeypatch.setenv("BVISOR_ARTIFACTS", str(tmp_path / "artifacts"))
+    script = "printf fixed > /tmp/same.txt; head -c 16 /dev/urandom > /tmp/random.bin"
+    spec = default_spec(["/bin/sh", "-c", script], cwd=str(work))
+    spec = dataclasses.replace(
+        spec, controls=(*spec.controls, ListOutputs(), CommitArtifact(Durability.BEST_EFFORT))
+    )
+    old = _record(ledger, spec)
+    code, out, err = _cli(capsys, ledger, "--json", "--rerun", old.hex())
+    assert code == 1, (out, err)
+    rows = _rows(json.loads(out))
+    listed = {name: row for name, row in rows.items() if name.startswith(("output ", "artifact "))}
+    same = sorted(name for name, row in listed.items() if row["same"])
+    differ = sorted(name for name, row in listed.items() if not row["same"])
+    assert [n.rsplit("/", 1)[-1].rsplit(" ", 1)[-1] for n in same] == ["same.txt", "same.txt"]
+    assert [n.rsplit("/", 1)[-1].rsplit(" ", 1)[-1] for n in differ] == ["random.bin"] * 2
+    fixed = hashlib.sha256(b"fixed").hexdigest()
+    assert all(row["recorded"] == fixed for name, row in listed.items() if name in same)
+    assert json.loads(out)["differs"] == differ

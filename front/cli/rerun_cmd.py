@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from bvisor.contract.report import BoundaryReportBody
-from bvisor.front.cli.run_cmd import _leases, _spec_lease_refs
+from bvisor.front.cli.leases import lease_values, spec_lease_refs
 from bvisor.front.rerun import RerunFailed, RerunRefused, RerunResult, compare, recorded_run, rerun
 from bvisor.ledger import Ledger, LedgerError
 from bvisor.ledger.errors import LedgerFormatError, LedgerNotFoundError
@@ -66,7 +66,7 @@ def _say(message: str, as_json: bool, code: str, status: int, **extra: object) -
 
 def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool) -> int:
     """The command; :class:`RerunUsageError` is a usage error (the caller exits 2)."""
-    leases = _leases(lease_pairs)
+    leases = lease_values(lease_pairs)
     if isinstance(leases, str):
         raise RerunUsageError(leases)
     with _open(path) as ledger:
@@ -80,7 +80,7 @@ def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool)
             return _say(str(exc), as_json, "not-verified", EXIT_DIFFERS)
         if parsed.admitted is None:
             raise RerunUsageError(f"run {run_id.hex()[:16]} was refused at admission: nothing ran")
-        wanted = _spec_lease_refs(parsed.admitted.spec)
+        wanted = spec_lease_refs(parsed.admitted.spec)
         for ref in leases:
             if ref not in wanted:
                 uses = ", ".join(repr(r) for r in wanted) or "none"

@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 from bvisor.front import jsonview
+from bvisor.front.cli.leases import check_leases, lease_values
 
 __all__ = ["add_arguments", "exit_status_for", "run"]
 
@@ -115,50 +116,6 @@ def _fail(message: str, status: int = EXIT_USAGE, as_json: bool = False) -> int:
         code = {EXIT_USAGE: "usage", 126: "cannot-invoke", 127: "not-found"}.get(status, "error")
         print(jsonview.dumps({"error": {"code": code, "message": message}}))
     return status
-
-
-def _leases(pairs: list[str]) -> dict[str, str] | str:
-    values: dict[str, str] = {}
-    for pair in pairs:
-        ref, sep, host_var = pair.partition("=")
-        if not sep or not ref or not host_var:
-            return f"--lease {pair!r}: expected REF=HOSTVAR"
-        if ref in values:
-            return f"--lease {pair!r}: lease {ref!r} is given more than once"
-        if host_var not in os.environ:
-            return f"--lease {pair!r}: host variable {host_var} is not set"
-        values[ref] = os.environ[host_var]
-    return values
-
-
-def _spec_lease_refs(spec: Any) -> list[str]:
-    """The secret lease references the spec's environment asks for, in order."""
-    from bvisor.contract import Environment, SecretLease
-
-    refs: list[str] = []
-    for capability in spec.capabilities:
-        if isinstance(capability, Environment):
-            for entry in capability.policy.entries:
-                if isinstance(entry.value, SecretLease) and entry.value.ref not in refs:
-                    refs.append(entry.value.ref)
-    return refs
-
-
-def _check_leases(spec: Any, leases: dict[str, str]) -> str | None:
-    """Match ``--lease`` options to the spec before anything runs or is recorded.
-
-    A missing lease would otherwise only surface as a run denied at launch (recorded in
-    the ledger, exit 125), and a lease the spec never uses is almost always a typo in REF.
-    """
-    wanted = _spec_lease_refs(spec)
-    for ref in leases:
-        if ref not in wanted:
-            uses = ", ".join(repr(r) for r in wanted) or "none"
-            return f"--lease {ref}=...: the spec has no secret lease {ref!r} (it uses: {uses})"
-    for ref in wanted:
-        if ref not in leases:
-            return f"the spec needs secret lease {ref!r}: give --lease {ref}=HOSTVAR"
-    return None
 
 
 def _check_inherited_fds(spec: Any) -> str | None:
@@ -279,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
     if args.tty and (as_json or not is_terminal(0)):
         why = "--json collects output" if as_json else "stdin is not a terminal"
         return _fail(f"--tty lends your terminal to the workload, but {why}", as_json=as_json)
-    leases = _leases(args.lease)
+    leases = lease_values(args.lease)
     if isinstance(leases, str):
         return _fail(leases, as_json=as_json)
     from bvisor.launcher.host.backend import LinuxBackend
@@ -297,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc), exc.status, as_json=as_json)
     except (ContractError, ValueError, OSError) as exc:
         return _fail(str(exc), as_json=as_json)
-    lease_problem = _check_leases(spec, leases)
+    lease_problem = check_leases(spec, leases)
     if lease_problem is not None:
         return _fail(lease_problem, as_json=as_json)
     fd_problem = _check_inherited_fds(spec)

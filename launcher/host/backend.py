@@ -656,9 +656,7 @@ def _classify(run: Execution, obs: LaunchObservation, oom_kills: int) -> None:
         return
     if obs.deadline_hit:
         run.outcome = Outcome.TIMEOUT
-        run.fact(
-            "budget_exceeded", "wall_micros: deadline passed; run tree killed with cgroup.kill"
-        )
+        run.fact("budget_exceeded", "wall_micros: deadline passed; run tree killed")
         if run.exit.code is not None:
             # The deadline is the launcher's: the workload exited on its own in the last
             # moments, before the kill (its code is real), but the run was still going.

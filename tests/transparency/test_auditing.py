@@ -106,6 +106,10 @@ def test_another_users_read_only_ledger_is_verified_logged_replayed_changing_not
     assert _state(copy) == before
 
 
+# A normal user makes the mount namespace inside a user namespace of its own.
+_UNSHARE = ["unshare"] if os.geteuid() == 0 else ["unshare", "-r"]
+
+
 def test_a_read_only_mount_is_read_changing_nothing(
     recorded: tuple[Path, list[bytes], Path], tmp_path: Path
 ) -> None:
@@ -121,9 +125,7 @@ def test_a_read_only_mount_is_read_changing_nothing(
             f"exec {sys.executable} -m {' '.join(command)}"
         )
         done = subprocess.run(
-            # A normal user makes the mount namespace inside a user namespace of its own.
-            ["unshare", *([] if os.geteuid() == 0 else ["-r"]), "-m", "--propagation", "private"]
-            + ["sh", "-c", script],
+            [*_UNSHARE, "-m", "--propagation", "private", "sh", "-c", script],
             capture_output=True,
             text=True,
             timeout=120,

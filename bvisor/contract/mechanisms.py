@@ -71,6 +71,7 @@ __all__ = [
     "Seccomp",
     "StreamCapture",
     "TmpfsMount",
+    "UserLimits",
     "UserNamespace",
     "WallBudget",
     "decl_digest",
@@ -265,6 +266,19 @@ class Rootfs(Params):
 
     def binds(self) -> tuple[BindMount, ...]:
         return tuple(m for m in self.mounts if isinstance(m, BindMount))
+
+
+@dataclass(frozen=True, slots=True)
+class UserLimits(Params):
+    """Per-user kernel objects the workload may take: ``share_percent`` of each limit this
+    user has where bvisor runs (inotify instances and watches, fanotify groups and marks),
+    written into the workload's own user namespace. The kernel counts these per user, up
+    the namespace chain, so without it a workload could take every one its user has and
+    starve the user's other programs (editors, ``tail -f``, desktop services) until the run
+    ends; with it, the rest stays theirs."""
+
+    share_percent: int
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"share_percent": INT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,6 +542,9 @@ BUDGET_MEMORY = Primitive(
 NETPROXY = Primitive("linux.netproxy.v1", 1, P.NAMESPACE_CREATE, NetProxy, (NETNS.id,))
 ROOTFS = Primitive("linux.rootfs.v1", 1, P.FS_SETUP, Rootfs, (PIDNS.id,))
 OOM_SCORE = Primitive("linux.oom.score.v1", 1, P.PRIVILEGE_DROP, OomScore)
+# In the workload's user namespace, before the private root hides the host's /proc (where
+# its own /proc/sys is read-only): so phase 0, after the id maps.
+USER_LIMITS = Primitive("linux.userns.limits.v1", 1, P.NAMESPACE_CREATE, UserLimits, (USERNS.id,))
 NO_NEW_PRIVS = Primitive("linux.nonewprivs.v1", 1, P.PRIVILEGE_DROP, NoParams)
 CAPS_DROP = Primitive("linux.caps.drop.v1", 1, P.PRIVILEGE_DROP, NoParams)
 AMBIENT_SCRUB = Primitive("linux.ambient.scrub.v2", 2, P.FD_HYGIENE, AmbientScrub)
@@ -568,6 +585,7 @@ CATALOGUE: tuple[Primitive, ...] = (
     NETPROXY,
     ROOTFS,
     OOM_SCORE,
+    USER_LIMITS,
     NO_NEW_PRIVS,
     CAPS_DROP,
     AMBIENT_SCRUB,

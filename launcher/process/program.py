@@ -47,6 +47,7 @@ OP_CODES: dict[str, int] = {
     "exec": 8,
     "cgroupfs_hide": 9,
     "netproxy": 10,
+    "userlimits": 11,
 }
 
 CLONE_NEWNS = 0x00020000

@@ -69,6 +69,7 @@ TEST_HOOKS: frozenset[str] = frozenset(
         "skip_pidns",
         "skip_rootfs",
         "skip_seccomp",
+        "skip_userlimits",
         "skip_userns",
         # Host-side: the allow list's proxy allows (and records as allowed) everything.
         "proxy_allow_all",

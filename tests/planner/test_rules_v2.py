@@ -118,6 +118,7 @@ def test_the_default_spec_runs_for_a_normal_user() -> None:
         mech.SECCOMP,
         mech.PIDNS_KILL,
         mech.OOM_SCORE,
+        mech.USER_LIMITS,
     ):
         assert primitive.id in ids, (primitive.id, ids)
     assert mech.CGROUP_LEAF.id not in ids  # nothing to make one in: the namespace holds

@@ -34,7 +34,8 @@ enum bv_op_code {
     BV_OP_SECCOMP = 7,
     BV_OP_EXEC = 8,
     BV_OP_CGROUPFS_HIDE = 9,
-    BV_OP_NETPROXY = 10
+    BV_OP_NETPROXY = 10,
+    BV_OP_USERLIMITS = 11
 };
 
 struct bv_op {
@@ -78,6 +79,7 @@ int bv_phase_landlock(const void *args, struct bv_ctx *ctx);
 int bv_phase_seccomp(const void *args, struct bv_ctx *ctx);
 int bv_phase_exec(const void *args, struct bv_ctx *ctx);
 int bv_phase_cgroupfs_hide(const void *args, struct bv_ctx *ctx);
+int bv_phase_userlimits(const void *args, struct bv_ctx *ctx);
 int bv_phase_netproxy(const void *args, struct bv_ctx *ctx);
 
 #endif

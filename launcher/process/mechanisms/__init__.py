@@ -28,6 +28,7 @@ from bvisor.launcher.process.mechanisms import (
     pidns,
     rootfs,
     seccomp,
+    userlimits,
     userns,
 )
 from bvisor.launcher.process.program import Program
@@ -38,6 +39,7 @@ Prepare = Callable[[Program, Phase, Any], None]
 
 PREPARE: Mapping[str, Prepare] = {
     mech.USERNS.id: userns.prepare,
+    mech.USER_LIMITS.id: userlimits.prepare,
     mech.NETNS.id: netns.prepare,
     mech.NETPROXY.id: netproxy.prepare,
     mech.IPCNS.id: ipcns.prepare,

@@ -7,8 +7,11 @@ of the run tree, so descendants, kills and deadlines need no cgroup (cgroups car
 budgets). Landlock and seccomp stay as independent layers. Unprivileged callers get the
 same boundary.
 
-Released with the first commit that records ``tests/vectors/planner/v2/``; from then on
-frozen like v1.
+The per-user kernel objects a workload may take (inotify, fanotify) are half of its
+user's (``linux.userns.limits.v1``).
+
+Released with round 2 (the commit that records ``tests/compat/ledgers/v2-*``); from then on
+frozen like v1, and its golden vectors (``tests/vectors/planner/v2/``) byte-identical.
 """
 
 from __future__ import annotations

@@ -62,9 +62,12 @@ from bvisor.planner.rules.v2.network import allow_list_of, netproxy_params, prox
 from bvisor.planner.rules.v2.outputs import outputs_params
 from bvisor.planner.rules.v2.rootfs import mount_table
 
-__all__ = ["LANDLOCK_NET_ABI", "OOM_SCORE", "PARAM_KEYS", "select_primitives"]
+__all__ = ["LANDLOCK_NET_ABI", "OOM_SCORE", "PARAM_KEYS", "USER_LIMITS_SHARE", "select_primitives"]
 
 OOM_SCORE = 1000
+# The workload may take half of each per-user kernel object limit (inotify, fanotify) its
+# user has: the other half stays for that user's other programs.
+USER_LIMITS_SHARE = 50
 LANDLOCK_NET_ABI = 4  # Landlock's TCP connect rules
 PARAM_KEYS: Mapping[str, frozenset[str]] = {
     primitive.id: frozenset(primitive.params.FIELDS) for primitive in mech.CATALOGUE
@@ -140,6 +143,7 @@ def select_primitives(
     ]
     if facts.userns:
         typed.append((mech.USERNS, mech.UserNamespace(facts.host_uid, facts.host_gid)))
+        typed.append((mech.USER_LIMITS, mech.UserLimits(USER_LIMITS_SHARE)))
     if facts.userns or facts.host_uid == 0:
         typed.append((mech.IPCNS, mech.NoParams()))
     private = private_root_missing(facts) is None

@@ -31,7 +31,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from bvisor.canonical import Value
 from bvisor.ledger import environment as envmod
 from bvisor.ledger.environment import (
     META_HEAD_HASH,
@@ -45,7 +44,7 @@ from bvisor.ledger.errors import (
     LedgerError,
     LedgerUsageError,
 )
-from bvisor.ledger.kinds import RUN_TERMINAL, check_kind
+from bvisor.ledger.kinds import check_kind
 from bvisor.ledger.record import (
     HASH_SIZE,
     MAX_SEQ,
@@ -93,7 +92,11 @@ class Head:
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """One run as the ledger saw it; ``outcome`` comes from its ``run.terminal`` payload."""
+    """One run as the ledger saw it: where its events are, how many, when, the last kind.
+
+    Events, not outcomes: what a run's events *mean* (how it ended) is for the readers of
+    the run grammar (:mod:`bvisor.contract.events`, replay), never for the store.
+    """
 
     run_id: bytes
     first_seq: int
@@ -102,7 +105,6 @@ class RunSummary:
     first_time_ns: int
     last_time_ns: int
     last_kind: str
-    outcome: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,6 +538,24 @@ class Ledger:
             events.append(_decode(seq, bytes(raw)))
         return events
 
+    def last_of_kind(self, run_id: bytes, kind: str) -> Event | None:
+        """The last event of ``run_id`` whose kind is ``kind`` (None if it has none).
+
+        Walks back from the run's end, so a kind written near the end costs a few reads
+        however long the run's record is.
+        """
+        checked = check_run_id(run_id)
+        if checked is None:
+            raise LedgerUsageError("run_id: a run id is required")
+        wanted = check_kind(kind)
+        environment = self._live
+        with environment.read() as txn:
+            for seq in reversed(_run_seqs(txn, environment, checked)):
+                event = _fetch(txn, environment, seq)
+                if event.kind == wanted:
+                    return event
+        return None
+
     def runs(self) -> list[RunSummary]:
         """One summary per run, ordered by the run's first event."""
         environment = self._live
@@ -728,19 +748,9 @@ def _fetch(txn: Any, environment: Environment, seq: int) -> Event:
 
 
 def _summarise(txn: Any, environment: Environment, run_id: bytes, seqs: list[int]) -> RunSummary:
-    """Summarise a run from its first event and a backward walk to its terminal event."""
+    """Summarise a run from its first and last events."""
     first = _fetch(txn, environment, seqs[0])
-    last: Event | None = None
-    outcome: str | None = None
-    for seq in reversed(seqs):
-        event = first if seq == seqs[0] else _fetch(txn, environment, seq)
-        last = last or event
-        if event.kind == RUN_TERMINAL:
-            if isinstance(event.payload, dict):
-                value: Value = event.payload.get("outcome")
-                outcome = value if isinstance(value, str) else None
-            break
-    assert last is not None
+    last = first if len(seqs) == 1 else _fetch(txn, environment, seqs[-1])
     return RunSummary(
         run_id=run_id,
         first_seq=first.seq,
@@ -749,5 +759,4 @@ def _summarise(txn: Any, environment: Environment, run_id: bytes, seqs: list[int
         first_time_ns=first.time_ns,
         last_time_ns=last.time_ns,
         last_kind=last.kind,
-        outcome=outcome,
     )

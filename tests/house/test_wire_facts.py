@@ -13,7 +13,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from bvisor.contract import events
+from bvisor.contract import events, notes
+from bvisor.contract import facts as fact_kinds
 from bvisor.contract.events import RUN_KINDS, SHAPES
 from tests.house.test_layers import _imports
 
@@ -84,3 +85,78 @@ def test_the_ledger_does_not_know_run_kinds() -> None:
         if module.startswith("bvisor.contract.events")
     ]
     assert not wrong, wrong
+
+
+# -- the launcher's notes and the report's facts -------------------------------------------
+
+NOTES_HOME = ROOT / "bvisor" / "contract" / "notes.py"
+FACTS_HOME = ROOT / "bvisor" / "contract" / "facts.py"
+# The opening words of every note another process parses.
+NOTE_WORDS = (
+    "workload exit ", "workload pid=", "init pid=", "workload rusage ", "refused code=",
+    "DANGER test hook", "identity code=", "fault mechanism=",
+)  # fmt: skip
+
+
+def _constants(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+def test_parsed_notes_are_worded_only_in_their_home() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {text[:60]!r}"
+        for path in _sources()
+        if path != NOTES_HOME
+        for line, text in _constants(path)
+        if any(text.startswith(word) for word in NOTE_WORDS)
+    ]
+    assert not found, "launcher notes worded outside bvisor/contract/notes.py:\n" + "\n".join(found)
+
+
+def test_read_fact_kinds_are_spelled_only_in_their_home() -> None:
+    kinds = {getattr(fact_kinds, name) for name in fact_kinds.__all__ if name != "NOT_RUN"}
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {text!r}"
+        for path in _sources()
+        # The profile's ``launcher_identity`` is a field of the profile that shares the name.
+        if path not in (FACTS_HOME, ROOT / "bvisor" / "contract" / "profile.py")
+        for line, text in _constants(path)
+        if text in kinds
+    ]
+    assert not found, "fact kinds spelled outside bvisor/contract/facts.py:\n" + "\n".join(found)
+
+
+def test_every_note_a_reader_parses_is_what_the_writer_writes() -> None:
+    assert notes.parse_int_note(notes.pid_note(41, init=False)) == ("pid", 41)
+    assert notes.noted_workload_pid(notes.pid_note(41, init=False)) == "41"
+    assert notes.init_pid(notes.pid_note(7, init=True)) == 7
+    assert notes.init_pid(notes.pid_note(7, init=False)) is None
+    assert notes.parse_int_note(notes.exit_note(code=3)) == ("exit code", 3)
+    assert notes.parse_int_note(notes.exit_note(signal=9)) == ("exit signal", 9)
+    assert notes.noted_exit(notes.exit_note(signal=9)) == "signal=9"
+    assert notes.rusage_text(notes.rusage_note(1, 2, 3)) == "utime_us=1 stime_us=2 maxrss_kb=3"
+    assert notes.parse_identity(notes.identity_note("ab12", "unknown")) == ("ab12", "unknown")
+    assert notes.refusal_code(notes.refused_note("plan-invalid", "x: y")) == "plan-invalid"
+    assert notes.is_refusal(notes.refused_note("c", "d"))
+    fault = notes.fault_note("landlock", 38, "ENOSYS", "landlock_create_ruleset")
+    assert notes.parse_fault(fault) == ("landlock", 38, "ENOSYS")
+    assert notes.confinement_unavailable(fault)
+    assert not notes.confinement_unavailable(notes.fault_note("exec", 38, "ENOSYS", "x"))
+    assert not notes.confinement_unavailable(notes.internal_fault_note(RuntimeError("x")))
+    assert notes.danger_note("skip-landlock").startswith(notes.DANGER_PREFIX)
+
+
+def test_recorded_wording_is_the_wire() -> None:
+    # Ledgers hold these words; a formatter reworded would make old runs' notes unreadable.
+    assert notes.exit_note(code=0) == "workload exit code=0"
+    assert notes.pid_note(5, init=True) == "init pid=5"
+    assert notes.refused_note("c", "d") == "refused code=c: d"
+    assert notes.fault_note("m", 1, "EPERM", "d") == "fault mechanism=m errno=1 name=EPERM: d"
+    assert notes.identity_note("c", "e") == "identity code=c entry=e"
+    assert notes.rusage_note(1, 2, 3) == "workload rusage utime_us=1 stime_us=2 maxrss_kb=3"
+    assert notes.danger_note("h") == "DANGER test hook active: h"

@@ -550,14 +550,21 @@ class Ledger:
         wanted = check_kind(kind)
         environment = self._live
         with environment.read() as txn:
-            for seq in reversed(_run_seqs(txn, environment, checked)):
-                event = _fetch(txn, environment, seq)
-                if event.kind == wanted:
-                    return event
-        return None
+            return _last_of(txn, environment, _run_seqs(txn, environment, checked), wanted)
 
     def runs(self) -> list[RunSummary]:
         """One summary per run, ordered by the run's first event."""
+        return [summary for summary, _ in self._runs(None)]
+
+    def runs_with_last(self, kind: str) -> list[tuple[RunSummary, Event | None]]:
+        """:meth:`runs`, each with the run's last event of ``kind`` (None if it has none).
+
+        One read transaction for the whole listing, so a caller that shows something of
+        each run's last ``kind`` event pays one backward walk per run and nothing more.
+        """
+        return self._runs(check_kind(kind))
+
+    def _runs(self, kind: str | None) -> list[tuple[RunSummary, Event | None]]:
         environment = self._live
         grouped: dict[bytes, list[int]] = {}
         with environment.read() as txn:
@@ -565,11 +572,11 @@ class Ledger:
                 if len(key) < 5 or len(value) != 8:
                     raise LedgerCorruptError(f"malformed runs index row {bytes(key).hex()}")
                 grouped.setdefault(bytes(key[:-4]), []).append(int.from_bytes(value, "big"))
-            summaries = [
-                _summarise(txn, environment, run_id, seqs) for run_id, seqs in grouped.items()
+            rows = [
+                _summarise(txn, environment, run_id, seqs, kind) for run_id, seqs in grouped.items()
             ]
-        summaries.sort(key=lambda summary: summary.first_seq)
-        return summaries
+        rows.sort(key=lambda row: row[0].first_seq)
+        return rows
 
     @contextmanager
     def snapshot(self) -> Iterator[Snapshot]:
@@ -747,11 +754,27 @@ def _fetch(txn: Any, environment: Environment, seq: int) -> Event:
     return _decode(seq, bytes(raw))
 
 
-def _summarise(txn: Any, environment: Environment, run_id: bytes, seqs: list[int]) -> RunSummary:
-    """Summarise a run from its first and last events."""
+def _last_of(
+    txn: Any, environment: Environment, seqs: list[int], kind: str, last: Event | None = None
+) -> Event | None:
+    """The last event of kind ``kind`` among ``seqs`` (one run's, in order), walking back;
+    ``last``: the event of ``seqs[-1]`` when the caller has it already."""
+    for seq in reversed(seqs):
+        event = last if last is not None and seq == last.seq else _fetch(txn, environment, seq)
+        if event.kind == kind:
+            return event
+    return None
+
+
+def _summarise(
+    txn: Any, environment: Environment, run_id: bytes, seqs: list[int], kind: str | None
+) -> tuple[RunSummary, Event | None]:
+    """Summarise a run from its first and last events; with ``kind``, also its last event
+    of that kind (a walk back from the last event, which is read once)."""
     first = _fetch(txn, environment, seqs[0])
     last = first if len(seqs) == 1 else _fetch(txn, environment, seqs[-1])
-    return RunSummary(
+    found = None if kind is None else _last_of(txn, environment, seqs, kind, last)
+    summary = RunSummary(
         run_id=run_id,
         first_seq=first.seq,
         last_seq=last.seq,
@@ -760,3 +783,4 @@ def _summarise(txn: Any, environment: Environment, run_id: bytes, seqs: list[int
         last_time_ns=last.time_ns,
         last_kind=last.kind,
     )
+    return summary, found

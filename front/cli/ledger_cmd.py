@@ -749,11 +749,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_runs(args: argparse.Namespace) -> int:
     # Lazily: the replay package is heavy, and only this command reads what runs mean.
-    from bvisor.replay.outcomes import recorded_outcome
+    from bvisor.replay.outcomes import recorded_outcomes
 
     with _open(args) as ledger:
-        summaries = ledger.runs()
-        outcomes = {s.run_id: recorded_outcome(ledger, s.run_id) for s in summaries}
+        listed = recorded_outcomes(ledger)
+    summaries = [summary for summary, _ in listed]
+    outcomes = {summary.run_id: outcome for summary, outcome in listed}
     if args.json:
         _emit(
             [

@@ -131,7 +131,6 @@ class _RecordingSink:
                 f"the workload ran{ran} but its record is incomplete: {exc}; the ledger holds "
                 f"its plan, and bvisor-replay shows run {run_id.hex()[:16]} as incomplete",
                 run_id,
-                outcome,
             ) from exc
         self._admitted = self._admitted or events.PLAN_ADMITTED in kinds
         if request is not None:

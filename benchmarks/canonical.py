@@ -41,6 +41,7 @@ except ModuleNotFoundError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from bvisor import canonical
 
+from bvisor.contract.events import LAUNCHER_PHASE
 from bvisor.digest import Purpose, digest_bytes
 from bvisor.ledger.record import build_record, encode_payload
 
@@ -162,7 +163,7 @@ def ledger_records(count: int) -> list[bytes]:
     for seq in range(count):
         encoded = encode_payload(_synthetic_payload(rng, seq))
         built = build_record(
-            seq, prev, 1_732_000_000_000_000_000 + seq, "launcher.phase", run, encoded
+            seq, prev, 1_732_000_000_000_000_000 + seq, LAUNCHER_PHASE, run, encoded
         )
         out.append(built.raw)
         prev = built.hash

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bvisor.contract.events import RUN_TERMINAL
+
 REPO = Path(__file__).resolve().parents[1]
 LIMIT_US = 1_000_000
 SPEC = """
@@ -82,11 +84,11 @@ def _last_wall(ledger: Path) -> int:
     )
     for line in reversed(export.stdout.splitlines()):
         event = json.loads(line)
-        if event.get("kind") == "run.terminal":
+        if event.get("kind") == RUN_TERMINAL:
             for witness in event["payload"]["budget_witnesses"]:
                 if witness["dimension"] == "wall_micros":
                     return int(witness["observed"])
-    raise RuntimeError("no run.terminal with a wall witness in the ledger")
+    raise RuntimeError(f"no {RUN_TERMINAL} with a wall witness in the ledger")
 
 
 def main() -> int:

@@ -35,6 +35,7 @@ import lmdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bvisor.contract.events import LAUNCHER_PHASE
 from bvisor.ledger import Ledger, verify
 
 RUN = bytes.fromhex("5a" * 16)
@@ -47,7 +48,7 @@ def payload(index: int) -> dict[str, object]:
 
 
 def items(count: int, offset: int = 0) -> list[tuple[str, object, bytes | None]]:
-    return [("launcher.phase", payload(offset + i), RUN) for i in range(count)]
+    return [(LAUNCHER_PHASE, payload(offset + i), RUN) for i in range(count)]
 
 
 def raw_env(path: Path) -> lmdb.Environment:

@@ -57,6 +57,7 @@ from bvisor.contract import (  # noqa: E402
     SpawnPolicy,
     StdStreams,
 )
+from bvisor.contract.events import OPENING_KINDS, REPORT_SEALED  # noqa: E402
 from bvisor.contract.report import BoundaryReportBody  # noqa: E402
 from bvisor.ledger import Ledger, verify  # noqa: E402
 
@@ -113,9 +114,9 @@ def _clone(group: list[tuple[str, Any]], attempt: bytes) -> list[tuple[str, Any,
     out: list[tuple[str, Any, bytes]] = []
     for kind, payload in group:
         payload = copy.copy(payload)
-        if kind in ("plan.admitted", "plan.refused"):
+        if kind in OPENING_KINDS:
             payload["attempt_id"] = attempt
-        elif kind == "report.sealed":
+        elif kind == REPORT_SEALED:
             body = dict(payload["body"])
             body["attempt_id"] = attempt
             payload["body"] = body

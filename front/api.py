@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from bvisor.contract import BoundarySpec
+from bvisor.contract import BoundarySpec, events
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.report import SealedReport
 
@@ -114,7 +114,7 @@ class _RecordingSink:
 
         batch = list(items)  # type: ignore[call-overload]
         kinds = [item[0] for item in batch]
-        last = "report.sealed" in kinds or "plan.refused" in kinds
+        last = not events.CLOSING_KINDS.isdisjoint(kinds)
         request = None
         if last and self._signing is not None:
             request = self._request(*self._signing)
@@ -125,16 +125,15 @@ class _RecordingSink:
                 raise
             run_id = batch[0][2] if len(batch[0]) == 3 else b""
             outcome = next(
-                (item[1].get("outcome") for item in batch if item[0] == "run.terminal"), None
+                (o for o in (events.terminal_outcome(i[0], i[1]) for i in batch) if o), None
             )
             ran = f" (outcome {outcome})" if outcome else ""
             raise RecordIncompleteError(
                 f"the workload ran{ran} but its record is incomplete: {exc}; the ledger holds "
                 f"its plan, and bvisor-replay shows run {run_id.hex()[:16]} as incomplete",
                 run_id,
-                outcome,
             ) from exc
-        self._admitted = self._admitted or "plan.admitted" in kinds
+        self._admitted = self._admitted or events.PLAN_ADMITTED in kinds
         if request is not None:
             self._settle(request)
         return receipts
@@ -240,7 +239,9 @@ def run_confined(
         store = open_ledger(ledger)
         if store is not None:
             _RecordingSink(store, signing, on_checkpoint).append(
-                "plan.refused", refused_payload(spec, snapshot, refusal, attempt_id), attempt_id
+                events.PLAN_REFUSED,
+                refused_payload(spec, snapshot, refusal, attempt_id),
+                attempt_id,
             )
         raise
     where = _ledger_location(ledger)

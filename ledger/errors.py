@@ -74,10 +74,13 @@ class LedgerDiskFullError(LedgerError):
 
 
 class RecordIncompleteError(LedgerError):
-    """A run's workload ran but its final record could not be written (``bvisor run`` says
-    so): the ledger holds the run's plan, and replay shows the run as incomplete."""
+    """A run's record was begun (its first commit is durable) but a later part of it could
+    not be written: the ledger holds the beginning, and replay shows the run as incomplete.
 
-    def __init__(self, message: str, run_id: bytes, outcome: str | None) -> None:
+    The ledger knows events, not what they say: the message, made by whoever recorded the
+    run (``bvisor.front.api``), says how the run ended; the ledger keeps only which run.
+    """
+
+    def __init__(self, message: str, run_id: bytes) -> None:
         super().__init__(message)
         self.run_id = run_id
-        self.outcome = outcome

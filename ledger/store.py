@@ -31,7 +31,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from bvisor.canonical import Value
 from bvisor.ledger import environment as envmod
 from bvisor.ledger.environment import (
     META_HEAD_HASH,
@@ -45,7 +44,7 @@ from bvisor.ledger.errors import (
     LedgerError,
     LedgerUsageError,
 )
-from bvisor.ledger.kinds import RUN_TERMINAL, check_kind
+from bvisor.ledger.kinds import check_kind
 from bvisor.ledger.record import (
     HASH_SIZE,
     MAX_SEQ,
@@ -93,7 +92,11 @@ class Head:
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """One run as the ledger saw it; ``outcome`` comes from its ``run.terminal`` payload."""
+    """One run as the ledger saw it: where its events are, how many, when, the last kind.
+
+    Events, not outcomes: what a run's events *mean* (how it ended) is for the readers of
+    the run grammar (:mod:`bvisor.contract.events`, replay), never for the store.
+    """
 
     run_id: bytes
     first_seq: int
@@ -102,7 +105,6 @@ class RunSummary:
     first_time_ns: int
     last_time_ns: int
     last_kind: str
-    outcome: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,8 +538,33 @@ class Ledger:
             events.append(_decode(seq, bytes(raw)))
         return events
 
+    def last_of_kind(self, run_id: bytes, kind: str) -> Event | None:
+        """The last event of ``run_id`` whose kind is ``kind`` (None if it has none).
+
+        Walks back from the run's end, so a kind written near the end costs a few reads
+        however long the run's record is.
+        """
+        checked = check_run_id(run_id)
+        if checked is None:
+            raise LedgerUsageError("run_id: a run id is required")
+        wanted = check_kind(kind)
+        environment = self._live
+        with environment.read() as txn:
+            return _last_of(txn, environment, _run_seqs(txn, environment, checked), wanted)
+
     def runs(self) -> list[RunSummary]:
         """One summary per run, ordered by the run's first event."""
+        return [summary for summary, _ in self._runs(None)]
+
+    def runs_with_last(self, kind: str) -> list[tuple[RunSummary, Event | None]]:
+        """:meth:`runs`, each with the run's last event of ``kind`` (None if it has none).
+
+        One read transaction for the whole listing, so a caller that shows something of
+        each run's last ``kind`` event pays one backward walk per run and nothing more.
+        """
+        return self._runs(check_kind(kind))
+
+    def _runs(self, kind: str | None) -> list[tuple[RunSummary, Event | None]]:
         environment = self._live
         grouped: dict[bytes, list[int]] = {}
         with environment.read() as txn:
@@ -545,11 +572,11 @@ class Ledger:
                 if len(key) < 5 or len(value) != 8:
                     raise LedgerCorruptError(f"malformed runs index row {bytes(key).hex()}")
                 grouped.setdefault(bytes(key[:-4]), []).append(int.from_bytes(value, "big"))
-            summaries = [
-                _summarise(txn, environment, run_id, seqs) for run_id, seqs in grouped.items()
+            rows = [
+                _summarise(txn, environment, run_id, seqs, kind) for run_id, seqs in grouped.items()
             ]
-        summaries.sort(key=lambda summary: summary.first_seq)
-        return summaries
+        rows.sort(key=lambda row: row[0].first_seq)
+        return rows
 
     @contextmanager
     def snapshot(self) -> Iterator[Snapshot]:
@@ -727,21 +754,27 @@ def _fetch(txn: Any, environment: Environment, seq: int) -> Event:
     return _decode(seq, bytes(raw))
 
 
-def _summarise(txn: Any, environment: Environment, run_id: bytes, seqs: list[int]) -> RunSummary:
-    """Summarise a run from its first event and a backward walk to its terminal event."""
-    first = _fetch(txn, environment, seqs[0])
-    last: Event | None = None
-    outcome: str | None = None
+def _last_of(
+    txn: Any, environment: Environment, seqs: list[int], kind: str, last: Event | None = None
+) -> Event | None:
+    """The last event of kind ``kind`` among ``seqs`` (one run's, in order), walking back;
+    ``last``: the event of ``seqs[-1]`` when the caller has it already."""
     for seq in reversed(seqs):
-        event = first if seq == seqs[0] else _fetch(txn, environment, seq)
-        last = last or event
-        if event.kind == RUN_TERMINAL:
-            if isinstance(event.payload, dict):
-                value: Value = event.payload.get("outcome")
-                outcome = value if isinstance(value, str) else None
-            break
-    assert last is not None
-    return RunSummary(
+        event = last if last is not None and seq == last.seq else _fetch(txn, environment, seq)
+        if event.kind == kind:
+            return event
+    return None
+
+
+def _summarise(
+    txn: Any, environment: Environment, run_id: bytes, seqs: list[int], kind: str | None
+) -> tuple[RunSummary, Event | None]:
+    """Summarise a run from its first and last events; with ``kind``, also its last event
+    of that kind (a walk back from the last event, which is read once)."""
+    first = _fetch(txn, environment, seqs[0])
+    last = first if len(seqs) == 1 else _fetch(txn, environment, seqs[-1])
+    found = None if kind is None else _last_of(txn, environment, seqs, kind, last)
+    summary = RunSummary(
         run_id=run_id,
         first_seq=first.seq,
         last_seq=last.seq,
@@ -749,5 +782,5 @@ def _summarise(txn: Any, environment: Environment, run_id: bytes, seqs: list[int
         first_time_ns=first.time_ns,
         last_time_ns=last.time_ns,
         last_kind=last.kind,
-        outcome=outcome,
     )
+    return summary, found

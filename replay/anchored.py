@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bvisor.contract.events import OPENING_KINDS
 from bvisor.contract.rerun import RerunLink
 from bvisor.ledger import Event, Head, Ledger, LedgerError, RunSummary
 from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin
@@ -34,8 +35,6 @@ from bvisor.replay.checks import check_rerun_of
 from bvisor.replay.results import AuditReport, CheckResult, RunAudit
 
 __all__ = ["CheckpointAnchor", "HeadAnchor", "audit_anchored"]
-
-_PLAN_KINDS = frozenset({"plan.admitted", "plan.refused"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +132,7 @@ def _last_run(snap: Snapshot) -> list[bytes]:
             first = _decode(snap, candidate[0])
         except _Unreadable:
             first = None
-        if first is not None and first.run_id == candidate[1] and first.kind in _PLAN_KINDS:
+        if first is not None and first.run_id == candidate[1] and first.kind in OPENING_KINDS:
             start = candidate[0]
         else:
             candidate = None
@@ -148,7 +147,7 @@ def _last_run(snap: Snapshot) -> list[bytes]:
             event = decode_record(raw).event
         except RecordError:
             continue
-        plan = event.kind in _PLAN_KINDS and event.run_id is not None
+        plan = event.kind in OPENING_KINDS and event.run_id is not None
         if plan and event.seq == int.from_bytes(key, "big"):
             newest = event.run_id
     return [] if newest is None else [newest]
@@ -158,7 +157,7 @@ def _audit_one(
     snap: Snapshot, run_id: bytes, anchor: Anchor, source: ProofSource | None
 ) -> RunAudit:
     listed = snap.run_seqs(run_id)
-    summary = RunSummary(run_id, -1, -1, 0, 0, 0, "", None)
+    summary = RunSummary(run_id, -1, -1, 0, 0, 0, "")
     if not listed:
         return audit_run(
             summary, None, CheckResult.failed("chain", "the ledger lists no events for this run")
@@ -180,7 +179,6 @@ def _audit_one(
         events[0].time_ns,
         events[-1].time_ns,
         events[-1].kind,
-        None,
     )
     return audit_run(summary, events, chain, linker=_anchored_linker(snap, anchor, source))
 

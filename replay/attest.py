@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from bvisor.canonical import Value
+from bvisor.contract.events import REPORT_SEALED
 from bvisor.ledger.checkpoint import SignedCheckpoint
 from bvisor.ledger.dsse import INTOTO_PAYLOAD_TYPE, sign_envelope
 from bvisor.ledger.merkle import leaf_hash
@@ -79,7 +80,7 @@ def statement(
         for name, data in sorted(captured.items())
     ]
     by_seq = {proof.seq: proof for proof in proofs}
-    sealed_event = next(e for e in reversed(events) if e.kind == "report.sealed")
+    sealed_event = next(e for e in reversed(events) if e.kind == REPORT_SEALED)
     inclusion = {
         "checkpoint": signed.text,
         "tree_size": signed.checkpoint.size,

@@ -33,6 +33,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from bvisor.contract.events import CLOSING_KINDS, is_note
 from bvisor.contract.rerun import RerunLink
 from bvisor.ledger import Event, Head, Ledger, LedgerError, RunSummary, verify_runs
 from bvisor.ledger.checkpoint import SignedCheckpoint
@@ -55,7 +56,7 @@ from bvisor.replay.checks import (
     check_transcript,
 )
 from bvisor.replay.derive import Rederived, rederive_memo
-from bvisor.replay.events import NOTE_PREFIX, ParsedRun
+from bvisor.replay.events import ParsedRun
 from bvisor.replay.results import SKIPPED, AuditReport, CheckResult, RunAudit, verdict_of
 
 __all__ = [
@@ -81,7 +82,6 @@ class ReplayUsageError(ValueError):
 
 # Events held for runs still open; past this the audit falls back to reading them again.
 _HELD_LIMIT = 200_000
-_FINAL_KINDS = frozenset({"report.sealed", "plan.refused"})
 
 
 @dataclass(slots=True)
@@ -120,12 +120,12 @@ class _Collector:
         if state.stale:
             return
         if state.content is not None:
-            if not event.kind.startswith(NOTE_PREFIX):
+            if not is_note(event.kind):
                 state.stale = True  # the run goes on after its end: judge it whole later
             return
         state.events.append(event)
         self.held += 1
-        if event.kind in _FINAL_KINDS:
+        if event.kind in CLOSING_KINDS:
             state.content = content_checks(run_id, state.events, self._defer)
             self.held -= len(state.events)
             state.events = []
@@ -243,7 +243,6 @@ def _summary(run_id: bytes, seqs: list[int], events: list[Event] | None) -> RunS
         first_time_ns=0 if first is None else first.time_ns,
         last_time_ns=0 if last is None else last.time_ns,
         last_kind="" if last is None else last.kind,
-        outcome=None,
     )
 
 

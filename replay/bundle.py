@@ -48,6 +48,5 @@ def audit_bundle(data: bytes, verifiers: Sequence[Verifier]) -> AuditReport:
         events[0].time_ns,
         events[-1].time_ns,
         events[-1].kind,
-        None,
     )
     return AuditReport([audit_run(summary, events, chain)], anchor=anchor)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import cbor2
 
 from bvisor import canonical
+from bvisor.contract import facts as fact_kinds
+from bvisor.contract import notes as wire_notes
 from bvisor.contract.admission import AdmissionRecord
 from bvisor.contract.lowering import lowering_digest, param_digest
 from bvisor.contract.plan import plan_identity
@@ -619,13 +621,13 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
         if difference is not None:
             problems.append(f"admitted requirements disagree with the admission: {difference}")
     states, notes = split_lines(parsed.lines)
-    reported_notes = [f.detail for f in body.observed if f.kind == "launcher_note"]
+    reported_notes = [f.detail for f in body.observed if f.kind == fact_kinds.LAUNCHER_NOTE]
     if reported_notes != notes:
         problems.append(
             f"launcher_note facts ({len(reported_notes)}) are not the recorded launcher notes "
             f"({len(notes)}) in order"
         )
-    terminals = [f.detail for f in body.observed if f.kind == "launcher_terminal"]
+    terminals = [f.detail for f in body.observed if f.kind == fact_kinds.LAUNCHER_TERMINAL]
     try:
         recorded_terminal = check_walk(states) or "none"
     except TranscriptError:
@@ -674,8 +676,6 @@ def _admitted_requirements(
         return (), f"admission.requirements: the report's admitted list cannot be derived ({exc})"
 
 
-_EXIT_NOTE = "workload exit "
-_PID_NOTE = "workload pid="
 _ERRANT_OUTCOMES = frozenset({"unsupported", "denied", "supervisor_fault"})
 
 
@@ -694,8 +694,8 @@ def _outcome_problems(
     problems: list[str] = []
     exit_status, outcome = body.exit, body.outcome.value
     facts = {f.kind for f in body.observed}
-    noted = [n.removeprefix(_EXIT_NOTE) for n in notes if n.startswith(_EXIT_NOTE)]
-    if noted and "host_interrupted" not in facts:
+    noted = [e for e in map(wire_notes.noted_exit, notes) if e is not None]
+    if noted and fact_kinds.HOST_INTERRUPTED not in facts:
         if len(set(noted)) > 1:
             problems.append(f"the transcript notes more than one workload exit ({noted})")
         elif exit_status is None or _exit_text(exit_status) != f"exit {noted[-1]}":
@@ -712,7 +712,9 @@ def _outcome_problems(
             f"outcome failed with {_exit_text(exit_status)} (needs a non-zero exit code)"
         )
     elif outcome in ("timeout", "killed") and signal is None:
-        interrupted = outcome == "killed" and exit_status is None and "host_interrupted" in facts
+        interrupted = (
+            outcome == "killed" and exit_status is None and fact_kinds.HOST_INTERRUPTED in facts
+        )
         if not (interrupted or _deadline_race(body)):
             problems.append(
                 f"outcome {outcome} with {_exit_text(exit_status)} (needs an exit signal; "
@@ -743,7 +745,8 @@ def _deadline_race(body: BoundaryReportBody) -> bool:
         w.dimension.value == "wall_micros" and w.limit is not None for w in body.budget_witnesses
     )
     deadline = any(
-        f.kind == "budget_exceeded" and f.detail.startswith("wall_micros:") for f in body.observed
+        f.kind == fact_kinds.BUDGET_EXCEEDED and f.detail.startswith("wall_micros:")
+        for f in body.observed
     )
     return budgeted and deadline
 
@@ -753,7 +756,8 @@ def _witness_problems(body: BoundaryReportBody, spec: BoundarySpec) -> list[str]
     problems: list[str] = []
     seen: set[str] = set()
     oom = any(
-        f.kind == "budget_exceeded" and f.detail.startswith("resident_bytes") for f in body.observed
+        f.kind == fact_kinds.BUDGET_EXCEEDED and f.detail.startswith("resident_bytes")
+        for f in body.observed
     )
     for witness in body.budget_witnesses:
         name = witness.dimension.value
@@ -797,10 +801,10 @@ def _fact_problems(body: BoundaryReportBody, admitted: Admitted, notes: Sequence
     """Facts that restate recorded evidence must restate it exactly."""
     problems: list[str] = []
     lengths = {record.name: record.length for record in body.streams}
-    pids = [n.removeprefix(_PID_NOTE) for n in notes if n.startswith(_PID_NOTE)]
+    pids = [p for p in map(wire_notes.noted_workload_pid, notes) if p is not None]
     identity = admitted.profile.facts.launcher_identity
     for fact in body.observed:
-        if fact.kind == "stream_captured":
+        if fact.kind == fact_kinds.STREAM_CAPTURED:
             name, _, total = fact.detail.partition(" bytes=")
             if name not in lengths or total != str(lengths[name]):
                 shown = "no such stream" if name not in lengths else f"length {lengths[name]}"
@@ -808,13 +812,17 @@ def _fact_problems(body: BoundaryReportBody, admitted: Admitted, notes: Sequence
                     f"stream_captured fact {fact.detail!r} disagrees with the report's "
                     f"stream record ({shown})"
                 )
-        elif fact.kind == "workload_launched":
+        elif fact.kind == fact_kinds.WORKLOAD_LAUNCHED:
             if not pids or fact.detail != f"pid={pids[-1]}":
                 noted = f"pid={pids[-1]}" if pids else "no workload pid"
                 problems.append(
                     f"workload_launched fact {fact.detail!r}, but the launcher noted {noted}"
                 )
-        elif fact.kind == "launcher_identity" and identity is not None and fact.detail != identity:
+        elif (
+            fact.kind == fact_kinds.LAUNCHER_IDENTITY
+            and identity is not None
+            and fact.detail != identity
+        ):
             problems.append(
                 f"launcher_identity fact {fact.detail[:16]!r} is not the profile's "
                 f"launcher identity {identity[:16]!r}"
@@ -833,7 +841,7 @@ def _derived_fact_problems(body: BoundaryReportBody, derived: Rederived) -> list
     if reported != expected:
         problems.append(f"lowering facts {reported} are not what the plan implies {expected}")
     grants = filesystem_grants(plan)
-    confined = [f.detail for f in body.observed if f.kind == "filesystem_confined"]
+    confined = [f.detail for f in body.observed if f.kind == fact_kinds.FILESYSTEM_CONFINED]
     if len(confined) > 1:
         problems.append("more than one filesystem_confined fact")
     for detail in confined:
@@ -841,9 +849,6 @@ def _derived_fact_problems(body: BoundaryReportBody, derived: Rederived) -> list
         if extra:
             problems.append(f"filesystem_confined names grants the plan does not make: {extra}")
     return problems
-
-
-_DANGER_NOTE = "DANGER test hook active: "
 
 
 def _marking_problems(body: BoundaryReportBody, notes: Sequence[str]) -> list[str]:
@@ -857,8 +862,9 @@ def _marking_problems(body: BoundaryReportBody, notes: Sequence[str]) -> list[st
     * Denied attempts: :mod:`bvisor.replay.denials`; artifacts: :mod:`bvisor.replay.outputs`.
     """
     problems: list[str] = []
-    noted = sorted(n.removeprefix(_DANGER_NOTE) for n in notes if n.startswith(_DANGER_NOTE))
-    marked = sorted(f.detail for f in body.observed if f.kind == "test_hook_active")
+    prefix = wire_notes.DANGER_PREFIX
+    noted = sorted(n.removeprefix(prefix) for n in notes if n.startswith(prefix))
+    marked = sorted(f.detail for f in body.observed if f.kind == fact_kinds.TEST_HOOK_ACTIVE)
     flagged = finding_subjects(body.findings, TEST_HOOK_FINDING)
     if not noted == marked == flagged:
         problems.append(

@@ -19,14 +19,14 @@ from collections.abc import Mapping, Sequence
 
 from bvisor import canonical
 from bvisor.contract import denials
+from bvisor.contract import notes as wire_notes
 from bvisor.contract.report import BoundaryReportBody
 from bvisor.replay.events import LoweringRecord
 
 __all__ = ["denial_problems", "reporting_mechanisms"]
 
 _SECCOMP_V2 = "linux.seccomp.apply.v2"
-_EXIT_SIGSYS = f"workload exit signal={int(signal.SIGSYS)}"
-_RUSAGE_NOTE = "workload rusage "
+_EXIT_SIGSYS = wire_notes.exit_note(signal=int(signal.SIGSYS))
 
 
 def reporting_mechanisms(lowering: Sequence[LoweringRecord]) -> frozenset[str]:
@@ -84,7 +84,7 @@ def denial_problems(
     sigsys = _EXIT_SIGSYS in notes
     listening = any(note.startswith(denials.SUPERVISOR_NOTE) for note in notes)
     # The launcher notes the rusage after its tally: a transcript with it saw the tally.
-    finished = any(note.startswith(_RUSAGE_NOTE) for note in notes)
+    finished = any(wire_notes.rusage_text(note) is not None for note in notes)
     if len(kills) > 1 or (kills and not sigsys):
         problems.append(
             f"{len(kills)} kill entries, but the launcher noted the workload's exit by "

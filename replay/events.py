@@ -5,7 +5,9 @@ reads: every payload is decoded here into a frozen view with *exactly* the keys 
 writes (an extra or missing key is an error naming it), every contract value is rebuilt
 through its strict ``from_value`` and must re-encode to the very value recorded (a
 non-canonical spec, profile, admission record or report body would let two readers
-disagree about what was digested), and the events must follow the grammar
+disagree about what was digested), and the events must follow the run grammar of
+:mod:`bvisor.contract.events` (the one definition of the kinds, their payload keys and
+their order, which the runner's payload builders also use)
 
     plan.admitted -> lowering.entry* -> launcher.phase* -> run.terminal
                   -> run.denied* -> run.streams* -> report.sealed
@@ -47,6 +49,21 @@ from bvisor.contract._wire import (
 from bvisor.contract.admission import AdmissionRecord
 from bvisor.contract.denials import DeniedAttempt
 from bvisor.contract.errors import ContractError
+from bvisor.contract.events import (
+    AFTER_ADMITTED,
+    LAUNCHER_PHASE,
+    LOWERING_ENTRY,
+    PLAN_ADMITTED,
+    PLAN_REFUSED,
+    REFUSAL_SHAPE,
+    REPEATABLE,
+    REPORT_SEALED,
+    RUN_DENIED,
+    RUN_STREAMS,
+    RUN_TERMINAL,
+    SHAPES,
+    is_note,
+)
 from bvisor.contract.lowering import LoweringEntry, LoweringError
 from bvisor.contract.netpolicy import NetworkDecision
 from bvisor.contract.outcome import Outcome
@@ -71,16 +88,6 @@ __all__ = [
     "Terminal",
     "parse_run",
 ]
-
-PLAN_ADMITTED = "plan.admitted"
-PLAN_REFUSED = "plan.refused"
-LOWERING_ENTRY = "lowering.entry"
-LAUNCHER_PHASE = "launcher.phase"
-RUN_TERMINAL = "run.terminal"
-RUN_DENIED = "run.denied"
-RUN_STREAMS = "run.streams"
-REPORT_SEALED = "report.sealed"
-NOTE_PREFIX = "note."
 
 T = TypeVar("T")
 
@@ -255,6 +262,12 @@ def _memoized(path: str, value: object, build: Callable[[object, str], T]) -> tu
     return built, data
 
 
+def _body(payload: object, kind: str) -> Mapping[str, object]:
+    """The payload map of ``kind``, with exactly the keys its shape allows."""
+    shape = SHAPES[kind]
+    return expect_map(payload, "", required=shape.required, optional=shape.optional)
+
+
 def _digest(value: object, path: str) -> bytes:
     return expect_bytes(value, path, size=DIGEST_SIZE)
 
@@ -264,11 +277,7 @@ def _opt_text(value: object, path: str) -> str | None:
 
 
 def decode_admitted(payload: object) -> Admitted:
-    keys = (
-        "attempt_id", "backend", "schema_version", "spec", "profile", "admission",
-        "h_p", "h_a", "h_l", "plan_id",
-    )  # fmt: skip
-    body = expect_map(payload, "", required=keys, optional=(RERUN_FIELD,))
+    body = _body(payload, PLAN_ADMITTED)
     schema = expect_int(body["schema_version"], "schema_version", minimum=1)
     if schema != PLAN_SCHEMA_VERSION:
         raise ContractError(
@@ -307,11 +316,8 @@ def _rerun_link(body: Mapping[str, object]) -> RerunLink | None:
 
 
 def decode_refused(payload: object) -> Refused:
-    keys = ("attempt_id", "backend", "spec", "profile", "h_p", "refusal")
-    body = expect_map(payload, "", required=keys, optional=("rules_version",))
-    raw = expect_map(
-        body["refusal"], "refusal", required=("code", "requirement", "detail", "missing_fact")
-    )
+    body = _body(payload, PLAN_REFUSED)
+    raw = expect_map(body["refusal"], "refusal", required=REFUSAL_SHAPE.required)
     refusal = RefusalView(
         code=expect_text(raw["code"], "refusal.code", nonempty=True),
         requirement=_opt_text(raw["requirement"], "refusal.requirement"),
@@ -334,7 +340,7 @@ def decode_refused(payload: object) -> Refused:
 
 
 def decode_lowering(payload: object, seq: int, index: int) -> LoweringRecord:
-    body = expect_map(payload, "", required=("index", "entry", "params"))
+    body = _body(payload, LOWERING_ENTRY)
     _expect_index(body["index"], index)
     try:
         entry = LoweringEntry.from_value(body["entry"])
@@ -347,13 +353,13 @@ def decode_lowering(payload: object, seq: int, index: int) -> LoweringRecord:
 
 
 def decode_phase(payload: object, index: int) -> str:
-    body = expect_map(payload, "", required=("index", "line"))
+    body = _body(payload, LAUNCHER_PHASE)
     _expect_index(body["index"], index)
     return expect_text(body["line"], "line", nonempty=True)
 
 
 def decode_terminal(payload: object) -> Terminal:
-    body = expect_map(payload, "", required=("outcome", "exit", "budget_witnesses"))
+    body = _body(payload, RUN_TERMINAL)
     raw_exit = body["exit"]
     witnesses = expect_array(body["budget_witnesses"], "budget_witnesses")
     return Terminal(
@@ -366,7 +372,7 @@ def decode_terminal(payload: object) -> Terminal:
 
 
 def decode_denied(payload: object, index: int) -> DeniedAttempt:
-    body = expect_map(payload, "", required=("index", "attempt"))
+    body = _body(payload, RUN_DENIED)
     _expect_index(body["index"], index)
     attempt = DeniedAttempt.from_value(body["attempt"], "attempt")
     _canonical(body["attempt"], attempt.to_value(), "attempt")
@@ -374,8 +380,7 @@ def decode_denied(payload: object, index: int) -> DeniedAttempt:
 
 
 def decode_chunk(payload: object, seq: int) -> StreamChunk:
-    keys = ("stream", "offset", "data", "final", "total", "truncated")
-    body = expect_map(payload, "", required=keys)
+    body = _body(payload, RUN_STREAMS)
     return StreamChunk(
         seq=seq,
         stream=expect_text(body["stream"], "stream", nonempty=True),
@@ -388,7 +393,7 @@ def decode_chunk(payload: object, seq: int) -> StreamChunk:
 
 
 def decode_sealed(payload: object) -> Sealed:
-    body = expect_map(payload, "", required=("body", "seal"))
+    body = _body(payload, REPORT_SEALED)
     report = BoundaryReportBody.from_value(body["body"], "body")
     return Sealed(
         body=report,
@@ -420,34 +425,34 @@ def _message(exc: BaseException) -> str:
     return text[2:] if text.startswith(": ") else text
 
 
-_ORDER = (LOWERING_ENTRY, LAUNCHER_PHASE, RUN_TERMINAL, RUN_DENIED, RUN_STREAMS, REPORT_SEALED)
-_REPEATABLE = frozenset({LOWERING_ENTRY, LAUNCHER_PHASE, RUN_DENIED, RUN_STREAMS})
-
-
 def _check_order(events: Sequence[Event]) -> None:
-    """Kinds after ``plan.admitted`` must follow ``_ORDER``, repeating only where allowed."""
+    """Kinds after ``plan.admitted`` follow ``AFTER_ADMITTED``, repeating only where allowed."""
     position = -1
     for event in events[1:]:
-        if event.kind not in _ORDER:
+        if event.kind not in AFTER_ADMITTED:
             raise GrammarError(
                 f"event {event.seq}: kind {event.kind!r} does not belong in a run "
                 f"after plan.admitted"
             )
-        rank = _ORDER.index(event.kind)
-        if rank < position or (rank == position and event.kind not in _REPEATABLE):
+        rank = AFTER_ADMITTED.index(event.kind)
+        if rank < position or (rank == position and event.kind not in REPEATABLE):
             raise GrammarError(
-                f"event {event.seq}: {event.kind} after {_ORDER[position]} is out of order "
+                f"event {event.seq}: {event.kind} after {AFTER_ADMITTED[position]} is out of order "
                 "(admitted -> entries -> phases -> terminal -> denied -> streams -> sealed)"
             )
         if rank > position + 1 and any(
-            _ORDER[skipped] not in _REPEATABLE for skipped in range(position + 1, rank)
+            AFTER_ADMITTED[skipped] not in REPEATABLE for skipped in range(position + 1, rank)
         ):
             missing = next(
-                _ORDER[s] for s in range(position + 1, rank) if _ORDER[s] not in _REPEATABLE
+                AFTER_ADMITTED[s]
+                for s in range(position + 1, rank)
+                if AFTER_ADMITTED[s] not in REPEATABLE
             )
             raise GrammarError(f"event {event.seq}: {event.kind} without a preceding {missing}")
         position = rank
-    if position >= _ORDER.index(RUN_TERMINAL) and position != _ORDER.index(REPORT_SEALED):
+    if position >= AFTER_ADMITTED.index(RUN_TERMINAL) and position != AFTER_ADMITTED.index(
+        REPORT_SEALED
+    ):
         raise GrammarError(
             "run.terminal is not followed by report.sealed (they are recorded in one "
             "transaction, so one without the other means events were removed)"
@@ -466,7 +471,7 @@ def parse_run(run_id: bytes, events: Sequence[Event]) -> ParsedRun:
         raise GrammarError("the run has no events")
     _check_run_ids(events, run_id)
     first = events[0]
-    events = [first, *(e for e in events[1:] if not e.kind.startswith(NOTE_PREFIX))]
+    events = [first, *(e for e in events[1:] if not is_note(e.kind))]
     if first.kind == PLAN_REFUSED:
         if len(events) > 1:
             raise GrammarError(

@@ -30,11 +30,11 @@ from bvisor.contract._wire import expect_int, expect_map
 from bvisor.contract.budgets import BudgetDimension
 from bvisor.contract.endpoints import parse_address
 from bvisor.contract.errors import ContractError
+from bvisor.contract.events import NETWORK_DECISION, RUN_TERMINAL, SHAPES
 from bvisor.contract.netpolicy import (
     ACTIVITY_FACT,
     BAD_REQUEST,
     BUDGET_EXHAUSTED,
-    DECISION_EVENT,
     POLICY_REASONS,
     NetworkDecision,
     activity_fact,
@@ -49,7 +49,6 @@ __all__ = ["NETPROXY_ID", "NETWORK_BUDGET_ID", "network_problems", "split_decisi
 
 NETPROXY_ID = "linux.netproxy.v1"
 NETWORK_BUDGET_ID = "linux.budget.network.v1"
-_TERMINAL = "run.terminal"
 
 
 class _Misplaced(ValueError):
@@ -64,15 +63,15 @@ def split_decisions(
     decisions: list[NetworkDecision] = []
     terminal_seen = False
     for event in events:
-        if event.kind != DECISION_EVENT:
-            terminal_seen = terminal_seen or event.kind == _TERMINAL
+        if event.kind != NETWORK_DECISION:
+            terminal_seen = terminal_seen or event.kind == RUN_TERMINAL
             rest.append(event)
             continue
         where = f"event {event.seq} ({event.kind})"
         if terminal_seen:
             return rest, (), f"{where}: after run.terminal (every decision is made before it)"
         try:
-            body = expect_map(event.payload, "", required=("index", "decision"))
+            body = expect_map(event.payload, "", required=SHAPES[NETWORK_DECISION].required)
             index = expect_int(body["index"], "index", minimum=0)
             if index != len(decisions):
                 raise ContractError(

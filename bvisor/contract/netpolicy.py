@@ -54,7 +54,6 @@ __all__ = [
     "ACTIVITY_FACT",
     "BAD_REQUEST",
     "BUDGET_EXHAUSTED",
-    "DECISION_EVENT",
     "LISTED",
     "NOT_LISTED",
     "POLICY_REASONS",
@@ -73,8 +72,8 @@ __all__ = [
     "refused_range",
 ]
 
-# The ledger event kind of one decision, and the report fact that restates it.
-DECISION_EVENT: Final = "network.decision"
+# The report fact that restates each decision (its ledger event is
+# bvisor.contract.events.NETWORK_DECISION).
 ACTIVITY_FACT: Final = "network_activity"
 
 # How the workload asked: HTTP CONNECT, a plain HTTP request (by its Host), SOCKS5 CONNECT.

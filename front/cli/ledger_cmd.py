@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from bvisor.canonical import Value
+from bvisor.contract.events import NOTE_EXTERNAL, RUN_KINDS
 from bvisor.front.cli import ledger_proofs
 from bvisor.front.cli.ledger_common import (
     NotFound,
@@ -79,7 +80,7 @@ from bvisor.ledger import (
     verify,
 )
 from bvisor.ledger.errors import LedgerDiskFullError, LedgerUsageError
-from bvisor.ledger.kinds import RUN_KINDS, check_kind
+from bvisor.ledger.kinds import check_kind
 from bvisor.ledger.record import (
     MAX_SEQ,
     RecordError,
@@ -416,7 +417,7 @@ def _checked_kind(kind: object, where: str) -> str:
         raise _UsageError(
             f"{where}: {checked!r} is reserved for runs recorded by bvisor itself "
             f"({', '.join(RUN_KINDS)}); external evidence uses note.* kinds such as "
-            "note.external"
+            f"{NOTE_EXTERNAL}"
         )
     return checked
 
@@ -747,14 +748,19 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
+    # Lazily: the replay package is heavy, and only this command reads what runs mean.
+    from bvisor.replay.outcomes import recorded_outcomes
+
     with _open(args) as ledger:
-        summaries = ledger.runs()
+        listed = recorded_outcomes(ledger)
+    summaries = [summary for summary, _ in listed]
+    outcomes = {summary.run_id: outcome for summary, outcome in listed}
     if args.json:
         _emit(
             [
                 {
                     "run": s.run_id.hex(),
-                    "outcome": s.outcome,
+                    "outcome": outcomes[s.run_id],
                     "time": _time(s.first_time_ns),
                     "first_time_ns": s.first_time_ns,
                     "last_time_ns": s.last_time_ns,
@@ -768,7 +774,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         )
         return 0
     for s in summaries:
-        outcome = s.outcome or "incomplete"
+        outcome = outcomes[s.run_id] or "incomplete"
         print(
             f"{s.run_id.hex()}  {outcome:<15}  {_time(s.first_time_ns)}  "
             f"{s.count} events (seq {s.first_seq}..{s.last_seq})"

@@ -24,11 +24,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import sys
 import time
 from typing import Any
 
+from bvisor.contract import facts as fact_kinds
+from bvisor.contract import notes as wire_notes
 from bvisor.front import jsonview
 from bvisor.front.cli.leases import check_leases, lease_values
 
@@ -135,27 +136,19 @@ def _check_inherited_fds(spec: Any) -> str | None:
     return None
 
 
-_FAULT_NOTE = re.compile(r"^fault mechanism=(\w+) errno=(\d+) name=(\w+)")
-_NOT_RUN_FACTS = (
-    "launch_refused_by_host",
-    "launcher_start_failed",
-    "cgroup_prepare_failed",
-    "lowering_params_invalid",
-    "workload_status_unknown",
-)
-
-
 def _why_not_run(body: Any) -> list[str]:
     """The recorded reasons a workload never ran (host refusals, launcher refusals and
     faults), one line each."""
     reasons: list[str] = []
     for fact in body.observed:
-        if fact.kind in _NOT_RUN_FACTS:
+        if fact.kind in fact_kinds.NOT_RUN:
             reasons.append(fact.detail)
-        elif fact.kind == "launcher_note" and fact.detail.startswith("refused"):
+        elif fact.kind == fact_kinds.LAUNCHER_NOTE and wire_notes.is_refusal(fact.detail):
             reasons.append(f"launcher {fact.detail}")
-        elif fact.kind == "launcher_note" and (fault := _FAULT_NOTE.match(fact.detail)):
-            mechanism, number, name = fault.groups()
+        elif fact.kind == fact_kinds.LAUNCHER_NOTE and (
+            fault := wire_notes.parse_fault(fact.detail)
+        ):
+            mechanism, number, name = fault
             what = (
                 "the workload could not be executed"
                 if mechanism == "exec"
@@ -182,7 +175,9 @@ def _notes(body: Any, output: Any) -> list[str]:
     """What the caller should know beyond the outcome: stdin, the relay, limits."""
     notes: list[str] = []
     for fact in body.observed:
-        if fact.kind == "stdin_source" and fact.detail.startswith("empty: the caller's stdin is a"):
+        if fact.kind == fact_kinds.STDIN_SOURCE and fact.detail.startswith(
+            "empty: the caller's stdin is a"
+        ):
             notes.append(
                 "stdin: your terminal is never given to a workload; it read empty input "
                 "(pipe input in, or use --tty for interactive use)"

@@ -36,12 +36,14 @@ from bvisor.contract import (
     ObservedFact,
     Outcome,
 )
+from bvisor.contract import facts as fact_kinds
 from bvisor.contract import mechanisms as mech
+from bvisor.contract import notes as wire_notes
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BudgetWitness
 from bvisor.contract.report_inputs import lowering_facts, mediated_finding, test_hook_finding
-from bvisor.contract.transcript import TERMINAL_STATES, split_lines
+from bvisor.contract.transcript import NOTE_PREFIX, TERMINAL_STATES, split_lines
 from bvisor.launcher.basement.cgroups import (
     CgroupError,
     RunCgroup,
@@ -186,12 +188,12 @@ class LinuxBackend:
         run = Execution(attempt_id=attempt, outcome=Outcome.SUPERVISOR_FAULT)
         run.test_hooks = self._test_hooks
         for hook in sorted(self._test_hooks):
-            run.fact("test_hook_active", hook)
+            run.fact(fact_kinds.TEST_HOOK_ACTIVE, hook)
             run.findings.append(test_hook_finding(hook))
         try:
             lowered = lowered_params(plan)
         except LoweringParamsError as exc:
-            run.fact("lowering_params_invalid", str(exc))
+            run.fact(fact_kinds.LOWERING_PARAMS_INVALID, str(exc))
             _transcript_facts(run)
             _settle(run, on_finished)
             return run
@@ -211,7 +213,7 @@ class LinuxBackend:
             # The plan's root and session are built for a terminal or for none: a pty the
             # plan does not name has no /dev/pts behind it, and a plan's terminal no pty.
             run.outcome = Outcome.DENIED
-            run.fact("launch_refused_by_host", mismatch)
+            run.fact(fact_kinds.LAUNCH_REFUSED_BY_HOST, mismatch)
             _transcript_facts(run)
             _settle(run, on_finished)
             return run
@@ -292,7 +294,7 @@ class LinuxBackend:
             )
         except (LaunchPreparationError, SecretUnresolved, OSError) as exc:
             run.outcome = Outcome.DENIED
-            run.fact("launch_refused_by_host", str(exc))
+            run.fact(fact_kinds.LAUNCH_REFUSED_BY_HOST, str(exc))
             return None
         if prepared.netproxy_channel is not None and lowered.netproxy is not None:
             session = ProxySession(
@@ -307,7 +309,7 @@ class LinuxBackend:
         for path in prepared.skipped_paths:
             run.fact("filesystem_root_absent", path)
         if prepared.granted_paths:
-            run.fact("filesystem_confined", ", ".join(prepared.granted_paths))
+            run.fact(fact_kinds.FILESYSTEM_CONFINED, ", ".join(prepared.granted_paths))
         if lowered.wall_micros is not None:
             deadline = started + lowered.wall_micros / 1_000_000
             on_deadline = None if cgroup is None else _tree_killer(cgroup)
@@ -324,12 +326,12 @@ class LinuxBackend:
             )
         except LaunchRefused as exc:
             run.outcome = Outcome.DENIED
-            run.fact("launch_refused_by_host", str(exc))
+            run.fact(fact_kinds.LAUNCH_REFUSED_BY_HOST, str(exc))
             return None
         except OSError as exc:
             # The launcher could not be found or started: nothing ran; seal that, don't raise.
             run.outcome = Outcome.SUPERVISOR_FAULT
-            run.fact("launcher_start_failed", str(exc))
+            run.fact(fact_kinds.LAUNCHER_START_FAILED, str(exc))
             return None
         finally:
             prepared.close()
@@ -342,9 +344,10 @@ def _init_killer(run: Execution) -> Callable[[], None]:
 
     def kill() -> None:
         for line in run.lines:
-            if line.startswith("# init pid="):
-                with contextlib.suppress(OSError, ValueError):
-                    os.kill(int(line.removeprefix("# init pid=")), signal.SIGKILL)
+            pid = wire_notes.init_pid(line.removeprefix(NOTE_PREFIX))
+            if line.startswith(NOTE_PREFIX) and pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
                 return
 
     return kill
@@ -368,24 +371,26 @@ def _stdin_source(run: Execution, host: HostStdio, wanted: bool) -> tuple[int | 
     """What the workload's stdin will be, said in a ``stdin_source`` fact."""
     if host.tty is not None:
         if not wanted:
-            run.fact("stdin_source", "a pty of the run's own; the spec reads no stdin")
+            run.fact(fact_kinds.STDIN_SOURCE, "a pty of the run's own; the spec reads no stdin")
             return None, host.tty
-        run.fact("stdin_source", "a pty of the run's own, relayed from the caller's terminal")
+        run.fact(
+            fact_kinds.STDIN_SOURCE, "a pty of the run's own, relayed from the caller's terminal"
+        )
         return host.stdin, host.tty
     if not wanted:
-        run.fact("stdin_source", "empty: the spec does not read stdin")
+        run.fact(fact_kinds.STDIN_SOURCE, "empty: the spec does not read stdin")
         return None, None
     if host.stdin is None:
-        run.fact("stdin_source", "empty: the caller gave no stdin")
+        run.fact(fact_kinds.STDIN_SOURCE, "empty: the caller gave no stdin")
         return None, None
     if is_terminal(host.stdin):
         run.fact(
-            "stdin_source",
+            fact_kinds.STDIN_SOURCE,
             "empty: the caller's stdin is a terminal, which never reaches a workload "
             "(interactive use lends a pty of the run's own: --tty)",
         )
         return None, None
-    run.fact("stdin_source", "relayed through a pipe from the caller's stdin")
+    run.fact(fact_kinds.STDIN_SOURCE, "relayed through a pipe from the caller's stdin")
     return host.stdin, None
 
 
@@ -419,7 +424,7 @@ def _prepare_staging(
         return artifacts.open_staging(root, run.attempt_id, outputs.commit == "synced")
     except artifacts.ArtifactsError as exc:
         run.outcome = Outcome.DENIED
-        run.fact("launch_refused_by_host", str(exc))
+        run.fact(fact_kinds.LAUNCH_REFUSED_BY_HOST, str(exc))
         return None
 
 
@@ -563,7 +568,7 @@ def _prepare_cgroup(run: Execution, attempt: bytes, lowered: LoweredParams) -> R
         )
     except CgroupError as exc:
         run.outcome = Outcome.SUPERVISOR_FAULT
-        run.fact("cgroup_prepare_failed", str(exc))
+        run.fact(fact_kinds.CGROUP_PREPARE_FAILED, str(exc))
         return None
     leaves = [str(cgroup.v2_leaf)] if cgroup.v2_leaf else []
     leaves += [str(path) for _, path in sorted(cgroup.v1_leaves.items())]
@@ -585,18 +590,20 @@ def _transcript_facts(run: Execution, workload_pid: int | None = None) -> None:
     """The launcher's notes and its terminal, from the transcript as it arrived."""
     states, notes = split_lines(run.lines)
     for note in notes:
-        run.fact("launcher_note", note)
+        run.fact(fact_kinds.LAUNCHER_NOTE, note)
     if workload_pid is not None:
-        run.fact("workload_launched", f"pid={workload_pid}")
+        run.fact(fact_kinds.WORKLOAD_LAUNCHED, f"pid={workload_pid}")
     terminal = next((state for state in states if state in TERMINAL_STATES), None)
-    run.fact("launcher_terminal", terminal or "none")
+    run.fact(fact_kinds.LAUNCHER_TERMINAL, terminal or "none")
 
 
 def _record_interruption(run: Execution) -> None:
     """An interrupted host: the tree was killed; say what the transcript had reached."""
     _transcript_facts(run)
     name = signal.Signals(run.stop_signal or signal.SIGINT).name
-    run.fact("host_interrupted", f"the host was interrupted ({name}); the run tree was killed")
+    run.fact(
+        fact_kinds.HOST_INTERRUPTED, f"the host was interrupted ({name}); the run tree was killed"
+    )
     run.outcome = Outcome.KILLED
     run.exit = None
 
@@ -606,13 +613,13 @@ def _absorb_observation(run: Execution, obs: LaunchObservation) -> None:
     run.stdout, run.stderr = obs.stdout_capture, obs.stderr_capture
     run.stdout_total, run.stderr_total = obs.stdout_total, obs.stderr_total
     run.stdout_truncated, run.stderr_truncated = obs.stdout_truncated, obs.stderr_truncated
-    run.fact("launcher_identity", obs.launcher_identity)
+    run.fact(fact_kinds.LAUNCHER_IDENTITY, obs.launcher_identity)
     _transcript_facts(run, obs.workload_pid)
     for name, total, truncated in (
         ("stdout", obs.stdout_total, obs.stdout_truncated),
         ("stderr", obs.stderr_total, obs.stderr_truncated),
     ):
-        run.fact("stream_captured", f"{name} bytes={total}")
+        run.fact(fact_kinds.STREAM_CAPTURED, f"{name} bytes={total}")
         if truncated:
             run.fact(
                 "stream_truncated", f"{name}: kept the first bytes up to the cap of {total} written"
@@ -652,11 +659,13 @@ def _classify(run: Execution, obs: LaunchObservation, oom_kills: int) -> None:
         run.exit = ExitStatus(code=obs.workload_exit_code, signal=None)
     else:
         run.outcome = Outcome.SUPERVISOR_FAULT
-        run.fact("workload_status_unknown", "the launcher did not report the workload's status")
+        run.fact(
+            fact_kinds.WORKLOAD_STATUS_UNKNOWN, "the launcher did not report the workload's status"
+        )
         return
     if obs.deadline_hit:
         run.outcome = Outcome.TIMEOUT
-        run.fact("budget_exceeded", "wall_micros: deadline passed; run tree killed")
+        run.fact(fact_kinds.BUDGET_EXCEEDED, "wall_micros: deadline passed; run tree killed")
         if run.exit.code is not None:
             # The deadline is the launcher's: the workload exited on its own in the last
             # moments, before the kill (its code is real), but the run was still going.
@@ -669,7 +678,8 @@ def _classify(run: Execution, obs: LaunchObservation, oom_kills: int) -> None:
         run.outcome = Outcome.KILLED
         if oom_kills:
             run.fact(
-                "budget_exceeded", f"resident_bytes: the kernel OOM-killed {oom_kills} task(s)"
+                fact_kinds.BUDGET_EXCEEDED,
+                f"resident_bytes: the kernel OOM-killed {oom_kills} task(s)",
             )
     elif run.exit.code == 0:
         run.outcome = Outcome.COMPLETED

@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import select
 import signal
 import threading
@@ -50,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bvisor import canonical_native
+from bvisor.contract import notes as wire_notes
 from bvisor.launcher.basement import hostspawn, memfd, seccomp, window
 from bvisor.launcher.host import resident
 from bvisor.launcher.host.capture import Captured, LineSplitter, StreamSink
@@ -76,14 +76,6 @@ DEFAULT_STREAM_CAP = 16 * 1024 * 1024
 _READ_CHUNK = 256 * 1024
 # After the run: a reader that took nothing for this long is not waited for any more.
 _FLUSH_STALL_S = 0.25
-_UNAVAILABLE = re.compile(
-    r"^fault mechanism="
-    r"(landlock|seccomp|userns|netns|namespace|cgroup|clone3|no_new_privs|pdeathsig)"
-    r" errno=\d+ name=(ENOSYS|EOPNOTSUPP|ENOTSUP)\b"
-)
-_INT_NOTE = re.compile(r"^workload (pid|exit code|exit signal)=(-?\d+)\Z")
-_RUSAGE_NOTE = re.compile(r"^workload rusage (.*)\Z")
-_IDENTITY_NOTE = re.compile(r"^identity code=([0-9a-f]+) entry=([0-9a-f]+|unknown)\Z")
 
 
 class LaunchRefused(ValueError):
@@ -233,15 +225,12 @@ class LaunchObservation:
 
     def refusal_code(self) -> str | None:
         """The launcher's refusal code (``refused code=...`` note), if it refused."""
-        for note in self.notes:
-            if note.startswith("refused code="):
-                return note[len("refused code=") :].split(":", 1)[0]
-        return None
+        return next((c for c in map(wire_notes.refusal_code, self.notes) if c is not None), None)
 
 
-def notes_confinement_unavailable(notes: Iterable[str]) -> bool:
+def notes_confinement_unavailable(lines: Iterable[str]) -> bool:
     """Do these launcher notes show a confinement primitive missing (ENOSYS/EOPNOTSUPP)?"""
-    return any(_UNAVAILABLE.match(note) for note in notes)
+    return any(map(wire_notes.confinement_unavailable, lines))
 
 
 def launch_confinement_unavailable(obs: LaunchObservation) -> bool:
@@ -875,18 +864,18 @@ def _build_observation(
         if line.startswith(states.NOTE_PREFIX):
             note = line[len(states.NOTE_PREFIX) :]
             notes.append(note)
-            match = _INT_NOTE.match(note)
-            if match and match.group(1) not in numbers:
-                numbers[match.group(1)] = int(match.group(2))
-            usage = _RUSAGE_NOTE.match(note)
-            if usage and not rusage:
-                for item in usage.group(1).split():
+            number = wire_notes.parse_int_note(note)
+            if number is not None and number[0] not in numbers:
+                numbers[number[0]] = number[1]
+            usage = wire_notes.rusage_text(note)
+            if usage is not None and not rusage:
+                for item in usage.split():
                     key, _, value = item.partition("=")
                     if value.isdigit():
                         rusage[key] = int(value)
-            ident = _IDENTITY_NOTE.match(note)
-            if ident and code_identity is None:
-                code_identity, entry_identity = ident.group(1), ident.group(2)
+            ident = wire_notes.parse_identity(note)
+            if ident is not None and code_identity is None:
+                code_identity, entry_identity = ident
         elif line in states.STATES:
             transcript.append(line)
             if line in states.TERMINALS and terminal is None:

@@ -36,8 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from bvisor import canonical
-from bvisor.contract import BoundarySpec, Outcome, denials
-from bvisor.contract.netpolicy import DECISION_EVENT
+from bvisor.contract import BoundarySpec, Outcome, denials, events
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import (
@@ -48,9 +47,8 @@ from bvisor.contract.report import (
     seal_report,
 )
 from bvisor.contract.report_inputs import admitted_requirements, profile_label
-from bvisor.contract.rerun import RERUN_FIELD, RerunLink
+from bvisor.contract.rerun import RerunLink
 from bvisor.contract.transcript import split_lines
-from bvisor.digest import Purpose, digest_value
 from bvisor.launcher.host.artifacts import default_artifacts_path
 from bvisor.launcher.host.backend import Execution, LinuxBackend
 from bvisor.launcher.host.capture import Captured, as_captured
@@ -73,27 +71,6 @@ class EventSink(Protocol):
     def append_many(self, items: Iterable[tuple[str, Any, bytes | None]]) -> object: ...
 
 
-def admitted_payload(
-    plan: BoundaryPlan, attempt_id: bytes, rerun_of: RerunLink | None = None
-) -> dict[str, canonical.Value]:
-    """The ``plan.admitted`` payload; a rerun adds ``rerun_of`` (outside every digest)."""
-    payload: dict[str, canonical.Value] = {
-        "attempt_id": attempt_id,
-        "backend": plan.backend,
-        "schema_version": plan.schema_version,
-        "spec": plan.spec.to_value(),
-        "profile": plan.profile.to_value(),
-        "admission": plan.admission.to_value(),
-        "h_p": plan.h_p,
-        "h_a": plan.h_a,
-        "h_l": plan.h_l,
-        "plan_id": plan.plan_id,
-    }
-    if rerun_of is not None:
-        payload[RERUN_FIELD] = rerun_of.to_value()
-    return payload
-
-
 def refused_payload(
     spec: BoundarySpec, profile: ProfileSnapshot, refusal: PlanRefusal, attempt_id: bytes
 ) -> dict[str, canonical.Value]:
@@ -101,21 +78,12 @@ def refused_payload(
 
     Plans are always made with the newest rules, so that is the version a refusal names.
     """
-    profile_value = profile.to_value()
-    return {
-        "attempt_id": attempt_id,
-        "backend": profile.backend,
-        "spec": spec.to_value(),
-        "profile": profile_value,
-        "h_p": digest_value(Purpose.PROFILE, profile_value),
-        "refusal": refusal.to_value(),
-        "rules_version": CURRENT.version,
-    }
+    return events.refused_payload(spec, profile, refusal.to_value(), CURRENT.version, attempt_id)
 
 
 def lowering_payloads(plan: BoundaryPlan) -> list[dict[str, canonical.Value]]:
     return [
-        {"index": index, "entry": primitive.entry.to_value(), "params": primitive.params}
+        events.lowering_payload(index, primitive.entry.to_value(), primitive.params)
         for index, primitive in enumerate(plan.lowering)
     ]
 
@@ -138,29 +106,18 @@ def iter_stream_chunks(
     count = max(1, -(-captured.length // STREAM_CHUNK_BYTES))
     pieces = captured.pieces(STREAM_CHUNK_BYTES)
     for position in range(count):
-        data = next(pieces, b"")
-        yield {
-            "stream": name,
-            "offset": position * STREAM_CHUNK_BYTES,
-            "data": data,
-            "final": position == count - 1,
-            "total": total,
-            "truncated": truncated,
-        }
+        yield events.stream_payload(
+            name,
+            position * STREAM_CHUNK_BYTES,
+            next(pieces, b""),
+            final=position == count - 1,
+            total=total,
+            truncated=truncated,
+        )
 
 
 def terminal_payload(run: Execution) -> dict[str, canonical.Value]:
-    exit_value: canonical.Value = None if run.exit is None else run.exit.to_value()
-    return {
-        "outcome": run.outcome.value,
-        "exit": exit_value,
-        "budget_witnesses": [w.to_value() for w in run.witnesses],
-    }
-
-
-def denied_payload(index: int, entry: denials.DeniedAttempt) -> dict[str, canonical.Value]:
-    """One ``run.denied`` event: the report's ``index``-th denied-attempt entry."""
-    return {"index": index, "attempt": entry.to_value()}
+    return events.terminal_payload(run.outcome, run.exit, run.witnesses)
 
 
 def build_report_body(plan: BoundaryPlan, run: Execution) -> BoundaryReportBody:
@@ -253,8 +210,8 @@ class BoundaryRunner:
         refuse_if_artifacts_reachable(artifact_dir or default_artifacts_path(), plan)
         if sink is not None:
             sink.append_many(
-                [("plan.admitted", admitted_payload(plan, attempt, rerun_of), attempt)]
-                + [("lowering.entry", payload, attempt) for payload in lowering_payloads(plan)]
+                [(events.PLAN_ADMITTED, events.admitted_payload(plan, attempt, rerun_of), attempt)]
+                + [(events.LOWERING_ENTRY, payload, attempt) for payload in lowering_payloads(plan)]
             )
         sealed: list[SealedReport] = []
 
@@ -304,20 +261,21 @@ class BoundaryRunner:
 def _record_items(
     execution: Execution, report: SealedReport, attempt: bytes
 ) -> Iterator[tuple[str, Any, bytes | None]]:
-    """The launcher's lines, run.terminal, each stream's chunks (read as they are taken),
-    report.sealed."""
+    """The launcher's lines, the proxy's decisions, run.terminal, the denied attempts, each
+    stream's chunks (read as they are taken), report.sealed — the grammar of
+    :mod:`bvisor.contract.events`, whose builders make every payload."""
     for index, line in enumerate(execution.lines):
-        yield ("launcher.phase", {"index": index, "line": line}, attempt)
+        yield (events.LAUNCHER_PHASE, events.phase_payload(index, line), attempt)
     decisions = execution.network.decisions if execution.network is not None else ()
     for index, decision in enumerate(decisions):
-        yield (DECISION_EVENT, {"index": index, "decision": decision.to_value()}, attempt)
-    yield ("run.terminal", terminal_payload(execution), attempt)
+        yield (events.NETWORK_DECISION, events.decision_payload(index, decision), attempt)
+    yield (events.RUN_TERMINAL, terminal_payload(execution), attempt)
     for index, entry in enumerate(report.body.denied_attempts):
-        yield ("run.denied", denied_payload(index, entry), attempt)
+        yield (events.RUN_DENIED, events.denied_payload(index, entry), attempt)
     for name, data, total, truncated in (
         ("stdout", execution.stdout, execution.stdout_total, execution.stdout_truncated),
         ("stderr", execution.stderr, execution.stderr_total, execution.stderr_truncated),
     ):
         for chunk in iter_stream_chunks(name, as_captured(data), total, truncated):
-            yield ("run.streams", chunk, attempt)
-    yield ("report.sealed", {"body": report.body.to_value(), "seal": report.seal}, attempt)
+            yield (events.RUN_STREAMS, chunk, attempt)
+    yield (events.REPORT_SEALED, events.sealed_payload(report), attempt)

@@ -40,6 +40,7 @@ import sys
 from typing import Any, NoReturn
 
 from bvisor.contract import mechanisms as mech
+from bvisor.contract import notes
 from bvisor.launcher.basement import fds, lifeline, memfd, window
 from bvisor.launcher.process.denials import DenialSupervisor
 from bvisor.launcher.process.mechanisms import PREPARE
@@ -70,7 +71,7 @@ _SETUP_INDEX = 0xFFFF
 
 def _fault_note(fault: Fault) -> str:
     name = errno.errorcode.get(fault.errno, "EUNKNOWN")
-    return f"fault mechanism={fault.mechanism} errno={fault.errno} name={name}: {fault.detail}"
+    return notes.fault_note(fault.mechanism, fault.errno, name, fault.detail)
 
 
 class Control:
@@ -146,7 +147,7 @@ class Launcher:
             self.ctl.state(states.IDENTITY_VERIFIED)
             body = self._read_plan()
             for hook in sorted(body.test_hooks):
-                self.ctl.note(f"DANGER test hook active: {hook}")
+                self.ctl.note(notes.danger_note(hook))
             verified = verify_body(body)
             self.ctl.state(states.PLAN_VERIFIED)
             self._verify_handles(body)
@@ -158,13 +159,13 @@ class Launcher:
         except Fault as fault:
             return self._finish_faulted(_fault_note(fault))
         except BaseException as exc:  # fail closed on anything unforeseen
-            return self._finish_faulted(f"fault mechanism=launcher internal error: {exc!r}")
+            return self._finish_faulted(notes.internal_fault_note(exc))
         return EXIT_OK
 
     def _finish_refused(self, refusal: Refusal) -> int:
         self._kill_child()
         if self.ctl.terminal is None:
-            self.ctl.note(f"refused code={refusal.code}: {refusal.detail}")
+            self.ctl.note(notes.refused_note(refusal.code, refusal.detail))
             self.ctl.state(states.SETUP_REFUSED)
         return EXIT_REFUSED
 
@@ -194,7 +195,7 @@ class Launcher:
     def _identity(self) -> None:
         measured = self.measured if self.measured is not None else LauncherIdentity.measure()
         code = measured.code
-        self.ctl.note(f"identity code={code.digest} entry={measured.entry}")
+        self.ctl.note(notes.identity_note(code.digest, measured.entry))
         self.ctl.note(
             "identity hashed: entry=the launcher file the host executed (by fd); "
             "code=blake3(canonical [[module, blake3]]) over " + ", ".join(p for p, _ in code.files)
@@ -335,7 +336,7 @@ class Launcher:
         self.child_pid = int(pid_out[0])
         self.ctl.state(states.CHILD_CREATED)
         init = program.init_fds is not None
-        self.ctl.note(f"{'init' if init else 'workload'} pid={self.child_pid}")
+        self.ctl.note(notes.pid_note(self.child_pid, init=init))
         if not init:
             self.workload_pid = self.child_pid
         try:
@@ -438,7 +439,7 @@ class Launcher:
             pids = []
         if pids:
             self.workload_pid = int(pids[0])
-            self.ctl.note(f"workload pid={pids[0]}")
+            self.ctl.note(notes.pid_note(int(pids[0]), init=False))
 
     # -- the end -----------------------------------------------------------------------
 
@@ -499,20 +500,21 @@ class Launcher:
             # Init was killed before the workload ended (the run's teardown, or the host's
             # death): the kernel killed every process of the namespace with SIGKILL.
             self._report_exit(signal.SIGKILL, usage, raw=False)
-            self.ctl.note("workload ended with its PID namespace: init was killed")
+            self.ctl.note(notes.INIT_KILLED)
 
     def _report_exit(self, status: int, usage: Any, *, raw: bool = True) -> None:
         """``status`` is a raw wait status, or (``raw`` false) the signal that ended it."""
         signo = status if not raw else os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         if signo is not None:
-            self.ctl.note(f"workload exit signal={signo}")
+            self.ctl.note(notes.exit_note(signal=signo))
         else:
-            self.ctl.note(f"workload exit code={os.WEXITSTATUS(status)}")
+            self.ctl.note(notes.exit_note(code=os.WEXITSTATUS(status)))
         if self.denials is not None:
             self.denials.finish(self.workload_pid, signo)
         self.ctl.note(
-            f"workload rusage utime_us={int(usage.ru_utime * 1_000_000)} "
-            f"stime_us={int(usage.ru_stime * 1_000_000)} maxrss_kb={usage.ru_maxrss}"
+            notes.rusage_note(
+                int(usage.ru_utime * 1_000_000), int(usage.ru_stime * 1_000_000), usage.ru_maxrss
+            )
         )
 
     def _kill_child(self) -> None:

@@ -2,10 +2,13 @@
 # Record a small compatibility ledger with an installed bvisor, through its commands only
 # (the commands are the interface every released version shares).
 #
-#   tests/compat/record.sh BIN_DIR EXAMPLES_DIR OUT_DIR
+#   tests/compat/record.sh BIN_DIR EXAMPLES_DIR OUT_DIR [EXTRA_SPECS_DIR]
 #
 # BIN_DIR holds that version's bvisor, bvisor-ledger and bvisor-replay; EXAMPLES_DIR its
 # examples/. OUT_DIR receives data.mdb (lock.mdb is left out: LMDB recreates it).
+# Examples a version does not ship are skipped, so the runs of an older recording stay what
+# they were; EXTRA_SPECS_DIR (e.g. tests/compat/specs/v2) adds specs for features that no
+# example shows, each run once in name order.
 set -euo pipefail
 bin=$1 examples=$2 out=$3
 work=$(mktemp -d)
@@ -21,6 +24,10 @@ run --spec "$examples/no-network.toml"
 run --spec "$examples/allow-descendants-atomic-kill.toml"
 run --spec "$examples/budgeted-timeout.toml"
 for refused in "$examples"/refused-*.toml; do run --spec "$refused"; done
+for example in network-allow-list denied-attempts; do
+    if [ -f "$examples/$example.toml" ]; then run --spec "$examples/$example.toml"; fi
+done
+if [ -n "${4:-}" ]; then for extra in "$4"/*.toml; do run --spec "$extra"; done; fi
 "$bin/bvisor-ledger" append --ledger "$ledger" --kind note.external --data '{"ticket": 42}' >/dev/null
 "$bin/bvisor-ledger" verify --ledger "$ledger"
 "$bin/bvisor-replay" --ledger "$ledger"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,7 @@ from bvisor.contract import (
 from bvisor.front.api import run_confined
 from bvisor.ledger import Ledger, verify
 from bvisor.planner.errors import PlanRefusal
+from bvisor.planner.rules import RELEASED
 
 LEDGERS = Path(__file__).resolve().parent / "ledgers"
 RECORDED = sorted(p for p in LEDGERS.iterdir() if (p / "data.mdb").is_file())
@@ -47,6 +49,47 @@ def _head(recorded: Path) -> str:
 
 def test_there_is_a_ledger_of_the_first_released_rules() -> None:
     assert any(p.name.startswith("v1-") for p in RECORDED), RECORDED
+
+
+def test_every_released_rules_version_has_a_ledger() -> None:
+    # A version recorded in no folder would have nothing proving its runs keep replaying.
+    versions = {int(p.name.split("-")[0].removeprefix("v")) for p in RECORDED}
+    assert versions >= set(RELEASED), (sorted(versions), sorted(RELEASED))
+
+
+def _events(recorded: Path, tmp_path: Path) -> list[tuple[str, Any]]:
+    """(kind, payload) of every recorded event; payloads as plain values, read in tests."""
+    with Ledger.open(_copy(recorded, tmp_path), readonly=True) as ledger:
+        return [(e.kind, e.payload) for e in ledger.events()]
+
+
+def _rules_versions(events: list[tuple[str, Any]]) -> list[int]:
+    """The rules version of every recorded plan, admitted or refused."""
+    return [
+        payload["admission"]["rules_version"] if kind == "plan.admitted"
+        else payload.get("rules_version", 1)
+        for kind, payload in events
+        if kind in ("plan.admitted", "plan.refused")
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("recorded", RECORDED, ids=[p.name for p in RECORDED])
+def test_each_ledger_holds_plans_of_its_own_rules(recorded: Path, tmp_path: Path) -> None:
+    versions = _rules_versions(_events(recorded, tmp_path))
+    assert versions and set(versions) == {int(recorded.name.split("-")[0][1:])}, versions
+
+
+def test_the_v2_ledger_exercises_what_v2_added(tmp_path: Path) -> None:
+    # The kinds the v2 rules brought must be in the test data, or its replay proves little.
+    (v2,) = [p for p in RECORDED if p.name.startswith("v2-")]
+    events = _events(v2, tmp_path)
+    kinds = {kind for kind, _ in events}
+    assert {"network.decision", "run.denied", "plan.refused", "note.external"} <= kinds, kinds
+    sealed = [payload["body"] for kind, payload in events if kind == "report.sealed"]
+    facts = {fact["kind"] for body in sealed for fact in body["observed"]}
+    outcomes = {body["outcome"] for body in sealed}
+    assert {"output_listed", "network_activity"} <= facts, facts
+    assert {"completed", "failed", "timeout"} <= outcomes, outcomes
 
 
 @pytest.mark.parametrize("recorded", RECORDED, ids=[p.name for p in RECORDED])

@@ -27,7 +27,8 @@ from bvisor.contract import (
     Network,
     NetworkAllowList,
 )
-from bvisor.contract.netpolicy import DECISION_EVENT, NetworkDecision
+from bvisor.contract.events import NETWORK_DECISION as DECISION_EVENT
+from bvisor.contract.netpolicy import NetworkDecision
 from bvisor.contract.report import SealedReport
 from bvisor.front.defaults import default_spec
 from bvisor.launcher.host.backend import LinuxBackend

@@ -188,26 +188,27 @@ def record_synthetic(
     ``plan``: one made elsewhere (other rules, say) instead of ``spec``'s on this host;
     ``rerun_of``: the :class:`RerunLink` a rerun's plan.admitted carries.
     """
+    from bvisor.contract import events
     from bvisor.launcher.host import runner
 
     plan = plan or make_plan(spec or base_spec())
     fake = fake or FakeRun()
     attempt = attempt_id or os.urandom(32)
     ledger.append_many(
-        [("plan.admitted", runner.admitted_payload(plan, attempt, rerun_of), attempt)]
+        [("plan.admitted", events.admitted_payload(plan, attempt, rerun_of), attempt)]
         + [("lowering.entry", p, attempt) for p in runner.lowering_payloads(plan)]
     )
     if stop_after_admission:
         return attempt
     for index, line in enumerate(fake.lines):
-        ledger.append("launcher.phase", {"index": index, "line": line}, attempt)
+        ledger.append("launcher.phase", events.phase_payload(index, line), attempt)
     execution = _execution(attempt, fake, plan)
     report = seal_report(runner.build_report_body(plan, execution))
     items: list[tuple[str, Any, bytes | None]] = [
         ("run.terminal", runner.terminal_payload(execution), attempt)
     ]
     items += [
-        ("run.denied", runner.denied_payload(index, entry), attempt)
+        ("run.denied", events.denied_payload(index, entry), attempt)
         for index, entry in enumerate(report.body.denied_attempts)
     ]
     for name, data in (("stdout", fake.stdout), ("stderr", fake.stderr)):
@@ -215,7 +216,7 @@ def record_synthetic(
             ("run.streams", chunk, attempt)
             for chunk in runner.stream_chunks(name, data, len(data), False)
         ]
-    items.append(("report.sealed", {"body": report.body.to_value(), "seal": report.seal}, attempt))
+    items.append(("report.sealed", events.sealed_payload(report), attempt))
     ledger.append_many(items)
     return attempt
 

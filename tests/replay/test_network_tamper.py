@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bvisor.contract.netpolicy import DECISION_EVENT, NetworkDecision, activity_fact
+from bvisor.contract.events import NETWORK_DECISION as DECISION_EVENT
+from bvisor.contract.netpolicy import NetworkDecision, activity_fact
 from bvisor.ledger import Ledger, verify
 from bvisor.replay import FAILED, VERIFIED, RunAudit, audit
 from tests.e2e.netkit import CURL, allow_spec, run_allowed, serving

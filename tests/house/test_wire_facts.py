@@ -1,0 +1,162 @@
+"""One definition per wire fact, checked from the code (ast), not from memory.
+
+The event kinds of a run, their payload keys and their order are written once, in
+:mod:`bvisor.contract.events`; the runner, the API's recording sink, ``bvisor-ledger``, replay
+and the benchmarks import them. A string constant spelling one of those kinds anywhere else
+in the product is a second definition waiting to drift, so it fails here (tests may keep
+literals: they assert the wire value itself). The C window's op codes have their own
+agreement test (``test_window_agreement.py``).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from bvisor.contract import events, notes
+from bvisor.contract import facts as fact_kinds
+from bvisor.contract.events import RUN_KINDS, SHAPES
+from tests.house.test_layers import _imports
+
+ROOT = Path(__file__).resolve().parents[2]
+HOME = ROOT / "bvisor" / "contract" / "events.py"
+PRODUCT = ("bvisor", "front", "planner", "launcher", "ledger", "replay", "benchmarks")
+WIRE_KINDS = frozenset({*RUN_KINDS, events.NOTE_EXTERNAL, events.NOTE_KIND_PREFIX})
+
+
+def _sources() -> list[Path]:
+    files: list[Path] = []
+    for folder in PRODUCT:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            inside = path.relative_to(ROOT / folder).parts
+            if folder == "bvisor" and inside[0] in PRODUCT:
+                continue  # the source checkout's links to the other folders
+            if "__pycache__" not in path.parts and not path.name.startswith("_seccomp_abi"):
+                files.append(path)
+    return files
+
+
+def _kind_literals(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and node.value in WIRE_KINDS
+    ]
+
+
+def test_event_kinds_are_spelled_only_in_their_home() -> None:
+    found = [hit for path in _sources() if path != HOME for hit in _kind_literals(path)]
+    assert not found, "event kinds spelled outside bvisor/contract/events.py:\n" + "\n".join(found)
+
+
+def test_the_home_defines_each_kind_once() -> None:
+    spelled = [hit.rsplit(": ", 1)[1] for hit in _kind_literals(HOME)]
+    assert sorted(spelled) == sorted(repr(kind) for kind in WIRE_KINDS), spelled
+
+
+def test_every_kind_a_run_writes_has_a_payload_shape() -> None:
+    assert set(SHAPES) == set(RUN_KINDS)
+    assert set(events.AFTER_ADMITTED) | events.OPENING_KINDS | {events.NETWORK_DECISION} == set(
+        RUN_KINDS
+    )
+    assert set(events.AFTER_ADMITTED) >= events.REPEATABLE
+    assert set(RUN_KINDS) >= events.CLOSING_KINDS
+
+
+def test_a_builder_cannot_make_a_payload_its_shape_refuses() -> None:
+    shape = SHAPES[events.LAUNCHER_PHASE]
+    shape.check(events.LAUNCHER_PHASE, {"index": 0, "line": "LauncherStarted"})
+    for wrong in ({"index": 0}, {"index": 0, "line": "x", "extra": 1}):
+        try:
+            shape.check(events.LAUNCHER_PHASE, wrong)
+        except AssertionError:
+            continue
+        raise AssertionError(f"{wrong} passed the shape")
+
+
+def test_the_ledger_does_not_know_run_kinds() -> None:
+    # The ledger knows events, not runs: nothing under ledger/ imports the run grammar.
+    wrong = [
+        f"{path.relative_to(ROOT)}: {module}"
+        for path in (ROOT / "ledger").rglob("*.py")
+        for module in _imports(path)
+        # (``from bvisor.contract import events`` reads as ``bvisor.contract.events`` too)
+        if module.startswith("bvisor.contract.events")
+    ]
+    assert not wrong, wrong
+
+
+# -- the launcher's notes and the report's facts -------------------------------------------
+
+NOTES_HOME = ROOT / "bvisor" / "contract" / "notes.py"
+FACTS_HOME = ROOT / "bvisor" / "contract" / "facts.py"
+# The opening words of every note another process parses.
+NOTE_WORDS = (
+    "workload exit ", "workload pid=", "init pid=", "workload rusage ", "refused code=",
+    "DANGER test hook", "identity code=", "fault mechanism=",
+)  # fmt: skip
+
+
+def _constants(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+def test_parsed_notes_are_worded_only_in_their_home() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {text[:60]!r}"
+        for path in _sources()
+        if path != NOTES_HOME
+        for line, text in _constants(path)
+        if any(text.startswith(word) for word in NOTE_WORDS)
+    ]
+    assert not found, "launcher notes worded outside bvisor/contract/notes.py:\n" + "\n".join(found)
+
+
+def test_read_fact_kinds_are_spelled_only_in_their_home() -> None:
+    kinds = {getattr(fact_kinds, name) for name in fact_kinds.__all__ if name != "NOT_RUN"}
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {text!r}"
+        for path in _sources()
+        # The profile's ``launcher_identity`` is a field of the profile that shares the name.
+        if path not in (FACTS_HOME, ROOT / "bvisor" / "contract" / "profile.py")
+        for line, text in _constants(path)
+        if text in kinds
+    ]
+    assert not found, "fact kinds spelled outside bvisor/contract/facts.py:\n" + "\n".join(found)
+
+
+def test_every_note_a_reader_parses_is_what_the_writer_writes() -> None:
+    assert notes.parse_int_note(notes.pid_note(41, init=False)) == ("pid", 41)
+    assert notes.noted_workload_pid(notes.pid_note(41, init=False)) == "41"
+    assert notes.init_pid(notes.pid_note(7, init=True)) == 7
+    assert notes.init_pid(notes.pid_note(7, init=False)) is None
+    assert notes.parse_int_note(notes.exit_note(code=3)) == ("exit code", 3)
+    assert notes.parse_int_note(notes.exit_note(signal=9)) == ("exit signal", 9)
+    assert notes.noted_exit(notes.exit_note(signal=9)) == "signal=9"
+    assert notes.rusage_text(notes.rusage_note(1, 2, 3)) == "utime_us=1 stime_us=2 maxrss_kb=3"
+    assert notes.parse_identity(notes.identity_note("ab12", "unknown")) == ("ab12", "unknown")
+    assert notes.refusal_code(notes.refused_note("plan-invalid", "x: y")) == "plan-invalid"
+    assert notes.is_refusal(notes.refused_note("c", "d"))
+    fault = notes.fault_note("landlock", 38, "ENOSYS", "landlock_create_ruleset")
+    assert notes.parse_fault(fault) == ("landlock", 38, "ENOSYS")
+    assert notes.confinement_unavailable(fault)
+    assert not notes.confinement_unavailable(notes.fault_note("exec", 38, "ENOSYS", "x"))
+    assert not notes.confinement_unavailable(notes.internal_fault_note(RuntimeError("x")))
+    assert notes.danger_note("skip-landlock").startswith(notes.DANGER_PREFIX)
+
+
+def test_recorded_wording_is_the_wire() -> None:
+    # Ledgers hold these words; a formatter reworded would make old runs' notes unreadable.
+    assert notes.exit_note(code=0) == "workload exit code=0"
+    assert notes.pid_note(5, init=True) == "init pid=5"
+    assert notes.refused_note("c", "d") == "refused code=c: d"
+    assert notes.fault_note("m", 1, "EPERM", "d") == "fault mechanism=m errno=1 name=EPERM: d"
+    assert notes.identity_note("c", "e") == "identity code=c entry=e"
+    assert notes.rusage_note(1, 2, 3) == "workload rusage utime_us=1 stime_us=2 maxrss_kb=3"
+    assert notes.danger_note("h") == "DANGER test hook active: h"

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from bvisor.canonical import Value
@@ -160,6 +161,11 @@ class Snapshot:
     def run_row(self, key: bytes) -> bytes | None:
         value = self._txn.get(key, db=self._env.runs)
         return None if value is None else bytes(value)
+
+    def run_row_reader(self) -> Callable[[bytes], bytes | None]:
+        """:meth:`run_row` without the wrapper, for a walk that reads one row per event
+        (the transaction returns ``bytes``: it was not opened with ``buffers``)."""
+        return partial(self._txn.get, db=self._env.runs)
 
     def run_rows(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """Raw ``(run_id + index, seq)`` rows whose key starts with ``prefix``."""

@@ -22,9 +22,7 @@ import hashlib
 import importlib
 import io
 import os
-import shutil
 import struct
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -304,6 +302,9 @@ def _import() -> tuple[Validator | None, str, str | None]:
 
 
 def _build() -> None:
+    import shutil  # only a checkout's first use builds: not imported by every process
+    import tempfile
+
     from bvisor._build_canonical import ffibuilder
 
     with tempfile.TemporaryDirectory(prefix="bvisor-canon-") as tmp:

@@ -155,6 +155,14 @@ class Snapshot:
                 return
             yield bytes(key), bytes(value)
 
+    def event_pairs(self, start: int) -> Iterator[tuple[bytes, bytes]]:
+        """:meth:`event_items` from ``start`` to the end, straight from the cursor (the
+        transaction returns ``bytes``, not buffers): the verify walk's per-event loop."""
+        cursor = self._txn.cursor(db=self._env.events)
+        if not cursor.set_range(seq_key(start)):
+            return iter(())
+        return cursor.iternext(keys=True, values=True)  # type: ignore[no-any-return]
+
     def event_count(self) -> int:
         return int(self._txn.stat(self._env.events)["entries"])
 

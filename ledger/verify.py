@@ -450,7 +450,10 @@ class _Verifier:
         fast = self._check_event_fast
         checked = self.checked
         progress = self.progress
-        for key, raw in self.snap.event_items(self.start, self.stop):
+        limit = None if self.stop is None else seq_key(self.stop)
+        for key, raw in self.snap.event_pairs(self.start):
+            if limit is not None and len(key) == 8 and key >= limit:
+                break  # exactly where event_items stops
             if len(key) != 8:
                 self.add(None, "malformed-record", f"events key {key.hex()} is not 8 bytes")
                 continue

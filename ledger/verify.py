@@ -41,6 +41,15 @@ and the one given (``bvisor.ledger.tree_verify``): ``tree-mismatch``,
 ``checkpoint-mismatch``, ``checkpoint-beyond-head``, ``checkpoint-origin``,
 ``checkpoint-signature``, ``checkpoint-malformed``. ``rewritten`` lists the event ranges
 a failed checkpoint locates the change in.
+
+Speed without a second definition of any check. Each record is first offered to the
+native record check (``bv_ledger_record`` in ``bvisor/canonical_native.c``: one strict
+canonical validation with the items' spans, the header's types from their heads, both
+BLAKE3 digests); a record it proves, whose seq, link, kind, payload hash and index row are
+all what the walk expects, has nothing to report, so the walk takes its hash and moves on.
+Anything else — a refusal, a mismatch, a payload at the deepest accepted nesting (the
+native check counts depth from the record), no native module — goes through the strict
+Python path exactly as before, which makes the same checks and names what is wrong.
 """
 
 from __future__ import annotations

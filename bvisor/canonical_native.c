@@ -98,9 +98,12 @@ void bv_blake3_keyed(const unsigned char *key, uint32_t flags, const char *data,
  * the canonical encoding, at most max_depth deep, of an array of eight items whose header
  * items are well typed), with `view` filled and both digests computed under the context
  * key `event_key`; else nonzero (1: not canonical within max_depth, 2: not a record of
- * that shape), and the caller's strict path says why. Never judges the kind's grammar. */
+ * that shape, 3: not the seq `expect_seq` or not linked to `expect_prev`, checked only
+ * when `expect_prev` is not NULL), and the caller's strict path says why. Never judges
+ * the kind's grammar. */
 int bv_ledger_record(const char *data, size_t len, unsigned int max_depth,
-                     const unsigned char *event_key, struct bv_record_view *view);
+                     const unsigned char *event_key, uint64_t expect_seq,
+                     const unsigned char *expect_prev, struct bv_record_view *view);
 /* END CFFI DECLARATIONS */
 
 _Static_assert(sizeof(struct bv_canon_result) == 5 * sizeof(uint64_t),
@@ -619,7 +622,8 @@ static uint64_t bv_head_arg(const unsigned char *p, size_t *head_len)
 }
 
 int bv_ledger_record(const char *data, size_t len, unsigned int max_depth,
-                     const unsigned char *event_key, struct bv_record_view *view)
+                     const unsigned char *event_key, uint64_t expect_seq,
+                     const unsigned char *expect_prev, struct bv_record_view *view)
 {
     const unsigned char *buf = (const unsigned char *)data;
     struct bv_canon_result result;
@@ -666,6 +670,9 @@ int bv_ledger_record(const char *data, size_t len, unsigned int max_depth,
             return 2;
     }
     view->header_end = spans[14];
+    if (expect_prev != NULL
+        && (view->seq != expect_seq || memcmp(buf + view->prev_offset, expect_prev, 32) != 0))
+        return 3;
 
     bv_b3_key_words(event_key, key);
     bv_b3_init(&h, key, BV_B3_DERIVE_KEY_MATERIAL);

@@ -134,7 +134,7 @@ class Validator:
 
     def blake3_keyed(self, key: bytes, flags: int, data: bytes) -> bytes:
         """BLAKE3 of ``data`` keyed by ``key`` with mode ``flags`` (tests: the C against
-        the blake3 package; the ledger itself only calls :attr:`ledger_record`)."""
+        the blake3 package; the ledger itself only calls :meth:`record_checker`)."""
         out = self._ffi.new("unsigned char[32]")
         self._lib_keyed(key, flags, data, len(data), out)
         return bytes(self._ffi.buffer(out))
@@ -255,15 +255,17 @@ def _record_checker(
 ) -> Callable[..., tuple[Any, ...] | None]:
     """A record check owning one view: the caller keeps it to one thread at a time. Its
     result is a plain tuple in :class:`RecordView`'s field order (building the named tuple
-    is a measurable share of a ledger walk)."""
+    is a measurable share of a ledger walk). Given ``prev`` (32 bytes), a record that is
+    not the event ``seq`` or does not link to ``prev`` is refused too."""
     view = ffi.new("struct bv_record_view *")
+    null = ffi.NULL
     unpack = struct.Struct(f"={_VIEW_NUMBERS}Q32s32s").unpack_from
     numbers = memoryview(ffi.buffer(view)).cast("B")
 
     def checked(
-        data: bytes, depth: int = max_depth, key: bytes = event_key
+        data: bytes, depth: int = max_depth, key: bytes = event_key, seq: int = 0, prev: Any = null
     ) -> tuple[Any, ...] | None:
-        if check(data, len(data), depth, key, view):
+        if check(data, len(data), depth, key, seq, prev, view):
             return None
         return unpack(numbers)
 

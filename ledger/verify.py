@@ -134,7 +134,7 @@ _RECORD_CODES: Final = frozenset(
 )
 
 Progress = Callable[[int, int], None]
-RecordCheck = Callable[[bytes], "tuple[Any, ...] | None"]
+RecordCheck = Callable[..., "tuple[Any, ...] | None"]
 
 
 def _native_record_check() -> RecordCheck | None:
@@ -533,13 +533,12 @@ class _Verifier:
         stored under its own seq, linked to ``prev``, its payload hashing to its
         ``payload_hash``, and its runs index row where the walk expects it."""
         check = self.record_check
-        view = None if check is None else check(raw)
+        # Refused unless it is event ``seq`` and links to ``prev`` (checked in the C).
+        view = None if check is None else check(raw, seq=seq, prev=prev)
         if view is None:
             return None
-        seq_r, time_ns, end, at_prev, at_kind, kind_len, at_run, run_len, at_hash, ok, hashed, _ = (
-            view
-        )
-        if seq_r != seq or not ok or raw[at_prev : at_prev + 32] != prev:
+        _, time_ns, end, _, at_kind, kind_len, at_run, run_len, at_hash, ok, hashed, _ = view
+        if not ok:
             return None
         kind_bytes = raw[at_kind : at_kind + kind_len]
         kind = self.kinds.get(kind_bytes)

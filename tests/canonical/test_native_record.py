@@ -115,3 +115,13 @@ def test_record_view_refuses_what_is_not_a_strict_record(native: canonical_nativ
     deepest = _record(deep)
     assert decode_record(deepest).payload_ok
     assert check(deepest) is None
+
+
+def test_record_check_refuses_another_seq_or_link(native: canonical_native.Validator):
+    check = native.record_checker(canonical.MAX_DEPTH, native.blake3_context_key(_CONTEXT))
+    raw = _record({"a": 1})  # event 7, linked to the genesis hash of ledger 01..01
+    prev = genesis_hash(b"\x01" * 16)
+    assert check(raw, seq=7, prev=prev) is not None
+    assert check(raw, seq=8, prev=prev) is None
+    assert check(raw, seq=7, prev=bytes(32)) is None
+    assert check(raw, seq=7, prev=prev[:-1] + bytes([prev[-1] ^ 1])) is None

@@ -42,6 +42,7 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 bench: $(STAMP)
+	$(PY) benchmarks/targets.py
 	$(PY) benchmarks/launch.py
 	$(PY) benchmarks/private_root.py
 	$(PY) benchmarks/ledger.py

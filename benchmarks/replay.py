@@ -194,9 +194,10 @@ def _log_run(path: Path, run: bytes) -> None:
         assert ledger_main(["log", "--ledger", str(path), "--run", run.hex()[:12]]) == 0
 
 
-def one_run(base: Path, sizes: list[int], rounds: int = 5) -> None:
+def one_run(base: Path, sizes: list[int], rounds: int = 5) -> dict[str, dict[int, float]]:
     """The O(run + log n) rows (see module), at each ledger size: CPU time, the best of
-    ``rounds`` rounds that visit every size in turn (so load falls on all of them alike)."""
+    ``rounds`` rounds that visit every size in turn (so load falls on all of them alike).
+    Returns the best seconds by row name and size (benchmarks/targets.py reads them)."""
     from bvisor.ledger.keys import write_keypair
     from bvisor.replay.anchored import CheckpointAnchor, HeadAnchor
 
@@ -267,6 +268,7 @@ def one_run(base: Path, sizes: list[int], rounds: int = 5) -> None:
     for name, by_size in rows.items():
         a, b = by_size[small], by_size[large]
         print(f"{name:46}{a * 1000:>8.1f}ms{b * 1000:>8.1f}ms{b / a:>8.2f}")
+    return rows
 
 
 def main() -> int:

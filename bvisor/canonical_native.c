@@ -25,6 +25,11 @@
  * the two-byte form). A finished item then finishes its container: in a map, a key must be
  * a text string, strictly greater (bytewise, on its encoding) than the key before it.
  *
+ * Below the validator, two more sections serve the ledger's verify walk: BLAKE3 (keyed and
+ * derive-key modes) and bv_ledger_record, which validates one record, types its header
+ * and computes both of its digests in one call, so a record that is fine costs one C call.
+ * A record it refuses is judged again by the strict Python path, which names the problem.
+ *
  * Compiled by cffi (bvisor/_build_canonical.py) into bvisor._canonical_c.
  */
 #include <stddef.h>
@@ -67,6 +72,38 @@ struct bv_canon_result {
  * i < span_cap; `spans` may be NULL when span_cap is 0. */
 int bv_canon_validate(const char *data, size_t len, unsigned int max_depth,
                       struct bv_canon_result *result, uint64_t *spans, size_t span_cap);
+/* The ledger's per-record check (see "The ledger record" below). Every field is a
+ * uint64_t but the two digests, so Python may read the numbers as ten uint64s. */
+struct bv_record_view {
+    uint64_t seq;          /* item 1 */
+    uint64_t time_ns;      /* item 3 */
+    uint64_t header_end;   /* where the payload's encoding starts */
+    uint64_t prev_offset;  /* item 2's 32 bytes */
+    uint64_t kind_offset;  /* item 4's text bytes */
+    uint64_t kind_len;
+    uint64_t run_offset;   /* item 5's bytes (run_len 0: null) */
+    uint64_t run_len;
+    uint64_t hash_offset;  /* item 6's 32 bytes: the payload hash the record claims */
+    uint64_t payload_ok;   /* 1: the payload hashes to item 6 */
+    unsigned char event_hash[32];   /* the event hash, computed */
+    unsigned char payload_hash[32]; /* the payload hash, computed */
+};
+/* The BLAKE3 derive-key context key of `context` (the first half of derive_key mode). */
+void bv_blake3_context_key(const char *context, size_t len, unsigned char *key_out);
+/* The 32-byte BLAKE3 digest of `data` keyed by `key` (32 bytes) with `flags` (64 for
+ * derive-key material): derive_key(context, data) is this with the context key. */
+void bv_blake3_keyed(const unsigned char *key, uint32_t flags, const char *data, size_t len,
+                     unsigned char *out);
+/* 0 when `data` is a strictly canonical ledger record (module doc of bvisor.ledger.record:
+ * the canonical encoding, at most max_depth deep, of an array of eight items whose header
+ * items are well typed), with `view` filled and both digests computed under the context
+ * key `event_key`; else nonzero (1: not canonical within max_depth, 2: not a record of
+ * that shape, 3: not the seq `expect_seq` or not linked to `expect_prev`, checked only
+ * when `expect_prev` is not NULL), and the caller's strict path says why. Never judges
+ * the kind's grammar. */
+int bv_ledger_record(const char *data, size_t len, unsigned int max_depth,
+                     const unsigned char *event_key, uint64_t expect_seq,
+                     const unsigned char *expect_prev, struct bv_record_view *view);
 /* END CFFI DECLARATIONS */
 
 _Static_assert(sizeof(struct bv_canon_result) == 5 * sizeof(uint64_t),
@@ -321,4 +358,334 @@ top_finished:
     if (result != NULL)
         result->top_major = major;
     return BV_CANON_OK;
+}
+
+
+/* ---------------------------------------------------------------------------------------
+ * BLAKE3, written from its specification (the compression function, the chunk chaining
+ * and the binary tree of chaining values, in the keyed and derive-key modes only: the
+ * ledger needs nothing else). Incremental, with a fixed-size stack of chaining values
+ * (54 levels cover 2^64 bytes); no allocation. tests/canonical checks it against the
+ * blake3 package on lengths around every block and chunk boundary.
+ */
+#define BV_B3_BLOCK 64
+#define BV_B3_CHUNK 1024
+enum {
+    BV_B3_CHUNK_START = 1,
+    BV_B3_CHUNK_END = 2,
+    BV_B3_PARENT = 4,
+    BV_B3_ROOT = 8,
+    BV_B3_DERIVE_KEY_CONTEXT = 32,
+    BV_B3_DERIVE_KEY_MATERIAL = 64
+};
+
+static const uint32_t bv_b3_iv[8] = {0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A,
+                                     0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19};
+/* The message word each G step reads in each of the 7 rounds: round r uses the
+ * specification's permutation applied r times to 0..15. */
+static const unsigned char bv_b3_schedule[7][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8},
+    {3, 4, 10, 12, 13, 2, 7, 14, 6, 5, 9, 0, 11, 15, 8, 1},
+    {10, 7, 12, 9, 14, 3, 13, 15, 4, 0, 11, 2, 5, 8, 1, 6},
+    {12, 13, 9, 11, 15, 10, 14, 8, 7, 2, 5, 3, 0, 1, 6, 4},
+    {9, 14, 11, 5, 8, 12, 15, 1, 13, 3, 0, 10, 2, 6, 4, 7},
+    {11, 15, 5, 0, 1, 9, 8, 6, 14, 10, 2, 12, 3, 4, 7, 13},
+};
+
+#define BV_ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+#define BV_G(a, b, c, d, x, y)                                                             \
+    do {                                                                                 \
+        a = a + b + (x);                                                                 \
+        d = BV_ROTR(d ^ a, 16);                                                          \
+        c = c + d;                                                                       \
+        b = BV_ROTR(b ^ c, 12);                                                          \
+        a = a + b + (y);                                                                 \
+        d = BV_ROTR(d ^ a, 8);                                                           \
+        c = c + d;                                                                       \
+        b = BV_ROTR(b ^ c, 7);                                                           \
+    } while (0)
+
+static uint32_t bv_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The compression function: the 16 output words for one 64-byte block. The state lives
+ * in sixteen locals so the compiler can keep it in registers. */
+static void bv_b3_compress(const uint32_t cv[8], const unsigned char block[BV_B3_BLOCK],
+                           uint64_t counter, uint32_t block_len, uint32_t flags, uint32_t out[16])
+{
+    uint32_t m[16];
+    for (int i = 0; i < 16; i++)
+        m[i] = bv_le32(block + 4 * i);
+    uint32_t s0 = cv[0], s1 = cv[1], s2 = cv[2], s3 = cv[3];
+    uint32_t s4 = cv[4], s5 = cv[5], s6 = cv[6], s7 = cv[7];
+    uint32_t s8 = bv_b3_iv[0], s9 = bv_b3_iv[1], s10 = bv_b3_iv[2], s11 = bv_b3_iv[3];
+    uint32_t s12 = (uint32_t)counter, s13 = (uint32_t)(counter >> 32);
+    uint32_t s14 = block_len, s15 = flags;
+    for (int r = 0; r < 7; r++) {
+        const unsigned char *k = bv_b3_schedule[r];
+        BV_G(s0, s4, s8, s12, m[k[0]], m[k[1]]);
+        BV_G(s1, s5, s9, s13, m[k[2]], m[k[3]]);
+        BV_G(s2, s6, s10, s14, m[k[4]], m[k[5]]);
+        BV_G(s3, s7, s11, s15, m[k[6]], m[k[7]]);
+        BV_G(s0, s5, s10, s15, m[k[8]], m[k[9]]);
+        BV_G(s1, s6, s11, s12, m[k[10]], m[k[11]]);
+        BV_G(s2, s7, s8, s13, m[k[12]], m[k[13]]);
+        BV_G(s3, s4, s9, s14, m[k[14]], m[k[15]]);
+    }
+    out[0] = s0 ^ s8;
+    out[1] = s1 ^ s9;
+    out[2] = s2 ^ s10;
+    out[3] = s3 ^ s11;
+    out[4] = s4 ^ s12;
+    out[5] = s5 ^ s13;
+    out[6] = s6 ^ s14;
+    out[7] = s7 ^ s15;
+    out[8] = s8 ^ cv[0];
+    out[9] = s9 ^ cv[1];
+    out[10] = s10 ^ cv[2];
+    out[11] = s11 ^ cv[3];
+    out[12] = s12 ^ cv[4];
+    out[13] = s13 ^ cv[5];
+    out[14] = s14 ^ cv[6];
+    out[15] = s15 ^ cv[7];
+}
+
+struct bv_b3 {
+    uint32_t key[8];
+    uint32_t flags;          /* the mode's flag, added to every compression */
+    uint32_t cv[8];          /* the current chunk's chaining value */
+    uint64_t chunk_counter;  /* chunks finished before the current one */
+    unsigned char block[BV_B3_BLOCK];
+    size_t block_len;        /* bytes in `block` */
+    size_t blocks_done;      /* blocks of the current chunk already compressed */
+    uint32_t stack[54][8];   /* chaining values of finished subtrees, largest first */
+    size_t stack_len;
+};
+
+static void bv_b3_init(struct bv_b3 *h, const uint32_t key[8], uint32_t flags)
+{
+    memcpy(h->key, key, sizeof h->key);
+    memcpy(h->cv, key, sizeof h->cv);
+    h->flags = flags;
+    h->chunk_counter = 0;
+    h->block_len = 0;
+    h->blocks_done = 0;
+    h->stack_len = 0;
+    memset(h->block, 0, sizeof h->block);
+}
+
+static uint32_t bv_b3_start_flag(const struct bv_b3 *h)
+{
+    return h->blocks_done == 0 ? BV_B3_CHUNK_START : 0;
+}
+
+static void bv_b3_parent(const struct bv_b3 *h, const uint32_t left[8], const uint32_t right[8],
+                         uint32_t out[16])
+{
+    unsigned char block[BV_B3_BLOCK];
+    for (int i = 0; i < 8; i++) {
+        for (int k = 0; k < 4; k++) {
+            block[4 * i + k] = (unsigned char)(left[i] >> (8 * k));
+            block[32 + 4 * i + k] = (unsigned char)(right[i] >> (8 * k));
+        }
+    }
+    bv_b3_compress(h->key, block, 0, BV_B3_BLOCK, h->flags | BV_B3_PARENT, out);
+}
+
+/* The current chunk is full (1024 bytes, its last block still buffered): finish it and
+ * merge it into the stack, one parent per trailing zero bit of the chunk count. */
+static void bv_b3_finish_chunk(struct bv_b3 *h)
+{
+    uint32_t out[16], cv[8];
+    bv_b3_compress(h->cv, h->block, h->chunk_counter, (uint32_t)h->block_len,
+                   h->flags | bv_b3_start_flag(h) | BV_B3_CHUNK_END, out);
+    memcpy(cv, out, sizeof cv);
+    uint64_t total = h->chunk_counter + 1;
+    while ((total & 1) == 0) {
+        h->stack_len -= 1;
+        bv_b3_parent(h, h->stack[h->stack_len], cv, out);
+        memcpy(cv, out, sizeof cv);
+        total >>= 1;
+    }
+    memcpy(h->stack[h->stack_len], cv, sizeof cv);
+    h->stack_len += 1;
+    h->chunk_counter += 1;
+    memcpy(h->cv, h->key, sizeof h->cv);
+    h->block_len = 0;
+    h->blocks_done = 0;
+    memset(h->block, 0, sizeof h->block);
+}
+
+static void bv_b3_update(struct bv_b3 *h, const unsigned char *data, size_t len)
+{
+    while (len > 0) {
+        if (h->block_len == BV_B3_BLOCK) {
+            if (h->blocks_done == BV_B3_CHUNK / BV_B3_BLOCK - 1) {
+                bv_b3_finish_chunk(h); /* more input follows: the chunk is not the last */
+            } else {
+                uint32_t out[16];
+                bv_b3_compress(h->cv, h->block, h->chunk_counter, BV_B3_BLOCK,
+                               h->flags | bv_b3_start_flag(h), out);
+                memcpy(h->cv, out, sizeof h->cv);
+                h->blocks_done += 1;
+                h->block_len = 0;
+                memset(h->block, 0, sizeof h->block);
+            }
+        }
+        size_t take = BV_B3_BLOCK - h->block_len;
+        if (take > len)
+            take = len;
+        memcpy(h->block + h->block_len, data, take);
+        h->block_len += take;
+        data += take;
+        len -= take;
+    }
+}
+
+static void bv_b3_final(const struct bv_b3 *h, unsigned char out[32])
+{
+    uint32_t words[16], cv[8];
+    uint32_t flags = h->flags | bv_b3_start_flag(h) | BV_B3_CHUNK_END;
+    if (h->stack_len == 0) {
+        bv_b3_compress(h->cv, h->block, h->chunk_counter, (uint32_t)h->block_len,
+                       flags | BV_B3_ROOT, words);
+    } else {
+        bv_b3_compress(h->cv, h->block, h->chunk_counter, (uint32_t)h->block_len, flags, words);
+        memcpy(cv, words, sizeof cv);
+        for (size_t i = h->stack_len; i-- > 0;) {
+            unsigned char block[BV_B3_BLOCK];
+            for (int w = 0; w < 8; w++) {
+                for (int k = 0; k < 4; k++) {
+                    block[4 * w + k] = (unsigned char)(h->stack[i][w] >> (8 * k));
+                    block[32 + 4 * w + k] = (unsigned char)(cv[w] >> (8 * k));
+                }
+            }
+            uint32_t parent_flags = h->flags | BV_B3_PARENT | (i == 0 ? BV_B3_ROOT : 0);
+            bv_b3_compress(h->key, block, 0, BV_B3_BLOCK, parent_flags, words);
+            memcpy(cv, words, sizeof cv);
+        }
+    }
+    for (int i = 0; i < 8; i++) {
+        for (int k = 0; k < 4; k++)
+            out[4 * i + k] = (unsigned char)(words[i] >> (8 * k));
+    }
+}
+
+static void bv_b3_key_words(const unsigned char *key, uint32_t words[8])
+{
+    for (int i = 0; i < 8; i++)
+        words[i] = bv_le32(key + 4 * i);
+}
+
+void bv_blake3_context_key(const char *context, size_t len, unsigned char *key_out)
+{
+    struct bv_b3 h;
+    bv_b3_init(&h, bv_b3_iv, BV_B3_DERIVE_KEY_CONTEXT);
+    bv_b3_update(&h, (const unsigned char *)context, len);
+    bv_b3_final(&h, key_out);
+}
+
+void bv_blake3_keyed(const unsigned char *key, uint32_t flags, const char *data, size_t len,
+                     unsigned char *out)
+{
+    struct bv_b3 h;
+    uint32_t words[8];
+    bv_b3_key_words(key, words);
+    bv_b3_init(&h, words, flags);
+    bv_b3_update(&h, (const unsigned char *)data, len);
+    bv_b3_final(&h, out);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The ledger record (bvisor/ledger/record.py defines it): one validating pass with the
+ * items' spans, the header items' types from their first bytes (the pass proved every
+ * item canonical, so a head's shape is its type and its argument is the shortest form),
+ * then the two digests: the event hash over the header (array head 0x87 and the record's
+ * bytes up to the payload) and the payload hash over 0x82 "payload" and the payload.
+ */
+static const unsigned char bv_payload_prefix[9] = {0x82, 0x67, 'p', 'a', 'y', 'l', 'o', 'a', 'd'};
+
+/* The argument of the canonical head at `p` (already validated), and its length. */
+static uint64_t bv_head_arg(const unsigned char *p, size_t *head_len)
+{
+    unsigned int info = p[0] & 0x1F;
+    if (info < 24) {
+        *head_len = 1;
+        return info;
+    }
+    size_t width = (size_t)1 << (info - 24);
+    *head_len = 1 + width;
+    return bv_big_endian(p + 1, width);
+}
+
+int bv_ledger_record(const char *data, size_t len, unsigned int max_depth,
+                     const unsigned char *event_key, uint64_t expect_seq,
+                     const unsigned char *expect_prev, struct bv_record_view *view)
+{
+    const unsigned char *buf = (const unsigned char *)data;
+    struct bv_canon_result result;
+    uint64_t spans[16];
+    size_t head_len;
+    uint32_t key[8];
+    struct bv_b3 h;
+
+    if (bv_canon_validate(data, len, max_depth, &result, spans, 8) != BV_CANON_OK)
+        return 1;
+    if (buf[0] != 0x88) /* an array of exactly eight items */
+        return 2;
+    memset(view, 0, sizeof *view);
+    /* item 0: the version, the integer 1 */
+    if (spans[1] != 1 || buf[spans[0]] != 0x01)
+        return 2;
+    /* items 1 and 3: unsigned integers */
+    if (buf[spans[2]] >> 5 != 0 || buf[spans[6]] >> 5 != 0)
+        return 2;
+    view->seq = bv_head_arg(buf + spans[2], &head_len);
+    view->time_ns = bv_head_arg(buf + spans[6], &head_len);
+    /* items 2 and 6: byte strings of 32 */
+    if (spans[5] != 34 || buf[spans[4]] != 0x58 || buf[spans[4] + 1] != 0x20)
+        return 2;
+    if (spans[13] != 34 || buf[spans[12]] != 0x58 || buf[spans[12] + 1] != 0x20)
+        return 2;
+    view->prev_offset = spans[4] + 2;
+    view->hash_offset = spans[12] + 2;
+    /* item 4: a text string (its grammar is the caller's) */
+    if (buf[spans[8]] >> 5 != 3)
+        return 2;
+    view->kind_len = bv_head_arg(buf + spans[8], &head_len);
+    view->kind_offset = spans[8] + head_len;
+    /* item 5: null, or a byte string of 1..64 */
+    if (buf[spans[10]] == 0xF6) {
+        view->run_offset = spans[10] + 1;
+        view->run_len = 0;
+    } else {
+        if (buf[spans[10]] >> 5 != 2)
+            return 2;
+        view->run_len = bv_head_arg(buf + spans[10], &head_len);
+        view->run_offset = spans[10] + head_len;
+        if (view->run_len < 1 || view->run_len > 64)
+            return 2;
+    }
+    view->header_end = spans[14];
+    if (expect_prev != NULL
+        && (view->seq != expect_seq || memcmp(buf + view->prev_offset, expect_prev, 32) != 0))
+        return 3;
+
+    bv_b3_key_words(event_key, key);
+    bv_b3_init(&h, key, BV_B3_DERIVE_KEY_MATERIAL);
+    {
+        const unsigned char head = 0x87;
+        bv_b3_update(&h, &head, 1);
+    }
+    bv_b3_update(&h, buf + 1, (size_t)spans[14] - 1);
+    bv_b3_final(&h, view->event_hash);
+    bv_b3_init(&h, key, BV_B3_DERIVE_KEY_MATERIAL);
+    bv_b3_update(&h, bv_payload_prefix, sizeof bv_payload_prefix);
+    bv_b3_update(&h, buf + spans[14], len - (size_t)spans[14]);
+    bv_b3_final(&h, view->payload_hash);
+    view->payload_ok = memcmp(view->payload_hash, buf + view->hash_offset, 32) == 0;
+    return 0;
 }

@@ -22,15 +22,13 @@ import hashlib
 import importlib
 import io
 import os
-import shutil
 import struct
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["Refused", "Shape", "Validator", "unavailable_reason", "validator"]
+__all__ = ["RecordView", "Refused", "Shape", "Validator", "unavailable_reason", "validator"]
 
 _MODULE = "bvisor._canonical_c"
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -101,6 +99,11 @@ class Validator:
             raise ImportError(f"struct bv_canon_result is not five uint64_t: {layout}")
         self._ffi = ffi
         self._validate = lib.bv_canon_validate
+        self._lib_context_key = lib.bv_blake3_context_key
+        self._lib_keyed = lib.bv_blake3_keyed
+        self._lib_record = lib.bv_ledger_record
+        if ffi.sizeof("struct bv_record_view") != _VIEW_NUMBERS * 8 + 64:
+            raise ImportError("struct bv_record_view is not ten uint64_t and two digests")
         self.depth_cap: int = int(lib.BV_CANON_DEPTH_CAP)
         self.rules: dict[int, str] = {
             int(getattr(lib, name)): name[len(_RULE_PREFIX) :]
@@ -111,6 +114,30 @@ class Validator:
         self.array_spans: Callable[[bytes, int, int], SpansResult] = _spans_function(
             self._validate, self._buffers, self._refused
         )
+        self.ledger_record: Callable[[bytes, int, bytes], RecordView | None] = _record_function(
+            ffi, lib.bv_ledger_record
+        )
+
+    def record_checker(
+        self, max_depth: int, event_key: bytes
+    ) -> Callable[..., tuple[Any, ...] | None]:
+        """:attr:`ledger_record` bound to a depth and key, as a plain tuple, for one thread
+        (a verify walk holds one)."""
+        return _record_checker(self._ffi, self._lib_record, max_depth, event_key)
+
+    def blake3_context_key(self, context: str) -> bytes:
+        """BLAKE3's derive-key context key for ``context`` (computed once per context)."""
+        encoded = context.encode("utf-8")
+        out = self._ffi.new("unsigned char[32]")
+        self._lib_context_key(encoded, len(encoded), out)
+        return bytes(self._ffi.buffer(out))
+
+    def blake3_keyed(self, key: bytes, flags: int, data: bytes) -> bytes:
+        """BLAKE3 of ``data`` keyed by ``key`` with mode ``flags`` (tests: the C against
+        the blake3 package; the ledger itself only calls :meth:`record_checker`)."""
+        out = self._ffi.new("unsigned char[32]")
+        self._lib_keyed(key, flags, data, len(data), out)
+        return bytes(self._ffi.buffer(out))
 
     def _buffers(self, span_cap: int) -> _Buffers:
         return _new_buffers(self._ffi, span_cap)
@@ -184,6 +211,67 @@ def _spans_function(
     return array_spans
 
 
+_VIEW_NUMBERS = 10  # struct bv_record_view: ten uint64_t, then two 32-byte digests
+
+
+class RecordView(NamedTuple):
+    """A strictly canonical ledger record's header, as ``bv_ledger_record`` read it: the
+    numbers, the offsets of the byte items within the record, and the two digests it
+    computed (``payload_ok``: the payload hashes to the hash the record claims)."""
+
+    seq: int
+    time_ns: int
+    header_end: int
+    prev_offset: int
+    kind_offset: int
+    kind_len: int
+    run_offset: int
+    run_len: int
+    hash_offset: int
+    payload_ok: int
+    event_hash: bytes
+    payload_hash: bytes
+
+
+def _record_function(ffi: Any, check: Any) -> Callable[[bytes, int, bytes], RecordView | None]:
+    # One view per concurrent caller, pooled as in _spans_function (the C drops the GIL).
+    pool: list[Callable[..., tuple[Any, ...] | None]] = []
+
+    def ledger_record(data: bytes, max_depth: int, event_key: bytes) -> RecordView | None:
+        """The record's view when it is a strictly canonical ledger record of the right
+        shape, else None (the caller's strict path then says what is wrong)."""
+        one = pool.pop() if pool else _record_checker(ffi, check, max_depth, event_key)
+        try:
+            found = one(data, max_depth, event_key)
+        finally:
+            pool.append(one)
+        return None if found is None else RecordView._make(found)
+
+    return ledger_record
+
+
+def _record_checker(
+    ffi: Any, check: Any, max_depth: int, event_key: bytes
+) -> Callable[..., tuple[Any, ...] | None]:
+    """A record check owning one view: the caller keeps it to one thread at a time. Its
+    result is a plain tuple in :class:`RecordView`'s field order (building the named tuple
+    is a measurable share of a ledger walk). Given ``prev`` (32 bytes), a record that is
+    not the event ``seq`` or does not link to ``prev`` is refused too."""
+    view = ffi.new("struct bv_record_view *")
+    null = ffi.NULL
+    unpack = struct.Struct(f"={_VIEW_NUMBERS}Q32s32s").unpack_from
+    numbers = memoryview(ffi.buffer(view)).cast("B")
+
+    def checked(
+        data: bytes, depth: int = max_depth, key: bytes = event_key, seq: int = 0, prev: Any = null
+    ) -> tuple[Any, ...] | None:
+        if check(data, len(data), depth, key, seq, prev, view):
+            return None
+        return unpack(numbers)
+
+    return checked
+
+
 _lock = threading.Lock()
 _state: dict[str, Any] = {"resolved": False, "validator": None, "reason": None}
 
@@ -216,6 +304,9 @@ def _import() -> tuple[Validator | None, str, str | None]:
 
 
 def _build() -> None:
+    import shutil  # only a checkout's first use builds: not imported by every process
+    import tempfile
+
     from bvisor._build_canonical import ffibuilder
 
     with tempfile.TemporaryDirectory(prefix="bvisor-canon-") as tmp:

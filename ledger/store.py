@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from bvisor.ledger import environment as envmod
@@ -156,12 +157,25 @@ class Snapshot:
                 return
             yield bytes(key), bytes(value)
 
+    def event_pairs(self, start: int) -> Iterator[tuple[bytes, bytes]]:
+        """:meth:`event_items` from ``start`` to the end, straight from the cursor (the
+        transaction returns ``bytes``, not buffers): the verify walk's per-event loop."""
+        cursor = self._txn.cursor(db=self._env.events)
+        if not cursor.set_range(seq_key(start)):
+            return iter(())
+        return cursor.iternext(keys=True, values=True)  # type: ignore[no-any-return]
+
     def event_count(self) -> int:
         return int(self._txn.stat(self._env.events)["entries"])
 
     def run_row(self, key: bytes) -> bytes | None:
         value = self._txn.get(key, db=self._env.runs)
         return None if value is None else bytes(value)
+
+    def run_row_reader(self) -> Callable[[bytes], bytes | None]:
+        """:meth:`run_row` without the wrapper, for a walk that reads one row per event
+        (the transaction returns ``bytes``: it was not opened with ``buffers``)."""
+        return partial(self._txn.get, db=self._env.runs)
 
     def run_rows(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """Raw ``(run_id + index, seq)`` rows whose key starts with ``prefix``."""

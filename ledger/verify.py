@@ -41,6 +41,15 @@ and the one given (``bvisor.ledger.tree_verify``): ``tree-mismatch``,
 ``checkpoint-mismatch``, ``checkpoint-beyond-head``, ``checkpoint-origin``,
 ``checkpoint-signature``, ``checkpoint-malformed``. ``rewritten`` lists the event ranges
 a failed checkpoint locates the change in.
+
+Speed without a second definition of any check. Each record is first offered to the
+native record check (``bv_ledger_record`` in ``bvisor/canonical_native.c``: one strict
+canonical validation with the items' spans, the header's types from their heads, both
+BLAKE3 digests); a record it proves, whose seq, link, kind, payload hash and index row are
+all what the walk expects, has nothing to report, so the walk takes its hash and moves on.
+Anything else — a refusal, a mismatch, a payload at the deepest accepted nesting (the
+native check counts depth from the record), no native module — goes through the strict
+Python path exactly as before, which makes the same checks and names what is wrong.
 """
 
 from __future__ import annotations
@@ -48,10 +57,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
+import cbor2
+
+from bvisor import canonical, canonical_native
+from bvisor.digest import Purpose
 from bvisor.ledger.environment import META_HEAD_HASH, META_HEAD_SEQ, seq_key
 from bvisor.ledger.errors import LedgerUsageError
+from bvisor.ledger.kinds import is_valid_kind
 from bvisor.ledger.record import (
     HASH_SIZE,
     MAX_SEQ,
@@ -120,6 +134,22 @@ _RECORD_CODES: Final = frozenset(
 )
 
 Progress = Callable[[int, int], None]
+RecordCheck = Callable[..., "tuple[Any, ...] | None"]
+
+
+def _native_record_check() -> RecordCheck | None:
+    """The native one-pass record check (validate, split, type the header, both digests),
+    or None without the native module (every record then takes the strict Python path).
+
+    It validates the whole record at ``canonical.MAX_DEPTH``, one level stricter for the
+    payload than the strict path (which measures the payload from itself): a record whose
+    payload sits at the deepest accepted nesting is refused here and judged there."""
+    native = canonical_native.validator()
+    if native is None:
+        return None
+    return native.record_checker(
+        canonical.MAX_DEPTH, native.blake3_context_key(Purpose.LEDGER_EVENT.value)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +389,9 @@ class _Verifier:
         # seq's record): the event before each is vouched for by nothing.
         self.unlinked: set[int] = set()
         self.run_seqs: dict[bytes, list[int]] | None = None
+        self.record_check = _native_record_check()
+        self.run_row = snap.run_row_reader()
+        self.kinds: dict[bytes, str] = {}  # kinds already found in the grammar, by encoding
 
     def _breaks(self) -> list[int]:
         return [f.seq for f in self.findings if f.code == "chain-break" and f.seq is not None]
@@ -423,7 +456,13 @@ class _Verifier:
         prev = self._prev_for_start()
         expected = self.start
         prev_seq = self.start - 1
-        for key, raw in self.snap.event_items(self.start, self.stop):
+        fast = self._check_event_fast
+        checked = self.checked
+        progress = self.progress
+        limit = None if self.stop is None else seq_key(self.stop)
+        for key, raw in self.snap.event_pairs(self.start):
+            if limit is not None and len(key) == 8 and key >= limit:
+                break  # exactly where event_items stops
             if len(key) != 8:
                 self.add(None, "malformed-record", f"events key {key.hex()} is not 8 bytes")
                 continue
@@ -439,15 +478,19 @@ class _Verifier:
                     unlinked=True,
                 )
             self.run_id = None
-            prev = self._check_event(seq, raw, prev, prev_seq)
+            hashed = None if prev is None else fast(seq, key, raw, prev)
+            prev = self._check_event(seq, raw, prev, prev_seq) if hashed is None else hashed
             if feed is not None:
                 feed(seq, raw, prev, self.run_id)
-            self.last_seen = (seq, prev)
             prev_seq = seq
             expected = seq + 1
-            self.checked += 1
-            if self.progress is not None and self.checked % _PROGRESS_EVERY == 0:
-                self.progress(self.checked, total)
+            checked += 1
+            if progress is not None and checked % _PROGRESS_EVERY == 0:
+                self.checked = checked
+                progress(checked, total)
+        self.checked = checked
+        if prev_seq >= self.start:
+            self.last_seen = (prev_seq, prev)
 
     def _prev_for_start(self) -> bytes | None:
         """The hash the first event in range must link to (genesis for event 0)."""
@@ -480,6 +523,63 @@ class _Verifier:
         if report:
             self.add(seq, "non-canonical-record", strict_detail)
         return decoded
+
+    def _check_event_fast(self, seq: int, key: bytes, raw: bytes, prev: bytes) -> bytes | None:
+        """The event's hash when the record passes every check of :meth:`_check_event`
+        with nothing to report, proven by the native record check; None otherwise, having
+        changed nothing, so the strict path judges the record and names what is wrong.
+
+        Passing means: strictly canonical, a well-typed header, a kind in the grammar,
+        stored under its own seq, linked to ``prev``, its payload hashing to its
+        ``payload_hash``, and its runs index row where the walk expects it."""
+        check = self.record_check
+        # Refused unless it is event ``seq`` and links to ``prev`` (checked in the C).
+        view = None if check is None else check(raw, seq=seq, prev=prev)
+        if view is None:
+            return None
+        _, time_ns, end, _, at_kind, kind_len, at_run, run_len, at_hash, ok, hashed, _ = view
+        if not ok:
+            return None
+        kind_bytes = raw[at_kind : at_kind + kind_len]
+        kind = self.kinds.get(kind_bytes)
+        if kind is None:
+            kind = kind_bytes.decode("utf-8")  # proven UTF-8 by the check
+            if not is_valid_kind(kind):
+                return None
+            self.kinds[kind_bytes] = kind
+        run_id = None
+        if run_len:
+            run_id = raw[at_run : at_run + run_len]
+            index = self.next_index.get(run_id)
+            if index is None:
+                if self.start != 0:
+                    return None  # a partial walk locates it: the strict path does
+                index = 0
+            if index >= 1 << 32 or self.run_row(run_id + index.to_bytes(4, "big")) != key:
+                return None
+            self.indexed += 1
+            self.next_index[run_id] = index + 1
+            self.run_id = run_id
+            if self.run_seqs is not None:
+                self.run_seqs.setdefault(run_id, []).append(seq)
+        on_event = self.on_event
+        if on_event is not None:
+            # Proven canonical, so cbor2 builds exactly what the strict decoder would.
+            payload = cbor2.loads(raw[end:])
+            on_event(
+                Event(
+                    seq,
+                    prev,
+                    time_ns,
+                    kind,
+                    run_id,
+                    raw[at_hash : at_hash + 32],
+                    payload,
+                    hashed,
+                    raw,
+                )
+            )
+        return hashed  # type: ignore[no-any-return]
 
     def _check_event(self, seq: int, raw: bytes, prev: bytes | None, prev_seq: int) -> bytes | None:
         """Check one stored record; return its hash (None when it cannot be computed)."""

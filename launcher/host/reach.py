@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from bvisor.launcher.basement.mountinfo import MountEntry, fs_location, mount_entries
+from bvisor.launcher.basement.mountinfo import FsLocation, MountEntry, fs_location, mount_entries
 from bvisor.launcher.wire.lowered import LoweredParams, LoweringParamsError, lowered_params
 
 if TYPE_CHECKING:
@@ -86,20 +86,63 @@ def _identity(path: str) -> tuple[int, int] | None:
     return (info.st_dev, info.st_ino)
 
 
+class _Path:
+    """What :func:`reaches` asks of one path, each found on first use and kept for one
+    check: a check asks the same of its target for every root (seven, for the default
+    spec), and each answer is filesystem work (realpath, a stat per ancestor, a mount
+    lookup). Never kept beyond the check that made it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._real: str | None = None
+        self._ancestry: set[tuple[int, int]] | None = None
+        self._looked_up = False
+        self._identity: tuple[int, int] | None = None
+        self._table: list[MountEntry] | None = None
+        self._location: FsLocation | None = None
+
+    @property
+    def real(self) -> str:
+        if self._real is None:
+            self._real = os.path.realpath(self.path)
+        return self._real
+
+    @property
+    def identity(self) -> tuple[int, int] | None:
+        if not self._looked_up:
+            self._identity, self._looked_up = _identity(self.path), True
+        return self._identity
+
+    @property
+    def ancestry(self) -> set[tuple[int, int]]:
+        if self._ancestry is None:
+            self._ancestry = _ancestry(self.path)
+        return self._ancestry
+
+    def location(self, table: list[MountEntry]) -> FsLocation | None:
+        if self._table is not table:
+            self._location, self._table = fs_location(self.path, table), table
+        return self._location
+
+
 def reaches(root: str, target: str, entries: list[MountEntry] | None = None) -> bool:
     """Does filesystem root ``root`` cover ``target``, or lie inside it, by any name?"""
-    real_root, real_target = os.path.realpath(root), os.path.realpath(target)
+    return _reaches(_Path(root), _Path(target), entries)
+
+
+def _reaches(root: _Path, target: _Path, entries: list[MountEntry] | None) -> bool:
+    real_root, real_target = root.real, target.real
     for outer, inner in ((real_root, real_target), (real_target, real_root)):
         if inner == outer or inner.startswith(outer.rstrip("/") + "/"):
             return True
-    root_id = _identity(root)
-    if root_id is not None and root_id in _ancestry(target):
+    root_id = root.identity
+    if root_id is not None and root_id in target.ancestry:
         return True
-    target_id = _identity(target)
-    if target_id is not None and target_id in _ancestry(root):
+    target_id = target.identity
+    if target_id is not None and target_id in root.ancestry:
         return True
     table = entries if entries is not None else mount_entries()
-    root_at, target_at = fs_location(root, table), fs_location(target, table)
+    root_at, target_at = root.location(table), target.location(table)
     if root_at is None or target_at is None:
         return False
     return root_at.contains(target_at) or target_at.contains(root_at)
@@ -117,8 +160,9 @@ def covering_root(path: str, lowered: LoweredParams) -> str | None:
     """The first host path the workload can reach (a bind of its private root, a Landlock
     rule) that reaches ``path`` by any name, if any."""
     entries = mount_entries()
+    target = _Path(path)
     for root in lowered.reachable_paths():
-        if reaches(root, path, entries):
+        if _reaches(_Path(root), target, entries):
             return root
     return None
 
@@ -200,8 +244,9 @@ def refuse_if_artifacts_reachable(artifact_dir: str | os.PathLike[str], plan: Bo
         return
     entries = mount_entries()
     target = os.fspath(artifact_dir)
+    seen = _Path(target)
     for root in lowered.reachable_paths():
-        if reaches(root, target, entries):
+        if _reaches(_Path(root), seen, entries):
             raise ArtifactsReachable(
                 f"the artifact directory {target} and the filesystem root {root}, which the "
                 "workload can reach, overlap (it could tamper with committed artifacts); "

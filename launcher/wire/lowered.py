@@ -190,9 +190,22 @@ class LoweredParams:
         return tuple(dict.fromkeys(paths))
 
 
+# The last plan parsed and its typed view. One run reads its plan's lowering in the API,
+# the runner, three reach checks and the backend; a plan is a frozen value, so the view of
+# the very same object is the same. Kept by identity (and holding the plan, so its id
+# cannot be reused); a tuple is replaced whole, so threads see one pair or the other.
+_last: tuple[BoundaryPlan, LoweredParams] | None = None
+
+
 def lowered_params(plan: BoundaryPlan) -> LoweredParams:
     """Parse every parameter of ``plan``'s lowering; unknown shapes fail closed."""
-    return parse_lowering_params((p.entry.id, p.params) for p in plan.lowering)
+    global _last
+    last = _last
+    if last is not None and last[0] is plan:
+        return last[1]
+    lowered = parse_lowering_params((p.entry.id, p.params) for p in plan.lowering)
+    _last = (plan, lowered)
+    return lowered
 
 
 def parse_lowering_params(pairs: Iterable[tuple[str, object]]) -> LoweredParams:

@@ -158,3 +158,26 @@ def test_storage_below_a_path_longer_than_path_max_is_counted(tmp_path: Path) ->
 
 def test_storage_in_a_directory_made_unreadable_is_counted(tmp_path: Path) -> None:
     _at_least_or_unavailable(_hidden_storage(tmp_path, HIDE_UNREADABLE), 5 << 20)
+
+
+# Memory the workload holds in files is in nobody's resident set: 256 MiB written to a
+# memfd in 1 MiB steps, with a resident set of a few MiB. Before the fix, without a
+# cgroup memory peak the witness was the workload's maxrss, called an upper bound.
+HOLD_IN_FILES = (
+    "import os\n"
+    "fd = os.memfd_create('held')\n"
+    "for _ in range(256):\n"
+    "    os.write(fd, b'x' * (1 << 20))\n"
+    "print('held', 256 << 20, flush=True)\n"
+)
+
+
+def test_memory_held_in_files_is_witnessed_or_unavailable(tmp_path: Path) -> None:
+    spec = with_budgets(
+        descendants_spec(["-c", HOLD_IN_FILES], exe=sys.executable),
+        resident_bytes=Budget(1 << 40, MEDIATED),  # witnessed: no memory leaf is made
+    )
+    out = bytearray()
+    report = run_confined(spec, ledger=tmp_path / "ledger", on_stdout=out.extend)
+    held = int(out.split(b"held ")[1].split()[0])
+    _at_least_or_unavailable(_witness(report, BudgetDimension.RESIDENT_BYTES), held)

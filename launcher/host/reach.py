@@ -18,7 +18,10 @@ and the path within that filesystem) the ledger lies inside the root or the root
 the ledger. So a bind-mount alias of the ledger's directory or of a parent, a symlinked
 parent, or a ``/proc/self/root/...`` name gets no further than the plain path. A root
 *inside* the ledger directory is refused too (a write root there, or a file root on
-``data.mdb``, is the store itself).
+``data.mdb``, is the store itself). A file has names no directory check sees: a hard link
+to ``data.mdb`` (or to the signing key) inside a root is the file itself, so a root on the
+filesystem of a ledger file or key that has more than one link is refused as well (the
+other names cannot be found cheaply; removing them is the fix).
 
 A spec without a filesystem capability asks for no filesystem confinement at all; its
 workload can reach the ledger like any other file its uid may open (README says so).
@@ -44,6 +47,7 @@ __all__ = [
     "KeyReachable",
     "LedgerReachable",
     "covering_root",
+    "linked_root",
     "reaches",
     "refuse_if_artifacts_reachable",
     "refuse_if_fds_reach",
@@ -123,8 +127,28 @@ def covering_root(path: str, lowered: LoweredParams) -> str | None:
     return None
 
 
+def linked_root(file: str, lowered: LoweredParams) -> tuple[str, int] | None:
+    """A root the workload can reach on the filesystem of ``file`` when ``file`` has more
+    than one hard link (so another of its names may lie inside that root), with the link
+    count; None when it has one name, or no root shares its filesystem."""
+    try:
+        info = os.stat(file)
+    except OSError:
+        return None
+    if info.st_nlink <= 1:
+        return None
+    for root in lowered.reachable_paths():
+        try:
+            if os.stat(root).st_dev == info.st_dev:
+                return root, info.st_nlink
+        except OSError:
+            continue
+    return None
+
+
 def refuse_if_reachable(ledger_path: str, lowered: LoweredParams) -> None:
-    """Raise :class:`LedgerReachable` (naming both paths) when ``covering_root`` finds one."""
+    """Raise :class:`LedgerReachable` (naming both paths) when ``covering_root`` finds one,
+    or when a ledger file has another name (a hard link) a root could hold."""
     root = covering_root(ledger_path, lowered)
     if root is not None:
         raise LedgerReachable(
@@ -132,6 +156,15 @@ def refuse_if_reachable(ledger_path: str, lowered: LoweredParams) -> None:
             "workload can reach (it could read other runs' output or damage the record); "
             "record elsewhere (--ledger DIR) or run from another directory"
         )
+    for name in ("data.mdb", "lock.mdb"):
+        linked = linked_root(os.path.join(ledger_path, name), lowered)
+        if linked is not None:
+            raise LedgerReachable(
+                f"the ledger's {name} ({ledger_path}) has {linked[1]} hard links, and the "
+                f"filesystem root {linked[0]}, which the workload can reach, is on its "
+                "filesystem: another name for the store may lie inside it; remove the other "
+                "links (find -samefile) or record elsewhere"
+            )
 
 
 def refuse_if_fds_reach(ledger_path: str, lowered: LoweredParams) -> None:
@@ -177,6 +210,13 @@ def refuse_if_key_reachable(key_path: str, plan: BoundaryPlan) -> None:
         lowered = lowered_params(plan)
     except LoweringParamsError:
         return
+    linked = linked_root(key_path, lowered)
+    if linked is not None:
+        raise KeyReachable(
+            f"the checkpoint signing key {key_path} has {linked[1]} hard links, and the "
+            f"filesystem root {linked[0]}, which the workload can reach, is on its "
+            "filesystem: another name for the key may lie inside it; remove the other links"
+        )
     for target in (key_path, os.path.dirname(os.path.abspath(key_path))):
         root = covering_root(target, lowered)
         if root is not None:

@@ -26,6 +26,14 @@ other names cannot be found cheaply; removing them is the fix).
 A spec without a filesystem capability asks for no filesystem confinement at all; its
 workload can reach the ledger like any other file its uid may open (README says so).
 
+The supervisor's own code is kept out of *write* reach: a write root covering a directory
+this process loaded code from (bvisor's packages, an editable checkout, its dependencies),
+a directory on ``sys.path`` (a planted ``.pth`` or ``sitecustomize`` runs in every later
+interpreter), the virtual environment, the interpreter or the launcher file is refused —
+the workload could otherwise rewrite the code of the next ``bvisor`` command, which runs
+unconfined. Reading that code is harmless. Not covered: ``sys.path[0]``, the directory of
+a ``python -m``/``-c`` caller, which the caller chose to import from.
+
 The artifact directory a plan commits to is kept out of reach the same way, both ways
 round: no root the run can reach may contain it (the workload could tamper with other
 runs' committed outputs) or lie inside it (it could write into them).
@@ -34,9 +42,10 @@ runs' committed outputs) or lie inside it (it could write into them).
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING
 
-from bvisor.launcher.basement.mountinfo import MountEntry, fs_location, mount_entries
+from bvisor.launcher.basement.mountinfo import FsLocation, MountEntry, fs_location, mount_entries
 from bvisor.launcher.wire.lowered import LoweredParams, LoweringParamsError, lowered_params
 
 if TYPE_CHECKING:
@@ -44,16 +53,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ArtifactsReachable",
+    "CodeReachable",
     "KeyReachable",
     "LedgerReachable",
     "covering_root",
+    "covers",
     "linked_root",
     "reaches",
     "refuse_if_artifacts_reachable",
+    "refuse_if_code_reachable",
     "refuse_if_fds_reach",
     "refuse_if_key_reachable",
     "refuse_if_plan_reaches",
     "refuse_if_reachable",
+    "supervisor_code",
 ]
 
 
@@ -90,23 +103,27 @@ def _identity(path: str) -> tuple[int, int] | None:
     return (info.st_dev, info.st_ino)
 
 
-def reaches(root: str, target: str, entries: list[MountEntry] | None = None) -> bool:
-    """Does filesystem root ``root`` cover ``target``, or lie inside it, by any name?"""
+def covers(root: str, target: str, entries: list[MountEntry] | None = None) -> bool:
+    """Does filesystem root ``root`` cover ``target`` (``target`` is it or lies inside
+    it), by real path, by identity of the root among the target's ancestors, or by
+    filesystem location?"""
     real_root, real_target = os.path.realpath(root), os.path.realpath(target)
-    for outer, inner in ((real_root, real_target), (real_target, real_root)):
-        if inner == outer or inner.startswith(outer.rstrip("/") + "/"):
-            return True
+    if real_target == real_root or real_target.startswith(real_root.rstrip("/") + "/"):
+        return True
     root_id = _identity(root)
     if root_id is not None and root_id in _ancestry(target):
-        return True
-    target_id = _identity(target)
-    if target_id is not None and target_id in _ancestry(root):
         return True
     table = entries if entries is not None else mount_entries()
     root_at, target_at = fs_location(root, table), fs_location(target, table)
     if root_at is None or target_at is None:
         return False
-    return root_at.contains(target_at) or target_at.contains(root_at)
+    return root_at.contains(target_at)
+
+
+def reaches(root: str, target: str, entries: list[MountEntry] | None = None) -> bool:
+    """Does filesystem root ``root`` cover ``target``, or lie inside it, by any name?"""
+    table = entries if entries is not None else mount_entries()
+    return covers(root, target, table) or covers(target, root, table)
 
 
 class ArtifactsReachable(LedgerReachable):
@@ -247,3 +264,93 @@ def refuse_if_artifacts_reachable(artifact_dir: str | os.PathLike[str], plan: Bo
                 "workload can reach, overlap (it could tamper with committed artifacts); "
                 "commit elsewhere (--artifacts DIR)"
             )
+
+
+class CodeReachable(LedgerReachable):
+    """A write root of the plan covers code the host runs (see the module's docstring).
+
+    A :class:`LedgerReachable` so that every caller that refuses a run for its ledger
+    refuses it for this as well (nothing ran or was recorded: a usage mistake).
+    """
+
+
+def supervisor_code(launcher_path: str) -> tuple[str, ...]:
+    """The places whose change would change what the next bvisor command runs: the
+    directories of every module this process has loaded, ``sys.path`` but its first
+    entry, the prefixes, the interpreter and the launcher file."""
+    places: list[str] = [launcher_path, os.path.realpath(sys.executable)]
+    places += [sys.prefix, sys.exec_prefix]
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and os.path.isabs(file):
+            places.append(os.path.dirname(file))
+        path = getattr(module, "__path__", None)  # a list, or a namespace package's path
+        if path is not None and not isinstance(path, str):
+            places += [
+                entry for entry in list(path) if isinstance(entry, str) and os.path.isabs(entry)
+            ]
+    places += [entry for entry in sys.path[1:] if os.path.isabs(entry) and os.path.isdir(entry)]
+    return tuple(dict.fromkeys(places))
+
+
+_Place = tuple[str, str, set[tuple[int, int]], FsLocation | None]
+# place -> (its stat stamp, the mount table it was judged under, the judged place)
+_PLACES: dict[str, tuple[tuple[int, int, int], tuple[MountEntry, ...], _Place]] = {}
+
+
+def _judged_places(places: tuple[str, ...], entries: list[MountEntry]) -> list[_Place]:
+    """Each place with its real path, its ancestors' identities and its location, reused
+    while the place stats the same (device, inode, change time: a replaced directory or
+    a re-pointed symlink anywhere on its path changes that) under the same mount table."""
+    table = tuple(entries)
+    judged: list[_Place] = []
+    reals: set[str] = set()
+    for place in places:
+        try:
+            info = os.stat(place)
+        except OSError:
+            continue  # gone: nothing to rewrite there (a new directory is a new stamp)
+        stamp = (info.st_dev, info.st_ino, info.st_ctime_ns)
+        held = _PLACES.get(place)
+        if held is not None and held[0] == stamp and held[1] == table:
+            item = held[2]
+        else:
+            real = os.path.realpath(place)
+            item = (place, real, _ancestry(real), fs_location(real, entries))
+            _PLACES[place] = (stamp, table, item)
+        if item[1] not in reals:
+            reals.add(item[1])
+            judged.append(item)
+    return judged
+
+
+def refuse_if_code_reachable(plan: BoundaryPlan, launcher_path: str) -> None:
+    """Raise :class:`CodeReachable` when a write root of ``plan`` covers a place of
+    :func:`supervisor_code`, by any name (unreadable params: the backend's refusal)."""
+    try:
+        lowered = lowered_params(plan)
+    except LoweringParamsError:
+        return
+    roots = lowered.writable_paths()
+    if not roots:
+        return
+    entries = mount_entries()
+    # covers() for every pair, with each path's real path, identities and location
+    # worked out once (a run pays this on every launch).
+    judged = [
+        (root, os.path.realpath(root), _identity(root), fs_location(root, entries))
+        for root in roots
+    ]
+    for place, real, ancestry, located in _judged_places(supervisor_code(launcher_path), entries):
+        for root, real_root, root_id, root_at in judged:
+            if (
+                real == real_root
+                or real.startswith(real_root.rstrip("/") + "/")
+                or (root_id is not None and root_id in ancestry)
+                or (root_at is not None and located is not None and root_at.contains(located))
+            ):
+                raise CodeReachable(
+                    f"the write root {root} covers {place}, code the host runs (bvisor, its "
+                    "interpreter or what they load): the workload could rewrite the next "
+                    "bvisor command; run from another directory or grant it read-only"
+                )

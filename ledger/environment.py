@@ -47,10 +47,7 @@ the same moment is then not kept from reusing pages being read, which callers sa
 from __future__ import annotations
 
 import errno
-import grp
 import os
-import pwd
-import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -69,6 +66,7 @@ from bvisor.ledger.errors import (
     LedgerUsageError,
 )
 from bvisor.ledger.record import LEDGER_ID_BYTES, genesis_hash
+from bvisor.ownership import others_may_change
 
 __all__ = [
     "FORMAT_VERSION",
@@ -411,7 +409,7 @@ def _open(
     size = max(map_size or INITIAL_MAP_SIZE, existing + existing // 2)
     size = -(-size // _MAP_ALIGN) * _MAP_ALIGN if size >= _MAP_ALIGN else size
     fresh = create and new_files
-    foreign = _others_may_change(directory)
+    foreign = others_may_change(directory)
     if foreign is not None and not readonly:
         raise LedgerError(
             f"ledger {directory}: {foreign}, so another user could replace its files (a "
@@ -441,46 +439,6 @@ def _lock_usable(directory: str) -> bool:
     """Whether a reader can take LMDB's lock without creating or failing to open it."""
     lock = os.path.join(directory, "lock.mdb")
     return os.path.exists(lock) and os.access(lock, os.R_OK | os.W_OK)
-
-
-def _others_may_change(directory: str) -> str | None:
-    """Why a user other than this one or root could replace entries of ``directory`` (a
-    real path), or None: it must be owned by this user or root and writable by nobody
-    else, and so must every directory above it — unless that one is sticky (``/tmp``),
-    where only an entry's owner may rename or remove it. A group-writable directory is
-    accepted only for this user's own group with no other listed member (a private group
-    under umask 002). Checked on every open, since LMDB follows names."""
-    me = os.geteuid()
-    path = directory
-    own = True
-    while True:
-        try:
-            info = os.lstat(path)
-        except OSError as exc:
-            return f"{path} cannot be checked ({exc.strerror})"
-        if info.st_uid not in (me, 0):
-            return f"{path} is owned by uid {info.st_uid}"
-        sticky = not own and info.st_mode & stat.S_ISVTX
-        if info.st_mode & 0o002 and not sticky:
-            return f"{path} is writable by every user"
-        if info.st_mode & 0o020 and not sticky and not _private_group(info.st_gid):
-            return f"{path} is writable by group {info.st_gid}"
-        parent = os.path.dirname(path)
-        if parent == path:
-            return None
-        path, own = parent, False
-
-
-def _private_group(gid: int) -> bool:
-    """Whether ``gid`` is this user's primary group with no other listed member."""
-    if gid != os.getegid():
-        return False
-    try:
-        members = grp.getgrgid(gid).gr_mem
-        name = pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return False
-    return all(member == name for member in members)
 
 
 def _open_lmdb(

@@ -23,9 +23,12 @@ def others_may_change(path: str) -> str | None:
     where only an entry's owner may rename or remove it. A symlink on the way must be
     owned likewise (its mode means nothing). A group-writable directory is accepted only
     for this user's own group with no other listed member (a private group under umask
-    002). Checked by name from ``path`` up; callers check the real path too when the
-    path may hold symlinks."""
+    002). Inside a user namespace that leaves root unmapped (a rootless container), the
+    owner every unmapped uid shows as — the overflow uid — is trusted like root: the host's
+    root owns ``/`` and ``/tmp`` there and cannot be told apart. Checked by name
+    from ``path`` up; callers check the real path too when the path may hold symlinks."""
     me = os.geteuid()
+    trusted = {me, 0, *_unmapped_owner()}
     current = os.path.abspath(path)
     own = True
     while True:
@@ -33,7 +36,7 @@ def others_may_change(path: str) -> str | None:
             info = os.lstat(current)
         except OSError as exc:
             return f"{current} cannot be checked ({exc.strerror})"
-        if info.st_uid not in (me, 0):
+        if info.st_uid not in trusted:
             return f"{current} is owned by uid {info.st_uid}"
         if not stat.S_ISLNK(info.st_mode):
             sticky = not own and info.st_mode & stat.S_ISVTX
@@ -57,3 +60,17 @@ def _private_group(gid: int) -> bool:
     except KeyError:
         return False
     return all(member == name for member in members)
+
+
+def _unmapped_owner() -> tuple[int, ...]:
+    """The overflow uid, when this process's user namespace does not map host root (0):
+    then root's files show as it. Empty in the initial namespace."""
+    try:
+        with open("/proc/self/uid_map", encoding="ascii") as handle:
+            ranges = [tuple(int(n) for n in line.split()) for line in handle if line.strip()]
+        with open("/proc/sys/kernel/overflowuid", encoding="ascii") as handle:
+            overflow = int(handle.read())
+    except (OSError, ValueError):
+        return ()
+    maps_root = any(len(r) == 3 and r[1] <= 0 < r[1] + r[2] for r in ranges)
+    return () if maps_root else (overflow,)

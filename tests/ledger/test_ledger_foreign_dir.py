@@ -78,3 +78,26 @@ def test_a_directory_of_another_user_is_read_unlocked_and_never_written(tmp_path
     with pytest.raises(LedgerError, match="another user"):
         Ledger.open(ledger)
     assert victim.read_bytes() == PRECIOUS
+
+
+def test_a_ledger_opens_inside_a_user_namespace_where_root_is_unmapped(tmp_path: Path) -> None:
+    """A rootless container: the caller is root of a user namespace that maps only its own
+    uid, so ``/`` and ``/tmp`` (the host root's) show as the overflow uid. Those owners
+    cannot be told from root there; refusing them refused every ledger (found by the
+    netns test harness as a normal user)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("LOUD SKIP: needs unshare(1)")
+    code = "import sys; from bvisor.ledger import Ledger; Ledger.open(sys.argv[1], create=True)"
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", sys.executable, "-c", code, str(tmp_path / "l")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if "unshare failed" in done.stderr:
+        pytest.skip(f"LOUD SKIP: no user namespace here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0, done.stderr

@@ -19,7 +19,9 @@ demo: $(STAMP)
 	@echo "== what this kernel can enforce"
 	$(BIN)/bvisor probe
 	@echo "== a confined run (no network, cwd writable, system read-only, run cgroup killed at the end)"
-	$(BIN)/bvisor run -- /bin/sh -c 'echo "hello from inside the boundary (uid $$(id -u) in a user namespace)"; \
+	@# From a scratch directory: a write root over this checkout (bvisor's own code, with the
+	@# editable install) is refused — the workload could rewrite the next bvisor command.
+	cd "$$(mktemp -d)" && $(abspath $(BIN))/bvisor run -- /bin/sh -c 'echo "hello from inside the boundary (uid $$(id -u) in a user namespace)"; \
 	  touch /etc/bvisor-demo 2>/dev/null || echo "/etc: read-only"; \
 	  ls /root >/dev/null 2>&1 || echo "/root: invisible"; \
 	  echo "network interfaces: $$(ls /sys/class/net 2>/dev/null || echo none visible)"'

@@ -216,6 +216,7 @@ def run_confined(
     from bvisor.launcher.host.artifacts import default_artifacts_path
     from bvisor.launcher.host.reach import (
         refuse_if_artifacts_reachable,
+        refuse_if_code_reachable,
         refuse_if_key_reachable,
         refuse_if_plan_reaches,
     )
@@ -245,8 +246,9 @@ def run_confined(
             )
         raise
     where = _ledger_location(ledger)
+    # Before the ledger is created: a run refused for these must change nothing.
+    refuse_if_code_reachable(plan, chosen.launcher_path)
     if where is not None:
-        # Before the ledger is created: a run refused for this must change nothing.
         refuse_if_plan_reaches(where, plan)
     if signing is not None:
         refuse_if_key_reachable(signing[1], plan)

@@ -32,6 +32,12 @@ only into LMDB files this process just made. An existing ``data.mdb`` that is em
 LMDB store without the ledger's databases, or one holding anything else is reported and
 left alone, by readers and writers alike.
 
+Another user's reach: LMDB opens its files by name and follows symlinks, and a locked open
+writes the lock file. So a directory that a user other than this one (or root) could change
+— its own owner or mode, or a parent's (a sticky parent excepted) — is never opened for
+writing, and read only without the lock: otherwise that user's ``lock.mdb -> victim``
+would have this process (root, say) overwrite the victim.
+
 Read-only access: a reader opens the store read-only, and when LMDB's lock file cannot be
 used (another user's ledger, a read-only copy or mount, or no lock file at all) without the
 lock (``Environment.unlocked``): nothing is created or changed, but a writer appending at
@@ -60,6 +66,7 @@ from bvisor.ledger.errors import (
     LedgerUsageError,
 )
 from bvisor.ledger.record import LEDGER_ID_BYTES, genesis_hash
+from bvisor.ownership import others_may_change
 
 __all__ = [
     "FORMAT_VERSION",
@@ -402,7 +409,14 @@ def _open(
     size = max(map_size or INITIAL_MAP_SIZE, existing + existing // 2)
     size = -(-size // _MAP_ALIGN) * _MAP_ALIGN if size >= _MAP_ALIGN else size
     fresh = create and new_files
-    env, unlocked = _open_lmdb(directory, size, readonly, fresh)
+    foreign = others_may_change(directory)
+    if foreign is not None and not readonly:
+        raise LedgerError(
+            f"ledger {directory}: {foreign}, so another user could replace its files (a "
+            "symlink there would make this process write where it points); keep the ledger "
+            "in a directory only you (or root) can change"
+        )
+    env, unlocked = _open_lmdb(directory, size, readonly, fresh, foreign)
     environment = Environment(directory, env, readonly, unlocked)
     try:
         if fresh:
@@ -427,8 +441,12 @@ def _lock_usable(directory: str) -> bool:
     return os.path.exists(lock) and os.access(lock, os.R_OK | os.W_OK)
 
 
-def _open_lmdb(directory: str, size: int, readonly: bool, fresh: bool) -> tuple[Any, str | None]:
-    """``lmdb.open`` as this ledger needs it; readers fall back to no lock (see module)."""
+def _open_lmdb(
+    directory: str, size: int, readonly: bool, fresh: bool, foreign: str | None = None
+) -> tuple[Any, str | None]:
+    """``lmdb.open`` as this ledger needs it; readers fall back to no lock (see module),
+    always when ``foreign`` says another user may change the directory (a locked open
+    writes the lock file, through whatever that user put at its name)."""
     options: dict[str, Any] = {
         "map_size": size,
         "subdir": True,
@@ -440,6 +458,13 @@ def _open_lmdb(directory: str, size: int, readonly: bool, fresh: bool) -> tuple[
         "metasync": True,
         "max_spare_txns": 1,
     }
+    if readonly and foreign is not None:
+        try:
+            return lmdb.open(
+                directory, lock=False, **options
+            ), f"{foreign}: another user could change it"
+        except lmdb.Error as exc:
+            raise LedgerNotFoundError(f"{directory} is not a usable ledger: {exc}") from None
     if readonly and not _lock_usable(directory):
         missing = not os.path.exists(os.path.join(directory, "lock.mdb"))
         why = (

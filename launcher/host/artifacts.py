@@ -12,8 +12,11 @@ tree is removed (by fd, no link followed) and the report says why: a commit is a
 nothing.
 
 ``<artifacts>`` is ``$BVISOR_ARTIFACTS`` if set, else ``$XDG_DATA_HOME/bvisor/artifacts``
-(``~/.local/share`` when unset), or what the caller names; it must lie outside every root
-the run can reach (:func:`bvisor.launcher.host.reach.refuse_if_artifacts_reachable`).
+(``~/.local/share`` when unset), or what the caller names. Neither it nor a directory
+above it (by name or by real path) may be one another user could change — else that user's
+symlink there would have this run (root's, say) commit where it points. It must lie
+outside every root the run can reach
+(:func:`bvisor.launcher.host.reach.refuse_if_artifacts_reachable`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from bvisor.launcher.basement.paths import (
     openat2,
     rename_noreplace,
 )
+from bvisor.ownership import others_may_change
 
 __all__ = [
     "ArtifactsError",
@@ -106,6 +110,17 @@ def open_staging(root: str | os.PathLike[str], run_id: bytes, durable: bool) -> 
     where = os.path.abspath(os.fspath(root))
     try:
         os.makedirs(where, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactsError(f"artifact directory {where}: {exc.strerror}") from None
+    for named in dict.fromkeys((where, os.path.realpath(where))):
+        foreign = others_may_change(named)
+        if foreign is not None:
+            raise ArtifactsError(
+                f"artifact directory {where}: {foreign}, so another user could re-point it "
+                "(a symlink there would have this run write where it points); commit to a "
+                "directory only you (or root) can change"
+            )
+    try:
         root_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise ArtifactsError(f"artifact directory {where}: {exc.strerror}") from None

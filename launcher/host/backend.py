@@ -708,10 +708,16 @@ def _witness_budgets(
     resident = usage.peak_memory
     resident_source = "cgroup memory peak"
     if resident is None and "maxrss_kb" in rusage:
-        # The kernel keeps the high-water mark across exec, so this includes the launcher's
-        # own image from before exec: an upper bound, and the source says so.
-        resident = int(rusage["maxrss_kb"]) * 1024
-        resident_source = "rusage maxrss (upper bound: includes the pre-exec launcher image)"
+        # maxrss is no bound of what the run held: memory in files (a memfd, the private
+        # /tmp and /dev/shm) is in no resident set, and descendants running side by side
+        # are not summed. Only the memory controller charges all of it.
+        seen = int(rusage["maxrss_kb"]) * 1024
+        resident_source = (
+            f"unavailable: no cgroup memory peak; the workload's rusage maxrss ({seen}) sees "
+            "neither memory held in files (memfd, tmpfs, /dev/shm) nor descendants side by side"
+        )
+    elif resident is None:
+        resident_source = "unavailable: no cgroup memory peak and no rusage reported"
     peak_pids, pids_source = _pids_witness(usage, ran, with_init)
     if usage.peak_pids is not None:
         run.fact("process_count_witnessed", f"peak={usage.peak_pids} refused_forks={pids_refusals}")

@@ -18,10 +18,21 @@ and the path within that filesystem) the ledger lies inside the root or the root
 the ledger. So a bind-mount alias of the ledger's directory or of a parent, a symlinked
 parent, or a ``/proc/self/root/...`` name gets no further than the plain path. A root
 *inside* the ledger directory is refused too (a write root there, or a file root on
-``data.mdb``, is the store itself).
+``data.mdb``, is the store itself). A file has names no directory check sees: a hard link
+to ``data.mdb`` (or to the signing key) inside a root is the file itself, so a root on the
+filesystem of a ledger file or key that has more than one link is refused as well (the
+other names cannot be found cheaply; removing them is the fix).
 
 A spec without a filesystem capability asks for no filesystem confinement at all; its
 workload can reach the ledger like any other file its uid may open (README says so).
+
+The supervisor's own code is kept out of *write* reach: a write root covering a directory
+this process loaded code from (bvisor's packages, an editable checkout, its dependencies),
+a directory on ``sys.path`` (a planted ``.pth`` or ``sitecustomize`` runs in every later
+interpreter), the virtual environment, the interpreter or the launcher file is refused —
+the workload could otherwise rewrite the code of the next ``bvisor`` command, which runs
+unconfined. Reading that code is harmless. Not covered: ``sys.path[0]``, the directory of
+a ``python -m``/``-c`` caller, which the caller chose to import from.
 
 The artifact directory a plan commits to is kept out of reach the same way, both ways
 round: no root the run can reach may contain it (the workload could tamper with other
@@ -31,6 +42,7 @@ runs' committed outputs) or lie inside it (it could write into them).
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from bvisor.launcher.basement.mountinfo import FsLocation, MountEntry, fs_location, mount_entries
@@ -41,15 +53,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ArtifactsReachable",
+    "CodeReachable",
     "KeyReachable",
     "LedgerReachable",
     "covering_root",
+    "linked_root",
     "reaches",
     "refuse_if_artifacts_reachable",
+    "refuse_if_code_reachable",
     "refuse_if_fds_reach",
     "refuse_if_key_reachable",
     "refuse_if_plan_reaches",
     "refuse_if_reachable",
+    "supervisor_code",
 ]
 
 
@@ -167,8 +183,28 @@ def covering_root(path: str, lowered: LoweredParams) -> str | None:
     return None
 
 
+def linked_root(file: str, lowered: LoweredParams) -> tuple[str, int] | None:
+    """A root the workload can reach on the filesystem of ``file`` when ``file`` has more
+    than one hard link (so another of its names may lie inside that root), with the link
+    count; None when it has one name, or no root shares its filesystem."""
+    try:
+        info = os.stat(file)
+    except OSError:
+        return None
+    if info.st_nlink <= 1:
+        return None
+    for root in lowered.reachable_paths():
+        try:
+            if os.stat(root).st_dev == info.st_dev:
+                return root, info.st_nlink
+        except OSError:
+            continue
+    return None
+
+
 def refuse_if_reachable(ledger_path: str, lowered: LoweredParams) -> None:
-    """Raise :class:`LedgerReachable` (naming both paths) when ``covering_root`` finds one."""
+    """Raise :class:`LedgerReachable` (naming both paths) when ``covering_root`` finds one,
+    or when a ledger file has another name (a hard link) a root could hold."""
     root = covering_root(ledger_path, lowered)
     if root is not None:
         raise LedgerReachable(
@@ -176,6 +212,15 @@ def refuse_if_reachable(ledger_path: str, lowered: LoweredParams) -> None:
             "workload can reach (it could read other runs' output or damage the record); "
             "record elsewhere (--ledger DIR) or run from another directory"
         )
+    for name in ("data.mdb", "lock.mdb"):
+        linked = linked_root(os.path.join(ledger_path, name), lowered)
+        if linked is not None:
+            raise LedgerReachable(
+                f"the ledger's {name} ({ledger_path}) has {linked[1]} hard links, and the "
+                f"filesystem root {linked[0]}, which the workload can reach, is on its "
+                "filesystem: another name for the store may lie inside it; remove the other "
+                "links (find -samefile) or record elsewhere"
+            )
 
 
 def refuse_if_fds_reach(ledger_path: str, lowered: LoweredParams) -> None:
@@ -221,6 +266,13 @@ def refuse_if_key_reachable(key_path: str, plan: BoundaryPlan) -> None:
         lowered = lowered_params(plan)
     except LoweringParamsError:
         return
+    linked = linked_root(key_path, lowered)
+    if linked is not None:
+        raise KeyReachable(
+            f"the checkpoint signing key {key_path} has {linked[1]} hard links, and the "
+            f"filesystem root {linked[0]}, which the workload can reach, is on its "
+            "filesystem: another name for the key may lie inside it; remove the other links"
+        )
     for target in (key_path, os.path.dirname(os.path.abspath(key_path))):
         root = covering_root(target, lowered)
         if root is not None:
@@ -252,3 +304,93 @@ def refuse_if_artifacts_reachable(artifact_dir: str | os.PathLike[str], plan: Bo
                 "workload can reach, overlap (it could tamper with committed artifacts); "
                 "commit elsewhere (--artifacts DIR)"
             )
+
+
+class CodeReachable(LedgerReachable):
+    """A write root of the plan covers code the host runs (see the module's docstring).
+
+    A :class:`LedgerReachable` so that every caller that refuses a run for its ledger
+    refuses it for this as well (nothing ran or was recorded: a usage mistake).
+    """
+
+
+def supervisor_code(launcher_path: str) -> tuple[str, ...]:
+    """The places whose change would change what the next bvisor command runs: the
+    directories of every module this process has loaded, ``sys.path`` but its first
+    entry, the prefixes, the interpreter and the launcher file."""
+    places: list[str] = [launcher_path, os.path.realpath(sys.executable)]
+    places += [sys.prefix, sys.exec_prefix]
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and os.path.isabs(file):
+            places.append(os.path.dirname(file))
+        path = getattr(module, "__path__", None)  # a list, or a namespace package's path
+        if path is not None and not isinstance(path, str):
+            places += [
+                entry for entry in list(path) if isinstance(entry, str) and os.path.isabs(entry)
+            ]
+    places += [entry for entry in sys.path[1:] if os.path.isabs(entry) and os.path.isdir(entry)]
+    return tuple(dict.fromkeys(places))
+
+
+_Place = tuple[str, str, set[tuple[int, int]], FsLocation | None]
+# place -> (its stat stamp, the mount table it was judged under, the judged place)
+_PLACES: dict[str, tuple[tuple[int, int, int], tuple[MountEntry, ...], _Place]] = {}
+
+
+def _judged_places(places: tuple[str, ...], entries: list[MountEntry]) -> list[_Place]:
+    """Each place with its real path, its ancestors' identities and its location, reused
+    while the place stats the same (device, inode, change time: a replaced directory or
+    a re-pointed symlink anywhere on its path changes that) under the same mount table."""
+    table = tuple(entries)
+    judged: list[_Place] = []
+    reals: set[str] = set()
+    for place in places:
+        try:
+            info = os.stat(place)
+        except OSError:
+            continue  # gone: nothing to rewrite there (a new directory is a new stamp)
+        stamp = (info.st_dev, info.st_ino, info.st_ctime_ns)
+        held = _PLACES.get(place)
+        if held is not None and held[0] == stamp and held[1] == table:
+            item = held[2]
+        else:
+            real = os.path.realpath(place)
+            item = (place, real, _ancestry(real), fs_location(real, entries))
+            _PLACES[place] = (stamp, table, item)
+        if item[1] not in reals:
+            reals.add(item[1])
+            judged.append(item)
+    return judged
+
+
+def refuse_if_code_reachable(plan: BoundaryPlan, launcher_path: str) -> None:
+    """Raise :class:`CodeReachable` when a write root of ``plan`` covers a place of
+    :func:`supervisor_code`, by any name (unreadable params: the backend's refusal)."""
+    try:
+        lowered = lowered_params(plan)
+    except LoweringParamsError:
+        return
+    roots = lowered.writable_paths()
+    if not roots:
+        return
+    entries = mount_entries()
+    # covers() for every pair, with each path's real path, identities and location
+    # worked out once (a run pays this on every launch).
+    judged = [
+        (root, os.path.realpath(root), _identity(root), fs_location(root, entries))
+        for root in roots
+    ]
+    for place, real, ancestry, located in _judged_places(supervisor_code(launcher_path), entries):
+        for root, real_root, root_id, root_at in judged:
+            if (
+                real == real_root
+                or real.startswith(real_root.rstrip("/") + "/")
+                or (root_id is not None and root_id in ancestry)
+                or (root_at is not None and located is not None and root_at.contains(located))
+            ):
+                raise CodeReachable(
+                    f"the write root {root} covers {place}, code the host runs (bvisor, its "
+                    "interpreter or what they load): the workload could rewrite the next "
+                    "bvisor command; run from another directory or grant it read-only"
+                )

@@ -53,7 +53,11 @@ from bvisor.launcher.host.artifacts import default_artifacts_path
 from bvisor.launcher.host.backend import Execution, LinuxBackend
 from bvisor.launcher.host.capture import Captured, as_captured
 from bvisor.launcher.host.interrupts import interrupt_for
-from bvisor.launcher.host.reach import refuse_if_artifacts_reachable, refuse_if_plan_reaches
+from bvisor.launcher.host.reach import (
+    refuse_if_artifacts_reachable,
+    refuse_if_code_reachable,
+    refuse_if_plan_reaches,
+)
 from bvisor.launcher.host.relay import HostStdio
 from bvisor.launcher.host.secrets import SecretResolver
 from bvisor.planner.errors import PlanRefusal
@@ -204,6 +208,7 @@ class BoundaryRunner:
                 on_phase(arrived, line)
             arrived += 1
 
+        refuse_if_code_reachable(plan, backend.launcher_path)
         ledger_path = getattr(sink, "path", None)
         if isinstance(ledger_path, str):
             refuse_if_plan_reaches(ledger_path, plan)

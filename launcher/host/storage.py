@@ -4,7 +4,9 @@ No mechanism in this backend caps disk use, so a storage budget is witnessed: th
 allocated under the run's write roots (``st_blocks``, so sparse files count what they
 hold, hard links once) are summed before the workload starts and after the run tree is
 gone, and the growth is the observation. The walk stays on each root's own filesystem and
-never follows a symlink (the workload made them). It is bounded — in entries and in time
+never follows a symlink (the workload made them); it goes by directory fd, and a
+directory or entry it cannot read makes it *unavailable* (a name past ``PATH_MAX`` or a
+mode of 000 would otherwise hide what is below). It is bounded — in entries and in time
 — because the workload decides how many files there are: a walk that runs out says
 *unavailable*, never a partial (low) sum.
 
@@ -14,16 +16,19 @@ writes outside the write roots (a private tmpfs is memory, charged to the run's 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["MAX_ENTRIES", "MAX_SECONDS", "StorageSample", "sample_storage"]
+__all__ = ["MAX_DEPTH", "MAX_ENTRIES", "MAX_SECONDS", "StorageSample", "sample_storage"]
 
 MAX_ENTRIES = 50_000
 MAX_SECONDS = 0.5
+# Directories deeper than this make the walk unavailable: it holds one fd per level.
+MAX_DEPTH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,44 +39,88 @@ class StorageSample:
     why_not: str | None = None
 
 
+class _CannotCount(Exception):
+    """The walk cannot see everything below a root: the sample is unavailable."""
+
+
+class _Walk:
+    """One bounded walk by directory fd (never by a path the workload could lengthen past
+    ``PATH_MAX``); anything below a root it cannot list or stat, except an entry that is
+    gone, makes the whole sample unavailable — the workload chooses names and modes, so a
+    skipped directory would be a low number, not a gap."""
+
+    def __init__(self, max_entries: int, max_seconds: float) -> None:
+        self.until = time.monotonic() + max_seconds
+        self.max_entries = max_entries
+        self.max_seconds = max_seconds
+        self.seen: set[tuple[int, int]] = set()
+        self.total = 0
+        self.entries = 0
+
+    def directory(self, fd: int, dev: int, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise _CannotCount(f"directories nested deeper than {MAX_DEPTH}")
+        below: list[str] = []
+        try:
+            listing = os.scandir(fd)
+        except OSError as exc:
+            raise _CannotCount(f"a directory could not be listed ({_name(exc)})") from None
+        with listing:
+            for entry in listing:
+                self.entries += 1
+                if self.entries > self.max_entries:
+                    raise _CannotCount(f"more than {self.max_entries} entries to count")
+                if self.entries % 1024 == 0 and time.monotonic() > self.until:
+                    raise _CannotCount(f"counting took over {self.max_seconds:g}s")
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed meanwhile
+                except OSError as exc:
+                    raise _CannotCount(f"an entry could not be read ({_name(exc)})") from None
+                key = (info.st_dev, info.st_ino)
+                if key in self.seen:
+                    continue
+                self.seen.add(key)
+                self.total += info.st_blocks * 512
+                if stat.S_ISDIR(info.st_mode) and info.st_dev == dev:
+                    below.append(entry.name)
+        for name in below:
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise _CannotCount(f"a directory could not be opened ({_name(exc)})") from None
+            try:
+                self.directory(child, dev, depth + 1)
+            finally:
+                os.close(child)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, "error")
+
+
 def sample_storage(
     roots: Iterable[str], *, max_entries: int = MAX_ENTRIES, max_seconds: float = MAX_SECONDS
 ) -> StorageSample:
     """Sum the allocated bytes below every root (each inode once), within the bounds."""
-    until = time.monotonic() + max_seconds
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    entries = 0
+    walk = _Walk(max_entries, max_seconds)
     for root in roots:
         try:
-            top = os.lstat(root)
+            fd = os.open(root, _DIR_FLAGS)
+        except NotADirectoryError:
+            continue
         except OSError as exc:
             return StorageSample(None, f"{root}: {exc.strerror}")
-        if not stat.S_ISDIR(top.st_mode):
-            continue
-        stack = [root]
-        while stack:
-            directory = stack.pop()
-            try:
-                listing = os.scandir(directory)
-            except OSError:
-                continue  # removed meanwhile, or unreadable: nothing the run owns there
-            with listing:
-                for entry in listing:
-                    entries += 1
-                    if entries > max_entries:
-                        return StorageSample(None, f"more than {max_entries} entries to count")
-                    if entries % 1024 == 0 and time.monotonic() > until:
-                        return StorageSample(None, f"counting took over {max_seconds:g}s")
-                    try:
-                        info = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    key = (info.st_dev, info.st_ino)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    total += info.st_blocks * 512
-                    if stat.S_ISDIR(info.st_mode) and info.st_dev == top.st_dev:
-                        stack.append(entry.path)
-    return StorageSample(total)
+        try:
+            walk.directory(fd, os.fstat(fd).st_dev, 0)
+        except _CannotCount as exc:
+            return StorageSample(None, str(exc))
+        finally:
+            os.close(fd)
+    return StorageSample(walk.total)

@@ -293,3 +293,26 @@ def test_hostile_long_names_keep_the_record_bounded(places: dict[str, Path]) -> 
     with Ledger.open(places["ledger"]) as ledger:
         (run,) = audit(ledger).runs
     assert run.verdict == VERIFIED, run.checks
+
+
+def test_an_artifact_directory_another_user_may_change_is_not_used(
+    places: dict[str, Path], tmp_path: Path
+) -> None:
+    """Found by attack: another user who may change the directory holding the artifact
+    directory put ``artifacts -> /var/lib`` there, and root's run committed its outputs as
+    ``/var/lib/<run id>``. Oracle: the directory the link points to gets nothing."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (shared / "artifacts").symlink_to(victim)
+    os.chmod(shared, 0o777)  # not sticky: any user could have put that link there
+    places["artifacts"] = shared / "artifacts"
+    spec = _spec(
+        places, "echo made > /tmp/out.txt", ListOutputs(), CommitArtifact(Durability.BEST_EFFORT)
+    )
+    report = _run(places, spec)
+    assert list(victim.iterdir()) == [], "outputs were written where the planted link points"
+    assert report.body.artifacts == ()
+    refused = [f.detail for f in report.body.observed if f.kind == "launch_refused_by_host"]
+    assert refused and "another user" in refused[0], report.body.observed

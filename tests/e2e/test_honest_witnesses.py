@@ -10,6 +10,7 @@ was never witnessed.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -108,3 +109,75 @@ def test_a_storage_walk_that_runs_out_says_unavailable(tmp_path: Path) -> None:
     assert sample_storage([str(tmp_path)]).allocated is not None
     cut = sample_storage([str(tmp_path)], max_entries=10)
     assert cut.allocated is None and "more than 10 entries" in (cut.why_not or "")
+
+
+# The workload hides what it wrote from a walk by name: a path longer than PATH_MAX
+# (ENAMETOOLONG for every name-based call, root's included) and a directory it made
+# unreadable (EACCES for a normal user). Written before the fix, the witness skipped both
+# as "removed meanwhile" and reported a few KiB for 5 MiB.
+HIDE_DEEP = (
+    "import os\n"
+    "for _ in range(20):\n"
+    "    os.mkdir('d' * 250)\n"
+    "    os.chdir('d' * 250)\n"
+    "open('blob', 'wb').write(b'x' * (5 << 20))\n"
+)
+HIDE_UNREADABLE = (
+    "import os\n"
+    "os.mkdir('vault')\n"
+    "open('vault/blob', 'wb').write(b'x' * (5 << 20))\n"
+    "os.chmod('vault', 0)\n"
+)
+
+
+def _hidden_storage(tmp_path: Path, code: str) -> object:
+    require_feature("landlock")
+    work = tmp_path / "work"
+    work.mkdir()
+    spec = default_spec(["/usr/bin/python3", "-c", code], cwd=str(work))
+    try:
+        report = run_confined(spec, ledger=tmp_path / "ledger")
+    finally:
+        for directory, _dirs, _files in os.walk(work):
+            os.chmod(directory, 0o700)
+    assert report.body.exit is not None and report.body.exit.code == 0, report.body
+    return _witness(report, BudgetDimension.STORAGE_BYTES)
+
+
+def _at_least_or_unavailable(witness: object, floor: int) -> None:
+    observed = witness.observed  # type: ignore[attr-defined]
+    if observed is None:
+        assert witness.source.startswith("unavailable"), witness  # type: ignore[attr-defined]
+    else:
+        assert observed >= floor, witness
+
+
+def test_storage_below_a_path_longer_than_path_max_is_counted(tmp_path: Path) -> None:
+    _at_least_or_unavailable(_hidden_storage(tmp_path, HIDE_DEEP), 5 << 20)
+
+
+def test_storage_in_a_directory_made_unreadable_is_counted(tmp_path: Path) -> None:
+    _at_least_or_unavailable(_hidden_storage(tmp_path, HIDE_UNREADABLE), 5 << 20)
+
+
+# Memory the workload holds in files is in nobody's resident set: 256 MiB written to a
+# memfd in 1 MiB steps, with a resident set of a few MiB. Before the fix, without a
+# cgroup memory peak the witness was the workload's maxrss, called an upper bound.
+HOLD_IN_FILES = (
+    "import os\n"
+    "fd = os.memfd_create('held')\n"
+    "for _ in range(256):\n"
+    "    os.write(fd, b'x' * (1 << 20))\n"
+    "print('held', 256 << 20, flush=True)\n"
+)
+
+
+def test_memory_held_in_files_is_witnessed_or_unavailable(tmp_path: Path) -> None:
+    spec = with_budgets(
+        descendants_spec(["-c", HOLD_IN_FILES], exe=sys.executable),
+        resident_bytes=Budget(1 << 40, MEDIATED),  # witnessed: no memory leaf is made
+    )
+    out = bytearray()
+    report = run_confined(spec, ledger=tmp_path / "ledger", on_stdout=out.extend)
+    held = int(out.split(b"held ")[1].split()[0])
+    _at_least_or_unavailable(_witness(report, BudgetDimension.RESIDENT_BYTES), held)

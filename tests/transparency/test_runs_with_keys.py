@@ -57,6 +57,21 @@ def test_a_plan_whose_roots_reach_the_key_is_refused_before_anything_is_recorded
     assert not path.exists()
 
 
+def test_a_hard_link_to_the_key_beside_a_root_is_refused(tmp_path: Path) -> None:
+    """A hard link to the key inside the working directory is the key: the workload could
+    read it and sign a rewritten ledger. Before the fix only directories were compared."""
+    work = tmp_path / "work"
+    work.mkdir()
+    _signer, key, _pub = keypair(tmp_path / "keys")
+    os.link(key, work / "innocent")
+    code = "import sys; sys.stdout.write(open('innocent').read())"
+    spec = default_spec(["/usr/bin/python3", "-c", code], cwd=str(work))
+    out = bytearray()
+    with pytest.raises(KeyReachable, match="hard links"):
+        run_confined(spec, ledger=tmp_path / "ledger", key=key, on_stdout=out.extend)
+    assert not out and not (tmp_path / "ledger").exists()
+
+
 def test_a_refused_checkpoint_leaves_the_runs_record_whole(tmp_path: Path) -> None:
     first, first_key, _ = keypair(tmp_path / "a", "a.example/key")
     _second, second_key, _ = keypair(tmp_path / "b", "b.example/key")

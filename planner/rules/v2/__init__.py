@@ -10,7 +10,7 @@ same boundary.
 The per-user kernel objects a workload may take (inotify, fanotify) are half of its
 user's (``linux.userns.limits.v1``).
 
-Released with round 2 (the commit that records ``tests/compat/ledgers/v2-*``); from then on
+Released with round 2 at ``a4b14f6`` (which recorded ``tests/compat/ledgers/v2-a4b14f6``); from now on
 frozen like v1, and its golden vectors (``tests/vectors/planner/v2/``) byte-identical.
 """
 
@@ -27,7 +27,7 @@ __all__ = ["RULES"]
 
 RULES = Rules(
     version=RULES_VERSION,
-    released_at="(this release)",
+    released_at="a4b14f6",
     ceiling=linux_ceiling,
     admit=admit,
     select=select_primitives,

@@ -10,8 +10,9 @@ same boundary.
 The per-user kernel objects a workload may take (inotify, fanotify) are half of its
 user's (``linux.userns.limits.v1``).
 
-Released with round 2 at ``a4b14f6`` (which recorded ``tests/compat/ledgers/v2-a4b14f6``); from now on
-frozen like v1, and its golden vectors (``tests/vectors/planner/v2/``) byte-identical.
+Released with round 2 at ``a4b14f6`` (which recorded ``tests/compat/ledgers/v2-a4b14f6``);
+from now on frozen like v1, and its golden vectors (``tests/vectors/planner/v2/``)
+byte-identical.
 """
 
 from __future__ import annotations

@@ -38,11 +38,14 @@ Why these choices:
 Limits are defined once, for the whole record: the payload is any canonical value (up to
 ``canonical.MAX_DEPTH`` levels of nesting, :data:`MAX_PAYLOAD_BYTES` encoded) and the
 header is the seven fixed fields, so a record is at most :data:`MAX_RECORD_BYTES`. The
-reader decodes exactly that way — the header field by field, the payload as its own
-canonical item — so anything ``append`` accepts reads back. (Decoding the record as one
-nested value would put the payload one level deeper than ``encode_payload`` measured it;
-a payload at the deepest accepted nesting then made every read of its event fail.) Every
-strict decode of stored bytes goes through :func:`strict_decode`.
+reader measures the payload's nesting the same way — a record proven canonical as a whole
+by :mod:`bvisor.canonical`, or, when only the payload's own nesting is at the limit, its
+seven header fields' canonical encodings then the payload as its own canonical item — so
+anything ``append`` accepts reads back. (Decoding the record as one nested value alone
+would put the payload one level deeper than ``encode_payload`` measured it; a payload at
+the deepest accepted nesting then made every read of its event fail.) Canonical form has
+one definition, :mod:`bvisor.canonical`; every strict decode of stored bytes goes through
+it (:func:`strict_decode`, :func:`split_record`).
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ import cbor2
 from blake3 import blake3 as _blake3
 
 from bvisor import canonical
-from bvisor.canonical import CanonicalError, Value
+from bvisor.canonical import CanonicalError, Rule, Value
 from bvisor.digest import DIGEST_SIZE, Purpose, digest_bytes
 from bvisor.ledger.errors import (
     InvalidPayloadError,
@@ -62,7 +65,7 @@ from bvisor.ledger.errors import (
     LedgerCorruptError,
     PayloadTooLargeError,
 )
-from bvisor.ledger.kinds import MAX_KIND_LENGTH, check_kind, is_valid_kind
+from bvisor.ledger.kinds import check_kind, is_valid_kind
 
 __all__ = [
     "HASH_SIZE",
@@ -108,6 +111,7 @@ MAX_SEQ: Final = _UINT64_MAX - 1
 _PAYLOAD_PREFIX: Final = b"\x82" + canonical.encode("payload")
 _HEADER_HEAD: Final = 0x87  # array of 7
 _RECORD_HEAD: Final = 0x88  # array of 8
+_ITEMS: Final = 8  # version, seq, prev_hash, time_ns, kind, run_id, payload_hash, payload
 _EVENT_CONTEXT: Final = Purpose.LEDGER_EVENT.value  # digest_bytes' context, used directly
 
 
@@ -288,26 +292,13 @@ def _event(items: list[Value], header: bytes, raw: bytes) -> Event:
 def strict_decode(raw: bytes) -> Value:
     """The value ``raw`` is the one canonical encoding of, or CanonicalError naming why not.
 
-    The single strict decoder of stored bytes in the ledger (records, and everything
-    built from them): a faster implementation replaces this one body and nothing else.
-    ``canonical.decode`` walks the bytes in Python, so cbor2's C decoder is tried first,
-    followed by ``canonical.check_value`` (types, text keys, depth) and a byte-exact
-    canonical re-encode; canonical encodings are unique, so that accepts exactly what
-    ``canonical.decode`` accepts. Anything it refuses goes through ``canonical.decode``,
-    which names the precise problem.
+    The ledger's strict decoder of stored bytes is :func:`bvisor.canonical.decode` itself
+    (its native validator, or the reference parser), bounded by the record size: one
+    definition of canonical form for the runner, the ledger, its commands and replay.
     """
-    if len(raw) > MAX_RECORD_BYTES:
-        raise CanonicalError(f"input of {len(raw)} bytes exceeds the {MAX_RECORD_BYTES}-byte bound")
-    try:
-        value = cbor2.loads(raw)
-        canonical.check_value(value)
-        if cbor2.dumps(value, canonical=True) == raw:
-            return value  # type: ignore[no-any-return]
-    except Exception:  # any refusal falls through to the strict decoder, which says why
-        pass
     try:
         return canonical.decode(raw, max_bytes=MAX_RECORD_BYTES)
-    except RecursionError:
+    except RecursionError:  # the reference parser on a pathological input
         raise CanonicalError("nested too deeply") from None
 
 
@@ -343,143 +334,44 @@ def split_record(raw: bytes) -> tuple[list[Value], int]:
     The record must be exactly the canonical encoding of its eight items, the header
     fields well typed, and the payload a canonical value in its own right — its nesting is
     measured from the payload, as ``encode_payload`` measured it when it was appended.
-
-    The fast path lets cbor2's C code decode and re-encode the whole record and checks the
-    payload's types with ``canonical.check_value``; the header's length then follows from
-    its fields. A native validator replaces this body (validate the header span and the
-    payload span separately); the slow path below only has to name what is wrong.
+    Canonical form is :mod:`bvisor.canonical`'s alone: ``array_spans`` proves the whole
+    record and says where each item lies; only a payload at the deepest nesting a payload
+    may have (which puts the record one level deeper than any value may be) is split by
+    its header instead (:func:`_split_deepest`).
     """
     size = len(raw)
     if size > MAX_RECORD_BYTES:
         raise RecordError("malformed-record", f"record of {size} bytes is over the bound")
     try:
-        items = cbor2.loads(raw)
-        _check_items(items)
-        canonical.check_value(items[7])
-        if cbor2.dumps(items, canonical=True) == raw:
-            return items, _header_length(items)
-    except Exception:  # any refusal falls through to the strict path, which says why
-        pass
-    return _split_slowly(raw)
+        spans = canonical.array_spans(raw, max_items=_ITEMS, max_bytes=MAX_RECORD_BYTES)
+    except CanonicalError as exc:
+        if exc.rule is Rule.TOO_DEEP:
+            return _split_deepest(raw)
+        raise RecordError("non-canonical-record", f"not canonical CBOR: {exc}") from None
+    items = cbor2.loads(raw)  # proven canonical: only the types canonical.Value allows
+    _check_items(items)
+    assert spans is not None  # an array of eight items, as _check_items just proved
+    return items, spans[_ITEMS - 1][0]
 
 
-def _head_length(value: int) -> int:
-    """Bytes of the shortest CBOR head carrying ``value``."""
-    if value < 24:
-        return 1
-    if value < 0x100:
-        return 2
-    if value < 0x10000:
-        return 3
-    return 5 if value < 0x100000000 else 9
-
-
-def _header_length(items: list[Value]) -> int:
-    """Where the payload starts in the canonical encoding of a record with these fields."""
-    seq, time_ns, kind, run_id = items[1], items[3], items[4], items[5]
-    assert isinstance(seq, int) and isinstance(time_ns, int) and isinstance(kind, str)
-    run = 1 if run_id is None else _head_length(len(run_id)) + len(run_id)  # type: ignore[arg-type]
-    # array head, version, seq, prev_hash (2 + 32), time, kind (ASCII), run id, payload hash
-    return (
-        2
-        + _head_length(seq)
-        + 34
-        + _head_length(time_ns)
-        + _head_length(len(kind))
-        + len(kind)
-        + run
-        + 34
-    )
-
-
-def _split_slowly(raw: bytes) -> tuple[list[Value], int]:
-    """Name the problem with a record the fast path refused (or accept it, if it is only
-    one the fast path cannot handle)."""
-    parsed = _read_header(raw)
-    if parsed is None:
-        # Not a canonical header: the whole-record decoder names what is wrong.
-        try:
-            items = strict_decode(raw)
-        except CanonicalError as exc:
-            raise RecordError("non-canonical-record", f"not canonical CBOR: {exc}") from None
-        _check_items(items)
-        raise RecordError("malformed-record", "record bytes do not start with its header")
-    fields, end = parsed
+def _split_deepest(raw: bytes) -> tuple[list[Value], int]:
+    """A record too deep as a whole: its header is seven scalars, so it must be exactly
+    their canonical encodings after the array head, and the rest one canonical payload."""
     try:
-        payload = strict_decode(raw[end:])
+        items = cbor2.loads(raw)  # not yet proven: only to learn the header's fields
+    except Exception:  # cbor2 raises many types on garbage
+        items = None
+    if not isinstance(items, list) or len(items) != _ITEMS:
+        raise RecordError("non-canonical-record", "not canonical CBOR: nested too deeply")
+    _check_items(items)
+    header = bytes((_RECORD_HEAD,)) + b"".join(canonical.encode(f) for f in items[:7])
+    if not raw.startswith(header):
+        raise RecordError("non-canonical-record", "not canonical CBOR: the record's header")
+    try:
+        payload = strict_decode(raw[len(header) :])
     except CanonicalError as exc:
         raise RecordError("non-canonical-record", f"not canonical CBOR: payload: {exc}") from None
-    return [*fields, payload], end  # type: ignore[list-item]
-
-
-def _uint_at(raw: bytes, pos: int, major: int) -> tuple[int, int] | None:
-    """A shortest-form head of ``major`` at ``pos``: (argument, next position)."""
-    if pos >= len(raw):
-        return None
-    initial = raw[pos]
-    if initial >> 5 != major:
-        return None
-    info = initial & 0x1F
-    if info < 24:
-        return info, pos + 1
-    if info > 27:
-        return None
-    width = 1 << (info - 24)
-    end = pos + 1 + width
-    if end > len(raw):
-        return None
-    value = int.from_bytes(raw[pos + 1 : end], "big")
-    if value < (24 if width == 1 else 1 << (4 * width)):
-        return None  # not the shortest form
-    return value, end
-
-
-_HASH_HEAD: Final = b"\x58\x20"  # byte string of 32
-
-
-def _read_header(raw: bytes) -> tuple[list[object], int] | None:
-    """The seven header fields of a record whose header is canonical and well-typed, and
-    where its payload starts; None for anything else (the caller then finds out why)."""
-    if len(raw) < 2 or raw[0] != _RECORD_HEAD or raw[1] != RECORD_VERSION:
-        return None
-    seq = _uint_at(raw, 2, 0)
-    if seq is None or raw[seq[1] : seq[1] + 2] != _HASH_HEAD:
-        return None
-    at = seq[1] + 2
-    prev_hash = raw[at : at + HASH_SIZE]
-    time_ns = _uint_at(raw, at + HASH_SIZE, 0)
-    if len(prev_hash) != HASH_SIZE or time_ns is None:
-        return None
-    kind_head = _uint_at(raw, time_ns[1], 3)
-    if kind_head is None or kind_head[0] > MAX_KIND_LENGTH:
-        return None
-    at = kind_head[1] + kind_head[0]
-    try:
-        kind = raw[kind_head[1] : at].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if len(kind.encode("utf-8")) != kind_head[0] or not is_valid_kind(kind):
-        return None
-    run_id: bytes | None
-    if raw[at : at + 1] == b"\xf6":
-        run_id, at = None, at + 1
-    else:
-        run_head = _uint_at(raw, at, 2)
-        if run_head is None or not 1 <= run_head[0] <= MAX_RUN_ID_BYTES:
-            return None
-        at = run_head[1] + run_head[0]
-        run_id = raw[run_head[1] : at]
-        if len(run_id) != run_head[0]:
-            return None
-    if raw[at : at + 2] != _HASH_HEAD:
-        return None
-    payload_hash = raw[at + 2 : at + 2 + HASH_SIZE]
-    end = at + 2 + HASH_SIZE
-    if len(payload_hash) != HASH_SIZE or end >= len(raw):
-        return None
-    fields: list[object] = [RECORD_VERSION, seq[0], prev_hash, time_ns[0], kind, run_id]
-    fields.append(payload_hash)
-    return fields, end
+    return [*items[:7], payload], len(header)
 
 
 def decode_record_lenient(raw: bytes) -> DecodedRecord:

@@ -1,16 +1,17 @@
 """ChildSpawn{AllowThreadsWithinBoundary}: threads yes, processes no (seccomp).
 
 Oracles from outside: the host sees exactly one process with several tasks in
-``/proc/<pid>/task`` while Python threads, a thread pool and a C pthread program run; every
-way to make a process — ``os.fork``, ``subprocess``, ``posix_spawn``, ``vfork``, raw
-``clone3``, a fork-like raw ``clone`` — is refused (the host sees no child appear); a
-clone that is neither kills the process (SIGSYS, in the report). The planted lie (the
-filter skipped) lets a fork through.
+``/proc/<pid>/task`` while Python threads, a thread pool, a C pthread program and a Go
+program run; every way to make a process — ``os.fork``, ``subprocess``, ``posix_spawn``,
+``vfork``, raw ``clone3``, a fork-like raw ``clone`` — is refused (the host sees no child
+appear); a clone that is neither kills the process (SIGSYS, in the report). The planted
+lie (the filter skipped) lets a fork through.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import subprocess
 import threading
@@ -155,6 +156,88 @@ def test_a_c_pthread_program_runs(work: Path) -> None:
     )
     report, out = _run(spec)
     assert report.body.outcome is Outcome.COMPLETED and "pthreads=4" in out, out
+
+
+GO_THREADS = """package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Six goroutines, each locked to an OS thread of its own while the host looks.
+func main() {
+	runtime.GOMAXPROCS(4)
+	var wg sync.WaitGroup
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			time.Sleep(1500 * time.Millisecond)
+		}()
+	}
+	wg.Wait()
+	fmt.Println("go threads ok", os.Args[1])
+}
+"""
+
+
+def _go_build(work: Path) -> Path:
+    """The Go program built with the system toolchain (golang-go; CI installs it, so there
+    it can never be skipped). Go's runtime makes its threads with a plain clone, without
+    CLONE_SETTLS or CLONE_CHILD_CLEARTID: the mask the filter checks must allow that."""
+    go = shutil.which("go")
+    if go is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI installs golang-go: the Go thread test must run")
+        pytest.skip("LOUD SKIP: no Go toolchain (apt-get install golang-go)")
+    source, binary = work / "gothreads.go", work / "gothreads"
+    source.write_text(GO_THREADS)
+    cache = work.parent / "go-cache"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(cache),
+        "GOCACHE": str(cache / "build"),
+        "GOPATH": str(cache / "path"),
+        "GO111MODULE": "off",
+        "CGO_ENABLED": "0",
+    }
+    subprocess.run([go, "build", "-o", str(binary), str(source)], check=True, env=env, cwd=work)
+    return binary
+
+
+def test_a_go_program_s_threads_run(work: Path) -> None:
+    require_feature("seccomp")
+    binary = _go_build(work)
+    marker = unique_marker("GOTHREADS")
+    spec = _spec(work, "")
+    spec = dataclasses.replace(
+        spec,  # type: ignore[type-var]
+        workload=dataclasses.replace(spec.workload, exe=str(binary), args=(marker,)),  # type: ignore[attr-defined]
+    )
+    seen: dict[str, int] = {}
+
+    def look() -> None:
+        found = wait_for(lambda: find_pids_with(marker), timeout=20)
+        if not found:
+            return
+        pid = found[0]  # type: ignore[index]
+        wait_for(lambda: False, timeout=0.8)
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        seen["processes"] = len(find_pids_with(marker))
+        seen["tasks"] = len(tasks)
+        seen["children"] = sum(len((t / "children").read_text().split()) for t in tasks)
+
+    watcher = threading.Thread(target=look)
+    watcher.start()
+    report, out = _run(spec)
+    watcher.join()
+    assert report.body.outcome is Outcome.COMPLETED and f"go threads ok {marker}" in out, out
+    assert seen["processes"] == 1 and seen["tasks"] >= 6 and seen["children"] == 0, seen
 
 
 def test_every_way_to_make_a_process_is_refused(work: Path) -> None:

@@ -310,3 +310,24 @@ def test_log_and_export_take_a_unique_run_prefix(
     assert code == 0 and len(out.splitlines()) == 1 and '"run": "aa22"' in out
     code, _, err = run(capsys, "log", "--run", "aa", "--ledger", ledger)
     assert code == 2 and "ambiguous" in err
+
+
+def test_runs_says_refused_for_a_plan_refused_at_admission(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refusal is recorded alone (no run.terminal): ``runs`` says ``refused``, as replay
+    does, and a run cut short after its plan still says ``incomplete``."""
+    ledger = tmp_path / "l"
+    refused, cut_short = b"\x01" * 32, b"\x02" * 32
+    with Ledger.open(ledger, create=True) as handle:
+        handle.append("plan.refused", {"any": "payload"}, run_id=refused)
+        handle.append("plan.admitted", {"any": "payload"}, run_id=cut_short)
+    code, runs = run_json(capsys, "runs", "--ledger", str(ledger))
+    assert code == 0
+    assert {r["run"]: r["outcome"] for r in runs} == {
+        refused.hex(): "refused",
+        cut_short.hex(): None,
+    }
+    code, out, _ = run(capsys, "runs", "--ledger", str(ledger))
+    assert code == 0 and f"{refused.hex()}  refused " in out
+    assert f"{cut_short.hex()}  incomplete " in out

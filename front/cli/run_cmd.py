@@ -189,14 +189,29 @@ def _notes(body: Any, output: Any) -> list[str]:
         for w in body.budget_witnesses
         if w.guarantee == "mediated" and w.dimension.value in ("process_count", "resident_bytes")
     ]
+    # One line for the limits this host cannot enforce; a witness that cannot even see
+    # its dimension is said there too (its reason is in --json), or on a line of its own.
+    blind = {
+        w.dimension.value: w.source
+        for w in body.budget_witnesses
+        if w.limit is not None and w.observed is None
+    }
     if unenforced:
-        notes.append(
-            f"limits not enforced on this host (witnessed only): {', '.join(unenforced)} — "
-            "no writable cgroup controller for them"
-        )
-    for witness in body.budget_witnesses:
-        if witness.limit is not None and witness.observed is None:
-            notes.append(f"{witness.dimension.value}: {witness.source}")
+        unseen = [name for name in unenforced if name in blind]
+        if len(unseen) == len(unenforced):
+            notes.append(
+                f"limits not enforced on this host, nor witnessed: {', '.join(unenforced)} — "
+                "no writable cgroup controller for them (why not witnessed: --json)"
+            )
+        else:
+            also = f"; {', '.join(unseen)} not witnessed either (why: --json)" if unseen else ""
+            notes.append(
+                f"limits not enforced on this host (witnessed only): {', '.join(unenforced)} — "
+                f"no writable cgroup controller for them{also}"
+            )
+    for name, source in blind.items():
+        if name not in unenforced:
+            notes.append(f"{name}: {source}")
     lookalikes = output.lookalikes() if output is not None else 0
     if lookalikes:
         notes.append(

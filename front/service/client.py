@@ -19,50 +19,71 @@ from bvisor.front.service.fdtable import open_fds
 __all__ = ["SERVE_ENV", "ask_service", "run_served", "start_service"]
 
 SERVE_ENV = "BVISOR_SERVE"  # "0": never use or start the service
+REQUIRE = "require"  # BVISOR_SERVE=require: a command that cannot be served fails, saying why
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _EXIT_LOST = 125
 
 
 def run_served(argv: list[str]) -> int | None:
     """Run ``bvisor <argv>`` through the service and return its status; None when the
-    command must run in this process (nothing was started)."""
-    if os.environ.get(SERVE_ENV, "") == "0":
+    command must run in this process (nothing was started).
+
+    ``BVISOR_SERVE=require`` makes a command that cannot be served say why and exit 125
+    instead, starting nothing (for tests, and for finding out why a service is not used)."""
+    mode = os.environ.get(SERVE_ENV, "")
+    if mode == "0":
         return None
+    outcome = _try_service(argv)
+    if not isinstance(outcome, str):
+        return outcome
+    if mode == REQUIRE:
+        sys.stderr.write(f"bvisor: not served: {outcome}\n")
+        return _EXIT_LOST
+    return None
+
+
+def _try_service(argv: list[str]) -> int | str:
+    """The served command's status, or why it cannot be served (nothing was started)."""
     if any(_isatty(fd) for fd in (0, 1, 2)):
-        return None  # a terminal's signals and job control belong to this process
+        return "a terminal is attached"  # its signals and job control belong to this process
     try:
         directory = paths.private_dir(paths.service_dir(), create=False)
-    except OSError:
-        return None
+    except OSError as exc:
+        return f"the service directory cannot be checked ({exc.strerror})"
     if directory is None:
         start_service()
-        return None
+        return "no service is running"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     try:
         sock.connect(os.path.join(directory, paths.SOCKET_NAME))
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
         start_service()
-        return None
-    except OSError:
+        return "no service answers"
+    except OSError as exc:
         sock.close()
-        return None
+        return f"the service cannot be reached ({exc.strerror})"
     with contextlib.closing(sock):
         return _hand_over(sock, directory, argv)
 
 
-def _hand_over(sock: socket.socket, directory: str, argv: list[str]) -> int | None:
+def _hand_over(sock: socket.socket, directory: str, argv: list[str]) -> int | str:
     pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    if uid != os.geteuid():
+        return f"the service runs as uid {uid}"
     token = paths.read_token(directory)
-    if uid != os.geteuid() or token is None or context_difference(pid) is not None:
-        return None
+    if token is None:
+        return "the service's token cannot be read"
+    difference = context_difference(pid)
+    if difference is not None:
+        return f"the service's context differs: {difference}"
     fds = [fd for fd in open_fds() if fd != sock.fileno()]
     if len(fds) + 1 > wire.MAX_FDS:
-        return None
+        return f"too many open fds ({len(fds)})"
     try:
         cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
-        return None  # a removed working directory: let the command say so itself
+        return "the working directory is gone"  # let the command say so itself
     umask = os.umask(0)
     os.umask(umask)
     request = wire.encode(
@@ -78,16 +99,17 @@ def _hand_over(sock: socket.socket, directory: str, argv: list[str]) -> int | No
     )
     try:
         if len(request) > wire.MAX_MESSAGE:
-            return None
+            return "the command's context is too large to hand over"
         socket.send_fds(sock, [request], [cwd, *fds])
         answer = wire.decode(sock.recv(wire.MAX_MESSAGE))
-    except (OSError, wire.WireError):
-        return None  # not accepted: nothing was started
+    except (OSError, wire.WireError) as exc:
+        return f"the service did not accept the command ({exc})"  # nothing was started
     finally:
         os.close(cwd)
     started = answer.get("started")
     if not isinstance(started, int) or isinstance(started, bool) or started <= 0:
-        return None
+        why = answer.get("refused")
+        return f"the service refused the command: {why}" if why else "the service refused"
     return _follow(sock, started)
 
 
@@ -115,8 +137,9 @@ def _follow(sock: socket.socket, child: int) -> int:
 
 
 def start_service() -> None:
-    """Start ``bvisor serve`` in the background for the next command (never waits)."""
-    if os.environ.get(SERVE_ENV, "") == "0":
+    """Start ``bvisor serve`` in the background for the next command (never waits; not
+    with ``BVISOR_SERVE=0``, nor with ``require``, which only reports)."""
+    if os.environ.get(SERVE_ENV, "") in ("0", REQUIRE):
         return
     import subprocess
 

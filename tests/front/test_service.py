@@ -131,7 +131,17 @@ def test_a_served_run_is_the_run_the_command_would_have_made(
 ) -> None:
     work, ledger = _work(tmp_path), tmp_path / "ledger"
     script = "echo out; echo err >&2; pwd; exit 3"
-    served = service.bvisor("run", "--ledger", str(ledger), "--", "/bin/sh", "-c", script, cwd=work)
+    served = service.bvisor(
+        "run",
+        "--ledger",
+        str(ledger),
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+        cwd=work,
+        env={**service.env, "BVISOR_SERVE": "require"},  # not served: fail, saying why
+    )
     here = service.bvisor(
         "run",
         "--ledger",
@@ -416,3 +426,21 @@ def test_a_command_with_no_service_starts_one_for_next_time(tmp_path: Path) -> N
             env=env,
             capture_output=True,
         )
+
+
+def test_require_says_why_a_command_is_not_served(tmp_path: Path) -> None:
+    """``BVISOR_SERVE=require`` with no service: exit 125 and the reason, nothing run."""
+    work = _work(tmp_path)
+    env = {**_env(tmp_path), "BVISOR_SERVE": "require"}
+    done = subprocess.run(
+        [sys.executable, "-c", _COMMAND, "run", "--no-record", "--", "/bin/true"],
+        cwd=work,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 125, done.stderr
+    assert "bvisor: not served: no service is running" in done.stderr
+    assert "completed" not in done.stderr  # the command did not run itself

@@ -25,6 +25,7 @@ from pathlib import Path
 from bvisor.contract.report import BoundaryReportBody
 from bvisor.front.cli.leases import lease_values, spec_lease_refs
 from bvisor.front.rerun import RerunFailed, RerunRefused, RerunResult, compare, recorded_run, rerun
+from bvisor.front.visible import visible
 from bvisor.ledger import Ledger, LedgerError
 from bvisor.ledger.errors import LedgerFormatError, LedgerNotFoundError
 from bvisor.ledger.runs import RunLookupError, resolve_in_ledger
@@ -58,7 +59,7 @@ def _open(path: Path) -> Ledger:
 
 
 def _say(message: str, as_json: bool, code: str, status: int, **extra: object) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    print(visible(f"{PROG}: {message}"), file=sys.stderr)
     if as_json:
         print(json.dumps({"error": {"code": code, "message": message, **extra}}, sort_keys=True))
     return status
@@ -123,7 +124,7 @@ def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool)
     if as_json:
         print(json.dumps(result.to_json(), sort_keys=True))
     else:
-        sys.stdout.write(render_table(result))
+        sys.stdout.write(visible(render_table(result)))
     return EXIT_SAME if result.same else EXIT_DIFFERS
 
 

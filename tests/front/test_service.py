@@ -416,3 +416,29 @@ def test_a_command_with_no_service_starts_one_for_next_time(tmp_path: Path) -> N
             env=env,
             capture_output=True,
         )
+
+
+@pytest.mark.parametrize("where", ["run", "."])
+def test_a_root_over_the_service_directory_is_refused(
+    service: Service, tmp_path: Path, where: str
+) -> None:
+    """Run from the directory that holds the service's (``/tmp`` holds ``/tmp/bvisor-<uid>``
+    when there is no XDG_RUNTIME_DIR) or from above it, the default workload would have
+    the service's token and socket read-write: it copied the token out and could put its
+    own socket under the name. The run is refused, naming the directory; the oracle is
+    the copy the workload would have left in its working directory."""
+    cwd = (tmp_path / where).resolve()
+    stolen = cwd / "stolen-token"
+    done = service.bvisor(
+        "run", "--no-record", "--", "/bin/sh", "-c",
+        "cp run/bvisor/serve.token stolen-token 2>/dev/null"
+        " || cp bvisor/serve.token stolen-token",
+        cwd=cwd,
+    )  # fmt: skip
+    assert done.returncode == 2, (done.stdout, done.stderr)  # a usage mistake, as the ledger's
+    assert "directory of your bvisor service" in done.stderr and "bvisor" in done.stderr
+    assert not stolen.exists()
+    # From a directory beside it, the same command runs.
+    work = _work(tmp_path)
+    done = service.bvisor("run", "--no-record", "--", "/bin/true", cwd=work)
+    assert done.returncode == 0, done.stderr

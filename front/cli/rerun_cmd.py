@@ -12,7 +12,8 @@ stdin.
 Exit status: 0 ran and everything compared matches; 1 ran and something differs, or RUN
 does not verify; 2 bad usage (unknown or ambiguous RUN, a bad ``--lease``); 125 refused:
 this host does not admit the recorded spec (the planner's code, requirement and missing
-fact are named), a recorded root or working directory is gone, or a secret lease the
+fact are named), a recorded root or working directory is gone, the run had a terminal
+(--tty: a rerun lends none), or a secret lease the
 spec needs was not given again.
 """
 

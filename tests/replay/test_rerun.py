@@ -480,3 +480,35 @@ def test_a_recorded_name_reaches_the_terminal_shown_not_obeyed(
     assert json.loads(out)["error"]["message"].endswith(
         f"{work}, which no longer exists on this host"
     )
+
+
+def test_a_run_that_had_a_terminal_is_refused_not_recorded_as_denied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run recorded with ``bvisor run --tty`` planned a terminal for the workload; a
+    rerun lends none (it reads empty stdin), so re-executing it could only be denied by
+    the host and recorded as a denied run that "differs". It is refused (125) naming
+    why, and nothing is recorded."""
+    import pty
+    import subprocess
+    import sys
+
+    ledger, work = tmp_path / "ledger", tmp_path / "work"
+    work.mkdir()
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bvisor.front.cli.main", "run", "--tty",
+             "--ledger", str(ledger), "--", "/bin/true"],
+            cwd=work, stdin=slave, stdout=slave, stderr=slave, timeout=120,
+            env={**os.environ, "BVISOR_SERVE": "0"},
+        )  # fmt: skip
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert done.returncode == 0
+    (old,) = [run.run_id for run in _runs(ledger)]
+    code, out, err = _cli(capsys, ledger, "--json", "--rerun", old.hex())
+    assert code == 125, (out, err)
+    assert "terminal" in err and json.loads(out)["error"]["code"] == "terminal"
+    assert len(_runs(ledger)) == 1

@@ -213,12 +213,14 @@ def run_confined(
     ``rerun_of`` names the recorded run this one re-executes (``bvisor-replay --rerun``);
     it is recorded with the plan, outside every plan digest.
     """
+    from bvisor.front.service.paths import service_dirs
     from bvisor.launcher.host.artifacts import default_artifacts_path
     from bvisor.launcher.host.reach import (
         refuse_if_artifacts_reachable,
         refuse_if_code_reachable,
         refuse_if_key_reachable,
         refuse_if_plan_reaches,
+        refuse_if_service_reachable,
     )
     from bvisor.launcher.host.runner import BoundaryRunner, refused_payload
     from bvisor.launcher.host.secrets import MapSecretResolver
@@ -254,6 +256,7 @@ def run_confined(
         refuse_if_key_reachable(signing[1], plan)
     artifact_dir = artifacts if artifacts is not None else default_artifacts_path()
     refuse_if_artifacts_reachable(artifact_dir, plan)  # before anything is created, too
+    refuse_if_service_reachable(service_dirs(), plan)
     store = open_ledger(ledger)
     if on_plan is not None:
         on_plan(plan)

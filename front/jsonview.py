@@ -18,6 +18,8 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bvisor.front.visible import UNSAFE
+
 __all__ = ["dumps", "to_jsonable"]
 
 
@@ -34,12 +36,11 @@ def to_jsonable(value: Any) -> Any:
 # Outside a JSON string every character is ASCII, so escaping by pattern is safe; only
 # non-ASCII characters (and DEL) are looked at, so ASCII output costs one scan.
 _CANDIDATE = re.compile("[^\x00-\x7e]")
-_UNSAFE = frozenset(("Cc", "Cf", "Zl", "Zp"))
 
 
 def _escape(match: re.Match[str]) -> str:
     char = match.group(0)
-    if unicodedata.category(char) not in _UNSAFE:
+    if unicodedata.category(char) not in UNSAFE:
         return char
     units = char.encode("utf-16-be")
     return "".join(f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2))

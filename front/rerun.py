@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bvisor.contract import Filesystem
+from bvisor.contract import CaptureStreams, Filesystem
 from bvisor.contract.outputs import LISTED, parse_item
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
@@ -142,7 +142,8 @@ def rerun(
     """Re-execute ``parsed``'s spec under a fresh plan, recorded in ``ledger``.
 
     Raises :class:`RerunRefused` when this host refuses the spec (recorded as a
-    ``plan.refused``, as any refusal is) or a recorded root is gone (nothing recorded).
+    ``plan.refused``, as any refusal is), a recorded root is gone or the run had a
+    terminal (nothing recorded).
     """
     from bvisor.front.api import run_confined
     from bvisor.launcher.host.reach import ArtifactsReachable, KeyReachable, LedgerReachable
@@ -157,6 +158,13 @@ def rerun(
             f"the recorded spec names {gone[0]}, which no longer exists on this host",
             code="root-missing",
             requirement="workload.cwd / filesystem.roots",
+        )
+    if any(isinstance(c, CaptureStreams) and c.streams.tty for c in admitted.spec.controls):
+        raise RerunRefused(
+            "the recorded run had a terminal (bvisor run --tty); a rerun reads empty stdin "
+            "and lends none, so the host could only deny it",
+            code="terminal",
+            requirement="capture_streams.tty",
         )
     link = RerunLink(run_id=parsed.run_id, plan_id=admitted.plan_id, seal=sealed.seal)
     plans: list[BoundaryPlan] = []

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
+from bvisor.front.visible import visible
 from bvisor.ledger import Ledger, LedgerError, RunSummary, default_ledger_path, parse_head
 from bvisor.ledger.errors import LedgerFormatError, LedgerNotFoundError
 from bvisor.ledger.runs import RunLookupError, resolve_in_ledger, resolve_run_prefix
@@ -316,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except UsageError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(visible(f"{PROG}: {exc}"), file=sys.stderr)
         if args.json:  # a script reading stdout gets a document, as bvisor-ledger gives
             print(json.dumps({"error": {"code": "usage", "message": str(exc)}}, sort_keys=True))
         return EXIT_USAGE

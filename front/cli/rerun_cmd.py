@@ -12,7 +12,8 @@ stdin.
 Exit status: 0 ran and everything compared matches; 1 ran and something differs, or RUN
 does not verify; 2 bad usage (unknown or ambiguous RUN, a bad ``--lease``); 125 refused:
 this host does not admit the recorded spec (the planner's code, requirement and missing
-fact are named), a recorded root or working directory is gone, or a secret lease the
+fact are named), a recorded root or working directory is gone, the run had a terminal
+(--tty: a rerun lends none), or a secret lease the
 spec needs was not given again.
 """
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from bvisor.contract.report import BoundaryReportBody
 from bvisor.front.cli.leases import lease_values, spec_lease_refs
 from bvisor.front.rerun import RerunFailed, RerunRefused, RerunResult, compare, recorded_run, rerun
+from bvisor.front.visible import visible
 from bvisor.ledger import Ledger, LedgerError
 from bvisor.ledger.errors import LedgerFormatError, LedgerNotFoundError
 from bvisor.ledger.runs import RunLookupError, resolve_in_ledger
@@ -58,7 +60,7 @@ def _open(path: Path) -> Ledger:
 
 
 def _say(message: str, as_json: bool, code: str, status: int, **extra: object) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    print(visible(f"{PROG}: {message}"), file=sys.stderr)
     if as_json:
         print(json.dumps({"error": {"code": code, "message": message, **extra}}, sort_keys=True))
     return status
@@ -123,7 +125,7 @@ def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool)
     if as_json:
         print(json.dumps(result.to_json(), sort_keys=True))
     else:
-        sys.stdout.write(render_table(result))
+        sys.stdout.write(visible(render_table(result)))
     return EXIT_SAME if result.same else EXIT_DIFFERS
 
 

@@ -32,6 +32,7 @@ from bvisor.contract import facts as fact_kinds
 from bvisor.contract import notes as wire_notes
 from bvisor.front import jsonview
 from bvisor.front.cli.leases import check_leases, lease_values
+from bvisor.front.visible import visible
 
 __all__ = ["add_arguments", "exit_status_for", "run"]
 
@@ -112,7 +113,7 @@ def exit_status_for(outcome: str, code: int | None, signal: int | None) -> int:
 
 
 def _fail(message: str, status: int = EXIT_USAGE, as_json: bool = False) -> int:
-    print(f"bvisor run: {message}", file=sys.stderr)
+    print(visible(f"bvisor run: {message}"), file=sys.stderr)
     if as_json:  # stdout stays one JSON document, as every --json command promises
         code = {EXIT_USAGE: "usage", 126: "cannot-invoke", 127: "not-found"}.get(status, "error")
         print(jsonview.dumps({"error": {"code": code, "message": message}}))

@@ -145,7 +145,10 @@ def start_service() -> None:
 
     with contextlib.suppress(OSError):
         subprocess.Popen(
-            [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--quiet"],
+            # -P and "/": nothing on its sys.path is this command's working directory,
+            # which the run may let its workload write (see server._forget_start_directory)
+            [sys.executable, "-P", "-m", "bvisor.front.cli.main", "serve", "--quiet"],
+            cwd="/",
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

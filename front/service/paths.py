@@ -16,6 +16,7 @@ __all__ = [
     "private_dir",
     "read_token",
     "service_dir",
+    "service_dirs",
 ]
 
 SOCKET_NAME = "serve.sock"
@@ -39,6 +40,17 @@ def service_dir() -> str:
         if info is not None and _is_private_dir(info):
             return os.path.join(runtime, "bvisor")
     return f"/tmp/bvisor-{os.geteuid()}"
+
+
+def service_dirs() -> tuple[str, ...]:
+    """Every directory a service of this user may listen in that exists now (the runtime
+    dir's and the ``/tmp`` one: which is used depends on the caller's environment), so a
+    run can refuse a root that reaches any of them."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    candidates = [f"/tmp/bvisor-{os.geteuid()}"]
+    if runtime.startswith("/"):
+        candidates.insert(0, os.path.join(runtime, "bvisor"))
+    return tuple(path for path in candidates if os.path.lexists(path))
 
 
 def private_dir(path: str, *, create: bool) -> str | None:

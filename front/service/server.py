@@ -70,6 +70,7 @@ class _Command:
 
 def serve(idle: float, announce: Callable[[str], None] = lambda _line: None) -> int:
     """Serve commands until idle, replaced, stopped or stale; returns the exit status."""
+    _forget_start_directory()
     try:
         directory = paths.private_dir(paths.service_dir(), create=True)
     except OSError as exc:
@@ -118,6 +119,21 @@ def serve(idle: float, announce: Callable[[str], None] = lambda _line: None) -> 
         if not _replaced(where, inode):
             os.unlink(where)
     return 0
+
+
+def _forget_start_directory() -> None:
+    """Import nothing from the directory the service was started in, from here on.
+
+    Without ``-P``, ``sys.path[0]`` is the start directory (``python -m``, ``-c``) or the
+    script's: the service is started by a command in *its* working directory, which is
+    that run's write root by default, and every later command's copy imports what it has
+    not imported yet (``base64`` when it records) through ``sys.path`` — a module the
+    workload left there ran as the caller, unconfined. The service is started with
+    ``-P`` (:func:`bvisor.front.service.client.start_service`); this covers a service
+    started by hand. bvisor itself is imported already and keeps its own paths.
+    """
+    if not sys.flags.safe_path and sys.path:
+        del sys.path[0]
 
 
 def _warm() -> None:

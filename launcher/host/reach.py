@@ -284,6 +284,34 @@ def refuse_if_key_reachable(key_path: str, plan: BoundaryPlan) -> None:
             )
 
 
+class ServiceReachable(LedgerReachable):
+    """A root the workload can reach holds the directory of the caller's ``bvisor serve``.
+
+    That directory holds the service's token and socket; the token is what keeps a
+    sandbox from talking to the service, and a workload that may write there can put its
+    own socket under the name every later ``bvisor run`` connects to.
+    """
+
+
+def refuse_if_service_reachable(service_dirs: tuple[str, ...], plan: BoundaryPlan) -> None:
+    """Raise :class:`ServiceReachable` when a root of ``plan`` reaches one of
+    ``service_dirs`` (the places the caller's service listens, those that exist) by any
+    name; unreadable params: the backend refuses the plan itself."""
+    try:
+        lowered = lowered_params(plan)
+    except LoweringParamsError:
+        return
+    for directory in service_dirs:
+        root = covering_root(directory, lowered)
+        if root is not None:
+            raise ServiceReachable(
+                f"the directory of your bvisor service {directory} (its token and socket) "
+                f"lies inside the filesystem root {root}, which the workload can reach (it "
+                "could read the token or put its own socket there); run from another "
+                "directory, or set XDG_RUNTIME_DIR to a private directory of yours"
+            )
+
+
 def refuse_if_artifacts_reachable(artifact_dir: str | os.PathLike[str], plan: BoundaryPlan) -> None:
     """Refuse (:class:`ArtifactsReachable`) a committing plan whose roots overlap
     ``artifact_dir``, by any name (see :func:`reaches`); a plan that commits nothing is not

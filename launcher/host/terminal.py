@@ -131,10 +131,14 @@ class Neutraliser:
 # undecodable bytes 0x80-0x9f (C1 controls to a terminal in 8-bit mode).
 _INTERESTING = re.compile("[\x1b\x80-\x9f\udc80-\udc9f]")
 _STRING_INTRODUCERS = frozenset("]P_^X")  # OSC, DCS, APC, PM, SOS after ESC
+# CSI finals dropped whole: media copy (``CSI 5 i`` sends all later output, bvisor's own
+# last line included, to the terminal's printer instead of the screen).
+_DROPPED_CSI_FINALS = frozenset("i")
 
 
 class InteractiveFilter:
-    """Passes what full-screen programs need (CSI, short ESC sequences), drops strings.
+    """Passes what full-screen programs need (CSI but media copy, short ESC sequences),
+    drops strings.
 
     States: ground; after ESC; inside CSI; inside a string control (until BEL or ST).
     A string control is dropped whole, C1 controls are dropped, and so is a CSI that no
@@ -193,7 +197,8 @@ class InteractiveFilter:
                 self._drop_sequence(char, out)
         elif self._state == "csi":
             if 0x40 <= code <= 0x7E:
-                out.append("".join(self._held) + char)
+                if char not in _DROPPED_CSI_FINALS:
+                    out.append("".join(self._held) + char)
                 self._state, self._held = "ground", []
             elif 0x20 <= code <= 0x3F and len(self._held) < self._MAX_CSI:
                 self._held.append(char)

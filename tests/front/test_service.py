@@ -444,3 +444,128 @@ def test_require_says_why_a_command_is_not_served(tmp_path: Path) -> None:
     assert done.returncode == 125, done.stderr
     assert "bvisor: not served: no service is running" in done.stderr
     assert "completed" not in done.stderr  # the command did not run itself
+
+
+# A module that, imported from the directory it lies in, leaves a mark outside every
+# boundary and then hands over the real module (so the importer keeps working).
+_PLANTED = """\
+open({mark!r} + "-" + __name__, "w").write("ran unconfined")
+import importlib, sys
+del sys.modules[__name__]
+_here = sys.path.pop(0)
+try:
+    globals().update(vars(importlib.import_module(__name__)))
+finally:
+    sys.path.insert(0, _here)
+"""
+# Modules every Python process has imported before it could look in a planted directory.
+_CORE = {
+    "os",
+    "sys",
+    "site",
+    "codecs",
+    "encodings",
+    "io",
+    "abc",
+    "stat",
+    "posixpath",
+    "genericpath",
+    "types",
+    "importlib",
+    "warnings",
+    "enum",
+    "functools",
+    "operator",
+    "keyword",
+    "reprlib",
+    "collections",
+    "re",
+    "copyreg",
+    "builtins",
+    "marshal",
+    "posix",
+    "zipimport",
+    "time",
+    "errno",
+    "itertools",
+    "heapq",
+    "weakref",
+    "contextlib",
+    "typing",
+}
+
+
+def test_the_service_imports_nothing_from_the_directory_it_was_started_in(tmp_path: Path) -> None:
+    """A command with no service starts one in its own working directory — the run's write
+    root by default. Started as ``python -m``, the service had that directory first on
+    ``sys.path``, so a module the workload left there (``base64.py``) was imported by a
+    later served command's copy: the workload's code ran as the caller, unconfined. The
+    oracle: the marks such modules leave outside the run's roots."""
+    env = _env(tmp_path)
+    work = _work(tmp_path)
+    planted = work / "planted"
+    planted.mkdir()
+    mark = str(tmp_path / "PWNED")
+    for name in sys.stdlib_module_names:
+        if not name.startswith("_") and name not in _CORE:
+            (planted / f"{name}.py").write_text(_PLANTED.format(mark=mark))
+    done = subprocess.run(
+        [sys.executable, "-c", _COMMAND, "run", "--no-record", "--", "/bin/sh", "-c",
+         "cp planted/*.py ."],
+        cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (work / "base64.py").exists()  # the workload could write there
+    assert sorted(p.name for p in tmp_path.glob("PWNED*")) == []
+    status = [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--status", "--json"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    try:
+        assert wait_for(
+            lambda: (
+                subprocess.run(status, env=env, cwd=elsewhere, capture_output=True).returncode == 0
+            ),
+            timeout=60,
+        )
+        for args in (["--json", "--no-record"], ["--ledger", str(tmp_path / "ledger")], []):
+            ran = subprocess.run(
+                [sys.executable, "-c", _COMMAND, "run", *args, "--", "/bin/true"],
+                cwd=elsewhere, env={**env, "BVISOR_LEDGER": str(tmp_path / "default")},
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert ran.returncode == 0, ran.stderr
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--stop"],
+            env=env,
+            cwd=elsewhere,
+            capture_output=True,
+        )
+    assert sorted(p.name for p in tmp_path.glob("PWNED*")) == []
+
+
+@pytest.mark.parametrize("where", ["run", "."])
+def test_a_root_over_the_service_directory_is_refused(
+    service: Service, tmp_path: Path, where: str
+) -> None:
+    """Run from the directory that holds the service's (``/tmp`` holds ``/tmp/bvisor-<uid>``
+    when there is no XDG_RUNTIME_DIR) or from above it, the default workload would have
+    the service's token and socket read-write: it copied the token out and could put its
+    own socket under the name. The run is refused, naming the directory; the oracle is
+    the copy the workload would have left in its working directory."""
+    cwd = (tmp_path / where).resolve()
+    stolen = cwd / "stolen-token"
+    done = service.bvisor(
+        "run", "--no-record", "--", "/bin/sh", "-c",
+        "cp run/bvisor/serve.token stolen-token 2>/dev/null"
+        " || cp bvisor/serve.token stolen-token",
+        cwd=cwd,
+    )  # fmt: skip
+    assert done.returncode == 2, (done.stdout, done.stderr)  # a usage mistake, as the ledger's
+    assert "directory of your bvisor service" in done.stderr and "bvisor" in done.stderr
+    assert not stolen.exists()
+    # From a directory beside it, the same command runs.
+    work = _work(tmp_path)
+    done = service.bvisor("run", "--no-record", "--", "/bin/true", cwd=work)
+    assert done.returncode == 0, done.stderr

@@ -88,3 +88,13 @@ def test_interactive_filter_keeps_what_full_screen_programs_need() -> None:
     keep = b"\x1b[?1049h\x1b[2J\x1b[1;1H\x1b[1;31mred\x1b[0m\x1b(B\x1b7\x1b8\r\n"
     assert f.feed(keep) == keep
     assert f.feed(b"a\x1b]0;title\x07b\x1b]52;c;aGk=\x1b\\c") == b"abc"
+
+
+def test_interactive_filter_drops_media_copy() -> None:
+    """``CSI 5 i`` (and ``CSI ? 5 i``) turn on printer controller mode: a terminal that
+    honours it sends everything after it — bvisor's own last line too, which no soft reset
+    ends — to its printer instead of the screen. No full-screen program needs it; the
+    sequences are dropped whole, other CSI around them kept."""
+    f = InteractiveFilter()
+    out = f.feed(b"a\x1b[5ib\x1b[?5ic\x1b[4id\x1b[0ie\x1b[1;31mf") + f.flush()
+    assert out == b"abcde\x1b[1;31mf"

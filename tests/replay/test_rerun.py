@@ -449,3 +449,66 @@ def test_listed_outputs_and_artifacts_are_compared_by_digest(
     fixed = hashlib.sha256(b"fixed").hexdigest()
     assert all(row["recorded"] == fixed for name, row in listed.items() if name in same)
     assert json.loads(out)["differs"] == differ
+
+
+# -- what the caller's terminal is sent ----------------------------------------------------
+
+HOSTILE = "w\x1b]0;PWNED\x07\x1b[31mred\x9b2J\u202e"
+
+
+def test_a_recorded_name_reaches_the_terminal_shown_not_obeyed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recorded spec names a working directory whose name holds an OSC (retitle the
+    terminal), a CSI, a one-character C1 CSI and a bidi override — a name any user can
+    give a directory, recorded honestly. When it is gone, the refusal names it: every
+    character a terminal obeys is written as an escape on stderr (JSON escapes it too),
+    and the table of a rerun that ran carries no control character either."""
+    ledger, work = tmp_path / "ledger", tmp_path / HOSTILE
+    work.mkdir()
+    old = _record(ledger, _spec("pwd", cwd=str(work)))
+    code, out, err = _cli(capsys, ledger, "--rerun", old.hex())
+    assert code == 0, (out, err)
+    shown = out + err
+    assert not [c for c in shown if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) < 0xA0]
+    shutil.rmtree(work)
+    code, out, err = _cli(capsys, ledger, "--rerun", old.hex())
+    assert code == 125 and "\x1b" not in err and "\x9b" not in err and "\u202e" not in err
+    assert "w\\x1b]0;PWNED\\x07\\x1b[31mred\\x9b2J\\u202e, which no longer exists" in err
+    code, out, err = _cli(capsys, ledger, "--json", "--rerun", old.hex())
+    assert code == 125 and "\x1b" not in out + err
+    assert json.loads(out)["error"]["message"].endswith(
+        f"{work}, which no longer exists on this host"
+    )
+
+
+def test_a_run_that_had_a_terminal_is_refused_not_recorded_as_denied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run recorded with ``bvisor run --tty`` planned a terminal for the workload; a
+    rerun lends none (it reads empty stdin), so re-executing it could only be denied by
+    the host and recorded as a denied run that "differs". It is refused (125) naming
+    why, and nothing is recorded."""
+    import pty
+    import subprocess
+    import sys
+
+    ledger, work = tmp_path / "ledger", tmp_path / "work"
+    work.mkdir()
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bvisor.front.cli.main", "run", "--tty",
+             "--ledger", str(ledger), "--", "/bin/true"],
+            cwd=work, stdin=slave, stdout=slave, stderr=slave, timeout=120,
+            env={**os.environ, "BVISOR_SERVE": "0"},
+        )  # fmt: skip
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert done.returncode == 0
+    (old,) = [run.run_id for run in _runs(ledger)]
+    code, out, err = _cli(capsys, ledger, "--json", "--rerun", old.hex())
+    assert code == 125, (out, err)
+    assert "terminal" in err and json.loads(out)["error"]["code"] == "terminal"
+    assert len(_runs(ledger)) == 1

@@ -36,11 +36,10 @@ from bvisor.planner.registry import BackendRegistry
 _WITHOUT_ROOT = frozenset({"skip_rootfs"})
 
 
-def _runner(hooks: frozenset[str]) -> tuple[BoundaryRunner, BoundaryPlan]:
+def _runner(hooks: frozenset[str], workdir: str) -> tuple[BoundaryRunner, BoundaryPlan]:
     backend = LinuxBackend.dangerous_with_test_hooks(default_launcher_path(), hooks)
     registry = BackendRegistry()
     registry.register(backend)
-    workdir = tempfile.mkdtemp(prefix="bvisor-bench-root-")
     spec = default_spec(["/bin/true"], cwd=workdir, snapshot=backend.probe())
     plan = BoundaryPlanner(registry).plan(spec, "linux")
     return BoundaryRunner(registry), plan
@@ -60,8 +59,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    with_root = _runner(frozenset())
-    without_root = _runner(_WITHOUT_ROOT)
+    with tempfile.TemporaryDirectory(prefix="bvisor-bench-root-") as workdir:
+        return _measure(args, _runner(frozenset(), workdir), _runner(_WITHOUT_ROOT, workdir))
+
+
+def _measure(
+    args: argparse.Namespace,
+    with_root: tuple[BoundaryRunner, BoundaryPlan],
+    without_root: tuple[BoundaryRunner, BoundaryPlan],
+) -> int:
     for side in (with_root, without_root):  # warm: resident launcher, caches
         _once(*side)
     timings: dict[str, list[float]] = {"private root": [], "host mount tree": []}

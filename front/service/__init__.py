@@ -12,7 +12,7 @@ forwards the signals it receives, and exits with the copy's status.
 Who may use it (checked by both sides, before anything runs):
 
 * only the user who started it: the socket lives in a directory only that user can enter
-  (``$XDG_RUNTIME_DIR/bvisor`` or ``/tmp/bvisor-<uid>``, created 0700 and refused when it is
+  (``$XDG_RUNTIME_DIR/bvisor`` or ``~/.cache/bvisor/serve``, created 0700 and refused when it is
   not a private directory of ours), the kernel's ``SO_PEERCRED`` must name our uid, and a
   client must present the token in a 0600 file beside the socket (a sandboxed process of
   ours whose filesystem view does not include that file cannot use the service);

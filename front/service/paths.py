@@ -30,7 +30,11 @@ class UnsafeRuntimeDir(OSError):
 
 def service_dir() -> str:
     """``$XDG_RUNTIME_DIR/bvisor`` when that runtime dir is ours and private, else
-    ``/tmp/bvisor-<uid>``."""
+    ``~/.cache/bvisor/serve``.
+
+    Never a name in ``/tmp``: a run from ``/tmp`` is given ``/tmp`` read-write, and then
+    its workload would have the service's token and socket (such a run is refused, see
+    ``service_dirs``); and another user can take a predictable ``/tmp`` name first."""
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
     if runtime.startswith("/"):
         try:
@@ -39,15 +43,15 @@ def service_dir() -> str:
             info = None
         if info is not None and _is_private_dir(info):
             return os.path.join(runtime, "bvisor")
-    return f"/tmp/bvisor-{os.geteuid()}"
+    return os.path.join(os.path.expanduser("~"), ".cache", "bvisor", "serve")
 
 
 def service_dirs() -> tuple[str, ...]:
     """Every directory a service of this user may listen in that exists now (the runtime
-    dir's and the ``/tmp`` one: which is used depends on the caller's environment), so a
-    run can refuse a root that reaches any of them."""
+    dir's and the home one: which is used depends on the caller's environment), so a run
+    can refuse a root that reaches any of them."""
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    candidates = [f"/tmp/bvisor-{os.geteuid()}"]
+    candidates = [os.path.join(os.path.expanduser("~"), ".cache", "bvisor", "serve")]
     if runtime.startswith("/"):
         candidates.insert(0, os.path.join(runtime, "bvisor"))
     return tuple(path for path in candidates if os.path.lexists(path))
@@ -57,6 +61,9 @@ def private_dir(path: str, *, create: bool) -> str | None:
     """``path`` if it is a directory of ours that nobody else may enter (made so when
     ``create`` and it is missing); None when missing; raise when it is anything else."""
     if create:
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):  # ~/.cache/bvisor: made private, like the leaf
+            os.makedirs(parent, 0o700, exist_ok=True)
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o700)
     try:

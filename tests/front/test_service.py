@@ -549,8 +549,8 @@ def test_the_service_imports_nothing_from_the_directory_it_was_started_in(tmp_pa
 def test_a_root_over_the_service_directory_is_refused(
     service: Service, tmp_path: Path, where: str
 ) -> None:
-    """Run from the directory that holds the service's (``/tmp`` holds ``/tmp/bvisor-<uid>``
-    when there is no XDG_RUNTIME_DIR) or from above it, the default workload would have
+    """Run from the directory that holds the service's (the runtime dir, or ``~/.cache``
+    without one) or from above it, the default workload would have
     the service's token and socket read-write: it copied the token out and could put its
     own socket under the name. The run is refused, naming the directory; the oracle is
     the copy the workload would have left in its working directory."""
@@ -569,3 +569,22 @@ def test_a_root_over_the_service_directory_is_refused(
     work = _work(tmp_path)
     done = service.bvisor("run", "--no-record", "--", "/bin/true", cwd=work)
     assert done.returncode == 0, done.stderr
+
+
+def test_without_a_runtime_dir_the_service_lives_in_home_not_tmp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No XDG_RUNTIME_DIR: the service's directory is ``~/.cache/bvisor/serve``, made
+    private with its parent — never a predictable name in ``/tmp``, which another user
+    could take first and which a run from ``/tmp`` is given read-write."""
+    from bvisor.front.service import paths
+
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    where = paths.service_dir()
+    assert where == str(tmp_path / ".cache" / "bvisor" / "serve")
+    assert not where.startswith("/tmp/bvisor-")
+    assert paths.private_dir(where, create=True) == where
+    for made in (tmp_path / ".cache" / "bvisor", tmp_path / ".cache" / "bvisor" / "serve"):
+        assert made.stat().st_mode & 0o077 == 0, made
+    assert paths.service_dirs() == (where,)

@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml setup.py
 demo: $(STAMP)
 	@echo "== what this kernel can enforce"
 	$(BIN)/bvisor probe
-	@echo "== a confined run (no network, cwd writable, system read-only, run cgroup killed at the end)"
+	@echo "== a confined run (a private root: a scratch directory writable, the system read-only, nothing else; no network; its PID namespace ended with it)"
 	@# From a scratch directory: a write root over this checkout (bvisor's own code, with the
 	@# editable install) is refused — the workload could rewrite the next bvisor command.
 	cd "$$(mktemp -d)" && $(abspath $(BIN))/bvisor run -- /bin/sh -c 'echo "hello from inside the boundary (uid $$(id -u) in a user namespace)"; \

@@ -5,7 +5,8 @@ Used two ways: by setuptools (``setup.py`` lists ``cffi_modules`` pointing at
 on first use from a source checkout.
 
 The module is one core (``process/child/window.c``: clone3, the program runner, the
-status protocol), one C phase per mechanism beside its Python module
+status protocol), the helpers every phase shares (``process/child/phase.c``, declared with
+the program's types in ``phase.h``), one C phase per mechanism beside its Python module
 (``process/mechanisms/<name>.c``), and the namespace probe (``basement/probe.c``). The
 declarations cffi needs are the blocks each file marks ``BEGIN/END CFFI DECLARATIONS``, so
 the structs Python fills are exactly the structs compiled. All sources are shipped as
@@ -26,10 +27,11 @@ _LAUNCHER = Path(__file__).resolve().parent.parent
 _CORE = _LAUNCHER / "process" / "child"
 C_SOURCES = (
     _CORE / "window.c",
+    _CORE / "phase.c",
     *sorted((_LAUNCHER / "process" / "mechanisms").glob("*.c")),
     _LAUNCHER / "basement" / "probe.c",
 )
-_HEADER = _CORE / "window.h"
+_HEADERS = (_CORE / "phase.h", _CORE / "window.h")  # the program's types first
 
 _BEGIN = "/* BEGIN CFFI DECLARATIONS"
 _END = "/* END CFFI DECLARATIONS */"
@@ -49,7 +51,10 @@ def _declarations(source: str) -> str:
 _SOURCE_DECLARATIONS = "".join(
     _declarations(path.read_text(encoding="utf-8")) for path in C_SOURCES
 )
-CDEF = _declarations(_HEADER.read_text(encoding="utf-8")) + _SOURCE_DECLARATIONS
+CDEF = (
+    "".join(_declarations(path.read_text(encoding="utf-8")) for path in _HEADERS)
+    + _SOURCE_DECLARATIONS
+)
 
 
 def _relative(path: Path) -> str:

@@ -55,30 +55,6 @@ struct bv_clone_args {
     uint64_t cgroup;
 };
 
-void bv_write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-}
-
-int bv_why(struct bv_ctx *ctx, int err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx->detail, sizeof ctx->detail, fmt, ap);
-    va_end(ap);
-    return err;
-}
-
 static void bv_mark(const struct bv_ctx *ctx, char kind, int index)
 {
     unsigned char record[3];

@@ -1,6 +1,6 @@
 /*
- * The child window's shared declarations: the program the launcher hands over, the
- * context every phase function gets, and the helpers they share.
+ * The child window's dispatch table: the op codes and the phase function each names.
+ * (The program, the context and the shared helpers are phase.h's.)
  *
  * Between clone3 and exec only C runs (CPython's own _posixsubprocess does that part in C
  * for the same reason: after clone the child is a copy of a Python process, and running
@@ -16,12 +16,7 @@
 #ifndef BV_WINDOW_H
 #define BV_WINDOW_H
 
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <stddef.h>
-#include <stdint.h>
-#include <sys/types.h>
+#include "phase.h"
 
 /* BEGIN CFFI DECLARATIONS */
 enum bv_op_code {
@@ -38,36 +33,7 @@ enum bv_op_code {
     BV_OP_USERLIMITS = 11
 };
 
-struct bv_op {
-    int code;
-    const void *args;
-};
-
-struct bv_spawn_req {
-    uint64_t clone_flags;
-    int cgroup_fd;
-    int sync_fd;
-    int sync_write_fd;
-    int status_fd;
-    int parent_pid;
-    const struct bv_op *ops;
-    int n_ops;
-};
 /* END CFFI DECLARATIONS */
-
-/* What every phase function gets: the request, and room for a one-line detail that the
- * failure record carries back (which path, which step). */
-struct bv_ctx {
-    const struct bv_spawn_req *req;
-    char detail[160];
-};
-
-/* Set ctx->detail (printf-style, truncated) and return err: `return bv_why(ctx, e, ...)`. */
-int bv_why(struct bv_ctx *ctx, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Write every byte (retrying on EINTR); errors are ignored: the reader sees EOF. */
-void bv_write_all(int fd, const void *buf, size_t len);
 
 /* The phase functions: 0, or a positive errno with ctx->detail saying what failed. */
 int bv_phase_rootfs(const void *args, struct bv_ctx *ctx);

@@ -10,7 +10,7 @@
  *    workload's own, made by the host) becomes the controlling terminal of that session;
  *  - fds: 0-2 and keep_fds survive exec, internal fds close at exec, all others close now.
  */
-#include "../child/window.h"
+#include "../child/phase.h"
 
 #include <errno.h>
 #include <fcntl.h>

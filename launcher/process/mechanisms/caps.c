@@ -7,7 +7,7 @@
  * has no capabilities to lose may lack: then there is nothing to drop there. Then clear
  * ambient, and set effective, permitted and inheritable to empty (always allowed).
  */
-#include "../child/window.h"
+#include "../child/phase.h"
 
 #include <errno.h>
 #include <string.h>

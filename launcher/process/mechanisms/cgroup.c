@@ -6,7 +6,7 @@
  * an empty read-only tmpfs goes over each cgroup mount; after the capability drop the
  * workload cannot take it off again. (A private root never mounts a cgroupfs at all.)
  */
-#include "../child/window.h"
+#include "../child/phase.h"
 
 #include <errno.h>
 #include <sys/mount.h>

@@ -8,7 +8,7 @@
  * /proc/self/exe names a path in its own root (programs such as Python find their files
  * through it). Otherwise exe_fd itself is executed.
  */
-#include "../child/window.h"
+#include "../child/phase.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -7,7 +7,7 @@
  * /proc, /tmp) are added from paths opened there (they exist only in the child's mount
  * namespace), then landlock_restrict_self.
  */
-#include "../child/window.h"
+#include "../child/phase.h"
 
 #include <errno.h>
 #include <fcntl.h>

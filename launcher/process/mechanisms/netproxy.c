@@ -9,7 +9,7 @@
  * listener, so it can neither accept its own connections nor pass it on. The proxy that
  * accepts on it runs on the host, in the host's namespace; nothing inside relays.
  */
-#include "../child/window.h"
+#include "../child/phase.h"
 
 #include <errno.h>
 #include <net/if.h>

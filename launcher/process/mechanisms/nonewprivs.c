@@ -3,7 +3,7 @@
  * file capabilities). It precedes Landlock: landlock_restrict_self() requires it of a
  * caller without CAP_SYS_ADMIN, and seccomp likewise.
  */
-#include "../child/window.h"
+#include "../child/phase.h"
 
 #include <errno.h>
 #include <sys/prctl.h>

@@ -19,7 +19,7 @@
  * outside the workload's Landlock domain (signal scope, ptrace) and keeps its capabilities
  * in the namespace, which the workload has dropped.
  */
-#include "../child/window.h"
+#include "../child/phase.h"
 
 #include <errno.h>
 #include <signal.h>

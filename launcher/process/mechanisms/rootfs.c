@@ -18,7 +18,7 @@
  * Failure names the step and path in the detail; the launch then faults (the child exits
  * before any workload code ran).
  */
-#include "../child/window.h"
+#include "../child/phase.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -14,7 +14,7 @@
  * The launcher's side of the listener is below too (bv_notify_recv / bv_notify_send): the
  * kernel's own structs, from its header, so the layout is the one the ioctls expect.
  */
-#include "../child/window.h"
+#include "../child/phase.h"
 
 #include <errno.h>
 #include <linux/filter.h>

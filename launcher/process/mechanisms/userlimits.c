@@ -12,7 +12,7 @@
  * namespace would be writing the host's limits: it refuses (the launcher passes its own
  * namespace's inode and the child compares).
  */
-#include "../child/window.h"
+#include "../child/phase.h"
 
 #include <errno.h>
 #include <fcntl.h>

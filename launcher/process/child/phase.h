@@ -11,6 +11,10 @@
 
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+/* Send `fd` over the unix socket `sock` (SCM_RIGHTS, one 'L' byte): 0, or a positive errno
+ * (EPIPE when nothing was sent). The caller keeps its copy and closes it. */
+int bv_send_fd(int sock, int fd);
+
 #endif
 #include <stddef.h>
 #include <stdint.h>
@@ -47,5 +51,9 @@ int bv_why(struct bv_ctx *ctx, int err, const char *fmt, ...)
 
 /* Write every byte (retrying on EINTR); errors are ignored: the reader sees EOF. */
 void bv_write_all(int fd, const void *buf, size_t len);
+
+/* Send `fd` over the unix socket `sock` (SCM_RIGHTS, one 'L' byte): 0, or a positive errno
+ * (EPIPE when nothing was sent). The caller keeps its copy and closes it. */
+int bv_send_fd(int sock, int fd);
 
 #endif

@@ -47,36 +47,6 @@ static int netproxy_loopback_up(struct bv_ctx *ctx)
     return err;
 }
 
-static int netproxy_send(int channel, int fd, struct bv_ctx *ctx)
-{
-    char byte = 'L';
-    struct iovec iov = {&byte, 1};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct msghdr msg;
-    struct cmsghdr *cmsg;
-    ssize_t n;
-    memset(&msg, 0, sizeof msg);
-    memset(&control, 0, sizeof control);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-    cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
-    do {
-        n = sendmsg(channel, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n != 1)
-        return bv_why(ctx, n < 0 ? errno : EPIPE, "send the listener to the launcher");
-    return 0;
-}
-
 int bv_phase_netproxy(const void *args_, struct bv_ctx *ctx)
 {
     const struct bv_netproxy_args *a = args_;
@@ -97,8 +67,8 @@ int bv_phase_netproxy(const void *args_, struct bv_ctx *ctx)
         err = bv_why(ctx, errno, "bind 127.0.0.1:%d", a->port);
     else if (listen(fd, a->backlog) != 0)
         err = bv_why(ctx, errno, "listen on 127.0.0.1:%d", a->port);
-    else
-        err = netproxy_send(a->channel_fd, fd, ctx);
+    else if ((err = bv_send_fd(a->channel_fd, fd)) != 0)
+        err = bv_why(ctx, err, "send the listener to the launcher");
     close(fd);
     close(a->channel_fd);
     return err;

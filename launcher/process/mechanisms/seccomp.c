@@ -52,40 +52,12 @@ int bv_notify_recv(int listener, struct bv_notice *out);
 int bv_notify_send(int listener, uint64_t id, int err);
 /* END CFFI DECLARATIONS */
 
-static int send_listener(int sock, int listener)
-{
-    char byte = 'L';
-    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct msghdr msg;
-    struct cmsghdr *cmsg;
-    ssize_t n;
-
-    memset(&msg, 0, sizeof msg);
-    memset(&control, 0, sizeof control);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-    cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cmsg), &listener, sizeof(int));
-    do {
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    return n == 1 ? 0 : -1;
-}
-
 int bv_phase_seccomp(const void *args, struct bv_ctx *ctx)
 {
     const struct bv_seccomp_args *a = args;
     struct sock_fprog prog;
     long listener;
+    int err;
     if (a->len == 0 || a->len > 0xffff)
         return bv_why(ctx, EINVAL, "filter of %u instructions", a->len);
     prog.len = (unsigned short)a->len;
@@ -103,8 +75,8 @@ int bv_phase_seccomp(const void *args, struct bv_ctx *ctx)
                            SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
     if (listener < 0)
         return bv_why(ctx, errno, "seccomp filter with a listener");
-    if (send_listener(a->notify_fd, (int)listener) != 0) {
-        int err = errno;
+    err = bv_send_fd(a->notify_fd, (int)listener);
+    if (err != 0) {
         close((int)listener);
         return bv_why(ctx, err, "hand the seccomp listener to the launcher");
     }

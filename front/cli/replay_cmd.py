@@ -31,10 +31,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from bvisor.front.cli.ledger_common import UsageError, verifiers_for
 from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
 from bvisor.front.visible import visible
 from bvisor.ledger import Ledger, LedgerError, RunSummary, default_ledger_path, parse_head
@@ -56,10 +57,6 @@ PROG = "bvisor-replay"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNKNOWN_RULES = 0, 1, 2, 3
 _PROGRESS_MIN_RUNS = 500
 _PROGRESS_MIN_EVENTS = 20_000
-
-
-class UsageError(Exception):
-    """Bad arguments: exit 2 with the message."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,10 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_run_ids(prefixes: Sequence[str], runs: Sequence[RunSummary]) -> list[bytes]:
     """Map each hex prefix to the one run id it starts; UsageError if none or several."""
+    return _resolve_each(prefixes, lambda text: resolve_run_prefix(text, runs))
+
+
+def resolve_in(ledger: Ledger, prefixes: Sequence[str]) -> list[bytes]:
+    """Each hex prefix's one run id, looked up in O(log n) (UsageError if none or several)."""
+    return _resolve_each(prefixes, lambda text: resolve_in_ledger(text, ledger))
+
+
+def _resolve_each(prefixes: Sequence[str], lookup: Callable[[str], bytes]) -> list[bytes]:
+    """The run ids ``lookup`` gives the prefixes, each once, in order."""
     chosen: list[bytes] = []
     for text in prefixes:
         try:
-            run_id = resolve_run_prefix(text, runs)
+            run_id = lookup(text)
         except RunLookupError as exc:
             raise UsageError(str(exc)) from None
         if run_id not in chosen:
@@ -155,18 +162,6 @@ def _open(path: Path) -> Ledger:
         raise UsageError(f"{path}: cannot open the ledger ({exc})") from None
 
 
-def _verifiers(paths: list[str] | None) -> list[Verifier]:
-    from bvisor.ledger.keys import load_verifier
-
-    verifiers: list[Verifier] = []
-    for path in paths or []:
-        try:
-            verifiers.append(load_verifier(path))
-        except LedgerError as exc:
-            raise UsageError(f"--pub: {exc}") from None
-    return verifiers
-
-
 def _checkpoint(path: str) -> SignedCheckpoint:
     from bvisor.ledger.checkpoint import read_checkpoint
 
@@ -192,7 +187,7 @@ def _run_bundle(args: argparse.Namespace) -> int:
 
     if args.run_ids or args.last or args.checkpoint or args.expect_head or args.ledger:
         raise UsageError("--bundle audits the bundle's run alone: give only --pub (and --json)")
-    verifiers = _verifiers(args.pub)
+    verifiers = verifiers_for(args.pub)
     if not verifiers:
         raise UsageError("--bundle needs --pub KEYFILE: the key the checkpoint must be signed by")
     try:
@@ -258,7 +253,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("give either --expect-head or a checkpoint (--checkpoint/--pub)")
     if args.last and args.run_ids:
         raise UsageError("give either --last or run ids, not both")
-    verifiers = _verifiers(args.pub)
+    verifiers = verifiers_for(args.pub)
     path = Path(args.ledger) if args.ledger else default_ledger_path()
     with _open(path) as ledger:
         anchor = _anchor(args, ledger, verifiers)
@@ -293,19 +288,6 @@ def _run(args: argparse.Namespace) -> int:
         except ReplayUsageError as exc:
             raise UsageError(str(exc)) from None
     return _show(args, report)
-
-
-def resolve_in(ledger: Ledger, prefixes: Sequence[str]) -> list[bytes]:
-    """Each hex prefix's one run id, looked up in O(log n) (UsageError if none or several)."""
-    chosen: list[bytes] = []
-    for text in prefixes:
-        try:
-            run_id = resolve_in_ledger(text, ledger)
-        except RunLookupError as exc:
-            raise UsageError(str(exc)) from None
-        if run_id not in chosen:
-            chosen.append(run_id)
-    return chosen
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,9 +12,9 @@ import socket
 import struct
 import sys
 
+from bvisor.fdtable import open_fds
 from bvisor.front.service import paths, wire
 from bvisor.front.service.context import context_difference
-from bvisor.front.service.fdtable import open_fds
 
 __all__ = ["SERVE_ENV", "ask_service", "run_served", "start_service"]
 

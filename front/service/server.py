@@ -29,9 +29,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bvisor.fdtable import open_fds
 from bvisor.front.service import paths, wire
 from bvisor.front.service.context import context_difference
-from bvisor.front.service.fdtable import open_fds
 
 __all__ = ["ServiceError", "serve"]
 

@@ -19,7 +19,6 @@ __all__ = [
     "FdFacts",
     "fs_type",
     "inspect",
-    "open_fds",
     "set_cloexec",
 ]
 
@@ -73,19 +72,3 @@ def fs_type(fd: int) -> int:
 def set_cloexec(fd: int) -> None:
     """Mark ``fd`` close-on-exec."""
     os.set_inheritable(fd, False)
-
-
-def open_fds() -> list[int]:
-    """The fd numbers open in this process (from /proc/self/fd).
-
-    The listing itself holds a directory fd while it reads; that one is closed by the time
-    it returns, so it is left out (only fds still open afterwards count).
-    """
-    still_open = []
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            os.fstat(int(name))
-        except OSError:
-            continue
-        still_open.append(int(name))
-    return sorted(still_open)

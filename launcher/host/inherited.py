@@ -9,7 +9,7 @@ the workload the evidence.
 from __future__ import annotations
 
 from bvisor.contract import BoundarySpec, FdsOnly, InheritedFds
-from bvisor.launcher.basement.fds import open_fds
+from bvisor.fdtable import open_fds
 
 __all__ = ["inherited_fds_not_open", "set_caller_fds"]
 

@@ -31,7 +31,8 @@ import signal
 import socket
 import struct
 
-from bvisor.launcher.basement import fds, lifeline, seccomp, window
+from bvisor.fdtable import open_fds
+from bvisor.launcher.basement import lifeline, seccomp, window
 from bvisor.launcher.process.main import Control, Launcher, LauncherIdentity
 from bvisor.launcher.wire import resident as wire
 from bvisor.launcher.wire.channel import CONTROL_FD_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
@@ -234,7 +235,7 @@ def _place(placed: list[int], slots: list[int]) -> None:
 
 
 def _close_all_but(keep: set[int]) -> None:
-    for fd in fds.open_fds():
+    for fd in open_fds():
         if fd not in keep:
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -1,4 +1,8 @@
-"""This process's open fds, as the kernel lists them (standard library only)."""
+"""This process's open fds, as the kernel lists them.
+
+Standard library only, in the bottom layer: the service's client (which must stay cheap to
+import), its server, the host's inherited-fd checks and the launcher all ask this one.
+"""
 
 from __future__ import annotations
 

@@ -15,9 +15,13 @@ re-judges every decision — trusting nothing the proxy said about its own polic
   (:func:`bvisor.contract.netpolicy.activity_fact`);
 * every decision the policy makes (listed, not-listed, refused-range, unresolved) is what
   :func:`bvisor.contract.netpolicy.judge` gives again for the recorded destination and
-  address against the plan's entries — so a proxy that let through what the list does
-  not name (or a forger who edited a verdict) fails here; an address-literal destination
-  is pinned to that very address; a ``budget-exhausted`` refusal needs an Enforced budget;
+  address against the plan's entries (a DNS question: what ``judge_name`` gives, and only
+  in a run whose plan has the resolver, ``linux.netdns.v1``, on that port; an address
+  allowed as ``answered``: what ``judge_answered`` gives over the names the resolver
+  answered with that address in the decisions *before* it) — so a proxy that let
+  through what the list does not name (or a forger who edited a verdict) fails here;
+  an address-literal destination is pinned to that very address; a ``budget-exhausted``
+  refusal needs an Enforced budget;
 * the ``network_bytes`` witness is the sum of the decisions' bytes, and an Enforced
   budget (``linux.budget.network.v1``) is not passed.
 """
@@ -28,26 +32,37 @@ from collections.abc import Mapping, Sequence
 
 from bvisor.contract._wire import expect_int, expect_map
 from bvisor.contract.budgets import BudgetDimension
-from bvisor.contract.endpoints import parse_address
+from bvisor.contract.endpoints import Endpoint, parse_address
 from bvisor.contract.errors import ContractError
 from bvisor.contract.events import NETWORK_DECISION, RUN_TERMINAL, SHAPES
 from bvisor.contract.netpolicy import (
     ACTIVITY_FACT,
+    ANSWERED,
     BAD_REQUEST,
     BUDGET_EXHAUSTED,
+    DNS,
     POLICY_REASONS,
     NetworkDecision,
     activity_fact,
     judge,
+    judge_answered,
+    judge_name,
     normal_host,
     parse_entries,
 )
 from bvisor.contract.report import BoundaryReportBody
 from bvisor.ledger import Event
 
-__all__ = ["NETPROXY_ID", "NETWORK_BUDGET_ID", "network_problems", "split_decisions"]
+__all__ = [
+    "NETDNS_ID",
+    "NETPROXY_ID",
+    "NETWORK_BUDGET_ID",
+    "network_problems",
+    "split_decisions",
+]
 
 NETPROXY_ID = "linux.netproxy.v1"
+NETDNS_ID = "linux.netdns.v1"
 NETWORK_BUDGET_ID = "linux.budget.network.v1"
 
 
@@ -94,33 +109,66 @@ def _plan_params(lowering: Sequence[object]) -> Mapping[str, Mapping[str, object
     return params
 
 
-def _judge_problems(
-    position: int, decision: NetworkDecision, entries: Sequence[object], budget: bool
+def _answered_before(
+    decisions: Sequence[NetworkDecision], position: int, address: str
 ) -> list[str]:
-    d = decision
+    """The names the resolver answered with ``address`` before decision ``position``."""
+    return [
+        d.host
+        for d in decisions[:position]
+        if d.via == DNS and d.verdict == "allow" and d.address == address
+    ]
+
+
+def _derived(
+    position: int, decisions: Sequence[NetworkDecision], entries: Sequence[Endpoint]
+) -> tuple[str, str, str | None]:
+    """What the allow list (and, for an answered address, the answers before it) gives."""
+    d = decisions[position]
+    if d.via == DNS:
+        again = judge_name(entries, d.host, d.address)
+    else:
+        again = judge(entries, d.host, d.port, d.address)
+        if d.reason == ANSWERED and not again.allowed and d.address is not None:
+            names = _answered_before(decisions, position, d.address)
+            again = judge_answered(entries, d.address, d.port, names) or again
+    return again.verdict, again.reason, again.entry
+
+
+def _judge_problems(
+    position: int,
+    decisions: Sequence[NetworkDecision],
+    entries: Sequence[Endpoint],
+    budget: bool,
+    resolver: int | None,
+) -> list[str]:
+    d = decisions[position]
     where = f"network decision {position}"
+    if d.via == DNS and (resolver is None or d.port != resolver):
+        if resolver is None:
+            return [f"{where}: a DNS decision in a run whose plan has no resolver ({NETDNS_ID})"]
+        return [f"{where}: a DNS decision on port {d.port}, the plan's resolver is on {resolver}"]
     if d.reason == BAD_REQUEST:
         if d.verdict != "deny" or d.entry is not None or d.address is not None:
             return [f"{where}: a bad request is a denial naming no entry and no address"]
         return []
     if d.reason == BUDGET_EXHAUSTED:
-        if d.verdict != "deny" or not budget:
+        if d.verdict != "deny" or not budget or d.via == DNS:
             return [f"{where}: budget-exhausted without an Enforced network budget"]
         return []
     assert d.reason in POLICY_REASONS
     if normal_host(d.host) != d.host:
         return [f"{where}: destination host {d.host!r} is not in the form the proxy judges"]
     literal = parse_address(d.host)
-    if literal is not None and d.address != literal.compressed:
+    if d.via != DNS and literal is not None and d.address != literal.compressed:
         return [f"{where}: asked for address {d.host} but recorded address {d.address!r}"]
     if d.verdict == "allow" and d.address is None:
         return [f"{where}: allowed without an address to connect to"]
-    again = judge(entries, d.host, d.port, d.address)  # type: ignore[arg-type]
     recorded = (d.verdict, d.reason, d.entry)
-    derived = (again.verdict, again.reason, again.entry)
+    derived = _derived(position, decisions, entries)
     if recorded != derived:
         return [
-            f"{where} ({d.host}:{d.port} at {d.address or '-'}): recorded "
+            f"{where} ({d.via} {d.host}:{d.port} at {d.address or '-'}): recorded "
             f"{'/'.join(map(str, recorded))}, the allow list gives {'/'.join(map(str, derived))}"
         ]
     return []
@@ -151,8 +199,10 @@ def network_problems(
         return [*problems, f"the plan's allow list cannot be read: {exc}"]
     limit_value = params.get(NETWORK_BUDGET_ID, {}).get("limit_bytes")
     limit = limit_value if isinstance(limit_value, int) else None
-    for position, decision in enumerate(decisions):
-        problems += _judge_problems(position, decision, entries, limit is not None)
+    port_value = params.get(NETDNS_ID, {}).get("port")
+    resolver = port_value if NETDNS_ID in params and isinstance(port_value, int) else None
+    for position in range(len(decisions)):
+        problems += _judge_problems(position, decisions, entries, limit is not None, resolver)
     total = sum(d.total for d in decisions)
     witness = next(
         (w for w in body.budget_witnesses if w.dimension is BudgetDimension.NETWORK_BYTES), None

@@ -50,12 +50,14 @@ __all__ = [
     "DirMount",
     "EnvSource",
     "Exec",
+    "FileMount",
     "KillGuarantee",
     "LandlockApply",
     "LandlockNet",
     "LandlockScope",
     "MemoryLimit",
     "Mount",
+    "NetDns",
     "NetProxy",
     "NetworkBudget",
     "NoParams",
@@ -226,9 +228,27 @@ class DirMount(Params):
     FIELDS: ClassVar[Mapping[str, Codec]] = {"dest": ABS_PATH, "mode": INT}
 
 
-Mount = BindMount | DevMount | ProcMount | TmpfsMount | DirMount
+@dataclass(frozen=True, slots=True)
+class FileMount(Params):
+    """A small file the plan writes, placed read-only at ``dest`` (the allow list's
+    ``/etc/resolv.conf``, naming its DNS listener).
+
+    Written in the root tmpfs under a hidden name, bound over ``dest`` and unlinked there,
+    so only ``dest`` shows it. ``dest`` is an existing regular file (of a host bind or
+    not), a symlink (the file is mounted onto the link itself, never where it points: a
+    host's ``/etc/resolv.conf -> ../run/...``), or absent inside a tmpfs of the root.
+    Anywhere else the launch faults, naming it.
+    """
+
+    dest: str
+    content: str
+    KIND: ClassVar[str] = "file"
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"dest": ABS_PATH, "content": TEXT}
+
+
+Mount = BindMount | DevMount | ProcMount | TmpfsMount | DirMount | FileMount
 _MOUNT_KINDS: Mapping[str, type[Mount]] = {
-    cls.KIND: cls for cls in (BindMount, DevMount, ProcMount, TmpfsMount, DirMount)
+    cls.KIND: cls for cls in (BindMount, DevMount, ProcMount, TmpfsMount, DirMount, FileMount)
 }
 
 
@@ -407,6 +427,17 @@ class NetProxy(Params):
 
 
 @dataclass(frozen=True, slots=True)
+class NetDns(Params):
+    """The allow list's resolver: a UDP socket at ``127.0.0.1:port`` inside the workload's
+    network namespace, served by the host's proxy, which answers A and AAAA questions for
+    listed names only (one address each, judged as a connection to it would be) and
+    refuses every other name without looking it up."""
+
+    port: int
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"port": INT}
+
+
+@dataclass(frozen=True, slots=True)
 class NetworkBudget(Params):
     """An Enforced network budget: the proxy cuts every connection once the bytes relayed
     both ways, over the whole run, reach ``limit_bytes``."""
@@ -540,6 +571,9 @@ BUDGET_MEMORY = Primitive(
 # The allow list's listener, made by the child in its new network namespace (loopback up)
 # before it drops its capabilities, and handed to the host through the launcher.
 NETPROXY = Primitive("linux.netproxy.v1", 1, P.NAMESPACE_CREATE, NetProxy, (NETNS.id,))
+# The allow list's resolver socket, made beside the proxy's listener (whose op brought the
+# loopback up) and handed to the host the same way.
+NETDNS = Primitive("linux.netdns.v1", 1, P.NAMESPACE_CREATE, NetDns, (NETPROXY.id,))
 ROOTFS = Primitive("linux.rootfs.v1", 1, P.FS_SETUP, Rootfs, (PIDNS.id,))
 OOM_SCORE = Primitive("linux.oom.score.v1", 1, P.PRIVILEGE_DROP, OomScore)
 # In the workload's user namespace, before the private root hides the host's /proc (where
@@ -583,6 +617,7 @@ CATALOGUE: tuple[Primitive, ...] = (
     BUDGET_PIDS,
     BUDGET_MEMORY,
     NETPROXY,
+    NETDNS,
     ROOTFS,
     OOM_SCORE,
     USER_LIMITS,

@@ -21,6 +21,15 @@ Rules (the allow list's meaning; default deny):
   on that port contains it: naming a host is not naming its address, so a listed name that
   resolves to ``127.0.0.1`` or ``169.254.169.254`` (DNS rebinding) stays refused.
 
+* a DNS question (rules v3, ``linux.netdns.v1``) is answered for a name a name entry on
+  any port lists, with one address of the asked family, refused ranges judged as above
+  (:func:`judge_name`); any other name is refused unresolved. Its decision (``via``
+  ``dns``, ``port`` the resolver's) carries no bytes;
+* an address that :func:`judge` refuses is still allowed when the resolver answered it for
+  a name that would be allowed on that port at that address (:func:`judge_answered`,
+  reason ``answered``): a tool that resolved first and then asks by address reaches just
+  what the name would have.
+
 The ranges are written out here, not taken from :mod:`ipaddress`'s ``is_private`` or
 ``is_global``, whose tables differ between Python releases: a recorded decision must
 re-judge the same way on every later release.
@@ -52,8 +61,10 @@ from bvisor.contract.report import ObservedFact
 
 __all__ = [
     "ACTIVITY_FACT",
+    "ANSWERED",
     "BAD_REQUEST",
     "BUDGET_EXHAUSTED",
+    "DNS",
     "LISTED",
     "NOT_LISTED",
     "POLICY_REASONS",
@@ -67,6 +78,8 @@ __all__ = [
     "activity_fact",
     "destination_text",
     "judge",
+    "judge_answered",
+    "judge_name",
     "normal_host",
     "parse_entries",
     "refused_range",
@@ -76,15 +89,20 @@ __all__ = [
 # bvisor.contract.events.NETWORK_DECISION).
 ACTIVITY_FACT: Final = "network_activity"
 
-# How the workload asked: HTTP CONNECT, a plain HTTP request (by its Host), SOCKS5 CONNECT.
-VIAS: Final = ("http-connect", "http", "socks5")
+# How the workload asked: HTTP CONNECT, a plain HTTP request (by its Host), SOCKS5 CONNECT,
+# or a DNS question to the allow list's resolver (``linux.netdns.v1``; rules v3).
+VIAS: Final = ("http-connect", "http", "socks5", "dns")
+DNS: Final = "dns"
 
 # Reasons a judgement gives (re-checked by replay) ...
 LISTED: Final = "listed"
 NOT_LISTED: Final = "not-listed"
 REFUSED_RANGE: Final = "refused-range"
 UNRESOLVED: Final = "unresolved"
-POLICY_REASONS: Final = (LISTED, NOT_LISTED, REFUSED_RANGE, UNRESOLVED)
+# An address asked for that no entry names, allowed because the resolver answered it for
+# a listed name earlier in the run (the decision cites that name's entry).
+ANSWERED: Final = "answered"
+POLICY_REASONS: Final = (LISTED, NOT_LISTED, REFUSED_RANGE, UNRESOLVED, ANSWERED)
 # ... and reasons the proxy refuses for before any destination can be judged.
 BAD_REQUEST: Final = "bad-request"
 BUDGET_EXHAUSTED: Final = "budget-exhausted"
@@ -213,6 +231,47 @@ def judge(entries: Sequence[Endpoint], host: str, port: int, address: str | None
     return Judgement("allow", LISTED, match.text)
 
 
+def judge_name(entries: Sequence[Endpoint], name: str, address: str | None) -> Judgement:
+    """Decide one DNS question for ``name`` (as :func:`normal_host` gives it).
+
+    A name is answered when a name entry on *any* port lists it (the most specific such
+    entry is cited); an address literal or an unlisted name is refused before it is
+    resolved. ``address`` is the one address the resolver would answer (None when the
+    host's resolver had none of the asked family); it is refused in a refused range unless
+    an address or network entry on any port contains it, as a connection's would be.
+    """
+    candidates = [e for e in entries if e.protocol == "tcp"]
+    if parse_address(name) is not None:
+        return Judgement("deny", NOT_LISTED, None)
+    match = _most_specific(name, candidates)
+    if match is None:
+        return Judgement("deny", NOT_LISTED, None)
+    resolved = None if address is None else parse_address(address)
+    if resolved is None:
+        return Judgement("deny", UNRESOLVED, match.text)
+    explicit = [e for e in candidates if e.kind in (ADDRESS, NETWORK)]
+    if refused_range(resolved) is not None and not any(e.contains(resolved) for e in explicit):
+        return Judgement("deny", REFUSED_RANGE, match.text)
+    return Judgement("allow", LISTED, match.text)
+
+
+def judge_answered(
+    entries: Sequence[Endpoint], address: str, port: int, answered: Sequence[str]
+) -> Judgement | None:
+    """An address-literal destination that :func:`judge` refused, allowed by an answer.
+
+    ``answered`` are the names the resolver answered with exactly ``address`` earlier in
+    the run, in the order it answered them; the first whose name would be allowed on
+    ``port`` at that address decides (reason :data:`ANSWERED`, citing its entry). None
+    when no answer allows it: :func:`judge`'s refusal stands.
+    """
+    for name in answered:
+        judged = judge(entries, name, port, address)
+        if judged.allowed:
+            return Judgement("allow", ANSWERED, judged.entry)
+    return None
+
+
 def destination_text(host: str, port: int) -> str:
     """``host:port`` with an IPv6 host in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -265,6 +324,8 @@ class NetworkDecision:
         _opt_text(self.error, "error", _MAX_ERROR)
         if self.verdict == "deny" and (self.sent or self.received):
             raise ContractError("sent", "a denied connection carries no bytes", "inconsistent")
+        if self.via == DNS and (self.sent or self.received):
+            raise ContractError("sent", "a DNS decision carries no bytes", "inconsistent")
 
     @property
     def total(self) -> int:

@@ -108,6 +108,7 @@ _CGROUP_LEAF, _NETNS, _PIDNS = (
 _ROOTFS = "linux.rootfs.v1"
 _OUTPUTS = "linux.outputs.v1"
 _NETPROXY = "linux.netproxy.v1"
+_NETDNS = "linux.netdns.v1"
 
 
 def _first(
@@ -174,7 +175,13 @@ def lowering_facts(plan: BoundaryPlan) -> tuple[ObservedFact, ...]:
                 f"allow_list: empty netns in a userns, a listener on its 127.0.0.1:"
                 f"{proxy.get('port')} served by the host's proxy "
                 f"({len(allow) if isinstance(allow, list) else 0} entries), seccomp "
-                "AF_INET/AF_INET6 sockets only",
+                "AF_INET/AF_INET6 sockets only"
+                + (
+                    f"; a resolver on its udp 127.0.0.1:{params[_NETDNS].get('port')} "
+                    "answering listed names only"
+                    if _NETDNS in params
+                    else ""
+                ),
             )
         )
     elif _NETNS in params:

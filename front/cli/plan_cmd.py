@@ -64,6 +64,10 @@ def mount_table(plan: Any) -> list[dict[str, Any]]:
         elif isinstance(mount, mech.TmpfsMount):
             source = f"private tmpfs ({mount.size_bytes} bytes)"
             rows.append({"dest": mount.dest, "source": source, "access": "write"})
+        elif isinstance(mount, mech.FileMount):
+            size = len(mount.content.encode())
+            source = f"a file of the plan ({size} bytes: the allow list's resolver)"
+            rows.append({"dest": mount.dest, "source": source, "access": "read"})
         else:
             rows.append({"dest": mount.dest, "source": "directory", "access": "write"})
     return rows
@@ -83,8 +87,13 @@ def network_view(plan: Any) -> dict[str, Any] | None:
     budget = None
     if mech.BUDGET_NETWORK.id in ids:
         budget = mech.NetworkBudget.from_value(plan.params_of(mech.BUDGET_NETWORK.id)).limit_bytes
+    resolver = None
+    if mech.NETDNS.id in ids:
+        port = mech.NetDns.from_value(plan.params_of(mech.NETDNS.id)).port
+        resolver = f"udp 127.0.0.1:{port}"
     return {
         "listener": f"127.0.0.1:{proxy.port}",
+        "resolver": resolver,
         "allow": list(proxy.allow),
         "environment": {
             s.name: s.literal for s in scrub.env if s.name.upper() in names and s.literal
@@ -167,6 +176,8 @@ def render_plan(plan: Any) -> str:
     if network is not None:
         lines += ["", "Network (the allow list's proxy; everything else is denied)"]
         lines.append(f"  listener  {network['listener']} in the workload's empty netns")
+        if network["resolver"] is not None:
+            lines.append(f"  resolver  {network['resolver']}: answers listed names only")
         lines += [f"  allow     {entry}" for entry in network["allow"]]
         if network["budget_bytes"] is not None:
             lines.append(f"  budget    {network['budget_bytes']} bytes, both ways, cut there")

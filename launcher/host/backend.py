@@ -302,6 +302,7 @@ class LinuxBackend:
                 lowered.netproxy,
                 lowered.network_budget,
                 proxy[1],
+                resolver=lowered.netdns,
                 allow_all="proxy_allow_all" in self._test_hooks,
             )
             session.start()  # stopped in the run's teardown, whatever happens

@@ -48,6 +48,7 @@ OP_CODES: dict[str, int] = {
     "cgroupfs_hide": 9,
     "netproxy": 10,
     "userlimits": 11,
+    "netdns": 12,
 }
 
 CLONE_NEWNS = 0x00020000

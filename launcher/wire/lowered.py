@@ -155,6 +155,10 @@ class LoweredParams:
         return self.get(mech.NETPROXY, mech.NetProxy)
 
     @property
+    def netdns(self) -> mech.NetDns | None:
+        return self.get(mech.NETDNS, mech.NetDns)
+
+    @property
     def network_budget(self) -> int | None:
         value = self.get(mech.BUDGET_NETWORK, mech.NetworkBudget)
         return None if value is None else value.limit_bytes

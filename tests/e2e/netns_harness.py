@@ -19,7 +19,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from tests.e2e.netkit import CURL, allow_spec, run_allowed, serving
+from tests.e2e.netkit import CURL, PYTHON, allow_spec, run_allowed, serving
 
 ADDRESSES = {
     "www": "93.184.216.34",
@@ -65,7 +65,51 @@ def _script() -> str:
     return "\n".join(lines)
 
 
-def _scenario(scratch: Path, name: str, entries: list[str]) -> dict[str, object]:
+# Asks the allow list's resolver directly (the workload's /etc/hosts is this harness's, so
+# the C library would answer these names from it without asking): each question's answer
+# or rcode, then HTTP through the proxy by an answered address and by one never answered.
+DNS_SCRIPT = r"""
+import socket, struct, urllib.error, urllib.request
+
+def ask(name, qtype=1):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    wire = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    s.sendto(struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + wire + struct.pack("!HH", qtype, 1),
+             ("127.0.0.1", 53))
+    d = s.recv(600)
+    if struct.unpack("!H", d[6:8])[0] == 0:
+        return "rcode%d" % (d[3] & 15)
+    rdata = d[12 + len(wire) + 4 + 12:]
+    return socket.inet_ntop(socket.AF_INET if len(rdata) == 4 else socket.AF_INET6, rdata)
+
+def get(url):
+    try:
+        return str(urllib.request.urlopen(url, timeout=10).status)
+    except urllib.error.HTTPError as e:
+        return str(e.code)
+    except Exception as e:
+        return type(e).__name__
+
+conf = open("/etc/resolv.conf").read()
+print("resolv=" + ("ours" if "nameserver 127.0.0.1" in conf else "host"))
+www = ask("www.example.test")
+print("www=" + www)
+print("unlisted=" + ask("other.test"))
+print("private=" + ask("internal.test"))
+print("txt=" + ask("www.example.test", 16))
+print("by-answer=" + get("http://%s/dns" % www))
+print("not-answered=" + get("http://93.184.216.35/na"))
+"""
+
+
+def _scenario(
+    scratch: Path,
+    name: str,
+    entries: list[str],
+    command: list[str] | None = None,
+    hooks: frozenset[str] = frozenset(),
+) -> dict[str, object]:
     work = scratch / name
     work.mkdir()
     with ExitStack() as stack:
@@ -73,8 +117,8 @@ def _scenario(scratch: Path, name: str, entries: list[str]) -> dict[str, object]
             label: stack.enter_context(serving(label, address, 80))
             for label, address in ADDRESSES.items()
         }
-        spec = allow_spec(["/bin/sh", "-c", _script()], entries, work)
-        run = run_allowed(spec, scratch / f"{name}-ledger")
+        spec = allow_spec(command or ["/bin/sh", "-c", _script()], entries, work)
+        run = run_allowed(spec, scratch / f"{name}-ledger", hooks)
     return {
         "out": run.out,
         "outcome": run.report.body.outcome.value,
@@ -99,6 +143,19 @@ def main() -> int:
             ),
             "named_range": _scenario(
                 scratch, "named_range", ["internal.test:80", "10.9.9.0/24:80"]
+            ),
+            "dns": _scenario(
+                scratch,
+                "dns",
+                ["*.example.test:80", "internal.test:80"],
+                [PYTHON, "-c", DNS_SCRIPT],
+            ),
+            "dns_lie": _scenario(
+                scratch,
+                "dns_lie",
+                ["*.example.test:80", "internal.test:80"],
+                [PYTHON, "-c", DNS_SCRIPT],
+                frozenset({"proxy_allow_all"}),
             ),
         }
     print(json.dumps(result))

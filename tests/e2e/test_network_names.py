@@ -106,6 +106,61 @@ def test_a_name_with_a_private_and_a_public_address_is_pinned_to_the_public_one(
 
 
 def test_going_around_the_proxy_has_no_route(harness: dict[str, Any]) -> None:
-    for scenario in harness.values():
+    for name in ("names", "named_range"):
+        scenario = harness[name]
         assert _codes(scenario)["direct"] == "no-route", scenario["out"]
         assert "/direct" not in scenario["hits"]["www"]
+
+
+def _dns(scenario: dict[str, Any], host: str) -> list[tuple[str, str | None, str, str | None]]:
+    return [
+        (d["verdict"], d["address"], d["reason"], d["entry"])
+        for d in scenario["decisions"]
+        if d["via"] == "dns" and d["host"] == host
+    ]
+
+
+def test_the_resolver_answers_listed_names_only(harness: dict[str, Any]) -> None:
+    dns = harness["dns"]
+    codes = _codes(dns)
+    assert codes["resolv"] == "ours", dns["out"]
+    assert codes["www"] == "93.184.216.34", dns["out"]
+    # other.test is in the host's hosts file but on no entry: refused, never looked up.
+    assert codes["unlisted"] == "rcode5" and _dns(dns, "other.test") == [
+        ("deny", None, "not-listed", None)
+    ]
+    # A listed name on a private address is refused like a connection to it would be.
+    assert codes["private"] == "rcode5"
+    assert _dns(dns, "internal.test") == [("deny", "10.9.9.9", "refused-range", "internal.test:80")]
+    assert codes["txt"] == "rcode5"
+    wildcard = "*.example.test:80"
+    assert ("allow", "93.184.216.34", "listed", wildcard) in _dns(dns, "www.example.test")
+    assert dns["audit_ok"], dns["audit_detail"]
+
+
+def test_an_answered_address_is_reachable_and_an_unanswered_one_is_not(
+    harness: dict[str, Any],
+) -> None:
+    dns = harness["dns"]
+    codes = _codes(dns)
+    assert (codes["by-answer"], codes["not-answered"]) == ("200", "403"), dns["out"]
+    # The oracle: what each server saw.
+    assert dns["hits"]["www"] == ["/dns"] and dns["hits"]["api"] == []
+    assert _decision(dns, "93.184.216.34") == (
+        "allow",
+        "93.184.216.34",
+        "answered",
+        "*.example.test:80",
+    )
+    assert _decision(dns, "93.184.216.35") == ("deny", "93.184.216.35", "not-listed", None)
+
+
+def test_a_resolver_that_answers_everything_turns_the_oracles_red(
+    harness: dict[str, Any],
+) -> None:
+    """The planted lie (``proxy_allow_all``): the same oracles must catch it."""
+    lie = harness["dns_lie"]
+    codes = _codes(lie)
+    assert codes["unlisted"] != "rcode5", lie["out"]  # an unlisted name was answered
+    assert codes["not-answered"] == "200" and lie["hits"]["api"] == ["/na"]
+    assert not lie["audit_ok"]  # replay re-judges every decision against the list

@@ -151,3 +151,62 @@ def test_a_decision_added_to_a_run_without_a_proxy_is_caught(
         events.insert(events.index(target), extra)
 
     _failed(_audit(source, tmp_path, add), "report", "in a run without a proxy", index=1)
+
+
+def _insert_dns(events: list[Copied], decision: NetworkDecision) -> None:
+    """Put ``decision`` first among the proxied run's decisions, its fact first among the
+    report's network_activity facts, renumber and reseal (a forger's whole job)."""
+    template = _decisions(events)[0]
+    extra = Copied(DECISION_EVENT, template.run_id, {"index": 0, "decision": decision.to_value()})
+    events.insert(events.index(template), extra)
+    renumber(events, DECISION_EVENT)
+    sealed = next(e for e in events if e.kind == "report.sealed" and e.run_id == template.run_id)
+    observed = sealed.payload["body"]["observed"]
+    at = next(i for i, f in enumerate(observed) if f["kind"] == "network_activity")
+    observed.insert(at, activity_fact(decision).to_value())
+    reseal(events)
+
+
+def _dns(
+    host: str, address: str | None, reason: str, entry: str | None, port: int = 53
+) -> NetworkDecision:
+    verdict = "allow" if reason in ("listed",) else "deny"
+    return NetworkDecision("dns", host, port, address, verdict, reason, entry, 0, 0, None)
+
+
+def test_the_source_run_has_the_resolver(source: Ledger, tmp_path: Path) -> None:
+    runs = _audit(
+        source, tmp_path, lambda e: _insert_dns(e, _dns("evil.test", None, "not-listed", None))
+    )
+    assert runs[0].verdict == VERIFIED, [(c.name, c.detail) for c in runs[0].checks]
+
+
+def test_an_unlisted_name_recorded_as_answered_is_caught(source: Ledger, tmp_path: Path) -> None:
+    forged = _dns("evil.test", "93.184.216.34", "listed", "127.0.0.1:80")
+    _failed(_audit(source, tmp_path, lambda e: _insert_dns(e, forged)), "report", "deny/not-listed")
+
+
+def test_a_dns_decision_on_another_port_is_caught(source: Ledger, tmp_path: Path) -> None:
+    forged = _dns("evil.test", None, "not-listed", None, port=54)
+    runs = _audit(source, tmp_path, lambda e: _insert_dns(e, forged))
+    _failed(runs, "report", "the plan's resolver is on 53")
+
+
+def test_a_denial_rewritten_as_answered_without_an_answer_is_caught(
+    source: Ledger, tmp_path: Path
+) -> None:
+    runs = _audit(
+        source, tmp_path, lambda e: _rewrite(e, "deny", verdict="allow", reason="answered")
+    )
+    _failed(runs, "report", "the allow list gives deny/not-listed")
+
+
+def test_a_dns_decision_in_a_run_without_a_proxy_is_caught(source: Ledger, tmp_path: Path) -> None:
+    def add(events: list[Copied]) -> None:
+        template = _decisions(events)[0]
+        other = [e for e in events if e.run_id != template.run_id]
+        target = first(other, "run.terminal")
+        payload = {"index": 0, "decision": _dns("evil.test", None, "not-listed", None).to_value()}
+        events.insert(events.index(target), Copied(DECISION_EVENT, target.run_id, payload))
+
+    _failed(_audit(source, tmp_path, add), "report", "in a run without a proxy", index=1)

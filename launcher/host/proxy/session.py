@@ -22,6 +22,16 @@ the report is built from. A decision that cannot be recorded stops the proxy: no
 connection is accepted (fail closed). At most :data:`MAX_DECISIONS` are made per run;
 then the listener is closed, so the report stays bounded and nothing goes unrecorded.
 
+With a resolver (``linux.netdns.v1``, rules v3) a second socket arrives after the
+listener, a UDP one bound to ``127.0.0.1:<port>`` in the workload's namespace, checked the
+same way; a plan that names one and a launch that passes none or a wrong one means the
+proxy serves nothing (fail closed). One thread answers on it (:mod:`.dns` reads and
+spells the datagrams): A and AAAA questions for listed names get one address, judged by
+:func:`bvisor.contract.netpolicy.judge_name`; every other question is refused, and an
+unlisted name is never looked up. Each question is recorded *before* its answer is
+sent, and an address answered becomes a destination the workload may then ask for by
+address on the ports its name is listed for (``judge_answered``).
+
 ``allow_all`` is the test-only lie switch (hook ``proxy_allow_all``): every destination
 is allowed, and recorded as allowed, so the oracles that must catch a lying proxy can be
 shown to.
@@ -42,20 +52,23 @@ from dataclasses import dataclass, field
 
 from bvisor.contract.endpoints import Endpoint, parse_address
 from bvisor.contract.errors import ContractError
-from bvisor.contract.mechanisms import NetProxy
+from bvisor.contract.mechanisms import NetDns, NetProxy
 from bvisor.contract.netpolicy import (
     BAD_REQUEST,
     BUDGET_EXHAUSTED,
+    DNS,
     LISTED,
     UNRESOLVED,
     Judgement,
     NetworkDecision,
     destination_text,
     judge,
+    judge_answered,
+    judge_name,
     normal_host,
     parse_entries,
 )
-from bvisor.launcher.host.proxy import requests
+from bvisor.launcher.host.proxy import dns, requests
 from bvisor.launcher.host.proxy.relay import Budget, relay
 
 __all__ = [
@@ -105,10 +118,12 @@ class ProxySession:
         budget_bytes: int | None,
         on_decision: DecisionSink | None = None,
         *,
+        resolver: NetDns | None = None,
         allow_all: bool = False,
     ) -> None:
         self._channel = channel
         self._port = params.port
+        self._dns_port = None if resolver is None else resolver.port
         self._problems: list[str] = []
         try:
             self._entries: tuple[Endpoint, ...] | None = parse_entries(params.allow)
@@ -127,6 +142,9 @@ class ProxySession:
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._listener: socket.socket | None = None
         self._listener_text: str | None = None
+        self._resolver: socket.socket | None = None
+        # address -> the names the resolver answered with it, in the order it answered
+        self._answered: dict[str, list[str]] = {}
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="bvisor-proxy", daemon=True)
 
@@ -174,9 +192,11 @@ class ProxySession:
 
     def _close_listener(self) -> None:
         listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(OSError):
-                listener.close()
+        resolver, self._resolver = self._resolver, None
+        for sock in (listener, resolver):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
 
     # -- the listener --------------------------------------------------------------------
 
@@ -193,13 +213,14 @@ class ProxySession:
                 return True
         return False
 
-    def _receive_listener(self) -> socket.socket | None:
+    def _receive(self, tag: bytes, what: str) -> socket.socket | None:
+        """The one socket the launcher passes tagged ``tag``, or None (a problem says why)."""
         if not self._wait_readable(self._channel):
             return None
         try:
             data, fds, _, _ = socket.recv_fds(self._channel, 16, 2)
         except OSError as exc:
-            self._problem(f"receiving the listener failed: {exc}")
+            self._problem(f"receiving the {what} failed: {exc}")
             return None
         received: list[socket.socket] = []
         for fd in fds:
@@ -210,15 +231,38 @@ class ProxySession:
                 self._problem(f"the launcher passed an fd that is not a socket: {exc}")
         if not received:
             return None  # the launcher ended before making one (its own report says why)
-        listener, extra = received[0], received[1:]
-        for sock in extra:
-            sock.close()
-        problem = self._check_listener(listener) if data == b"L" and not extra else "bad message"
+        sock, extra = received[0], received[1:]
+        for other in extra:
+            other.close()
+        check = self._check_listener if tag == b"L" else self._check_resolver
+        problem = check(sock) if data == tag and not extra else "bad message"
         if problem is not None:
-            listener.close()
-            self._problem(f"the listener was refused: {problem}")
+            sock.close()
+            self._problem(f"the {what} was refused: {problem}")
             return None
-        return listener
+        return sock
+
+    def _outside_host_netns(self, sock: socket.socket) -> tuple[int | None, str | None]:
+        """``(namespace inode, None)``, or ``(None, why not)`` when it is the host's own."""
+        try:
+            ns = fcntl.ioctl(sock.fileno(), _SIOCGSKNS)
+            try:
+                inode = os.fstat(ns).st_ino
+            finally:
+                os.close(ns)
+            own = os.stat("/proc/self/ns/net").st_ino
+        except OSError as exc:
+            return None, f"its network namespace cannot be told ({exc})"
+        if inode == own:
+            return None, "it lives in the host's own network namespace"
+        return inode, None
+
+    def _check_resolver(self, sock: socket.socket) -> str | None:
+        if sock.family != socket.AF_INET or sock.type != socket.SOCK_DGRAM:
+            return "not an AF_INET datagram socket"
+        if sock.getsockname() != ("127.0.0.1", self._dns_port):
+            return f"bound to {sock.getsockname()!r}, not 127.0.0.1:{self._dns_port}"
+        return self._outside_host_netns(sock)[1]
 
     def _check_listener(self, listener: socket.socket) -> str | None:
         if listener.family != socket.AF_INET or listener.type != socket.SOCK_STREAM:
@@ -227,27 +271,27 @@ class ProxySession:
             return "not listening"
         if listener.getsockname() != ("127.0.0.1", self._port):
             return f"bound to {listener.getsockname()!r}, not 127.0.0.1:{self._port}"
-        try:
-            ns = fcntl.ioctl(listener.fileno(), _SIOCGSKNS)
-            try:
-                inode = os.fstat(ns).st_ino
-            finally:
-                os.close(ns)
-            own = os.stat("/proc/self/ns/net").st_ino
-        except OSError as exc:
-            return f"its network namespace cannot be told ({exc})"
-        if inode == own:
-            return "it lives in the host's own network namespace"
-        self._listener_text = f"127.0.0.1:{self._port} net:[{inode}]"
-        return None
+        inode, problem = self._outside_host_netns(listener)
+        if problem is None:
+            self._listener_text = f"127.0.0.1:{self._port} net:[{inode}]"
+        return problem
 
     def _serve(self) -> None:
-        listener = self._receive_listener()
+        listener = self._receive(b"L", "listener")
         if listener is None or self._entries is None:
             if listener is not None:
                 listener.close()
             return
         self._listener = listener
+        if self._dns_port is not None:
+            resolver = self._receive(b"D", "resolver socket")
+            if resolver is None:
+                self._close_listener()  # fail closed: the plan's resolver is not there
+                return
+            self._resolver = resolver
+            if not self._start_thread(self._answer_questions, "bvisor-proxy-dns", resolver):
+                self._close_listener()
+                return
         while not self._stopping.is_set():
             while not self._slots.acquire(timeout=0.2):
                 if self._stopping.is_set():
@@ -272,6 +316,105 @@ class ProxySession:
                 self._slots.release()
                 continue
             self._start_worker(conn)
+
+    def _start_thread(self, target: Callable[..., None], name: str, *args: object) -> bool:
+        worker = threading.Thread(target=target, args=args, name=name, daemon=True)
+        with self._lock:
+            self._workers.add(worker)
+        try:
+            worker.start()
+        except RuntimeError as exc:
+            with self._lock:
+                self._workers.discard(worker)
+                self._problems.append(f"the {name} thread could not start: {exc}")
+            return False
+        return True
+
+    # -- the resolver ------------------------------------------------------------------
+
+    def _answer_questions(self, resolver: socket.socket) -> None:
+        """Answer every question until the run ends: each one judged and recorded before
+        its answer is sent, so no address reaches the workload unrecorded."""
+        try:
+            while self._wait_readable(resolver):
+                try:
+                    data, peer = resolver.recvfrom(dns.MAX_QUERY)
+                except OSError:
+                    continue
+                with self._lock:
+                    full = self._closed or len(self._decisions) + len(self._live) >= MAX_DECISIONS
+                if full:
+                    self._problem(f"{MAX_DECISIONS} decisions in this run: the resolver stopped")
+                    return
+                reply = self._question(data)
+                if reply is not None:
+                    with contextlib.suppress(OSError):
+                        resolver.sendto(reply, peer)
+        finally:
+            with self._lock:
+                self._workers.discard(threading.current_thread())
+
+    def _question(self, data: bytes) -> bytes | None:
+        """Judge and record one datagram; the reply to send, or None."""
+        port = self._dns_port or 0
+        try:
+            question = dns.read_question(data)
+        except dns.BadQuery as bad:
+            self._record(_denied(DNS, "", port, None, BAD_REQUEST, None, str(bad)))
+            return dns.error_reply(bad)
+        name = normal_host(question.name)
+        if name is None:
+            self._record(_denied(DNS, "", port, None, BAD_REQUEST, None, "bad host name"))
+            return dns.answer(question, dns.REFUSED)
+        if question.qtype not in (dns.A, dns.AAAA):
+            # Listed or not, only address questions are answered: nothing else is looked up.
+            detail = f"query type {question.qtype} is not answered"
+            self._record(_denied(DNS, name, port, None, BAD_REQUEST, None, detail))
+            return dns.answer(question, dns.REFUSED)
+        judged, address = self._decide_name(name, question.qtype)
+        decision = NetworkDecision(
+            DNS, name, port, address, judged.verdict, judged.reason, judged.entry, 0, 0, None
+        )
+        if not self._record(decision):
+            return dns.answer(question, dns.SERVFAIL)
+        if judged.allowed and address is not None:
+            with self._lock:
+                self._answered.setdefault(address, []).append(name)
+            return dns.answer(question, dns.NOERROR, address)
+        if judged.reason == UNRESOLVED:
+            return dns.answer(question, dns.NOERROR)  # the name has no address of that family
+        return dns.answer(question, dns.REFUSED)
+
+    def _decide_name(self, name: str, qtype: int) -> tuple[Judgement, str | None]:
+        entries = self._entries or ()
+        family, version = (socket.AF_INET, 4) if qtype == dns.A else (socket.AF_INET6, 6)
+        return self._resolve_judged(
+            lambda address: judge_name(entries, name, address),
+            lambda: [a for a in _resolve(name, 0, family) if _version(a) == version],
+        )
+
+    def _resolve_judged(
+        self, judge_at: Callable[[str | None], Judgement], resolve: Callable[[], list[str]]
+    ) -> tuple[Judgement, str | None]:
+        """Judge a name before resolving it (an unlisted one never is), then each address
+        the host's resolver gives, in its order: the first allowed one is pinned, else the
+        first refusal stands."""
+        first = judge_at(None)
+        if first.reason != UNRESOLVED and not self._allow_all:
+            return first, None  # not listed: never resolved
+        addresses = resolve()
+        if not addresses:
+            return Judgement("deny", UNRESOLVED, first.entry), None
+        if self._allow_all:
+            return Judgement("allow", LISTED, None), addresses[0]
+        refused: tuple[Judgement, str] | None = None
+        for address in addresses:
+            judged = judge_at(address)
+            if judged.allowed:
+                return judged, address
+            refused = refused or (judged, address)
+        assert refused is not None
+        return refused
 
     def _start_worker(self, conn: socket.socket) -> None:
         record = _Connection([conn])
@@ -305,14 +448,15 @@ class ProxySession:
                 self._workers.discard(threading.current_thread())
             self._slots.release()
 
-    def _record(self, decision: NetworkDecision) -> None:
+    def _record(self, decision: NetworkDecision) -> bool:
+        """Record one decision; False when it could not be (nothing more is accepted)."""
         with self._lock:
             if self._closed:
-                return
+                return False
             index = len(self._decisions)
             self._decisions.append(decision)
             if self._on_decision is None:
-                return
+                return True
             try:
                 self._on_decision(index, decision)
             except Exception as exc:  # the ledger refused: accept nothing more
@@ -321,6 +465,8 @@ class ProxySession:
                 self._stopping.set()
                 with contextlib.suppress(OSError):
                     os.write(self._wake_w, b"x")
+                return False
+            return True
 
     # -- one connection ----------------------------------------------------------------
 
@@ -355,23 +501,15 @@ class ProxySession:
             address = literal.compressed
             if self._allow_all:
                 return Judgement("allow", LISTED, None), address
-            return judge(entries, host, port, address), address
-        first = judge(entries, host, port, None)
-        if first.reason != UNRESOLVED and not self._allow_all:
-            return first, None  # not listed: never resolved
-        addresses = _resolve(host, port)
-        if not addresses:
-            return Judgement("deny", UNRESOLVED, first.entry), None
-        if self._allow_all:
-            return Judgement("allow", LISTED, None), addresses[0]
-        refused: tuple[Judgement, str] | None = None
-        for address in addresses:
             judged = judge(entries, host, port, address)
-            if judged.allowed:
-                return judged, address
-            refused = refused or (judged, address)
-        assert refused is not None
-        return refused
+            if not judged.allowed:
+                with self._lock:
+                    names = list(self._answered.get(address, ()))
+                judged = judge_answered(entries, address, port, names) or judged
+            return judged, address
+        return self._resolve_judged(
+            lambda address: judge(entries, host, port, address), lambda: _resolve(host, port)
+        )
 
     def _connect(
         self,
@@ -412,10 +550,13 @@ class ProxySession:
         return decided(flow.sent, flow.received, flow.error)
 
 
-def _resolve(host: str, port: int) -> list[str]:
-    """The addresses the host's resolver gives for ``host``, canonical, in its order."""
+def _resolve(host: str, port: int, family: int = 0) -> list[str]:
+    """The addresses the host's resolver gives for ``host`` (of ``family``, 0 for any),
+    canonical, in its order."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(
+            host, port, family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
     except (OSError, UnicodeError):
         return []
     seen: list[str] = []
@@ -424,6 +565,11 @@ def _resolve(host: str, port: int) -> list[str]:
         if address is not None and address.compressed not in seen:
             seen.append(address.compressed)
     return seen
+
+
+def _version(address: str) -> int:
+    parsed = parse_address(address)
+    return 0 if parsed is None else parsed.version
 
 
 def _denied(

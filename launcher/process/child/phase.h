@@ -11,10 +11,6 @@
 
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
-/* Send `fd` over the unix socket `sock` (SCM_RIGHTS, one 'L' byte): 0, or a positive errno
- * (EPIPE when nothing was sent). The caller keeps its copy and closes it. */
-int bv_send_fd(int sock, int fd);
-
 #endif
 #include <stddef.h>
 #include <stdint.h>

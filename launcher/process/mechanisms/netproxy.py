@@ -19,13 +19,14 @@ import errno
 import fcntl
 import os
 import socket
+from collections.abc import Callable
 
 from bvisor.contract import mechanisms as mech
 from bvisor.contract.lowering import Phase
 from bvisor.contract.mechanisms import NetProxy
 from bvisor.launcher.process.program import Fault, Program
 
-__all__ = ["BACKLOG", "SIOCGSKNS", "prepare"]
+__all__ = ["BACKLOG", "SIOCGSKNS", "hand_over", "host_slot_of", "netns_of_child", "prepare"]
 
 BACKLOG = 128
 SIOCGSKNS = 0x894C  # the socket's network namespace, as a new fd
@@ -44,6 +45,22 @@ def _netns_inode(fd: int) -> int:
         os.close(ns)
 
 
+def netns_of_child(sock: socket.socket, child_pid: int) -> int:
+    """The inode of ``sock``'s network namespace, once it is the child's and not ours."""
+    try:
+        inode = _netns_inode(sock.fileno())
+        child = os.stat(f"/proc/{child_pid}/ns/net").st_ino
+        own = os.stat("/proc/self/ns/net").st_ino
+    except OSError as exc:
+        raise _fault(f"cannot tell the socket's namespace: {exc}", exc.errno or errno.EIO) from None
+    if inode != child or inode == own:
+        raise _fault(
+            f"the socket lives in net:[{inode}], not in the child's own network "
+            f"namespace net:[{child}] (the launcher's is net:[{own}])"
+        )
+    return inode
+
+
 def _check_listener(listener: socket.socket, port: int, child_pid: int) -> int:
     """The listener's namespace inode, once every check of the module docstring held."""
     if listener.family != socket.AF_INET or listener.type != socket.SOCK_STREAM:
@@ -53,59 +70,75 @@ def _check_listener(listener: socket.socket, port: int, child_pid: int) -> int:
     bound = listener.getsockname()
     if bound != ("127.0.0.1", port):
         raise _fault(f"the child's listener is bound to {bound!r}, not 127.0.0.1:{port}")
-    try:
-        inode = _netns_inode(listener.fileno())
-        child = os.stat(f"/proc/{child_pid}/ns/net").st_ino
-        own = os.stat("/proc/self/ns/net").st_ino
-    except OSError as exc:
-        raise _fault(
-            f"cannot tell the listener's namespace: {exc}", exc.errno or errno.EIO
-        ) from None
-    if inode != child or inode == own:
-        raise _fault(
-            f"the listener lives in net:[{inode}], not in the child's own network "
-            f"namespace net:[{child}] (the launcher's is net:[{own}])"
-        )
-    return inode
+    return netns_of_child(listener, child_pid)
 
 
-def prepare(program: Program, phase: Phase, params: NetProxy) -> None:
-    host_slot = program.verified.netproxy_slot
-    if host_slot is None:  # verify_body requires the slot with the entry
-        raise _fault("no NetProxy slot for the host's channel", errno.EBADF)
+Check = Callable[[socket.socket, int], int]
+
+
+def hand_over(
+    program: Program, host_slot: int, tag: bytes, check: Check
+) -> tuple[int, Callable[[int], int]]:
+    """A socketpair for the child's op (its end is returned, closed after the spawn) and
+    the step that, once the op is done, receives the one socket the child sent, checks it
+    (``check(sock, child_pid)`` gives its namespace inode or faults) and passes it to the
+    host over the ``NetProxy`` slot with ``tag``. The launcher keeps no copy."""
     child_end, launcher_end = socket.socketpair(
         socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
     )
     program.keepalive.append(launcher_end)
     program.close_after_spawn.append(child_end.detach())
-    args = program.new("struct bv_netproxy_args *")
-    args.channel_fd = program.close_after_spawn[-1]
-    args.port = params.port
-    args.backlog = BACKLOG
+    what = tag.decode()
 
-    def forward(child_pid: int) -> list[str]:
+    def forward(child_pid: int) -> int:
         with launcher_end:
             try:
                 data, fds, _, _ = socket.recv_fds(launcher_end, 16, 2)
             except OSError as exc:
-                raise _fault(f"receive the listener: {exc}", exc.errno or errno.EIO) from None
-            listeners = [socket.socket(fileno=fd) for fd in fds]
+                raise _fault(f"receive socket {what}: {exc}", exc.errno or errno.EIO) from None
+            received = [socket.socket(fileno=fd) for fd in fds]
             try:
-                if data != b"L" or len(listeners) != 1:
-                    raise _fault(f"the child sent {data!r} with {len(fds)} fds, not one listener")
-                inode = _check_listener(listeners[0], params.port, child_pid)
+                if data != b"L" or len(received) != 1:
+                    raise _fault(f"the child sent {data!r} with {len(fds)} fds, not one socket")
+                inode = check(received[0], child_pid)
                 channel = socket.socket(fileno=host_slot)
                 try:
-                    socket.send_fds(channel, [b"L"], [listeners[0].fileno()])
+                    socket.send_fds(channel, [tag], [received[0].fileno()])
                 except OSError as exc:
                     raise _fault(
-                        f"pass the listener to the host: {exc}", exc.errno or errno.EIO
+                        f"pass socket {what} to the host: {exc}", exc.errno or errno.EIO
                     ) from None
                 finally:
                     channel.detach()  # the slot stays the verified table's
             finally:
-                for listener in listeners:
-                    listener.close()
+                for sock in received:
+                    sock.close()
+        return inode
+
+    return program.close_after_spawn[-1], forward
+
+
+def host_slot_of(program: Program) -> int:
+    host_slot = program.verified.netproxy_slot
+    if host_slot is None:  # verify_body requires the slot with the entry
+        raise _fault("no NetProxy slot for the host's channel", errno.EBADF)
+    return host_slot
+
+
+def prepare(program: Program, phase: Phase, params: NetProxy) -> None:
+    channel_fd, receive = hand_over(
+        program,
+        host_slot_of(program),
+        b"L",
+        lambda sock, pid: _check_listener(sock, params.port, pid),
+    )
+    args = program.new("struct bv_netproxy_args *")
+    args.channel_fd = channel_fd
+    args.port = params.port
+    args.backlog = BACKLOG
+
+    def forward(child_pid: int) -> list[str]:
+        inode = receive(child_pid)
         return [
             f"netproxy listener tcp 127.0.0.1:{params.port} made in the workload's network "
             f"namespace net:[{inode}] (checked with SIOCGSKNS), passed to the host"

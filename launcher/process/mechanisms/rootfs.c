@@ -13,6 +13,9 @@
  *  4. the mount table is built inside it, parents first: a missing directory is made
  *     only inside a tmpfs of ours (never in a bound host tree, so nothing is created on
  *     the host), and every path is walked without following a symlink;
+ *     A file of the plan's own (the resolver's resolv.conf) is written in the root tmpfs
+ *     under a hidden name, bound read-only at its destination (onto a symlink there, not
+ *     through it) and unlinked, so only the destination shows it;
  *  5. pivot_root into it, the old root detached; the root tmpfs made read-only; chdir.
  *
  * Failure names the step and path in the detail; the launch then faults (the child exits
@@ -37,7 +40,8 @@ enum bv_mount_kind {
     BV_MOUNT_DEV = 2,
     BV_MOUNT_PROC = 3,
     BV_MOUNT_TMPFS = 4,
-    BV_MOUNT_DIR = 5
+    BV_MOUNT_DIR = 5,
+    BV_MOUNT_FILE = 6
 };
 
 struct bv_mount {
@@ -54,6 +58,7 @@ struct bv_mount {
     const unsigned int *dev_minor;
     int n_devices;
     int pts;
+    const char *content;
 };
 
 struct bv_rootfs_args {
@@ -408,6 +413,59 @@ static int rf_dir(struct bv_ctx *ctx, int root, const struct bv_mount *m)
     return err;
 }
 
+/* The mount point for a file of ours at `dest`: a symlink there is itself the point (the
+ * new mount API mounts onto the link, so the path shows our file and leads nowhere else),
+ * else an existing regular file or one made inside a tmpfs of ours. */
+static int rf_file_dest(struct bv_ctx *ctx, int root, const char *dest)
+{
+    const char *name;
+    struct stat st;
+    int fd, parent = rf_walk_parent(ctx, root, dest, &name);
+    if (parent < 0)
+        return parent;
+    if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISLNK(st.st_mode)) {
+        close(parent);
+        return rf_file_point(ctx, root, dest);
+    }
+    fd = openat(parent, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    close(parent);
+    return fd >= 0 ? fd : -bv_why(ctx, errno, "mount point %s (a symlink)", dest);
+}
+
+static int rf_file(struct bv_ctx *ctx, int root, const struct bv_mount *m, int index)
+{
+    char hidden[32];
+    size_t len = strlen(m->content);
+    int file, tree, point, err = 0;
+    snprintf(hidden, sizeof hidden, ".bvisor-file-%d", index);
+    file = openat(root, hidden, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0444);
+    if (file < 0)
+        return bv_why(ctx, errno, "make the file for %s", m->dest);
+    if (write(file, m->content, len) != (ssize_t)len)
+        err = bv_why(ctx, errno ? errno : EIO, "write the file for %s", m->dest);
+    close(file);
+    tree = err ? -1 : (int)syscall(SYS_open_tree, root, hidden, RF_OPEN_TREE_CLONE | O_CLOEXEC);
+    if (err == 0 && tree < 0)
+        err = bv_why(ctx, errno, "clone the file for %s", m->dest);
+    if (err == 0 && rf_setattr(tree, RF_ATTR_RDONLY | RF_ATTR_NOSUID | RF_ATTR_NODEV |
+                                         RF_ATTR_NOEXEC, 0) != 0)
+        err = bv_why(ctx, errno, "attributes of the file for %s", m->dest);
+    if (err == 0) {
+        point = rf_file_dest(ctx, root, m->dest);
+        if (point < 0)
+            err = -point;
+        else {
+            err = rf_attach(ctx, tree, point, m->dest);
+            close(point);
+        }
+    }
+    if (tree >= 0)
+        close(tree);
+    if (unlinkat(root, hidden, 0) != 0 && err == 0)
+        err = bv_why(ctx, errno, "unlink the file for %s", m->dest);
+    return err;
+}
+
 /* A minimal /dev: devices, links, shm, and devpts when a pty is used. */
 static int rf_dev(struct bv_ctx *ctx, int root, const struct bv_mount *m)
 {
@@ -593,6 +651,9 @@ int bv_phase_rootfs(const void *args_, struct bv_ctx *ctx)
             break;
         case BV_MOUNT_PROC:
             err = rf_proc(ctx, root, m);
+            break;
+        case BV_MOUNT_FILE:
+            err = rf_file(ctx, root, m, i);
             break;
         default:
             err = bv_why(ctx, EINVAL, "unknown mount kind %d", m->kind);

@@ -28,6 +28,7 @@ _KIND = {
     mech.ProcMount: 3,
     mech.TmpfsMount: 4,
     mech.DirMount: 5,
+    mech.FileMount: 6,
 }
 
 
@@ -55,6 +56,7 @@ def prepare(program: Program, phase: Phase, params: mech.Rootfs) -> None:
         entry.source = program.cstr("")
         entry.source_fd = -1
         entry.devices = program.ffi.NULL
+        entry.content = program.ffi.NULL
         if isinstance(mount, mech.BindMount):
             slot = program.verified.roots.get(mount.source)
             entry.source = program.cstr(mount.source)
@@ -85,6 +87,9 @@ def prepare(program: Program, phase: Phase, params: mech.Rootfs) -> None:
         elif isinstance(mount, mech.DirMount):
             entry.mode = mount.mode
             shown.append(f"{mount.dest}=dir")
+        elif isinstance(mount, mech.FileMount):
+            entry.content = program.cstr(mount.content)
+            shown.append(f"{mount.dest}=file({len(mount.content.encode())} bytes)")
         else:
             shown.append(f"{mount.dest}=proc")
     args = program.new("struct bv_rootfs_args *")

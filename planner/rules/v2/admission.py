@@ -32,7 +32,7 @@ from bvisor.planner.rules.v2.network import check_network
 from bvisor.planner.rules.v2.outputs import check_outputs
 from bvisor.planner.rules.v2.rootfs import check_mounts
 
-__all__ = ["EVIDENCE_NEEDS", "RULES_VERSION", "admit"]
+__all__ = ["EVIDENCE_NEEDS", "RULES_VERSION", "admit", "check_spec"]
 
 RULES_VERSION = 2
 _DERIVATIONS = {"linux": linux_ceiling}
@@ -44,7 +44,8 @@ EVIDENCE_NEEDS: Mapping[EvidenceClaim, tuple[RequirementKind, ...]] = {
 }
 
 
-def _check_spec(spec: BoundarySpec) -> None:
+def check_spec(spec: BoundarySpec) -> None:
+    """The spec checks made before any requirement is judged (see the module docstring)."""
     check_mounts(spec)
     check_network(spec)
     check_outputs(spec)
@@ -52,6 +53,6 @@ def _check_spec(spec: BoundarySpec) -> None:
 
 def admit(spec: BoundarySpec, snapshot: ProfileSnapshot) -> AdmissionRecord:
     """Admit ``spec`` against ``snapshot`` under rules v2, or raise PlanRefusal (pure)."""
-    record = admit_with(spec, snapshot, _DERIVATIONS, RULES_VERSION, _check_spec, EVIDENCE_NEEDS)
+    record = admit_with(spec, snapshot, _DERIVATIONS, RULES_VERSION, check_spec, EVIDENCE_NEEDS)
     check_denial_evidence(snapshot, record)
     return record

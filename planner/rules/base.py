@@ -13,15 +13,30 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bvisor import canonical
+from bvisor.contract import mechanisms as mech
 from bvisor.contract.admission import AdmissionRecord
 from bvisor.contract.plan import PlannedPrimitive
 from bvisor.contract.profile import CeilingCell, HostFacts, ProfileSnapshot
 from bvisor.contract.spec import BoundarySpec
 
-__all__ = ["Request", "Rules"]
+__all__ = ["ADDED_BY", "Request", "Rules", "declarations"]
 
 # One requested primitive: (catalogue id, canonical parameters).
 Request = tuple[str, canonical.Value]
+
+# The rules version that added each primitive to the current catalogue after rules v2
+# (which shares the catalogue of its release; v1 keeps a catalogue of its own).
+ADDED_BY: Mapping[str, int] = {mech.NETDNS.id: 3}
+
+
+def declarations(version: int) -> Mapping[str, bytes]:
+    """The declaration digests of the catalogue as rules ``version`` knows it (v2 on):
+    a primitive a later version added is not among them."""
+    return {
+        primitive.id: mech.decl_digest(primitive)
+        for primitive in mech.CATALOGUE
+        if ADDED_BY.get(primitive.id, 2) <= version
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,7 @@ byte-identical.
 
 from __future__ import annotations
 
-from bvisor.contract import mechanisms as mech
-from bvisor.planner.rules.base import Rules
+from bvisor.planner.rules.base import Rules, declarations
 from bvisor.planner.rules.v2.admission import RULES_VERSION, admit
 from bvisor.planner.rules.v2.ceiling import linux_ceiling
 from bvisor.planner.rules.v2.lowering import compile_schedule
@@ -26,8 +25,6 @@ from bvisor.planner.rules.v2.selection import select_primitives
 
 __all__ = ["RULES"]
 
-# Primitives later versions added to the catalogue: not among v2's declarations.
-_LATER = frozenset({mech.NETDNS.id})
 
 RULES = Rules(
     version=RULES_VERSION,
@@ -36,9 +33,5 @@ RULES = Rules(
     admit=admit,
     select=select_primitives,
     compile=compile_schedule,
-    decl_digests={
-        primitive.id: mech.decl_digest(primitive)
-        for primitive in mech.CATALOGUE
-        if primitive.id not in _LATER
-    },
+    decl_digests=declarations(RULES_VERSION),
 )

@@ -15,8 +15,7 @@ Unreleased until a commit records ``tests/compat/ledgers/v3-<commit>`` and sets
 
 from __future__ import annotations
 
-from bvisor.contract import mechanisms as mech
-from bvisor.planner.rules.base import Rules
+from bvisor.planner.rules.base import Rules, declarations
 from bvisor.planner.rules.v2.lowering import compile_schedule
 from bvisor.planner.rules.v3.admission import RULES_VERSION, admit
 from bvisor.planner.rules.v3.ceiling import linux_ceiling
@@ -31,5 +30,5 @@ RULES = Rules(
     admit=admit,
     select=select_primitives,
     compile=compile_schedule,
-    decl_digests={primitive.id: mech.decl_digest(primitive) for primitive in mech.CATALOGUE},
+    decl_digests=declarations(RULES_VERSION),
 )

@@ -269,7 +269,7 @@ def test_a_listener_outside_the_workload_namespace_is_never_served(
     # As root the launcher sees the listener is in its own namespace; as a normal user it
     # may not even inspect that namespace (EPERM: not one its user namespace owns).
     assert len(notes) == 1, run.facts("launcher_note")
-    assert "not in the child's own" in notes[0] or "cannot tell the listener's" in notes[0]
+    assert "not in the child's own" in notes[0] or "cannot tell the socket's" in notes[0]
     assert run.decisions == [] and not run.facts("network_listener")
 
 

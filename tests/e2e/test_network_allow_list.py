@@ -299,3 +299,17 @@ def test_the_proxy_leaves_no_thread_and_no_socket_behind(work: Path, tmp_path: P
     assert not [name for name in lingering if name.startswith("bvisor-proxy")], lingering
     assert _fds() <= before_fds, sorted(_fds() - before_fds)
     assert run.audit_ok, run.audit_detail
+
+
+def test_an_ipv4_compatible_address_is_never_connected_to(work: Path, tmp_path: Path) -> None:
+    """``[::127.0.0.1]`` is allowed by ``*:port`` (the judgement is the recorded one) but
+    the proxy never opens it: a sit tunnel would carry it to IPv4 127.0.0.1."""
+    with serving("target") as server:
+        script = f"{CURL} -sS -m 5 -o /dev/null 'http://[::127.0.0.1]:{server.port}/compat'; true"
+        spec = allow_spec(_sh(script), [f"*:{server.port}"], work)
+        run = run_allowed(spec, tmp_path / "ledger")
+    assert server.connections == 0
+    (decision,) = [d for d in run.decisions if d.port == server.port]
+    assert (decision.verdict, decision.address) == ("allow", "::7f00:1"), decision
+    assert decision.error is not None and "IPv4-compatible" in decision.error
+    assert run.audit_ok, run.audit_detail

@@ -15,7 +15,8 @@ A listener that fails is closed unused and the run says why.
 
 Per connection: read what is asked (:mod:`.requests`), judge it
 (:func:`bvisor.contract.netpolicy.judge`, resolving a listed name with the host's
-resolver and pinning the address judged), connect to exactly that address, relay
+resolver and pinning the address judged), connect to exactly that address (never to an
+IPv4-compatible ``::a.b.c.d``, which a ``sit`` tunnel would carry to any IPv4 host), relay
 (:mod:`.relay`), and record one :class:`NetworkDecision` when the connection ends — through
 ``on_decision`` (the runner appends it to the ledger as it happens) and in the result
 the report is built from. A decision that cannot be recorded stops the proxy: no further
@@ -534,6 +535,9 @@ class ProxySession:
 
         if self._stopping.is_set():
             return decided(error="the run ended before the connection was made")
+        if _ipv4_compatible(address):
+            _reply_unreachable(conn, ask.via, OSError(errno.ENETUNREACH, "IPv4-compatible"))
+            return decided(error="connect: an IPv4-compatible address (::/96) is never opened")
         try:
             upstream.connect((address, ask.port))
         except OSError as exc:
@@ -565,6 +569,15 @@ def _resolve(host: str, port: int, family: int = 0) -> list[str]:
         if address is not None and address.compressed not in seen:
             seen.append(address.compressed)
     return seen
+
+
+def _ipv4_compatible(address: str) -> bool:
+    """``::a.b.c.d`` (deprecated, RFC 4291 2.5.5.1): a host with an automatic IPv6-in-IPv4
+    tunnel (``sit0``) sends it to the IPv4 address ``a.b.c.d`` of any class, so it is never
+    connected to. The allow list's judgement is left as it is (a refused range added there
+    would re-judge recorded runs differently); the connection just is not made."""
+    parsed = parse_address(address)
+    return parsed is not None and parsed.version == 6 and int(parsed) >> 32 == 0
 
 
 def _version(address: str) -> int:

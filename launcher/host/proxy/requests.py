@@ -115,7 +115,10 @@ def _split_authority(authority: str, default_port: int, via: str) -> tuple[str, 
             host, port_text = text, ""
     if not port_text:
         return host, default_port
-    if not port_text.isdigit() or len(port_text) > 5 or not 0 < int(port_text) < 65536:
+    # ASCII digits only: str.isdigit() also holds for superscripts (latin-1 b"\xb2" is
+    # "²"), which int() refuses, and that ValueError would end the connection unrecorded.
+    digits = port_text.isascii() and port_text.isdigit()
+    if not digits or len(port_text) > 5 or not 0 < int(port_text) < 65536:
         raise BadRequest(via, "bad port")
     return host, int(port_text)
 

@@ -21,7 +21,8 @@ re-judges every decision — trusting nothing the proxy said about its own polic
   answered with that address in the decisions *before* it) — so a proxy that let
   through what the list does not name (or a forger who edited a verdict) fails here;
   an address-literal destination is pinned to that very address; a ``budget-exhausted``
-  refusal needs an Enforced budget;
+  refusal (of a connection or, once the budget is spent, of a DNS question) needs an
+  Enforced budget;
 * the ``network_bytes`` witness is the sum of the decisions' bytes, and an Enforced
   budget (``linux.budget.network.v1``) is not passed.
 """
@@ -153,7 +154,7 @@ def _judge_problems(
             return [f"{where}: a bad request is a denial naming no entry and no address"]
         return []
     if d.reason == BUDGET_EXHAUSTED:
-        if d.verdict != "deny" or not budget or d.via == DNS:
+        if d.verdict != "deny" or not budget:
             return [f"{where}: budget-exhausted without an Enforced network budget"]
         return []
     assert d.reason in POLICY_REASONS

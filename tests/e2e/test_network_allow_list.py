@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from bvisor.contract import Budget, BudgetRequirements, MinGuarantee, Outcome
 from bvisor.contract import mechanisms as mech
-from tests.e2e.netkit import CURL, PYTHON, allow_spec, run_allowed, serving
+from tests.e2e.netkit import CURL, PYTHON, AllowedRun, Server, allow_spec, run_allowed, serving
 from tests.features import require_feature
 
 
@@ -207,30 +208,45 @@ def test_private_ranges_are_refused_unless_an_entry_names_them(work: Path, tmp_p
     assert named.audit_ok, named.audit_detail
 
 
-def test_an_enforced_network_budget_cuts_the_connection(work: Path, tmp_path: Path) -> None:
-    limit = 64 * 1024
+LIMIT = 64 * 1024
+
+
+def _past_budget(
+    work: Path, tmp_path: Path, script: Callable[[str], str], names: Sequence[str] = ()
+) -> tuple[AllowedRun, Server]:
+    """A run under an Enforced network budget of :data:`LIMIT` bytes, its allow list a
+    loopback server by address (and ``names`` on its port); ``script(url)`` is its workload."""
     with serving("big") as server:
-        url = f"http://127.0.0.1:{server.port}"
-        script = (
+        entries = [f"{host}:{server.port}" for host in ("127.0.0.1", *names)]
+        budgets = BudgetRequirements(network_bytes=Budget(LIMIT, MinGuarantee.ENFORCED))
+        spec = allow_spec(
+            _sh(script(f"http://127.0.0.1:{server.port}")), entries, work, budgets=budgets
+        )
+        return run_allowed(spec, tmp_path / "ledger"), server
+
+
+def test_an_enforced_network_budget_cuts_the_connection(work: Path, tmp_path: Path) -> None:
+    run, server = _past_budget(
+        work,
+        tmp_path,
+        lambda url: (
             f"{CURL} -sS -m 10 -o big.out {url}/big/1048576; echo first=$?; "
             f"wc -c < big.out; "
             f"{CURL} -sS -m 10 -o /dev/null -w 'second:%{{http_code}}\\n' {url}/after; echo done"
-        )
-        budgets = BudgetRequirements(network_bytes=Budget(limit, MinGuarantee.ENFORCED))
-        spec = allow_spec(_sh(script), [f"127.0.0.1:{server.port}"], work, budgets=budgets)
-        run = run_allowed(spec, tmp_path / "ledger")
+        ),
+    )
     received = int((work / "big.out").stat().st_size)
-    assert received < limit, run.out
+    assert received < LIMIT, run.out
     assert "second:403" in run.out and "done" in run.out, run.out
     first, second = run.decisions
     assert first.verdict == "allow" and "budget" in (first.error or ""), first
-    assert first.sent + first.received <= limit
+    assert first.sent + first.received <= LIMIT
     assert (second.verdict, second.reason) == ("deny", "budget-exhausted")
     witness = next(
         w for w in run.report.body.budget_witnesses if w.dimension.value == "network_bytes"
     )
     assert witness.guarantee == "enforced" and witness.observed is not None
-    assert witness.observed <= limit and not witness.exceeded
+    assert witness.observed <= LIMIT and not witness.exceeded
     assert server.paths == ["/big/1048576"]
     assert run.audit_ok, run.audit_detail
 
@@ -312,4 +328,42 @@ def test_an_ipv4_compatible_address_is_never_connected_to(work: Path, tmp_path: 
     (decision,) = [d for d in run.decisions if d.port == server.port]
     assert (decision.verdict, decision.address) == ("allow", "::7f00:1"), decision
     assert decision.error is not None and "IPv4-compatible" in decision.error
+
+
+# Asks the resolver for one name; prints its one answer or its rcode.
+ASK = r"""
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+wire = b"".join(bytes([len(p)]) + p.encode() for p in sys.argv[1].split(".")) + b"\0"
+s.sendto(struct.pack("!HHHHHH", 9, 0x0100, 1, 0, 0, 0) + wire + struct.pack("!HH", 1, 1),
+         ("127.0.0.1", 53))
+d = s.recv(600)
+print(sys.argv[2] + "=" + (socket.inet_ntoa(d[-4:]) if d[7] else "rcode%d" % (d[3] & 15)))
+"""
+
+
+def test_a_spent_network_budget_refuses_dns_questions_too(work: Path, tmp_path: Path) -> None:
+    """Once the budget is spent a name is no longer looked up, by a connection or by a
+    question: the name would leave the host with the lookup, past the budget."""
+    # localhost resolves to loopback, answered because the address entry names it
+    run, _ = _past_budget(
+        work,
+        tmp_path,
+        lambda url: (
+            f"{PYTHON} -c '{ASK}' localhost before; "
+            f"{CURL} -sS -m 10 -o /dev/null {url}/big/1048576; "
+            f"{PYTHON} -c '{ASK}' localhost after"
+        ),
+        ["localhost"],
+    )
+    assert "before=127.0.0.1" in run.out and "after=rcode5" in run.out, run.out
+    last = run.decisions[-1]
+    assert (last.via, last.host, last.verdict, last.reason) == (
+        "dns",
+        "localhost",
+        "deny",
+        "budget-exhausted",
+    ), run.decisions
+    assert last.address is None
     assert run.audit_ok, run.audit_detail

@@ -210,3 +210,11 @@ def test_a_dns_decision_in_a_run_without_a_proxy_is_caught(source: Ledger, tmp_p
         events.insert(events.index(target), Copied(DECISION_EVENT, target.run_id, payload))
 
     _failed(_audit(source, tmp_path, add), "report", "in a run without a proxy", index=1)
+
+
+def test_a_dns_question_refused_for_a_budget_the_plan_lacks_is_caught(
+    source: Ledger, tmp_path: Path
+) -> None:
+    forged = _dns("evil.test", None, "budget-exhausted", None)
+    runs = _audit(source, tmp_path, lambda e: _insert_dns(e, forged))
+    _failed(runs, "report", "budget-exhausted without an Enforced network budget")

@@ -29,7 +29,8 @@ same way; a plan that names one and a launch that passes none or a wrong one mea
 proxy serves nothing (fail closed). One thread answers on it (:mod:`.dns` reads and
 spells the datagrams): A and AAAA questions for listed names get one address, judged by
 :func:`bvisor.contract.netpolicy.judge_name`; every other question is refused, and an
-unlisted name is never looked up. Each question is recorded *before* its answer is
+unlisted name is never looked up, nor any name once an Enforced network budget is spent
+(``budget-exhausted``, as a connection is). Each question is recorded *before* its answer is
 sent, and an address answered becomes a destination the workload may then ask for by
 address on the ports its name is listed for (``judge_answered``).
 
@@ -371,6 +372,11 @@ class ProxySession:
             # Listed or not, only address questions are answered: nothing else is looked up.
             detail = f"query type {question.qtype} is not answered"
             self._record(_denied(DNS, name, port, None, BAD_REQUEST, None, detail))
+            return dns.answer(question, dns.REFUSED)
+        if self._budget.exhausted:
+            # As a connection is refused before its name is looked up once the budget is
+            # spent, so is a question: the name itself leaves the host with the lookup.
+            self._record(_denied(DNS, name, port, None, BUDGET_EXHAUSTED, None, None))
             return dns.answer(question, dns.REFUSED)
         judged, address = self._decide_name(name, question.qtype)
         decision = NetworkDecision(

@@ -147,6 +147,8 @@ class ProxySession:
         self._resolver: socket.socket | None = None
         # address -> the names the resolver answered with it, in the order it answered
         self._answered: dict[str, list[str]] = {}
+        # thread -> the name it is having the host's resolver look up right now
+        self._lookups: dict[int, str] = {}
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="bvisor-proxy", daemon=True)
 
@@ -173,12 +175,16 @@ class ProxySession:
         with self._lock:
             self._closed = True
             unfinished = sum(1 for worker in self._workers if worker.is_alive())
+            lookups = sorted(self._lookups.values())
             decisions = tuple(self._decisions)
             problems = list(self._problems)
         if unfinished:
+            # A lookup cannot be called back: the name has left the host unrecorded, so
+            # the report names it (at most MAX_CONNECTIONS + 1 of them, each bounded).
+            looking = f"; names still being looked up: {', '.join(lookups)}" if lookups else ""
             problems.append(
-                f"{unfinished} connection(s) were still being set up when the run ended; "
-                "their decisions are not recorded"
+                f"{unfinished} connection(s) or DNS question(s) were still being set up when "
+                f"the run ended; their decisions are not recorded{looking}"
             )
         self._close_listener()
         for fd in (self._wake_r, self._wake_w):
@@ -204,6 +210,8 @@ class ProxySession:
 
     def _wait_readable(self, sock: socket.socket) -> bool:
         """Block until ``sock`` is readable (True) or the session stops (False)."""
+        if self._stopping.is_set() or sock.fileno() < 0:
+            return False  # stop() may already have closed it (and the wake pipe)
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
@@ -398,18 +406,29 @@ class ProxySession:
         return self._resolve_judged(
             lambda address: judge_name(entries, name, address),
             lambda: [a for a in _resolve(name, 0, family) if _version(a) == version],
+            f"dns {name}",
         )
 
     def _resolve_judged(
-        self, judge_at: Callable[[str | None], Judgement], resolve: Callable[[], list[str]]
+        self,
+        judge_at: Callable[[str | None], Judgement],
+        resolve: Callable[[], list[str]],
+        what: str,
     ) -> tuple[Judgement, str | None]:
         """Judge a name before resolving it (an unlisted one never is), then each address
         the host's resolver gives, in its order: the first allowed one is pinned, else the
-        first refusal stands."""
+        first refusal stands. ``what`` names the lookup while it is under way."""
         first = judge_at(None)
         if first.reason != UNRESOLVED and not self._allow_all:
             return first, None  # not listed: never resolved
-        addresses = resolve()
+        thread = threading.get_ident()
+        with self._lock:
+            self._lookups[thread] = what
+        try:
+            addresses = resolve()
+        finally:
+            with self._lock:
+                self._lookups.pop(thread, None)
         if not addresses:
             return Judgement("deny", UNRESOLVED, first.entry), None
         if self._allow_all:
@@ -515,7 +534,9 @@ class ProxySession:
                 judged = judge_answered(entries, address, port, names) or judged
             return judged, address
         return self._resolve_judged(
-            lambda address: judge(entries, host, port, address), lambda: _resolve(host, port)
+            lambda address: judge(entries, host, port, address),
+            lambda: _resolve(host, port),
+            destination_text(host, port),
         )
 
     def _connect(

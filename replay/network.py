@@ -18,11 +18,11 @@ re-judges every decision — trusting nothing the proxy said about its own polic
   address against the plan's entries (a DNS question: what ``judge_name`` gives, and only
   in a run whose plan has the resolver, ``linux.netdns.v1``, on that port; an address
   allowed as ``answered``: what ``judge_answered`` gives over the names the resolver
-  answered with that address in the decisions *before* it) — so a proxy that let
-  through what the list does not name (or a forger who edited a verdict) fails here;
-  an address-literal destination is pinned to that very address; a ``budget-exhausted``
-  refusal (of a connection or, once the budget is spent, of a DNS question) needs an
-  Enforced budget;
+  answered with that address in the decisions *before* it, kept in an ``Answers``) —
+  so a proxy that let through what the list does not name (or a forger who edited a
+  verdict) fails here; an address-literal destination is pinned to that very address;
+  a ``budget-exhausted`` refusal (of a connection or, once the budget is spent, of a DNS
+  question) needs an Enforced budget;
 * the ``network_bytes`` witness is the sum of the decisions' bytes, and an Enforced
   budget (``linux.budget.network.v1``) is not passed.
 """
@@ -43,10 +43,10 @@ from bvisor.contract.netpolicy import (
     BUDGET_EXHAUSTED,
     DNS,
     POLICY_REASONS,
+    Answers,
     NetworkDecision,
     activity_fact,
     judge,
-    judge_answered,
     judge_name,
     normal_host,
     parse_entries,
@@ -110,40 +110,27 @@ def _plan_params(lowering: Sequence[object]) -> Mapping[str, Mapping[str, object
     return params
 
 
-def _answered_before(
-    decisions: Sequence[NetworkDecision], position: int, address: str
-) -> list[str]:
-    """The names the resolver answered with ``address`` before decision ``position``."""
-    return [
-        d.host
-        for d in decisions[:position]
-        if d.via == DNS and d.verdict == "allow" and d.address == address
-    ]
-
-
 def _derived(
-    position: int, decisions: Sequence[NetworkDecision], entries: Sequence[Endpoint]
+    d: NetworkDecision, entries: Sequence[Endpoint], answers: Answers
 ) -> tuple[str, str, str | None]:
     """What the allow list (and, for an answered address, the answers before it) gives."""
-    d = decisions[position]
     if d.via == DNS:
         again = judge_name(entries, d.host, d.address)
     else:
         again = judge(entries, d.host, d.port, d.address)
         if d.reason == ANSWERED and not again.allowed and d.address is not None:
-            names = _answered_before(decisions, position, d.address)
-            again = judge_answered(entries, d.address, d.port, names) or again
+            again = answers.opens(entries, d.address, d.port) or again
     return again.verdict, again.reason, again.entry
 
 
 def _judge_problems(
     position: int,
-    decisions: Sequence[NetworkDecision],
+    d: NetworkDecision,
     entries: Sequence[Endpoint],
+    answers: Answers,
     budget: bool,
     resolver: int | None,
 ) -> list[str]:
-    d = decisions[position]
     where = f"network decision {position}"
     if d.via == DNS and (resolver is None or d.port != resolver):
         if resolver is None:
@@ -166,7 +153,7 @@ def _judge_problems(
     if d.verdict == "allow" and d.address is None:
         return [f"{where}: allowed without an address to connect to"]
     recorded = (d.verdict, d.reason, d.entry)
-    derived = _derived(position, decisions, entries)
+    derived = _derived(d, entries, answers)
     if recorded != derived:
         return [
             f"{where} ({d.via} {d.host}:{d.port} at {d.address or '-'}): recorded "
@@ -202,8 +189,13 @@ def network_problems(
     limit = limit_value if isinstance(limit_value, int) else None
     port_value = params.get(NETDNS_ID, {}).get("port")
     resolver = port_value if NETDNS_ID in params and isinstance(port_value, int) else None
-    for position in range(len(decisions)):
-        problems += _judge_problems(position, decisions, entries, limit is not None, resolver)
+    answers = Answers()
+    for position, decision in enumerate(decisions):
+        problems += _judge_problems(
+            position, decision, entries, answers, limit is not None, resolver
+        )
+        if decision.via == DNS and decision.verdict == "allow" and decision.address:
+            answers.add(decision.host, decision.address)
     total = sum(d.total for d in decisions)
     witness = next(
         (w for w in body.budget_witnesses if w.dimension is BudgetDimension.NETWORK_BYTES), None

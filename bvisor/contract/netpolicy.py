@@ -73,6 +73,7 @@ __all__ = [
     "REFUSED_RANGES",
     "UNRESOLVED",
     "VIAS",
+    "Answers",
     "Judgement",
     "NetworkDecision",
     "activity_fact",
@@ -270,6 +271,38 @@ def judge_answered(
         if judged.allowed:
             return Judgement("allow", ANSWERED, judged.entry)
     return None
+
+
+class Answers:
+    """The addresses the resolver answered in one run, kept as :func:`judge_answered`
+    reads them: the proxy adds each answer as it is recorded and asks before each
+    address-literal connection; replay adds them in record order and asks the same.
+
+    Each (name, address) pair is kept once, and the first name that opens an address on a
+    port is remembered (names only ever join the end, so it stays the first): a run's
+    4096 decisions cost linear time to judge, not quadratic.
+    """
+
+    __slots__ = ("_names", "_opened", "_pairs")
+
+    def __init__(self) -> None:
+        self._names: dict[str, list[str]] = {}
+        self._pairs: set[tuple[str, str]] = set()
+        self._opened: dict[tuple[str, int], tuple[int, Judgement | None]] = {}
+
+    def add(self, name: str, address: str) -> None:
+        if (name, address) not in self._pairs:
+            self._pairs.add((name, address))
+            self._names.setdefault(address, []).append(name)
+
+    def opens(self, entries: Sequence[Endpoint], address: str, port: int) -> Judgement | None:
+        """:func:`judge_answered` over every name answered with ``address`` so far."""
+        names = self._names.get(address, [])
+        checked, found = self._opened.get((address, port), (0, None))
+        if found is None and checked < len(names):
+            found = judge_answered(entries, address, port, names[checked:])
+            self._opened[(address, port)] = (len(names), found)
+        return found
 
 
 def destination_text(host: str, port: int) -> str:

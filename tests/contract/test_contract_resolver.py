@@ -7,6 +7,7 @@ import pytest
 
 from bvisor.contract.errors import ContractError
 from bvisor.contract.netpolicy import (
+    Answers,
     NetworkDecision,
     judge,
     judge_answered,
@@ -69,3 +70,29 @@ def test_a_dns_decision_carries_no_bytes() -> None:
         NetworkDecision(
             "dns", "www.example.test", 53, "1.2.3.4", "allow", "listed", None, 1, 0, None
         )
+
+
+def test_answers_open_an_address_by_the_first_name_that_allows_it() -> None:
+    answers = Answers()
+    address = "93.184.216.35"
+    assert answers.opens(ENTRIES, address, 443) is None
+    answers.add("www.example.test", address)  # listed on 80, not on 443
+    assert answers.opens(ENTRIES, address, 443) is None
+    answers.add("api.example.test", address)  # a later name that does allow 443
+    opened = answers.opens(ENTRIES, address, 443)
+    assert opened is not None and opened.entry == "api.example.test:443"
+    answers.add("www.example.test", address)  # a repeat changes nothing
+    first = answers.opens(ENTRIES, address, 80)
+    assert first is not None and first.entry == "*.example.test:80"
+    assert answers.opens(ENTRIES, "93.184.216.34", 80) is None  # never answered
+
+
+def test_answers_judge_a_full_run_in_linear_time() -> None:
+    answers = Answers()
+    address = "93.184.216.34"
+    for i in range(1365):
+        answers.add(f"x{i}.example.test", address)
+    answers.add("api.example.test", address)
+    for _ in range(2730):
+        opened = answers.opens(ENTRIES, address, 443)
+        assert opened is not None and opened.entry == "api.example.test:443"

@@ -34,7 +34,7 @@ def test_a_lookup_under_way_when_the_run_ends_is_named(monkeypatch: pytest.Monke
         return ["93.184.216.34"]
 
     crashes: list[threading.ExceptHookArgs] = []
-    monkeypatch.setattr(proxy_session, "_resolve", slow_resolve)
+    monkeypatch.setattr(proxy_session, "lookup", slow_resolve)
     monkeypatch.setattr(threading, "excepthook", crashes.append)
     channel, launcher_end = socket.socketpair()
     launcher_end.close()

@@ -61,16 +61,17 @@ from bvisor.contract.netpolicy import (
     DNS,
     LISTED,
     UNRESOLVED,
+    Answers,
     Judgement,
     NetworkDecision,
     destination_text,
     judge,
-    judge_answered,
     judge_name,
     normal_host,
     parse_entries,
 )
 from bvisor.launcher.host.proxy import dns, requests
+from bvisor.launcher.host.proxy.lookup import lookup
 from bvisor.launcher.host.proxy.relay import Budget, relay
 
 __all__ = [
@@ -145,8 +146,7 @@ class ProxySession:
         self._listener: socket.socket | None = None
         self._listener_text: str | None = None
         self._resolver: socket.socket | None = None
-        # address -> the names the resolver answered with it, in the order it answered
-        self._answered: dict[str, list[str]] = {}
+        self._answers = Answers()  # what the resolver answered, as judge_answered reads it
         # thread -> the name it is having the host's resolver look up right now
         self._lookups: dict[int, str] = {}
         self._closed = False
@@ -394,7 +394,7 @@ class ProxySession:
             return dns.answer(question, dns.SERVFAIL)
         if judged.allowed and address is not None:
             with self._lock:
-                self._answered.setdefault(address, []).append(name)
+                self._answers.add(name, address)
             return dns.answer(question, dns.NOERROR, address)
         if judged.reason == UNRESOLVED:
             return dns.answer(question, dns.NOERROR)  # the name has no address of that family
@@ -402,10 +402,10 @@ class ProxySession:
 
     def _decide_name(self, name: str, qtype: int) -> tuple[Judgement, str | None]:
         entries = self._entries or ()
-        family, version = (socket.AF_INET, 4) if qtype == dns.A else (socket.AF_INET6, 6)
+        family = socket.AF_INET if qtype == dns.A else socket.AF_INET6
         return self._resolve_judged(
             lambda address: judge_name(entries, name, address),
-            lambda: [a for a in _resolve(name, 0, family) if _version(a) == version],
+            lambda: lookup(name, 0, family),
             f"dns {name}",
         )
 
@@ -530,12 +530,11 @@ class ProxySession:
             judged = judge(entries, host, port, address)
             if not judged.allowed:
                 with self._lock:
-                    names = list(self._answered.get(address, ()))
-                judged = judge_answered(entries, address, port, names) or judged
+                    judged = self._answers.opens(entries, address, port) or judged
             return judged, address
         return self._resolve_judged(
             lambda address: judge(entries, host, port, address),
-            lambda: _resolve(host, port),
+            lambda: lookup(host, port),
             destination_text(host, port),
         )
 
@@ -581,23 +580,6 @@ class ProxySession:
         return decided(flow.sent, flow.received, flow.error)
 
 
-def _resolve(host: str, port: int, family: int = 0) -> list[str]:
-    """The addresses the host's resolver gives for ``host`` (of ``family``, 0 for any),
-    canonical, in its order."""
-    try:
-        infos = socket.getaddrinfo(
-            host, port, family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-        )
-    except (OSError, UnicodeError):
-        return []
-    seen: list[str] = []
-    for _family, _type, _proto, _name, sockaddr in infos:
-        address = parse_address(str(sockaddr[0]))
-        if address is not None and address.compressed not in seen:
-            seen.append(address.compressed)
-    return seen
-
-
 def _ipv4_compatible(address: str) -> bool:
     """``::a.b.c.d`` (deprecated, RFC 4291 2.5.5.1): a host with an automatic IPv6-in-IPv4
     tunnel (``sit0``) sends it to the IPv4 address ``a.b.c.d`` of any class, so it is never
@@ -605,11 +587,6 @@ def _ipv4_compatible(address: str) -> bool:
     would re-judge recorded runs differently); the connection just is not made."""
     parsed = parse_address(address)
     return parsed is not None and parsed.version == 6 and int(parsed) >> 32 == 0
-
-
-def _version(address: str) -> int:
-    parsed = parse_address(address)
-    return 0 if parsed is None else parsed.version
 
 
 def _denied(

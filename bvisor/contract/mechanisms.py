@@ -237,13 +237,16 @@ class FileMount(Params):
     so only ``dest`` shows it. ``dest`` is an existing regular file (of a host bind or
     not), a symlink (the file is mounted onto the link itself, never where it points: a
     host's ``/etc/resolv.conf -> ../run/...``), or absent inside a tmpfs of the root.
-    Anywhere else the launch faults, naming it.
+    Absent inside a host bind (which can take no new file): skipped when not
+    ``required``, else the launch faults. The launcher reads what the workload will see
+    there from outside (``/proc/<child>/root``) and says which it was.
     """
 
     dest: str
     content: str
+    required: bool
     KIND: ClassVar[str] = "file"
-    FIELDS: ClassVar[Mapping[str, Codec]] = {"dest": ABS_PATH, "content": TEXT}
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"dest": ABS_PATH, "content": TEXT, "required": BOOL}
 
 
 Mount = BindMount | DevMount | ProcMount | TmpfsMount | DirMount | FileMount

@@ -47,7 +47,9 @@ stderr = true
 """
 
 
-def test_the_resolver_s_file_covers_a_symlinked_resolv_conf(tmp_path: Path) -> None:
+def _run_with_etc(tmp_path: Path, resolv: str | None) -> subprocess.CompletedProcess[str]:
+    """A run of SPEC on a host whose /etc has ``resolv`` as its resolv.conf link target
+    (None: no resolv.conf at all)."""
     for feature in ("seccomp", "landlock", "userns", "netns", "pidns", "netns-loopback"):
         require_feature(feature)
     etc = tmp_path / "etc"
@@ -55,13 +57,14 @@ def test_the_resolver_s_file_covers_a_symlinked_resolv_conf(tmp_path: Path) -> N
     for entry in Path("/etc").iterdir():  # enough of /etc for the host side to start
         if entry.name in ("passwd", "group", "hosts", "nsswitch.conf", "ld.so.cache"):
             shutil.copy2(entry, etc / entry.name)
-    (etc / "resolv.conf").symlink_to("../run/bv-test/stub-resolv.conf")
+    if resolv is not None:
+        (etc / "resolv.conf").symlink_to(resolv)
     (tmp_path / "spec.toml").write_text(SPEC)
     bvisor = Path(sys.executable).with_name("bvisor")
     userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
     spec = tmp_path / "spec.toml"
     script = f'mount --bind "{etc}" /etc && exec "{bvisor}" run --no-record --spec "{spec}"'
-    done = subprocess.run(
+    return subprocess.run(
         ["unshare", *userns, "--mount", "sh", "-c", script],
         cwd=tmp_path,
         env={**os.environ, "BVISOR_SERVE": "0"},
@@ -70,6 +73,18 @@ def test_the_resolver_s_file_covers_a_symlinked_resolv_conf(tmp_path: Path) -> N
         timeout=120,
         check=False,
     )
+
+
+def test_the_resolver_s_file_covers_a_symlinked_resolv_conf(tmp_path: Path) -> None:
+    done = _run_with_etc(tmp_path, "../run/bv-test/stub-resolv.conf")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "nameserver 127.0.0.1" in done.stdout, done.stdout
     assert "target=absent" in done.stdout, done.stdout
+
+
+def test_a_host_without_resolv_conf_runs_without_one(tmp_path: Path) -> None:
+    """Nowhere to put it inside the host's read-only /etc: skipped (the C library's default
+    server is 127.0.0.1:53, the resolver), and the launcher says so."""
+    done = _run_with_etc(tmp_path, None)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "nameserver" not in done.stdout and "No such file" in done.stdout + done.stderr

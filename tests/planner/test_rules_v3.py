@@ -65,7 +65,7 @@ def test_an_allow_list_gets_the_resolver_and_its_resolv_conf() -> None:
     assert mech.NETDNS.id in ids and ids.index(mech.NETPROXY.id) < ids.index(mech.NETDNS.id)
     assert _params(plan, mech.NETDNS) == mech.NetDns(DNS_PORT)
     rootfs = _params(plan, mech.ROOTFS)
-    assert rootfs.mounts[-1] == mech.FileMount(RESOLV_CONF, RESOLV_TEXT)
+    assert rootfs.mounts[-1] == mech.FileMount(RESOLV_CONF, RESOLV_TEXT, False)
     assert "nameserver 127.0.0.1\n" in RESOLV_TEXT
     landlock = _params(plan, mech.LANDLOCK)
     assert mech.PathRule("/etc", "read") in landlock.inside

@@ -59,6 +59,7 @@ struct bv_mount {
     int n_devices;
     int pts;
     const char *content;
+    int required;
 };
 
 struct bv_rootfs_args {
@@ -432,11 +433,30 @@ static int rf_file_dest(struct bv_ctx *ctx, int root, const char *dest)
     return fd >= 0 ? fd : -bv_why(ctx, errno, "mount point %s (a symlink)", dest);
 }
 
+/* Is `dest` absent where no file can be made (inside a host bind)? Then a file mount that
+ * is not required is skipped. Walked as the placement walks (no symlink followed). */
+static int rf_file_unplaceable(struct bv_ctx *ctx, int root, const char *dest)
+{
+    const char *name;
+    struct stat st;
+    int absent, parent = rf_walk_parent(ctx, root, dest, &name);
+    if (parent < 0) {
+        ctx->detail[0] = '\0'; /* a probe: the placement names any real failure */
+        return parent == -ENOENT;
+    }
+    absent = fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT;
+    absent = absent && !rf_is_ours(parent);
+    close(parent);
+    return absent;
+}
+
 static int rf_file(struct bv_ctx *ctx, int root, const struct bv_mount *m, int index)
 {
     char hidden[32];
     size_t len = strlen(m->content);
     int file, tree, point, err = 0;
+    if (!m->required && rf_file_unplaceable(ctx, root, m->dest))
+        return 0; /* not required, and the host's tree has no place for it */
     snprintf(hidden, sizeof hidden, ".bvisor-file-%d", index);
     file = openat(root, hidden, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0444);
     if (file < 0)

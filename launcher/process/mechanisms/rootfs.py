@@ -5,17 +5,21 @@ path and the fd the host opened for it (the child clones the path in its own mou
 namespace and checks it is that very inode), each device its expected device number
 (``DEVICES``). The root tmpfs is attached at a base directory of the old tree (``/tmp``,
 else ``/mnt``, else ``/``) before pivot_root detaches that tree. clone3 gets CLONE_NEWNS.
-Hook ``skip_rootfs`` leaves the workload on the host's mount tree.
+A ``file`` mount (the allow list's resolv.conf) is read back from outside once the root
+is built (``/proc/<child>/root``): the plan's bytes, or absent where a mount that is not
+required was skipped; anything else faults the launch. Hook ``skip_rootfs`` leaves the
+workload on the host's mount tree.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
 from bvisor.contract import mechanisms as mech
 from bvisor.contract.lowering import Phase
-from bvisor.launcher.process.program import CLONE_NEWNS, Program
+from bvisor.launcher.process.program import CLONE_NEWNS, Fault, Program
 from bvisor.launcher.wire.protocol import DescriptorKind
 
 __all__ = ["ROOT_BYTES", "prepare"]
@@ -40,6 +44,28 @@ def _base() -> str:
         except OSError:
             continue
     return "/"
+
+
+def _files_seen(child_pid: int, files: list[mech.FileMount]) -> list[str]:
+    """What the workload will find at each file mount, read from outside its root
+    (``/proc/<child>/root``, the child's own view after pivot_root): the plan's bytes, or
+    nothing where a mount that is not required was skipped. Anything else faults."""
+    notes: list[str] = []
+    for mount in files:
+        try:
+            with open(f"/proc/{child_pid}/root{mount.dest}", "rb") as seen:
+                data = seen.read(len(mount.content.encode()) + 1)
+        except FileNotFoundError:
+            notes.append(f"file {mount.dest}: absent in the host's tree there, skipped")
+            continue
+        except OSError as exc:
+            raise Fault(
+                "rootfs", exc.errno or errno.EIO, f"{mount.dest} cannot be read back: {exc}"
+            ) from None
+        if data != mount.content.encode():
+            raise Fault("rootfs", errno.EPROTO, f"{mount.dest} does not hold the plan's file")
+        notes.append(f"file {mount.dest}: placed, its {len(data)} bytes read back from outside")
+    return notes
 
 
 def prepare(program: Program, phase: Phase, params: mech.Rootfs) -> None:
@@ -89,6 +115,7 @@ def prepare(program: Program, phase: Phase, params: mech.Rootfs) -> None:
             shown.append(f"{mount.dest}=dir")
         elif isinstance(mount, mech.FileMount):
             entry.content = program.cstr(mount.content)
+            entry.required = int(mount.required)
             shown.append(f"{mount.dest}=file({len(mount.content.encode())} bytes)")
         else:
             shown.append(f"{mount.dest}=proc")
@@ -98,6 +125,9 @@ def prepare(program: Program, phase: Phase, params: mech.Rootfs) -> None:
     args.base = program.cstr(_base())
     args.cwd = program.cstr(params.cwd)
     args.root_size = ROOT_BYTES
-    program.add_op("rootfs", args, phase, "linux.rootfs.v1")
+    files = [m for m in params.mounts if isinstance(m, mech.FileMount)]
+    program.add_op(
+        "rootfs", args, phase, "linux.rootfs.v1", on_done=lambda pid: _files_seen(pid, files)
+    )
     program.note(phase, "private root: " + " ".join(shown))
     program.note(phase, f"pivot_root: the old root detached; cwd {params.cwd}")

@@ -4,9 +4,11 @@ Where v2 schedules the allow list's proxy (``linux.netproxy.v1``), v3 also sched
 resolver, ``linux.netdns.v1`` at :data:`DNS_PORT` (a stub resolver's port: resolv.conf
 cannot name another). Where v2 builds a private root, v3 adds a ``file`` mount at
 :data:`RESOLV_CONF` naming that resolver (:data:`RESOLV_TEXT`), last, over whatever the
-system roots put there, and a Landlock rule reading its directory inside the root (a
-host ``/etc`` is bound read-only, so that rule grants nothing the bind's own does not;
-without one, the directory holds only this file). Every other request is v2's,
+system roots put there — not required: a host whose ``/etc`` has no ``resolv.conf`` gets
+none (the C library then asks ``127.0.0.1:53``, the resolver, by default) — and a
+Landlock rule reading its directory inside the root (a host ``/etc`` is bound read-only,
+so that rule grants nothing the bind's own does not; without one, the directory holds
+only this file). Every other request is v2's,
 unchanged.
 """
 
@@ -35,7 +37,7 @@ RESOLV_TEXT = (
 
 def _with_resolv_conf(value: object) -> Request:
     rootfs: mech.Rootfs = mech.Rootfs.from_value(value)
-    mounts = (*rootfs.mounts, mech.FileMount(RESOLV_CONF, RESOLV_TEXT))
+    mounts = (*rootfs.mounts, mech.FileMount(RESOLV_CONF, RESOLV_TEXT, False))
     return (mech.ROOTFS.id, dataclasses.replace(rootfs, mounts=mounts).to_value())
 
 

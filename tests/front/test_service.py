@@ -319,27 +319,40 @@ def test_the_service_refuses_a_caller_whose_namespaces_differ(
     assert "net namespace" in answer.get("refused", ""), answer
 
 
-def test_a_wrong_token_is_refused(service: Service, tmp_path: Path) -> None:
+def _ask_raw(service: Service, cwd: Path, message: str) -> dict[str, object]:
+    """The service's answer to one message sent as it is, with no fds: ``message`` is a
+    Python expression for its bytes, evaluated by the asking process (where ``wire`` is
+    imported)."""
     probe = textwrap.dedent(
-        """
-        import os, socket, sys
+        f"""
+        import os, socket
         from bvisor.front.service import paths, wire
         directory = paths.private_dir(paths.service_dir(), create=False)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sock.connect(os.path.join(directory, paths.SOCKET_NAME))
-        socket.send_fds(sock, [wire.encode({"v": 1, "token": "00" * 32, "status": True})], [])
+        socket.send_fds(sock, [{message}], [])
         print(sock.recv(65536).decode())
         """
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],
-        cwd=tmp_path,
+        cwd=cwd,
         env=service.env,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert "token does not match" in json.loads(out.stdout)["refused"]
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert isinstance(answer, dict)
+    return answer
+
+
+def test_a_wrong_token_is_refused(service: Service, tmp_path: Path) -> None:
+    answer = _ask_raw(
+        service, tmp_path, 'wire.encode({"v": 1, "token": "00" * 32, "status": True})'
+    )
+    assert "token does not match" in str(answer["refused"])
 
 
 def test_status_and_stop(service: Service, tmp_path: Path) -> None:
@@ -617,25 +630,7 @@ def test_a_message_nested_past_the_recursion_limit_is_refused_not_fatal(
     """Before its token is checked, a message is parsed: one nested deeper than the
     interpreter's recursion limit used to end the service (RecursionError is no
     ValueError). It is refused like any other bad message, and the service stays."""
-    probe = textwrap.dedent(
-        """
-        import os, socket
-        from bvisor.front.service import paths
-        directory = paths.private_dir(paths.service_dir(), create=False)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        sock.connect(os.path.join(directory, paths.SOCKET_NAME))
-        socket.send_fds(sock, [b"[" * 200_000], [])
-        print(sock.recv(65536).decode())
-        """
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=tmp_path,
-        env=service.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "not a JSON message" in json.loads(out.stdout)["refused"], out.stderr
+    answer = _ask_raw(service, tmp_path, 'b"[" * 200_000')
+    assert "not a JSON message" in str(answer["refused"])
     status = service.bvisor("serve", "--status", "--json", cwd=tmp_path)
     assert status.returncode == 0 and json.loads(status.stdout)["pid"] == service.pid

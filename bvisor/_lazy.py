@@ -4,13 +4,20 @@ A package that re-exports many names should not import every module behind them 
 one is used: ``import bvisor.contract.transcript`` runs in every launch, and ``import
 bvisor`` must not pull in the launcher or LMDB. Each package keeps a name -> module map
 and installs the two hooks this builds.
+
+Every ``bvisor`` command imports this (through ``bvisor/__init__``), the service's thin
+client included, so it imports nothing at all: ``typing`` alone would cost each command
+several milliseconds (``TYPE_CHECKING`` is spelled out for that reason).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
-from typing import Any
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 __all__ = ["lazy_exports"]
 
@@ -24,7 +31,8 @@ def lazy_exports(
         module_name = names.get(name)
         if module_name is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module_name), name)
+        __import__(module_name)
+        value = getattr(sys.modules[module_name], name)
         namespace[name] = value  # later lookups skip this hook
         return value
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import importlib
 import io
 import os
@@ -27,6 +26,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from bvisor.sha256 import sha256
 
 __all__ = ["RecordView", "Refused", "Shape", "Validator", "unavailable_reason", "validator"]
 
@@ -278,7 +279,7 @@ _state: dict[str, Any] = {"resolved": False, "validator": None, "reason": None}
 
 def _source_id_on_disk() -> str | None:
     try:
-        return hashlib.sha256(_C_SOURCE.read_bytes()).hexdigest()
+        return sha256(_C_SOURCE.read_bytes()).hexdigest()
     except OSError:
         return None  # no source beside the module (a stripped install): trust the module
 

@@ -81,11 +81,13 @@ def _signing_key(key: str | os.PathLike[str] | Literal[False] | None) -> tuple[S
     """The configured checkpoint key and its path (see module), loaded before anything runs."""
     if key is False:
         return None
-    from bvisor.ledger.keys import load_signer, resolve_key_path
+    from bvisor.ledger.paths import resolve_key_path
 
     path = resolve_key_path(key)
     if path is None:
         return None
+    from bvisor.ledger.keys import load_signer
+
     return load_signer(path), os.fspath(path)
 
 

@@ -45,11 +45,9 @@ and dumping two equal specs gives the same text. TOML is written by a small writ
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -229,8 +227,12 @@ def parse_spec_text(
     doc: object
     try:
         if fmt == "toml":
+            import tomllib  # here: `bvisor run -- CMD` reads no spec file
+
             doc = tomllib.loads(text)
         elif fmt == "json":
+            import json  # here, as tomllib above
+
             doc = json.loads(
                 text,
                 object_pairs_hook=_reject_duplicates,
@@ -239,7 +241,7 @@ def parse_spec_text(
             )
         else:
             raise SpecFileError("", f"unknown format {fmt!r}", "unknown-format", source)
-    except (tomllib.TOMLDecodeError, ValueError) as exc:
+    except ValueError as exc:  # tomllib.TOMLDecodeError and json's errors are ValueErrors
         if isinstance(exc, SpecFileError):
             raise
         raise SpecFileError("", f"not valid {fmt.upper()}: {exc}", "syntax", source) from None
@@ -672,6 +674,8 @@ def _control_doc(control: HostControl) -> dict[str, Any]:
 
 def dump_spec_json(spec: BoundarySpec) -> str:
     """Canonical JSON: sorted keys, two-space indent, trailing newline."""
+    import json  # only the commands that write a spec need it
+
     return json.dumps(spec_to_document(spec), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

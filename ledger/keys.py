@@ -8,9 +8,10 @@ suffix ``.pub`` — that is the file to hand to auditors, witnesses and ``--pub`
 A private key file readable or writable by group or others is refused (fail closed: a key
 anyone else could read proves nothing), as is anything that is not a regular file.
 
-Which key signs (``resolve_key_path``): ``--key FILE`` if given, else ``$BVISOR_KEY``,
-else the default key under the data directory when it exists. ``bvisor-ledger checkpoint``
-creates the default key on first use; ``bvisor run`` never creates one.
+Which key signs (``resolve_key_path``, defined in ``bvisor.ledger.paths``): ``--key FILE``
+if given, else ``$BVISOR_KEY``, else the default key under the data directory when it
+exists. ``bvisor-ledger checkpoint`` creates the default key on first use; ``bvisor run``
+never creates one.
 
 The signer's memory: beside ``NAME.key``, the directory ``NAME.signed/`` (0700) holds, per
 ledger, the last checkpoint this key signed for it (``<ledger_id hex>.checkpoint``). The
@@ -24,7 +25,6 @@ from __future__ import annotations
 import os
 import socket
 import stat
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -39,7 +39,7 @@ from bvisor.ledger.note import (
     parse_signer,
     parse_verifier,
 )
-from bvisor.ledger.paths import default_key_path, explicit_key_path
+from bvisor.ledger.paths import resolve_key_path
 
 if TYPE_CHECKING:
     from bvisor.ledger.checkpoint import SignedCheckpoint
@@ -76,28 +76,6 @@ def public_path(key_path: Path) -> Path:
     if key_path.suffix == ".key":
         return key_path.with_suffix(".pub")
     return key_path.with_name(key_path.name + ".pub")
-
-
-def resolve_key_path(
-    explicit: str | os.PathLike[str] | None,
-    environ: Mapping[str, str] | None = None,
-    *,
-    must_exist: bool = True,
-) -> Path | None:
-    """The key to sign with: ``explicit``, else ``$BVISOR_KEY``, else the default key.
-
-    None when nothing is configured and the default key does not exist (with
-    ``must_exist``); a configured key that does not exist is an error there, not None.
-    """
-    if explicit is not None:
-        return Path(explicit)
-    configured = explicit_key_path(environ)
-    if configured is not None:
-        return configured
-    default = default_key_path(environ)
-    if must_exist and not default.exists():
-        return None
-    return default
 
 
 def _read_small(path: Path, what: str, *, private: bool) -> str:

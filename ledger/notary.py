@@ -37,13 +37,21 @@ from bvisor.ledger.checkpoint import (
 )
 from bvisor.ledger.environment import META_HEAD_HASH, META_HEAD_SEQ, Environment, seq_key
 from bvisor.ledger.errors import LedgerCorruptError, LedgerUsageError
-from bvisor.ledger.merkle import CompactRange, ProofError, inclusion_proof, leaf_hash
+from bvisor.ledger.merkle import (
+    CompactRange,
+    ProofError,
+    bulk_leaf_hash,
+    inclusion_proof,
+    leaf_hash,
+)
 from bvisor.ledger.merkle import verify_inclusion as _verify_inclusion
 from bvisor.ledger.note import NoteError, Signer, sign_note, verify_note
 from bvisor.ledger.record import RecordError, decode_record
 from bvisor.ledger.tree import StoredTree
 
 __all__ = ["SigningRequest", "largest_size", "row_key", "sign", "stored"]
+
+_BULK = 1024  # records to hash before signing, from which OpenSSL's SHA-256 pays for itself
 
 
 @dataclass(slots=True)
@@ -169,6 +177,7 @@ def sign(
             head = _checked_last_signed(txn, environment, tree, old.size, old.root, old.head_hash)
         if old.size == events and mine:
             return previous  # nothing new to sign
+    leaf = leaf_hash if events - frontier.size < _BULK else bulk_leaf_hash()
     for seq in range(frontier.size, events):
         raw = txn.get(seq_key(seq), db=environment.events)
         if raw is None:
@@ -182,7 +191,7 @@ def sign(
         if event.seq != seq or event.prev_hash != head or not decoded.payload_ok:
             raise _refuse(environment, f"event {seq} does not chain to event {seq - 1}")
         head = event.hash
-        for level, index, value in frontier.push(leaf_hash(record)):
+        for level, index, value in frontier.push(leaf(record)):
             try:
                 stored_value = tree.perfect(level, index)
             except ProofError as exc:

@@ -15,7 +15,13 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["default_data_dir", "default_key_path", "default_ledger_path", "explicit_key_path"]
+__all__ = [
+    "default_data_dir",
+    "default_key_path",
+    "default_ledger_path",
+    "explicit_key_path",
+    "resolve_key_path",
+]
 
 KEY_FILE = "checkpoint.key"
 
@@ -48,6 +54,30 @@ def default_key_path(environ: Mapping[str, str] | None = None) -> Path:
     """``$BVISOR_KEY``, else the default private key file under the data directory."""
     env = os.environ if environ is None else environ
     return explicit_key_path(env) or default_data_dir(env) / "keys" / KEY_FILE
+
+
+def resolve_key_path(
+    explicit: str | os.PathLike[str] | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    must_exist: bool = True,
+) -> Path | None:
+    """The key to sign with: ``explicit``, else ``$BVISOR_KEY``, else the default key.
+
+    None when nothing is configured and the default key does not exist (with
+    ``must_exist``); a configured key that does not exist is an error there, not None.
+    (Here, not in ``keys``: every ``bvisor run`` asks, and most find no key, so the key
+    file's reader and its signature code are loaded only when there is one.)
+    """
+    if explicit is not None:
+        return Path(explicit)
+    configured = explicit_key_path(environ)
+    if configured is not None:
+        return configured
+    default = default_key_path(environ)
+    if must_exist and not default.exists():
+        return None
+    return default
 
 
 def _home(env: Mapping[str, str]) -> Path:

@@ -19,6 +19,7 @@ from bvisor.ledger.merkle import (
     MemoryTree,
     PerfectHash,
     ProofError,
+    bulk_leaf_hash,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -63,10 +64,11 @@ class ProofSource:
     def _computed(self) -> MemoryTree:
         if self._memory is None:
             tree = MemoryTree()
+            leaf = bulk_leaf_hash()  # every record of the ledger is hashed
             for expected, (key, raw) in enumerate(self._snap.event_items(0, None)):
                 if int.from_bytes(key, "big") != expected:
                     raise ProofUnavailable(f"event {expected} is missing: no tree can be built")
-                tree.append(leaf_hash(raw))
+                tree.append(leaf(raw))
             self._memory = tree
         return self._memory
 

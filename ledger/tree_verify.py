@@ -27,20 +27,17 @@ costs nothing more to verify than before. It then:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin, parse_checkpoint
-from bvisor.ledger.merkle import EMPTY_ROOT, CompactRange, leaf_hash
+from bvisor.ledger.merkle import EMPTY_ROOT, CompactRange, bulk_leaf_hash
 from bvisor.ledger.note import NoteError, Verifier
 
 __all__ = ["CheckpointCheck", "TreeAudit", "TreeVerdict"]
 
 _SHOWN_RUNS: Final = 20
-_LEAF: Final = b"\x00"
-_sha256 = hashlib.sha256
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +111,7 @@ class TreeAudit:
         self.nodes = nodes and stored_size is not None
         self.active = bool(self.claims) or bool(self._verifiers) or nodes
         self.compact = CompactRange()
+        self._leaf_hash = bulk_leaf_hash()  # every record of the ledger is hashed
         self.frontier_checked = False
         self.roots: dict[int, bytes] = {0: EMPTY_ROOT}
         self.hashes: dict[int, bytes | None] = {}
@@ -179,12 +177,12 @@ class TreeAudit:
         if self.nodes:
             stored_size = self._stored_size
             assert stored_size is not None
-            for level, index, value in compact.push(leaf_hash(raw)):
+            for level, index, value in compact.push(self._leaf_hash(raw)):
                 end = (index + 1) << level
                 if end <= stored_size and self._stored_node(level, index) != value:
                     self.mismatches.append((index << level, end - 1))
         else:
-            compact.add(_sha256(_LEAF + raw).digest())
+            compact.add(self._leaf_hash(raw))
         size = compact.size
         if size in self.sizes:
             self.roots[size] = compact.root()

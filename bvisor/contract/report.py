@@ -13,7 +13,6 @@ anywhere is either exactly what was sealed or an error.
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
 from bvisor import canonical
@@ -188,6 +187,8 @@ class StreamRecord:
 
     def matches(self, captured: bytes) -> bool:
         """Whether ``captured`` is exactly the bytes this record digests."""
+        import hmac  # not at the top: it loads OpenSSL, which a run need not (bvisor.sha256)
+
         return len(captured) == self.captured and hmac.compare_digest(
             stream_digest(captured), self.digest
         )
@@ -410,6 +411,8 @@ class SealedReport:
 
     def verify(self) -> bool:
         """Whether the seal is the digest of the body (constant-time comparison)."""
+        import hmac  # not at the top: it loads OpenSSL, which a run need not (bvisor.sha256)
+
         return hmac.compare_digest(self.body.seal(), self.seal)
 
     def to_value(self) -> dict[str, canonical.Value]:

@@ -2,24 +2,29 @@
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only dispatches, so importing it stays cheap and a
-subcommand's dependencies load only when it is used. User mistakes end with a message on
-stderr and exit 2 (usage) or 125 (refused), never a traceback.
+subcommand's dependencies load only when it is used: a command line that names its
+subcommand gets a parser with only that one's arguments (the others are listed, for
+``--help`` and for a mistyped name, without importing their modules). User mistakes end
+with a message on stderr and exit 2 (usage) or 125 (refused), never a traceback.
+
+``bvisor run`` as typed first asks the per-user service (:mod:`bvisor.front.service`):
+until that question is answered this module has imported nothing but the standard
+library's ``os`` and ``sys`` and the service's client, so a served command stays a thin
+one. (``TYPE_CHECKING`` is spelled out rather than imported: importing ``typing`` alone
+costs a command several milliseconds.)
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-import signal
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from bvisor import __version__
 from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Sequence
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("bvisor.front.cli.probe_cmd", "what this kernel can enforce, and why"),
@@ -28,9 +33,22 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("bvisor.front.cli.serve_cmd", "a per-user service that runs commands warm"),
 }
 
+_PARSERS: dict[str | None, argparse.ArgumentParser] = {}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with ``command`` (a name in ``SUBCOMMANDS``) only that
+    subcommand's arguments are added and only its module imported.
+
+    Built once per process and kept: the service builds ``run``'s before it forks, so a
+    served command does not build it again (parsing never changes a parser)."""
+    built = _PARSERS.get(command)
+    if built is not None:
+        return built
     import argparse
+    import importlib
+
+    from bvisor import __version__
 
     parser = argparse.ArgumentParser(
         prog="bvisor", description="Run a process inside a boundary bvisor can prove."
@@ -39,9 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, summary) in SUBCOMMANDS.items():
         sub = commands.add_parser(name, help=summary, description=summary)
-        module = importlib.import_module(module_name)
-        module.add_arguments(sub)
-        sub.set_defaults(_module=module)
+        if command is None or name == command:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub)
+            sub.set_defaults(_module=module)
+    _PARSERS[command] = parser
     return parser
 
 
@@ -57,11 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         served = run_served(sys.argv[1:])
         if served is not None:
             os._exit(served)  # nothing of ours is buffered; the service printed it all
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    chosen = words[0] if words and words[0] in SUBCOMMANDS else None
+    args = build_parser(chosen).parse_args(words)
     try:
         return int(args._module.run(args))
     except KeyboardInterrupt as stop:
+        import signal
+
         # Ctrl-C, or SIGTERM/SIGHUP during `bvisor run`: the run was sealed first.
         signum = getattr(stop, "signum", signal.SIGINT)
         print(f"bvisor: interrupted ({signal.Signals(signum).name})", file=sys.stderr)

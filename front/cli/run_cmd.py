@@ -30,7 +30,6 @@ from typing import Any
 
 from bvisor.contract import facts as fact_kinds
 from bvisor.contract import notes as wire_notes
-from bvisor.front import jsonview
 from bvisor.front.cli.leases import check_leases, lease_values
 from bvisor.front.visible import visible
 
@@ -116,8 +115,15 @@ def _fail(message: str, status: int = EXIT_USAGE, as_json: bool = False) -> int:
     print(visible(f"bvisor run: {message}"), file=sys.stderr)
     if as_json:  # stdout stays one JSON document, as every --json command promises
         code = {EXIT_USAGE: "usage", 126: "cannot-invoke", 127: "not-found"}.get(status, "error")
-        print(jsonview.dumps({"error": {"code": code, "message": message}}))
+        _print_json({"error": {"code": code, "message": message}})
     return status
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    """One ``--json`` document on stdout (its module loads only for ``--json``)."""
+    from bvisor.front import jsonview
+
+    print(jsonview.dumps(document))
 
 
 def _check_inherited_fds(spec: Any) -> str | None:
@@ -368,7 +374,7 @@ def _run_and_report(
             for name, b in collected.items()
         }
         payload["host_facts"] = facts
-        print(jsonview.dumps(payload))
+        _print_json(payload)
         return status
     assert output is not None
     elapsed = time.monotonic() - started
@@ -407,7 +413,7 @@ def _close(output: Any) -> None:
 
 def _refused(args: argparse.Namespace, refusal: Any) -> int:
     if args.json:
-        print(jsonview.dumps({"admitted": False, **refusal.to_value()}))
+        _print_json({"admitted": False, **refusal.to_value()})
     else:
         where = f" ({refusal.requirement})" if refusal.requirement else ""
         fact = f" [missing kernel fact: {refusal.missing_fact}]" if refusal.missing_fact else ""

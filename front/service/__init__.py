@@ -29,5 +29,7 @@ Once the service has accepted a command, the command never falls back (the run m
 begun): a lost service ends the command with status 125.
 
 This package's client side (:mod:`.paths`, :mod:`.context`, :mod:`.wire`, :mod:`.client`)
-imports only the standard library, so a command that uses the service stays cheap.
+imports only the standard library, and of it only what every Python process has loaded
+and C modules (``_socket``, ``_signal``, ``_json``): a served command is its client and
+nothing else, so it is a thin one (tests/front/test_lean_imports.py).
 """

@@ -1,14 +1,18 @@
 """The command's side: hand ``bvisor run`` to the service, or say it must run here.
 
-Standard library only: this is imported by every ``bvisor run`` before anything else.
+Imported by every ``bvisor run`` before anything else, and for a served command it is all
+that runs, so it is a thin client: standard library only, and of that only what a Python
+process has loaded already or C modules that load in microseconds — ``_socket`` and
+``_signal`` rather than ``socket`` and ``signal`` (whose Python halves import ``enum``,
+``selectors`` and more: milliseconds a command would spend before it even connects),
+no ``contextlib``, and the wire through ``json``'s C half (:mod:`.wire`).
 """
 
 from __future__ import annotations
 
-import contextlib
+import _signal
+import _socket
 import os
-import signal
-import socket
 import struct
 import sys
 
@@ -20,7 +24,7 @@ __all__ = ["SERVE_ENV", "ask_service", "run_served", "start_service"]
 
 SERVE_ENV = "BVISOR_SERVE"  # "0": never use or start the service
 REQUIRE = "require"  # BVISOR_SERVE=require: a command that cannot be served fails, saying why
-_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 _EXIT_LOST = 125
 
 
@@ -53,22 +57,33 @@ def _try_service(argv: list[str]) -> int | str:
     if directory is None:
         start_service()
         return "no service is running"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    sock = _unix_socket()
     try:
-        sock.connect(os.path.join(directory, paths.SOCKET_NAME))
-    except (FileNotFoundError, ConnectionRefusedError):
-        sock.close()
-        start_service()
-        return "no service answers"
-    except OSError as exc:
-        sock.close()
-        return f"the service cannot be reached ({exc.strerror})"
-    with contextlib.closing(sock):
+        try:
+            sock.connect(os.path.join(directory, paths.SOCKET_NAME))
+        except (FileNotFoundError, ConnectionRefusedError):
+            start_service()
+            return "no service answers"
+        except OSError as exc:
+            return f"the service cannot be reached ({exc.strerror})"
         return _hand_over(sock, directory, argv)
+    finally:
+        sock.close()
 
 
-def _hand_over(sock: socket.socket, directory: str, argv: list[str]) -> int | str:
-    pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+def _unix_socket() -> _socket.socket:
+    return _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+
+
+def _send(sock: _socket.socket, data: bytes, fds: list[int]) -> None:
+    """One message with ``fds`` attached (what ``socket.send_fds`` does)."""
+    rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
+    sock.sendmsg([data], rights if fds else [])
+
+
+def _hand_over(sock: _socket.socket, directory: str, argv: list[str]) -> int | str:
+    creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+    pid, uid, _gid = struct.unpack("3i", creds)
     if uid != os.geteuid():
         return f"the service runs as uid {uid}"
     token = paths.read_token(directory)
@@ -100,7 +115,7 @@ def _hand_over(sock: socket.socket, directory: str, argv: list[str]) -> int | st
     try:
         if len(request) > wire.MAX_MESSAGE:
             return "the command's context is too large to hand over"
-        socket.send_fds(sock, [request], [cwd, *fds])
+        _send(sock, request, [cwd, *fds])
         answer = wire.decode(sock.recv(wire.MAX_MESSAGE))
     except (OSError, wire.WireError) as exc:
         return f"the service did not accept the command ({exc})"  # nothing was started
@@ -113,15 +128,17 @@ def _hand_over(sock: socket.socket, directory: str, argv: list[str]) -> int | st
     return _follow(sock, started)
 
 
-def _follow(sock: socket.socket, child: int) -> int:
+def _follow(sock: _socket.socket, child: int) -> int:
     """Wait for the copy's status, forwarding our stop signals to it meanwhile."""
 
     def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib is not imported by the thin client
             os.kill(child, signum)
+        except OSError:
+            pass  # it has ended already: its status is on the way
 
     for signum in _FORWARDED:
-        signal.signal(signum, forward)
+        _signal.signal(signum, forward)
     while True:
         try:
             data = sock.recv(wire.MAX_MESSAGE)
@@ -130,10 +147,12 @@ def _follow(sock: socket.socket, child: int) -> int:
         if not data:
             sys.stderr.write("bvisor: the service ended without the command's status\n")
             return _EXIT_LOST
-        with contextlib.suppress(wire.WireError):
+        try:
             status = wire.decode(data).get("exit")
-            if isinstance(status, int) and not isinstance(status, bool):
-                return status
+        except wire.WireError:
+            continue
+        if isinstance(status, int) and not isinstance(status, bool):
+            return status
 
 
 def start_service() -> None:
@@ -141,6 +160,7 @@ def start_service() -> None:
     with ``BVISOR_SERVE=0``, nor with ``require``, which only reports)."""
     if os.environ.get(SERVE_ENV, "") in ("0", REQUIRE):
         return
+    import contextlib
     import subprocess
 
     with contextlib.suppress(OSError):
@@ -178,12 +198,13 @@ def ask_service(question: dict[str, object]) -> dict[str, object] | None:
     token = None if directory is None else paths.read_token(directory)
     if directory is None or token is None:
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    with contextlib.closing(sock):
-        try:
-            sock.settimeout(10)
-            sock.connect(os.path.join(directory, paths.SOCKET_NAME))
-            socket.send_fds(sock, [wire.encode({**question, "token": token.hex()})], [])
-            return wire.decode(sock.recv(wire.MAX_MESSAGE))
-        except (OSError, wire.WireError):
-            return None
+    sock = _unix_socket()
+    try:
+        sock.settimeout(10)
+        sock.connect(os.path.join(directory, paths.SOCKET_NAME))
+        _send(sock, wire.encode({**question, "token": token.hex()}), [])
+        return wire.decode(sock.recv(wire.MAX_MESSAGE))
+    except (OSError, wire.WireError):
+        return None
+    finally:
+        sock.close()

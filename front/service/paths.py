@@ -1,11 +1,11 @@
 """Where the service listens: a private directory of this user, its socket and its token.
 
-Standard library only (the client imports it on every command).
+Standard library only, and nothing beyond ``os`` and ``stat`` (the thin client imports it
+on every command).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 
@@ -64,8 +64,10 @@ def private_dir(path: str, *, create: bool) -> str | None:
         parent = os.path.dirname(path)
         if not os.path.isdir(parent):  # ~/.cache/bvisor: made private, like the leaf
             os.makedirs(parent, 0o700, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
+        try:  # noqa: SIM105 - contextlib is not imported by the thin client
             os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass  # judged below like any directory found
     try:
         info = os.lstat(path)
     except FileNotFoundError:

@@ -38,6 +38,7 @@ __all__ = ["ServiceError", "serve"]
 _RUN_PATH = (  # what `bvisor run` imports as it goes, imported once here instead
     "bvisor.front.cli.main",
     "bvisor.front.cli.run_cmd",
+    "bvisor.front.cli.run_output",
     "bvisor.front.api",
     "bvisor.front.defaults",
     "bvisor.front.specfile",
@@ -48,6 +49,7 @@ _RUN_PATH = (  # what `bvisor run` imports as it goes, imported once here instea
     "bvisor.launcher.host.interrupts",
     "bvisor.launcher.host.inherited",
     "bvisor.launcher.host.reach",
+    "bvisor.launcher.host.script",
     "bvisor.launcher.host.secrets",
     "bvisor.planner.planning",
     "bvisor.planner.registry",
@@ -137,17 +139,24 @@ def _forget_start_directory() -> None:
 
 
 def _warm() -> None:
-    """Import and prepare what every command's run uses, once, before forking any."""
+    """Import and prepare what every command's run uses, once, before forking any: a copy
+    that imports a module pays for finding, reading and (where no bytecode is cached)
+    compiling it, on every command. The parser of ``bvisor run`` is built here too."""
     import importlib
 
     for name in _RUN_PATH:
         importlib.import_module(name)
+    from bvisor.front.cli.main import build_parser
+
+    build_parser("run")
     from bvisor.launcher.host import resident
     from bvisor.launcher.host.backend import LinuxBackend
+    from bvisor.launcher.host.reach import judge_supervisor_code
     from bvisor.launcher.wire.identity import hash_fd
 
     backend = LinuxBackend()
     backend.probe()
+    judge_supervisor_code(backend.launcher_path)
     if resident.resident_enabled():
         fd = os.open(backend.launcher_path, os.O_RDONLY | os.O_CLOEXEC)
         try:

@@ -17,7 +17,6 @@ import importlib
 import io
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -81,6 +80,8 @@ def ensure_built() -> None:
 
 
 def _build() -> None:
+    import tempfile  # only a checkout's first use builds: not imported by every process
+
     from bvisor.launcher.basement._build_child import ffibuilder
 
     with tempfile.TemporaryDirectory(prefix="bvisor-cw-") as tmp:

@@ -27,6 +27,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bvisor.contract import (
     Budget,
@@ -61,13 +62,16 @@ from bvisor.launcher.host.launch import (
     run_launcher,
 )
 from bvisor.launcher.host.launch_body import LaunchPreparationError, prepare_launch
-from bvisor.launcher.host.proxy import DecisionSink, ProxyResult, ProxySession
-from bvisor.launcher.host.proxy.facts import PROXY_BYTES_SOURCE, network_facts
 from bvisor.launcher.host.relay import HostStdio
 from bvisor.launcher.host.secrets import NoSecrets, SecretResolver, SecretUnresolved
 from bvisor.launcher.host.storage import StorageSample, sample_storage
 from bvisor.launcher.host.terminal import Pty, is_terminal
 from bvisor.launcher.wire.lowered import LoweredParams, LoweringParamsError, lowered_params
+
+if TYPE_CHECKING:
+    # Loaded when a plan has the allow list's proxy: most runs, `bvisor run -- CMD` among
+    # them, do not.
+    from bvisor.launcher.host.proxy import DecisionSink, ProxyResult, ProxySession
 
 __all__ = ["DEFAULT_STREAM_CAP", "LINUX_BACKEND_ID", "Execution", "LinuxBackend"]
 
@@ -297,6 +301,8 @@ class LinuxBackend:
             run.fact(fact_kinds.LAUNCH_REFUSED_BY_HOST, str(exc))
             return None
         if prepared.netproxy_channel is not None and lowered.netproxy is not None:
+            from bvisor.launcher.host.proxy import ProxySession
+
             session = ProxySession(
                 prepared.netproxy_channel,
                 lowered.netproxy,
@@ -525,6 +531,8 @@ def _finish(
             if staging is not None:
                 staging.close()
     if run.network is not None:
+        from bvisor.launcher.host.proxy.facts import network_facts
+
         facts, findings = network_facts(run.network, plan.spec.budgets)
         run.observed.extend(facts)
         run.findings.extend(findings)
@@ -813,6 +821,8 @@ def _pids_witness(usage: _CgroupUsage, ran: bool, with_init: bool) -> tuple[int 
 
 def _network_witness(run: Execution) -> tuple[int | None, str]:
     if run.network is not None:
+        from bvisor.launcher.host.proxy.facts import PROXY_BYTES_SOURCE
+
         return run.network.total_bytes, PROXY_BYTES_SOURCE
     if any(f.kind == "network_lowered" for f in run.observed):
         return 0, "empty network namespace"

@@ -16,7 +16,6 @@ the runner seals and records from, one ledger chunk at a time.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO
 
@@ -141,6 +140,8 @@ class StreamSink:
             self._head += part
             return
         if self._spill is None:
+            import tempfile  # here: most runs' output fits the memory head
+
             # O_TMPFILE where the filesystem has it: no name, gone when closed.
             self._spill = tempfile.TemporaryFile(  # noqa: SIM115 - lives as long as the capture
                 dir=self._spill_dir, prefix="bvisor-capture-"

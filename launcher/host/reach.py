@@ -57,6 +57,7 @@ __all__ = [
     "KeyReachable",
     "LedgerReachable",
     "covering_root",
+    "judge_supervisor_code",
     "linked_root",
     "reaches",
     "refuse_if_artifacts_reachable",
@@ -390,6 +391,15 @@ def _judged_places(places: tuple[str, ...], entries: list[MountEntry]) -> list[_
             reals.add(item[1])
             judged.append(item)
     return judged
+
+
+def judge_supervisor_code(launcher_path: str) -> None:
+    """Judge the places of :func:`supervisor_code` now and keep them (as a check does).
+
+    For ``bvisor serve``: each command runs in a copy forked from the service, which
+    inherits what is judged here instead of judging every place anew (each copy still
+    re-stats every place before it trusts what was kept, see :func:`_judged_places`)."""
+    _judged_places(supervisor_code(launcher_path), mount_entries())
 
 
 def refuse_if_code_reachable(plan: BoundaryPlan, launcher_path: str) -> None:

@@ -15,7 +15,6 @@ another release, a torn or padded write, or bytes that are not the ones the host
 
 from __future__ import annotations
 
-import hmac
 import struct
 
 from bvisor.digest import DIGEST_SIZE, Purpose, digest_bytes
@@ -56,6 +55,8 @@ def seal(body: bytes) -> bytes:
 
 def open_envelope(data: bytes) -> bytes:
     """Return the body bytes, or raise EnvelopeError naming the first check that failed."""
+    import hmac  # the launcher's side only: it loads OpenSSL, which the host need not
+
     if len(data) < HEADER_SIZE:
         raise EnvelopeError(
             "envelope-truncated", f"{len(data)} bytes is shorter than the {HEADER_SIZE}-byte header"

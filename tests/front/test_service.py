@@ -319,27 +319,40 @@ def test_the_service_refuses_a_caller_whose_namespaces_differ(
     assert "net namespace" in answer.get("refused", ""), answer
 
 
-def test_a_wrong_token_is_refused(service: Service, tmp_path: Path) -> None:
+def _ask_raw(service: Service, cwd: Path, message: str) -> dict[str, object]:
+    """The service's answer to one message sent as it is, with no fds: ``message`` is a
+    Python expression for its bytes, evaluated by the asking process (where ``wire`` is
+    imported)."""
     probe = textwrap.dedent(
-        """
-        import os, socket, sys
+        f"""
+        import os, socket
         from bvisor.front.service import paths, wire
         directory = paths.private_dir(paths.service_dir(), create=False)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sock.connect(os.path.join(directory, paths.SOCKET_NAME))
-        socket.send_fds(sock, [wire.encode({"v": 1, "token": "00" * 32, "status": True})], [])
+        socket.send_fds(sock, [{message}], [])
         print(sock.recv(65536).decode())
         """
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],
-        cwd=tmp_path,
+        cwd=cwd,
         env=service.env,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert "token does not match" in json.loads(out.stdout)["refused"]
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert isinstance(answer, dict)
+    return answer
+
+
+def test_a_wrong_token_is_refused(service: Service, tmp_path: Path) -> None:
+    answer = _ask_raw(
+        service, tmp_path, 'wire.encode({"v": 1, "token": "00" * 32, "status": True})'
+    )
+    assert "token does not match" in str(answer["refused"])
 
 
 def test_status_and_stop(service: Service, tmp_path: Path) -> None:
@@ -588,3 +601,36 @@ def test_without_a_runtime_dir_the_service_lives_in_home_not_tmp(
     for made in (tmp_path / ".cache" / "bvisor", tmp_path / ".cache" / "bvisor" / "serve"):
         assert made.stat().st_mode & 0o077 == 0, made
     assert paths.service_dirs() == (where,)
+
+
+def test_the_wire_is_json_as_the_json_module_writes_and_reads_it() -> None:
+    """The wire uses ``json``'s C half directly (the thin client imports no ``json``):
+    the bytes are exactly ``json.dumps``', and reading refuses what is not one object."""
+    from bvisor.front.service import wire
+
+    message: dict[str, object] = {
+        "v": 1,
+        "argv": ["run", "--", "/bin/echo", "caf\u00e9", "\udcff", 'q"\\\n'],
+        "env": [["A", "1"], ["B", ""]],
+        "fds": [0, 1, 2],
+        "stop": True,
+        "none": None,
+    }
+    encoded = wire.encode(message)
+    assert encoded == json.dumps(message, separators=(",", ":")).encode("ascii")
+    assert wire.decode(encoded) == message
+    for bad in (b"", b"[1]", b'{"a":1} ', b'{"a":1}{}', b'{"a":NaN}', b"\xff", b"[" * 100_000):
+        with pytest.raises(wire.WireError):
+            wire.decode(bad)
+
+
+def test_a_message_nested_past_the_recursion_limit_is_refused_not_fatal(
+    service: Service, tmp_path: Path
+) -> None:
+    """Before its token is checked, a message is parsed: one nested deeper than the
+    interpreter's recursion limit used to end the service (RecursionError is no
+    ValueError). It is refused like any other bad message, and the service stays."""
+    answer = _ask_raw(service, tmp_path, 'b"[" * 200_000')
+    assert "not a JSON message" in str(answer["refused"])
+    status = service.bvisor("serve", "--status", "--json", cwd=tmp_path)
+    assert status.returncode == 0 and json.loads(status.stdout)["pid"] == service.pid

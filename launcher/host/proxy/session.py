@@ -17,10 +17,10 @@ Per connection: read what is asked (:mod:`.requests`), judge it
 (:func:`bvisor.contract.netpolicy.judge`, resolving a listed name with the host's
 resolver and pinning the address judged), connect to exactly that address (never to an
 IPv4-compatible ``::a.b.c.d``, which a ``sit`` tunnel would carry to any IPv4 host), relay
-(:mod:`.relay`), and record one :class:`NetworkDecision` when the connection ends — through
-``on_decision`` (a caller's sink, as it happens) and in the result the report and the
-run's final ledger transaction are built from. A decision that cannot be recorded stops the proxy: no further
-connection is accepted (fail closed). At most :data:`MAX_DECISIONS` are made per run;
+(:mod:`.relay`), and record one :class:`NetworkDecision` when the connection ends —
+through ``on_decision`` (a caller's sink, as it happens) and in the result the report and
+the run's final ledger transaction are built from. A decision that cannot be recorded
+stops the proxy: no further connection is accepted (fail closed). At most :data:`MAX_DECISIONS` are made per run;
 then the listener is closed, so the report stays bounded and nothing goes unrecorded.
 
 With a resolver (``linux.netdns.v1``, rules v3) a second socket arrives after the

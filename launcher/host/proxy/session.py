@@ -21,7 +21,8 @@ IPv4-compatible ``::a.b.c.d``, which a ``sit`` tunnel would carry to any IPv4 ho
 through ``on_decision`` (a caller's sink, as it happens) and in the result the report and
 the run's final ledger transaction are built from. A decision that cannot be recorded
 stops the proxy: no further connection is accepted (fail closed). At most
-:data:`MAX_DECISIONS` are made per run; then the listener is closed, so the report stays bounded and nothing goes unrecorded.
+:data:`MAX_DECISIONS` are made per run; then the listener is closed, so the report stays
+bounded and nothing goes unrecorded.
 
 With a resolver (``linux.netdns.v1``, rules v3) a second socket arrives after the
 listener, a UDP one bound to ``127.0.0.1:<port>`` in the workload's namespace, checked the

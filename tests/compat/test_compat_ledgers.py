@@ -92,6 +92,15 @@ def test_the_v2_ledger_exercises_what_v2_added(tmp_path: Path) -> None:
     assert {"completed", "failed", "timeout"} <= outcomes, outcomes
 
 
+def test_the_v3_ledger_exercises_what_v3_added(tmp_path: Path) -> None:
+    (v3,) = [p for p in RECORDED if p.name.startswith("v3-")]
+    events = _events(v3, tmp_path)
+    vias = {p["decision"]["via"] for kind, p in events if kind == "network.decision"}
+    assert {"dns", "http"} <= vias, vias
+    entries = {p["entry"]["id"] for kind, p in events if kind == "lowering.entry"}
+    assert "linux.netdns.v1" in entries, entries
+
+
 @pytest.mark.parametrize("recorded", RECORDED, ids=[p.name for p in RECORDED])
 def test_an_old_ledger_verifies_and_every_run_replays(recorded: Path, tmp_path: Path) -> None:
     path = _copy(recorded, tmp_path)

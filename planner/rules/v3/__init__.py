@@ -8,9 +8,8 @@ listed names only), and — with a private root — a generated ``/etc/resolv.co
 v2, with v2's ceiling but for the allow list's cell, which now says what the resolver
 does.
 
-Unreleased until a commit records ``tests/compat/ledgers/v3-<commit>`` and sets
-``released_at``; then frozen like v1 and v2, its golden vectors
-(``tests/vectors/planner/v3/``) byte-identical.
+Released at ``0c7aac4`` (which recorded ``tests/compat/ledgers/v3-0c7aac4``); from now on
+frozen like v1 and v2, its golden vectors (``tests/vectors/planner/v3/``) byte-identical.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ __all__ = ["RULES"]
 
 RULES = Rules(
     version=RULES_VERSION,
-    released_at="unreleased",
+    released_at="0c7aac4",
     ceiling=linux_ceiling,
     admit=admit,
     select=select_primitives,

@@ -74,7 +74,13 @@ from typing import Any
 
 from bvisor.launcher.basement import memfd
 
-__all__ = ["SeccompError", "SeccompProgram", "build_filter", "seccomp_filter_available"]
+__all__ = [
+    "SeccompError",
+    "SeccompProgram",
+    "build_filter",
+    "seccomp_filter_available",
+    "warm",
+]
 
 
 SCMP_ACT_KILL_PROCESS = 0x80000000
@@ -231,6 +237,16 @@ def _library() -> Any:
         except OSError as exc:
             raise SeccompError(errno.ENOSYS, f"libseccomp.so.2 cannot be loaded: {exc}") from None
     return _lib
+
+
+def warm() -> None:
+    """Load libseccomp and build one throwaway filter, so that a process forked from this
+    one (a resident launcher's run) finds the library mapped, its ABI module imported and
+    the kernel's seccomp API level already asked, instead of paying for it on every run.
+    A missing library is not an error here: the run that needs it says so.
+    """
+    with contextlib.suppress(SeccompError):
+        build_filter(deny_new_tasks=False, deny_sockets=True)
 
 
 def seccomp_filter_available() -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib
 import os
 import select
 import signal
@@ -70,8 +71,7 @@ def serve() -> int:
     entry_fd = os.environ.get(LAUNCHER_FD_ENV, "")
     keep = {0, 1, 2, start.fileno(), *([int(entry_fd)] if entry_fd.isdigit() else [])}
     _close_all_but(keep)
-    window.load()  # everything a run needs, loaded (and so measured) before the hello
-    seccomp.ensure_generated()
+    _warm()
     measured = LauncherIdentity.measure()
     measured.resident_pid = os.getpid()
     start.send(
@@ -100,6 +100,21 @@ def serve() -> int:
             _kill(run.pid)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(run.pid, 0)
+
+
+def _warm() -> None:
+    """Load everything a run needs before the hello, so that it is measured with the rest
+    and no run's fork imports, maps or probes anything on its own: the child window,
+    libseccomp with its ABI module (and the kernel's seccomp API level, asked once), the
+    ``ascii`` codec the launcher reads ``/proc`` with and the ``resource`` module
+    ``os.wait4`` builds its usage from."""
+    import codecs
+
+    window.load()
+    seccomp.ensure_generated()
+    seccomp.warm()
+    codecs.lookup("ascii")
+    importlib.import_module("resource")
 
 
 def _take_request(

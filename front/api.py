@@ -77,6 +77,11 @@ def _ledger_location(choice: Ledger | str | os.PathLike[str] | Literal[False] | 
     return os.fspath(choice if choice is not None else default_ledger_path())
 
 
+def _holds_ledger(where: str) -> bool:
+    """Does ``where`` already hold a ledger's files (so opening it creates none)?"""
+    return all(os.path.isfile(os.path.join(where, name)) for name in ("data.mdb", "lock.mdb"))
+
+
 def _signing_key(key: str | os.PathLike[str] | Literal[False] | None) -> tuple[Signer, str] | None:
     """The configured checkpoint key and its path (see module), loaded before anything runs."""
     if key is False:
@@ -250,6 +255,9 @@ def run_confined(
             )
         raise
     where = _ledger_location(ledger)
+    # Opening a ledger that is already there changes nothing these checks judge (its
+    # directory, files, inodes and mount): the runner need not make them again.
+    exists = where is None or _holds_ledger(where)
     # Before the ledger is created: a run refused for these must change nothing.
     refuse_if_code_reachable(plan, chosen.launcher_path)
     if where is not None:
@@ -274,4 +282,5 @@ def run_confined(
         stdio=stdio,
         artifact_dir=artifact_dir,
         rerun_of=rerun_of,
+        reach_checked=exists,
     )

@@ -186,10 +186,19 @@ class BoundaryRunner:
         stdio: HostStdio | None = None,
         artifact_dir: str | os.PathLike[str] | None = None,
         rerun_of: RerunLink | None = None,
+        reach_checked: bool = False,
     ) -> SealedReport:
         """Run ``plan`` and return its sealed report.
 
         ``rerun_of``: the recorded run this one re-executes (``bvisor-replay --rerun``).
+
+        ``reach_checked``: the caller has just made the refusals this method makes first
+        (code, ledger and artifacts out of the plan's reach, :mod:`.reach`) against this
+        plan, this backend's launcher, the sink's ledger as it is now and ``artifact_dir``,
+        so they are not made twice. ``run_confined`` makes them before it opens the
+        ledger, and says so only when opening created nothing: a ledger made by that
+        open has an identity (inode, mount) the earlier check could not judge, so it is
+        judged again here.
 
         ``on_phase`` sees each launcher line as it arrives (index, line), for progress;
         ``artifact_dir``: where a plan that commits its outputs puts them (see
@@ -208,11 +217,12 @@ class BoundaryRunner:
                 on_phase(arrived, line)
             arrived += 1
 
-        refuse_if_code_reachable(plan, backend.launcher_path)
-        ledger_path = getattr(sink, "path", None)
-        if isinstance(ledger_path, str):
-            refuse_if_plan_reaches(ledger_path, plan)
-        refuse_if_artifacts_reachable(artifact_dir or default_artifacts_path(), plan)
+        if not reach_checked:
+            refuse_if_code_reachable(plan, backend.launcher_path)
+            ledger_path = getattr(sink, "path", None)
+            if isinstance(ledger_path, str):
+                refuse_if_plan_reaches(ledger_path, plan)
+            refuse_if_artifacts_reachable(artifact_dir or default_artifacts_path(), plan)
         if sink is not None:
             sink.append_many(
                 [(events.PLAN_ADMITTED, events.admitted_payload(plan, attempt, rerun_of), attempt)]

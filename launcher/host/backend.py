@@ -172,11 +172,19 @@ class LinuxBackend:
         stdio: HostStdio | None = None,
         artifact_dir: str | os.PathLike[str] | None = None,
         on_network_decision: DecisionSink | None = None,
+        before_child: Callable[[], None] | None = None,
     ) -> Execution:
         """Run ``plan`` for real. Never raises for a run that went wrong: it says so.
 
         ``on_finished`` (the runner's seal-and-record) runs right after teardown inside the
         same held-signal block, so no stop signal can land between the two.
+
+        ``before_child`` (the runner's record of the plan) is called exactly once, before
+        any child of the run exists and before ``on_finished``: while the launcher
+        verifies the plan (``LaunchOptions.before_child``), or — a run that ends before
+        its launcher starts, or that commits its outputs (their staging directory outlives
+        the process) — before that. If it raises, the run is torn down, nothing is sealed
+        and its exception propagates.
 
         Standard input: when the plan lets the workload read stdin, the bytes of
         ``stdio.stdin`` (or ``stdin_fd``) are relayed into its stdin pipe — the caller's fd
@@ -194,12 +202,19 @@ class LinuxBackend:
         for hook in sorted(self._test_hooks):
             run.fact(fact_kinds.TEST_HOOK_ACTIVE, hook)
             run.findings.append(test_hook_finding(hook))
+        record = _Once(before_child)
+
+        def finished(execution: Execution) -> None:
+            record()  # the plan first, if the launcher never got to its gate
+            if on_finished is not None:
+                on_finished(execution)
+
         try:
             lowered = lowered_params(plan)
         except LoweringParamsError as exc:
             run.fact(fact_kinds.LOWERING_PARAMS_INVALID, str(exc))
             _transcript_facts(run)
-            _settle(run, on_finished)
+            _settle(run, finished)
             return run
         run.observed.extend(lowering_facts(plan))
 
@@ -219,7 +234,7 @@ class LinuxBackend:
             run.outcome = Outcome.DENIED
             run.fact(fact_kinds.LAUNCH_REFUSED_BY_HOST, mismatch)
             _transcript_facts(run)
-            _settle(run, on_finished)
+            _settle(run, finished)
             return run
         source, tty = _stdin_source(run, host, streams is not None and streams.stdin)
         options = LaunchOptions(
@@ -232,6 +247,7 @@ class LinuxBackend:
             on_stdout=on_stdout,
             on_stderr=on_stderr,
             on_control_line=take_line,
+            before_child=record if before_child is not None else None,
         )
         cgroup: RunCgroup | None = None
         staging: artifacts.Staging | None = None
@@ -241,6 +257,7 @@ class LinuxBackend:
         proxies: list[ProxySession] = []
         try:
             if lowered.commits:
+                record()
                 staging = _prepare_staging(run, lowered, artifact_dir)
                 if staging is None:
                     return run
@@ -265,9 +282,10 @@ class LinuxBackend:
             run.interrupted = True
             run.stop_signal = signal_of(stop)
         finally:
+            # A plan that could not be recorded raises out of here, after the teardown.
             _settle(
                 run,
-                on_finished,
+                finished,
                 lambda: _finish(
                     run, plan, observation, cgroup, started, lowered, storage, staging, proxies
                 ),
@@ -342,6 +360,29 @@ class LinuxBackend:
             return None
         finally:
             prepared.close()
+
+
+class _Once:
+    """``callback`` called at most once; a second call repeats its exception, if it raised
+    one, and does nothing otherwise (the plan is recorded once, or the run goes no further).
+    """
+
+    def __init__(self, callback: Callable[[], None] | None) -> None:
+        self._callback = callback
+        self._done = False
+        self._failed: BaseException | None = None
+
+    def __call__(self) -> None:
+        if self._failed is not None:
+            raise self._failed
+        if self._done or self._callback is None:
+            return
+        self._done = True
+        try:
+            self._callback()
+        except BaseException as exc:
+            self._failed = exc
+            raise
 
 
 def _init_killer(run: Execution) -> Callable[[], None]:
@@ -496,7 +537,9 @@ def _finish(
     # Wall time runs until the launcher was seen gone (the watchdog notes the moment),
     # not until the streams are drained and the cgroup removed.
     ended = observation.launcher_exited_at if observation is not None else None
-    wall_micros = int(((ended or time.monotonic()) - started) * 1_000_000)
+    # Recording the plan while the launcher waited at its gate is not the run's time.
+    recorded = observation.recorded_for if observation is not None else 0.0
+    wall_micros = int(((ended or time.monotonic()) - started - recorded) * 1_000_000)
     for session in proxies or []:
         run.network = session.stop()
     usage = _CgroupUsage()

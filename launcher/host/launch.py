@@ -38,6 +38,7 @@ host made for this run, and the host relays between the pty's master and the cal
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import select
@@ -55,13 +56,14 @@ from bvisor.launcher.host import resident
 from bvisor.launcher.host.capture import Captured, LineSplitter, StreamSink
 from bvisor.launcher.host.relay import Outlet, PrivateFd, private_description
 from bvisor.launcher.host.terminal import Pty, is_terminal
-from bvisor.launcher.wire import envelope, identity, states
+from bvisor.launcher.wire import channel, envelope, identity, states
 from bvisor.launcher.wire.channel import CONTROL_FD_ENV, HOST_PID_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
 from bvisor.launcher.wire.protocol import MAX_SLOT, LaunchPlan
 
 __all__ = [
     "DEFAULT_STREAM_CAP",
     "AuthorityFd",
+    "LaunchAborted",
     "LaunchObservation",
     "LaunchOptions",
     "LaunchRefused",
@@ -80,6 +82,12 @@ _FLUSH_STALL_S = 0.25
 
 class LaunchRefused(ValueError):
     """The host refused to start the launcher (bad slots or fds); nothing was spawned."""
+
+
+class LaunchAborted(Exception):
+    """``LaunchOptions.before_child`` (or ``on_spawned``) raised, its exception the
+    ``__cause__``: the launcher was told at its gate, created no child, and was followed
+    to its end."""
 
 
 class _HasFileno(Protocol):
@@ -134,6 +142,14 @@ class LaunchOptions:
     instead of "no controlling terminal".
     ``spill_dir`` is where captured bytes past the in-memory head are kept (default
     ``$TMPDIR``).
+
+    ``before_child`` is called once the launcher has started, while it verifies the plan
+    and assembles the child's program; the launcher creates no child until it returns
+    (the gate of :mod:`bvisor.launcher.wire.channel`). The runner records the plan in it.
+    If it raises, the launcher is told, creates nothing and is followed to its end, and
+    :class:`LaunchAborted` is raised from what it raised. The time it took is not the
+    run's: the deadline moves by as much, and the observation says how long
+    (``recorded_for``).
     """
 
     stdin_fd: int | None = None
@@ -153,6 +169,7 @@ class LaunchOptions:
     stderr_outlet: Outlet | None = None
     tty: Pty | None = None
     spill_dir: str | None = None
+    before_child: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +222,7 @@ class LaunchObservation:
     launcher_exited_at: float | None = None
     deadline_fired_at: float | None = None
     relay: RelayReport = field(default_factory=RelayReport)
+    recorded_for: float = 0.0  # seconds ``before_child`` took (not the run's time)
 
     @property
     def captured_stdout(self) -> bytes:
@@ -305,6 +323,7 @@ def run_launcher_payload(
     except OSError as exc:
         raise LaunchRefused(f"launcher {path!r} cannot be opened: {exc.strerror}") from None
     opened: list[int] = [launcher_fd]
+    gate_w: int | None = None
     stdin_outlet: Outlet | None = None
     source: PrivateFd | None = None
     try:
@@ -340,11 +359,11 @@ def run_launcher_payload(
         control_r, control_w = os.pipe2(os.O_CLOEXEC)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
         readers = [control_r, out_r, err_r]
-        writers = [control_w, out_w, err_w]
-        opened += writers
+        opened += [control_w, out_w, err_w, gate_r]  # the launcher's ends
         base = max(slots, default=2) + 1
-        plan_slot, control_slot, launcher_slot = base, base + 1, base + 2
+        plan_slot, control_slot, launcher_slot, gate_slot = base, base + 1, base + 2, base + 3
         if opts.tty is not None:
             slave = opts.tty.slave
             placements = [(slave, 0), (slave, 1), (slave, 2)]
@@ -360,11 +379,13 @@ def run_launcher_payload(
             (plan_fd, plan_slot),
             (control_w, control_slot),
             (launcher_fd, launcher_slot),
+            (gate_r, gate_slot),
         ]
         env = {
             PLAN_FD_ENV: str(plan_slot),
             CONTROL_FD_ENV: str(control_slot),
             LAUNCHER_FD_ENV: str(launcher_slot),
+            channel.GATE_FD_ENV: str(gate_slot),
             HOST_PID_ENV: str(os.getpid()),
         }
         try:
@@ -374,6 +395,8 @@ def run_launcher_payload(
                 os.close(fd)
             raise
     except BaseException:
+        if gate_w is not None:
+            os.close(gate_w)
         if stdin_outlet is not None:
             stdin_outlet.close()
         if source is not None:
@@ -386,11 +409,33 @@ def run_launcher_payload(
             # The launcher holds the slave now; the host's copy would keep the master
             # from ever reading EOF (EIO) after the run.
             opts.tty.close_slave()
-    if opts.on_spawned is not None:
-        opts.on_spawned(child.pid)
-    return _observe(
-        child, readers, opts, launcher_identity, test_hooks, _StdinRelay(source, stdin_outlet)
-    )
+    relay = _StdinRelay(source, stdin_outlet)
+    try:
+        if opts.on_spawned is not None:
+            opts.on_spawned(child.pid)
+        spent = _open_gate(gate_w, opts.before_child)
+    except BaseException as exc:
+        # The gate closed without opening: the launcher creates nothing and ends.
+        _observe(child, readers, opts, launcher_identity, test_hooks, relay)
+        raise LaunchAborted(f"the launch was abandoned before any child: {exc!r}") from exc
+    if spent and opts.deadline is not None:
+        opts = dataclasses.replace(opts, deadline=opts.deadline + spent)
+    observation = _observe(child, readers, opts, launcher_identity, test_hooks, relay)
+    return dataclasses.replace(observation, recorded_for=spent)
+
+
+def _open_gate(gate: int, before_child: Callable[[], None] | None) -> float:
+    """Run ``before_child`` (always closing the gate), then open it; the seconds it took."""
+    started = time.monotonic()
+    try:
+        if before_child is not None:
+            before_child()
+        spent = time.monotonic() - started if before_child is not None else 0.0
+        with contextlib.suppress(BrokenPipeError):  # the launcher already ended (refused)
+            os.write(gate, channel.GATE_OPEN)
+        return spent
+    finally:
+        os.close(gate)
 
 
 class _LauncherChild(Protocol):
@@ -456,7 +501,12 @@ def _start(
             launcher_slot = int(env[LAUNCHER_FD_ENV])
             handed = [(fd, slot) for fd, slot in placements if slot != launcher_slot]
             try:
-                return keeper.submit(handed, int(env[PLAN_FD_ENV]), int(env[CONTROL_FD_ENV]))
+                return keeper.submit(
+                    handed,
+                    int(env[PLAN_FD_ENV]),
+                    int(env[CONTROL_FD_ENV]),
+                    int(env[channel.GATE_FD_ENV]),
+                )
             except resident.ResidentGone:
                 pass  # the run was not handed over: start it fresh
     pid = hostspawn.spawn_with_fds(

@@ -193,10 +193,16 @@ class ResidentLauncher:
         ready, _, _ = select.select([self._pidfd], [], [], 0)
         return not ready
 
-    def submit(self, placements: Sequence[tuple[int, int]], plan: int, control: int) -> ResidentRun:
+    def submit(
+        self,
+        placements: Sequence[tuple[int, int]],
+        plan: int,
+        control: int,
+        gate: int | None = None,
+    ) -> ResidentRun:
         """Hand a run over: each (fd, slot) placed in a launcher forked for it."""
         host_end, child_end = _socketpair()
-        request = wire.Request([slot for _, slot in placements], plan, control)
+        request = wire.Request([slot for _, slot in placements], plan, control, gate)
         try:
             socket.send_fds(
                 self._sock,

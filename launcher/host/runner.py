@@ -2,7 +2,7 @@
 
 Recording order is the evidence grammar replay checks (DESIGN.md §6/§7):
 
-    commit 1, durable before the workload can start:
+    commit 1, durable before the run's first child is created:
     plan.admitted
     lowering.entry  x N      one per schedule entry, with its parameters
     commit 2, at the end:
@@ -15,12 +15,16 @@ Recording order is the evidence grammar replay checks (DESIGN.md §6/§7):
 
 Two durable commits per run, whatever the run does: a commit costs an fsync (15 ms at
 best, over 100 ms under disk contention), and one per launcher line made recording the
-largest part of a short run. The launcher's lines are kept in memory until the report is
-sealed and then written with it in one transaction. What a host crash mid-run leaves is
-therefore an *incomplete run*: its ``plan.admitted`` and lowering entries and nothing else
-(replay names it incomplete) — never a damaged ledger, because each commit is one LMDB
-transaction. The lines lost with the crash are the launcher's own account of a run that
-never reached a report; nothing sealed is ever lost.
+largest part of a short run. The first is written while the launcher verifies the plan
+and assembles the child's program, which waits at its gate for the record
+(:mod:`bvisor.launcher.wire.channel`): the workload still never starts before its plan is
+durable, and the first commit no longer adds its fsync to the run. The launcher's lines
+are kept in memory until the report is sealed and then written with it in one transaction.
+What a host crash mid-run leaves is therefore an *incomplete run*: its ``plan.admitted``
+and lowering entries and nothing else (replay names it incomplete) — never a damaged
+ledger, because each commit is one LMDB transaction. The lines lost with the crash are
+the launcher's own account of a run that never reached a report; nothing sealed is ever
+lost.
 
 The sink is anything with ``append(kind, payload, run_id)`` and ``append_many(items)`` —
 the ledger in production — so this module never imports the ledger (the dependency rules
@@ -223,11 +227,16 @@ class BoundaryRunner:
             if isinstance(ledger_path, str):
                 refuse_if_plan_reaches(ledger_path, plan)
             refuse_if_artifacts_reachable(artifact_dir or default_artifacts_path(), plan)
+        record_plan: Callable[[], None] | None = None
         if sink is not None:
-            sink.append_many(
-                [(events.PLAN_ADMITTED, events.admitted_payload(plan, attempt, rerun_of), attempt)]
-                + [(events.LOWERING_ENTRY, payload, attempt) for payload in lowering_payloads(plan)]
-            )
+            admitted = [
+                (events.PLAN_ADMITTED, events.admitted_payload(plan, attempt, rerun_of), attempt)
+            ] + [(events.LOWERING_ENTRY, payload, attempt) for payload in lowering_payloads(plan)]
+            recording = sink
+
+            def record_plan() -> None:
+                recording.append_many(admitted)
+
         sealed: list[SealedReport] = []
 
         def seal(execution: Execution) -> None:
@@ -249,6 +258,7 @@ class BoundaryRunner:
             on_finished=seal,
             stdio=stdio,
             artifact_dir=artifact_dir,
+            before_child=record_plan,
         )
         if execution.stop_signal is not None:
             raise interrupt_for(execution.stop_signal)

@@ -47,7 +47,14 @@ from bvisor.launcher.process.mechanisms import PREPARE
 from bvisor.launcher.process.program import Fault, Op, Program, state_groups
 from bvisor.launcher.process.verify import Refusal, Verified, verify_body
 from bvisor.launcher.wire import envelope, identity, states
-from bvisor.launcher.wire.channel import CONTROL_FD_ENV, HOST_PID_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
+from bvisor.launcher.wire.channel import (
+    CONTROL_FD_ENV,
+    GATE_FD_ENV,
+    GATE_OPEN,
+    HOST_PID_ENV,
+    LAUNCHER_FD_ENV,
+    PLAN_FD_ENV,
+)
 from bvisor.launcher.wire.protocol import DescriptorRole, LaunchBody, ProtocolError
 from bvisor.launcher.wire.resident import RESIDENT_FD_ENV
 
@@ -153,7 +160,9 @@ class Launcher:
             self._verify_handles(body)
             self.ctl.state(states.HANDLES_VERIFIED)
             self._close_on_exec(verified)
-            self._launch(self._assemble(verified))
+            program = self._assemble(verified)
+            self._await_gate()
+            self._launch(program)
         except Refusal as refusal:
             return self._finish_refused(refusal)
         except Fault as fault:
@@ -228,6 +237,36 @@ class Launcher:
             return LaunchBody.decode(body_bytes)
         except ProtocolError as exc:
             raise Refusal("body-malformed", str(exc)) from None
+
+    def _await_gate(self) -> None:
+        """Wait until the host has recorded the plan (:mod:`bvisor.launcher.wire.channel`).
+
+        No gate named: the host recorded the plan before it started this launcher. A gate
+        that is not a pipe to read, or that ends without the byte, creates nothing.
+        """
+        raw = os.environ.get(GATE_FD_ENV)
+        if raw is None:
+            return
+        if not raw.isdigit():
+            raise Refusal("gate-invalid", f"{GATE_FD_ENV} is not set to an fd number")
+        gate = int(raw)
+        try:
+            facts = fds.inspect(gate)
+            if facts.kind != "Fifo" or facts.access != "read":
+                raise Refusal("gate-invalid", f"gate fd {gate} is a {facts.kind} ({facts.access})")
+            opened = os.read(gate, len(GATE_OPEN))
+        except OSError as exc:
+            raise Refusal("gate-invalid", f"gate fd {gate}: {exc.strerror}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(gate)
+        if opened != GATE_OPEN:
+            raise Fault(
+                "launcher",
+                errno.ECANCELED,
+                "the host did not record the plan (it could not, or it was stopped): "
+                "no child was created",
+            )
 
     def _verify_handles(self, body: LaunchBody) -> None:
         for slot in body.descriptor_table:

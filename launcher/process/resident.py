@@ -36,7 +36,7 @@ from bvisor.fdtable import open_fds
 from bvisor.launcher.basement import lifeline, seccomp, window
 from bvisor.launcher.process.main import Control, Launcher, LauncherIdentity
 from bvisor.launcher.wire import resident as wire
-from bvisor.launcher.wire.channel import CONTROL_FD_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
+from bvisor.launcher.wire.channel import CONTROL_FD_ENV, GATE_FD_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
 
 __all__ = ["serve"]
 
@@ -230,6 +230,8 @@ def _become_run(
         os.environ.clear()
         os.environ[PLAN_FD_ENV] = str(request.plan)
         os.environ[CONTROL_FD_ENV] = str(request.control)
+        if request.gate is not None:
+            os.environ[GATE_FD_ENV] = str(request.gate)
         code = Launcher(Control(request.control), measured).run()
     except BaseException:
         code = 4

@@ -14,12 +14,14 @@ run the resident starts repeats both in its transcript, exactly as a fresh launc
 
 One run, host to launcher on the start socket, with fds ``[reply, *placed]``::
 
-    REQUEST b"R" + canonical {"slots": [int, ...], "plan": int, "control": int}
+    REQUEST b"R" + canonical {"slots": [int, ...], "plan": int, "control": int, "gate": int}
 
 ``placed[i]`` goes to fd number ``slots[i]`` in the run's launcher, which the resident
-forks for it (in its own process group); ``plan`` and ``control`` name which of those
-slots are the sealed launch envelope and the control channel (the variables of
-:mod:`bvisor.launcher.wire.channel`); ``reply`` is the run's own socket pair, on which
+forks for it (in its own process group); ``plan``, ``control`` and ``gate`` name which of
+those slots are the sealed launch envelope, the control channel and the gate (the
+variables of :mod:`bvisor.launcher.wire.channel`; ``gate`` may be left out, as by a host
+that records the plan before it hands the run over); ``reply`` is the run's own socket
+pair, on which
 the rest of the run's conversation happens, so runs never share a channel:
 
     SPAWNED b"P" + pid (8 bytes, little-endian)   launcher -> host: the run's launcher
@@ -101,39 +103,48 @@ def decode_hello(message: bytes) -> dict[str, object]:
 
 
 class Request:
-    """Where a run's fds go, and which of them are its plan and control channel."""
+    """Where a run's fds go, and which of them are its plan, control channel and gate."""
 
-    __slots__ = ("control", "plan", "slots")
+    __slots__ = ("control", "gate", "plan", "slots")
 
-    def __init__(self, slots: list[int], plan: int, control: int) -> None:
+    def __init__(self, slots: list[int], plan: int, control: int, gate: int | None = None):
         self.slots = slots
         self.plan = plan
         self.control = control
+        self.gate = gate
 
 
 def encode_request(request: Request) -> bytes:
-    return REQUEST + canonical.encode(
-        {"slots": request.slots, "plan": request.plan, "control": request.control}
-    )
+    value: dict[str, canonical.Value] = {
+        "slots": request.slots,
+        "plan": request.plan,
+        "control": request.control,
+    }
+    if request.gate is not None:
+        value["gate"] = request.gate
+    return REQUEST + canonical.encode(value)
 
 
 def decode_request(message: bytes, fd_count: int) -> Request:
     """The request that came with ``fd_count`` fds (the reply socket included)."""
     value = _body(message, REQUEST, "request")
-    if set(value) != {"slots", "plan", "control"}:
-        raise WireError(f"request has fields {sorted(value)}, not slots, plan, control")
+    if set(value) - {"gate"} != {"slots", "plan", "control"}:
+        raise WireError(f"request has fields {sorted(value)}, not slots, plan, control, gate")
     slots, plan, control = value["slots"], value["plan"], value["control"]
+    gate = value.get("gate")
     if not isinstance(slots, list) or not all(_is_fd_number(s) for s in slots):
         raise WireError("request slots must be fd numbers")
     if len(set(slots)) != len(slots):
         raise WireError("request places two fds at one number")
     if len(slots) > MAX_PLACED or fd_count != len(slots) + 1:
         raise WireError(f"request names {len(slots)} slots but carried {fd_count} fds")
-    if not isinstance(plan, int) or not isinstance(control, int) or plan == control:
-        raise WireError("request plan and control must be two fd numbers")
-    if plan not in slots or control not in slots or min(plan, control) < 3:
-        raise WireError("request plan and control must be placed slots above stdio")
-    return Request([int(s) for s in slots], plan, control)
+    named = [plan, control] + ([] if gate is None else [gate])
+    numbers = [n for n in named if isinstance(n, int) and _is_fd_number(n)]
+    if len(numbers) != len(named) or len(set(numbers)) != len(numbers):
+        raise WireError("request plan, control and gate must be different fd numbers")
+    if not all(n in slots and n >= 3 for n in numbers):
+        raise WireError("request plan, control and gate must be placed slots above stdio")
+    return Request([int(s) for s in slots], *numbers)
 
 
 def _is_fd_number(value: object) -> bool:

@@ -9,10 +9,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bvisor.digest import Purpose, digest_bytes
 from bvisor.front.api import run_confined
 from bvisor.launcher.host.runner import STREAM_CHUNK_BYTES, stream_chunks
 from bvisor.ledger import Ledger
+from bvisor.ledger.errors import LedgerDiskFullError
 from tests.e2e.helpers import (
     descendants_spec,
     find_pids_with,
@@ -116,3 +119,36 @@ def test_a_run_is_two_durable_commits(tmp_path: Path) -> None:
     assert first[0] == "plan.admitted" and set(first[1:]) == {"lowering.entry"}
     assert second[0] == "launcher.phase" and second[-1] == "report.sealed"
     assert recorded == first + second
+
+
+class FullDiskSink:
+    """A ledger whose every commit fails, as on a full disk."""
+
+    def __init__(self) -> None:
+        self.commits = 0
+
+    def append(self, kind: str, payload: Any, run_id: bytes | None = None) -> object:
+        return self.append_many([(kind, payload, run_id)])
+
+    def append_many(self, items: Iterable[tuple[str, Any, bytes | None]]) -> object:
+        list(items)
+        self.commits += 1
+        raise LedgerDiskFullError("no space left on the ledger's disk (simulated)")
+
+
+def test_a_plan_that_cannot_be_recorded_creates_no_child(tmp_path: Path) -> None:
+    """The first commit is written while the launcher verifies; the launcher waits for it
+    at its gate, so a plan that cannot be recorded never gets a child, let alone a run."""
+    ran = tmp_path / "ran"
+    sink = FullDiskSink()
+    lines: list[str] = []
+    with pytest.raises(LedgerDiskFullError):
+        run_execute(
+            descendants_spec(["-c", f"touch {ran}"]),
+            sink=sink,
+            on_phase=lambda _index, line: lines.append(line),
+        )
+    assert not ran.exists()
+    assert sink.commits == 1, "nothing may be sealed after a plan that was not recorded"
+    assert "ChildCreated" not in lines and lines[-1] == "SetupFaulted", lines
+    assert any("did not record the plan" in line for line in lines), lines

@@ -164,6 +164,49 @@ def _text_at(data: bytes, offset: int) -> str:
 
 def check_value(value: object, path: str = "$", depth: int = 0) -> None:
     """Raise CanonicalError (naming the path) unless ``value`` is encodable canonically."""
+    if _plainly_encodable(value, depth):
+        return
+    _check_naming(value, path, depth)
+
+
+def _plainly_encodable(value: object, depth: int) -> bool:
+    """True when ``value`` is made only of the exact built-in types :func:`check_value`
+    accepts, within its bounds; False leaves the verdict (and the path in its message)
+    to :func:`_check_naming`, which also judges subclasses. Every value a run encodes is
+    plain, and building a path for each of its items was most of the cost of a check."""
+    if depth > MAX_DEPTH:
+        return False
+    if type(value) is str:
+        return value.isascii() or _utf8(value)
+    if type(value) is int:
+        return _NINT64_MIN <= value <= _UINT64_MAX
+    if value is None or type(value) is bool or type(value) is bytes:
+        return True
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str or not (key.isascii() or _utf8(key)):
+                return False
+            if not _plainly_encodable(item, depth + 1):
+                return False
+        return True
+    if type(value) is list or type(value) is tuple:
+        for item in value:  # noqa: SIM110 - a loop: all() over a generator is half as fast
+            if not _plainly_encodable(item, depth + 1):
+                return False
+        return True
+    return False
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_naming(value: object, path: str = "$", depth: int = 0) -> None:
+    """The check itself, naming the path of the first value it refuses."""
     if depth > MAX_DEPTH:
         raise CanonicalError(f"{path}: nesting deeper than {MAX_DEPTH}")
     if value is None or isinstance(value, bool):
@@ -181,7 +224,7 @@ def check_value(value: object, path: str = "$", depth: int = 0) -> None:
         return
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            check_value(item, f"{path}[{index}]", depth + 1)
+            _check_naming(item, f"{path}[{index}]", depth + 1)
         return
     if isinstance(value, dict):
         for key, item in value.items():
@@ -193,7 +236,7 @@ def check_value(value: object, path: str = "$", depth: int = 0) -> None:
                 raise CanonicalError(
                     f"{path}: map key {key!r} is not valid UTF-8 ({exc.reason})"
                 ) from None
-            check_value(item, f"{path}.{key}", depth + 1)
+            _check_naming(item, f"{path}.{key}", depth + 1)
         return
     raise CanonicalError(f"{path}: {type(value).__name__} has no canonical encoding")
 

@@ -323,3 +323,36 @@ def mutated_encodings(draw: st.DrawFn) -> bytes:
 @given(mutated_encodings())
 def test_mutated_encodings_raise_only_canonical_error(data: bytes) -> None:
     decode_or_error(data)
+
+
+# Anything at all: what the encoder refuses (floats, sets, integers past 64 bits, lone
+# surrogates, keys that are not text, str and dict subclasses) mixed in with what it takes.
+class _Text(str):
+    pass
+
+
+anything = st.recursive(
+    st.one_of(
+        scalars,
+        st.floats(allow_nan=False),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.text(alphabet=st.characters(blacklist_categories=()), max_size=4),
+        st.builds(_Text, st.text(max_size=4)),
+        st.frozensets(st.integers(), max_size=2),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner, inner),
+        st.dictionaries(st.one_of(keys, st.integers(), st.builds(_Text, keys)), inner, max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+@PROPERTY
+@given(anything)
+def test_the_quick_check_never_takes_what_the_naming_check_refuses(value: object) -> None:
+    from bvisor import canonical
+
+    if canonical._plainly_encodable(value, 0):
+        canonical._check_naming(value)  # raises if the quick check was wrong

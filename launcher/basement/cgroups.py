@@ -193,7 +193,14 @@ class RunCgroup:
         return self.tasks()
 
     def start_sampler(self, interval_s: float = 0.01) -> None:
-        """Sample the task count so a peak is known even without a kernel pids.peak."""
+        """Sample the task count so a peak is known even without a kernel pids.peak.
+
+        Where the kernel keeps pids.peak no thread is started: the kernel's high-water
+        mark of the same count is never below a sample of it, so :meth:`peak_pids` would
+        be the kernel's anyway.
+        """
+        if self._peak_file() is not None:
+            return
 
         def sample() -> None:
             while not self._stop.wait(interval_s):
@@ -219,9 +226,13 @@ class RunCgroup:
 
     def kernel_peak_pids(self) -> int | None:
         """pids.peak, the kernel's own high-water mark of tasks, where there is one."""
+        peak = self._peak_file()
+        return None if peak is None else _read_int(peak)
+
+    def _peak_file(self) -> Path | None:
         for leaf in (self.v1_leaves.get("pids"), self.v2_leaf):
             if leaf is not None and (leaf / "pids.peak").exists():
-                return _read_int(leaf / "pids.peak")
+                return leaf / "pids.peak"
         return None
 
     def cpu_usage_usec(self) -> int | None:

@@ -601,7 +601,8 @@ class _Watchdog:
         self._thread = threading.Thread(target=self._run, name="bvisor-deadline", daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        if self._deadline is not None:  # without one the thread would have nothing to do
+            self._thread.start()
 
     def _wait_exit(self, until: float) -> bool | None:
         """True: the launcher exited; False: ``until`` came; None: asked to stop."""

@@ -8,7 +8,13 @@ a. ``run_confined`` of the default spec (full boundary, durable ledger) running
    ``bwrap --unshare-all --die-with-parent --dev /dev --proc /proc`` with ``--ro-bind / /``
    added: without a root bind bubblewrap's new root is an empty tmpfs and it cannot exec
    ``/bin/true`` at all (it fails on this host), so the bind is what makes the reference
-   run the same program.
+   run the same program. Two reference rows say how much of the gap is the durability a
+   run must have, measured in the same loop on the ledger's filesystem: a run's two
+   durable LMDB commits without bvisor (two transactions of one record each, of the bytes
+   a default run's commits hold, in an environment opened as the ledger opens its store:
+   ``sync``, ``metasync``; the first is written while the launcher verifies, so on a disk
+   that keeps up only the second adds to a run's time), and the raw floor of this disk,
+   a 4 KiB ``pwrite`` and ``fdatasync``.
 b. ``bvisor run -- /bin/true`` as a command, through ``bvisor serve`` (started on demand,
    in a private runtime directory of this script so no other service is used) and with
    ``BVISOR_SERVE=0``, against the same bubblewrap command, alternating in one loop; target
@@ -219,6 +225,38 @@ class Context:
 # -- rows ----------------------------------------------------------------------------
 
 
+# Bytes of the records in each of a default /bin/true run's commits (plan and lowering;
+# launcher lines, terminal, streams and report), as measured on the ledger.
+RUN_COMMIT_BYTES = (24_000, 19_000)
+
+
+class DurableFloor:
+    """What durability costs on the ledger's filesystem, without bvisor: a run's two LMDB
+    commits (of a run's bytes, opened as the ledger opens its store), a raw fdatasync."""
+
+    def __init__(self, directory: Path) -> None:
+        import lmdb
+
+        directory.mkdir()
+        self._env = lmdb.open(str(directory / "lmdb"), map_size=1 << 30, sync=True, metasync=True)
+        self._fd = os.open(directory / "raw", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._count = 0
+
+    def commits(self) -> None:
+        for size in RUN_COMMIT_BYTES:
+            self._count += 1
+            with self._env.begin(write=True) as txn:
+                txn.put(self._count.to_bytes(8, "big"), os.urandom(size))
+
+    def fdatasync(self) -> None:
+        os.pwrite(self._fd, b"x" * 4096, 0)
+        os.fdatasync(self._fd)
+
+    def close(self) -> None:
+        self._env.close()
+        os.close(self._fd)
+
+
 def row_a(ctx: Context, table: Table, runs: int) -> None:
     from bvisor.contract import Outcome
     from bvisor.front.api import run_confined
@@ -230,8 +268,21 @@ def row_a(ctx: Context, table: Table, runs: int) -> None:
         report = run_confined(spec, ledger=ctx.ledger)
         assert report.body.outcome is Outcome.COMPLETED, report.body.observed
 
-    samples = interleaved({"bwrap": ctx.bwrap_true, "run_confined": confined}, runs)
-    ours, ref = statistics.median(samples["run_confined"]), statistics.median(samples["bwrap"])
+    floor = DurableFloor(ctx.scratch / "floor")
+    try:
+        samples = interleaved(
+            {
+                "bwrap": ctx.bwrap_true,
+                "run_confined": confined,
+                "commits": floor.commits,
+                "fdatasync": floor.fdatasync,
+            },
+            runs,
+        )
+    finally:
+        floor.close()
+    med = {name: statistics.median(values) for name, values in samples.items()}
+    ours, ref = med["run_confined"], med["bwrap"]
     table.add(
         "a",
         "run_confined /bin/true (default spec, ledger)",
@@ -240,6 +291,20 @@ def row_a(ctx: Context, table: Table, runs: int) -> None:
         ours / ref,
         "<= 1.0x",
         ours / ref <= 1.0,
+    )
+    table.add(
+        "a",
+        "a run's two durable LMDB commits, without bvisor",
+        ms(med["commits"]),
+        f"bwrap {ms(ref)}",
+        med["commits"] / ref,
+    )
+    table.add(
+        "a",
+        "4 KiB pwrite + fdatasync (this disk's floor)",
+        ms(med["fdatasync"]),
+        f"bwrap {ms(ref)}",
+        med["fdatasync"] / ref,
     )
 
 

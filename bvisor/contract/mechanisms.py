@@ -15,6 +15,7 @@ adds LANDLOCK_ACCESS_FS_TRUNCATE, without which a "read-only" root could be trun
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -660,6 +661,11 @@ def decl_value(primitive: Primitive) -> dict[str, canonical.Value]:
     }
 
 
+@functools.cache
 def decl_digest(primitive: Primitive) -> bytes:
-    """What a lowering entry's ``decl_digest`` must be; planner and launcher both check it."""
+    """What a lowering entry's ``decl_digest`` must be; planner and launcher both check it.
+
+    Kept once worked out: a declaration is frozen, and a launcher checks every entry's on
+    every run (the resident launcher works them all out before its first run).
+    """
     return digest_value(Purpose.PRIMITIVE_DECL, decl_value(primitive))

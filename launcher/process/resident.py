@@ -32,6 +32,7 @@ import signal
 import socket
 import struct
 
+from bvisor.contract import mechanisms as mech
 from bvisor.fdtable import open_fds
 from bvisor.launcher.basement import lifeline, seccomp, window
 from bvisor.launcher.process.main import Control, Launcher, LauncherIdentity
@@ -106,8 +107,9 @@ def _warm() -> None:
     """Load everything a run needs before the hello, so that it is measured with the rest
     and no run's fork imports, maps or probes anything on its own: the child window,
     libseccomp with its ABI module (and the kernel's seccomp API level, asked once), the
-    ``ascii`` codec the launcher reads ``/proc`` with and the ``resource`` module
-    ``os.wait4`` builds its usage from."""
+    ``ascii`` codec the launcher reads ``/proc`` with, the ``resource`` module
+    ``os.wait4`` builds its usage from, and the declaration digest of every mechanism (a
+    run checks each entry's)."""
     import codecs
 
     window.load()
@@ -115,6 +117,8 @@ def _warm() -> None:
     seccomp.warm()
     codecs.lookup("ascii")
     importlib.import_module("resource")
+    for primitive in mech.CATALOGUE:
+        mech.decl_digest(primitive)
 
 
 def _take_request(

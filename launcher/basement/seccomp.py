@@ -78,6 +78,7 @@ __all__ = [
     "SeccompError",
     "SeccompProgram",
     "build_filter",
+    "prebuild_one",
     "seccomp_filter_available",
     "warm",
 ]
@@ -240,13 +241,27 @@ def _library() -> Any:
 
 
 def warm() -> None:
-    """Load libseccomp and build one throwaway filter, so that a process forked from this
-    one (a resident launcher's run) finds the library mapped, its ABI module imported and
-    the kernel's seccomp API level already asked, instead of paying for it on every run.
-    A missing library is not an error here: the run that needs it says so.
+    """Load libseccomp and build one filter, so that a process forked from this one (a
+    resident launcher's run) finds the library mapped, its ABI module imported and the
+    kernel's seccomp API level already asked, instead of paying for it on every run. A
+    missing library is not an error here: the run that needs it says so.
     """
     with contextlib.suppress(SeccompError):
         build_filter(deny_new_tasks=False, deny_sockets=True)
+
+
+def prebuild_one() -> bool:
+    """Build (and keep) one more of the filters :func:`build_filter` can be asked for; False
+    once every one is kept. A resident launcher calls it while it has nothing else to do,
+    so that its runs' forks find their filter built."""
+    for flags in _FLAG_SETS:
+        if flags not in _built:
+            try:
+                _built[flags] = _build(*flags)
+            except SeccompError:
+                _built[flags] = None
+            return True
+    return False
 
 
 def seccomp_filter_available() -> bool:
@@ -270,6 +285,23 @@ def _check(rc: int, what: str) -> None:
         raise SeccompError(-rc, f"libseccomp {what}: {os.strerror(-rc)}")
 
 
+# deny_new_tasks, deny_sockets, threads_only, notify_denials, inet_sockets_only
+_Flags = tuple[bool, bool, bool, bool, bool]
+_FLAG_SETS: tuple[_Flags, ...] = tuple(
+    (tasks, sockets, threads, notify, inet)
+    for tasks in (False, True)
+    for threads in (False, True)
+    for sockets in (False, True)
+    for inet in (False, True)
+    for notify in (False, True)
+    if not (tasks and threads) and not (sockets and inet)
+)
+# What each set of flags built, kept: a program depends on nothing else (the library and
+# the architecture are this process's), and a SeccompProgram is immutable. None: that set
+# could not be built when tried (it is built again, and fails again, when asked for).
+_built: dict[_Flags, SeccompProgram | None] = {}
+
+
 def build_filter(
     *,
     deny_new_tasks: bool,
@@ -278,7 +310,22 @@ def build_filter(
     notify_denials: bool = False,
     inet_sockets_only: bool = False,
 ) -> SeccompProgram:
-    """Build, export and sanity-check the denylist program."""
+    """Build, export and sanity-check the denylist program (or hand back the one built
+    for the same flags before)."""
+    flags = (deny_new_tasks, deny_sockets, threads_only, notify_denials, inet_sockets_only)
+    kept = _built.get(flags)
+    if kept is None:
+        kept = _built[flags] = _build(*flags)
+    return kept
+
+
+def _build(
+    deny_new_tasks: bool,
+    deny_sockets: bool,
+    threads_only: bool,
+    notify_denials: bool,
+    inet_sockets_only: bool,
+) -> SeccompProgram:
     if deny_new_tasks and threads_only:
         raise SeccompError(errno.EINVAL, "deny_new_tasks and threads_only exclude each other")
     if deny_sockets and inet_sockets_only:

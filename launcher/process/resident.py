@@ -86,10 +86,18 @@ def serve() -> int:
     runs: dict[int, _Run] = {}  # by pidfd
     poller = select.poll()
     poller.register(start, select.POLLIN)
+    # The seccomp filters a run may ask for, built one at a time while idle — once a second
+    # run has come: a host that makes one run (a command) would pay for them and use one.
+    taken, prebuilt = 0, False
     try:
         while True:
-            for fd, events in poller.poll():
+            prebuilding = taken >= 2 and not prebuilt
+            ready = poller.poll(0 if prebuilding else None)
+            if not ready and prebuilding:
+                prebuilt = not seccomp.prebuild_one()
+            for fd, events in ready:
                 if fd == start.fileno():
+                    taken += 1
                     if not _take_request(start, measured, runs, poller):
                         return _EXIT_HOST_GONE
                 elif fd in runs:
@@ -109,7 +117,9 @@ def _warm() -> None:
     libseccomp with its ABI module (and the kernel's seccomp API level, asked once), the
     ``ascii`` codec the launcher reads ``/proc`` with, the ``resource`` module
     ``os.wait4`` builds its usage from, and the declaration digest of every mechanism (a
-    run checks each entry's)."""
+    run checks each entry's). From its second run on, the resident also builds every
+    seccomp filter a run can ask for while it has nothing else to do (a run then finds
+    its filter built, :func:`bvisor.launcher.basement.seccomp.prebuild_one`)."""
     import codecs
 
     window.load()

@@ -389,7 +389,7 @@ def run_launcher_payload(
             HOST_PID_ENV: str(os.getpid()),
         }
         try:
-            child = _start(opts, launcher_fd, launcher_identity, placements, env)
+            pending = _start(opts, launcher_fd, launcher_identity, placements, env)
         except OSError:
             for fd in readers:
                 os.close(fd)
@@ -410,32 +410,57 @@ def run_launcher_payload(
             # from ever reading EOF (EIO) after the run.
             opts.tty.close_slave()
     relay = _StdinRelay(source, stdin_outlet)
-    try:
-        if opts.on_spawned is not None:
-            opts.on_spawned(child.pid)
-        spent = _open_gate(gate_w, opts.before_child)
-    except BaseException as exc:
+    child, spent, failure = _through_gate(pending, gate_w, opts, readers, relay)
+    if failure is not None:
         # The gate closed without opening: the launcher creates nothing and ends.
         _observe(child, readers, opts, launcher_identity, test_hooks, relay)
-        raise LaunchAborted(f"the launch was abandoned before any child: {exc!r}") from exc
+        raise LaunchAborted(f"the launch was abandoned before any child: {failure!r}") from failure
     if spent and opts.deadline is not None:
         opts = dataclasses.replace(opts, deadline=opts.deadline + spent)
     observation = _observe(child, readers, opts, launcher_identity, test_hooks, relay)
     return dataclasses.replace(observation, recorded_for=spent)
 
 
-def _open_gate(gate: int, before_child: Callable[[], None] | None) -> float:
-    """Run ``before_child`` (always closing the gate), then open it; the seconds it took."""
-    started = time.monotonic()
+def _through_gate(
+    pending: _Pending,
+    gate: int,
+    opts: LaunchOptions,
+    readers: list[int],
+    relay: _StdinRelay,
+) -> tuple[_LauncherChild, float, BaseException | None]:
+    """``before_child`` while the launcher starts, then its start confirmed, then the gate
+    opened — or left shut (closed, always) when ``before_child`` or ``on_spawned`` raised,
+    which is returned. The seconds ``before_child`` took come back too."""
+    failure: BaseException | None = None
+    spent = 0.0
     try:
-        if before_child is not None:
-            before_child()
-        spent = time.monotonic() - started if before_child is not None else 0.0
-        with contextlib.suppress(BrokenPipeError):  # the launcher already ended (refused)
-            os.write(gate, channel.GATE_OPEN)
-        return spent
+        if opts.before_child is not None:
+            began = time.monotonic()
+            try:
+                opts.before_child()
+            except BaseException as exc:
+                failure = exc
+            spent = time.monotonic() - began
+        try:
+            child = pending.started()
+        except BaseException:
+            for fd in readers:
+                os.close(fd)
+            relay.close()
+            if failure is not None:
+                raise LaunchAborted(f"the launch was abandoned: {failure!r}") from failure
+            raise
+        if failure is None and opts.on_spawned is not None:
+            try:
+                opts.on_spawned(child.pid)
+            except BaseException as exc:
+                failure = exc
+        if failure is None:
+            with contextlib.suppress(BrokenPipeError):  # the launcher already ended (refused)
+                os.write(gate, channel.GATE_OPEN)
     finally:
         os.close(gate)
+    return child, spent, failure
 
 
 class _LauncherChild(Protocol):
@@ -451,6 +476,12 @@ class _LauncherChild(Protocol):
     def reap(self) -> int | None: ...
 
     def close(self) -> None: ...
+
+
+class _Pending(Protocol):
+    """A launcher asked for, not yet known to have started (a resident forks it)."""
+
+    def started(self) -> _LauncherChild: ...
 
 
 class _SpawnedLauncher:
@@ -477,6 +508,9 @@ class _SpawnedLauncher:
             os.close(self.pidfd)
             self.pidfd = None
 
+    def started(self) -> _SpawnedLauncher:
+        return self  # posix_spawn has returned: it has started
+
 
 def _start(
     opts: LaunchOptions,
@@ -484,13 +518,15 @@ def _start(
     launcher_identity: str,
     placements: list[tuple[int, int]],
     env: dict[str, str],
-) -> _LauncherChild:
+) -> _Pending:
     """Hand the run to this launcher file's resident, or spawn a launcher for it.
 
     Only runs in their own process group go to a resident; if the resident cannot be
     started or has died before taking the run, the run is spawned fresh (nothing of it
     had begun). Placements and variables are the same either way, less the launcher fd
-    (the resident hashed its own at start).
+    (the resident hashed its own at start). A run handed to a resident is confirmed
+    started later (:meth:`resident.HandedOver.started`): the host records the plan while
+    the resident forks.
     """
     if opts.own_process_group and resident.resident_enabled():
         try:

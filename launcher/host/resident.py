@@ -41,6 +41,7 @@ from bvisor.launcher.wire.channel import LAUNCHER_FD_ENV
 
 __all__ = [
     "RESIDENT_ENV",
+    "HandedOver",
     "ResidentGone",
     "ResidentLauncher",
     "ResidentRun",
@@ -199,8 +200,10 @@ class ResidentLauncher:
         plan: int,
         control: int,
         gate: int | None = None,
-    ) -> ResidentRun:
-        """Hand a run over: each (fd, slot) placed in a launcher forked for it."""
+    ) -> HandedOver:
+        """Hand a run over: each (fd, slot) placed in a launcher forked for it. Returns
+        once the request is sent (:class:`ResidentGone` if the resident took nothing);
+        :meth:`HandedOver.started` waits for the resident's word that it started."""
         host_end, child_end = _socketpair()
         request = wire.Request([slot for _, slot in placements], plan, control, gate)
         try:
@@ -214,6 +217,31 @@ class ResidentLauncher:
             raise ResidentGone(f"the resident launcher took no run: {exc.strerror}") from None
         finally:
             child_end.close()
+        return HandedOver(host_end)
+
+    def stop(self) -> None:
+        _stop(self.pid, self._pidfd, self._sock)
+
+    def _move_above(self, floor: int) -> None:
+        moved = socket.socket(fileno=fcntl.fcntl(self._sock.fileno(), fcntl.F_DUPFD_CLOEXEC, floor))
+        self._sock.close()  # same socket, still owned: its (st_dev, st_ino) is unchanged
+        self._sock = moved
+        pidfd = fcntl.fcntl(self._pidfd, fcntl.F_DUPFD_CLOEXEC, floor)
+        os.close(self._pidfd)
+        self._pidfd = pidfd
+
+
+class HandedOver:
+    """A run sent to a resident, its start not yet confirmed (the host does what it can
+    meanwhile: the resident forks the run's launcher)."""
+
+    def __init__(self, reply: socket.socket) -> None:
+        self._reply = reply
+
+    def started(self) -> ResidentRun:
+        """The run's launcher, once the resident says it forked it (:class:`RunLost`
+        if it refused, died or said nothing in time)."""
+        host_end = self._reply
         deadline = time.monotonic() + _SPAWN_TIMEOUT
         try:
             ready, _, _ = select.select([host_end], [], [], max(0.0, deadline - time.monotonic()))
@@ -228,17 +256,6 @@ class ResidentLauncher:
             _close(host_end)
             raise RunLost(f"the resident launcher did not start the run: {exc}") from None
         return ResidentRun(pid, host_end)
-
-    def stop(self) -> None:
-        _stop(self.pid, self._pidfd, self._sock)
-
-    def _move_above(self, floor: int) -> None:
-        moved = socket.socket(fileno=fcntl.fcntl(self._sock.fileno(), fcntl.F_DUPFD_CLOEXEC, floor))
-        self._sock.close()  # same socket, still owned: its (st_dev, st_ino) is unchanged
-        self._sock = moved
-        pidfd = fcntl.fcntl(self._pidfd, fcntl.F_DUPFD_CLOEXEC, floor)
-        os.close(self._pidfd)
-        self._pidfd = pidfd
 
 
 def resident_for(launcher_fd: int, entry: str) -> ResidentLauncher:

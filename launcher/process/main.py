@@ -247,7 +247,7 @@ class Launcher:
         raw = os.environ.get(GATE_FD_ENV)
         if raw is None:
             return
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):
             raise Refusal("gate-invalid", f"{GATE_FD_ENV} is not set to an fd number")
         gate = int(raw)
         try:

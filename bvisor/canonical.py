@@ -56,8 +56,10 @@ __all__ = [
     "check_value",
     "decode",
     "encode",
+    "map_spans",
     "reference_array_spans",
     "reference_decode",
+    "reference_map_spans",
     "validate",
 ]
 
@@ -68,7 +70,7 @@ MAX_DEPTH = 64
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 _UINT64_MAX = (1 << 64) - 1
 _NINT64_MIN = -(1 << 64)
-_ARRAY = 4
+_ARRAY, _MAP = 4, 5
 
 
 class Rule(Enum):
@@ -337,27 +339,50 @@ def array_spans(
     spans tile the array after its head: ``data[offset : offset + length]`` are an item's
     exact bytes, so a caller can hash or decode one item without touching the others.
     """
+    return _spans(data, max_items, max_bytes, _ARRAY)
+
+
+def map_spans(
+    data: bytes | bytearray | memoryview, *, max_entries: int, max_bytes: int = MAX_INPUT_BYTES
+) -> list[tuple[int, int]] | None:
+    """:func:`array_spans` for a map: validate ``data`` like :func:`validate`; if it is a
+    map of at most ``max_entries`` entries, return its keys' and values' ``(offset,
+    length)``, alternating (entry 0's key, its value, entry 1's key, ...), in the order
+    they are stored (the canonical one). None for canonical bytes of any other shape.
+
+    Each span is one canonical item, so a caller can compare a value's exact bytes with
+    what it expects, or decode one value without touching the others.
+    """
+    return _spans(data, max_entries, max_bytes, _MAP)
+
+
+def _spans(
+    data: bytes | bytearray | memoryview, count: int, max_bytes: int, major: int
+) -> list[tuple[int, int]] | None:
     native = _validator if _decided else _native()
-    if type(data) is not bytes or len(data) > max_bytes or max_items < 0 or native is None:
-        return _array_spans_slowly(data, max_items, max_bytes)
-    spans = native.array_spans(data, MAX_DEPTH, max_items)
+    if type(data) is not bytes or len(data) > max_bytes or count < 0 or native is None:
+        return _spans_slowly(data, count, max_bytes, major)
+    if major == _ARRAY:
+        spans = native.array_spans(data, MAX_DEPTH, count)
+    else:
+        spans = native.map_spans(data, MAX_DEPTH, 2 * count)
     if spans is None or type(spans) is list:
         return spans
     assert isinstance(spans, canonical_native.Refused)
     raise _refused(Rule[spans.rule], spans.offset, spans.arg, data)
 
 
-def _array_spans_slowly(
-    data: bytes | bytearray | memoryview, max_items: int, max_bytes: int
+def _spans_slowly(
+    data: bytes | bytearray | memoryview, count: int, max_bytes: int, major: int
 ) -> list[tuple[int, int]] | None:
-    """:func:`array_spans` for every case but the common one (bytes, native validator)."""
-    if max_items < 0:
-        raise ValueError(f"max_items: {max_items} is negative")
+    """:func:`_spans` for every case but the common one (bytes, native validator)."""
+    if count < 0:
+        name = "max_items" if major == _ARRAY else "max_entries"
+        raise ValueError(f"{name}: {count} is negative")
     raw = _input(data, max_bytes)
-    native = _native()
-    if native is None:
-        return reference_array_spans(raw, max_items=max_items, max_bytes=max_bytes)
-    return array_spans(raw, max_items=max_items, max_bytes=max_bytes)
+    if _native() is None:
+        return _reference_spans(raw, count, major)
+    return _spans(raw, count, max_bytes, major)
 
 
 def reference_decode(
@@ -371,14 +396,24 @@ def reference_array_spans(
     data: bytes | bytearray | memoryview, *, max_items: int, max_bytes: int = MAX_INPUT_BYTES
 ) -> list[tuple[int, int]] | None:
     """:func:`array_spans` by the pure-Python reference parser alone."""
-    raw = _input(data, max_bytes)
-    items = _reference_parse(raw)
-    if not isinstance(items, list) or len(items) > max_items:
+    return _reference_spans(_input(data, max_bytes), max_items, _ARRAY)
+
+
+def reference_map_spans(
+    data: bytes | bytearray | memoryview, *, max_entries: int, max_bytes: int = MAX_INPUT_BYTES
+) -> list[tuple[int, int]] | None:
+    """:func:`map_spans` by the pure-Python reference parser alone."""
+    return _reference_spans(_input(data, max_bytes), max_entries, _MAP)
+
+
+def _reference_spans(raw: bytes, count: int, major: int) -> list[tuple[int, int]] | None:
+    value = _reference_parse(raw)
+    if not isinstance(value, list if major == _ARRAY else dict) or len(value) > count:
         return None
     parser = _Parser(raw)
     parser._head()
     spans: list[tuple[int, int]] = []
-    for _ in items:
+    for _ in range(len(value) * (1 if major == _ARRAY else 2)):
         start = parser.pos
         parser.item(1)
         spans.append((start, parser.pos - start))

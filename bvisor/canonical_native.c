@@ -69,7 +69,8 @@ struct bv_canon_result {
 };
 /* Returns the rule (0 on success). `result` may be NULL (verdict only). For a top-level
  * array, spans[2i] and spans[2i + 1] receive the offset and length of item i, for
- * i < span_cap; `spans` may be NULL when span_cap is 0. */
+ * i < span_cap; for a top-level map, item 2k is entry k's key and item 2k + 1 its value.
+ * `spans` may be NULL when span_cap is 0. */
 int bv_canon_validate(const char *data, size_t len, unsigned int max_depth,
                       struct bv_canon_result *result, uint64_t *spans, size_t span_cap);
 /* The ledger's per-record check (see "The ledger record" below). Every field is a
@@ -118,7 +119,7 @@ struct bv_frame {
     unsigned char major;  /* 4 array, 5 map */
     unsigned char in_value; /* map: the next item to finish is a value (1) or a key (0) */
     unsigned char has_prev; /* map: a previous key exists */
-    unsigned char is_top_array; /* the top-level array: its items' spans are recorded */
+    unsigned char is_top;   /* the top-level array or map: its items' spans are recorded */
 };
 
 static int bv_fail(struct bv_canon_result *result, int rule, size_t offset, uint64_t arg)
@@ -222,7 +223,7 @@ int bv_canon_validate(const char *data, size_t len, unsigned int max_depth,
     struct bv_frame cur = {0, 0, 0, 0, 0, 0, 0, 0};
     size_t depth = 0;     /* open containers = the nesting depth of the next item */
     size_t pos = 0;       /* invariant: pos <= len */
-    size_t top_index = 0; /* items of a top-level array finished so far */
+    size_t top_index = 0; /* items (keys and values) of the top container finished so far */
     size_t start;
     unsigned int major, info;
     uint64_t arg;
@@ -294,7 +295,7 @@ int bv_canon_validate(const char *data, size_t len, unsigned int max_depth,
             cur.major = (unsigned char)major;
             cur.in_value = 0;
             cur.has_prev = 0;
-            cur.is_top_array = depth == 0 && major == 4;
+            cur.is_top = depth == 0;
             depth += 1;
             continue; /* its first item comes next */
         case 6:
@@ -330,9 +331,16 @@ int bv_canon_validate(const char *data, size_t len, unsigned int max_depth,
                 cur.prev_key_len = key_len;
                 cur.has_prev = 1;
                 cur.in_value = 1;
+                if (cur.is_top) {
+                    if (top_index < span_cap) {
+                        spans[2 * top_index] = (uint64_t)start;
+                        spans[2 * top_index + 1] = (uint64_t)key_len;
+                    }
+                    top_index += 1;
+                }
                 break; /* the key's value comes next */
             }
-            if (cur.is_top_array) {
+            if (cur.is_top) {
                 if (top_index < span_cap) {
                     spans[2 * top_index] = (uint64_t)start;
                     spans[2 * top_index + 1] = (uint64_t)(pos - start);

@@ -81,7 +81,7 @@ def _new_buffers(ffi: Any, capacity: int) -> _Buffers:
 
 # Where each field sits when the result struct is read as uint64s (checked at load).
 _RULE, _OFFSET, _ARG, _TOP_MAJOR, _TOP_COUNT = range(len(_RESULT_FIELDS))
-_ARRAY = 4
+_ARRAY, _MAP = 4, 5
 
 SpansResult = list[tuple[int, int]] | Refused | None
 
@@ -113,7 +113,10 @@ class Validator:
         }
         self.ok: Callable[[bytes, int], bool] = _ok_function(self._validate, ffi.NULL)
         self.array_spans: Callable[[bytes, int, int], SpansResult] = _spans_function(
-            self._validate, self._buffers, self._refused
+            self._validate, self._buffers, self._refused, _ARRAY
+        )
+        self.map_spans: Callable[[bytes, int, int], SpansResult] = _spans_function(
+            self._validate, self._buffers, self._refused, _MAP
         )
         self.ledger_record: Callable[[bytes, int, bytes], RecordView | None] = _record_function(
             ffi, lib.bv_ledger_record
@@ -178,7 +181,11 @@ def _spans_function(
     validate: Any,
     buffers_for: Callable[[int], _Buffers],
     refused: Callable[[int, memoryview], Refused],
+    major: int,
 ) -> Callable[[bytes, int, int], SpansResult]:
+    """The spans call for a top-level container of ``major``: an array's items, or a map's
+    keys and values alternating (two spans per entry, so ``span_cap`` counts both)."""
+    per_item = 2 if major == _MAP else 1
     # Buffers are taken from a pool for the length of one call and put back after their
     # results are read: the C runs without the GIL, so two threads never share one, and
     # list.pop/append are atomic. The pool holds at most one buffer per concurrent caller.
@@ -186,11 +193,12 @@ def _spans_function(
     unpack_pairs = _PAIR.iter_unpack
     pair_size = _PAIR.size
 
-    def array_spans(data: bytes, max_depth: int, span_cap: int) -> SpansResult:
-        """``Validator.check``'s spans alone: None unless the bytes are an array of at most
-        ``span_cap`` items (the ledger's per-record call, so it builds nothing else)."""
+    def spans_of(data: bytes, max_depth: int, span_cap: int) -> SpansResult:
+        """``Validator.check``'s spans alone: None unless the bytes are a container of
+        ``major`` with at most ``span_cap`` spans (the ledger's per-record call, so it
+        builds nothing else)."""
         if span_cap > len(data):
-            span_cap = len(data)  # an array never has more items than bytes
+            span_cap = len(data)  # a container never has more items than bytes
         if span_cap > _POOLED_CAPACITY:
             buffers = buffers_for(span_cap)
         else:
@@ -200,8 +208,8 @@ def _spans_function(
         if code:
             found: SpansResult = refused(code, numbers)
         else:
-            count = numbers[_TOP_COUNT]
-            if numbers[_TOP_MAJOR] != _ARRAY or count > span_cap:
+            count = numbers[_TOP_COUNT] * per_item
+            if numbers[_TOP_MAJOR] != major or count > span_cap:
                 found = None
             else:
                 found = list(unpack_pairs(span_bytes[: pair_size * count]))
@@ -209,7 +217,7 @@ def _spans_function(
             pool.append(buffers)
         return found
 
-    return array_spans
+    return spans_of
 
 
 _VIEW_NUMBERS = 10  # struct bv_record_view: ten uint64_t, then two 32-byte digests

@@ -109,6 +109,9 @@ def test_each_rule_by_hand(hex_bytes: str, offset: int, rule: Rule, message: str
     with pytest.raises(CanonicalError) as caught:
         canonical.array_spans(data, max_items=8)
     assert str(caught.value) == message
+    with pytest.raises(CanonicalError) as caught:
+        canonical.map_spans(data, max_entries=8)
+    assert str(caught.value) == message
 
 
 def test_every_rule_has_a_hand_written_case() -> None:

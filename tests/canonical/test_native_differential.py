@@ -330,12 +330,52 @@ def test_array_spans_are_none_for_other_shapes(value: Value) -> None:
 
 @DIFF
 @given(hostile())
-def test_array_spans_refuse_exactly_what_decode_refuses(data: bytes) -> None:
+def test_array_and_map_spans_refuse_exactly_what_decode_refuses(data: bytes) -> None:
     expected = verdict_of(canonical.reference_decode, data)
-    got = verdict_of(canonical.array_spans, data, max_items=8)
-    reference = verdict_of(canonical.reference_array_spans, data, max_items=8)
-    if expected[0] == "refused":
-        assert got == expected == reference
-    else:
-        assert got[0] == reference[0] == "ok"
+    for spans, reference_spans, bound in (
+        (canonical.array_spans, canonical.reference_array_spans, "max_items"),
+        (canonical.map_spans, canonical.reference_map_spans, "max_entries"),
+    ):
+        got = verdict_of(spans, data, **{bound: 8})
+        reference = verdict_of(reference_spans, data, **{bound: 8})
+        if expected[0] == "refused":
+            assert got == expected == reference
+        else:
+            assert got[0] == reference[0] == "ok"
+            assert got == reference
         assert got[1] == reference[1]
+
+
+def reference_map_entries(data: bytes) -> list[tuple[int, int]]:
+    """Key and value spans from the tests' own walker (independent of both decoders)."""
+    return [(child.start, child.end - child.start) for child in walk(data).children]
+
+
+@DIFF
+@given(st.dictionaries(st.text(max_size=6), values, max_size=12), st.integers(0, 14))
+def test_map_spans_match_an_independent_walk(entries: dict[str, Value], max_entries: int) -> None:
+    data = canonical.encode(entries)
+    spans = canonical.map_spans(data, max_entries=max_entries)
+    assert spans == canonical.reference_map_spans(data, max_entries=max_entries)
+    if len(entries) > max_entries:
+        assert spans is None
+        return
+    assert spans == reference_map_entries(data)
+    decoded = {}
+    for at in range(0, len(spans), 2):
+        (key_at, key_len), (value_at, value_len) = spans[at], spans[at + 1]
+        key = canonical.decode(data[key_at : key_at + key_len])
+        assert isinstance(key, str)
+        decoded[key] = canonical.decode(data[value_at : value_at + value_len])
+    assert same(decoded, entries)
+
+
+@DIFF
+@given(values)
+def test_map_spans_are_none_for_other_shapes(value: Value) -> None:
+    data = canonical.encode(value)
+    spans = canonical.map_spans(data, max_entries=64)
+    assert spans == canonical.reference_map_spans(data, max_entries=64)
+    if not isinstance(value, dict) or len(value) > 64:
+        assert spans is None
+    assert canonical.array_spans(data, max_items=64) is None or isinstance(value, list)

@@ -125,9 +125,9 @@ def enum_choices(enum_cls: type[Enum]) -> str:
 def expect_enum(enum_cls: type[E], value: object, path: str) -> E:
     """The member of ``enum_cls`` whose text value is ``value``."""
     if isinstance(value, str):
-        for member in enum_cls:
-            if member.value == value:
-                return member
+        member = enum_cls._value2member_map_.get(value)  # the member with that value
+        if member is not None and member.value == value:
+            return member  # type: ignore[return-value]
     shown = repr(value) if isinstance(value, str) else type_name(value)
     raise ContractError(
         path, f"expected one of {enum_choices(enum_cls)} (got {shown})", "bad-variant"

@@ -13,7 +13,9 @@ anywhere is either exactly what was sealed or an error.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, Final
 
 from bvisor import canonical
 from bvisor.contract._wire import (
@@ -36,8 +38,10 @@ from bvisor.contract.requirements import RequirementKind
 from bvisor.digest import DIGEST_SIZE, Purpose, digest_bytes, digest_value
 
 __all__ = [
+    "BODY_FIELDS",
     "REPORT_SCHEMA_VERSION",
     "AdmittedRequirement",
+    "BodyField",
     "BoundaryReportBody",
     "BudgetWitness",
     "ExitStatus",
@@ -266,21 +270,79 @@ class BudgetWitness:
 
 
 _ID_FIELDS = ("plan_id", "attempt_id", "h_a", "h_p", "h_l")
-_BODY_KEYS = (
-    "schema_version",
-    *_ID_FIELDS,
-    "backend",
-    "profile",
-    "outcome",
-    "admitted",
-    "observed",
-    "denied_attempts",
-    "exit",
-    "streams",
-    "budget_witnesses",
-    "artifacts",
-    "findings",
-)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyField:
+    """How one body field is read back from its canonical value and written to it.
+
+    ``read(value, path)`` is strict (a ContractError names the path); for a list field
+    (``each``) it reads, and ``write`` writes, one item. One table, :data:`BODY_FIELDS`,
+    is both :meth:`BoundaryReportBody.from_value` and ``to_value``, so a reader that takes
+    the body apart by its fields' bytes (replay) reads each exactly as they do.
+    """
+
+    read: Callable[[object, str], Any]
+    write: Callable[[Any], canonical.Value]
+    each: bool = False
+
+    def read_field(self, value: object, path: str) -> Any:
+        if not self.each:
+            return self.read(value, path)
+        read = self.read
+        return tuple(read(item, f"{path}[{i}]") for i, item in enumerate(expect_array(value, path)))
+
+    def write_field(self, value: Any) -> canonical.Value:
+        if not self.each:
+            return self.write(value)
+        write = self.write
+        return [write(item) for item in value]
+
+
+def _schema(value: object, path: str) -> int:
+    schema = expect_int(value, path, minimum=1)
+    if schema != REPORT_SCHEMA_VERSION:
+        raise ContractError(
+            path,
+            f"unsupported report schema {schema} (this reader knows {REPORT_SCHEMA_VERSION})",
+            "unsupported-schema",
+        )
+    return schema
+
+
+def _id(value: object, path: str) -> bytes:
+    return expect_bytes(value, path, size=DIGEST_SIZE)
+
+
+def _same(value: Any) -> canonical.Value:
+    return value  # type: ignore[no-any-return]
+
+
+def _item(value: Any) -> canonical.Value:
+    return value.to_value()  # type: ignore[no-any-return]
+
+
+def _exit(value: object, path: str) -> ExitStatus | None:
+    return None if value is None else ExitStatus.from_value(value, path)
+
+
+# Every body field, in the order they are read (which field's error is reported first).
+BODY_FIELDS: Final[Mapping[str, BodyField]] = {
+    "schema_version": BodyField(_schema, _same),
+    **{name: BodyField(_id, _same) for name in _ID_FIELDS},
+    "backend": BodyField(lambda v, p: expect_text(v, p, nonempty=True), _same),
+    "profile": BodyField(expect_text, _same),
+    "outcome": BodyField(Outcome.from_value, lambda o: o.value),
+    "admitted": BodyField(AdmittedRequirement.from_value, _item, each=True),
+    "observed": BodyField(ObservedFact.from_value, _item, each=True),
+    "denied_attempts": BodyField(DeniedAttempt.from_value, _item, each=True),
+    "exit": BodyField(_exit, lambda e: None if e is None else e.to_value()),
+    "streams": BodyField(StreamRecord.from_value, _item, each=True),
+    "budget_witnesses": BodyField(BudgetWitness.from_value, _item, each=True),
+    "artifacts": BodyField(expect_text, _same, each=True),
+    "findings": BodyField(expect_text, _same, each=True),
+}
+_BODY_KEYS = tuple(BODY_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,25 +394,7 @@ class BoundaryReportBody:
             object.__setattr__(self, name, _texts(getattr(self, name), name))
 
     def to_value(self) -> dict[str, canonical.Value]:
-        return {
-            "schema_version": self.schema_version,
-            "plan_id": self.plan_id,
-            "attempt_id": self.attempt_id,
-            "h_a": self.h_a,
-            "h_p": self.h_p,
-            "h_l": self.h_l,
-            "backend": self.backend,
-            "profile": self.profile,
-            "outcome": self.outcome.value,
-            "admitted": [a.to_value() for a in self.admitted],
-            "observed": [o.to_value() for o in self.observed],
-            "denied_attempts": [d.to_value() for d in self.denied_attempts],
-            "exit": None if self.exit is None else self.exit.to_value(),
-            "streams": [s.to_value() for s in self.streams],
-            "budget_witnesses": [w.to_value() for w in self.budget_witnesses],
-            "artifacts": list(self.artifacts),
-            "findings": list(self.findings),
-        }
+        return {name: field.write_field(getattr(self, name)) for name, field in BODY_FIELDS.items()}
 
     def seal(self) -> bytes:
         """The ``bvisor.report.v1`` digest of this body."""
@@ -359,42 +403,11 @@ class BoundaryReportBody:
     @classmethod
     def from_value(cls, value: object, path: str = "body") -> BoundaryReportBody:
         body = expect_map(value, path, required=_BODY_KEYS)
-
-        def items(key: str) -> list[tuple[str, object]]:
-            where = f"{path}.{key}"
-            return [(f"{where}[{i}]", v) for i, v in enumerate(expect_array(body[key], where))]
-
-        def texts(key: str) -> tuple[str, ...]:
-            return tuple(expect_text(v, p) for p, v in items(key))
-
-        schema = expect_int(body["schema_version"], f"{path}.schema_version", minimum=1)
-        if schema != REPORT_SCHEMA_VERSION:
-            raise ContractError(
-                f"{path}.schema_version",
-                f"unsupported report schema {schema} (this reader knows {REPORT_SCHEMA_VERSION})",
-                "unsupported-schema",
-            )
-        ids = {n: expect_bytes(body[n], f"{path}.{n}", size=DIGEST_SIZE) for n in _ID_FIELDS}
-        raw_exit = body["exit"]
-        return cls(
-            schema_version=schema,
-            backend=expect_text(body["backend"], f"{path}.backend", nonempty=True),
-            profile=expect_text(body["profile"], f"{path}.profile"),
-            outcome=Outcome.from_value(body["outcome"], f"{path}.outcome"),
-            admitted=tuple(AdmittedRequirement.from_value(v, p) for p, v in items("admitted")),
-            observed=tuple(ObservedFact.from_value(v, p) for p, v in items("observed")),
-            denied_attempts=tuple(
-                DeniedAttempt.from_value(v, p) for p, v in items("denied_attempts")
-            ),
-            exit=None if raw_exit is None else ExitStatus.from_value(raw_exit, f"{path}.exit"),
-            streams=tuple(StreamRecord.from_value(v, p) for p, v in items("streams")),
-            budget_witnesses=tuple(
-                BudgetWitness.from_value(v, p) for p, v in items("budget_witnesses")
-            ),
-            artifacts=texts("artifacts"),
-            findings=texts("findings"),
-            **ids,
-        )
+        fields = {
+            name: field.read_field(body[name], f"{path}.{name}")
+            for name, field in BODY_FIELDS.items()
+        }
+        return cls(**fields)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from bvisor.ledger.errors import (
     PayloadTooLargeError,
 )
 from bvisor.ledger.paths import default_ledger_path
-from bvisor.ledger.record import MAX_PAYLOAD_BYTES, Event
+from bvisor.ledger.record import MAX_PAYLOAD_BYTES, Event, ProvenRecord
 from bvisor.ledger.store import Head, Ledger, Receipt, RunSummary
 from bvisor.ledger.verify import Finding, VerifyResult, parse_head, verify, verify_runs
 
@@ -45,6 +45,7 @@ __all__ = [
     "LedgerNotFoundError",
     "LedgerUsageError",
     "PayloadTooLargeError",
+    "ProvenRecord",
     "Receipt",
     "RunSummary",
     "VerifyResult",

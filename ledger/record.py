@@ -51,7 +51,7 @@ it (:func:`strict_decode`, :func:`split_record`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import cbor2
 from blake3 import blake3 as _blake3
@@ -79,6 +79,7 @@ __all__ = [
     "BuiltRecord",
     "DecodedRecord",
     "Event",
+    "ProvenRecord",
     "RecordError",
     "build_record",
     "check_run_id",
@@ -131,6 +132,61 @@ class Event:
     version: int = RECORD_VERSION
 
 
+class ProvenRecord(NamedTuple):
+    """A stored record proven strictly canonical with its payload hashing to
+    ``payload_hash``, its payload still undecoded: ``raw[payload_at:]`` is the payload's
+    exact canonical encoding. A reader that compares payload bytes (replay) need not build
+    the value at all; :meth:`event` builds it when it must. (A named tuple: a verify walk
+    makes one per event, and a frozen dataclass costs several times as much to make.)"""
+
+    seq: int
+    prev_hash: bytes
+    time_ns: int
+    kind: str
+    run_id: bytes | None
+    payload_hash: bytes
+    hash: bytes
+    raw: bytes
+    payload_at: int
+
+    def payload_bytes(self) -> bytes:
+        """The payload's canonical encoding (a copy of that part of :attr:`raw`)."""
+        return self.raw[self.payload_at :]
+
+    def event(self) -> Event:
+        """The decoded :class:`Event`: exactly what :func:`decode_record` gives."""
+        # Proven canonical, so cbor2 builds exactly what the strict decoder would.
+        payload = cbor2.loads(memoryview(self.raw)[self.payload_at :])
+        return Event(
+            self.seq,
+            self.prev_hash,
+            self.time_ns,
+            self.kind,
+            self.run_id,
+            self.payload_hash,
+            payload,
+            self.hash,
+            self.raw,
+        )
+
+    @classmethod
+    def of(cls, decoded: DecodedRecord) -> ProvenRecord:
+        """The record of a strict decode whose payload hash matched."""
+        event = decoded.event
+        assert decoded.strict and decoded.payload_ok and decoded.payload_at > 0
+        return cls(
+            event.seq,
+            event.prev_hash,
+            event.time_ns,
+            event.kind,
+            event.run_id,
+            event.payload_hash,
+            event.hash,
+            event.raw,
+            decoded.payload_at,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class BuiltRecord:
     """A freshly built record: the bytes to store, its event hash and its payload hash."""
@@ -147,6 +203,7 @@ class DecodedRecord:
     event: Event
     computed_payload_hash: bytes
     strict: bool = True  # False: decoded leniently, for diagnosis only
+    payload_at: int = -1  # strict: where the payload's encoding starts in the raw bytes
 
     @property
     def payload_ok(self) -> bool:
@@ -324,7 +381,7 @@ def decode_record(raw: bytes) -> DecodedRecord:
     )
     payload_hash = _blake3(_PAYLOAD_PREFIX, derive_key_context=_EVENT_CONTEXT)
     payload_hash.update(memoryview(raw)[end:])
-    return DecodedRecord(event, payload_hash.digest())
+    return DecodedRecord(event, payload_hash.digest(), payload_at=end)
 
 
 def split_record(raw: bytes) -> tuple[list[Value], int]:

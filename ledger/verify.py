@@ -59,8 +59,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-import cbor2
-
 from bvisor import canonical, canonical_native
 from bvisor.digest import Purpose
 from bvisor.ledger.environment import META_HEAD_HASH, META_HEAD_SEQ, seq_key
@@ -70,12 +68,14 @@ from bvisor.ledger.record import (
     HASH_SIZE,
     MAX_SEQ,
     DecodedRecord,
-    Event,
+    ProvenRecord,
     RecordError,
     decode_record,
     decode_record_lenient,
 )
 from bvisor.ledger.store import Head, Ledger, Snapshot
+
+_make_record = ProvenRecord._make
 
 if TYPE_CHECKING:  # imported when first needed: most verifies never sign or parse a note
     from bvisor.ledger.checkpoint import SignedCheckpoint
@@ -303,7 +303,7 @@ def verify_snapshot(
 def verify_runs(
     handle: Ledger,
     progress: Progress | None = None,
-    on_event: Callable[[Event], None] | None = None,
+    on_record: Callable[[ProvenRecord], None] | None = None,
     *,
     expect_head: Head | None = None,
     checkpoint: SignedCheckpoint | None = None,
@@ -314,13 +314,14 @@ def verify_runs(
     The second value maps every ``run_id`` seen in a decodable event to its seqs in order,
     ordered by each run's first event — independent of the ``runs`` index, so a run whose
     index rows were deleted is still listed. Index rows naming a run no event carries are
-    added with no seqs. ``on_event`` receives every event that decoded strictly with its
-    payload hash matching, in seq order, so a caller need not decode it a second time.
+    added with no seqs. ``on_record`` receives every record that decoded strictly with its
+    payload hash matching, in seq order, its payload undecoded (a caller decodes what it
+    needs, once, or compares the payload's bytes).
     """
     with handle.snapshot() as snap:
         verifier = _Verifier(snap, 0, None, progress, checkpoint, verifiers)
         verifier.run_seqs = {}
-        verifier.on_event = on_event
+        verifier.on_record = on_record
         result = verifier.run(expect_head)
         runs = verifier.run_seqs
         for row_key, _value in snap.run_rows():
@@ -365,7 +366,7 @@ class _Verifier:
         self.start = start
         self.stop = stop
         self.progress = progress
-        self.on_event: Callable[[Event], None] | None = None
+        self.on_record: Callable[[ProvenRecord], None] | None = None
         self.tree: TreeAudit | None = None
         if start == 0 and stop is None:
             from bvisor.ledger.tree_verify import TreeAudit
@@ -562,21 +563,22 @@ class _Verifier:
             self.run_id = run_id
             if self.run_seqs is not None:
                 self.run_seqs.setdefault(run_id, []).append(seq)
-        on_event = self.on_event
-        if on_event is not None:
-            # Proven canonical, so cbor2 builds exactly what the strict decoder would.
-            payload = cbor2.loads(raw[end:])
-            on_event(
-                Event(
-                    seq,
-                    prev,
-                    time_ns,
-                    kind,
-                    run_id,
-                    raw[at_hash : at_hash + 32],
-                    payload,
-                    hashed,
-                    raw,
+        on_record = self.on_record
+        if on_record is not None:
+            # _make: the tuple built in C, without the named tuple's Python __new__.
+            on_record(
+                _make_record(
+                    (
+                        seq,
+                        prev,
+                        time_ns,
+                        kind,
+                        run_id,
+                        raw[at_hash : at_hash + 32],
+                        hashed,
+                        raw,
+                        end,
+                    )
                 )
             )
         return hashed  # type: ignore[no-any-return]
@@ -622,9 +624,9 @@ class _Verifier:
             self._check_index(seq, event.run_id)
             if self.run_seqs is not None:
                 self.run_seqs.setdefault(event.run_id, []).append(seq)
-        on_event = self.on_event
-        if on_event is not None and decoded.strict and decoded.payload_ok and event.seq == seq:
-            on_event(event)
+        on_record = self.on_record
+        if on_record is not None and decoded.strict and decoded.payload_ok and event.seq == seq:
+            on_record(ProvenRecord.of(decoded))
         return event.hash
 
     # -- the runs index ------------------------------------------------------------------

@@ -15,11 +15,15 @@ report, and any ledger finding makes the audit fail. Runs are enumerated from th
 themselves (every ``run_id`` the chain carries, plus any the ``runs`` index names), never
 from the index alone, so a run whose index rows were deleted is still audited.
 
-Each event is decoded once: the chain pass hands every event it decoded to the audit,
-which checks a run's contents as soon as its last event (``report.sealed`` or
-``plan.refused``) has gone by and keeps only the verdicts. A run that is not decodable
-whole that way (a damaged event, an event after its end, very many runs open at once) is
-read again and judged as before.
+Each event is read once: the chain pass hands every record it proved to the audit, its
+payload undecoded (``bvisor.ledger.ProvenRecord``), and the audit checks a run's contents
+as soon as its last event (``report.sealed`` or ``plan.refused``) has gone by and keeps
+only the verdicts. The run is read by its payloads' bytes, decoding only what no earlier
+run had byte for byte (:mod:`bvisor.replay.records`), and the checks of a plan it shares
+with an earlier run are that run's (:mod:`bvisor.replay.plancache`); whatever that path
+does not accept is decoded and parsed event by event, which names what is wrong. A run
+that is not readable whole that way (a damaged event, an event after its end, very many
+runs open at once) is read again and judged as before.
 
 Damage is localised: a run fails the ``chain`` check only for a finding at one of its own
 events, a change a checkpoint locates among them, or a break of the header chain before
@@ -35,7 +39,7 @@ from dataclasses import dataclass, field
 
 from bvisor.contract.events import CLOSING_KINDS, is_note
 from bvisor.contract.rerun import RerunLink
-from bvisor.ledger import Event, Head, Ledger, LedgerError, RunSummary, verify_runs
+from bvisor.ledger import Event, Head, Ledger, LedgerError, ProvenRecord, RunSummary, verify_runs
 from bvisor.ledger.checkpoint import SignedCheckpoint
 from bvisor.ledger.note import Verifier
 from bvisor.replay.checks import (
@@ -45,19 +49,18 @@ from bvisor.replay.checks import (
     ChainEvidence,
     check_chain,
     check_grammar,
-    check_h_a,
-    check_h_l,
-    check_h_p,
-    check_plan_id,
     check_report,
     check_rerun_of,
     check_seal,
     check_streams,
     check_transcript,
+    grammar_verdict,
 )
-from bvisor.replay.derive import Rederived, rederive_memo
+from bvisor.replay.derive import rederive_memo
 from bvisor.replay.events import ParsedRun
-from bvisor.replay.results import SKIPPED, AuditReport, CheckResult, RunAudit, verdict_of
+from bvisor.replay.plancache import plan_checks
+from bvisor.replay.records import parse_records
+from bvisor.replay.results import AuditReport, CheckResult, RunAudit, verdict_of
 
 __all__ = [
     "Linker",
@@ -67,6 +70,7 @@ __all__ = [
     "audit_run",
     "content_checks",
     "ledger_linker",
+    "record_checks",
 ]
 
 # progress(stage, done, total): stage is "chain" (events verified) or "runs" (runs audited).
@@ -88,7 +92,7 @@ _HELD_LIMIT = 200_000
 class _Open:
     """One run's events as the chain pass delivers them, until its contents are judged."""
 
-    events: list[Event] = field(default_factory=list)
+    events: list[ProvenRecord] = field(default_factory=list)
     count: int = 0
     content: tuple[list[CheckResult], str | None] | None = None
     first_time_ns: int = 0
@@ -109,12 +113,14 @@ class _Collector:
         self.links[run_id] = (link, first_seq)
         return CheckResult.skipped(RERUN_CHECK, _DEFERRED)
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: ProvenRecord) -> None:
         run_id = event.run_id
-        if run_id is None or (self.wanted is not None and run_id not in self.wanted):
+        if run_id is None:
             return
         state = self.runs.get(run_id)
         if state is None:
+            if self.wanted is not None and run_id not in self.wanted:
+                return
             state = self.runs[run_id] = _Open(first_time_ns=event.time_ns)
         state.count += 1
         if state.stale:
@@ -126,7 +132,7 @@ class _Collector:
         state.events.append(event)
         self.held += 1
         if event.kind in CLOSING_KINDS:
-            state.content = content_checks(run_id, state.events, self._defer)
+            state.content = record_checks(run_id, state.events, self._defer)
             self.held -= len(state.events)
             state.events = []
         elif self.held > _HELD_LIMIT:
@@ -158,7 +164,7 @@ def audit(
         result, runs = verify_runs(
             ledger,
             progress=None if progress is None else (lambda d, t: progress("chain", d, t)),
-            on_event=collector,
+            on_record=collector,
             expect_head=expect_head,
             checkpoint=checkpoint,
             verifiers=verifiers,
@@ -185,7 +191,7 @@ def audit(
         seqs = runs[run_id]
         state = collector.runs.get(run_id)
         if state is not None and not state.stale and state.count == len(seqs) and seqs:
-            checks, outcome = state.content or content_checks(run_id, state.events, linker)
+            checks, outcome = state.content or record_checks(run_id, state.events, linker)
             if run_id in collector.links:
                 link, first = collector.links[run_id]
                 checks = [
@@ -293,13 +299,32 @@ def content_checks(
     A rerun (``plan.admitted`` names the run it re-executes) has one more check,
     ``rerun_of``, by ``linker`` — skipped when there is none to read the other run.
     """
-    checks: list[CheckResult] = []
-    outcome: str | None = None
     grammar, parsed = check_grammar(run_id, events)
-    checks.append(grammar)
+    return _judge(run_id, grammar, parsed, events[0].seq if events else -1, linker)
+
+
+def record_checks(
+    run_id: bytes, records: Sequence[ProvenRecord], linker: Linker | None = None
+) -> tuple[list[CheckResult], str | None]:
+    """:func:`content_checks` of the events of these proven records: read by their bytes
+    (bvisor.replay.records) when that path accepts them, else decoded and parsed."""
+    parsed = parse_records(run_id, records)
+    if parsed is None:
+        return content_checks(run_id, [record.event() for record in records], linker)
+    return _judge(run_id, grammar_verdict(parsed), parsed, records[0].seq, linker)
+
+
+def _judge(
+    run_id: bytes,
+    grammar: CheckResult,
+    parsed: ParsedRun | None,
+    first_seq: int,
+    linker: Linker | None,
+) -> tuple[list[CheckResult], str | None]:
+    checks = [grammar]
     if parsed is None:
         checks += _skip(CHECK_NAMES[2:], "the events are not a well-formed run (grammar)")
-        return checks, outcome
+        return checks, None
     source = parsed.admitted or parsed.refused
     assert source is not None
     version = (
@@ -310,23 +335,11 @@ def content_checks(
     derived = rederive_memo(
         source.spec, source.profile, version, source.spec_bytes, source.profile_bytes
     )
-
-    def rederived(check: Callable[[ParsedRun, Rederived], CheckResult]) -> CheckResult:
-        # Under rules this build does not know, a check still verifies what needs no rules
-        # (recorded digests of recorded values); only the comparison with a re-derivation
-        # is left undone, and it says so rather than passing or failing.
-        result = check(parsed, derived)
-        if derived.unknown_rules is not None and result.status == SKIPPED:
-            return CheckResult.unknown_rules(result.name, derived.unknown_rules)
-        return result
-
-    checks += [check_h_p(parsed), rederived(check_h_a)]
+    checks += plan_checks(parsed, derived)
     if parsed.refused is not None:
         assert ["chain", *(c.name for c in checks)] == list(REFUSED_CHECK_NAMES)
         return checks, "refused"
     checks += [
-        rederived(check_h_l),
-        rederived(check_plan_id),
         check_transcript(parsed),
         check_streams(parsed),
         check_report(parsed, derived),
@@ -338,9 +351,8 @@ def content_checks(
             why = "the run it re-executes is not at hand here (only the ledger holds it)"
             checks.append(CheckResult.skipped(RERUN_CHECK, why))
         else:
-            checks.append(linker(link, run_id, events[0].seq))
-    if parsed.terminal is not None:
-        outcome = parsed.terminal.outcome.value
+            checks.append(linker(link, run_id, first_seq))
+    outcome = None if parsed.terminal is None else parsed.terminal.outcome.value
     return checks, outcome
 
 

@@ -33,9 +33,7 @@ from bvisor.contract.report_inputs import (
     MEDIATED_FINDING,
     TEST_HOOK_FINDING,
     admitted_requirements,
-    filesystem_grants,
     finding_subjects,
-    lowering_facts,
     profile_label,
 )
 from bvisor.contract.requirements import RequirementKind
@@ -73,6 +71,7 @@ __all__ = [
     "check_seal",
     "check_streams",
     "check_transcript",
+    "grammar_verdict",
 ]
 
 CHECK_NAMES = (
@@ -98,6 +97,18 @@ _NO_TERMINAL = "the run has no run.terminal (the host crashed, or the run is sti
 
 def _same(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(a, b)
+
+
+_SCALARS = frozenset({bytes, str, int, bool, type(None)})
+
+
+def _same_value(a: object, b: object) -> bool:
+    """Whether two values have the same canonical encoding (``_enc(a) == _enc(b)``), without
+    encoding scalars of one type (equal exactly when their encodings are) or one object."""
+    kind = type(a)
+    if a is b or (kind is type(b) and kind in _SCALARS):
+        return a is b or a == b
+    return _enc(a) == _enc(b)
 
 
 def _enc(value: object) -> bytes:
@@ -185,7 +196,7 @@ def check_chain(seqs: Sequence[int], chain: ChainEvidence, read_error: str | Non
     if chain.ledger_wide:
         first = chain.ledger_wide[0]
         return CheckResult.failed(name, f"ledger verify: {first.code}: {first.detail}")
-    for seq in seqs:
+    for seq in seqs if chain.by_seq else ():
         found = chain.by_seq.get(seq)
         if found:
             return CheckResult.failed(name, f"event {seq}: {found[0].code}: {found[0].detail}")
@@ -224,22 +235,23 @@ def check_chain(seqs: Sequence[int], chain: ChainEvidence, read_error: str | Non
 
 def check_grammar(run_id: bytes, events: Sequence[object]) -> tuple[CheckResult, ParsedRun | None]:
     """Kinds in grammar order, payloads strictly well-formed; a started run may be pending."""
-    name = "grammar"
     try:
         parsed = parse_run(run_id, events)  # type: ignore[arg-type]
     except GrammarError as exc:
-        return CheckResult.failed(name, str(exc)), None
+        return CheckResult.failed("grammar", str(exc)), None
+    return grammar_verdict(parsed), parsed
+
+
+def grammar_verdict(parsed: ParsedRun) -> CheckResult:
+    """The ``grammar`` check of a run that parsed: passed, or pending when incomplete."""
+    name = "grammar"
     if parsed.refused is not None:
-        return CheckResult.passed(name, "plan.refused, recorded alone"), parsed
+        return CheckResult.passed(name, "plan.refused, recorded alone")
     counts = f"{len(parsed.lowering)} lowering entries, {len(parsed.lines)} launcher lines"
     if not parsed.complete:
-        return CheckResult.pending(name, f"{_NO_TERMINAL}; so far: admitted, {counts}"), parsed
-    return (
-        CheckResult.passed(
-            name,
-            f"admitted, {counts}, terminal, {len(parsed.streams)} stream chunks, sealed",
-        ),
-        parsed,
+        return CheckResult.pending(name, f"{_NO_TERMINAL}; so far: admitted, {counts}")
+    return CheckResult.passed(
+        name, f"admitted, {counts}, terminal, {len(parsed.streams)} stream chunks, sealed"
     )
 
 
@@ -476,10 +488,26 @@ def check_plan_id(parsed: ParsedRun, derived: Rederived) -> CheckResult:
 # -- what ran --------------------------------------------------------------------------
 
 
+# The last run's lines, split: the transcript and report checks of a run both read them.
+# Held with the very tuple they were split from, so an identity test finds them.
+_last_split: tuple[tuple[str, ...], tuple[list[str], list[str]]] = ((), ([], []))
+
+
+def _split(lines: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """``split_lines(lines)``, once per run (the result is only read)."""
+    global _last_split
+    last = _last_split  # one read: another thread may replace it meanwhile
+    if last[0] is lines:
+        return last[1]
+    split = split_lines(lines)
+    _last_split = (lines, split)
+    return split
+
+
 def check_transcript(parsed: ParsedRun) -> CheckResult:
     """A legal walk of the launcher state machine whose terminal fits the outcome."""
     name = "transcript"
-    states, notes = split_lines(parsed.lines)
+    states, notes = _split(parsed.lines)
     try:
         terminal = check_walk(states)
     except TranscriptError as exc:
@@ -593,7 +621,7 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
     problems: list[str] = []
 
     def differ(field: str, reported: object, recorded: object) -> None:
-        if _enc(reported) != _enc(recorded):
+        if not _same_value(reported, recorded):
             problems.append(f"{field}: report {show(reported)}, events {show(recorded)}")
 
     for field in ("plan_id", "h_a", "h_p", "h_l", "backend"):
@@ -606,21 +634,27 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
         None if body.exit is None else body.exit.to_value(),
         None if terminal.exit is None else terminal.exit.to_value(),
     )
-    differ(
-        "budget_witnesses",
-        [w.to_value() for w in body.budget_witnesses],
-        [w.to_value() for w in terminal.budget_witnesses],
-    )
-    expected, unknown = _admitted_requirements(derived.record or admitted.admission)
+    # Equal witnesses (and admitted requirements) are equal values: each field is checked
+    # to its exact type when one is made, so the encodings are compared only when not.
+    if body.budget_witnesses != terminal.budget_witnesses:
+        differ(
+            "budget_witnesses",
+            [w.to_value() for w in body.budget_witnesses],
+            [w.to_value() for w in terminal.budget_witnesses],
+        )
+    if derived.record is not None and derived.admitted is not None:
+        expected, unknown = derived.admitted, None
+    else:
+        expected, unknown = _admitted_requirements(derived.record or admitted.admission)
     if unknown is not None:
         problems.append(unknown)
-    else:
+    elif expected != body.admitted:
         difference = first_difference(
             [a.to_value() for a in expected], [a.to_value() for a in body.admitted], "admitted"
         )
         if difference is not None:
             problems.append(f"admitted requirements disagree with the admission: {difference}")
-    states, notes = split_lines(parsed.lines)
+    states, notes = _split(parsed.lines)
     reported_notes = [f.detail for f in body.observed if f.kind == fact_kinds.LAUNCHER_NOTE]
     if reported_notes != notes:
         problems.append(
@@ -836,11 +870,11 @@ def _derived_fact_problems(body: BoundaryReportBody, derived: Rederived) -> list
     if plan is None:
         return []
     problems: list[str] = []
-    expected = [(f.kind, f.detail) for f in lowering_facts(plan)]
+    expected = list(derived.lowering_facts)  # lowering_facts(plan), computed with it
     reported = [(f.kind, f.detail) for f in body.observed if f.kind in LOWERING_FACT_KINDS]
     if reported != expected:
         problems.append(f"lowering facts {reported} are not what the plan implies {expected}")
-    grants = filesystem_grants(plan)
+    grants = derived.grants  # filesystem_grants(plan)
     confined = [f.detail for f in body.observed if f.kind == fact_kinds.FILESYSTEM_CONFINED]
     if len(confined) > 1:
         problems.append("more than one filesystem_confined fact")

@@ -47,6 +47,11 @@ def _values(entries: Sequence[denials.DeniedAttempt]) -> bytes:
     return canonical.encode([entry.to_value() for entry in entries])
 
 
+def _same(a: Sequence[denials.DeniedAttempt], b: Sequence[denials.DeniedAttempt]) -> bool:
+    """Whether two lists of entries encode alike (two empty ones do, unencoded)."""
+    return (not a and not b) or _values(a) == _values(b)
+
+
 def denial_problems(
     body: BoundaryReportBody,
     notes: Sequence[str],
@@ -57,12 +62,12 @@ def denial_problems(
     problems: list[str] = []
     evidence = denials.derive(notes)
     reported = body.denied_attempts
-    if _values(reported) != _values(evidence.attempts):
+    if not _same(reported, evidence.attempts):
         problems.append(
             f"denied_attempts ({len(reported)} entries) are not what the launcher's denial "
             f"notes say ({len(evidence.attempts)} entries)"
         )
-    if _values(reported) != _values(events):
+    if not _same(reported, events):
         problems.append(
             f"denied_attempts ({len(reported)} entries) are not the run.denied events "
             f"({len(events)})"

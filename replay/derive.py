@@ -22,10 +22,13 @@ from bvisor.contract.errors import ContractError
 from bvisor.contract.lowering import LoweringError
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
+from bvisor.contract.report import AdmittedRequirement
+from bvisor.contract.report_inputs import admitted_requirements, filesystem_grants, lowering_facts
 from bvisor.contract.spec import BoundarySpec
 from bvisor.planner.errors import PlanRefusal
 from bvisor.planner.identity import build_plan
 from bvisor.planner.rules import Rules, UnknownRulesVersion, rules_for
+from bvisor.replay.memo import Memo
 
 __all__ = ["Rederived", "rederive", "rederive_memo"]
 
@@ -50,6 +53,13 @@ class Rederived:
     lowering_refusal: PlanRefusal | None = None
     error: str | None = None
     unknown_rules: str | None = None
+    # What a report must say that follows from the re-derivation alone
+    # (bvisor.contract.report_inputs), computed once with it: the report's admitted list
+    # for ``record`` (None: it cannot be derived, the report check says why), and for
+    # ``plan`` its lowering facts as (kind, detail) and its filesystem grants.
+    admitted: tuple[AdmittedRequirement, ...] | None = None
+    lowering_facts: tuple[tuple[str, str], ...] = ()
+    grants: frozenset[str] = frozenset()
 
     @property
     def refusal(self) -> PlanRefusal | None:
@@ -75,12 +85,18 @@ def _rederive(spec: BoundarySpec, profile: ProfileSnapshot, rules: Rules) -> Red
     try:
         schedule = rules.lower(spec, profile.facts, record)
     except PlanRefusal as refusal:
-        return Rederived(record=record, record_bytes=_enc(record), lowering_refusal=refusal)
+        return Rederived(
+            record=record,
+            record_bytes=_enc(record),
+            lowering_refusal=refusal,
+            admitted=_admitted(record),
+        )
     except _STEP_ERRORS as exc:
         return Rederived(
             record=record,
             record_bytes=_enc(record),
             error=f"the lowering compiler rejected its input: {exc}",
+            admitted=_admitted(record),
         )
     try:
         plan = build_plan(spec, profile, record, schedule)
@@ -89,22 +105,33 @@ def _rederive(spec: BoundarySpec, profile: ProfileSnapshot, rules: Rules) -> Red
             record=record,
             record_bytes=_enc(record),
             error=f"the plan could not be assembled: {exc}",
+            admitted=_admitted(record),
         )
-    return Rederived(record=record, record_bytes=_enc(record), plan=plan)
+    return Rederived(
+        record=record,
+        record_bytes=_enc(record),
+        plan=plan,
+        admitted=_admitted(record),
+        lowering_facts=tuple((fact.kind, fact.detail) for fact in lowering_facts(plan)),
+        grants=filesystem_grants(plan),
+    )
+
+
+def _admitted(record: AdmissionRecord) -> tuple[AdmittedRequirement, ...] | None:
+    try:
+        return admitted_requirements(record)
+    except ValueError:  # the report check derives it again and says what is wrong
+        return None
 
 
 def _enc(record: AdmissionRecord) -> bytes:
     return canonical.encode(record.to_value())
 
 
-# Re-derivations by the exact canonical bytes of (spec, profile): the planner is a pure
-# function of them, and one host's ledger repeats both constantly. Bounded; cleared when
-# full. The key is the full encoding, so a hit is exactly what a fresh run would return.
-# Large inputs are not kept: a real spec and profile are a few KiB, and a hostile ledger of
-# distinct multi-megabyte ones must not be held in memory all at once.
-_MEMO_LIMIT = 256
-_MEMO_MAX_BYTES = 128 * 1024
-_memo: dict[tuple[int, bytes, bytes], Rederived] = {}
+# Re-derivations by the exact canonical bytes of (rules version, spec, profile): the
+# planner is a pure function of them, and one host's ledger repeats both constantly
+# (bvisor.replay.memo). A real spec and profile are a few KiB.
+_MEMO: Memo[tuple[int, bytes, bytes], Rederived] = Memo(256, 128 * 1024)
 
 
 def rederive_memo(
@@ -120,11 +147,9 @@ def rederive_memo(
     ``profile`` (replay.events guarantees it for what it decodes).
     """
     key = (rules_version, spec_bytes, profile_bytes)
-    hit = _memo.get(key)
+    hit = _MEMO.table.get(key)
     if hit is None:
-        hit = rederive(spec, profile, rules_version)
-        if len(spec_bytes) + len(profile_bytes) <= _MEMO_MAX_BYTES:
-            if len(_memo) >= _MEMO_LIMIT:
-                _memo.clear()
-            _memo[key] = hit
+        hit = _MEMO.put(
+            key, rederive(spec, profile, rules_version), len(spec_bytes) + len(profile_bytes)
+        )
     return hit

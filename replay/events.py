@@ -32,8 +32,8 @@ Errors are :class:`GrammarError` naming the event (seq and kind) and the bad fie
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import cbor2
 
@@ -74,9 +74,12 @@ from bvisor.contract.rerun import RERUN_FIELD, RerunLink
 from bvisor.contract.spec import BoundarySpec
 from bvisor.digest import DIGEST_SIZE
 from bvisor.ledger import Event
+from bvisor.replay.memo import Memo
 from bvisor.replay.network import split_decisions
 
 __all__ = [
+    "DECODE_ERRORS",
+    "FROM_BYTES",
     "Admitted",
     "GrammarError",
     "LoweringRecord",
@@ -86,6 +89,8 @@ __all__ = [
     "Sealed",
     "StreamChunk",
     "Terminal",
+    "check_order",
+    "expect_digest",
     "parse_run",
 ]
 
@@ -93,7 +98,7 @@ T = TypeVar("T")
 
 # The values the planner and runner may raise on hostile input; anything else is a bug
 # and is allowed to surface.
-_DECODE_ERRORS = (ContractError, LoweringError, canonical.CanonicalError, ValueError, TypeError)
+DECODE_ERRORS = (ContractError, LoweringError, canonical.CanonicalError, ValueError, TypeError)
 
 
 class GrammarError(ValueError):
@@ -152,7 +157,6 @@ class Refused:
 class LoweringRecord:
     """One ``lowering.entry``: the wire entry and the parameters it claims to digest."""
 
-    seq: int
     entry: LoweringEntry
     params: canonical.Value
 
@@ -202,6 +206,9 @@ class ParsedRun:
     sealed: Sealed | None
     denied: tuple[DeniedAttempt, ...] = ()  # run.denied, in index order (none before them)
     network: tuple[NetworkDecision, ...] = ()
+    # The lowering entries' payloads, exactly as recorded, when the reader had them (a key
+    # for remembering the h_l check: bvisor.replay.plancache); not part of what was read.
+    lowering_bytes: tuple[bytes, ...] | None = field(default=None, compare=False)
 
     @property
     def complete(self) -> bool:
@@ -233,33 +240,36 @@ def _canonical(value: object, rebuilt: canonical.Value, path: str) -> bytes:
     return data
 
 
-# Decoded contract values by their exact canonical bytes. A ledger from one host repeats
-# the same profile (and often the same spec) in every run; decoding is a pure function of
-# the bytes and the key is the full encoding (not a hash of it), so a hit is exactly the
-# value a fresh decode would give. Bounded, and cleared wholesale when full. Only small
-# values are kept (a real profile is a few KiB): the key holds the whole encoding, so a
-# hostile ledger of distinct multi-megabyte specs or profiles would otherwise pin
-# hundreds of them in memory at once instead of one run's worth.
-_MEMO_LIMIT = 256
-_MEMO_MAX_BYTES = 64 * 1024
-_memo: dict[tuple[str, bytes], object] = {}
+# Decoded contract values by their exact canonical bytes (bvisor.replay.memo): a ledger
+# from one host repeats the same profile (and often the same spec) in every run. Each
+# entry holds the built value and the decoded one it was built from. Only small values are
+# kept (a real profile is a few KiB).
+_PARTS: Memo[tuple[str, bytes], tuple[object, canonical.Value]] = Memo(256, 64 * 1024)
 
 
-def _memoized(path: str, value: object, build: Callable[[object, str], T]) -> tuple[T, bytes]:
-    """``build(value, path)`` (strict, canonical-checked) and the value's canonical bytes."""
-    data = _encoded(value, path)
+def _memoized(
+    path: str, value: object, build: Callable[[object, str], T], data: bytes | None = None
+) -> tuple[T, canonical.Value, bytes]:
+    """``build(value, path)`` (strict, canonical-checked), the decoded value and its bytes.
+
+    ``data``, when the caller has it, is the value's exact canonical encoding (then
+    ``value`` is not read: it is decoded from ``data`` unless the memo holds it)."""
+    if data is None:
+        data = _encoded(value, path)
     key = (path, data)
-    hit = _memo.get(key)
+    hit = _PARTS.table.get(key)
     if hit is not None:
-        return hit, data  # type: ignore[return-value]
-    built = build(value, path)
+        return hit[0], hit[1], data  # type: ignore[return-value]
+    decoded: canonical.Value = value if value is not FROM_BYTES else cbor2.loads(data)  # type: ignore[assignment]
+    built = build(decoded, path)
     if canonical.encode(built.to_value()) != data:  # type: ignore[attr-defined]
         raise ContractError(path, "not in canonical form (re-encoding changes it)")
-    if len(data) <= _MEMO_MAX_BYTES:
-        if len(_memo) >= _MEMO_LIMIT:
-            _memo.clear()
-        _memo[key] = built
-    return built, data
+    _PARTS.put(key, (built, decoded), len(data))
+    return built, decoded, data
+
+
+# A payload part that is to be decoded from its bytes (``parts``), not read from the map.
+FROM_BYTES = object()
 
 
 def _body(payload: object, kind: str) -> Mapping[str, object]:
@@ -268,7 +278,7 @@ def _body(payload: object, kind: str) -> Mapping[str, object]:
     return expect_map(payload, "", required=shape.required, optional=shape.optional)
 
 
-def _digest(value: object, path: str) -> bytes:
+def expect_digest(value: object, path: str) -> bytes:
     return expect_bytes(value, path, size=DIGEST_SIZE)
 
 
@@ -276,30 +286,38 @@ def _opt_text(value: object, path: str) -> str | None:
     return None if value is None else expect_text(value, path)
 
 
-def decode_admitted(payload: object) -> Admitted:
+def decode_admitted(payload: object, parts: Mapping[str, bytes] | None = None) -> Admitted:
+    """``parts``: the exact encodings of the payload's ``spec``, ``profile`` and
+    ``admission``, when the caller has them (their values in ``payload`` are then
+    :data:`FROM_BYTES`, decoded only when the memo does not hold them)."""
     body = _body(payload, PLAN_ADMITTED)
     schema = expect_int(body["schema_version"], "schema_version", minimum=1)
     if schema != PLAN_SCHEMA_VERSION:
         raise ContractError(
             "schema_version", f"unknown plan schema {schema} (replay knows {PLAN_SCHEMA_VERSION})"
         )
-    spec, spec_bytes = _memoized("spec", body["spec"], BoundarySpec.from_value)
-    profile, profile_bytes = _memoized("profile", body["profile"], ProfileSnapshot.from_value)
-    admission, admission_bytes = _memoized(
-        "admission", body["admission"], AdmissionRecord.from_value
+    given = parts or {}
+    spec, _, spec_bytes = _memoized(
+        "spec", body["spec"], BoundarySpec.from_value, given.get("spec")
+    )
+    profile, _, profile_bytes = _memoized(
+        "profile", body["profile"], ProfileSnapshot.from_value, given.get("profile")
+    )
+    admission, admission_value, admission_bytes = _memoized(
+        "admission", body["admission"], AdmissionRecord.from_value, given.get("admission")
     )
     return Admitted(
-        attempt_id=_digest(body["attempt_id"], "attempt_id"),
+        attempt_id=expect_digest(body["attempt_id"], "attempt_id"),
         backend=expect_text(body["backend"], "backend", nonempty=True),
         schema_version=schema,
         spec=spec,
         profile=profile,
         admission=admission,
-        h_p=_digest(body["h_p"], "h_p"),
-        h_a=_digest(body["h_a"], "h_a"),
-        h_l=_digest(body["h_l"], "h_l"),
-        plan_id=_digest(body["plan_id"], "plan_id"),
-        admission_value=body["admission"],  # type: ignore[arg-type]
+        h_p=expect_digest(body["h_p"], "h_p"),
+        h_a=expect_digest(body["h_a"], "h_a"),
+        h_l=expect_digest(body["h_l"], "h_l"),
+        plan_id=expect_digest(body["plan_id"], "plan_id"),
+        admission_value=admission_value,
         spec_bytes=spec_bytes,
         profile_bytes=profile_bytes,
         admission_bytes=admission_bytes,
@@ -324,14 +342,14 @@ def decode_refused(payload: object) -> Refused:
         detail=expect_text(raw["detail"], "refusal.detail"),
         missing_fact=_opt_text(raw["missing_fact"], "refusal.missing_fact"),
     )
-    spec, spec_bytes = _memoized("spec", body["spec"], BoundarySpec.from_value)
-    profile, profile_bytes = _memoized("profile", body["profile"], ProfileSnapshot.from_value)
+    spec, _, spec_bytes = _memoized("spec", body["spec"], BoundarySpec.from_value)
+    profile, _, profile_bytes = _memoized("profile", body["profile"], ProfileSnapshot.from_value)
     return Refused(
-        attempt_id=_digest(body["attempt_id"], "attempt_id"),
+        attempt_id=expect_digest(body["attempt_id"], "attempt_id"),
         backend=expect_text(body["backend"], "backend", nonempty=True),
         spec=spec,
         profile=profile,
-        h_p=_digest(body["h_p"], "h_p"),
+        h_p=expect_digest(body["h_p"], "h_p"),
         refusal=refusal,
         spec_bytes=spec_bytes,
         profile_bytes=profile_bytes,
@@ -339,7 +357,7 @@ def decode_refused(payload: object) -> Refused:
     )
 
 
-def decode_lowering(payload: object, seq: int, index: int) -> LoweringRecord:
+def decode_lowering(payload: object, index: int) -> LoweringRecord:
     body = _body(payload, LOWERING_ENTRY)
     _expect_index(body["index"], index)
     try:
@@ -349,7 +367,7 @@ def decode_lowering(payload: object, seq: int, index: int) -> LoweringRecord:
     _canonical(body["entry"], entry.to_value(), "entry")
     params = body["params"]
     canonical.encode(params)  # must be encodable at all
-    return LoweringRecord(seq=seq, entry=entry, params=params)  # type: ignore[arg-type]
+    return LoweringRecord(entry=entry, params=params)  # type: ignore[arg-type]
 
 
 def decode_phase(payload: object, index: int) -> str:
@@ -358,16 +376,22 @@ def decode_phase(payload: object, index: int) -> str:
     return expect_text(body["line"], "line", nonempty=True)
 
 
-def decode_terminal(payload: object) -> Terminal:
+def decode_terminal(
+    payload: object, witnesses: tuple[BudgetWitness, ...] | None = None
+) -> Terminal:
+    """``witnesses``: the budget witnesses already read from their bytes, when the caller
+    has them (their value in ``payload`` is then :data:`FROM_BYTES`)."""
     body = _body(payload, RUN_TERMINAL)
     raw_exit = body["exit"]
-    witnesses = expect_array(body["budget_witnesses"], "budget_witnesses")
+    if witnesses is None:
+        raw = expect_array(body["budget_witnesses"], "budget_witnesses")
+        witnesses = tuple(
+            BudgetWitness.from_value(w, f"budget_witnesses[{i}]") for i, w in enumerate(raw)
+        )
     return Terminal(
         outcome=Outcome.from_value(body["outcome"], "outcome"),
         exit=None if raw_exit is None else ExitStatus.from_value(raw_exit, "exit"),
-        budget_witnesses=tuple(
-            BudgetWitness.from_value(w, f"budget_witnesses[{i}]") for i, w in enumerate(witnesses)
-        ),
+        budget_witnesses=witnesses,
     )
 
 
@@ -398,7 +422,7 @@ def decode_sealed(payload: object) -> Sealed:
     return Sealed(
         body=report,
         body_bytes=_canonical(body["body"], report.to_value(), "body"),
-        seal=_digest(body["seal"], "seal"),
+        seal=expect_digest(body["seal"], "seal"),
     )
 
 
@@ -416,7 +440,7 @@ def _expect_index(value: object, index: int) -> None:
 def _decode(event: Event, decoder: Callable[..., T], *args: int) -> T:
     try:
         return decoder(event.payload, *args)
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise GrammarError(f"event {event.seq} ({event.kind}): {_message(exc)}") from None
 
 
@@ -425,7 +449,17 @@ def _message(exc: BaseException) -> str:
     return text[2:] if text.startswith(": ") else text
 
 
-def _check_order(events: Sequence[Event]) -> None:
+class Kinded(Protocol):
+    """What the order check reads of an event (an :class:`Event` or a proven record)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...
+
+
+def check_order(events: Sequence[Kinded]) -> None:
     """Kinds after ``plan.admitted`` follow ``AFTER_ADMITTED``, repeating only where allowed."""
     position = -1
     for event in events[1:]:
@@ -489,7 +523,7 @@ def parse_run(run_id: bytes, events: Sequence[Event]) -> ParsedRun:
     events, network, misplaced = split_decisions(events)
     if misplaced is not None:
         raise GrammarError(misplaced)
-    _check_order(events)
+    check_order(events)
     admitted = _decode(first, decode_admitted)
     _same_attempt(first, admitted.attempt_id, run_id)
     lowering: list[LoweringRecord] = []
@@ -500,7 +534,7 @@ def parse_run(run_id: bytes, events: Sequence[Event]) -> ParsedRun:
     sealed: Sealed | None = None
     for event in events[1:]:
         if event.kind == LOWERING_ENTRY:
-            lowering.append(_decode(event, decode_lowering, event.seq, len(lowering)))
+            lowering.append(_decode(event, decode_lowering, len(lowering)))
         elif event.kind == LAUNCHER_PHASE:
             lines.append(_decode(event, decode_phase, len(lines)))
         elif event.kind == RUN_TERMINAL:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import TypeAlias, cast
+from typing import Any, TypeAlias, cast
 
 import cbor2
 
@@ -60,6 +60,7 @@ __all__ = [
     "reference_array_spans",
     "reference_decode",
     "reference_map_spans",
+    "same_value",
     "validate",
 ]
 
@@ -241,6 +242,49 @@ def _check_naming(value: object, path: str = "$", depth: int = 0) -> None:
             _check_naming(item, f"{path}.{key}", depth + 1)
         return
     raise CanonicalError(f"{path}: {type(value).__name__} has no canonical encoding")
+
+
+_SCALARS = frozenset({bytes, str, int, bool, type(None)})
+
+
+def same_value(a: object, b: object) -> bool:
+    """Whether ``a`` and ``b`` have the same canonical encoding (CanonicalError when one
+    has none and the other is not built exactly alike).
+
+    Decided without encoding when they are built alike: scalars of one exact type and
+    equal (Python's ``True == 1`` is not enough: their encodings differ), maps with the
+    same text keys and alike values, lists or tuples (both arrays) of alike items — the
+    encoding is a function of exactly that structure. Otherwise both are encoded.
+    """
+    if _alike(a, b):
+        return True
+    try:
+        return bool(cbor2.dumps(a, canonical=True) == cbor2.dumps(b, canonical=True))
+    except Exception:  # cbor2 raises several types for what it cannot encode
+        return encode(a) == encode(b)
+
+
+def _alike(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    kind = type(a)
+    if kind in _SCALARS:
+        return kind is type(b) and bool(a == b)
+    if kind is dict:
+        return (
+            type(b) is dict
+            and len(a) == len(b)
+            and all(
+                type(key) is str and key in b and _alike(value, b[key]) for key, value in a.items()
+            )
+        )
+    if kind is list or kind is tuple:
+        return (
+            (type(b) is list or type(b) is tuple)
+            and len(a) == len(b)
+            and all(_alike(x, y) for x, y in zip(a, b, strict=True))
+        )
+    return False
 
 
 def encode(value: object) -> bytes:

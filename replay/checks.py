@@ -99,18 +99,6 @@ def _same(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(a, b)
 
 
-_SCALARS = frozenset({bytes, str, int, bool, type(None)})
-
-
-def _same_value(a: object, b: object) -> bool:
-    """Whether two values have the same canonical encoding (``_enc(a) == _enc(b)``), without
-    encoding scalars of one type (equal exactly when their encodings are) or one object."""
-    kind = type(a)
-    if a is b or (kind is type(b) and kind in _SCALARS):
-        return a is b or a == b
-    return _enc(a) == _enc(b)
-
-
 def _enc(value: object) -> bytes:
     """Canonical bytes for comparing a recorded value (strictly decoded: its types checked
     already) with a re-derived one (built by the contract's own encoders)."""
@@ -621,7 +609,7 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
     problems: list[str] = []
 
     def differ(field: str, reported: object, recorded: object) -> None:
-        if not _same_value(reported, recorded):
+        if not canonical.same_value(reported, recorded):
             problems.append(f"{field}: report {show(reported)}, events {show(recorded)}")
 
     for field in ("plan_id", "h_a", "h_p", "h_l", "backend"):

@@ -211,8 +211,10 @@ def _terminal(data: bytes) -> ev.Terminal | None:
     witnesses = _items("budget_witnesses", parts["budget_witnesses"])
     if witnesses is None:
         return None
-    payload = {name: cbor2.loads(value) for name, value in parts.items()}
-    payload["budget_witnesses"] = ev.FROM_BYTES
+    payload = {
+        name: ev.FROM_BYTES if name == "budget_witnesses" else cbor2.loads(value)
+        for name, value in parts.items()
+    }
     return ev.decode_terminal(payload, witnesses)
 
 
@@ -233,23 +235,10 @@ def _body(data: bytes) -> BoundaryReportBody | None:
             continue
         decoded = cbor2.loads(encoded)
         value = field.read(decoded, f"body.{name}")
-        if not _encodes_to(field.write(value), decoded, encoded):
+        if not canonical.same_value(field.write(value), decoded):
             return None
         values[name] = value
     return BoundaryReportBody(**values)
-
-
-_SCALARS = frozenset({bytes, str, int, bool, type(None)})
-
-
-def _encodes_to(written: object, decoded: object, encoded: bytes) -> bool:
-    """Whether ``written`` (a rebuilt value) encodes to ``encoded``, the canonical bytes
-    ``decoded`` was decoded from: without encoding when it is that very value, or a scalar
-    of its exact type equal to it (one encoding each)."""
-    kind = type(written)
-    if written is decoded or (kind is type(decoded) and kind in _SCALARS and written == decoded):
-        return True
-    return _encoded(written) == encoded
 
 
 def _items(name: str, encoded: bytes) -> tuple[Any, ...] | None:
@@ -270,7 +259,7 @@ def _items(name: str, encoded: bytes) -> tuple[Any, ...] | None:
         if item is None:
             decoded = cbor2.loads(item_bytes)
             item = field.read(decoded, f"body.{name}[{len(items)}]")
-            if not _encodes_to(field.write(item), decoded, item_bytes):
+            if not canonical.same_value(field.write(item), decoded):
                 return None
             memo.put(item_bytes, item, length)
         items.append(item)
@@ -284,12 +273,3 @@ def _count(encoded: bytes) -> int:
         return info
     width = 1 << (info - 24) if info < 28 else 8
     return min(int.from_bytes(encoded[1 : 1 + width], "big"), len(encoded))
-
-
-def _encoded(value: object) -> bytes | None:
-    """The canonical encoding of a rebuilt value, or None when it has none."""
-    try:
-        data: bytes = cbor2.dumps(value, canonical=True)
-    except Exception:  # cbor2 raises several types for what it cannot encode
-        return None
-    return data

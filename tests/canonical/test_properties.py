@@ -17,7 +17,7 @@ import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bvisor.canonical import CanonicalError, Value, decode, encode
+from bvisor.canonical import CanonicalError, Value, decode, encode, same_value
 
 # Modest example counts keep this file well under 20 s; no deadline, since a slow example
 # is not a wrong one. No example database: a failure prints its reproducing example.
@@ -356,3 +356,25 @@ def test_the_quick_check_never_takes_what_the_naming_check_refuses(value: object
 
     if canonical._plainly_encodable(value, 0):
         canonical._check_naming(value)  # raises if the quick check was wrong
+
+
+def _tupled(value: Value) -> object:
+    """The same value with every list a tuple (both encode as arrays)."""
+    if isinstance(value, list):
+        return tuple(_tupled(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _tupled(item) for key, item in value.items()}
+    return value
+
+
+@PROPERTY
+@given(values, values)
+def test_same_value_is_equal_encodings(a: Value, b: Value) -> None:
+    assert same_value(a, b) == (encode(a) == encode(b))
+    assert same_value(a, a) and same_value(_tupled(a), a) and same_value(a, decode(encode(a)))
+
+
+def test_same_value_tells_what_python_equality_does_not() -> None:
+    assert not same_value(True, 1) and not same_value({"k": 1}, {"k": True})
+    assert not same_value(b"a", "a") and not same_value([1], [1, 1])
+    assert same_value({"a": [1, (2, b"x")], "b": None}, {"b": None, "a": [1, [2, b"x"]]})

@@ -274,3 +274,16 @@ def test_ledgers_of_released_versions_audit_alike_either_way(
         fast = audit(ledger)
     assert json.dumps(fast.to_json(), sort_keys=True) == json.dumps(slow.to_json(), sort_keys=True)
     assert any(read), "no run of the ledger was read by its bytes"
+
+
+def test_a_plan_differing_after_its_attempt_id_is_read_afresh(
+    source: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``plan.admitted`` of a run sharing a plan is the one read before but for its attempt
+    id; a byte after the attempt id (the schema version sorts last) is not the same plan."""
+
+    def edit(events: list[Copied]) -> None:
+        _of_run(events, 2, "plan.admitted")[0].payload["schema_version"] = 2  # one byte, too
+
+    runs = _forged(source, tmp_path, edit, monkeypatch)
+    assert "schema" in _caught(runs, 2, "grammar")

@@ -47,6 +47,7 @@ from bvisor.contract.transcript import (
 )
 from bvisor.digest import Purpose, digest_bytes
 from bvisor.ledger import Event, Finding
+from bvisor.replay import observed
 from bvisor.replay.denials import denial_problems
 from bvisor.replay.derive import Rederived
 from bvisor.replay.diff import first_difference, show
@@ -643,13 +644,13 @@ def check_report(parsed: ParsedRun, derived: Rederived) -> CheckResult:
         if difference is not None:
             problems.append(f"admitted requirements disagree with the admission: {difference}")
     states, notes = _split(parsed.lines)
-    reported_notes = [f.detail for f in body.observed if f.kind == fact_kinds.LAUNCHER_NOTE]
+    reported_notes = list(observed.details(body, fact_kinds.LAUNCHER_NOTE))
     if reported_notes != notes:
         problems.append(
             f"launcher_note facts ({len(reported_notes)}) are not the recorded launcher notes "
             f"({len(notes)}) in order"
         )
-    terminals = [f.detail for f in body.observed if f.kind == fact_kinds.LAUNCHER_TERMINAL]
+    terminals = list(observed.details(body, fact_kinds.LAUNCHER_TERMINAL))
     try:
         recorded_terminal = check_walk(states) or "none"
     except TranscriptError:
@@ -715,7 +716,7 @@ def _outcome_problems(
     """The exit agrees with the launcher's note, and the outcome agrees with the exit."""
     problems: list[str] = []
     exit_status, outcome = body.exit, body.outcome.value
-    facts = {f.kind for f in body.observed}
+    facts = observed.kinds(body)
     noted = [e for e in map(wire_notes.noted_exit, notes) if e is not None]
     if noted and fact_kinds.HOST_INTERRUPTED not in facts:
         if len(set(noted)) > 1:
@@ -767,8 +768,8 @@ def _deadline_race(body: BoundaryReportBody) -> bool:
         w.dimension.value == "wall_micros" and w.limit is not None for w in body.budget_witnesses
     )
     deadline = any(
-        f.kind == fact_kinds.BUDGET_EXCEEDED and f.detail.startswith("wall_micros:")
-        for f in body.observed
+        detail.startswith("wall_micros:")
+        for detail in observed.details(body, fact_kinds.BUDGET_EXCEEDED)
     )
     return budgeted and deadline
 
@@ -778,8 +779,8 @@ def _witness_problems(body: BoundaryReportBody, spec: BoundarySpec) -> list[str]
     problems: list[str] = []
     seen: set[str] = set()
     oom = any(
-        f.kind == fact_kinds.BUDGET_EXCEEDED and f.detail.startswith("resident_bytes")
-        for f in body.observed
+        detail.startswith("resident_bytes")
+        for detail in observed.details(body, fact_kinds.BUDGET_EXCEEDED)
     )
     for witness in body.budget_witnesses:
         name = witness.dimension.value
@@ -863,7 +864,7 @@ def _derived_fact_problems(body: BoundaryReportBody, derived: Rederived) -> list
     if reported != expected:
         problems.append(f"lowering facts {reported} are not what the plan implies {expected}")
     grants = derived.grants  # filesystem_grants(plan)
-    confined = [f.detail for f in body.observed if f.kind == fact_kinds.FILESYSTEM_CONFINED]
+    confined = observed.details(body, fact_kinds.FILESYSTEM_CONFINED)
     if len(confined) > 1:
         problems.append("more than one filesystem_confined fact")
     for detail in confined:
@@ -886,7 +887,7 @@ def _marking_problems(body: BoundaryReportBody, notes: Sequence[str]) -> list[st
     problems: list[str] = []
     prefix = wire_notes.DANGER_PREFIX
     noted = sorted(n.removeprefix(prefix) for n in notes if n.startswith(prefix))
-    marked = sorted(f.detail for f in body.observed if f.kind == fact_kinds.TEST_HOOK_ACTIVE)
+    marked = sorted(observed.details(body, fact_kinds.TEST_HOOK_ACTIVE))
     flagged = finding_subjects(body.findings, TEST_HOOK_FINDING)
     if not noted == marked == flagged:
         problems.append(

@@ -53,6 +53,7 @@ from bvisor.contract.netpolicy import (
 )
 from bvisor.contract.report import BoundaryReportBody
 from bvisor.ledger import Event
+from bvisor.replay import observed
 
 __all__ = [
     "NETDNS_ID",
@@ -167,7 +168,7 @@ def network_problems(
 ) -> list[str]:
     """What in the report disagrees with the decisions and the plan (see the docstring)."""
     params = _plan_params(lowering)
-    reported = [fact.detail for fact in body.observed if fact.kind == ACTIVITY_FACT]
+    reported = list(observed.details(body, ACTIVITY_FACT))
     proxy = params.get(NETPROXY_ID)
     if proxy is None:
         if decisions or reported:

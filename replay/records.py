@@ -66,6 +66,10 @@ _ORDERS: Memo[tuple[str, ...], bool] = Memo(256, 1 << 16)
 # expected where it was read (its payload holds it: a hit elsewhere is read again).
 _LINES: Memo[bytes, tuple[int, str]] = Memo(8192, 64 * 1024)
 _ENTRIES: Memo[bytes, tuple[int, ev.LoweringRecord]] = Memo(4096, 64 * 1024)
+# The report body's other fields by their bytes (plan ids, backend, profile, exit...).
+_FIELDS: dict[str, Memo[bytes, Any]] = {
+    name: Memo(1024, 4096) for name, field in BODY_FIELDS.items() if not field.each
+}
 # Items of each of the report body's list fields, by the item's bytes.
 _ITEMS: dict[str, Memo[bytes, Any]] = {
     name: Memo(4096, 64 * 1024) for name, field in BODY_FIELDS.items() if field.each
@@ -256,7 +260,7 @@ def _terminal(data: bytes) -> ev.Terminal | None:
     if parts is None or len(parts) != len(_TERMINAL_KEYS):
         return None
     witnesses = _items("budget_witnesses", parts["budget_witnesses"])
-    if witnesses is None:
+    if witnesses is _REFUSED:
         return None
     payload = {
         name: ev.FROM_BYTES if name == "budget_witnesses" else cbor2.loads(value)
@@ -268,34 +272,50 @@ def _terminal(data: bytes) -> ev.Terminal | None:
 def _body(data: bytes) -> BoundaryReportBody | None:
     """``BoundaryReportBody.from_value`` of the body these bytes encode, proven canonical
     (see module), or None for anything it or the canonical check would refuse."""
-    fields = _entries(data, _BODY_KEYS)
-    if fields is None or len(fields) != len(BODY_FIELDS):
+    spans = canonical.map_spans(data, max_entries=len(BODY_FIELDS))
+    if spans is None or len(spans) != 2 * len(BODY_FIELDS):
         return None
     values: dict[str, Any] = {}
-    for name, field in BODY_FIELDS.items():
-        encoded = fields[name]
-        if field.each:
-            items = _items(name, encoded)
-            if items is None:
-                return None
-            values[name] = items
-            continue
-        decoded = cbor2.loads(encoded)
-        value = field.read(decoded, f"body.{name}")
-        if not canonical.same_value(field.write(value), decoded):
+    for at, (name, key) in enumerate(_BODY_ORDER):
+        (key_at, key_len), (value_at, value_len) = spans[2 * at], spans[2 * at + 1]
+        if data[key_at : key_at + key_len] != key:
+            return None  # a key the body does not have, so one it has is missing
+        encoded = data[value_at : value_at + value_len]
+        value = _items(name, encoded) if BODY_FIELDS[name].each else _field(name, encoded)
+        if value is _REFUSED:
             return None
         values[name] = value
     return BoundaryReportBody(**values)
 
 
-def _items(name: str, encoded: bytes) -> tuple[Any, ...] | None:
+# The body's keys in the order a canonical map holds them (its keys' encodings, sorted).
+_BODY_ORDER = sorted(((name, key) for key, name in _BODY_KEYS.items()), key=lambda kv: kv[1])
+_REFUSED: Any = object()  # what _field and _items return for what they do not accept
+
+
+def _field(name: str, encoded: bytes) -> Any:
+    """A body field that is no list, read from its bytes (remembered by them) and proven
+    to re-encode to them."""
+    memo = _FIELDS[name]
+    value = memo.table.get(encoded, _REFUSED)
+    if value is _REFUSED:
+        field = BODY_FIELDS[name]
+        decoded = cbor2.loads(encoded)
+        value = field.read(decoded, f"body.{name}")
+        if not canonical.same_value(field.write(value), decoded):
+            return _REFUSED
+        memo.put(encoded, value, len(encoded))
+    return value
+
+
+def _items(name: str, encoded: bytes) -> Any:
     """The items of the body's list field ``name`` from the list's bytes, each read (and
     proven to re-encode to its bytes) once per distinct encoding."""
     if encoded == _EMPTY_LIST:
         return ()
     spans = canonical.array_spans(encoded, max_items=_count(encoded))
     if spans is None:
-        return None
+        return _REFUSED
     field = BODY_FIELDS[name]
     memo = _ITEMS[name]
     found = memo.table
@@ -307,7 +327,7 @@ def _items(name: str, encoded: bytes) -> tuple[Any, ...] | None:
             decoded = cbor2.loads(item_bytes)
             item = field.read(decoded, f"body.{name}[{len(items)}]")
             if not canonical.same_value(field.write(item), decoded):
-                return None
+                return _REFUSED
             memo.put(item_bytes, item, length)
         items.append(item)
     return tuple(items)

@@ -11,10 +11,12 @@ wrong. It is never the one to refuse a run, only the one to accept it sooner:
   makes of a payload is a pure function of its canonical bytes, so it is remembered by
   them (:mod:`bvisor.replay.memo`): a launcher line, a lowering entry (with the index
   the grammar expects there, the only other input), the spec, profile and admission of
-  ``plan.admitted``, and each item of the report body's lists;
+  ``plan.admitted``, each field of the report body and each item of its lists;
 * ``plan.admitted`` and ``report.sealed`` are taken apart by their map entries' byte spans
   (:func:`bvisor.canonical.map_spans`), so the parts a run shares with others (spec,
-  profile, admission; most report facts) are neither decoded nor re-encoded again;
+  profile, admission; most report facts) are neither decoded nor re-encoded again; a
+  ``plan.admitted`` that is a recent one's but for its attempt id is found by comparing
+  bytes (:func:`_admitted`);
 * the report body is read field by field with :data:`bvisor.contract.report.BODY_FIELDS`
   (the table ``BoundaryReportBody.from_value`` reads it with), and its canonical form
   proven the same way: the body's bytes are its map head and its entries in canonical
@@ -64,7 +66,7 @@ _KINDS = frozenset({PLAN_ADMITTED, *AFTER_ADMITTED})
 _ORDERS: Memo[tuple[str, ...], bool] = Memo(256, 1 << 16)
 # Launcher lines and lowering entries by payload bytes, each with the index the grammar
 # expected where it was read (its payload holds it: a hit elsewhere is read again).
-_LINES: Memo[bytes, tuple[int, str]] = Memo(8192, 64 * 1024)
+_LINES: Memo[bytes, tuple[int, str]] = Memo(8192, 16 * 1024)
 _ENTRIES: Memo[bytes, tuple[int, ev.LoweringRecord]] = Memo(4096, 64 * 1024)
 # The report body's other fields by their bytes (plan ids, backend, profile, exit...).
 _FIELDS: dict[str, Memo[bytes, Any]] = {
@@ -72,7 +74,7 @@ _FIELDS: dict[str, Memo[bytes, Any]] = {
 }
 # Items of each of the report body's list fields, by the item's bytes.
 _ITEMS: dict[str, Memo[bytes, Any]] = {
-    name: Memo(4096, 64 * 1024) for name, field in BODY_FIELDS.items() if field.each
+    name: Memo(4096, 16 * 1024) for name, field in BODY_FIELDS.items() if field.each
 }
 
 # The parts of plan.admitted decoded through the shared memo of bvisor.replay.events.

@@ -287,3 +287,12 @@ def test_a_plan_differing_after_its_attempt_id_is_read_afresh(
 
     runs = _forged(source, tmp_path, edit, monkeypatch)
     assert "schema" in _caught(runs, 2, "grammar")
+
+
+def test_the_memo_holds_at_most_its_budget_of_key_bytes() -> None:
+    memo: Memo[bytes, int] = Memo(100, 8, budget=10)
+    memo.put(b"a" * 6, 1, 6)
+    memo.put(b"b" * 3, 2, 3)
+    assert memo.held == 9 and len(memo.table) == 2
+    memo.put(b"c" * 4, 3, 4)  # 13 bytes would pass the budget: cleared, then kept
+    assert memo.held == 4 and list(memo.table.values()) == [3]

@@ -320,12 +320,16 @@ def test_array_spans_match_an_independent_walk(items: list[Value], max_items: in
 
 @DIFF
 @given(values)
-def test_array_spans_are_none_for_other_shapes(value: Value) -> None:
+def test_array_and_map_spans_are_none_for_other_shapes(value: Value) -> None:
     data = canonical.encode(value)
     spans = canonical.array_spans(data, max_items=64)
     assert spans == canonical.reference_array_spans(data, max_items=64)
     if not isinstance(value, list) or len(value) > 64:
         assert spans is None
+    entries = canonical.map_spans(data, max_entries=64)
+    assert entries == canonical.reference_map_spans(data, max_entries=64)
+    if not isinstance(value, dict) or len(value) > 64:
+        assert entries is None
 
 
 @DIFF
@@ -368,14 +372,3 @@ def test_map_spans_match_an_independent_walk(entries: dict[str, Value], max_entr
         assert isinstance(key, str)
         decoded[key] = canonical.decode(data[value_at : value_at + value_len])
     assert same(decoded, entries)
-
-
-@DIFF
-@given(values)
-def test_map_spans_are_none_for_other_shapes(value: Value) -> None:
-    data = canonical.encode(value)
-    spans = canonical.map_spans(data, max_entries=64)
-    assert spans == canonical.reference_map_spans(data, max_entries=64)
-    if not isinstance(value, dict) or len(value) > 64:
-        assert spans is None
-    assert canonical.array_spans(data, max_items=64) is None or isinstance(value, list)

@@ -100,6 +100,21 @@ def _work(tmp_path: Path) -> Path:
     return work
 
 
+def _true_command(
+    work: Path, env: dict[str, str], timeout: int
+) -> subprocess.CompletedProcess[str]:
+    """``bvisor run --no-record -- /bin/true`` as a command from ``work`` (stdin closed)."""
+    return subprocess.run(
+        [sys.executable, "-c", _COMMAND, "run", "--no-record", "--", "/bin/true"],
+        cwd=work,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def _ledger_runs(path: Path) -> list[dict[str, object]]:
     runs: dict[bytes, dict[str, object]] = {}
     with Ledger.open(path, readonly=True) as store:
@@ -400,15 +415,7 @@ def test_a_directory_others_can_enter_is_never_used(tmp_path: Path) -> None:
     assert list(shared.iterdir()) == []
     # A command there runs in its own process, and starts no service in that directory.
     work = _work(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-c", _COMMAND, "run", "--no-record", "--", "/bin/true"],
-        cwd=work,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _true_command(work, env, timeout=120)
     assert done.returncode == 0, done.stderr
     time.sleep(1)
     assert list(shared.iterdir()) == []
@@ -417,15 +424,7 @@ def test_a_directory_others_can_enter_is_never_used(tmp_path: Path) -> None:
 def test_a_command_with_no_service_starts_one_for_next_time(tmp_path: Path) -> None:
     env = _env(tmp_path)
     work = _work(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-c", _COMMAND, "run", "--no-record", "--", "/bin/true"],
-        cwd=work,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _true_command(work, env, timeout=120)
     assert done.returncode == 0, done.stderr
     status = [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--status", "--json"]
     try:
@@ -445,15 +444,7 @@ def test_require_says_why_a_command_is_not_served(tmp_path: Path) -> None:
     """``BVISOR_SERVE=require`` with no service: exit 125 and the reason, nothing run."""
     work = _work(tmp_path)
     env = {**_env(tmp_path), "BVISOR_SERVE": "require"}
-    done = subprocess.run(
-        [sys.executable, "-c", _COMMAND, "run", "--no-record", "--", "/bin/true"],
-        cwd=work,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _true_command(work, env, timeout=60)
     assert done.returncode == 125, done.stderr
     assert "bvisor: not served: no service is running" in done.stderr
     assert "completed" not in done.stderr  # the command did not run itself

@@ -18,7 +18,7 @@ import socket
 from bvisor.contract import mechanisms as mech
 from bvisor.contract.lowering import Phase
 from bvisor.contract.mechanisms import NetDns
-from bvisor.launcher.process.mechanisms.netproxy import hand_over, host_slot_of, netns_of_child
+from bvisor.launcher.process.mechanisms.netproxy import hand_over, netns_of_child
 from bvisor.launcher.process.program import Fault, Program
 
 __all__ = ["prepare"]
@@ -40,22 +40,14 @@ def _check_resolver(sock: socket.socket, port: int, child_pid: int) -> int:
 
 
 def prepare(program: Program, phase: Phase, params: NetDns) -> None:
-    channel_fd, receive = hand_over(
+    channel_fd, forward = hand_over(
         program,
-        host_slot_of(program),
         b"D",
         lambda sock, pid: _check_resolver(sock, params.port, pid),
+        f"netdns resolver udp 127.0.0.1:{params.port}",
     )
     args = program.new("struct bv_netdns_args *")
     args.channel_fd = channel_fd
     args.port = params.port
-
-    def forward(child_pid: int) -> list[str]:
-        inode = receive(child_pid)
-        return [
-            f"netdns resolver udp 127.0.0.1:{params.port} made in the workload's network "
-            f"namespace net:[{inode}] (checked with SIOCGSKNS), passed to the host"
-        ]
-
     program.add_op("netdns", args, phase, mech.NETDNS.id, on_done=forward)
     program.note(phase, f"netdns: resolver socket udp 127.0.0.1:{params.port} for the host")

@@ -77,12 +77,14 @@ Check = Callable[[socket.socket, int], int]
 
 
 def hand_over(
-    program: Program, host_slot: int, tag: bytes, check: Check
-) -> tuple[int, Callable[[int], int]]:
+    program: Program, tag: bytes, check: Check, shown: str
+) -> tuple[int, Callable[[int], list[str]]]:
     """A socketpair for the child's op (its end is returned, closed after the spawn) and
-    the step that, once the op is done, receives the one socket the child sent, checks it
-    (``check(sock, child_pid)`` gives its namespace inode or faults) and passes it to the
-    host over the ``NetProxy`` slot with ``tag``. The launcher keeps no copy."""
+    the op's ``on_done``: once the op is done, it receives the one socket the child sent,
+    checks it (``check(sock, child_pid)`` gives its namespace inode or faults), passes it
+    to the host over the ``NetProxy`` slot with ``tag`` and notes ``shown`` with the
+    namespace. The launcher keeps no copy."""
+    host_slot = host_slot_of(program)
     child_end, launcher_end = socket.socketpair(
         socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC
     )
@@ -90,7 +92,7 @@ def hand_over(
     program.close_after_spawn.append(child_end.detach())
     what = tag.decode()
 
-    def forward(child_pid: int) -> int:
+    def forward(child_pid: int) -> list[str]:
         with launcher_end:
             try:
                 data, fds, _, _ = socket.recv_fds(launcher_end, 16, 2)
@@ -113,7 +115,10 @@ def hand_over(
             finally:
                 for sock in received:
                     sock.close()
-        return inode
+        return [
+            f"{shown} made in the workload's network namespace net:[{inode}] "
+            "(checked with SIOCGSKNS), passed to the host"
+        ]
 
     return program.close_after_spawn[-1], forward
 
@@ -126,24 +131,16 @@ def host_slot_of(program: Program) -> int:
 
 
 def prepare(program: Program, phase: Phase, params: NetProxy) -> None:
-    channel_fd, receive = hand_over(
+    channel_fd, forward = hand_over(
         program,
-        host_slot_of(program),
         b"L",
         lambda sock, pid: _check_listener(sock, params.port, pid),
+        f"netproxy listener tcp 127.0.0.1:{params.port}",
     )
     args = program.new("struct bv_netproxy_args *")
     args.channel_fd = channel_fd
     args.port = params.port
     args.backlog = BACKLOG
-
-    def forward(child_pid: int) -> list[str]:
-        inode = receive(child_pid)
-        return [
-            f"netproxy listener tcp 127.0.0.1:{params.port} made in the workload's network "
-            f"namespace net:[{inode}] (checked with SIOCGSKNS), passed to the host"
-        ]
-
     program.add_op("netproxy", args, phase, mech.NETPROXY.id, on_done=forward)
     program.note(
         phase,

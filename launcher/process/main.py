@@ -364,6 +364,9 @@ class Launcher:
         req.parent_pid = os.getpid()
         req.ops = table
         req.n_ops = len(ops)
+        join = program.new("int[]", program.cgroup_join_fds or [-1])
+        req.join_fds = join
+        req.n_join_fds = len(program.cgroup_join_fds)
         pid_out = ffi.new("int *")
         rc = int(lib.bv_spawn(req, pid_out))
         for fd in (sync_r, status_w, *program.close_after_spawn):
@@ -381,6 +384,10 @@ class Launcher:
         try:
             for _, step in program.rendezvous:
                 step(self.child_pid)
+            if program.cgroup_join_fds:
+                self._await_join(status_r, ops)
+                for confirm in program.after_join:
+                    confirm(self.child_pid)
             os.write(sync_w, b"G")
         finally:
             os.close(sync_w)
@@ -392,6 +399,17 @@ class Launcher:
             self._wait_init(program, *program.init_fds)
         else:
             self._wait_workload(program, self.child_pid)
+
+    def _await_join(self, status_r: int, ops: list[Op]) -> None:
+        """Wait for the child's 'J' (it joined its cgroup v1 leaves); its failure record,
+        or its exit, faults the launch before it was let go."""
+        first = os.read(status_r, 1)
+        if first == b"J":
+            return
+        if first != b"E":
+            raise Fault("cgroup", errno.EPROTO, "the child exited before joining its cgroup")
+        head = first + _read_exactly(status_r, 7)
+        self._raise_child_fault(head + _read_exactly(status_r, head[7]), ops)
 
     def _follow(self, status_r: int, ops: list[Op], program: Program) -> None:
         """Turn the child's op markers into states; EOF after 'R' means exec happened."""
@@ -564,6 +582,17 @@ class Launcher:
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             os.waitpid(pid, 0)
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """``size`` bytes from the pipe ``fd``; fewer when the writer is gone."""
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _die(message: str) -> NoReturn:

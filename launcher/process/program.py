@@ -4,7 +4,7 @@ The launcher walks the lowering entries in schedule order and hands each launche
 entry, with its typed parameters, to its mechanism module (``mechanisms/``). A module adds
 what its mechanism needs to a :class:`Program`: clone3 flags, an op for the child window
 (its C phase function and the argument struct it reads), a step the launcher takes while
-the child waits at the rendezvous (writing id maps, placing it in a cgroup), fds the child
+the child waits at the rendezvous (writing id maps, confirming its cgroup), fds the child
 needs until exec, and the notes the transcript reports once the mechanism's phase is done.
 Nothing here runs a mechanism; :mod:`bvisor.launcher.process.main` creates the child from
 the finished program. A mechanism may also ask for a step once the workload has exited
@@ -105,6 +105,10 @@ class Program:
     after_workload: list[Callable[[int | None, Note], None]] = field(default_factory=list)
     internal_fds: list[int] = field(default_factory=list)
     close_after_spawn: list[int] = field(default_factory=list)
+    # cgroup v1 ``tasks`` files the child writes "0" to before the rendezvous, and the
+    # launcher's checks, once the child says it joined, that it is in each leaf
+    cgroup_join_fds: list[int] = field(default_factory=list)
+    after_join: list[Callable[[int], None]] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)  # transcript state -> notes
     keepalive: list[Any] = field(default_factory=list)
     init_fds: tuple[int, int] | None = None  # (report read end, release write end)

@@ -364,6 +364,18 @@ class Leaf:
         return [int(x) for x in (self.path / "cgroup.procs").read_text().split()]
 
 
+@contextlib.contextmanager
+def _made_leaf(base: Path, *, v2: bool) -> Iterator[Leaf]:
+    """A fresh test cgroup beneath ``base``, emptied and removed afterwards."""
+    path = base / f"bvisor-test-{os.getpid()}-{next(_counter)}"
+    path.mkdir()
+    leaf = Leaf(path, os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    try:
+        yield leaf
+    finally:
+        _remove_leaf(leaf, v2=v2)
+
+
 def _remove_leaf(leaf: Leaf, v2: bool) -> None:
     os.close(leaf.fd)
     if v2 and (leaf.path / "cgroup.kill").exists():
@@ -384,13 +396,8 @@ def v2_leaf() -> Iterator[Leaf]:
     require_feature("cgroup2-kill")
     base = cgroup_v2_dir()
     assert base is not None
-    path = base / f"bvisor-test-{os.getpid()}-{next(_counter)}"
-    path.mkdir()
-    leaf = Leaf(path, os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
-    try:
+    with _made_leaf(base, v2=True) as leaf:
         yield leaf
-    finally:
-        _remove_leaf(leaf, v2=True)
 
 
 @pytest.fixture
@@ -398,10 +405,15 @@ def v1_pids_leaf() -> Iterator[Leaf]:
     require_feature("cgroup1-pids")
     base = cgroup_v1_dir("pids")
     assert base is not None
-    path = base / f"bvisor-test-{os.getpid()}-{next(_counter)}"
-    path.mkdir()
-    leaf = Leaf(path, os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
-    try:
+    with _made_leaf(base, v2=False) as leaf:
         yield leaf
-    finally:
-        _remove_leaf(leaf, v2=False)
+
+
+@pytest.fixture
+def v1_refusing_leaf() -> Iterator[Leaf]:
+    """A v1 cpuset leaf with no CPUs: the kernel refuses any task joining it (ENOSPC)."""
+    base = cgroup_v1_dir("cpuset")
+    if base is None or not (base / "cpuset.cpus").exists():
+        pytest.skip("no cgroup v1 cpuset hierarchy here (nothing claims one; this test needs it)")
+    with _made_leaf(base, v2=False) as leaf:
+        yield leaf

@@ -413,3 +413,45 @@ def test_the_workload_gets_a_session_keyring_of_its_own(launcher_path: str) -> N
     assert obs.exec_succeeded(), obs.notes
     assert b"update -1" in obs.captured_stdout, obs.captured_stdout
     assert buffer.raw[:length] == b"HOST-VALUE", "the workload rewrote the host's key"
+
+
+def test_cgroup_v1_join_moves_the_whole_child_before_it_runs(
+    launcher_path: str, v1_pids_leaf: Leaf
+) -> None:
+    """The child joins its v1 leaf itself (the calling thread, written to ``tasks``); the
+    kernel's view from outside: the workload is in the leaf, as one thread, and what it
+    forks is born there."""
+    plan, auth = build_plan(
+        "/bin/sh", ["sh", "-c", "sleep 30 & echo ready; wait"], cgroup_v1=[v1_pids_leaf.fd]
+    )
+    run = GatedRun(launcher_path, plan, auth, ready=b"ready\n")
+    pid = run.wait_exec()
+    procs = v1_pids_leaf.procs()
+    threads = os.listdir(f"/proc/{pid}/task")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    obs = run.finish()
+    auth.close()
+    assert pid in procs
+    assert threads == [str(pid)]
+    assert children and all(int(child) in procs for child in children), (children, procs)
+    assert any(n.startswith("cgroup placed v1") for n in obs.notes)
+
+
+def test_a_refused_cgroup_v1_join_faults_before_anything_runs(
+    launcher_path: str, v1_pids_leaf: Leaf, v1_refusing_leaf: Leaf, tmp_path: Path
+) -> None:
+    """The join fails in the child (the kernel says ENOSPC): the launch faults naming the
+    join, the workload never ran (its marker file is absent) and no leaf holds it."""
+    marker = tmp_path / "ran"
+    plan, auth = build_plan(
+        "/bin/sh",
+        ["sh", "-c", f"touch {marker}"],
+        cgroup_v1=[v1_pids_leaf.fd, v1_refusing_leaf.fd],
+    )
+    obs = run_launcher(launcher_path, plan, auth.fds)
+    auth.close()
+    assert obs.terminal == "SetupFaulted", (obs.terminal, obs.notes)
+    assert any("join cgroup v1 leaf 1" in n and "ENOSPC" in n for n in obs.notes), obs.notes
+    assert not obs.exec_succeeded()
+    assert not marker.exists()
+    assert v1_refusing_leaf.procs() == []

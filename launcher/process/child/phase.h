@@ -31,6 +31,8 @@ struct bv_spawn_req {
     int parent_pid;
     const struct bv_op *ops;
     int n_ops;
+    const int *join_fds; /* cgroup v1 `tasks` files the child joins before the rendezvous */
+    int n_join_fds;
 };
 /* END CFFI DECLARATIONS */
 

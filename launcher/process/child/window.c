@@ -2,11 +2,19 @@
  * The child window's core: create the child with clone3, wait for the launcher's go, run
  * the program (the verified schedule's ops, in order), report each op on the status pipe.
  *
- * Status protocol (req->status_fd, close-on-exec): after op i succeeds, 'O' and i (u16,
- * native order); just before exec, 'R'; on failure, 'E', i (u16), errno (i32), a length
- * byte and that many bytes of detail, then _exit(127). EOF after 'R' with no record means
- * execveat succeeded (the pipe closed at exec). Index 0xffff is the window's own set-up
- * (the parent-death signal, the rendezvous).
+ * Status protocol (req->status_fd, close-on-exec): once the child has joined its cgroup
+ * v1 leaves (only when it has any), 'J'; after op i succeeds, 'O' and i (u16, native
+ * order); just before exec, 'R'; on failure, 'E', i (u16), errno (i32), a length byte and
+ * that many bytes of detail, then _exit(127). EOF after 'R' with no record means execveat
+ * succeeded (the pipe closed at exec). Index 0xffff is the window's own set-up (the
+ * parent-death signal, the cgroup join, the rendezvous).
+ *
+ * The child joins its v1 leaves itself, by writing "0" (the calling thread) to each
+ * leaf's `tasks` file the launcher opened: the kernel moves the current single thread
+ * without taking its global threadgroup lock, whose write side waits for an RCU grace
+ * period (5-14 ms here), as the launcher writing the child's pid to cgroup.procs did. The
+ * child is one thread (clone3 copies only the caller), so the thread is the process; the
+ * launcher confirms it in each leaf's cgroup.procs before it writes 'G'.
  *
  * The child starts with every signal blocked (bv_spawn blocks them across clone3 so no
  * Python handler can run in the copy); the ambient op empties the mask just before the
@@ -61,7 +69,7 @@ static void bv_mark(const struct bv_ctx *ctx, char kind, int index)
     uint16_t i = (uint16_t)index;
     record[0] = (unsigned char)kind;
     memcpy(record + 1, &i, sizeof i);
-    bv_write_all(ctx->req->status_fd, record, kind == 'R' ? 1 : sizeof record);
+    bv_write_all(ctx->req->status_fd, record, kind == 'R' || kind == 'J' ? 1 : sizeof record);
 }
 
 static void __attribute__((noreturn)) bv_fail(const struct bv_ctx *ctx, int index, int err)
@@ -112,6 +120,24 @@ static int bv_run_op(const struct bv_op *op, struct bv_ctx *ctx)
     }
 }
 
+/* Join each cgroup v1 leaf (see the top of this file), then say so with 'J'. */
+static void bv_join_cgroups(struct bv_ctx *ctx)
+{
+    const struct bv_spawn_req *req = ctx->req;
+    for (int i = 0; i < req->n_join_fds; i++) {
+        ssize_t n;
+        do {
+            n = write(req->join_fds[i], "0", 1);
+        } while (n < 0 && errno == EINTR);
+        if (n != 1)
+            bv_fail(ctx, BV_SETUP_INDEX,
+                    bv_why(ctx, n < 0 ? errno : EIO, "join cgroup v1 leaf %d", i));
+        close(req->join_fds[i]);
+    }
+    if (req->n_join_fds > 0)
+        bv_mark(ctx, 'J', 0);
+}
+
 static void __attribute__((noreturn)) bv_child(const struct bv_spawn_req *req)
 {
     struct bv_ctx ctx;
@@ -128,8 +154,9 @@ static void __attribute__((noreturn)) bv_child(const struct bv_spawn_req *req)
         bv_fail(&ctx, BV_SETUP_INDEX, bv_why(&ctx, errno, "parent-death signal"));
     if (getpid() != 1 && getppid() != req->parent_pid)
         _exit(127);
-    /* Rendezvous: the launcher writes the id maps, cgroup placement and OOM score, then
-     * 'G'. EOF means it gave up: exit without running anything. */
+    bv_join_cgroups(&ctx);
+    /* Rendezvous: the launcher writes the id maps and OOM score, confirms the cgroup
+     * join, then writes 'G'. EOF means it gave up: exit without running anything. */
     do {
         n = read(req->sync_fd, &go, 1);
     } while (n < 0 && errno == EINTR);

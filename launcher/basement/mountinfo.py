@@ -18,6 +18,8 @@ __all__ = ["FsLocation", "MountEntry", "fs_location", "mount_entries"]
 
 def _unescape(field: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as three octal digits."""
+    if "\\" not in field:
+        return field
     out, index = [], 0
     while index < len(field):
         if field[index] == "\\" and field[index + 1 : index + 4].isdigit():
@@ -49,14 +51,25 @@ class FsLocation:
 
 
 def mount_entries() -> list[MountEntry]:
-    entries = []
+    """The mount table as it is now: read in full each time, parsed only when its text
+    differs from the last one parsed (a run reads it several times, unchanged)."""
+    global _last
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
-        for line in handle:
-            fields = line.split(" ")
-            if len(fields) < 5:
-                continue
-            entries.append(MountEntry(fields[2], _unescape(fields[3]), _unescape(fields[4])))
+        text = handle.read()
+    held = _last
+    if held is not None and held[0] == text:
+        return list(held[1])
+    entries = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        if len(fields) < 5:
+            continue
+        entries.append(MountEntry(fields[2], _unescape(fields[3]), _unescape(fields[4])))
+    _last = (text, tuple(entries))
     return entries
+
+
+_last: tuple[str, tuple[MountEntry, ...]] | None = None  # the text last parsed, its entries
 
 
 def fs_location(path: str, entries: list[MountEntry] | None = None) -> FsLocation | None:

@@ -8,9 +8,10 @@ Why it looks like this:
   (the planner probed them), so the run uses exactly the hierarchy h_p committed to; we
   re-check here that each base is still an ancestor-or-self of our own cgroup and refuse
   otherwise, so a workload can never escape the accounting of whoever started bvisor.
-* Limits are written before the workload exists; the launcher places the child with
-  CLONE_INTO_CGROUP (v2) and by writing its pid into each v1 leaf before releasing it, so no
-  instruction of the workload runs outside its leaf.
+* Limits are written before the workload exists; the child is born in the v2 leaf
+  (CLONE_INTO_CGROUP) and joins each v1 leaf itself before the launcher releases it (which
+  it does only once it sees the child in each leaf), so no instruction of the workload runs
+  outside its leaf.
 * Teardown always runs and never raises: ``cgroup.kill`` on the v2 leaf (which holds every
   descendant, whatever v1 leaves they are in), drain until empty, remove every leaf. What
   could not be done is returned as text for a ``cgroup_teardown_incomplete`` fact.

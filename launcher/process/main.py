@@ -406,10 +406,16 @@ class Launcher:
         first = os.read(status_r, 1)
         if first == b"J":
             return
-        if first != b"E":
+        if not first:
             raise Fault("cgroup", errno.EPROTO, "the child exited before joining its cgroup")
-        head = first + _read_exactly(status_r, 7)
-        self._raise_child_fault(head + _read_exactly(status_r, head[7]), ops)
+        if first != b"E":
+            raise Fault("cgroup", errno.EPROTO, f"status byte {first!r} before the cgroup join")
+        record = first + _read_exactly(status_r, 7)
+        if len(record) == 8:
+            record += _read_exactly(status_r, record[7])
+        if len(record) < 8 or len(record) < 8 + record[7]:
+            raise Fault("cgroup", errno.EPROTO, f"a cut failure record {record!r} before the join")
+        self._raise_child_fault(record, ops)
 
     def _follow(self, status_r: int, ops: list[Op], program: Program) -> None:
         """Turn the child's op markers into states; EOF after 'R' means exec happened."""

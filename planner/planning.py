@@ -10,7 +10,7 @@ recorded in the ledger is exactly what was admitted against).
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 from bvisor import canonical
 from bvisor.contract.plan import BoundaryPlan
@@ -21,7 +21,7 @@ from bvisor.planner.identity import build_plan
 from bvisor.planner.registry import BackendRegistry
 from bvisor.planner.rules import CURRENT, Rules
 
-__all__ = ["BoundaryPlanner", "plan_boundary"]
+__all__ = ["BoundaryPlanner", "plan_boundary", "take_fresh_specs"]
 
 
 def plan_boundary(
@@ -45,7 +45,20 @@ def plan_boundary(
         _memo[key] = (snapshot, rules, plan)
         while len(_memo) > _MEMO_SIZE:
             _memo.popitem(last=False)
+        if rules is CURRENT:
+            _fresh.append(key[2])
     return plan
+
+
+def take_fresh_specs() -> list[bytes]:
+    """The canonical bytes of the specs this process planned anew (not from its memo) with
+    the current rules since the last call, oldest first, at most the last
+    :data:`_FRESH_KEPT`; ``bvisor serve`` plans them again in the service (whose copies
+    inherit its memo), so the next command with the same spec finds its plan made."""
+    with _memo_lock:
+        taken = list(_fresh)
+        _fresh.clear()
+    return taken
 
 
 # plan_boundary is pure, so a plan made once for a spec (by its canonical bytes) against a
@@ -57,6 +70,8 @@ _memo_lock = threading.Lock()
 _memo: OrderedDict[tuple[int, int, bytes], tuple[ProfileSnapshot, Rules, BoundaryPlan]] = (
     OrderedDict()
 )
+_FRESH_KEPT = 8
+_fresh: deque[bytes] = deque(maxlen=_FRESH_KEPT)
 
 
 class BoundaryPlanner:

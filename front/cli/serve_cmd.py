@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
             view["pid"] = answer.get("pid", answer.get("stopping"))
             if args.status:
                 view["commands"] = answer.get("running")
+                view["planned_by_copies"] = answer.get("planned_by_copies")
+                view["planned_for_copies"] = answer.get("planned_for_copies")
             else:
                 view["stopping"] = True
         if args.json:
@@ -57,7 +59,11 @@ def run(args: argparse.Namespace) -> int:
         elif args.stop:
             print(f"bvisor serve: pid {view['pid']} stops once its commands end")
         else:
-            print(f"bvisor serve: pid {view['pid']} at {where}, {view['commands']} running")
+            print(
+                f"bvisor serve: pid {view['pid']} at {where}, {view['commands']} running; "
+                f"plans made by its commands {view['planned_by_copies']}, "
+                f"by the service for them {view['planned_for_copies']}"
+            )
         return 0 if answer is not None else 1
     if not args.idle > 0:
         print("bvisor serve: --idle must be a positive number of seconds", file=sys.stderr)

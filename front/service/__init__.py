@@ -28,6 +28,11 @@ process as before, and on-demand starts a service for next time unless ``BVISOR_
 Once the service has accepted a command, the command never falls back (the run may have
 begun): a lost service ends the command with status 125.
 
+A copy inherits the service's planner memo, and as it leaves it tells the service (over a
+pipe of its own) the specs it had to plan itself; the service plans them again while idle,
+so the next command with the same spec finds its plan made (:mod:`.learned`; ``bvisor serve
+--status`` counts both).
+
 This package's client side (:mod:`.paths`, :mod:`.context`, :mod:`.wire`, :mod:`.client`)
 imports only the standard library, and of it only what every Python process has loaded
 and C modules (``_socket``, ``_signal``, ``_json``): a served command is its client and

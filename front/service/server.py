@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bvisor.fdtable import open_fds
-from bvisor.front.service import paths, wire
+from bvisor.front.service import learned, paths, wire
 from bvisor.front.service.context import context_difference
 
 __all__ = ["ServiceError", "serve"]
@@ -67,6 +67,7 @@ class _Command:
     pid: int
     pidfd: int
     conn: socket.socket
+    told: int  # the read end of the pipe the copy tells its fresh plans on
     kill_at: float | None = None
 
 
@@ -88,6 +89,7 @@ def serve(idle: float, announce: Callable[[str], None] = lambda _line: None) -> 
     by_conn: dict[int, _Command] = {}
     last_activity = time.monotonic()
     accepting = True
+    learner = learned.Learner()
     poller = select.poll()
     poller.register(listener, select.POLLIN)
     while True:
@@ -104,16 +106,22 @@ def serve(idle: float, announce: Callable[[str], None] = lambda _line: None) -> 
                     os.kill(command.pid, signal.SIGKILL)
                 command.kill_at = None
         timeout = max(0.0, last_activity + idle - now) if accepting else 1.0
-        for fd, _events in poller.poll(min(timeout, 1.0) * 1000):
+        learning = accepting and learner.pending
+        ready = poller.poll(0 if learning else min(timeout, 1.0) * 1000)
+        if not ready and accepting:
+            learner.step()  # nothing waits: plan what a copy planned, for the next ones
+        for fd, _events in ready:
             if accepting and fd == listener.fileno():
                 last_activity = time.monotonic()
-                verdict = _accept(listener, token, stamps, commands, by_conn, poller)
+                verdict = _accept(listener, token, stamps, commands, by_conn, poller, learner)
                 if verdict == "stop" or verdict == "stale":
                     accepting = False
                     poller.unregister(listener)
                     listener.close()
             elif fd in commands:
-                _finished(commands.pop(fd), by_conn, poller)
+                finished = commands.pop(fd)
+                _finished(finished, by_conn, poller)
+                learner.read(finished.told)
                 last_activity = time.monotonic()
             elif fd in by_conn:
                 _client_spoke(by_conn[fd], poller)
@@ -225,6 +233,7 @@ def _accept(
     commands: dict[int, _Command],
     by_conn: dict[int, _Command],
     poller: select.poll,
+    learner: learned.Learner,
 ) -> str:
     try:
         conn, _ = listener.accept()
@@ -248,7 +257,15 @@ def _accept(
             conn.close()
             return "stop"
         if request.get("status") is True:
-            _answer(conn, {"pid": os.getpid(), "running": len(commands)})
+            _answer(
+                conn,
+                {
+                    "pid": os.getpid(),
+                    "running": len(commands),
+                    "planned_by_copies": learner.told,
+                    "planned_for_copies": learner.planned,
+                },
+            )
             conn.close()
             return "none"
         difference = context_difference(pid)
@@ -265,13 +282,16 @@ def _accept(
             _answer(conn, {"refused": str(exc)})
         conn.close()
         return "stale" if isinstance(exc, _Stale) else "none"
+    told, tell = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:
-        _become(command, (listener, conn))  # never returns
+        os.close(told)
+        _become(command, (listener, conn), tell)  # never returns
+    os.close(tell)
     for fd in fds:
         os.close(fd)
     pidfd = os.pidfd_open(child)
-    entry = _Command(child, pidfd, conn)
+    entry = _Command(child, pidfd, conn, told)
     commands[pidfd] = entry
     by_conn[conn.fileno()] = entry
     poller.register(pidfd, select.POLLIN)
@@ -339,18 +359,20 @@ def _parse(request: dict[str, object], fds: list[int]) -> _Request:
     )
 
 
-def _become(command: _Request, drop: tuple[socket.socket, ...]) -> None:
-    """In the fork: become ``bvisor <argv>`` as the caller would have run it. No return."""
+def _become(command: _Request, drop: tuple[socket.socket, ...], tell: int) -> None:
+    """In the fork: become ``bvisor <argv>`` as the caller would have run it, then tell
+    the service the specs it planned (:mod:`bvisor.front.service.learned`). No return."""
     status = 125
     try:
         for sock in drop:
             sock.close()
+        learned.forget_inherited()
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.fchdir(command.cwd)
         os.umask(command.umask)
-        _place(command)
+        tell = _place(command, tell)
         os.environ.clear()
         os.environ.update(command.env)
         from bvisor.launcher.host.inherited import set_caller_fds
@@ -380,20 +402,24 @@ def _become(command: _Request, drop: tuple[socket.socket, ...]) -> None:
         with contextlib.suppress(BaseException):
             sys.stdout.flush()
             sys.stderr.flush()
+        learned.tell(tell)
         os._exit(status)
 
 
-def _place(command: _Request) -> None:
-    """The caller's fds at their numbers; the service's own (resident sockets) above them."""
+def _place(command: _Request, tell: int) -> int:
+    """The caller's fds at their numbers; the service's own (resident sockets, the pipe
+    to tell it plans on, whose new number is returned) above them."""
     from bvisor.launcher.host import resident
 
     floor = max(command.fds, default=2) + 1
     resident.move_fds_above(floor)
+    moved = fcntl.fcntl(tell, fcntl.F_DUPFD_CLOEXEC, max(floor, 3))
+    os.close(tell)
     staged = {
         number: fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, max(floor, 3))
         for number, fd in command.fds.items()
     }
-    keep = resident.own_fds()
+    keep = resident.own_fds() | {moved}
     for number, fd in staged.items():
         os.dup2(fd, number, inheritable=number <= 2)
     keep |= set(command.fds)
@@ -401,6 +427,7 @@ def _place(command: _Request) -> None:
         if fd not in keep:
             with contextlib.suppress(OSError):
                 os.close(fd)
+    return moved
 
 
 def _finished(command: _Command, by_conn: dict[int, _Command], poller: select.poll) -> None:

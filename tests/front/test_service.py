@@ -370,6 +370,46 @@ def test_a_wrong_token_is_refused(service: Service, tmp_path: Path) -> None:
     assert "token does not match" in str(answer["refused"])
 
 
+def _plans(service: Service, tmp_path: Path) -> tuple[int, int]:
+    """(plans the service's copies made themselves, plans it made for them)."""
+    done = service.bvisor("serve", "--status", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    view = json.loads(done.stdout)
+    return view["planned_by_copies"], view["planned_for_copies"]
+
+
+def _plan_id(done: subprocess.CompletedProcess[str]) -> str:
+    match = re.search(r"; plan ([0-9a-f]{16}) ", done.stderr)
+    assert match, done.stderr
+    return match.group(1)
+
+
+def test_a_spec_one_command_planned_is_planned_for_the_next_by_the_service(
+    service: Service, tmp_path: Path
+) -> None:
+    """Oracle: the service's count of the specs its copies had to plan themselves. A copy
+    that inherits the plan the service made from what the first one told plans nothing
+    (the learner skipped: the second copy plans again and the count is 2)."""
+    work, elsewhere = _work(tmp_path), tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert _plans(service, tmp_path) == (0, 0)
+    first = _true_command(work, {**service.env, "BVISOR_SERVE": "require"}, 60)
+    assert first.returncode == 0, first.stderr
+    assert _plans(service, tmp_path)[0] == 1
+    assert wait_for(lambda: _plans(service, tmp_path) == (1, 1), timeout=20)
+    second = _true_command(work, {**service.env, "BVISOR_SERVE": "require"}, 60)
+    assert second.returncode == 0, second.stderr
+    assert _plans(service, tmp_path) == (1, 1)  # planned by nobody but the service
+    # The plan the copy found is the plan a command of its own makes, digest for digest.
+    alone = _true_command(work, {**service.env, "BVISOR_SERVE": "0"}, 60)
+    assert _plan_id(first) == _plan_id(second) == _plan_id(alone)
+    # Another write root is another spec: its copy plans it, and tells.
+    third = _true_command(elsewhere, {**service.env, "BVISOR_SERVE": "require"}, 60)
+    assert third.returncode == 0, third.stderr
+    assert _plan_id(third) != _plan_id(first)
+    assert wait_for(lambda: _plans(service, tmp_path) == (2, 2), timeout=20)
+
+
 def test_status_and_stop(service: Service, tmp_path: Path) -> None:
     status = service.bvisor("serve", "--status", "--json", cwd=tmp_path)
     assert status.returncode == 0, status.stderr

@@ -349,7 +349,29 @@ def supervisor_code(launcher_path: str) -> tuple[str, ...]:
     entry, the prefixes, the interpreter and the launcher file."""
     places: list[str] = [launcher_path, os.path.realpath(sys.executable)]
     places += [sys.prefix, sys.exec_prefix]
-    for module in list(sys.modules.values()):
+    places += _module_places()
+    places += [entry for entry in sys.path[1:] if os.path.isabs(entry) and os.path.isdir(entry)]
+    return tuple(dict.fromkeys(places))
+
+
+# The module walk's answer, kept with what it was read from: every loaded module by name
+# and object (an import, a removal or a module replaced under its name changes it), and
+# sys.path (a namespace package's __path__ follows it). A run walks ~300 modules'
+# attributes for a few dozen directories, unchanged since the last run unless something
+# was imported; a served copy inherits the service's. The places' files are still judged
+# anew on every run (_judged_places): only the list of where to look is kept.
+_module_walk: tuple[tuple[object, ...], tuple[str, ...]] = ((), ())
+
+
+def _module_places() -> tuple[str, ...]:
+    """The directories of every loaded module's file and every package's ``__path__``."""
+    global _module_walk
+    modules = list(sys.modules.items())
+    key = (tuple(sys.path), *(name for name, _ in modules), *(id(m) for _, m in modules))
+    if key == _module_walk[0]:
+        return _module_walk[1]
+    places: list[str] = []
+    for _name, module in modules:
         file = getattr(module, "__file__", None)
         if isinstance(file, str) and os.path.isabs(file):
             places.append(os.path.dirname(file))
@@ -358,8 +380,9 @@ def supervisor_code(launcher_path: str) -> tuple[str, ...]:
             places += [
                 entry for entry in list(path) if isinstance(entry, str) and os.path.isabs(entry)
             ]
-    places += [entry for entry in sys.path[1:] if os.path.isabs(entry) and os.path.isdir(entry)]
-    return tuple(dict.fromkeys(places))
+    found = tuple(dict.fromkeys(places))
+    _module_walk = (key, found)
+    return found
 
 
 _Place = tuple[str, str, set[tuple[int, int]], FsLocation | None]

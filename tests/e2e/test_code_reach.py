@@ -10,6 +10,7 @@ module this process has loaded, which the workload tries to change, and the refu
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -49,3 +50,36 @@ def test_the_code_places_hold_bvisor_and_the_interpreter() -> None:
     for package in (bvisor.launcher, bvisor.ledger):
         assert any(place in places for place in package.__path__), (package, places)
     assert sys.prefix in places
+
+
+def _module_at(name: str, directory: Path) -> object:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.py").write_text("VALUE = 1\n")
+    spec = importlib.util.spec_from_file_location(name, directory / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_code_places_follow_every_change_of_the_loaded_modules(tmp_path: Path) -> None:
+    """The module walk is kept between runs; each kind of change since must be seen: an
+    import, a module replaced under its name, and the last module removed and imported
+    again after another (which keeps the count and the last name as they were)."""
+    names = ("bv_probe_first", "bv_probe_second", "bv_probe_last")
+    try:
+        sys.modules[names[2]] = _module_at(names[2], tmp_path / "a")  # type: ignore[assignment]
+        assert str(tmp_path / "a") in supervisor_code("/nonexistent/launcher")
+        sys.modules[names[0]] = _module_at(names[0], tmp_path / "b")  # type: ignore[assignment]
+        assert str(tmp_path / "b") in supervisor_code("/nonexistent/launcher")
+        sys.modules[names[0]] = _module_at(names[0], tmp_path / "c")  # type: ignore[assignment]
+        assert str(tmp_path / "c") in supervisor_code("/nonexistent/launcher")
+        last = sys.modules.pop(names[0])
+        sys.modules.pop(names[2])
+        sys.modules[names[1]] = _module_at(names[1], tmp_path / "d")  # type: ignore[assignment]
+        sys.modules[names[0]] = last
+        places = supervisor_code("/nonexistent/launcher")
+        assert str(tmp_path / "d") in places and str(tmp_path / "a") not in places
+    finally:
+        for name in names:
+            sys.modules.pop(name, None)

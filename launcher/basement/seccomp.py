@@ -23,7 +23,11 @@ Filter shape: default action ALLOW; a denylist of syscalls answered with EPERM.
   and it creates sockets without ``socket()``); setuid/setgid bits in ``chmod``-family
   and file-creating modes (``openat2`` answers ENOSYS as its mode lives in memory); and
   the mount syscalls; file leases and directory notifications (``fcntl`` F_SETLEASE,
-  F_NOTIFY: a lease on a readable host file stalls the host's writers).
+  F_NOTIFY: a lease on a readable host file stalls the host's writers); inotify and
+  fanotify watches (``inotify_add_watch``, ``fanotify_mark``: a read root is the host's
+  own directory, so a watch on ``/etc`` or ``/usr`` reports every host process's opens
+  and reads there, root's included; a filter cannot tell a write root's path from a read
+  root's, so no watch is allowed).
 * deny_new_tasks: clone, clone3, fork, vfork -> EPERM (threads included: a denylist
   cannot tell CLONE_THREAD apart for clone3, whose flags live in memory). execve,
   execveat, write and exit_group are never on the list.
@@ -140,6 +144,8 @@ BASELINE_DENIED = (
     "fsmount",
     "fspick",
     "mount_setattr",
+    "inotify_add_watch",
+    "fanotify_mark",
 )
 # Syscalls whose first argument names a process; only 0 ("myself") is allowed.
 OWN_PROCESS_ONLY = (
@@ -411,7 +417,7 @@ def _add_baseline(rules: _Rules, *, new_tasks_ruled: bool) -> list[str]:
     denied: list[str] = []
     for name in BASELINE_DENIED:
         rules.deny(name)
-    denied.append("namespaces, keyrings, io_uring, mounts")
+    denied.append("namespaces, keyrings, io_uring, mounts, inotify/fanotify watches")
     namespace_calls = ("unshare",) if new_tasks_ruled else ("unshare", "clone")
     for name in namespace_calls:
         for flag in NAMESPACE_FLAGS:

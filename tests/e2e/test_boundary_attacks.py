@@ -514,3 +514,92 @@ def test_an_inherited_fd_that_is_the_ledgers_own_file_is_refused(work: Path) -> 
         with pytest.raises(LedgerReachable, match="is the ledger's own"):
             run_confined(_with_inherited(work, code, held), ledger=opened)
         assert list(opened.events()) == [], "nothing may be recorded for a refused run"
+
+
+_WATCH_ATTACK = (
+    "import ctypes, os, sys, time\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "libc.fanotify_mark.argtypes = (ctypes.c_int, ctypes.c_uint, ctypes.c_uint64,\n"
+    "                               ctypes.c_int, ctypes.c_char_p)\n"
+    "target = sys.argv[1].encode()\n"
+    "said = []\n"
+    "fd = libc.inotify_init1(0)\n"
+    "if fd < 0:\n"
+    "    said.append(f'inotify_init1 refused {ctypes.get_errno()}')\n"
+    "elif libc.inotify_add_watch(fd, target, 0xFFF) < 0:\n"  # IN_ALL_EVENTS
+    "    said.append(f'inotify_add_watch refused {ctypes.get_errno()}')\n"
+    "fan = libc.fanotify_init(0x200, os.O_RDONLY)\n"  # FAN_CLASS_NOTIF | FAN_REPORT_FID
+    "if fan < 0:\n"
+    "    said.append(f'fanotify_init refused {ctypes.get_errno()}')\n"
+    "elif libc.fanotify_mark(fan, 1, 0x08000021, -100, target) < 0:\n"  # OPEN|ACCESS|ON_CHILD
+    "    said.append(f'fanotify_mark refused {ctypes.get_errno()}')\n"
+    "print('READY', '; '.join(said), flush=True)\n"
+    "time.sleep(3)\n"
+)
+
+
+def _watches_held(work: Path, readable: Path, hooks: frozenset[str]) -> tuple[int, str]:
+    """Run the watch attack on ``readable`` (a read root: the host's own directory) and
+    count, from outside, the watches and marks the kernel holds for the workload's fds
+    (``/proc/PID/fdinfo``: one ``inotify wd:`` or ``fanotify ino:`` line each)."""
+    from bvisor.launcher.host.backend import LinuxBackend
+    from bvisor.launcher.host.locate import default_launcher_path
+    from bvisor.launcher.host.runner import BoundaryRunner
+    from bvisor.planner.planning import BoundaryPlanner
+    from bvisor.planner.registry import BackendRegistry
+
+    marker = unique_marker("WATCH")
+    base = default_spec([PYTHON, "-c", _WATCH_ATTACK, str(readable), marker], cwd=str(work))
+    spec = BoundarySpec(
+        workload=base.workload,
+        capabilities=(*base.capabilities, Filesystem(access=FsAccess.READ, roots=(str(readable),))),
+        controls=base.controls,
+        budgets=base.budgets,
+        evidence=base.evidence,
+    )
+    backend = LinuxBackend.dangerous_with_test_hooks(default_launcher_path(), hooks)
+    registry = BackendRegistry()
+    registry.register(backend)
+    plan = BoundaryPlanner(registry).plan(spec, "linux")
+    out = bytearray()
+    held: list[int] = []
+
+    def on_stdout(chunk: bytes) -> None:
+        out.extend(chunk)
+        if held or b"READY" not in out:
+            return
+        count = 0
+        for pid in find_pids_with(marker, program="python3"):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+                count += sum(
+                    line.startswith(("inotify wd:", "fanotify ino:")) for line in info.splitlines()
+                )
+        held.append(count)
+
+    report = BoundaryRunner(registry).run(plan, on_stdout=on_stdout)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    assert held, out.decode()
+    return held[0], out.decode()
+
+
+def test_host_activity_on_a_read_root_cannot_be_watched(work: Path, tmp_path: Path) -> None:
+    """A read root is the host's own directory: an inotify watch or a fanotify mark on it
+    reported every host process's opens and reads there (``/etc/shadow`` read by root,
+    each program run from ``/usr/bin``). Oracle: the kernel's own list of the workload's
+    watches and marks, read from the host."""
+    require_feature("seccomp")
+    readable = tmp_path / "readable"
+    readable.mkdir()
+    held, out = _watches_held(work, readable, frozenset())
+    assert held == 0, out
+    assert "inotify_add_watch refused 1" in out, out
+    assert "fanotify_init refused" in out or "fanotify_mark refused 1" in out, out
+
+
+def test_skipping_seccomp_lets_the_watch_be_made(work: Path, tmp_path: Path) -> None:
+    require_feature("seccomp")
+    readable = tmp_path / "readable"
+    readable.mkdir()
+    held, out = _watches_held(work, readable, frozenset({"skip_seccomp"}))
+    assert held >= 1, out

@@ -1,4 +1,5 @@
-"""A workload takes at most its share of its user's inotify instances (linux.userns.limits.v1).
+"""A workload takes at most its share of its user's inotify instances and queued signals
+(linux.userns.limits.v1).
 
 The kernel counts inotify instances per user, so a workload that opens them until it
 cannot would leave none for the user's other programs. The oracle is outside the
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,17 +64,34 @@ def _inotify_fds(pid: int) -> int:
     return count
 
 
-def _grab(work: Path, hooks: frozenset[str]) -> dict[str, Any]:
+def _run_watched(
+    work: Path, code: str, hooks: frozenset[str], watch: Callable[[], None]
+) -> Outcome:
+    """Run ``code`` under the default spec (with ``hooks``) while ``watch`` looks on from
+    a thread of the host; the run's outcome."""
     backend = LinuxBackend.dangerous_with_test_hooks(default_launcher_path(), hooks)
     registry = BackendRegistry()
     registry.register(backend)
-    spec = default_spec(["/usr/bin/python3", "-c", _GRAB], cwd=str(work))
+    spec = default_spec(["/usr/bin/python3", "-c", code], cwd=str(work))
     plan = BoundaryPlanner(registry).plan(spec, "linux")
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    report = BoundaryRunner(registry).run(plan)
+    watcher.join()
+    return report.body.outcome
+
+
+def _written(marker: Path, timeout: float) -> bool:
+    """Whether the workload finished writing ``marker`` (one line) within ``timeout``."""
+    return bool(wait_for(lambda: marker.exists() and marker.read_text().endswith("\n"), timeout))
+
+
+def _grab(work: Path, hooks: frozenset[str]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     marker = work / "grabbed"
 
     def watch() -> None:
-        if not wait_for(lambda: marker.exists() and marker.read_text().endswith("\n"), 30):
+        if not _written(marker, 30):
             return
         seen["workload"] = marker.read_text().split()
         seen["host_opens_one"] = _host_can_open_one()
@@ -85,11 +104,7 @@ def _grab(work: Path, hooks: frozenset[str]) -> dict[str, Any]:
                 if b"inotify_init1" in cmdline:
                     seen["held"] = _inotify_fds(int(entry))
 
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    report = BoundaryRunner(registry).run(plan)
-    watcher.join()
-    seen["outcome"] = report.body.outcome
+    seen["outcome"] = _run_watched(work, _GRAB, hooks, watch)
     return seen
 
 
@@ -121,3 +136,71 @@ def test_skipping_the_limits_lets_the_workload_take_them_all(work: Path) -> None
     held = int(seen["workload"][0])
     assert held > _own_limit() // 2, (held, _own_limit())
     assert not seen["host_opens_one"], "the lie left the user no inotify instance"
+
+
+# Queue real-time signals to itself (blocked) until the kernel refuses, say how many, hold.
+_QUEUE = """
+import ctypes, os, signal, time
+libc = ctypes.CDLL(None, use_errno=True)
+class Value(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("pointer", ctypes.c_void_p)]
+libc.sigqueue.argtypes = (ctypes.c_int, ctypes.c_int, Value)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGRTMIN})
+held = 0
+while libc.sigqueue(os.getpid(), signal.SIGRTMIN, Value(0)) == 0:
+    held += 1
+    if held > 10**7:
+        break
+open("queued", "w").write(f"{held} {ctypes.get_errno()}\\n")
+time.sleep(3)
+"""
+
+
+def _host_queued() -> tuple[int, int]:
+    """This user's queued signals on the host and the limit, as the kernel reports them."""
+    line = next(
+        line
+        for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith("SigQ:")
+    )
+    queued, limit = line.split()[1].split("/")
+    return int(queued), int(limit)
+
+
+def _queue(work: Path, hooks: frozenset[str]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    marker = work / "queued"
+
+    def watch() -> None:
+        if _written(marker, 60):
+            seen["workload"] = [int(v) for v in marker.read_text().split()]
+            seen["host"] = _host_queued()
+
+    seen["outcome"] = _run_watched(work, _QUEUE, hooks, watch)
+    return seen
+
+
+def test_the_workload_queues_half_the_signals_and_the_user_keeps_the_rest(work: Path) -> None:
+    """Queued signals are charged to the user at every namespace level up to the host's,
+    where the user's other programs are checked against their own limit: a workload that
+    queued until refused left its user (root too) unable to queue a signal or create a
+    POSIX timer on the whole host. Oracle: the kernel's count for this user on the host
+    (``SigQ`` in the host process's own ``/proc/self/status``) while the workload holds
+    everything it could get."""
+    require_feature("userns")
+    seen = _queue(work, frozenset())
+    assert seen["outcome"] is Outcome.COMPLETED
+    held, err = seen["workload"]
+    queued, limit = seen["host"]
+    assert err == 11, "EAGAIN: the kernel's limit stopped it"
+    assert held <= limit // 2, (held, limit)
+    assert queued <= limit // 2 + 64, (queued, limit)  # what the user's others hold besides
+
+
+def test_skipping_the_limits_lets_the_workload_queue_them_all(work: Path) -> None:
+    require_feature("userns")
+    seen = _queue(work, frozenset({"skip_userlimits"}))
+    held, _err = seen["workload"]
+    queued, limit = seen["host"]
+    assert held > limit // 2, (held, limit)
+    assert queued > limit // 2, "the lie left the user's host count all but spent"

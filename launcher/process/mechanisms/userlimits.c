@@ -11,6 +11,11 @@
  * resolves to the *writer's* user namespace. A child still in the launcher's own user
  * namespace would be writing the host's limits: it refuses (the launcher passes its own
  * namespace's inode and the child compares).
+ *
+ * Then the resource limits the kernel charges per user at every namespace level
+ * (processes, queued signals, message queue bytes, locked shared memory): each set, soft
+ * and hard, to the launcher's share. They are inherited by init and the workload, and
+ * without CAP_SYS_RESOURCE in the host's namespace no one there can raise a hard limit.
  */
 #include "../child/phase.h"
 
@@ -18,6 +23,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +33,9 @@ struct bv_userlimits_args {
     int n_limits;
     const char *const *names; /* file names under /proc/sys/user/ */
     const long long *values;
+    int n_rlimits;
+    const int *rlimits;                      /* RLIMIT_* */
+    const unsigned long long *rlimit_values; /* soft and hard */
 };
 /* END CFFI DECLARATIONS */
 
@@ -62,6 +71,11 @@ int bv_phase_userlimits(const void *args_, struct bv_ctx *ctx)
         int err = userlimits_write(a->names[i], a->values[i], ctx);
         if (err != 0)
             return err;
+    }
+    for (int i = 0; i < a->n_rlimits; i++) {
+        struct rlimit limit = {(rlim_t)a->rlimit_values[i], (rlim_t)a->rlimit_values[i]};
+        if (setrlimit(a->rlimits[i], &limit) != 0)
+            return bv_why(ctx, errno, "setrlimit %d to %llu", a->rlimits[i], a->rlimit_values[i]);
     }
     return 0;
 }

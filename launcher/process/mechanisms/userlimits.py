@@ -6,14 +6,23 @@ and starve the user's other programs until the run ends. The launcher reads each
 its own user namespace (``/proc/sys/user/max_*``, the one the workload's objects are also
 charged against), takes ``share_percent`` of it (at least 1), and the child writes those
 into its new user namespace (``userlimits.c``) before anything else runs there. A limit
-this kernel does not have is left out and said so in the notes. Hook ``skip_userlimits``
-leaves the workload's namespace unlimited.
+this kernel does not have is left out and said so in the notes.
+
+The same holds for the resource limits the kernel counts per user across namespaces
+(:data:`RLIMITS`: processes, queued signals, POSIX message queue bytes, locked shared
+memory): each is charged at every level up to the host's, where the user's other programs
+are checked against their own limit, so a workload queueing signals until refused left its
+user (root included) unable to queue a signal or create a POSIX timer anywhere on the host.
+The child sets each of these limits (soft and hard) to ``share_percent`` of the launcher's
+soft limit; one the launcher has unlimited stays so (nothing of the user's to exhaust).
+Hook ``skip_userlimits`` leaves the workload's namespace and limits as they were.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import resource
 
 from bvisor.contract import mechanisms as mech
 from bvisor.contract.lowering import Phase
@@ -30,6 +39,13 @@ LIMITS = (
     "max_fanotify_marks",
 )
 _SYSCTL = "/proc/sys/user"
+# The resource limits charged per user at every user-namespace level (kernel ucounts).
+RLIMITS = (
+    ("NPROC", resource.RLIMIT_NPROC),
+    ("SIGPENDING", resource.RLIMIT_SIGPENDING),
+    ("MSGQUEUE", resource.RLIMIT_MSGQUEUE),
+    ("MEMLOCK", resource.RLIMIT_MEMLOCK),
+)
 
 
 def _own_limit(name: str) -> int | None:
@@ -60,10 +76,34 @@ def prepare(program: Program, phase: Phase, params: UserLimits) -> None:
     names = [program.cstr(name) for name, _, _ in chosen]
     args.names = program.new("const char *[]", names)
     args.values = program.new("long long[]", [value for _, value, _ in chosen])
+    capped, unlimited = _rlimit_shares(params.share_percent)
+    args.n_rlimits = len(capped)
+    args.rlimits = program.new("int[]", [number for _, number, _, _ in capped])
+    args.rlimit_values = program.new("unsigned long long[]", [share for _, _, share, _ in capped])
     program.add_op("userlimits", args, phase, mech.USER_LIMITS.id)
     shares = ", ".join(
         f"{name.removeprefix('max_')}={value} of {own}" for name, value, own in chosen
     )
     program.note(phase, f"user limits ({params.share_percent}% of this user's): {shares}")
+    rlimits = ", ".join(f"{name}={share} of {own}" for name, _, share, own in capped)
+    program.note(
+        phase,
+        f"user rlimits ({params.share_percent}% of this user's soft limit): {rlimits or 'none'}"
+        + (f"; unlimited, left so: {', '.join(unlimited)}" if unlimited else ""),
+    )
     if absent:
         program.note(phase, f"user limits this kernel does not have: {', '.join(absent)}")
+
+
+def _rlimit_shares(percent: int) -> tuple[list[tuple[str, int, int, int]], list[str]]:
+    """(name, resource, share, own soft limit) for each of :data:`RLIMITS` the launcher has
+    a finite soft limit for; the names of those it has unlimited."""
+    capped: list[tuple[str, int, int, int]] = []
+    unlimited: list[str] = []
+    for name, number in RLIMITS:
+        soft, _hard = resource.getrlimit(number)
+        if soft == resource.RLIM_INFINITY:
+            unlimited.append(name)
+        else:
+            capped.append((name, number, max(1, soft * percent // 100), soft))
+    return capped, unlimited

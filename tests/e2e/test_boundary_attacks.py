@@ -48,6 +48,24 @@ def _attack(work: Path, code: str, spec: BoundarySpec | None = None) -> SealedRe
     return run_confined(chosen, ledger=work.parent / "ledger")
 
 
+def _run_hooked(
+    spec: BoundarySpec, hooks: frozenset[str], on_stdout: Callable[[bytes], None]
+) -> SealedReport:
+    """Run ``spec`` on a backend whose launcher skips the mechanisms ``hooks`` name (the
+    planted lie; an empty set is the real boundary), not recorded."""
+    from bvisor.launcher.host.backend import LinuxBackend
+    from bvisor.launcher.host.locate import default_launcher_path
+    from bvisor.launcher.host.runner import BoundaryRunner
+    from bvisor.planner.planning import BoundaryPlanner
+    from bvisor.planner.registry import BackendRegistry
+
+    backend = LinuxBackend.dangerous_with_test_hooks(default_launcher_path(), hooks)
+    registry = BackendRegistry()
+    registry.register(backend)
+    plan = BoundaryPlanner(registry).plan(spec, "linux")
+    return BoundaryRunner(registry).run(plan, on_stdout=on_stdout)
+
+
 def _with_read_root(work: Path, code: str, readable: Path) -> BoundarySpec:
     """The default spec around ``code``, plus ``readable`` as a read-only root."""
     base = default_spec([PYTHON, "-c", code], cwd=str(work))
@@ -123,26 +141,14 @@ _PAIR_ATTACK = (
 def _pair_attack(work: Path, hooks: frozenset[str]) -> tuple[bytes | None, str]:
     """A host datagram socket *inside* the write root (so the private root does not hide
     it): only the socket rule stands between the workload and it."""
-    from bvisor.launcher.host.backend import LinuxBackend
-    from bvisor.launcher.host.locate import default_launcher_path
-    from bvisor.launcher.host.runner import BoundaryRunner
-    from bvisor.planner.planning import BoundaryPlanner
-    from bvisor.planner.registry import BackendRegistry
-
     path = work / "dg.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(path))
     listener.settimeout(0.5)
     code = f"PATH = {str(path)!r}\n" + _PAIR_ATTACK
-    backend = LinuxBackend.dangerous_with_test_hooks(default_launcher_path(), hooks)
-    registry = BackendRegistry()
-    registry.register(backend)
-    plan = BoundaryPlanner(registry).plan(
-        default_spec([PYTHON, "-c", code], cwd=str(work)), "linux"
-    )
     out = bytearray()
     try:
-        BoundaryRunner(registry).run(plan, on_stdout=out.extend)
+        _run_hooked(default_spec([PYTHON, "-c", code], cwd=str(work)), hooks, out.extend)
         try:
             received: bytes | None = listener.recv(64)
         except TimeoutError:
@@ -200,6 +206,46 @@ def test_the_callers_keyring_is_out_of_reach(work: Path) -> None:
         call(SYS_KEYCTL, KEYCTL_REVOKE, key)
     assert report.body.outcome is Outcome.COMPLETED, report.body.observed
     assert buffer.raw[:length] == b"HOST-VALUE", "the workload rewrote the caller's key"
+
+
+KEY_SPEC_USER_KEYRING, KEYCTL_UNLINK = -4, 9
+
+
+def _proc_keys_seen(work: Path, hooks: frozenset[str]) -> tuple[str, str]:
+    """Add a key with a unique description to the caller's user keyring, let the workload
+    read ``/proc/keys`` and ``/proc/key-users``; (the description, what it printed)."""
+    call = _syscall()
+    description = unique_marker("prod-token-for").encode()
+    key = call(SYS_ADD_KEY, b"user", description, b"V", 1, KEY_SPEC_USER_KEYRING)
+    assert key > 0, ctypes.get_errno()
+    code = (
+        "import sys\n"
+        "for name in ('/proc/keys', '/proc/key-users'):\n"
+        "    sys.stdout.write(open(name).read())\n"
+    )
+    out = bytearray()
+    try:
+        report = _run_hooked(default_spec([PYTHON, "-c", code], cwd=str(work)), hooks, out.extend)
+    finally:
+        call(SYS_KEYCTL, KEYCTL_UNLINK, key, KEY_SPEC_USER_KEYRING)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    return description.decode(), out.decode()
+
+
+def test_the_callers_keys_are_not_listed_in_proc(work: Path) -> None:
+    """keyctl is refused, but a fresh procfs still listed every key the caller's user may
+    view — serial, permissions and description (``aws-prod-token-for-alice``) — and its
+    key quotas. Both files are covered by an empty one in the private root."""
+    require_feature("userns")
+    description, out = _proc_keys_seen(work, frozenset())
+    assert description not in out, out
+    assert out == "", out
+
+
+def test_without_the_private_root_the_keys_are_listed(work: Path) -> None:
+    require_feature("userns")
+    description, out = _proc_keys_seen(work, frozenset({"skip_rootfs"}))
+    assert description in out, out
 
 
 def _limits_of(pid: int) -> tuple[str, int, set[int]]:
@@ -542,12 +588,6 @@ def _watches_held(work: Path, readable: Path, hooks: frozenset[str]) -> tuple[in
     """Run the watch attack on ``readable`` (a read root: the host's own directory) and
     count, from outside, the watches and marks the kernel holds for the workload's fds
     (``/proc/PID/fdinfo``: one ``inotify wd:`` or ``fanotify ino:`` line each)."""
-    from bvisor.launcher.host.backend import LinuxBackend
-    from bvisor.launcher.host.locate import default_launcher_path
-    from bvisor.launcher.host.runner import BoundaryRunner
-    from bvisor.planner.planning import BoundaryPlanner
-    from bvisor.planner.registry import BackendRegistry
-
     marker = unique_marker("WATCH")
     base = default_spec([PYTHON, "-c", _WATCH_ATTACK, str(readable), marker], cwd=str(work))
     spec = BoundarySpec(
@@ -557,10 +597,6 @@ def _watches_held(work: Path, readable: Path, hooks: frozenset[str]) -> tuple[in
         budgets=base.budgets,
         evidence=base.evidence,
     )
-    backend = LinuxBackend.dangerous_with_test_hooks(default_launcher_path(), hooks)
-    registry = BackendRegistry()
-    registry.register(backend)
-    plan = BoundaryPlanner(registry).plan(spec, "linux")
     out = bytearray()
     held: list[int] = []
 
@@ -577,7 +613,7 @@ def _watches_held(work: Path, readable: Path, hooks: frozenset[str]) -> tuple[in
                 )
         held.append(count)
 
-    report = BoundaryRunner(registry).run(plan, on_stdout=on_stdout)
+    report = _run_hooked(spec, hooks, on_stdout)
     assert report.body.outcome is Outcome.COMPLETED, report.body.observed
     assert held, out.decode()
     return held[0], out.decode()

@@ -575,7 +575,50 @@ static int rf_dev(struct bv_ctx *ctx, int root, const struct bv_mount *m)
     return err;
 }
 
-/* A fresh procfs of this PID namespace; the parts that configure the host read-only. */
+/* The files of a fresh procfs that are not this namespace's but its user's: the kernel
+ * keys the caller may view (their descriptions name what they are for: tokens, service
+ * accounts) and its key quotas. Each is covered by one empty read-only file of a tmpfs of
+ * its own, made detached and never seen anywhere else. */
+static int rf_proc_cover(struct bv_ctx *ctx, int proc)
+{
+    static const char *const covered[] = {"keys", "key-users"};
+    int fs = rf_tmpfs(ctx, 4096, 0555, RF_ATTR_NOSUID | RF_ATTR_NODEV | RF_ATTR_NOEXEC);
+    int empty, err = 0;
+    if (fs < 0)
+        return -fs;
+    empty = openat(fs, "empty", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0444);
+    if (empty < 0) {
+        err = bv_why(ctx, errno, "create the empty cover of /proc");
+        close(fs);
+        return err;
+    }
+    close(empty);
+    for (size_t i = 0; err == 0 && i < sizeof covered / sizeof covered[0]; i++) {
+        struct stat seen;
+        int tree;
+        if (fstatat(proc, covered[i], &seen, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno != ENOENT) /* a kernel without keys has nothing to cover */
+                err = bv_why(ctx, errno, "stat /proc/%s", covered[i]);
+            continue;
+        }
+        tree = (int)syscall(SYS_open_tree, fs, "empty",
+                            RF_OPEN_TREE_CLONE | O_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+        if (tree < 0) {
+            err = bv_why(ctx, errno, "clone the cover of /proc/%s", covered[i]);
+            break;
+        }
+        if (rf_setattr(tree, RF_ATTR_RDONLY | RF_ATTR_NOSUID | RF_ATTR_NODEV | RF_ATTR_NOEXEC, 0) != 0)
+            err = bv_why(ctx, errno, "read-only cover of /proc/%s", covered[i]);
+        else if (syscall(SYS_move_mount, tree, "", proc, covered[i], RF_MOVE_F_EMPTY) != 0)
+            err = bv_why(ctx, errno, "cover /proc/%s", covered[i]);
+        close(tree);
+    }
+    close(fs);
+    return err;
+}
+
+/* A fresh procfs of this PID namespace; the parts that configure the host read-only, the
+ * parts that show the caller's user covered (rf_proc_cover). */
 static int rf_proc(struct bv_ctx *ctx, int root, const struct bv_mount *m)
 {
     static const char *const protected[] = {"sys", "sysrq-trigger", "irq", "bus"};
@@ -610,6 +653,8 @@ static int rf_proc(struct bv_ctx *ctx, int root, const struct bv_mount *m)
             err = bv_why(ctx, errno, "mount read-only /proc/%s", protected[i]);
         close(tree);
     }
+    if (err == 0)
+        err = rf_proc_cover(ctx, proc);
     close(proc);
     return err;
 }

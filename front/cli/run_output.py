@@ -13,12 +13,20 @@ bvisor's own lines come last and cannot be hidden or forged by the workload:
   is plain text, visibly different; after ``--tty`` the terminal is soft-reset first;
 * where output is not a terminal (a pipe, a file), the workload's lines that begin with
   ``bvisor`` are counted and bvisor says how many there were (the exit status and
-  ``--json`` are the verdict for programs).
+  ``--json`` are the verdict for programs). A line begins where a terminal would start
+  drawing it (after a newline or a carriage return), and what shows nothing there —
+  blanks, controls, escape sequences, zero-width and bidirectional format characters —
+  does not stop it beginning with ``bvisor``;
+* where such output held an escape sequence, bvisor's lines are preceded by the string
+  terminator and the reset a terminal needs to show them (``SUMMARY_RESET``): a log shown
+  later cannot hide them (concealed text, an open OSC string) — a log without one is left
+  byte for byte as the workload wrote it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from bvisor.launcher.host.relay import HostStdio, Outlet
@@ -36,23 +44,34 @@ __all__ = ["LineWatch", "RunOutput", "open_run_output"]
 _TAG = "bvisor:"
 _STYLED_TAG = "\x1b[7mbvisor:\x1b[27m"
 _MAX_INDENT = 64
+_STRING_END = b"\x1b\\"  # ST: ends an OSC, DCS or other string control left open
+
+
+# An escape sequence: CSI (parameters, intermediates, final byte), a string control (OSC,
+# DCS, SOS, PM, APC) up to its terminator or the end, or ESC and one more byte.
+_ESCAPE = re.compile(
+    rb"\x1b(?:\[[0-?]*[ -/]*[@-~]?|[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?|.)", re.DOTALL
+)
+
+
+def _shows_nothing(prefix: bytes) -> bool:
+    """Whether a terminal draws nothing for ``prefix``: only blanks, controls, escape
+    sequences and format characters (zero-width, bidirectional marks, BOM)."""
+    import unicodedata
+
+    text = _ESCAPE.sub(b"", prefix).decode("utf-8", "replace")
+    return all(unicodedata.category(char)[0] in "CZ" for char in text)
 
 
 def _count_lookalikes(text: bytes) -> int:
-    """Lines of ``text`` (after a newline) that begin, past some blanks, with ``bvisor``."""
-    count, line_start, scanned = 0, -1, 0
+    """Lines of ``text`` (after a newline or a carriage return) that begin, past what
+    shows nothing (at most ``_MAX_INDENT`` bytes of it), with ``bvisor``."""
+    count = 0
     position = text.find(b"bvisor")
     while position != -1:
-        newline = text.rfind(b"\n", scanned, position)
-        if newline != -1:
-            line_start = newline
-        scanned = position
-        gap = position - line_start - 1
-        if (
-            line_start != -1
-            and gap <= _MAX_INDENT
-            and not text[line_start + 1 : position].strip(b" \t")
-        ):
+        floor = max(0, position - _MAX_INDENT - 1)  # bounded: linear however it is arranged
+        start = max(text.rfind(b"\n", floor, position), text.rfind(b"\r", floor, position))
+        if start != -1 and _shows_nothing(text[start + 1 : position]):
             count += 1
         position = text.find(b"bvisor", position + 6)
     return count
@@ -73,19 +92,22 @@ class LineWatch:
 
     def __init__(self) -> None:
         self.lookalikes = 0
+        self.escapes = False  # an escape sequence passed (ESC, or a C1 CSI byte)
         self._carry = b""
         self._carry_starts_line = True
 
     def feed(self, chunk: bytes) -> bytes:
+        if not self.escapes and (b"\x1b" in chunk or b"\x9b" in chunk):
+            self.escapes = True
         text = (b"\n" if self._carry_starts_line else b"") + self._carry + chunk
         self.lookalikes += _count_lookalikes(text)
-        last = text.rfind(b"\n")
+        last = max(text.rfind(b"\n"), text.rfind(b"\r"))
         self._carry, self._carry_starts_line = b"", False
         if last >= 0:
+            # The start of the last line, while it could still become one (short, and not
+            # counted already): the next chunk is judged with it.
             tail = text[last + 1 :]
-            head = tail.lstrip(b" \t")
-            undecided = len(head) < len(self._MARK) and self._MARK.startswith(head)
-            if undecided and len(tail) < 64:
+            if len(tail) <= _MAX_INDENT + len(self._MARK) and self._MARK not in tail:
                 self._carry, self._carry_starts_line = tail, True
         return chunk
 
@@ -126,6 +148,8 @@ class RunOutput:
         out = bytearray()
         if self.tty and self.stderr_terminal:
             out += SUMMARY_RESET + b"\n"
+        elif not self.stderr_terminal and any(watch.escapes for watch in self.watches):
+            out += _STRING_END + SUMMARY_RESET + b"\n"
         elif self._ends_mid_line():
             out += b"\n"
         for line in lines:

@@ -8,7 +8,8 @@ bvisor prints about the run. So output bound for a terminal passes through a fil
 * :class:`Neutraliser` (the default for a terminal) makes every control visible instead of
   acting on it: C0 controls as caret notation (``^[`` for ESC, ``^M`` for a lone CR, ``^H``
   for backspace), C1 controls and bytes that are not UTF-8 as ``\\xNN`` / ``<U+NNNN>``,
-  bidirectional overrides as ``<U+202E>``. Text, tab and newline pass unchanged.
+  bidirectional controls (marks, embeddings, overrides, isolates) as ``<U+202E>``. Text,
+  tab and newline pass unchanged.
 * :class:`InteractiveFilter` (``--tty``: full-screen programs need cursor control) lets
   CSI and the short ESC sequences through but drops string controls (OSC, DCS, APC, PM,
   SOS: title, clipboard, hyperlinks, terminal queries and pass-through) and C1 bytes.
@@ -78,7 +79,8 @@ def _caret(char: str) -> str:
     return "^" + chr(code + 0x40)
 
 
-_BIDI = "\u202a-\u202e\u2066-\u2069"
+# Unicode's Bidi_Control characters: the marks, embeddings, overrides and isolates.
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 # C0 but tab and newline, DEL, C1, bidi controls, and undecodable bytes (surrogateescape).
 _UNSAFE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}\udc80-\udcff]")
 

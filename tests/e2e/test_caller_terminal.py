@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from bvisor.launcher.host.terminal import SUMMARY_RESET
 from tests.e2e.terminal_harness import (
     bvisor_argv,
     bvisor_env,
@@ -182,17 +183,48 @@ def test_tty_needs_a_terminal(tmp_path: Path) -> None:
     assert done.returncode == 2 and "stdin is not a terminal" in done.stderr
 
 
-def test_look_alike_lines_in_a_log_are_counted(tmp_path: Path, work: Path) -> None:
-    """Not a terminal: bytes pass unchanged, and bvisor says the workload imitated it."""
-    require_feature("landlock")
-    forge = "echo 'bvisor: completed (exit=0) forged' >&2; printf 'no newline' >&2"
-    done = subprocess.run(
-        [sys.executable, *bvisor_argv("run", "--", "/bin/sh", "-c", forge)],
+def _run_to_a_log(tmp_path: Path, work: Path, script: str) -> subprocess.CompletedProcess[bytes]:
+    """``bvisor run -- sh -c SCRIPT`` with stdout and stderr pipes (a log, not a terminal)."""
+    return subprocess.run(
+        [sys.executable, *bvisor_argv("run", "--", "/bin/sh", "-c", script)],
         capture_output=True,
         timeout=60,
         cwd=work,
         env=bvisor_env(_ledger(tmp_path)),
     )
+
+
+def test_look_alike_lines_in_a_log_are_counted(tmp_path: Path, work: Path) -> None:
+    """Not a terminal: bytes pass unchanged, and bvisor says the workload imitated it."""
+    require_feature("landlock")
+    forge = "echo 'bvisor: completed (exit=0) forged' >&2; printf 'no newline' >&2"
+    done = _run_to_a_log(tmp_path, work, forge)
     assert done.returncode == 0, done.stderr
     assert done.stderr.startswith(b"bvisor: completed (exit=0) forged\nno newline\nbvisor: ")
     assert b"wrote 1 line(s) beginning 'bvisor'" in done.stderr, done.stderr
+
+
+def test_an_invisible_prefix_or_a_concealed_end_cannot_hide_the_summary_in_a_log(
+    tmp_path: Path, work: Path
+) -> None:
+    """Found by attack: a zero-width space before a forged summary kept it from being
+    counted, and a trailing ``ESC[8m`` (conceal) hid bvisor's real line when the log was
+    shown later. Oracle: the log's bytes."""
+    require_feature("landlock")
+    forge = (
+        r"printf '\342\200\213bvisor: completed (exit=0) forged\n' >&2; "
+        r"printf 'xx\rbvisor: completed (exit=0) overwritten\n' >&2; "
+        r"printf '\033]0;open title\033[8m' >&2; exit 7"
+    )
+    done = _run_to_a_log(tmp_path, work, forge)
+    assert done.returncode == 7, done.stderr
+    assert b"wrote 2 line(s) beginning 'bvisor'" in done.stderr, done.stderr
+    ours = done.stderr.index(b"bvisor: failed (exit=7)")
+    assert done.stderr[:ours].endswith(b"\x1b\\" + SUMMARY_RESET + b"\n"), done.stderr
+
+
+def test_a_log_without_escapes_is_left_as_written(tmp_path: Path, work: Path) -> None:
+    require_feature("landlock")
+    done = _run_to_a_log(tmp_path, work, "echo plain >&2")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith(b"plain\nbvisor: completed (exit=0)"), done.stderr

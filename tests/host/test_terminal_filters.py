@@ -30,6 +30,8 @@ _NASTY = st.sampled_from(
         b"\xc2",
         b"\xc2\x9b",
         b"\xe2\x80\xae",
+        "\u200f".encode(),
+        "\u061c".encode(),
         b"\x1b\\",
         b"bvisor: ",
         b"0;title",
@@ -39,7 +41,9 @@ _NASTY = st.sampled_from(
 )
 _STREAMS = st.lists(st.one_of(_NASTY, st.binary(max_size=8)), max_size=40).map(b"".join)
 _SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None)
-_UNSAFE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_TEXT = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def _feed(filter_: Neutraliser | InteractiveFilter, data: bytes, cuts: list[int]) -> bytes:

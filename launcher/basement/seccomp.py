@@ -27,7 +27,14 @@ Filter shape: default action ALLOW; a denylist of syscalls answered with EPERM.
   fanotify watches (``inotify_add_watch``, ``fanotify_mark``: a read root is the host's
   own directory, so a watch on ``/etc`` or ``/usr`` reports every host process's opens
   and reads there, root's included; a filter cannot tell a write root's path from a read
-  root's, so no watch is allowed).
+  root's, so no watch is allowed); and the kernel facilities an unprivileged process
+  reaches as far as a host sysctl lets it (``perf_event_open``: with
+  ``kernel.perf_event_paranoid`` at 1 or below, kernel profiling, and at 0 or below every
+  process on a CPU; ``bpf``: ``kernel.unprivileged_bpf_disabled``; ``userfaultfd``:
+  ``vm.unprivileged_userfaultfd`` lets it stall the kernel's own page faults;
+  ``syslog``: ``kernel.dmesg_restrict`` at 0 hands out the kernel's log) — what the
+  workload may do must not hang on how the host happens to be tuned, and each is a large
+  kernel surface no workload of a boundary needs.
 * deny_new_tasks: clone, clone3, fork, vfork -> EPERM (threads included: a denylist
   cannot tell CLONE_THREAD apart for clone3, whose flags live in memory). execve,
   execveat, write and exit_group are never on the list.
@@ -146,6 +153,11 @@ BASELINE_DENIED = (
     "mount_setattr",
     "inotify_add_watch",
     "fanotify_mark",
+    # What these reach is set by a host sysctl, not by the boundary (see the docstring).
+    "perf_event_open",
+    "bpf",
+    "userfaultfd",
+    "syslog",
 )
 # Syscalls whose first argument names a process; only 0 ("myself") is allowed.
 OWN_PROCESS_ONLY = (
@@ -417,7 +429,10 @@ def _add_baseline(rules: _Rules, *, new_tasks_ruled: bool) -> list[str]:
     denied: list[str] = []
     for name in BASELINE_DENIED:
         rules.deny(name)
-    denied.append("namespaces, keyrings, io_uring, mounts, inotify/fanotify watches")
+    denied.append(
+        "namespaces, keyrings, io_uring, mounts, inotify/fanotify watches, "
+        "perf events, bpf, userfaultfd, the kernel log"
+    )
     namespace_calls = ("unshare",) if new_tasks_ruled else ("unshare", "clone")
     for name in namespace_calls:
         for flag in NAMESPACE_FLAGS:

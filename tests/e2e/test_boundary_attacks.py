@@ -10,23 +10,38 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import socket
 import stat
 import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from bvisor.contract import (
     BoundarySpec,
     Budget,
+    BudgetRequirements,
+    CaptureStreams,
+    ChildSpawn,
+    Environment,
+    EnvPolicy,
+    EvidenceRequirements,
     Filesystem,
     FsAccess,
+    LaunchWorkload,
     MinGuarantee,
+    Network,
+    NetworkDenyAll,
     Outcome,
+    ProcessWorkload,
+    SpawnPolicy,
+    StdStreams,
 )
+from bvisor.contract.evidence import EvidenceClaim
 from bvisor.contract.report import SealedReport
 from bvisor.front.api import run_confined
 from bvisor.front.defaults import default_spec
@@ -40,6 +55,7 @@ from tests.e2e.helpers import (
 from tests.features import require_feature
 
 PYTHON = "/usr/bin/python3"
+T = TypeVar("T")
 
 
 def _attack(work: Path, code: str, spec: BoundarySpec | None = None) -> SealedReport:
@@ -64,6 +80,30 @@ def _run_hooked(
     registry.register(backend)
     plan = BoundaryPlanner(registry).plan(spec, "linux")
     return BoundaryRunner(registry).run(plan, on_stdout=on_stdout)
+
+
+def _look_when_ready(
+    spec: BoundarySpec, hooks: frozenset[str], marker: str, look: Callable[[int], T]
+) -> tuple[list[T], str]:
+    """Run ``spec`` (hooked as :func:`_run_hooked`); once the workload prints ``READY``,
+    ``look`` at each of its python3 processes (found by ``marker`` in their cmdline) from
+    outside. What each look saw, and the workload's output."""
+    out = bytearray()
+    seen: list[T] = []
+    looked = False
+
+    def on_stdout(chunk: bytes) -> None:
+        nonlocal looked
+        out.extend(chunk)
+        if looked or b"READY" not in out:
+            return
+        looked = True
+        seen.extend(look(pid) for pid in find_pids_with(marker, program="python3"))
+
+    report = _run_hooked(spec, hooks, on_stdout)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    assert looked, out.decode()
+    return seen, out.decode()
 
 
 def _with_read_root(work: Path, code: str, readable: Path) -> BoundarySpec:
@@ -206,6 +246,80 @@ def test_the_callers_keyring_is_out_of_reach(work: Path) -> None:
         call(SYS_KEYCTL, KEYCTL_REVOKE, key)
     assert report.body.outcome is Outcome.COMPLETED, report.body.observed
     assert buffer.raw[:length] == b"HOST-VALUE", "the workload rewrote the caller's key"
+
+
+_HOST_KERNEL_BY_NAME = ("keys", "key-users", "kallsyms")
+
+
+def _host_kernel_files() -> set[str]:
+    """The top-level files of a procfs that show the host's kernel, not the namespace:
+    every regular file "others" may not read (the global root user's alone), and the ones
+    named (the caller's keys, the kernel's symbols) — as this kernel has them."""
+    hidden = set()
+    for name in os.listdir("/proc"):
+        if name[0].isdigit():
+            continue
+        try:
+            mode = os.stat(f"/proc/{name}", follow_symlinks=False).st_mode
+        except OSError:
+            continue
+        if stat.S_ISREG(mode) and (not mode & stat.S_IROTH or name in _HOST_KERNEL_BY_NAME):
+            hidden.add(name)
+    return hidden
+
+
+_READ_PROC = (
+    "import os, sys, time\n"
+    "for name in sys.argv[1].split(','):\n"
+    "    try:\n"
+    "        with open('/proc/' + name, 'rb') as f:\n"
+    "            print(name, len(f.read(1 << 20)))\n"
+    "    except OSError as exc:\n"
+    "        print(name, 'refused', exc.errno)\n"
+    "print('READY', flush=True)\n"
+    "time.sleep(3)\n"
+)
+
+
+def _proc_covers(work: Path, hooks: frozenset[str]) -> tuple[set[str], dict[str, str], str]:
+    """Let the workload read every host-kernel file of its /proc; (the /proc files the
+    kernel shows covered by a mount in the workload's mount table, read from the host;
+    what the workload read of each; its output)."""
+    marker = unique_marker("PROCFILES")
+    code = [PYTHON, "-c", _READ_PROC, ",".join(sorted(_host_kernel_files())), marker]
+
+    def proc_mount_points(pid: int) -> set[str]:
+        points = (
+            line.split()[4] for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+        )
+        return {p.removeprefix("/proc/") for p in points if re.fullmatch(r"/proc/[^/]+", p)}
+
+    seen, out = _look_when_ready(
+        default_spec(code, cwd=str(work)), hooks, marker, proc_mount_points
+    )
+    read = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    return set().union(*seen), read, out
+
+
+def test_the_hosts_kernel_state_in_proc_is_covered(work: Path) -> None:
+    """A fresh procfs still shows the host's kernel: its root-only files (slabinfo,
+    timer_list with the host's timers, vmallocinfo, pagetypeinfo, kpage*) were readable to
+    a root caller's workload, whose uid maps to 0; kallsyms shows addresses as the host's
+    sysctls allow. Oracle: the workload's mount table read from the host (a cover on each,
+    for any caller), and, for a root caller, that nothing of them could be read."""
+    require_feature("userns")
+    covered, read, out = _proc_covers(work, frozenset())
+    assert _host_kernel_files() - {"keys", "key-users"}, "this kernel shows nothing to cover"
+    assert _host_kernel_files() <= covered, (covered, out)
+    assert set(read.values()) == {"0"}, out  # each read whole, and empty
+
+
+def test_without_the_private_root_the_hosts_kernel_state_is_in_reach(work: Path) -> None:
+    require_feature("userns")
+    covered, read, out = _proc_covers(work, frozenset({"skip_rootfs"}))
+    assert not _host_kernel_files() & covered, (covered, out)
+    if os.geteuid() == 0 and "slabinfo" in read:  # root-only: no other caller reads it
+        assert int(read["slabinfo"]) > 0, out
 
 
 KEY_SPEC_USER_KEYRING, KEYCTL_UNLINK = -4, 9
@@ -597,26 +711,18 @@ def _watches_held(work: Path, readable: Path, hooks: frozenset[str]) -> tuple[in
         budgets=base.budgets,
         evidence=base.evidence,
     )
-    out = bytearray()
-    held: list[int] = []
 
-    def on_stdout(chunk: bytes) -> None:
-        out.extend(chunk)
-        if held or b"READY" not in out:
-            return
+    def watches(pid: int) -> int:
         count = 0
-        for pid in find_pids_with(marker, program="python3"):
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
-                count += sum(
-                    line.startswith(("inotify wd:", "fanotify ino:")) for line in info.splitlines()
-                )
-        held.append(count)
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+            count += sum(
+                line.startswith(("inotify wd:", "fanotify ino:")) for line in info.splitlines()
+            )
+        return count
 
-    report = _run_hooked(spec, hooks, on_stdout)
-    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
-    assert held, out.decode()
-    return held[0], out.decode()
+    seen, out = _look_when_ready(spec, hooks, marker, watches)
+    return sum(seen), out
 
 
 def test_host_activity_on_a_read_root_cannot_be_watched(work: Path, tmp_path: Path) -> None:
@@ -639,3 +745,111 @@ def test_skipping_seccomp_lets_the_watch_be_made(work: Path, tmp_path: Path) -> 
     readable.mkdir()
     held, out = _watches_held(work, readable, frozenset({"skip_seccomp"}))
     assert held >= 1, out
+
+
+# What a perf event or a userfaultfd reaches is set by a host sysctl (perf_event_paranoid,
+# unprivileged_userfaultfd); both are asked for here in the form any host allows an
+# unprivileged process (its own CPU clock; user-mode faults only), so the planted lie
+# shows on every host.
+_SYSCTL_GATED_ATTACK = (
+    "import ctypes, os, struct, time\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "libc.syscall.restype = ctypes.c_long\n"
+    "said = []\n"
+    # struct perf_event_attr: type PERF_TYPE_SOFTWARE, size, config PERF_COUNT_SW_CPU_CLOCK,
+    # sample period, sample type, read format, then the flag word with exclude_kernel
+    # (bit 5) and exclude_hv (bit 6).
+    "attr = ctypes.create_string_buffer(struct.pack('=IIQQQQQ', 1, 128, 0, 0, 0, 0, 0x60), 128)\n"
+    "perf = libc.syscall(298, attr, 0, -1, -1, 8)\n"  # pid 0, any CPU, PERF_FLAG_FD_CLOEXEC
+    "said.append(f'perf_event_open {perf if perf >= 0 else -ctypes.get_errno()}')\n"
+    "uffd = libc.syscall(323, 0o2000000 | 1)\n"  # O_CLOEXEC | UFFD_USER_MODE_ONLY
+    "said.append(f'userfaultfd {uffd if uffd >= 0 else -ctypes.get_errno()}')\n"
+    "print('READY', '; '.join(said), flush=True)\n"
+    "time.sleep(3)\n"
+)
+
+
+def _sysctl_gated_fds(work: Path, hooks: frozenset[str]) -> tuple[list[str], str]:
+    """Run the attack and list, from outside, the workload's fds that are perf events or
+    userfaultfds (the kernel's own names for them in ``/proc/PID/fd``)."""
+    marker = unique_marker("GATED")
+    spec = default_spec([PYTHON, "-c", _SYSCTL_GATED_ATTACK, marker], cwd=str(work))
+    gated = ("anon_inode:[perf_event]", "anon_inode:[userfaultfd]")
+
+    def gated_fds(pid: int) -> list[str]:
+        targets = (os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+        return [target for target in targets if target in gated]
+
+    seen, out = _look_when_ready(spec, hooks, marker, gated_fds)
+    return sorted(target for targets in seen for target in targets), out
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the attack uses x86_64 numbers")
+def test_perf_events_and_userfaultfd_are_refused_whatever_the_hosts_sysctls(work: Path) -> None:
+    """``perf_event_paranoid`` at 0 lets a process count events of every process on a
+    CPU (at 1, profile the kernel), and ``unprivileged_userfaultfd`` at 1 lets it stall
+    the kernel's own faults: the boundary must not hang on how the host is tuned. Oracle:
+    the workload's fds as the kernel names them, read from the host."""
+    require_feature("seccomp")
+    held, out = _sysctl_gated_fds(work, frozenset())
+    assert held == [], out
+    assert "perf_event_open -1;" in out and "userfaultfd -1" in out, out
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the attack uses x86_64 numbers")
+def test_skipping_seccomp_lets_the_perf_event_and_the_userfaultfd_be_made(work: Path) -> None:
+    require_feature("seccomp")
+    held, out = _sysctl_gated_fds(work, frozenset({"skip_seccomp"}))
+    assert held == ["anon_inode:[perf_event]", "anon_inode:[userfaultfd]"], out
+
+
+_KERNEL_GATED_CALLS = (
+    "import ctypes, time\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "libc.syscall.restype = ctypes.c_long\n"
+    "attr = ctypes.create_string_buffer(128)\n"
+    "said = []\n"
+    "for name, rc in (('bpf', libc.syscall(321, 0, attr, 128)),\n"  # BPF_MAP_CREATE
+    "                 ('syslog', libc.syscall(103, 10, None, 0))):\n"  # SIZE_BUFFER
+    "    said.append(f'{name} {rc if rc >= 0 else -ctypes.get_errno()}')\n"
+    "print('; '.join(said), flush=True)\n"
+)
+
+
+def _kernel_gated(hooks: frozenset[str]) -> tuple[set[str | None], str]:
+    """Run bpf() and syslog() with denial evidence (so with no filesystem capability: its
+    refusals are not reported); the syscalls the report lists as stopped by the filter,
+    and what the workload printed."""
+    spec = BoundarySpec(
+        workload=ProcessWorkload(PYTHON, ("-c", _KERNEL_GATED_CALLS)),
+        capabilities=(
+            ChildSpawn(SpawnPolicy.DENY_NEW_TASKS),
+            Network(NetworkDenyAll()),
+            Environment(EnvPolicy.exact(())),
+        ),
+        controls=(LaunchWorkload(), CaptureStreams(StdStreams.capture_out_err())),
+        budgets=BudgetRequirements(),
+        evidence=EvidenceRequirements.of({EvidenceClaim.DENIED_ATTEMPTS}),
+    )
+    out = bytearray()
+    report = _run_hooked(spec, hooks, out.extend)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    return {entry.syscall for entry in report.body.denied_attempts}, out.decode()
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the attack uses x86_64 numbers")
+def test_bpf_and_the_kernel_log_are_refused_by_the_filter_not_left_to_sysctls() -> None:
+    """``unprivileged_bpf_disabled`` and ``dmesg_restrict`` decide on the host whether
+    bpf() and syslog() work; this host may refuse them itself, so the oracle is the
+    supervisor's record that the filter stopped each call before the kernel saw it."""
+    require_feature("seccomp")
+    denied, out = _kernel_gated(frozenset())
+    assert {"bpf", "syslog"} <= denied, (denied, out)
+    assert "bpf -1; syslog -1" in out, out
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the attack uses x86_64 numbers")
+def test_skipping_seccomp_leaves_bpf_and_the_kernel_log_to_the_host() -> None:
+    require_feature("seccomp")
+    denied, out = _kernel_gated(frozenset({"skip_seccomp"}))
+    assert not {"bpf", "syslog"} & denied, (denied, out)

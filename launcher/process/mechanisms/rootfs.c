@@ -575,15 +575,51 @@ static int rf_dev(struct bv_ctx *ctx, int root, const struct bv_mount *m)
     return err;
 }
 
-/* The files of a fresh procfs that are not this namespace's but its user's: the kernel
- * keys the caller may view (their descriptions name what they are for: tokens, service
- * accounts) and its key quotas. Each is covered by one empty read-only file of a tmpfs of
- * its own, made detached and never seen anywhere else. */
+/* Does this top-level file of a fresh procfs show something that is not the namespace's
+ * own? By name: the kernel keys the caller may view (their descriptions name what they
+ * are for: tokens, service accounts) and its key quotas, and the kernel's symbols (their
+ * addresses shown to whoever the host's kptr_restrict and perf_event_paranoid let see
+ * them). By mode: every file "others" may not read (slabinfo, timer_list, vmallocinfo,
+ * pagetypeinfo, kpage*, ...): the host's kernel state, readable by the global root user
+ * alone, which a root caller's workload is (its uid maps to 0). */
+static int rf_proc_hidden(const char *name, const struct stat *seen)
+{
+    static const char *const by_name[] = {"keys", "key-users", "kallsyms"};
+    if (!S_ISREG(seen->st_mode))
+        return 0;
+    if (!(seen->st_mode & S_IROTH))
+        return 1;
+    for (size_t i = 0; i < sizeof by_name / sizeof by_name[0]; i++)
+        if (strcmp(name, by_name[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Cover one file of the procfs with a read-only clone of the empty file of fs. */
+static int rf_proc_cover_one(struct bv_ctx *ctx, int proc, int fs, const char *name)
+{
+    int err = 0;
+    int tree = (int)syscall(SYS_open_tree, fs, "empty",
+                            RF_OPEN_TREE_CLONE | O_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+    if (tree < 0)
+        return bv_why(ctx, errno, "clone the cover of /proc/%s", name);
+    if (rf_setattr(tree, RF_ATTR_RDONLY | RF_ATTR_NOSUID | RF_ATTR_NODEV | RF_ATTR_NOEXEC, 0) != 0)
+        err = bv_why(ctx, errno, "read-only cover of /proc/%s", name);
+    else if (syscall(SYS_move_mount, tree, "", proc, name, RF_MOVE_F_EMPTY) != 0)
+        err = bv_why(ctx, errno, "cover /proc/%s", name);
+    close(tree);
+    return err;
+}
+
+/* The files of a fresh procfs that are not this namespace's (rf_proc_hidden), each
+ * covered by one empty read-only file of a tmpfs of its own, made detached and never seen
+ * anywhere else. The directory is read with getdents64 into a buffer on the stack (no
+ * allocation in the child); a name is covered only once it is read whole. */
 static int rf_proc_cover(struct bv_ctx *ctx, int proc)
 {
-    static const char *const covered[] = {"keys", "key-users"};
+    char buf[8192] __attribute__((aligned(8)));
     int fs = rf_tmpfs(ctx, 4096, 0555, RF_ATTR_NOSUID | RF_ATTR_NODEV | RF_ATTR_NOEXEC);
-    int empty, err = 0;
+    int dir, empty, err = 0;
     if (fs < 0)
         return -fs;
     empty = openat(fs, "empty", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0444);
@@ -593,32 +629,47 @@ static int rf_proc_cover(struct bv_ctx *ctx, int proc)
         return err;
     }
     close(empty);
-    for (size_t i = 0; err == 0 && i < sizeof covered / sizeof covered[0]; i++) {
-        struct stat seen;
-        int tree;
-        if (fstatat(proc, covered[i], &seen, AT_SYMLINK_NOFOLLOW) != 0) {
-            if (errno != ENOENT) /* a kernel without keys has nothing to cover */
-                err = bv_why(ctx, errno, "stat /proc/%s", covered[i]);
-            continue;
-        }
-        tree = (int)syscall(SYS_open_tree, fs, "empty",
-                            RF_OPEN_TREE_CLONE | O_CLOEXEC | AT_SYMLINK_NOFOLLOW);
-        if (tree < 0) {
-            err = bv_why(ctx, errno, "clone the cover of /proc/%s", covered[i]);
+    dir = openat(proc, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) {
+        err = bv_why(ctx, errno, "open /proc to list it");
+        close(fs);
+        return err;
+    }
+    while (err == 0) {
+        long got = syscall(SYS_getdents64, dir, buf, sizeof buf);
+        if (got < 0) {
+            err = bv_why(ctx, errno, "list /proc");
             break;
         }
-        if (rf_setattr(tree, RF_ATTR_RDONLY | RF_ATTR_NOSUID | RF_ATTR_NODEV | RF_ATTR_NOEXEC, 0) != 0)
-            err = bv_why(ctx, errno, "read-only cover of /proc/%s", covered[i]);
-        else if (syscall(SYS_move_mount, tree, "", proc, covered[i], RF_MOVE_F_EMPTY) != 0)
-            err = bv_why(ctx, errno, "cover /proc/%s", covered[i]);
-        close(tree);
+        if (got == 0)
+            break;
+        for (long at = 0; err == 0 && at < got;) {
+            const struct rf_dirent64 {
+                uint64_t ino;
+                int64_t off;
+                unsigned short reclen;
+                unsigned char type;
+                char name[];
+            } *entry = (const void *)(buf + at);
+            struct stat seen;
+            at += entry->reclen;
+            if (entry->name[0] < '0' || entry->name[0] > '9') {
+                if (fstatat(proc, entry->name, &seen, AT_SYMLINK_NOFOLLOW) != 0) {
+                    if (errno != ENOENT) /* gone between the listing and the look */
+                        err = bv_why(ctx, errno, "stat /proc/%s", entry->name);
+                } else if (rf_proc_hidden(entry->name, &seen)) {
+                    err = rf_proc_cover_one(ctx, proc, fs, entry->name);
+                }
+            }
+        }
     }
+    close(dir);
     close(fs);
     return err;
 }
 
 /* A fresh procfs of this PID namespace; the parts that configure the host read-only, the
- * parts that show the caller's user covered (rf_proc_cover). */
+ * parts that are not this namespace's covered (rf_proc_cover). */
 static int rf_proc(struct bv_ctx *ctx, int root, const struct bv_mount *m)
 {
     static const char *const protected[] = {"sys", "sysrq-trigger", "irq", "bus"};

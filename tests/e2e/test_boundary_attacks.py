@@ -283,19 +283,21 @@ _READ_PROC = (
 
 def _proc_covers(work: Path, hooks: frozenset[str]) -> tuple[set[str], dict[str, str], str]:
     """Let the workload read every host-kernel file of its /proc; (the /proc files the
-    kernel shows covered by a mount in the workload's mount table, read from the host;
-    what the workload read of each; its output)."""
+    kernel shows covered by a read-only mount in the workload's mount table, read from the
+    host; what the workload read of each; its output)."""
     marker = unique_marker("PROCFILES")
     code = [PYTHON, "-c", _READ_PROC, ",".join(sorted(_host_kernel_files())), marker]
 
-    def proc_mount_points(pid: int) -> set[str]:
-        points = (
-            line.split()[4] for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
-        )
-        return {p.removeprefix("/proc/") for p in points if re.fullmatch(r"/proc/[^/]+", p)}
+    def read_only_proc_mounts(pid: int) -> set[str]:
+        fields = (line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines())
+        return {
+            point.removeprefix("/proc/")
+            for point, options in ((f[4], f[5].split(",")) for f in fields)
+            if re.fullmatch(r"/proc/[^/]+", point) and "ro" in options
+        }
 
     seen, out = _look_when_ready(
-        default_spec(code, cwd=str(work)), hooks, marker, proc_mount_points
+        default_spec(code, cwd=str(work)), hooks, marker, read_only_proc_mounts
     )
     read = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
     return set().union(*seen), read, out

@@ -595,7 +595,8 @@ static int rf_proc_hidden(const char *name, const struct stat *seen)
     return 0;
 }
 
-/* Cover one file of the procfs with a read-only clone of the empty file of fs. */
+/* Cover one file of the procfs with a clone of the empty file of fs (read-only already:
+ * a clone keeps its source's mount flags). */
 static int rf_proc_cover_one(struct bv_ctx *ctx, int proc, int fs, const char *name)
 {
     int err = 0;
@@ -603,9 +604,7 @@ static int rf_proc_cover_one(struct bv_ctx *ctx, int proc, int fs, const char *n
                             RF_OPEN_TREE_CLONE | O_CLOEXEC | AT_SYMLINK_NOFOLLOW);
     if (tree < 0)
         return bv_why(ctx, errno, "clone the cover of /proc/%s", name);
-    if (rf_setattr(tree, RF_ATTR_RDONLY | RF_ATTR_NOSUID | RF_ATTR_NODEV | RF_ATTR_NOEXEC, 0) != 0)
-        err = bv_why(ctx, errno, "read-only cover of /proc/%s", name);
-    else if (syscall(SYS_move_mount, tree, "", proc, name, RF_MOVE_F_EMPTY) != 0)
+    if (syscall(SYS_move_mount, tree, "", proc, name, RF_MOVE_F_EMPTY) != 0)
         err = bv_why(ctx, errno, "cover /proc/%s", name);
     close(tree);
     return err;
@@ -629,6 +628,11 @@ static int rf_proc_cover(struct bv_ctx *ctx, int proc)
         return err;
     }
     close(empty);
+    if (rf_setattr(fs, RF_ATTR_RDONLY, 0) != 0) {
+        err = bv_why(ctx, errno, "read-only cover of /proc");
+        close(fs);
+        return err;
+    }
     dir = openat(proc, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0) {
         err = bv_why(ctx, errno, "open /proc to list it");

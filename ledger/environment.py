@@ -28,9 +28,10 @@ directory was made too) is fsynced once the files and the initial meta are writt
 crash cannot lose the files' directory entries.
 
 What is never written to: a ledger is created only in a missing or empty directory, and
-only into LMDB files this process just made. An existing ``data.mdb`` that is empty, an
-LMDB store without the ledger's databases, or one holding anything else is reported and
-left alone, by readers and writers alike.
+only into LMDB files this process just made. An existing ``data.mdb`` that is empty, one
+shorter than the pages its own meta page names (cut short: LMDB would die of SIGBUS
+reading past its end), an LMDB store without the ledger's databases, or one holding
+anything else is reported and left alone, by readers and writers alike.
 
 Another user's reach: LMDB opens its files by name and follows symlinks, and a locked open
 writes the lock file. So a directory that a user other than this one (or root) could change
@@ -419,6 +420,7 @@ def _open(
     env, unlocked = _open_lmdb(directory, size, readonly, fresh, foreign)
     environment = Environment(directory, env, readonly, unlocked)
     try:
+        _refuse_cut_short(env, data_file)
         if fresh:
             for name in _LMDB_FILES:
                 os.chmod(os.path.join(directory, name), 0o600)
@@ -433,6 +435,29 @@ def _open(
         env.close()
         raise
     return environment
+
+
+def _refuse_cut_short(env: Any, data_file: str) -> None:
+    """Raise :class:`LedgerCorruptError` when ``data.mdb`` is shorter than the pages its
+    own meta page says were written (a partial copy, a full disk, damage).
+
+    LMDB maps the file and trusts that length: a page past the end of the file is a
+    SIGBUS in whichever process reads it — every command dies without a word, and a
+    writer could die halfway through recording a run. A writer writes every page before
+    the meta page that names it, so the file only ever reaches the length checked here
+    (read after the meta page); the check cannot fail on a ledger another process is
+    growing.
+    """
+    last_page = int(env.info()["last_pgno"])
+    needed = (last_page + 1) * int(env.stat()["psize"])
+    actual = os.path.getsize(data_file)
+    if actual < needed:
+        raise LedgerCorruptError(
+            f"ledger {os.path.dirname(data_file)}: data.mdb is {actual} bytes, but its own "
+            f"header says {needed} were written ({last_page + 1} pages): the file was cut "
+            "short (a partial copy, a full disk or damage); nothing was read from it or "
+            "written to it — restore it from a copy"
+        )
 
 
 def _lock_usable(directory: str) -> bool:

@@ -362,6 +362,42 @@ def test_a_damaged_store_is_reported_without_a_traceback(tmp_path: Path) -> None
     assert damaged_somewhere, "no seed damaged the B-tree itself; pick other seeds"
 
 
+def test_a_store_cut_short_is_named_by_every_command_and_left_alone(tmp_path: Path) -> None:
+    """A data.mdb shorter than the pages its meta page names (a partial copy, a full disk)
+    was a SIGBUS in every command that read past the end: each died without a word (exit
+    -7), and a run could die halfway through being recorded. Now each says so, changes
+    nothing, and a run does not start."""
+    store = _note_ledger(tmp_path / "ledger", 400)
+    data = (store / "data.mdb").read_bytes()
+    cut = data[: len(data) // 2]
+    (store / "data.mdb").write_bytes(cut)
+    for argv in (["verify"], ["runs"], ["log"], ["export"], ["head"]):
+        done = ledger_cli(*argv, "--ledger", str(store))
+        _no_traceback(done)
+        assert done.returncode in (1, 2), (argv, done.returncode, done.stderr)
+        assert "the file was cut short" in done.stderr, (argv, done.stderr)
+    done = ledger_cli("verify", "--ledger", str(store))
+    assert done.returncode == 1, "a cut store is a finding of verify"
+    done = replay_cli("--ledger", str(store))
+    _no_traceback(done)
+    assert done.returncode == 2 and "the file was cut short" in done.stderr, done.stderr
+    work = tmp_path / "work"
+    work.mkdir()
+    marker = work / "ran"
+    command = ["run", "--ledger", str(store), "--", "/bin/touch", str(marker)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bvisor.front.cli.main", *command],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    _no_traceback(done)
+    assert done.returncode == 125 and "the file was cut short" in done.stderr, done.stderr
+    assert not marker.exists(), "the workload ran though its run could not be recorded"
+    assert (store / "data.mdb").read_bytes() == cut
+
+
 def test_a_run_the_host_denied_says_why_and_still_replays(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger"
     spec = tmp_path / "missing.toml"

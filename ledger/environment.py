@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -400,6 +401,10 @@ def _open(
 ) -> Environment:
     data_file = os.path.join(directory, "data.mdb")
     new_files = not os.path.exists(data_file)
+    kind = None if new_files else _not_regular(data_file)
+    if kind is not None:
+        # None is a store (and LMDB's open of a FIFO would wait for a writer).
+        raise LedgerNotFoundError(f"{directory} is not a usable ledger: data.mdb is {kind}")
     existing = 0 if new_files else os.path.getsize(data_file)
     if not new_files and existing == 0:
         # Readers: LMDB itself would fail with a bare "Bad file descriptor". Writers: LMDB
@@ -435,6 +440,20 @@ def _open(
         env.close()
         raise
     return environment
+
+
+def _not_regular(path: str) -> str | None:
+    """What ``path`` (followed) is when it is not a regular file, else None."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
 
 
 def _refuse_cut_short(env: Any, data_file: str) -> None:

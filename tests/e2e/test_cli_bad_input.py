@@ -13,6 +13,7 @@ import random
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import lmdb
@@ -335,6 +336,27 @@ def test_an_empty_data_file_is_named(tmp_path: Path) -> None:
     (store / "data.mdb").write_bytes(b"")
     done = ledger_cli("head", "--ledger", str(store))
     assert done.returncode == 2 and "data.mdb is empty" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [
+        ("a FIFO", os.mkfifo),
+        ("a directory", os.mkdir),
+        ("a device", lambda path: os.symlink("/dev/zero", path)),
+    ],
+)
+def test_a_data_file_that_is_no_file_is_named(
+    tmp_path: Path, kind: str, make: Callable[[Path], None]
+) -> None:
+    """A FIFO or a device at data.mdb was called empty, a directory was a bare LMDB error;
+    each is named for what it is, and nothing is opened through it."""
+    store = tmp_path / "l"
+    store.mkdir()
+    make(store / "data.mdb")
+    for argv in (["head"], ["verify"], ["append", "--kind", "note.x", "--data", "1"]):
+        done = ledger_cli(*argv, "--ledger", str(store), timeout=20)
+        assert done.returncode == 2 and f"data.mdb is {kind}" in done.stderr, done.stderr
 
 
 def test_a_damaged_store_is_reported_without_a_traceback(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ __all__ = [
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _STRICT = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV
+_NO_LINKS = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS  # mounts may be crossed
 
 
 class ArtifactsError(RuntimeError):
@@ -106,39 +107,70 @@ class Staging:
 
 
 def open_staging(root: str | os.PathLike[str], run_id: bytes, durable: bool) -> Staging:
-    """Make ``<root>/.staging-<run id>`` (``root`` created 0700 if need be)."""
+    """Make ``<root>/.staging-<run id>`` (``root`` created 0700 if need be).
+
+    ``root`` is resolved to its real path once, and that path is opened (its missing
+    directories made) one component at a time with no symlink followed: a name re-pointed
+    after it was resolved — a link swapped in while the run was being checked — refuses
+    the run instead of moving its artifacts. :attr:`Staging.root` is the real path, which
+    is what the report names and what the host's reach checks judge."""
     where = os.path.abspath(os.fspath(root))
-    try:
-        os.makedirs(where, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise ArtifactsError(f"artifact directory {where}: {exc.strerror}") from None
-    for named in dict.fromkeys((where, os.path.realpath(where))):
+    real = os.path.realpath(where)
+    root_fd = _open_made(where, real)
+    for named in dict.fromkeys((where, real)):
         foreign = others_may_change(named)
         if foreign is not None:
+            os.close(root_fd)
             raise ArtifactsError(
                 f"artifact directory {where}: {foreign}, so another user could re-point it "
                 "(a symlink there would have this run write where it points); commit to a "
                 "directory only you (or root) can change"
             )
-    try:
-        root_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ArtifactsError(f"artifact directory {where}: {exc.strerror}") from None
     final = run_id.hex()
-    staging = Staging(where, root_fd, f".staging-{final}", final, durable)
+    staging = Staging(real, root_fd, f".staging-{final}", final, durable)
     try:
         for name in (final, staging.name):
             with contextlib.suppress(FileNotFoundError):
                 os.lstat(name, dir_fd=root_fd)
-                raise ArtifactsError(f"artifact directory {where} already holds {name}")
+                raise ArtifactsError(f"artifact directory {real} already holds {name}")
         os.mkdir(staging.name, 0o700, dir_fd=root_fd)
     except OSError as exc:
         staging.close()
-        raise ArtifactsError(f"artifact directory {where}: {exc.strerror}") from None
+        raise ArtifactsError(f"artifact directory {real}: {exc.strerror}") from None
     except ArtifactsError:
         staging.close()
         raise
     return staging
+
+
+def _open_made(where: str, real: str) -> int:
+    """A directory fd of ``real`` (absolute, resolved), each component opened with no
+    symlink followed and each missing one made 0700 by fd."""
+    fd = os.open("/", _DIR)
+    try:
+        for part in (p for p in real.split("/") if p):
+            encoded = os.fsencode(part)
+            try:
+                try:
+                    step = openat2(fd, encoded, _DIR, _NO_LINKS)
+                except FileNotFoundError:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(encoded, 0o700, dir_fd=fd)
+                    step = openat2(fd, encoded, _DIR, _NO_LINKS)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise ArtifactsError(
+                        f"artifact directory {where}: {real} changed while it was being "
+                        f"opened ({part!r} is no longer a directory: a symlink put there?); "
+                        "nothing was committed"
+                    ) from None
+                raise ArtifactsError(f"artifact directory {where}: {exc.strerror}") from None
+            os.close(fd)
+            fd = step
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _remove_tree(dirfd: int, name: bytes) -> None:

@@ -62,6 +62,7 @@ from bvisor.launcher.host.launch import (
     run_launcher,
 )
 from bvisor.launcher.host.launch_body import LaunchPreparationError, prepare_launch
+from bvisor.launcher.host.reach import covering_root
 from bvisor.launcher.host.relay import HostStdio
 from bvisor.launcher.host.secrets import NoSecrets, SecretResolver, SecretUnresolved
 from bvisor.launcher.host.storage import StorageSample, sample_storage
@@ -469,11 +470,26 @@ def _prepare_staging(
     assert outputs is not None
     root = artifacts.default_artifacts_path() if where is None else where
     try:
-        return artifacts.open_staging(root, run.attempt_id, outputs.commit == "synced")
+        staging = artifacts.open_staging(root, run.attempt_id, outputs.commit == "synced")
     except artifacts.ArtifactsError as exc:
         run.outcome = Outcome.DENIED
         run.fact(fact_kinds.LAUNCH_REFUSED_BY_HOST, str(exc))
         return None
+    # The caller judged the directory by its name; this judges the directory opened (by
+    # its fd), so a name re-pointed in between cannot put the artifacts in reach.
+    opened = os.readlink(f"/proc/self/fd/{staging.root_fd}")
+    covering = covering_root(opened, lowered)
+    if covering is not None:
+        staging.abandon()
+        staging.close()
+        run.outcome = Outcome.DENIED
+        run.fact(
+            fact_kinds.LAUNCH_REFUSED_BY_HOST,
+            f"the artifact directory opened, {opened}, lies in the filesystem root {covering}, "
+            "which the workload can reach (its name was re-pointed after it was checked)",
+        )
+        return None
+    return staging
 
 
 def _record_outputs(run: Execution, staging: artifacts.Staging | None) -> None:

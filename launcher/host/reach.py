@@ -42,6 +42,7 @@ runs' committed outputs) or lie inside it (it could write into them).
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from typing import TYPE_CHECKING
 
@@ -315,8 +316,8 @@ def refuse_if_service_reachable(service_dirs: tuple[str, ...], plan: BoundaryPla
 
 def refuse_if_artifacts_reachable(artifact_dir: str | os.PathLike[str], plan: BoundaryPlan) -> None:
     """Refuse (:class:`ArtifactsReachable`) a committing plan whose roots overlap
-    ``artifact_dir``, by any name (see :func:`reaches`); a plan that commits nothing is not
-    concerned."""
+    ``artifact_dir``, by any name (see :func:`reaches`), or hold a symlink on the way to it
+    (:func:`_links_on_the_way`); a plan that commits nothing is not concerned."""
     try:
         lowered = lowered_params(plan)
     except LoweringParamsError:
@@ -333,6 +334,54 @@ def refuse_if_artifacts_reachable(artifact_dir: str | os.PathLike[str], plan: Bo
                 "workload can reach, overlap (it could tamper with committed artifacts); "
                 "commit elsewhere (--artifacts DIR)"
             )
+    for link in _links_on_the_way(target):
+        parent = _Path(os.path.dirname(link))
+        for root in lowered.reachable_paths():
+            if _inside(parent, _Path(root)):
+                raise ArtifactsReachable(
+                    f"the artifact directory {target} is named through the symlink {link}, "
+                    f"which lies in the filesystem root {root} the workload can reach (it "
+                    "could re-point the link and have this run commit where it chooses); "
+                    "name the directory by its real path, or commit elsewhere (--artifacts DIR)"
+                )
+
+
+def _links_on_the_way(path: str) -> list[str]:
+    """Every symlink met resolving ``path`` (absolute), the links' own targets followed."""
+    links: list[str] = []
+    pending = os.path.abspath(path).split("/")[1:]
+    current = "/"
+    hops = 0
+    while pending and hops < 64:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        step = os.path.join(current, part)
+        try:
+            if not stat.S_ISLNK(os.lstat(step).st_mode):
+                current = step
+                continue
+            target = os.readlink(step)
+        except OSError:
+            break  # the rest does not exist yet: nothing there to re-point
+        links.append(step)
+        hops += 1
+        pending = [*target.split("/"), *pending]
+        if target.startswith("/"):
+            current = "/"
+    return links
+
+
+def _inside(path: _Path, root: _Path) -> bool:
+    """Is ``path`` the directory ``root`` or beneath it, by real path or by identity?"""
+    real_path, real_root = path.real, root.real
+    if real_path == real_root or real_path.startswith(real_root.rstrip("/") + "/"):
+        return True
+    root_id = root.identity
+    return root_id is not None and (root_id == path.identity or root_id in path.ancestry)
 
 
 class CodeReachable(LedgerReachable):

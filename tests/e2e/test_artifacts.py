@@ -32,6 +32,7 @@ from bvisor.contract import (
     ExposePath,
     FsAccess,
     ListOutputs,
+    Outcome,
 )
 from bvisor.contract import outputs as g
 from bvisor.contract.report import SealedReport
@@ -239,6 +240,55 @@ def test_an_artifact_directory_the_run_can_reach_is_refused_before_anything(
     with pytest.raises(ArtifactsReachable):
         run_confined(_spec(places, "true", COMMIT), ledger=places["ledger"], artifacts=inside)
     assert not inside.exists() and not places["ledger"].exists(), "a refusal changes nothing"
+
+
+def test_an_artifact_directory_named_through_a_link_the_workload_can_reach_is_refused(
+    places: dict[str, Path], tmp_path: Path
+) -> None:
+    """A link in a write root (left there by an earlier workload) on the way to the
+    artifact directory would let the workload choose where this run creates directories
+    and commits. Found by attack."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (places["work"] / "artlink").symlink_to(elsewhere)
+    named = places["work"] / "artlink" / "sub"
+    with pytest.raises(ArtifactsReachable, match="named through the symlink"):
+        run_confined(_spec(places, "true", COMMIT), ledger=places["ledger"], artifacts=named)
+    assert list(elsewhere.iterdir()) == [], "a refusal creates nothing where the link points"
+
+
+def test_a_name_re_pointed_after_the_check_is_refused_when_the_directory_is_opened(
+    places: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name is checked before the run and opened later: a link re-pointed in between
+    (here by the test, at the very moment; by a racing workload in the attack, about one
+    run in twenty) moved the commit into the workload's write root, where it added files
+    to the committed tree and changed them after the seal. Oracle: the write root's files
+    and the report."""
+    from bvisor.launcher.host import artifacts
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    inside = places["work"] / "inside"
+    inside.mkdir()
+    link = tmp_path / "L"
+    link.symlink_to(outside)
+    opened = artifacts.open_staging
+
+    def re_pointed(root: str, run_id: bytes, durable: bool) -> artifacts.Staging:
+        link.unlink()
+        link.symlink_to(inside)
+        return opened(root, run_id, durable)
+
+    monkeypatch.setattr(artifacts, "open_staging", re_pointed)
+    report = run_confined(
+        _spec(places, "echo genuine > /tmp/result", COMMIT), ledger=places["ledger"], artifacts=link
+    )
+    assert report.body.outcome is Outcome.DENIED, report.body.observed
+    assert any(
+        "which the workload can reach" in f for f in _facts(report, "launch_refused_by_host")
+    )
+    assert list(inside.iterdir()) == [] and list(outside.iterdir()) == []
 
 
 def test_bvisor_run_commits_to_the_artifacts_directory(

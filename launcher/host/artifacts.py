@@ -15,8 +15,10 @@ nothing.
 (``~/.local/share`` when unset), or what the caller names. Neither it nor a directory
 above it (by name or by real path) may be one another user could change — else that user's
 symlink there would have this run (root's, say) commit where it points. It must lie
-outside every root the run can reach
-(:func:`bvisor.launcher.host.reach.refuse_if_artifacts_reachable`).
+outside every root the run can reach, and its name must not pass through a symlink inside
+one (:func:`bvisor.launcher.host.reach.refuse_if_artifacts_reachable`). It is resolved
+once and opened with no symlink followed (:func:`open_staging`); the backend judges the
+directory it opened, by its fd, once more.
 """
 
 from __future__ import annotations
@@ -160,9 +162,9 @@ def _open_made(where: str, real: str) -> int:
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise ArtifactsError(
-                        f"artifact directory {where}: {real} changed while it was being "
-                        f"opened ({part!r} is no longer a directory: a symlink put there?); "
-                        "nothing was committed"
+                        f"artifact directory {where}: {part!r} on the way to {real} is not a "
+                        "directory (a file, or a symlink put there after the path was "
+                        "resolved); nothing was committed"
                     ) from None
                 raise ArtifactsError(f"artifact directory {where}: {exc.strerror}") from None
             os.close(fd)

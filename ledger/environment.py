@@ -400,12 +400,16 @@ def _open(
     made_directory: bool = False,
 ) -> Environment:
     data_file = os.path.join(directory, "data.mdb")
-    new_files = not os.path.exists(data_file)
-    kind = None if new_files else _not_regular(data_file)
+    try:
+        found: os.stat_result | None = os.stat(data_file)
+    except OSError:  # as os.path.exists says: missing (LMDB's own open then tells the rest)
+        found = None
+    new_files = found is None
+    kind = None if found is None else _not_regular(found.st_mode)
     if kind is not None:
         # None is a store (and LMDB's open of a FIFO would wait for a writer).
         raise LedgerNotFoundError(f"{directory} is not a usable ledger: data.mdb is {kind}")
-    existing = 0 if new_files else os.path.getsize(data_file)
+    existing = 0 if found is None else found.st_size
     if not new_files and existing == 0:
         # Readers: LMDB itself would fail with a bare "Bad file descriptor". Writers: LMDB
         # would silently initialise it — an empty file is not a ledger, so neither happens.
@@ -442,9 +446,8 @@ def _open(
     return environment
 
 
-def _not_regular(path: str) -> str | None:
-    """What ``path`` (followed) is when it is not a regular file, else None."""
-    mode = os.stat(path).st_mode
+def _not_regular(mode: int) -> str | None:
+    """What a file of ``mode`` is when it is not a regular file, else None."""
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISDIR(mode):

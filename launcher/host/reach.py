@@ -149,15 +149,7 @@ def reaches(root: str, target: str, entries: list[MountEntry] | None = None) -> 
 
 
 def _reaches(root: _Path, target: _Path, entries: list[MountEntry] | None) -> bool:
-    real_root, real_target = root.real, target.real
-    for outer, inner in ((real_root, real_target), (real_target, real_root)):
-        if inner == outer or inner.startswith(outer.rstrip("/") + "/"):
-            return True
-    root_id = root.identity
-    if root_id is not None and root_id in target.ancestry:
-        return True
-    target_id = target.identity
-    if target_id is not None and target_id in root.ancestry:
+    if _inside(target, root) or _inside(root, target):
         return True
     table = entries if entries is not None else mount_entries()
     root_at, target_at = root.location(table), target.location(table)
@@ -381,7 +373,7 @@ def _inside(path: _Path, root: _Path) -> bool:
     if real_path == real_root or real_path.startswith(real_root.rstrip("/") + "/"):
         return True
     root_id = root.identity
-    return root_id is not None and (root_id == path.identity or root_id in path.ancestry)
+    return root_id is not None and root_id in path.ancestry  # the ancestry holds path itself
 
 
 class CodeReachable(LedgerReachable):

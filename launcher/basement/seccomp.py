@@ -34,7 +34,9 @@ Filter shape: default action ALLOW; a denylist of syscalls answered with EPERM.
   ``vm.unprivileged_userfaultfd`` lets it stall the kernel's own page faults;
   ``syslog``: ``kernel.dmesg_restrict`` at 0 hands out the kernel's log) — what the
   workload may do must not hang on how the host happens to be tuned, and each is a large
-  kernel surface no workload of a boundary needs.
+  kernel surface no workload of a boundary needs; and ``io_setup``, whose AIO contexts are
+  drawn from one host-wide pool (``fs.aio-max-nr``): a single call can take all of it,
+  and then every program on the host that uses native AIO, root's included, fails.
 * deny_new_tasks: clone, clone3, fork, vfork -> EPERM (threads included: a denylist
   cannot tell CLONE_THREAD apart for clone3, whose flags live in memory). execve,
   execveat, write and exit_group are never on the list.
@@ -158,6 +160,8 @@ BASELINE_DENIED = (
     "bpf",
     "userfaultfd",
     "syslog",
+    # One pool for the whole host (see the docstring).
+    "io_setup",
 )
 # Syscalls whose first argument names a process; only 0 ("myself") is allowed.
 OWN_PROCESS_ONLY = (
@@ -431,7 +435,7 @@ def _add_baseline(rules: _Rules, *, new_tasks_ruled: bool) -> list[str]:
         rules.deny(name)
     denied.append(
         "namespaces, keyrings, io_uring, mounts, inotify/fanotify watches, "
-        "perf events, bpf, userfaultfd, the kernel log"
+        "perf events, bpf, userfaultfd, the kernel log, native AIO"
     )
     namespace_calls = ("unshare",) if new_tasks_ruled else ("unshare", "clone")
     for name in namespace_calls:

@@ -14,6 +14,7 @@ import re
 import socket
 import stat
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -362,6 +363,40 @@ def test_without_the_private_root_the_keys_are_listed(work: Path) -> None:
     require_feature("userns")
     description, out = _proc_keys_seen(work, frozenset({"skip_rootfs"}))
     assert description in out, out
+
+
+def _init_cmdline(work: Path) -> tuple[bytes, str]:
+    """The run's init as the host sees it (the workload's parent), read while it runs."""
+    marker = unique_marker("INITARGS")
+    code = [
+        PYTHON,
+        "-c",
+        "print(open('/proc/1/cmdline','rb').read()); print('READY', flush=True)"
+        "\nimport time; time.sleep(3)",
+        marker,
+    ]
+
+    def parent_cmdline(pid: int) -> bytes:
+        status = Path(f"/proc/{pid}/status").read_text()
+        parent = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+        return Path(f"/proc/{parent}/cmdline").read_bytes()
+
+    seen, out = _look_when_ready(
+        default_spec(code, cwd=str(work)), frozenset(), marker, parent_cmdline
+    )
+    assert len(seen) == 1, out
+    return seen[0], out
+
+
+def test_the_runs_init_names_no_host_path(work: Path) -> None:
+    """Init is a fork of the launcher, so its argument area named the launcher's
+    interpreter by its host path (a virtual environment's, under the caller's home) and
+    the launcher's arguments; /proc/1/cmdline is readable by every process of the run.
+    Oracle: init's cmdline read from the host while the workload runs."""
+    require_feature("pidns")
+    cmdline, out = _init_cmdline(work)
+    assert cmdline.rstrip(b"\0") == b"bvisor-init", (cmdline, out)
+    assert os.fsencode(sys.executable) not in out.encode(), out
 
 
 def _limits_of(pid: int) -> tuple[str, int, set[int]]:
@@ -855,3 +890,44 @@ def test_skipping_seccomp_leaves_bpf_and_the_kernel_log_to_the_host() -> None:
     require_feature("seccomp")
     denied, out = _kernel_gated(frozenset({"skip_seccomp"}))
     assert not {"bpf", "syslog"} & denied, (denied, out)
+
+
+# io_setup(64, &ctx): the AIO context is drawn from the host-wide pool fs.aio-max-nr.
+_AIO_ATTACK = (
+    "import ctypes, time\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "libc.syscall.restype = ctypes.c_long\n"
+    "ctx = ctypes.c_ulong(0)\n"
+    "rc = libc.syscall(206, 64, ctypes.byref(ctx))\n"
+    "print('READY io_setup', rc if rc >= 0 else -ctypes.get_errno(), flush=True)\n"
+    "time.sleep(3)\n"
+)
+
+
+def _aio_taken(work: Path, hooks: frozenset[str]) -> tuple[int, str]:
+    """How much of the host's AIO pool the run took while it held it (``aio-nr`` read on
+    the host before the run and while the workload holds its context), and its output."""
+    marker = unique_marker("AIO")
+    spec = default_spec([PYTHON, "-c", _AIO_ATTACK, marker], cwd=str(work))
+    pool = Path("/proc/sys/fs/aio-nr")
+    before = int(pool.read_text())
+    seen, out = _look_when_ready(spec, hooks, marker, lambda _pid: int(pool.read_text()))
+    assert len(seen) == 1, out
+    return seen[0] - before, out
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the attack uses x86_64 numbers")
+def test_the_hosts_aio_pool_is_out_of_reach(work: Path) -> None:
+    """One ``io_setup`` may take the whole of ``fs.aio-max-nr``, and then native AIO fails
+    for every program on the host, root's included. Oracle: the host's ``aio-nr``."""
+    require_feature("seccomp")
+    taken, out = _aio_taken(work, frozenset())
+    assert "io_setup -1" in out, out
+    assert taken < 64, out
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the attack uses x86_64 numbers")
+def test_skipping_seccomp_lets_the_aio_pool_be_drawn_on(work: Path) -> None:
+    require_feature("seccomp")
+    taken, out = _aio_taken(work, frozenset({"skip_seccomp"}))
+    assert taken >= 64, out

@@ -6,7 +6,10 @@
  * forks: the child goes on with the program and becomes the workload (pid 2); pid 1 stays
  * behind as a small init and never runs anything else. Init:
  *
- *  - leaves the caller's session (setsid) and closes every fd but its two channels;
+ *  - leaves the caller's session (setsid), closes every fd but its two channels, and
+ *    blanks the argument area it inherited from the launcher (its interpreter's path on
+ *    the host and the launcher's arguments), which /proc/1/cmdline shows to every process
+ *    of the namespace;
  *  - takes signals with sigwaitinfo (all stay blocked): a stop signal (TERM, INT, HUP,
  *    QUIT) is forwarded to the workload, SIGCHLD reaps every orphan;
  *  - when the workload exits: kills every other process of the namespace, reaps them,
@@ -22,8 +25,10 @@
 #include "../child/phase.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -51,6 +56,45 @@ static void init_close_others(int keep_a, int keep_b)
     syscall(SYS_close_range, (unsigned)hi + 1, ~0U, 0);
 }
 
+/* Fields 48 and 49 of /proc/self/stat (arg_start, arg_end), or 0 when unreadable. */
+static int init_arg_area(unsigned long *start, unsigned long *end)
+{
+    char line[1024];
+    ssize_t got;
+    int field = 2;
+    char *at;
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    got = read(fd, line, sizeof line - 1);
+    close(fd);
+    if (got <= 0)
+        return 0;
+    line[got] = '\0';
+    at = strrchr(line, ')'); /* the name before it may hold spaces */
+    if (at == NULL)
+        return 0;
+    while (*at != '\0' && field < 48) {
+        if (*at++ == ' ')
+            field++;
+    }
+    *start = strtoul(at, &at, 10);
+    if (*at != ' ')
+        return 0;
+    *end = strtoul(at + 1, NULL, 10);
+    return *end > *start;
+}
+
+static void init_forget_arguments(void)
+{
+    static const char name[] = "bvisor-init";
+    unsigned long start, end;
+    if (!init_arg_area(&start, &end))
+        return; /* no /proc of this namespace: nothing shows the area either */
+    memset((void *)start, 0, end - start);
+    memcpy((void *)start, name, end - start < sizeof name ? end - start - 1 : sizeof name);
+}
+
 static void __attribute__((noreturn)) init_loop(const struct bv_init_args *a, pid_t workload)
 {
     sigset_t set;
@@ -61,6 +105,7 @@ static void __attribute__((noreturn)) init_loop(const struct bv_init_args *a, pi
 
     (void)setsid();
     (void)prctl(PR_SET_NAME, "bvisor-init", 0, 0, 0);
+    init_forget_arguments();
     init_close_others(a->init_fd, a->release_fd);
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = ["AppendItem", "Head", "Ledger", "Receipt", "RunSummary", "Snapshot"]
 
 _CHUNK: Final = 256
+_LARGEST_KEY_SEQ: Final = (1 << 64) - 1  # an event key is 8 bytes, big-endian
 _INDEX_LIMIT: Final = 1 << 32
 _RECORD_OVERHEAD: Final = 256
 
@@ -674,6 +675,8 @@ class Ledger:
             if not chunk:
                 return
             yield from chunk
+            if chunk[-1][0] >= _LARGEST_KEY_SEQ:  # a stray key at the end: nothing follows
+                return
             position = chunk[-1][0] + 1
 
     def checkpoints(self) -> list[SignedCheckpoint]:

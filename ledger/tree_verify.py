@@ -326,12 +326,14 @@ class TreeAudit:
         return ranges
 
     def _runs_in(self, start: int, stop: int) -> list[bytes]:
-        seen: list[bytes] = []
-        for seq in range(start, stop):
-            run = self.run_of.get(seq)
-            if run is not None and run not in seen:
-                seen.append(run)
-        return seen
+        """The runs with an event in ``[start, stop)``, in order of their first. The seqs
+        come from the events seen, never from the range: a stray key near 2**64 makes
+        the range one no loop finishes."""
+        seqs = sorted(seq for seq in self.run_of if start <= seq < stop)
+        seen: dict[bytes, None] = {}
+        for seq in seqs:
+            seen.setdefault(self.run_of[seq])
+        return list(seen)
 
     def _coverage(self, events: int) -> CheckpointCheck:
         covered = max((c.size for c in self.claims if c.holds and c.trusted), default=0)

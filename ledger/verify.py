@@ -127,6 +127,9 @@ CHAIN_SAFE_CODES: Final = frozenset(
     }
 )
 
+# Findings that the trusted head given (``--expect-head``) is not where this chain ends.
+_HEAD_CODES: Final = frozenset({"expected-head-mismatch", "expected-head-missing"})
+
 _PROGRESS_EVERY: Final = 4096
 # Findings that say an event's own record differs from what was appended.
 _RECORD_CODES: Final = frozenset(
@@ -197,6 +200,8 @@ def proven_statement(result: VerifyResult) -> str:
             f"hash is proven: the damage is confined to the events named (seq {where}); "
             "every other event, and every run without one of them, is proven"
         )
+    if bad == 0 and any(f.code in _HEAD_CODES for f in result.findings):
+        return "nothing is proven: the ledger does not end in the head you expect"
     if bad == 0:
         return "nothing is proven: the header chain fails from event 0"
     return (
@@ -334,12 +339,16 @@ def verify_runs(
 def _first_bad(
     findings: list[Finding], unlinked: set[int], skip: frozenset[str] = frozenset()
 ) -> int | None:
-    """The first seq not proven: S-1 for a finding at S that leaves S-1's link unchecked."""
+    """The first seq not proven: S-1 for a finding at S that leaves S-1's link unchecked,
+    and 0 for a trusted head the ledger does not end in (the anchor every event up to it
+    is proven by: a rewrite re-chained from event 0 on is consistent in itself)."""
     candidates: list[int] = []
     for finding in findings:
         if finding.seq is None or finding.code in skip:
             continue
-        if finding.code == "chain-break" or finding.seq in unlinked:
+        if finding.code in _HEAD_CODES:
+            candidates.append(0)
+        elif finding.code == "chain-break" or finding.seq in unlinked:
             candidates.append(max(finding.seq - 1, 0))
         else:
             candidates.append(finding.seq)

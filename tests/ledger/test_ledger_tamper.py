@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bvisor.ledger import Ledger, verify
-from bvisor.ledger.record import decode_record
+from bvisor.ledger.record import build_record, decode_record, encode_payload
 from tests.ledger.testkit import RUN_A, RUN_B, build, get_record, key, put_record, raw, rewrite
 
 
@@ -108,14 +108,42 @@ def test_truncated_tail_found_only_with_expected_head(path: Path) -> None:
         txn.put(b"head_seq", key(6), db=dbs["meta"])
         txn.put(b"head_hash", six.hash, db=dbs["meta"])
     assert codes(path) == ([], None)  # a shorter chain is still a valid chain
-    # events 7..9 are gone, so no link vouches for event 6 either
-    assert codes(path, expect_head=old_head) == ([(7, "expected-head-missing")], 6)
-    assert codes(path, expect_head=str(old_head)) == ([(7, "expected-head-missing")], 6)
+    # events 7..9 are gone, so no link ties the head to the chain: nothing is proven by it
+    assert codes(path, expect_head=old_head) == ([(7, "expected-head-missing")], 0)
+    assert codes(path, expect_head=str(old_head)) == ([(7, "expected-head-missing")], 0)
     assert codes(path, expect_head=f"6:{six.hash.hex()}") == ([], None)  # the prefix is intact
 
 
 def test_expected_head_with_a_different_hash(path: Path) -> None:
-    assert codes(path, expect_head=f"3:{'00' * 32}") == ([(3, "expected-head-mismatch")], 3)
+    assert codes(path, expect_head=f"3:{'00' * 32}") == ([(3, "expected-head-mismatch")], 0)
+
+
+def test_history_rewritten_and_rechained_proves_nothing_against_the_kept_head(
+    path: Path,
+) -> None:
+    """A forger who re-chains every event after the one changed leaves a ledger consistent
+    in itself; the head kept elsewhere is what it no longer ends in, and that head was
+    the only proof of every event before it — so no event, and no run, is proven (replay
+    judged the runs before the head's seq verified)."""
+    with Ledger.open(path, readonly=True) as ledger:
+        old_head = ledger.head()
+    assert old_head is not None
+    prev = rewrite(path, 5, {"n": 5, "blob": b"forged!!"})
+    for seq in range(6, 10):
+        event = decode_record(get_record(path, seq)).event
+        payload = encode_payload(event.payload)
+        built = build_record(seq, prev, event.time_ns, event.kind, event.run_id, payload)
+        put_record(path, seq, built.raw)
+        prev = built.hash
+    with raw(path) as (txn, dbs):
+        txn.put(b"head_hash", prev, db=dbs["meta"])
+    found, _first_bad = codes(path)
+    assert all(code == "tree-mismatch" for _seq, code in found), found  # chain-safe
+    result = verify(path, expect_head=old_head)
+    assert [(f.seq, f.code) for f in result.findings if f.code != "tree-mismatch"] == [
+        (9, "expected-head-mismatch")
+    ]
+    assert (result.first_bad_seq, result.chain_bad_seq) == (0, 0)
 
 
 def test_valid_cbor_but_not_canonical(path: Path) -> None:

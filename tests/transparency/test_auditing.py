@@ -225,6 +225,22 @@ def test_export_carries_the_ledger_id_and_goes_on_past_a_damaged_event(
     assert lines[-1]["seq"] == count - 1 and "payload" in lines[-1]
 
 
+def test_a_stray_event_key_at_the_end_of_the_key_space_is_a_verdict_not_a_hang(
+    recorded: tuple[Path, list[bytes], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One record put under the largest event key (seq 2**64 - 1): the coverage check
+    walked every seq up to it (practically forever), and export asked for the key after
+    it (a traceback). Both now answer: findings, exit 1."""
+    path, _runs, pub = recorded
+    put_record(path, (1 << 64) - 1, get_record(path, 5))
+    code, out, err = call(capsys, ledger_main, "verify", "--ledger", str(path), "--pub", str(pub))
+    assert code == 1 and "Traceback" not in err, (out, err)
+    assert "not yet covered by a signed checkpoint" in out + err, (out, err)
+    code, out, err = call(capsys, ledger_main, "export", "--ledger", str(path))
+    assert code == 1 and "damaged" in err and "Traceback" not in err, err
+    assert json.loads(out.splitlines()[-1])["seq"] == (1 << 64) - 1
+
+
 def test_a_ledger_path_that_is_not_text_is_a_clear_error(tmp_path: Path) -> None:
     name = os.fsencode(str(tmp_path)) + b"/\xff\xfe-ledger"
     os.mkdir(name)

@@ -771,6 +771,7 @@ def _observe(
         outlets[err_r] = opts.stderr_outlet
     relays = [o for o in (opts.stdout_outlet, opts.stderr_outlet) if o is not None]
     open_fds = set(readers)
+    closed: set[int] = set()  # readers closed early (their caller's reader went away)
     pid = child.pid
     pidfd = child.fileno()  # readable once the launcher has exited
 
@@ -850,6 +851,8 @@ def _observe(
             for outlet in relays:
                 if outlet.pending and outlet.poll_fd() is None:
                     outlet.pump()  # writes that never wait: a file, /dev/null
+            if opts.tty is None:
+                _close_streams_nobody_reads(open_fds, outlets, closed)
             stdin.settle()
             if not exited and child.gone():
                 exited = True
@@ -867,7 +870,8 @@ def _observe(
         watchdog.stop()
         child.close()
         for fd in readers:
-            os.close(fd)
+            if fd not in closed:
+                os.close(fd)
         if not exited:
             with watchdog.lock:
                 kill()
@@ -898,6 +902,26 @@ def _observe(
         fired_at=watchdog.fired_at,
         relay=relay,
     )
+
+
+def _close_streams_nobody_reads(
+    open_fds: set[int], outlets: dict[int, Outlet | None], closed: set[int]
+) -> None:
+    """Close the read end of a workload stream whose caller's reader went away (EPIPE).
+
+    ``bvisor run -- yes | head -1``: once ``head`` exits, the host's writes fail with EPIPE
+    and everything after is dropped, but a workload that only writes would never learn it
+    and would run until its wall budget, or forever. Closing the host's read end gives
+    the workload what the pipe would have given it without bvisor in between: EPIPE on
+    its next write, and SIGPIPE. The capture ends there too; what was captured is still
+    hashed into the report, and the relay fact names the EPIPE.
+    """
+    for fd in sorted(open_fds):
+        outlet = outlets.get(fd)
+        if outlet is not None and outlet.broken == "EPIPE":
+            open_fds.discard(fd)
+            closed.add(fd)
+            os.close(fd)
 
 
 def _launcher_gone(pid: int, pidfd: int | None) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -121,3 +123,23 @@ def marked_sleep(marker: str, seconds: int) -> str:
 
 def unique_marker(tag: str) -> str:
     return f"BVISOR-{tag}-{os.getpid()}-{time.monotonic_ns()}"
+
+
+def ledger_runs_json(ledger: Path) -> str:
+    """``bvisor-ledger --json runs`` of ``ledger``: the runs as the ledger itself lists them."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bvisor.front.cli.ledger_cmd",
+            "--ledger",
+            str(ledger),
+            "--json",
+            "runs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],  # the checkout: its package is the one tested
+    )
+    return done.stdout

@@ -223,6 +223,24 @@ def test_an_invisible_prefix_or_a_concealed_end_cannot_hide_the_summary_in_a_log
     assert done.stderr[:ours].endswith(b"\x1b\\" + SUMMARY_RESET + b"\n"), done.stderr
 
 
+def test_a_long_invisible_run_or_a_cursor_move_cannot_keep_a_forgery_uncounted(
+    tmp_path: Path, work: Path
+) -> None:
+    """Found by attack: 22 zero-width spaces (past the old 64-byte look-back), a backspace
+    over text, and ``CSI 1 G`` each put a forged summary at a line start as a terminal
+    draws it, uncounted. Oracle: the log's bytes."""
+    require_feature("landlock")
+    zwsp = r"\342\200\213" * 22
+    forge = (
+        f"printf 'log\\n{zwsp}bvisor: completed (exit=0) a\\n' >&2; "
+        r"printf 'abc\b\b\bbvisor: completed (exit=0) b\n' >&2; "
+        r"printf 'abc\033[1Gbvisor: completed (exit=0) c\n' >&2"
+    )
+    done = _run_to_a_log(tmp_path, work, forge)
+    assert done.returncode == 0, done.stderr
+    assert b"wrote 3 line(s) beginning 'bvisor'" in done.stderr, done.stderr
+
+
 def test_a_log_without_escapes_is_left_as_written(tmp_path: Path, work: Path) -> None:
     require_feature("landlock")
     done = _run_to_a_log(tmp_path, work, "echo plain >&2")

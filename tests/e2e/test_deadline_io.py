@@ -23,6 +23,7 @@ from bvisor.front.api import run_confined
 from tests.e2e.helpers import (
     descendants_spec,
     find_pids_with,
+    ledger_runs_json,
     unique_marker,
     wait_for,
     with_budgets,
@@ -96,22 +97,8 @@ def test_a_stdout_pipe_nobody_reads_does_not_stretch_the_wall_budget(tmp_path: P
         os.close(read_end)
     assert host.returncode == 124, err
     assert b"stream relay incomplete" in err, err
-    runs = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bvisor.front.cli.ledger_cmd",
-            "--ledger",
-            str(ledger),
-            "--json",
-            "runs",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
-    assert '"timeout"' in runs.stdout and '"completed"' not in runs.stdout, runs.stdout
+    runs = ledger_runs_json(ledger)
+    assert '"timeout"' in runs and '"completed"' not in runs, runs
 
 
 def test_a_callback_that_never_returns_does_not_stretch_the_wall_budget(tmp_path: Path) -> None:

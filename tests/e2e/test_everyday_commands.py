@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bvisor.contract import ProcessWorkload
+from tests.e2e.helpers import find_pids_with, ledger_runs_json, unique_marker, wait_for
 from tests.features import require_feature
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,3 +170,49 @@ def test_a_venv_python_run_by_its_path_sees_its_venv(work: Path, ledger: Path) -
     _script(venv / "bin" / "tool", f"#!{venv}/bin/python\nimport sys\nprint(sys.prefix)\n")
     done = bvisor("--", "venv/bin/tool", cwd=work, ledger=ledger)
     assert done.returncode == 0 and done.stdout.strip() == str(venv), done.stderr
+
+
+def test_a_writer_whose_reader_went_away_gets_sigpipe(work: Path, ledger: Path) -> None:
+    """``bvisor run -- yes | head -1`` ends as it does without bvisor.
+
+    Oracles from outside the workload: the workload's process, found by its marker, is
+    gone soon after the reader closed; ``bvisor`` exits 141 (SIGPIPE, as the shell
+    reports ``yes``); the ledger records the signal. Before, the host dropped the output
+    after EPIPE but kept draining the pipe, and the workload wrote on until killed.
+    """
+    require_feature("landlock")
+    marker = unique_marker("EPIPE-WRITER")
+    read_end, write_end = os.pipe()
+    host = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bvisor.front.cli.main",
+            "run",
+            "--",
+            "/bin/sh",
+            "-c",
+            "while :; do echo y; done",
+            marker,
+        ],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        cwd=work,
+        env={**os.environ, "BVISOR_LEDGER": str(ledger), "PYTHONPATH": str(REPO)},
+    )
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as reader:
+            assert reader.readline() == b"y\n"
+        # `head -1` has exited: nobody holds the read end any more.
+        assert wait_for(lambda: host.poll() is not None, timeout=30), "the run never ended"
+        assert not find_pids_with(marker, program="sh"), "the workload outlived its reader"
+        err = host.stderr.read().decode() if host.stderr else ""
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait()
+    assert host.returncode == 128 + 13, err
+    assert "killed (signal=13)" in err and "(EPIPE" in err, err
+    runs = ledger_runs_json(ledger)
+    assert '"outcome": "killed"' in runs, runs

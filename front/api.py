@@ -105,10 +105,13 @@ class _RecordingSink:
         ledger: Ledger,
         signing: tuple[Signer, str] | None,
         on_checkpoint: Callable[[SignedCheckpoint | None, str | None], None] | None,
+        *,
+        new_log: bool = False,
     ) -> None:
         self.ledger = ledger
         self.path = ledger.path
         self._signing = signing
+        self._new_log = new_log
         self._on_checkpoint = on_checkpoint
         self._admitted = False
 
@@ -153,7 +156,9 @@ class _RecordingSink:
         from bvisor.ledger.notary import SigningRequest
 
         try:
-            memory = remembered(Path(key_path), self.ledger.ledger_id)
+            memory = remembered(
+                Path(key_path), self.ledger.ledger_id, self.path, new_log=self._new_log
+            )
         except LedgerError as exc:
             if self._on_checkpoint is not None:
                 self._on_checkpoint(None, str(exc))
@@ -167,7 +172,7 @@ class _RecordingSink:
         assert self._signing is not None
         if request.signed is not None:
             try:
-                remember(Path(self._signing[1]), request.signed)
+                remember(Path(self._signing[1]), request.signed, self.path)
             except LedgerError as exc:
                 request.problem = f"signed, but the signer's memory was not kept: {exc}"
         if self._on_checkpoint is not None:
@@ -207,6 +212,7 @@ def run_confined(
     artifacts: str | os.PathLike[str] | None = None,
     on_checkpoint: Callable[[SignedCheckpoint | None, str | None], None] | None = None,
     rerun_of: RerunLink | None = None,
+    new_log: bool = False,
 ) -> SealedReport:
     """Plan, run confined, seal and record. Raises ``PlanRefusal`` when refused.
 
@@ -216,7 +222,8 @@ def run_confined(
     ``stdio`` says the same and more (outlets for the caller's stdout/stderr, a pty for
     interactive use); it replaces ``stdin_fd``. ``snapshot`` is a profile this process
     probed moments ago (the CLI probes once to choose its default limits). ``key`` signs
-    a checkpoint with the run's last record (see the transparency section of README).
+    a checkpoint with the run's last record (see the transparency section of README);
+    ``new_log``: the ledger is a new one at a place where the key signed another before.
     ``rerun_of`` names the recorded run this one re-executes (``bvisor-replay --rerun``);
     it is recorded with the plan, outside every plan digest.
     """
@@ -248,7 +255,7 @@ def run_confined(
     except PlanRefusal as refusal:
         store = open_ledger(ledger)
         if store is not None:
-            _RecordingSink(store, signing, on_checkpoint).append(
+            _RecordingSink(store, signing, on_checkpoint, new_log=new_log).append(
                 events.PLAN_REFUSED,
                 refused_payload(spec, snapshot, refusal, attempt_id),
                 attempt_id,
@@ -270,7 +277,7 @@ def run_confined(
     store = open_ledger(ledger)
     if on_plan is not None:
         on_plan(plan)
-    sink = None if store is None else _RecordingSink(store, signing, on_checkpoint)
+    sink = None if store is None else _RecordingSink(store, signing, on_checkpoint, new_log=new_log)
     runner = BoundaryRunner(registry, sink=sink)
     return runner.run(
         plan,

@@ -165,6 +165,17 @@ class Environment:
         self.ledger_id = b""
         self.genesis = b""
         self._optional_pending = False
+        self.identity: tuple[int, int] | None = None  # data.mdb's (st_dev, st_ino) at open
+
+    def still_at(self, directory: str) -> bool:
+        """Is ``directory``'s data.mdb still the file this environment has open? A ledger
+        moved away or replaced at its path since (``mv ledger old``, a new ledger made
+        there) is not: a cached environment would go on writing the moved file."""
+        try:
+            found = os.stat(os.path.join(directory, "data.mdb"))
+        except OSError:
+            return False
+        return (found.st_dev, found.st_ino) == self.identity
 
     def open_optional(self, txn: Any) -> None:
         """Create the databases an older ledger lacks, inside the writer's transaction.
@@ -338,6 +349,11 @@ def acquire(
         made_directory = create and not Path(path).exists()
         directory = _prepare_directory(Path(path), create)
         cached = _CACHE.get(directory)
+        if cached is not None and not cached.still_at(directory):
+            # Its holders keep the file they have open (the last release closes it); who
+            # opens the path now gets the ledger that is there now.
+            del _CACHE[directory]
+            cached = None
         if cached is not None:
             cached.check_process()
             if cached.readonly and not readonly:
@@ -429,6 +445,8 @@ def _open(
     env, unlocked = _open_lmdb(directory, size, readonly, fresh, foreign)
     environment = Environment(directory, env, readonly, unlocked)
     try:
+        opened = os.stat(data_file)
+        environment.identity = (opened.st_dev, opened.st_ino)
         _refuse_cut_short(env, data_file)
         if fresh:
             for name in _LMDB_FILES:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KeyFileError",
+    "LogReplacedError",
     "default_key_name",
     "load_signer",
     "load_verifier",
@@ -159,15 +160,72 @@ def write_keypair(key_path: Path, name: str, alg: int = ALG_ED25519) -> tuple[Si
     return signer, pub
 
 
+def _memory_dir(key_path: Path) -> Path:
+    return key_path.parent / f"{key_path.stem}.signed"
+
+
 def _memory(key_path: Path, ledger_id: bytes) -> Path:
-    return key_path.parent / f"{key_path.stem}.signed" / f"{ledger_id.hex()}.checkpoint"
+    return _memory_dir(key_path) / f"{ledger_id.hex()}.checkpoint"
 
 
-def remembered(key_path: Path, ledger_id: bytes) -> SignedCheckpoint | None:
-    """The last checkpoint this key signed for the ledger ``ledger_id`` (None: none yet);
-    a memory that cannot be read is an error, so signing fails closed."""
+def _places(ledger_path: str | os.PathLike[str]) -> list[str]:
+    """The names a ledger's place goes by: its absolute path as the caller gave it, and
+    the path with every link resolved (a link swapped in later is a new real path, but
+    the name the caller uses is still bound)."""
+    given = os.path.abspath(os.fspath(ledger_path))
+    real = os.path.realpath(given)
+    return [given] if real == given else [given, real]
+
+
+def _place_file(key_path: Path, place: str) -> Path:
+    from blake3 import blake3
+
+    name = blake3(place.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return _memory_dir(key_path) / "places" / f"{name}.log"
+
+
+def _bound_log(key_path: Path, place: str) -> bytes | None:
+    """The ledger id this key signs for at ``place`` (None: it never signed there)."""
+    path = _place_file(key_path, place)
+    if not path.exists():
+        return None
+    try:
+        first = _read_small_any(path).split(b"\n", 1)[0].decode("ascii")
+        bound = bytes.fromhex(first)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise KeyFileError(f"signer memory {path}: unreadable ({exc}); refusing to sign") from None
+    if len(bound) != 16:
+        raise KeyFileError(f"signer memory {path}: not a ledger id; refusing to sign")
+    return bound
+
+
+class LogReplacedError(KeyFileError):
+    """The key signs another log at this ledger's place: the ledger was replaced, or its
+    history rewritten under a fresh id. Signing needs ``new_log`` (``--new-log``)."""
+
+
+def remembered(
+    key_path: Path, ledger_id: bytes, ledger_path: str | os.PathLike[str], *, new_log: bool
+) -> SignedCheckpoint | None:
+    """What this key's memory says about signing ledger ``ledger_id`` at ``ledger_path``:
+    the last checkpoint it signed for that ledger (None: none yet).
+
+    Refused (fail closed) when the memory cannot be read, and when the key signs another
+    log at that place: a writer of the ledger file who rewrites its history under a
+    fresh ``ledger_id`` (and drops its stored checkpoints) would otherwise be trusted on
+    first use. ``new_log``: the caller started a new ledger there on purpose.
+    """
     from bvisor.ledger.checkpoint import parse_checkpoint
 
+    for place in _places(ledger_path):
+        bound = _bound_log(key_path, place)
+        if bound is not None and bound != ledger_id and not new_log:
+            raise LogReplacedError(
+                f"this key signs log {bound.hex()} at {place}, and the ledger there is now "
+                f"log {ledger_id.hex()}: the ledger was replaced, or its history rewritten "
+                "under a fresh id; refusing to sign — if you started a new ledger there on "
+                "purpose, give --new-log (new_log=True in the API) once"
+            )
     path = _memory(key_path, ledger_id)
     if not path.exists():
         return None
@@ -177,18 +235,33 @@ def remembered(key_path: Path, ledger_id: bytes) -> SignedCheckpoint | None:
         raise KeyFileError(f"signer memory {path}: unreadable ({exc}); refusing to sign") from None
 
 
-def remember(key_path: Path, signed: SignedCheckpoint) -> None:
-    """Keep ``signed`` as the last checkpoint this key signed for its ledger."""
+def remember(key_path: Path, signed: SignedCheckpoint, ledger_path: str | os.PathLike[str]) -> None:
+    """Keep ``signed`` as the last checkpoint this key signed for its ledger, and that
+    ledger as the log this key signs for at ``ledger_path``."""
     ledger_id = signed.checkpoint.ledger_id()
     if ledger_id is None:
         return
-    path = _memory(key_path, ledger_id)
+    _replace(_memory(key_path, ledger_id), signed.text.encode("utf-8"))
+    for place in _places(ledger_path):
+        line = f"{ledger_id.hex()}\n{place}\n".encode("utf-8", "surrogateescape")
+        _replace(_place_file(key_path, place), line)
+
+
+def _own_dirs(path: Path) -> list[Path]:
+    """The memory's directories on the way to ``path``, outermost first (each made 0700)."""
+    memory = next(p for p in path.parents if p.name.endswith(".signed"))
+    return [memory, *[p for p in reversed(path.parents) if memory in p.parents]]
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` durably and at once (a temporary file, then rename)."""
     temporary = path.with_name(path.name + ".tmp")
     try:
-        path.parent.mkdir(mode=0o700, exist_ok=True)
+        for directory in _own_dirs(path):
+            directory.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, signed.text.encode("utf-8"))
+            os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -4,11 +4,12 @@
   (0600, never overwritten) and ``DIR/checkpoint.pub``, the verifier key
   ``NAME+KEYID+base64`` to hand to auditors and witnesses. DIR defaults to the data
   directory's ``keys/`` (where ``checkpoint`` and ``bvisor run`` look).
-* ``checkpoint [--key FILE] [--rotate] [--out FILE]`` — sign the current head as a C2SP
-  checkpoint, store it in the ledger and print the signed note. The key is ``--key``, else
-  ``$BVISOR_KEY``, else the default key, created on first use. Refused when the ledger does
-  not extend its last checkpoint, or (without ``--rotate``) when that one was signed by
-  another key.
+* ``checkpoint [--key FILE] [--rotate] [--new-log] [--out FILE]`` — sign the current head
+  as a C2SP checkpoint, store it in the ledger and print the signed note. The key is
+  ``--key``, else ``$BVISOR_KEY``, else the default key, created on first use. Refused when
+  the ledger does not extend its last checkpoint, (without ``--rotate``) when that one was
+  signed by another key, or (without ``--new-log``) when the key signed another log at this
+  ledger's path (the ledger replaced, or rewritten under a fresh id).
 * ``consistency OLD [NEW] [--pub KEYFILE]`` (or ``--old-size N``) — the RFC 9162
   consistency proof from checkpoint OLD to NEW (default: the latest stored), printed as a
   C2SP tlog-witness ``add-checkpoint`` request (``old N``, one base64 hash per line, a blank
@@ -63,6 +64,11 @@ def add_commands(add: Add) -> None:
     sign = add("checkpoint", "sign the current head as a C2SP checkpoint and print it")
     sign.add_argument("--key", metavar="FILE", help="private key (default: $BVISOR_KEY or keys/)")
     sign.add_argument("--rotate", action="store_true", help="sign with a key new to this ledger")
+    sign.add_argument(
+        "--new-log",
+        action="store_true",
+        help="the ledger is new at a place where this key signed another one before",
+    )
     sign.add_argument("--out", metavar="FILE", help="also write the checkpoint to FILE")
     sign.set_defaults(handler=_cmd_checkpoint)
 
@@ -123,9 +129,10 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
     key_path = resolve_key_path(args.key, must_exist=False)
     assert key_path is not None
     with open_ledger(args, write=True) as ledger:
-        memory = remembered(key_path, ledger.ledger_id)
+        memory = remembered(key_path, ledger.ledger_id, ledger.path, new_log=bool(args.new_log))
         signed = ledger.checkpoint(signer, rotate=bool(args.rotate), remembered=memory)
-    remember(key_path, signed)
+        place = ledger.path
+    remember(key_path, signed, place)
     if args.out is not None:
         write_output(args.out, signed.text)
     if args.json:

@@ -78,6 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default key if it exists)",
     )
     parser.add_argument(
+        "--new-log",
+        action="store_true",
+        help="the ledger is new at a place where the key signed another one before: sign "
+        "it anyway (without this, a ledger replaced there is recorded but not signed)",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="print the sealed report as JSON (each stream shown up to 1 MiB, cut marked)",
@@ -322,6 +328,7 @@ def _run_and_report(
                 stdio=output.stdio if output is not None else None,
                 snapshot=snapshot,
                 key=args.key,
+                new_log=bool(args.new_log),
                 on_checkpoint=checkpointed,
                 artifacts=args.artifacts,
             )

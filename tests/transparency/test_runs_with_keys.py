@@ -37,7 +37,7 @@ def test_every_run_is_recorded_with_a_signed_checkpoint(tmp_path: Path) -> None:
         run = ledger.run_events(report.body.attempt_id)
     assert head is not None and stored[-1].checkpoint.size == head.seq + 1 == run[-1].seq + 1
     assert len(stored) == 2  # one per run, each in the transaction of the run's last record
-    memory = remembered(key, stored[-1].checkpoint.ledger_id() or b"")
+    memory = remembered(key, stored[-1].checkpoint.ledger_id() or b"", path, new_log=False)
     assert memory is not None and memory.text == stored[-1].text
     result = verify(path, verifiers=[load_verifier(pub)])
     assert result.ok and result.checkpoint is not None and result.checkpoint.uncovered is None
@@ -89,6 +89,39 @@ def test_a_refused_checkpoint_leaves_the_runs_record_whole(tmp_path: Path) -> No
         assert len(ledger.checkpoints()) == 1  # nothing signed by the second key
     assert run.run_id == report.body.attempt_id and run.verdict == "verified"
     assert first_key.exists()
+
+
+def test_a_ledger_replaced_under_a_fresh_id_is_recorded_but_not_signed(tmp_path: Path) -> None:
+    """The key signs one log at a place: a run into a ledger that replaced it (a fresh
+    id, no checkpoints: a forged history, to the key, looks like a new log) is recorded
+    and said unsigned until the caller gives ``new_log``. And a ledger this process
+    already opened, then moved away, is not written on by later runs at its old path.
+    Oracles: the checkpoints and runs each ledger directory holds on disk."""
+    _signer, key, _pub = keypair(tmp_path / "keys")
+    path = tmp_path / "ledger"
+    heard: list[str | None] = []
+
+    def run(**extra: bool) -> None:
+        run_confined(
+            base_spec(), ledger=path, key=key, backend=backend(),
+            on_checkpoint=lambda _signed, problem: heard.append(problem), **extra,
+        )  # fmt: skip
+
+    run()
+    moved = tmp_path / "the-first-ledger"
+    os.rename(path, moved)
+    run()
+    with Ledger.open(moved, readonly=True) as first:
+        assert len(audit(first).runs) == 1 and len(first.checkpoints()) == 1
+    assert heard[0] is None and heard[1] is not None, heard
+    assert "rewritten under a fresh id" in heard[1] and "--new-log" in heard[1]
+    with Ledger.open(path, readonly=True) as ledger:
+        assert ledger.checkpoints() == [] and len(audit(ledger).runs) == 1
+    run(new_log=True)
+    run()
+    assert heard[2:] == [None, None], heard
+    with Ledger.open(path, readonly=True) as ledger:
+        assert len(ledger.checkpoints()) == 2
 
 
 def test_the_run_command_says_a_run_whose_record_could_not_be_finished(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ can do after a checkpoint, and which command catches it, naming the place.
 |                                     | --checkpoint, consistency, bvisor-witness (409/400)    |
 | swapped key (attacker signs)        | verify --pub (checkpoint-signature), replay --bundle   |
 |                                     | --pub, bvisor-witness (403), checkpoint (no --rotate)  |
+| history replaced under a fresh id   | the key: checkpoint and run refuse to sign it (no      |
+|   (checkpoints gone, even a link)   | --new-log); verify --checkpoint (another log)          |
 
 The attacker is ``tests.transparency.kit``: every edit re-chains the ledger and rebuilds the
 stored tree, so plain ``verify`` has nothing to find unless a signed checkpoint is kept.
@@ -19,6 +21,7 @@ stored tree, so plain ``verify`` has nothing to find unless a signed checkpoint 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +59,9 @@ def signed(tmp_path: Path) -> Signed:
     with Ledger.open(path, create=True) as ledger:
         for _ in range(3):  # each run's record, then its checkpoint, as the key's holder signs
             runs.append(record_synthetic(ledger, fake=FakeRun()))  # failed, exit 3
-            memory = remembered(key, ledger.ledger_id)
+            memory = remembered(key, ledger.ledger_id, path, new_log=False)
             checkpoint = ledger.checkpoint(signer, remembered=memory)
-            remember(key, checkpoint)
+            remember(key, checkpoint, path)
             ends.append(checkpoint.checkpoint.size)
         kept = tmp_path / "elsewhere.checkpoint"
         kept.write_text(ledger.checkpoints()[-1].text)
@@ -313,3 +316,49 @@ def test_swapped_key_is_caught_wherever_the_trusted_key_is_asked(
     code, _, err = call(capsys, witness_main, "--state", state, "add-checkpoint", str(request))
     assert code == 1 and "(403)" in err
     assert load_verifier(signed.pub).name == "test.example/ledger"
+
+
+# -- 5. the history replaced under a fresh ledger id ---------------------------------------
+
+
+def test_a_history_replaced_under_a_fresh_id_is_not_signed_by_the_key(
+    signed: Signed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by attack: the key's memory is kept per ledger id, so a writer of the ledger
+    file who put a forged history under a fresh random id (no checkpoints stored) was a
+    new log to the key, and the holder's next checkpoint signed the forgery. The key now
+    remembers the log it signs at each place. Oracles: the checkpoints stored in the
+    forged ledger (none), the command's refusal, and the kept checkpoint's verdict."""
+    honest = tmp_path / "honest-ledger"
+    os.rename(signed.path, honest)
+    with Ledger.open(signed.path, create=True) as forged:  # a fresh id: a new log to a reader
+        record_synthetic(forged, fake=FakeRun())
+    ledger, key = str(signed.path), str(signed.key)
+    code, _, err = call(capsys, ledger_main, "checkpoint", "--ledger", ledger, "--key", key)
+    assert code == 2 and "rewritten under a fresh id" in err and "--new-log" in err
+    with Ledger.open(signed.path, readonly=True) as forged:
+        assert forged.checkpoints() == []  # nothing signed over the forgery
+    # A link swapped in at the same name is the same place to the key.
+    linked = tmp_path / "linked"
+    os.symlink(honest, linked)
+    with Ledger.open(linked) as through_link:
+        memory = remembered(signed.key, through_link.ledger_id, linked, new_log=False)
+        remember(
+            signed.key, through_link.checkpoint(load_signer(signed.key), remembered=memory), linked
+        )
+    linked.unlink()
+    os.symlink(signed.path, linked)
+    code, _, err = call(capsys, ledger_main, "checkpoint", "--ledger", str(linked), "--key", key)
+    assert code == 2 and "rewritten under a fresh id" in err
+    # The kept checkpoint names another log than the forgery.
+    code, doc = call_json(
+        capsys, ledger_main, "verify", "--ledger", ledger, "--checkpoint", str(signed.kept)
+    )
+    assert code == 1 and doc["findings"]
+    # A new ledger there on purpose is signed once asked, and then stays bound.
+    code, _, _ = call(
+        capsys, ledger_main, "checkpoint", "--ledger", ledger, "--key", key, "--new-log"
+    )
+    assert code == 0
+    code, _, _ = call(capsys, ledger_main, "checkpoint", "--ledger", ledger, "--key", key)
+    assert code == 0

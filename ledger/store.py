@@ -143,9 +143,25 @@ class Snapshot:
         value = self._txn.get(seq_key(seq), db=self._env.events)
         return None if value is None else bytes(value)
 
-    def last_event_key(self) -> bytes | None:
+    def last_event_seq(self) -> int | None:
+        """The largest seq stored under an event key (None: none is). Keys of another
+        length (a stray record, for verify to name) are stepped over, in both places they
+        sort: a 7-byte key of ``ff`` bytes sorts after every seq."""
         cursor = self._txn.cursor(db=self._env.events)
-        return bytes(cursor.key()) if cursor.last() else None
+        found = cursor.last()
+        while found and len(cursor.key()) != 8:
+            found = cursor.prev()
+        return int.from_bytes(cursor.key(), "big") if found else None
+
+    def keys_before_seq_0(self) -> Iterator[bytes]:
+        """Event keys that sort before seq 0's (shorter keys of zero bytes): no writer
+        makes them, and a walk from seq 0 would never meet them."""
+        cursor = self._txn.cursor(db=self._env.events)
+        first = seq_key(0)
+        found = cursor.first()
+        while found and bytes(cursor.key()) < first:
+            yield bytes(cursor.key())
+            found = cursor.next()
 
     def event_items(self, start: int, stop: int | None) -> Iterator[tuple[bytes, bytes]]:
         """Raw ``(key, record)`` pairs from key ``start`` (inclusive) in key order."""

@@ -225,7 +225,7 @@ class TreeAudit:
                         "will fail to verify)",
                     )
                 )
-        self._size_notes(events, notes)
+        findings.extend(self._size_verdict(events, notes))
         complete = self.compact.size if self.broken_at is None else self.broken_at
         for claim in self.claims:
             if claim.problem is not None:
@@ -237,7 +237,11 @@ class TreeAudit:
         root = self.compact.root() if self.active and self.broken_at is None else None
         return TreeVerdict(tuple(findings), tuple(notes), tuple(rewritten), check, root)
 
-    def _size_notes(self, events: int, notes: list[str]) -> None:
+    def _size_verdict(self, events: int, notes: list[str]) -> list[tuple[int | None, str, str]]:
+        """Notes on how far the stored tree reaches; a finding when it reaches past the
+        last event. No writer leaves that (the tree and its events commit together), and
+        every writer refuses to extend such a ledger, so it is a removed tail or damage."""
+        findings: list[tuple[int | None, str, str]] = []
         stored = self._stored_size
         if stored is None:
             notes.append(
@@ -250,16 +254,18 @@ class TreeAudit:
                 "appended by a writer that does not keep it (the next append adds them)"
             )
         elif stored > events:
-            notes.append(
+            detail = (
                 f"the stored Merkle tree covers {stored} events but the ledger holds {events}: "
                 f"events {events}..{stored - 1} were recorded and are gone, or the tree is "
                 "damaged (a checkpoint kept elsewhere can tell which)"
             )
+            findings.append((events, "tree-beyond-head", detail))
         if self.broken_at is not None:
             notes.append(
                 f"event {self.broken_at} is missing, so the tree and checkpoints are checked "
                 "only before it"
             )
+        return findings
 
     def _judge(
         self, claim: _Claim, events: int, complete: int
@@ -345,7 +351,7 @@ class TreeAudit:
             signature = "not checked (no trusted public key given)"
         else:
             claim = next(c for c in self.claims if c.checkpoint is given)
-            signature = "verified" if claim.problem is None else "FAILED"
+            signature = _signature_judged(claim.problem)
         return CheckpointCheck(
             size=None if given is None else given.checkpoint.size,
             signature=signature,
@@ -354,3 +360,13 @@ class TreeAudit:
             uncovered_runs=tuple(runs[:_SHOWN_RUNS]),
             uncovered_run_count=len(runs),
         )
+
+
+def _signature_judged(problem: tuple[int | None, str, str] | None) -> str:
+    """How the given checkpoint's signature was judged: a checkpoint of another log is
+    refused before its signature is read, so it did not fail, it was never checked."""
+    if problem is None:
+        return "verified"
+    if problem[1] == "checkpoint-origin":
+        return "not checked (the checkpoint is for another log)"
+    return "FAILED"

@@ -37,7 +37,7 @@ event's payload hash — proven, so the damage belongs to the one event (and its
 proves nothing about the events after it. Replay judges runs by ``chain_bad_seq``.
 
 A walk from event 0 also checks the Merkle tree and the checkpoints stored in the ledger,
-and the one given (``bvisor.ledger.tree_verify``): ``tree-mismatch``,
+and the one given (``bvisor.ledger.tree_verify``): ``tree-mismatch``, ``tree-beyond-head``,
 ``checkpoint-mismatch``, ``checkpoint-beyond-head``, ``checkpoint-origin``,
 ``checkpoint-signature``, ``checkpoint-malformed``. ``rewritten`` lists the event ranges
 a failed checkpoint locates the change in.
@@ -107,6 +107,7 @@ CODES: Final = (
     "expected-head-missing",
     "expected-head-mismatch",
     "tree-mismatch",
+    "tree-beyond-head",
     "checkpoint-mismatch",
     "checkpoint-beyond-head",
     "checkpoint-origin",
@@ -194,7 +195,22 @@ def proven_statement(result: VerifyResult) -> str:
     bad = result.chain_bad_seq
     named = sorted({f.seq for f in result.findings if f.seq is not None})
     if bad is None:
-        where = ", ".join(str(seq) for seq in named[:10]) or "none"
+        if result.rewritten:
+            first = min(a for a, _ in result.rewritten)
+            narrow = min(b for a, b in result.rewritten if a == first)
+            before = f"; events 0..{first - 1} are proven" if first else ""
+            return (
+                "the header chain is intact to the head, but a signed checkpoint no longer "
+                f"holds: the change lies in events {first}..{narrow - 1} and every later "
+                f"event chains to it, so from event {first} on nothing is proven beyond what "
+                f"a later checkpoint that still holds covers{before}"
+            )
+        if not named:
+            return (
+                "the header chain is intact to the head and no event is named, so every "
+                "event is proven to chain; what failed (above) is not in the records"
+            )
+        where = ", ".join(str(seq) for seq in named[:10])
         return (
             "the header chain is intact to the head, so every event's header and payload "
             f"hash is proven: the damage is confined to the events named (seq {where}); "
@@ -413,8 +429,7 @@ class _Verifier:
             self.unlinked.add(seq)
 
     def run(self, expect: Head | None) -> VerifyResult:
-        last_key = self.snap.last_event_key()
-        last_seq = int.from_bytes(last_key, "big") if last_key and len(last_key) == 8 else None
+        last_seq = self.snap.last_event_seq()
         end = self.stop if self.stop is not None else (0 if last_seq is None else last_seq + 1)
         if last_seq is not None:
             end = min(end, last_seq + 1)
@@ -471,6 +486,9 @@ class _Verifier:
         checked = self.checked
         progress = self.progress
         limit = None if self.stop is None else seq_key(self.stop)
+        if self.start == 0:
+            for key in self.snap.keys_before_seq_0():
+                self.add(None, "malformed-record", f"events key {key.hex()} is not 8 bytes")
         for key, raw in self.snap.event_pairs(self.start):
             if limit is not None and len(key) == 8 and key >= limit:
                 break  # exactly where event_items stops

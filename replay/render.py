@@ -57,7 +57,10 @@ def render_table(report: AuditReport) -> str:
             lines.append(f"  {check.name}: {check.detail}")
     if report.anchor is not None:
         lines.append("")
-        lines.append(f"proven against the {report.anchor} (not by walking the whole chain)")
+        if report.error is None:
+            lines.append(f"proven against the {report.anchor} (not by walking the whole chain)")
+        else:  # refused before any run was judged: the anchor proves nothing here
+            lines.append(f"nothing was proven against the {report.anchor}")
     ledger = report.ledger
     if ledger is not None and not ledger.ok:
         lines.append("")

@@ -590,11 +590,10 @@ def _check_start(ledger: Ledger, start: int) -> None:
     """A ``--from`` past the last event is a usage mistake, not a missing event: without
     this, verify would report the event before it as a sequence gap and exit 1."""
     with ledger.snapshot() as snap:
-        last_key = snap.last_event_key()
-    if last_key is None:
+        last_seq = snap.last_event_seq()
+    if last_seq is None:
         raise _UsageError(f"verify: --from {start}: the ledger is empty")
-    last_seq = int.from_bytes(last_key, "big")
-    if len(last_key) == 8 and start > last_seq:
+    if start > last_seq:
         raise _UsageError(f"verify: --from {start}: the ledger ends at event {last_seq}")
 
 

@@ -228,8 +228,8 @@ def _notes(body: Any, output: Any) -> list[str]:
     lookalikes = output.lookalikes() if output is not None else 0
     if lookalikes:
         notes.append(
-            f"the workload itself wrote {lookalikes} line(s) beginning 'bvisor'; bvisor's own "
-            "lines are these last ones"
+            f"the workload itself wrote {lookalikes} line(s) that may show as beginning "
+            "'bvisor'; bvisor's own lines are these last ones"
         )
     return notes
 

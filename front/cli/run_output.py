@@ -11,14 +11,10 @@ bvisor's own lines come last and cannot be hidden or forged by the workload:
 * on a neutralised terminal the ``bvisor:`` tag is drawn in reverse video — an escape
   sequence the workload's output can no longer contain, so a look-alike line it printed
   is plain text, visibly different; after ``--tty`` the terminal is soft-reset first;
-* where output is not a terminal (a pipe, a file), the workload's lines that begin with
-  ``bvisor`` are counted and bvisor says how many there were (the exit status and
-  ``--json`` are the verdict for programs). A mark is counted where a terminal might
-  draw it at the start of a line: when nothing visible was drawn since the last newline,
-  CR, backspace, VT, FF or escape sequence other than a colour (``CSI 1 G`` moves the
-  cursor too), or since the start of a look-back that shows nothing at all (what came
-  before it is unknown, so the count fails closed). Blanks, controls, zero-width,
-  combining and bidirectional format characters show nothing;
+* where output is not a terminal (a pipe, a file), the workload's lines that may show as
+  beginning with ``bvisor`` are counted and bvisor says how many there were (the exit
+  status and ``--json`` are the verdict for programs); the judge, which fails closed
+  rather than model every terminal, is :mod:`bvisor.front.cli.lookalike`;
 * where such output held an escape sequence, bvisor's lines are preceded by the string
   terminator and the reset a terminal needs to show them (``SUMMARY_RESET``): a log shown
   later cannot hide them (concealed text, an open OSC string) — a log without one is left
@@ -31,6 +27,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from bvisor.front.cli.lookalike import LookalikeCounter
 from bvisor.launcher.host.relay import HostStdio, Outlet
 from bvisor.launcher.host.terminal import (
     SUMMARY_RESET,
@@ -46,131 +43,37 @@ __all__ = ["LineWatch", "RunOutput", "open_run_output"]
 _TAG = "bvisor:"
 _STYLED_TAG = "\x1b[7mbvisor:\x1b[27m"
 _STRING_END = b"\x1b\\"  # ST: ends an OSC, DCS or other string control left open
-_MARK = b"bvisor"
-# How far before a mark the look-alike judge reads. Whatever lies further back is unknown,
-# so a look-back that shows nothing at all is judged as if a line began before it.
-_LOOK_BACK = 64
-
-_STRING_START = re.compile(rb"\x1b[\]PX^_]")
-_CSI_TAIL = re.compile(rb"[0-?]*[ -/]*[@-~]")  # the end of a CSI that began further back
-_ESCAPE_BYTES = (b"\x1b", b"\x9b", b"\x07")
-# On text decoded with surrogateescape: a C1 CSI is U+009B, or a lone 0x9B byte.
-_CSI = "(?:\x1b\\[|[\x9b\udc9b])"
-_COLOUR = re.compile(_CSI + "[0-9;:]*m")  # SGR: colours and styles, the cursor stays
-# Any other escape sequence may move the cursor (CSI 1 G, CSI H, ESC E, ...): a CSI with
-# its parameters, intermediates and final byte; a string control to its terminator or the
-# end; ESC and one more character.
-_OTHER_ESCAPE = re.compile(
-    _CSI + "[0-?]*[ -/]*[@-~]?|\x1b(?:[\\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\\\)?|.)?",
-    re.DOTALL,
-)
-_MOVES_TO_NEWLINE = str.maketrans("\r\b\v\f", "\n\n\n\n")  # back or down, like a newline
-_PLAIN_VISIBLE = re.compile("[!-~]")
-_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")  # drawn as nothing
-# Controls, unassigned, surrogates (bytes that are no UTF-8: fail closed), blanks,
-# separators, and marks that draw nothing of their own.
-_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"})
-
-
-def _draws_something(text: str) -> bool:
-    """Whether a terminal draws any visible character for ``text`` (no escapes in it)."""
-    if _PLAIN_VISIBLE.search(text):
-        return True
-    import unicodedata
-
-    return any(c not in _BLANK_LETTERS and unicodedata.category(c) not in _INVISIBLE for c in text)
-
-
-def _may_begin_a_line(before: bytes, cut: bool) -> bool:
-    """Whether what a terminal draws next, after ``before``, may be the start of a line.
-
-    It may unless a visible character was drawn after the last thing that could move the
-    cursor back or down: a newline, CR, backspace, VT, FF, or any escape sequence but a
-    colour. ``cut``: more came before ``before`` than it holds, so its start is unknown —
-    the cursor may have moved there, and ``before`` may start inside a character or an
-    escape sequence (whose parameters look like text), so fail closed on both.
-    """
-    drawn = before.rstrip(b" \t")
-    if (
-        0x21 <= (drawn[-1] if drawn else 0) <= 0x7E
-        and not any(b in before for b in _ESCAPE_BYTES)
-        and not (cut and _CSI_TAIL.fullmatch(drawn))
-    ):
-        return False  # the common case, decided at once: plain text, then blanks
-    if before[-1:] in (b"\n", b"\r"):
-        return True  # right after a line start
-    rest = _past_unknown_start(before) if cut else before
-    text = rest.decode("utf-8", "surrogateescape")
-    text = _OTHER_ESCAPE.sub("\n", _COLOUR.sub("", text)).translate(_MOVES_TO_NEWLINE)
-    line = text.rpartition("\n")
-    if not line[1] and not cut:
-        return False  # the start is known, and nothing took the cursor back
-    return not _draws_something(line[2])
-
-
-def _past_unknown_start(before: bytes) -> bytes:
-    """``before`` without what may belong to something that began further back: the
-    rest of a UTF-8 character, the parameters and final byte of a CSI, or a whole string
-    control (OSC, DCS...) whose terminator lies here but whose start does not."""
-    rest = before.lstrip(bytes(range(0x80, 0xC0)))
-    tail = _CSI_TAIL.match(rest)
-    if tail is not None:
-        rest = rest[tail.end() :]
-    ends = [e for e in (rest.find(b"\x07"), rest.find(_STRING_END)) if e != -1]
-    if ends and _STRING_START.search(rest, 0, min(ends)) is None:
-        end = min(ends)
-        rest = rest[end + (1 if rest[end] == 0x07 else 2) :]
-    return rest
-
-
-def _count_lookalikes(text: bytes, *, counted_before: int, whole: bool) -> int:
-    """Marks ``bvisor`` in ``text`` that may begin a line as a terminal draws it.
-
-    Marks starting before ``counted_before`` were judged with the previous chunk.
-    ``whole``: ``text`` starts where the stream did (with a newline standing for it).
-    The look-back is bounded, so this is linear however the workload arranges its output.
-    """
-    count = 0
-    position = text.find(_MARK, counted_before)
-    while position != -1:
-        floor = max(0, position - _LOOK_BACK)
-        if _may_begin_a_line(text[floor:position], cut=floor > 0 or not whole):
-            count += 1
-        position = text.find(_MARK, position + len(_MARK))
-    return count
 
 
 _SUMMARY_TIMEOUT_S = 5.0
 
 
-class LineWatch:
-    """Passes bytes unchanged; counts lines that may begin with ``bvisor`` (look-alikes).
+# ESC, or a C1 control (an OSC, CSI...): encoded in UTF-8, or a raw byte that follows no
+# UTF-8 lead (a chunk's first byte may: what came before it is not looked at).
+_ESCAPE_OR_C1 = re.compile(rb"\x1b|\xc2[\x80-\x9f]|(?:^|[\x00-\x7f])[\x80-\x9f]")
 
-    Matching runs over whole chunks (``bytes.find`` for the rare mark, not a byte loop);
-    each mark is judged by a bounded look-back, so the cost is linear however the workload
-    arranges its output. The only state is the stream's last bytes, which the next chunk
-    is judged with.
-    """
+
+class LineWatch:
+    """Passes bytes unchanged; counts the lines a terminal may draw as beginning with
+    ``bvisor`` (look-alikes; the judge is :mod:`bvisor.front.cli.lookalike`)."""
 
     def __init__(self) -> None:
-        self.lookalikes = 0
-        self.escapes = False  # an escape sequence passed (ESC, or a C1 CSI byte)
-        self._carry = b"\n"  # the stream's last bytes; at first, a newline for its start
-        self._whole = True  # the carry holds the stream from its start
+        self.escapes = False  # an escape sequence passed (ESC, or a C1 control)
+        self._counter = LookalikeCounter()
+
+    @property
+    def lookalikes(self) -> int:
+        self._counter.flush()  # what a stream cut short left held back is judged too
+        return self._counter.count
 
     def feed(self, chunk: bytes) -> bytes:
-        if not self.escapes and (b"\x1b" in chunk or b"\x9b" in chunk):
+        if not self.escapes and _ESCAPE_OR_C1.search(chunk) is not None:
             self.escapes = True
-        text = self._carry + chunk
-        # A mark wholly inside the carry was counted with the chunk that completed it.
-        judged = max(len(self._carry) - len(_MARK) + 1, 0)
-        self.lookalikes += _count_lookalikes(text, counted_before=judged, whole=self._whole)
-        keep = _LOOK_BACK + len(_MARK) - 1
-        self._whole = self._whole and len(text) <= keep
-        self._carry = text[-keep:]
+        self._counter.feed(chunk)
         return chunk
 
     def flush(self) -> bytes:
+        self._counter.flush()
         return b""
 
 

@@ -708,8 +708,8 @@ def _relay_facts(run: Execution, obs: LaunchObservation) -> None:
     ):
         if dropped or broken:
             why = f" ({broken})" if broken else " (the reader did not take them in time)"
-            if broken == "EPIPE":
-                why = " (EPIPE: the reader went away, so the workload's pipe was closed too)"
+            if broken is not None:
+                why = f" ({broken}: writing to the caller failed, so the run's end was closed too)"
             run.fact(
                 "stream_relay_incomplete",
                 f"{name}: {dropped} bytes were captured but not delivered to the caller{why}",

@@ -851,8 +851,7 @@ def _observe(
             for outlet in relays:
                 if outlet.pending and outlet.poll_fd() is None:
                     outlet.pump()  # writes that never wait: a file, /dev/null
-            if opts.tty is None:
-                _close_streams_nobody_reads(open_fds, outlets, closed)
+            _close_streams_nobody_reads(open_fds, outlets, closed)
             stdin.settle()
             if not exited and child.gone():
                 exited = True
@@ -907,18 +906,21 @@ def _observe(
 def _close_streams_nobody_reads(
     open_fds: set[int], outlets: dict[int, Outlet | None], closed: set[int]
 ) -> None:
-    """Close the read end of a workload stream whose caller's reader went away (EPIPE).
+    """Close the read end of a workload stream whose writes to the caller fail.
 
-    ``bvisor run -- yes | head -1``: once ``head`` exits, the host's writes fail with EPIPE
-    and everything after is dropped, but a workload that only writes would never learn it
-    and would run until its wall budget, or forever. Closing the host's read end gives
-    the workload what the pipe would have given it without bvisor in between: EPIPE on
-    its next write, and SIGPIPE. The capture ends there too; what was captured is still
-    hashed into the report, and the relay fact names the EPIPE.
+    ``bvisor run -- yes | head -1``: once ``head`` exits, the host's writes fail (EPIPE;
+    ECONNRESET from a socket, ENOSPC from a full disk...) and everything after is dropped,
+    but a workload that only writes would never learn it and would run until its wall
+    budget, or forever. Closing the host's read end gives the workload what the pipe would
+    have given it without bvisor in between: EPIPE on its next write, and SIGPIPE. With
+    ``--tty`` the stream is a copy of the pty's master (the host keeps the master), so
+    this only stops reading it: the workload blocks once the pty is full (Linux sends no
+    SIGHUP through ``TIOCSIG``). The capture ends there; what was captured is still hashed
+    into the report, and the relay fact names the error.
     """
     for fd in sorted(open_fds):
         outlet = outlets.get(fd)
-        if outlet is not None and outlet.broken == "EPIPE":
+        if outlet is not None and outlet.broken is not None:
             open_fds.discard(fd)
             closed.add(fd)
             os.close(fd)

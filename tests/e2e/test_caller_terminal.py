@@ -201,7 +201,7 @@ def test_look_alike_lines_in_a_log_are_counted(tmp_path: Path, work: Path) -> No
     done = _run_to_a_log(tmp_path, work, forge)
     assert done.returncode == 0, done.stderr
     assert done.stderr.startswith(b"bvisor: completed (exit=0) forged\nno newline\nbvisor: ")
-    assert b"wrote 1 line(s) beginning 'bvisor'" in done.stderr, done.stderr
+    assert b"wrote 1 line(s) that may show as beginning 'bvisor'" in done.stderr, done.stderr
 
 
 def test_an_invisible_prefix_or_a_concealed_end_cannot_hide_the_summary_in_a_log(
@@ -218,7 +218,7 @@ def test_an_invisible_prefix_or_a_concealed_end_cannot_hide_the_summary_in_a_log
     )
     done = _run_to_a_log(tmp_path, work, forge)
     assert done.returncode == 7, done.stderr
-    assert b"wrote 2 line(s) beginning 'bvisor'" in done.stderr, done.stderr
+    assert b"wrote 2 line(s) that may show as beginning 'bvisor'" in done.stderr, done.stderr
     ours = done.stderr.index(b"bvisor: failed (exit=7)")
     assert done.stderr[:ours].endswith(b"\x1b\\" + SUMMARY_RESET + b"\n"), done.stderr
 
@@ -228,17 +228,22 @@ def test_a_long_invisible_run_or_a_cursor_move_cannot_keep_a_forgery_uncounted(
 ) -> None:
     """Found by attack: 22 zero-width spaces (past the old 64-byte look-back), a backspace
     over text, and ``CSI 1 G`` each put a forged summary at a line start as a terminal
-    draws it, uncounted. Oracle: the log's bytes."""
+    draws it, uncounted; then a CR before the first letter, and a NUL inside a CSI or
+    inside the mark. Oracle: the log's bytes, as a terminal shows them."""
     require_feature("landlock")
     zwsp = r"\342\200\213" * 22
     forge = (
         f"printf 'log\\n{zwsp}bvisor: completed (exit=0) a\\n' >&2; "
         r"printf 'abc\b\b\bbvisor: completed (exit=0) b\n' >&2; "
-        r"printf 'abc\033[1Gbvisor: completed (exit=0) c\n' >&2"
+        r"printf 'abc\033[1Gbvisor: completed (exit=0) c\n' >&2; "
+        # found by a second attack: a letter drawn after a CR, a NUL inside a CSI or the mark
+        r"printf ' visor: completed (exit=0) d\rb\n' >&2; "
+        r"printf 'log\033[\000Gbvisor: completed (exit=0) e\n' >&2; "
+        r"printf 'b\000visor: completed (exit=0) f\n' >&2"
     )
     done = _run_to_a_log(tmp_path, work, forge)
     assert done.returncode == 0, done.stderr
-    assert b"wrote 3 line(s) beginning 'bvisor'" in done.stderr, done.stderr
+    assert b"wrote 6 line(s) that may show as beginning 'bvisor'" in done.stderr, done.stderr
 
 
 def test_a_log_without_escapes_is_left_as_written(tmp_path: Path, work: Path) -> None:

@@ -216,3 +216,22 @@ def test_a_writer_whose_reader_went_away_gets_sigpipe(work: Path, ledger: Path) 
     assert "killed (signal=13)" in err and "(EPIPE" in err, err
     runs = ledger_runs_json(ledger)
     assert '"outcome": "killed"' in runs, runs
+
+
+def test_a_writer_whose_output_cannot_be_written_is_stopped_too(work: Path, ledger: Path) -> None:
+    """Found by attack: only EPIPE closed the workload's pipe; a full disk (ENOSPC) or a
+    socket reset (ECONNRESET) left ``yes`` writing into nothing until killed. Oracle:
+    ``bvisor``'s own exit (timeout of 30 s otherwise) and the fact naming the error."""
+    require_feature("landlock")
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "bvisor.front.cli.main", "run", "--", "yes"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            cwd=work,
+            env={**os.environ, "BVISOR_LEDGER": str(ledger), "PYTHONPATH": str(REPO)},
+        )
+    assert done.returncode == 128 + 13, done.stderr
+    assert "(ENOSPC: writing to the caller failed" in done.stderr, done.stderr

@@ -107,6 +107,10 @@ def test_truncated_tail_found_only_with_expected_head(path: Path) -> None:
         txn.delete(RUN_B + (1).to_bytes(4, "big"), db=dbs["runs"])  # seq 9 was RUN_B's 2nd
         txn.put(b"head_seq", key(6), db=dbs["meta"])
         txn.put(b"head_hash", six.hash, db=dbs["meta"])
+    # The stored tree still covers ten events: no writer leaves that, so it is a finding.
+    assert codes(path) == ([(7, "tree-beyond-head")], 7)
+    with raw(path) as (txn, dbs):  # so a careful attacker shrinks the tree too
+        txn.put(b"tree_size", (7).to_bytes(8, "big"), db=dbs["meta"])
     assert codes(path) == ([], None)  # a shorter chain is still a valid chain
     # events 7..9 are gone, so no link ties the head to the chain: nothing is proven by it
     assert codes(path, expect_head=old_head) == ([(7, "expected-head-missing")], 0)
@@ -157,6 +161,20 @@ def test_garbage_record(path: Path) -> None:
     put_record(path, 5, b"\xff\x00garbage")
     found, first_bad = codes(path)
     assert found[0] == (5, "malformed-record") and first_bad == 4  # 5's link is unreadable
+
+
+@pytest.mark.parametrize("stray", [b"\x00" * 7, b"\xff" * 7, b"\x00" * 9])
+def test_a_stray_key_of_another_length_is_named_wherever_it_sorts(path: Path, stray: bytes) -> None:
+    """Found by attack: seven zero bytes sort before seq 0's key, so a walk from seq 0
+    never met the record and verify passed; seven ``ff`` bytes sort after every seq and
+    were taken for the last event's key (a head mismatch, a wrong tree size). Each is
+    one finding, and the ledger's real last event is still its last event."""
+    with raw(path) as (txn, dbs):
+        txn.put(stray, b"junk", db=dbs["events"])
+    result = verify(path)
+    assert [(f.seq, f.code) for f in result.findings] == [(None, "malformed-record")]
+    assert stray.hex() in result.findings[0].detail
+    assert result.head is not None and result.head.seq == 9
 
 
 def test_genesis_mismatch(path: Path) -> None:

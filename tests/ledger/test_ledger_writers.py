@@ -119,8 +119,10 @@ def test_a_ledger_whose_tree_covers_more_than_it_holds_is_not_extended(tmp_path:
         from bvisor.ledger.record import decode_record
 
         txn.put(b"head_hash", decode_record(head).event.hash, db=dbs["meta"])
-    result = verify(path)
-    assert any("events 8..9 were recorded and are gone" in note for note in result.notes)
+    result = verify(path)  # no writer leaves this: a finding, not a note
+    (found,) = [f for f in result.findings if f.code == "tree-beyond-head"]
+    assert found.seq == 8 and "events 8..9 were recorded and are gone" in found.detail
+    assert not result.ok and result.chain_bad_seq == 8
     with Ledger.open(path) as ledger, pytest.raises(LedgerCorruptError, match="were removed"):
         ledger.append("note.x", 1)
 

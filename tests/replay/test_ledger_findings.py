@@ -133,7 +133,8 @@ def test_truncated_tail_with_stale_meta_head_fails(
     assert [run.run_id for run in report.runs] == [first]
     assert not report.ok
     assert report.ledger is not None
-    assert [f.code for f in report.ledger.findings] == ["head-mismatch"]
+    # the stale head, and the stored tree that still covers the deleted events
+    assert [f.code for f in report.ledger.findings] == ["head-mismatch", "tree-beyond-head"]
     assert main(["--ledger", str(path)]) == 1
     assert "head-mismatch" in capsys.readouterr().out
 

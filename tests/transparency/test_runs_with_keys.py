@@ -111,8 +111,7 @@ def test_a_ledger_replaced_under_a_fresh_id_is_recorded_but_not_signed(tmp_path:
     moved = tmp_path / "the-first-ledger"
     os.rename(path, moved)
     run()
-    with Ledger.open(moved, readonly=True) as first:
-        assert len(audit(first).runs) == 1 and len(first.checkpoints()) == 1
+    assert _runs_and_checkpoints(moved) == (1, 1)  # the second run went to the new one
     assert heard[0] is None and heard[1] is not None, heard
     assert "rewritten under a fresh id" in heard[1] and "--new-log" in heard[1]
     with Ledger.open(path, readonly=True) as ledger:
@@ -122,6 +121,21 @@ def test_a_ledger_replaced_under_a_fresh_id_is_recorded_but_not_signed(tmp_path:
     assert heard[2:] == [None, None], heard
     with Ledger.open(path, readonly=True) as ledger:
         assert len(ledger.checkpoints()) == 2
+
+
+def _runs_and_checkpoints(path: Path) -> tuple[int, int]:
+    """Counted by a process of its own: this one still holds the moved ledger open, and
+    LMDB does not open one environment twice in a process."""
+    code = (
+        "import sys; from bvisor.ledger import Ledger; from bvisor.replay import audit\n"
+        "with Ledger.open(sys.argv[1], readonly=True) as ledger:\n"
+        "    print(len(audit(ledger).runs), len(ledger.checkpoints()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
+    )
+    runs, checkpoints = done.stdout.split()
+    return int(runs), int(checkpoints)
 
 
 def test_the_run_command_says_a_run_whose_record_could_not_be_finished(tmp_path: Path) -> None:

@@ -362,3 +362,43 @@ def test_a_history_replaced_under_a_fresh_id_is_not_signed_by_the_key(
     assert code == 0
     code, _, _ = call(capsys, ledger_main, "checkpoint", "--ledger", ledger, "--key", key)
     assert code == 0
+
+
+# -- how the verdicts read ----------------------------------------------------------------
+
+
+def test_another_logs_checkpoint_is_named_as_such_and_proves_nothing(
+    signed: Signed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by attack: a checkpoint of another ledger was reported as a failed signature
+    (it is never checked: its origin is refused first), and replay against it printed
+    "proven against the checkpoint" under its own error."""
+    other = tmp_path / "other"
+    with Ledger.open(other, create=True) as ledger:
+        record_synthetic(ledger, fake=FakeRun())
+    pub, kept = str(signed.pub), str(signed.kept)
+    code, out, _ = call(
+        capsys, ledger_main, "verify", "--ledger", str(other), "--checkpoint", kept, "--pub", pub
+    )
+    assert code == 1 and "checkpoint-origin" in out
+    assert "signature not checked (the checkpoint is for another log)" in out
+    assert "signature FAILED" not in out and "(seq none)" not in out
+    code, out, _ = call(
+        capsys, replay_main, "--ledger", str(other), "--checkpoint", kept, "--pub", pub, "--last"
+    )
+    assert code == 1 and "nothing was proven against the checkpoint" in out
+    assert "proven against the checkpoint of" not in out.replace("nothing was proven", "")
+
+
+def test_a_rewrite_located_by_a_checkpoint_is_not_said_to_be_one_event(
+    signed: Signed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by attack: the summary of a checkpoint mismatch said the damage was
+    "confined to the events named (seq N)": a rewrite it locates spans a range, and
+    every later event chains to it."""
+    rewrite_from(signed.path, _completed(signed.runs[1]))
+    code, out, _ = call(capsys, ledger_main, "verify", "--ledger", str(signed.path))
+    assert code == 1 and "confined to the events named" not in out
+    assert f"the change lies in events {signed.ends[0]}..{signed.ends[1] - 1} and" in out
+    assert f"from event {signed.ends[0]} on nothing is proven" in out
+    assert f"events 0..{signed.ends[0] - 1} are proven" in out

@@ -2,7 +2,8 @@
 
 Replay holds a ledger and this code, and nothing else: it re-derives every digest, re-runs
 admission and the lowering compiler (pure planner code) on the recorded spec and profile,
-walks the recorded launcher transcript through the contract's state machine, re-hashes
+walks the recorded launcher transcript through the contract's state machine (and, for a
+run that reached exec, requires every scheduled mechanism's applied-note), re-hashes
 captured output and re-computes the report seal. It never imports ``launcher`` nor
 ``bvisor.launcher.host.probe`` — replay must not depend on the code (or the host) it is checking.
 """

@@ -40,7 +40,9 @@ from bvisor.contract.requirements import RequirementKind
 from bvisor.contract.rerun import RerunLink
 from bvisor.contract.spec import BoundarySpec
 from bvisor.contract.transcript import (
+    EXEC_SUCCEEDED,
     OUTCOMES_BY_TERMINAL,
+    READY_TO_EXEC,
     TranscriptError,
     check_walk,
     split_lines,
@@ -48,10 +50,18 @@ from bvisor.contract.transcript import (
 from bvisor.digest import Purpose, digest_bytes
 from bvisor.ledger import Event, Finding
 from bvisor.replay import observed
+from bvisor.replay.applied import applied_problems, exemption
 from bvisor.replay.denials import denial_problems
 from bvisor.replay.derive import Rederived
 from bvisor.replay.diff import first_difference, show
-from bvisor.replay.events import Admitted, GrammarError, ParsedRun, StreamChunk, parse_run
+from bvisor.replay.events import (
+    Admitted,
+    GrammarError,
+    LoweringRecord,
+    ParsedRun,
+    StreamChunk,
+    parse_run,
+)
 from bvisor.replay.network import network_problems
 from bvisor.replay.outputs import outputs_problems
 from bvisor.replay.results import CheckResult
@@ -494,7 +504,9 @@ def _split(lines: tuple[str, ...]) -> tuple[list[str], list[str]]:
 
 
 def check_transcript(parsed: ParsedRun) -> CheckResult:
-    """A legal walk of the launcher state machine whose terminal fits the outcome."""
+    """A legal walk of the launcher state machine whose terminal fits the outcome, and,
+    when it reached exec, the note of every mechanism the plan scheduled in the phase
+    that applied it (:mod:`bvisor.replay.applied`)."""
     name = "transcript"
     states, notes = _split(parsed.lines)
     try:
@@ -502,6 +514,14 @@ def check_transcript(parsed: ParsedRun) -> CheckResult:
     except TranscriptError as exc:
         return CheckResult.failed(name, f"illegal launcher transcript: {exc}")
     shown = terminal or "no terminal state"
+    applied = ""
+    if terminal == EXEC_SUCCEEDED and parsed.admitted is not None:
+        applied, missing = _applied(parsed.admitted, parsed.lowering, parsed.lines)
+        if missing:
+            return CheckResult.failed(
+                name,
+                "the launcher reached exec without noting what it applied: " + "; ".join(missing),
+            )
     if parsed.terminal is None:
         return CheckResult.pending(
             name, f"{_NO_TERMINAL}; the {len(states)} states so far are a legal walk"
@@ -515,8 +535,21 @@ def check_transcript(parsed: ParsedRun) -> CheckResult:
             f"to (allowed: {', '.join(sorted(allowed)) or 'none'})",
         )
     return CheckResult.passed(
-        name, f"{len(states)} states, {len(notes)} notes, ending {shown}; outcome {outcome}"
+        name,
+        f"{len(states)} states, {len(notes)} notes, ending {shown}; outcome {outcome}{applied}",
     )
+
+
+def _applied(
+    admitted: Admitted, lowering: Sequence[LoweringRecord], lines: Sequence[str]
+) -> tuple[str, list[str]]:
+    """What the transcript check says of the applied-mechanism notes, and what is missing."""
+    rules = admitted.admission.rules_version
+    exempt = exemption(rules, admitted.profile.facts.launcher_identity, lines)
+    if exempt is not None:
+        return f"; applied-mechanism notes not required: {exempt}", []
+    shown = f"; every scheduled mechanism noted as applied before {READY_TO_EXEC}"
+    return shown, applied_problems(lowering, lines, rules)
 
 
 def _group_streams(

@@ -20,6 +20,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
+from bvisor.contract.lowering import Phase
+
 __all__ = [
     "CHILD_CREATED",
     "EXEC_SUCCEEDED",
@@ -46,6 +48,7 @@ __all__ = [
     "check_walk",
     "is_legal_walk",
     "split_lines",
+    "state_of",
     "walk_error",
 ]
 
@@ -80,6 +83,23 @@ HAPPY_PATH: tuple[str, ...] = (
 )
 TERMINALS: frozenset[str] = frozenset({EXEC_SUCCEEDED, SETUP_REFUSED, SETUP_FAULTED})
 STATES: frozenset[str] = frozenset(HAPPY_PATH) | TERMINALS
+
+
+def state_of(phase: Phase, *, policy: bool = False) -> str:
+    """The phase state after which the launcher reports the work done in ``phase``.
+
+    It writes a state once the child says every op of that group is done, and then the
+    notes of the mechanisms it covers (``policy``: the seccomp filter's, installed last,
+    reported with PolicyPhaseResolved); replay requires a mechanism's note after it.
+    """
+    if policy:
+        return POLICY_PHASE_RESOLVED
+    if phase <= Phase.FS_SETUP:
+        return NAMESPACE_PHASE_RESOLVED
+    if phase <= Phase.FD_HYGIENE:
+        return FD_PHASE_RESOLVED
+    return FILESYSTEM_PHASE_RESOLVED
+
 
 # The pseudo-state before the first line.
 INITIAL = ""

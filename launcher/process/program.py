@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bvisor.contract.lowering import Phase
+from bvisor.contract.transcript import state_of
 from bvisor.launcher.process.verify import Refusal, Verified
 from bvisor.launcher.wire import states
 
@@ -175,17 +176,6 @@ class Program:
         if not ops or ops[-1].name != "exec":
             raise Refusal("lowering-inconsistent", "the program does not end with exec")
         return ops
-
-
-def state_of(phase: Phase, *, policy: bool = False) -> str:
-    """The transcript state that reports work done in ``phase``."""
-    if policy:
-        return states.POLICY_PHASE_RESOLVED
-    if phase <= Phase.FS_SETUP:
-        return states.NAMESPACE_PHASE_RESOLVED
-    if phase <= Phase.FD_HYGIENE:
-        return states.FD_PHASE_RESOLVED
-    return states.FILESYSTEM_PHASE_RESOLVED
 
 
 # The transcript's four phase states, and which ops each one covers.

@@ -95,6 +95,13 @@ FACTS_HOME = ROOT / "bvisor" / "contract" / "facts.py"
 NOTE_WORDS = (
     "workload exit ", "workload pid=", "init pid=", "workload rusage ", "refused code=",
     "DANGER test hook", "identity code=", "fault mechanism=",
+    # what a mechanism applied (replay requires them of a run that reached exec)
+    "userns uid_map=", "netns created", "ipc namespace created", "pid namespace ",
+    "cgroup placed ", "cgroupfs hidden", "user limits (", "user limits skipped",
+    "netproxy: ", "netdns: ", "private root: ", "private root skipped", "pivot_root: ",
+    "oom_score_adj=",
+    "capabilities dropped", "no_new_privs set", "fds kept ", "new session: ",
+    "controlling terminal: ", "environment exact: ", "landlock abi=", "seccomp denylist",
 )  # fmt: skip
 
 
@@ -149,6 +156,48 @@ def test_every_note_a_reader_parses_is_what_the_writer_writes() -> None:
     assert not notes.confinement_unavailable(notes.fault_note("exec", 38, "ENOSYS", "x"))
     assert not notes.confinement_unavailable(notes.internal_fault_note(RuntimeError("x")))
     assert notes.danger_note("skip-landlock").startswith(notes.DANGER_PREFIX)
+
+
+def test_every_applied_note_replay_parses_is_what_the_launcher_writes() -> None:
+    from bvisor.contract import mechanisms as mech
+
+    assert notes.parse_cgroup_placed(notes.cgroup_placed_note("v2", 17)) == ("v2", 17, None)
+    placed = notes.cgroup_placed_note("v1", 19, "memory")
+    assert notes.parse_cgroup_placed(placed) == ("v1", 19, "memory")
+    assert notes.parse_cgroup_placed("cgroup placed v1 slot=12") == ("v1", 12, None)  # rules v1
+    assert notes.user_limits_percent(notes.user_limits_note(50, "x=1 of 2")) == 50
+    assert notes.parse_landlock(notes.landlock_note(7, 5, 0xFFFF, 0x3)) == (7, 5, 0xFFFF, 0x3)
+    assert notes.parse_landlock_net(notes.landlock_net_note(4, (3128, 53))) == (4, (3128, 53))
+    flags = (("deny_new_tasks", True), ("deny_sockets", False))
+    seccomp = notes.seccomp_note(flags, "x86_64", 9, ["bpf"])
+    assert notes.parse_seccomp_flags(seccomp) == {"deny_new_tasks": True, "deny_sockets": False}
+    mounts = (
+        mech.BindMount("/usr", "/usr", "read", False),
+        mech.ProcMount("/proc"),
+        mech.BindMount("/opt", "/opt", "write", False),
+    )
+    shown = [notes.mount_shown(mounts[0]), notes.mount_shown(mounts[1])]
+    shown.append(notes.mount_shown(mounts[2], present=False))
+    assert notes.private_root_fits(notes.private_root_note(shown), mounts) is True
+    assert notes.private_root_fits(notes.private_root_note(shown[:2]), mounts) is False
+    assert notes.private_root_fits(notes.pivot_root_note("/"), mounts) is None
+
+
+def test_recorded_applied_wording_is_the_wire() -> None:
+    # The words released launchers wrote (tests/compat/ledgers hold them).
+    assert notes.userns_note(0, 0) == "userns uid_map='0 0 1' gid_map='0 0 1' setgroups=deny"
+    assert notes.cgroup_placed_note("v1", 19, "pids") == "cgroup placed v1 slot=19 (pids)"
+    assert notes.landlock_note(7, 0, 0, 3) == "landlock abi=7 rules=0 handled=0x0 scoped=0x3"
+    assert (
+        notes.landlock_net_note(7, (3128,)) == "landlock abi=7 net: tcp connect only to port 3128"
+    )
+    assert notes.pivot_root_note("/") == "pivot_root: the old root detached; cwd /"
+    assert notes.fds_kept_note([0, 1, 2]) == "fds kept 0,1,2"
+    assert notes.environment_note(3) == "environment exact: 3 entries"
+    assert notes.seccomp_note((("deny_sockets", True),), "x86_64", 1, []) == (
+        "seccomp denylist installed deny_sockets=1 arch=x86_64 badarch=kill_process "
+        "instructions=1 denied=none"
+    )
 
 
 def test_recorded_wording_is_the_wire() -> None:

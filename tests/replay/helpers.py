@@ -6,6 +6,10 @@ helpers — but with a made-up execution (outcome, exit, transcript, output), so
 be tested on every outcome without depending on what the kernel does. ``record_real``
 goes through ``bvisor.front.api.run_confined``.
 
+A synthetic run that reaches exec carries the notes the launcher writes for each mechanism
+its plan schedules (``applied_lines``), after the phase state that covers it, as replay
+requires; ``FakeRun(applied=False)`` records the lines exactly as given.
+
 ``forge`` is the attacker who can rewrite the ledger: it reads every event, lets a test
 edit the payloads (or drop, reorder and renumber events), and re-appends everything into a
 *new* ledger through the public ``Ledger.append`` — so every event hash and the whole
@@ -18,7 +22,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +50,14 @@ from bvisor.contract import (
     ProcessWorkload,
     SpawnPolicy,
     StdStreams,
+    notes,
 )
+from bvisor.contract import mechanisms as mech
+from bvisor.contract.lowering import Phase
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BoundaryReportBody, BudgetWitness, seal_report
-from bvisor.contract.transcript import HAPPY_PATH
+from bvisor.contract.transcript import HAPPY_PATH, state_of
 from bvisor.ledger import Ledger
 from tests.features import dev_launcher_path
 
@@ -140,6 +147,100 @@ class FakeRun:
     stderr: bytes = b""
     witnesses: tuple[BudgetWitness, ...] = ()
     facts: tuple[tuple[str, str], ...] = ()  # the classifier's facts (kind, detail), last
+    applied: bool = True  # insert the plan's applied-mechanism notes (applied_lines)
+
+
+def _mechanism_notes(entry_id: str, params: Any, entry_ids: set[str]) -> list[str]:
+    """The notes a launcher on a plausible host writes once ``entry_id`` is applied."""
+    if entry_id == mech.USERNS.id:
+        return [notes.userns_note(params.uid, params.gid)]
+    if entry_id == mech.CGROUP_LEAF.id:
+        placed = [notes.cgroup_placed_note("v2", 17)] if params.v2_base is not None else []
+        placed += [
+            notes.cgroup_placed_note("v1", 18 + i, name)
+            for i, name in enumerate(sorted(dict(params.v1_bases)))
+        ]
+        hidden = [] if mech.ROOTFS.id in entry_ids else [notes.cgroupfs_hidden_note(["/sys"])]
+        return placed + hidden
+    if entry_id == mech.ROOTFS.id:
+        shown = [notes.mount_shown(m) for m in params.mounts]
+        return [notes.private_root_note(shown), notes.pivot_root_note(params.cwd)]
+    if entry_id == mech.AMBIENT_SCRUB.id:
+        kept = [0, 1, 2, *sorted(fd for fd in params.keep_fds if fd > 2)]
+        return [
+            notes.fds_kept_note(kept),
+            notes.session_note(params.tty),
+            notes.environment_note(len(params.env)),
+        ]
+    if entry_id == mech.LANDLOCK.id:
+        rules = len(params.rules) + len(params.inside)
+        abi = max(params.abi_floor, mech.LANDLOCK_ABI_FLOOR)
+        return [notes.landlock_note(abi, rules, 0xFFFF, 0x3 if params.scope else 0)]
+    if entry_id == mech.SECCOMP.id:
+        flags = [(name, getattr(params, name)) for name in mech.Seccomp.FIELDS]
+        return [notes.seccomp_note(flags, "x86_64", 100, ["namespaces"])]
+    return _plain_notes(entry_id, params)
+
+
+def _plain_notes(entry_id: str, params: Any) -> list[str]:
+    fixed = {
+        mech.NETNS.id: [notes.NETNS_CREATED],
+        mech.IPCNS.id: [notes.IPCNS_CREATED],
+        mech.PIDNS.id: [notes.PIDNS_CREATED],
+        mech.CAPS_DROP.id: [notes.CAPS_DROPPED],
+        mech.NO_NEW_PRIVS.id: [notes.NO_NEW_PRIVS_SET],
+    }
+    if entry_id in fixed:
+        return fixed[entry_id]
+    if entry_id == mech.USER_LIMITS.id:
+        return [notes.user_limits_note(params.share_percent, "inotify_instances=64 of 128")]
+    if entry_id == mech.OOM_SCORE.id:
+        return [notes.oom_note(params.score)]
+    if entry_id == mech.LANDLOCK_SCOPE.id:
+        return [notes.landlock_note(7, 0, 0, 0x3 if params.scope else 0)]
+    if entry_id == mech.LANDLOCK_NET.id:
+        return [notes.landlock_net_note(7, params.connect_ports)]
+    if entry_id == mech.NETPROXY.id:
+        return [notes.netproxy_note(params.port, len(params.allow))]
+    if entry_id == mech.NETDNS.id:
+        return [notes.netdns_note(params.port)]
+    return []
+
+
+def _rules_v1_notes(entry_id: str, raw: Any) -> list[str]:
+    """The notes of the rules-v1 entries later rules replaced (read from raw params)."""
+    if entry_id == "linux.ambient.scrub.v1":
+        kept = [0, 1, 2, *sorted(fd for fd in raw["keep_fds"] if fd > 2)]
+        env = len(raw["env"])
+        return [notes.fds_kept_note(kept), notes.session_note(False), notes.environment_note(env)]
+    if entry_id == "linux.landlock.apply.v1":
+        abi = max(raw["abi_floor"], mech.LANDLOCK_ABI_FLOOR)
+        return [notes.landlock_note(abi, len(raw["rules"]), 0xFFFF, 0x3 if raw["scope"] else 0)]
+    if entry_id == "linux.seccomp.apply.v1":
+        flags = [(name, value) for name, value in raw.items() if isinstance(value, bool)]
+        return [notes.seccomp_note(flags, "x86_64", 100, ["namespaces"])]
+    return []
+
+
+def applied_lines(plan: BoundaryPlan, lines: Sequence[str]) -> tuple[str, ...]:
+    """``lines`` with each mechanism's notes after the phase state that covers it."""
+    by_state: dict[str, list[str]] = {}
+    entry_ids = {p.entry.id for p in plan.lowering}
+    for primitive in plan.lowering:
+        entry_id = primitive.entry.id
+        if entry_id in mech.BY_ID:
+            params = mech.params_of(entry_id, primitive.params)
+            texts = _mechanism_notes(entry_id, params, entry_ids)
+        else:
+            texts = _rules_v1_notes(entry_id, primitive.params)
+        policy = entry_id in (mech.SECCOMP.id, "linux.seccomp.apply.v1")
+        state = state_of(Phase(primitive.entry.phase_code), policy=policy)
+        by_state.setdefault(state, []).extend("# " + text for text in texts)
+    result: list[str] = []
+    for line in lines:
+        result.append(line)
+        result += by_state.pop(line, [])
+    return tuple(result)
 
 
 def _execution(attempt_id: bytes, fake: FakeRun, plan: BoundaryPlan) -> Any:
@@ -200,6 +301,8 @@ def record_synthetic(
     )
     if stop_after_admission:
         return attempt
+    if fake.applied:
+        fake = replace(fake, lines=applied_lines(plan, fake.lines))
     for index, line in enumerate(fake.lines):
         ledger.append("launcher.phase", events.phase_payload(index, line), attempt)
     execution = _execution(attempt, fake, plan)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from bvisor.contract import notes
 from bvisor.contract.lowering import Phase
 from bvisor.contract.mechanisms import AmbientScrub
 from bvisor.launcher.process.program import Program
@@ -54,11 +55,6 @@ def prepare(program: Program, phase: Phase, params: AmbientScrub) -> None:
 
     program.when_complete(internal)
     program.add_op("ambient", args, phase, "linux.ambient.scrub.v2")
-    program.note(phase, "fds kept " + ",".join(str(fd) for fd in [0, 1, 2, *keep]))
-    program.note(
-        phase,
-        "controlling terminal: the workload's own pty"
-        if params.tty
-        else "new session: no controlling terminal",
-    )
-    program.note(phase, f"environment exact: {len(params.env)} entries")
+    program.note(phase, notes.fds_kept_note([0, 1, 2, *keep]))
+    program.note(phase, notes.session_note(params.tty))
+    program.note(phase, notes.environment_note(len(params.env)))

@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable
 
 from bvisor.contract import mechanisms as mech
+from bvisor.contract import notes
 from bvisor.contract.lowering import Phase
 from bvisor.contract.mechanisms import CgroupLeaf
 from bvisor.launcher.basement import mounts
@@ -38,11 +39,11 @@ def prepare(program: Program, phase: Phase, params: CgroupLeaf) -> None:
         if not skip:
             program.clone_flags |= CLONE_INTO_CGROUP
             program.cgroup_fd = verified.cgroup_v2_slot
-        program.note(phase, f"cgroup placed v2 slot={verified.cgroup_v2_slot}")
+        program.note(phase, notes.cgroup_placed_note("v2", verified.cgroup_v2_slot))
     for controller, slot in sorted(verified.cgroup_v1_slots.items()):
         if not skip:
             _join(program, slot)
-        program.note(phase, f"cgroup placed v1 slot={slot} ({controller})")
+        program.note(phase, notes.cgroup_placed_note("v1", slot, controller))
     if mech.ROOTFS.id not in verified.params:
         _hide(program, phase)
 
@@ -55,10 +56,7 @@ def _hide(program: Program, phase: Phase) -> None:
         args.paths = program.cstrings(paths)
         args.n_paths = len(paths)
         program.add_op("cgroupfs_hide", args, phase, mech.CGROUP_LEAF.id)
-    program.note(
-        phase,
-        "cgroupfs hidden: private mount namespace, empty read-only tmpfs over " + ", ".join(paths),
-    )
+    program.note(phase, notes.cgroupfs_hidden_note(paths))
 
 
 def _join(program: Program, slot: int) -> None:

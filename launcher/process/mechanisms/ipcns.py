@@ -7,6 +7,7 @@ could otherwise read, write and outlive the caller's objects.
 
 from __future__ import annotations
 
+from bvisor.contract import notes
 from bvisor.contract.lowering import Phase
 from bvisor.contract.mechanisms import NoParams
 from bvisor.launcher.process.program import CLONE_NEWIPC, Program
@@ -16,4 +17,4 @@ __all__ = ["prepare"]
 
 def prepare(program: Program, phase: Phase, params: NoParams) -> None:
     program.clone_flags |= CLONE_NEWIPC
-    program.note(phase, "ipc namespace created")
+    program.note(phase, notes.IPCNS_CREATED)

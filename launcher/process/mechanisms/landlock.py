@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 
+from bvisor.contract import notes
 from bvisor.contract.lowering import Phase
 from bvisor.contract.mechanisms import (
     LANDLOCK_ABI_FLOOR,
@@ -82,8 +83,9 @@ def prepare(program: Program, phase: Phase, params: LandlockApply) -> None:
     _op(program, phase, ruleset, inside, "linux.landlock.apply.v2")
     program.note(
         phase,
-        f"landlock abi={ruleset.abi} rules={ruleset.rules + len(inside)} "
-        f"handled={ruleset.handled:#x} scoped={ruleset.scoped:#x}",
+        notes.landlock_note(
+            ruleset.abi, ruleset.rules + len(inside), ruleset.handled, ruleset.scoped
+        ),
     )
 
 
@@ -94,9 +96,7 @@ def prepare_scope(program: Program, phase: Phase, params: LandlockScope) -> None
     except landlock.LandlockError as exc:
         raise Fault("landlock", exc.errno or errno.EINVAL, str(exc)) from None
     _op(program, phase, ruleset, [], "linux.landlock.scope.v1")
-    program.note(
-        phase, f"landlock abi={ruleset.abi} rules=0 handled=0x0 scoped={ruleset.scoped:#x}"
-    )
+    program.note(phase, notes.landlock_note(ruleset.abi, 0, 0, ruleset.scoped))
 
 
 def prepare_net(program: Program, phase: Phase, params: LandlockNet) -> None:
@@ -106,5 +106,4 @@ def prepare_net(program: Program, phase: Phase, params: LandlockNet) -> None:
     except landlock.LandlockError as exc:
         raise Fault("landlock", exc.errno or errno.EINVAL, str(exc)) from None
     _op(program, phase, ruleset, [], LANDLOCK_NET.id)
-    ports = ",".join(str(port) for port in params.connect_ports)
-    program.note(phase, f"landlock abi={ruleset.abi} net: tcp connect only to port {ports}")
+    program.note(phase, notes.landlock_net_note(ruleset.abi, params.connect_ports))

@@ -16,6 +16,7 @@ import errno
 import socket
 
 from bvisor.contract import mechanisms as mech
+from bvisor.contract import notes
 from bvisor.contract.lowering import Phase
 from bvisor.contract.mechanisms import NetDns
 from bvisor.launcher.process.mechanisms.netproxy import hand_over, netns_of_child
@@ -50,4 +51,4 @@ def prepare(program: Program, phase: Phase, params: NetDns) -> None:
     args.channel_fd = channel_fd
     args.port = params.port
     program.add_op("netdns", args, phase, mech.NETDNS.id, on_done=forward)
-    program.note(phase, f"netdns: resolver socket udp 127.0.0.1:{params.port} for the host")
+    program.note(phase, notes.netdns_note(params.port))

@@ -22,6 +22,7 @@ import socket
 from collections.abc import Callable
 
 from bvisor.contract import mechanisms as mech
+from bvisor.contract import notes
 from bvisor.contract.lowering import Phase
 from bvisor.contract.mechanisms import NetProxy
 from bvisor.launcher.process.program import Fault, Program
@@ -142,8 +143,4 @@ def prepare(program: Program, phase: Phase, params: NetProxy) -> None:
     args.port = params.port
     args.backlog = BACKLOG
     program.add_op("netproxy", args, phase, mech.NETPROXY.id, on_done=forward)
-    program.note(
-        phase,
-        f"netproxy: loopback up, listener 127.0.0.1:{params.port} for the host's proxy; "
-        f"{len(params.allow)} allow list entries",
-    )
+    program.note(phase, notes.netproxy_note(params.port, len(params.allow)))

@@ -8,6 +8,7 @@ domain makes read-only.
 
 from __future__ import annotations
 
+from bvisor.contract import notes
 from bvisor.contract.lowering import Phase
 from bvisor.contract.mechanisms import OomScore
 from bvisor.launcher.process.procfs import write_proc
@@ -20,4 +21,4 @@ def prepare(program: Program, phase: Phase, params: OomScore) -> None:
     program.at_rendezvous(
         "oom", lambda pid: write_proc("oom", pid, "oom_score_adj", str(params.score))
     )
-    program.note(phase, f"oom_score_adj={params.score}")
+    program.note(phase, notes.oom_note(params.score))

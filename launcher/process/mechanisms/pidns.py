@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from bvisor.contract import notes
 from bvisor.contract.lowering import Phase
 from bvisor.contract.mechanisms import NoParams
 from bvisor.launcher.process.program import CLONE_NEWPID, Program
@@ -22,7 +23,7 @@ __all__ = ["prepare"]
 
 def prepare(program: Program, phase: Phase, params: NoParams) -> None:
     if program.skipped("skip_pidns"):
-        program.note(phase, "pid namespace skipped")
+        program.note(phase, notes.PIDNS_SKIPPED)
         return
     program.clone_flags |= CLONE_NEWPID
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
@@ -33,4 +34,4 @@ def prepare(program: Program, phase: Phase, params: NoParams) -> None:
     args.init_fd = report_w
     args.release_fd = release_r
     program.add_op("init", args, Phase.FS_SETUP, "linux.pidns.init.v1", at_end_of_phase=True)
-    program.note(phase, "pid namespace created: a C init is pid 1, the workload pid 2")
+    program.note(phase, notes.PIDNS_CREATED)

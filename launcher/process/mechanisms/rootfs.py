@@ -18,6 +18,7 @@ import os
 import stat
 
 from bvisor.contract import mechanisms as mech
+from bvisor.contract import notes
 from bvisor.contract.lowering import Phase
 from bvisor.launcher.process.program import CLONE_NEWNS, Fault, Program
 from bvisor.launcher.wire.protocol import DescriptorKind
@@ -68,13 +69,17 @@ def _files_seen(child_pid: int, files: list[mech.FileMount]) -> list[str]:
     return notes
 
 
+def _absent(program: Program, mount: mech.Mount) -> bool:
+    """A bind of a host path this host lacks (the host opened no fd for it): skipped."""
+    return isinstance(mount, mech.BindMount) and program.verified.roots.get(mount.source) is None
+
+
 def prepare(program: Program, phase: Phase, params: mech.Rootfs) -> None:
     if program.skipped("skip_rootfs"):
-        program.note(phase, "private root skipped")
+        program.note(phase, notes.ROOTFS_SKIPPED)
         return
     program.clone_flags |= CLONE_NEWNS
     mounts = program.new(f"struct bv_mount[{max(len(params.mounts), 1)}]")
-    shown: list[str] = []
     for index, mount in enumerate(params.mounts):
         entry = mounts[index]
         entry.kind = _KIND[type(mount)]
@@ -90,9 +95,6 @@ def prepare(program: Program, phase: Phase, params: mech.Rootfs) -> None:
             if slot is not None:
                 entry.source_fd = slot.slot_index
                 entry.is_link = int(slot.expected.kind is DescriptorKind.SYMLINK)
-                shown.append(f"{mount.dest}={mount.source}:{mount.access}")
-            else:
-                shown.append(f"{mount.dest}=(absent here)")
         elif isinstance(mount, mech.DevMount):
             names = list(mount.devices)
             entry.devices = program.cstrings(names)
@@ -105,20 +107,14 @@ def prepare(program: Program, phase: Phase, params: mech.Rootfs) -> None:
             entry.n_devices = len(names)
             entry.size = mount.shm_bytes
             entry.pts = int(mount.pts)
-            shown.append(f"{mount.dest}=dev({','.join(names)}{',pts' if mount.pts else ''})")
         elif isinstance(mount, mech.TmpfsMount):
             entry.size = mount.size_bytes
             entry.mode = mount.mode
-            shown.append(f"{mount.dest}=tmpfs({mount.size_bytes})")
         elif isinstance(mount, mech.DirMount):
             entry.mode = mount.mode
-            shown.append(f"{mount.dest}=dir")
         elif isinstance(mount, mech.FileMount):
             entry.content = program.cstr(mount.content)
             entry.required = int(mount.required)
-            shown.append(f"{mount.dest}=file({len(mount.content.encode())} bytes)")
-        else:
-            shown.append(f"{mount.dest}=proc")
     args = program.new("struct bv_rootfs_args *")
     args.mounts = mounts
     args.n_mounts = len(params.mounts)
@@ -129,5 +125,6 @@ def prepare(program: Program, phase: Phase, params: mech.Rootfs) -> None:
     program.add_op(
         "rootfs", args, phase, "linux.rootfs.v1", on_done=lambda pid: _files_seen(pid, files)
     )
-    program.note(phase, "private root: " + " ".join(shown))
-    program.note(phase, f"pivot_root: the old root detached; cwd {params.cwd}")
+    shown = [notes.mount_shown(m, present=not _absent(program, m)) for m in params.mounts]
+    program.note(phase, notes.private_root_note(shown))
+    program.note(phase, notes.pivot_root_note(params.cwd))

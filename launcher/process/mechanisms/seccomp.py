@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import socket
 
+from bvisor.contract import notes
 from bvisor.contract.lowering import Phase
 from bvisor.contract.mechanisms import Seccomp
 from bvisor.launcher.basement import seccomp
@@ -54,13 +55,13 @@ def prepare(program: Program, phase: Phase, params: Seccomp) -> None:
             program.close_after_spawn.append(args.notify_fd)
             program.denials = DenialSupervisor(ours, built.notified, built.arch)
         program.add_op("seccomp", args, phase, "linux.seccomp.apply.v2")
+    flags = (
+        ("deny_new_tasks", params.deny_new_tasks),
+        ("deny_sockets", params.deny_sockets),
+        ("threads_only", params.threads_only),
+        ("notify_denials", params.notify_denials),
+        ("inet_sockets_only", params.inet_sockets_only),
+    )
     program.note(
-        phase,
-        f"seccomp denylist installed deny_new_tasks={int(params.deny_new_tasks)} "
-        f"deny_sockets={int(params.deny_sockets)} threads_only={int(params.threads_only)} "
-        f"notify_denials={int(params.notify_denials)} "
-        f"inet_sockets_only={int(params.inet_sockets_only)} "
-        f"arch={built.arch} badarch=kill_process instructions={built.instructions} "
-        f"denied={','.join(built.denied) or 'none'}",
-        policy=True,
+        phase, notes.seccomp_note(flags, built.arch, built.instructions, built.denied), policy=True
     )

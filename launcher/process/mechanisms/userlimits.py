@@ -25,6 +25,7 @@ import os
 import resource
 
 from bvisor.contract import mechanisms as mech
+from bvisor.contract import notes
 from bvisor.contract.lowering import Phase
 from bvisor.contract.mechanisms import UserLimits
 from bvisor.launcher.process.program import Fault, Program
@@ -60,7 +61,7 @@ def _own_limit(name: str) -> int | None:
 
 def prepare(program: Program, phase: Phase, params: UserLimits) -> None:
     if program.skipped("skip_userlimits"):
-        program.note(phase, "user limits skipped")
+        program.note(phase, notes.USER_LIMITS_SKIPPED)
         return
     chosen: list[tuple[str, int, int]] = []
     absent: list[str] = []
@@ -84,7 +85,7 @@ def prepare(program: Program, phase: Phase, params: UserLimits) -> None:
     shares = ", ".join(
         f"{name.removeprefix('max_')}={value} of {own}" for name, value, own in chosen
     )
-    program.note(phase, f"user limits ({params.share_percent}% of this user's): {shares}")
+    program.note(phase, notes.user_limits_note(params.share_percent, shares))
     rlimits = ", ".join(f"{name}={share} of {own}" for name, _, share, own in capped)
     program.note(
         phase,

@@ -7,6 +7,7 @@ unprivileged writer). Hook ``skip_userns`` leaves the namespace out.
 
 from __future__ import annotations
 
+from bvisor.contract import notes
 from bvisor.contract.lowering import Phase
 from bvisor.contract.mechanisms import UserNamespace
 from bvisor.launcher.process.procfs import write_proc
@@ -16,7 +17,7 @@ __all__ = ["prepare"]
 
 
 def prepare(program: Program, phase: Phase, params: UserNamespace) -> None:
-    uid_map, gid_map = f"0 {params.uid} 1", f"0 {params.gid} 1"
+    uid_map, gid_map = notes.id_map(params.uid), notes.id_map(params.gid)
     if not program.skipped("skip_userns"):
         program.clone_flags |= CLONE_NEWUSER
 
@@ -25,4 +26,4 @@ def prepare(program: Program, phase: Phase, params: UserNamespace) -> None:
                 write_proc("userns", pid, name, text)
 
         program.at_rendezvous("userns", maps)
-    program.note(phase, f"userns uid_map={uid_map!r} gid_map={gid_map!r} setgroups=deny")
+    program.note(phase, notes.userns_note(params.uid, params.gid))

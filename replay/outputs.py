@@ -14,6 +14,8 @@ themselves and with the recorded plan:
   size and digests); the closing ``outputs_listed`` note counts what was noted (files,
   skips, bytes, artifacts, truncation), names the plan's roots, stays within the plan's
   bounds, and says ``commit:complete`` only for a full, untruncated copy;
+* a walk the wall deadline stopped (``outputs_truncated limit:deadline``) is in a run
+  with a wall budget, never one recorded as ``completed`` or ``failed``;
 * a plan without ``linux.outputs.v1`` has no outputs notes, facts or artifacts at all.
 """
 
@@ -70,7 +72,31 @@ def outputs_problems(
         return problems
     problems += _commit_problems(body, report, params)
     problems += _note_problems(report, params)
+    problems += _deadline_problems(body, report)
     return problems
+
+
+_ENDED_IN_TIME = ("completed", "failed")
+
+
+def _deadline_problems(body: BoundaryReportBody, report: g.OutputsReport) -> list[str]:
+    """A walk the wall deadline stopped belongs to a run with a wall budget that did not
+    end in its time: never to a ``completed`` (or ``failed``) run whose listing was cut
+    short. (A timeout, as the host records it; a supervisor fault or an interruption
+    may still come after the walk's notes.)"""
+    if not report.reached_deadline:
+        return []
+    budgeted = any(
+        w.dimension.value == "wall_micros" and w.limit is not None for w in body.budget_witnesses
+    )
+    if not budgeted:
+        return ["the outputs walk stopped at a wall deadline, but the run has no wall budget"]
+    if body.outcome.value in _ENDED_IN_TIME:
+        return [
+            f"the outputs walk stopped at the wall deadline, but the outcome is "
+            f"{body.outcome.value}, not a timeout"
+        ]
+    return []
 
 
 def _commit_problems(

@@ -34,7 +34,9 @@ The items, each field ``name:value``, in this order, one space apart, nothing el
   refused to open it), changed (it changed between being looked at and opened).
 * ``L``: depth (a directory below the depth limit, not entered; the walk goes on),
   files, bytes, entries or paths (the walk stopped there: that many items reported,
-  bytes hashed, directory entries looked at, bytes of escaped paths reported).
+  bytes hashed, directory entries looked at, bytes of escaped paths reported), or
+  deadline (the run's wall deadline came while the walk was at ``P``: it stopped there,
+  ``P`` and what it had not reached are not listed, and the run is a timeout).
 * ``since``: for write roots only entries whose status changed in or after this second
   (Unix time; the second the run started) are reported — the delta of the run; a temp
   root is the run's own and reported whole.
@@ -60,6 +62,7 @@ __all__ = [
     "ARTIFACT_FAILED",
     "COMMITTED",
     "COMMIT_STATES",
+    "DEADLINE",
     "FACT_KINDS",
     "LISTED",
     "NOTE_KINDS",
@@ -78,6 +81,7 @@ __all__ = [
     "format_item",
     "parse_host_fact",
     "parse_item",
+    "reached_deadline",
     "report_items",
     "unescape_path",
 ]
@@ -102,7 +106,8 @@ SKIP_KINDS = (
     "unreadable",
     "changed",
 )
-TRUNCATION_LIMITS = ("depth", "files", "bytes", "entries", "paths")
+DEADLINE = "deadline"  # the truncation limit of a walk the run's wall deadline stopped
+TRUNCATION_LIMITS = ("depth", "files", "bytes", "entries", "paths", DEADLINE)
 COMMIT_STATES = ("none", "complete", "abandoned")
 
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-~+=@")
@@ -319,6 +324,22 @@ class OutputsReport:
     facts: tuple[tuple[str, str], ...]  # (kind, detail) in note order
     artifacts: tuple[str, ...]  # the artifact notes' details, in order
     commit_complete: bool  # the summary says every file was copied and nothing truncated
+
+    @property
+    def reached_deadline(self) -> bool:
+        """The walk was stopped by the run's wall deadline (a ``deadline`` truncation)."""
+        return any(item.kind == TRUNCATED and item.get("limit") == DEADLINE for item in self.items)
+
+
+def reached_deadline(notes: Sequence[str]) -> bool:
+    """Whether the launcher's notes say its outputs walk was stopped by the wall deadline.
+
+    False for notes that break the grammar: the host reports those as malformed, and a
+    listing it cannot read proves nothing about the deadline either way."""
+    try:
+        return report_items(notes).reached_deadline
+    except OutputsGrammarError:
+        return False
 
 
 def report_items(notes: Sequence[str]) -> OutputsReport:

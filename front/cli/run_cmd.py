@@ -30,6 +30,7 @@ from typing import Any
 
 from bvisor.contract import facts as fact_kinds
 from bvisor.contract import notes as wire_notes
+from bvisor.contract import outputs as outputs_grammar
 from bvisor.front.cli.leases import check_leases, lease_values
 from bvisor.front.visible import visible
 
@@ -169,6 +170,21 @@ def _why_not_run(body: Any) -> list[str]:
             )
             reasons.append(f"{what}: {os.strerror(int(number))} ({name})")
     return reasons
+
+
+def _walk_stops(body: Any) -> list[str]:
+    """Where the outputs walk stopped short (a bound, or the wall deadline): what follows
+    that path was not listed, and nothing was committed. A directory left unentered at
+    the depth bound is not a stop (the walk went on) and stays in --json."""
+    stops: list[str] = []
+    for fact in body.observed:
+        if fact.kind != outputs_grammar.TRUNCATED:
+            continue
+        with contextlib.suppress(outputs_grammar.OutputsGrammarError):
+            item = outputs_grammar.parse_item(f"{fact.kind} {fact.detail}")
+            if item is not None and item.get("limit") != "depth":
+                stops.append(fact.detail)
+    return stops
 
 
 def _build_spec(args: argparse.Namespace, command: list[str], snapshot: Any) -> Any:
@@ -399,6 +415,7 @@ def _run_and_report(
     if code is None and signal is None:
         lines += [f"bvisor: not run: {reason}" for reason in _why_not_run(body)]
     lines += [f"bvisor: denied: {denied.summary()}" for denied in body.denied_attempts]
+    lines += [f"bvisor: outputs truncated: {detail}" for detail in _walk_stops(body)]
     lines += [
         f"bvisor: {fact.kind.replace('_', ' ')}: {fact.detail}"
         for fact in body.observed

@@ -12,7 +12,8 @@ Outcome classification (the workload's *real* status, never a guess):
 * launcher faulted / died before exec   -> SupervisorFault (nothing ran)
 * host could not prepare (lease, paths) -> Denied (nothing ran)
 * deadline passed and the tree was killed -> Timeout (the workload's exit code kept when it
-  exited on its own just before the kill: a ``deadline_race`` fact says so)
+  exited on its own just before the kill: a ``deadline_race`` fact says so); so is a run
+  whose outputs walk the deadline stopped (``outputs_truncated limit:deadline``)
 * killed by a signal                    -> Killed (signal recorded; the budget named when
   the kernel's own counters show the memory limit did it)
 * exit code 0 / non-zero                -> Completed / Failed (code recorded)
@@ -40,6 +41,7 @@ from bvisor.contract import (
 from bvisor.contract import facts as fact_kinds
 from bvisor.contract import mechanisms as mech
 from bvisor.contract import notes as wire_notes
+from bvisor.contract import outputs as outputs_grammar
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
 from bvisor.contract.report import BudgetWitness
@@ -733,17 +735,9 @@ def _classify(run: Execution, obs: LaunchObservation, oom_kills: int) -> None:
             fact_kinds.WORKLOAD_STATUS_UNKNOWN, "the launcher did not report the workload's status"
         )
         return
-    if obs.deadline_hit:
-        run.outcome = Outcome.TIMEOUT
-        run.fact(fact_kinds.BUDGET_EXCEEDED, "wall_micros: deadline passed; run tree killed")
-        if run.exit.code is not None:
-            # The deadline is the launcher's: the workload exited on its own in the last
-            # moments, before the kill (its code is real), but the run was still going.
-            run.fact(
-                "deadline_race",
-                f"the workload exited with code {run.exit.code} as the deadline passed, "
-                "before the kill reached it",
-            )
+    walk_cut = outputs_grammar.reached_deadline(obs.notes)
+    if obs.deadline_hit or walk_cut:
+        _timed_out(run, walk_cut)
     elif run.exit.signal is not None:
         run.outcome = Outcome.KILLED
         if oom_kills:
@@ -755,6 +749,38 @@ def _classify(run: Execution, obs: LaunchObservation, oom_kills: int) -> None:
         run.outcome = Outcome.COMPLETED
     else:
         run.outcome = Outcome.FAILED
+
+
+def _timed_out(run: Execution, walk_cut: bool) -> None:
+    """The run outlived its wall deadline: a timeout, whatever the workload's status.
+
+    ``walk_cut``: the deadline came during the launcher's outputs walk, which stopped
+    there (the launcher may have exited just before the watchdog fired, but the run's
+    work was not done: never ``completed`` with its listing cut short)."""
+    assert run.exit is not None
+    run.outcome = Outcome.TIMEOUT
+    if walk_cut:
+        run.fact(
+            fact_kinds.BUDGET_EXCEEDED,
+            "wall_micros: deadline passed while the launcher listed the run's outputs; "
+            "the listing stopped there and nothing was committed",
+        )
+    else:
+        run.fact(fact_kinds.BUDGET_EXCEEDED, "wall_micros: deadline passed; run tree killed")
+    if run.exit.code is None:
+        return
+    # The deadline is the launcher's: the workload exited on its own in the last moments,
+    # before the kill (its code is real), or before the walk of its outputs was done, but
+    # the run was still going.
+    code = run.exit.code
+    race = (
+        f"the workload exited with code {code} before the deadline, which passed while the "
+        "launcher listed its outputs"
+        if walk_cut
+        else f"the workload exited with code {code} as the deadline passed, before the kill "
+        "reached it"
+    )
+    run.fact("deadline_race", race)
 
 
 def _witness_budgets(

@@ -25,7 +25,9 @@ once (default: SIGKILL the process group); if the launcher is still alive
 has a thread of its own (:class:`_Watchdog`, waiting on the launcher's pidfd), so nothing
 the observation loop does — a blocking callback, a slow disk — can move it; it never
 signals a launcher the loop has already reaped (they share a lock), so a recycled pid is
-never hit.
+never hit. The launcher is told the same deadline with the gate's opening
+(:func:`bvisor.launcher.wire.channel.gate_message`) and stops its own work after the
+workload by it, so the grace is for a launcher that hangs, not one that is still busy.
 
 Standard streams. No descriptor of the caller's terminal is ever placed in the launcher:
 ``stdin_fd`` and every authority fd that is a terminal are refused. The caller's stdin
@@ -40,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import math
 import os
 import select
 import signal
@@ -430,7 +433,8 @@ def _through_gate(
 ) -> tuple[_LauncherChild, float, BaseException | None]:
     """``before_child`` while the launcher starts, then its start confirmed, then the gate
     opened — or left shut (closed, always) when ``before_child`` or ``on_spawned`` raised,
-    which is returned. The seconds ``before_child`` took come back too."""
+    which is returned. The seconds ``before_child`` took come back too. The opening
+    carries the run's deadline (:func:`bvisor.launcher.wire.channel.gate_message`)."""
     failure: BaseException | None = None
     spent = 0.0
     try:
@@ -456,11 +460,21 @@ def _through_gate(
             except BaseException as exc:
                 failure = exc
         if failure is None:
+            opening = channel.gate_message(_deadline_ns(opts.deadline, spent))
             with contextlib.suppress(BrokenPipeError):  # the launcher already ended (refused)
-                os.write(gate, channel.GATE_OPEN)
+                os.write(gate, opening)
     finally:
         os.close(gate)
     return child, spent, failure
+
+
+def _deadline_ns(deadline: float | None, spent: float) -> int | None:
+    """The run's deadline as the gate tells the launcher: moved by the time the record
+    took (as the watchdog's is), in whole nanoseconds rounded up, so the launcher's own
+    deadline is never before the one the watchdog enforces."""
+    if deadline is None:
+        return None
+    return math.ceil((deadline + spent) * 1_000_000_000)
 
 
 class _LauncherChild(Protocol):

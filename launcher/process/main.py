@@ -49,11 +49,13 @@ from bvisor.launcher.process.verify import Refusal, Verified, verify_body
 from bvisor.launcher.wire import envelope, identity, states
 from bvisor.launcher.wire.channel import (
     CONTROL_FD_ENV,
+    GATE_BYTES,
     GATE_FD_ENV,
-    GATE_OPEN,
     HOST_PID_ENV,
     LAUNCHER_FD_ENV,
     PLAN_FD_ENV,
+    GateError,
+    parse_gate,
 )
 from bvisor.launcher.wire.protocol import DescriptorRole, LaunchBody, ProtocolError
 from bvisor.launcher.wire.resident import RESIDENT_FD_ENV
@@ -161,7 +163,7 @@ class Launcher:
             self.ctl.state(states.HANDLES_VERIFIED)
             self._close_on_exec(verified)
             program = self._assemble(verified)
-            self._await_gate()
+            program.deadline_ns = self._await_gate()
             self._launch(program)
         except Refusal as refusal:
             return self._finish_refused(refusal)
@@ -238,15 +240,17 @@ class Launcher:
         except ProtocolError as exc:
             raise Refusal("body-malformed", str(exc)) from None
 
-    def _await_gate(self) -> None:
-        """Wait until the host has recorded the plan (:mod:`bvisor.launcher.wire.channel`).
+    def _await_gate(self) -> int | None:
+        """Wait until the host has recorded the plan (:mod:`bvisor.launcher.wire.channel`);
+        the run's wall deadline the opening carries (CLOCK_MONOTONIC ns), or None.
 
-        No gate named: the host recorded the plan before it started this launcher. A gate
-        that is not a pipe to read, or that ends without the byte, creates nothing.
+        No gate named: the host recorded the plan before it started this launcher (and
+        sent no deadline). A gate that is not a pipe to read, or that ends without
+        opening, creates nothing.
         """
         raw = os.environ.get(GATE_FD_ENV)
         if raw is None:
-            return
+            return None
         if not (raw.isascii() and raw.isdigit()):
             raise Refusal("gate-invalid", f"{GATE_FD_ENV} is not set to an fd number")
         gate = int(raw)
@@ -254,19 +258,21 @@ class Launcher:
             facts = fds.inspect(gate)
             if facts.kind != "Fifo" or facts.access != "read":
                 raise Refusal("gate-invalid", f"gate fd {gate} is a {facts.kind} ({facts.access})")
-            opened = os.read(gate, len(GATE_OPEN))
+            opened = _read_exactly(gate, GATE_BYTES)
         except OSError as exc:
             raise Refusal("gate-invalid", f"gate fd {gate}: {exc.strerror}") from None
         finally:
             with contextlib.suppress(OSError):
                 os.close(gate)
-        if opened != GATE_OPEN:
+        try:
+            return parse_gate(opened)
+        except GateError:
             raise Fault(
                 "launcher",
                 errno.ECANCELED,
                 "the host did not record the plan (it could not, or it was stopped): "
                 "no child was created",
-            )
+            ) from None
 
     def _verify_handles(self, body: LaunchBody) -> None:
         for slot in body.descriptor_table:

@@ -9,7 +9,8 @@ needs until exec, and the notes the transcript reports once the mechanism's phas
 Nothing here runs a mechanism; :mod:`bvisor.launcher.process.main` creates the child from
 the finished program. A mechanism may also ask for a step once the workload has exited
 (``after_workload``): with a PID namespace it runs while the namespace's init still waits
-for its release, so the run's mounts are still there to read.
+for its release, so the run's mounts are still there to read; it must stop by the run's
+wall deadline (``deadline_ns``), which the launcher learns when the host opens its gate.
 
 Ops run in the order they were added, which is schedule order, with one exception the
 window's structure needs: the PID namespace's init forks the workload at the end of the
@@ -104,6 +105,9 @@ class Program:
     # None when there is no init, or it died first, and the namespace is gone) and a way
     # to write notes.
     after_workload: list[Callable[[int | None, Note], None]] = field(default_factory=list)
+    # The run's wall deadline (CLOCK_MONOTONIC ns) the host sent with the gate's opening,
+    # or None: the after-workload steps stop by it, so they cannot outrun the wall budget.
+    deadline_ns: int | None = None
     internal_fds: list[int] = field(default_factory=list)
     close_after_spawn: list[int] = field(default_factory=list)
     # cgroup v1 ``tasks`` files the child writes "0" to before the rendezvous, and the

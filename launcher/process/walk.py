@@ -14,8 +14,12 @@ waits, so the run's mounts still exist, and the launcher reaches them through
 * names are bytes and are reported escaped (:mod:`bvisor.contract.outputs`), so a name
   with control characters or bytes that are not UTF-8 is recorded exactly and safely;
 * the walk is bounded by the plan's ``max_files``, ``max_bytes``, ``max_depth``,
-  ``max_entries`` and ``max_path_bytes``; reaching a bound is an ``outputs_truncated``
-  note, never a silent drop;
+  ``max_entries`` and ``max_path_bytes``, and in time by the run's wall deadline (checked
+  before each entry and each chunk read, copied or fsync'd: the walk is the launcher's
+  work after the workload, inside the run's budget, and a walk that ran on would leave the
+  host's watchdog only the launcher to kill, and the workload's status unreported);
+  reaching a bound is an ``outputs_truncated`` note, never a silent drop, and the file
+  being read when the deadline came is not listed (its partial copy removed);
 * with a commit, each temp-root file is copied, as it is hashed, into the host's staging
   directory by fd (``O_CREAT | O_EXCL``, directories made with ``mkdirat``, nothing
   followed there either), fsync'd with its directory when ``synced``; the copy is the
@@ -36,6 +40,7 @@ import errno
 import hashlib
 import os
 import stat
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -140,6 +145,8 @@ class Walk:
         staging_fd: int | None,
         *,
         follow_links: bool = False,
+        deadline_ns: int | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.params = params
         self.note = note
@@ -148,6 +155,8 @@ class Walk:
         self.durable = params.commit == "synced"
         self.staging = None if staging_fd is None else _Out(None, b"", staging_fd)
         self.lie = follow_links
+        self.deadline_ns = deadline_ns  # the run's wall deadline, on ``clock``
+        self.clock = clock  # CLOCK_MONOTONIC, the host watchdog's clock
         self.counts = _Counts()
 
     # -- the whole listing -------------------------------------------------------------
@@ -166,9 +175,26 @@ class Walk:
                     os.close(fd)
         except _Stop:
             pass
-        if self.staging is not None and self.durable and self.counts.artifacts:
+        if self.staging is not None and self._syncing() and self.counts.artifacts:
             os.fsync(self.staging.fd())
         self.summary()
+
+    def _syncing(self) -> bool:
+        """fsync what is copied: the commit is synced and not already abandoned (a
+        truncated listing or a failed copy commits nothing, so syncing it is wasted time)."""
+        return self.durable and not (self.counts.truncated or self.counts.copy_failed)
+
+    def _past_deadline(self) -> bool:
+        return self.deadline_ns is not None and self.clock() >= self.deadline_ns
+
+    def _stop_at_deadline(self, root: mech.OutputRoot, path: bytes, *, claimed: bool) -> None:
+        """At the run's wall deadline, end the walk at ``path`` (reported, never silent);
+        a file claimed but not yet listed is given back: it is not reported at all."""
+        if not self._past_deadline():
+            return
+        if claimed:
+            self._unclaim(path)
+        self._truncate(root, path, grammar.DEADLINE)
 
     def summary(self) -> None:
         """The closing note: what was listed, and whether a commit may go ahead."""
@@ -223,6 +249,11 @@ class Walk:
         self.counts.reported += 1
         self.counts.path_bytes += size
 
+    def _unclaim(self, path: bytes) -> None:
+        """Give back the room :meth:`_claim` took for an item that will not be reported."""
+        self.counts.reported -= 1
+        self.counts.path_bytes -= len(_escape(path))
+
     def _truncate(self, root: mech.OutputRoot, path: bytes, limit: str) -> None:
         self.counts.truncated = True
         self.note(
@@ -264,7 +295,7 @@ class Walk:
                 self._entry(root, dirfd, name, path, depth, out)
         finally:
             if out is not None:
-                out.close(self.durable)
+                out.close(self._syncing())
 
     def _entry(
         self,
@@ -275,6 +306,7 @@ class Walk:
         depth: int,
         out: _Out | None,
     ) -> None:
+        self._stop_at_deadline(root, path, claimed=False)
         self.counts.entries += 1
         if self.counts.entries > self.params.max_entries:
             self._truncate(root, path, "entries")
@@ -393,13 +425,13 @@ class Walk:
         size = 0
         try:
             while True:
+                self._stop_at_deadline(root, path, claimed=True)  # the copy removed below
                 chunk = os.read(fd, min(_CHUNK, room - size + 1))
                 if not chunk:
                     break
                 size += len(chunk)
                 if size > room:  # it grew past the bound while being read
-                    self.counts.reported -= 1  # the claim is given back: not reported
-                    self.counts.path_bytes -= len(_escape(path))
+                    self._unclaim(path)  # not reported
                     self._discard(out, name, target)
                     target = None
                     self._truncate(root, path, "bytes")
@@ -407,7 +439,8 @@ class Walk:
                 b3.update(chunk)
                 if target is not None:
                     target = self._write(out, name, path, target, chunk)
-            if target is not None and self.durable:
+            if target is not None and self._syncing():
+                self._stop_at_deadline(root, path, claimed=True)
                 target = self._sync(out, name, path, target)
         except BaseException:
             self._discard(out, name, target)

@@ -22,7 +22,7 @@ import pytest
 
 from bvisor.contract import mechanisms as mech
 from bvisor.contract import outputs as g
-from bvisor.launcher.host.launch import LaunchObservation, run_launcher
+from bvisor.launcher.host.launch import LaunchObservation, LaunchOptions, run_launcher
 from bvisor.launcher.process.verify import Refusal, verify_body
 from bvisor.launcher.wire.protocol import DescriptorRole, DescriptorShape, LaunchBody
 from tests.features import require_feature
@@ -76,6 +76,7 @@ def _run(
     staging: int | None = None,
     hooks: frozenset[str] = frozenset(),
     extra_roots: tuple[tuple[str, str], ...] = (),
+    options: LaunchOptions | None = None,
 ) -> tuple[LaunchObservation, g.OutputsReport]:
     roots = [(str(out), "read_write"), *extra_roots] + [(p, "read") for p in SYSTEM_ROOTS]
     plan, auth = build_plan(
@@ -87,7 +88,7 @@ def _run(
         hooks=hooks,
     )
     try:
-        obs = run_launcher(launcher_path, plan, auth.fds)
+        obs = run_launcher(launcher_path, plan, auth.fds, options=options)
     finally:
         auth.close()
     assert obs.exec_succeeded(), obs.notes
@@ -265,6 +266,36 @@ def test_every_bound_is_reported_and_abandons_the_commit(
     if limit == "depth":
         assert b"a/ok" in listed and b"a/b/c/deep" not in listed
         assert "a/b/c" in [item.get("path") for item in truncated]
+
+
+def test_a_walk_that_begins_past_the_deadline_lists_and_copies_nothing(
+    launcher_path: str, out: Path, staging: tuple[Path, int]
+) -> None:
+    """The deadline the host sends with the gate's opening binds the launcher's walk.
+
+    The host's deadline action here does nothing (the backend's kills the run tree), so
+    the workload exits on its own half a second after the deadline and the walk begins
+    late. Oracles: the staging directory on the host, read by the test (empty: not even a
+    partial copy), the notes parsed with the report grammar, and the moment the host saw
+    the launcher gone against the deadline. Before the fix the launcher ignored the
+    deadline and listed and copied everything.
+    """
+    directory, fd = staging
+    deadline = time.monotonic() + 1.0
+    options = LaunchOptions(deadline=deadline, on_deadline=lambda: None, drain_grace=20.0)
+    script = "head -c 3000000 /dev/urandom > /tmp/late.bin; sleep 1.5"
+    obs, report = _run(
+        launcher_path, out, script, _outputs(out, commit="synced"), fd, options=options
+    )
+    (stop,) = _of(report, g.TRUNCATED)
+    assert stop.get("limit") == g.DEADLINE, report.items
+    assert not _of(report, g.LISTED) and not _of(report, g.ARTIFACT), report.items
+    summary = _summary(report)
+    assert summary.get("truncated") == "yes" and summary.get("commit") == "abandoned"
+    assert list(directory.iterdir()) == [], "nothing reaches the staging directory"
+    assert obs.workload_exit_code == 0, obs.notes  # the workload's status is still reported
+    assert obs.launcher_exited_at is not None
+    assert obs.launcher_exited_at - deadline < 2.0, "the walk did not stop at the deadline"
 
 
 def test_a_mount_inside_a_root_is_not_crossed(

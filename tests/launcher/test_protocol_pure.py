@@ -1,4 +1,4 @@
-"""Pure tests: the launch body wire form, the envelope, the state machine, capture."""
+"""Pure tests: the launch body wire form, the envelope, the gate, the state machine, capture."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bvisor.contract import mechanisms as mech
 from bvisor.contract.lowering import lowering_digest
 from bvisor.launcher.host.capture import LineSplitter, StreamSink
 from bvisor.launcher.process.verify import Refusal, verify_body
-from bvisor.launcher.wire import envelope, states
+from bvisor.launcher.wire import channel, envelope, states
 from bvisor.launcher.wire.protocol import (
     DescriptorKind,
     DescriptorRole,
@@ -235,3 +235,24 @@ def test_confinement_unavailable_only_for_enosys_and_eopnotsupp() -> None:
     assert not notes_confinement_unavailable(["fault mechanism=landlock errno=1 name=EPERM: x"])
     assert not notes_confinement_unavailable(["fault mechanism=userns errno=22 name=EINVAL: x"])
     assert not notes_confinement_unavailable(["fault mechanism=exec errno=38 name=ENOSYS: x"])
+
+
+@given(st.integers(min_value=1, max_value=2**64 - 1))
+def test_the_gate_carries_the_deadline_exactly(deadline_ns: int) -> None:
+    assert channel.parse_gate(channel.gate_message(deadline_ns)) == deadline_ns
+
+
+def test_a_gate_without_a_deadline_opens_with_none() -> None:
+    assert channel.parse_gate(channel.gate_message(None)) is None
+
+
+@pytest.mark.parametrize(
+    "said",
+    [b"", b"G", b"G" + bytes(7), b"X" + bytes(8), channel.gate_message(5) + b"!"],
+    ids=["closed", "opening-only", "cut", "not-an-opening", "too-long"],
+)
+def test_anything_but_an_opening_opens_nothing(said: bytes) -> None:
+    """The launcher creates no child unless the gate said exactly an opening: a host that
+    could not record the plan closes it (no bytes), and nothing else may pass for one."""
+    with pytest.raises(channel.GateError):
+        channel.parse_gate(said)

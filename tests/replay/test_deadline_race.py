@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bvisor.contract import Budget, BudgetDimension, ExitStatus, MinGuarantee, Outcome
+from bvisor.contract import outputs as g
 from bvisor.contract.report import BudgetWitness
 from bvisor.ledger import Ledger
 from bvisor.replay import FAILED, VERIFIED, audit
@@ -64,6 +65,32 @@ def test_the_classifier_keeps_the_code_and_says_the_deadline_passed() -> None:
     killed = _classified(True, (*SUCCESS_LINES, "# workload exit signal=9"))
     assert killed.outcome is Outcome.TIMEOUT
     assert not any(f.kind == "deadline_race" for f in killed.observed)
+
+
+def test_a_walk_the_deadline_cut_is_a_timeout_though_the_launcher_beat_the_watchdog() -> None:
+    """The launcher stops its outputs walk at the deadline and may exit a moment before the
+    host's watchdog fires (deadline not hit): the run still ran past its budget, so it is a
+    timeout with the workload's code, never ``completed`` with its listing cut short."""
+    cut = (
+        f"# {g.format_item(g.TRUNCATED, root='/tmp', path='f0', limit=g.DEADLINE)}",
+        "# "
+        + g.format_item(
+            g.SUMMARY,
+            roots="/tmp",
+            since=0,
+            listed=0,
+            skipped=0,
+            bytes=0,
+            artifacts=0,
+            truncated="yes",
+            commit="abandoned",
+        ),
+    )
+    run = _classified(False, (*SUCCESS_LINES, *cut, "# workload exit code=0"))
+    kinds = {fact.kind: fact.detail for fact in run.observed}
+    assert run.outcome is Outcome.TIMEOUT and run.exit == ExitStatus.exited(0)
+    assert kinds["budget_exceeded"].startswith("wall_micros:"), kinds
+    assert "listed its outputs" in kinds["deadline_race"], kinds
 
 
 def _wall(observed: int, limit: int | None = LIMIT) -> BudgetWitness:

@@ -7,7 +7,9 @@ exited, while the PID namespace's init waits for its release, it opens
 ``/proc/<init>/root`` — the workload's root as the kernel resolves it — and walks the
 plan's roots from there by fd (:mod:`bvisor.launcher.process.walk`). The root must be the
 run's own: another mount namespace than the launcher's, on a tmpfs; each write root the
-very directory the host opened; otherwise nothing is listed and the note says why.
+very directory the host opened; otherwise nothing is listed and the note says why. The
+walk stops at the run's wall deadline (``Program.deadline_ns``), which the host runs as a
+timeout.
 
 With no init, or an init killed before the workload ended, the mounts are gone: the note
 ``outputs_unavailable`` says so and nothing is listed. Hooks: ``skip_outputs`` reports an
@@ -62,7 +64,8 @@ def prepare(program: Program, phase: Phase, params: mech.Outputs) -> None:
             note(grammar.format_item(grammar.UNAVAILABLE, reason="init-gone"))
             return
         lie = program.skipped("outputs_follow_links")
-        walk = Walk(params, note, since, staging, follow_links=lie)
+        # Read when the walk starts: the host sends it with the gate's opening, after prepare.
+        walk = Walk(params, note, since, staging, follow_links=lie, deadline_ns=program.deadline_ns)
         if program.skipped("skip_outputs"):
             walk.summary()  # the lie: a complete listing that found nothing
             return

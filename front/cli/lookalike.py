@@ -1,25 +1,31 @@
-"""Counting the workload's lines a terminal may draw as beginning with ``bvisor``.
+"""Judging whether the workload's lines may show as beginning with ``bvisor``.
 
 Where ``bvisor run``'s output is a log or a pipe, bvisor's own last lines cannot be drawn
-differently from the workload's, so bvisor says how many of the workload's lines could
-pass for one of its own when the log is shown later. Modelling every terminal is out of
-reach, so the judge over-approximates (fails closed) instead:
+differently from the workload's, so bvisor says when the workload's output could pass for
+one of its lines once the log is shown on a terminal. Modelling every terminal is out of
+reach, so the judge over-approximates (fails closed), in two tiers:
 
-* each line is reduced to its *skeleton*: what a terminal may draw. Escape sequences that
-  never move the cursor (colours, erase in line or display, character set choices) and
-  controls that draw nothing (NUL, DEL, BEL, SI, ...) are dropped, zero-width and
-  combining characters are dropped, blanks become spaces, and letters are folded
-  (case, compatibility forms such as full-width letters, and common look-alikes such as
-  Cyrillic o, U+043E), so ``b\\x00visor`` or ``bv\\u200bisor`` is ``bvisor``;
-* a line that can move the cursor back or anywhere — CR, backspace, any other escape
-  sequence, any C1 control, a string control (a title, DCS...) — may draw anything
-  anywhere: it counts when its skeleton holds each letter of ``bvisor``;
-* any other line counts when its skeleton holds ``bvisor`` after nothing but blanks, or
-  at column 40 or later (a narrower terminal's wrap may start a row there).
+* **Terminal controls anywhere** — ESC, a C1 control (encoded in UTF-8 or a raw byte), or
+  a bidirectional control — and no line count is trustworthy: one sequence can move the
+  cursor to an earlier row, set tab stops or margins, hide text (conceal, colours, the
+  line-drawing set) or start a string that swallows lines, and terminals parse them
+  differently. Such output is *marked*: bvisor says any of its lines may show as its own.
+  Attacks drew forgeries through every one of these (cursor up and DCH, save and restore,
+  a line feed inside an escape, tab stops set a line before, C1 string controls, erase to
+  line start), and a per-line judge cannot bound them.
+* **Plain text** (at most CR, BS, HT, VT, FF and controls that draw nothing) is judged per
+  line. Each line is reduced to its *skeleton*: controls that draw nothing (NUL, DEL, BEL,
+  SI, ...) and zero-width or combining characters dropped, blanks as spaces, letters
+  folded (case, NFKC compatibility forms such as full-width letters, and a table of common
+  look-alikes from Cyrillic, Greek, Cherokee, Lisu and others — not a full confusables
+  skeleton). A line counts when it may move the cursor back (CR, BS) and its skeleton
+  holds each letter of ``bvisor``; or when the skeleton holds ``bvisor`` after nothing but
+  blanks, or at ASCII column 40 or later (a narrower terminal's wrap may start a row
+  there), or anywhere in a line holding a character that is not ASCII (its width, 0 to
+  2 columns, is the terminal's to choose, so the column is unknown).
 
 VT and FF end a line as a newline does. The state carried between chunks is bounded: a
-held-back tail (an escape sequence or UTF-8 character cut by the chunk's end), whether a
-string control is still open, and a few facts about the current line.
+UTF-8 character cut by a chunk's end, and a few facts about the current line.
 """
 
 from __future__ import annotations
@@ -32,43 +38,40 @@ __all__ = ["LookalikeCounter"]
 _MARK: Final = "bvisor"
 _LETTERS: Final = frozenset(_MARK)
 _WRAP_COLUMN: Final = 40  # a mark this far along may start a wrapped row
-_HOLD: Final = 256  # the longest escape sequence tail held back for the next chunk
-_MOVE: Final = "\x01"  # in a skeleton: the cursor may have moved here
+_MOVE: Final = "\x01"  # in a skeleton: the cursor went back here (CR, BS)
+_UNSEEN: Final = "\x02"  # in a skeleton: a character drawn as nothing, or of unknown width
 
-# A string control (OSC, DCS, SOS, PM, APC) to its terminator (BEL, ST, or CAN/SUB,
-# which abort it): not drawn, but what it does to the cursor is the terminal's.
-_STRING = re.compile(rb"\x1b[\]PX^_][^\x07\x18\x1a\x1b]*(?:\x07|\x1b\\|[\x18\x1a])")
-_OPEN_STRING = re.compile(rb"\x1b[\]PX^_][^\x07\x18\x1a\x1b]*\Z")
-_STRING_END = re.compile(rb"\x07|\x1b\\?|[\x18\x1a]")
-# Colours, erase in line/display and character set choices never move the cursor.
-_STILL = re.compile(rb"\x1b\[[0-9;:]*m|\x1b\[[0-9]*[JK]|\x1b[()*+\-./][\x20-\x2f]*[\x30-\x7e]")
-# Any other escape sequence (a CSI holding a control is not one: its ESC alone is left).
-# (ESC then a final byte never takes ``[`` or a string's introducer for its final.)
-_ESCAPE = re.compile(
-    rb"\x1b\[[\x20-\x3f]*[\x40-\x7e]"
-    rb"|\x1b[\x20-\x2f]*[\x30-\x4f\x51-\x57\x59\x5a\x5c\x60-\x7e]"
-    rb"|\x1b"
+# ESC; a C1 control, encoded or as a raw byte that follows no UTF-8 lead (a chunk's first
+# byte may); a bidirectional control (LRM, RLM, ALM, LRE..RLO, LRI..PDI).
+_CONTROLS = re.compile(
+    rb"\x1b|\xc2[\x80-\x9f]|(?:^|[\x00-\x7f])[\x80-\x9f]"
+    rb"|\xe2\x80[\x8e\x8f\xaa-\xae]|\xe2\x81[\xa6-\xa9]|\xd8\x9c"
 )
-# CR and BS take the cursor back; VT and FF down, as a newline; other controls and DEL
+# CR and BS take the cursor back; VT and FF down, as a newline; other C0 controls and DEL
 # draw nothing (HT and LF stay).
-_CONTROLS = bytes.maketrans(b"\r\b\v\f", b"\x01\x01\n\n")
-_DRAW_NOTHING = bytes(c for c in range(0x20) if c not in b"\t\n\r\b\v\f\x01") + b"\x7f"
-_PLAIN = re.compile(rb"[^\x20-\x7e\t\n]")  # anything but printable ASCII, tab, newline
+_C0 = bytes.maketrans(b"\r\b\v\f", b"\x01\x01\n\n")
+_DRAW_NOTHING = bytes(c for c in range(0x20) if c not in b"\t\n\r\b\v\f") + b"\x7f"
 
-# Letters drawn like those of the mark that NFKC does not fold (Cyrillic, Greek, ...).
+# Letters drawn like those of the mark that NFKC and casefolding do not fold.
 _LOOKALIKES: Final = {
-    "\u0430": "a", "\u044c": "b", "\u0432": "b", "\u13cf": "b", "\u0185": "b",
+    "\u044c": "b", "\u0432": "b", "\u13cf": "b", "\u0185": "b", "\u15af": "b",
+    "\u1472": "b", "\ua4d0": "b", "\u0253": "b",
     "\u0456": "i", "\u0131": "i", "\u03b9": "i", "\u04cf": "i", "\u0269": "i",
+    "\u2373": "i", "\uab75": "i", "\ua4f2": "i", "\u13a5": "i",
     "\u043e": "o", "\u03bf": "o", "\u03c3": "o", "\u0585": "o", "\u0ce6": "o",
-    "\u0455": "s", "\u01bd": "s", "\ua731": "s",
-    "\u03bd": "v", "\u0475": "v", "\u1d20": "v", "\u05d8": "v",
-    "\u0433": "r", "\u1d26": "r", "\u2c85": "r",
+    "\u2c9f": "o", "\u1d0f": "o", "\u0b66": "o", "\ua4f3": "o", "\u0d20": "o",
+    "\u0455": "s", "\u01bd": "s", "\ua731": "s", "\uabaa": "s", "\u13da": "s",
+    "\ua4e2": "s",
+    "\u03bd": "v", "\u0475": "v", "\u1d20": "v", "\u05d8": "v", "\u2228": "v",
+    "\uaba9": "v", "\u13d9": "v", "\ua4e6": "v",
+    "\u0433": "r", "\u1d26": "r", "\u2c85": "r", "\uab47": "r", "\uab81": "r",
+    "\u13a1": "r", "\ua4e3": "r",
 }  # fmt: skip
 # Drawn as blanks, though their category says letter or symbol (Hangul fillers, Braille).
 _BLANKS: Final = frozenset("\u115f\u3164\uffa0\u2800")
 # Drawn with no width: Hangul medial and final jamo outside a syllable block.
 _NO_WIDTH_RANGES: Final = ((0x1160, 0x11FF), (0xD7B0, 0xD7FF))
-_NOTHING: Final = frozenset({"Cf", "Mn", "Me", "Cs", "Co", "Cn", "Zl", "Zp"})
+_NOTHING: Final = frozenset({"Cc", "Cf", "Mn", "Me", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 class _Skeleton(dict[int, str]):
@@ -83,22 +86,22 @@ class _Skeleton(dict[int, str]):
 def _seen_as(char: str) -> str:
     import unicodedata  # only once output holds a character that is not ASCII
 
-    if char in "\t\n" + _MOVE:
+    if char in "\t\n" + _MOVE + _UNSEEN:
         return char
     code = ord(char)
-    if 0x80 <= code <= 0x9F or 0xDC80 <= code <= 0xDC9F:
-        return _MOVE  # a C1 control, encoded or as a raw byte: it may move the cursor
-    if 0xDCA0 <= code <= 0xDCFF:
+    if 0xDC80 <= code <= 0xDCFF:
         return "\ufffd"  # a byte that is no UTF-8: drawn as a replacement mark
     if char in _BLANKS:
         return " "
     if any(low <= code <= high for low, high in _NO_WIDTH_RANGES):
-        return ""
+        return _UNSEEN
     category = unicodedata.category(char)
     if category == "Zs":
         return " "
-    if category in _NOTHING or category == "Cc":
-        return ""
+    if category in _NOTHING:
+        return _UNSEEN
+    if char in _LOOKALIKES:
+        return _LOOKALIKES[char]  # before folding: casefold maps some (Cherokee) away
     folded = unicodedata.normalize("NFKC", char).casefold()
     return "".join(_LOOKALIKES.get(c, c) for c in folded)
 
@@ -107,62 +110,58 @@ _TABLE = _Skeleton()
 
 
 def _skeleton(data: bytes) -> str:
-    """What a terminal may draw of ``data`` (complete: no cut sequence at its end), with
-    ``_MOVE`` where the cursor may have moved and ``\\n`` where a line ends."""
-    if _PLAIN.search(data) is not None:
-        data = _STRING.sub(b"\x01", data)
-        data = _STILL.sub(b"", data)
-        data = _ESCAPE.sub(b"\x01", data)
-        data = data.translate(_CONTROLS, _DRAW_NOTHING)
+    """What a terminal may draw of plain ``data`` (no cut character at its end), with
+    ``_MOVE`` where the cursor went back, ``_UNSEEN`` for each character drawn as nothing
+    (whose width a terminal may still take) and ``\\n`` where a line ends."""
+    data = data.translate(_C0, _DRAW_NOTHING)
     if data.isascii():
         return data.lower().decode("ascii")
     return data.decode("utf-8", "surrogateescape").translate(_TABLE)
 
 
+def _unknown_width(text: str) -> bool:
+    """Whether ``text`` holds a character whose width a terminal chooses (0 to 2)."""
+    return _UNSEEN in text or not text.isascii()
+
+
 class LookalikeCounter:
-    """Counts lines that may be drawn as beginning with ``bvisor`` (see module)."""
+    """Counts plain-text lines that may be drawn as beginning with ``bvisor``, and marks
+    output holding terminal controls (see module)."""
 
     def __init__(self) -> None:
         self.count = 0
-        self._held = b""  # a cut escape sequence or UTF-8 character, judged with the next
-        self._in_string = False  # a string control is open: skip to its terminator
+        self.controls = False  # terminal controls seen: any line may show as bvisor's
+        self._held = b""  # a UTF-8 character cut by the chunk's end, judged with the next
         self._reset_line()
 
     def _reset_line(self) -> None:
         self._moved = False
         self._letters: set[str] = set()
         self._tail = ""  # the line's last skeleton characters, for a mark cut by a chunk
-        self._column = 0  # where the tail starts
+        self._column = 0  # where the tail starts (ASCII columns)
         self._blank = True  # nothing but blanks drawn before the tail
+        self._wide = False  # the line holds a character that is not ASCII
         self._counted = False
 
     def feed(self, chunk: bytes) -> None:
+        if self.controls:
+            return  # nothing more can be said of this output
         data = self._held + chunk
-        self._held = b""
-        if self._in_string:
-            end = _STRING_END.search(data)
-            if end is None or (end.group() == b"\x1b" and end.end() == len(data)):
-                self._held = data[-1:] if data.endswith(b"\x1b") else b""
-                return
-            self._in_string = False
-            # ST, BEL, CAN or SUB end it; another ESC aborts it and starts a sequence.
-            data = data[end.start() if end.group() == b"\x1b" else end.end() :]
         cut = _cut_point(data)
         self._held = data[cut:]
-        data = data[:cut]
-        opened = _OPEN_STRING.search(data)
-        if opened is not None:
-            data = data[: opened.start()] + b"\x01"  # the rest is the string's, undrawn
-            self._in_string = True
-        self._judge(_skeleton(data))
+        self._judge(data[:cut])
 
     def flush(self) -> None:
-        """The stream ended: judge what was held back, and the last line."""
+        """The stream ended: judge what was held back (a cut character)."""
         held, self._held = self._held, b""
-        if held and not self._in_string:
-            self._judge(_skeleton(held))
+        if held and not self.controls:
+            self._judge(held)
 
-    def _judge(self, text: str) -> None:
+    def _judge(self, data: bytes) -> None:
+        if b"\x1b" in data or (not data.isascii() and _CONTROLS.search(data) is not None):
+            self.controls = True
+            return
+        text = _skeleton(data)
         first, ended, rest = text.partition("\n")
         self._line_piece(first)
         if not ended:
@@ -178,12 +177,16 @@ class LookalikeCounter:
             return
         if _MOVE in piece:
             self._moved = True
+        if _unknown_width(piece):
+            self._wide = True
         self._letters.update(_LETTERS.intersection(piece))
         if self._moved and self._letters >= _LETTERS:
             self._count_line()
             return
-        joined = self._tail + piece.replace(_MOVE, "")
-        if _MARK in joined and _mark_may_begin(joined, blank=self._blank, column=self._column):
+        joined = self._tail + piece.replace(_MOVE, "").replace(_UNSEEN, "")
+        if _MARK in joined and _mark_may_begin(
+            joined, blank=self._blank, column=self._column, wide=self._wide
+        ):
             self._count_line()
             return
         keep = len(_MARK) - 1
@@ -198,32 +201,38 @@ class LookalikeCounter:
 
 
 def _whole_lines_counted(text: str) -> int:
-    """How many of the whole lines in ``text`` count (nothing carried into them): only a
-    line holding a mark or a move can, and only those are looked at. Each of the two is
-    searched for once per hit, not once per line (a search that finds nothing scans to
-    the end)."""
+    """How many of the whole lines in ``text`` count (nothing carried into them). Plain
+    ASCII without a move is the common case: only its lines holding a mark are looked at,
+    each found by one search (a search that finds nothing scans to the end once)."""
+    if _MOVE in text or _UNSEEN in text or not text.isascii():
+        return sum(1 for line in text.split("\n") if _line_counts(line))
     count = 0
-    move, mark = text.find(_MOVE), text.find(_MARK)
-    while move != -1 or mark != -1:
-        hit = mark if move == -1 else move if mark == -1 else min(move, mark)
-        start = text.rfind("\n", 0, hit) + 1
-        end = text.find("\n", hit)
+    at = text.find(_MARK)
+    while at != -1:
+        start = text.rfind("\n", 0, at) + 1
+        end = text.find("\n", at)
         end = len(text) if end == -1 else end
-        line = text[start:end]
-        if (_MOVE in line and set(line) >= _LETTERS) or (
-            _MARK in line and _mark_may_begin(line, blank=True, column=0)
-        ):
-            count += 1
-        if move != -1 and move < end:
-            move = text.find(_MOVE, end)
-        if mark != -1 and mark < end:
-            mark = text.find(_MARK, end)
+        count += _mark_may_begin(text[start:end], blank=True, column=0, wide=False)
+        at = text.find(_MARK, end)
     return count
 
 
-def _mark_may_begin(line: str, *, blank: bool, column: int) -> bool:
+def _line_counts(line: str) -> bool:
+    """Whether one whole line (a skeleton) counts."""
+    if _MOVE in line and set(line) >= _LETTERS:
+        return True
+    drawn = line.replace(_MOVE, "").replace(_UNSEEN, "")
+    return _MARK in drawn and _mark_may_begin(
+        drawn, blank=True, column=0, wide=_unknown_width(line)
+    )
+
+
+def _mark_may_begin(line: str, *, blank: bool, column: int, wide: bool) -> bool:
     """Whether a mark in ``line`` (drawn from ``column``, after only blanks if ``blank``)
-    comes after nothing but blanks, or far enough along to start a wrapped row."""
+    comes after nothing but blanks, far enough along to start a wrapped row, or on a line
+    whose columns are unknown (``wide``: it holds a character that is not ASCII)."""
+    if wide:
+        return True
     at = line.find(_MARK)
     while at != -1:
         before = line[:at].replace(_MOVE, "")
@@ -234,11 +243,8 @@ def _mark_may_begin(line: str, *, blank: bool, column: int) -> bool:
 
 
 def _cut_point(data: bytes) -> int:
-    """Where to cut ``data`` so that what follows is held back for the next chunk: an
-    escape sequence that may not be complete yet, or a UTF-8 character cut short."""
-    last = data.rfind(b"\x1b", max(0, len(data) - _HOLD))
-    if last != -1 and _complete_escape_at(data, last) is None:
-        return last
+    """Where to cut ``data`` so that a UTF-8 character cut short by its end is held back
+    for the next chunk (its bytes would otherwise be judged as stray bytes)."""
     for back in (1, 2, 3):
         if back > len(data):
             break
@@ -249,22 +255,3 @@ def _cut_point(data: bytes) -> int:
             need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
             return len(data) - back if need > back else len(data)
     return len(data)
-
-
-def _complete_escape_at(data: bytes, at: int) -> int | None:
-    """The end of the escape sequence at ``at`` when the data holds all of it (None: it
-    may go on in the next chunk). A string control that is still open counts as complete
-    here: ``feed`` then sees it open and skips to its terminator."""
-    rest = data[at:]
-    if len(rest) < 2:
-        return None
-    if rest[1:2] in (b"]", b"P", b"X", b"^", b"_"):
-        return len(data)
-    match = _STILL.match(rest) or _ESCAPE.match(rest)
-    if match is None or match.end() == 1:
-        # A lone ESC: complete unless the data ends inside what could still become a CSI
-        # or an ESC with intermediates.
-        if re.fullmatch(rb"\x1b(?:\[[\x20-\x3f]*|[\x20-\x2f]*)", rest):
-            return None
-        return at + 1
-    return at + match.end()

@@ -241,8 +241,13 @@ def _notes(body: Any, output: Any) -> list[str]:
     for name, source in blind.items():
         if name not in unenforced:
             notes.append(f"{name}: {source}")
-    lookalikes = output.lookalikes() if output is not None else 0
-    if lookalikes:
+    lookalikes, controls = output.lookalikes() if output is not None else (0, False)
+    if controls:
+        notes.append(
+            "the workload's output holds terminal control sequences, so shown on a terminal "
+            "any of its lines may pass for bvisor's; bvisor's own lines are these last ones"
+        )
+    elif lookalikes:
         notes.append(
             f"the workload itself wrote {lookalikes} line(s) that may show as beginning "
             "'bvisor'; bvisor's own lines are these last ones"

@@ -66,8 +66,16 @@ class LineWatch:
         self._counter.flush()  # what a stream cut short left held back is judged too
         return self._counter.count
 
+    @property
+    def controls(self) -> bool:
+        """The output held terminal controls: any of its lines may show as bvisor's."""
+        self._counter.flush()
+        return self._counter.controls
+
     def feed(self, chunk: bytes) -> bytes:
-        if not self.escapes and _ESCAPE_OR_C1.search(chunk) is not None:
+        if not self.escapes and (
+            b"\x1b" in chunk or (not chunk.isascii() and _ESCAPE_OR_C1.search(chunk))
+        ):
             self.escapes = True
         self._counter.feed(chunk)
         return chunk
@@ -101,8 +109,13 @@ class RunOutput:
         last = max(delivered, key=lambda o: o.last_write)
         return last.last_byte is not None and last.last_byte != ord("\n")
 
-    def lookalikes(self) -> int:
-        return sum(watch.lookalikes for watch in self.watches)
+    def lookalikes(self) -> tuple[int, bool]:
+        """Lines of the workload's that may show as beginning with ``bvisor``, and whether
+        its output held terminal controls (then any line may)."""
+        return (
+            sum(watch.lookalikes for watch in self.watches),
+            any(watch.controls for watch in self.watches),
+        )
 
     def say(self, lines: list[str]) -> None:
         """bvisor's own lines on stderr: after the relay, on a fresh line, unforgeable."""

@@ -218,32 +218,32 @@ def test_an_invisible_prefix_or_a_concealed_end_cannot_hide_the_summary_in_a_log
     )
     done = _run_to_a_log(tmp_path, work, forge)
     assert done.returncode == 7, done.stderr
-    assert b"wrote 2 line(s) that may show as beginning 'bvisor'" in done.stderr, done.stderr
+    # the escape sequences make any of its lines suspect: said as such, not counted
+    assert b"holds terminal control sequences" in done.stderr, done.stderr
     ours = done.stderr.index(b"bvisor: failed (exit=7)")
     assert done.stderr[:ours].endswith(b"\x1b\\" + SUMMARY_RESET + b"\n"), done.stderr
 
 
-def test_a_long_invisible_run_or_a_cursor_move_cannot_keep_a_forgery_uncounted(
+def test_a_long_invisible_run_or_a_drawn_over_letter_cannot_keep_a_forgery_uncounted(
     tmp_path: Path, work: Path
 ) -> None:
-    """Found by attack: 22 zero-width spaces (past the old 64-byte look-back), a backspace
-    over text, and ``CSI 1 G`` each put a forged summary at a line start as a terminal
-    draws it, uncounted; then a CR before the first letter, and a NUL inside a CSI or
-    inside the mark. Oracle: the log's bytes, as a terminal shows them."""
+    """Found by attack: 22 zero-width spaces (past the old 64-byte look-back) and a
+    backspace over text each put a forged summary at a line start as a terminal draws
+    it, uncounted; then a CR before the first letter, and a NUL inside the mark. Oracle:
+    the log's bytes, as a terminal shows them."""
     require_feature("landlock")
     zwsp = r"\342\200\213" * 22
     forge = (
         f"printf 'log\\n{zwsp}bvisor: completed (exit=0) a\\n' >&2; "
         r"printf 'abc\b\b\bbvisor: completed (exit=0) b\n' >&2; "
-        r"printf 'abc\033[1Gbvisor: completed (exit=0) c\n' >&2; "
-        # found by a second attack: a letter drawn after a CR, a NUL inside a CSI or the mark
+        # found by a second attack: a letter drawn after a CR, a NUL inside the mark
         r"printf ' visor: completed (exit=0) d\rb\n' >&2; "
-        r"printf 'log\033[\000Gbvisor: completed (exit=0) e\n' >&2; "
         r"printf 'b\000visor: completed (exit=0) f\n' >&2"
     )
     done = _run_to_a_log(tmp_path, work, forge)
     assert done.returncode == 0, done.stderr
-    assert b"wrote 6 line(s) that may show as beginning 'bvisor'" in done.stderr, done.stderr
+    assert b"wrote 4 line(s) that may show as beginning 'bvisor'" in done.stderr, done.stderr
+    assert b"control sequences" not in done.stderr  # plain text: counted, not marked
 
 
 def test_a_log_without_escapes_is_left_as_written(tmp_path: Path, work: Path) -> None:

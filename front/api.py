@@ -107,11 +107,15 @@ class _RecordingSink:
         on_checkpoint: Callable[[SignedCheckpoint | None, str | None], None] | None,
         *,
         new_log: bool = False,
+        place: str | None = None,
     ) -> None:
         self.ledger = ledger
         self.path = ledger.path
         self._signing = signing
         self._new_log = new_log
+        # The ledger's path as the caller named it (``ledger.path`` has its links
+        # resolved): the key binds both, so a link re-pointed there is not a new place.
+        self._place = place if place is not None else ledger.path
         self._on_checkpoint = on_checkpoint
         self._admitted = False
 
@@ -157,7 +161,7 @@ class _RecordingSink:
 
         try:
             memory = remembered(
-                Path(key_path), self.ledger.ledger_id, self.path, new_log=self._new_log
+                Path(key_path), self.ledger.ledger_id, self._place, new_log=self._new_log
             )
         except LedgerError as exc:
             if self._on_checkpoint is not None:
@@ -172,7 +176,7 @@ class _RecordingSink:
         assert self._signing is not None
         if request.signed is not None:
             try:
-                remember(Path(self._signing[1]), request.signed, self.path)
+                remember(Path(self._signing[1]), request.signed, self._place)
             except LedgerError as exc:
                 request.problem = f"signed, but the signer's memory was not kept: {exc}"
         if self._on_checkpoint is not None:
@@ -255,7 +259,9 @@ def run_confined(
     except PlanRefusal as refusal:
         store = open_ledger(ledger)
         if store is not None:
-            _RecordingSink(store, signing, on_checkpoint, new_log=new_log).append(
+            _RecordingSink(
+                store, signing, on_checkpoint, new_log=new_log, place=_ledger_location(ledger)
+            ).append(
                 events.PLAN_REFUSED,
                 refused_payload(spec, snapshot, refusal, attempt_id),
                 attempt_id,
@@ -277,7 +283,11 @@ def run_confined(
     store = open_ledger(ledger)
     if on_plan is not None:
         on_plan(plan)
-    sink = None if store is None else _RecordingSink(store, signing, on_checkpoint, new_log=new_log)
+    sink = (
+        None
+        if store is None
+        else _RecordingSink(store, signing, on_checkpoint, new_log=new_log, place=where)
+    )
     runner = BoundaryRunner(registry, sink=sink)
     return runner.run(
         plan,

@@ -387,6 +387,11 @@ def _prepare_directory(path: Path, create: bool) -> str:
     """Check (or create, 0700) the ledger directory; return its real path."""
     try:
         if not path.exists():
+            if path.is_symlink():
+                raise LedgerNotFoundError(
+                    f"no ledger at {path}: it is a link to {os.readlink(path)}, which does not "
+                    "exist (make that directory, or name the ledger by its real path)"
+                )
             if not create:
                 raise LedgerNotFoundError(f"no ledger at {path} (the directory does not exist)")
             path.mkdir(mode=0o700, parents=True, exist_ok=True)

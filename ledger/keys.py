@@ -22,9 +22,12 @@ out of every run's reach, and out of the ledger writer's, by the same rule as th
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -215,7 +218,6 @@ def remembered(
     fresh ``ledger_id`` (and drops its stored checkpoints) would otherwise be trusted on
     first use. ``new_log``: the caller started a new ledger there on purpose.
     """
-    from bvisor.ledger.checkpoint import parse_checkpoint
 
     for place in _places(ledger_path):
         bound = _bound_log(key_path, place)
@@ -226,6 +228,13 @@ def remembered(
                 "under a fresh id; refusing to sign — if you started a new ledger there on "
                 "purpose, give --new-log (new_log=True in the API) once"
             )
+    return remembered_checkpoint(key_path, ledger_id)
+
+
+def remembered_checkpoint(key_path: Path, ledger_id: bytes) -> SignedCheckpoint | None:
+    """The last checkpoint this key signed for ledger ``ledger_id`` (None: none yet)."""
+    from bvisor.ledger.checkpoint import parse_checkpoint
+
     path = _memory(key_path, ledger_id)
     if not path.exists():
         return None
@@ -241,10 +250,33 @@ def remember(key_path: Path, signed: SignedCheckpoint, ledger_path: str | os.Pat
     ledger_id = signed.checkpoint.ledger_id()
     if ledger_id is None:
         return
-    _replace(_memory(key_path, ledger_id), signed.text.encode("utf-8"))
-    for place in _places(ledger_path):
-        line = f"{ledger_id.hex()}\n{place}\n".encode("utf-8", "surrogateescape")
-        _replace(_place_file(key_path, place), line)
+    with _memory_locked(key_path):  # two signers at once: neither undoes the other
+        kept = remembered_checkpoint(key_path, ledger_id)
+        if kept is None or kept.checkpoint.size <= signed.checkpoint.size:
+            _replace(_memory(key_path, ledger_id), signed.text.encode("utf-8"))
+        for place in _places(ledger_path):
+            line = f"{ledger_id.hex()}\n{place}\n".encode("utf-8", "surrogateescape")
+            _replace(_place_file(key_path, place), line)
+
+
+@contextmanager
+def _memory_locked(key_path: Path) -> Iterator[None]:
+    """The signer's memory, locked against other writers of it (``flock``): a signer that
+    signed an older checkpoint and remembers it last would otherwise roll the memory back,
+    and the key would then sign a history rewritten after it."""
+    directory = _memory_dir(key_path)
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise KeyFileError(
+            f"signer memory {directory}: cannot lock ({exc.strerror or exc})"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _own_dirs(path: Path) -> list[Path]:
@@ -255,7 +287,7 @@ def _own_dirs(path: Path) -> list[Path]:
 
 def _replace(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` durably and at once (a temporary file, then rename)."""
-    temporary = path.with_name(path.name + ".tmp")
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         for directory in _own_dirs(path):
             directory.mkdir(mode=0o700, exist_ok=True)

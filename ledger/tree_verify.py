@@ -63,13 +63,15 @@ class CheckpointCheck:
 
 @dataclass(frozen=True, slots=True)
 class TreeVerdict:
-    """Findings ``(seq, code, detail)``, notes, rewritten ranges ``[a, b)`` and coverage."""
+    """Findings ``(seq, code, detail)``, notes, rewritten ranges ``[a, b)``, coverage, and
+    the largest size of a checkpoint that still holds (0: none)."""
 
     findings: tuple[tuple[int | None, str, str], ...]
     notes: tuple[str, ...]
     rewritten: tuple[tuple[int, int], ...]
     check: CheckpointCheck | None
     root: bytes | None
+    held: int = 0
 
 
 @dataclass(slots=True)
@@ -235,7 +237,8 @@ class TreeAudit:
         rewritten = self._locate(findings)
         check = self._coverage(events) if (self._given is not None or self._verifiers) else None
         root = self.compact.root() if self.active and self.broken_at is None else None
-        return TreeVerdict(tuple(findings), tuple(notes), tuple(rewritten), check, root)
+        held = max((c.size for c in self.claims if c.holds), default=0)
+        return TreeVerdict(tuple(findings), tuple(notes), tuple(rewritten), check, root, held)
 
     def _size_verdict(self, events: int, notes: list[str]) -> list[tuple[int | None, str, str]]:
         """Notes on how far the stored tree reaches; a finding when it reaches past the

@@ -128,6 +128,9 @@ CHAIN_SAFE_CODES: Final = frozenset(
     }
 )
 
+# Findings that events something covered are gone (a cut tail).
+_BEYOND_HEAD_CODES: Final = frozenset({"checkpoint-beyond-head", "tree-beyond-head"})
+
 # Findings that the trusted head given (``--expect-head``) is not where this chain ends.
 _HEAD_CODES: Final = frozenset({"expected-head-mismatch", "expected-head-missing"})
 
@@ -186,43 +189,60 @@ class VerifyResult:
     rewritten: tuple[tuple[int, int], ...] = ()
     checkpoint: CheckpointCheck | None = None
     tree_root: bytes | None = None
+    held: int = 0  # the largest size of a checkpoint that still holds (0: none)
 
 
 def proven_statement(result: VerifyResult) -> str:
-    """What a failed verify still proves, and what it does not, in one sentence."""
+    """What a failed verify still proves, and what it does not, in one sentence: never
+    more than every signal allows (a broken chain, a rewrite a checkpoint locates, and a
+    removed tail each end what is proven, whichever comes first)."""
     if result.ok:
         return f"all {result.events} events are proven to be what was appended"
     bad = result.chain_bad_seq
-    named = sorted({f.seq for f in result.findings if f.seq is not None})
-    if bad is None:
-        if result.rewritten:
-            first = min(a for a, _ in result.rewritten)
-            narrow = min(b for a, b in result.rewritten if a == first)
-            before = f"; events 0..{first - 1} are proven" if first else ""
-            return (
-                "the header chain is intact to the head, but a signed checkpoint no longer "
-                f"holds: the change lies in events {first}..{narrow - 1} and every later "
-                f"event chains to it, so from event {first} on nothing is proven beyond what "
-                f"a later checkpoint that still holds covers{before}"
-            )
-        if not named:
-            return (
-                "the header chain is intact to the head and no event is named, so every "
-                "event is proven to chain; what failed (above) is not in the records"
-            )
-        where = ", ".join(str(seq) for seq in named[:10])
-        return (
-            "the header chain is intact to the head, so every event's header and payload "
-            f"hash is proven: the damage is confined to the events named (seq {where}); "
-            "every other event, and every run without one of them, is proven"
-        )
     if bad == 0 and any(f.code in _HEAD_CODES for f in result.findings):
         return "nothing is proven: the ledger does not end in the head you expect"
-    if bad == 0:
-        return "nothing is proven: the header chain fails from event 0"
+    ends: list[tuple[int, str]] = []
+    if bad is not None:
+        ends.append((bad, "the header chain is broken there"))
+    if result.rewritten:
+        first = min(a for a, _ in result.rewritten)
+        narrow = min(b for a, b in result.rewritten if a == first)
+        ends.append(
+            (
+                first,
+                f"a signed checkpoint no longer holds: the change lies in events "
+                f"{first}..{narrow - 1}, and every later event chains to it",
+            )
+        )
+    if any(f.code in _BEYOND_HEAD_CODES for f in result.findings):
+        ends.append(
+            (
+                result.held,
+                "events a checkpoint or the tree covered were removed, and a rewrite before "
+                "the cut would not show: only what a checkpoint that still holds covers is",
+            )
+        )
+    if ends:
+        end, why = min(ends)
+        if end == 0:
+            return f"nothing is proven: {why}"
+        return f"events 0..{end - 1} are proven except those named; from event {end} on {why}"
+    named = sorted({f.seq for f in result.findings if f.seq is not None})
+    if not named:
+        if any(f.code == "malformed-record" for f in result.findings):
+            return (
+                "every event is proven to chain, but the ledger also holds a record under a "
+                "key that is no event's (named above), which nothing places"
+            )
+        return (
+            "the header chain is intact to the head and no event is named, so every "
+            "event is proven to chain; what failed (above) is not in the records"
+        )
+    where = ", ".join(str(seq) for seq in named[:10])
     return (
-        f"events 0..{bad - 1} are proven except those named; from event {bad} on the header "
-        "chain is broken, so nothing there is proven"
+        "the header chain is intact to the head, so every event's header and payload "
+        f"hash is proven: the damage is confined to the events named (seq {where}); "
+        "every other event, and every run without one of them, is proven"
     )
 
 
@@ -473,6 +493,7 @@ class _Verifier:
             rewritten=() if verdict is None else verdict.rewritten,
             checkpoint=None if verdict is None else verdict.check,
             tree_root=None if verdict is None else verdict.root,
+            held=0 if verdict is None else verdict.held,
         )
 
     # -- the event walk ------------------------------------------------------------------

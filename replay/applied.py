@@ -33,7 +33,7 @@ from bvisor.contract.lowering import Phase
 from bvisor.contract.transcript import NOTE_PREFIX, READY_TO_EXEC, state_of
 from bvisor.replay.events import LoweringRecord
 
-__all__ = ["applied_problems", "exemption", "required_ids"]
+__all__ = ["applied_problems", "required_ids"]
 
 # A judge says of one note: None, not this mechanism's; "", it fits; else what contradicts.
 Judge = Callable[[str], str | None]
@@ -249,24 +249,6 @@ _POLICY = frozenset({mech.SECCOMP.id, _SECCOMP_V1})  # reported with PolicyPhase
 
 
 # -- the check -------------------------------------------------------------------------
-
-
-def exemption(rules_version: int, measured: str | None, lines: Sequence[str]) -> str | None:
-    """Why a run that reached exec is required no notes, or None (it is required them).
-
-    Only one recorded shape is exempt: a rules-v1 run whose transcript does not name the
-    launcher its profile measured (no identity note with that entry digest). The frozen
-    ledger of commit 69fc9a8 (``tests/vectors/ledger/pre-tree``) holds two such runs,
-    recorded with a made-up transcript (identity ``code=00 entry=00``, no mechanism
-    notes), and evidence is forever. Every rules-v1 run a released launcher wrote names
-    it; every run of rules v2 and later is required its notes whatever it names.
-    """
-    if rules_version > 1:
-        return None
-    named = (wire.parse_identity(line[len(NOTE_PREFIX) :]) for line in lines)
-    if any(identity is not None and identity[1] == measured for identity in named):
-        return None
-    return "a rules-v1 run whose transcript names no launcher its profile measured"
 
 
 def required_ids() -> frozenset[str]:

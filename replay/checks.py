@@ -40,7 +40,6 @@ from bvisor.contract.requirements import RequirementKind
 from bvisor.contract.rerun import RerunLink
 from bvisor.contract.spec import BoundarySpec
 from bvisor.contract.transcript import (
-    EXEC_SUCCEEDED,
     OUTCOMES_BY_TERMINAL,
     READY_TO_EXEC,
     TranscriptError,
@@ -50,7 +49,7 @@ from bvisor.contract.transcript import (
 from bvisor.digest import Purpose, digest_bytes
 from bvisor.ledger import Event, Finding
 from bvisor.replay import observed
-from bvisor.replay.applied import applied_problems, exemption
+from bvisor.replay.applied import applied_problems
 from bvisor.replay.denials import denial_problems
 from bvisor.replay.derive import Rederived
 from bvisor.replay.diff import first_difference, show
@@ -505,8 +504,9 @@ def _split(lines: tuple[str, ...]) -> tuple[list[str], list[str]]:
 
 def check_transcript(parsed: ParsedRun) -> CheckResult:
     """A legal walk of the launcher state machine whose terminal fits the outcome, and,
-    when it reached exec, the note of every mechanism the plan scheduled in the phase
-    that applied it (:mod:`bvisor.replay.applied`)."""
+    when it reached ReadyToExec (every phase done: exec came next, or a kill), the note of
+    every mechanism the plan scheduled in the phase that applied it
+    (:mod:`bvisor.replay.applied`)."""
     name = "transcript"
     states, notes = _split(parsed.lines)
     try:
@@ -515,7 +515,7 @@ def check_transcript(parsed: ParsedRun) -> CheckResult:
         return CheckResult.failed(name, f"illegal launcher transcript: {exc}")
     shown = terminal or "no terminal state"
     applied = ""
-    if terminal == EXEC_SUCCEEDED and parsed.admitted is not None:
+    if READY_TO_EXEC in states and parsed.admitted is not None:
         applied, missing = _applied(parsed.admitted, parsed.lowering, parsed.lines)
         if missing:
             return CheckResult.failed(
@@ -545,9 +545,6 @@ def _applied(
 ) -> tuple[str, list[str]]:
     """What the transcript check says of the applied-mechanism notes, and what is missing."""
     rules = admitted.admission.rules_version
-    exempt = exemption(rules, admitted.profile.facts.launcher_identity, lines)
-    if exempt is not None:
-        return f"; applied-mechanism notes not required: {exempt}", []
     shown = f"; every scheduled mechanism noted as applied before {READY_TO_EXEC}"
     return shown, applied_problems(lowering, lines, rules)
 
@@ -782,6 +779,13 @@ def _outcome_problems(
             f"outcome {outcome} with {_exit_text(exit_status)}, but the transcript never "
             "reached ExecSucceeded (no workload ran to exit)"
         )
+    if "ExecSucceeded" not in states:
+        captured = sum(record.captured for record in body.streams)
+        if captured:
+            problems.append(
+                f"the report holds {captured} bytes of the workload's output, but the "
+                "transcript never reached ExecSucceeded (no workload ran to write them)"
+            )
     return problems
 
 

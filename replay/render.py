@@ -15,7 +15,7 @@ import json
 from datetime import UTC, datetime
 
 from bvisor.ledger.verify import proven_statement
-from bvisor.replay.results import AuditReport, RunAudit
+from bvisor.replay.results import VERIFIED, AuditReport, RunAudit
 
 __all__ = ["ID_PREFIX", "render_json", "render_table"]
 
@@ -57,10 +57,16 @@ def render_table(report: AuditReport) -> str:
             lines.append(f"  {check.name}: {check.detail}")
     if report.anchor is not None:
         lines.append("")
-        if report.error is None:
-            lines.append(f"proven against the {report.anchor} (not by walking the whole chain)")
-        else:  # refused before any run was judged: the anchor proves nothing here
+        proven = [run for run in report.runs if run.verdict == VERIFIED]
+        if report.error is not None or not proven:  # the anchor proves nothing here
             lines.append(f"nothing was proven against the {report.anchor}")
+        elif len(proven) == len(report.runs):
+            lines.append(f"proven against the {report.anchor} (not by walking the whole chain)")
+        else:
+            lines.append(
+                f"only the verified runs are proven against the {report.anchor} (not by "
+                "walking the whole chain)"
+            )
     ledger = report.ledger
     if ledger is not None and not ledger.ok:
         lines.append("")

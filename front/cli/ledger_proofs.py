@@ -39,6 +39,7 @@ from bvisor.front.cli.ledger_common import (
     NotFound,
     UsageError,
     emit,
+    ledger_path,
     open_ledger,
     read_input,
     run_ref,
@@ -129,9 +130,9 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
     key_path = resolve_key_path(args.key, must_exist=False)
     assert key_path is not None
     with open_ledger(args, write=True) as ledger:
-        memory = remembered(key_path, ledger.ledger_id, ledger.path, new_log=bool(args.new_log))
+        place = ledger_path(args)  # as the caller named it: a link there is bound too
+        memory = remembered(key_path, ledger.ledger_id, place, new_log=bool(args.new_log))
         signed = ledger.checkpoint(signer, rotate=bool(args.rotate), remembered=memory)
-        place = ledger.path
     remember(key_path, signed, place)
     if args.out is not None:
         write_output(args.out, signed.text)

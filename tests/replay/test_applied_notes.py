@@ -124,7 +124,7 @@ CASES = [
     ("linux.rootfs.v1", "pivot_root: ", _sub(r"cwd .*$", "cwd /tmp")),
     ("linux.landlock.apply.v2", "landlock abi=", _sub(r"^landlock abi=\d+", "landlock abi=1")),
     ("linux.seccomp.apply.v2", "seccomp denylist", _sub(r"deny_new_tasks=1", "deny_new_tasks=0")),
-    ("linux.userns.create.v1", "userns uid_map=", _sub(r"uid_map='0 0 1'", "uid_map='0 1 1'")),
+    ("linux.userns.create.v1", "userns uid_map=", _sub(r"uid_map='0 \d+ 1'", "uid_map='0 7 1'")),
     ("linux.pidns.init.v1", "pid namespace created", _sub(r"^.*$", "pid namespace skipped")),
     ("linux.ipcns.create.v1", "ipc namespace created", _sub(r"created", "shared")),
     ("linux.caps.drop.v1", "capabilities dropped", _sub(r"bounding, ", "")),
@@ -219,3 +219,36 @@ def test_every_launcher_side_mechanism_that_notes_before_exec_is_required() -> N
     unnoted = {mech.EXEC.id, mech.OUTPUTS.id}
     launcher_side = {p.id for p in mech.CATALOGUE if p.launcher_side} - unnoted
     assert launcher_side <= required_ids(), sorted(launcher_side - required_ids())
+
+
+def test_a_released_rules_v1_run_stripped_of_its_launcher_and_notes_fails(
+    tmp_path: Path,
+) -> None:
+    """Found by attack: runs naming no measured launcher were exempt (for a frozen test
+    ledger), so a real rules-v1 run with its identity note and every mechanism note
+    removed, re-chained, replayed verified. Nothing is exempt now."""
+    import shutil
+
+    recorded = Path(__file__).resolve().parents[1] / "compat" / "ledgers" / "v1-31a116f"
+    copy = tmp_path / "v1"
+    copy.mkdir()
+    shutil.copy(recorded / "data.mdb", copy / "data.mdb")
+    keep = ("workload pid", "workload exit", "workload rusage", "mounts read-only")
+
+    def strip(note: str) -> str | None:
+        return note if note.startswith(keep) else None
+
+    with Ledger.open(copy, readonly=True) as source:
+        first = audit(source).runs[0].run_id
+
+        def only_first(events: list[Copied]) -> list[Copied]:
+            ran = [e for e in events if e.run_id == first]
+            return _rewrite(strip)(ran)
+
+        forged = forge(source, tmp_path / "forged", only_first)
+    try:
+        assert verify(forged).ok
+        (run,) = audit(forged).runs
+    finally:
+        forged.close()
+    assert "no note says it was applied" in _failed_transcript(run)

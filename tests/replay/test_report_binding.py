@@ -163,6 +163,26 @@ def test_supervisor_fault_with_an_exit_but_no_exec(source: Ledger, tmp_path: Pat
     assert "supervisor_fault" in detail and "ExecSucceeded" in detail
 
 
+def test_output_claimed_by_a_run_that_never_reached_exec(source: Ledger, tmp_path: Path) -> None:
+    """Found by attack: a transcript cut before ExecSucceeded, the run killed by a signal,
+    still carried the workload's output and replayed verified: no workload ran to write
+    it. (Run 0 captured "hi".)"""
+
+    def cut(events: list[Copied], runs: list[bytes]) -> None:
+        for event in events:
+            phase = event.run_id == runs[0] and event.kind == "launcher.phase"
+            if phase and event.payload["line"] == "ExecSucceeded":
+                event.payload["line"] = "# a note in its place"
+            elif phase and event.payload["line"].startswith("# workload exit"):
+                event.payload["line"] = "# another note"
+        for value in _both(events, runs[0]):
+            value["outcome"] = "killed"
+            value["exit"] = {"code": None, "signal": 9}
+
+    detail = _report_fails(_audit(source, tmp_path, cut), 0)
+    assert "never reached ExecSucceeded" in detail and "bytes of the workload's output" in detail
+
+
 # -- (c) budget witnesses -----------------------------------------------------------------------
 
 

@@ -123,6 +123,29 @@ def test_a_ledger_replaced_under_a_fresh_id_is_recorded_but_not_signed(tmp_path:
         assert len(ledger.checkpoints()) == 2
 
 
+def test_a_link_re_pointed_at_another_ledger_is_not_signed(tmp_path: Path) -> None:
+    """Found by attack: the key bound the path with its links resolved only (the ledger
+    reports its real path), so a link the holder records through, re-pointed at a forged
+    ledger, was a new place and its history was signed. The path as given is bound too.
+    Oracle: the checkpoints the forged ledger stores."""
+    _signer, key, _pub = keypair(tmp_path / "keys")
+    honest, forged, link = tmp_path / "honest", tmp_path / "forged", tmp_path / "ledger"
+    heard: list[str | None] = []
+    with Ledger.open(forged, create=True) as ledger:  # the forger's history, a fresh id
+        ledger.append("note.forged", {"n": 1})
+    Ledger.open(honest, create=True).close()
+    link.symlink_to(honest)
+    for _ in range(2):
+        run_confined(
+            base_spec(), ledger=str(link), key=key, backend=backend(),
+            on_checkpoint=lambda _signed, problem: heard.append(problem),
+        )  # fmt: skip
+        link.unlink()
+        link.symlink_to(forged)
+    assert heard[0] is None and heard[1] is not None and "fresh id" in heard[1], heard
+    assert _runs_and_checkpoints(forged) == (1, 0)
+
+
 def _runs_and_checkpoints(path: Path) -> tuple[int, int]:
     """Counted by a process of its own: this one still holds the moved ledger open, and
     LMDB does not open one environment twice in a process."""

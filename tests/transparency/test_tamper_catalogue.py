@@ -399,6 +399,81 @@ def test_a_rewrite_located_by_a_checkpoint_is_not_said_to_be_one_event(
     rewrite_from(signed.path, _completed(signed.runs[1]))
     code, out, _ = call(capsys, ledger_main, "verify", "--ledger", str(signed.path))
     assert code == 1 and "confined to the events named" not in out
-    assert f"the change lies in events {signed.ends[0]}..{signed.ends[1] - 1} and" in out
-    assert f"from event {signed.ends[0]} on nothing is proven" in out
-    assert f"events 0..{signed.ends[0] - 1} are proven" in out
+    assert f"the change lies in events {signed.ends[0]}..{signed.ends[1] - 1}, and" in out
+    assert f"events 0..{signed.ends[0] - 1} are proven except those named; from event" in out
+
+
+def test_a_signer_remembering_an_older_checkpoint_last_does_not_roll_the_memory_back(
+    signed: Signed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by attack: two signers at once, the one with the older checkpoint writing
+    the key's memory last, rolled it back; a history rewritten between the two was then
+    signed. The memory keeps the larger checkpoint. Oracle: the next checkpoint over a
+    rewrite after the older one is refused."""
+    signer = load_signer(signed.key)
+    with Ledger.open(signed.path) as ledger:
+        older = ledger.checkpoints()[-1]
+        record_synthetic(ledger, fake=FakeRun())
+        newer = ledger.checkpoint(
+            signer, remembered=remembered(signed.key, ledger.ledger_id, signed.path, new_log=False)
+        )
+    remember(signed.key, newer, signed.path)
+    remember(signed.key, older, signed.path)  # the slower signer, last
+    with Ledger.open(signed.path, readonly=True) as ledger:
+        kept = remembered(signed.key, ledger.ledger_id, signed.path, new_log=False)
+    assert kept is not None and kept.text == newer.text
+    rewrite_from(signed.path, _completed(signed.runs[2]))  # after the older, before the newer
+    _delete_checkpoints(signed.path, 0)
+    code, _, err = call(
+        capsys, ledger_main, "checkpoint", "--ledger", str(signed.path), "--key", str(signed.key)
+    )
+    assert code == 1 and "refusing to sign" in err
+
+
+def test_a_rewrite_hidden_behind_a_cut_tail_is_not_said_to_be_proven(
+    signed: Signed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by attack: a run rewritten after the second checkpoint, then the tail cut
+    below the third (kept elsewhere), left the chain intact, and verify said every event
+    up to the cut was proven. Only what a checkpoint that still holds covers is."""
+    rewrite_from(signed.path, _completed(signed.runs[2]))  # changes events from ends[1] on
+    drop_tail(signed.path, signed.ends[2] - 2)
+    code, out, _ = call(
+        capsys,
+        ledger_main,
+        "verify",
+        "--ledger",
+        str(signed.path),
+        "--checkpoint",
+        str(signed.kept),
+    )
+    assert code == 1 and "checkpoint-beyond-head" in out
+    assert f"events 0..{signed.ends[1] - 1} are proven except those named" in out, out
+    assert f"events 0..{signed.ends[2] - 3} are proven" not in out
+
+
+def test_replay_against_a_checkpoint_claims_only_the_runs_it_proved(
+    signed: Signed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by attack: a run past the checkpoint failed ("not yet covered"), yet the
+    footer said the replay was "proven against the checkpoint"."""
+    with Ledger.open(signed.path) as ledger:
+        extra = record_synthetic(ledger, fake=FakeRun())
+    ledger, kept, pub = str(signed.path), str(signed.kept), str(signed.pub)
+    code, out, _ = call(
+        capsys, replay_main, "--ledger", ledger, "--checkpoint", kept, "--pub", pub, extra.hex()
+    )
+    assert code == 1 and "nothing was proven against the checkpoint" in out, out
+    code, out, _ = call(
+        capsys,
+        replay_main,
+        "--ledger",
+        ledger,
+        "--checkpoint",
+        kept,
+        "--pub",
+        pub,
+        signed.runs[0].hex(),
+        extra.hex(),
+    )
+    assert code == 1 and "only the verified runs are proven against the checkpoint" in out, out

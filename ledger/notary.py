@@ -126,7 +126,7 @@ def sign(
     remembered: SignedCheckpoint | None = None,
 ) -> SignedCheckpoint:
     """Check (see module) and sign a checkpoint of the current head; store and return it."""
-    events = int(txn.stat(environment.events)["entries"])
+    events = _event_count(txn, environment)
     origin = ledger_origin(environment.ledger_id)
     tree = StoredTree(txn, environment)
     verifier = signer.verifier
@@ -210,6 +210,22 @@ def sign(
     note = sign_note(text, signer)
     txn.put(row_key(events, verifier.key_id), note.encode("utf-8"), db=environment.checkpoints)
     return parse_checkpoint(note)
+
+
+def _event_count(txn: Any, environment: Environment) -> int:
+    """How many events the meta head names, refused unless the events database holds
+    exactly those records (a record under a key that is no event's, or a gap, is damage
+    for verify to name, never a reason to say an event is missing)."""
+    head_seq = txn.get(META_HEAD_SEQ, db=environment.meta)
+    named = 0 if head_seq is None or len(head_seq) != 8 else int.from_bytes(head_seq, "big") + 1
+    entries = int(txn.stat(environment.events)["entries"])
+    if entries != named:
+        raise _refuse(
+            environment,
+            f"its events database holds {entries} records but its head names events "
+            f"0..{named - 1} (run bvisor-ledger verify: it names each stray record)",
+        )
+    return named
 
 
 def _checked_last_signed(

@@ -456,8 +456,16 @@ class Ledger:
         head_seq = txn.get(META_HEAD_SEQ, db=environment.meta)
         head_hash = txn.get(META_HEAD_HASH, db=environment.meta)
         cursor = txn.cursor(db=environment.events)
-        last_key = bytes(cursor.key()) if cursor.last() else None
+        found = cursor.last()
+        while found and len(cursor.key()) != 8:  # a stray key sorting last is no event's
+            found = cursor.prev()
+        last_key = bytes(cursor.key()) if found else None
         if head_seq is None and head_hash is None and last_key is None:
+            if int(txn.stat(environment.events)["entries"]):
+                raise LedgerCorruptError(
+                    f"ledger {environment.path}: it has no events, yet its events database "
+                    "holds records; refusing to append to a damaged ledger (run verify)"
+                )
             return 0, environment.genesis
         if (
             head_seq is None
@@ -470,7 +478,17 @@ class Ledger:
                 f"ledger {environment.path}: meta head does not match the last event; "
                 "refusing to append to a damaged ledger (run verify)"
             )
-        return int.from_bytes(head_seq, "big") + 1, bytes(head_hash)
+        following = int.from_bytes(head_seq, "big") + 1
+        entries = int(txn.stat(environment.events)["entries"])
+        if entries != following:
+            # Keys of another length (they sort anywhere) or a gap: the events database
+            # holds something no event is. One count, so O(1) per append.
+            raise LedgerCorruptError(
+                f"ledger {environment.path}: its events database holds {entries} records "
+                f"but its events are 0..{following - 1}; refusing to append to a damaged "
+                "ledger (run verify: it names each record under a key that is no event's)"
+            )
+        return following, bytes(head_hash)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -177,6 +177,26 @@ def test_a_stray_key_of_another_length_is_named_wherever_it_sorts(path: Path, st
     assert result.head is not None and result.head.seq == 9
 
 
+@pytest.mark.parametrize("stray", [b"\x00" * 7, b"\xff" * 7, b"\x00" * 7 + b"\x05\x00"])
+def test_a_stray_key_stops_writers_and_signers_naming_it(path: Path, stray: bytes) -> None:
+    """Found by attack: after a stray key some writes were still appended, and signing
+    refused with a false "event 10 is missing". Both now refuse, saying what is there.
+    Oracle: the ledger's record count, unchanged."""
+    from bvisor.ledger.errors import LedgerCorruptError
+    from bvisor.ledger.note import generate_signer
+
+    with raw(path) as (txn, dbs):
+        txn.put(stray, b"junk", db=dbs["events"])
+    with Ledger.open(path) as ledger:
+        with pytest.raises(LedgerCorruptError, match="holds 11 records"):
+            ledger.append("note.after", 1)
+        with pytest.raises(LedgerCorruptError, match="holds 11 records") as refused:
+            ledger.checkpoint(generate_signer("test.example/key", 1))
+        assert "missing" not in str(refused.value)
+    with raw(path) as (txn, dbs):
+        assert txn.stat(dbs["events"])["entries"] == 11
+
+
 def test_genesis_mismatch(path: Path) -> None:
     with raw(path) as (txn, dbs):
         txn.put(b"ledger_id", bytes(16), db=dbs["meta"])

@@ -218,7 +218,6 @@ def remembered(
     fresh ``ledger_id`` (and drops its stored checkpoints) would otherwise be trusted on
     first use. ``new_log``: the caller started a new ledger there on purpose.
     """
-
     for place in _places(ledger_path):
         bound = _bound_log(key_path, place)
         if bound is not None and bound != ledger_id and not new_log:

@@ -785,7 +785,7 @@ def _observe(
         outlets[err_r] = opts.stderr_outlet
     relays = [o for o in (opts.stdout_outlet, opts.stderr_outlet) if o is not None]
     open_fds = set(readers)
-    closed: set[int] = set()  # readers closed early (their caller's reader went away)
+    closed: set[int] = set()  # readers closed early (their writes to the caller failed)
     pid = child.pid
     pidfd = child.fileno()  # readable once the launcher has exited
 

@@ -47,10 +47,12 @@ _SECCOMP_V1 = "linux.seccomp.apply.v1"
 
 @dataclass(frozen=True, slots=True)
 class _Need:
-    """One note an entry requires: what it is (for the finding) and who judges a note."""
+    """One note an entry requires: what it is (for the finding) and who judges a note;
+    ``exact``, when only that very text fits (found by lookup before any judging)."""
 
     what: str
     judge: Judge
+    exact: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,7 @@ class _Context:
 
 
 def _exact(text: str) -> _Need:
-    return _Need(repr(text), lambda note: "" if note == text else None)
+    return _Need(repr(text), lambda note: "" if note == text else None, exact=text)
 
 
 def _fields(params: object) -> Mapping[str, Any]:
@@ -273,27 +275,64 @@ def applied_problems(
         frozenset(record.entry.id for record in lowering),
     )
     ready = lines.index(READY_TO_EXEC) if READY_TO_EXEC in lines else len(lines)
+    by_text: dict[str, list[int]] = {}
+    for index, note in notes:
+        by_text.setdefault(note, []).append(index)
     used: set[int] = set()
     problems: list[str] = []
-    for record in lowering:
-        requirement = _REQUIRED.get(record.entry.id)
-        if requirement is None:
-            continue  # host-side, or a mechanism that notes nothing before exec
-        entry = record.entry.id
-        try:
-            needs = requirement(record.params, ctx)
-        except (ContractError, KeyError, TypeError, ValueError) as exc:
-            problems.append(f"{entry}: its parameters cannot be read ({exc})")
+    for entry, after, needs in _requirements(lowering, ctx):
+        if isinstance(needs, str):
+            problems.append(f"{entry}: its parameters cannot be read ({needs})")
             continue
-        after = state_of(Phase(record.entry.phase_code), policy=entry in _POLICY)
         start = lines.index(after) if after in lines else ready
+        window = range(start + 1, ready)
         for need in needs:
-            problem = _judged(need, notes, range(start + 1, ready), used)
+            if need.exact is not None:
+                found = [i for i in by_text.get(need.exact, ()) if i in window and i not in used]
+                if found:
+                    used.add(found[0])
+                    continue  # the very text, in its window: nothing to judge
+            problem = _judged(need, notes, window, used)
             if problem is not None:
                 problems.append(
                     f"{entry}: {problem} (expected after {after}, before {READY_TO_EXEC})"
                 )
     return problems
+
+
+_Requirements = list[tuple[str, str, "list[_Need] | str"]]
+_KNOWN: dict[tuple[object, ...], _Requirements] = {}  # runs of one plan need the same notes
+_KNOWN_MAX = 256
+
+
+def _requirements(lowering: Sequence[LoweringRecord], ctx: _Context) -> _Requirements:
+    """Each launcher-side entry's id, the state after which its notes come, and its needs
+    (or why its parameters cannot be read). A function of the lowering and the context
+    alone, so runs of one plan share it (a replay of many runs of few plans builds each
+    once); the key is the entries' ids, phases and parameters as written."""
+    key = (
+        ctx.hooks,
+        ctx.rules_version,
+        tuple((r.entry.id, r.entry.phase_code, repr(r.params)) for r in lowering),
+    )
+    known = _KNOWN.get(key)
+    if known is not None:
+        return known
+    built: _Requirements = []
+    for record in lowering:
+        requirement = _REQUIRED.get(record.entry.id)
+        if requirement is None:
+            continue  # host-side, or a mechanism that notes nothing before exec
+        entry = record.entry.id
+        after = state_of(Phase(record.entry.phase_code), policy=entry in _POLICY)
+        try:
+            built.append((entry, after, requirement(record.params, ctx)))
+        except (ContractError, KeyError, TypeError, ValueError) as exc:
+            built.append((entry, after, str(exc)))
+    if len(_KNOWN) >= _KNOWN_MAX:
+        _KNOWN.clear()
+    _KNOWN[key] = built
+    return built
 
 
 def _judged(

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bvisor.contract import landlock as landlock_facts
 from bvisor.contract import mechanisms as mech
 from bvisor.contract import notes as wire
 from bvisor.contract.errors import ContractError
@@ -160,9 +161,20 @@ def _abi_problem(abi: int, floor: int) -> str | None:
 
 
 def _scope_problem(scoped: int, scope: Sequence[object]) -> str | None:
-    if bool(scoped) == bool(scope):
+    """The domain scopes exactly what the plan scopes (each scope is its own bit)."""
+    planned = landlock_facts.scope_bits([str(name) for name in scope])
+    if scoped == planned:
         return None
-    return f"scoped={scoped:#x}, but the plan scopes {list(scope) or 'nothing'}"
+    return f"scoped={scoped:#x}, but the plan scopes {list(scope) or 'nothing'} ({planned:#x})"
+
+
+def _handled_problem(abi: int, handled: int) -> str | None:
+    """A filesystem domain handles every right its ABI can restrict: a narrower mask
+    leaves the rest unrestricted (``handled=0x1`` confines execution only)."""
+    every = landlock_facts.fs_rights_for_abi(abi)
+    if handled == every:
+        return None
+    return f"handled={handled:#x}, but ABI {abi} restricts {every:#x} and the launcher handles all"
 
 
 def _landlock(params: object, ctx: _Context, *, v1: bool = False) -> list[_Need]:
@@ -174,8 +186,12 @@ def _landlock(params: object, ctx: _Context, *, v1: bool = False) -> list[_Need]
         domain = wire.parse_landlock(note)
         if domain is None or domain[2] == 0:  # none, or a scope-only domain's
             return None
-        abi, rules, _, scoped = domain
-        problem = _abi_problem(abi, floor) or _scope_problem(scoped, p["scope"])
+        abi, rules, handled, scoped = domain
+        problem = (
+            _abi_problem(abi, floor)
+            or _handled_problem(abi, handled)
+            or _scope_problem(scoped, p["scope"])
+        )
         # One rule per granted path this host has, plus the new root's own (``inside``);
         # rules-v1 launchers counted theirs otherwise (device rules), so only v2 is bound.
         if problem is None and not v1 and not inside <= rules <= planned + inside:
@@ -216,7 +232,9 @@ def _seccomp(params: object, ctx: _Context) -> list[_Need]:
         flags = wire.parse_seccomp_flags(note)
         if flags is None:
             return None
-        return "" if flags == planned else f"its flags {flags}, the plan's {planned}"
+        if flags != planned:
+            return f"its flags {flags}, the plan's {planned}"
+        return wire.seccomp_filter_problem(note) or ""
 
     return [_Need(f"a seccomp 'denylist installed' note with the flags {planned}", judge)]
 

@@ -79,6 +79,7 @@ __all__ = [
     "refused_note",
     "rusage_note",
     "rusage_text",
+    "seccomp_filter_problem",
     "seccomp_note",
     "session_note",
     "user_limits_note",
@@ -397,6 +398,21 @@ def seccomp_note(
         f"{_SECCOMP}{shown} arch={arch} badarch=kill_process instructions={instructions} "
         f"denied={','.join(denied) or 'none'}"
     )
+
+
+def seccomp_filter_problem(note: str) -> str | None:
+    """What in a seccomp note says its filter is weaker than every launcher installs: a
+    foreign architecture let through (``badarch`` other than ``kill_process``), no
+    instructions, or nothing denied. None when it says none of that."""
+    head, denies, denied = note.partition(" denied=")
+    words = dict(word.split("=", 1) for word in head.split(" ") if "=" in word)
+    if words.get("badarch") != "kill_process":
+        return f"badarch={words.get('badarch')!r}: another architecture's calls are let through"
+    if not words.get("instructions", "").isdigit() or int(words["instructions"]) <= 0:
+        return "it installed no instructions"
+    if not denies or denied in ("", "none"):
+        return "it denies nothing"
+    return None
 
 
 def parse_seccomp_flags(note: str) -> dict[str, bool] | None:

@@ -29,6 +29,16 @@ import os
 import stat
 from dataclasses import dataclass
 
+from bvisor.contract.landlock import (
+    ACCESS_FS_EXECUTE,
+    ACCESS_FS_IOCTL_DEV,
+    ACCESS_FS_READ_DIR,
+    ACCESS_FS_READ_FILE,
+    ACCESS_FS_TRUNCATE,
+    ACCESS_FS_WRITE_FILE,
+    fs_rights_for_abi,
+)
+from bvisor.contract.landlock import scope_bits as contract_scope_bits
 from bvisor.launcher.basement import window
 
 __all__ = [
@@ -42,39 +52,11 @@ __all__ = [
     "scope_bits",
 ]
 
-SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
-SCOPE_SIGNAL = 1 << 1
-_SCOPES = {"abstract_unix_socket": SCOPE_ABSTRACT_UNIX_SOCKET, "signal": SCOPE_SIGNAL}
 SCOPE_ABI = 6
 NET_ABI = 4
 ACCESS_NET_BIND_TCP = 1 << 0
 ACCESS_NET_CONNECT_TCP = 1 << 1
 
-ACCESS_FS_EXECUTE = 1 << 0
-ACCESS_FS_WRITE_FILE = 1 << 1
-ACCESS_FS_READ_FILE = 1 << 2
-ACCESS_FS_READ_DIR = 1 << 3
-ACCESS_FS_REMOVE_DIR = 1 << 4
-ACCESS_FS_REMOVE_FILE = 1 << 5
-ACCESS_FS_MAKE_CHAR = 1 << 6
-ACCESS_FS_MAKE_DIR = 1 << 7
-ACCESS_FS_MAKE_REG = 1 << 8
-ACCESS_FS_MAKE_SOCK = 1 << 9
-ACCESS_FS_MAKE_FIFO = 1 << 10
-ACCESS_FS_MAKE_BLOCK = 1 << 11
-ACCESS_FS_MAKE_SYM = 1 << 12
-ACCESS_FS_REFER = 1 << 13  # ABI 2
-ACCESS_FS_TRUNCATE = 1 << 14  # ABI 3
-ACCESS_FS_IOCTL_DEV = 1 << 15  # ABI 5
-
-_ABI1 = (1 << 13) - 1
-_BY_ABI = {
-    1: _ABI1,
-    2: _ABI1 | ACCESS_FS_REFER,
-    3: _ABI1 | ACCESS_FS_REFER | ACCESS_FS_TRUNCATE,
-    4: _ABI1 | ACCESS_FS_REFER | ACCESS_FS_TRUNCATE,
-    5: _ABI1 | ACCESS_FS_REFER | ACCESS_FS_TRUNCATE | ACCESS_FS_IOCTL_DEV,
-}
 _FILE_RIGHTS = (
     ACCESS_FS_EXECUTE
     | ACCESS_FS_WRITE_FILE
@@ -109,8 +91,8 @@ def abi_version() -> int:
 
 
 def handled_access_for_abi(abi: int) -> int:
-    """Every filesystem right the given ABI can restrict (ABIs above 5 add no fs rights)."""
-    return _BY_ABI[min(max(abi, 1), 5)]
+    """Every filesystem right the given ABI can restrict (the contract's fact)."""
+    return fs_rights_for_abi(abi)
 
 
 def access_for(access: str, handled: int, *, is_directory: bool) -> int:
@@ -127,12 +109,10 @@ def access_for(access: str, handled: int, *, is_directory: bool) -> int:
 
 def scope_bits(scopes: tuple[str, ...]) -> int:
     """The ``scoped`` bits for scope names; an unknown name is an error, never ignored."""
-    bits = 0
-    for name in scopes:
-        if name not in _SCOPES:
-            raise LandlockError(errno.EINVAL, f"unknown Landlock scope {name!r}")
-        bits |= _SCOPES[name]
-    return bits
+    try:
+        return contract_scope_bits(scopes)
+    except ValueError as exc:
+        raise LandlockError(errno.EINVAL, str(exc)) from None
 
 
 def create_net_ruleset(abi: int, connect_ports: tuple[int, ...]) -> LandlockRuleset:

@@ -52,6 +52,7 @@ from bvisor.contract import (
     StdStreams,
     notes,
 )
+from bvisor.contract import landlock as landlock_facts
 from bvisor.contract import mechanisms as mech
 from bvisor.contract.lowering import Phase
 from bvisor.contract.plan import BoundaryPlan
@@ -175,7 +176,8 @@ def _mechanism_notes(entry_id: str, params: Any, entry_ids: set[str]) -> list[st
     if entry_id == mech.LANDLOCK.id:
         rules = len(params.rules) + len(params.inside)
         abi = max(params.abi_floor, mech.LANDLOCK_ABI_FLOOR)
-        return [notes.landlock_note(abi, rules, 0xFFFF, 0x3 if params.scope else 0)]
+        handled = landlock_facts.fs_rights_for_abi(abi)
+        return [notes.landlock_note(abi, rules, handled, landlock_facts.scope_bits(params.scope))]
     if entry_id == mech.SECCOMP.id:
         flags = [(name, getattr(params, name)) for name in mech.Seccomp.FIELDS]
         return [notes.seccomp_note(flags, "x86_64", 100, ["namespaces"])]
@@ -197,7 +199,7 @@ def _plain_notes(entry_id: str, params: Any) -> list[str]:
     if entry_id == mech.OOM_SCORE.id:
         return [notes.oom_note(params.score)]
     if entry_id == mech.LANDLOCK_SCOPE.id:
-        return [notes.landlock_note(7, 0, 0, 0x3 if params.scope else 0)]
+        return [notes.landlock_note(7, 0, 0, landlock_facts.scope_bits(params.scope))]
     if entry_id == mech.LANDLOCK_NET.id:
         return [notes.landlock_net_note(7, params.connect_ports)]
     if entry_id == mech.NETPROXY.id:
@@ -215,7 +217,9 @@ def _rules_v1_notes(entry_id: str, raw: Any) -> list[str]:
         return [notes.fds_kept_note(kept), notes.session_note(False), notes.environment_note(env)]
     if entry_id == "linux.landlock.apply.v1":
         abi = max(raw["abi_floor"], mech.LANDLOCK_ABI_FLOOR)
-        return [notes.landlock_note(abi, len(raw["rules"]), 0xFFFF, 0x3 if raw["scope"] else 0)]
+        handled = landlock_facts.fs_rights_for_abi(abi)
+        scoped = landlock_facts.scope_bits(raw["scope"])
+        return [notes.landlock_note(abi, len(raw["rules"]), handled, scoped)]
     if entry_id == "linux.seccomp.apply.v1":
         flags = [(name, value) for name, value in raw.items() if isinstance(value, bool)]
         return [notes.seccomp_note(flags, "x86_64", 100, ["namespaces"])]

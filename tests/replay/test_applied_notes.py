@@ -252,3 +252,28 @@ def test_a_released_rules_v1_run_stripped_of_its_launcher_and_notes_fails(
     finally:
         forged.close()
     assert "no note says it was applied" in _failed_transcript(run)
+
+
+WEAKER = [
+    ("linux.landlock.apply.v2", _sub(r" handled=0x[0-9a-f]+ ", " handled=0x1 ")),
+    ("linux.landlock.apply.v2", _sub(r" scoped=0x3$", " scoped=0x1")),
+    ("linux.seccomp.apply.v2", _sub(r"badarch=kill_process", "badarch=allow")),
+    ("linux.seccomp.apply.v2", _sub(r" denied=.*$", " denied=none")),
+]
+
+
+@pytest.mark.parametrize(("entry", "alter"), WEAKER, ids=[str(i) for i in range(len(WEAKER))])
+def test_a_note_describing_a_weaker_boundary_fails(
+    source: Ledger, tmp_path: Path, entry: str, alter: Change
+) -> None:
+    """Found by attack: a Landlock domain handling only EXECUTE, a scope mask with one of
+    the plan's two scopes, a seccomp filter letting other architectures through or
+    denying nothing, each replayed verified. Oracle: the kernel's own values (the ABI's
+    rights, the scope bits), as the contract holds them."""
+    words = "landlock abi=" if "landlock" in entry else "seccomp denylist"
+
+    def change(note: str) -> str:
+        return alter(note) if note.startswith(words) and "rules=0 " not in note else note
+
+    assert any(change(n) != n for n in _notes(source)), "the alteration must change a note"
+    assert f"{entry}: " in _failed_transcript(_audit(source, tmp_path, change))

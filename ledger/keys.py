@@ -18,6 +18,12 @@ ledger, the last checkpoint this key signed for it (``<ledger_id hex>.checkpoint
 notary refuses to sign for a ledger that no longer extends it, so deleting the checkpoints
 stored in a ledger does not make its key sign a rewritten history (the key's directory is
 out of every run's reach, and out of the ledger writer's, by the same rule as the key).
+It also holds, per place a ledger was signed at (``places/<digest of the place>.log``:
+the ledger id, then the place: the path as given, the path with links resolved, and the
+directory by device and inode), the log this key signs for there. A ledger at one of
+those places with another id is refused until the caller says ``--new-log``: without
+it, a history rewritten under a fresh random ``ledger_id`` makes the memory look empty,
+and the key would sign the forgery as a new log on first use.
 """
 
 from __future__ import annotations
@@ -172,12 +178,18 @@ def _memory(key_path: Path, ledger_id: bytes) -> Path:
 
 
 def _places(ledger_path: str | os.PathLike[str]) -> list[str]:
-    """The names a ledger's place goes by: its absolute path as the caller gave it, and
-    the path with every link resolved (a link swapped in later is a new real path, but
-    the name the caller uses is still bound)."""
+    """The names a ledger's place goes by: its absolute path as the caller gave it, the
+    path with every link resolved (a link swapped in later is a new real path, but the
+    name the caller uses is still bound), and the directory itself by device and inode
+    (a bind mount of it elsewhere is another path to the same place)."""
     given = os.path.abspath(os.fspath(ledger_path))
     real = os.path.realpath(given)
-    return [given] if real == given else [given, real]
+    places = [given] if real == given else [given, real]
+    try:
+        found = os.stat(real)
+    except OSError:
+        return places  # not made yet: it has no inode to bind
+    return [*places, f"inode {found.st_dev}:{found.st_ino}"]
 
 
 def _place_file(key_path: Path, place: str) -> Path:

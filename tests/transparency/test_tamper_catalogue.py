@@ -477,3 +477,34 @@ def test_replay_against_a_checkpoint_claims_only_the_runs_it_proved(
         extra.hex(),
     )
     assert code == 1 and "only the verified runs are proven against the checkpoint" in out, out
+
+
+def test_a_bind_mount_of_the_ledger_is_the_same_place_to_the_key(
+    signed: Signed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by attack: a bind mount of the ledger's directory is another path to it, so
+    a forged history put there under a fresh id was signed through the alias. The key
+    binds the directory by device and inode too. Oracle: the forged ledger's stored
+    checkpoints (none)."""
+    import subprocess
+
+    alias = tmp_path / "alias"
+    alias.mkdir()
+    mounted = subprocess.run(
+        ["mount", "--bind", str(signed.path), str(alias)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.strip()}")
+    try:
+        for name in ("data.mdb", "lock.mdb"):  # the forger replaces the files in place
+            (signed.path / name).unlink()
+        with Ledger.open(signed.path, create=True) as forged:
+            record_synthetic(forged, fake=FakeRun())
+        code, _, err = call(
+            capsys, ledger_main, "checkpoint", "--ledger", str(alias), "--key", str(signed.key)
+        )
+        assert code == 2 and "rewritten under a fresh id" in err, err
+        with Ledger.open(alias, readonly=True) as ledger:
+            assert ledger.checkpoints() == []
+    finally:
+        subprocess.run(["umount", str(alias)], check=False)

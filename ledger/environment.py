@@ -81,6 +81,7 @@ __all__ = [
     "Environment",
     "acquire",
     "seq_key",
+    "stray_records",
 ]
 
 FORMAT_VERSION: Final = 1
@@ -101,6 +102,19 @@ _DISK_MARGIN: Final = 4 * 1024 * 1024
 _LMDB_FILES: Final = frozenset({"data.mdb", "lock.mdb"})
 
 T = TypeVar("T")
+
+
+def stray_records(txn: Any, environment: Environment, events: int) -> str | None:
+    """Why the events database does not hold exactly events ``0..events-1`` (a record
+    under a key that is no event's, which sorts anywhere, or a gap), or None. One count,
+    so a writer or signer pays O(1) for it; verify names each such record."""
+    entries = int(txn.stat(environment.events)["entries"])
+    if entries == events:
+        return None
+    return (
+        f"its events database holds {entries} records but its events are 0..{events - 1} "
+        "(run bvisor-ledger verify: it names each record under a key that is no event's)"
+    )
 
 
 def seq_key(seq: int) -> bytes:

@@ -35,7 +35,13 @@ from bvisor.ledger.checkpoint import (
     ledger_origin,
     parse_checkpoint,
 )
-from bvisor.ledger.environment import META_HEAD_HASH, META_HEAD_SEQ, Environment, seq_key
+from bvisor.ledger.environment import (
+    META_HEAD_HASH,
+    META_HEAD_SEQ,
+    Environment,
+    seq_key,
+    stray_records,
+)
 from bvisor.ledger.errors import LedgerCorruptError, LedgerUsageError
 from bvisor.ledger.merkle import (
     CompactRange,
@@ -218,13 +224,9 @@ def _event_count(txn: Any, environment: Environment) -> int:
     for verify to name, never a reason to say an event is missing)."""
     head_seq = txn.get(META_HEAD_SEQ, db=environment.meta)
     named = 0 if head_seq is None or len(head_seq) != 8 else int.from_bytes(head_seq, "big") + 1
-    entries = int(txn.stat(environment.events)["entries"])
-    if entries != named:
-        raise _refuse(
-            environment,
-            f"its events database holds {entries} records but its head names events "
-            f"0..{named - 1} (run bvisor-ledger verify: it names each stray record)",
-        )
+    problem = stray_records(txn, environment, named)
+    if problem is not None:
+        raise _refuse(environment, problem)
     return named
 
 

@@ -461,11 +461,7 @@ class Ledger:
             found = cursor.prev()
         last_key = bytes(cursor.key()) if found else None
         if head_seq is None and head_hash is None and last_key is None:
-            if int(txn.stat(environment.events)["entries"]):
-                raise LedgerCorruptError(
-                    f"ledger {environment.path}: it has no events, yet its events database "
-                    "holds records; refusing to append to a damaged ledger (run verify)"
-                )
+            _refuse_stray_records(txn, environment, 0)
             return 0, environment.genesis
         if (
             head_seq is None
@@ -479,15 +475,7 @@ class Ledger:
                 "refusing to append to a damaged ledger (run verify)"
             )
         following = int.from_bytes(head_seq, "big") + 1
-        entries = int(txn.stat(environment.events)["entries"])
-        if entries != following:
-            # Keys of another length (they sort anywhere) or a gap: the events database
-            # holds something no event is. One count, so O(1) per append.
-            raise LedgerCorruptError(
-                f"ledger {environment.path}: its events database holds {entries} records "
-                f"but its events are 0..{following - 1}; refusing to append to a damaged "
-                "ledger (run verify: it names each record under a key that is no event's)"
-            )
+        _refuse_stray_records(txn, environment, following)
         return following, bytes(head_hash)
 
     # -- reading -------------------------------------------------------------------------
@@ -719,6 +707,14 @@ class Ledger:
 
         with self.snapshot() as snap:
             return notary.stored(snap.txn, snap.environment)
+
+
+def _refuse_stray_records(txn: Any, environment: Environment, events: int) -> None:
+    problem = envmod.stray_records(txn, environment, events)
+    if problem is not None:
+        raise LedgerCorruptError(
+            f"ledger {environment.path}: {problem}; refusing to append to a damaged ledger"
+        )
 
 
 def _indexed(txn: Any, environment: Environment) -> bool:

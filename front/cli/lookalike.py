@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["LookalikeCounter"]
+__all__ = ["LookalikeCounter", "holds_escape"]
 
 _MARK: Final = "bvisor"
 _LETTERS: Final = frozenset(_MARK)
@@ -43,9 +43,10 @@ _UNSEEN: Final = "\x02"  # in a skeleton: a character drawn as nothing, or of un
 
 # ESC; a C1 control, encoded or as a raw byte that follows no UTF-8 lead (a chunk's first
 # byte may); a bidirectional control (LRM, RLM, ALM, LRE..RLO, LRI..PDI).
+_ESCAPE_OR_C1 = rb"\x1b|\xc2[\x80-\x9f]|(?:^|[\x00-\x7f])[\x80-\x9f]"
+_ESCAPES = re.compile(_ESCAPE_OR_C1)
 _CONTROLS = re.compile(
-    rb"\x1b|\xc2[\x80-\x9f]|(?:^|[\x00-\x7f])[\x80-\x9f]"
-    rb"|\xe2\x80[\x8e\x8f\xaa-\xae]|\xe2\x81[\xa6-\xa9]|\xd8\x9c"
+    _ESCAPE_OR_C1 + rb"|\xe2\x80[\x8e\x8f\xaa-\xae]|\xe2\x81[\xa6-\xa9]|\xd8\x9c"
 )
 # CR and BS take the cursor back; VT and FF down, as a newline; other C0 controls and DEL
 # draw nothing (HT and LF stay).
@@ -158,7 +159,7 @@ class LookalikeCounter:
             self._judge(held)
 
     def _judge(self, data: bytes) -> None:
-        if b"\x1b" in data or (not data.isascii() and _CONTROLS.search(data) is not None):
+        if _holds(_CONTROLS, data):
             self.controls = True
             return
         text = _skeleton(data)
@@ -240,6 +241,17 @@ def _mark_may_begin(line: str, *, blank: bool, column: int, wide: bool) -> bool:
             return True
         at = line.find(_MARK, at + 1)
     return False
+
+
+def holds_escape(data: bytes) -> bool:
+    """Whether ``data`` holds ESC or a C1 control (an escape sequence's start): what
+    calls for the string terminator and reset before bvisor's own lines."""
+    return _holds(_ESCAPES, data)
+
+
+def _holds(pattern: re.Pattern[bytes], data: bytes) -> bool:
+    """``pattern`` (ESC, C1, ...) in ``data``; ASCII, only ESC can be (a fast test)."""
+    return b"\x1b" in data or (not data.isascii() and pattern.search(data) is not None)
 
 
 def _cut_point(data: bytes) -> int:

@@ -24,10 +24,9 @@ bvisor's own lines come last and cannot be hidden or forged by the workload:
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 
-from bvisor.front.cli.lookalike import LookalikeCounter
+from bvisor.front.cli.lookalike import LookalikeCounter, holds_escape
 from bvisor.launcher.host.relay import HostStdio, Outlet
 from bvisor.launcher.host.terminal import (
     SUMMARY_RESET,
@@ -46,11 +45,6 @@ _STRING_END = b"\x1b\\"  # ST: ends an OSC, DCS or other string control left ope
 
 
 _SUMMARY_TIMEOUT_S = 5.0
-
-
-# ESC, or a C1 control (an OSC, CSI...): encoded in UTF-8, or a raw byte that follows no
-# UTF-8 lead (a chunk's first byte may: what came before it is not looked at).
-_ESCAPE_OR_C1 = re.compile(rb"\x1b|\xc2[\x80-\x9f]|(?:^|[\x00-\x7f])[\x80-\x9f]")
 
 
 class LineWatch:
@@ -73,9 +67,7 @@ class LineWatch:
         return self._counter.controls
 
     def feed(self, chunk: bytes) -> bytes:
-        if not self.escapes and (
-            b"\x1b" in chunk or (not chunk.isascii() and _ESCAPE_OR_C1.search(chunk))
-        ):
+        if not self.escapes and holds_escape(chunk):
             self.escapes = True
         self._counter.feed(chunk)
         return chunk

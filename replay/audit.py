@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bvisor.contract.events import CLOSING_KINDS, is_note
+from bvisor.contract.report_inputs import TEST_HOOK_FINDING, finding_subjects
 from bvisor.contract.rerun import RerunLink
 from bvisor.ledger import Event, Head, Ledger, LedgerError, ProvenRecord, RunSummary, verify_runs
 from bvisor.ledger.checkpoint import SignedCheckpoint
@@ -60,7 +61,7 @@ from bvisor.replay.derive import rederive_memo
 from bvisor.replay.events import ParsedRun
 from bvisor.replay.plancache import plan_checks
 from bvisor.replay.records import parse_records
-from bvisor.replay.results import AuditReport, CheckResult, RunAudit, verdict_of
+from bvisor.replay.results import AuditReport, CheckResult, Judged, RunAudit, verdict_of
 
 __all__ = [
     "Linker",
@@ -94,7 +95,7 @@ class _Open:
 
     events: list[ProvenRecord] = field(default_factory=list)
     count: int = 0
-    content: tuple[list[CheckResult], str | None] | None = None
+    content: Judged | None = None
     first_time_ns: int = 0
     stale: bool = False  # judged too early (an event after its end), or dropped: read again
 
@@ -191,14 +192,16 @@ def audit(
         seqs = runs[run_id]
         state = collector.runs.get(run_id)
         if state is not None and not state.stale and state.count == len(seqs) and seqs:
-            checks, outcome = state.content or record_checks(run_id, state.events, linker)
+            checks, outcome, hooks = state.content or record_checks(run_id, state.events, linker)
             if run_id in collector.links:
                 link, first = collector.links[run_id]
                 checks = [
                     linker(link, run_id, first) if c.name == RERUN_CHECK else c for c in checks
                 ]
             audited = _finish(
-                run_id, [check_chain(seqs, chain, None), *checks], outcome, state.first_time_ns
+                run_id,
+                Judged([check_chain(seqs, chain, None), *checks], outcome, hooks),
+                state.first_time_ns,
             )
         else:
             events, read_error = _read(ledger, run_id, seqs)
@@ -286,14 +289,12 @@ def audit_run(
     first = chain if isinstance(chain, CheckResult) else check_chain(seqs, chain, read_error)
     if events is None:
         checks = [first, *_skip(CHECK_NAMES[1:], "the run's events cannot be read")]
-        return _finish(summary.run_id, checks, None, summary.first_time_ns)
-    content, outcome = content_checks(summary.run_id, events, linker)
-    return _finish(summary.run_id, [first, *content], outcome, summary.first_time_ns)
+        return _finish(summary.run_id, Judged(checks, None), summary.first_time_ns)
+    content, outcome, hooks = content_checks(summary.run_id, events, linker)
+    return _finish(summary.run_id, Judged([first, *content], outcome, hooks), summary.first_time_ns)
 
 
-def content_checks(
-    run_id: bytes, events: Sequence[Event], linker: Linker | None = None
-) -> tuple[list[CheckResult], str | None]:
+def content_checks(run_id: bytes, events: Sequence[Event], linker: Linker | None = None) -> Judged:
     """Every check after ``chain`` (grammar, digests, what ran), and the recorded outcome.
 
     A rerun (``plan.admitted`` names the run it re-executes) has one more check,
@@ -305,7 +306,7 @@ def content_checks(
 
 def record_checks(
     run_id: bytes, records: Sequence[ProvenRecord], linker: Linker | None = None
-) -> tuple[list[CheckResult], str | None]:
+) -> Judged:
     """:func:`content_checks` of the events of these proven records: read by their bytes
     (bvisor.replay.records) when that path accepts them, else decoded and parsed."""
     parsed = parse_records(run_id, records)
@@ -320,11 +321,11 @@ def _judge(
     parsed: ParsedRun | None,
     first_seq: int,
     linker: Linker | None,
-) -> tuple[list[CheckResult], str | None]:
+) -> Judged:
     checks = [grammar]
     if parsed is None:
         checks += _skip(CHECK_NAMES[2:], "the events are not a well-formed run (grammar)")
-        return checks, None
+        return Judged(checks, None)
     source = parsed.admitted or parsed.refused
     assert source is not None
     version = (
@@ -338,7 +339,7 @@ def _judge(
     checks += plan_checks(parsed, derived)
     if parsed.refused is not None:
         assert ["chain", *(c.name for c in checks)] == list(REFUSED_CHECK_NAMES)
-        return checks, "refused"
+        return Judged(checks, "refused")
     checks += [
         check_transcript(parsed),
         check_streams(parsed),
@@ -353,20 +354,24 @@ def _judge(
         else:
             checks.append(linker(link, run_id, first_seq))
     outcome = None if parsed.terminal is None else parsed.terminal.outcome.value
-    return checks, outcome
+    hooks = (
+        ()
+        if parsed.sealed is None
+        else tuple(finding_subjects(parsed.sealed.body.findings, TEST_HOOK_FINDING))
+    )
+    return Judged(checks, outcome, hooks)
 
 
 def _skip(names: Sequence[str], why: str) -> list[CheckResult]:
     return [CheckResult.skipped(name, why) for name in names]
 
 
-def _finish(
-    run_id: bytes, checks: list[CheckResult], outcome: str | None, time_ns: int | None
-) -> RunAudit:
+def _finish(run_id: bytes, judged: Judged, time_ns: int | None) -> RunAudit:
     return RunAudit(
         run_id=run_id,
-        verdict=verdict_of(checks),
-        checks=checks,
-        outcome=outcome,
+        verdict=verdict_of(judged.checks),
+        checks=judged.checks,
+        outcome=judged.outcome,
         time_ns=time_ns,
+        test_hooks=judged.test_hooks,
     )

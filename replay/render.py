@@ -1,12 +1,14 @@
 """Show an :class:`AuditReport` to a person (a table) or a program (JSON).
 
-The table has one row per run — run id prefix, verdict, recorded outcome, time of the
-run's first event (UTC) — followed by every check that did not pass, with its detail, so
+The table has one row per run — run id prefix, verdict (marked when the run ran with a
+dangerous test hook), recorded outcome, time of the run's first event (UTC) — followed by
+every check that did not pass, with its detail, so
 the reason for a ``failed`` or ``incomplete`` verdict is on screen without ``--json``,
 and then — when the full-chain ``ledger verify`` found anything — every ledger finding.
 The JSON shape is ``{"ok", "ledger": {"ok", "events", "first_bad_seq", "findings": [{"seq",
 "code", "detail"}]}, "runs": [{"run_id", "verdict", "checks": [{"name", "ok",
-"detail"}]}]}`` (plus ``"error"`` when the ledger could not be audited at all).
+"detail"}]}]}`` (plus ``"error"`` when the ledger could not be audited at all, and a run's
+``"test_hooks"`` when its report says it ran with one: verified, and still not evidence).
 """
 
 from __future__ import annotations
@@ -30,8 +32,17 @@ def _time(time_ns: int | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _hooked(run: RunAudit) -> str:
+    hooks = ", ".join(run.test_hooks)
+    return (
+        f"ran with the dangerous test hook(s) {hooks}: the record is faithful, and the run is "
+        "not evidence of a boundary"
+    )
+
+
 def _row(run: RunAudit) -> tuple[str, str, str, str]:
-    return (run.run_id.hex()[:ID_PREFIX], run.verdict, run.outcome or "-", _time(run.time_ns))
+    verdict = f"{run.verdict} (test hook)" if run.test_hooks else run.verdict
+    return (run.run_id.hex()[:ID_PREFIX], verdict, run.outcome or "-", _time(run.time_ns))
 
 
 def render_table(report: AuditReport) -> str:
@@ -49,12 +60,14 @@ def render_table(report: AuditReport) -> str:
         lines.append("no runs to audit")
     for run in report.runs:
         failing = run.failing()
-        if not failing:
+        if not failing and not run.test_hooks:
             continue
         lines.append("")
         lines.append(f"{run.run_id.hex()} {run.verdict}:")
         for check in failing:
             lines.append(f"  {check.name}: {check.detail}")
+        if run.test_hooks:
+            lines.append(f"  {_hooked(run)}")
     if report.anchor is not None:
         lines.append("")
         proven = [run for run in report.runs if run.verdict == VERIFIED]
@@ -84,6 +97,10 @@ def render_table(report: AuditReport) -> str:
     for run in report.runs:
         counts[run.verdict] = counts.get(run.verdict, 0) + 1
     summary = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
+    hooked = sum(1 for run in report.runs if run.test_hooks)
+    if hooked:
+        verb = "is" if hooked == 1 else "are"
+        summary += f"; {hooked} ran with a dangerous test hook and {verb} not evidence"
     lines.append("")
     noun = "run" if len(report.runs) == 1 else "runs"
     lines.append(f"{len(report.runs)} {noun}: {summary or 'none'}")

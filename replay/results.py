@@ -16,7 +16,7 @@ that re-derive the plan could not run: a statement about this build, not the run
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from bvisor.ledger import VerifyResult
 from bvisor.ledger.verify import proven_statement
@@ -31,6 +31,7 @@ __all__ = [
     "VERIFIED",
     "AuditReport",
     "CheckResult",
+    "Judged",
     "RunAudit",
     "verdict_of",
 ]
@@ -98,12 +99,24 @@ def verdict_of(checks: list[CheckResult]) -> str:
     return VERIFIED
 
 
+class Judged(NamedTuple):
+    """What judging one run's contents gave: its checks, its recorded outcome, and the test
+    hooks its sealed report says it ran with (a consistent run with one is not evidence)."""
+
+    checks: list[CheckResult]
+    outcome: str | None
+    test_hooks: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class RunAudit:
     """One run's verdict and its checks, in the fixed check order.
 
     ``outcome`` (the recorded ``run.terminal`` outcome, ``refused`` for a refusal, None when
     there is none) and ``time_ns`` (the run's first event time) are for display only.
+    ``test_hooks`` names the dangerous test hooks the sealed report says the launcher ran
+    with: a verified run with one recorded its lie faithfully, and is still not evidence of
+    a boundary, so the table and the JSON say so next to its verdict.
     """
 
     run_id: bytes
@@ -111,6 +124,7 @@ class RunAudit:
     checks: list[CheckResult]
     outcome: str | None = None
     time_ns: int | None = None
+    test_hooks: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -120,11 +134,11 @@ class RunAudit:
         return [c for c in self.checks if not c.ok]
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "run_id": self.run_id.hex(),
-            "verdict": self.verdict,
-            "checks": [c.to_json() for c in self.checks],
-        }
+        shown: dict[str, object] = {"run_id": self.run_id.hex(), "verdict": self.verdict}
+        if self.test_hooks:
+            shown["test_hooks"] = list(self.test_hooks)
+        shown["checks"] = [c.to_json() for c in self.checks]
+        return shown
 
 
 @dataclass(frozen=True, slots=True)

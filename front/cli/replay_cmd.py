@@ -14,7 +14,10 @@ started most recently; a run id may be given by any unique prefix of its hexadec
 (an unknown or ambiguous prefix is a usage error that lists the candidates). Output is
 a table (run id prefix, verdict, outcome, time) followed by the failing checks with their
 details, or with ``--json``
-``{"ok", "runs": [{"run_id", "verdict", "checks": [{"name", "ok", "detail"}]}]}``.
+``{"ok", "runs": [{"run_id", "verdict", "checks": [{"name", "ok", "detail"}]}]}``. A run whose
+report says the launcher ran with a dangerous test hook (the test-only lie switch) is
+verified when its record is faithful, and marked as not evidence: ``verified (test hook)``
+in the table, with a note and a count, and ``"test_hooks"`` in its JSON.
 
 Exit status: 0 every audited run is verified; 1 any run failed or is incomplete (or the
 ledger is too damaged to audit); 2 bad usage or not a ledger; 3 nothing failed, but some

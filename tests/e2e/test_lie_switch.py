@@ -4,14 +4,18 @@ honest-run oracles elsewhere would not be evidence."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
+from bvisor import replay
 from bvisor.launcher.host.backend import LinuxBackend
 from bvisor.launcher.host.locate import default_launcher_path
 from bvisor.launcher.host.runner import BoundaryRunner
+from bvisor.ledger import Ledger
 from bvisor.planner.planning import BoundaryPlanner
 from bvisor.planner.registry import BackendRegistry
+from bvisor.replay.render import render_json, render_table
 from tests.e2e.helpers import descendants_spec, find_pids_with, unique_marker, wait_for
 from tests.features import require_feature
 
@@ -59,3 +63,40 @@ def test_skipped_cgroup_placement_turns_the_oracle_red_and_marks_the_report() ->
     assert any("DANGEROUS TEST HOOK" in f for f in report.body.findings)  # type: ignore[attr-defined]
     notes = [d for k, d in facts if k == "launcher_note"]
     assert any("DANGER" in note for note in notes)
+
+
+def _replayed(tmp_path: Path, hooks: frozenset[str]) -> replay.AuditReport:
+    """One run with ``hooks`` recorded to a fresh ledger, and that ledger's audit."""
+    backend = LinuxBackend.dangerous_with_test_hooks(default_launcher_path(), hooks)
+    registry = BackendRegistry()
+    registry.register(backend)
+    plan = BoundaryPlanner(registry).plan(descendants_spec(["-c", "true"]), backend.id())
+    with Ledger.open(tmp_path / "ledger", create=True) as store:
+        BoundaryRunner(registry, sink=store).run(plan)
+        return replay.audit(store)
+
+
+def test_a_verified_run_with_a_test_hook_is_shown_as_not_evidence(tmp_path: Path) -> None:
+    """Replay verifies a hooked run (its record is faithful), and must not let that verdict
+    pass for evidence: the table's row, its note and summary, and the JSON name the hook."""
+    require_feature("cgroup2-kill")
+    report = _replayed(tmp_path, frozenset({"skip_cgroup_placement"}))
+    (run,) = report.runs
+    assert run.verdict == replay.VERIFIED, run.to_json()
+    assert run.test_hooks == ("skip_cgroup_placement",)
+    table = render_table(report)
+    row = next(line for line in table.splitlines() if line.startswith(run.run_id.hex()[:16]))
+    assert "verified (test hook)" in row, table
+    assert "skip_cgroup_placement: the record is faithful" in table, table
+    assert "1 ran with a dangerous test hook and is not evidence" in table, table
+    shown = json.loads(render_json(report))
+    assert shown["runs"][0]["test_hooks"] == ["skip_cgroup_placement"]
+
+
+def test_an_honest_run_is_not_marked_in_the_replay(tmp_path: Path) -> None:
+    require_feature("cgroup2-kill")
+    report = _replayed(tmp_path, frozenset())
+    (run,) = report.runs
+    assert run.verdict == replay.VERIFIED and run.test_hooks == ()
+    assert "test hook" not in render_table(report)
+    assert "test_hooks" not in json.loads(render_json(report))["runs"][0]

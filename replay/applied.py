@@ -18,6 +18,12 @@ v1 note. Every released launcher wrote every note required here (the compatibili
 ledgers of rules v1, v2 and v3 prove it). Notes no released launcher always wrote (the
 user rlimits) and those written once the workload ended (outputs) are not required. A test
 hook that replaces a note (its own DANGER note says so) requires the replacement.
+
+A note is judged by the kernel's values, not only by its shape: a Landlock note by the
+rights its ABI restricts and the scope bits (:mod:`bvisor.contract.landlock`), a seccomp
+note by its flags, its architecture (the machine the run's profile was probed on) and its
+denied list, which must be exactly what a filter of those flags denies
+(:mod:`bvisor.contract.seccomp`, the labels the launcher's basement writes).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 from bvisor.contract import landlock as landlock_facts
 from bvisor.contract import mechanisms as mech
 from bvisor.contract import notes as wire
+from bvisor.contract import seccomp as seccomp_labels
 from bvisor.contract.errors import ContractError
 from bvisor.contract.lowering import Phase
 from bvisor.contract.transcript import NOTE_PREFIX, READY_TO_EXEC, state_of
@@ -63,6 +70,7 @@ class _Context:
     hooks: frozenset[str]
     rules_version: int
     entry_ids: frozenset[str]
+    arch: str  # the machine the run's profile was probed on
 
 
 def _exact(text: str) -> _Need:
@@ -234,7 +242,13 @@ def _seccomp(params: object, ctx: _Context) -> list[_Need]:
             return None
         if flags != planned:
             return f"its flags {flags}, the plan's {planned}"
-        return wire.seccomp_filter_problem(note) or ""
+        arch = wire.seccomp_arch(note)
+        if arch != ctx.arch:
+            return f"its filter is for {arch!r}, the run's profile was probed on {ctx.arch!r}"
+        weak = wire.seccomp_filter_problem(note)
+        if weak is not None:
+            return weak
+        return seccomp_labels.denial_problem(flags, wire.seccomp_denied(note)) or ""
 
     return [_Need(f"a seccomp 'denylist installed' note with the flags {planned}", judge)]
 
@@ -277,7 +291,7 @@ def required_ids() -> frozenset[str]:
 
 
 def applied_problems(
-    lowering: Sequence[LoweringRecord], lines: Sequence[str], rules_version: int
+    lowering: Sequence[LoweringRecord], lines: Sequence[str], rules_version: int, arch: str
 ) -> list[str]:
     """What is missing from (or contradicted in) a transcript that reached exec."""
     notes = [
@@ -291,6 +305,7 @@ def applied_problems(
         ),
         rules_version,
         frozenset(record.entry.id for record in lowering),
+        arch,
     )
     ready = lines.index(READY_TO_EXEC) if READY_TO_EXEC in lines else len(lines)
     by_text: dict[str, list[int]] = {}
@@ -331,6 +346,7 @@ def _requirements(lowering: Sequence[LoweringRecord], ctx: _Context) -> _Require
     key = (
         ctx.hooks,
         ctx.rules_version,
+        ctx.arch,
         tuple((r.entry.id, r.entry.phase_code, repr(r.params)) for r in lowering),
     )
     known = _KNOWN.get(key)

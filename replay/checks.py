@@ -546,7 +546,7 @@ def _applied(
     """What the transcript check says of the applied-mechanism notes, and what is missing."""
     rules = admitted.admission.rules_version
     shown = f"; every scheduled mechanism noted as applied before {READY_TO_EXEC}"
-    return shown, applied_problems(lowering, lines, rules)
+    return shown, applied_problems(lowering, lines, rules, admitted.profile.facts.arch)
 
 
 def _group_streams(

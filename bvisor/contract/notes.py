@@ -79,6 +79,8 @@ __all__ = [
     "refused_note",
     "rusage_note",
     "rusage_text",
+    "seccomp_arch",
+    "seccomp_denied",
     "seccomp_filter_problem",
     "seccomp_note",
     "session_note",
@@ -413,6 +415,20 @@ def seccomp_filter_problem(note: str) -> str | None:
     if not denies or denied in ("", "none"):
         return "it denies nothing"
     return None
+
+
+def seccomp_arch(note: str) -> str | None:
+    """The architecture a seccomp note's filter was built for (its ``arch=``), or None."""
+    head = note.partition(" denied=")[0]
+    for word in head.split(" "):
+        if word.startswith("arch="):
+            return word[len("arch=") :]
+    return None
+
+
+def seccomp_denied(note: str) -> str:
+    """A seccomp note's ``denied=`` list as written (``""`` when it has none)."""
+    return note.partition(" denied=")[2]
 
 
 def parse_seccomp_flags(note: str) -> dict[str, bool] | None:

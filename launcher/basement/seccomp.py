@@ -85,6 +85,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bvisor.contract import seccomp as labels
 from bvisor.launcher.basement import memfd
 
 __all__ = [
@@ -132,7 +133,8 @@ def SCMP_ACT_ERRNO(err: int) -> int:
     return 0x00050000 | (err & 0xFFFF)
 
 
-NEW_TASK_SYSCALLS = ("clone", "clone3", "fork", "vfork")
+# The labels of deny_new_tasks are the very syscalls it denies.
+NEW_TASK_SYSCALLS = labels.NEW_TASKS
 NEVER_DENIED = ("execve", "execveat", "write", "exit_group")
 BASELINE_DENIED = (
     "setns",
@@ -366,7 +368,7 @@ def _build(
         if deny_new_tasks:
             for name in NEW_TASK_SYSCALLS:
                 rules.deny(name)
-                denied.append(name)
+            denied += NEW_TASK_SYSCALLS
         if deny_sockets:
             denied += _add_socket_rules(rules)
         if inet_sockets_only:
@@ -385,6 +387,15 @@ def _build(
         raise SeccompError(errno.EINVAL, f"exported filter has an invalid size {len(bpf)}")
     if notify_denials and not _mentions_return(bpf, SCMP_ACT_NOTIFY):
         raise SeccompError(errno.EINVAL, "exported filter has no notifying rule")
+    named = {
+        "deny_new_tasks": deny_new_tasks,
+        "deny_sockets": deny_sockets,
+        "threads_only": threads_only,
+        "notify_denials": notify_denials,
+        "inet_sockets_only": inet_sockets_only,
+    }
+    if tuple(denied) != labels.expected_denials(named):  # the note must say what is denied
+        raise SeccompError(errno.EINVAL, f"the filter's denials {denied} are not its flags'")
     notified = tuple(sorted((nr, name, errno.EPERM) for nr, name in rules.notified.items()))
     return SeccompProgram(bpf=bpf, denied=tuple(denied), arch=arch, notified=notified)
 
@@ -433,35 +444,32 @@ def _add_baseline(rules: _Rules, *, new_tasks_ruled: bool) -> list[str]:
     denied: list[str] = []
     for name in BASELINE_DENIED:
         rules.deny(name)
-    denied.append(
-        "namespaces, keyrings, io_uring, mounts, inotify/fanotify watches, "
-        "perf events, bpf, userfaultfd, the kernel log, native AIO"
-    )
+    denied.append(labels.BASELINE_GROUP)
     namespace_calls = ("unshare",) if new_tasks_ruled else ("unshare", "clone")
     for name in namespace_calls:
         for flag in NAMESPACE_FLAGS:
             rules.deny(name, _args((0, SCMP_CMP_MASKED_EQ, flag, flag)))
     if not new_tasks_ruled:
         rules.add("clone3", SCMP_ACT_ERRNO(errno.ENOSYS))
-    denied.append("clone/unshare(CLONE_NEW*)")
+    denied.append(labels.BASELINE[0])
     for name in OWN_PROCESS_ONLY:
         rules.deny(name, _args((0, SCMP_CMP_NE, 0, 0)))
     rules.deny("setpriority", _args((0, SCMP_CMP_NE, 0, 0)))  # PRIO_PROCESS only
     rules.deny("setpriority", _args((1, SCMP_CMP_NE, 0, 0)))
     rules.deny("ioprio_set", _args((0, SCMP_CMP_NE, IOPRIO_WHO_PROCESS, 0)))
     rules.deny("ioprio_set", _args((1, SCMP_CMP_NE, 0, 0)))
-    denied.append("limits/scheduling of other processes")
+    denied.append(labels.BASELINE[1])
     for name, index in MODE_ARGUMENT:
         for bit in (S_ISUID, S_ISGID):
             rules.deny(name, _args((index, SCMP_CMP_MASKED_EQ, bit, bit)))
     rules.add("openat2", SCMP_ACT_ERRNO(errno.ENOSYS))
-    denied.append("setuid/setgid modes")
+    denied.append(labels.BASELINE[2])
     # A lease on a readable host file stalls the host's writers for up to lease-break-time
     # and tells the workload they are writing; a directory notification reports host
     # activity. Neither is the workload's business.
     for command in (F_SETLEASE, F_NOTIFY):
         rules.deny("fcntl", _args((1, SCMP_CMP_EQ, command, 0)))
-    denied.append("fcntl(F_SETLEASE, F_NOTIFY)")
+    denied.append(labels.BASELINE[3])
     return denied
 
 
@@ -499,7 +507,7 @@ def _add_thread_rules(rules: _Rules) -> list[str]:
     for name in ("fork", "vfork"):
         rules.deny(name)
     rules.add("clone3", SCMP_ACT_ERRNO(errno.ENOSYS))
-    return ["fork", "vfork", "clone(unless a thread)", "clone3(ENOSYS)"]
+    return list(labels.THREADS_ONLY)
 
 
 AF_INET, AF_INET6 = 2, 10
@@ -532,7 +540,7 @@ def _add_inet_only_rules(rules: _Rules) -> list[str]:
     for bit in range(_FAMILY_BITS, 32):
         rules.deny("socket", _args((0, SCMP_CMP_MASKED_EQ, 1 << bit, 1 << bit)))
     _add_pair_rules(rules)
-    return ["socket(except AF_INET, AF_INET6)", "socketpair(except AF_UNIX stream/seqpacket)"]
+    return list(labels.INET_ONLY)
 
 
 def _add_socket_rules(rules: _Rules) -> list[str]:
@@ -544,7 +552,7 @@ def _add_socket_rules(rules: _Rules) -> list[str]:
     # Nothing can be connected, and nothing may be sent to an address.
     rules.deny("connect")
     rules.deny("sendto", _args((4, SCMP_CMP_NE, 0, 0)))
-    return ["socket", "socketpair(except AF_UNIX stream/seqpacket)", "connect", "sendto(addr)"]
+    return list(labels.SOCKETS)
 
 
 def _add_no_own_filter(rules: _Rules) -> list[str]:
@@ -554,7 +562,7 @@ def _add_no_own_filter(rules: _Rules) -> list[str]:
         "prctl",
         _args((0, SCMP_CMP_EQ, PR_SET_SECCOMP, 0), (1, SCMP_CMP_EQ, SECCOMP_MODE_FILTER, 0)),
     )
-    return ["seccomp(SET_MODE_FILTER)", "prctl(PR_SET_SECCOMP, FILTER)"]
+    return list(labels.NO_OWN_FILTER)
 
 
 def _args(*comparisons: tuple[int, int, int, int]) -> Any:

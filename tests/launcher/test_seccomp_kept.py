@@ -30,3 +30,26 @@ def test_flags_that_exclude_each_other_are_still_refused() -> None:
         seccomp.build_filter(deny_new_tasks=True, deny_sockets=False, threads_only=True)
     with pytest.raises(seccomp.SeccompError):
         seccomp.build_filter(deny_new_tasks=False, deny_sockets=True, inet_sockets_only=True)
+
+
+def test_every_filter_says_what_its_flags_deny_and_replay_reads_it_back() -> None:
+    """The note's denied list is what replay holds a filter of those flags to (the
+    contract's labels): every buildable set of flags must produce exactly that list,
+    and the note written from it must pass replay's reading."""
+    require_feature("seccomp")
+    from bvisor.contract import notes
+    from bvisor.contract import seccomp as labels
+
+    names = ("deny_new_tasks", "deny_sockets", "threads_only", "notify_denials")
+    names += ("inet_sockets_only",)
+    for flags in seccomp._FLAG_SETS:
+        named = dict(zip(names, flags, strict=True))
+        built = seccomp._build(*flags)
+        assert built.denied == labels.expected_denials(named), named
+        note = notes.seccomp_note(
+            tuple(named.items()), built.arch, built.instructions, built.denied
+        )
+        assert labels.denial_problem(named, notes.seccomp_denied(note)) is None, note
+        assert notes.seccomp_arch(note) == built.arch
+        others = {**named, "deny_sockets": not named["deny_sockets"]}
+        assert labels.denial_problem(others, notes.seccomp_denied(note)) is not None, note

@@ -54,6 +54,7 @@ from bvisor.contract import (
 )
 from bvisor.contract import landlock as landlock_facts
 from bvisor.contract import mechanisms as mech
+from bvisor.contract import seccomp as seccomp_labels
 from bvisor.contract.lowering import Phase
 from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.profile import ProfileSnapshot
@@ -180,7 +181,8 @@ def _mechanism_notes(entry_id: str, params: Any, entry_ids: set[str]) -> list[st
         return [notes.landlock_note(abi, rules, handled, landlock_facts.scope_bits(params.scope))]
     if entry_id == mech.SECCOMP.id:
         flags = [(name, getattr(params, name)) for name in mech.Seccomp.FIELDS]
-        return [notes.seccomp_note(flags, "x86_64", 100, ["namespaces"])]
+        denied = seccomp_labels.expected_denials(dict(flags))
+        return [notes.seccomp_note(flags, "x86_64", 100, denied)]
     return _plain_notes(entry_id, params)
 
 
@@ -222,7 +224,8 @@ def _rules_v1_notes(entry_id: str, raw: Any) -> list[str]:
         return [notes.landlock_note(abi, len(raw["rules"]), handled, scoped)]
     if entry_id == "linux.seccomp.apply.v1":
         flags = [(name, value) for name, value in raw.items() if isinstance(value, bool)]
-        return [notes.seccomp_note(flags, "x86_64", 100, ["namespaces"])]
+        denied = seccomp_labels.expected_denials(dict(flags))
+        return [notes.seccomp_note(flags, "x86_64", 100, denied)]
     return []
 
 

@@ -259,6 +259,11 @@ WEAKER = [
     ("linux.landlock.apply.v2", _sub(r" scoped=0x3$", " scoped=0x1")),
     ("linux.seccomp.apply.v2", _sub(r"badarch=kill_process", "badarch=allow")),
     ("linux.seccomp.apply.v2", _sub(r" denied=.*$", " denied=none")),
+    # Found by attack: only "something is denied" was checked, and the arch not at all.
+    ("linux.seccomp.apply.v2", _sub(r",clone3,", ",")),
+    ("linux.seccomp.apply.v2", _sub(r",vfork$", "")),
+    ("linux.seccomp.apply.v2", _sub(r"(denied=[^,]+),.*$", r"\1")),
+    ("linux.seccomp.apply.v2", _sub(r" arch=\S+ ", " arch=aarch64 ")),
 ]
 
 
@@ -268,8 +273,10 @@ def test_a_note_describing_a_weaker_boundary_fails(
 ) -> None:
     """Found by attack: a Landlock domain handling only EXECUTE, a scope mask with one of
     the plan's two scopes, a seccomp filter letting other architectures through or
-    denying nothing, each replayed verified. Oracle: the kernel's own values (the ABI's
-    rights, the scope bits), as the contract holds them."""
+    denying nothing, each replayed verified; then a filter whose flags deny sockets while
+    its list denies none, one denying only the baseline group, one built for another
+    machine. Oracle: the kernel's own values (the ABI's rights, the scope bits) and what
+    a filter of the note's flags denies, as the contract holds them."""
     words = "landlock abi=" if "landlock" in entry else "seccomp denylist"
 
     def change(note: str) -> str:

@@ -23,7 +23,10 @@ the ledger id, then the place: the path as given, the path with links resolved, 
 directory by device and inode), the log this key signs for there. A ledger at one of
 those places with another id is refused until the caller says ``--new-log``: without
 it, a history rewritten under a fresh random ``ledger_id`` makes the memory look empty,
-and the key would sign the forgery as a new log on first use.
+and the key would sign the forgery as a new log on first use. A memory kept by a bvisor
+before places existed holds checkpoints with no place: while one of those logs has none,
+a log the key never signed at a place it does not know is refused the same way (it may
+be one of them rewritten); signing such a log again at its place gives it one.
 """
 
 from __future__ import annotations
@@ -204,6 +207,11 @@ def _bound_log(key_path: Path, place: str) -> bytes | None:
     path = _place_file(key_path, place)
     if not path.exists():
         return None
+    return _bound_log_file(path)
+
+
+def _bound_log_file(path: Path) -> bytes:
+    """The ledger id a place file names (refusing a file that names none)."""
     try:
         first = _read_small_any(path).split(b"\n", 1)[0].decode("ascii")
         bound = bytes.fromhex(first)
@@ -230,16 +238,70 @@ def remembered(
     fresh ``ledger_id`` (and drops its stored checkpoints) would otherwise be trusted on
     first use. ``new_log``: the caller started a new ledger there on purpose.
     """
-    for place in _places(ledger_path):
+    places = _places(ledger_path)
+    bound_here = False
+    for place in places:
         bound = _bound_log(key_path, place)
+        bound_here = bound_here or bound is not None
         if bound is not None and bound != ledger_id and not new_log:
             raise LogReplacedError(
                 f"this key signs log {bound.hex()} at {place}, and the ledger there is now "
                 f"log {ledger_id.hex()}: the ledger was replaced, or its history rewritten "
                 "under a fresh id; refusing to sign — if you started a new ledger there on "
-                "purpose, give --new-log (new_log=True in the API) once"
+                f"purpose, give {_NEW_LOG_HINT} once"
             )
-    return remembered_checkpoint(key_path, ledger_id)
+    kept = remembered_checkpoint(key_path, ledger_id)
+    if kept is None and not bound_here and not new_log:
+        unplaced = _unplaced_logs(key_path)
+        if unplaced:
+            shown = ", ".join(sorted(log.hex() for log in unplaced)[:3])
+            more = f" and {len(unplaced) - 3} more" if len(unplaced) > 3 else ""
+            raise LogReplacedError(
+                f"this key signed log(s) {shown}{more} before it kept where each is (an "
+                f"earlier bvisor), and the ledger at {places[0]} is log {ledger_id.hex()}, "
+                "which it never signed: if that ledger is one of those, its history was "
+                "rewritten under a fresh id; refusing to sign — if it is a new ledger, give "
+                f"{_NEW_LOG_HINT} once"
+            )
+    return kept
+
+
+_NEW_LOG_HINT: Final = "--new-log (new_log=True in the API)"
+
+
+def _unplaced_logs(key_path: Path) -> set[bytes]:
+    """The logs this key's memory holds a checkpoint for but no place: signed by a bvisor
+    that did not yet keep places (a memory of before places existed). A fresh id at a
+    place the memory does not know may be one of them rewritten, so it is not trusted on
+    first use while any is left; signing one of them again at its place binds it."""
+    directory = _memory_dir(key_path)
+    try:
+        signed = {
+            bytes.fromhex(entry.name.removesuffix(".checkpoint"))
+            for entry in os.scandir(directory)
+            if entry.name.endswith(".checkpoint") and len(entry.name) == 32 + len(".checkpoint")
+        }
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError) as exc:
+        raise KeyFileError(
+            f"signer memory {directory}: unreadable ({exc}); refusing to sign"
+        ) from None
+    if not signed:
+        return signed
+    try:
+        entries = list(os.scandir(directory / "places"))
+    except FileNotFoundError:
+        return signed
+    except OSError as exc:
+        raise KeyFileError(
+            f"signer memory {directory}: unreadable ({exc}); refusing to sign"
+        ) from None
+    for entry in entries:
+        if entry.name.endswith(".log"):
+            bound = _bound_log_file(Path(entry.path))
+            signed.discard(bound)
+    return signed
 
 
 def remembered_checkpoint(key_path: Path, ledger_id: bytes) -> SignedCheckpoint | None:

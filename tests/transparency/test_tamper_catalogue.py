@@ -22,6 +22,7 @@ stored tree, so plain ``verify`` has nothing to find unless a signed checkpoint 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -362,6 +363,36 @@ def test_a_history_replaced_under_a_fresh_id_is_not_signed_by_the_key(
     assert code == 0
     code, _, _ = call(capsys, ledger_main, "checkpoint", "--ledger", ledger, "--key", key)
     assert code == 0
+
+
+def test_a_memory_from_before_places_does_not_trust_a_fresh_id_on_first_use(
+    signed: Signed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by attack: a key's memory written before it kept places holds only its
+    checkpoints, so the first signing after the upgrade trusted whatever log stood at
+    the path, a history rewritten under a fresh id included. While a log it signed has
+    no place, a log it never signed at a place it does not know is refused. Oracles: the
+    forged ledger's stored checkpoints (none) and the command's refusal."""
+    memory = signed.key.parent / f"{signed.key.stem}.signed"
+    shutil.rmtree(memory / "places")  # the memory as an earlier bvisor left it
+    honest = tmp_path / "honest-ledger"
+    os.rename(signed.path, honest)
+    with Ledger.open(signed.path, create=True) as forged:
+        record_synthetic(forged, fake=FakeRun())
+    ledger, key = str(signed.path), str(signed.key)
+    code, _, err = call(capsys, ledger_main, "checkpoint", "--ledger", ledger, "--key", key)
+    assert code == 2 and "before it kept where each is" in err and "--new-log" in err, err
+    with Ledger.open(signed.path, readonly=True) as forged:
+        assert forged.checkpoints() == []
+    # The log it did sign is signed again at its place, which binds it there; a new
+    # ledger elsewhere is then a new log, as for a memory that always kept places.
+    code, _, err = call(capsys, ledger_main, "checkpoint", "--ledger", str(honest), "--key", key)
+    assert code == 0, err
+    elsewhere = tmp_path / "another-ledger"
+    with Ledger.open(elsewhere, create=True) as other:
+        record_synthetic(other, fake=FakeRun())
+    code, _, err = call(capsys, ledger_main, "checkpoint", "--ledger", str(elsewhere), "--key", key)
+    assert code == 0, err
 
 
 # -- how the verdicts read ----------------------------------------------------------------

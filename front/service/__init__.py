@@ -20,7 +20,10 @@ Who may use it (checked by both sides, before anything runs):
   time namespaces, same root directory, same cgroups, credentials, capabilities,
   ``no_new_privs``, seccomp mode and resource limits. A run made by the service is then
   the run the caller would have made; a confined caller (a workload, any sandbox) differs
-  in at least one and is refused, so the service can never be a way out of a boundary.
+  in at least one and is refused, so the service can never be a way out of a boundary;
+* only a command of its own install (:mod:`.install`): the same interpreter, bvisor
+  package, prefix, import path and ``PYTHON*``/``LD_*`` environment, since a copy runs
+  the service's code, not the command's.
 
 When anything is off — no service, a stale one (its code changed on disk), a different
 context, stdin/stdout/stderr on a terminal, too many fds — the command runs in its own
@@ -33,7 +36,8 @@ pipe of its own) the specs it had to plan itself; the service plans them again w
 so the next command with the same spec finds its plan made (:mod:`.learned`; ``bvisor serve
 --status`` counts both).
 
-This package's client side (:mod:`.paths`, :mod:`.context`, :mod:`.wire`, :mod:`.client`)
+This package's client side (:mod:`.paths`, :mod:`.context`, :mod:`.install`, :mod:`.wire`,
+:mod:`.client`)
 imports only the standard library, and of it only what every Python process has loaded
 and C modules (``_socket``, ``_signal``, ``_json``): a served command is its client and
 nothing else, so it is a thin one (tests/front/test_lean_imports.py).

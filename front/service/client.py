@@ -19,6 +19,7 @@ import sys
 from bvisor.fdtable import open_fds
 from bvisor.front.service import paths, wire
 from bvisor.front.service.context import context_difference
+from bvisor.front.service.install import install_identity
 
 __all__ = ["SERVE_ENV", "ask_service", "run_served", "start_service"]
 
@@ -110,6 +111,7 @@ def _hand_over(sock: _socket.socket, directory: str, argv: list[str]) -> int | s
             "umask": umask,
             "fds": fds,
             "encoding": [sys.getfilesystemencoding(), _stream_encoding()],
+            "install": install_identity(start_directory_first=not sys.flags.safe_path),
         }
     )
     try:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from bvisor.fdtable import open_fds
 from bvisor.front.service import learned, paths, wire
 from bvisor.front.service.context import context_difference
+from bvisor.front.service.install import install_identity
 
 __all__ = ["ServiceError", "serve"]
 
@@ -74,6 +75,7 @@ class _Command:
 def serve(idle: float, announce: Callable[[str], None] = lambda _line: None) -> int:
     """Serve commands until idle, replaced, stopped or stale; returns the exit status."""
     _forget_start_directory()
+    identity = install_identity(start_directory_first=False)
     try:
         directory = paths.private_dir(paths.service_dir(), create=True)
     except OSError as exc:
@@ -113,7 +115,9 @@ def serve(idle: float, announce: Callable[[str], None] = lambda _line: None) -> 
         for fd, _events in ready:
             if accepting and fd == listener.fileno():
                 last_activity = time.monotonic()
-                verdict = _accept(listener, token, stamps, commands, by_conn, poller, learner)
+                verdict = _accept(
+                    listener, token, (stamps, identity), commands, by_conn, poller, learner
+                )
                 if verdict == "stop" or verdict == "stale":
                     accepting = False
                     poller.unregister(listener)
@@ -142,8 +146,9 @@ def _forget_start_directory() -> None:
     ``-P`` (:func:`bvisor.front.service.client.start_service`); this covers a service
     started by hand. bvisor itself is imported already and keeps its own paths.
     """
-    if not sys.flags.safe_path and sys.path:
-        del sys.path[0]
+    from bvisor.launcher.host.reach import forget_start_directory
+
+    forget_start_directory()
 
 
 def _warm() -> None:
@@ -229,7 +234,7 @@ def _replaced(where: str, inode: int) -> bool:
 def _accept(
     listener: socket.socket,
     token: bytes,
-    stamps: dict[str, tuple[int, int]],
+    own: tuple[dict[str, tuple[int, int]], list[object]],
     commands: dict[int, _Command],
     by_conn: dict[int, _Command],
     poller: select.poll,
@@ -271,10 +276,13 @@ def _accept(
         difference = context_difference(pid)
         if difference is not None:
             raise _Refused(f"the caller's {difference} differs from the service's")
+        stamps, identity = own
         changed = _stale(stamps)
         if changed is not None:
             raise _Stale(f"the service's code changed on disk ({changed})")
         command = _parse(request, fds)
+        if request.get("install") != identity:
+            raise _Refused(_another_install(request.get("install"), identity))
     except (_Refused, wire.WireError, OSError, ValueError) as exc:
         for fd in fds:
             os.close(fd)
@@ -303,6 +311,17 @@ def _accept(
 
 class _Refused(Exception):
     pass
+
+
+_IDENTITY_PARTS = ("interpreter", "bvisor package", "prefix", "import path", "PYTHON*/LD_* env")
+
+
+def _another_install(theirs: object, mine: list[object]) -> str:
+    """What a refused client is told: which part of its identity is not the service's."""
+    if not isinstance(theirs, list) or len(theirs) != len(mine):
+        return "the caller names no bvisor install this service can compare"
+    differ = [name for name, a, b in zip(_IDENTITY_PARTS, theirs, mine, strict=True) if a != b]
+    return f"the caller is another bvisor (its {', '.join(differ)} differ from the service's)"
 
 
 class _Stale(_Refused):

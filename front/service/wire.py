@@ -2,8 +2,11 @@
 
 Client to service, once, with fds ``[cwd, *fds]`` as ``SCM_RIGHTS``::
 
-    {"v": 1, "token": hex, "argv": [text], "env": [[name, value]], "umask": int,
-     "fds": [int]}
+    {"v": 2, "token": hex, "argv": [text], "env": [[name, value]], "umask": int,
+     "fds": [int], "encoding": [text, text], "install": [...]}
+
+``install`` is the client's :func:`~bvisor.front.service.install.install_identity`; the
+service serves only a client whose identity is its own (version 1 had none).
 
 ``fds[i]`` is the number the i-th passed fd had in the client, where the command's copy
 gets it again. Strings that are not UTF-8 travel as Python's surrogate escapes.
@@ -25,7 +28,7 @@ from _json import encode_basestring_ascii, make_encoder, make_scanner
 
 __all__ = ["MAX_FDS", "MAX_MESSAGE", "VERSION", "WireError", "decode", "encode"]
 
-VERSION = 1
+VERSION = 2
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 250  # below SCM_MAX_FD (253), the cwd included
 

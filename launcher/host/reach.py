@@ -31,8 +31,12 @@ this process loaded code from (bvisor's packages, an editable checkout, its depe
 a directory on ``sys.path`` (a planted ``.pth`` or ``sitecustomize`` runs in every later
 interpreter), the virtual environment, the interpreter or the launcher file is refused —
 the workload could otherwise rewrite the code of the next ``bvisor`` command, which runs
-unconfined. Reading that code is harmless. Not covered: ``sys.path[0]``, the directory of
-a ``python -m``/``-c`` caller, which the caller chose to import from.
+unconfined. Reading that code is harmless. Not covered: ``sys.path[0]`` when it is the
+directory of a script or of a ``python -m``/``-c`` caller, which the caller chose to import
+from. Under ``-P`` there is no such entry and every entry is judged: the service is
+started so, and a service started without it forgets that entry
+(:func:`forget_start_directory`); exempting its first entry anyway let a workload write
+into the first ``PYTHONPATH`` directory, which the next command's copy imported from.
 
 The artifact directory a plan commits to is kept out of reach the same way, both ways
 round: no root the run can reach may contain it (the workload could tamper with other
@@ -58,6 +62,7 @@ __all__ = [
     "KeyReachable",
     "LedgerReachable",
     "covering_root",
+    "forget_start_directory",
     "judge_supervisor_code",
     "linked_root",
     "reaches",
@@ -386,13 +391,31 @@ class CodeReachable(LedgerReachable):
 
 def supervisor_code(launcher_path: str) -> tuple[str, ...]:
     """The places whose change would change what the next bvisor command runs: the
-    directories of every module this process has loaded, ``sys.path`` but its first
-    entry, the prefixes, the interpreter and the launcher file."""
+    directories of every module this process has loaded, ``sys.path`` (but its first entry
+    when that is the start directory of a script, ``-m`` or ``-c``), the prefixes, the
+    interpreter and the launcher file."""
     places: list[str] = [launcher_path, os.path.realpath(sys.executable)]
     places += [sys.prefix, sys.exec_prefix]
     places += _module_places()
-    places += [entry for entry in sys.path[1:] if os.path.isabs(entry) and os.path.isdir(entry)]
+    path = sys.path[1:] if _start_directory_first else sys.path
+    places += [entry for entry in path if os.path.isabs(entry) and os.path.isdir(entry)]
     return tuple(dict.fromkeys(places))
+
+
+# Is sys.path[0] still the directory Python put there for a script, -m or -c? Never under
+# -P (safe_path); no longer once forget_start_directory removed it.
+_start_directory_first = not sys.flags.safe_path
+
+
+def forget_start_directory() -> None:
+    """Remove the start directory from ``sys.path`` (a long-lived process, the service, is
+    started in a directory a run may let its workload write), and from then on judge every
+    entry: with the entry gone, ``sys.path[0]`` is a directory like any other (the first
+    ``PYTHONPATH`` entry, say), and a workload writing there would reach later commands."""
+    global _start_directory_first
+    if _start_directory_first and sys.path:
+        del sys.path[0]
+    _start_directory_first = False
 
 
 # The module walk's answer, kept with what it was read from: every loaded module by name

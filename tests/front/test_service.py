@@ -86,12 +86,7 @@ def service(tmp_path: Path) -> Iterator[Service]:
     pid = int(json.loads(line)["pid"])
     assert pid == process.pid
     yield Service(env, process, pid)
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    _stop(process)
 
 
 def _work(tmp_path: Path) -> Path:
@@ -665,3 +660,79 @@ def test_a_message_nested_past_the_recursion_limit_is_refused_not_fatal(
     assert "not a JSON message" in str(answer["refused"])
     status = service.bvisor("serve", "--status", "--json", cwd=tmp_path)
     assert status.returncode == 0 and json.loads(status.stdout)["pid"] == service.pid
+
+
+def _start_service(tmp_path: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    """A service started by hand with ``env``, from ``cwd``; it has answered once it returns."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--idle", "60", "--json"],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert process.stdout.readline(), process.stderr.read() if process.stderr else "no output"
+    return process
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def test_a_run_whose_root_covers_the_service_import_path_is_refused_when_served(
+    tmp_path: Path,
+) -> None:
+    """Found by attack: the host exempted ``sys.path[0]`` (a script's or ``-m``'s
+    directory) from its code-reach check, but the service runs with ``-P`` or forgets
+    that entry, so its ``sys.path[0]`` is the first ``PYTHONPATH`` directory. A served run
+    whose write root covered it was accepted (unserved it is refused), its workload left
+    modules there, and the next command's copy imported them, unconfined. Oracle: the
+    marks such modules leave outside the run's roots, and the refusal, served and not."""
+    work = _work(tmp_path)
+    lib = work / "lib"
+    lib.mkdir()
+    env = {**_env(tmp_path), "PYTHONPATH": f"{lib}:{REPO}", "BVISOR_SERVE": "require"}
+    process = _start_service(tmp_path, {**env, "BVISOR_SERVE": "1"}, tmp_path)
+    mark = str(tmp_path / "PWNED")
+    try:
+        for serve in ("require", "0"):
+            done = subprocess.run(
+                [sys.executable, "-c", _COMMAND, "run", "--no-record", "--", "/bin/sh", "-c",
+                 f"echo 'open({mark!r}, \"w\")' > lib/cffi.py"],
+                cwd=work, env={**env, "BVISOR_SERVE": serve}, stdin=subprocess.DEVNULL,
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert done.returncode == 2, (serve, done.stderr)
+            assert "code the host runs" in done.stderr, (serve, done.stderr)
+            assert not (lib / "cffi.py").exists()
+    finally:
+        _stop(process)
+    assert not Path(mark).exists()
+
+
+def test_a_command_of_another_install_or_environment_is_not_served(tmp_path: Path) -> None:
+    """Found by attack: a service served every command of its user, whichever bvisor or
+    environment the command was, so a command of another install (a second checkout, an
+    upgrade into a new environment) ran the service's code, and a command without the
+    ``PYTHONPATH`` the service was started with imported from it all the same. The
+    service now serves only a command whose interpreter, bvisor package, prefix, import
+    path and PYTHON*/LD_* environment are its own. Oracle: BVISOR_SERVE=require's
+    answer, and the service's process tree (no copy of it ran the command)."""
+    work = _work(tmp_path)
+    env = _env(tmp_path)
+    process = _start_service(tmp_path, env, tmp_path)
+    try:
+        same = _true_command(work, {**env, "BVISOR_SERVE": "require"}, timeout=120)
+        assert same.returncode == 0, same.stderr
+        for extra in ({"PYTHONPATH": f"{tmp_path}:{REPO}"}, {"PYTHONNOUSERSITE": "1"}):
+            other = _true_command(work, {**env, **extra, "BVISOR_SERVE": "require"}, 120)
+            assert other.returncode == 125, (extra, other.stderr)
+            assert "the caller is another bvisor" in other.stderr, other.stderr
+            assert "import path" in other.stderr or "env differ" in other.stderr, other.stderr
+            itself = _true_command(work, {**env, **extra, "BVISOR_SERVE": "1"}, 120)
+            assert itself.returncode == 0, itself.stderr  # it ran in its own process
+    finally:
+        _stop(process)

@@ -214,6 +214,8 @@ class Context:
         while time.monotonic() < deadline:
             done = subprocess.run(status, env=self.env, capture_output=True, check=False)
             if done.returncode == 0 and json.loads(done.stdout).get("running"):
+                # The rows time served commands: one that would not be served says why.
+                self.cli_true({**self.env, "BVISOR_SERVE": "require"})
                 return
             time.sleep(0.2)
         raise SystemExit("bvisor serve did not start within 30 s")

@@ -18,9 +18,14 @@ Who may use it (checked by both sides, before anything runs):
   ours whose filesystem view does not include that file cannot use the service);
 * only a caller in the same context: same user, mount, network, PID, IPC, UTS, cgroup and
   time namespaces, same root directory, same cgroups, credentials, capabilities,
-  ``no_new_privs``, seccomp mode and resource limits. A run made by the service is then
-  the run the caller would have made; a confined caller (a workload, any sandbox) differs
-  in at least one and is refused, so the service can never be a way out of a boundary;
+  ``no_new_privs``, LSM label and resource limits, neither side in seccomp filter mode
+  (whose filters ``/proc`` does not show), and a caller that may inspect the service: it
+  must present the nonce named by the service's proof fd, which the kernel shows only
+  through ``/proc/<service>/fd`` to a process with ptrace read access, refused to one in a
+  Landlock domain (which ``/proc`` does not show either). A run made by the service is
+  then the run the caller would have made; a confined caller (a workload, any sandbox)
+  differs in at least one and is refused, so the service can never be a way out of a
+  boundary;
 * only a command of its own install (:mod:`.install`): the same interpreter, bvisor
   package, prefix, import path and ``PYTHON*``/``LD_*`` environment, since a copy runs
   the service's code, not the command's.

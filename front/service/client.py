@@ -87,9 +87,13 @@ def _hand_over(sock: _socket.socket, directory: str, argv: list[str]) -> int | s
     pid, uid, _gid = struct.unpack("3i", creds)
     if uid != os.geteuid():
         return f"the service runs as uid {uid}"
-    token = paths.read_token(directory)
-    if token is None:
+    read = paths.read_token(directory)
+    if read is None:
         return "the service's token cannot be read"
+    token, proof_fd = read
+    proof = _proof(pid, proof_fd)
+    if proof is None:
+        return "the service's process cannot be inspected from here (a sandbox's domain?)"
     difference = context_difference(pid)
     if difference is not None:
         return f"the service's context differs: {difference}"
@@ -106,6 +110,7 @@ def _hand_over(sock: _socket.socket, directory: str, argv: list[str]) -> int | s
         {
             "v": wire.VERSION,
             "token": token.hex(),
+            "proof": proof,
             "argv": argv,
             "env": sorted([k, v] for k, v in os.environ.items()),
             "umask": umask,
@@ -128,6 +133,20 @@ def _hand_over(sock: _socket.socket, directory: str, argv: list[str]) -> int | s
         why = answer.get("refused")
         return f"the service refused the command: {why}" if why else "the service refused"
     return _follow(sock, started)
+
+
+def _proof(pid: int, fd: int) -> str | None:
+    """The nonce in the name of the service's proof memfd, read through ``/proc/PID/fd``:
+    the kernel lets only a process that may inspect the service (ptrace read access) read
+    that link, which a caller in a Landlock domain, or with fewer capabilities, may not."""
+    try:
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        return None
+    prefix = "/memfd:" + paths.PROOF_NAME
+    if not target.startswith(prefix):
+        return None
+    return target[len(prefix) :].split(" ", 1)[0]
 
 
 def _follow(sock: _socket.socket, child: int) -> int:
@@ -197,9 +216,10 @@ def ask_service(question: dict[str, object]) -> dict[str, object] | None:
         directory = paths.private_dir(paths.service_dir(), create=False)
     except OSError:
         return None
-    token = None if directory is None else paths.read_token(directory)
-    if directory is None or token is None:
+    read = None if directory is None else paths.read_token(directory)
+    if directory is None or read is None:
         return None
+    token = read[0]
     sock = _unix_socket()
     try:
         sock.settimeout(10)

@@ -4,10 +4,13 @@ A run made on a caller's behalf must be the run the caller would have made itsel
 must never give a confined caller more than it has. So both the client and the service
 compare, from ``/proc``, everything that shapes what a process can do: its namespaces,
 its root directory, its cgroups, its credentials and capabilities, ``no_new_privs``, its
-seccomp mode and its resource limits. Landlock leaves no trace in ``/proc``, but a
-Landlock domain needs ``no_new_privs`` (or CAP_SYS_ADMIN, which a bvisor workload never
-keeps), and the token file the client must read is outside any sandbox's view unless the
-sandbox was given it.
+seccomp mode, its LSM label and its resource limits. A process in seccomp filter mode, on
+either side, is a difference: which filters it is under cannot be read from ``/proc``, so
+a caller under a filter the service lacks would be served without it. Landlock leaves no
+trace in ``/proc`` at all, and ``no_new_privs`` differing is no evidence of it (a service
+may have it too), so the service also requires a proof only a caller that may inspect it
+can give (``server._Proof``), which the kernel refuses a process in a Landlock domain the
+service is not in.
 
 Standard library only.
 """
@@ -54,7 +57,25 @@ def context_difference(pid: int) -> str | None:
                 return "credentials or confinement" if name == "status" else name
         except OSError as exc:
             return f"{name} unreadable ({exc.strerror})"
+    for pid_dir in (mine, theirs):
+        try:
+            if _read(f"{pid_dir}/status", ("Seccomp:",)) != ["Seccomp:\t0"]:
+                return "seccomp filter mode (filters cannot be compared from /proc)"
+        except OSError as exc:
+            return f"status unreadable ({exc.strerror})"
+    if _label(mine) != _label(theirs):
+        return "security label (LSM)"
     return None
+
+
+def _label(pid_dir: str) -> str:
+    """The process's LSM label (``attr/current``), or the error reading it gave: no label
+    module here answers EINVAL for both."""
+    try:
+        with open(f"{pid_dir}/attr/current", "rb") as handle:
+            return handle.read(4096).decode("utf-8", "replace")
+    except OSError as exc:
+        return f"errno {exc.errno}"
 
 
 def _read(path: str, fields: tuple[str, ...] | None) -> list[str]:

@@ -10,6 +10,7 @@ import os
 import stat
 
 __all__ = [
+    "PROOF_NAME",
     "SOCKET_NAME",
     "TOKEN_NAME",
     "UnsafeRuntimeDir",
@@ -22,6 +23,7 @@ __all__ = [
 SOCKET_NAME = "serve.sock"
 TOKEN_NAME = "serve.token"
 TOKEN_BYTES = 32
+PROOF_NAME = "bvisor-serve-proof-"  # the service's proof memfd: this, then its nonce (hex)
 
 
 class UnsafeRuntimeDir(OSError):
@@ -80,8 +82,10 @@ def private_dir(path: str, *, create: bool) -> str | None:
     return path
 
 
-def read_token(directory: str) -> bytes | None:
-    """The service's token, if its file is ours, private and whole; else None."""
+def read_token(directory: str) -> tuple[bytes, int] | None:
+    """The service's token and the number of its proof fd (``server._proof``), if the file
+    is ours, private and whole; else None. The file holds the token's bytes, then the fd's
+    number in decimal."""
     try:
         fd = os.open(
             os.path.join(directory, TOKEN_NAME), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -92,10 +96,13 @@ def read_token(directory: str) -> bytes | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
             return None
-        data = os.read(fd, TOKEN_BYTES + 1)
+        data = os.read(fd, TOKEN_BYTES + 12)
     finally:
         os.close(fd)
-    return data if len(data) == TOKEN_BYTES else None
+    number = data[TOKEN_BYTES:]
+    if len(data) <= TOKEN_BYTES or len(number) > 10 or not number.isdigit():
+        return None
+    return data[:TOKEN_BYTES], int(number)
 
 
 def _is_private_dir(info: os.stat_result) -> bool:

@@ -84,7 +84,8 @@ def serve(idle: float, announce: Callable[[str], None] = lambda _line: None) -> 
     _warm()
     stamps = _code_stamps()
     token = os.urandom(paths.TOKEN_BYTES)
-    listener, inode = _listen(directory, token)
+    proof = _Proof.make()
+    listener, inode = _listen(directory, token, proof.fd)
     where = os.path.join(directory, paths.SOCKET_NAME)
     announce(f"bvisor serve: pid {os.getpid()} listening on {where} (idle exit {idle:g}s)")
     commands: dict[int, _Command] = {}  # by pidfd
@@ -116,7 +117,13 @@ def serve(idle: float, announce: Callable[[str], None] = lambda _line: None) -> 
             if accepting and fd == listener.fileno():
                 last_activity = time.monotonic()
                 verdict = _accept(
-                    listener, token, (stamps, identity), commands, by_conn, poller, learner
+                    listener,
+                    (token, proof),
+                    (stamps, identity),
+                    commands,
+                    by_conn,
+                    poller,
+                    learner,
                 )
                 if verdict == "stop" or verdict == "stale":
                     accepting = False
@@ -202,13 +209,40 @@ def _stale(stamps: dict[str, tuple[int, int]]) -> str | None:
     return None
 
 
-def _listen(directory: str, token: bytes) -> tuple[socket.socket, int]:
+@dataclass(frozen=True)
+class _Proof:
+    """What only a caller that may inspect the service can present.
+
+    The service's checks of a caller's context read ``/proc``, where a Landlock domain
+    leaves no trace (nor do other filters a sandbox adds): a caller in one could be
+    served by the unconfined service, and its run would escape the domain. But the
+    kernel lets a process read ``/proc/<service>/fd/N`` only when it may inspect the
+    service (ptrace read access), which Landlock refuses a process in a domain the
+    service is not in (and the capability rules refuse a caller with fewer capabilities).
+    So the service holds a memfd whose *name* carries a nonce, and serves only a caller
+    that read it there: bvisor's own client does, and one that skips its own checks can
+    present no nonce it could not read.
+    """
+
+    fd: int
+    nonce: str
+
+    @classmethod
+    def make(cls) -> _Proof:
+        nonce = os.urandom(16).hex()
+        return cls(os.memfd_create(paths.PROOF_NAME + nonce, os.MFD_CLOEXEC), nonce)
+
+    def holds(self, presented: object) -> bool:
+        return isinstance(presented, str) and hmac.compare_digest(presented, self.nonce)
+
+
+def _listen(directory: str, token: bytes, proof_fd: int) -> tuple[socket.socket, int]:
     """Write the token, bind a new socket and rename it over the socket name."""
     token_path = os.path.join(directory, paths.TOKEN_NAME)
     staged = f"{token_path}.{os.getpid()}"
     fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, token)
+        os.write(fd, token + str(proof_fd).encode("ascii"))
     finally:
         os.close(fd)
     os.rename(staged, token_path)
@@ -233,7 +267,7 @@ def _replaced(where: str, inode: int) -> bool:
 
 def _accept(
     listener: socket.socket,
-    token: bytes,
+    keys: tuple[bytes, _Proof],
     own: tuple[dict[str, tuple[int, int]], list[object]],
     commands: dict[int, _Command],
     by_conn: dict[int, _Command],
@@ -254,6 +288,7 @@ def _accept(
             raise _Refused(f"uid {uid} is not this service's user")
         data, fds, _flags, _ = socket.recv_fds(conn, wire.MAX_MESSAGE, wire.MAX_FDS)
         request = wire.decode(data)
+        token, proof = keys
         presented = request.get("token")
         if not isinstance(presented, str) or not hmac.compare_digest(presented, token.hex()):
             raise _Refused("the service token does not match")
@@ -273,6 +308,8 @@ def _accept(
             )
             conn.close()
             return "none"
+        if not proof.holds(request.get("proof")):
+            raise _Refused("the caller could not inspect the service (a sandbox's domain?)")
         difference = context_difference(pid)
         if difference is not None:
             raise _Refused(f"the caller's {difference} differs from the service's")
@@ -294,6 +331,7 @@ def _accept(
     child = os.fork()
     if child == 0:
         os.close(told)
+        os.close(proof.fd)  # the copy becomes a command: it proves nothing to anyone
         _become(command, (listener, conn), tell)  # never returns
     os.close(tell)
     for fd in fds:

@@ -25,6 +25,7 @@ import pytest
 
 from bvisor.ledger import Ledger
 from tests.e2e.helpers import find_pids_with, unique_marker, wait_for
+from tests.features import require_feature
 
 REPO = Path(__file__).resolve().parents[2]
 _RESIDENT_NOTE = re.compile(r"resident launcher pid=(\d+)")
@@ -303,19 +304,22 @@ def test_the_service_refuses_a_caller_whose_namespaces_differ(
         """
         import os, socket, sys
         from bvisor.front.service import paths, wire
+        from bvisor.front.service.client import _proof
         directory = paths.private_dir(paths.service_dir(), create=False)
-        token = paths.read_token(directory)
+        token, proof_fd = paths.read_token(directory)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sock.connect(os.path.join(directory, paths.SOCKET_NAME))
         fds = [0, 1, 2]
         cwd = os.open(".", os.O_PATH)
-        message = {"v": 1, "token": token.hex(), "argv": ["run", "--", "/bin/true"],
+        message = {"v": wire.VERSION, "token": token.hex(),
+                   "proof": _proof(SERVICE_PID, proof_fd), "argv": ["run", "--", "/bin/true"],
                    "env": [], "umask": 18, "fds": fds,
                    "encoding": [sys.getfilesystemencoding(), "utf-8"]}
         socket.send_fds(sock, [wire.encode(message)], [cwd, *fds])
         print(sock.recv(65536).decode())
         """
     )
+    probe = probe.replace("SERVICE_PID", str(service.pid))
     out = subprocess.run(
         ["unshare", "--net", sys.executable, "-c", probe],
         cwd=tmp_path,
@@ -736,3 +740,154 @@ def test_a_command_of_another_install_or_environment_is_not_served(tmp_path: Pat
             assert itself.returncode == 0, itself.stderr  # it ran in its own process
     finally:
         _stop(process)
+
+
+# A caller in a Landlock domain that allows no writes, speaking to the service itself
+# (bvisor's client would stop at its own checks): everything a request needs, and the
+# proof if it can read it (it cannot), asking for a run that writes WHERE.
+_CAGED_CALLER = """
+import ctypes, json, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+WRITES = (1 << 1) | (1 << 4) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 11)
+attr = ctypes.c_uint64(WRITES)
+ruleset = libc.syscall(444, ctypes.byref(attr), ctypes.sizeof(attr), 0)
+assert ruleset >= 0 and libc.prctl(38, 1, 0, 0, 0) == 0 and libc.syscall(446, ruleset, 0) == 0
+try:
+    open(WHERE + ".direct", "w")
+    sys.exit("the cage lets writes through")
+except PermissionError:
+    pass
+from bvisor.front.service import paths, wire
+from bvisor.front.service.install import install_identity
+extra = {"install": install_identity(start_directory_first=True)}
+try:
+    from bvisor.front.service.client import _proof
+except ImportError:  # an earlier bvisor: no proof to read
+    _proof = None
+directory = paths.private_dir(paths.service_dir(), create=False)
+read = paths.read_token(directory)
+token, proof_fd = read if isinstance(read, tuple) else (read, -1)
+proof = _proof(SERVICE_PID, proof_fd) if _proof else None
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+sock.connect(os.path.join(directory, paths.SOCKET_NAME))
+fds = [0, 1, 2]
+message = {"v": wire.VERSION, "token": token.hex(), "proof": proof or "",
+           "argv": ["run", "--no-record", "--spec", SPEC],
+           "env": sorted([k, v] for k, v in os.environ.items()), "umask": 18, "fds": fds,
+           "encoding": [sys.getfilesystemencoding(), "utf-8"], **extra}
+socket.send_fds(sock, [wire.encode(message)], [os.open(".", os.O_PATH), *fds])
+print(json.dumps({"proof": proof, "answer": wire.decode(sock.recv(65536))}))
+"""
+
+
+def test_a_caller_in_a_landlock_domain_is_not_served(tmp_path: Path) -> None:
+    """Found by attack: ``/proc`` shows no Landlock domain, and with the service under
+    ``no_new_privs`` too nothing it compared differed, so a caller in a domain that
+    allows no writes that spoke to the service itself (skipping the client's checks)
+    was served, and its run wrote where the caller may not. The service now serves only
+    a caller that read the nonce in its proof fd's name, which the kernel refuses a
+    process in a domain the service is not in. Oracles: the cage's own refused write,
+    and the file the served run would have made."""
+    require_feature("landlock")
+    env = _env(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--idle", "60", "--json"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_no_new_privs,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stdout.readline()
+    where = tmp_path / "ESCAPED"
+    spec = tmp_path / "nofs.toml"  # no filesystem capability: no confinement asked of it
+    spec.write_text(
+        f'[workload]\nexe = "/bin/sh"\nargs = ["-c", "touch {where}"]\n'
+        '[[control]]\ntype = "launch_workload"\n'
+    )
+    caller = (
+        _CAGED_CALLER.replace("SERVICE_PID", str(process.pid))
+        .replace("WHERE", repr(str(where)))
+        .replace("SPEC", repr(str(spec)))
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", caller], cwd=tmp_path, env=env, capture_output=True,
+            text=True, timeout=120, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        said = json.loads(done.stdout.splitlines()[-1])
+        assert said["proof"] is None, said  # the kernel kept the proof from the cage
+        assert "could not inspect the service" in said["answer"].get("refused", ""), said
+        time.sleep(1)
+    finally:
+        _stop(process)
+    assert not where.exists(), "the caged caller's run wrote outside its domain"
+
+
+def _no_new_privs() -> None:
+    import ctypes
+
+    assert ctypes.CDLL(None).prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+
+
+def _filter(program: list[tuple[int, int, int, int]]) -> None:
+    """no_new_privs, then a seccomp filter of ``program`` (classic BPF) on this process."""
+    import ctypes
+    import struct as layout
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    code = b"".join(layout.pack("HBBI", *insn) for insn in program)
+    buffer = ctypes.create_string_buffer(code)
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    prog = Prog(len(program), ctypes.cast(buffer, ctypes.c_void_p))
+    assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+    assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0  # PR_SET_SECCOMP, MODE_FILTER
+
+
+_ALLOW = 0x7FFF0000
+_ALLOW_ALL = [(0x06, 0, 0, _ALLOW)]
+# mkdir (83) and mkdirat (258) answer EPERM, everything else is allowed (x86_64 numbers).
+_NO_MKDIR = [
+    (0x20, 0, 0, 0),
+    (0x15, 2, 0, 83),
+    (0x15, 1, 0, 258),
+    (0x06, 0, 0, _ALLOW),
+    (0x06, 0, 0, 0x00050001),
+]
+
+
+def test_a_caller_under_a_seccomp_filter_is_not_served(tmp_path: Path) -> None:
+    """Found by attack: only the seccomp *mode* was compared, so a caller under a filter
+    forbidding mkdir was served by a service under another filter, and its run made the
+    directory. Which filters a process is under cannot be read from ``/proc``, so a
+    caller (or service) in filter mode is never served. Oracles: the caller's own refused
+    mkdir, and the directory the served run would have made."""
+    import platform
+
+    if platform.machine() != "x86_64":
+        pytest.skip("the test's filters use x86_64 syscall numbers")
+    env = _env(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--idle", "60", "--json"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: _filter(_ALLOW_ALL),
+    )  # fmt: skip
+    assert process.stdout is not None and process.stdout.readline()
+    work = _work(tmp_path)
+    try:
+        caged = subprocess.run(
+            ["/bin/mkdir", "direct"], cwd=work, capture_output=True,
+            preexec_fn=lambda: _filter(_NO_MKDIR),
+        )  # fmt: skip
+        assert caged.returncode != 0 and not (work / "direct").exists()  # the filter holds
+        done = subprocess.run(
+            [sys.executable, "-c", _COMMAND, "run", "--no-record", "--", "/bin/mkdir", "made"],
+            cwd=work, env={**env, "BVISOR_SERVE": "require"}, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=120, preexec_fn=lambda: _filter(_NO_MKDIR),
+        )  # fmt: skip
+        assert done.returncode == 125, done.stderr
+        assert "seccomp filter mode" in done.stderr, done.stderr
+    finally:
+        _stop(process)
+    assert not (work / "made").exists(), "the caller's run escaped its seccomp filter"

@@ -150,11 +150,22 @@ def _proof(pid: int, fd: int) -> str | None:
 
 
 def _follow(sock: _socket.socket, child: int) -> int:
-    """Wait for the copy's status, forwarding our stop signals to it meanwhile."""
+    """Wait for the copy's status, forwarding our stop signals to it meanwhile.
+
+    The copy sends its status itself as it ends, and the service once it has reaped it.
+    With neither (both killed), the command still does not return while its run may be
+    going on and writing into the caller's fds: it waits for the copy to be gone."""
+    try:
+        copy: int | None = os.pidfd_open(child)
+    except OSError:
+        copy = None  # it has ended already
 
     def forward(signum: int, _frame: object) -> None:
-        try:  # noqa: SIM105 - contextlib is not imported by the thin client
-            os.kill(child, signum)
+        try:  # the thin client imports no contextlib
+            if copy is not None:
+                _signal.pidfd_send_signal(copy, signum)  # never a reused pid
+            else:
+                os.kill(child, signum)
         except OSError:
             pass  # it has ended already: its status is on the way
 
@@ -166,6 +177,8 @@ def _follow(sock: _socket.socket, child: int) -> int:
         except OSError:
             data = b""
         if not data:
+            if copy is not None:
+                _wait_gone(copy)
             sys.stderr.write("bvisor: the service ended without the command's status\n")
             return _EXIT_LOST
         try:
@@ -174,6 +187,17 @@ def _follow(sock: _socket.socket, child: int) -> int:
             continue
         if isinstance(status, int) and not isinstance(status, bool):
             return status
+
+
+def _wait_gone(pidfd: int) -> None:
+    """Until the process behind ``pidfd`` has ended (a pidfd polls readable then)."""
+    import select
+
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    while not poller.poll():
+        pass
+    os.close(pidfd)
 
 
 def start_service() -> None:

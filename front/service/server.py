@@ -332,7 +332,7 @@ def _accept(
     if child == 0:
         os.close(told)
         os.close(proof.fd)  # the copy becomes a command: it proves nothing to anyone
-        _become(command, (listener, conn), tell)  # never returns
+        _become(command, listener, conn, tell)  # never returns
     os.close(tell)
     for fd in fds:
         os.close(fd)
@@ -416,20 +416,26 @@ def _parse(request: dict[str, object], fds: list[int]) -> _Request:
     )
 
 
-def _become(command: _Request, drop: tuple[socket.socket, ...], tell: int) -> None:
-    """In the fork: become ``bvisor <argv>`` as the caller would have run it, then tell
-    the service the specs it planned (:mod:`bvisor.front.service.learned`). No return."""
+def _become(command: _Request, listener: socket.socket, conn: socket.socket, tell: int) -> None:
+    """In the fork: become ``bvisor <argv>`` as the caller would have run it, tell the
+    client its status, then the service the specs it planned
+    (:mod:`bvisor.front.service.learned`). No return.
+
+    The copy tells the client its status itself (the service does too, once it reaps
+    it): a service that dies while the command runs must not leave the client without
+    the run's status while the run goes on writing into the caller's fds."""
     status = 125
+    reply = -1
     try:
-        for sock in drop:
-            sock.close()
+        listener.close()
+        reply = conn.detach()
         learned.forget_inherited()
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.fchdir(command.cwd)
         os.umask(command.umask)
-        tell = _place(command, tell)
+        tell, reply = _place(command, (tell, reply))
         os.environ.clear()
         os.environ.update(command.env)
         from bvisor.launcher.host.inherited import set_caller_fds
@@ -459,24 +465,29 @@ def _become(command: _Request, drop: tuple[socket.socket, ...], tell: int) -> No
         with contextlib.suppress(BaseException):
             sys.stdout.flush()
             sys.stderr.flush()
+        if reply >= 0:
+            with contextlib.suppress(BaseException):
+                os.write(reply, wire.encode({"exit": status}))
         learned.tell(tell)
         os._exit(status)
 
 
-def _place(command: _Request, tell: int) -> int:
+def _place(command: _Request, own: tuple[int, int]) -> tuple[int, int]:
     """The caller's fds at their numbers; the service's own (resident sockets, the pipe
-    to tell it plans on, whose new number is returned) above them."""
+    to tell it plans on and the client's connection, whose new numbers are returned)
+    above them."""
     from bvisor.launcher.host import resident
 
     floor = max(command.fds, default=2) + 1
     resident.move_fds_above(floor)
-    moved = fcntl.fcntl(tell, fcntl.F_DUPFD_CLOEXEC, max(floor, 3))
-    os.close(tell)
+    tell, reply = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, max(floor, 3)) for fd in own)
+    for fd in own:
+        os.close(fd)
     staged = {
         number: fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, max(floor, 3))
         for number, fd in command.fds.items()
     }
-    keep = resident.own_fds() | {moved}
+    keep = resident.own_fds() | {tell, reply}
     for number, fd in staged.items():
         os.dup2(fd, number, inheritable=number <= 2)
     keep |= set(command.fds)
@@ -484,7 +495,7 @@ def _place(command: _Request, tell: int) -> int:
         if fd not in keep:
             with contextlib.suppress(OSError):
                 os.close(fd)
-    return moved
+    return tell, reply
 
 
 def _finished(command: _Command, by_conn: dict[int, _Command], poller: select.poll) -> None:

@@ -891,3 +891,35 @@ def test_a_caller_under_a_seccomp_filter_is_not_served(tmp_path: Path) -> None:
     finally:
         _stop(process)
     assert not (work / "made").exists(), "the caller's run escaped its seccomp filter"
+
+
+def test_a_command_whose_service_dies_returns_its_run_status_once_the_run_is_over(
+    tmp_path: Path,
+) -> None:
+    """Found by attack: with the service killed mid-run the command exited 125 at once
+    while its run went on, writing into the caller's stdout after the caller moved on,
+    and sealing its real status in the ledger. The copy now tells the client its status
+    itself, and a client told nothing waits for the copy to be gone. Oracles: the
+    command's status, and the caller's stdout file as the command returns."""
+    env = _env(tmp_path)
+    process = _start_service(tmp_path, env, tmp_path)
+    work = _work(tmp_path)
+    out = tmp_path / "out"
+    marker = unique_marker("SERVICE-DIES")
+    try:
+        with out.open("w") as stdout:
+            command = subprocess.Popen(
+                [sys.executable, "-c", _COMMAND, "run", "--no-record", "--", "/bin/sh", "-c",
+                 f": {marker}; sleep 3; echo done; exit 7"],
+                cwd=work, env={**env, "BVISOR_SERVE": "require"}, stdin=subprocess.DEVNULL,
+                stdout=stdout, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert wait_for(lambda: find_pids_with(marker, program="sh"), timeout=30)
+            process.kill()
+            process.wait()
+            _, err = command.communicate(timeout=60)
+            written = out.read_text()
+    finally:
+        _stop(process)
+    assert command.returncode == 7, err
+    assert written == "done\n", (written, err)

@@ -931,3 +931,33 @@ def test_skipping_seccomp_lets_the_aio_pool_be_drawn_on(work: Path) -> None:
     require_feature("seccomp")
     taken, out = _aio_taken(work, frozenset({"skip_seccomp"}))
     assert taken >= 64, out
+
+
+_TRACE_ME = "import ctypes, os, sys; print(ctypes.CDLL(None).ptrace(0, 0, 0, 0), flush=True); "
+
+
+@pytest.mark.parametrize(
+    ("then", "code", "signo"),
+    [
+        ("os.kill(os.getpid(), 10); sys.exit(3)", None, 10),  # SIGUSR1's default: death
+        ("os.execv('/bin/sh', ['sh', '-c', 'exit 4'])", 4, None),  # the exec's SIGTRAP
+    ],
+    ids=["signal", "exec"],
+)
+def test_a_workload_that_makes_init_its_tracer_cannot_forge_its_exit(
+    work: Path, then: str, code: int | None, signo: int | None
+) -> None:
+    """Found by attack: a workload could PTRACE_TRACEME (init is its parent) and then
+    stop; init took the stop for the end and reported the stopping signal's number as
+    the exit code of a process that never exited (SIGUSR1 as exit 10, an exec's SIGTRAP
+    as exit 5). Init now lets a tracee go at its first stop, delivering the signal as if
+    untraced. Oracle: the workload's own deeds (a signal whose default is death, an
+    exec'd shell's exit code) against the sealed outcome."""
+    require_feature("userns")
+    report = _attack(work, _TRACE_ME + then)
+    body = report.body
+    if signo is not None:
+        assert body.outcome is Outcome.KILLED, body
+        assert body.exit is not None and body.exit.signal == signo, body.exit
+    else:
+        assert body.exit is not None and body.exit.code == code, body.exit

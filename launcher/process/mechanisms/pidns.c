@@ -11,7 +11,9 @@
  *    the host and the launcher's arguments), which /proc/1/cmdline shows to every process
  *    of the namespace;
  *  - takes signals with sigwaitinfo (all stay blocked): a stop signal (TERM, INT, HUP,
- *    QUIT) is forwarded to the workload, SIGCHLD reaps every orphan;
+ *    QUIT) is forwarded to the workload, SIGCHLD reaps every orphan; a process that made
+ *    init its tracer (PTRACE_TRACEME) is let go at its first stop, so only an exit or a
+ *    fatal signal ends the workload (a stop was once reported as an exit code);
  *  - when the workload exits: kills every other process of the namespace, reaps them,
  *    writes 'W' and the workload's raw wait status to init_fd, then waits on release_fd
  *    (a byte or EOF from the launcher, which may still read the run's files) and exits.
@@ -31,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -122,11 +125,21 @@ static void __attribute__((noreturn)) init_loop(const struct bv_init_args *a, pi
             (void)kill(workload, info.si_signo);
             continue;
         }
-        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-            if (pid == workload) {
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (WIFSTOPPED(status)) {
+                /* A tracee's stop: a process of the tree made init its tracer
+                 * (PTRACE_TRACEME). Init traces nothing: it lets go, delivering the
+                 * stopping signal as if untraced (not the SIGTRAP that ptrace itself
+                 * raised at an exec), and a stop is never taken for an exit. */
+                int sig = WSTOPSIG(status);
+                (void)ptrace(PTRACE_DETACH, pid, NULL, (void *)(long)(sig == SIGTRAP ? 0 : sig));
+                continue;
+            }
+            if (pid == workload && (WIFEXITED(status) || WIFSIGNALED(status))) {
                 done = 1;
                 raw = status;
             }
+        }
     }
     /* The workload is gone: so is the rest of its tree. */
     (void)kill(-1, SIGKILL);

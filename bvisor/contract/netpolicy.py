@@ -81,6 +81,7 @@ __all__ = [
     "judge",
     "judge_answered",
     "judge_name",
+    "lookup_charge",
     "normal_host",
     "parse_entries",
     "refused_range",
@@ -319,12 +320,23 @@ def _opt_text(value: object, path: str, limit: int) -> str | None:
     return text
 
 
+def lookup_charge(host: str) -> int:
+    """What looking ``host`` up for the workload costs its network budget: the name's
+    bytes, which leave the host in the question to the host's resolver. A name the
+    workload chooses below a listed wildcard carries whatever it writes into it, so the
+    lookup is charged (and refused once the budget cannot pay for it) like a connection's
+    bytes. Runs recorded before names were charged carry 0 for it."""
+    return len(host.encode("utf-8", "surrogateescape"))
+
+
 @dataclass(frozen=True, slots=True)
 class NetworkDecision:
     """One connection the proxy was asked for: what was asked, what was decided, what went
-    through. ``sent``: bytes from the workload to the destination; ``received``: back.
-    ``error``: why an allowed connection failed or ended early (a connect error, the
-    network budget cutting it), or how a bad request was bad."""
+    through. ``sent``: bytes from the workload to the destination, the name's lookup
+    (:func:`lookup_charge`) included when the host looked it up; ``received``: back.
+    A DNS question or a denial moves nothing but that lookup. ``error``: why an allowed
+    connection failed or ended early (a connect error, the network budget cutting it), or
+    how a bad request was bad."""
 
     via: str
     host: str
@@ -355,10 +367,13 @@ class NetworkDecision:
         expect_int(self.sent, "sent", minimum=0)
         expect_int(self.received, "received", minimum=0)
         _opt_text(self.error, "error", _MAX_ERROR)
-        if self.verdict == "deny" and (self.sent or self.received):
-            raise ContractError("sent", "a denied connection carries no bytes", "inconsistent")
-        if self.via == DNS and (self.sent or self.received):
-            raise ContractError("sent", "a DNS decision carries no bytes", "inconsistent")
+        if (self.verdict == "deny" or self.via == DNS) and (
+            self.received or self.sent not in (0, lookup_charge(self.host))
+        ):
+            what = "a DNS decision" if self.via == DNS else "a denied connection"
+            raise ContractError(
+                "sent", f"{what} carries no bytes but its name's lookup", "inconsistent"
+            )
 
     @property
     def total(self) -> int:

@@ -19,6 +19,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+from bvisor.contract.budgets import Budget, BudgetRequirements, MinGuarantee
 from tests.e2e.netkit import CURL, PYTHON, allow_spec, run_allowed, serving
 
 ADDRESSES = {
@@ -103,12 +104,25 @@ print("not-answered=" + get("http://93.184.216.35/na"))
 """
 
 
+# Ten questions for one listed name under an Enforced budget that pays for six lookups:
+# each lookup costs the name's 16 bytes (the name leaves the host in it).
+DNS_BUDGET = 100
+DNS_BUDGET_SCRIPT = (
+    DNS_SCRIPT.split("conf = open")[0]
+    + r"""
+for i in range(10):
+    print("ask%d=%s" % (i, ask("www.example.test")))
+"""
+)
+
+
 def _scenario(
     scratch: Path,
     name: str,
     entries: list[str],
     command: list[str] | None = None,
     hooks: frozenset[str] = frozenset(),
+    budgets: BudgetRequirements | None = None,
 ) -> dict[str, object]:
     work = scratch / name
     work.mkdir()
@@ -117,7 +131,7 @@ def _scenario(
             label: stack.enter_context(serving(label, address, 80))
             for label, address in ADDRESSES.items()
         }
-        spec = allow_spec(command or ["/bin/sh", "-c", _script()], entries, work)
+        spec = allow_spec(command or ["/bin/sh", "-c", _script()], entries, work, budgets=budgets)
         run = run_allowed(spec, scratch / f"{name}-ledger", hooks)
     return {
         "out": run.out,
@@ -126,6 +140,11 @@ def _scenario(
         "decisions": [d.to_value() for d in run.decisions],
         "audit_ok": run.audit_ok,
         "audit_detail": run.audit_detail,
+        "network_bytes": next(
+            w.observed
+            for w in run.report.body.budget_witnesses
+            if w.dimension.value == "network_bytes"
+        ),
     }
 
 
@@ -149,6 +168,13 @@ def main() -> int:
                 "dns",
                 ["*.example.test:80", "internal.test:80"],
                 [PYTHON, "-c", DNS_SCRIPT],
+            ),
+            "dns_budget": _scenario(
+                scratch,
+                "dns_budget",
+                ["*.example.test:80"],
+                [PYTHON, "-c", DNS_BUDGET_SCRIPT],
+                budgets=BudgetRequirements(network_bytes=Budget(DNS_BUDGET, MinGuarantee.ENFORCED)),
             ),
             "dns_lie": _scenario(
                 scratch,

@@ -164,3 +164,25 @@ def test_a_resolver_that_answers_everything_turns_the_oracles_red(
     assert codes["unlisted"] != "rcode5", lie["out"]  # an unlisted name was answered
     assert codes["not-answered"] == "200" and lie["hits"]["api"] == ["/na"]
     assert not lie["audit_ok"]  # replay re-judges every decision against the list
+
+
+def test_name_lookups_are_paid_for_from_an_enforced_network_budget(
+    harness: dict[str, Any],
+) -> None:
+    """Found by attack: a lookup never charged the budget, so a workload could write a
+    secret into names below a listed wildcard and have the host send them to its
+    resolver, under an Enforced budget that then reported 0 bytes moved. Each lookup
+    now costs the name's bytes before it is made; one the budget cannot pay for is not
+    made. Oracles: the resolver's answers and the decisions, against the budget."""
+    run = harness["dns_budget"]
+    codes = _codes(run)
+    paid = 100 // len("www.example.test")  # six lookups of 16 bytes fit in 100
+    answered = [codes[f"ask{i}"] for i in range(10)]
+    assert answered == ["93.184.216.34"] * paid + ["rcode5"] * (10 - paid), run["out"]
+    asked = [d for d in run["decisions"] if d["host"] == "www.example.test"]
+    assert [(d["verdict"], d["sent"]) for d in asked[:paid]] == [("allow", 16)] * paid
+    assert {(d["verdict"], d["reason"], d["sent"]) for d in asked[paid:]} == {
+        ("deny", "budget-exhausted", 0)
+    }
+    assert run["network_bytes"] == 16 * paid <= 100
+    assert run["audit_ok"], run["audit_detail"]

@@ -45,6 +45,14 @@ class Budget:
             self._granted += granted
             return granted
 
+    def take_whole(self, wanted: int) -> bool:
+        """Grant all ``wanted`` bytes, or none when they do not fit (a name's lookup)."""
+        with self._lock:
+            if self.limit is not None and self._granted + wanted > self.limit:
+                return False
+            self._granted += wanted
+            return True
+
     @property
     def exhausted(self) -> bool:
         with self._lock:

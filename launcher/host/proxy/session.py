@@ -31,7 +31,10 @@ proxy serves nothing (fail closed). One thread answers on it (:mod:`.dns` reads 
 spells the datagrams): A and AAAA questions for listed names get one address, judged by
 :func:`bvisor.contract.netpolicy.judge_name`; every other question is refused, and an
 unlisted name is never looked up, nor any name once an Enforced network budget is spent
-(``budget-exhausted``, as a connection is). Each question is recorded *before* its answer is
+(``budget-exhausted``, as a connection is). Every lookup, for a question or for a
+connection asked by name, is paid for from the budget before it is made, by the name's
+bytes (``lookup_charge``): the name leaves the host in it, and a name below a listed
+wildcard carries whatever the workload writes into it. Each question is recorded *before* its answer is
 sent, and an address answered becomes a destination the workload may then ask for by
 address on the ports its name is listed for (``judge_answered``).
 
@@ -52,6 +55,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bvisor.contract.endpoints import Endpoint, parse_address
 from bvisor.contract.errors import ContractError
@@ -68,6 +72,7 @@ from bvisor.contract.netpolicy import (
     destination_text,
     judge,
     judge_name,
+    lookup_charge,
     normal_host,
     parse_entries,
 )
@@ -387,10 +392,11 @@ class ProxySession:
             # spent, so is a question: the name itself leaves the host with the lookup.
             self._record(_denied(DNS, name, port, None, BUDGET_EXHAUSTED, None, None))
             return dns.answer(question, dns.REFUSED)
-        judged, address = self._decide_name(name, question.qtype)
+        judged, address, charged = self._decide_name(name, question.qtype)
         decision = NetworkDecision(
-            DNS, name, port, address, judged.verdict, judged.reason, judged.entry, 0, 0, None
-        )
+            DNS, name, port, address, judged.verdict, judged.reason, judged.entry, charged, 0,
+            None,
+        )  # fmt: skip
         if not self._record(decision):
             return dns.answer(question, dns.SERVFAIL)
         if judged.allowed and address is not None:
@@ -401,12 +407,13 @@ class ProxySession:
             return dns.answer(question, dns.NOERROR)  # the name has no address of that family
         return dns.answer(question, dns.REFUSED)
 
-    def _decide_name(self, name: str, qtype: int) -> tuple[Judgement, str | None]:
+    def _decide_name(self, name: str, qtype: int) -> _Resolved:
         entries = self._entries or ()
         family = socket.AF_INET if qtype == dns.A else socket.AF_INET6
         return self._resolve_judged(
             lambda address: judge_name(entries, name, address),
             lambda: lookup(name, 0, family),
+            name,
             f"dns {name}",
         )
 
@@ -414,14 +421,22 @@ class ProxySession:
         self,
         judge_at: Callable[[str | None], Judgement],
         resolve: Callable[[], list[str]],
+        host: str,
         what: str,
-    ) -> tuple[Judgement, str | None]:
+    ) -> _Resolved:
         """Judge a name before resolving it (an unlisted one never is), then each address
         the host's resolver gives, in its order: the first allowed one is pinned, else the
-        first refusal stands. ``what`` names the lookup while it is under way."""
+        first refusal stands. ``what`` names the lookup while it is under way.
+
+        A lookup is paid for from the network budget before it is made (the name leaves
+        the host in it: :func:`~bvisor.contract.netpolicy.lookup_charge`); one the budget
+        cannot pay for is not made (``budget-exhausted``)."""
         first = judge_at(None)
         if first.reason != UNRESOLVED and not self._allow_all:
-            return first, None  # not listed: never resolved
+            return _Resolved(first, None, 0)  # not listed: never resolved
+        charged = lookup_charge(host)
+        if not self._budget.take_whole(charged):
+            return _Resolved(Judgement("deny", BUDGET_EXHAUSTED, None), None, 0)
         thread = threading.get_ident()
         with self._lock:
             self._lookups[thread] = what
@@ -431,15 +446,15 @@ class ProxySession:
             with self._lock:
                 self._lookups.pop(thread, None)
         if not addresses:
-            return Judgement("deny", UNRESOLVED, first.entry), None
+            return _Resolved(Judgement("deny", UNRESOLVED, first.entry), None, charged)
         if self._allow_all:
-            return Judgement("allow", LISTED, None), addresses[0]
-        refused: tuple[Judgement, str] | None = None
+            return _Resolved(Judgement("allow", LISTED, None), addresses[0], charged)
+        refused: _Resolved | None = None
         for address in addresses:
             judged = judge_at(address)
             if judged.allowed:
-                return judged, address
-            refused = refused or (judged, address)
+                return _Resolved(judged, address, charged)
+            refused = refused or _Resolved(judged, address, charged)
         assert refused is not None
         return refused
 
@@ -515,27 +530,30 @@ class ProxySession:
         if self._budget.exhausted:
             _reply_refused(conn, ask.via, host, ask.port, "the network budget is spent")
             return _denied(ask.via, host, ask.port, None, BUDGET_EXHAUSTED, None, None)
-        judged, address = self._decide(host, ask.port)
+        judged, address, charged = self._decide(host, ask.port)
         if not judged.allowed or address is None:
             _reply_refused(conn, ask.via, host, ask.port, judged.reason)
-            return _denied(ask.via, host, ask.port, address, judged.reason, judged.entry, None)
-        return self._connect(conn, record, ask, host, address, judged)
+            return _denied(
+                ask.via, host, ask.port, address, judged.reason, judged.entry, None, charged
+            )
+        return self._connect(conn, record, ask, host, address, judged, charged)
 
-    def _decide(self, host: str, port: int) -> tuple[Judgement, str | None]:
+    def _decide(self, host: str, port: int) -> _Resolved:
         entries = self._entries or ()
         literal = parse_address(host)
         if literal is not None:
             address = literal.compressed
             if self._allow_all:
-                return Judgement("allow", LISTED, None), address
+                return _Resolved(Judgement("allow", LISTED, None), address, 0)
             judged = judge(entries, host, port, address)
             if not judged.allowed:
                 with self._lock:
                     judged = self._answers.opens(entries, address, port) or judged
-            return judged, address
+            return _Resolved(judged, address, 0)
         return self._resolve_judged(
             lambda address: judge(entries, host, port, address),
             lambda: lookup(host, port),
+            host,
             destination_text(host, port),
         )
 
@@ -547,6 +565,7 @@ class ProxySession:
         host: str,
         address: str,
         judged: Judgement,
+        charged: int,
     ) -> NetworkDecision:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         upstream = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -557,7 +576,7 @@ class ProxySession:
         def decided(sent: int = 0, received: int = 0, error: str | None = None) -> NetworkDecision:
             return NetworkDecision(
                 ask.via, host, ask.port, address, "allow", judged.reason, judged.entry,
-                sent, received, error,
+                charged + sent, received, error,
             )  # fmt: skip
 
         if self._stopping.is_set():
@@ -590,6 +609,15 @@ def _ipv4_compatible(address: str) -> bool:
     return parsed is not None and parsed.version == 6 and int(parsed) >> 32 == 0
 
 
+class _Resolved(NamedTuple):
+    """A name judged (and looked up when listed): the judgement, the address it pins,
+    and the bytes its lookup took from the network budget."""
+
+    judged: Judgement
+    address: str | None
+    charged: int
+
+
 def _denied(
     via: str,
     host: str,
@@ -598,6 +626,7 @@ def _denied(
     reason: str,
     entry: str | None,
     error: str | None,
+    charged: int = 0,
 ) -> NetworkDecision:
     return NetworkDecision(
         via,
@@ -607,7 +636,7 @@ def _denied(
         "deny",
         reason,
         entry,
-        0,
+        charged,
         0,
         None if error is None else error[:200],
     )

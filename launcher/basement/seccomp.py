@@ -125,6 +125,7 @@ NAMESPACE_FLAGS = (
     0x40000000,
 )
 _X32_SYSCALL_BIT = 0x40000000
+_LOW_WORD = 0xFFFFFFFF  # what the kernel reads of an int argument
 _AUDIT_ARCH_X86_64 = 0xC000003E
 _BPF_INSN = struct.Struct("=HBBI")
 
@@ -468,7 +469,7 @@ def _add_baseline(rules: _Rules, *, new_tasks_ruled: bool) -> list[str]:
     # and tells the workload they are writing; a directory notification reports host
     # activity. Neither is the workload's business.
     for command in (F_SETLEASE, F_NOTIFY):
-        rules.deny("fcntl", _args((1, SCMP_CMP_EQ, command, 0)))
+        rules.deny("fcntl", _args(_int_is(1, command)))
     denied.append(labels.BASELINE[3])
     return denied
 
@@ -511,7 +512,6 @@ def _add_thread_rules(rules: _Rules) -> list[str]:
 
 
 AF_INET, AF_INET6 = 2, 10
-_LOW_WORD = 0xFFFFFFFF
 _FAMILY_BITS = 6  # families 0-63 are named one by one; a higher number sets a bit above
 
 
@@ -557,12 +557,22 @@ def _add_socket_rules(rules: _Rules) -> list[str]:
 
 def _add_no_own_filter(rules: _Rules) -> list[str]:
     """With denial evidence, no seccomp filter of the workload's own (module docstring)."""
-    rules.deny("seccomp", _args((0, SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER, 0)))
+    rules.deny("seccomp", _args(_int_is(0, SECCOMP_SET_MODE_FILTER)))
+    # prctl's option is an int; its second argument an unsigned long, read whole.
     rules.deny(
         "prctl",
-        _args((0, SCMP_CMP_EQ, PR_SET_SECCOMP, 0), (1, SCMP_CMP_EQ, SECCOMP_MODE_FILTER, 0)),
+        _args(_int_is(0, PR_SET_SECCOMP), (1, SCMP_CMP_EQ, SECCOMP_MODE_FILTER, 0)),
     )
     return list(labels.NO_OWN_FILTER)
+
+
+def _int_is(index: int, value: int) -> tuple[int, int, int, int]:
+    """Argument ``index``, an ``int`` (or ``unsigned int``) to the kernel, equals ``value``.
+
+    The kernel reads only such an argument's low 32 bits, and the filter sees the whole
+    register: compared whole, ``(1 << 32) | F_SETLEASE`` matched no rule and the kernel
+    took it for F_SETLEASE. So only the low word is compared."""
+    return (index, SCMP_CMP_MASKED_EQ, _LOW_WORD, value)
 
 
 def _args(*comparisons: tuple[int, int, int, int]) -> Any:

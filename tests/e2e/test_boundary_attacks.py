@@ -961,3 +961,58 @@ def test_a_workload_that_makes_init_its_tracer_cannot_forge_its_exit(
         assert body.exit is not None and body.exit.signal == signo, body.exit
     else:
         assert body.exit is not None and body.exit.code == code, body.exit
+
+
+# fcntl(F_SETLEASE) on a file and fcntl(F_NOTIFY) on a directory, each asked plainly and
+# with bit 32 set (the kernel reads only the command's low 32 bits); then READY, and a
+# pause while the host looks at the kernel's lease table.
+_HIGH_BITS = r"""
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def fcntl(fd, command, arg):
+    ctypes.set_errno(0)
+    done = libc.syscall(72, ctypes.c_long(fd), ctypes.c_long(command), ctypes.c_long(arg))
+    return "%d/%d" % (done, ctypes.get_errno())
+leased = os.open("leased", os.O_RDONLY | os.O_CREAT, 0o600)
+here = os.open(".", os.O_RDONLY)
+for name, high in (("plain", 0), ("high", 1 << 32)):
+    print(name, "lease", fcntl(leased, high | 1024, 0), flush=True)
+    print(name, "notify", fcntl(here, high | 1026, 0x80000001), flush=True)
+print("READY", sys.argv[1], flush=True)
+time.sleep(1)
+"""
+
+
+def test_int_arguments_are_judged_by_the_bits_the_kernel_reads(work: Path) -> None:
+    """Found by attack: the rules refusing fcntl(F_SETLEASE/F_NOTIFY), seccomp's
+    SET_MODE_FILTER and prctl(PR_SET_SECCOMP) compared the whole register, while the
+    kernel reads those int arguments' low 32 bits: with bit 32 set, the workload took a
+    lease on a host file (stalling the host's writers) and watched a read root. Oracle:
+    the kernel's lease table read from the host while the workload runs, and the
+    answers the workload got."""
+    require_feature("seccomp")
+    if os.uname().machine != "x86_64":
+        pytest.skip("the workload's syscall number is x86_64's")
+    marker = unique_marker("HIGHBITS")
+
+    def leases(pid: int) -> list[str]:
+        return [
+            line for line in Path("/proc/locks").read_text().splitlines()
+            if "LEASE" in line and f" {pid} " in f" {line} "
+        ]  # fmt: skip
+
+    seen, out = _look_when_ready(
+        default_spec([PYTHON, "-c", _HIGH_BITS, marker], cwd=str(work)),
+        frozenset(),
+        marker,
+        leases,
+    )
+    assert seen and all(found == [] for found in seen), (seen, out)
+    answers = dict(line.rsplit(" ", 1) for line in out.splitlines() if line.count(" ") == 2)
+    assert answers == {
+        "plain lease": "-1/1",
+        "plain notify": "-1/1",
+        "high lease": "-1/1",
+        "high notify": "-1/1",
+    }, out

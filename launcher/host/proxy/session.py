@@ -34,9 +34,9 @@ unlisted name is never looked up, nor any name once an Enforced network budget i
 (``budget-exhausted``, as a connection is). Every lookup, for a question or for a
 connection asked by name, is paid for from the budget before it is made, by the name's
 bytes (``lookup_charge``): the name leaves the host in it, and a name below a listed
-wildcard carries whatever the workload writes into it. Each question is recorded *before* its answer is
-sent, and an address answered becomes a destination the workload may then ask for by
-address on the ports its name is listed for (``judge_answered``).
+wildcard carries whatever the workload writes into it. Each question is recorded
+*before* its answer is sent, and an address answered becomes a destination the workload
+may then ask for by address on the ports its name is listed for (``judge_answered``).
 
 ``allow_all`` is the test-only lie switch (hook ``proxy_allow_all``): every destination
 is allowed, and recorded as allowed, so the oracles that must catch a lying proxy can be

@@ -31,6 +31,7 @@ from bvisor.contract import mechanisms as mech
 __all__ = [
     "CAPS_DROPPED",
     "CGROUPFS_HIDDEN_PREFIX",
+    "CORE_LIMIT_SET",
     "DANGER_PREFIX",
     "EXIT_PREFIX",
     "INIT_KILLED",
@@ -389,6 +390,10 @@ def parse_landlock_net(note: str) -> tuple[int, tuple[int, ...]] | None:
         return None
     ports = tuple(int(p) for p in match.group(2).split(",") if p)
     return int(match.group(1)), ports
+
+
+# The launcher's note that the run's core dump limit is 1 (no core_pattern helper runs).
+CORE_LIMIT_SET: Final = "core dump limit 1: no core file, no core_pattern helper"
 
 
 def seccomp_note(

@@ -9,8 +9,10 @@ none cannot pass for a filter that did.
 The list is a function of the flags alone, in a fixed order: the baseline every filter
 carries, then the rules of ``threads_only``, ``deny_new_tasks``, ``deny_sockets``,
 ``inet_sockets_only`` and ``notify_denials``. The baseline's first label grew when the
-filter grew (watches, perf events, bpf, ...); a released launcher's shorter label is still
-accepted, since its ledgers must keep replaying, and no launcher writes it now.
+filter grew (watches, perf events, bpf, ...), and the baseline gained its last label when
+the core dump limit was kept; a released launcher's shorter group label and shorter
+baseline are still accepted, since its ledgers must keep replaying, and no launcher writes
+them now.
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ BASELINE: Final = (
     "limits/scheduling of other processes",
     "setuid/setgid modes",
     "fcntl(F_SETLEASE, F_NOTIFY)",
+    "the core dump limit",
 )
+# The baseline's rest as released launchers wrote it, before the core dump limit was kept.
+_RELEASED_RESTS: Final = (BASELINE[:4],)
 THREADS_ONLY: Final = ("fork", "vfork", "clone(unless a thread)", "clone3(ENOSYS)")
 NEW_TASKS: Final = ("clone", "clone3", "fork", "vfork")
 _PAIRS: Final = "socketpair(except AF_UNIX stream/seqpacket)"
@@ -89,6 +94,11 @@ def denial_problem(flags: Mapping[str, bool], denied: str) -> str | None:
     expected = list(expected_denials(flags))
     if stated == expected:
         return None
+    released_rest = len(_RELEASED_RESTS[0])
+    if stated[1 : 1 + released_rest] == list(_RELEASED_RESTS[0]):
+        grown = [*stated[: 1 + released_rest], *BASELINE[released_rest:]]
+        if [*grown, *stated[1 + released_rest :]] == expected:
+            return None  # a released launcher's baseline, before it kept the core limit
     missing = [label for label in expected if label not in stated]
     if missing:
         return f"it does not deny {missing}, which its flags call for"

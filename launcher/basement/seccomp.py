@@ -36,7 +36,10 @@ Filter shape: default action ALLOW; a denylist of syscalls answered with EPERM.
   workload may do must not hang on how the host happens to be tuned, and each is a large
   kernel surface no workload of a boundary needs; and ``io_setup``, whose AIO contexts are
   drawn from one host-wide pool (``fs.aio-max-nr``): a single call can take all of it,
-  and then every program on the host that uses native AIO, root's included, fails.
+  and then every program on the host that uses native AIO, root's included, fails; and
+  changing ``RLIMIT_CORE`` (``setrlimit``, ``prlimit64`` with a new limit), which the
+  launcher sets to 1 so that a crash starts no ``core_pattern`` pipe helper (the kernel
+  runs it as root in the host's namespaces).
 * deny_new_tasks: clone, clone3, fork, vfork -> EPERM (threads included: a denylist
   cannot tell CLONE_THREAD apart for clone3, whose flags live in memory). execve,
   execveat, write and exit_group are never on the list.
@@ -106,6 +109,7 @@ SCMP_CMP_NE = 1
 SCMP_CMP_EQ = 4
 SCMP_CMP_MASKED_EQ = 7
 F_SETLEASE, F_NOTIFY = 1024, 1026
+RLIMIT_CORE = 4
 AF_UNIX = 1
 SOCK_TYPE_MASK = 0xF
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET = 1, 2, 3, 5
@@ -471,6 +475,13 @@ def _add_baseline(rules: _Rules, *, new_tasks_ruled: bool) -> list[str]:
     for command in (F_SETLEASE, F_NOTIFY):
         rules.deny("fcntl", _args(_int_is(1, command)))
     denied.append(labels.BASELINE[3])
+    # The launcher sets RLIMIT_CORE to 1 (launcher.process.mechanisms.seccomp): the one
+    # value at which the kernel starts no core_pattern pipe helper, a program it runs as
+    # root in the host's namespaces, fed the crashing workload's memory. The workload may
+    # not change it (lowered to 0, the helper runs again).
+    rules.deny("setrlimit", _args(_int_is(0, RLIMIT_CORE)))
+    rules.deny("prlimit64", _args(_int_is(1, RLIMIT_CORE), (2, SCMP_CMP_NE, 0, 0)))
+    denied.append(labels.BASELINE[4])
     return denied
 
 

@@ -1016,3 +1016,51 @@ def test_int_arguments_are_judged_by_the_bits_the_kernel_reads(work: Path) -> No
         "high lease": "-1/1",
         "high notify": "-1/1",
     }, out
+
+
+# Lower RLIMIT_CORE to 0 both ways (setrlimit, prlimit64), read it, then READY and a pause
+# while the host reads the workload's limits.
+_CORE_LIMIT = r"""
+import resource, sys, time
+for name, call in (
+    ("setrlimit", lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0))),
+    ("prlimit", lambda: resource.prlimit(0, resource.RLIMIT_CORE, (0, 0))),
+):
+    try:
+        call()
+        print(name, "changed", flush=True)
+    except (OSError, ValueError):  # Python says EPERM from setrlimit as a ValueError
+        print(name, "refused", flush=True)
+print("read", resource.prlimit(0, resource.RLIMIT_CORE), flush=True)
+print("READY", sys.argv[1], flush=True)
+time.sleep(1)
+"""
+
+
+@pytest.mark.parametrize("hooks", [frozenset(), frozenset({"skip_seccomp"})], ids=["real", "lie"])
+def test_a_crash_can_start_no_core_dump_helper(work: Path, hooks: frozenset[str]) -> None:
+    """Found by attack: nothing stopped a core dump, and where ``core_pattern`` pipes to a
+    program (apport, systemd-coredump) the kernel runs it as root in the host's namespaces,
+    fed the workload's memory. The run's RLIMIT_CORE is 1, the one value at which no
+    helper starts, and the workload cannot change it (at 0 the helper runs again).
+    Oracle: the workload's limits read from the host while it runs; with the filter
+    skipped (the planted lie) the workload lowers it."""
+    require_feature("seccomp")
+    marker = unique_marker("CORELIMIT")
+
+    def core_limit(pid: int) -> str:
+        line = next(
+            line for line in Path(f"/proc/{pid}/limits").read_text().splitlines()
+            if line.startswith("Max core file size")
+        )  # fmt: skip
+        return " ".join(line.split()[4:6])
+
+    seen, out = _look_when_ready(
+        default_spec([PYTHON, "-c", _CORE_LIMIT, marker], cwd=str(work)), hooks, marker, core_limit
+    )
+    if hooks:
+        assert seen == ["0 0"] and "setrlimit changed" in out, (seen, out)
+        return
+    assert seen == ["1 1"], (seen, out)
+    assert "setrlimit refused" in out and "prlimit refused" in out, out
+    assert "read (1, 1)" in out, out

@@ -53,3 +53,17 @@ def test_every_filter_says_what_its_flags_deny_and_replay_reads_it_back() -> Non
         assert notes.seccomp_arch(note) == built.arch
         others = {**named, "deny_sockets": not named["deny_sockets"]}
         assert labels.denial_problem(others, notes.seccomp_denied(note)) is not None, note
+
+
+def test_the_baselines_released_launchers_wrote_still_replay() -> None:
+    """Runs recorded before the baseline grew (the short group label, the rest without the
+    core dump limit) must keep replaying; a list missing anything else still fails."""
+    from bvisor.contract import seccomp as labels
+
+    flags = {"deny_new_tasks": True}
+    for group in ("namespaces, keyrings, io_uring, mounts", labels.BASELINE_GROUP):
+        for rest in (labels.BASELINE[:4], labels.BASELINE):
+            listed = ",".join([group, *rest, *labels.NEW_TASKS])
+            assert labels.denial_problem(flags, listed) is None, listed
+    short = ",".join([labels.BASELINE_GROUP, *labels.BASELINE[:3], *labels.NEW_TASKS])
+    assert labels.denial_problem(flags, short) is not None

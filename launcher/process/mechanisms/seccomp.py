@@ -4,6 +4,9 @@ The BPF program is built with libseccomp before clone3 (``basement.seccomp``) an
 handed to ``seccomp(SECCOMP_SET_MODE_FILTER)`` by the child (``seccomp.c``), after every
 other policy op. Hook ``skip_seccomp`` builds it but does not install it.
 
+Before it, the launcher sets RLIMIT_CORE to 1 (:func:`_no_core_helper`), which the filter
+keeps the workload from changing.
+
 With ``notify_denials`` the filter's denials notify a listener instead of answering, and
 the child hands the listener back over a socket pair made here (the child's end is one
 of the window's internal fds, closed at exec). The launcher's
@@ -16,6 +19,7 @@ lie that the denial-evidence oracles must catch.
 from __future__ import annotations
 
 import errno
+import resource
 import socket
 
 from bvisor.contract import notes
@@ -29,6 +33,7 @@ __all__ = ["prepare"]
 
 
 def prepare(program: Program, phase: Phase, params: Seccomp) -> None:
+    _no_core_helper(program, phase)
     notify = params.notify_denials and not program.skipped("skip_denial_notify")
     try:
         built = seccomp.build_filter(
@@ -65,3 +70,16 @@ def prepare(program: Program, phase: Phase, params: Seccomp) -> None:
     program.note(
         phase, notes.seccomp_note(flags, built.arch, built.instructions, built.denied), policy=True
     )
+
+
+def _no_core_helper(program: Program, phase: Phase) -> None:
+    """RLIMIT_CORE 1, soft and hard, for this launcher and so for the child it clones: the
+    one value at which a crash starts no ``core_pattern`` pipe helper (which the kernel
+    runs as root in the host's namespaces, fed the workload's memory and a name it
+    chose), and one byte is less than any core file. The filter keeps the workload from
+    changing it; a hard limit is only ever lowered here."""
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (1, 1))
+    except (OSError, ValueError) as exc:
+        raise Fault("seccomp", errno.EPERM, f"set RLIMIT_CORE to 1: {exc}") from None
+    program.note(phase, notes.CORE_LIMIT_SET)

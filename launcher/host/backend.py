@@ -67,7 +67,12 @@ from bvisor.launcher.host.launch_body import LaunchPreparationError, prepare_lau
 from bvisor.launcher.host.reach import covering_root
 from bvisor.launcher.host.relay import HostStdio
 from bvisor.launcher.host.secrets import NoSecrets, SecretResolver, SecretUnresolved
-from bvisor.launcher.host.storage import StorageSample, sample_storage
+from bvisor.launcher.host.storage import (
+    StorageSample,
+    close_roots,
+    open_roots,
+    sample_open_roots,
+)
 from bvisor.launcher.host.terminal import Pty, is_terminal
 from bvisor.launcher.wire.lowered import LoweredParams, LoweringParamsError, lowered_params
 
@@ -517,10 +522,12 @@ class _StorageWatch:
         self.roots = list(lowered.writable_paths())
         self.wanted = wanted
         self.start: StorageSample | None = None
+        self.fds: list[int] = []  # the roots, opened before the run: both samples use them
 
     def before(self) -> None:
         if self.wanted and self.roots:
-            self.start = sample_storage(self.roots)
+            self.fds, why = open_roots(self.roots)
+            self.start = StorageSample(None, why) if why else sample_open_roots(self.fds)
 
     def witness(self) -> tuple[int | None, str]:
         if not self.wanted:
@@ -529,7 +536,11 @@ class _StorageWatch:
             return None, "unavailable: the spec grants no write root to measure"
         if self.start is None:
             return None, "unavailable: the run ended before its roots were measured"
-        end = sample_storage(self.roots)
+        try:
+            end = sample_open_roots(self.fds)
+        finally:
+            close_roots(self.fds)
+            self.fds = []
         why = self.start.why_not or end.why_not
         if self.start.allocated is None or end.allocated is None:
             return None, f"unavailable: {why}"

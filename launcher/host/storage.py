@@ -23,7 +23,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["MAX_DEPTH", "MAX_ENTRIES", "MAX_SECONDS", "StorageSample", "sample_storage"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_ENTRIES",
+    "MAX_SECONDS",
+    "StorageSample",
+    "close_roots",
+    "open_roots",
+    "sample_open_roots",
+    "sample_storage",
+]
 
 MAX_ENTRIES = 50_000
 MAX_SECONDS = 0.5
@@ -105,22 +114,52 @@ def _name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, "error")
 
 
+def open_roots(roots: Iterable[str]) -> tuple[list[int], str | None]:
+    """A directory fd of each root (one that is not a directory is skipped), or, with
+    none open, why a root cannot be.
+
+    The run's samples go by these fds, opened before the workload starts: a root inside
+    another write root can be renamed away by the workload and its path given to a
+    symlink, and a root reopened by path after the run would then count the link's
+    target, a directory outside every root."""
+    opened: list[int] = []
+    for root in roots:
+        try:
+            opened.append(os.open(root, _DIR_FLAGS))
+        except NotADirectoryError:
+            continue
+        except OSError as exc:
+            close_roots(opened)
+            return [], f"{root}: {exc.strerror}"
+    return opened, None
+
+
+def close_roots(fds: Iterable[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
 def sample_storage(
     roots: Iterable[str], *, max_entries: int = MAX_ENTRIES, max_seconds: float = MAX_SECONDS
 ) -> StorageSample:
     """Sum the allocated bytes below every root (each inode once), within the bounds."""
+    fds, why = open_roots(roots)
+    if why is not None:
+        return StorageSample(None, why)
+    try:
+        return sample_open_roots(fds, max_entries=max_entries, max_seconds=max_seconds)
+    finally:
+        close_roots(fds)
+
+
+def sample_open_roots(
+    fds: Iterable[int], *, max_entries: int = MAX_ENTRIES, max_seconds: float = MAX_SECONDS
+) -> StorageSample:
+    """:func:`sample_storage` of roots already open (:func:`open_roots`)."""
     walk = _Walk(max_entries, max_seconds)
-    for root in roots:
-        try:
-            fd = os.open(root, _DIR_FLAGS)
-        except NotADirectoryError:
-            continue
-        except OSError as exc:
-            return StorageSample(None, f"{root}: {exc.strerror}")
+    for fd in fds:
         try:
             walk.directory(fd, os.fstat(fd).st_dev, 0)
         except _CannotCount as exc:
             return StorageSample(None, str(exc))
-        finally:
-            os.close(fd)
     return StorageSample(walk.total)

@@ -10,6 +10,7 @@ was never witnessed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -181,3 +182,36 @@ def test_memory_held_in_files_is_witnessed_or_unavailable(tmp_path: Path) -> Non
     report = run_confined(spec, ledger=tmp_path / "ledger", on_stdout=out.extend)
     held = int(out.split(b"held ")[1].split()[0])
     _at_least_or_unavailable(_witness(report, BudgetDimension.RESIDENT_BYTES), held)
+
+
+def test_a_root_renamed_away_is_counted_where_it_went_not_where_its_path_leads(
+    tmp_path: Path,
+) -> None:
+    """Found by attack: with a write root inside another, the workload renamed the inner
+    root's parent away and put a symlink to a host directory at its path, and the host,
+    reopening the roots by path after the run, counted that directory (3 MiB outside every
+    root, its size leaked into the report). Both samples now go by the roots' fds, opened
+    before the run. Oracle: the witness against the bytes the workload wrote (none)."""
+    require_feature("landlock")
+    from bvisor.contract import Filesystem, FsAccess
+
+    work = tmp_path / "work"
+    (work / "a" / "inner").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    (outside / "inner").mkdir(parents=True)
+    (outside / "inner" / "blob").write_bytes(os.urandom(3 << 20))
+    code = f"import os; os.rename('a', 'c'); os.symlink({str(outside)!r}, 'a')"
+    base = default_spec(["/usr/bin/python3", "-c", code], cwd=str(work))
+    spec = dataclasses.replace(
+        base,
+        capabilities=(
+            *base.capabilities,
+            Filesystem(access=FsAccess.WRITE, roots=(str(work / "a" / "inner"),)),
+        ),
+    )
+    report = run_confined(spec, ledger=tmp_path / "ledger")
+    assert report.body.exit is not None and report.body.exit.code == 0, report.body
+    assert (work / "a").is_symlink()  # the workload did re-point the inner root's path
+    witness = _witness(report, BudgetDimension.STORAGE_BYTES)
+    observed = witness.observed  # type: ignore[attr-defined]
+    assert observed is not None and observed < 1 << 20, witness

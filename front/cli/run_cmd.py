@@ -338,7 +338,7 @@ def _run_and_report(
         # then this command exits 128+N (main() reports it).
         with stop_signals_interrupt(), contextlib.ExitStack() as lent:
             if output is not None and output.stdio.tty is not None:
-                lent.enter_context(CallerTerminal(0).lent(window_target=output.stdio.tty.master))
+                lent.enter_context(CallerTerminal(0).lent(window_target=output.stdio.tty))
             report = run_confined(
                 spec,
                 ledger=ledger_choice,

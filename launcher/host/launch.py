@@ -866,6 +866,8 @@ def _observe(
                 if outlet.pending and outlet.poll_fd() is None:
                     outlet.pump()  # writes that never wait: a file, /dev/null
             _close_streams_nobody_reads(open_fds, outlets, closed)
+            if opts.tty is not None and out_r in closed and opts.tty.master >= 0:
+                _hang_up(opts.tty, stdin)
             stdin.settle()
             if not exited and child.gone():
                 exited = True
@@ -927,10 +929,10 @@ def _close_streams_nobody_reads(
     but a workload that only writes would never learn it and would run until its wall
     budget, or forever. Closing the host's read end gives the workload what the pipe would
     have given it without bvisor in between: EPIPE on its next write, and SIGPIPE. With
-    ``--tty`` the stream is a copy of the pty's master (the host keeps the master), so
-    this only stops reading it: the workload blocks once the pty is full (Linux sends no
-    SIGHUP through ``TIOCSIG``). The capture ends there; what was captured is still hashed
-    into the report, and the relay fact names the error.
+    ``--tty`` the stream is a copy of the pty's master, and the host then closes its other
+    copies too (:func:`_hang_up`): the kernel hangs the run's terminal up. The capture
+    ends there; what was captured is still hashed into the report, and the relay fact
+    names the error.
     """
     for fd in sorted(open_fds):
         outlet = outlets.get(fd)
@@ -938,6 +940,16 @@ def _close_streams_nobody_reads(
             open_fds.discard(fd)
             closed.add(fd)
             os.close(fd)
+
+
+def _hang_up(tty: Pty, stdin: _StdinRelay) -> None:
+    """The caller's terminal reader is gone: close every copy of the pty's master the
+    host holds (the output's was closed already, then the stdin relay's and the pty's
+    own), so the kernel hangs the run's terminal up, as when a terminal closes: SIGHUP to
+    the workload's session, and EIO for its next write. ``TIOCSIG`` on a master cannot
+    send SIGHUP, and a workload only reading its blocked pty would wait for its budget."""
+    stdin.close()
+    tty.close()
 
 
 def _launcher_gone(pid: int, pidfd: int | None) -> bool:

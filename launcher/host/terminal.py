@@ -298,16 +298,18 @@ class CallerTerminal:
         return termios.tcgetattr(self.fd)
 
     @contextmanager
-    def lent(self, window_target: int | None = None) -> Iterator[CallerTerminal]:
+    def lent(self, window_target: Pty | None = None) -> Iterator[CallerTerminal]:
         """Raw mode for the body; restored on every exit. SIGWINCH resizes
-        ``window_target``; SIGTSTP restores before stopping and SIGCONT re-enters raw."""
+        ``window_target``'s master while it is open (the host closes it to hang the run's
+        terminal up: its number is then read as -1, never as an fd since reused);
+        SIGTSTP restores before stopping and SIGCONT re-enters raw."""
         previous: dict[int, Any] = {}
         in_main = _in_main_thread()
 
         def on_winch(_signum: int, _frame: FrameType | None) -> None:
-            if window_target is not None:
+            if window_target is not None and window_target.master >= 0:
                 with contextlib.suppress(OSError):
-                    copy_window_size(self.fd, window_target)
+                    copy_window_size(self.fd, window_target.master)
 
         def on_tstp(_signum: int, _frame: FrameType | None) -> None:
             self.restore()

@@ -251,3 +251,39 @@ def test_a_log_without_escapes_is_left_as_written(tmp_path: Path, work: Path) ->
     done = _run_to_a_log(tmp_path, work, "echo plain >&2")
     assert done.returncode == 0, done.stderr
     assert done.stderr.startswith(b"plain\nbvisor: completed (exit=0)"), done.stderr
+
+
+# On the test's terminal: ``bvisor run --tty`` with its stdout a pipe whose reader leaves
+# after one line; then how it ended, within a bound.
+_READER_LEAVES = """
+import os, subprocess, sys
+argv = [sys.executable, *ARGV]
+host = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+host.stdout.readline()
+host.stdout.close()
+try:
+    print("status", host.wait(timeout=30), flush=True)
+except subprocess.TimeoutExpired:
+    host.kill()
+    print("status never", flush=True)
+"""
+
+
+def test_tty_with_a_reader_gone_hangs_the_run_terminal_up(tmp_path: Path, work: Path) -> None:
+    """With ``--tty`` and the output's reader gone, the host only stopped reading the pty:
+    a workload writing to it blocked once it was full and ran until its budget. The host
+    now closes every copy of the pty's master it holds, and the kernel hangs the run's
+    terminal up. Oracles: the mark the workload's SIGHUP trap leaves in its write root,
+    and bvisor's own end (the trap's exit status), within a bound."""
+    require_feature("landlock")
+    mark = work / "HUNG-UP"
+    script = f"trap 'echo hup > {mark}; exit 9' HUP; while :; do echo y; done"
+    argv = bvisor_argv("run", "--tty", "--", "/bin/sh", "-c", script)
+    done = run_on_terminal(
+        ["-c", _READER_LEAVES.replace("ARGV", repr(argv))],
+        cwd=work,
+        env=bvisor_env(_ledger(tmp_path)),
+        timeout=90,
+    )
+    assert b"status 9" in done.output, done.output
+    assert mark.read_text() == "hup\n"

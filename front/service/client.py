@@ -128,6 +128,9 @@ def _hand_over(sock: _socket.socket, directory: str, argv: list[str]) -> int | s
         return f"the service did not accept the command ({exc})"  # nothing was started
     finally:
         os.close(cwd)
+    done = answer.get("exit")
+    if isinstance(done, int) and not isinstance(done, bool):
+        return done  # the service died before saying it started the command: its copy ran
     started = answer.get("started")
     if not isinstance(started, int) or isinstance(started, bool) or started <= 0:
         why = answer.get("refused")
@@ -152,9 +155,10 @@ def _proof(pid: int, fd: int) -> str | None:
 def _follow(sock: _socket.socket, child: int) -> int:
     """Wait for the copy's status, forwarding our stop signals to it meanwhile.
 
-    The copy sends its status itself as it ends, and the service once it has reaped it.
-    With neither (both killed), the command still does not return while its run may be
-    going on and writing into the caller's fds: it waits for the copy to be gone."""
+    The service sends the status once it has reaped the copy; a copy whose service died
+    sends it itself. With neither (both killed), the command still does not return while
+    its run may be going on and writing into the caller's fds: it waits for the copy to
+    be gone."""
     try:
         copy: int | None = os.pidfd_open(child)
     except OSError:

@@ -421,11 +421,13 @@ def _become(command: _Request, listener: socket.socket, conn: socket.socket, tel
     client its status, then the service the specs it planned
     (:mod:`bvisor.front.service.learned`). No return.
 
-    The copy tells the client its status itself (the service does too, once it reaps
-    it): a service that dies while the command runs must not leave the client without
-    the run's status while the run goes on writing into the caller's fds."""
+    The service says the status once it has reaped the copy and read what it planned (so
+    a command's next one finds the plan learned). A copy whose service died meanwhile
+    says it itself: the client must not be left without the run's status while the run
+    goes on writing into the caller's fds."""
     status = 125
     reply = -1
+    service = os.getppid()
     try:
         listener.close()
         reply = conn.detach()
@@ -465,10 +467,11 @@ def _become(command: _Request, listener: socket.socket, conn: socket.socket, tel
         with contextlib.suppress(BaseException):
             sys.stdout.flush()
             sys.stderr.flush()
-        if reply >= 0:
+        learned.tell(tell)
+        if reply >= 0 and os.getppid() != service:
+            # The service is gone (this copy was reparented): it will not say the status.
             with contextlib.suppress(BaseException):
                 os.write(reply, wire.encode({"exit": status}))
-        learned.tell(tell)
         os._exit(status)
 
 

@@ -22,7 +22,10 @@ Who may use it (checked by both sides, before anything runs):
   (whose filters ``/proc`` does not show), and a caller that may inspect the service: it
   must present the nonce named by the service's proof fd, which the kernel shows only
   through ``/proc/<service>/fd`` to a process with ptrace read access, refused to one in a
-  Landlock domain (which ``/proc`` does not show either). A run made by the service is
+  Landlock domain (which ``/proc`` does not show either); and the other way round, the
+  service must read back the nonce of the caller's own proof memfd before the caller
+  hands it anything, so a process posing as the service from a sandbox gets nothing.
+  A run made by the service is
   then the run the caller would have made; a confined caller (a workload, any sandbox)
   differs in at least one and is refused, so the service can never be a way out of a
   boundary;

@@ -97,6 +97,9 @@ def _hand_over(sock: _socket.socket, directory: str, argv: list[str]) -> int | s
     difference = context_difference(pid)
     if difference is not None:
         return f"the service's context differs: {difference}"
+    unproven = _shown_our_nonce(sock, token, proof)
+    if unproven is not None:
+        return unproven
     fds = [fd for fd in open_fds() if fd != sock.fileno()]
     if len(fds) + 1 > wire.MAX_FDS:
         return f"too many open fds ({len(fds)})"
@@ -109,8 +112,6 @@ def _hand_over(sock: _socket.socket, directory: str, argv: list[str]) -> int | s
     request = wire.encode(
         {
             "v": wire.VERSION,
-            "token": token.hex(),
-            "proof": proof,
             "argv": argv,
             "env": sorted([k, v] for k, v in os.environ.items()),
             "umask": umask,
@@ -136,6 +137,29 @@ def _hand_over(sock: _socket.socket, directory: str, argv: list[str]) -> int | s
         why = answer.get("refused")
         return f"the service refused the command: {why}" if why else "the service refused"
     return _follow(sock, started)
+
+
+def _shown_our_nonce(sock: _socket.socket, token: bytes, proof: str) -> str | None:
+    """The first message: the token, the service's nonce, and a memfd of ours whose name
+    carries a nonce the service must read back through ``/proc`` (``server._seen``). A
+    process posing as the service from inside a Landlock domain cannot, and is handed
+    nothing. None when the service showed it; else why the command is not served."""
+    nonce = os.urandom(16).hex()
+    mine = os.memfd_create(paths.PROOF_NAME + nonce, os.MFD_CLOEXEC)
+    try:
+        hello = {"v": wire.VERSION, "token": token.hex(), "proof": proof, "hello": mine}
+        _send(sock, wire.encode(hello), [])
+        answer = wire.decode(sock.recv(wire.MAX_MESSAGE))
+    except (OSError, wire.WireError) as exc:
+        return f"the service did not answer ({exc})"
+    finally:
+        os.close(mine)
+    if answer.get("seen") == nonce:
+        return None
+    why = answer.get("refused")
+    if why:
+        return f"the service refused the command: {why}"
+    return "the service could not inspect this command (is it in a sandbox's domain?)"
 
 
 def _proof(pid: int, fd: int) -> str | None:
@@ -247,12 +271,15 @@ def ask_service(question: dict[str, object]) -> dict[str, object] | None:
     read = None if directory is None else paths.read_token(directory)
     if directory is None or read is None:
         return None
-    token = read[0]
+    token, proof_fd = read
     sock = _unix_socket()
     try:
         sock.settimeout(10)
         sock.connect(os.path.join(directory, paths.SOCKET_NAME))
-        _send(sock, wire.encode({**question, "token": token.hex()}), [])
+        creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+        pid = struct.unpack("3i", creds)[0]
+        proof = _proof(pid, proof_fd) or ""
+        _send(sock, wire.encode({**question, "token": token.hex(), "proof": proof}), [])
         return wire.decode(sock.recv(wire.MAX_MESSAGE))
     except (OSError, wire.WireError):
         return None

@@ -222,6 +222,12 @@ class _Proof:
     So the service holds a memfd whose *name* carries a nonce, and serves only a caller
     that read it there: bvisor's own client does, and one that skips its own checks can
     present no nonce it could not read.
+
+    The same holds the other way round: a process of the user's in a Landlock domain that
+    can write the service's directory could pose as the service, and a caller would hand
+    it its environment and fds. So the caller's first message names a memfd of its own,
+    and it sends the command only once the service has shown it that memfd's nonce
+    (:func:`_seen`).
     """
 
     fd: int
@@ -292,6 +298,8 @@ def _accept(
         presented = request.get("token")
         if not isinstance(presented, str) or not hmac.compare_digest(presented, token.hex()):
             raise _Refused("the service token does not match")
+        if not proof.holds(request.get("proof")):
+            raise _Refused("the caller could not inspect the service (a sandbox's domain?)")
         if request.get("stop") is True:
             _answer(conn, {"stopping": os.getpid()})
             conn.close()
@@ -308,8 +316,10 @@ def _accept(
             )
             conn.close()
             return "none"
-        if not proof.holds(request.get("proof")):
-            raise _Refused("the caller could not inspect the service (a sandbox's domain?)")
+        if request.get("v") != wire.VERSION:
+            raise _Refused(f"request version {request.get('v')!r} is not {wire.VERSION}")
+        if fds:
+            raise _Refused("the first message carries no fds")
         difference = context_difference(pid)
         if difference is not None:
             raise _Refused(f"the caller's {difference} differs from the service's")
@@ -317,10 +327,13 @@ def _accept(
         changed = _stale(stamps)
         if changed is not None:
             raise _Stale(f"the service's code changed on disk ({changed})")
+        _answer(conn, {"seen": _seen(pid, request.get("hello"))})
+        data, fds, _flags, _ = socket.recv_fds(conn, wire.MAX_MESSAGE, wire.MAX_FDS)
+        request = wire.decode(data)
         command = _parse(request, fds)
         if request.get("install") != identity:
             raise _Refused(_another_install(request.get("install"), identity))
-    except (_Refused, wire.WireError, OSError, ValueError) as exc:
+    except (_Refused, wire.WireError, OSError, ValueError, KeyError) as exc:
         for fd in fds:
             os.close(fd)
         with contextlib.suppress(OSError):
@@ -345,6 +358,21 @@ def _accept(
     with contextlib.suppress(OSError):
         _answer(conn, {"started": child})
     return "none"
+
+
+def _seen(pid: int, fd: object) -> str:
+    """The nonce in the name of the caller's proof memfd, read through ``/proc``: the proof
+    the other way round (:class:`_Proof`). A process posing as the service from inside a
+    Landlock domain cannot read it, and a caller hands nothing over until it is shown
+    its nonce. Empty when it cannot be read (the caller then refuses)."""
+    if not isinstance(fd, int) or isinstance(fd, bool) or not 0 <= fd < 1 << 20:
+        raise _Refused("hello must name the caller's proof fd")
+    try:
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        return ""
+    prefix = "/memfd:" + paths.PROOF_NAME
+    return target[len(prefix) :].split(" ", 1)[0] if target.startswith(prefix) else ""
 
 
 class _Refused(Exception):

@@ -1,12 +1,21 @@
 """The service's messages: one JSON document per ``SOCK_SEQPACKET`` message.
 
-Client to service, once, with fds ``[cwd, *fds]`` as ``SCM_RIGHTS``::
+Client to service, first, with no fds (or ``"stop"``/``"status"`` instead of
+``"hello"``, answered at once)::
 
-    {"v": 2, "token": hex, "argv": [text], "env": [[name, value]], "umask": int,
+    {"v": 3, "token": hex, "proof": text, "hello": int}
+
+``proof`` is the nonce in the name of the service's proof memfd, ``hello`` the number of
+the client's own; the service answers ``{"seen": text}``, the nonce in the name of that
+memfd, read through ``/proc`` (each side proves it may inspect the other), or
+``{"refused": text}``. Then, once, with fds ``[cwd, *fds]`` as ``SCM_RIGHTS``::
+
+    {"v": 3, "argv": [text], "env": [[name, value]], "umask": int,
      "fds": [int], "encoding": [text, text], "install": [...]}
 
 ``install`` is the client's :func:`~bvisor.front.service.install.install_identity`; the
-service serves only a client whose identity is its own (version 1 had none).
+service serves only a client whose identity is its own (version 1 had none; version 2 no
+hello).
 
 ``fds[i]`` is the number the i-th passed fd had in the client, where the command's copy
 gets it again. Strings that are not UTF-8 travel as Python's surrogate escapes.
@@ -28,7 +37,7 @@ from _json import encode_basestring_ascii, make_encoder, make_scanner
 
 __all__ = ["MAX_FDS", "MAX_MESSAGE", "VERSION", "WireError", "decode", "encode"]
 
-VERSION = 2
+VERSION = 3
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 250  # below SCM_MAX_FD (253), the cwd included
 

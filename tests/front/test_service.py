@@ -309,13 +309,10 @@ def test_the_service_refuses_a_caller_whose_namespaces_differ(
         token, proof_fd = paths.read_token(directory)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sock.connect(os.path.join(directory, paths.SOCKET_NAME))
-        fds = [0, 1, 2]
-        cwd = os.open(".", os.O_PATH)
+        mine = os.memfd_create(paths.PROOF_NAME + "00" * 16)
         message = {"v": wire.VERSION, "token": token.hex(),
-                   "proof": _proof(SERVICE_PID, proof_fd), "argv": ["run", "--", "/bin/true"],
-                   "env": [], "umask": 18, "fds": fds,
-                   "encoding": [sys.getfilesystemencoding(), "utf-8"]}
-        socket.send_fds(sock, [wire.encode(message)], [cwd, *fds])
+                   "proof": _proof(SERVICE_PID, proof_fd), "hello": mine}
+        socket.send_fds(sock, [wire.encode(message)], [])
         print(sock.recv(65536).decode())
         """
     )
@@ -923,3 +920,82 @@ def test_a_command_whose_service_dies_returns_its_run_status_once_the_run_is_ove
         _stop(process)
     assert command.returncode == 7, err
     assert written == "done\n", (written, err)
+
+
+# A process of the user's posing as the service from inside a Landlock domain: it makes
+# the service's directory, token and socket first (as a sandbox allowed to write there
+# could), then enters a domain allowing no writes, answers one caller's hello with what it
+# can read of the caller's proof fd, and says whether the caller's environment reached it.
+_IMPOSTOR = """
+import ctypes, os, socket, sys
+from bvisor.front.service import paths, wire
+directory = paths.private_dir(paths.service_dir(), create=True)
+nonce = os.urandom(16).hex()
+proof = os.memfd_create(paths.PROOF_NAME + nonce)
+token = os.open(os.path.join(directory, paths.TOKEN_NAME), os.O_WRONLY | os.O_CREAT, 0o600)
+os.write(token, b"t" * paths.TOKEN_BYTES + str(proof).encode())
+os.close(token)
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+listener.bind(os.path.join(directory, paths.SOCKET_NAME))
+listener.listen(1)
+libc = ctypes.CDLL(None, use_errno=True)
+attr = ctypes.c_uint64((1 << 1) | (1 << 4) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 11))
+ruleset = libc.syscall(444, ctypes.byref(attr), ctypes.sizeof(attr), 0)
+if NNP:
+    assert libc.prctl(38, 1, 0, 0, 0) == 0
+assert ruleset >= 0 and libc.syscall(446, ruleset, 0) == 0
+print("READY", flush=True)
+conn, _ = listener.accept()
+peer = int.from_bytes(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)[:4], "little")
+first = conn.recv(1 << 20)
+hello = wire.decode(first)
+try:
+    seen = os.readlink(f"/proc/{peer}/fd/{hello['hello']}").split(paths.PROOF_NAME)[1].split(" ")[0]
+except (OSError, KeyError, IndexError):
+    seen = ""
+conn.send(wire.encode({"seen": seen}))
+conn.settimeout(5)
+try:
+    data = conn.recv(1 << 20)
+except OSError:
+    data = b""
+print("GOT THE ENVIRONMENT" if b"hunter2" in first + data else "NOTHING", flush=True)
+if data:
+    conn.send(wire.encode({"refused": "impostor"}))
+"""
+
+
+def test_a_process_posing_as_the_service_from_a_sandbox_is_handed_nothing(
+    tmp_path: Path,
+) -> None:
+    """Found by attack: the caller proved it may inspect the service, not the other way
+    round, so a process of the user's in a Landlock domain that could write the service's
+    directory posed as the service, and an unconfined ``bvisor run`` handed it its whole
+    environment and its fds. The caller now names a memfd of its own and sends nothing
+    until the service has read that memfd's nonce through ``/proc``. Oracle: what the
+    impostor says it received."""
+    require_feature("landlock")
+    env = _env(tmp_path)
+    nnp = os.geteuid() != 0  # a normal user enters a Landlock domain only with it
+    impostor = subprocess.Popen(
+        [sys.executable, "-c", _IMPOSTOR.replace("NNP", str(nnp))],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert impostor.stdout is not None
+    assert impostor.stdout.readline() == "READY\n", (
+        impostor.stderr.read() if impostor.stderr else ""
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _COMMAND, "run", "--no-record", "--", "/bin/true"],
+            cwd=_work(tmp_path), env={**env, "BVISOR_SERVE": "require", "SECRET": "hunter2"},
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+            preexec_fn=_no_new_privs if nnp else None,
+        )  # fmt: skip
+        said = impostor.stdout.readline()
+    finally:
+        impostor.kill()
+        impostor.wait()
+    assert said == "NOTHING\n", said
+    assert done.returncode == 125, done.stderr
+    assert "could not inspect this command" in done.stderr, done.stderr

@@ -91,7 +91,7 @@ def _hand_over(sock: _socket.socket, directory: str, argv: list[str]) -> int | s
     if read is None:
         return "the service's token cannot be read"
     token, proof_fd = read
-    proof = _proof(pid, proof_fd)
+    proof = paths.proof_nonce(pid, proof_fd)
     if proof is None:
         return "the service's process cannot be inspected from here (a sandbox's domain?)"
     difference = context_difference(pid)
@@ -145,7 +145,10 @@ def _shown_our_nonce(sock: _socket.socket, token: bytes, proof: str) -> str | No
     process posing as the service from inside a Landlock domain cannot, and is handed
     nothing. None when the service showed it; else why the command is not served."""
     nonce = os.urandom(16).hex()
-    mine = os.memfd_create(paths.PROOF_NAME + nonce, os.MFD_CLOEXEC)
+    try:
+        mine = os.memfd_create(paths.PROOF_NAME + nonce, os.MFD_CLOEXEC)
+    except OSError as exc:
+        return f"no proof of this command can be made ({exc.strerror})"
     try:
         hello = {"v": wire.VERSION, "token": token.hex(), "proof": proof, "hello": mine}
         _send(sock, wire.encode(hello), [])
@@ -160,20 +163,6 @@ def _shown_our_nonce(sock: _socket.socket, token: bytes, proof: str) -> str | No
     if why:
         return f"the service refused the command: {why}"
     return "the service could not inspect this command (is it in a sandbox's domain?)"
-
-
-def _proof(pid: int, fd: int) -> str | None:
-    """The nonce in the name of the service's proof memfd, read through ``/proc/PID/fd``:
-    the kernel lets only a process that may inspect the service (ptrace read access) read
-    that link, which a caller in a Landlock domain, or with fewer capabilities, may not."""
-    try:
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
-    except OSError:
-        return None
-    prefix = "/memfd:" + paths.PROOF_NAME
-    if not target.startswith(prefix):
-        return None
-    return target[len(prefix) :].split(" ", 1)[0]
 
 
 def _follow(sock: _socket.socket, child: int) -> int:
@@ -278,7 +267,7 @@ def ask_service(question: dict[str, object]) -> dict[str, object] | None:
         sock.connect(os.path.join(directory, paths.SOCKET_NAME))
         creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
         pid = struct.unpack("3i", creds)[0]
-        proof = _proof(pid, proof_fd) or ""
+        proof = paths.proof_nonce(pid, proof_fd) or ""
         _send(sock, wire.encode({**question, "token": token.hex(), "proof": proof}), [])
         return wire.decode(sock.recv(wire.MAX_MESSAGE))
     except (OSError, wire.WireError):

@@ -15,6 +15,7 @@ __all__ = [
     "TOKEN_NAME",
     "UnsafeRuntimeDir",
     "private_dir",
+    "proof_nonce",
     "read_token",
     "service_dir",
     "service_dirs",
@@ -111,3 +112,19 @@ def _is_private_dir(info: os.stat_result) -> bool:
         and info.st_uid == os.geteuid()
         and stat.S_IMODE(info.st_mode) & 0o077 == 0
     )
+
+
+def proof_nonce(pid: int, fd: int) -> str | None:
+    """The nonce in the name of process ``pid``'s proof memfd ``fd`` (``PROOF_NAME`` and
+    the nonce), read through ``/proc/PID/fd``; None when it cannot be read. The kernel
+    shows that link only to a process that may inspect ``pid`` (ptrace read access),
+    which Landlock refuses a process in a domain ``pid`` is not in: each side of the
+    service's socket proves so that it may inspect the other."""
+    try:
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        return None
+    prefix = "/memfd:" + PROOF_NAME
+    if not target.startswith(prefix):
+        return None
+    return target[len(prefix) :].split(" ", 1)[0]

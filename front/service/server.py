@@ -367,12 +367,7 @@ def _seen(pid: int, fd: object) -> str:
     its nonce. Empty when it cannot be read (the caller then refuses)."""
     if not isinstance(fd, int) or isinstance(fd, bool) or not 0 <= fd < 1 << 20:
         raise _Refused("hello must name the caller's proof fd")
-    try:
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
-    except OSError:
-        return ""
-    prefix = "/memfd:" + paths.PROOF_NAME
-    return target[len(prefix) :].split(" ", 1)[0] if target.startswith(prefix) else ""
+    return paths.proof_nonce(pid, fd) or ""
 
 
 class _Refused(Exception):

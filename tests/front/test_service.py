@@ -304,14 +304,13 @@ def test_the_service_refuses_a_caller_whose_namespaces_differ(
         """
         import os, socket, sys
         from bvisor.front.service import paths, wire
-        from bvisor.front.service.client import _proof
         directory = paths.private_dir(paths.service_dir(), create=False)
         token, proof_fd = paths.read_token(directory)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sock.connect(os.path.join(directory, paths.SOCKET_NAME))
         mine = os.memfd_create(paths.PROOF_NAME + "00" * 16)
         message = {"v": wire.VERSION, "token": token.hex(),
-                   "proof": _proof(SERVICE_PID, proof_fd), "hello": mine}
+                   "proof": paths.proof_nonce(SERVICE_PID, proof_fd), "hello": mine}
         socket.send_fds(sock, [wire.encode(message)], [])
         print(sock.recv(65536).decode())
         """
@@ -757,14 +756,10 @@ except PermissionError:
 from bvisor.front.service import paths, wire
 from bvisor.front.service.install import install_identity
 extra = {"install": install_identity(start_directory_first=True)}
-try:
-    from bvisor.front.service.client import _proof
-except ImportError:  # an earlier bvisor: no proof to read
-    _proof = None
 directory = paths.private_dir(paths.service_dir(), create=False)
 read = paths.read_token(directory)
 token, proof_fd = read if isinstance(read, tuple) else (read, -1)
-proof = _proof(SERVICE_PID, proof_fd) if _proof else None
+proof = paths.proof_nonce(SERVICE_PID, proof_fd)
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 sock.connect(os.path.join(directory, paths.SOCKET_NAME))
 fds = [0, 1, 2]

@@ -250,7 +250,23 @@ def _seccomp(params: object, ctx: _Context) -> list[_Need]:
             return weak
         return seccomp_labels.denial_problem(flags, wire.seccomp_denied(note)) or ""
 
-    return [_Need(f"a seccomp 'denylist installed' note with the flags {planned}", judge)]
+    return [_Need(f"a seccomp 'denylist installed' note with the flags {planned}", _kept(judge))]
+
+
+def _kept(judge: Judge) -> Judge:
+    """``judge``, remembering its verdict per note: the runs of one plan share their
+    requirements (:func:`_requirements`) and mostly their notes' very words, so a judge
+    that reads a note's parts runs once per wording, not once per run."""
+    verdicts: dict[str, str | None] = {}
+
+    def kept(note: str) -> str | None:
+        if note not in verdicts:
+            if len(verdicts) >= _KNOWN_MAX:
+                verdicts.clear()
+            verdicts[note] = judge(note)
+        return verdicts[note]
+
+    return kept
 
 
 Requirement = Callable[[object, _Context], list[_Need]]

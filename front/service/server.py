@@ -300,6 +300,8 @@ def _accept(
             raise _Refused("the service token does not match")
         if not proof.holds(request.get("proof")):
             raise _Refused("the caller could not inspect the service (a sandbox's domain?)")
+        if fds:
+            raise _Refused("the first message carries no fds")
         if request.get("stop") is True:
             _answer(conn, {"stopping": os.getpid()})
             conn.close()
@@ -318,8 +320,6 @@ def _accept(
             return "none"
         if request.get("v") != wire.VERSION:
             raise _Refused(f"request version {request.get('v')!r} is not {wire.VERSION}")
-        if fds:
-            raise _Refused("the first message carries no fds")
         difference = context_difference(pid)
         if difference is not None:
             raise _Refused(f"the caller's {difference} differs from the service's")

@@ -216,7 +216,7 @@ def _bound_log_file(path: Path) -> bytes:
         first = _read_small_any(path).split(b"\n", 1)[0].decode("ascii")
         bound = bytes.fromhex(first)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise KeyFileError(f"signer memory {path}: unreadable ({exc}); refusing to sign") from None
+        raise _unreadable(path, exc) from None
     if len(bound) != 16:
         raise KeyFileError(f"signer memory {path}: not a ledger id; refusing to sign")
     return bound
@@ -284,9 +284,7 @@ def _unplaced_logs(key_path: Path) -> set[bytes]:
     except FileNotFoundError:
         return set()
     except (OSError, ValueError) as exc:
-        raise KeyFileError(
-            f"signer memory {directory}: unreadable ({exc}); refusing to sign"
-        ) from None
+        raise _unreadable(directory, exc) from None
     if not signed:
         return signed
     try:
@@ -294,9 +292,7 @@ def _unplaced_logs(key_path: Path) -> set[bytes]:
     except FileNotFoundError:
         return signed
     except OSError as exc:
-        raise KeyFileError(
-            f"signer memory {directory}: unreadable ({exc}); refusing to sign"
-        ) from None
+        raise _unreadable(directory, exc) from None
     for entry in entries:
         if entry.name.endswith(".log"):
             bound = _bound_log_file(Path(entry.path))
@@ -314,7 +310,7 @@ def remembered_checkpoint(key_path: Path, ledger_id: bytes) -> SignedCheckpoint 
     try:
         return parse_checkpoint(_read_small_any(path))
     except (NoteError, OSError) as exc:
-        raise KeyFileError(f"signer memory {path}: unreadable ({exc}); refusing to sign") from None
+        raise _unreadable(path, exc) from None
 
 
 def remember(key_path: Path, signed: SignedCheckpoint, ledger_path: str | os.PathLike[str]) -> None:
@@ -373,6 +369,11 @@ def _replace(path: Path, data: bytes) -> None:
         os.replace(temporary, path)
     except OSError as exc:
         raise KeyFileError(f"signer memory {path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _unreadable(path: Path, exc: Exception) -> KeyFileError:
+    """The signer's memory cannot be read: nothing is signed (fail closed)."""
+    return KeyFileError(f"signer memory {path}: unreadable ({exc}); refusing to sign")
 
 
 def _read_small_any(path: Path) -> bytes:

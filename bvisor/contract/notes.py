@@ -407,33 +407,35 @@ def seccomp_note(
     )
 
 
+def _seccomp_parts(note: str) -> tuple[dict[str, str], str | None]:
+    """A seccomp note's ``name=value`` words before its list, and the list (None: none)."""
+    head, denies, denied = note.partition(" denied=")
+    words = dict(word.split("=", 1) for word in head.split(" ") if "=" in word)
+    return words, denied if denies else None
+
+
 def seccomp_filter_problem(note: str) -> str | None:
     """What in a seccomp note says its filter is weaker than every launcher installs: a
     foreign architecture let through (``badarch`` other than ``kill_process``), no
     instructions, or nothing denied. None when it says none of that."""
-    head, denies, denied = note.partition(" denied=")
-    words = dict(word.split("=", 1) for word in head.split(" ") if "=" in word)
+    words, denied = _seccomp_parts(note)
     if words.get("badarch") != "kill_process":
         return f"badarch={words.get('badarch')!r}: another architecture's calls are let through"
     if not words.get("instructions", "").isdigit() or int(words["instructions"]) <= 0:
         return "it installed no instructions"
-    if not denies or denied in ("", "none"):
+    if denied in (None, "", "none"):
         return "it denies nothing"
     return None
 
 
 def seccomp_arch(note: str) -> str | None:
     """The architecture a seccomp note's filter was built for (its ``arch=``), or None."""
-    head = note.partition(" denied=")[0]
-    for word in head.split(" "):
-        if word.startswith("arch="):
-            return word[len("arch=") :]
-    return None
+    return _seccomp_parts(note)[0].get("arch")
 
 
 def seccomp_denied(note: str) -> str:
     """A seccomp note's ``denied=`` list as written (``""`` when it has none)."""
-    return note.partition(" denied=")[2]
+    return _seccomp_parts(note)[1] or ""
 
 
 def parse_seccomp_flags(note: str) -> dict[str, bool] | None:

@@ -747,8 +747,11 @@ def _classify(run: Execution, obs: LaunchObservation, oom_kills: int) -> None:
         )
         return
     walk_cut = outputs_grammar.reached_deadline(obs.notes)
+    # The launcher notes the exit before its after-workload steps and the rusage after
+    # them: without the rusage past the deadline, the grace's kill cut those steps short.
+    killed_after = obs.deadline_hit and not obs.workload_rusage
     if obs.deadline_hit or walk_cut:
-        _timed_out(run, walk_cut)
+        _timed_out(run, "walk" if walk_cut else "killed" if killed_after else None)
     elif run.exit.signal is not None:
         run.outcome = Outcome.KILLED
         if oom_kills:
@@ -762,32 +765,41 @@ def _classify(run: Execution, obs: LaunchObservation, oom_kills: int) -> None:
         run.outcome = Outcome.FAILED
 
 
-def _timed_out(run: Execution, walk_cut: bool) -> None:
+def _timed_out(run: Execution, cut: str | None) -> None:
     """The run outlived its wall deadline: a timeout, whatever the workload's status.
 
-    ``walk_cut``: the deadline came during the launcher's outputs walk, which stopped
-    there (the launcher may have exited just before the watchdog fired, but the run's
-    work was not done: never ``completed`` with its listing cut short)."""
+    ``cut``: the deadline came after the workload exited, while the launcher still
+    finished the run — ``walk``: its outputs walk stopped there; ``killed``: a step of it
+    (an outputs walk blocked in one fsync) outlived the grace, and the launcher was
+    killed. Either way the run's work was not done (never ``completed`` with its listing
+    cut short) and nothing was committed."""
     assert run.exit is not None
     run.outcome = Outcome.TIMEOUT
-    if walk_cut:
+    if cut == "walk":
         run.fact(
             fact_kinds.BUDGET_EXCEEDED,
             "wall_micros: deadline passed while the launcher listed the run's outputs; "
             "the listing stopped there and nothing was committed",
+        )
+    elif cut == "killed":
+        run.fact(
+            fact_kinds.BUDGET_EXCEEDED,
+            "wall_micros: deadline passed while the launcher finished the run after the "
+            "workload exited (its outputs walk); it was killed when the grace ran out, and "
+            "nothing was committed",
         )
     else:
         run.fact(fact_kinds.BUDGET_EXCEEDED, "wall_micros: deadline passed; run tree killed")
     if run.exit.code is None:
         return
     # The deadline is the launcher's: the workload exited on its own in the last moments,
-    # before the kill (its code is real), or before the walk of its outputs was done, but
-    # the run was still going.
+    # before the kill (its code is real), or before the launcher's work after it was done,
+    # but the run was still going.
     code = run.exit.code
     race = (
         f"the workload exited with code {code} before the deadline, which passed while the "
-        "launcher listed its outputs"
-        if walk_cut
+        "launcher " + ("listed its outputs" if cut == "walk" else "finished the run")
+        if cut is not None
         else f"the workload exited with code {code} as the deadline passed, before the kill "
         "reached it"
     )

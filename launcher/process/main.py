@@ -538,14 +538,16 @@ class Launcher:
                 os.killpg(pid, signal.SIGKILL)
         _, status, usage = os.wait4(pid, 0)
         self.child_pid = None
+        signo = self._note_exit(status)
         self._after_workload(program, None)  # no init: nothing holds the run's mounts
-        self._report_exit(status, usage)
+        self._finish_report(signo, usage)
 
     def _wait_init(self, program: Program, report_r: int, release_w: int) -> None:
         """Read init's report of the workload's status, run the after-workload steps
         while init still holds the namespace, release init, reap it."""
         assert self.child_pid is not None
         record = b""
+        alive, signo = False, None
         try:
             if self.denials is not None:
                 self.denials.serve_until(report_r)  # readable: init's report, or its death
@@ -558,26 +560,35 @@ class Launcher:
             finally:
                 os.close(report_r)
             alive = len(record) == 5 and record[:1] == b"W"
+            if alive:
+                signo = self._note_exit(int.from_bytes(record[1:5], sys.byteorder, signed=True))
             self._after_workload(program, self.child_pid if alive else None)
         finally:
             os.close(release_w)  # init exits now: the namespace, and all left in it, ends
         _, _, usage = os.wait4(self.child_pid, 0)
         self.child_pid = None
-        if len(record) == 5 and record[:1] == b"W":
-            self._report_exit(int.from_bytes(record[1:5], sys.byteorder, signed=True), usage)
-        else:
+        if not alive:
             # Init was killed before the workload ended (the run's teardown, or the host's
             # death): the kernel killed every process of the namespace with SIGKILL.
-            self._report_exit(signal.SIGKILL, usage, raw=False)
+            signo = self._note_exit(signal.SIGKILL, raw=False)
             self.ctl.note(notes.INIT_KILLED)
+        self._finish_report(signo, usage)
 
-    def _report_exit(self, status: int, usage: Any, *, raw: bool = True) -> None:
-        """``status`` is a raw wait status, or (``raw`` false) the signal that ended it."""
+    def _note_exit(self, status: int, *, raw: bool = True) -> int | None:
+        """Note how the workload ended, as soon as it is known: before the after-workload
+        steps, so a step the host kills for outliving the deadline (an outputs walk stuck
+        in one fsync) leaves the real status, and the run is a timeout, not a fault.
+        ``status`` is a raw wait status, or (``raw`` false) the signal that ended it;
+        returns the signal, if one did."""
         signo = status if not raw else os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         if signo is not None:
             self.ctl.note(notes.exit_note(signal=signo))
         else:
             self.ctl.note(notes.exit_note(code=os.WEXITSTATUS(status)))
+        return signo
+
+    def _finish_report(self, signo: int | None, usage: Any) -> None:
+        """The denial tallies, then the rusage (the note that says the tallies are done)."""
         if self.denials is not None:
             self.denials.finish(self.workload_pid, signo)
         self.ctl.note(

@@ -20,9 +20,11 @@ default, and what ``bvisor serve`` uses) and through a launcher started for the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -172,3 +174,119 @@ def test_the_outputs_walk_does_not_outrun_the_wall_budget(tmp_path: Path, reside
     stop = _check_the_cut(body, work)
     _check_nothing_committed(body, tmp_path / "artifacts")
     assert f"outputs truncated: {stop}".encode() in done.stderr, done.stderr
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid``, read from the kernel's children lists."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as file:
+                    children = [int(c) for c in file.read().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def _run_launcher_of(cli: int) -> int:
+    """The run's launcher: the parent of the one descendant of ``cli`` that is a PID
+    namespace's init (its innermost pid is 1)."""
+    for pid in _descendants(cli):
+        try:
+            with open(f"/proc/{pid}/status") as file:
+                status = dict(line.split(":", 1) for line in file if ":" in line)
+        except OSError:
+            continue
+        if status.get("NSpid", "").split()[-1:] == ["1"]:
+            return int(status["PPid"])
+    raise AssertionError("no init among the command's descendants")
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter (``T``: stopped), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def test_a_walk_stuck_past_the_grace_is_a_timeout_with_the_real_status(tmp_path: Path) -> None:
+    """An outputs walk that one step holds past the deadline and the host's grace (an
+    fsync to a slow disk; here the test stops the launcher mid-walk, from outside) ends
+    in the grace's kill of the launcher. Before the fix the launcher noted the workload's
+    exit only after the walk, so the killed launcher had said nothing of it and the run
+    was recorded as ``supervisor_fault`` ("not run"), though the workload ran and exited
+    7. Now the exit is noted first: the run is a timeout with the real status, the
+    listing incomplete and nothing committed, and replay verifies it.
+
+    Oracles: the launcher's state in /proc (stopped by the test, killed by the host), the
+    exit status of ``bvisor run``, the ledger's record re-verified by replay, the host's
+    artifact directory."""
+    work = tmp_path / "work"
+    work.mkdir()
+    script = (
+        f"s=$(date +%s%N); i=0; "
+        f"while [ $i -lt {FILES} ]; do head -c {FILE_MB}M /dev/zero > /tmp/f$i; i=$((i+1)); done; "
+        f"touch {work}/exiting; exit 7"
+    )
+    spec = default_spec(["/bin/sh", "-c", script], cwd=str(work))
+    spec = dataclasses.replace(
+        spec,
+        controls=(*spec.controls, ListOutputs(), CommitArtifact(Durability.SYNCED)),
+        budgets=dataclasses.replace(
+            spec.budgets, wall_micros=Budget(8_000_000, MinGuarantee.ENFORCED)
+        ),
+    )
+    spec_path = tmp_path / "outputs.toml"
+    spec_path.write_text(dump_spec_toml(spec))
+    command = [sys.executable, "-m", "bvisor.front.cli.main", "run"]
+    command += ["--ledger", str(tmp_path / "ledger"), "--artifacts", str(tmp_path / "artifacts")]
+    command += ["--spec", str(spec_path)]
+    cli = subprocess.Popen(
+        command,
+        cwd=work,
+        env={**os.environ, "PYTHONPATH": str(REPO), "BVISOR_RESIDENT": "0"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        launcher = None
+        for _ in range(2000):
+            if launcher is None:
+                with contextlib.suppress(AssertionError):
+                    launcher = _run_launcher_of(cli.pid)
+            if (work / "exiting").exists():
+                break
+            time.sleep(0.01)
+        assert launcher is not None and (work / "exiting").exists(), "the workload never ran"
+        time.sleep(0.3)  # the walk of 480 MiB is under way: hashing, copying, syncing
+        os.kill(launcher, signal.SIGSTOP)
+        for _ in range(200):
+            if _state(launcher) == "T":
+                break
+            time.sleep(0.005)
+        assert _state(launcher) == "T", f"the launcher is not stopped: {_state(launcher)}"
+        _, stderr = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    assert _state(launcher) in (None, "Z"), "the host left its launcher stopped"
+    assert cli.returncode == TIMEOUT_EXIT, stderr
+    body = _sealed_body(tmp_path / "ledger")
+    assert body["outcome"] == "timeout", (body["outcome"], _facts(body, "budget_exceeded"))
+    assert body["exit"] == {"code": 7, "signal": None}  # the workload's own, real status
+    (exceeded,) = _facts(body, "budget_exceeded")
+    assert "killed when the grace ran out" in exceeded, exceeded
+    _check_nothing_committed(body, tmp_path / "artifacts")

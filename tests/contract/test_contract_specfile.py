@@ -385,3 +385,15 @@ def test_named_examples_say_what_they_claim() -> None:
     io = by_name["read-data-write-output.toml"]
     accesses = {c.access for c in io.capabilities if isinstance(c, Filesystem)}
     assert accesses == {FsAccess.READ, FsAccess.READ_WRITE}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_confines_the_network(path: Path) -> None:
+    """A spec without a network capability shares the host's network namespace: its
+    workload may listen on host ports and abstract socket names, where a host client
+    connects to it and may hand it fds (found by attack on the examples that left the
+    family out). The examples are what users copy, so each one names the network."""
+    from bvisor.contract.capabilities import Network
+
+    spec = load_spec(path)
+    assert any(isinstance(c, Network) for c in spec.capabilities), path.name

@@ -23,7 +23,10 @@ waits, so the run's mounts still exist, and the launcher reaches them through
 * with a commit, each temp-root file is copied, as it is hashed, into the host's staging
   directory by fd (``O_CREAT | O_EXCL``, directories made with ``mkdirat``, nothing
   followed there either), fsync'd with its directory when ``synced``; the copy is the
-  bytes hashed, so the artifact's digests are the digests of what was copied.
+  bytes hashed, so the artifact's digests are the digests of what was copied. A chunk of
+  zeros is a hole in the copy (a seek, then the length set at the end): a file of holes
+  the workload made in its tmpfs for free (``truncate -s 1G``) would otherwise become as
+  many bytes of the host's disk, past the tmpfs's size and every storage bound.
 
 Write roots are host directories: only entries whose status changed (``ctime``) in or
 after the second the run started are reported — the run's delta (a deletion is not seen).
@@ -66,6 +69,25 @@ _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_C
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _BENEATH = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 _ENTRY = _BENEATH | RESOLVE_NO_XDEV
+_PAGE = 4096  # a hole's grain: a page of zeros in the copy costs the host no block
+
+
+def _runs(data: bytes) -> list[tuple[int, int, bool]]:
+    """``data`` as (start, end, all zeros) runs of whole pages (the last may be short),
+    each run as long as its kind lasts: the copy writes the others and seeks over these."""
+    if data.count(0) == len(data):
+        return [(0, len(data), True)]
+    runs: list[tuple[int, int, bool]] = []
+    for start in range(0, len(data), _PAGE):
+        end = min(start + _PAGE, len(data))
+        zeros = data.count(0, start, end) == end - start
+        if runs and runs[-1][2] == zeros:
+            runs[-1] = (runs[-1][0], end, zeros)
+        else:
+            runs.append((start, end, zeros))
+    return runs
+
+
 _KINDS = {
     stat.S_IFLNK: "symlink",
     stat.S_IFIFO: "fifo",
@@ -439,6 +461,8 @@ class Walk:
                 b3.update(chunk)
                 if target is not None:
                     target = self._write(out, name, path, target, chunk)
+            if target is not None:
+                target = self._set_length(out, name, path, target, size)
             if target is not None and self._syncing():
                 self._stop_at_deadline(root, path, claimed=True)
                 target = self._sync(out, name, path, target)
@@ -479,19 +503,33 @@ class Walk:
     def _write(
         self, out: _Out | None, name: bytes, path: bytes, target: int, data: bytes
     ) -> int | None:
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(target, view) :]
-        except OSError as exc:
-            self._discard(out, name, target)
-            self._copy_failed(path, exc)
-            return None
-        return target
+        def write() -> None:
+            view = memoryview(data)
+            for start, end, zeros in _runs(data):
+                if zeros:
+                    os.lseek(target, end - start, os.SEEK_CUR)  # a hole: none of the host's disk
+                    continue
+                run = view[start:end]
+                while run:
+                    run = run[os.write(target, run) :]
+
+        return self._guarded(out, name, path, target, write)
+
+    def _set_length(
+        self, out: _Out | None, name: bytes, path: bytes, target: int, size: int
+    ) -> int | None:
+        """The copy's length is the file's, though it ends in a hole (a seek writes none)."""
+        return self._guarded(out, name, path, target, lambda: os.ftruncate(target, size))
 
     def _sync(self, out: _Out | None, name: bytes, path: bytes, target: int) -> int | None:
+        return self._guarded(out, name, path, target, lambda: os.fsync(target))
+
+    def _guarded(
+        self, out: _Out | None, name: bytes, path: bytes, target: int, step: Callable[[], None]
+    ) -> int | None:
+        """``step`` on the copy ``target``; a failure abandons the copy (and the commit)."""
         try:
-            os.fsync(target)
+            step()
         except OSError as exc:
             self._discard(out, name, target)
             self._copy_failed(path, exc)

@@ -131,6 +131,30 @@ def test_committed_files_reach_the_host_with_the_digests_the_report_names(
     assert run.verdict == VERIFIED, run.checks
 
 
+def test_a_file_of_holes_stays_holes_on_the_host(places: dict[str, Path]) -> None:
+    """A file of holes costs the workload nothing in its tmpfs (``truncate``); its copy
+    must cost the host no more. Found by attack: the walk wrote every zero it read, so a
+    1000 MiB file of holes became 1000 MiB of the host's disk in the artifact directory,
+    past the tmpfs's size and every storage bound. Oracle: the committed file's blocks
+    (``st_blocks``) and bytes on the host, against the bytes the test had written."""
+    size = 64 << 20
+    script = (
+        "printf head > /tmp/sparse; truncate -s 64M /tmp/sparse; printf tail >> /tmp/sparse; "
+        # a byte in every MiB: no chunk the walk reads is all zeros, yet 16 pages hold it
+        "for i in $(seq 0 15); do printf x | "
+        "dd of=/tmp/dots bs=1 seek=$((i * 1048576)) conv=notrunc 2>/dev/null; done"
+    )
+    report = _run(places, _spec(places, script, ListOutputs(), COMMIT))
+    dots = bytearray(15 * (1 << 20) + 1)
+    dots[:: 1 << 20] = b"x" * 16
+    for name, expected in ((b"sparse", b"head" + bytes(size - 4) + b"tail"), (b"dots", dots)):
+        copied = _committed_dir(places, report) / os.fsdecode(name)
+        assert copied.read_bytes() == expected
+        assert _artifacts(report)[name].get("sha256") == _digests(bytes(expected))[0]
+        on_disk = copied.stat().st_blocks * 512
+        assert on_disk < 1 << 20, f"{name!r}: {on_disk} bytes of the host's disk"
+
+
 def test_without_a_commit_nothing_reaches_the_host(places: dict[str, Path]) -> None:
     name = f"bvisor-artifact-{unique_marker('NOCOMMIT')}"
     report = _run(places, _spec(places, f"printf kept-inside > /tmp/{name}", ListOutputs()))

@@ -24,8 +24,18 @@ reach, so the judge over-approximates (fails closed), in two tiers:
   there), or anywhere in a line holding a character that is not ASCII (its width, 0 to
   2 columns, is the terminal's to choose, so the column is unknown).
 
+Letters are also folded to their base (an accent or other combining mark dropped, so
+``ï`` is ``i``), and the ASCII ``0``, ``1`` and ``l`` are read as ``o``, ``i`` and ``i``.
+
 VT and FF end a line as a newline does. The state carried between chunks is bounded: a
-UTF-8 character cut by a chunk's end, and a few facts about the current line.
+UTF-8 character cut by a chunk's end, and a few facts about the current line. So is the
+judge's work: a chunk is scanned for marks and cursor moves by the string searches, and
+only the lines holding one are looked at one by one; past :data:`EXAMINE_LIMIT` such lines,
+or :data:`UNICODE_LIMIT` bytes of text that is not ASCII (whose skeleton is made a
+character at a time, about 12 MB/s), the judge stops and the output is *marked* as for
+controls (``overflow``), so output made to cost the host a line's or a character's work
+per few bytes (``yes bvisor``) costs it a bounded amount: judging is the host's work, out
+of the run's cgroup and its CPU budget.
 """
 
 from __future__ import annotations
@@ -33,7 +43,10 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["LookalikeCounter", "holds_escape"]
+__all__ = ["EXAMINE_LIMIT", "UNICODE_LIMIT", "LookalikeCounter", "holds_escape"]
+
+EXAMINE_LIMIT: Final = 10_000  # lines judged one by one before the judge marks the output
+UNICODE_LIMIT: Final = 8 << 20  # bytes of text that is not ASCII judged, likewise
 
 _MARK: Final = "bvisor"
 _LETTERS: Final = frozenset(_MARK)
@@ -43,11 +56,13 @@ _UNSEEN: Final = "\x02"  # in a skeleton: a character drawn as nothing, or of un
 
 # ESC; a C1 control, encoded or as a raw byte that follows no UTF-8 lead (a chunk's first
 # byte may); a bidirectional control (LRM, RLM, ALM, LRE..RLO, LRI..PDI).
-_ESCAPE_OR_C1 = rb"\x1b|\xc2[\x80-\x9f]|(?:^|[\x00-\x7f])[\x80-\x9f]"
-_ESCAPES = re.compile(_ESCAPE_OR_C1)
-_CONTROLS = re.compile(
-    _ESCAPE_OR_C1 + rb"|\xe2\x80[\x8e\x8f\xaa-\xae]|\xe2\x81[\xa6-\xa9]|\xd8\x9c"
-)
+# Each as two patterns: for any bytes, and for bytes proven UTF-8 (no stray byte, so only
+# the encoded forms; ESC is tested apart), the second a search many times faster.
+_C1 = rb"\xc2[\x80-\x9f]"
+_BIDI = rb"|\xe2\x80[\x8e\x8f\xaa-\xae]|\xe2\x81[\xa6-\xa9]|\xd8\x9c"
+_ESCAPE_OR_C1 = rb"\x1b|" + _C1 + rb"|(?:^|[\x00-\x7f])[\x80-\x9f]"
+_ESCAPES = (re.compile(_ESCAPE_OR_C1), re.compile(_C1))
+_CONTROLS = (re.compile(_ESCAPE_OR_C1 + _BIDI), re.compile(_C1 + _BIDI))
 # CR and BS take the cursor back; VT and FF down, as a newline; other C0 controls and DEL
 # draw nothing (HT and LF stay).
 _C0 = bytes.maketrans(b"\r\b\v\f", b"\x01\x01\n\n")
@@ -66,8 +81,12 @@ _LOOKALIKES: Final = {
     "\u03bd": "v", "\u0475": "v", "\u1d20": "v", "\u05d8": "v", "\u2228": "v",
     "\uaba9": "v", "\u13d9": "v", "\ua4e6": "v",
     "\u0433": "r", "\u1d26": "r", "\u2c85": "r", "\uab47": "r", "\uab81": "r",
-    "\u13a1": "r", "\ua4e3": "r",
+    "\u13a1": "r", "\ua4e3": "r", "\u027e": "r", "\u027c": "r",
+    "\u0966": "o", "\u09e6": "o", "\u0a66": "o", "\u0ae6": "o", "\u0be6": "o",
+    "\u0c66": "o", "\u0d66": "o", "\u0e50": "o", "\u0ed0": "o", "\u1040": "o",
 }  # fmt: skip
+# ASCII drawn like letters of the mark: a zero like an o, a one and an ell like an i.
+_ASCII_FOLD: Final = bytes.maketrans(b"01l", b"oii")
 # Drawn as blanks, though their category says letter or symbol (Hangul fillers, Braille).
 _BLANKS: Final = frozenset("\u115f\u3164\uffa0\u2800")
 # Drawn with no width: Hangul medial and final jamo outside a syllable block.
@@ -104,10 +123,18 @@ def _seen_as(char: str) -> str:
     if char in _LOOKALIKES:
         return _LOOKALIKES[char]  # before folding: casefold maps some (Cherokee) away
     folded = unicodedata.normalize("NFKC", char).casefold()
-    return "".join(_LOOKALIKES.get(c, c) for c in folded)
+    # The base letters: an accent or other combining mark drawn on one hides no difference
+    # a reader would catch at a glance (U+00EF and U+00EC read as i).
+    based = "".join(
+        c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c)
+    )
+    seen = "".join(_LOOKALIKES.get(c, c) for c in based or folded).translate(_ASCII_TEXT)
+    # Folded to ASCII, it keeps what it was: a character whose width is the terminal's.
+    return seen + _UNSEEN if seen.isascii() and not char.isascii() else seen
 
 
 _TABLE = _Skeleton()
+_ASCII_TEXT: Final = {ord(a): ord(b) for a, b in zip("01l", "oii", strict=True)}
 
 
 def _skeleton(data: bytes) -> str:
@@ -116,7 +143,7 @@ def _skeleton(data: bytes) -> str:
     (whose width a terminal may still take) and ``\\n`` where a line ends."""
     data = data.translate(_C0, _DRAW_NOTHING)
     if data.isascii():
-        return data.lower().decode("ascii")
+        return data.lower().translate(_ASCII_FOLD).decode("ascii")
     return data.decode("utf-8", "surrogateescape").translate(_TABLE)
 
 
@@ -132,6 +159,9 @@ class LookalikeCounter:
     def __init__(self) -> None:
         self.count = 0
         self.controls = False  # terminal controls seen: any line may show as bvisor's
+        self.overflow = False  # too many lines to judge one by one: the same verdict
+        self.examined = 0  # lines judged one by one (see EXAMINE_LIMIT)
+        self.unicode_bytes = 0  # bytes judged of chunks that are not ASCII (UNICODE_LIMIT)
         self._held = b""  # a UTF-8 character cut by the chunk's end, judged with the next
         self._reset_line()
 
@@ -144,8 +174,13 @@ class LookalikeCounter:
         self._wide = False  # the line holds a character that is not ASCII
         self._counted = False
 
+    @property
+    def marked(self) -> bool:
+        """Any line of the output may show as bvisor's (controls, or too much to judge)."""
+        return self.controls or self.overflow
+
     def feed(self, chunk: bytes) -> None:
-        if self.controls:
+        if self.marked:
             return  # nothing more can be said of this output
         data = self._held + chunk
         cut = _cut_point(data)
@@ -155,20 +190,30 @@ class LookalikeCounter:
     def flush(self) -> None:
         """The stream ended: judge what was held back (a cut character)."""
         held, self._held = self._held, b""
-        if held and not self.controls:
+        if held and not self.marked:
             self._judge(held)
 
     def _judge(self, data: bytes) -> None:
         if _holds(_CONTROLS, data):
             self.controls = True
             return
+        if not data.isascii():
+            self.unicode_bytes += len(data)
+            if self.unicode_bytes > UNICODE_LIMIT:
+                self.overflow = True  # its skeleton is made a character at a time
+                return
         text = _skeleton(data)
         first, ended, rest = text.partition("\n")
         self._line_piece(first)
         if not ended:
             return
         whole, _, last = rest.rpartition("\n")
-        self.count += _whole_lines_counted(whole)
+        counted, examined = _whole_lines_counted(whole)
+        self.count += counted
+        self.examined += examined
+        if self.examined > EXAMINE_LIMIT:
+            self.overflow = True  # judged no further: any line may show as bvisor's
+            return
         self._reset_line()
         self._line_piece(last)
 
@@ -201,21 +246,49 @@ class LookalikeCounter:
         self._counted = True
 
 
-def _whole_lines_counted(text: str) -> int:
-    """How many of the whole lines in ``text`` count (nothing carried into them). Plain
-    ASCII without a move is the common case: only its lines holding a mark are looked at,
-    each found by one search (a search that finds nothing scans to the end once)."""
-    if _MOVE in text or _UNSEEN in text or not text.isascii():
-        return sum(1 for line in text.split("\n") if _line_counts(line))
-    count = 0
+def _whole_lines_counted(text: str) -> tuple[int, int]:
+    """How many of the whole lines in ``text`` count (nothing carried into them), and how
+    many were looked at one by one to tell: only the lines the string searches find a
+    mark in (its letters drawn in a row, once what draws nothing is dropped) or a cursor
+    move on. Plain ASCII without a move, the common case, is searched as it is."""
+    if _MOVE not in text and _UNSEEN not in text and text.isascii():
+        return _marked_lines_counted(text)
+    lines = text.split("\n")
+    drawn = text.replace(_MOVE, "").replace(_UNSEEN, "")  # the same lines, as drawn
+    wanted = _lines_holding(drawn, _MARK) | _lines_holding(text, _MOVE)
+    return sum(1 for at in wanted if _line_counts(lines[at])), len(wanted)
+
+
+def _marked_lines_counted(text: str) -> tuple[int, int]:
+    """:func:`_whole_lines_counted` of plain ASCII without a move: each line holding a mark
+    found by one search (a search that finds nothing scans to the end once)."""
+    count = examined = 0
     at = text.find(_MARK)
     while at != -1:
         start = text.rfind("\n", 0, at) + 1
         end = text.find("\n", at)
         end = len(text) if end == -1 else end
         count += _mark_may_begin(text[start:end], blank=True, column=0, wide=False)
+        examined += 1
         at = text.find(_MARK, end)
-    return count
+    return count, examined
+
+
+def _lines_holding(text: str, needle: str) -> set[int]:
+    """The numbers of the lines of ``text`` that hold ``needle`` (which holds no newline),
+    found by searching, not line by line."""
+    found: set[int] = set()
+    line, counted_to = 0, 0
+    at = text.find(needle)
+    while at != -1:
+        line += text.count("\n", counted_to, at)
+        counted_to = at
+        found.add(line)
+        end = text.find("\n", at)
+        if end == -1:
+            break
+        at = text.find(needle, end)
+    return found
 
 
 def _line_counts(line: str) -> bool:
@@ -249,9 +322,19 @@ def holds_escape(data: bytes) -> bool:
     return _holds(_ESCAPES, data)
 
 
-def _holds(pattern: re.Pattern[bytes], data: bytes) -> bool:
-    """``pattern`` (ESC, C1, ...) in ``data``; ASCII, only ESC can be (a fast test)."""
-    return b"\x1b" in data or (not data.isascii() and pattern.search(data) is not None)
+def _holds(patterns: tuple[re.Pattern[bytes], re.Pattern[bytes]], data: bytes) -> bool:
+    """``patterns`` (ESC, C1, ...: for any bytes, for UTF-8) in ``data``; ASCII, only ESC
+    can be (a fast test); UTF-8, only an encoded control."""
+    if b"\x1b" in data:
+        return True
+    if data.isascii():
+        return False
+    any_bytes, utf8 = patterns
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:  # a stray byte, or a character a chunk's edge cut
+        return any_bytes.search(data) is not None
+    return utf8.search(data) is not None
 
 
 def _cut_point(data: bytes) -> int:

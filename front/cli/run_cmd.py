@@ -241,11 +241,23 @@ def _notes(body: Any, output: Any) -> list[str]:
     for name, source in blind.items():
         if name not in unenforced:
             notes.append(f"{name}: {source}")
-    lookalikes, controls = output.lookalikes() if output is not None else (0, False)
+    lookalikes, controls, overflow = (
+        output.lookalikes() if output is not None else (0, False, False)
+    )
     if controls:
         notes.append(
             "the workload's output holds terminal control sequences, so shown on a terminal "
             "any of its lines may pass for bvisor's; bvisor's own lines are these last ones"
+        )
+    elif overflow:
+        from bvisor.front.cli.lookalike import EXAMINE_LIMIT, UNICODE_LIMIT
+
+        notes.append(
+            f"the workload's output holds more than bvisor judges of it ({EXAMINE_LIMIT:,} "
+            "lines holding 'bvisor' or moving the cursor back, or "
+            f"{UNICODE_LIMIT >> 20} MiB of text that is not ASCII), so it judged no "
+            "further: shown on a terminal any of its lines may pass for bvisor's; bvisor's "
+            "own lines are these last ones"
         )
     elif lookalikes:
         notes.append(

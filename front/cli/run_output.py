@@ -66,6 +66,12 @@ class LineWatch:
         self._counter.flush()
         return self._counter.controls
 
+    @property
+    def overflow(self) -> bool:
+        """The output held too many lines to judge one by one: any may show as bvisor's."""
+        self._counter.flush()
+        return self._counter.overflow
+
     def feed(self, chunk: bytes) -> bytes:
         if not self.escapes and holds_escape(chunk):
             self.escapes = True
@@ -101,12 +107,14 @@ class RunOutput:
         last = max(delivered, key=lambda o: o.last_write)
         return last.last_byte is not None and last.last_byte != ord("\n")
 
-    def lookalikes(self) -> tuple[int, bool]:
-        """Lines of the workload's that may show as beginning with ``bvisor``, and whether
-        its output held terminal controls (then any line may)."""
+    def lookalikes(self) -> tuple[int, bool, bool]:
+        """Lines of the workload's that may show as beginning with ``bvisor``; whether its
+        output held terminal controls, and whether it held more lines than the judge looks
+        at one by one (either way any line may)."""
         return (
             sum(watch.lookalikes for watch in self.watches),
             any(watch.controls for watch in self.watches),
+            any(watch.overflow for watch in self.watches),
         )
 
     def say(self, lines: list[str]) -> None:

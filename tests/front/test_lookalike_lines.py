@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import pytest
 
+from bvisor.front.cli.lookalike import EXAMINE_LIMIT, UNICODE_LIMIT
 from bvisor.front.cli.run_output import LineWatch
 
 ZWSP = "\u200b".encode()
@@ -61,6 +62,14 @@ COUNTED = {
         "\u15af\uaba9\u2373\uabaa\u2c9f\uab81: completed\n".encode()
     ),
     "capitals": b"BVISOR: completed\n",
+    # Found by attack: ASCII digits and an ell for letters, a Latin r-like letter, a Lao
+    # zero, an accented letter.
+    "a zero for the o": b"bvis0r: completed\n",
+    "a one for the i": b"bv1sor: completed\n",
+    "an ell for the i": b"bvlsor: completed\n",
+    "a fishhook r": "bviso\u027e: completed\n".encode(),
+    "a Lao zero": "bvis\u0ed0r: completed\n".encode(),
+    "an i with a diaeresis": "bv\u00efsor: completed\n".encode(),
 }
 
 # Output holding terminal controls: marked as a whole (any of its lines may show so).
@@ -150,6 +159,40 @@ def test_a_flood_of_marks_is_judged_in_bounded_time_per_byte() -> None:
     for pattern in (b"\nbvisor", ZWSP + b"bvisor", b"b\rvisor", b"\x00bvisor"):
         flood = pattern * (1_000_000 // len(pattern))
         assert _watch(flood, 65536).lookalikes >= 1
+
+
+@pytest.mark.parametrize(
+    "line", [b"bvisor\n", b"x bvisor\n", b"b\rvisor\n", "\u00e9bvisor\n".encode()]
+)
+def test_a_flood_made_to_be_judged_line_by_line_is_marked_past_the_limit(line: bytes) -> None:
+    """Found by attack: ``yes bvisor`` cost the host 45 times the workload's CPU, a line
+    of Python per 7 bytes. Past EXAMINE_LIMIT lines looked at one by one the judge stops
+    and marks the output (fails closed), so that work is bounded however the lines are
+    made; lines the searches pass over cost nothing of it."""
+    watch = LineWatch()
+    counter = watch._counter
+    for _ in range(40):
+        watch.feed(line * 1000)
+    assert watch.overflow and not watch.controls
+    assert counter.examined <= EXAMINE_LIMIT + 1000, counter.examined
+    quiet = LineWatch()
+    for _ in range(40):
+        quiet.feed("caf\u00e9 au lait\n".encode() * 1000 + b"progress 45%\rprogress 90%\n")
+    assert not quiet.overflow and quiet._counter.examined == 40
+
+
+def test_text_that_is_not_ascii_is_judged_up_to_its_limit() -> None:
+    """Its skeleton is made a character at a time (about 12 MB/s, the host's CPU, not the
+    run's): past UNICODE_LIMIT bytes the output is marked, not judged on."""
+    watch = LineWatch()
+    chunk = "caf\u00e9 au lait\n".encode() * 4096
+    for _ in range(UNICODE_LIMIT // len(chunk)):
+        watch.feed(chunk)
+    assert not watch.overflow
+    watch.feed(chunk)
+    assert watch.overflow and not watch.controls
+    watch.feed("bvis\u043er: completed\n".encode())  # judged no further: marked already
+    assert watch.lookalikes == 0
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,11 @@ Every notification is answered with the errno its rule means (EPERM), never with
 SECCOMP_USER_NOTIF_FLAG_CONTINUE: a notified call never runs. The answer is sent after
 the note for a new kind of attempt is written, so the host has the evidence before the
 workload has its answer. Nothing the call points to is read (only the registers the
-kernel hands over). If the launcher dies, the kernel answers every pending and future
+kernel hands over). A call a signal interrupts before it is received is withdrawn by the
+kernel (the caller gets EINTR, nothing ran) and is never seen here: the kernel keeps no
+count of those, so the notes are the attempts received, a lower bound for a workload that
+interrupts its own calls on purpose (found by attack; README "Denied attempts"). If the
+launcher dies, the kernel answers every pending and future
 notified call with ENOSYS: the boundary fails closed, the evidence stops.
 
 Bounded: attempts are counted per kind (one kind per syscall number); only the first

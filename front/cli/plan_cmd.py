@@ -107,6 +107,20 @@ def network_view(plan: Any) -> dict[str, Any] | None:
     }
 
 
+# The families a spec that names none of their capabilities leaves as the host has them.
+_UNCONFINED: dict[str, str] = {
+    "filesystem": "the host's whole filesystem, as far as the workload's uid may reach",
+    "network": "the host's network: its ports and abstract socket names (clients connect in)",
+}
+
+
+def unconfined(plan: Any) -> list[str]:
+    """The families of :data:`_UNCONFINED` the plan names no requirement of (a spec
+    confines what it names: README, "What the boundary does and does not cover")."""
+    keys = [r.key for r in plan.admission.requirements]
+    return [f for f in _UNCONFINED if not any(k.startswith(f) for k in keys)]
+
+
 def plan_document(plan: Any) -> dict[str, Any]:
     """The JSON shape of an admitted plan."""
     record = plan.admission
@@ -140,6 +154,7 @@ def plan_document(plan: Any) -> dict[str, Any]:
         "network": network_view(plan),
         "rules_version": record.rules_version,
         "lowering": [entry.to_value() for entry in plan.entries],
+        "not_confined": unconfined(plan),
     }
 
 
@@ -182,6 +197,10 @@ def render_plan(plan: Any) -> str:
         if network["budget_bytes"] is not None:
             lines.append(f"  budget    {network['budget_bytes']} bytes, both ways, cut there")
         lines += [f"  env       {k}={v}" for k, v in sorted(network["environment"].items())]
+    left = unconfined(plan)
+    if left:
+        lines += ["", "Not confined (the spec names no capability of these: the host's own)"]
+        lines += [f"  {family:<10}  {_UNCONFINED[family]}" for family in left]
     width = max(len(e.id) for e in plan.entries)
     lines += [
         "",

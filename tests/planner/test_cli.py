@@ -104,6 +104,22 @@ def test_plan_text_admitted(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert mech.SECCOMP.id in out
 
 
+def test_plan_names_the_families_a_spec_leaves_unconfined(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A spec confines what it names: one without a filesystem or network capability
+    leaves the workload the host's. The plan says so in both forms, and says nothing of
+    a family the spec names."""
+    require_feature("seccomp")
+    status, out, _ = run_cli(capsys, "plan", spec_file(tmp_path, DENY_TASKS), "--json")
+    assert status == 0 and json.loads(out)["not_confined"] == ["filesystem", "network"]
+    status, out, _ = run_cli(capsys, "plan", spec_file(tmp_path, DENY_TASKS))
+    assert "Not confined" in out and "abstract socket names" in out
+    named = DENY_TASKS + '[[capability]]\ntype = "network"\npolicy = "deny_all"\n'
+    status, out, _ = run_cli(capsys, "plan", spec_file(tmp_path, named), "--json")
+    assert status == 0 and json.loads(out)["not_confined"] == ["filesystem"]
+
+
 def test_plan_refused_exits_125(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = spec_file(tmp_path, ALLOW_LIST)
     status, out, _ = run_cli(capsys, "plan", path, "--json")

@@ -23,8 +23,13 @@ to ``data.mdb`` (or to the signing key) inside a root is the file itself, so a r
 filesystem of a ledger file or key that has more than one link is refused as well (the
 other names cannot be found cheaply; removing them is the fix).
 
-A spec without a filesystem capability asks for no filesystem confinement at all; its
-workload can reach the ledger like any other file its uid may open (README says so).
+A spec without a filesystem capability asks for no filesystem confinement at all: its
+workload reaches every file its uid may, the ledger and the signing key among them. Such a
+plan is never run with a key (found by attack: a workload of one printed the key, and a
+key is what a rewritten ledger cannot forge). It may still write the ledger (README says
+so: a run it forges there is what the next signed checkpoint covers) and the caller's other
+files, bvisor's code included; it is not refused for that, since a spec that names no
+filesystem capability grants exactly that.
 
 The supervisor's own code is kept out of *write* reach: a write root covering a directory
 this process loaded code from (bvisor's packages, an editable checkout, its dependencies),
@@ -201,6 +206,16 @@ def linked_root(file: str, lowered: LoweredParams) -> tuple[str, int] | None:
     return None
 
 
+def _unconfined(lowered: LoweredParams, what: str) -> str | None:
+    """Why a plan without filesystem confinement may not be near ``what``; None: it has."""
+    if lowered.filesystem_confined:
+        return None
+    return (
+        f"the spec names no filesystem capability, so its workload can reach every file "
+        f"your uid may, {what} among them"
+    )
+
+
 def refuse_if_reachable(ledger_path: str, lowered: LoweredParams) -> None:
     """Raise :class:`LedgerReachable` (naming both paths) when ``covering_root`` finds one,
     or when a ledger file has another name (a hard link) a root could hold."""
@@ -265,6 +280,12 @@ def refuse_if_key_reachable(key_path: str, plan: BoundaryPlan) -> None:
         lowered = lowered_params(plan)
     except LoweringParamsError:
         return
+    why = _unconfined(lowered, f"the checkpoint signing key {key_path}")
+    if why is not None:
+        raise KeyReachable(
+            f"{why} (it could read the key and sign a rewritten ledger); add a filesystem "
+            "capability, or run it without a key"
+        )
     linked = linked_root(key_path, lowered)
     if linked is not None:
         raise KeyReachable(

@@ -184,6 +184,13 @@ class LoweredParams:
     def seccomp(self) -> mech.Seccomp | None:
         return self.get(mech.SECCOMP, mech.Seccomp)
 
+    @property
+    def filesystem_confined(self) -> bool:
+        """Whether the workload's files are confined at all: a private root, or Landlock
+        rules (none is a domain that reaches nothing). Without either it reaches every
+        file its uid may, which no list of paths says (:meth:`reachable_paths` is empty)."""
+        return self.rootfs is not None or self.landlock is not None
+
     def reachable_paths(self) -> tuple[str, ...]:
         """Every host path the workload can reach through its root or its Landlock rules."""
         paths: list[str] = []

@@ -4,6 +4,7 @@ record cannot be finished on a full disk said as such."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bvisor.contract import Filesystem, ProcessWorkload
 from bvisor.front.api import run_confined
 from bvisor.front.defaults import default_spec
 from bvisor.launcher.host.reach import KeyReachable
@@ -70,6 +72,25 @@ def test_a_hard_link_to_the_key_beside_a_root_is_refused(tmp_path: Path) -> None
     with pytest.raises(KeyReachable, match="hard links"):
         run_confined(spec, ledger=tmp_path / "ledger", key=key, on_stdout=out.extend)
     assert not out and not (tmp_path / "ledger").exists()
+
+
+def test_a_spec_that_confines_no_file_is_never_run_with_a_key(tmp_path: Path) -> None:
+    """Found by attack: a spec without a filesystem capability has no roots, so no root
+    covered the key, and its workload printed the key (into the ledger's captured output
+    too) while the run was signed. Such a workload reaches every file its uid may."""
+    _signer, key, _pub = keypair(tmp_path / "keys")
+    spec = dataclasses.replace(
+        base_spec(),
+        workload=ProcessWorkload(exe="/bin/cat", args=(str(key),)),
+        capabilities=tuple(c for c in base_spec().capabilities if not isinstance(c, Filesystem)),
+    )
+    out = bytearray()
+    with pytest.raises(KeyReachable, match="no filesystem capability"):
+        run_confined(spec, ledger=tmp_path / "ledger", key=key, on_stdout=out.extend)
+    assert not out and not (tmp_path / "ledger").exists()
+    report = run_confined(spec, ledger=tmp_path / "ledger", on_stdout=out.extend)
+    assert bytes(out) == Path(key).read_bytes()  # the oracle: it could, without the key's run
+    assert report.body.outcome.value == "completed"
 
 
 def test_a_refused_checkpoint_leaves_the_runs_record_whole(tmp_path: Path) -> None:

@@ -49,7 +49,6 @@ import fnmatch
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from bvisor.canonical import Value
@@ -61,6 +60,7 @@ from bvisor.front.cli.ledger_common import (
     emit,
     ledger_path,
     open_ledger,
+    read_input,
     run_ref,
     time_text,
     to_json,
@@ -395,9 +395,9 @@ def _cmd_append(args: argparse.Namespace) -> int:
     if args.data is not None:
         payload = _parse_json(args.data, "--data")
     elif args.file is not None:
-        payload = _parse_json(_read_text(args.file), f"--file {args.file}")
+        payload = _parse_json(_read_text(args.file, "--file"), f"--file {args.file}")
     else:
-        payload = _parse_json(sys.stdin.read(), "stdin")
+        payload = _parse_json(_read_text("-", "stdin"), "stdin")
     encode_payload(payload)  # refuse a bad payload before the ledger is opened (or created)
     with _open(args, write=True) as ledger:
         receipt = ledger.append(kind, payload, run_id)
@@ -422,12 +422,12 @@ def _checked_kind(kind: object, where: str) -> str:
     return checked
 
 
-def _read_text(path: str) -> str:
+def _read_text(path: str, what: str) -> str:
+    """The UTF-8 text of a bounded input (:func:`read_input`: ``-`` is stdin)."""
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise _UsageError(f"--file {path}: cannot read ({reason})") from None
+        return read_input(path, what).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _UsageError(f"{what} {path}: cannot read ({exc})") from None
 
 
 def _stdin_lines() -> Iterator[str]:

@@ -106,19 +106,42 @@ def run_ref(ledger: Ledger, text: str | None, where: str = "--run") -> bytes | N
         raise UsageError(f"{where}: {exc}") from None
 
 
-def read_input(path: str, what: str) -> bytes:
-    """A file given on the command line (``-``: stdin), bounded, naming it in errors."""
+def read_input(path: str, what: str, limit: int = _MAX_INPUT) -> bytes:
+    """A file given on the command line (``-``: stdin), at most ``limit`` bytes, naming it
+    in errors; the one reader of every file argument, so a bound holds while reading,
+    never after: a regular file larger than ``limit`` is refused before a byte is read,
+    and only a regular file, a pipe, a socket or a terminal is read at all (``/dev/zero``
+    would fill memory before a check after the read)."""
     try:
         if path == "-":
-            data = sys.stdin.buffer.read(_MAX_INPUT + 1)
-        else:
-            with open(path, "rb") as stream:
-                data = stream.read(_MAX_INPUT + 1)
+            return _read_bounded(sys.stdin.buffer.fileno(), path, what, limit)
+        with open(path, "rb") as stream:
+            return _read_bounded(stream.fileno(), path, what, limit)
     except OSError as exc:
         raise UsageError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
-    if len(data) > _MAX_INPUT:
-        raise UsageError(f"{what} {path}: larger than {_MAX_INPUT} bytes")
-    return data
+
+
+def _read_bounded(fd: int, path: str, what: str, limit: int) -> bytes:
+    import stat
+
+    info = os.fstat(fd)
+    kind = info.st_mode
+    if stat.S_ISREG(kind):
+        if info.st_size > limit:
+            raise UsageError(f"{what} {path}: larger than {limit} bytes")
+    elif not (stat.S_ISFIFO(kind) or stat.S_ISSOCK(kind) or os.isatty(fd)):
+        raise UsageError(f"{what} {path}: not a regular file or a pipe")
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise UsageError(f"{what} {path}: larger than {limit} bytes")
+    return b"".join(chunks)
 
 
 def write_output(path: str | None, text: str) -> None:

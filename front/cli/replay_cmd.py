@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from bvisor.front.cli.ledger_common import UsageError, verifiers_for
+from bvisor.front.cli.ledger_common import UsageError, read_input, verifiers_for
 from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
 from bvisor.front.visible import visible
 from bvisor.ledger import Ledger, LedgerError, RunSummary, default_ledger_path, parse_head
@@ -186,6 +186,7 @@ def _show(args: argparse.Namespace, report: AuditReport) -> int:
 
 
 def _run_bundle(args: argparse.Namespace) -> int:
+    from bvisor.ledger.bundle import MAX_BUNDLE_BYTES
     from bvisor.replay.bundle import audit_bundle
 
     if args.run_ids or args.last or args.checkpoint or args.expect_head or args.ledger:
@@ -193,11 +194,7 @@ def _run_bundle(args: argparse.Namespace) -> int:
     verifiers = verifiers_for(args.pub)
     if not verifiers:
         raise UsageError("--bundle needs --pub KEYFILE: the key the checkpoint must be signed by")
-    try:
-        with open(args.bundle, "rb") as stream:
-            data = stream.read()
-    except OSError as exc:
-        raise UsageError(f"--bundle {args.bundle}: cannot read ({exc.strerror or exc})") from None
+    data = read_input(args.bundle, "--bundle", MAX_BUNDLE_BYTES)
     return _show(args, audit_bundle(data, verifiers))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -450,3 +451,51 @@ def test_an_inherited_fd_bvisor_was_not_started_with_is_a_usage_error(tmp_path: 
     assert done.returncode == 2, done.stderr
     assert "was not open when bvisor started" in done.stderr
     assert not ledger.exists(), "a refused run must leave no ledger behind"
+
+
+def _peak_kib(command: list[str]) -> tuple[int, int, str]:
+    """(exit status, the child's peak resident KiB as the kernel counted it, stderr)."""
+
+    def bounded() -> None:  # an unbounded read fails, instead of taking the machine
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    child = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=bounded,
+    )
+    assert child.stderr is not None
+    err = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return child.returncode, usage.ru_maxrss, err
+
+
+def test_an_input_file_is_bounded_while_it_is_read(tmp_path: Path) -> None:
+    """Found by attack: ``--bundle`` (made to come from untrusted parties) was read whole
+    before its 512 MiB bound was checked, so ``/dev/zero`` grew the process past 8 GB and
+    a 2 GiB file of holes took 2 GiB; ``append --file /dev/zero`` hung. Every file
+    argument is now read by one bounded reader: a regular file past the bound is refused
+    before a byte is read, a device never read. Oracle: the kernel's peak RSS of the
+    command (wait4), and its exit status."""
+    keys = tmp_path / "keys"
+    done = ledger_cli("keygen", "--out", str(keys))
+    assert done.returncode == 0, done.stderr
+    pub = str(keys / "checkpoint.pub")
+    big = tmp_path / "big.bundle"
+    with open(big, "wb") as file:
+        file.truncate(1 << 30)
+    replay = [sys.executable, "-m", "bvisor.front.cli.replay_cmd", "--bundle"]
+    for source, said in ((str(big), "larger than"), ("/dev/zero", "not a regular file")):
+        status, peak, err = _peak_kib([*replay, source, "--pub", pub])
+        assert status == 2 and said in err, err
+        assert peak < 200 * 1024, f"{source}: peak RSS {peak} KiB"
+    done = ledger_cli(
+        "--ledger", str(tmp_path / "l"), "append", "--kind", "note.external", "--file",
+        "/dev/zero", timeout=20,
+    )  # fmt: skip
+    assert done.returncode == 2 and "not a regular file" in done.stderr, done.stderr
+    assert not (tmp_path / "l").exists()

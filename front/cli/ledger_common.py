@@ -10,6 +10,7 @@ how a run is named by a prefix, and which signing key or trusted public keys app
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -114,7 +115,16 @@ def read_input(path: str, what: str, limit: int = _MAX_INPUT) -> bytes:
     would fill memory before a check after the read)."""
     try:
         if path == "-":
-            return _read_bounded(sys.stdin.buffer.fileno(), path, what, limit)
+            stream = getattr(sys.stdin, "buffer", sys.stdin)
+            try:
+                fd = stream.fileno()
+            except (AttributeError, io.UnsupportedOperation):  # a stream of the caller's
+                data = stream.read(limit + 1)
+                data = data.encode() if isinstance(data, str) else data
+                if len(data) > limit:
+                    raise UsageError(f"{what} {path}: larger than {limit} bytes") from None
+                return bytes(data)
+            return _read_bounded(fd, path, what, limit)
         with open(path, "rb") as stream:
             return _read_bounded(stream.fileno(), path, what, limit)
     except OSError as exc:

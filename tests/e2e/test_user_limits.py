@@ -98,11 +98,15 @@ def _grab(work: Path, hooks: frozenset[str]) -> dict[str, Any]:
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 try:
+                    # This run's workload is this user's (another user's suite on the
+                    # machine may run the same code at the same time).
+                    if os.stat(f"/proc/{entry}").st_uid != os.getuid():
+                        continue
                     cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                    if b"inotify_init1" in cmdline:
+                        seen["held"] = _inotify_fds(int(entry))
                 except OSError:
                     continue
-                if b"inotify_init1" in cmdline:
-                    seen["held"] = _inotify_fds(int(entry))
 
     seen["outcome"] = _run_watched(work, _GRAB, hooks, watch)
     return seen

@@ -62,6 +62,7 @@ from bvisor.front.cli.ledger_common import (
     open_ledger,
     read_input,
     run_ref,
+    say,
     time_text,
     to_json,
     verifiers_for,
@@ -278,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LedgerError as exc:  # not a ledger, bad format, bad kind/payload/run, misuse
         return _report(as_json, "error", str(exc), 2)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        say(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`bvisor-ledger log | head`): 141, as `bvisor` and
@@ -288,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(as_json: bool, code: str, message: str, status: int) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    say(f"{PROG}: {message}", file=sys.stderr)
     if as_json:
         _emit({"error": {"code": code, "message": message}})
     return status
@@ -404,7 +405,7 @@ def _cmd_append(args: argparse.Namespace) -> int:
     if args.json:
         _emit({"seq": receipt.seq, "hash": receipt.hash.hex()})
     else:
-        print(f"{receipt.seq}:{receipt.hash.hex()}")
+        say(f"{receipt.seq}:{receipt.hash.hex()}")
     return 0
 
 
@@ -511,7 +512,7 @@ def _append_batch(args: argparse.Namespace) -> int:
         if ledger is not None:
             ledger.close()
     if error is not None:
-        print(
+        say(
             f"{PROG}: {error}; {len(receipts)} earlier events were appended, "
             "nothing after this line",
             file=sys.stderr,
@@ -526,12 +527,12 @@ def _append_batch(args: argparse.Namespace) -> int:
     if args.json:
         _emit(summary)
     elif receipts:
-        print(
+        say(
             f"appended {len(receipts)} events (seq {receipts[0].seq}..{receipts[-1].seq}); "
             f"head {head}"
         )
     else:
-        print("appended 0 events")
+        say("appended 0 events")
     return 2 if error is not None else 0
 
 
@@ -653,30 +654,30 @@ def _verify_json(result: VerifyResult) -> dict[str, Any]:
 def _print_verify(result: VerifyResult) -> None:
     head = "empty ledger" if result.head is None else f"head {result.head}"
     if result.ok:
-        print(f"ok: {result.events} events verified; {head}")
+        say(f"ok: {result.events} events verified; {head}")
     else:
-        print(
+        say(
             f"FAILED: {len(result.findings)} finding(s) in {result.events} events; "
             f"first bad seq {result.first_bad_seq}; {head}"
         )
         for finding in result.findings:
             where = "-" if finding.seq is None else str(finding.seq)
-            print(f"  seq {where}: {finding.code}: {finding.detail}")
-        print(f"  proven: {proven_statement(result)}")
+            say(f"  seq {where}: {finding.code}: {finding.detail}")
+        say(f"  proven: {proven_statement(result)}")
     for note in result.notes:
-        print(f"note: {note}")
+        say(f"note: {note}")
     check = result.checkpoint
     if check is not None:
         if check.size is not None:
-            print(f"checkpoint of {check.size} events: signature {check.signature}")
+            say(f"checkpoint of {check.size} events: signature {check.signature}")
         span = check.uncovered
         if span is None:
-            print(f"signed checkpoints cover all {check.events} events")
+            say(f"signed checkpoints cover all {check.events} events")
         else:
             runs = ", ".join(r.hex()[:16] for r in check.uncovered_runs) or "no run"
             more = check.uncovered_run_count - len(check.uncovered_runs)
             extra = f" and {more} more" if more > 0 else ""
-            print(
+            say(
                 f"events {span[0]}..{span[1]} are not yet covered by a signed checkpoint "
                 f"(runs: {runs}{extra})"
             )
@@ -725,7 +726,7 @@ def _print_log(args: argparse.Namespace, events: Iterable[Event]) -> None:
         return
     for event in events:
         run = "-" if event.run_id is None else event.run_id.hex()
-        print(
+        say(
             f"{event.seq:>8}  {_time(event.time_ns)}  {event.kind:<16}  {run}  "
             f"{event.hash.hex()[:16]}"
         )
@@ -740,9 +741,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
     fields = _event_json(event, payload=False)
     for name in ("seq", "hash", "prev_hash", "time", "time_ns", "kind", "run", "payload_hash"):
         value = fields[name]
-        print(f"{name:<13}{'-' if value is None else value}")
-    print("payload:")
-    print(json.dumps(_to_json(event.payload), indent=2, sort_keys=True))
+        say(f"{name:<13}{'-' if value is None else value}")
+    say("payload:")
+    say(json.dumps(_to_json(event.payload), indent=2, sort_keys=True))
     return 0
 
 
@@ -774,7 +775,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         return 0
     for s in summaries:
         outcome = outcomes[s.run_id] or "incomplete"
-        print(
+        say(
             f"{s.run_id.hex()}  {outcome:<15}  {_time(s.first_time_ns)}  "
             f"{s.count} events (seq {s.first_seq}..{s.last_seq})"
         )
@@ -787,12 +788,12 @@ def _cmd_head(args: argparse.Namespace) -> int:
     if head is None:
         if args.json:
             _emit({"seq": None, "hash": None})
-        print(f"{PROG}: the ledger is empty (no head yet)", file=sys.stderr)
+        say(f"{PROG}: the ledger is empty (no head yet)", file=sys.stderr)
         return 1
     if args.json:
         _emit(_head_json(head))
     else:
-        print(head)
+        say(head)
     return 0
 
 
@@ -813,9 +814,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
             line = _export_line(seq, raw)
             damaged += "damaged" in line
             line["ledger_id"] = ledger_id
-            print(json.dumps(line, sort_keys=True))
+            say(json.dumps(line, sort_keys=True))
     if damaged:
-        print(f"{PROG}: {damaged} damaged event(s) exported as such (run verify)", file=sys.stderr)
+        say(f"{PROG}: {damaged} damaged event(s) exported as such (run verify)", file=sys.stderr)
     return 1 if damaged else 0
 
 

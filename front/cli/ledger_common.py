@@ -16,7 +16,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from bvisor.canonical import Value
 from bvisor.ledger import Ledger, LedgerError, default_ledger_path
@@ -105,6 +105,15 @@ def run_ref(ledger: Ledger, text: str | None, where: str = "--run") -> bytes | N
         raise NotFound(f"{where}: {exc}") from None
     except RunLookupError as exc:
         raise UsageError(f"{where}: {exc}") from None
+
+
+def say(text: object = "", *, file: IO[str] | None = None) -> None:
+    """One line of the command's own text: every character a terminal could obey in it
+    escaped (:func:`bvisor.front.visible.visible`). A ledger's strings are chosen by
+    whoever could write the ledger, so no text reaches the terminal any other way."""
+    from bvisor.front.visible import visible
+
+    print(visible(str(text)), file=file)
 
 
 def read_input(path: str, what: str, limit: int = _MAX_INPUT) -> bytes:

@@ -499,3 +499,19 @@ def test_an_input_file_is_bounded_while_it_is_read(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2 and "not a regular file" in done.stderr, done.stderr
     assert not (tmp_path / "l").exists()
+
+
+def test_a_ledgers_strings_reach_the_terminal_escaped(tmp_path: Path) -> None:
+    """Found by attack: ``bvisor-ledger runs`` printed a run's recorded outcome as the
+    ledger held it, so an outcome holding ``ESC [2J`` and an OSC title cleared the
+    caller's screen and retitled it. Whoever could write the ledger chose those bytes;
+    every line the command writes now escapes what a terminal could obey."""
+    path = tmp_path / "ledger"
+    run_id = bytes(range(32))
+    forged = "completed\x1b[2J\x1b]0;owned\x07\u202e"
+    with Ledger.open(path, create=True) as ledger:
+        ledger.append("run.terminal", {"outcome": forged}, run_id=run_id)
+    done = ledger_cli("--ledger", str(path), "runs")
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout, repr(done.stdout)
+    assert "\u202e" not in done.stdout and "\\x1b[2J" in done.stdout, repr(done.stdout)

@@ -299,6 +299,13 @@ def _cmd_attest(args: argparse.Namespace) -> int:
             raise NotFound(
                 f"run {run_id.hex()[:16]} is {audited.verdict}, not attested ({failing})"
             )
+        if audited.test_hooks:
+            # Verified, since the record is faithful, but of a boundary with a mechanism
+            # skipped on purpose: a statement for others to rely on would hide that.
+            raise NotFound(
+                f"run {run_id.hex()[:16]} ran with test hooks ({', '.join(audited.test_hooks)}): "
+                "it is not evidence of a boundary, and is not attested"
+            )
         events = ledger.run_events(run_id)
         if any(event.run_id != run_id for event in events):
             raise NotFound(f"the runs index of run {run_id.hex()[:16]} names another run's event")

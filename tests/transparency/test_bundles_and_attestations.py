@@ -239,3 +239,32 @@ def test_attest_refuses_a_run_that_does_not_verify(
         str(proven["key"]),
     )
     assert code == 1 and out == "" and "incomplete, not attested" in err
+
+
+def test_attest_refuses_a_run_made_with_a_test_hook(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by attack: a run made with a mechanism skipped on purpose (a test hook)
+    replays "verified (test hook)", and attest signed an in-toto statement of it whose
+    predicate said only "completed": a consumer of the statement could not tell. A real
+    run with skip_seccomp is refused; the same run without the hook is attested."""
+    from bvisor.front.api import run_confined
+    from bvisor.launcher.host.backend import LinuxBackend
+    from bvisor.launcher.host.locate import default_launcher_path
+    from tests.replay.helpers import base_spec
+
+    _signer, key, _pub = keypair(tmp_path / "keys")
+    path = tmp_path / "ledger"
+    hooked = LinuxBackend.dangerous_with_test_hooks(default_launcher_path(), {"skip_seccomp"})
+    runs = [
+        run_confined(base_spec(["-c", "true"]), ledger=path, backend=backend).body.attempt_id
+        for backend in (hooked, LinuxBackend())
+    ]
+    assert call(capsys, ledger_main, "checkpoint", "--ledger", str(path), "--key", str(key))[0] == 0
+    said = [
+        call(capsys, ledger_main, "attest", run.hex(), "--ledger", str(path), "--key", str(key))
+        for run in runs
+    ]
+    (code, out, err), (honest, statement, _) = said
+    assert code == 1 and out == "" and "test hooks (skip_seccomp)" in err, err
+    assert honest == 0 and json.loads(statement)["payloadType"], statement

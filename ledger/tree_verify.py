@@ -46,7 +46,9 @@ class CheckpointCheck:
 
     ``covered``: events 0..covered-1 are in a checkpoint that holds; ``uncovered_runs``:
     runs with events from ``covered`` on (shown up to a limit; ``uncovered_run_count`` is
-    the total); ``signature``: how the given checkpoint's signature was judged.
+    the total); ``signature``: how the given checkpoint's signature was judged;
+    ``signatures_checked``: whether any was (no trusted key given: the coverage is by
+    checkpoints whose signatures nobody checked, and is said so).
     """
 
     size: int | None
@@ -55,6 +57,7 @@ class CheckpointCheck:
     events: int
     uncovered_runs: tuple[bytes, ...]
     uncovered_run_count: int
+    signatures_checked: bool = True
 
     @property
     def uncovered(self) -> tuple[int, int] | None:
@@ -362,6 +365,7 @@ class TreeAudit:
             events=events,
             uncovered_runs=tuple(runs[:_SHOWN_RUNS]),
             uncovered_run_count=len(runs),
+            signatures_checked=bool(self._verifiers),
         )
 
 

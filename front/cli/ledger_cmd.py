@@ -645,6 +645,7 @@ def _verify_json(result: VerifyResult) -> dict[str, Any]:
             "uncovered": None if span is None else {"from": span[0], "to": span[1]},
             "uncovered_runs": [run.hex() for run in check.uncovered_runs],
             "uncovered_run_count": check.uncovered_run_count,
+            "signatures_checked": check.signatures_checked,
         }
     if result.tree_root is not None:
         out["tree_root"] = result.tree_root.hex()
@@ -671,15 +672,19 @@ def _print_verify(result: VerifyResult) -> None:
         if check.size is not None:
             say(f"checkpoint of {check.size} events: signature {check.signature}")
         span = check.uncovered
+        # Without a trusted key no signature was checked: the coverage is said as such.
+        signed, unchecked = ("signed ", "")
+        if not check.signatures_checked:
+            signed, unchecked = ("", " (signatures not checked: no --pub)")
         if span is None:
-            say(f"signed checkpoints cover all {check.events} events")
+            say(f"{signed}checkpoints cover all {check.events} events{unchecked}")
         else:
             runs = ", ".join(r.hex()[:16] for r in check.uncovered_runs) or "no run"
             more = check.uncovered_run_count - len(check.uncovered_runs)
             extra = f" and {more} more" if more > 0 else ""
             say(
-                f"events {span[0]}..{span[1]} are not yet covered by a signed checkpoint "
-                f"(runs: {runs}{extra})"
+                f"events {span[0]}..{span[1]} are not yet covered by a {signed}checkpoint "
+                f"(runs: {runs}{extra}){unchecked}"
             )
 
 

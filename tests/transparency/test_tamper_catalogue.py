@@ -230,6 +230,23 @@ def test_forged_run_after_the_checkpoint_is_named_not_yet_covered(
     assert call(capsys, replay_main, "--ledger", ledger, "--pub", pub, signed.runs[2].hex())[0] == 0
 
 
+def test_coverage_by_checkpoints_whose_signatures_nobody_checked_is_said_so(
+    signed: Signed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by attack: ``verify --checkpoint FILE`` without ``--pub`` said "signature not
+    checked" and then "signed checkpoints cover all N events"."""
+    ledger, kept = str(signed.path), str(signed.kept)
+    code, out, _ = call(capsys, ledger_main, "verify", "--ledger", ledger, "--checkpoint", kept)
+    assert code == 0 and "signed checkpoints" not in out, out
+    assert "checkpoints cover all" in out and "signatures not checked: no --pub" in out, out
+    code, doc = call_json(capsys, ledger_main, "verify", "--ledger", ledger, "--checkpoint", kept)
+    assert doc["checkpoint"]["signatures_checked"] is False
+    code, doc = call_json(
+        capsys, ledger_main, "verify", "--ledger", ledger, "--pub", str(signed.pub)
+    )
+    assert doc["checkpoint"]["signatures_checked"] is True
+
+
 # -- 3. the tail deleted ----------------------------------------------------------------------
 
 

@@ -15,9 +15,11 @@ Requirements are keyed by the entry id the run recorded (an id names its paramet
 what its mechanism notes) and, where a released launcher worded one differently, by the
 planner rules version the run recorded: runs of rules v1 named no controller in a cgroup
 v1 note. Every released launcher wrote every note required here (the compatibility
-ledgers of rules v1, v2 and v3 prove it). Notes no released launcher always wrote (the
-user rlimits) and those written once the workload ended (outputs) are not required. A test
-hook that replaces a note (its own DANGER note says so) requires the replacement.
+ledgers of rules v1 to v4 prove it; ``linux.utsns.v1``, whose note names the plan's
+hostname and domain name, is in plans of rules v4 on only). Notes no released launcher
+always wrote (the user rlimits) and those written once the workload ended (outputs) are
+not required. A test hook that replaces a note (its own DANGER note says so) requires the
+replacement.
 
 A note is judged by the kernel's values, not only by its shape: a Landlock note by the
 rights its ABI restricts and the scope bits (:mod:`bvisor.contract.landlock`), a seccomp
@@ -275,6 +277,9 @@ _REQUIRED: Mapping[str, Requirement] = {
     mech.USERNS.id: _userns,
     mech.NETNS.id: lambda params, ctx: [_exact(wire.NETNS_CREATED)],
     mech.IPCNS.id: lambda params, ctx: [_exact(wire.IPCNS_CREATED)],
+    mech.UTSNS.id: lambda p, ctx: [
+        _exact(wire.utsns_note(str(_fields(p)["hostname"]), str(_fields(p)["domainname"])))
+    ],
     mech.PIDNS.id: _pidns,
     mech.CGROUP_LEAF.id: _cgroup,
     mech.USER_LIMITS.id: _user_limits,

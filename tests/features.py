@@ -11,7 +11,8 @@ the errno action, libseccomp loadable), ``userns``, ``netns``, ``pidns`` (a PID 
 mount namespace with a fresh /proc: what a private root needs), ``netns-loopback`` (in a
 new network namespace, inside a user namespace unless root, the loopback can be brought up
 and a TCP socket listen on 127.0.0.1: what the allow list's proxy listener needs),
-``cgroup2-kill`` (a
+``utsns`` (a UTS namespace, inside a user namespace unless root, whose hostname can be
+set: what ``linux.utsns.v1`` needs), ``cgroup2-kill`` (a
 writable cgroup v2 directory of ours whose children have ``cgroup.kill``),
 ``cgroup1-pids``, ``cgroup1-memory`` (a writable v1 controller directory of ours).
 
@@ -51,6 +52,7 @@ FEATURES = (
     "netns",
     "pidns",
     "netns-loopback",
+    "utsns",
     "cgroup2-kill",
     "cgroup1-pids",
     "cgroup1-memory",
@@ -92,6 +94,7 @@ def feature_missing(name: str) -> str | None:
         "netns": lambda: _namespace_missing("net"),
         "pidns": _pidns_missing,
         "netns-loopback": _netns_loopback_missing,
+        "utsns": _utsns_missing,
         "cgroup2-kill": _cgroup2_kill_missing,
         "cgroup1-pids": lambda: _cgroup1_missing("pids"),
         "cgroup1-memory": lambda: _cgroup1_missing("memory"),
@@ -191,6 +194,28 @@ def _netns_loopback_missing() -> str | None:
     )
     if done.returncode != 0:
         return f"loopback up and listen in a new netns failed: {done.stderr.strip()[-200:]}"
+    return None
+
+
+def _utsns_missing() -> str | None:
+    """A UTS namespace (in a user namespace unless root) whose hostname can be set, asked
+    of util-linux's unshare(1) and hostname(1), not the product."""
+    import shutil
+    import subprocess
+
+    tool, name = shutil.which("unshare"), shutil.which("hostname")
+    if tool is None or name is None:
+        return "no unshare(1) or hostname(1) to check with"
+    userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    done = subprocess.run(
+        [tool, *userns, "--uts", name, "bvisor-feature-check"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if done.returncode != 0:
+        return f"unshare --uts with a hostname set failed: {done.stderr.strip()[-200:]}"
     return None
 
 

@@ -37,6 +37,7 @@ from bvisor.contract.fields import (
     text_map,
 )
 from bvisor.contract.lowering import Phase
+from bvisor.contract.utsname import check_domainname, check_hostname
 from bvisor.digest import Purpose, digest_value
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
     "TmpfsMount",
     "UserLimits",
     "UserNamespace",
+    "UtsNamespace",
     "WallBudget",
     "decl_digest",
     "decl_value",
@@ -124,6 +126,23 @@ class UserNamespace(Params):
     uid: int
     gid: int
     FIELDS: ClassVar[Mapping[str, Codec]] = {"uid": INT, "gid": INT}
+
+
+@dataclass(frozen=True, slots=True)
+class UtsNamespace(Params):
+    """The workload's own UTS namespace, holding these names instead of the host's.
+
+    Both are the plan's, checked by :mod:`bvisor.contract.utsname` (a value it refuses is
+    refused here too, naming the field), so a recorded plan says what the workload saw.
+    """
+
+    hostname: str
+    domainname: str
+    FIELDS: ClassVar[Mapping[str, Codec]] = {"hostname": TEXT, "domainname": TEXT}
+
+    def __post_init__(self) -> None:
+        check_hostname(self.hostname, "hostname")
+        check_domainname(self.domainname, "domainname")
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,6 +583,9 @@ P = Phase
 USERNS = Primitive("linux.userns.create.v1", 1, P.NAMESPACE_CREATE, UserNamespace)
 NETNS = Primitive("linux.netns.create.v1", 1, P.NAMESPACE_CREATE, NoParams, (USERNS.id,))
 IPCNS = Primitive("linux.ipcns.create.v1", 1, P.NAMESPACE_CREATE, NoParams)
+# The names are set by the child in its new UTS namespace, with the capabilities of its
+# user namespace (or a root launcher's), before anything else runs there.
+UTSNS = Primitive("linux.utsns.v1", 1, P.NAMESPACE_CREATE, UtsNamespace)
 PIDNS = Primitive("linux.pidns.init.v1", 1, P.NAMESPACE_CREATE, NoParams)
 CGROUP_LEAF = Primitive("linux.cgroup.leaf.v1", 1, P.NAMESPACE_CREATE, CgroupLeaf)
 BUDGET_PIDS = Primitive(
@@ -616,6 +638,7 @@ CATALOGUE: tuple[Primitive, ...] = (
     USERNS,
     NETNS,
     IPCNS,
+    UTSNS,
     PIDNS,
     CGROUP_LEAF,
     BUDGET_PIDS,

@@ -88,6 +88,7 @@ __all__ = [
     "user_limits_note",
     "user_limits_percent",
     "userns_note",
+    "utsns_note",
 ]
 
 # -- the workload's pid, exit status and rusage (launcher -> host, replay) --------------
@@ -262,6 +263,11 @@ def id_map(outside: int) -> str:
 def userns_note(uid: int, gid: int) -> str:
     """The maps the launcher writes into the child's user namespace."""
     return f"userns uid_map={id_map(uid)!r} gid_map={id_map(gid)!r} setgroups=deny"
+
+
+def utsns_note(hostname: str, domainname: str) -> str:
+    """The workload's own UTS namespace and the names the child set there (and read back)."""
+    return f"uts namespace created: hostname={hostname} domainname={domainname}"
 
 
 def cgroup_placed_note(hierarchy: str, slot: int, controller: str | None = None) -> str:

@@ -102,6 +102,10 @@ class HostFacts:
     # form like ``pidns``): in a new network namespace a child could bring the loopback up
     # and listen on 127.0.0.1 — where the allow list's proxy listener lives.
     netns_loopback: bool | None = None
+    # Probed since planner rules v4 (None before, and then left out of the canonical form
+    # like ``pidns``): a child could make a UTS namespace (inside a user namespace unless
+    # bvisor runs as root) and set its hostname there — what ``linux.utsns.v1`` does.
+    utsns: bool | None = None
 
     def __post_init__(self) -> None:
         expect_text(self.kernel_release, "kernel_release")
@@ -138,6 +142,8 @@ class HostFacts:
             expect_bool(self.audit_readable, "audit_readable")
         if self.netns_loopback is not None:
             expect_bool(self.netns_loopback, "netns_loopback")
+        if self.utsns is not None:
+            expect_bool(self.utsns, "utsns")
 
     def v1_base(self, controller: str) -> str | None:
         """The writable v1 base for ``controller``, or None."""
@@ -172,6 +178,8 @@ class HostFacts:
             value["audit_readable"] = self.audit_readable
         if self.netns_loopback is not None:
             value["netns_loopback"] = self.netns_loopback
+        if self.utsns is not None:
+            value["utsns"] = self.utsns
         return value
 
     @classmethod
@@ -180,7 +188,7 @@ class HostFacts:
             value,
             path,
             required=_FACT_KEYS,
-            optional=("pidns", "audit_readable", "netns_loopback"),
+            optional=("pidns", "audit_readable", "netns_loopback", "utsns"),
         )
         cg = expect_map(body["cgroup"], f"{path}.cgroup", required=_CGROUP_KEYS)
         v1 = cg["v1_bases"]
@@ -222,6 +230,7 @@ class HostFacts:
                     if "netns_loopback" not in body
                     else expect_bool(body["netns_loopback"], f"{path}.netns_loopback")
                 ),
+                utsns=None if "utsns" not in body else expect_bool(body["utsns"], f"{path}.utsns"),
             )
         except ContractError as exc:
             if exc.path.startswith(path):

@@ -2,7 +2,8 @@
 
 :func:`probe_namespaces` calls the child window module's ``bv_probe_namespaces``, which
 forks a throwaway child (unsharing is irreversible for the caller, and the answer must
-reflect what *these* credentials may do) that tries a user namespace, a network namespace
+reflect what *these* credentials may do) that tries a user namespace, a UTS namespace in
+it whose hostname it sets, a network namespace
 in it (bringing its loopback up and listening on 127.0.0.1
 there), then a mount and a PID namespace where a grandchild mounts a tmpfs and a fresh
 procfs the way a private root does. No interpreter is started for it.
@@ -17,7 +18,7 @@ from bvisor.launcher.basement import window
 
 __all__ = ["NamespaceFacts", "probe_namespaces"]
 
-_USERNS, _NETNS, _PRIVATE_ROOT, _NET_LOOPBACK = 1, 2, 4, 8
+_USERNS, _NETNS, _PRIVATE_ROOT, _NET_LOOPBACK, _UTSNS = 1, 2, 4, 8, 16
 _STEPS = {
     1: "unshare(CLONE_NEWUSER)",
     2: "unshare(CLONE_NEWNS|CLONE_NEWPID)",
@@ -36,6 +37,8 @@ class NamespaceFacts:
     why_not: str  # the step that failed, with its errno ("" when everything worked)
     # In the new network namespace: loopback brought up, a TCP listener on 127.0.0.1.
     net_loopback: bool = False
+    # A UTS namespace made (in the user namespace unless as root) and its hostname set.
+    utsns: bool = False
 
 
 def probe_namespaces(as_root: bool) -> NamespaceFacts:
@@ -55,4 +58,5 @@ def probe_namespaces(as_root: bool) -> NamespaceFacts:
         private_root=bool(bits & _PRIVATE_ROOT),
         why_not=why,
         net_loopback=bool(bits & _NET_LOOPBACK),
+        utsns=bool(bits & _UTSNS),
     )

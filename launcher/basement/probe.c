@@ -3,9 +3,11 @@
  * by trying it in a throwaway child (no interpreter is started for it).
  *
  * bv_probe_namespaces() forks; the child tries, in order: a user namespace (unless
- * `as_root`), a network namespace inside it (and there: the loopback brought up and a TCP
- * socket listening on 127.0.0.1, as the allow list's proxy listener is made), then a mount
- * and a PID namespace, and in a
+ * `as_root`), a UTS namespace inside it whose hostname it can set (sethostname there, as
+ * the child window does; the caller's own names are never touched: a failed unshare
+ * stops the step before it), a network namespace (and there: the loopback brought up and
+ * a TCP socket listening on 127.0.0.1, as the allow list's proxy listener is made), then
+ * a mount and a PID namespace, and in a
  * grandchild (pid 1 of the new namespace) the mounts a private root needs: a tmpfs and a
  * fresh procfs, through the same fsopen/fsmount calls the child window uses. The answer is
  * a bit set (BV_PROBE_*); a failing step's errno is stored in *err_out with its step.
@@ -35,6 +37,7 @@ int bv_probe_namespaces(int as_root, int *step_out, int *err_out);
 #define BV_PROBE_NETNS 2
 #define BV_PROBE_PRIVATE_ROOT 4
 #define BV_PROBE_NET_LOOPBACK 8
+#define BV_PROBE_UTSNS 16
 
 #ifndef SYS_fsopen
 #define SYS_fsopen 430
@@ -114,6 +117,8 @@ static void __attribute__((noreturn)) probe_child(int as_root, int fd)
         }
         bits |= BV_PROBE_USERNS;
     }
+    if (unshare(CLONE_NEWUTS) == 0 && sethostname("bvisor-probe", 12) == 0)
+        bits |= BV_PROBE_UTSNS;
     if (unshare(CLONE_NEWNET) == 0) {
         bits |= BV_PROBE_NETNS;
         if (probe_loopback())

@@ -70,7 +70,7 @@ def probe_host(launcher_path: str | None = None) -> HostFacts:
     seccomp_filter, actions = _probe_seccomp(notes)
     max_userns = _read_int(_MAX_USER_NAMESPACES)
     notes.append(f"max_user_namespaces: {max_userns} from {_MAX_USER_NAMESPACES}")
-    userns, netns, pidns, loopback = _probe_namespaces(notes)
+    userns, netns, pidns, loopback, utsns = _probe_namespaces(notes)
     v2_mount, v2_base, v2_kill, v2_controllers, v1_bases = _probe_cgroups(notes)
     audit = probe_audit()
     notes.append(
@@ -105,6 +105,7 @@ def probe_host(launcher_path: str | None = None) -> HostFacts:
         pidns=pidns,
         audit_readable=audit.usable,
         netns_loopback=loopback,
+        utsns=utsns,
     )
 
 
@@ -156,8 +157,8 @@ def _probe_seccomp(notes: list[str]) -> tuple[bool, tuple[str, ...]]:
 # -- namespaces ----------------------------------------------------------------------------
 
 
-def _probe_namespaces(notes: list[str]) -> tuple[bool, bool, bool, bool]:
-    """``(userns, netns, pidns, netns_loopback)``: what a child of ours may do, tried.
+def _probe_namespaces(notes: list[str]) -> tuple[bool, bool, bool, bool, bool]:
+    """``(userns, netns, pidns, netns_loopback, utsns)``: what a child of ours may do, tried.
 
     As root, the user namespace is tried too (a root launcher still gives the workload one
     when it can), and the private root is tried inside it when it works, as runs make it.
@@ -171,12 +172,13 @@ def _probe_namespaces(notes: list[str]) -> tuple[bool, bool, bool, bool]:
         f"userns: {str(userns).lower()}, netns: {str(facts.netns).lower()}, "
         f"pidns (mount+PID namespace, tmpfs and procfs mounted): "
         f"{str(facts.private_root).lower()}, netns_loopback (lo up, a TCP listener on "
-        f"127.0.0.1 in the new netns): {str(facts.net_loopback).lower()} ({how}"
+        f"127.0.0.1 in the new netns): {str(facts.net_loopback).lower()}, utsns (a UTS "
+        f"namespace whose hostname it set): {str(facts.utsns).lower()} ({how}"
         + (f"; {facts.why_not}" if facts.why_not else "")
         + ")"
     )
     netns = facts.netns and userns
-    return userns, netns, facts.private_root, netns and facts.net_loopback
+    return userns, netns, facts.private_root, netns and facts.net_loopback, facts.utsns
 
 
 # -- cgroups -------------------------------------------------------------------------------

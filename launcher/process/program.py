@@ -51,9 +51,11 @@ OP_CODES: dict[str, int] = {
     "netproxy": 10,
     "userlimits": 11,
     "netdns": 12,
+    "utsns": 13,
 }
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000

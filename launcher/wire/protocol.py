@@ -71,6 +71,7 @@ TEST_HOOKS: frozenset[str] = frozenset(
         "skip_seccomp",
         "skip_userlimits",
         "skip_userns",
+        "skip_utsns",
         # Host-side: the allow list's proxy allows (and records as allowed) everything.
         "proxy_allow_all",
     }

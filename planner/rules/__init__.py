@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bvisor.planner.rules import v1, v2, v3
+from bvisor.planner.rules import v1, v2, v3, v4
 from bvisor.planner.rules.base import Request, Rules
 
 __all__ = ["CURRENT", "RELEASED", "Request", "Rules", "UnknownRulesVersion", "rules_for"]
@@ -28,7 +28,9 @@ class UnknownRulesVersion(LookupError):
         self.version = version
 
 
-RELEASED: Mapping[int, Rules] = {rules.version: rules for rules in (v1.RULES, v2.RULES, v3.RULES)}
+RELEASED: Mapping[int, Rules] = {
+    rules.version: rules for rules in (v1.RULES, v2.RULES, v3.RULES, v4.RULES)
+}
 CURRENT: Rules = RELEASED[max(RELEASED)]
 
 

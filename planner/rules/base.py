@@ -26,7 +26,7 @@ Request = tuple[str, canonical.Value]
 
 # The rules version that added each primitive to the current catalogue after rules v2
 # (which shares the catalogue of its release; v1 keeps a catalogue of its own).
-ADDED_BY: Mapping[str, int] = {mech.NETDNS.id: 3}
+ADDED_BY: Mapping[str, int] = {mech.NETDNS.id: 3, mech.UTSNS.id: 4}
 
 
 def declarations(version: int) -> Mapping[str, bytes]:

@@ -101,6 +101,20 @@ def test_the_v3_ledger_exercises_what_v3_added(tmp_path: Path) -> None:
     assert "linux.netdns.v1" in entries, entries
 
 
+def test_the_v4_ledger_exercises_what_v4_added(tmp_path: Path) -> None:
+    (v4,) = [p for p in RECORDED if p.name.startswith("v4-")]
+    events = _events(v4, tmp_path)
+    admitted = [kind for kind, _ in events if kind == "plan.admitted"]
+    entries = [p["entry"]["id"] for kind, p in events if kind == "lowering.entry"]
+    assert entries.count("linux.utsns.v1") == len(admitted) > 0, entries
+    noted = "# uts namespace created: hostname=bvisor domainname=(none)"
+    lines = [p["line"] for kind, p in events if kind == "launcher.phase"]
+    assert lines.count(noted) == len(admitted), [line for line in lines if "uts" in line]
+    streams = [p["data"] for kind, p in events if kind == "run.streams"]
+    seen = b"hostname=bvisor domainname=(none)\nrename=refused\nuname-n=bvisor\n"
+    assert any(seen in (data if isinstance(data, bytes) else data.encode()) for data in streams)
+
+
 @pytest.mark.parametrize("recorded", RECORDED, ids=[p.name for p in RECORDED])
 def test_an_old_ledger_verifies_and_every_run_replays(recorded: Path, tmp_path: Path) -> None:
     path = _copy(recorded, tmp_path)

@@ -96,7 +96,7 @@ NOTE_WORDS = (
     "workload exit ", "workload pid=", "init pid=", "workload rusage ", "refused code=",
     "DANGER test hook", "identity code=", "fault mechanism=",
     # what a mechanism applied (replay requires them of a run that reached exec)
-    "userns uid_map=", "netns created", "ipc namespace created", "pid namespace ",
+    "userns uid_map=", "netns created", "ipc namespace created", "uts namespace ", "pid namespace ",
     "cgroup placed ", "cgroupfs hidden", "user limits (", "user limits skipped",
     "netproxy: ", "netdns: ", "private root: ", "private root skipped", "pivot_root: ",
     "oom_score_adj=",

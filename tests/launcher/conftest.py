@@ -145,6 +145,7 @@ def build_plan(
     userns: bool = False,
     netns: bool = False,
     pidns: bool = False,
+    utsns: mech.UtsNamespace | None = None,
     cgroup_v2: int | None = None,
     cgroup_v1: Sequence[int] = (),
     hooks: frozenset[str] = frozenset(),
@@ -204,6 +205,8 @@ def build_plan(
         planned.append((mech.NETNS, mech.NoParams()))
     if pidns:
         planned.append((mech.PIDNS, mech.NoParams()))
+    if utsns is not None:
+        planned.append((mech.UTSNS, utsns))
     env = [mech.EnvSource(name, value, None) for name, value in envp]
     env += [mech.EnvSource(name, None, lease) for name, lease in secrets]
     planned.append((mech.AMBIENT_SCRUB, mech.AmbientScrub(tuple(env), (0, 1, 2, *keep_fds), False)))

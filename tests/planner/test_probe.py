@@ -7,6 +7,7 @@ is required through ``BVISOR_REQUIRE_FEATURES`` so a regression cannot hide as a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from bvisor import canonical
 from bvisor.contract import ContractError
 from bvisor.contract.profile import HostFacts
+from bvisor.launcher.basement.namespaces import probe_namespaces
 from bvisor.launcher.host.probe import (
     file_identity,
     linux_profile,
@@ -172,6 +174,31 @@ def test_parse_mountinfo_finds_cgroup_mounts_and_unescapes() -> None:
         ("/sys/fs/cgroup/mem ory", "/job", 1, ("memory",)),
         ("/sys/fs/cgroup/cpu,cpuacct", "/", 1, ("cpu", "cpuacct")),
     ]
+
+
+def test_probe_finds_a_uts_namespace_whose_hostname_it_may_set(live_facts: HostFacts) -> None:
+    # the oracle (unshare(1) and hostname(1) in tests.features) is not the product's probe
+    require_feature("utsns")
+    assert live_facts.utsns is True
+    assert any(
+        "utsns (a UTS namespace whose hostname it set): true" in n for n in live_facts.probe_notes
+    )
+    # the probe's child sets a hostname in its own namespace only: never the host's, also
+    # when it runs as root without a user namespace
+    host = Path("/proc/sys/kernel/hostname")
+    before = host.read_text()
+    assert probe_namespaces(as_root=os.getuid() == 0).utsns
+    assert host.read_text() == before != "bvisor-probe\n"
+
+
+def test_the_utsns_fact_is_optional_and_strict() -> None:
+    value = canonical.decode(canonical.encode(FIXED_FACTS.to_value()))
+    assert "utsns" not in value  # a profile from before the fact keeps its bytes (and h_p)
+    probed = dataclasses.replace(FIXED_FACTS, utsns=True)
+    assert HostFacts.from_value(canonical.decode(canonical.encode(probed.to_value()))) == probed
+    bad = {**value, "utsns": 1}  # type: ignore[dict-item]
+    with pytest.raises(ContractError, match=r"facts\.utsns"):
+        HostFacts.from_value(bad)
 
 
 def test_host_facts_round_trip_and_strict_decode() -> None:

@@ -113,10 +113,12 @@ def plan_vector(plan: BoundaryPlan) -> dict[str, Any]:
 
 def facts_for(version: int) -> Any:
     """The fixed host: v1's as it was; from v2 on it can also build a private root and
-    make the allow list's listener."""
+    make the allow list's listener; from v4 on, a UTS namespace."""
     if version == 1:
         return FIXED_FACTS
-    return dataclasses.replace(FIXED_FACTS, pidns=True, netns_loopback=True)
+    if version < 4:
+        return dataclasses.replace(FIXED_FACTS, pidns=True, netns_loopback=True)
+    return dataclasses.replace(FIXED_FACTS, pidns=True, netns_loopback=True, utsns=True)
 
 
 def compute(rules: Rules) -> dict[str, Any]:

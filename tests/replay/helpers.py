@@ -208,6 +208,8 @@ def _plain_notes(entry_id: str, params: Any) -> list[str]:
         return [notes.netproxy_note(params.port, len(params.allow))]
     if entry_id == mech.NETDNS.id:
         return [notes.netdns_note(params.port)]
+    if entry_id == mech.UTSNS.id:
+        return [notes.utsns_note(params.hostname, params.domainname)]
     return []
 
 

@@ -42,7 +42,7 @@ Change = Callable[[str], str | None]  # a note's new text, or None to remove it
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
     """One real run of the default boundary (private root, Landlock, seccomp, namespaces)."""
-    for feature in ("landlock", "seccomp", "userns"):
+    for feature in ("landlock", "seccomp", "userns", "utsns"):
         require_feature(feature)
     ledger = Ledger.open(tmp_path_factory.mktemp("applied") / "ledger", create=True)
     report = run_confined(base_spec(["-c", "echo hi"]), ledger=ledger, backend=backend())
@@ -127,6 +127,9 @@ CASES = [
     ("linux.userns.create.v1", "userns uid_map=", _sub(r"uid_map='0 \d+ 1'", "uid_map='0 7 1'")),
     ("linux.pidns.init.v1", "pid namespace created", _sub(r"^.*$", "pid namespace skipped")),
     ("linux.ipcns.create.v1", "ipc namespace created", _sub(r"created", "shared")),
+    # rules v4: the note names the plan's hostname; the host's (or any other) fails
+    ("linux.utsns.v1", "uts namespace created", _sub(r"hostname=bvisor", "hostname=buildhost")),
+    ("linux.utsns.v1", "uts namespace created", _sub(r"domainname=\(none\)", "domainname=corp")),
     ("linux.caps.drop.v1", "capabilities dropped", _sub(r"bounding, ", "")),
 ]
 IDS = [f"{entry}:{words.strip()}" for entry, words, _ in CASES]

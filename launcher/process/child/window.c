@@ -112,6 +112,8 @@ static int bv_run_op(const struct bv_op *op, struct bv_ctx *ctx)
         return bv_phase_userlimits(op->args, ctx);
     case BV_OP_NETDNS:
         return bv_phase_netdns(op->args, ctx);
+    case BV_OP_UTSNS:
+        return bv_phase_utsns(op->args, ctx);
     case BV_OP_EXEC:
         bv_mark(ctx, 'R', 0);
         return bv_phase_exec(op->args, ctx);

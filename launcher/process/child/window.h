@@ -31,7 +31,8 @@ enum bv_op_code {
     BV_OP_CGROUPFS_HIDE = 9,
     BV_OP_NETPROXY = 10,
     BV_OP_USERLIMITS = 11,
-    BV_OP_NETDNS = 12
+    BV_OP_NETDNS = 12,
+    BV_OP_UTSNS = 13
 };
 
 /* END CFFI DECLARATIONS */
@@ -49,5 +50,6 @@ int bv_phase_cgroupfs_hide(const void *args, struct bv_ctx *ctx);
 int bv_phase_userlimits(const void *args, struct bv_ctx *ctx);
 int bv_phase_netproxy(const void *args, struct bv_ctx *ctx);
 int bv_phase_netdns(const void *args, struct bv_ctx *ctx);
+int bv_phase_utsns(const void *args, struct bv_ctx *ctx);
 
 #endif

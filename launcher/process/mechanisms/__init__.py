@@ -31,6 +31,7 @@ from bvisor.launcher.process.mechanisms import (
     seccomp,
     userlimits,
     userns,
+    utsns,
 )
 from bvisor.launcher.process.program import Program
 
@@ -45,6 +46,7 @@ PREPARE: Mapping[str, Prepare] = {
     mech.NETPROXY.id: netproxy.prepare,
     mech.NETDNS.id: netdns.prepare,
     mech.IPCNS.id: ipcns.prepare,
+    mech.UTSNS.id: utsns.prepare,
     mech.PIDNS.id: pidns.prepare,
     mech.CGROUP_LEAF.id: cgroup.prepare,
     mech.ROOTFS.id: rootfs.prepare,

@@ -1,0 +1,50 @@
+"""linux.utsns.v1: a UTS namespace of the workload's own, holding the plan's names.
+
+Without one the workload reads the host's hostname and NIS domain name (``uname``,
+``/proc/sys/kernel/hostname``), which name the machine and often its owner or site, and a
+workload with CAP_SYS_ADMIN over the host's UTS namespace (a root launcher's child before
+its capabilities are dropped) could rename the host. clone3 gets CLONE_NEWUTS; the child
+sets the plan's hostname and domain name there first among its ops and reads them back
+(``utsns.c``), refusing if it is still in the launcher's namespace. Once the child says
+the op is done the launcher checks from outside that ``/proc/<child>/ns/uts`` is not its
+own, and faults otherwise. Hook ``skip_utsns`` leaves the namespace and the names out
+while the run still reports them (its DANGER note says so).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from bvisor.contract import mechanisms as mech
+from bvisor.contract import notes
+from bvisor.contract.lowering import Phase
+from bvisor.contract.mechanisms import UtsNamespace
+from bvisor.launcher.process.program import CLONE_NEWUTS, Fault, Program
+
+__all__ = ["prepare"]
+
+
+def _own_namespace(pid: int | str) -> int:
+    try:
+        return os.stat(f"/proc/{pid}/ns/uts").st_ino
+    except OSError as exc:
+        raise Fault("utsns", exc.errno or errno.EIO, f"stat /proc/{pid}/ns/uts: {exc}") from None
+
+
+def prepare(program: Program, phase: Phase, params: UtsNamespace) -> None:
+    if not program.skipped("skip_utsns"):
+        program.clone_flags |= CLONE_NEWUTS
+        launcher = _own_namespace("self")
+
+        def outside(pid: int) -> list[str]:
+            if _own_namespace(pid) == launcher:
+                raise Fault("utsns", errno.EPERM, "the child is in the launcher's UTS namespace")
+            return []
+
+        args = program.new("struct bv_utsns_args *")
+        args.launcher_utsns_ino = launcher
+        args.hostname = program.cstr(params.hostname)
+        args.domainname = program.cstr(params.domainname)
+        program.add_op("utsns", args, phase, mech.UTSNS.id, on_done=outside)
+    program.note(phase, notes.utsns_note(params.hostname, params.domainname))

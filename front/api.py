@@ -118,6 +118,7 @@ class _RecordingSink:
         self._place = place if place is not None else ledger.path
         self._on_checkpoint = on_checkpoint
         self._admitted = False
+        self._runs: set[bytes] = set()  # the runs this sink recorded (its command's own)
 
     def append(self, kind: str, payload: object, run_id: bytes | None = None) -> object:
         return self.append_many([(kind, payload, run_id)])
@@ -148,6 +149,7 @@ class _RecordingSink:
                 run_id,
             ) from exc
         self._admitted = self._admitted or events.PLAN_ADMITTED in kinds
+        self._runs.update(item[2] for item in batch if len(item) == 3 and item[2])
         if request is not None:
             self._settle(request)
         return receipts
@@ -179,6 +181,17 @@ class _RecordingSink:
                 remember(Path(self._signing[1]), request.signed, self._place)
             except LedgerError as exc:
                 request.problem = f"signed, but the signer's memory was not kept: {exc}"
+            others = [run for run in request.covered_runs if run not in self._runs]
+            if others and request.problem is None:
+                # A signature says the ledger held them, not who wrote them: whoever could
+                # write the ledger may have appended them since the last checkpoint.
+                shown = ", ".join(run.hex()[:16] for run in others[:8])
+                more = f" and {len(others) - 8} more" if len(others) > 8 else ""
+                request.problem = (
+                    f"signed; the checkpoint also covers {len(others)} run(s) this command did "
+                    f"not record, appended since the last checkpoint: {shown}{more} (if you "
+                    "did not make them, check them: bvisor-replay RUN)"
+                )
         if self._on_checkpoint is not None:
             self._on_checkpoint(request.signed, request.problem)
 

@@ -73,6 +73,7 @@ class SigningRequest:
     tolerate: bool = False
     signed: SignedCheckpoint | None = None
     problem: str | None = None
+    covered_runs: tuple[bytes, ...] = ()  # runs it is the first to cover (see sign)
 
 
 def row_key(size: int, key_id: bytes) -> bytes:
@@ -130,8 +131,13 @@ def sign(
     *,
     rotate: bool = False,
     remembered: SignedCheckpoint | None = None,
+    covered_runs: list[bytes] | None = None,
 ) -> SignedCheckpoint:
-    """Check (see module) and sign a checkpoint of the current head; store and return it."""
+    """Check (see module) and sign a checkpoint of the current head; store and return it.
+
+    ``covered_runs`` receives the runs with an event the new checkpoint is the first to
+    cover, in order: a signature says the ledger held them, not who wrote them (anyone
+    who could write the ledger may have), so a signer can say which it vouches for."""
     events = _event_count(txn, environment)
     origin = ledger_origin(environment.ledger_id)
     tree = StoredTree(txn, environment)
@@ -184,6 +190,7 @@ def sign(
         if old.size == events and mine:
             return previous  # nothing new to sign
     leaf = leaf_hash if events - frontier.size < _BULK else bulk_leaf_hash()
+    seen: set[bytes] = set()  # the runs of covered_runs
     for seq in range(frontier.size, events):
         raw = txn.get(seq_key(seq), db=environment.events)
         if raw is None:
@@ -197,6 +204,9 @@ def sign(
         if event.seq != seq or event.prev_hash != head or not decoded.payload_ok:
             raise _refuse(environment, f"event {seq} does not chain to event {seq - 1}")
         head = event.hash
+        if covered_runs is not None and event.run_id is not None and event.run_id not in seen:
+            seen.add(event.run_id)
+            covered_runs.append(event.run_id)
         for level, index, value in frontier.push(leaf(record)):
             try:
                 stored_value = tree.perfect(level, index)

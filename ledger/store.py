@@ -367,9 +367,11 @@ class Ledger:
         *,
         rotate: bool = False,
         remembered: SignedCheckpoint | None = None,
+        covered_runs: list[bytes] | None = None,
     ) -> SignedCheckpoint:
         """Sign and store a checkpoint of the current head (see ``bvisor.ledger.notary``);
-        ``remembered`` is the checkpoint the key's holder last signed for this ledger."""
+        ``remembered`` is the checkpoint the key's holder last signed for this ledger;
+        ``covered_runs`` receives the runs the checkpoint is the first to cover."""
         from bvisor.ledger import notary
 
         environment = self._live
@@ -379,7 +381,16 @@ class Ledger:
         def action(txn: Any) -> SignedCheckpoint:
             seq, _prev = self._head_for_append(txn, environment)
             self._bring_tree_up_to_date(txn, environment, seq)
-            return notary.sign(txn, environment, signer, rotate=rotate, remembered=remembered)
+            if covered_runs is not None:
+                covered_runs.clear()  # a write retried from the start starts the list again
+            return notary.sign(
+                txn,
+                environment,
+                signer,
+                rotate=rotate,
+                remembered=remembered,
+                covered_runs=covered_runs,
+            )
 
         return environment.write(action, 4096)
 
@@ -430,11 +441,18 @@ class Ledger:
         if sign is not None:
             from bvisor.ledger import notary
 
-            sign.signed, sign.problem = None, None
+            sign.signed, sign.problem, sign.covered_runs = None, None, ()
+            covered: list[bytes] = []
             try:
                 sign.signed = notary.sign(
-                    txn, environment, sign.signer, rotate=sign.rotate, remembered=sign.remembered
+                    txn,
+                    environment,
+                    sign.signer,
+                    rotate=sign.rotate,
+                    remembered=sign.remembered,
+                    covered_runs=covered,
                 )
+                sign.covered_runs = tuple(covered)
             except LedgerError as exc:  # refused: nothing of the checkpoint was written
                 if not sign.tolerate:
                     raise

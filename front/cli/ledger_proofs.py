@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bvisor.front.cli.ledger_common import (
+    PROG,
     NotFound,
     UsageError,
     emit,
@@ -132,7 +133,10 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
     with open_ledger(args, write=True) as ledger:
         place = ledger_path(args)  # as the caller named it: a link there is bound too
         memory = remembered(key_path, ledger.ledger_id, place, new_log=bool(args.new_log))
-        signed = ledger.checkpoint(signer, rotate=bool(args.rotate), remembered=memory)
+        covered: list[bytes] = []
+        signed = ledger.checkpoint(
+            signer, rotate=bool(args.rotate), remembered=memory, covered_runs=covered
+        )
     remember(key_path, signed, place)
     if args.out is not None:
         write_output(args.out, signed.text)
@@ -144,10 +148,21 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
                 "origin": cp.origin,
                 "size": cp.size,
                 "root": base64.b64encode(cp.root).decode("ascii"),
+                "covered_runs": [run.hex() for run in covered],
             }
         )
     else:
         sys.stdout.write(signed.text)
+        if covered:
+            # What this signature vouches for that no earlier one did: the ledger held
+            # these runs, which anyone who could write it may have appended.
+            shown = ", ".join(run.hex()[:16] for run in covered[:20])
+            more = f" and {len(covered) - 20} more" if len(covered) > 20 else ""
+            print(
+                f"{PROG}: this checkpoint is the first to cover {len(covered)} run(s): "
+                f"{shown}{more}",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -79,6 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default key if it exists)",
     )
     parser.add_argument(
+        "--no-key",
+        action="store_true",
+        help="sign no checkpoint, though a key is configured (the record is kept)",
+    )
+    parser.add_argument(
         "--new-log",
         action="store_true",
         help="the ledger is new at a place where the key signed another one before: sign "
@@ -289,6 +294,8 @@ def run(args: argparse.Namespace) -> int:
             "--limit-* change the default spec; with --spec, set [budgets] in the spec file",
             as_json=as_json,
         )
+    if args.no_key and args.key is not None:
+        return _fail("--no-key signs nothing: do not give --key with it", as_json=as_json)
     if args.tty and (as_json or not is_terminal(0)):
         why = "--json collects output" if as_json else "stdin is not a terminal"
         return _fail(f"--tty lends your terminal to the workload, but {why}", as_json=as_json)
@@ -337,10 +344,11 @@ def _run_and_report(
     collected = {name: BoundedBuffer(JSON_STREAM_BYTES) for name in ("stdout", "stderr")}
     output: RunOutput | None = None
     unsigned: list[str] = []
+    signed_with: list[str] = []  # remarks on a checkpoint that was signed
 
-    def checkpointed(_signed: Any, problem: str | None) -> None:
+    def checkpointed(signed: Any, problem: str | None) -> None:
         if problem is not None:
-            unsigned.append(problem)
+            (unsigned if signed is None else signed_with).append(problem)
 
     started = time.monotonic()
     try:
@@ -360,7 +368,7 @@ def _run_and_report(
                 stdin_fd=0,
                 stdio=output.stdio if output is not None else None,
                 snapshot=snapshot,
-                key=args.key,
+                key=False if args.no_key else args.key,
                 new_log=bool(args.new_log),
                 on_checkpoint=checkpointed,
                 artifacts=args.artifacts,
@@ -387,6 +395,8 @@ def _run_and_report(
         raise
     for problem in unsigned:  # the record is kept; only its checkpoint is missing
         print(f"bvisor run: warning: no checkpoint was signed: {problem}", file=sys.stderr)
+    for remark in signed_with:
+        print(f"bvisor run: warning: {visible(remark)}", file=sys.stderr)
     body = report.body
     exit_value = body.exit
     code = None if exit_value is None else exit_value.code

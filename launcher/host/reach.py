@@ -284,7 +284,7 @@ def refuse_if_key_reachable(key_path: str, plan: BoundaryPlan) -> None:
     if why is not None:
         raise KeyReachable(
             f"{why} (it could read the key and sign a rewritten ledger); add a filesystem "
-            "capability, or run it without a key"
+            "capability, or keep the key elsewhere and run it without one (--no-key)"
         )
     linked = linked_root(key_path, lowered)
     if linked is not None:

@@ -139,7 +139,9 @@ def test_a_ledger_replaced_under_a_fresh_id_is_recorded_but_not_signed(tmp_path:
         assert ledger.checkpoints() == [] and len(audit(ledger).runs) == 1
     run(new_log=True)
     run()
-    assert heard[2:] == [None, None], heard
+    # The first signature of the new log also covers the run recorded unsigned before
+    # it, and says so (a signer names what it vouches for that it did not record).
+    assert heard[2] is not None and "also covers 1 run(s)" in heard[2] and heard[3] is None
     with Ledger.open(path, readonly=True) as ledger:
         assert len(ledger.checkpoints()) == 2
 
@@ -208,3 +210,42 @@ def test_the_run_command_says_a_run_whose_record_could_not_be_finished(tmp_path:
         assert run.verdict == "incomplete"  # its plan is there; the rest never was
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_a_signer_names_the_runs_it_covers_that_it_did_not_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by attack: a run appended by someone who could write the ledger but holds no
+    key was "not yet covered" only until the owner's next signed run, whose checkpoint
+    then covered it with nothing said. A signature says the ledger held the runs, not who
+    wrote them; so the signer now names each run it is the first to cover that its own
+    command did not record (``bvisor run``), or every one (``bvisor-ledger checkpoint``)."""
+    from bvisor.front.cli.ledger_cmd import main as ledger_main
+    from tests.replay.helpers import FakeRun, record_synthetic
+    from tests.transparency.kit import call
+
+    _signer, key, _pub = keypair(tmp_path / "keys")
+    path = tmp_path / "ledger"
+    heard: list[tuple[object, str | None]] = []
+
+    def run() -> bytes:
+        report = run_confined(
+            base_spec(), ledger=path, key=key, backend=backend(),
+            on_checkpoint=lambda signed, problem: heard.append((signed, problem)),
+        )  # fmt: skip
+        return report.body.attempt_id
+
+    run()
+    with Ledger.open(path) as handle:  # a writer without the key
+        forged = record_synthetic(handle, fake=FakeRun())
+    own = run()
+    (first, quiet), (second, said) = heard
+    assert first is not None and quiet is None
+    assert second is not None and said is not None and forged.hex()[:16] in said, said
+    assert own.hex()[:16] not in said
+    with Ledger.open(path) as handle:
+        another = record_synthetic(handle, fake=FakeRun())
+    code, _out, err = call(
+        capsys, ledger_main, "checkpoint", "--ledger", str(path), "--key", str(key)
+    )
+    assert code == 0 and "first to cover 1 run(s)" in err and another.hex()[:16] in err, err

@@ -249,3 +249,31 @@ def test_a_signer_names_the_runs_it_covers_that_it_did_not_record(
         capsys, ledger_main, "checkpoint", "--ledger", str(path), "--key", str(key)
     )
     assert code == 0 and "first to cover 1 run(s)" in err and another.hex()[:16] in err, err
+
+
+def test_the_command_refuses_a_spec_confining_no_file_while_a_key_is_configured(
+    tmp_path: Path,
+) -> None:
+    """The key configured by the environment counts as one given: the spec is refused
+    naming --no-key, which runs it unsigned; --no-key with --key is a usage error."""
+    _signer, key, _pub = keypair(tmp_path / "keys")
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[workload]\nexe = "/bin/true"\n\n[[control]]\ntype = "launch_workload"\n')
+    env = {**os.environ, "BVISOR_KEY": str(key), "BVISOR_SERVE": "0"}
+    base = [sys.executable, "-m", "bvisor.front.cli.main", "run", "--ledger", str(tmp_path / "l")]
+
+    def bvisor(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*base, *extra, "--spec", str(spec)],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+
+    refused = bvisor()
+    assert refused.returncode == 2 and "--no-key" in refused.stderr, refused.stderr  # as a reach
+    assert not (tmp_path / "l").exists()
+    unsigned = bvisor("--no-key")
+    assert unsigned.returncode == 0, unsigned.stderr
+    with Ledger.open(tmp_path / "l", readonly=True) as ledger:
+        assert ledger.checkpoints() == [] and len(audit(ledger).runs) == 1
+    both = bvisor("--no-key", "--key", str(key))
+    assert both.returncode == 2 and "--no-key" in both.stderr, both.stderr

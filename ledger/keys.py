@@ -52,6 +52,7 @@ from bvisor.ledger.note import (
     parse_verifier,
 )
 from bvisor.ledger.paths import resolve_key_path
+from bvisor.ownership import others_may_change
 
 if TYPE_CHECKING:
     from bvisor.ledger.checkpoint import SignedCheckpoint
@@ -116,8 +117,31 @@ def _read_small(path: Path, what: str, *, private: bool) -> str:
         raise KeyFileError(f"{what} {path}: not a key file (not ASCII text)") from None
 
 
+def _only_ours(path: Path, what: str) -> None:
+    """Refuse ``path`` (and, so, what lies in it) when a user other than this one or root
+    could replace it or a directory above it: the key, or the memory that keeps a signer
+    from signing a rolled-back or replaced ledger, swapped by someone else is a signature
+    they chose (found by attack: a key directory of mode 0777, and a memory directory
+    another user owned, were used as they were)."""
+    foreign = others_may_change(os.path.abspath(path))
+    if foreign is not None:
+        raise KeyFileError(
+            f"{what} {path}: {foreign}, so another user could replace it; keep the key "
+            "and its memory in a directory only you (or root) can change"
+        )
+
+
+def _memory_ours(key_path: Path) -> None:
+    """The key's memory directories, where they exist, are this user's alone."""
+    for directory in (_memory_dir(key_path), _memory_dir(key_path) / "places"):
+        if os.path.lexists(directory):
+            _only_ours(directory, "signer memory")
+
+
 def load_signer(path: Path, algs: tuple[int, ...] = (ALG_ED25519,)) -> Signer:
-    """The private key in ``path`` (refused when others may read it)."""
+    """The private key in ``path`` (refused when others may read it, or may replace it
+    or a directory above it)."""
+    _only_ours(path, "private key")
     text = _read_small(path, "private key", private=True)
     try:
         return parse_signer(text, algs, what=f"private key {path}")
@@ -143,6 +167,10 @@ def write_keypair(key_path: Path, name: str, alg: int = ALG_ED25519) -> tuple[Si
     signer = generate_signer(name, alg)
     directory = key_path.parent
     pub = public_path(key_path)
+    existing = Path(os.path.abspath(directory))
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    _only_ours(existing, "key directory")  # before anything is made in it
     try:
         if not directory.exists():
             directory.mkdir(mode=0o700, parents=True)
@@ -238,6 +266,7 @@ def remembered(
     fresh ``ledger_id`` (and drops its stored checkpoints) would otherwise be trusted on
     first use. ``new_log``: the caller started a new ledger there on purpose.
     """
+    _memory_ours(key_path)
     places = _places(ledger_path)
     bound_here = False
     for place in places:
@@ -319,6 +348,7 @@ def remember(key_path: Path, signed: SignedCheckpoint, ledger_path: str | os.Pat
     ledger_id = signed.checkpoint.ledger_id()
     if ledger_id is None:
         return
+    _memory_ours(key_path)
     with _memory_locked(key_path):  # two signers at once: neither undoes the other
         kept = remembered_checkpoint(key_path, ledger_id)
         if kept is None or kept.checkpoint.size <= signed.checkpoint.size:

@@ -277,3 +277,38 @@ def test_the_command_refuses_a_spec_confining_no_file_while_a_key_is_configured(
         assert ledger.checkpoints() == [] and len(audit(ledger).runs) == 1
     both = bvisor("--no-key", "--key", str(key))
     assert both.returncode == 2 and "--no-key" in both.stderr, both.stderr
+
+
+def test_a_key_or_memory_another_user_may_replace_is_not_used(tmp_path: Path) -> None:
+    """Found by attack: the key's directory at mode 0777, and its memory directory made
+    writable by others (or, as root, owned by another user), were used as they were: a
+    user who moved the memory away got a rolled-back ledger signed. Each is refused now,
+    naming the path; keygen into such a directory makes nothing."""
+    from bvisor.ledger.keys import KeyFileError, load_signer, remembered, write_keypair
+
+    _signer, key, _pub = keypair(tmp_path / "keys")
+    path = tmp_path / "ledger"
+    run_confined(base_spec(), ledger=path, key=key, backend=backend())
+    memory = key.parent / "checkpoint.signed"
+    assert memory.is_dir()
+    with Ledger.open(path, readonly=True) as ledger:
+        ledger_id = ledger.ledger_id
+    os.chmod(memory, 0o777)
+    with pytest.raises(KeyFileError, match="writable by every user"):
+        remembered(key, ledger_id, path, new_log=False)
+    os.chmod(memory, 0o700)
+    if os.geteuid() == 0:
+        os.chown(memory, 65534, 65534)
+        with pytest.raises(KeyFileError, match="owned by uid 65534"):
+            remembered(key, ledger_id, path, new_log=False)
+        os.chown(memory, 0, 0)
+    assert remembered(key, ledger_id, path, new_log=False) is not None
+    os.chmod(key.parent, 0o777)
+    with pytest.raises(KeyFileError, match="writable by every user"):
+        load_signer(key)
+    open_dir = tmp_path / "open"
+    open_dir.mkdir(mode=0o777)
+    os.chmod(open_dir, 0o777)
+    with pytest.raises(KeyFileError, match="writable by every user"):
+        write_keypair(open_dir / "sub" / "k.key", "test.example/k")
+    assert list(open_dir.iterdir()) == []

@@ -272,6 +272,46 @@ def _notes(body: Any, output: Any) -> list[str]:
     return notes
 
 
+def _summary(report: Any, elapsed: float) -> str:
+    """bvisor's first line on a sealed run: outcome, exit, time and the ids to look it up."""
+    body = report.body
+    code = None if body.exit is None else body.exit.code
+    signal = None if body.exit is None else body.exit.signal
+    how = "no exit" if signal is None else f"signal={signal}"
+    how = how if code is None else f"exit={code}"
+    return (
+        f"{body.outcome.value} ({how}) in {elapsed:.2f}s; plan {body.plan_id.hex()[:16]} "
+        f"run {body.attempt_id.hex()[:16]} seal {report.seal.hex()[:16]}"
+    )
+
+
+def _json_payload(report: Any, collected: dict[str, Any], status: int) -> dict[str, Any]:
+    """What ``bvisor run --json`` prints of a sealed run: its report, seal, exit status and
+    the streams as shown."""
+    payload: dict[str, Any] = {
+        "report": report.body.to_value(),
+        "seal": report.seal,
+        "exit_status": status,
+    }
+    facts = []
+    for name, buffer in collected.items():
+        payload[name] = buffer.data().decode("utf-8", errors="replace")
+        if buffer.truncated:
+            facts.append(
+                {
+                    "kind": "json_stream_truncated",
+                    "detail": f"{name}: shown the first {len(buffer.data())} of "
+                    f"{buffer.total} bytes (the record keeps up to the capture cap)",
+                }
+            )
+    payload["shown"] = {
+        name: {"total": b.total, "shown": len(b.data()), "truncated": b.truncated}
+        for name, b in collected.items()
+    }
+    payload["host_facts"] = facts
+    return payload
+
+
 def run(args: argparse.Namespace) -> int:
     from bvisor.contract import ContractError
     from bvisor.front.api import run_confined
@@ -338,7 +378,7 @@ def _run_and_report(
 ) -> int:
     from bvisor.front.cli.run_output import RunOutput, open_run_output
     from bvisor.launcher.host.capture import BoundedBuffer
-    from bvisor.launcher.host.interrupts import stop_signals_interrupt
+    from bvisor.launcher.host.interrupts import signal_of, stop_signals_interrupt
     from bvisor.launcher.host.terminal import CallerTerminal
 
     collected = {name: BoundedBuffer(JSON_STREAM_BYTES) for name in ("stdout", "stderr")}
@@ -390,8 +430,17 @@ def _run_and_report(
         if isinstance(exc, (LedgerError, LauncherNotFound, OSError)):
             return _fail(str(exc), EXIT_REFUSED, as_json=bool(args.json))
         raise
-    except BaseException:
+    except BaseException as stopped:
         _close(output)
+        # Stopped (Ctrl-C, SIGTERM, SIGHUP): the run was sealed and recorded as killed
+        # first; say which, as a document with --json, and exit 128+N (main says so).
+        interrupted = isinstance(stopped, KeyboardInterrupt)
+        sealed = getattr(stopped, "report", None) if interrupted else None
+        if sealed is not None:
+            if args.json:
+                _print_json(_json_payload(sealed, collected, 128 + signal_of(stopped)))
+            else:
+                print(f"bvisor: {_summary(sealed, time.monotonic() - started)}", file=sys.stderr)
         raise
     for problem in unsigned:  # the record is kept; only its checkpoint is missing
         print(f"bvisor run: warning: no checkpoint was signed: {problem}", file=sys.stderr)
@@ -403,42 +452,10 @@ def _run_and_report(
     signal = None if exit_value is None else exit_value.signal
     status = exit_status_for(body.outcome.value, code, signal)
     if args.json:
-        payload: dict[str, Any] = {
-            "report": body.to_value(),
-            "seal": report.seal,
-            "exit_status": status,
-        }
-        facts = []
-        for name, buffer in collected.items():
-            payload[name] = buffer.data().decode("utf-8", errors="replace")
-            if buffer.truncated:
-                facts.append(
-                    {
-                        "kind": "json_stream_truncated",
-                        "detail": f"{name}: shown the first {len(buffer.data())} of "
-                        f"{buffer.total} bytes (the record keeps up to the capture cap)",
-                    }
-                )
-        payload["shown"] = {
-            name: {"total": b.total, "shown": len(b.data()), "truncated": b.truncated}
-            for name, b in collected.items()
-        }
-        payload["host_facts"] = facts
-        _print_json(payload)
+        _print_json(_json_payload(report, collected, status))
         return status
     assert output is not None
-    elapsed = time.monotonic() - started
-    how = (
-        f"exit={code}"
-        if code is not None
-        else f"signal={signal}"
-        if signal is not None
-        else "no exit"
-    )
-    lines = [
-        f"bvisor: {body.outcome.value} ({how}) in {elapsed:.2f}s; plan {body.plan_id.hex()[:16]} "
-        f"run {body.attempt_id.hex()[:16]} seal {report.seal.hex()[:16]}"
-    ]
+    lines = [f"bvisor: {_summary(report, time.monotonic() - started)}"]
     if code is None and signal is None:
         lines += [f"bvisor: not run: {reason}" for reason in _why_not_run(body)]
     lines += [f"bvisor: denied: {denied.summary()}" for denied in body.denied_attempts]

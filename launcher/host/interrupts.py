@@ -53,9 +53,13 @@ def signal_of(interrupt: BaseException) -> int:
     return interrupt.signum if isinstance(interrupt, HostStopped) else int(signal.SIGINT)
 
 
-def interrupt_for(signum: int) -> KeyboardInterrupt:
-    """The exception to re-raise once a run interrupted by ``signum`` is sealed."""
-    return KeyboardInterrupt() if signum == signal.SIGINT else HostStopped(signum)
+def interrupt_for(signum: int, report: object = None) -> KeyboardInterrupt:
+    """The exception to re-raise once a run interrupted by ``signum`` is sealed; it carries
+    the sealed ``report`` (as ``.report``), so a caller stopped mid-run can still say which
+    run was recorded and how it ended."""
+    stop = KeyboardInterrupt() if signum == signal.SIGINT else HostStopped(signum)
+    stop.report = report  # type: ignore[attr-defined]
+    return stop
 
 
 def _in_main_thread() -> bool:

@@ -261,7 +261,7 @@ class BoundaryRunner:
             before_child=record_plan,
         )
         if execution.stop_signal is not None:
-            raise interrupt_for(execution.stop_signal)
+            raise interrupt_for(execution.stop_signal, sealed[0] if len(sealed) == 1 else None)
         if len(sealed) != 1:
             raise RuntimeError(f"the backend sealed {len(sealed)} reports for one run")
         return sealed[0]

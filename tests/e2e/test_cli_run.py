@@ -201,12 +201,45 @@ def test_interrupt_kills_the_run_tree(
         assert sealed[0].payload["body"]["outcome"] == "killed"
         facts = {f["kind"]: f["detail"] for f in sealed[0].payload["body"]["observed"]}
         assert signal.Signals(signum).name in facts["host_interrupted"]
+        # The command says which run it recorded (before: only "interrupted").
+        run_id = sealed[0].run_id
+        assert run_id is not None and proc.stderr is not None
+        said = proc.stderr.read().decode()
+        assert "bvisor: killed (no exit)" in said and f"run {run_id.hex()[:16]}" in said, said
     finally:
         if proc.poll() is None:
             proc.kill()
         for pid in find_pids_with(marker):
             os.kill(pid, signal.SIGKILL)
         time.sleep(0)
+
+
+def test_a_stopped_json_run_still_prints_its_report(ledger_dir: Path, tmp_path: Path) -> None:
+    """Found by attack: ``bvisor run --json`` stopped by SIGTERM printed nothing on stdout,
+    though the run was sealed and recorded as killed. It prints the report it recorded
+    (exit_status 143), as a script reading stdout expects a document."""
+    marker = unique_marker("JSONSTOP")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bvisor.front.cli.main", "run", "--json", "--", "/bin/sh", "-c",
+         marked_sleep(marker, 300)],
+        cwd=tmp_path,
+        env={**os.environ, "BVISOR_LEDGER": str(ledger_dir), "BVISOR_SERVE": "0"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert wait_for(lambda: find_pids_with(marker, program="sh"), timeout=20)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    doc = json.loads(out)
+    assert doc["exit_status"] == 143 and doc["report"]["outcome"] == "killed", doc
+    with Ledger.open(ledger_dir, readonly=True) as store:
+        (sealed,) = [e for e in store.events() if e.kind == "report.sealed"]
+    assert sealed.run_id is not None and doc["report"]["attempt_id"] == sealed.run_id.hex()
 
 
 def test_default_spec_cannot_reach_a_host_daemon_socket(ledger_dir: Path, tmp_path: Path) -> None:

@@ -278,9 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(as_json, "disk-full", str(exc), 1)
     except LedgerError as exc:  # not a ledger, bad format, bad kind/payload/run, misuse
         return _report(as_json, "error", str(exc), 2)
-    except KeyboardInterrupt:
-        say(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # a script reading --json still gets a document
+        return _report(as_json, "interrupted", "interrupted", 130)
     except BrokenPipeError:
         # The reader went away (`bvisor-ledger log | head`): 141, as `bvisor` and
         # `bvisor-replay` say, so a script can tell a cut-short listing from a whole one.

@@ -305,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
+        if args.json:  # a script reading stdout still gets a document
+            print(json.dumps({"error": {"code": "interrupted", "message": "interrupted"}}))
         return 130
     except BrokenPipeError:
         # The reader went away (`bvisor-replay | head -1`): not worth a traceback.

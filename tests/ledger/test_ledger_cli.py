@@ -331,3 +331,26 @@ def test_runs_says_refused_for_a_plan_refused_at_admission(
     code, out, _ = run(capsys, "runs", "--ledger", str(ledger))
     assert code == 0 and f"{refused.hex()}  refused " in out
     assert f"{cut_short.hex()}  incomplete " in out
+
+
+def test_an_interrupted_json_command_still_prints_a_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by attack: Ctrl-C during ``bvisor-ledger --json verify`` or ``bvisor-replay
+    --json`` left stdout empty; a script reading it now gets an error document (130)."""
+    import bvisor.front.cli.ledger_cmd as ledger_cmd
+    import bvisor.front.cli.replay_cmd as replay_cmd
+
+    ledger = str(tmp_path / "l")
+    assert run(capsys, "append", "--ledger", ledger, "--kind", "note.a", "--data", "1")[0] == 0
+
+    def interrupted(*_args: Any, **_kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ledger_cmd, "verify", interrupted)
+    code, out, _ = run(capsys, "verify", "--ledger", ledger, "--json")
+    assert code == 130 and json.loads(out)["error"]["code"] == "interrupted", out
+    monkeypatch.setattr(replay_cmd, "audit", interrupted)
+    code = replay_cmd.main(["--ledger", ledger, "--json"])
+    out = capsys.readouterr().out
+    assert code == 130 and json.loads(out)["error"]["code"] == "interrupted", out

@@ -67,6 +67,7 @@ from bvisor.front.cli.ledger_common import (
     verifiers_for,
 )
 from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
+from bvisor.front.cli.usage import Parser, json_requested, report_error
 from bvisor.ledger import (
     Event,
     EventNotFoundError,
@@ -144,11 +145,7 @@ def _positive(text: str) -> int:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser that raises instead of exiting, so main() owns the exit status."""
-
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{message} (see '{self.prog} --help')")
+_Parser = Parser
 
 
 def _common(suppress: bool) -> _Parser:
@@ -253,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     refused = check_std_streams(PROG)
     if refused is not None:
         return refused
-    as_json = "--json" in (sys.argv[1:] if argv is None else argv)
+    as_json = json_requested(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
     except _UsageError as exc:
@@ -288,10 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(as_json: bool, code: str, message: str, status: int) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
-    if as_json:
-        _emit({"error": {"code": code, "message": message}})
-    return status
+    return report_error(PROG, message, as_json=as_json, code=code, status=status)
 
 
 def _open(args: argparse.Namespace, *, write: bool = False) -> Ledger:

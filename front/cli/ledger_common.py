@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bvisor.canonical import Value
+from bvisor.front.cli.usage import UsageError
 from bvisor.ledger import Ledger, LedgerError, default_ledger_path
 from bvisor.ledger.runs import RunLookupError, RunNotFound, resolve_in_ledger
 
@@ -41,10 +42,6 @@ __all__ = [
 
 PROG = "bvisor-ledger"
 _MAX_INPUT = 512 * 1024 * 1024
-
-
-class UsageError(Exception):
-    """Bad arguments or input: exit 2."""
 
 
 class NotFound(Exception):

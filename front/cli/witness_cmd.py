@@ -24,9 +24,9 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
+from bvisor.front.cli.usage import Parser, UsageError, json_requested, report_error
 from bvisor.ledger import LedgerError
 from bvisor.ledger.paths import default_data_dir
 from bvisor.ledger.witness import Witness
@@ -36,13 +36,8 @@ __all__ = ["build_parser", "main"]
 PROG = "bvisor-witness"
 
 
-class _Usage(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _Usage(f"{message} (see '{self.prog} --help')")
+_Usage = UsageError
+_Parser = Parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     refused = check_std_streams(PROG)
     if refused is not None:
         return refused
-    as_json = "--json" in (sys.argv[1:] if argv is None else argv)
+    as_json = json_requested(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
     except _Usage as exc:
@@ -171,10 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(as_json: bool, message: str, status: int) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
-    if as_json:
-        print(json.dumps({"ok": False, "error": {"code": "usage", "message": message}}))
-    return status
+    return report_error(PROG, message, as_json=as_json, status=status, document={"ok": False})
 
 
 if __name__ == "__main__":

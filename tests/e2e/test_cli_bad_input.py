@@ -262,6 +262,37 @@ def test_ledger_log_into_a_closed_pipe_exits_141_without_traceback(tmp_path: Pat
     assert done.returncode == 141
 
 
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        ("bvisor.front.cli.replay_cmd", ["--json", "--bogus"]),
+        ("bvisor.front.cli.main", ["run", "--json", "--bogus", "--", "/bin/true"]),
+        ("bvisor.front.cli.main", ["probe", "--json", "--bogus"]),
+        ("bvisor.front.cli.main", ["plan", "--bogus", "--json", "--", "/bin/true"]),
+        ("bvisor.front.cli.ledger_cmd", ["log", "--json", "--bogus"]),
+        ("bvisor.front.cli.witness_cmd", ["state", "--json", "--bogus"]),
+    ],
+)
+def test_an_unknown_option_with_json_is_one_json_document(
+    tmp_path: Path, module: str, argv: list[str]
+) -> None:
+    """argparse printed its usage on stderr and nothing on stdout for bvisor and
+    bvisor-replay, so a script parsing stdout got an empty string."""
+    done = _cli(module, *argv, ledger=tmp_path / "ledger")
+    _no_traceback(done)
+    assert done.returncode == 2, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "usage" and "--bogus" in error["message"], error
+    assert "--bogus" in done.stderr and "usage:" not in done.stderr
+    assert not (tmp_path / "ledger").exists()
+
+
+def test_a_json_after_the_separator_is_the_commands_own(tmp_path: Path) -> None:
+    done = bvisor("run", "--bogus", "--", "/bin/echo", "--json", ledger=tmp_path / "l")
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert "--bogus" in done.stderr
+
+
 def test_replay_json_usage_errors_are_a_json_document(tmp_path: Path) -> None:
     ledger = _note_ledger(tmp_path / "ledger")
     done = replay_cli("--ledger", str(ledger), "--json", "zz")

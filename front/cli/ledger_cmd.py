@@ -67,7 +67,7 @@ from bvisor.front.cli.ledger_common import (
     verifiers_for,
 )
 from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
-from bvisor.front.cli.usage import Parser, json_requested, report_error
+from bvisor.front.cli.usage import Parser, json_requested, report_error, whole_number
 from bvisor.ledger import (
     Event,
     EventNotFoundError,
@@ -118,31 +118,9 @@ class _BadLine(_UsageError):
 # -- argument parsing ---------------------------------------------------------------------
 
 
-def _non_negative(text: str) -> int:
-    digits = text.strip()
-    if digits.startswith("-") and digits[1:].isascii() and digits[1:].isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    # ASCII digits only: int() would also take '1_000' and non-ASCII digits such as '٣'.
-    if not (digits.isascii() and digits.isdigit()):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-    return int(digits, 10)
-
-
-def _seq(text: str) -> int:
-    """A sequence number: 0 .. 2^64-2 (so that SEQ + 1 still fits the 8-byte key)."""
-    if len(text.strip()) > 40:
-        raise argparse.ArgumentTypeError(f"{text[:24]!r}... is not a sequence number")
-    value = _non_negative(text)
-    if value > MAX_SEQ:
-        raise argparse.ArgumentTypeError(f"{text!r} is larger than the largest seq {MAX_SEQ}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+# A sequence number is 0 .. 2^64-2 (so that SEQ + 1 still fits the 8-byte key).
+_seq = whole_number(0, MAX_SEQ, f"the largest seq {MAX_SEQ}")
+_positive = whole_number(1)
 
 
 _Parser = Parser

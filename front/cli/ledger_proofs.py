@@ -47,9 +47,11 @@ from bvisor.front.cli.ledger_common import (
     verifiers_for,
     write_output,
 )
+from bvisor.front.cli.usage import whole_number
 from bvisor.ledger import LedgerError
 from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin, parse_checkpoint
 from bvisor.ledger.note import NoteError
+from bvisor.ledger.record import MAX_SEQ
 
 __all__ = ["add_commands", "load_checkpoint"]
 
@@ -78,7 +80,9 @@ def add_commands(add: Add) -> None:
     consistency.add_argument(
         "new", nargs="?", metavar="NEW", help="the later one (default: latest)"
     )
-    consistency.add_argument("--old-size", type=int, metavar="N", help="instead of OLD: a size")
+    consistency.add_argument(
+        "--old-size", type=whole_number(0, MAX_SEQ + 1), metavar="N", help="instead of OLD: a size"
+    )
     consistency.add_argument("--pub", metavar="KEYFILE", action="append", help="trusted key")
     consistency.set_defaults(handler=_cmd_consistency)
 
@@ -176,8 +180,6 @@ def _cmd_consistency(args: argparse.Namespace) -> int:
         args.old, args.new = None, args.old  # 'consistency --old-size N [NEW]'
     if (args.old is None) == (args.old_size is None):
         raise UsageError("consistency: give OLD (a checkpoint file) or --old-size N")
-    if args.old_size is not None and args.old_size < 0:
-        raise UsageError("--old-size: must not be negative")
     old = None if args.old is None else load_checkpoint(args.old)
     with open_ledger(args) as ledger, proof_source(ledger) as source:
         origin = ledger_origin(ledger.ledger_id)

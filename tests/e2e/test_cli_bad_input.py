@@ -287,6 +287,51 @@ def test_an_unknown_option_with_json_is_one_json_document(
     assert not (tmp_path / "ledger").exists()
 
 
+@pytest.mark.parametrize(
+    ("module", "argv", "named"),
+    [
+        ("bvisor.front.cli.main", ["serve", "--idle", "1e400"], "--idle"),
+        ("bvisor.front.cli.main", ["serve", "--idle", "inf"], "--idle"),
+        ("bvisor.front.cli.main", ["serve", "--idle", "nan"], "--idle"),
+        ("bvisor.front.cli.main", ["serve", "--idle", "-5"], "--idle"),
+        ("bvisor.front.cli.main", ["serve", "--idle", "1e12"], "--idle"),
+        (
+            "bvisor.front.cli.main",
+            ["plan", "--limit-memory", "99999999999999999999999T", "--", "/bin/true"],
+            "--limit-memory",
+        ),
+        (
+            "bvisor.front.cli.main",
+            ["run", "--limit-procs", "9" * 30, "--", "/bin/true"],
+            "--limit-procs",
+        ),
+        ("bvisor.front.cli.ledger_cmd", ["consistency", "--old-size", "1_0"], "--old-size"),
+        ("bvisor.front.cli.ledger_cmd", ["consistency", "--old-size", "-1"], "--old-size"),
+        ("bvisor.front.cli.ledger_cmd", ["log", "--limit", "inf"], "--limit"),
+        ("bvisor.front.cli.ledger_cmd", ["append", "--batch", "--group", "nan"], "--group"),
+    ],
+)
+def test_a_number_that_is_not_finite_or_in_range_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, argv: list[str], named: str
+) -> None:
+    """serve --idle took float(): 1e400 is inf, and the service announced 'idle exit infs'
+    and never left; --old-size took int() ('1_0'), and a 30-digit limit was refused by the
+    contract as 'None: limit: ...', naming no option."""
+    runtime = tmp_path / "runtime"  # a service started by mistake is the test's own
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    for json_flag in ([], ["--json"]):
+        words = [*argv[:1], *json_flag, *argv[1:]]
+        done = _cli(module, *words, ledger=tmp_path / "ledger", timeout=30)
+        _no_traceback(done)
+        assert done.returncode == 2, (argv, done.stdout, done.stderr)
+        assert named in done.stderr and "None" not in done.stderr, done.stderr
+        if json_flag:
+            assert named in json.loads(done.stdout)["error"]["message"]
+        assert "listening" not in done.stdout + done.stderr
+    assert not (tmp_path / "ledger").exists()
+
+
 def test_a_json_after_the_separator_is_the_commands_own(tmp_path: Path) -> None:
     done = bvisor("run", "--bogus", "--", "/bin/echo", "--json", ledger=tmp_path / "l")
     assert done.returncode == 2 and done.stdout == "", done.stdout

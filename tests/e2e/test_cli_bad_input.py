@@ -53,6 +53,10 @@ def replay_cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]
     return _cli("bvisor.front.cli.replay_cmd", *args, **kwargs)  # type: ignore[arg-type]
 
 
+def witness_cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return _cli("bvisor.front.cli.witness_cmd", *args, **kwargs)  # type: ignore[arg-type]
+
+
 def _no_traceback(done: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in done.stderr, done.stderr
 
@@ -343,6 +347,50 @@ def test_replay_json_usage_errors_are_a_json_document(tmp_path: Path) -> None:
     done = replay_cli("--ledger", str(ledger), "--json", "zz")
     assert done.returncode == 2
     assert "hexadecimal" in json.loads(done.stdout)["error"]["message"]
+
+
+# -- bvisor-witness -----------------------------------------------------------------------
+
+
+def _tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.mark.parametrize("where", ["file", "file/x", "/proc/x"])
+def test_a_witness_state_that_cannot_be_a_directory_is_named(tmp_path: Path, where: str) -> None:
+    """init raised FileExistsError, NotADirectoryError and FileNotFoundError tracebacks
+    (no JSON with --json), and 'state' on a regular file printed 'no logs', exit 0."""
+    (tmp_path / "file").write_text("mine\n")
+    state = where if where.startswith("/") else str(tmp_path / where)
+    before = _tree(tmp_path)
+    for command in ("init", "state", "add-checkpoint"):
+        done = witness_cli("--json", "--state", state, command, stdin=subprocess.DEVNULL)
+        _no_traceback(done)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        document = json.loads(done.stdout)
+        assert document["ok"] is False and "--state" in document["error"]["message"]
+        assert "--state" in done.stderr, done.stderr
+    assert _tree(tmp_path) == before and (tmp_path / "file").read_text() == "mine\n"
+    assert not os.path.lexists(state) or where == "file"
+
+
+def test_a_witness_state_not_made_yet_is_named_not_empty(tmp_path: Path) -> None:
+    done = witness_cli("--state", str(tmp_path / "typo"), "state")
+    assert done.returncode == 2 and "--state" in done.stderr and "init" in done.stderr
+    assert done.stdout == "" and not (tmp_path / "typo").exists()
+    done = witness_cli("--state", str(tmp_path / "a" / "b"), "init", "--name", "w.example/w")
+    assert done.returncode == 0, done.stderr
+    assert witness_cli("--state", str(tmp_path / "a" / "b"), "state").stdout == "no logs\n"
+
+
+def test_a_refused_witness_init_leaves_no_directory_it_made(tmp_path: Path) -> None:
+    state = tmp_path / "w"
+    state.mkdir()
+    (state / "witness.key").write_text("not mine to replace\n")
+    done = witness_cli("--json", "--state", str(state), "init")
+    _no_traceback(done)
+    assert done.returncode == 2 and "already exists" in json.loads(done.stdout)["error"]["message"]
+    assert _tree(state) == ["witness.key"]
 
 
 # -- bvisor-ledger ------------------------------------------------------------------------

@@ -267,7 +267,8 @@ def _report(as_json: bool, code: str, message: str, status: int) -> int:
 
 
 def _open(args: argparse.Namespace, *, write: bool = False) -> Ledger:
-    return open_ledger(args, write=write)
+    """The ledger; ``write`` also makes it when missing (only ``append`` writes)."""
+    return open_ledger(args, write=write, create=write)
 
 
 # -- JSON in and out ----------------------------------------------------------------------

@@ -56,11 +56,12 @@ def ledger_path(args: argparse.Namespace) -> Path:
     return Path(args.ledger) if args.ledger else default_ledger_path()
 
 
-def open_ledger(args: argparse.Namespace, *, write: bool = False) -> Ledger:
-    """The ledger, read-only unless ``write``; a note on stderr when opened unlocked."""
+def open_ledger(args: argparse.Namespace, *, write: bool = False, create: bool = False) -> Ledger:
+    """The ledger, read-only unless ``write``, made first only with ``create`` (a missing
+    ledger is otherwise an error naming the path); a note on stderr when opened unlocked."""
     path = ledger_path(args)
-    if write:
-        return Ledger.open(path, create=True)
+    if write or create:
+        return Ledger.open(path, create=create)
     ledger = Ledger.open(path, readonly=True)
     if ledger.unlocked:
         print(

@@ -9,7 +9,8 @@
   ``--key``, else ``$BVISOR_KEY``, else the default key, created on first use. Refused when
   the ledger does not extend its last checkpoint, (without ``--rotate``) when that one was
   signed by another key, or (without ``--new-log``) when the key signed another log at this
-  ledger's path (the ledger replaced, or rewritten under a fresh id).
+  ledger's path (the ledger replaced, or rewritten under a fresh id). It never makes a
+  ledger: a missing one is an error naming the path (exit 2), and no key is made then.
 * ``consistency OLD [NEW] [--pub KEYFILE]`` (or ``--old-size N``) — the RFC 9162
   consistency proof from checkpoint OLD to NEW (default: the latest stored), printed as a
   C2SP tlog-witness ``add-checkpoint`` request (``old N``, one base64 hash per line, a blank
@@ -130,10 +131,12 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 def _cmd_checkpoint(args: argparse.Namespace) -> int:
     from bvisor.ledger.keys import remember, remembered, resolve_key_path
 
-    signer = signer_for(args.key, create_default=True)
-    key_path = resolve_key_path(args.key, must_exist=False)
-    assert key_path is not None
+    # The ledger first: a missing one is an error naming it (a mistyped --ledger was made,
+    # signed at size 0 and remembered as the key's place), before any key is made.
     with open_ledger(args, write=True) as ledger:
+        signer = signer_for(args.key, create_default=True)
+        key_path = resolve_key_path(args.key, must_exist=False)
+        assert key_path is not None
         place = ledger_path(args)  # as the caller named it: a link there is bound too
         memory = remembered(key_path, ledger.ledger_id, place, new_log=bool(args.new_log))
         signed = ledger.checkpoint(signer, rotate=bool(args.rotate), remembered=memory)

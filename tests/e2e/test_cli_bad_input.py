@@ -419,6 +419,26 @@ def test_a_refused_append_creates_no_ledger(tmp_path: Path) -> None:
     assert not ledger.exists()
 
 
+def test_checkpoint_never_makes_a_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """checkpoint --ledger <typo> made a new ledger there, signed a size-0 checkpoint of it
+    and recorded that place in the key's memory (and made the default key first)."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("BVISOR_KEY", raising=False)
+    keys = tmp_path / "keys"
+    assert ledger_cli("keygen", "--out", str(keys), "--name", "t.example/k").returncode == 0
+    kept = {p.name: p.read_bytes() for p in keys.iterdir()}
+    typo = tmp_path / "typo" / "ledger"
+    for key in (["--key", str(keys / "checkpoint.key")], []):
+        done = ledger_cli("checkpoint", "--json", "--ledger", str(typo), *key)
+        _no_traceback(done)
+        assert done.returncode == 2, done.stderr
+        assert str(typo) in json.loads(done.stdout)["error"]["message"]
+        assert str(typo) in done.stderr and "does not exist" in done.stderr
+    assert not (tmp_path / "typo").exists()
+    assert {p.name: p.read_bytes() for p in keys.iterdir()} == kept
+    assert not (tmp_path / "data").exists(), "no default key is made for a missing ledger"
+
+
 @pytest.mark.parametrize("text", ["²", "٣", "1_0"])
 def test_seq_and_expect_head_take_ascii_digits_only(tmp_path: Path, text: str) -> None:
     ledger = _note_ledger(tmp_path / "ledger", 12)

@@ -419,6 +419,19 @@ def test_a_refused_append_creates_no_ledger(tmp_path: Path) -> None:
     assert not ledger.exists()
 
 
+def test_append_makes_no_directory_where_another_user_could_change_it(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    target = shared / "a" / "L"
+    done = ledger_cli(
+        "append", "--json", "--ledger", str(target), "--kind", "note.x", "--data", "1"
+    )
+    _no_traceback(done)
+    assert done.returncode == 2 and "another user" in json.loads(done.stdout)["error"]["message"]
+    assert list(shared.iterdir()) == []
+
+
 def test_checkpoint_never_makes_a_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """checkpoint --ledger <typo> made a new ledger there, signed a size-0 checkpoint of it
     and recorded that place in the key's memory (and made the default key first)."""

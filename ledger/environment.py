@@ -483,6 +483,11 @@ def _open(
             "symlink there would make this process write where it points); keep the ledger "
             "in a directory only you (or root) can change"
         )
+    if not readonly and not new_files and not os.path.lexists(os.path.join(directory, "lock.mdb")):
+        # A writer's open makes lock.mdb before the store is judged: judge it first, read
+        # only and without a lock, so a store refused (cut short, not LMDB, no ledger)
+        # is left as it was, with no lock file of ours beside it.
+        _open(directory, False, True, ledger_id, map_size).env.close()
     env, unlocked = _open_lmdb(directory, size, readonly, fresh, foreign)
     environment = Environment(directory, env, readonly, unlocked)
     try:

@@ -487,6 +487,33 @@ def test_a_foreign_lmdb_store_is_not_turned_into_a_ledger(tmp_path: Path) -> Non
     assert (store / "data.mdb").read_bytes() == before
 
 
+@pytest.mark.parametrize("damage", ["cut", "garbage", "foreign"])
+def test_an_append_onto_a_store_it_refuses_leaves_no_lock_file(tmp_path: Path, damage: str) -> None:
+    """The writer's LMDB open made lock.mdb before the store was judged, so a ledger
+    copied without its lock file and cut short, or no LMDB file at all, gained one."""
+    store = tmp_path / "store"
+    if damage == "foreign":
+        env = lmdb.open(str(store))
+        with env.begin(write=True) as txn:
+            txn.put(b"their-key", b"their-value")
+        env.close()
+    else:
+        _note_ledger(store, 400)
+        data = (store / "data.mdb").read_bytes()
+        cut = data[: len(data) // 2] if damage == "cut" else random.randbytes(len(data))
+        (store / "data.mdb").write_bytes(cut)
+    (store / "lock.mdb").unlink()
+    before = (store / "data.mdb").read_bytes()
+    for argv in (["--data", "1"], ["--batch"]):
+        done = ledger_cli(
+            "append", "--ledger", str(store), "--kind", "note.x", *argv, input='{"data": 1}\n'
+        )
+        _no_traceback(done)
+        assert done.returncode in (1, 2), (damage, done.returncode, done.stderr)
+        assert sorted(os.listdir(store)) == ["data.mdb"], damage
+        assert (store / "data.mdb").read_bytes() == before
+
+
 def test_an_empty_data_file_is_named(tmp_path: Path) -> None:
     store = tmp_path / "l"
     store.mkdir()

@@ -16,21 +16,22 @@ import stat
 __all__ = ["others_may_change"]
 
 
-def others_may_change(path: str) -> str | None:
+def others_may_change(path: str, *, as_parent: bool = False) -> str | None:
     """Why a user other than this one or root could replace what ``path`` (absolute)
     names, or None: ``path`` and every directory above it must be owned by this user or
-    root, and writable by nobody else — unless sticky (``/tmp``, not ``path`` itself),
-    where only an entry's owner may rename or remove it. A symlink on the way must be
-    owned likewise (its mode means nothing). A group-writable directory is accepted only
-    for this user's own group with no other listed member (a private group under umask
-    002). Inside a user namespace that leaves root unmapped (a rootless container), the
-    owner every unmapped uid shows as — the overflow uid — is trusted like root: the host's
-    root owns ``/`` and ``/tmp`` there and cannot be told apart. Checked by name
-    from ``path`` up; callers check the real path too when the path may hold symlinks."""
+    root, and writable by nobody else — unless sticky (``/tmp``; ``path`` itself only
+    ``as_parent``, the directory an entry is about to be made in), where only an entry's
+    owner may rename or remove it. A symlink on the way must be owned likewise (its mode
+    means nothing). A group-writable directory is accepted only for this user's own group
+    with no other listed member (a private group under umask 002). Inside a user
+    namespace that leaves root unmapped (a rootless container), the owner every unmapped
+    uid shows as — the overflow uid — is trusted like root: the host's root owns ``/`` and
+    ``/tmp`` there and cannot be told apart. Checked by name from ``path`` up; callers
+    check the real path too when the path may hold symlinks."""
     me = os.geteuid()
     trusted = {me, 0, *_unmapped_owner()}
     current = os.path.abspath(path)
-    own = True
+    own = not as_parent
     while True:
         try:
             info = os.lstat(current)

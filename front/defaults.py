@@ -178,6 +178,7 @@ def default_limits(
     return BudgetRequirements.from_items(budgets)
 
 
+MAX_LIMIT = (1 << 64) - 1  # a budget's limit is an unsigned 64-bit number
 _UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -191,9 +192,12 @@ def parse_size(text: str, *, bytes_unit: bool = True) -> int | None:
         if not bytes_unit:
             raise ValueError(f"{text!r}: a count takes no unit")
         scale, raw = _UNITS[raw[-1]], raw[:-1]
-    if not raw.isascii() or not raw.isdigit():
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 40:
         raise ValueError(f"{text!r}: expected a number, a number with K/M/G/T, or 'off'")
-    return int(raw) * scale
+    value = int(raw) * scale
+    if value > MAX_LIMIT:
+        raise ValueError(f"{text!r}: larger than {MAX_LIMIT}, the largest limit a budget holds")
+    return value
 
 
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:

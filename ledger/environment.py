@@ -37,7 +37,9 @@ Another user's reach: LMDB opens its files by name and follows symlinks, and a l
 writes the lock file. So a directory that a user other than this one (or root) could change
 — its own owner or mode, or a parent's (a sticky parent excepted) — is never opened for
 writing, and read only without the lock: otherwise that user's ``lock.mdb -> victim``
-would have this process (root, say) overwrite the victim.
+would have this process (root, say) overwrite the victim. Nor is a ledger directory made
+(with its missing parents) below a directory such a user could change: the deepest one
+that exists is checked before anything is made.
 
 Read-only access: a reader opens the store read-only, and when LMDB's lock file cannot be
 used (another user's ledger, a read-only copy or mount, or no lock file at all) without the
@@ -408,6 +410,7 @@ def _prepare_directory(path: Path, create: bool) -> str:
                 )
             if not create:
                 raise LedgerNotFoundError(f"no ledger at {path} (the directory does not exist)")
+            _refuse_foreign_place(path)
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(path, 0o700)
         if not path.is_dir():
@@ -424,6 +427,25 @@ def _prepare_directory(path: Path, create: bool) -> str:
     except OSError as exc:
         raise LedgerError(f"cannot use ledger directory {path}: {exc.strerror or exc}") from None
     return os.path.realpath(path)
+
+
+def _refuse_foreign_place(path: Path) -> None:
+    """Refuse, before anything is made, a ledger directory to be made (with its missing
+    parents) where another user could change it: the check :func:`_open` makes of the
+    directory, made of the deepest directory above it that exists, by name and with links
+    resolved. Otherwise the directories were made first (root's, in that user's home)
+    and the ledger refused after."""
+    existing = os.path.abspath(path)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    for name in dict.fromkeys((existing, os.path.realpath(existing))):
+        foreign = others_may_change(name, as_parent=True)
+        if foreign is not None:
+            raise LedgerError(
+                f"refusing to create a ledger at {path}: {foreign}, so another user could "
+                "replace its files (a symlink there would make this process write where it "
+                "points); keep the ledger in a directory only you (or root) can change"
+            )
 
 
 def _open(
@@ -461,6 +483,11 @@ def _open(
             "symlink there would make this process write where it points); keep the ledger "
             "in a directory only you (or root) can change"
         )
+    if not readonly and not new_files and not os.path.lexists(os.path.join(directory, "lock.mdb")):
+        # A writer's open makes lock.mdb before the store is judged: judge it first, read
+        # only and without a lock, so a store refused (cut short, not LMDB, no ledger)
+        # is left as it was, with no lock file of ours beside it.
+        _open(directory, False, True, ledger_id, map_size).env.close()
     env, unlocked = _open_lmdb(directory, size, readonly, fresh, foreign)
     environment = Environment(directory, env, readonly, unlocked)
     try:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -138,6 +139,16 @@ class LogState:
         }
 
 
+def _missing_directories(path: Path) -> list[Path]:
+    """The directories from the first missing one above ``path`` down to ``path``."""
+    missing: list[Path] = []
+    current = Path(os.path.abspath(path))
+    while not os.path.lexists(current) and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    return missing[::-1]
+
+
 def _log_id(origin: str, key: Verifier) -> str:
     return hashlib.sha256(origin.encode("utf-8") + b"\n" + key.text().encode("ascii")).hexdigest()[
         :16
@@ -197,12 +208,27 @@ class Witness:
             raise WitnessError(f"{exc} (run 'bvisor-witness init')") from None
 
     def init(self, name: str) -> Verifier:
-        """Make the witness's cosigning key (type 0x04) and the state directory."""
+        """Make the witness's cosigning key (type 0x04) and the state directory (0700,
+        with its missing parents). WitnessError naming the directory when it cannot be
+        made; a failed init leaves no directory it made behind."""
         from bvisor.ledger.keys import write_keypair
 
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (self.root / _LOGS).mkdir(mode=0o700, exist_ok=True)
-        signer, _pub = write_keypair(self.key_path, name, ALG_COSIGNATURE)
+        made: list[Path] = []
+        try:
+            for directory in (*_missing_directories(self.root), self.root / _LOGS):
+                if not directory.is_dir():
+                    directory.mkdir(mode=0o700)
+                    made.append(directory)
+            signer, _pub = write_keypair(self.key_path, name, ALG_COSIGNATURE)
+        except (OSError, LedgerError) as exc:
+            for directory in reversed(made):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+            if isinstance(exc, LedgerError):
+                raise
+            raise WitnessError(
+                f"cannot make the witness state directory {self.root} ({exc.strerror or exc})"
+            ) from None
         return signer.verifier
 
     def logs(self) -> list[LogState]:

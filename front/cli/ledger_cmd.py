@@ -68,6 +68,7 @@ from bvisor.front.cli.ledger_common import (
     verifiers_for,
 )
 from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
+from bvisor.front.cli.usage import Parser, json_requested, report_error, whole_number
 from bvisor.ledger import (
     Event,
     EventNotFoundError,
@@ -118,38 +119,12 @@ class _BadLine(_UsageError):
 # -- argument parsing ---------------------------------------------------------------------
 
 
-def _non_negative(text: str) -> int:
-    digits = text.strip()
-    if digits.startswith("-") and digits[1:].isascii() and digits[1:].isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    # ASCII digits only: int() would also take '1_000' and non-ASCII digits such as '٣'.
-    if not (digits.isascii() and digits.isdigit()):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-    return int(digits, 10)
+# A sequence number is 0 .. 2^64-2 (so that SEQ + 1 still fits the 8-byte key).
+_seq = whole_number(0, MAX_SEQ, f"the largest seq {MAX_SEQ}")
+_positive = whole_number(1)
 
 
-def _seq(text: str) -> int:
-    """A sequence number: 0 .. 2^64-2 (so that SEQ + 1 still fits the 8-byte key)."""
-    if len(text.strip()) > 40:
-        raise argparse.ArgumentTypeError(f"{text[:24]!r}... is not a sequence number")
-    value = _non_negative(text)
-    if value > MAX_SEQ:
-        raise argparse.ArgumentTypeError(f"{text!r} is larger than the largest seq {MAX_SEQ}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser that raises instead of exiting, so main() owns the exit status."""
-
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{message} (see '{self.prog} --help')")
+_Parser = Parser
 
 
 def _common(suppress: bool) -> _Parser:
@@ -254,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     refused = check_std_streams(PROG)
     if refused is not None:
         return refused
-    as_json = "--json" in (sys.argv[1:] if argv is None else argv)
+    as_json = json_requested(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
     except _UsageError as exc:
@@ -288,14 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(as_json: bool, code: str, message: str, status: int) -> int:
-    say(f"{PROG}: {message}", file=sys.stderr)
-    if as_json:
-        _emit({"error": {"code": code, "message": message}})
-    return status
+    return report_error(PROG, message, as_json=as_json, code=code, status=status)
 
 
 def _open(args: argparse.Namespace, *, write: bool = False) -> Ledger:
-    return open_ledger(args, write=write)
+    """The ledger; ``write`` also makes it when missing (only ``append`` writes)."""
+    return open_ledger(args, write=write, create=write)
 
 
 # -- JSON in and out ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from bvisor.canonical import Value
+from bvisor.front.cli.usage import UsageError
 from bvisor.ledger import Ledger, LedgerError, default_ledger_path
 from bvisor.ledger.runs import RunLookupError, RunNotFound, resolve_in_ledger
 
@@ -44,10 +45,6 @@ PROG = "bvisor-ledger"
 _MAX_INPUT = 512 * 1024 * 1024
 
 
-class UsageError(Exception):
-    """Bad arguments or input: exit 2."""
-
-
 class NotFound(Exception):
     """A requested seq or run does not exist, or the ledger is empty: exit 1."""
 
@@ -60,11 +57,12 @@ def ledger_path(args: argparse.Namespace) -> Path:
     return Path(args.ledger) if args.ledger else default_ledger_path()
 
 
-def open_ledger(args: argparse.Namespace, *, write: bool = False) -> Ledger:
-    """The ledger, read-only unless ``write``; a note on stderr when opened unlocked."""
+def open_ledger(args: argparse.Namespace, *, write: bool = False, create: bool = False) -> Ledger:
+    """The ledger, read-only unless ``write``, made first only with ``create`` (a missing
+    ledger is otherwise an error naming the path); a note on stderr when opened unlocked."""
     path = ledger_path(args)
-    if write:
-        return Ledger.open(path, create=True)
+    if write or create:
+        return Ledger.open(path, create=create)
     ledger = Ledger.open(path, readonly=True)
     if ledger.unlocked:
         print(

@@ -9,7 +9,8 @@
   ``--key``, else ``$BVISOR_KEY``, else the default key, created on first use. Refused when
   the ledger does not extend its last checkpoint, (without ``--rotate``) when that one was
   signed by another key, or (without ``--new-log``) when the key signed another log at this
-  ledger's path (the ledger replaced, or rewritten under a fresh id).
+  ledger's path (the ledger replaced, or rewritten under a fresh id). It never makes a
+  ledger: a missing one is an error naming the path (exit 2), and no key is made then.
 * ``consistency OLD [NEW] [--pub KEYFILE]`` (or ``--old-size N``) — the RFC 9162
   consistency proof from checkpoint OLD to NEW (default: the latest stored), printed as a
   C2SP tlog-witness ``add-checkpoint`` request (``old N``, one base64 hash per line, a blank
@@ -48,9 +49,11 @@ from bvisor.front.cli.ledger_common import (
     verifiers_for,
     write_output,
 )
+from bvisor.front.cli.usage import whole_number
 from bvisor.ledger import LedgerError
 from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin, parse_checkpoint
 from bvisor.ledger.note import NoteError
+from bvisor.ledger.record import MAX_SEQ
 
 __all__ = ["add_commands", "load_checkpoint"]
 
@@ -79,7 +82,9 @@ def add_commands(add: Add) -> None:
     consistency.add_argument(
         "new", nargs="?", metavar="NEW", help="the later one (default: latest)"
     )
-    consistency.add_argument("--old-size", type=int, metavar="N", help="instead of OLD: a size")
+    consistency.add_argument(
+        "--old-size", type=whole_number(0, MAX_SEQ + 1), metavar="N", help="instead of OLD: a size"
+    )
     consistency.add_argument("--pub", metavar="KEYFILE", action="append", help="trusted key")
     consistency.set_defaults(handler=_cmd_consistency)
 
@@ -127,10 +132,12 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 def _cmd_checkpoint(args: argparse.Namespace) -> int:
     from bvisor.ledger.keys import remember, remembered, resolve_key_path
 
-    signer = signer_for(args.key, create_default=True)
-    key_path = resolve_key_path(args.key, must_exist=False)
-    assert key_path is not None
+    # The ledger first: a missing one is an error naming it (a mistyped --ledger was made,
+    # signed at size 0 and remembered as the key's place), before any key is made.
     with open_ledger(args, write=True) as ledger:
+        signer = signer_for(args.key, create_default=True)
+        key_path = resolve_key_path(args.key, must_exist=False)
+        assert key_path is not None
         place = ledger_path(args)  # as the caller named it: a link there is bound too
         memory = remembered(key_path, ledger.ledger_id, place, new_log=bool(args.new_log))
         covered: list[bytes] = []
@@ -191,8 +198,6 @@ def _cmd_consistency(args: argparse.Namespace) -> int:
         args.old, args.new = None, args.old  # 'consistency --old-size N [NEW]'
     if (args.old is None) == (args.old_size is None):
         raise UsageError("consistency: give OLD (a checkpoint file) or --old-size N")
-    if args.old_size is not None and args.old_size < 0:
-        raise UsageError("--old-size: must not be negative")
     old = None if args.old is None else load_checkpoint(args.old)
     with open_ledger(args) as ledger, proof_source(ledger) as source:
         origin = ledger_origin(ledger.ledger_id)

@@ -45,14 +45,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     built = _PARSERS.get(command)
     if built is not None:
         return built
-    import argparse
     import importlib
 
     from bvisor import __version__
+    from bvisor.front.cli.usage import Parser
 
-    parser = argparse.ArgumentParser(
-        prog="bvisor", description="Run a process inside a boundary bvisor can prove."
-    )
+    parser = Parser(prog="bvisor", description="Run a process inside a boundary bvisor can prove.")
     parser.add_argument("--version", action="version", version=f"bvisor {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, summary) in SUBCOMMANDS.items():
@@ -79,7 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             os._exit(served)  # nothing of ours is buffered; the service printed it all
     words = sys.argv[1:] if argv is None else list(argv)
     chosen = words[0] if words and words[0] in SUBCOMMANDS else None
-    args = build_parser(chosen).parse_args(words)
+    from bvisor.front.cli.usage import UsageError, json_requested, report_error
+
+    try:
+        args = build_parser(chosen).parse_args(words)
+    except UsageError as exc:  # a mistyped option: with --json, a document on stdout too
+        prog = "bvisor" if chosen is None else f"bvisor {chosen}"
+        return report_error(prog, str(exc), as_json=json_requested(words))
     try:
         return int(args._module.run(args))
     except KeyboardInterrupt as stop:

@@ -13,7 +13,6 @@ with the refusal's stable ``code``, the ``requirement`` it concerns and a ``deta
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from bvisor.front import jsonview
@@ -233,10 +232,9 @@ def _spec(args: argparse.Namespace, command: list[str], snapshot: Any) -> Any:
 def _usage(args: argparse.Namespace, message: str, path: str) -> int:
     """A bad spec file: the message on stderr and, with --json, an error document on
     stdout (so a script parsing stdout gets JSON here too, not an empty string)."""
-    print(f"bvisor plan: {message}", file=sys.stderr)
-    if args.json:
-        print(jsonview.dumps({"error": {"code": "usage", "message": message, "path": path}}))
-    return EXIT_USAGE
+    from bvisor.front.cli.usage import report_error
+
+    return report_error("bvisor plan", message, as_json=bool(args.json), path=path)
 
 
 def run(args: argparse.Namespace) -> int:

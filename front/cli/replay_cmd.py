@@ -32,7 +32,6 @@ when it is a terminal and the ledger is large. The ledger directory defaults to
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import IO, TYPE_CHECKING
 
 from bvisor.front.cli.ledger_common import UsageError, read_input, verifiers_for
 from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
-from bvisor.front.visible import visible
+from bvisor.front.cli.usage import Parser, json_requested, report_error
 from bvisor.ledger import Ledger, LedgerError, RunSummary, default_ledger_path, parse_head
 from bvisor.ledger.errors import LedgerFormatError, LedgerNotFoundError
 from bvisor.ledger.runs import RunLookupError, resolve_in_ledger, resolve_run_prefix
@@ -63,7 +62,7 @@ _PROGRESS_MIN_EVENTS = 20_000
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROG,
         description="Re-verify recorded runs from the evidence ledger alone (nothing is run).",
     )
@@ -294,24 +293,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     refused = check_std_streams(PROG)
     if refused is not None:
         return refused
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        return report_error(PROG, str(exc), as_json=json_requested(_words(argv)))
     try:
         return _run(args)
-    except UsageError as exc:
-        print(visible(f"{PROG}: {exc}"), file=sys.stderr)
-        if args.json:  # a script reading stdout gets a document, as bvisor-ledger gives
-            print(json.dumps({"error": {"code": "usage", "message": str(exc)}}, sort_keys=True))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        if args.json:  # a script reading stdout still gets a document
-            print(json.dumps({"error": {"code": "interrupted", "message": "interrupted"}}))
-        return 130
+    except UsageError as exc:  # a script reading stdout gets a document, as bvisor-ledger gives
+        return report_error(PROG, str(exc), as_json=bool(args.json))
+    except KeyboardInterrupt:  # a script reading --json still gets a document
+        return report_error(
+            PROG, "interrupted", as_json=bool(args.json), code="interrupted", status=130
+        )
     except BrokenPipeError:
         # The reader went away (`bvisor-replay | head -1`): not worth a traceback.
         silence_stdout()
         return EXIT_BROKEN_PIPE
+
+
+def _words(argv: Sequence[str] | None) -> Sequence[str]:
+    return sys.argv[1:] if argv is None else argv
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ from bvisor.contract import facts as fact_kinds
 from bvisor.contract import notes as wire_notes
 from bvisor.contract import outputs as outputs_grammar
 from bvisor.front.cli.leases import check_leases, lease_values
-from bvisor.front.visible import visible
 
 __all__ = ["add_arguments", "exit_status_for", "run"]
 
@@ -124,11 +123,11 @@ def exit_status_for(outcome: str, code: int | None, signal: int | None) -> int:
 
 
 def _fail(message: str, status: int = EXIT_USAGE, as_json: bool = False) -> int:
-    print(visible(f"bvisor run: {message}"), file=sys.stderr)
-    if as_json:  # stdout stays one JSON document, as every --json command promises
-        code = {EXIT_USAGE: "usage", 126: "cannot-invoke", 127: "not-found"}.get(status, "error")
-        _print_json({"error": {"code": code, "message": message}})
-    return status
+    from bvisor.front.cli.usage import report_error
+
+    # stdout stays one JSON document, as every --json command promises
+    code = {EXIT_USAGE: "usage", 126: "cannot-invoke", 127: "not-found"}.get(status, "error")
+    return report_error("bvisor run", message, as_json=as_json, code=code, status=status)
 
 
 def _print_json(document: dict[str, Any]) -> None:
@@ -445,6 +444,8 @@ def _run_and_report(
     for problem in unsigned:  # the record is kept; only its checkpoint is missing
         print(f"bvisor run: warning: no checkpoint was signed: {problem}", file=sys.stderr)
     for remark in signed_with:
+        from bvisor.front.visible import visible
+
         print(f"bvisor run: warning: {visible(remark)}", file=sys.stderr)
     body = report.body
     exit_value = body.exit

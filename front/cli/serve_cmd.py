@@ -13,19 +13,22 @@ import os
 import sys
 
 from bvisor.front import jsonview
+from bvisor.front.cli.usage import seconds
 
 __all__ = ["add_arguments", "run"]
 
 DEFAULT_IDLE = 120.0
+MAX_IDLE = 7 * 24 * 3600.0  # a week: a service meant to stay is kept by a service manager
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--idle",
-        type=float,
+        type=seconds(MAX_IDLE),
         default=DEFAULT_IDLE,
         metavar="SECONDS",
-        help=f"leave after this long with no command (default {DEFAULT_IDLE:g})",
+        help=f"leave after this long with no command (default {DEFAULT_IDLE:g}, at most "
+        f"{MAX_IDLE:g})",
     )
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--status", action="store_true", help="is a service running? (exit 1: no)")
@@ -65,9 +68,6 @@ def run(args: argparse.Namespace) -> int:
                 f"by the service for them {view['planned_for_copies']}"
             )
         return 0 if answer is not None else 1
-    if not args.idle > 0:
-        print("bvisor serve: --idle must be a positive number of seconds", file=sys.stderr)
-        return 2
     from bvisor.front.service.server import ServiceError, serve
 
     def announce(line: str) -> None:

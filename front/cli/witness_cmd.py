@@ -11,6 +11,10 @@ directory defaults to ``$XDG_DATA_HOME/bvisor/witness`` (``--state DIR``):
 * ``state`` — each trusted log and the size it was last cosigned at;
 * ``verify CHECKPOINT --pub WITNESSKEY`` — check the cosignatures on a checkpoint.
 
+Every command but ``init`` (and ``verify``, which reads no state) needs the state directory
+to exist; one that is missing or no directory is a usage error naming ``--state``, and an
+``init`` that fails leaves no directory it made.
+
 Exit status: 0 cosigned / ok; 1 refused (unknown log, not signed by the log's key, not the
 size cosigned last — the answer names it —, a proof that does not verify, a forked size);
 2 bad usage or a malformed request. ``--json`` gives ``{"ok", "status", ...}`` with the
@@ -21,12 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from bvisor.front.cli.stdio import EXIT_BROKEN_PIPE, check_std_streams, silence_stdout
+from bvisor.front.cli.usage import Parser, UsageError, json_requested, report_error
 from bvisor.ledger import LedgerError
 from bvisor.ledger.paths import default_data_dir
 from bvisor.ledger.witness import Witness
@@ -36,13 +41,8 @@ __all__ = ["build_parser", "main"]
 PROG = "bvisor-witness"
 
 
-class _Usage(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _Usage(f"{message} (see '{self.prog} --help')")
+_Usage = UsageError
+_Parser = Parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _witness(args: argparse.Namespace) -> Witness:
-    return Witness(Path(args.state) if args.state else default_data_dir() / "witness")
+    """The witness over ``--state`` (or the default directory), which every command but
+    ``init`` needs to exist already: a mistyped path is named, never read as no logs."""
+    root = Path(args.state) if args.state else default_data_dir() / "witness"
+    where = f"--state {root}" if args.state else f"the witness state {root}"
+    try:
+        info = root.stat()
+    except OSError as exc:
+        if args.command != "init" or not isinstance(exc, FileNotFoundError):
+            hint = f" (run '{PROG} init')" if isinstance(exc, FileNotFoundError) else ""
+            raise _Usage(f"{where}: {exc.strerror or exc}{hint}") from None
+        return Witness(root)
+    if not stat.S_ISDIR(info.st_mode):
+        raise _Usage(f"{where}: not a directory")
+    return Witness(root)
 
 
 def _emit(args: argparse.Namespace, document: dict[str, object], text: str) -> None:
@@ -93,14 +106,29 @@ def _run(args: argparse.Namespace) -> int:
     from bvisor.ledger.checkpoint import parse_checkpoint
     from bvisor.ledger.keys import load_verifier
     from bvisor.ledger.note import ALG_COSIGNATURE
-    from bvisor.ledger.witness import WitnessRefusal, verify_cosignatures
+    from bvisor.ledger.witness import WitnessError, WitnessRefusal, verify_cosignatures
 
+    if args.command == "verify":  # needs no state
+        keys = [load_verifier(path, (ALG_COSIGNATURE,)) for path in args.pub]
+        checkpoint = parse_checkpoint(_read(args.checkpoint))
+        found = verify_cosignatures(checkpoint, keys)
+        if not found:
+            _emit(args, {"ok": False, "cosignatures": []}, "")
+            print(f"{PROG}: no cosignature by the given witness keys", file=sys.stderr)
+            return 1
+        text = "\n".join(f"cosigned by {c.witness} at {c.timestamp}" for c in found)
+        cosignatures = [{"witness": c.witness, "timestamp": c.timestamp} for c in found]
+        _emit(args, {"ok": True, "cosignatures": cosignatures}, text)
+        return 0
     witness = _witness(args)
     if args.command == "init":
         import socket
 
         host = "".join(c if c.isalnum() or c in "._-" else "-" for c in socket.gethostname())
-        verifier = witness.init(args.name or f"{host or 'localhost'}/bvisor-witness")
+        try:
+            verifier = witness.init(args.name or f"{host or 'localhost'}/bvisor-witness")
+        except WitnessError as exc:
+            raise _Usage(f"{'--state' if args.state else 'init'}: {exc}") from None
         _emit(args, {"ok": True, "public_key": verifier.text()}, verifier.text())
         return 0
     if args.command == "add-log":
@@ -117,18 +145,6 @@ def _run(args: argparse.Namespace) -> int:
         _emit(
             args, {"ok": True, "logs": [s.to_json() for s in logs]}, "\n".join(lines) or "no logs"
         )
-        return 0
-    if args.command == "verify":
-        keys = [load_verifier(path, (ALG_COSIGNATURE,)) for path in args.pub]
-        checkpoint = parse_checkpoint(_read(args.checkpoint))
-        found = verify_cosignatures(checkpoint, keys)
-        if not found:
-            _emit(args, {"ok": False, "cosignatures": []}, "")
-            print(f"{PROG}: no cosignature by the given witness keys", file=sys.stderr)
-            return 1
-        text = "\n".join(f"cosigned by {c.witness} at {c.timestamp}" for c in found)
-        cosignatures = [{"witness": c.witness, "timestamp": c.timestamp} for c in found]
-        _emit(args, {"ok": True, "cosignatures": cosignatures}, text)
         return 0
     try:
         line, state = witness.add_checkpoint(_read(args.request))
@@ -150,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     refused = check_std_streams(PROG)
     if refused is not None:
         return refused
-    as_json = "--json" in (sys.argv[1:] if argv is None else argv)
+    as_json = json_requested(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
     except _Usage as exc:
@@ -171,10 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(as_json: bool, message: str, status: int) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
-    if as_json:
-        print(json.dumps({"ok": False, "error": {"code": "usage", "message": message}}))
-    return status
+    return report_error(PROG, message, as_json=as_json, status=status, document={"ok": False})
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ def replay_cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]
     return _cli("bvisor.front.cli.replay_cmd", *args, **kwargs)  # type: ignore[arg-type]
 
 
+def witness_cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return _cli("bvisor.front.cli.witness_cmd", *args, **kwargs)  # type: ignore[arg-type]
+
+
 def _no_traceback(done: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in done.stderr, done.stderr
 
@@ -263,11 +267,131 @@ def test_ledger_log_into_a_closed_pipe_exits_141_without_traceback(tmp_path: Pat
     assert done.returncode == 141
 
 
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        ("bvisor.front.cli.replay_cmd", ["--json", "--bogus"]),
+        ("bvisor.front.cli.main", ["run", "--json", "--bogus", "--", "/bin/true"]),
+        ("bvisor.front.cli.main", ["probe", "--json", "--bogus"]),
+        ("bvisor.front.cli.main", ["plan", "--bogus", "--json", "--", "/bin/true"]),
+        ("bvisor.front.cli.ledger_cmd", ["log", "--json", "--bogus"]),
+        ("bvisor.front.cli.witness_cmd", ["state", "--json", "--bogus"]),
+    ],
+)
+def test_an_unknown_option_with_json_is_one_json_document(
+    tmp_path: Path, module: str, argv: list[str]
+) -> None:
+    """argparse printed its usage on stderr and nothing on stdout for bvisor and
+    bvisor-replay, so a script parsing stdout got an empty string."""
+    done = _cli(module, *argv, ledger=tmp_path / "ledger")
+    _no_traceback(done)
+    assert done.returncode == 2, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "usage" and "--bogus" in error["message"], error
+    assert "--bogus" in done.stderr and "usage:" not in done.stderr
+    assert not (tmp_path / "ledger").exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "named"),
+    [
+        ("bvisor.front.cli.main", ["serve", "--idle", "1e400"], "--idle"),
+        ("bvisor.front.cli.main", ["serve", "--idle", "inf"], "--idle"),
+        ("bvisor.front.cli.main", ["serve", "--idle", "nan"], "--idle"),
+        ("bvisor.front.cli.main", ["serve", "--idle", "-5"], "--idle"),
+        ("bvisor.front.cli.main", ["serve", "--idle", "1e12"], "--idle"),
+        (
+            "bvisor.front.cli.main",
+            ["plan", "--limit-memory", "99999999999999999999999T", "--", "/bin/true"],
+            "--limit-memory",
+        ),
+        (
+            "bvisor.front.cli.main",
+            ["run", "--limit-procs", "9" * 30, "--", "/bin/true"],
+            "--limit-procs",
+        ),
+        ("bvisor.front.cli.ledger_cmd", ["consistency", "--old-size", "1_0"], "--old-size"),
+        ("bvisor.front.cli.ledger_cmd", ["consistency", "--old-size", "-1"], "--old-size"),
+        ("bvisor.front.cli.ledger_cmd", ["log", "--limit", "inf"], "--limit"),
+        ("bvisor.front.cli.ledger_cmd", ["append", "--batch", "--group", "nan"], "--group"),
+    ],
+)
+def test_a_number_that_is_not_finite_or_in_range_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, argv: list[str], named: str
+) -> None:
+    """serve --idle took float(): 1e400 is inf, and the service announced 'idle exit infs'
+    and never left; --old-size took int() ('1_0'), and a 30-digit limit was refused by the
+    contract as 'None: limit: ...', naming no option."""
+    runtime = tmp_path / "runtime"  # a service started by mistake is the test's own
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    for json_flag in ([], ["--json"]):
+        words = [*argv[:1], *json_flag, *argv[1:]]
+        done = _cli(module, *words, ledger=tmp_path / "ledger", timeout=30)
+        _no_traceback(done)
+        assert done.returncode == 2, (argv, done.stdout, done.stderr)
+        assert named in done.stderr and "None" not in done.stderr, done.stderr
+        if json_flag:
+            assert named in json.loads(done.stdout)["error"]["message"]
+        assert "listening" not in done.stdout + done.stderr
+    assert not (tmp_path / "ledger").exists()
+
+
+def test_a_json_after_the_separator_is_the_commands_own(tmp_path: Path) -> None:
+    done = bvisor("run", "--bogus", "--", "/bin/echo", "--json", ledger=tmp_path / "l")
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert "--bogus" in done.stderr
+
+
 def test_replay_json_usage_errors_are_a_json_document(tmp_path: Path) -> None:
     ledger = _note_ledger(tmp_path / "ledger")
     done = replay_cli("--ledger", str(ledger), "--json", "zz")
     assert done.returncode == 2
     assert "hexadecimal" in json.loads(done.stdout)["error"]["message"]
+
+
+# -- bvisor-witness -----------------------------------------------------------------------
+
+
+def _tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.mark.parametrize("where", ["file", "file/x", "/proc/x"])
+def test_a_witness_state_that_cannot_be_a_directory_is_named(tmp_path: Path, where: str) -> None:
+    """init raised FileExistsError, NotADirectoryError and FileNotFoundError tracebacks
+    (no JSON with --json), and 'state' on a regular file printed 'no logs', exit 0."""
+    (tmp_path / "file").write_text("mine\n")
+    state = where if where.startswith("/") else str(tmp_path / where)
+    before = _tree(tmp_path)
+    for command in ("init", "state", "add-checkpoint"):
+        done = witness_cli("--json", "--state", state, command, stdin=subprocess.DEVNULL)
+        _no_traceback(done)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        document = json.loads(done.stdout)
+        assert document["ok"] is False and "--state" in document["error"]["message"]
+        assert "--state" in done.stderr, done.stderr
+    assert _tree(tmp_path) == before and (tmp_path / "file").read_text() == "mine\n"
+    assert not os.path.lexists(state) or where == "file"
+
+
+def test_a_witness_state_not_made_yet_is_named_not_empty(tmp_path: Path) -> None:
+    done = witness_cli("--state", str(tmp_path / "typo"), "state")
+    assert done.returncode == 2 and "--state" in done.stderr and "init" in done.stderr
+    assert done.stdout == "" and not (tmp_path / "typo").exists()
+    done = witness_cli("--state", str(tmp_path / "a" / "b"), "init", "--name", "w.example/w")
+    assert done.returncode == 0, done.stderr
+    assert witness_cli("--state", str(tmp_path / "a" / "b"), "state").stdout == "no logs\n"
+
+
+def test_a_refused_witness_init_leaves_no_directory_it_made(tmp_path: Path) -> None:
+    state = tmp_path / "w"
+    state.mkdir()
+    (state / "witness.key").write_text("not mine to replace\n")
+    done = witness_cli("--json", "--state", str(state), "init")
+    _no_traceback(done)
+    assert done.returncode == 2 and "already exists" in json.loads(done.stdout)["error"]["message"]
+    assert _tree(state) == ["witness.key"]
 
 
 # -- bvisor-ledger ------------------------------------------------------------------------
@@ -294,6 +418,39 @@ def test_a_refused_append_creates_no_ledger(tmp_path: Path) -> None:
     done = ledger_cli("append", "--ledger", str(ledger), "--batch", input="[1]\n")
     assert done.returncode == 2 and "line 1" in done.stderr
     assert not ledger.exists()
+
+
+def test_append_makes_no_directory_where_another_user_could_change_it(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    target = shared / "a" / "L"
+    done = ledger_cli(
+        "append", "--json", "--ledger", str(target), "--kind", "note.x", "--data", "1"
+    )
+    _no_traceback(done)
+    assert done.returncode == 2 and "another user" in json.loads(done.stdout)["error"]["message"]
+    assert list(shared.iterdir()) == []
+
+
+def test_checkpoint_never_makes_a_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """checkpoint --ledger <typo> made a new ledger there, signed a size-0 checkpoint of it
+    and recorded that place in the key's memory (and made the default key first)."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("BVISOR_KEY", raising=False)
+    keys = tmp_path / "keys"
+    assert ledger_cli("keygen", "--out", str(keys), "--name", "t.example/k").returncode == 0
+    kept = {p.name: p.read_bytes() for p in keys.iterdir()}
+    typo = tmp_path / "typo" / "ledger"
+    for key in (["--key", str(keys / "checkpoint.key")], []):
+        done = ledger_cli("checkpoint", "--json", "--ledger", str(typo), *key)
+        _no_traceback(done)
+        assert done.returncode == 2, done.stderr
+        assert str(typo) in json.loads(done.stdout)["error"]["message"]
+        assert str(typo) in done.stderr and "does not exist" in done.stderr
+    assert not (tmp_path / "typo").exists()
+    assert {p.name: p.read_bytes() for p in keys.iterdir()} == kept
+    assert not (tmp_path / "data").exists(), "no default key is made for a missing ledger"
 
 
 @pytest.mark.parametrize("text", ["²", "٣", "1_0"])
@@ -329,6 +486,33 @@ def test_a_foreign_lmdb_store_is_not_turned_into_a_ledger(tmp_path: Path) -> Non
     done = ledger_cli("append", "--ledger", str(store), "--kind", "note.x", "--data", "1")
     assert done.returncode == 2 and "not a bvisor ledger" in done.stderr
     assert (store / "data.mdb").read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["cut", "garbage", "foreign"])
+def test_an_append_onto_a_store_it_refuses_leaves_no_lock_file(tmp_path: Path, damage: str) -> None:
+    """The writer's LMDB open made lock.mdb before the store was judged, so a ledger
+    copied without its lock file and cut short, or no LMDB file at all, gained one."""
+    store = tmp_path / "store"
+    if damage == "foreign":
+        env = lmdb.open(str(store))
+        with env.begin(write=True) as txn:
+            txn.put(b"their-key", b"their-value")
+        env.close()
+    else:
+        _note_ledger(store, 400)
+        data = (store / "data.mdb").read_bytes()
+        cut = data[: len(data) // 2] if damage == "cut" else random.randbytes(len(data))
+        (store / "data.mdb").write_bytes(cut)
+    (store / "lock.mdb").unlink()
+    before = (store / "data.mdb").read_bytes()
+    for argv in (["--data", "1"], ["--batch"]):
+        done = ledger_cli(
+            "append", "--ledger", str(store), "--kind", "note.x", *argv, input='{"data": 1}\n'
+        )
+        _no_traceback(done)
+        assert done.returncode in (1, 2), (damage, done.returncode, done.stderr)
+        assert sorted(os.listdir(store)) == ["data.mdb"], damage
+        assert (store / "data.mdb").read_bytes() == before
 
 
 def test_an_empty_data_file_is_named(tmp_path: Path) -> None:

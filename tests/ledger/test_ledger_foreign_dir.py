@@ -59,9 +59,34 @@ def test_a_writer_refuses_a_parent_others_may_change(tmp_path: Path) -> None:
     os.chmod(parent, 0o777)  # not sticky: anyone may rename the ledger directory away
     with pytest.raises(LedgerError, match="another user"):
         Ledger.open(parent / "l", create=True)
+    assert list(parent.iterdir()) == [], "refused only after making the directory"
     os.chmod(parent, 0o1777)  # sticky, like /tmp: only the owner renames its entries
     with Ledger.open(parent / "l", create=True) as opened:
         opened.append("note.x", {"n": 1})
+
+
+def test_no_directory_is_made_where_another_user_could_change_it(tmp_path: Path) -> None:
+    """append --ledger /home/otheruser/L made L (and its missing parents) first, root's
+    directories in that user's home, and only then refused the ledger."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    with pytest.raises(LedgerError, match="another user"):
+        Ledger.open(shared / "a" / "b" / "l", create=True)
+    assert list(shared.iterdir()) == []
+    link = tmp_path / "link"  # named through a link of this user's: the real path counts
+    link.symlink_to(shared)
+    with pytest.raises(LedgerError, match="another user"):
+        Ledger.open(link / "l", create=True)
+    assert list(shared.iterdir()) == []
+    if os.geteuid() != 0:
+        pytest.skip("needs root: making a directory another user owns")
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    os.chown(home, 65534, 65534)
+    with pytest.raises(LedgerError, match="owned by uid 65534"):
+        Ledger.open(home / "l", create=True)
+    assert list(home.iterdir()) == []
 
 
 def test_a_directory_of_another_user_is_read_unlocked_and_never_written(tmp_path: Path) -> None:

@@ -384,6 +384,25 @@ def test_a_witness_state_not_made_yet_is_named_not_empty(tmp_path: Path) -> None
     assert witness_cli("--state", str(tmp_path / "a" / "b"), "state").stdout == "no logs\n"
 
 
+def test_a_witness_state_another_user_may_change_is_refused(tmp_path: Path) -> None:
+    """Found by attack: a witness state directory of mode 0777 was used; its log states
+    are what keeps the witness from cosigning two histories, and another user could roll
+    one back. Refused naming the directory, for the state and for its logs."""
+    state = tmp_path / "w"
+    done = witness_cli("--state", str(state), "init", "--name", "w.example/w")
+    assert done.returncode == 0, done.stderr
+    for loose in (state / "logs", state):
+        if not loose.exists():
+            loose.mkdir()
+        os.chmod(loose, 0o777)
+        done = witness_cli("--json", "--state", str(state), "state")
+        _no_traceback(done)
+        assert done.returncode == 2 and "writable by every user" in done.stderr, done.stderr
+        assert json.loads(done.stdout)["ok"] is False
+        os.chmod(loose, 0o700)
+    assert witness_cli("--state", str(state), "state").returncode == 0
+
+
 def test_a_refused_witness_init_leaves_no_directory_it_made(tmp_path: Path) -> None:
     state = tmp_path / "w"
     state.mkdir()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -312,3 +313,10 @@ def test_a_key_or_memory_another_user_may_replace_is_not_used(tmp_path: Path) ->
     with pytest.raises(KeyFileError, match="writable by every user"):
         write_keypair(open_dir / "sub" / "k.key", "test.example/k")
     assert list(open_dir.iterdir()) == []
+    # A new directory of its own in a sticky /tmp is fine: no other user may replace it.
+    fresh = Path("/tmp") / f"bvisor-key-test-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        write_keypair(fresh / "k.key", "test.example/k")
+        assert load_signer(fresh / "k.key") is not None
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)

@@ -7,9 +7,8 @@ domain name ``(none)``, not the host's (:mod:`bvisor.planner.rules.v4.selection`
 ceiling, admission and lowering are v3's; a plan records version 4, so replay selects
 these rules for it and requires the mechanism's note.
 
-Unreleased until its compat ledger (``tests/compat/ledgers/v4-<commit>``) is recorded;
-from then on frozen like v1 to v3, its golden vectors (``tests/vectors/planner/v4/``)
-byte-identical.
+Released at ``ce6e5c1`` (which recorded ``tests/compat/ledgers/v4-ce6e5c1``); from now on
+frozen like v1 to v3, its golden vectors (``tests/vectors/planner/v4/``) byte-identical.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ __all__ = ["RULES"]
 
 RULES = Rules(
     version=RULES_VERSION,
-    released_at="unreleased",
+    released_at="ce6e5c1",
     ceiling=linux_ceiling,
     admit=admit,
     select=select_primitives,

@@ -107,11 +107,11 @@ def test_the_v4_ledger_exercises_what_v4_added(tmp_path: Path) -> None:
     admitted = [kind for kind, _ in events if kind == "plan.admitted"]
     entries = [p["entry"]["id"] for kind, p in events if kind == "lowering.entry"]
     assert entries.count("linux.utsns.v1") == len(admitted) > 0, entries
-    noted = "# uts namespace created: hostname=bvisor domainname=(none)"
+    noted = "# uts namespace created: hostname=sandbox domainname=(none)"
     lines = [p["line"] for kind, p in events if kind == "launcher.phase"]
     assert lines.count(noted) == len(admitted), [line for line in lines if "uts" in line]
     streams = [p["data"] for kind, p in events if kind == "run.streams"]
-    seen = b"hostname=bvisor domainname=(none)\nrename=refused\nuname-n=bvisor\n"
+    seen = b"hostname=sandbox domainname=(none)\nrename=refused\nuname-n=sandbox\n"
     assert any(seen in (data if isinstance(data, bytes) else data.encode()) for data in streams)
 
 

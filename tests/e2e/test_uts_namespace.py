@@ -124,14 +124,14 @@ def test_the_workload_sees_the_plans_names_in_a_namespace_of_its_own(work: Path)
     seen = _run(work, frozenset())
     assert seen["outcome"] is Outcome.COMPLETED, seen
     planned = seen["planned"]
-    assert planned == mech.UtsNamespace("bvisor", "(none)")
+    assert planned == mech.UtsNamespace("sandbox", "(none)")
     # from the host, during the run
     assert seen["ns"] != os.readlink("/proc/self/ns/uts"), "the workload shares the host's"
     assert seen["hostname"] == planned.hostname != seen["host_before"], seen
     assert seen["domainname"] == planned.domainname, seen
     # what the workload itself read agrees (it is not the oracle)
     assert seen["workload"][:2] == [planned.hostname, planned.domainname]
-    assert "uts namespace created: hostname=bvisor domainname=(none)" in seen["notes"]
+    assert "uts namespace created: hostname=sandbox domainname=(none)" in seen["notes"]
 
 
 def test_a_workload_calling_sethostname_leaves_the_host_named_as_it_was(work: Path) -> None:
@@ -141,7 +141,7 @@ def test_a_workload_calling_sethostname_leaves_the_host_named_as_it_was(work: Pa
     assert (rc, err) == ("-1", "1"), "EPERM: the workload holds no capability to rename"
     assert seen["host_before"] == seen["host_during"] == seen["host_after"], seen
     assert HOST_HOSTNAME.read_text().strip() != "renamed-by-workload"
-    assert nodename == "bvisor"
+    assert nodename == "sandbox"
 
 
 def test_skip_utsns_turns_the_namespace_oracles_red(work: Path) -> None:
@@ -149,9 +149,9 @@ def test_skip_utsns_turns_the_namespace_oracles_red(work: Path) -> None:
     seen = _run(work, frozenset({"skip_utsns"}))
     assert seen["outcome"] is Outcome.COMPLETED, seen
     assert seen["ns"] == os.readlink("/proc/self/ns/uts"), "oracle missed the shared namespace"
-    assert seen["hostname"] == seen["host_before"] != "bvisor", seen
+    assert seen["hostname"] == seen["host_before"] != "sandbox", seen
     assert seen["domainname"] == HOST_DOMAINNAME.read_text().strip()
     # the lie: the launcher still claims the names, after its DANGER note
     assert "DANGER test hook active: skip_utsns" in seen["notes"]
-    assert "uts namespace created: hostname=bvisor domainname=(none)" in seen["notes"]
+    assert "uts namespace created: hostname=sandbox domainname=(none)" in seen["notes"]
     assert seen["host_after"] == seen["host_before"]

@@ -25,7 +25,7 @@ from bvisor.launcher.host.resident import RESIDENT_ENV
 from tests.features import REPO_ROOT, require_feature
 from tests.launcher.conftest import GatedRun, build_plan
 
-NAMES = mech.UtsNamespace("bvisor-test", "example.invalid")
+NAMES = mech.UtsNamespace("sandbox-test", "example.invalid")
 # sethostname, setdomainname by machine (the filter below is the test's, not the product's)
 _CALLS = {"x86_64": (170, 171), "aarch64": (161, 162)}
 
@@ -52,7 +52,7 @@ if nr >= 0:
     assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
     pbuf = ctypes.create_string_buffer(prog)
     assert libc.prctl(22, 2, pbuf, 0, 0) == 0, ctypes.get_errno()  # SECCOMP_MODE_FILTER
-names = mech.UtsNamespace("bvisor-test", "example.invalid")
+names = mech.UtsNamespace("sandbox-test", "example.invalid")
 plan, auth = build_plan(
     "/bin/sh", ["sh", "-c", f"echo ran > {marker}"], userns=os.getuid() != 0, utsns=names
 )
@@ -111,7 +111,7 @@ def test_the_names_are_the_plans_seen_from_the_host(launcher_path: str) -> None:
     assert obs.exec_succeeded(), obs.notes
     assert theirs != ours
     assert names == [NAMES.hostname, NAMES.domainname]
-    assert "uts namespace created: hostname=bvisor-test domainname=example.invalid" in obs.notes
+    assert "uts namespace created: hostname=sandbox-test domainname=example.invalid" in obs.notes
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["sethostname", "setdomainname"])
@@ -127,6 +127,6 @@ def test_a_refused_name_faults_the_launch_and_nothing_runs(
     (tmp_path / "ran").unlink()
     seen, ran = _launch(launcher_path, tmp_path, calls[which])
     assert not seen["exec"] and not ran, seen
-    name = ("sethostname bvisor-test", "setdomainname example.invalid")[which]
+    name = ("sethostname sandbox-test", "setdomainname example.invalid")[which]
     faults = [n for n in seen["notes"] if n.startswith("fault mechanism=utsns errno=1 name=EPERM")]  # type: ignore[union-attr]
     assert faults and name in faults[0], seen["notes"]

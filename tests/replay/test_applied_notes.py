@@ -128,7 +128,7 @@ CASES = [
     ("linux.pidns.init.v1", "pid namespace created", _sub(r"^.*$", "pid namespace skipped")),
     ("linux.ipcns.create.v1", "ipc namespace created", _sub(r"created", "shared")),
     # rules v4: the note names the plan's hostname; the host's (or any other) fails
-    ("linux.utsns.v1", "uts namespace created", _sub(r"hostname=bvisor", "hostname=buildhost")),
+    ("linux.utsns.v1", "uts namespace created", _sub(r"hostname=sandbox", "hostname=buildhost")),
     ("linux.utsns.v1", "uts namespace created", _sub(r"domainname=\(none\)", "domainname=corp")),
     ("linux.caps.drop.v1", "capabilities dropped", _sub(r"bounding, ", "")),
 ]

@@ -24,7 +24,7 @@ from bvisor.planner.rules.v3.selection import select_primitives as v3_select
 
 __all__ = ["DOMAINNAME", "HOSTNAME", "select_primitives", "uts_namespace_possible"]
 
-HOSTNAME: Final = "bvisor"
+HOSTNAME: Final = "sandbox"
 # What a freshly booted kernel shows before anyone sets one: the run claims no domain.
 DOMAINNAME: Final = UNSET_DOMAIN
 

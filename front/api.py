@@ -18,7 +18,10 @@ the default key under the data directory if it exists — the run's last record 
 in one transaction with a signed checkpoint of the ledger (``bvisor.ledger.notary``); a
 run whose roots reach the key is refused like one that reaches the ledger. ``key=False``
 signs nothing. If the checkpoint cannot be signed the record is kept all the same and
-``on_checkpoint`` hears why. If a run's record cannot be finished after its plan was
+``on_checkpoint(None, why)`` hears why; a signed one comes as ``on_checkpoint(signed,
+remark)``, the remark None unless something is worth saying (the memory was not kept, or
+the checkpoint also covers runs this call did not record: a signature says what the ledger
+held, not who wrote it). If a run's record cannot be finished after its plan was
 recorded (a full disk), :class:`bvisor.ledger.errors.RecordIncompleteError` says that the
 workload ran and its record is incomplete.
 

@@ -142,9 +142,9 @@ def _namespace_missing(kind: str) -> str | None:
     return None
 
 
-def _pidns_missing() -> str | None:
-    """A PID and a mount namespace (in a user namespace unless root) with a fresh /proc:
-    asked of util-linux's unshare(1), not of the product's probe."""
+def _unshare(args: list[str], failed: str) -> str | None:
+    """Why util-linux's unshare(1) could not run ``args`` (in a user namespace unless
+    root), or None: a feature asked of the kernel through a tool, never of the product."""
     import shutil
     import subprocess
 
@@ -153,15 +153,19 @@ def _pidns_missing() -> str | None:
         return "no unshare(1) to check with"
     userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
     done = subprocess.run(
-        [tool, *userns, "--pid", "--fork", "--mount", "--mount-proc", "true"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+        [tool, *userns, *args], capture_output=True, text=True, timeout=30, check=False
     )
     if done.returncode != 0:
-        return f"unshare --pid --mount --mount-proc failed: {done.stderr.strip()}"
+        return f"{failed} failed: {done.stderr.strip()[-200:]}"
     return None
+
+
+def _pidns_missing() -> str | None:
+    """A PID and a mount namespace with a fresh /proc."""
+    return _unshare(
+        ["--pid", "--fork", "--mount", "--mount-proc", "true"],
+        "unshare --pid --mount --mount-proc",
+    )
 
 
 _LOOPBACK_LISTEN = """
@@ -198,25 +202,13 @@ def _netns_loopback_missing() -> str | None:
 
 
 def _utsns_missing() -> str | None:
-    """A UTS namespace (in a user namespace unless root) whose hostname can be set, asked
-    of util-linux's unshare(1) and hostname(1), not the product."""
+    """A UTS namespace whose hostname can be set (with hostname(1))."""
     import shutil
-    import subprocess
 
-    tool, name = shutil.which("unshare"), shutil.which("hostname")
-    if tool is None or name is None:
-        return "no unshare(1) or hostname(1) to check with"
-    userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-    done = subprocess.run(
-        [tool, *userns, "--uts", name, "bvisor-feature-check"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if done.returncode != 0:
-        return f"unshare --uts with a hostname set failed: {done.stderr.strip()[-200:]}"
-    return None
+    name = shutil.which("hostname")
+    if name is None:
+        return "no hostname(1) to check with"
+    return _unshare(["--uts", name, "bvisor-feature-check"], "unshare --uts with a hostname set")
 
 
 def _own_cgroup_paths() -> dict[str, str]:

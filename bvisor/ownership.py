@@ -13,7 +13,7 @@ import os
 import pwd
 import stat
 
-__all__ = ["others_may_change"]
+__all__ = ["others_may_change", "others_may_change_below"]
 
 
 def others_may_change(path: str, *, as_parent: bool = False) -> str | None:
@@ -49,6 +49,22 @@ def others_may_change(path: str, *, as_parent: bool = False) -> str | None:
         if parent == current:
             return None
         current, own = parent, False
+
+
+def others_may_change_below(path: str) -> str | None:
+    """:func:`others_may_change` for a directory about to be made with its missing parents:
+    the deepest directory above it that exists judged as their parent, by name and with
+    links resolved (a directory of ours made in a sticky ``/tmp`` is safe; one made below
+    a directory another user could change is not)."""
+    target = os.path.abspath(path)
+    existing = target
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    for name in dict.fromkeys((existing, os.path.realpath(existing))):
+        foreign = others_may_change(name, as_parent=name != target)
+        if foreign is not None:
+            return foreign
+    return None
 
 
 def _private_group(gid: int) -> bool:

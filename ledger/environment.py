@@ -70,7 +70,7 @@ from bvisor.ledger.errors import (
     LedgerUsageError,
 )
 from bvisor.ledger.record import LEDGER_ID_BYTES, genesis_hash
-from bvisor.ownership import others_may_change
+from bvisor.ownership import others_may_change, others_may_change_below
 
 __all__ = [
     "FORMAT_VERSION",
@@ -435,17 +435,13 @@ def _refuse_foreign_place(path: Path) -> None:
     directory, made of the deepest directory above it that exists, by name and with links
     resolved. Otherwise the directories were made first (root's, in that user's home)
     and the ledger refused after."""
-    existing = os.path.abspath(path)
-    while not os.path.lexists(existing):
-        existing = os.path.dirname(existing)
-    for name in dict.fromkeys((existing, os.path.realpath(existing))):
-        foreign = others_may_change(name, as_parent=True)
-        if foreign is not None:
-            raise LedgerError(
-                f"refusing to create a ledger at {path}: {foreign}, so another user could "
-                "replace its files (a symlink there would make this process write where it "
-                "points); keep the ledger in a directory only you (or root) can change"
-            )
+    foreign = others_may_change_below(str(path))
+    if foreign is not None:
+        raise LedgerError(
+            f"refusing to create a ledger at {path}: {foreign}, so another user could "
+            "replace its files (a symlink there would make this process write where it "
+            "points); keep the ledger in a directory only you (or root) can change"
+        )
 
 
 def _open(

@@ -52,7 +52,7 @@ from bvisor.ledger.note import (
     parse_verifier,
 )
 from bvisor.ledger.paths import resolve_key_path
-from bvisor.ownership import others_may_change
+from bvisor.ownership import others_may_change, others_may_change_below
 
 if TYPE_CHECKING:
     from bvisor.ledger.checkpoint import SignedCheckpoint
@@ -117,13 +117,13 @@ def _read_small(path: Path, what: str, *, private: bool) -> str:
         raise KeyFileError(f"{what} {path}: not a key file (not ASCII text)") from None
 
 
-def _only_ours(path: Path, what: str, *, as_parent: bool = False) -> None:
+def _only_ours(path: Path, what: str) -> None:
     """Refuse ``path`` (and, so, what lies in it) when a user other than this one or root
     could replace it or a directory above it: the key, or the memory that keeps a signer
     from signing a rolled-back or replaced ledger, swapped by someone else is a signature
     they chose (found by attack: a key directory of mode 0777, and a memory directory
     another user owned, were used as they were)."""
-    foreign = others_may_change(os.path.abspath(path), as_parent=as_parent)
+    foreign = others_may_change(os.path.abspath(path))
     if foreign is not None:
         raise KeyFileError(
             f"{what} {path}: {foreign}, so another user could replace it; keep the key "
@@ -167,11 +167,12 @@ def write_keypair(key_path: Path, name: str, alg: int = ALG_ED25519) -> tuple[Si
     signer = generate_signer(name, alg)
     directory = key_path.parent
     pub = public_path(key_path)
-    existing = Path(os.path.abspath(directory))
-    while not os.path.lexists(existing) and existing != existing.parent:
-        existing = existing.parent
-    # Before anything is made in it (a sticky /tmp holds a directory of ours safely).
-    _only_ours(existing, "key directory", as_parent=existing != Path(os.path.abspath(directory)))
+    foreign = others_may_change_below(str(directory))  # before anything is made there
+    if foreign is not None:
+        raise KeyFileError(
+            f"key directory {directory}: {foreign}, so another user could replace it; keep "
+            "the key and its memory in a directory only you (or root) can change"
+        )
     try:
         if not directory.exists():
             directory.mkdir(mode=0o700, parents=True)

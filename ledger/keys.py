@@ -123,7 +123,11 @@ def _only_ours(path: Path, what: str) -> None:
     from signing a rolled-back or replaced ledger, swapped by someone else is a signature
     they chose (found by attack: a key directory of mode 0777, and a memory directory
     another user owned, were used as they were)."""
-    foreign = others_may_change(os.path.abspath(path))
+    _refuse_foreign(path, what, others_may_change(os.path.abspath(path)))
+
+
+def _refuse_foreign(path: Path, what: str, foreign: str | None) -> None:
+    """Raise for ``foreign`` (why another user could change ``path``), if any."""
     if foreign is not None:
         raise KeyFileError(
             f"{what} {path}: {foreign}, so another user could replace it; keep the key "
@@ -167,12 +171,8 @@ def write_keypair(key_path: Path, name: str, alg: int = ALG_ED25519) -> tuple[Si
     signer = generate_signer(name, alg)
     directory = key_path.parent
     pub = public_path(key_path)
-    foreign = others_may_change_below(str(directory))  # before anything is made there
-    if foreign is not None:
-        raise KeyFileError(
-            f"key directory {directory}: {foreign}, so another user could replace it; keep "
-            "the key and its memory in a directory only you (or root) can change"
-        )
+    # Judged before anything is made there.
+    _refuse_foreign(directory, "key directory", others_may_change_below(str(directory)))
     try:
         if not directory.exists():
             directory.mkdir(mode=0o700, parents=True)

@@ -23,10 +23,11 @@ waits, so the run's mounts still exist, and the launcher reaches them through
 * with a commit, each temp-root file is copied, as it is hashed, into the host's staging
   directory by fd (``O_CREAT | O_EXCL``, directories made with ``mkdirat``, nothing
   followed there either), fsync'd with its directory when ``synced``; the copy is the
-  bytes hashed, so the artifact's digests are the digests of what was copied. A chunk of
-  zeros is a hole in the copy (a seek, then the length set at the end): a file of holes
-  the workload made in its tmpfs for free (``truncate -s 1G``) would otherwise become as
-  many bytes of the host's disk, past the tmpfs's size and every storage bound.
+  bytes hashed, so the artifact's digests are the digests of what was copied. A page of
+  zeros is a hole in the copy (a seek, then the length set at the end), so the copy holds
+  at most the pages the tmpfs held: a file of holes the workload made for free
+  (``truncate -s 1G``) would otherwise become as many bytes of the host's disk, past the
+  tmpfs's size and every storage bound.
 
 Write roots are host directories: only entries whose status changed (``ctime``) in or
 after the second the run started are reported — the run's delta (a deletion is not seen).

@@ -44,6 +44,7 @@ __all__ = [
     "RUSAGE_PREFIX",
     "UNAVAILABLE_MECHANISMS",
     "USER_LIMITS_SKIPPED",
+    "UTSNS_CHILD_GONE",
     "cgroup_placed_note",
     "cgroupfs_hidden_note",
     "confinement_unavailable",
@@ -263,6 +264,11 @@ def id_map(outside: int) -> str:
 def userns_note(uid: int, gid: int) -> str:
     """The maps the launcher writes into the child's user namespace."""
     return f"userns uid_map={id_map(uid)!r} gid_map={id_map(gid)!r} setgroups=deny"
+
+
+# The child had run and ended before the launcher could look at its UTS namespace from
+# outside (no PID namespace's init holds it): the window's own check stands alone.
+UTSNS_CHILD_GONE: Final = "uts namespace: the child ended before it was looked at from outside"
 
 
 def utsns_note(hostname: str, domainname: str) -> str:

@@ -25,11 +25,24 @@ from bvisor.launcher.process.program import CLONE_NEWUTS, Fault, Program
 __all__ = ["prepare"]
 
 
-def _own_namespace(pid: int | str) -> int:
+def _own_namespace(pid: int | str) -> int | None:
+    """The inode of ``pid``'s UTS namespace; None when ``pid`` (the child) has already
+    exited, which a fast workload without a PID namespace's init may do before the
+    launcher reads the op's marker (a zombie has no namespace links)."""
     try:
         return os.stat(f"/proc/{pid}/ns/uts").st_ino
     except OSError as exc:
+        if isinstance(pid, int) and _exited(pid):
+            return None
         raise Fault("utsns", exc.errno or errno.EIO, f"stat /proc/{pid}/ns/uts: {exc}") from None
+
+
+def _exited(pid: int) -> bool:
+    """Whether the child ``pid`` has exited (left to be reaped where it is reaped)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 def prepare(program: Program, phase: Phase, params: UtsNamespace) -> None:
@@ -38,7 +51,10 @@ def prepare(program: Program, phase: Phase, params: UtsNamespace) -> None:
         launcher = _own_namespace("self")
 
         def outside(pid: int) -> list[str]:
-            if _own_namespace(pid) == launcher:
+            seen = _own_namespace(pid)
+            if seen is None:  # ran and ended: the op's own check in the window stands
+                return [notes.UTSNS_CHILD_GONE]
+            if seen == launcher:
                 raise Fault("utsns", errno.EPERM, "the child is in the launcher's UTS namespace")
             return []
 

@@ -58,6 +58,7 @@ from bvisor.ledger.note import (
     parse_note,
     parse_verifier,
 )
+from bvisor.ownership import others_may_change
 
 __all__ = [
     "Cosignature",
@@ -213,6 +214,7 @@ class Witness:
         made; a failed init leaves no directory it made behind."""
         from bvisor.ledger.keys import write_keypair
 
+        self._state_ours()
         made: list[Path] = []
         try:
             for directory in (*_missing_directories(self.root), self.root / _LOGS):
@@ -232,6 +234,7 @@ class Witness:
         return signer.verifier
 
     def logs(self) -> list[LogState]:
+        self._state_ours()
         directory = self.root / _LOGS
         if not directory.is_dir():
             return []
@@ -306,8 +309,21 @@ class Witness:
 
     # -- files ------------------------------------------------------------------------
 
+    def _state_ours(self) -> None:
+        """Refuse a state (or its logs) another user could change: its log states are what
+        keeps the witness from cosigning two histories, and such a user could roll one
+        back (found by attack: a 0777 state was used)."""
+        for directory in (self.root, self.root / _LOGS):
+            foreign = others_may_change(os.path.abspath(directory)) if directory.exists() else None
+            if foreign is not None:
+                raise WitnessError(
+                    f"witness state {directory}: {foreign}, so another user could replace "
+                    "its state; keep it in a directory only you (or root) can change"
+                )
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
+        self._state_ours()
         try:
             (self.root / _LOGS).mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

@@ -114,10 +114,12 @@ _UNCONFINED: dict[str, str] = {
 
 
 def unconfined(plan: Any) -> list[str]:
-    """The families of :data:`_UNCONFINED` the plan names no requirement of (a spec
+    """The families of :data:`_UNCONFINED` the plan's spec names no capability of (a spec
     confines what it names: README, "What the boundary does and does not cover")."""
-    keys = [r.key for r in plan.admission.requirements]
-    return [f for f in _UNCONFINED if not any(k.startswith(f) for k in keys)]
+    from bvisor.contract.capabilities import capability_family
+
+    named = {capability_family(c) for c in plan.spec.capabilities}
+    return [family for family in _UNCONFINED if family not in named]
 
 
 def plan_document(plan: Any) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import stat
 import sys
 from collections.abc import Sequence
@@ -83,17 +82,6 @@ def _witness(args: argparse.Namespace) -> Witness:
         return Witness(root)
     if not stat.S_ISDIR(info.st_mode):
         raise _Usage(f"{where}: not a directory")
-    # Its log states are what keeps the witness from cosigning two histories: another
-    # user who could replace them could roll one back (found by attack: 0777 was used).
-    from bvisor.ownership import others_may_change
-
-    for directory in (root, root / "logs"):
-        foreign = others_may_change(os.path.abspath(directory)) if directory.exists() else None
-        if foreign is not None:
-            raise _Usage(
-                f"{where}: {foreign}, so another user could replace its state; keep it in a "
-                "directory only you (or root) can change"
-            )
     return Witness(root)
 
 

@@ -206,16 +206,6 @@ def linked_root(file: str, lowered: LoweredParams) -> tuple[str, int] | None:
     return None
 
 
-def _unconfined(lowered: LoweredParams, what: str) -> str | None:
-    """Why a plan without filesystem confinement may not be near ``what``; None: it has."""
-    if lowered.filesystem_confined:
-        return None
-    return (
-        f"the spec names no filesystem capability, so its workload can reach every file "
-        f"your uid may, {what} among them"
-    )
-
-
 def refuse_if_reachable(ledger_path: str, lowered: LoweredParams) -> None:
     """Raise :class:`LedgerReachable` (naming both paths) when ``covering_root`` finds one,
     or when a ledger file has another name (a hard link) a root could hold."""
@@ -280,11 +270,12 @@ def refuse_if_key_reachable(key_path: str, plan: BoundaryPlan) -> None:
         lowered = lowered_params(plan)
     except LoweringParamsError:
         return
-    why = _unconfined(lowered, f"the checkpoint signing key {key_path}")
-    if why is not None:
+    if not lowered.filesystem_confined:
         raise KeyReachable(
-            f"{why} (it could read the key and sign a rewritten ledger); add a filesystem "
-            "capability, or keep the key elsewhere and run it without one (--no-key)"
+            "the spec names no filesystem capability, so its workload can reach every file "
+            f"your uid may, the checkpoint signing key {key_path} among them (it could read "
+            "the key and sign a rewritten ledger); add a filesystem capability, or keep the "
+            "key elsewhere and run it without one (--no-key)"
         )
     linked = linked_root(key_path, lowered)
     if linked is not None:

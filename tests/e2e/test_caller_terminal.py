@@ -15,8 +15,6 @@ import termios
 import time
 from pathlib import Path
 
-import pytest
-
 from bvisor.launcher.host.terminal import SUMMARY_RESET
 from tests.e2e.terminal_harness import (
     bvisor_argv,
@@ -27,13 +25,6 @@ from tests.e2e.terminal_harness import (
 from tests.features import require_feature
 
 LFLAG = 3  # index of c_lflag in a tcgetattr list
-
-
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
 
 
 def _ledger(tmp_path: Path) -> Path:

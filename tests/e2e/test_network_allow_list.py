@@ -30,13 +30,6 @@ def _features() -> None:
         require_feature(feature)
 
 
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
-
-
 def _sh(script: str) -> list[str]:
     return ["/bin/sh", "-c", script]
 

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bvisor.contract import (
     BoundarySpec,
     ExposePath,
@@ -84,13 +82,6 @@ def _status(pid: int, name: str) -> str:
         if line.startswith(name + ":"):
             return line.split(":", 1)[1].strip()
     raise AssertionError(f"no {name} in /proc/{pid}/status")
-
-
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    directory = tmp_path / "work"
-    directory.mkdir()
-    return directory
 
 
 def _require() -> None:

@@ -103,13 +103,6 @@ def _run(spec: object, hooks: frozenset[str] = frozenset()) -> tuple[SealedRepor
     return report, out.decode("utf-8", "replace")
 
 
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
-
-
 def _tasks_and_children(marker: str) -> dict[str, int]:
     found = wait_for(lambda: find_pids_with(marker, program="python3"), timeout=20)
     if not found:

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bvisor.contract import Outcome
 from bvisor.front.defaults import default_spec
 from bvisor.launcher.host.backend import LinuxBackend
@@ -110,13 +108,6 @@ def _grab(work: Path, hooks: frozenset[str]) -> dict[str, Any]:
 
     seen["outcome"] = _run_watched(work, _GRAB, hooks, watch)
     return seen
-
-
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    directory = tmp_path / "work"
-    directory.mkdir()
-    return directory
 
 
 def _own_limit() -> int:

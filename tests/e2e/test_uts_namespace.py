@@ -105,13 +105,6 @@ def _run(work: Path, hooks: frozenset[str]) -> dict[str, Any]:
     return seen
 
 
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    directory = tmp_path / "work"
-    directory.mkdir()
-    return directory
-
-
 def _needs() -> None:
     for feature in ("userns", "utsns"):
         require_feature(feature)

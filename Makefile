@@ -7,6 +7,12 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PY_SOURCES := bvisor front launcher ledger planner replay
+# make puts a variable given on its command line (`make demo PYTHON=/usr/bin/python3`) into
+# every recipe's environment. The service `make demo`'s run starts would then hold a
+# PYTHON* variable the user's shell lacks, and refuse their later commands as another
+# install's (they would run, unserved, until it idled out). The recipes name the
+# interpreter themselves.
+unexport PYTHON VENV
 
 .PHONY: demo test lint typecheck check bench clean
 

@@ -5,15 +5,18 @@ of its ``run.terminal`` payload (:mod:`bvisor.contract.events`), so reading it b
 here, beside the code that knows the run grammar. This is the run's *claim*, read without
 judging it: a run with no ``run.terminal`` is ``refused`` when it opened with
 ``plan.refused``, and has no outcome (None: incomplete) otherwise; whether the claim holds
-is what :func:`bvisor.replay.audit` decides.
+is what :func:`bvisor.replay.audit` decides. So are the test hooks a run's sealed report
+says it ran with (:func:`recorded_test_hooks`): such a run is not evidence of a boundary,
+and a listing must not show it as one.
 """
 
 from __future__ import annotations
 
-from bvisor.contract.events import PLAN_REFUSED, RUN_TERMINAL, terminal_outcome
+from bvisor.contract.events import PLAN_REFUSED, REPORT_SEALED, RUN_TERMINAL, terminal_outcome
+from bvisor.contract.report_inputs import TEST_HOOK_FINDING, finding_subjects
 from bvisor.ledger import Ledger, RunSummary
 
-__all__ = ["recorded_outcome", "recorded_outcomes"]
+__all__ = ["recorded_outcome", "recorded_outcomes", "recorded_test_hooks"]
 
 
 REFUSED = "refused"  # a plan refused at admission: recorded alone, it has no run.terminal
@@ -42,3 +45,22 @@ def recorded_outcomes(ledger: Ledger) -> list[tuple[RunSummary, str | None]]:
         )
         for summary, event in ledger.runs_with_last(RUN_TERMINAL)
     ]
+
+
+def recorded_test_hooks(ledger: Ledger) -> dict[bytes, tuple[str, ...]]:
+    """The dangerous test hooks each run's last ``report.sealed`` names in its findings
+    (the finding the launcher's DANGER note becomes), by run id; runs naming none are left
+    out. A payload not shaped as a sealed report names none here: replay judges it."""
+    hooked: dict[bytes, tuple[str, ...]] = {}
+    for summary, event in ledger.runs_with_last(REPORT_SEALED):
+        payload = None if event is None else event.payload
+        body = payload.get("body") if isinstance(payload, dict) else None
+        findings = body.get("findings") if isinstance(body, dict) else None
+        if not isinstance(findings, list):
+            continue
+        hooks = finding_subjects(
+            tuple(f for f in findings if isinstance(f, str)), TEST_HOOK_FINDING
+        )
+        if hooks:
+            hooked[summary.run_id] = tuple(hooks)
+    return hooked

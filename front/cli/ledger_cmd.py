@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("seq", type=_seq, metavar="SEQ")
     show.set_defaults(handler=_cmd_show)
 
-    add("runs", "one line per run: id, outcome, time").set_defaults(handler=_cmd_runs)
+    add("runs", "one line per run: id, outcome, time, test hooks").set_defaults(handler=_cmd_runs)
     add("head", "print the head as SEQ:HASH (keep it for verify --expect-head)").set_defaults(
         handler=_cmd_head
     )
@@ -726,10 +726,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_runs(args: argparse.Namespace) -> int:
     # Lazily: the replay package is heavy, and only this command reads what runs mean.
-    from bvisor.replay.outcomes import recorded_outcomes
+    from bvisor.replay.outcomes import recorded_outcomes, recorded_test_hooks
 
     with _open(args) as ledger:
         listed = recorded_outcomes(ledger)
+        hooked = recorded_test_hooks(ledger)
     summaries = [summary for summary, _ in listed]
     outcomes = {summary.run_id: outcome for summary, outcome in listed}
     if args.json:
@@ -738,6 +739,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
                 {
                     "run": s.run_id.hex(),
                     "outcome": outcomes[s.run_id],
+                    "test_hooks": list(hooked.get(s.run_id, ())),
                     "time": _time(s.first_time_ns),
                     "first_time_ns": s.first_time_ns,
                     "last_time_ns": s.last_time_ns,
@@ -752,9 +754,11 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         return 0
     for s in summaries:
         outcome = outcomes[s.run_id] or "incomplete"
+        hooks = hooked.get(s.run_id)
+        marked = f"  test hook {', '.join(hooks)}: not evidence" if hooks else ""
         say(
             f"{s.run_id.hex()}  {outcome:<15}  {_time(s.first_time_ns)}  "
-            f"{s.count} events (seq {s.first_seq}..{s.last_seq})"
+            f"{s.count} events (seq {s.first_seq}..{s.last_seq}){marked}"
         )
     return 0
 

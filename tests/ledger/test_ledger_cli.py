@@ -333,6 +333,35 @@ def test_runs_says_refused_for_a_plan_refused_at_admission(
     assert f"{cut_short.hex()}  incomplete " in out
 
 
+def test_runs_marks_a_run_made_with_a_test_hook(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run made with a mechanism skipped on purpose replays 'verified (test hook)' and
+    attest refuses it; ``runs`` listed it as a plain 'completed'. A real skip_seccomp run
+    is marked beside an honest one, in the text and in ``--json``."""
+    from bvisor.front.api import run_confined
+    from bvisor.launcher.host.backend import LinuxBackend
+    from bvisor.launcher.host.locate import default_launcher_path
+    from tests.replay.helpers import base_spec
+
+    ledger = tmp_path / "ledger"
+    hooked = LinuxBackend.dangerous_with_test_hooks(default_launcher_path(), {"skip_seccomp"})
+    dangerous, honest = (
+        run_confined(base_spec(["-c", "true"]), ledger=ledger, backend=backend).body.attempt_id
+        for backend in (hooked, LinuxBackend())
+    )
+    code, runs = run_json(capsys, "runs", "--ledger", str(ledger))
+    assert code == 0
+    assert {r["run"]: r["test_hooks"] for r in runs} == {
+        dangerous.hex(): ["skip_seccomp"],
+        honest.hex(): [],
+    }
+    code, out, _ = run(capsys, "runs", "--ledger", str(ledger))
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert code == 0 and lines[dangerous.hex()].endswith("test hook skip_seccomp: not evidence")
+    assert "test hook" not in lines[honest.hex()]
+
+
 def test_an_interrupted_json_command_still_prints_a_document(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -122,6 +122,7 @@ class _RecordingSink:
         self._on_checkpoint = on_checkpoint
         self._admitted = False
         self._runs: set[bytes] = set()  # the runs this sink recorded (its command's own)
+        self._seqs: dict[bytes, list[int]] = {}  # and the seqs of their events
 
     def append(self, kind: str, payload: object, run_id: bytes | None = None) -> object:
         return self.append_many([(kind, payload, run_id)])
@@ -153,6 +154,9 @@ class _RecordingSink:
             ) from exc
         self._admitted = self._admitted or events.PLAN_ADMITTED in kinds
         self._runs.update(item[2] for item in batch if len(item) == 3 and item[2])
+        for item, receipt in zip(batch, receipts, strict=True):
+            if len(item) == 3 and item[2]:
+                self._seqs.setdefault(item[2], []).append(receipt.seq)
         if request is not None:
             self._settle(request)
         return receipts
@@ -172,7 +176,8 @@ class _RecordingSink:
             if self._on_checkpoint is not None:
                 self._on_checkpoint(None, str(exc))
             return None
-        return SigningRequest(signer, remembered=memory, tolerate=True)
+        recorded = {run: list(seqs) for run, seqs in self._seqs.items()}
+        return SigningRequest(signer, remembered=memory, tolerate=True, recorded=recorded)
 
     def _settle(self, request: SigningRequest) -> None:
         from bvisor.ledger import LedgerError

@@ -26,14 +26,16 @@ checkpoint of a ledger checks it all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bvisor.ledger.checkpoint import (
+    Recorded,
     SignedCheckpoint,
     checkpoint_text,
     ledger_origin,
     parse_checkpoint,
+    seq_ranges,
 )
 from bvisor.ledger.environment import (
     META_HEAD_HASH,
@@ -74,6 +76,9 @@ class SigningRequest:
     signed: SignedCheckpoint | None = None
     problem: str | None = None
     covered_runs: tuple[bytes, ...] = ()  # runs it is the first to cover (see sign)
+    recorded: dict[bytes, list[int]] = field(default_factory=dict)
+    """The seqs of the runs the requester itself recorded before this transaction; the
+    append adds the events it writes, and the checkpoint names them (``bvisor-recorded``)."""
 
 
 def row_key(size: int, key_id: bytes) -> bytes:
@@ -132,12 +137,16 @@ def sign(
     rotate: bool = False,
     remembered: SignedCheckpoint | None = None,
     covered_runs: list[bytes] | None = None,
+    recorded: dict[bytes, list[int]] | None = None,
 ) -> SignedCheckpoint:
     """Check (see module) and sign a checkpoint of the current head; store and return it.
 
     ``covered_runs`` receives the runs with an event the new checkpoint is the first to
     cover, in order: a signature says the ledger held them, not who wrote them (anyone
-    who could write the ledger may have), so a signer can say which it vouches for."""
+    who could write the ledger may have), so a signer can say which it vouches for.
+    ``recorded``: the runs the signer recorded itself, with their events' seqs; the
+    checkpoint states them (:mod:`bvisor.ledger.checkpoint`), each seq checked to be an
+    event of that run."""
     events = _event_count(txn, environment)
     origin = ledger_origin(environment.ledger_id)
     tree = StoredTree(txn, environment)
@@ -222,10 +231,36 @@ def sign(
     head_hash = txn.get(META_HEAD_HASH, db=environment.meta)
     if events and (head_seq != seq_key(events - 1) or head_hash != head):
         raise _refuse(environment, "its meta head does not name its last event")
-    text = checkpoint_text(origin, events, frontier.root(), head if events else None)
+    stated = _stated(txn, environment, recorded or {}, events)
+    text = checkpoint_text(origin, events, frontier.root(), head if events else None, stated)
     note = sign_note(text, signer)
     txn.put(row_key(events, verifier.key_id), note.encode("utf-8"), db=environment.checkpoints)
     return parse_checkpoint(note)
+
+
+def _stated(
+    txn: Any, environment: Environment, recorded: dict[bytes, list[int]], events: int
+) -> tuple[Recorded, ...]:
+    """The ``recorded`` runs as the checkpoint states them, each seq proven to hold an
+    event of that run (refused otherwise: the signer would vouch for what it did not
+    write). Runs in the order given."""
+    stated: list[Recorded] = []
+    for run_id, seqs in recorded.items():
+        ordered = sorted(set(seqs))
+        for seq in ordered:
+            raw = txn.get(seq_key(seq), db=environment.events) if seq < events else None
+            try:
+                event = None if raw is None else decode_record(bytes(raw)).event
+            except RecordError:
+                event = None
+            if event is None or event.run_id != run_id:
+                raise _refuse(
+                    environment,
+                    f"event {seq} is not of run {run_id.hex()[:16]}, which it signs as its own",
+                )
+        if ordered:
+            stated.append((run_id, seq_ranges(ordered)))
+    return tuple(stated)
 
 
 def _event_count(txn: Any, environment: Environment) -> int:

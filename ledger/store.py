@@ -443,6 +443,10 @@ class Ledger:
 
             sign.signed, sign.problem, sign.covered_runs = None, None, ()
             covered: list[bytes] = []
+            recorded = {run: list(seqs) for run, seqs in sign.recorded.items()}
+            for offset, item in enumerate(prepared):  # this append's events are the signer's
+                if item.run_id is not None:
+                    recorded.setdefault(item.run_id, []).append(first + offset)
             try:
                 sign.signed = notary.sign(
                     txn,
@@ -451,6 +455,7 @@ class Ledger:
                     rotate=sign.rotate,
                     remembered=sign.remembered,
                     covered_runs=covered,
+                    recorded=recorded,
                 )
                 sign.covered_runs = tuple(covered)
             except LedgerError as exc:  # refused: nothing of the checkpoint was written

@@ -22,11 +22,18 @@ costs nothing more to verify than before. It then:
   checkpoint size G agrees, events G..S-1 hold the change; without such a G, 0..S-1;
 * says how far signed checkpoints cover the ledger (given trusted keys, or the checkpoint
   given, which the caller vouches for), so the events after — runs appended since, forged
-  or not — are named "not yet covered by a signed checkpoint".
+  or not — are named "not yet covered by a signed checkpoint";
+* and, of the runs they cover, which a signer says it recorded itself (every event of
+  the run named in a ``bvisor-recorded`` line of a trusted checkpoint that holds) and
+  which none does: a run appended by whoever could write the ledger, an event added to a
+  signer's run, or a run recorded without a key and covered later. The second kind is
+  named, not a finding: a run recorded unsigned and covered by ``bvisor-ledger
+  checkpoint`` is one too, and only its owner knows whether it made it.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -48,7 +55,9 @@ class CheckpointCheck:
     runs with events from ``covered`` on (shown up to a limit; ``uncovered_run_count`` is
     the total); ``signature``: how the given checkpoint's signature was judged;
     ``signatures_checked``: whether any was (no trusted key given: the coverage is by
-    checkpoints whose signatures nobody checked, and is said so).
+    checkpoints whose signatures nobody checked, and is said so). ``recorded_runs``: how
+    many covered runs a signer says it recorded, every event; ``unrecorded_runs``: covered
+    runs no signer says that of (shown up to a limit; ``unrecorded_run_count`` is the total).
     """
 
     size: int | None
@@ -58,6 +67,9 @@ class CheckpointCheck:
     uncovered_runs: tuple[bytes, ...]
     uncovered_run_count: int
     signatures_checked: bool = True
+    recorded_runs: int = 0
+    unrecorded_runs: tuple[bytes, ...] = ()
+    unrecorded_run_count: int = 0
 
     @property
     def uncovered(self) -> tuple[int, int] | None:
@@ -358,6 +370,7 @@ class TreeAudit:
         else:
             claim = next(c for c in self.claims if c.checkpoint is given)
             signature = _signature_judged(claim.problem)
+        recorded, unrecorded = self._authorship(covered)
         return CheckpointCheck(
             size=None if given is None else given.checkpoint.size,
             signature=signature,
@@ -366,7 +379,39 @@ class TreeAudit:
             uncovered_runs=tuple(runs[:_SHOWN_RUNS]),
             uncovered_run_count=len(runs),
             signatures_checked=bool(self._verifiers),
+            recorded_runs=recorded,
+            unrecorded_runs=tuple(unrecorded[:_SHOWN_RUNS]),
+            unrecorded_run_count=len(unrecorded),
         )
+
+    def _authorship(self, covered: int) -> tuple[int, list[bytes]]:
+        """How many runs with an event below ``covered`` a trusted checkpoint that holds
+        names as its signer's own, every event of them; and the others, in order."""
+        stated: dict[bytes, list[tuple[int, int]]] = {}
+        for claim in self.claims:
+            if claim.holds and claim.trusted and claim.checkpoint is not None:
+                for run_id, ranges in claim.checkpoint.checkpoint.recorded:
+                    stated.setdefault(run_id, []).extend(ranges)
+        starts = {run: sorted(ranges) for run, ranges in stated.items()}
+        seqs_of: dict[bytes, list[int]] = {}
+        for seq in sorted(self.run_of):
+            seqs_of.setdefault(self.run_of[seq], []).append(seq)
+        recorded, unrecorded = 0, []
+        for run_id, seqs in seqs_of.items():
+            if seqs[0] >= covered:
+                continue  # not covered: named as such already
+            theirs = starts.get(run_id, [])
+            if all(_within(theirs, seq) for seq in seqs):
+                recorded += 1
+            else:
+                unrecorded.append(run_id)
+        return recorded, unrecorded
+
+
+def _within(ranges: list[tuple[int, int]], seq: int) -> bool:
+    """Whether ``seq`` lies in one of ``ranges`` (sorted by first seq)."""
+    index = bisect.bisect_right(ranges, (seq, 1 << 64)) - 1
+    return index >= 0 and ranges[index][0] <= seq <= ranges[index][1]
 
 
 def _signature_judged(problem: tuple[int | None, str, str] | None) -> str:

@@ -21,7 +21,7 @@ newer ``plan.*`` event. Every later check is the same as ``audit``'s.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bvisor.contract.events import OPENING_KINDS
 from bvisor.contract.rerun import RerunLink
@@ -54,11 +54,14 @@ class CheckpointAnchor:
     ``earlier``: other checkpoints signed by a trusted key (those stored in the ledger): a
     run the given checkpoint cannot prove — because events it covers were changed after
     the run — may still be proven by an earlier one that still holds, and is said to be.
+    ``checked``: whether the signatures were checked against a trusted key; only then is
+    a checkpoint's word on who recorded a run (``bvisor-recorded``) taken.
     """
 
     signed: SignedCheckpoint
     signed_by: str
     earlier: tuple[SignedCheckpoint, ...] = ()
+    checked: bool = True
 
     def describe(self) -> str:
         cp = self.signed.checkpoint
@@ -180,7 +183,29 @@ def _audit_one(
         events[-1].time_ns,
         events[-1].kind,
     )
-    return audit_run(summary, events, chain, linker=_anchored_linker(snap, anchor, source))
+    audited = audit_run(summary, events, chain, linker=_anchored_linker(snap, anchor, source))
+    if isinstance(anchor, CheckpointAnchor) and anchor.checked and chain.ok:
+        assert source is not None
+        seqs = [event.seq for event in events]
+        audited = replace(
+            audited, recorded_by_signer=_recorded_by_signer(source, run_id, seqs, anchor)
+        )
+    return audited
+
+
+def _recorded_by_signer(
+    source: ProofSource, run_id: bytes, seqs: list[int], anchor: CheckpointAnchor
+) -> bool:
+    """Whether a trusted checkpoint names every one of these events as its signer's own
+    (``bvisor-recorded``) and still proves them: a signature alone says the ledger held a
+    run, not who appended it (:mod:`bvisor.ledger.checkpoint`)."""
+    for candidate in (anchor.signed, *anchor.earlier):
+        stated = next((r for run, r in candidate.checkpoint.recorded if run == run_id), None)
+        if stated is None:
+            continue
+        if all(any(a <= seq <= b for a, b in stated) for seq in seqs):
+            return _prove_all(source, seqs, candidate) is None
+    return False
 
 
 def _anchored_linker(snap: Snapshot, anchor: Anchor, source: ProofSource | None) -> Linker:

@@ -40,6 +40,13 @@ def _hooked(run: RunAudit) -> str:
     )
 
 
+_UNRECORDED = (
+    "covered by a trusted signature, but no signer says it recorded this run (every event) "
+    "itself: recorded without a key and signed later, or appended by whoever could write the "
+    "ledger"
+)
+
+
 def _row(run: RunAudit) -> tuple[str, str, str, str]:
     verdict = f"{run.verdict} (test hook)" if run.test_hooks else run.verdict
     return (run.run_id.hex()[:ID_PREFIX], verdict, run.outcome or "-", _time(run.time_ns))
@@ -60,7 +67,8 @@ def render_table(report: AuditReport) -> str:
         lines.append("no runs to audit")
     for run in report.runs:
         failing = run.failing()
-        if not failing and not run.test_hooks:
+        unrecorded = run.recorded_by_signer is False and run.ok
+        if not failing and not run.test_hooks and not unrecorded:
             continue
         lines.append("")
         lines.append(f"{run.run_id.hex()} {run.verdict}:")
@@ -68,6 +76,8 @@ def render_table(report: AuditReport) -> str:
             lines.append(f"  {check.name}: {check.detail}")
         if run.test_hooks:
             lines.append(f"  {_hooked(run)}")
+        if unrecorded:
+            lines.append(f"  {_UNRECORDED}")
     if report.anchor is not None:
         lines.append("")
         proven = [run for run in report.runs if run.verdict == VERIFIED]
@@ -101,6 +111,9 @@ def render_table(report: AuditReport) -> str:
     if hooked:
         verb = "is" if hooked == 1 else "are"
         summary += f"; {hooked} ran with a dangerous test hook and {verb} not evidence"
+    unsigned = sum(1 for run in report.runs if run.ok and run.recorded_by_signer is False)
+    if unsigned:
+        summary += f"; {unsigned} recorded by no signer itself"
     lines.append("")
     noun = "run" if len(report.runs) == 1 else "runs"
     lines.append(f"{len(report.runs)} {noun}: {summary or 'none'}")

@@ -116,7 +116,9 @@ class RunAudit:
     there is none) and ``time_ns`` (the run's first event time) are for display only.
     ``test_hooks`` names the dangerous test hooks the sealed report says the launcher ran
     with: a verified run with one recorded its lie faithfully, and is still not evidence of
-    a boundary, so the table and the JSON say so next to its verdict.
+    a boundary, so the table and the JSON say so next to its verdict. ``recorded_by_signer``
+    (proven against a checkpoint whose signature was checked; None otherwise): whether a
+    trusted checkpoint names every event of the run as its signer's own.
     """
 
     run_id: bytes
@@ -125,6 +127,7 @@ class RunAudit:
     outcome: str | None = None
     time_ns: int | None = None
     test_hooks: tuple[str, ...] = ()
+    recorded_by_signer: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -137,6 +140,8 @@ class RunAudit:
         shown: dict[str, object] = {"run_id": self.run_id.hex(), "verdict": self.verdict}
         if self.test_hooks:
             shown["test_hooks"] = list(self.test_hooks)
+        if self.recorded_by_signer is not None:
+            shown["recorded_by_signer"] = self.recorded_by_signer
         shown["checks"] = [c.to_json() for c in self.checks]
         return shown
 

@@ -91,6 +91,7 @@ from bvisor.ledger.record import (
     decode_record_lenient,
     encode_payload,
 )
+from bvisor.ledger.tree_verify import CheckpointCheck
 from bvisor.ledger.verify import proven_statement
 
 __all__ = ["build_parser", "main"]
@@ -618,6 +619,9 @@ def _verify_json(result: VerifyResult) -> dict[str, Any]:
             "uncovered_runs": [run.hex() for run in check.uncovered_runs],
             "uncovered_run_count": check.uncovered_run_count,
             "signatures_checked": check.signatures_checked,
+            "recorded_runs": check.recorded_runs,
+            "unrecorded_runs": [run.hex() for run in check.unrecorded_runs],
+            "unrecorded_run_count": check.unrecorded_run_count,
         }
     if result.tree_root is not None:
         out["tree_root"] = result.tree_root.hex()
@@ -658,6 +662,25 @@ def _print_verify(result: VerifyResult) -> None:
                 f"events {span[0]}..{span[1]} are not yet covered by a {signed}checkpoint "
                 f"(runs: {runs}{extra}){unchecked}"
             )
+        _print_authorship(check)
+
+
+def _print_authorship(check: CheckpointCheck) -> None:
+    """Which covered runs a signer says it recorded itself, and which none does."""
+    if check.unrecorded_run_count == 0:
+        if check.recorded_runs:
+            say(f"every covered run ({check.recorded_runs}) was recorded by a signer itself")
+        return
+    runs = ", ".join(r.hex()[:16] for r in check.unrecorded_runs)
+    more = check.unrecorded_run_count - len(check.unrecorded_runs)
+    extra = f" and {more} more" if more > 0 else ""
+    say(
+        f"{check.unrecorded_run_count} covered run(s) no signer says it recorded itself, or "
+        f"with events it did not: {runs}{extra} (recorded without a key and signed later, "
+        "or appended by whoever could write the ledger: check them with bvisor-replay RUN)"
+    )
+    if check.recorded_runs:
+        say(f"{check.recorded_runs} covered run(s) were recorded by a signer itself")
 
 
 # -- reading ------------------------------------------------------------------------------

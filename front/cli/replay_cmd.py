@@ -223,7 +223,7 @@ def _anchor(
     else:
         raise UsageError("--pub: the ledger holds no checkpoint signed by that key")
     if not verifiers:
-        return CheckpointAnchor(signed, "signature not checked (no --pub)")
+        return CheckpointAnchor(signed, "signature not checked (no --pub)", checked=False)
     try:
         keys = signed.verified_by(verifiers)
     except NoteError as exc:

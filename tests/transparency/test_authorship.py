@@ -1,0 +1,140 @@
+"""Who recorded a run: a signed run's checkpoint names the run's events as its signer's own.
+
+A signature says what the ledger held, not who appended it: whoever can write the ledger
+file can append a run, and the owner's next signed run covered it like any other. Each
+checkpoint ``bvisor run --key`` signs now carries a ``bvisor-recorded`` line naming every
+event of the run it was signed for, so ``verify --pub`` and ``bvisor-replay --pub`` tell a
+run the signer recorded from one it only covers. The oracles are the stored checkpoints'
+signed text and the events on disk; the planted lie is a run appended without the key
+(another writer) and an event added to a signer's run after it was signed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bvisor.front.api import run_confined
+from bvisor.front.cli.ledger_cmd import main as ledger_main
+from bvisor.front.cli.replay_cmd import main as replay_main
+from bvisor.ledger import Ledger, verify
+from bvisor.ledger.checkpoint import checkpoint_text, parse_checkpoint, seq_ranges
+from bvisor.ledger.errors import LedgerCorruptError
+from bvisor.ledger.keys import load_verifier
+from bvisor.ledger.notary import SigningRequest
+from bvisor.ledger.note import NoteError, generate_signer, sign_note
+from tests.replay.helpers import backend, base_spec
+from tests.transparency.kit import call, keypair
+
+ORIGIN = "bvisor-ledger/" + "ab" * 16
+ROOT = bytes(32)
+
+
+def _text(*extensions: str, size: int = 100) -> str:
+    base = checkpoint_text(ORIGIN, size, ROOT, None)
+    return base + "".join(f"{line}\n" for line in extensions)
+
+
+def test_the_recorded_line_round_trips_in_its_one_form() -> None:
+    ranges = seq_ranges([3, 4, 5, 9, 11, 12])
+    assert ranges == ((3, 5), (9, 9), (11, 12))
+    text = checkpoint_text(ORIGIN, 20, ROOT, bytes(32), ((b"\x01" * 32, ranges),))
+    assert text.endswith(f"bvisor-recorded {'01' * 32} 3-5,9,11-12\n")
+    signer = generate_signer("test.example/ledger")
+    parsed = parse_checkpoint(sign_note(text, signer)).checkpoint
+    assert parsed.recorded == ((b"\x01" * 32, ranges),)
+    assert parse_checkpoint(sign_note(_text(), signer)).checkpoint.recorded == ()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "bvisor-recorded 0102 3,4",  # two parts that are one range
+        "bvisor-recorded 0102 5,3",  # unordered
+        "bvisor-recorded 0102 4-4",  # a range of one seq written as a range
+        "bvisor-recorded 0102 100",  # beyond the tree's size
+        "bvisor-recorded 0102 007",  # leading zeros
+        "bvisor-recorded 0102 " + "9" * 5000,  # a number no int() should see
+        "bvisor-recorded 0A02 1",  # uppercase hex
+        "bvisor-recorded  1",  # no run id
+        "bvisor-recorded " + "01" * 65 + " 1",  # a run id longer than the ledger allows
+        "bvisor-recorded 0102",  # no seqs
+        "bvisor-recorded 0102 1-",
+    ],
+)
+def test_a_malformed_recorded_line_is_refused(line: str) -> None:
+    signer = generate_signer("test.example/ledger")
+    with pytest.raises(NoteError, match="bvisor-recorded"):
+        parse_checkpoint(sign_note(_text(line), signer))
+
+
+def test_two_lines_for_one_run_are_refused() -> None:
+    signer = generate_signer("test.example/ledger")
+    text = _text("bvisor-recorded 0102 1", "bvisor-recorded 0102 5")
+    with pytest.raises(NoteError, match="two bvisor-recorded lines"):
+        parse_checkpoint(sign_note(text, signer))
+
+
+def test_a_signed_run_names_every_one_of_its_events(tmp_path: Path) -> None:
+    _signer_key, key, pub = keypair(tmp_path / "keys")
+    path = tmp_path / "ledger"
+    report = run_confined(base_spec(), ledger=path, key=key, backend=backend())
+    with Ledger.open(path, readonly=True) as ledger:
+        seqs = [event.seq for event in ledger.run_events(report.body.attempt_id)]
+        (stored,) = ledger.checkpoints()
+    assert stored.checkpoint.recorded == ((report.body.attempt_id, seq_ranges(seqs)),)
+    check = verify(path, verifiers=[load_verifier(pub)]).checkpoint
+    assert check is not None and (check.recorded_runs, check.unrecorded_run_count) == (1, 0)
+
+
+def test_a_run_appended_without_the_key_is_named_as_recorded_by_no_signer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The forged run (recorded by a writer without the key) is covered by the owner's
+    next signed run, as before; verify and replay now say no signer recorded it."""
+    _signer_key, key, pub = keypair(tmp_path / "keys")
+    path = tmp_path / "ledger"
+    forged = run_confined(base_spec(), ledger=path, backend=backend()).body.attempt_id
+    honest = run_confined(base_spec(), ledger=path, key=key, backend=backend()).body.attempt_id
+    check = verify(path, verifiers=[load_verifier(pub)]).checkpoint
+    assert check is not None and check.uncovered is None
+    assert (check.recorded_runs, check.unrecorded_runs) == (1, (forged,))
+    code, out, _ = call(capsys, ledger_main, "verify", "--ledger", str(path), "--pub", str(pub))
+    assert code == 0 and "no signer says it recorded itself" in out and forged.hex()[:16] in out
+    code, out, _ = call(
+        capsys, replay_main, forged.hex(), honest.hex(), "--ledger", str(path),
+        "--pub", str(pub), "--json",
+    )  # fmt: skip
+    shown = {run["run_id"]: run["recorded_by_signer"] for run in json.loads(out)["runs"]}
+    assert code == 0 and shown == {forged.hex(): False, honest.hex(): True}
+    code, out, _ = call(capsys, replay_main, forged.hex(), "--ledger", str(path), "--pub", str(pub))
+    assert code == 0 and "1 recorded by no signer itself" in out
+
+
+def test_an_event_added_to_a_signed_run_makes_it_recorded_by_no_signer(tmp_path: Path) -> None:
+    _signer_key, key, pub = keypair(tmp_path / "keys")
+    path = tmp_path / "ledger"
+    run = run_confined(base_spec(), ledger=path, key=key, backend=backend()).body.attempt_id
+    with Ledger.open(path) as ledger:
+        ledger.append("note.external", {"added": "later"}, run_id=run)
+    from bvisor.ledger.keys import load_signer
+
+    with Ledger.open(path) as ledger:  # the owner signs again: the note is covered now
+        ledger.checkpoint(load_signer(key))
+    check = verify(path, verifiers=[load_verifier(pub)]).checkpoint
+    assert check is not None and check.unrecorded_runs == (run,)
+
+
+def test_the_signer_never_names_an_event_of_another_run_as_its_own(tmp_path: Path) -> None:
+    signer, _key, _pub = keypair(tmp_path / "keys")
+    path = tmp_path / "ledger"
+    mine, theirs = b"\x01" * 32, b"\x02" * 32
+    with Ledger.open(path, create=True) as ledger:
+        ledger.append("note.external", {"n": 0}, run_id=theirs)
+        request = SigningRequest(signer, recorded={mine: [0]})
+        with pytest.raises(LedgerCorruptError, match="is not of run 0101"):
+            ledger.append_many([("note.external", {"n": 1}, mine)], sign=request)
+        head = ledger.head()
+        assert head is not None and head.seq == 0  # nothing was appended

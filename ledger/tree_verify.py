@@ -56,8 +56,10 @@ class CheckpointCheck:
     the total); ``signature``: how the given checkpoint's signature was judged;
     ``signatures_checked``: whether any was (no trusted key given: the coverage is by
     checkpoints whose signatures nobody checked, and is said so). ``recorded_runs``: how
-    many covered runs a signer says it recorded, every event; ``unrecorded_runs``: covered
-    runs no signer says that of (shown up to a limit; ``unrecorded_run_count`` is the total).
+    many covered runs a signer says it recorded, every event (``recorded_run_ids``: which);
+    ``unrecorded_runs``: covered runs no signer says that of (shown up to a limit;
+    ``unrecorded_run_count`` is the total). Judged only with trusted keys: the word of a
+    checkpoint nobody checked is nobody's.
     """
 
     size: int | None
@@ -70,6 +72,7 @@ class CheckpointCheck:
     recorded_runs: int = 0
     unrecorded_runs: tuple[bytes, ...] = ()
     unrecorded_run_count: int = 0
+    recorded_run_ids: frozenset[bytes] = frozenset()
 
     @property
     def uncovered(self) -> tuple[int, int] | None:
@@ -379,14 +382,17 @@ class TreeAudit:
             uncovered_runs=tuple(runs[:_SHOWN_RUNS]),
             uncovered_run_count=len(runs),
             signatures_checked=bool(self._verifiers),
-            recorded_runs=recorded,
+            recorded_runs=len(recorded),
+            recorded_run_ids=frozenset(recorded),
             unrecorded_runs=tuple(unrecorded[:_SHOWN_RUNS]),
             unrecorded_run_count=len(unrecorded),
         )
 
-    def _authorship(self, covered: int) -> tuple[int, list[bytes]]:
-        """How many runs with an event below ``covered`` a trusted checkpoint that holds
-        names as its signer's own, every event of them; and the others, in order."""
+    def _authorship(self, covered: int) -> tuple[list[bytes], list[bytes]]:
+        """The runs with an event below ``covered`` a trusted checkpoint that holds names
+        as its signer's own, every event of them; and the others; each in order."""
+        if not self._verifiers:
+            return [], []
         stated: dict[bytes, list[tuple[int, int]]] = {}
         for claim in self.claims:
             if claim.holds and claim.trusted and claim.checkpoint is not None:
@@ -396,13 +402,14 @@ class TreeAudit:
         seqs_of: dict[bytes, list[int]] = {}
         for seq in sorted(self.run_of):
             seqs_of.setdefault(self.run_of[seq], []).append(seq)
-        recorded, unrecorded = 0, []
+        recorded: list[bytes] = []
+        unrecorded: list[bytes] = []
         for run_id, seqs in seqs_of.items():
             if seqs[0] >= covered:
                 continue  # not covered: named as such already
             theirs = starts.get(run_id, [])
             if all(_within(theirs, seq) for seq in seqs):
-                recorded += 1
+                recorded.append(run_id)
             else:
                 unrecorded.append(run_id)
         return recorded, unrecorded

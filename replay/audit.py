@@ -43,6 +43,7 @@ from bvisor.contract.rerun import RerunLink
 from bvisor.ledger import Event, Head, Ledger, LedgerError, ProvenRecord, RunSummary, verify_runs
 from bvisor.ledger.checkpoint import SignedCheckpoint
 from bvisor.ledger.note import Verifier
+from bvisor.ledger.tree_verify import CheckpointCheck
 from bvisor.replay.checks import (
     CHECK_NAMES,
     REFUSED_CHECK_NAMES,
@@ -210,10 +211,18 @@ def audit(
             )
             if events is None:  # no event to take a time from
                 audited = dataclasses.replace(audited, time_ns=None)
-        audits.append(audited)
+        audits.append(_authored(audited, seqs, result.checkpoint))
         if progress is not None:
             progress("runs", done, len(targets))
     return AuditReport(audits, ledger=result)
+
+
+def _authored(audited: RunAudit, seqs: list[int], check: CheckpointCheck | None) -> RunAudit:
+    """With trusted keys, whether a checkpoint names every event of a covered run as its
+    signer's own (``bvisor-recorded``); a run not wholly covered is left unsaid."""
+    if check is None or not check.signatures_checked or not seqs or seqs[-1] >= check.covered:
+        return audited
+    return dataclasses.replace(audited, recorded_by_signer=audited.run_id in check.recorded_run_ids)
 
 
 def ledger_linker(ledger: Ledger, runs: dict[bytes, list[int]]) -> Linker:

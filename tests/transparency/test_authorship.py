@@ -111,6 +111,11 @@ def test_a_run_appended_without_the_key_is_named_as_recorded_by_no_signer(
     assert code == 0 and shown == {forged.hex(): False, honest.hex(): True}
     code, out, _ = call(capsys, replay_main, forged.hex(), "--ledger", str(path), "--pub", str(pub))
     assert code == 0 and "1 recorded by no signer itself" in out
+    code, out, _ = call(capsys, replay_main, "--ledger", str(path), "--pub", str(pub), "--json")
+    shown = {run["run_id"]: run["recorded_by_signer"] for run in json.loads(out)["runs"]}
+    assert code == 0 and shown == {forged.hex(): False, honest.hex(): True}  # the whole chain
+    code, out, _ = call(capsys, replay_main, "--ledger", str(path), "--json")
+    assert code == 0 and all("recorded_by_signer" not in run for run in json.loads(out)["runs"])
 
 
 def test_an_event_added_to_a_signed_run_makes_it_recorded_by_no_signer(tmp_path: Path) -> None:

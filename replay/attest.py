@@ -10,7 +10,7 @@ that signs checkpoints::
      "subject": [{"name": "stdout", "digest": {"sha256": "<hex>"}}, ...],
      "predicateType": "https://bvisor.dev/attestation/run/v1",
      "predicate": {
-       "ledger_id", "run_id", "outcome", "exit",
+       "ledger_id", "run_id", "outcome", "exit", "recorded_by_signer",
        "plan": {"plan_id", "h_p", "h_a", "h_l", "backend", "schema_version"},
        "report": {"body": <the sealed body, byte strings as hex>, "seal": "<hex>"},
        "streams": [{"name", "length", "captured", "truncated"}],
@@ -23,7 +23,10 @@ Subjects are the captured streams (SHA-256 of the bytes kept); this backend reco
 artifacts (the report's ``artifacts`` list, in the predicate, is empty). The inclusion
 part lets a verifier with only the public key tie the statement to the signed ledger:
 every event of the run is a leaf of the signed tree, and the report is the payload of
-the ``report.sealed`` record, whose leaf hash it can recompute.
+the ``report.sealed`` record, whose leaf hash it can recompute. ``recorded_by_signer`` is
+the signer's word that a checkpoint of its key names every event of the run as its own
+(``bvisor-recorded``); false for a run it only covers (recorded without a key, or by
+whoever else could write the ledger).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ def statement(
     events: Sequence[Event],
     signed: SignedCheckpoint,
     proofs: Sequence[RecordProof],
+    recorded_by_signer: bool = False,
 ) -> dict[str, Any]:
     """The in-toto Statement of a verified, completed run (see module)."""
     parsed = parse_run(run_id, events)
@@ -101,6 +105,7 @@ def statement(
         "run_id": run_id.hex(),
         "outcome": terminal.outcome.value,
         "exit": None if terminal.exit is None else _json(terminal.exit.to_value()),
+        "recorded_by_signer": recorded_by_signer,
         "plan": {
             "plan_id": admitted.plan_id.hex(),
             "h_p": admitted.h_p.hex(),

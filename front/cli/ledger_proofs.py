@@ -45,6 +45,7 @@ from bvisor.front.cli.ledger_common import (
     open_ledger,
     read_input,
     run_ref,
+    say,
     signer_for,
     verifiers_for,
     write_output,
@@ -52,7 +53,7 @@ from bvisor.front.cli.ledger_common import (
 from bvisor.front.cli.usage import whole_number
 from bvisor.ledger import LedgerError
 from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin, parse_checkpoint
-from bvisor.ledger.note import NoteError
+from bvisor.ledger.note import NoteError, Verifier
 from bvisor.ledger.record import MAX_SEQ
 
 __all__ = ["add_commands", "load_checkpoint"]
@@ -171,6 +172,14 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 0
+
+
+def _signed_by(signed: SignedCheckpoint, verifier: Verifier) -> bool:
+    try:
+        signed.verified_by([verifier])
+    except NoteError:
+        return False
+    return True
 
 
 def _latest(ledger: Any) -> SignedCheckpoint:
@@ -310,7 +319,11 @@ def _cmd_attest(args: argparse.Namespace) -> int:
             signed.verified_by([signer.verifier])
         except NoteError as exc:
             raise NotFound(f"the latest checkpoint is not this key's: {exc}") from None
-        report = audit_anchored(ledger, [run_id], CheckpointAnchor(signed, "signed by this key"))
+        # The key's earlier checkpoints too: the one signed with the run names it as the
+        # signer's own (bvisor-recorded), and the statement says whether one does.
+        earlier = tuple(c for c in ledger.checkpoints() if _signed_by(c, signer.verifier))
+        anchor = CheckpointAnchor(signed, "signed by this key", earlier)
+        report = audit_anchored(ledger, [run_id], anchor)
         if report.error is not None:
             raise NotFound(report.error)
         (audited,) = report.runs
@@ -330,7 +343,15 @@ def _cmd_attest(args: argparse.Namespace) -> int:
         if any(event.run_id != run_id for event in events):
             raise NotFound(f"the runs index of run {run_id.hex()[:16]} names another run's event")
         proofs = _run_proofs(ledger, run_id, signed)
-        document = statement(ledger.ledger_id, run_id, events, signed, proofs)
+        recorded = audited.recorded_by_signer is True
+        document = statement(ledger.ledger_id, run_id, events, signed, proofs, recorded)
+    if not recorded:
+        say(
+            f"{PROG}: warning: no checkpoint of this key says its signer recorded run "
+            f"{run_id.hex()[:16]} (every event) itself; the statement says so "
+            "(recorded_by_signer: false)",
+            file=sys.stderr,
+        )
     envelope = envelope_for(document, signer)
     write_output(args.out, json.dumps(envelope, sort_keys=True) + "\n")
     return 0

@@ -11,6 +11,7 @@ signed text and the events on disk; the planted lie is a run appended without th
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -143,3 +144,26 @@ def test_the_signer_never_names_an_event_of_another_run_as_its_own(tmp_path: Pat
             ledger.append_many([("note.external", {"n": 1}, mine)], sign=request)
         head = ledger.head()
         assert head is not None and head.seq == 0  # nothing was appended
+
+
+def test_an_attestation_says_whether_its_signer_recorded_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """attest names the run's recorder in its predicate: true for a run signed as it was
+    recorded (found in that run's own checkpoint, not the latest), false, with a warning,
+    for a run recorded without the key and covered since."""
+    _signer_key, key, _pub = keypair(tmp_path / "keys")
+    path = tmp_path / "ledger"
+    honest = run_confined(base_spec(), ledger=path, key=key, backend=backend()).body.attempt_id
+    forged = run_confined(base_spec(), ledger=path, backend=backend()).body.attempt_id
+    run_confined(base_spec(), ledger=path, key=key, backend=backend())  # the latest checkpoint
+    said: dict[bytes, tuple[object, str]] = {}
+    for run in (honest, forged):
+        code, out, err = call(
+            capsys, ledger_main, "attest", run.hex(), "--ledger", str(path), "--key", str(key)
+        )
+        assert code == 0, err
+        payload = json.loads(base64.b64decode(json.loads(out)["payload"]))
+        said[run] = (payload["predicate"]["recorded_by_signer"], err)
+    assert said[honest] == (True, "")
+    assert said[forged][0] is False and "recorded_by_signer: false" in said[forged][1]

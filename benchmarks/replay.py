@@ -224,7 +224,7 @@ def one_run(base: Path, sizes: list[int], rounds: int = 5) -> dict[str, dict[int
         cases[size] = {
             "path": path,
             "ledger": ledger,
-            "anchor": CheckpointAnchor(signed, "bench key", (signed,)),
+            "anchor": CheckpointAnchor(signed, "bench key", (signer.verifier,)),
             "head": ledger.head(),
             "run": summaries[index].run_id,
         }

@@ -257,6 +257,33 @@ class Snapshot:
         for key, value in self._txn.cursor(db=self._env.checkpoints):
             yield bytes(key), bytes(value)
 
+    def checkpoint_rows_between(
+        self, first: int, stop: int | None = None, *, newest_first: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Raw rows of stored checkpoints of tree size ``first <= size < stop`` (no stop:
+        every larger one), smallest first or, with ``newest_first``, largest first: a
+        seek and a step per row, so finding one costs O(log n) however many are stored
+        (a ledger signed at every run holds one per run)."""
+        if stop is not None and stop >= 1 << 64:
+            stop = None  # past every size a key can hold
+        if self._env.checkpoints is None or (stop is not None and stop <= first):
+            return
+        cursor = self._txn.cursor(db=self._env.checkpoints)
+        low = seq_key(first)
+        if newest_first:
+            found = cursor.set_range(seq_key(stop)) if stop is not None else cursor.last()
+            if stop is not None:
+                found = cursor.prev() if found else cursor.last()
+            while found and bytes(cursor.key()) >= low:
+                yield bytes(cursor.key()), bytes(cursor.value())
+                found = cursor.prev()
+            return
+        found = cursor.set_range(low)
+        high = None if stop is None else seq_key(stop)
+        while found and (high is None or bytes(cursor.key()) < high):
+            yield bytes(cursor.key()), bytes(cursor.value())
+            found = cursor.next()
+
 
 class Ledger:
     """A handle on one ledger directory. Cheap; share the process's LMDB environment.

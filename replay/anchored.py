@@ -20,13 +20,14 @@ newer ``plan.*`` event. Every later check is the same as ``audit``'s.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from bvisor.contract.events import OPENING_KINDS
 from bvisor.contract.rerun import RerunLink
 from bvisor.ledger import Event, Head, Ledger, LedgerError, RunSummary
-from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin
+from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin, parse_checkpoint
+from bvisor.ledger.note import NoteError, Verifier
 from bvisor.ledger.proofs import ProofSource, ProofUnavailable
 from bvisor.ledger.record import RecordError, decode_record
 from bvisor.ledger.store import Snapshot
@@ -34,7 +35,7 @@ from bvisor.replay.audit import Linker, audit_run
 from bvisor.replay.checks import check_rerun_of
 from bvisor.replay.results import AuditReport, CheckResult, RunAudit
 
-__all__ = ["CheckpointAnchor", "HeadAnchor", "audit_anchored"]
+__all__ = ["CheckpointAnchor", "HeadAnchor", "audit_anchored", "trusted_stored"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,17 +52,17 @@ class HeadAnchor:
 class CheckpointAnchor:
     """A checkpoint whose signature the caller has checked (``signed_by`` says by whom).
 
-    ``earlier``: other checkpoints signed by a trusted key (those stored in the ledger): a
-    run the given checkpoint cannot prove — because events it covers were changed after
-    the run — may still be proven by an earlier one that still holds, and is said to be.
-    ``checked``: whether the signatures were checked against a trusted key; only then is
-    a checkpoint's word on who recorded a run (``bvisor-recorded``) taken.
+    ``verifiers``: the trusted keys its signature was checked with (none: it was not).
+    With them, the ledger's other stored checkpoints signed by one are consulted, each
+    found by its size (O(log n), however many the ledger holds): a run the given
+    checkpoint cannot prove — because events it covers were changed after the run — may
+    still be proven by an earlier one that still holds, and is said to be; and the one
+    signed with the run says whether its signer recorded it (``bvisor-recorded``).
     """
 
     signed: SignedCheckpoint
     signed_by: str
-    earlier: tuple[SignedCheckpoint, ...] = ()
-    checked: bool = True
+    verifiers: tuple[Verifier, ...] = ()
 
     def describe(self) -> str:
         cp = self.signed.checkpoint
@@ -184,26 +185,51 @@ def _audit_one(
         events[-1].kind,
     )
     audited = audit_run(summary, events, chain, linker=_anchored_linker(snap, anchor, source))
-    if isinstance(anchor, CheckpointAnchor) and anchor.checked and chain.ok:
+    if isinstance(anchor, CheckpointAnchor) and anchor.verifiers and chain.ok:
         assert source is not None
         seqs = [event.seq for event in events]
-        audited = replace(
-            audited, recorded_by_signer=_recorded_by_signer(source, run_id, seqs, anchor)
-        )
+        recorded = _recorded_by_signer(snap, source, run_id, seqs, anchor)
+        audited = replace(audited, recorded_by_signer=recorded)
     return audited
 
 
-def _recorded_by_signer(
-    source: ProofSource, run_id: bytes, seqs: list[int], anchor: CheckpointAnchor
-) -> bool:
-    """Whether a trusted checkpoint names every one of these events as its signer's own
-    (``bvisor-recorded``) and still proves them: a signature alone says the ledger held a
-    run, not who appended it (:mod:`bvisor.ledger.checkpoint`)."""
-    for candidate in (anchor.signed, *anchor.earlier):
-        stated = next((r for run, r in candidate.checkpoint.recorded if run == run_id), None)
-        if stated is None:
+def trusted_stored(
+    snap: Snapshot,
+    verifiers: Sequence[Verifier],
+    first: int,
+    stop: int | None = None,
+    *,
+    newest_first: bool = False,
+) -> Iterator[SignedCheckpoint]:
+    """The stored checkpoints of size ``first <= size < stop`` a trusted key signed, read
+    and checked one at a time as they are asked for (a malformed one is passed over:
+    ``verify`` names it)."""
+    for _key, value in snap.checkpoint_rows_between(first, stop, newest_first=newest_first):
+        try:
+            candidate = parse_checkpoint(value)
+            candidate.verified_by(list(verifiers))
+        except NoteError:
             continue
-        if all(any(a <= seq <= b for a, b in stated) for seq in seqs):
+        yield candidate
+
+
+def _recorded_by_signer(
+    snap: Snapshot,
+    source: ProofSource,
+    run_id: bytes,
+    seqs: list[int],
+    anchor: CheckpointAnchor,
+) -> bool:
+    """Whether the checkpoint signed with the run's last record (its tree ends there: the
+    signer signs in that transaction) names every one of these events as its signer's
+    own (``bvisor-recorded``), signed by a trusted key, and still proves them. A signature
+    alone says the ledger held a run, not who appended it (:mod:`bvisor.ledger.checkpoint`);
+    an event added to the run later moves its end past that checkpoint, so it is not."""
+    size = seqs[-1] + 1
+    given = [anchor.signed] if anchor.signed.checkpoint.size == size else []
+    for candidate in (*given, *trusted_stored(snap, anchor.verifiers, size, size + 1)):
+        stated = next((r for run, r in candidate.checkpoint.recorded if run == run_id), None)
+        if stated is not None and all(any(a <= seq <= b for a, b in stated) for seq in seqs):
             return _prove_all(source, seqs, candidate) is None
     return False
 
@@ -272,10 +298,9 @@ def _by_checkpoint(
             f"{len(seqs)} events (seq {seqs[0]}..{seqs[-1]}) proven included in the "
             f"{anchor.describe()}",
         )
-    for earlier in sorted(anchor.earlier, key=lambda c: c.checkpoint.size):
+    for earlier in trusted_stored(snap, anchor.verifiers, seqs[-1] + 1, checkpoint.size):
         cp = earlier.checkpoint
-        covers = seqs[-1] < cp.size < checkpoint.size
-        if covers and _prove_all(source, seqs, earlier) is None:
+        if _prove_all(source, seqs, earlier) is None:
             return events, CheckResult.passed(
                 "chain",
                 f"{len(seqs)} events (seq {seqs[0]}..{seqs[-1]}) proven included in the stored "

@@ -44,7 +44,7 @@ from bvisor.ledger import Ledger, LedgerError, RunSummary, default_ledger_path, 
 from bvisor.ledger.errors import LedgerFormatError, LedgerNotFoundError
 from bvisor.ledger.runs import RunLookupError, resolve_in_ledger, resolve_run_prefix
 from bvisor.replay import AuditReport, ReplayUsageError, audit
-from bvisor.replay.anchored import CheckpointAnchor, HeadAnchor, audit_anchored
+from bvisor.replay.anchored import CheckpointAnchor, HeadAnchor, audit_anchored, trusted_stored
 from bvisor.replay.audit import Progress
 from bvisor.replay.render import render_json, render_table
 from bvisor.replay.results import UNKNOWN_RULES
@@ -209,27 +209,22 @@ def _anchor(
             raise UsageError(f"--expect-head: {exc}") from None
     if args.checkpoint is None and not verifiers:
         return None
-    trusted: list[SignedCheckpoint] = []
-    for candidate in ledger.checkpoints() if verifiers else []:
-        try:
-            candidate.verified_by(verifiers)
-        except NoteError:
-            continue
-        trusted.append(candidate)
     if args.checkpoint is not None:
         signed = _checkpoint(args.checkpoint)
-    elif trusted:
-        signed = max(trusted, key=lambda c: c.checkpoint.size)
     else:
-        raise UsageError("--pub: the ledger holds no checkpoint signed by that key")
+        with ledger.snapshot() as snap:  # the largest trusted one: found from the top
+            latest = next(trusted_stored(snap, verifiers, 0, newest_first=True), None)
+        if latest is None:
+            raise UsageError("--pub: the ledger holds no checkpoint signed by that key")
+        signed = latest
     if not verifiers:
-        return CheckpointAnchor(signed, "signature not checked (no --pub)", checked=False)
+        return CheckpointAnchor(signed, "signature not checked (no --pub)")
     try:
         keys = signed.verified_by(verifiers)
     except NoteError as exc:
         raise UsageError(f"the checkpoint is not signed by a trusted key: {exc}") from None
     names = ", ".join(f"{k.name}+{k.key_id.hex()}" for k in keys)
-    return CheckpointAnchor(signed, f"signed by {names}", tuple(trusted))
+    return CheckpointAnchor(signed, f"signed by {names}", tuple(verifiers))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -167,3 +167,61 @@ def test_an_attestation_says_whether_its_signer_recorded_the_run(
         said[run] = (payload["predicate"]["recorded_by_signer"], err)
     assert said[honest] == (True, "")
     assert said[forged][0] is False and "recorded_by_signer: false" in said[forged][1]
+
+
+def _many_checkpoints(tmp_path: Path, count: int) -> tuple[Path, Path, bytes]:
+    """A ledger of one signed run and then ``count`` more signed checkpoints, as a ledger
+    signed at every run holds; returns its path, the public key and the run."""
+    signer, key, pub = keypair(tmp_path / "keys")
+    path = tmp_path / "ledger"
+    run = run_confined(base_spec(), ledger=path, key=key, backend=backend()).body.attempt_id
+    with Ledger.open(path) as ledger:
+        for index in range(count):
+            ledger.append("note.external", {"n": index})
+            ledger.checkpoint(signer)
+    return path, pub, run
+
+
+def test_one_run_reads_a_few_checkpoints_however_many_are_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bvisor-replay RUN --pub`` checked the signature of every stored checkpoint first:
+    O(runs) for a ledger signed at every run (400 ms more at 3,000). Now the latest and
+    the run's own are found by their sizes; the count of signatures checked is the oracle."""
+    from bvisor.ledger.checkpoint import SignedCheckpoint
+
+    path, pub, run = _many_checkpoints(tmp_path, 40)
+    checked: list[int] = []
+    original = SignedCheckpoint.verified_by
+
+    def counted(self: SignedCheckpoint, verifiers: list[object]) -> list[object]:
+        checked.append(self.checkpoint.size)
+        return original(self, verifiers)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SignedCheckpoint, "verified_by", counted)
+    code, out, _ = call(
+        capsys, replay_main, run.hex(), "--ledger", str(path), "--pub", str(pub), "--json"
+    )
+    (shown,) = json.loads(out)["runs"]
+    assert code == 0 and shown["verdict"] == "verified" and shown["recorded_by_signer"] is True
+    assert len(checked) <= 3, checked
+
+
+def test_checkpoint_rows_are_found_by_size_both_ways(tmp_path: Path) -> None:
+    path, _pub, _run = _many_checkpoints(tmp_path, 6)
+    with Ledger.open(path, readonly=True) as ledger, ledger.snapshot() as snap:
+        sizes = [int.from_bytes(key[:8], "big") for key, _ in snap.checkpoint_rows()]
+        assert len(sizes) == 7 and sizes == sorted(sizes)
+
+        def between(first: int, stop: int | None, newest_first: bool = False) -> list[int]:
+            rows = snap.checkpoint_rows_between(first, stop, newest_first=newest_first)
+            return [int.from_bytes(key[:8], "big") for key, _ in rows]
+
+        assert between(0, None) == sizes
+        assert between(0, None, newest_first=True) == sizes[::-1]
+        assert between(sizes[2], sizes[4]) == sizes[2:4]
+        assert between(sizes[2], sizes[4], newest_first=True) == sizes[3:1:-1]
+        assert between(sizes[2] + 1, sizes[2] + 1) == []
+        assert between(sizes[-1] + 1, None) == between(sizes[-1] + 1, None, True) == []
+        assert between(0, sizes[0], newest_first=True) == []
+        assert between(sizes[-1], 1 << 64, newest_first=True) == [sizes[-1]]

@@ -175,10 +175,15 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _latest(ledger: Any) -> SignedCheckpoint:
-    stored = ledger.checkpoints()
-    if not stored:
-        raise NotFound("the ledger holds no checkpoint yet (run bvisor-ledger checkpoint)")
-    return max(stored, key=lambda c: c.checkpoint.size)  # type: ignore[no-any-return]
+    """The largest well-formed stored checkpoint, read from the top (not every one: a
+    ledger signed at every run holds one per run)."""
+    with ledger.snapshot() as snap:
+        for _key, value in snap.checkpoint_rows_between(0, newest_first=True):
+            try:
+                return parse_checkpoint(value)
+            except NoteError:
+                continue
+    raise NotFound("the ledger holds no checkpoint yet (run bvisor-ledger checkpoint)")
 
 
 def _check_signatures(signed: list[SignedCheckpoint], pub: list[str] | None) -> None:

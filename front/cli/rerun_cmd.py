@@ -7,7 +7,8 @@ a fresh plan and recorded in the same ledger as a new run naming RUN
 id (and, when h_p differs, which profile facts do), outcome, exit, each stream's digest
 and each listed output's and committed artifact's digest. The workload's output is
 captured and recorded, not shown (``bvisor-ledger log --run`` has it); it reads empty
-stdin.
+stdin. Before anything runs, stderr says what is about to (:func:`announcement`): the
+command, its working directory and roots, its network, what its spec leaves unconfined.
 
 Exit status: 0 ran and everything compared matches; 1 ran and something differs, or RUN
 does not verify; 2 bad usage (unknown or ambiguous RUN, a bad ``--lease``); 125 refused:
@@ -20,9 +21,11 @@ spec needs was not given again.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
+from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.report import BoundaryReportBody
 from bvisor.front.cli.leases import lease_values, spec_lease_refs
 from bvisor.front.rerun import RerunFailed, RerunRefused, RerunResult, compare, recorded_run, rerun
@@ -36,6 +39,7 @@ __all__ = [
     "EXIT_REFUSED",
     "EXIT_SAME",
     "RerunUsageError",
+    "announcement",
     "render_table",
     "run_rerun",
 ]
@@ -100,7 +104,7 @@ def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool)
                     requirement=ref,
                 )
         try:
-            plan, body = rerun(ledger, parsed, leases)
+            plan, body = rerun(ledger, parsed, leases, on_plan=lambda p: _announce(run_id, p))
         except LedgerError as exc:  # a full disk: the rerun ran, its record is incomplete
             return _say(f"the rerun's record is incomplete: {exc}", as_json, "record", 125)
         except RerunRefused as exc:
@@ -127,6 +131,50 @@ def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool)
     else:
         sys.stdout.write(visible(render_table(result)))
     return EXIT_SAME if result.same else EXIT_DIFFERS
+
+
+def announcement(run_id: bytes, plan: BoundaryPlan) -> list[str]:
+    """What a rerun is about to run, from the plan it was just admitted under: the
+    command, its working directory, the host paths it is granted and how, its network
+    and the families its spec leaves the host's own. A verified chain proves order, not
+    authorship (README): whoever could write the ledger chose this spec, so its owner
+    sees it before it runs rather than only in the table after."""
+    from bvisor.contract import Filesystem, Network, NetworkAllowList
+    from bvisor.front.cli.plan_cmd import unconfined
+
+    spec = plan.spec
+    workload = spec.workload
+    argv = [getattr(workload, "exe", "?"), *getattr(workload, "args", ())]
+    cwd = getattr(workload, "cwd", None)
+    lines = [
+        f"rerunning {run_id.hex()[:16]} as recorded: {shlex.join(argv)}"
+        + (f" (in {cwd})" if cwd is not None else "")
+    ]
+    for capability in spec.capabilities:
+        if isinstance(capability, Filesystem):
+            lines.append(f"  {capability.access.value}: {' '.join(capability.roots)}")
+        elif isinstance(capability, Network):
+            policy = capability.policy
+            if isinstance(policy, NetworkAllowList):
+                lines.append(f"  network: only {' '.join(policy.endpoints)}")
+            else:
+                lines.append("  network: none (an empty namespace)")
+    left = unconfined(plan)
+    if left:
+        lines.append(
+            f"  not confined: {', '.join(left)} (the spec names no capability of these: "
+            "the host's own, as far as your uid may reach)"
+        )
+    return lines
+
+
+def _announce(run_id: bytes, plan: BoundaryPlan) -> None:
+    """Each line of :func:`announcement` on stderr, one line each: a recorded newline or
+    tab is written as its escape too, so a forged argv cannot add lines of its own."""
+    for line in announcement(run_id, plan):
+        shown = visible(line).replace("\n", "\\n").replace("\t", "\\t")
+        print(f"{PROG}: {shown}", file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _notes(recorded: BoundaryReportBody) -> tuple[str, ...]:

@@ -512,3 +512,40 @@ def test_a_run_that_had_a_terminal_is_refused_not_recorded_as_denied(
     assert code == 125, (out, err)
     assert "terminal" in err and json.loads(out)["error"]["code"] == "terminal"
     assert len(_runs(ledger)) == 1
+
+
+def test_what_a_rerun_will_run_is_said_before_it_runs(tmp_path: Path) -> None:
+    """A verified chain proves order, not authorship: whoever could write the ledger chose
+    the recorded spec (a write root over your home, no filesystem capability at all), and
+    the rerun runs it as you. Found by attack: the rerun said nothing of what it was about
+    to run, only the digests afterwards. Its command, working directory, roots, network
+    and the families it leaves unconfined are now on stderr before it starts: the oracle
+    is the disk (the workload's marker does not exist yet when the lines arrive), and a
+    recorded newline cannot add a line of its own."""
+    import subprocess
+    import sys
+
+    ledger, work = tmp_path / "ledger", tmp_path / "work"
+    work.mkdir()
+    marker = work / "ran"
+    old = _record(ledger, _spec(f"sleep 1; touch {marker}\nFAKE LINE", cwd=str(work)))
+    marker.unlink()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bvisor.front.cli.replay_cmd", "--ledger", str(ledger),
+         "--rerun", old.hex()],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "BVISOR_SERVE": "0"},
+    )  # fmt: skip
+    assert process.stderr is not None and process.stdout is not None
+    first = process.stderr.readline()
+    ran_before = marker.exists()
+    process.stdout.read()
+    err = process.stderr.read()
+    process.wait(timeout=120)
+    assert process.returncode in (0, 1), (first, err)
+    assert not ran_before, "the announcement came after the workload ran"
+    assert first.startswith(f"bvisor-replay: rerunning {old.hex()[:16]} as recorded: /bin/sh -c")
+    assert "\\nFAKE LINE" in first and f"(in {work})" in first
+    assert "not confined: filesystem, network" in err
+    assert not [line for line in (first + err).splitlines() if line.startswith("FAKE")]
+    assert marker.exists()

@@ -25,6 +25,7 @@ from bvisor.contract.report import BoundaryReportBody
 from bvisor.contract.rerun import RerunLink
 from bvisor.contract.spec import BoundarySpec
 from bvisor.ledger import Ledger
+from bvisor.ledger.checkpoint import SignedCheckpoint
 from bvisor.replay import VERIFIED, audit
 from bvisor.replay.diff import show
 from bvisor.replay.events import GrammarError, ParsedRun, parse_run
@@ -141,11 +142,15 @@ def rerun(
     parsed: ParsedRun,
     secrets: Mapping[str, str],
     on_plan: Callable[[BoundaryPlan], None] | None = None,
+    on_checkpoint: Callable[[SignedCheckpoint | None, str | None], None] | None = None,
 ) -> tuple[BoundaryPlan, BoundaryReportBody]:
     """Re-execute ``parsed``'s spec under a fresh plan, recorded in ``ledger``.
 
     ``on_plan`` hears the fresh plan once admitted, before anything runs (the command
-    says there what it is about to run). Raises :class:`RerunRefused` when this host
+    says there what it is about to run); ``on_checkpoint`` hears what
+    :func:`bvisor.front.api.run_confined` says of the checkpoint a configured key signs
+    (the rerun is a run like any other: its record is signed, and a checkpoint that
+    first covers runs it did not record says so). Raises :class:`RerunRefused` when this host
     refuses the spec (recorded as a ``plan.refused``, as any refusal is), a recorded root
     is gone or the run had a terminal (nothing recorded).
     """
@@ -184,6 +189,7 @@ def rerun(
             ledger=ledger,
             secrets=dict(secrets),
             on_plan=planned,
+            on_checkpoint=on_checkpoint,
             rerun_of=link,
         )
     except (LedgerReachable, KeyReachable, ArtifactsReachable) as exc:

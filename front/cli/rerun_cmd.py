@@ -31,7 +31,7 @@ from bvisor.front.cli.leases import lease_values, spec_lease_refs
 from bvisor.front.rerun import RerunFailed, RerunRefused, RerunResult, compare, recorded_run, rerun
 from bvisor.front.visible import visible
 from bvisor.ledger import Ledger, LedgerError
-from bvisor.ledger.errors import LedgerFormatError, LedgerNotFoundError
+from bvisor.ledger.errors import LedgerFormatError, LedgerNotFoundError, RecordIncompleteError
 from bvisor.ledger.runs import RunLookupError, resolve_in_ledger
 
 __all__ = [
@@ -103,10 +103,25 @@ def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool)
                     EXIT_REFUSED,
                     requirement=ref,
                 )
+        warnings: list[str] = []
+
+        def checkpointed(signed: object, problem: str | None) -> None:
+            if problem is not None:
+                unsigned = "no checkpoint was signed: " if signed is None else ""
+                warnings.append(f"warning: {unsigned}{problem}")
+
         try:
-            plan, body = rerun(ledger, parsed, leases, on_plan=lambda p: _announce(run_id, p))
-        except LedgerError as exc:  # a full disk: the rerun ran, its record is incomplete
+            plan, body = rerun(
+                ledger,
+                parsed,
+                leases,
+                on_plan=lambda p: _announce(run_id, p),
+                on_checkpoint=checkpointed,
+            )
+        except RecordIncompleteError as exc:  # a full disk: the rerun ran, its record is not
             return _say(f"the rerun's record is incomplete: {exc}", as_json, "record", 125)
+        except LedgerError as exc:  # a key that cannot be used: nothing ran
+            return _say(f"refused: {exc}", as_json, "ledger", EXIT_REFUSED)
         except RerunRefused as exc:
             return _say(
                 f"refused: {exc}",
@@ -126,6 +141,8 @@ def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool)
             plan.admission.rules_version,
         )
         result = RerunResult(run_id, body.attempt_id, rows, why, _notes(parsed.sealed.body))
+    for warning in warnings:  # the record is kept; these are about its checkpoint
+        print(visible(f"{PROG}: {warning}"), file=sys.stderr)
     if as_json:
         print(json.dumps(result.to_json(), sort_keys=True))
     else:

@@ -549,3 +549,46 @@ def test_what_a_rerun_will_run_is_said_before_it_runs(tmp_path: Path) -> None:
     assert "not confined: filesystem, network" in err
     assert not [line for line in (first + err).splitlines() if line.startswith("FAKE")]
     assert marker.exists()
+
+
+def test_a_rerun_names_the_runs_its_checkpoint_is_the_first_to_cover(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rerun with a key configured signs its record like any run; found by attack, it
+    dropped what the signer said of it, so a run forged since the last checkpoint (by
+    whoever could write the ledger, holding no key) was covered by the rerun's checkpoint
+    with nothing said, and the owner's next run no longer names it either. The oracle is
+    the ledger: its newest checkpoint is the rerun's and covers the forged run, whose id
+    the rerun's stderr names."""
+    from tests.replay.helpers import backend, base_spec
+    from tests.transparency.kit import keypair
+
+    _signer, key, _pub = keypair(tmp_path / "keys")
+    ledger = tmp_path / "ledger"
+    old = run_confined(base_spec(), ledger=ledger, key=key, backend=backend()).body.attempt_id
+    with Ledger.open(ledger) as handle:  # a writer without the key
+        forged = record_synthetic(handle, fake=FakeRun())
+    monkeypatch.setenv("BVISOR_KEY", str(key))
+    code, out, err = _cli(capsys, ledger, "--rerun", old.hex())
+    assert code == 0, (out, err)
+    with Ledger.open(ledger, readonly=True) as handle:
+        newest = handle.checkpoints()[-1].checkpoint
+        forged_last = handle.run_events(forged)[-1].seq
+        rerun_last = handle.head()
+    assert rerun_last is not None and newest.size == rerun_last.seq + 1 > forged_last
+    assert "warning:" in err and forged.hex()[:16] in err, err
+    assert old.hex()[:16] not in err.split("warning:", 1)[1]
+
+
+def test_a_key_that_cannot_be_used_refuses_the_rerun_before_it_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A configured key that cannot be loaded refuses the rerun with nothing run or
+    recorded (the ledger's own count is the oracle); it was reported as "the rerun's
+    record is incomplete", as if the workload had run."""
+    ledger = tmp_path / "ledger"
+    old = _record(ledger, _spec("true"))
+    monkeypatch.setenv("BVISOR_KEY", str(tmp_path / "no-such-key"))
+    code, out, err = _cli(capsys, ledger, "--rerun", old.hex())
+    assert code == 125 and "refused:" in err and "incomplete" not in err, (out, err)
+    assert len(_runs(ledger)) == 1

@@ -14,7 +14,7 @@ each row compares one recorded digest or value with the rerun's.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from bvisor.contract import CaptureStreams, Filesystem
@@ -25,6 +25,7 @@ from bvisor.contract.report import BoundaryReportBody
 from bvisor.contract.rerun import RerunLink
 from bvisor.contract.spec import BoundarySpec
 from bvisor.ledger import Ledger
+from bvisor.ledger.checkpoint import SignedCheckpoint
 from bvisor.replay import VERIFIED, audit
 from bvisor.replay.diff import show
 from bvisor.replay.events import GrammarError, ParsedRun, parse_run
@@ -137,13 +138,21 @@ def missing_roots(spec: BoundarySpec) -> list[str]:
 
 
 def rerun(
-    ledger: Ledger, parsed: ParsedRun, secrets: Mapping[str, str]
+    ledger: Ledger,
+    parsed: ParsedRun,
+    secrets: Mapping[str, str],
+    on_plan: Callable[[BoundaryPlan], None] | None = None,
+    on_checkpoint: Callable[[SignedCheckpoint | None, str | None], None] | None = None,
 ) -> tuple[BoundaryPlan, BoundaryReportBody]:
     """Re-execute ``parsed``'s spec under a fresh plan, recorded in ``ledger``.
 
-    Raises :class:`RerunRefused` when this host refuses the spec (recorded as a
-    ``plan.refused``, as any refusal is), a recorded root is gone or the run had a
-    terminal (nothing recorded).
+    ``on_plan`` hears the fresh plan once admitted, before anything runs (the command
+    says there what it is about to run); ``on_checkpoint`` hears what
+    :func:`bvisor.front.api.run_confined` says of the checkpoint a configured key signs
+    (the rerun is a run like any other: its record is signed, and a checkpoint that
+    first covers runs it did not record says so). Raises :class:`RerunRefused` when this host
+    refuses the spec (recorded as a ``plan.refused``, as any refusal is), a recorded root
+    is gone or the run had a terminal (nothing recorded).
     """
     from bvisor.front.api import run_confined
     from bvisor.launcher.host.reach import ArtifactsReachable, KeyReachable, LedgerReachable
@@ -168,12 +177,19 @@ def rerun(
         )
     link = RerunLink(run_id=parsed.run_id, plan_id=admitted.plan_id, seal=sealed.seal)
     plans: list[BoundaryPlan] = []
+
+    def planned(plan: BoundaryPlan) -> None:
+        plans.append(plan)
+        if on_plan is not None:
+            on_plan(plan)
+
     try:
         report = run_confined(
             admitted.spec,
             ledger=ledger,
             secrets=dict(secrets),
-            on_plan=plans.append,
+            on_plan=planned,
+            on_checkpoint=on_checkpoint,
             rerun_of=link,
         )
     except (LedgerReachable, KeyReachable, ArtifactsReachable) as exc:

@@ -162,20 +162,41 @@ def _read_bounded(fd: int, path: str, what: str, limit: int) -> bytes:
 
 
 def write_output(path: str | None, text: str) -> None:
-    """``text`` to ``path`` (0644, replacing it atomically), or to stdout."""
+    """``text`` to ``path`` (0644 less the umask, replacing it atomically), or to stdout.
+
+    The file is written under a name of its own beside ``path`` and renamed over it. That
+    name is random and made with ``O_EXCL | O_NOFOLLOW``, never opened if something is
+    there already: found by attack, it was ``.<name>.<pid>.tmp`` opened as a plain ``open``
+    would, so in a directory another user may write (``--out /tmp/bundle.json``) that
+    user's links at the coming pids had root's command overwrite the file they pointed at
+    (``/etc/shadow``), then leave the link as ``path``. The rename replaces whatever is at
+    ``path`` itself (a link there is replaced, not followed)."""
     if path is None or path == "-":
         sys.stdout.write(text)
         return
+    import secrets
+
     target = Path(path)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _attempt in range(8):
+        temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            fd = os.open(temporary, flags, 0o644)
+        except FileExistsError:
+            continue  # someone's entry at that name: never opened, never removed
+        except OSError as exc:
+            raise UsageError(f"--out {path}: cannot write ({exc.strerror or exc})") from None
+        break
+    else:
+        raise UsageError(f"--out {path}: cannot write (no free name beside it)")
     try:
-        with open(temporary, "w", encoding="utf-8") as stream:
+        with open(fd, "w", encoding="utf-8") as stream:
             stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, target)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)  # ours: made by this call with O_EXCL
         raise UsageError(f"--out {path}: cannot write ({exc.strerror or exc})") from None
 
 

@@ -7,7 +7,8 @@ a fresh plan and recorded in the same ledger as a new run naming RUN
 id (and, when h_p differs, which profile facts do), outcome, exit, each stream's digest
 and each listed output's and committed artifact's digest. The workload's output is
 captured and recorded, not shown (``bvisor-ledger log --run`` has it); it reads empty
-stdin.
+stdin. Before anything runs, stderr says what is about to (:func:`announcement`): the
+command, its working directory and roots, its network, what its spec leaves unconfined.
 
 Exit status: 0 ran and everything compared matches; 1 ran and something differs, or RUN
 does not verify; 2 bad usage (unknown or ambiguous RUN, a bad ``--lease``); 125 refused:
@@ -20,15 +21,17 @@ spec needs was not given again.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
+from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.report import BoundaryReportBody
 from bvisor.front.cli.leases import lease_values, spec_lease_refs
 from bvisor.front.rerun import RerunFailed, RerunRefused, RerunResult, compare, recorded_run, rerun
 from bvisor.front.visible import visible
 from bvisor.ledger import Ledger, LedgerError
-from bvisor.ledger.errors import LedgerFormatError, LedgerNotFoundError
+from bvisor.ledger.errors import LedgerFormatError, LedgerNotFoundError, RecordIncompleteError
 from bvisor.ledger.runs import RunLookupError, resolve_in_ledger
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "EXIT_REFUSED",
     "EXIT_SAME",
     "RerunUsageError",
+    "announcement",
     "render_table",
     "run_rerun",
 ]
@@ -99,10 +103,25 @@ def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool)
                     EXIT_REFUSED,
                     requirement=ref,
                 )
+        warnings: list[str] = []
+
+        def checkpointed(signed: object, problem: str | None) -> None:
+            if problem is not None:
+                unsigned = "no checkpoint was signed: " if signed is None else ""
+                warnings.append(f"warning: {unsigned}{problem}")
+
         try:
-            plan, body = rerun(ledger, parsed, leases)
-        except LedgerError as exc:  # a full disk: the rerun ran, its record is incomplete
+            plan, body = rerun(
+                ledger,
+                parsed,
+                leases,
+                on_plan=lambda p: _announce(run_id, p),
+                on_checkpoint=checkpointed,
+            )
+        except RecordIncompleteError as exc:  # a full disk: the rerun ran, its record is not
             return _say(f"the rerun's record is incomplete: {exc}", as_json, "record", 125)
+        except LedgerError as exc:  # a key that cannot be used: nothing ran
+            return _say(f"refused: {exc}", as_json, "ledger", EXIT_REFUSED)
         except RerunRefused as exc:
             return _say(
                 f"refused: {exc}",
@@ -122,11 +141,57 @@ def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool)
             plan.admission.rules_version,
         )
         result = RerunResult(run_id, body.attempt_id, rows, why, _notes(parsed.sealed.body))
+    for warning in warnings:  # the record is kept; these are about its checkpoint
+        print(visible(f"{PROG}: {warning}"), file=sys.stderr)
     if as_json:
         print(json.dumps(result.to_json(), sort_keys=True))
     else:
         sys.stdout.write(visible(render_table(result)))
     return EXIT_SAME if result.same else EXIT_DIFFERS
+
+
+def announcement(run_id: bytes, plan: BoundaryPlan) -> list[str]:
+    """What a rerun is about to run, from the plan it was just admitted under: the
+    command, its working directory, the host paths it is granted and how, its network
+    and the families its spec leaves the host's own. A verified chain proves order, not
+    authorship (README): whoever could write the ledger chose this spec, so its owner
+    sees it before it runs rather than only in the table after."""
+    from bvisor.contract import Filesystem, Network, NetworkAllowList
+    from bvisor.front.cli.plan_cmd import unconfined
+
+    spec = plan.spec
+    workload = spec.workload
+    argv = [getattr(workload, "exe", "?"), *getattr(workload, "args", ())]
+    cwd = getattr(workload, "cwd", None)
+    lines = [
+        f"rerunning {run_id.hex()[:16]} as recorded: {shlex.join(argv)}"
+        + (f" (in {cwd})" if cwd is not None else "")
+    ]
+    for capability in spec.capabilities:
+        if isinstance(capability, Filesystem):
+            lines.append(f"  {capability.access.value}: {' '.join(capability.roots)}")
+        elif isinstance(capability, Network):
+            policy = capability.policy
+            if isinstance(policy, NetworkAllowList):
+                lines.append(f"  network: only {' '.join(policy.endpoints)}")
+            else:
+                lines.append("  network: none (an empty namespace)")
+    left = unconfined(plan)
+    if left:
+        lines.append(
+            f"  not confined: {', '.join(left)} (the spec names no capability of these: "
+            "the host's own, as far as your uid may reach)"
+        )
+    return lines
+
+
+def _announce(run_id: bytes, plan: BoundaryPlan) -> None:
+    """Each line of :func:`announcement` on stderr, one line each: a recorded newline or
+    tab is written as its escape too, so a forged argv cannot add lines of its own."""
+    for line in announcement(run_id, plan):
+        shown = visible(line).replace("\n", "\\n").replace("\t", "\\t")
+        print(f"{PROG}: {shown}", file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _notes(recorded: BoundaryReportBody) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
 """Where the service listens: a private directory of this user, its socket and its token.
 
 Standard library only, and nothing beyond ``os`` and ``stat`` (the thin client imports it
-on every command).
+on every command); the service itself, which makes the directory, also judges its place
+with :mod:`bvisor.ownership`.
 """
 
 from __future__ import annotations
@@ -62,8 +63,24 @@ def service_dirs() -> tuple[str, ...]:
 
 def private_dir(path: str, *, create: bool) -> str | None:
     """``path`` if it is a directory of ours that nobody else may enter (made so when
-    ``create`` and it is missing); None when missing; raise when it is anything else."""
+    ``create`` and it is missing); None when missing; raise when it is anything else.
+
+    ``create`` is the service's own call, which then writes its token and binds its
+    socket there by name: the place is first judged as the ledger's is
+    (:mod:`bvisor.ownership`), the deepest directory that exists before anything is
+    made and the whole path, by name and by real path, once made. Without that, a
+    ``HOME`` in another user's tree (``sudo -E``) let that user's
+    ``~/.cache/bvisor -> /etc`` have root's service make ``/etc/serve`` and listen there,
+    and swap the directory between the service's steps by name. A command that only
+    connects (``create`` false) trusts the socket by its peer's uid instead."""
     if create:
+        from bvisor.ownership import others_may_change, others_may_change_below
+
+        foreign = others_may_change_below(path)
+        if foreign is not None:
+            raise UnsafeRuntimeDir(
+                f"{path}: {foreign}, so another user could re-point it; not using it"
+            )
         parent = os.path.dirname(path)
         if not os.path.isdir(parent):  # ~/.cache/bvisor: made private, like the leaf
             os.makedirs(parent, 0o700, exist_ok=True)
@@ -80,6 +97,13 @@ def private_dir(path: str, *, create: bool) -> str | None:
             f"{path} is not a directory owned by uid {os.geteuid()} with mode 0700 "
             f"(mode {stat.filemode(info.st_mode)}, owner {info.st_uid}); not using it"
         )
+    if create:
+        for named in dict.fromkeys((path, os.path.realpath(path))):
+            foreign = others_may_change(named)
+            if foreign is not None:
+                raise UnsafeRuntimeDir(
+                    f"{path}: {foreign}, so another user could re-point it; not using it"
+                )
     return path
 
 

@@ -86,6 +86,31 @@ def _check_beneath_own(base: str, mount: str, own: str | None) -> None:
         )
 
 
+def foreign_base(base: str) -> str | None:
+    """Why another user could replace a run's leaf under ``base``, or None.
+
+    Leaves are made and then written, opened and joined by name: whoever may write
+    ``base`` (or a directory above it) can remove a leaf before the workload is in it and
+    make one of their own under that name, whose limit files are theirs to change. Found
+    by attack: root running bvisor inside a cgroup another user owns (a delegated
+    subtree) got its leaf replaced by that user, who then lifted ``memory.limit_in_bytes``;
+    an Enforced 64 MiB budget let the workload hold 300 MiB, and that user could reset
+    the peak the witness reads. Such a base is never used (the ledger's own ownership
+    check, :mod:`bvisor.ownership`)."""
+    from bvisor.ownership import others_may_change
+
+    return others_may_change(base)
+
+
+def _check_not_foreign(base: str) -> None:
+    foreign = foreign_base(base)
+    if foreign is not None:
+        raise CgroupError(
+            f"cgroup base {base}: {foreign}, so another user could replace the run's leaf "
+            "there (and change its limits); refusing to place a workload in it"
+        )
+
+
 def _mount_of(base: str, controller: str | None, table: list[Mount]) -> str:
     """The mount point a recorded base lives under (v2 unified mount or /sys/fs/cgroup/X)."""
     best = ""
@@ -328,10 +353,12 @@ def create_run_cgroup(
         table = mount_table()
         if v2_base is not None:
             _check_beneath_own(v2_base, _mount_of(v2_base, None, table), own_cgroup_path(None))
+            _check_not_foreign(v2_base)
             run.v2_leaf = _make_leaf(Path(v2_base), name)
         for controller, base in sorted(v1_bases.items()):
             mount = _mount_of(base, controller, table)
             _check_beneath_own(base, mount, own_cgroup_path(controller))
+            _check_not_foreign(base)
             run.v1_leaves[controller] = _make_leaf(Path(base), name)
         if pids_limit is not None:
             _write_pids_limit(run, pids_limit, pids_hierarchy)

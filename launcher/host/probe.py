@@ -287,6 +287,8 @@ def _probe_child(base: str) -> _ProbeChild:
 def _probe_cgroups(
     notes: list[str],
 ) -> tuple[str | None, str | None, bool, tuple[str, ...], tuple[tuple[str, str], ...]]:
+    from bvisor.launcher.basement.cgroups import foreign_base
+
     try:
         membership = parse_proc_cgroup(_PROC_SELF_CGROUP.read_text(encoding="utf-8"))
         mounts = parse_mountinfo(_PROC_SELF_MOUNTINFO.read_text(encoding="utf-8"))
@@ -303,8 +305,11 @@ def _probe_cgroups(
     else:
         v2_mount = v2.mount_point
         own = _mounted_dir(v2, membership[""])
+        foreign = None if own is None else foreign_base(own)
         if own is None:
             notes.append(f"cgroup v2: our cgroup {membership['']} is not visible at {v2_mount}")
+        elif foreign is not None:
+            notes.append(f"cgroup v2: not using {own}: {foreign} (a run's leaf is replaceable)")
         else:
             child = _probe_child(own)
             if not child.created:
@@ -331,6 +336,12 @@ def _probe_cgroups(
         if own is None:
             notes.append(
                 f"cgroup v1 {controller}: our cgroup is not visible at {mount.mount_point}"
+            )
+            continue
+        foreign = foreign_base(own)
+        if foreign is not None:
+            notes.append(
+                f"cgroup v1 {controller}: not using {own}: {foreign} (a run's leaf is replaceable)"
             )
             continue
         child = _probe_child(own)

@@ -27,7 +27,11 @@ waits, so the run's mounts still exist, and the launcher reaches them through
   zeros is a hole in the copy (a seek, then the length set at the end), so the copy holds
   at most the pages the tmpfs held: a file of holes the workload made for free
   (``truncate -s 1G``) would otherwise become as many bytes of the host's disk, past the
-  tmpfs's size and every storage bound.
+  tmpfs's size and every storage bound. For the same reason a file with several names (hard
+  links) is copied once: each later name is hashed and listed as before, then linked to
+  the first copy in the staging tree once its digests are the first's (a file that no
+  longer matches fails the copy); a copy per name let a workload turn one file of its
+  tmpfs into as many copies on the host's disk as the walk's byte bound allows.
 
 Write roots are host directories: only entries whose status changed (``ctime``) in or
 after the second the run started are reported — the run's delta (a deletion is not seen).
@@ -133,6 +137,13 @@ class _Out:
     def __init__(self, parent: _Out | None, name: bytes, fd: int | None = None) -> None:
         self.parent, self.name, self._fd = parent, name, fd
 
+    def relative(self) -> bytes:
+        """This directory's path in the staging tree (the root's is empty)."""
+        if self.parent is None:
+            return b""
+        above = self.parent.relative()
+        return self.name if not above else above + b"/" + self.name
+
     def fd(self) -> int:
         if self._fd is None:
             assert self.parent is not None
@@ -181,6 +192,9 @@ class Walk:
         self.deadline_ns = deadline_ns  # the run's wall deadline, on ``clock``
         self.clock = clock  # CLOCK_MONOTONIC, the host watchdog's clock
         self.counts = _Counts()
+        # (st_dev, st_ino) of a file with several names -> its first copy's path in the
+        # staging tree, size and digests: a later name is linked to it, not copied again.
+        self.copies: dict[tuple[int, int], tuple[bytes, int, dict[str, str]]] = {}
 
     # -- the whole listing -------------------------------------------------------------
 
@@ -444,7 +458,9 @@ class Walk:
         room: int,
     ) -> None:
         sha, b3 = hashlib.sha256(), blake3.blake3()
-        target = self._create(out, name, path, info) if out is not None else None
+        inode = (info.st_dev, info.st_ino)
+        first = None if out is None else self.copies.get(inode)
+        target = self._create(out, name, path, info) if out is not None and first is None else None
         size = 0
         try:
             while True:
@@ -482,12 +498,18 @@ class Walk:
                 **digests,
             )
         )
-        if target is not None:
+        if first is not None and out is not None:
+            if not self._link(out, name, path, first, size, digests):
+                return
+        elif target is not None:
             os.close(target)
-            self.counts.artifacts += 1
-            self.note(
-                grammar.format_item(grammar.ARTIFACT, size=size, path=_escape(path), **digests)
-            )
+            if info.st_nlink > 1 and out is not None:
+                above = out.relative()
+                self.copies[inode] = (name if not above else above + b"/" + name, size, digests)
+        else:
+            return
+        self.counts.artifacts += 1
+        self.note(grammar.format_item(grammar.ARTIFACT, size=size, path=_escape(path), **digests))
 
     # -- the copy ----------------------------------------------------------------------
 
@@ -500,6 +522,37 @@ class Walk:
         except OSError as exc:
             self._copy_failed(path, exc)
             return None
+
+    def _link(
+        self,
+        out: _Out,
+        name: bytes,
+        path: bytes,
+        first: tuple[bytes, int, dict[str, str]],
+        size: int,
+        digests: dict[str, str],
+    ) -> bool:
+        """Another name of a file already copied: linked to that copy (the staging tree is
+        the host's, made by this walk alone), once what was just read is what was copied;
+        else the copy fails and the commit with it."""
+        if self.counts.copy_failed or self.staging is None:
+            return False
+        copied, copied_size, copied_digests = first
+        if (copied_size, copied_digests) != (size, digests):
+            self._copy_failed(path, OSError(errno.ESTALE, "changed since it was copied"))
+            return False
+        try:
+            os.link(
+                copied,
+                name,
+                src_dir_fd=self.staging.fd(),
+                dst_dir_fd=out.fd(),
+                follow_symlinks=False,
+            )
+        except OSError as exc:
+            self._copy_failed(path, exc)
+            return False
+        return True
 
     def _write(
         self, out: _Out | None, name: bytes, path: bytes, target: int, data: bytes

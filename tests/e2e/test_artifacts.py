@@ -155,6 +155,34 @@ def test_a_file_of_holes_stays_holes_on_the_host(places: dict[str, Path]) -> Non
         assert on_disk < 1 << 20, f"{name!r}: {on_disk} bytes of the host's disk"
 
 
+def test_a_file_with_many_names_is_copied_once(places: dict[str, Path]) -> None:
+    """One file of the run's tmpfs with 48 hard links must cost the host one copy, not 48.
+    Found by attack: the walk copied every name, so a workload turned 4 MiB of its tmpfs
+    into as many copies as the walk's 1 GiB byte bound allows, past the tmpfs's size and
+    every storage bound. Oracle: the inodes and blocks of the committed files on the host,
+    and the digests computed here of the bytes the test had the workload copy."""
+    payload = os.urandom(4 << 20)
+    (places["work"] / "payload.bin").write_bytes(payload)
+    script = (
+        "mkdir -p /tmp/a/b && cp payload.bin /tmp/a/b/first && "
+        "for i in $(seq 1 47); do ln /tmp/a/b/first /tmp/name$i; done"
+    )
+    report = _run(places, _spec(places, script, ListOutputs(), COMMIT))
+    committed = _committed_dir(places, report)
+    names = [p for p in committed.rglob("*") if p.is_file()]
+    assert len(names) == 48, sorted(map(str, names))
+    inodes = {(p.stat().st_dev, p.stat().st_ino) for p in names}
+    assert len(inodes) == 1, f"{len(inodes)} copies of one file on the host"
+    assert sum(os.stat(c).st_blocks for c in names[:1]) * 512 < 5 << 20
+    artifacts = _artifacts(report)
+    assert len(artifacts) == 48
+    assert {(a.get("sha256"), a.get("blake3")) for a in artifacts.values()} == {_digests(payload)}
+    assert all(p.read_bytes() == payload for p in names[:2])
+    with Ledger.open(places["ledger"]) as ledger:
+        (run,) = audit(ledger).runs
+    assert run.verdict == VERIFIED, run.checks
+
+
 def test_without_a_commit_nothing_reaches_the_host(places: dict[str, Path]) -> None:
     name = f"bvisor-artifact-{unique_marker('NOCOMMIT')}"
     report = _run(places, _spec(places, f"printf kept-inside > /tmp/{name}", ListOutputs()))

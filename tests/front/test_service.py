@@ -456,6 +456,40 @@ def test_a_directory_others_can_enter_is_never_used(tmp_path: Path) -> None:
     assert list(shared.iterdir()) == []
 
 
+@pytest.mark.parametrize("how", ["writable-parent", "linked-parent"])
+def test_a_place_another_user_could_change_is_never_made_or_used(tmp_path: Path, how: str) -> None:
+    """A HOME in a tree another user can change (``sudo -E``): that user's
+    ``~/.cache`` writable by others, or ``~/.cache/bvisor`` a link to a directory of
+    their choosing, must not have this user's service make its directory there or
+    listen in it. The oracle is the disk: nothing is made below the place, and the
+    service says why and exits 1."""
+    home = tmp_path / "home"
+    cache = home / ".cache"
+    cache.mkdir(parents=True)
+    target = tmp_path / "theirs" / "chosen"
+    target.mkdir(parents=True)
+    if how == "writable-parent":
+        cache.chmod(0o777)  # what another user's own directory is to us
+        place = cache
+    else:
+        (tmp_path / "theirs").chmod(0o777)
+        (cache / "bvisor").symlink_to(target)
+        place = target
+    env = _env(tmp_path, HOME=str(home))
+    del env["XDG_RUNTIME_DIR"]
+    serve = subprocess.run(
+        [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--idle", "1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert serve.returncode == 1, (serve.stdout, serve.stderr)
+    assert "another user could re-point it" in serve.stderr
+    assert list(place.iterdir()) == []
+
+
 def test_a_command_with_no_service_starts_one_for_next_time(tmp_path: Path) -> None:
     env = _env(tmp_path)
     work = _work(tmp_path)

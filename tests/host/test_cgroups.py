@@ -34,6 +34,49 @@ def test_a_base_above_our_own_cgroup_is_refused_and_nothing_is_created() -> None
     assert not (parent / name).exists()
 
 
+def test_a_base_another_user_owns_is_never_used() -> None:
+    """Root inside a cgroup another user owns (a delegated subtree): found by attack, that
+    user removed the run's leaf before the workload was in it, made one of their own under
+    its name and lifted its memory limit (an Enforced 64 MiB budget held 300 MiB). Such a
+    base is refused at launch, nothing made in it, and the probe does not offer it. The
+    oracles are the cgroupfs tree and the probe's facts from a process placed there."""
+    import json
+    import sys
+
+    require_feature("cgroup1-memory")
+    if os.geteuid() != 0:
+        pytest.skip("LOUD SKIP: giving a cgroup to another user needs root")
+    own = cgroup_v1_dir("memory")
+    assert own is not None
+    theirs = own / _name("theirs")
+    theirs.mkdir()
+    try:
+        for path in (theirs, theirs / "cgroup.procs", theirs / "tasks"):
+            os.chown(path, 65534, 65534)
+        name = _name("foreign")
+        with pytest.raises(CgroupError, match="another user could replace the run's leaf"):
+            create_run_cgroup(
+                name, None, {"memory": str(theirs)}, memory_limit=64 << 20, memory_hierarchy="v1"
+            )
+        assert not (theirs / name).exists()
+        probe = subprocess.run(
+            [sys.executable, "-c", "import os, sys; "
+             f"open('{theirs}/cgroup.procs', 'w').write(str(os.getpid())); "
+             "os.execv(sys.executable, [sys.executable, '-m', 'bvisor.front.cli.main', "
+             "'probe', '--json'])"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert probe.returncode == 0, probe.stderr
+        facts = json.loads(probe.stdout)["facts"]
+        assert facts["cgroup"]["v1_bases"].get("memory") != str(theirs), facts["cgroup"]
+        assert any("not using" in note and str(theirs) in note for note in facts["probe_notes"])
+    finally:
+        for leaf in theirs.iterdir():  # what a run made there (the previous code did)
+            if leaf.is_dir():
+                leaf.rmdir()
+        theirs.rmdir()
+
+
 def test_a_base_outside_any_cgroup_mount_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CgroupError, match="not inside a mounted"):
         create_run_cgroup(_name("tmp"), str(tmp_path), {})

@@ -512,3 +512,83 @@ def test_a_run_that_had_a_terminal_is_refused_not_recorded_as_denied(
     assert code == 125, (out, err)
     assert "terminal" in err and json.loads(out)["error"]["code"] == "terminal"
     assert len(_runs(ledger)) == 1
+
+
+def test_what_a_rerun_will_run_is_said_before_it_runs(tmp_path: Path) -> None:
+    """A verified chain proves order, not authorship: whoever could write the ledger chose
+    the recorded spec (a write root over your home, no filesystem capability at all), and
+    the rerun runs it as you. Found by attack: the rerun said nothing of what it was about
+    to run, only the digests afterwards. Its command, working directory, roots, network
+    and the families it leaves unconfined are now on stderr before it starts: the oracle
+    is the disk (the workload's marker does not exist yet when the lines arrive), and a
+    recorded newline cannot add a line of its own."""
+    import subprocess
+    import sys
+
+    ledger, work = tmp_path / "ledger", tmp_path / "work"
+    work.mkdir()
+    marker = work / "ran"
+    old = _record(ledger, _spec(f"sleep 1; touch {marker}\nFAKE LINE", cwd=str(work)))
+    marker.unlink()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bvisor.front.cli.replay_cmd", "--ledger", str(ledger),
+         "--rerun", old.hex()],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "BVISOR_SERVE": "0"},
+    )  # fmt: skip
+    assert process.stderr is not None and process.stdout is not None
+    first = process.stderr.readline()
+    ran_before = marker.exists()
+    process.stdout.read()
+    err = process.stderr.read()
+    process.wait(timeout=120)
+    assert process.returncode in (0, 1), (first, err)
+    assert not ran_before, "the announcement came after the workload ran"
+    assert first.startswith(f"bvisor-replay: rerunning {old.hex()[:16]} as recorded: /bin/sh -c")
+    assert "\\nFAKE LINE" in first and f"(in {work})" in first
+    assert "not confined: filesystem, network" in err
+    assert not [line for line in (first + err).splitlines() if line.startswith("FAKE")]
+    assert marker.exists()
+
+
+def test_a_rerun_names_the_runs_its_checkpoint_is_the_first_to_cover(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rerun with a key configured signs its record like any run; found by attack, it
+    dropped what the signer said of it, so a run forged since the last checkpoint (by
+    whoever could write the ledger, holding no key) was covered by the rerun's checkpoint
+    with nothing said, and the owner's next run no longer names it either. The oracle is
+    the ledger: its newest checkpoint is the rerun's and covers the forged run, whose id
+    the rerun's stderr names."""
+    from tests.replay.helpers import backend, base_spec
+    from tests.transparency.kit import keypair
+
+    _signer, key, _pub = keypair(tmp_path / "keys")
+    ledger = tmp_path / "ledger"
+    old = run_confined(base_spec(), ledger=ledger, key=key, backend=backend()).body.attempt_id
+    with Ledger.open(ledger) as handle:  # a writer without the key
+        forged = record_synthetic(handle, fake=FakeRun())
+    monkeypatch.setenv("BVISOR_KEY", str(key))
+    code, out, err = _cli(capsys, ledger, "--rerun", old.hex())
+    assert code == 0, (out, err)
+    with Ledger.open(ledger, readonly=True) as handle:
+        newest = handle.checkpoints()[-1].checkpoint
+        forged_last = handle.run_events(forged)[-1].seq
+        rerun_last = handle.head()
+    assert rerun_last is not None and newest.size == rerun_last.seq + 1 > forged_last
+    assert "warning:" in err and forged.hex()[:16] in err, err
+    assert old.hex()[:16] not in err.split("warning:", 1)[1]
+
+
+def test_a_key_that_cannot_be_used_refuses_the_rerun_before_it_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A configured key that cannot be loaded refuses the rerun with nothing run or
+    recorded (the ledger's own count is the oracle); it was reported as "the rerun's
+    record is incomplete", as if the workload had run."""
+    ledger = tmp_path / "ledger"
+    old = _record(ledger, _spec("true"))
+    monkeypatch.setenv("BVISOR_KEY", str(tmp_path / "no-such-key"))
+    code, out, err = _cli(capsys, ledger, "--rerun", old.hex())
+    assert code == 125 and "refused:" in err and "incomplete" not in err, (out, err)
+    assert len(_runs(ledger)) == 1

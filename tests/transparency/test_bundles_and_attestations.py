@@ -12,6 +12,7 @@ import base64
 import copy
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -268,3 +269,31 @@ def test_attest_refuses_a_run_made_with_a_test_hook(
     (code, out, err), (honest, statement, _) = said
     assert code == 1 and out == "" and "test hooks (skip_seccomp)" in err, err
     assert honest == 0 and json.loads(statement)["payloadType"], statement
+
+
+def test_out_never_writes_through_a_link_another_user_planted(
+    proven: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--out`` in a directory another user may write (``/tmp``): found by attack, the
+    bundle was first written to ``.<name>.<pid>.tmp`` by a plain open, so that user's
+    links at the coming pids had root's ``prove --out /tmp/b.json`` overwrite the file
+    they pointed at (``/etc/shadow`` in the attack) and leave the link as the output.
+    Links are planted here at the pid names of this process and of the next 64, and at
+    the output itself; the oracle is the victim's bytes and what lies at the output."""
+    shared = proven["tmp"] / "shared"
+    shared.mkdir()
+    victim = proven["tmp"] / "victim"
+    victim.write_bytes(b"precious\n")
+    out = shared / "b.json"
+    for pid in range(os.getpid(), os.getpid() + 64):
+        (shared / f".{out.name}.{pid}.tmp").symlink_to(victim)
+    out.symlink_to(victim)
+    code, _, err = call(
+        capsys, ledger_main, "prove", proven["run"].hex()[:12], "--ledger",
+        str(proven["ledger"]), "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    assert victim.read_bytes() == b"precious\n"
+    assert not out.is_symlink() and json.loads(out.read_text())["run_id"] == proven["run"].hex()
+    left = sorted(p.name for p in shared.iterdir() if not p.is_symlink())
+    assert left == ["b.json"], left

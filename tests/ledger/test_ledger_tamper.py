@@ -257,3 +257,30 @@ def test_a_record_over_the_size_bound_is_found_by_every_walk(
     walk = importlib.import_module("bvisor.ledger.verify")  # the package names a function so
     monkeypatch.setattr(walk, "_native_record_check", lambda: None)  # the strict path alone
     assert codes(path) == native
+
+
+@pytest.mark.parametrize(
+    "wrap", [b"\x81", b"\xa1\x61a", b"\x9f"], ids=["array", "map", "indefinite"]
+)
+def test_a_record_nested_a_hundred_thousand_deep_is_a_finding(
+    path: Path, wrap: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hostile nesting in a stored payload (a hundred thousand levels, past every decoder's
+    own bound and far past a C stack) is refused by every reader with a finding at its seq,
+    with the native record check and without it; nothing recurses on it. Oracle: verify's
+    findings, and the process survives."""
+    event = decode_record(get_record(path, 5)).event
+    built = build_record(5, event.prev_hash, event.time_ns, event.kind, event.run_id, b"\x00")
+    deep = built.raw[:-1] + wrap * 100_000 + b"\x00"
+    put_record(path, 5, deep)
+    found, _first_bad = codes(path)
+    assert found[0][0] == 5 and found[0][1] in {"non-canonical-record", "malformed-record"}, found
+    walk = importlib.import_module("bvisor.ledger.verify")
+    with monkeypatch.context() as patched:
+        patched.setattr(walk, "_native_record_check", lambda: None)  # the strict path alone
+        assert codes(path)[0] == found
+    with (
+        Ledger.open(path, readonly=True) as ledger,
+        pytest.raises(Exception, match=r"canonical|CBOR"),
+    ):
+        ledger.get(5)

@@ -66,6 +66,7 @@ from bvisor.ledger.errors import LedgerUsageError
 from bvisor.ledger.kinds import is_valid_kind
 from bvisor.ledger.record import (
     HASH_SIZE,
+    MAX_RECORD_BYTES,
     MAX_SEQ,
     DecodedRecord,
     ProvenRecord,
@@ -579,9 +580,14 @@ class _Verifier:
         with nothing to report, proven by the native record check; None otherwise, having
         changed nothing, so the strict path judges the record and names what is wrong.
 
-        Passing means: strictly canonical, a well-typed header, a kind in the grammar,
-        stored under its own seq, linked to ``prev``, its payload hashing to its
-        ``payload_hash``, and its runs index row where the walk expects it."""
+        Passing means: within the record size bound, strictly canonical, a well-typed
+        header, a kind in the grammar, stored under its own seq, linked to ``prev``, its
+        payload hashing to its ``payload_hash``, and its runs index row where the walk
+        expects it. The size bound is the record module's and is checked here: the native
+        check knows no bound, and without it a record too large for the strict path to
+        read was proven by the walk."""
+        if len(raw) > MAX_RECORD_BYTES:
+            return None
         check = self.record_check
         # Refused unless it is event ``seq`` and links to ``prev`` (checked in the C).
         view = None if check is None else check(raw, seq=seq, prev=prev)

@@ -309,6 +309,12 @@ def seccomp_filter_available() -> bool:
     return True
 
 
+# What seccomp_syscall_resolve_name answers for a name libseccomp does not know (its
+# header's __NR_SCMP_ERROR); a syscall it knows that this architecture lacks is another
+# negative number (__PNR_*, below -10000).
+_NR_SCMP_ERROR = -1
+
+
 def _check(rc: int, what: str) -> None:
     if rc < 0:
         raise SeccompError(-rc, f"libseccomp {what}: {os.strerror(-rc)}")
@@ -425,8 +431,22 @@ class _Rules:
             self.add(name, SCMP_ACT_ERRNO(errno.EPERM), args)
 
     def add(self, name: str, action: int, args: Any = None) -> int | None:
-        """Add one rule; the syscall's number, or None where this ABI lacks the syscall."""
+        """Add one rule; the syscall's number, or None where this ABI lacks the syscall.
+
+        libseccomp answers a syscall the architecture lacks with a negative pseudo number
+        of its own table (e.g. socketcall on x86_64), and a name it does not know at all
+        with ``__NR_SCMP_ERROR``: an older libseccomp than the kernel (fchmodat2, in the
+        kernel since 6.6, is unknown to libseccomp before 2.5.5). Skipping that rule too
+        would leave the call allowed while the filter's note says it is denied, so the
+        filter is refused instead, naming the call.
+        """
         number = int(self.lib.seccomp_syscall_resolve_name(name.encode("ascii")))
+        if number == _NR_SCMP_ERROR:
+            raise SeccompError(
+                errno.ENOSYS,
+                f"libseccomp does not know the syscall {name}, so its rule cannot be added "
+                "(a newer libseccomp is needed)",
+            )
         if number < 0:
             # A syscall this ABI does not have (e.g. no vfork on some arches) needs no rule.
             return None

@@ -7,8 +7,10 @@ they point, and ``first_bad_seq`` — the first event ``verify`` can no longer v
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
+import lmdb
 import pytest
 
 from bvisor.ledger import Ledger, verify
@@ -228,3 +230,57 @@ def test_tampered_record_is_refused_on_read(path: Path) -> None:
         with pytest.raises(Exception, match="payload does not match"):
             ledger.get(5)
         assert decode_record(bytes(record)).payload_ok is False
+
+
+def test_a_record_over_the_size_bound_is_found_by_every_walk(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by attack (differential fuzzing of the native record check against the strict
+    decoder): a record one payload larger than any writer may append, well formed and
+    chained, was proven by the native check (which knows no size bound) while the strict
+    path refuses it as ``malformed-record``, so verify passed a record that ``get`` refuses.
+    Oracle: the same ledger walked with the native check and without it."""
+    from bvisor.ledger.record import MAX_RECORD_BYTES
+
+    event = decode_record(get_record(path, 9)).event
+    payload = b"\x5a" + MAX_RECORD_BYTES.to_bytes(4, "big") + bytes(MAX_RECORD_BYTES)  # canonical
+    built = build_record(9, event.prev_hash, event.time_ns, event.kind, event.run_id, payload)
+    env = lmdb.open(str(path), max_dbs=4, create=False, map_size=4 * MAX_RECORD_BYTES)
+    try:
+        with env.begin(write=True) as txn:
+            txn.put(key(9), built.raw, db=env.open_db(b"events", txn=txn, create=False))
+            txn.put(b"head_hash", built.hash, db=env.open_db(b"meta", txn=txn, create=False))
+    finally:
+        env.close()
+    native = codes(path)
+    assert (9, "malformed-record") in native[0]
+    walk = importlib.import_module("bvisor.ledger.verify")  # the package names a function so
+    monkeypatch.setattr(walk, "_native_record_check", lambda: None)  # the strict path alone
+    assert codes(path) == native
+
+
+@pytest.mark.parametrize(
+    "wrap", [b"\x81", b"\xa1\x61a", b"\x9f"], ids=["array", "map", "indefinite"]
+)
+def test_a_record_nested_a_hundred_thousand_deep_is_a_finding(
+    path: Path, wrap: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hostile nesting in a stored payload (a hundred thousand levels, past every decoder's
+    own bound and far past a C stack) is refused by every reader with a finding at its seq,
+    with the native record check and without it; nothing recurses on it. Oracle: verify's
+    findings, and the process survives."""
+    event = decode_record(get_record(path, 5)).event
+    built = build_record(5, event.prev_hash, event.time_ns, event.kind, event.run_id, b"\x00")
+    deep = built.raw[:-1] + wrap * 100_000 + b"\x00"
+    put_record(path, 5, deep)
+    found, _first_bad = codes(path)
+    assert found[0][0] == 5 and found[0][1] in {"non-canonical-record", "malformed-record"}, found
+    walk = importlib.import_module("bvisor.ledger.verify")
+    with monkeypatch.context() as patched:
+        patched.setattr(walk, "_native_record_check", lambda: None)  # the strict path alone
+        assert codes(path)[0] == found
+    with (
+        Ledger.open(path, readonly=True) as ledger,
+        pytest.raises(Exception, match=r"canonical|CBOR"),
+    ):
+        ledger.get(5)

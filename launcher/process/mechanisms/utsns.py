@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 
 from bvisor.contract import mechanisms as mech
 from bvisor.contract import notes
@@ -26,23 +27,39 @@ __all__ = ["prepare"]
 
 
 def _own_namespace(pid: int | str) -> int | None:
-    """The inode of ``pid``'s UTS namespace; None when ``pid`` (the child) has already
-    exited, which a fast workload without a PID namespace's init may do before the
-    launcher reads the op's marker (a zombie has no namespace links)."""
+    """The inode of ``pid``'s UTS namespace; None when ``pid`` (the child) has exited or is
+    exiting: a fast workload without a PID namespace's init may end before the launcher
+    reads the op's marker, and a window whose next op failed is on its way out (its 'E'
+    record, read next, says why). Neither has namespace links any more."""
     try:
         return os.stat(f"/proc/{pid}/ns/uts").st_ino
     except OSError as exc:
-        if isinstance(pid, int) and _exited(pid):
+        if isinstance(pid, int) and _ends(pid):
             return None
         raise Fault("utsns", exc.errno or errno.EIO, f"stat /proc/{pid}/ns/uts: {exc}") from None
 
 
-def _exited(pid: int) -> bool:
-    """Whether the child ``pid`` has exited (left to be reaped where it is reaped)."""
+_EXIT_GRACE_S = 1.0
+
+
+def _ends(pid: int) -> bool:
+    """Whether the child ``pid`` has exited, or does within :data:`_EXIT_GRACE_S` (left
+    to be reaped where it is reaped).
+
+    A process drops its namespace links early in its exit, before it can be waited for,
+    so a child whose links are gone may not be waitable yet: asking once (as the check
+    did) took a window that had just failed its next op for a live child without a
+    namespace and recorded a utsns fault (ENOENT) in place of the op that failed. Its
+    pidfd becomes readable once it has exited; a child still running after the grace
+    (a thread group whose leader alone ended) is judged as before."""
     try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
         return True
+    try:
+        return bool(select.select([fd], [], [], _EXIT_GRACE_S)[0])
+    finally:
+        os.close(fd)
 
 
 def prepare(program: Program, phase: Phase, params: UtsNamespace) -> None:

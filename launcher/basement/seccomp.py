@@ -39,7 +39,10 @@ Filter shape: default action ALLOW; a denylist of syscalls answered with EPERM.
   and then every program on the host that uses native AIO, root's included, fails; and
   changing ``RLIMIT_CORE`` (``setrlimit``, ``prlimit64`` with a new limit), which the
   launcher sets to 1 so that a crash starts no ``core_pattern`` pipe helper (the kernel
-  runs it as root in the host's namespaces).
+  runs it as root in the host's namespaces); and evicting cached pages (``fadvise64``
+  DONTNEED, ``madvise``/``process_madvise`` COLD or PAGEOUT): a read root's files are
+  cached for every user of the host, so dropping them slows the host's programs and,
+  timed against a probe of what is still cached, shows when another user read them.
 * deny_new_tasks: clone, clone3, fork, vfork -> EPERM (threads included: a denylist
   cannot tell CLONE_THREAD apart for clone3, whose flags live in memory). execve,
   execveat, write and exit_group are never on the list.
@@ -110,6 +113,8 @@ SCMP_CMP_EQ = 4
 SCMP_CMP_MASKED_EQ = 7
 F_SETLEASE, F_NOTIFY = 1024, 1026
 RLIMIT_CORE = 4
+POSIX_FADV_DONTNEED = 4
+MADV_COLD, MADV_PAGEOUT = 20, 21
 AF_UNIX = 1
 SOCK_TYPE_MASK = 0xF
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET = 1, 2, 3, 5
@@ -482,6 +487,17 @@ def _add_baseline(rules: _Rules, *, new_tasks_ruled: bool) -> list[str]:
     rules.deny("setrlimit", _args(_int_is(0, RLIMIT_CORE)))
     rules.deny("prlimit64", _args(_int_is(1, RLIMIT_CORE), (2, SCMP_CMP_NE, 0, 0)))
     denied.append(labels.BASELINE[4])
+    # The page cache is the host's: a read root's files are cached for every user, so
+    # dropping their pages (fadvise DONTNEED; madvise COLD or PAGEOUT of a mapping, which
+    # the owner of a file may do, and a root caller's workload owns root's) slows the
+    # host's programs and, timed against a probe of what is still cached, shows when
+    # another user touched them. A filter cannot tell a read root's fd from a write
+    # root's, so no eviction is allowed; the advice is an int, compared by its low word.
+    rules.deny("fadvise64", _args(_int_is(3, POSIX_FADV_DONTNEED)))
+    for advice in (MADV_COLD, MADV_PAGEOUT):
+        rules.deny("madvise", _args(_int_is(2, advice)))
+        rules.deny("process_madvise", _args(_int_is(3, advice)))
+    denied.append(labels.BASELINE[5])
     return denied
 
 

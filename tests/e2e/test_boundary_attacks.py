@@ -1064,3 +1064,87 @@ def test_a_crash_can_start_no_core_dump_helper(work: Path, hooks: frozenset[str]
     assert seen == ["1 1"], (seen, out)
     assert "setrlimit refused" in out and "prlimit refused" in out, out
     assert "read (1, 1)" in out, out
+
+
+# Drop a read root's file from the page cache: posix_fadvise DONTNEED on its fd, or
+# madvise PAGEOUT of a mapping of it (the file's owner may; a root caller's workload owns
+# every root-owned file).
+_EVICT = """\
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+try:
+    if sys.argv[2] == "fadvise":
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    else:
+        mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+        sum(mapped[i] for i in range(0, len(mapped), mmap.PAGESIZE))
+        mapped.madvise(21)  # MADV_PAGEOUT
+    print("evict done", flush=True)
+except OSError as e:
+    print("evict refused", e.errno, flush=True)
+"""
+
+
+def _resident_pages(path: Path) -> tuple[int, int]:
+    """How many of ``path``'s pages the page cache holds, of how many it has: the host's
+    own look (``mincore`` of a mapping the host makes of a file the host owns)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (
+        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long
+    )  # fmt: skip
+    libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p)
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    size = path.stat().st_size
+    pages = (size + os.sysconf("SC_PAGESIZE") - 1) // os.sysconf("SC_PAGESIZE")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        assert address not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        vector = ctypes.create_string_buffer(pages)
+        assert libc.mincore(address, size, vector) == 0, ctypes.get_errno()
+        libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    return sum(byte & 1 for byte in vector.raw[:pages]), pages
+
+
+@pytest.mark.parametrize("route", ["fadvise", "pageout"])
+@pytest.mark.parametrize("hooks", [frozenset(), frozenset({"skip_seccomp"})], ids=["real", "lie"])
+def test_the_hosts_page_cache_of_a_read_root_is_not_evicted(
+    work: Path, tmp_path: Path, route: str, hooks: frozenset[str]
+) -> None:
+    """Found by attack: a workload dropped a read root's file from the host's page cache
+    (posix_fadvise DONTNEED, any user; madvise PAGEOUT, the file's owner, which a root
+    caller's workload is for root's files). The page cache is every user's: eviction slows
+    the host's programs and, probed again, shows when another user read the file. Oracle:
+    the host's own mincore of the file after the run; with the filter skipped (the
+    planted lie) the pages are gone."""
+    require_feature("seccomp")
+    readable = tmp_path / "readable"
+    readable.mkdir()
+    shared = readable / "shared"
+    with shared.open("wb") as fh:
+        fh.write(os.urandom(8 << 20))  # more folios than a CPU holds back from the LRU
+        fh.flush()
+        os.fsync(fh.fileno())  # clean pages: the ones an eviction may drop
+    shared.read_bytes()
+    resident, pages = _resident_pages(shared)
+    assert resident == pages, (resident, pages)
+    base = default_spec([PYTHON, "-c", _EVICT, str(shared), route], cwd=str(work))
+    spec = BoundarySpec(
+        workload=base.workload,
+        capabilities=(*base.capabilities, Filesystem(access=FsAccess.READ, roots=(str(readable),))),
+        controls=base.controls,
+        budgets=base.budgets,
+        evidence=base.evidence,
+    )
+    out = bytearray()
+    report = _run_hooked(spec, hooks, out.extend)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    resident, _ = _resident_pages(shared)
+    if hooks:
+        assert "evict done" in out.decode() and resident < pages // 2, (resident, out)
+        return
+    assert "evict refused 1" in out.decode(), out
+    assert resident == pages, (resident, pages, out)

@@ -75,7 +75,10 @@ Architectures: only the native ABI is in the filter and the "bad arch" action is
 KILL_PROCESS, so a syscall made through another ABI (int 0x80 i386 entry on x86_64) kills
 the process instead of bypassing the list. libseccomp's x86_64 filter also treats x32
 syscall numbers (bit 30 set) as a foreign ABI; :func:`build_filter` verifies that by
-checking the exported program contains that comparison on x86_64.
+checking the exported program contains that comparison on x86_64. Rules name syscalls,
+and libseccomp's name table may be older than the kernel: on x86_64 a name it does not
+know is added by its number (``X86_64_NUMBERS``), and one that table lacks too fails the
+build, never a rule silently left out.
 """
 
 from __future__ import annotations
@@ -159,6 +162,7 @@ BASELINE_DENIED = (
     "pivot_root",
     "chroot",
     "open_tree",
+    "open_tree_attr",
     "move_mount",
     "fsopen",
     "fsconfig",
@@ -195,6 +199,30 @@ MODE_ARGUMENT = (
     ("mknod", 1),
     ("mknodat", 2),
 )
+
+# The x86_64 numbers of the syscalls above that a libseccomp older than the kernel may not
+# know by name (its name table, not the kernel, answers seccomp_syscall_resolve_name; a
+# syscall since 424 has one number on every architecture but a few, and these are x86_64's).
+# libseccomp 2.5.4 has no open_tree_attr, and libseccomp 2.5.3 (Ubuntu 22.04) no fchmodat2,
+# which its 6.8 kernels have: without the number, that rule would be silently left out and
+# a root caller's workload could set a setuid bit on a file it owns on the host.
+X86_64_NUMBERS = {
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "fspick": 433,
+    "clone3": 435,
+    "openat2": 437,
+    "process_madvise": 440,
+    "mount_setattr": 442,
+    "fchmodat2": 452,
+    "open_tree_attr": 467,
+}
 
 _lib: Any = None
 _ffi: Any = None
@@ -420,6 +448,7 @@ class _Rules:
     def __init__(self, lib: Any, ctx: Any, notify: bool) -> None:
         self.lib, self.ctx, self.notify = lib, ctx, notify
         self.notified: dict[int, str] = {}
+        self.x86_64 = int(lib.seccomp_arch_native()) == _AUDIT_ARCH_X86_64
 
     def deny(self, name: str, args: Any = None) -> None:
         if self.notify:
@@ -430,8 +459,16 @@ class _Rules:
             self.add(name, SCMP_ACT_ERRNO(errno.EPERM), args)
 
     def add(self, name: str, action: int, args: Any = None) -> int | None:
-        """Add one rule; the syscall's number, or None where this ABI lacks the syscall."""
+        """Add one rule; the syscall's number, or None where this ABI lacks the syscall.
+
+        A name the library does not know is not a syscall the kernel lacks: on x86_64,
+        whose every named syscall exists, it is looked up in :data:`X86_64_NUMBERS`, and
+        one that is not there fails the build rather than leave its rule out."""
         number = int(self.lib.seccomp_syscall_resolve_name(name.encode("ascii")))
+        if number < 0 and self.x86_64:
+            number = X86_64_NUMBERS.get(name, -1)
+            if number < 0:
+                raise SeccompError(errno.ENOSYS, f"libseccomp does not know syscall {name}")
         if number < 0:
             # A syscall this ABI does not have (e.g. no vfork on some arches) needs no rule.
             return None

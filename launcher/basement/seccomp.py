@@ -16,7 +16,9 @@ Filter shape: default action ALLOW; a denylist of syscalls answered with EPERM.
   Landlock filesystem domain could mount its own cgroup controller and lift its budget);
   ``clone3`` answers ENOSYS (its flags live in memory, so it cannot be checked; libc then
   falls back to ``clone``, whose flags can); the kernel keyrings (``keyctl``, ``add_key``,
-  ``request_key``: the caller's session keyring would otherwise be shared); acting on
+  ``request_key``: the caller's session keyring would otherwise be shared; and a
+  filesystem's fscrypt keys, the ``FS_IOC_*_ENCRYPTION_KEY*`` ioctls: removing its user's
+  claim locked an encrypted directory for the whole host); acting on
   *another* process's limits or scheduling (``prlimit64``, ``setpriority``,
   ``sched_set*``, ``ioprio_set`` with a pid other than 0 — Landlock's signal scope does
   not cover them, and ``RLIMIT_CPU`` kills); io_uring (its SQPOLL thread is a new task,
@@ -124,6 +126,9 @@ SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET = 1, 2, 3, 5
 PAIR_TYPES_ALLOWED = (SOCK_STREAM, SOCK_SEQPACKET)
 S_ISUID, S_ISGID = 0o4000, 0o2000
 IOPRIO_WHO_PROCESS = 1
+# FS_IOC_ADD_ENCRYPTION_KEY, _REMOVE_ENCRYPTION_KEY, _REMOVE_ENCRYPTION_KEY_ALL_USERS and
+# _GET_ENCRYPTION_KEY_STATUS: the keyring of a filesystem's fscrypt keys (linux/fscrypt.h).
+FSCRYPT_KEY_IOCTLS = (0xC0506617, 0xC0406618, 0xC0406619, 0xC080661A)
 SECCOMP_SET_MODE_FILTER, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 1, 22, 2
 # CLONE_NEWTIME, NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET.
 NAMESPACE_FLAGS = (
@@ -491,6 +496,13 @@ def _add_baseline(rules: _Rules, *, new_tasks_ruled: bool) -> list[str]:
     denied: list[str] = []
     for name in BASELINE_DENIED:
         rules.deny(name)
+    # A filesystem's fscrypt keys are a keyring of the host's, reached by an ioctl on any
+    # file of that filesystem (a write root, a read root): a workload could remove its
+    # user's claim to the key of an encrypted directory it can name (its own cwd inside an
+    # encrypted home gives the key's identifier), locking it for the whole host, or add
+    # keys charged to its user's key quota that outlive the run. The request is an int.
+    for request in FSCRYPT_KEY_IOCTLS:
+        rules.deny("ioctl", _args(_int_is(1, request)))
     denied.append(labels.BASELINE_GROUP)
     namespace_calls = ("unshare",) if new_tasks_ruled else ("unshare", "clone")
     for name in namespace_calls:

@@ -9,16 +9,19 @@ read-only mount view existed, so each oracle is known to be able to go red.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import re
+import shutil
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -1148,3 +1151,94 @@ def test_the_hosts_page_cache_of_a_read_root_is_not_evicted(
         return
     assert "evict refused 1" in out.decode(), out
     assert resident == pages, (resident, pages, out)
+
+
+# fscrypt's key ioctls (linux/fscrypt.h), as the workload and the host call them.
+_FSCRYPT = """\
+import fcntl, os, struct, sys
+ADD, REMOVE, STATUS, GET_POLICY = 0xC0506617, 0xC0406618, 0xC080661A, 0xC0096616
+def spec(identifier):
+    return struct.pack("=II16s16x", 2, 0, identifier)  # FSCRYPT_KEY_SPEC_TYPE_IDENTIFIER
+def call(path, request, arg):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        buffer = bytearray(arg)
+        fcntl.ioctl(fd, request, buffer)
+        return bytes(buffer)
+    finally:
+        os.close(fd)
+def policy_key(path):
+    return call(path, GET_POLICY, struct.pack("=Q24x", 24))[16:32]
+def status(path, identifier):
+    return struct.unpack_from("=III", call(path, STATUS, spec(identifier) + bytes(88)), 64)
+def add(path):
+    raw = os.urandom(64)
+    got = call(path, ADD, spec(bytes(16)) + struct.pack("=II32x", 64, 0) + raw)
+    return got[8:24]
+if __name__ == "__main__" and sys.argv[1:] == ["attack"]:
+    for name, attempt in (
+        ("remove", lambda: call(".", REMOVE, spec(policy_key(".")) + bytes(24))),
+        ("add", lambda: print("added", add(".").hex(), flush=True)),
+    ):
+        try:
+            attempt(); print(name, "done", flush=True)
+        except OSError as e:
+            print(name, "refused", e.errno, flush=True)
+"""
+
+
+@pytest.fixture
+def encrypted_home(tmp_path: Path) -> Iterator[tuple[Path, bytes, Callable[..., Any]]]:
+    """A directory of a fresh ext4 (``-O encrypt``, loop-mounted) encrypted with a key the
+    host added (root only: the mount); the key's identifier, and the host's status look."""
+    if os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
+        pytest.skip("LOUD SKIP: needs root and mkfs.ext4 to loop-mount an fscrypt filesystem")
+    image, mountpoint = tmp_path / "fs.img", tmp_path / "fs"
+    mountpoint.mkdir()
+    with image.open("wb") as fh:
+        fh.truncate(64 << 20)
+    made = subprocess.run(["mkfs.ext4", "-q", "-O", "encrypt", str(image)], capture_output=True)
+    mounted = made.returncode == 0 and (
+        subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)]).returncode == 0
+    )
+    if not mounted:
+        pytest.skip(f"LOUD SKIP: cannot loop-mount an fscrypt ext4: {made.stderr!r}")
+    tools: dict[str, Any] = {}
+    exec(compile(_FSCRYPT, "fscrypt", "exec"), tools)
+    try:
+        identifier = tools["add"](str(mountpoint))
+        home = mountpoint / "home"
+        home.mkdir()
+        fd = os.open(home, os.O_RDONLY)
+        try:  # FS_IOC_SET_ENCRYPTION_POLICY, v2: AES-256-XTS contents, AES-256-CTS names
+            fcntl.ioctl(fd, 0x800C6613, struct.pack("=BBBBxxxx16s", 2, 1, 4, 0, identifier))
+        finally:
+            os.close(fd)
+        (home / "work").mkdir()
+        yield home / "work", identifier, tools["status"]
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+@pytest.mark.parametrize("hooks", [frozenset(), frozenset({"skip_seccomp"})], ids=["real", "lie"])
+def test_a_filesystems_encryption_keys_are_out_of_reach(
+    encrypted_home: tuple[Path, bytes, Callable[..., Any]], hooks: frozenset[str]
+) -> None:
+    """Found by attack: run from inside an encrypted home, a workload read the key's
+    identifier from its own directory (``FS_IOC_GET_ENCRYPTION_POLICY_EX``) and removed its
+    user's claim to it (``FS_IOC_REMOVE_ENCRYPTION_KEY``), locking that home for every
+    process on the host; it could add keys too, charged to its user and outliving the run.
+    Oracle: the key's status read by the host after the run (present, one user: the
+    host's); with the filter skipped (the planted lie) the workload removes it."""
+    require_feature("seccomp")
+    work, identifier, status = encrypted_home
+    spec = default_spec([PYTHON, "-c", _FSCRYPT, "attack"], cwd=str(work))
+    out = bytearray()
+    report = _run_hooked(spec, hooks, out.extend)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    state, flags, users = status(str(work), identifier)
+    if hooks:
+        assert "remove done" in out.decode() and state != 2, (state, out)
+        return
+    assert (state, flags, users) == (2, 1, 1), (state, flags, users, out)  # PRESENT, by self
+    assert "remove refused 1" in out.decode() and "add refused 1" in out.decode(), out

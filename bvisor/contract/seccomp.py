@@ -9,10 +9,10 @@ none cannot pass for a filter that did.
 The list is a function of the flags alone, in a fixed order: the baseline every filter
 carries, then the rules of ``threads_only``, ``deny_new_tasks``, ``deny_sockets``,
 ``inet_sockets_only`` and ``notify_denials``. The baseline's first label grew when the
-filter grew (watches, perf events, bpf, ...), and the baseline gained its last label when
-the core dump limit was kept; a released launcher's shorter group label and shorter
-baseline are still accepted, since its ledgers must keep replaying, and no launcher writes
-them now.
+filter grew (watches, perf events, bpf, ...), and the baseline gained a label when the
+core dump limit was kept, then one for page cache eviction and one for tty line
+disciplines; a released launcher's shorter group label and shorter baseline are still
+accepted, since its ledgers must keep replaying, and no launcher writes them now.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ BASELINE: Final = (
     "fcntl(F_SETLEASE, F_NOTIFY)",
     "the core dump limit",
     "page cache eviction",
+    "tty line disciplines",
 )
 # The baseline's rest as released launchers wrote it: before the core dump limit was kept,
 # and before page cache eviction was refused (the baseline of rules v4 when released).

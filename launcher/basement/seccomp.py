@@ -44,7 +44,9 @@ Filter shape: default action ALLOW; a denylist of syscalls answered with EPERM.
   runs it as root in the host's namespaces); and evicting cached pages (``fadvise64``
   DONTNEED, ``madvise``/``process_madvise`` COLD or PAGEOUT): a read root's files are
   cached for every user of the host, so dropping them slows the host's programs and,
-  timed against a probe of what is still cached, shows when another user read them.
+  timed against a probe of what is still cached, shows when another user read them;
+  and setting a tty's line discipline (``ioctl`` TIOCSETD), which loads the discipline's
+  module into the host's kernel where ``kernel.ldisc_autoload`` is on.
 * deny_new_tasks: clone, clone3, fork, vfork -> EPERM (threads included: a denylist
   cannot tell CLONE_THREAD apart for clone3, whose flags live in memory). execve,
   execveat, write and exit_group are never on the list.
@@ -129,6 +131,7 @@ IOPRIO_WHO_PROCESS = 1
 # FS_IOC_ADD_ENCRYPTION_KEY, _REMOVE_ENCRYPTION_KEY, _REMOVE_ENCRYPTION_KEY_ALL_USERS and
 # _GET_ENCRYPTION_KEY_STATUS: the keyring of a filesystem's fscrypt keys (linux/fscrypt.h).
 FSCRYPT_KEY_IOCTLS = (0xC0506617, 0xC0406618, 0xC0406619, 0xC080661A)
+TIOCSETD = 0x5423
 SECCOMP_SET_MODE_FILTER, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 1, 22, 2
 # CLONE_NEWTIME, NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET.
 NAMESPACE_FLAGS = (
@@ -547,6 +550,12 @@ def _add_baseline(rules: _Rules, *, new_tasks_ruled: bool) -> list[str]:
         rules.deny("madvise", _args(_int_is(2, advice)))
         rules.deny("process_madvise", _args(_int_is(3, advice)))
     denied.append(labels.BASELINE[5])
+    # Setting a tty's line discipline (a --tty run's pty, or any tty it can open) makes the
+    # kernel load that discipline's module when kernel.ldisc_autoload is on (modprobe,
+    # run as root in the host's namespaces): a module of the host's kernel, and its code
+    # reachable, for as long as the host runs. The request is an int.
+    rules.deny("ioctl", _args(_int_is(1, TIOCSETD)))
+    denied.append(labels.BASELINE[6])
     return denied
 
 

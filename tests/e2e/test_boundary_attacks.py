@@ -856,12 +856,14 @@ _KERNEL_GATED_CALLS = (
 )
 
 
-def _kernel_gated(hooks: frozenset[str]) -> tuple[set[str | None], str]:
-    """Run bpf() and syslog() with denial evidence (so with no filesystem capability: its
-    refusals are not reported); the syscalls the report lists as stopped by the filter,
-    and what the workload printed."""
+def _kernel_gated(
+    hooks: frozenset[str], code: str = _KERNEL_GATED_CALLS
+) -> tuple[set[str | None], str]:
+    """Run ``code`` (bpf() and syslog()) with denial evidence (so with no filesystem
+    capability: its refusals are not reported); the syscalls the report lists as stopped
+    by the filter, and what the workload printed."""
     spec = BoundarySpec(
-        workload=ProcessWorkload(PYTHON, ("-c", _KERNEL_GATED_CALLS)),
+        workload=ProcessWorkload(PYTHON, ("-c", code)),
         capabilities=(
             ChildSpawn(SpawnPolicy.DENY_NEW_TASKS),
             Network(NetworkDenyAll()),
@@ -893,6 +895,31 @@ def test_skipping_seccomp_leaves_bpf_and_the_kernel_log_to_the_host() -> None:
     require_feature("seccomp")
     denied, out = _kernel_gated(frozenset({"skip_seccomp"}))
     assert not {"bpf", "syslog"} & denied, (denied, out)
+
+
+# ioctl(TIOCSETD, N_HDLC) on a pty the workload opens: with kernel.ldisc_autoload on, the
+# kernel has modprobe load n_hdlc into the host's kernel if it is not there yet.
+_LINE_DISCIPLINE = (
+    "import ctypes, fcntl, os, struct\n"
+    "fd = os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY)\n"
+    "try:\n"
+    "    fcntl.ioctl(fd, 0x5423, struct.pack('i', 13))\n"
+    "    print('TIOCSETD 0', flush=True)\n"
+    "except OSError as e:\n"
+    "    print('TIOCSETD', -e.errno, flush=True)\n"
+)
+
+
+def test_a_ttys_line_discipline_is_refused_by_the_filter_not_left_to_a_sysctl() -> None:
+    """Found by attack: a workload's ``TIOCSETD`` on a pty reached the kernel, which loads
+    the discipline's module into the host's kernel where ``kernel.ldisc_autoload`` is on
+    (this host may have no modules, so the oracle is the supervisor's record that the
+    filter stopped the call before the kernel saw it); with the filter skipped it does not."""
+    require_feature("seccomp")
+    denied, out = _kernel_gated(frozenset(), _LINE_DISCIPLINE)
+    assert "ioctl" in denied and "TIOCSETD -1" in out, (denied, out)
+    denied, out = _kernel_gated(frozenset({"skip_seccomp"}), _LINE_DISCIPLINE)
+    assert "ioctl" not in denied and "TIOCSETD -1" not in out, (denied, out)
 
 
 # io_setup(64, &ctx): the AIO context is drawn from the host-wide pool fs.aio-max-nr.

@@ -57,7 +57,7 @@ def test_every_filter_says_what_its_flags_deny_and_replay_reads_it_back() -> Non
 
 def test_the_baselines_released_launchers_wrote_still_replay() -> None:
     """Runs recorded before the baseline grew (the short group label, the rest without the
-    core dump limit or without page cache eviction) must keep replaying; a list missing
+    core dump limit or without what came after it) must keep replaying; a list missing
     anything else still fails."""
     from bvisor.contract import seccomp as labels
 

@@ -9,10 +9,10 @@ none cannot pass for a filter that did.
 The list is a function of the flags alone, in a fixed order: the baseline every filter
 carries, then the rules of ``threads_only``, ``deny_new_tasks``, ``deny_sockets``,
 ``inet_sockets_only`` and ``notify_denials``. The baseline's first label grew when the
-filter grew (watches, perf events, bpf, ...), and the baseline gained its last label when
-the core dump limit was kept; a released launcher's shorter group label and shorter
-baseline are still accepted, since its ledgers must keep replaying, and no launcher writes
-them now.
+filter grew (watches, perf events, bpf, ...), and the baseline gained a label when the
+core dump limit was kept, then one for page cache eviction and one for tty line
+disciplines; a released launcher's shorter group label and shorter baseline are still
+accepted, since its ledgers must keep replaying, and no launcher writes them now.
 """
 
 from __future__ import annotations
@@ -55,9 +55,12 @@ BASELINE: Final = (
     "setuid/setgid modes",
     "fcntl(F_SETLEASE, F_NOTIFY)",
     "the core dump limit",
+    "page cache eviction",
+    "tty line disciplines",
 )
-# The baseline's rest as released launchers wrote it, before the core dump limit was kept.
-_RELEASED_RESTS: Final = (BASELINE[:4],)
+# The baseline's rest as released launchers wrote it: before the core dump limit was kept,
+# and before page cache eviction was refused (the baseline of rules v4 when released).
+_RELEASED_RESTS: Final = (BASELINE[:4], BASELINE[:5])
 THREADS_ONLY: Final = ("fork", "vfork", "clone(unless a thread)", "clone3(ENOSYS)")
 NEW_TASKS: Final = ("clone", "clone3", "fork", "vfork")
 _PAIRS: Final = "socketpair(except AF_UNIX stream/seqpacket)"
@@ -101,11 +104,12 @@ def denial_problem(flags: Mapping[str, bool], denied: str) -> str | None:
     expected = list(expected_denials(flags))
     if stated == expected:
         return None
-    released_rest = len(_RELEASED_RESTS[0])
-    if stated[1 : 1 + released_rest] == list(_RELEASED_RESTS[0]):
-        grown = [*stated[: 1 + released_rest], *BASELINE[released_rest:]]
-        if [*grown, *stated[1 + released_rest :]] == expected:
-            return None  # a released launcher's baseline, before it kept the core limit
+    for released in _RELEASED_RESTS:  # a released launcher's baseline, before it grew
+        grown = [*stated[: 1 + len(released)], *BASELINE[len(released) :]]
+        if stated[1 : 1 + len(released)] == list(released) and (
+            [*grown, *stated[1 + len(released) :]] == expected
+        ):
+            return None
     missing = [label for label in expected if label not in stated]
     if missing:
         return f"it does not deny {missing}, which its flags call for"

@@ -16,7 +16,9 @@ Filter shape: default action ALLOW; a denylist of syscalls answered with EPERM.
   Landlock filesystem domain could mount its own cgroup controller and lift its budget);
   ``clone3`` answers ENOSYS (its flags live in memory, so it cannot be checked; libc then
   falls back to ``clone``, whose flags can); the kernel keyrings (``keyctl``, ``add_key``,
-  ``request_key``: the caller's session keyring would otherwise be shared); acting on
+  ``request_key``: the caller's session keyring would otherwise be shared; and a
+  filesystem's fscrypt keys, the ``FS_IOC_*_ENCRYPTION_KEY*`` ioctls: removing its user's
+  claim locked an encrypted directory for the whole host); acting on
   *another* process's limits or scheduling (``prlimit64``, ``setpriority``,
   ``sched_set*``, ``ioprio_set`` with a pid other than 0 — Landlock's signal scope does
   not cover them, and ``RLIMIT_CPU`` kills); io_uring (its SQPOLL thread is a new task,
@@ -39,7 +41,12 @@ Filter shape: default action ALLOW; a denylist of syscalls answered with EPERM.
   and then every program on the host that uses native AIO, root's included, fails; and
   changing ``RLIMIT_CORE`` (``setrlimit``, ``prlimit64`` with a new limit), which the
   launcher sets to 1 so that a crash starts no ``core_pattern`` pipe helper (the kernel
-  runs it as root in the host's namespaces).
+  runs it as root in the host's namespaces); and evicting cached pages (``fadvise64``
+  DONTNEED, ``madvise``/``process_madvise`` COLD or PAGEOUT): a read root's files are
+  cached for every user of the host, so dropping them slows the host's programs and,
+  timed against a probe of what is still cached, shows when another user read them;
+  and setting a tty's line discipline (``ioctl`` TIOCSETD), which loads the discipline's
+  module into the host's kernel where ``kernel.ldisc_autoload`` is on.
 * deny_new_tasks: clone, clone3, fork, vfork -> EPERM (threads included: a denylist
   cannot tell CLONE_THREAD apart for clone3, whose flags live in memory). execve,
   execveat, write and exit_group are never on the list.
@@ -72,7 +79,10 @@ Architectures: only the native ABI is in the filter and the "bad arch" action is
 KILL_PROCESS, so a syscall made through another ABI (int 0x80 i386 entry on x86_64) kills
 the process instead of bypassing the list. libseccomp's x86_64 filter also treats x32
 syscall numbers (bit 30 set) as a foreign ABI; :func:`build_filter` verifies that by
-checking the exported program contains that comparison on x86_64.
+checking the exported program contains that comparison on x86_64. Rules name syscalls,
+and libseccomp's name table may be older than the kernel: on x86_64 a name it does not
+know is added by its number (``X86_64_NUMBERS``), and one that table lacks too fails the
+build, never a rule silently left out.
 """
 
 from __future__ import annotations
@@ -110,12 +120,18 @@ SCMP_CMP_EQ = 4
 SCMP_CMP_MASKED_EQ = 7
 F_SETLEASE, F_NOTIFY = 1024, 1026
 RLIMIT_CORE = 4
+POSIX_FADV_DONTNEED = 4
+MADV_COLD, MADV_PAGEOUT = 20, 21
 AF_UNIX = 1
 SOCK_TYPE_MASK = 0xF
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET = 1, 2, 3, 5
 PAIR_TYPES_ALLOWED = (SOCK_STREAM, SOCK_SEQPACKET)
 S_ISUID, S_ISGID = 0o4000, 0o2000
 IOPRIO_WHO_PROCESS = 1
+# FS_IOC_ADD_ENCRYPTION_KEY, _REMOVE_ENCRYPTION_KEY, _REMOVE_ENCRYPTION_KEY_ALL_USERS and
+# _GET_ENCRYPTION_KEY_STATUS: the keyring of a filesystem's fscrypt keys (linux/fscrypt.h).
+FSCRYPT_KEY_IOCTLS = (0xC0506617, 0xC0406618, 0xC0406619, 0xC080661A)
+TIOCSETD = 0x5423
 SECCOMP_SET_MODE_FILTER, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 1, 22, 2
 # CLONE_NEWTIME, NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET.
 NAMESPACE_FLAGS = (
@@ -154,6 +170,7 @@ BASELINE_DENIED = (
     "pivot_root",
     "chroot",
     "open_tree",
+    "open_tree_attr",
     "move_mount",
     "fsopen",
     "fsconfig",
@@ -190,6 +207,30 @@ MODE_ARGUMENT = (
     ("mknod", 1),
     ("mknodat", 2),
 )
+
+# The x86_64 numbers of the syscalls above that a libseccomp older than the kernel may not
+# know by name (its name table, not the kernel, answers seccomp_syscall_resolve_name; a
+# syscall since 424 has one number on every architecture but a few, and these are x86_64's).
+# libseccomp 2.5.4 has no open_tree_attr, and libseccomp 2.5.3 (Ubuntu 22.04) no fchmodat2,
+# which its 6.8 kernels have: without the number, that rule would be silently left out and
+# a root caller's workload could set a setuid bit on a file it owns on the host.
+X86_64_NUMBERS = {
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "fspick": 433,
+    "clone3": 435,
+    "openat2": 437,
+    "process_madvise": 440,
+    "mount_setattr": 442,
+    "fchmodat2": 452,
+    "open_tree_attr": 467,
+}
 
 _lib: Any = None
 _ffi: Any = None
@@ -421,6 +462,7 @@ class _Rules:
     def __init__(self, lib: Any, ctx: Any, notify: bool) -> None:
         self.lib, self.ctx, self.notify = lib, ctx, notify
         self.notified: dict[int, str] = {}
+        self.x86_64 = int(lib.seccomp_arch_native()) == _AUDIT_ARCH_X86_64
 
     def deny(self, name: str, args: Any = None) -> None:
         if self.notify:
@@ -437,16 +479,20 @@ class _Rules:
         of its own table (e.g. socketcall on x86_64), and a name it does not know at all
         with ``__NR_SCMP_ERROR``: an older libseccomp than the kernel (fchmodat2, in the
         kernel since 6.6, is unknown to libseccomp before 2.5.5). Skipping that rule too
-        would leave the call allowed while the filter's note says it is denied, so the
-        filter is refused instead, naming the call.
+        would leave the call allowed while the filter's note says it is denied: on x86_64
+        the name is looked up in :data:`X86_64_NUMBERS`, and a name that table lacks too
+        (or any unknown name elsewhere) refuses the filter, naming the call.
         """
         number = int(self.lib.seccomp_syscall_resolve_name(name.encode("ascii")))
         if number == _NR_SCMP_ERROR:
-            raise SeccompError(
-                errno.ENOSYS,
-                f"libseccomp does not know the syscall {name}, so its rule cannot be added "
-                "(a newer libseccomp is needed)",
-            )
+            known = X86_64_NUMBERS.get(name) if self.x86_64 else None
+            if known is None:
+                raise SeccompError(
+                    errno.ENOSYS,
+                    f"libseccomp does not know the syscall {name}, so its rule cannot be added "
+                    "(a newer libseccomp is needed)",
+                )
+            number = known
         if number < 0:
             # A syscall this ABI does not have (e.g. no vfork on some arches) needs no rule.
             return None
@@ -469,6 +515,13 @@ def _add_baseline(rules: _Rules, *, new_tasks_ruled: bool) -> list[str]:
     denied: list[str] = []
     for name in BASELINE_DENIED:
         rules.deny(name)
+    # A filesystem's fscrypt keys are a keyring of the host's, reached by an ioctl on any
+    # file of that filesystem (a write root, a read root): a workload could remove its
+    # user's claim to the key of an encrypted directory it can name (its own cwd inside an
+    # encrypted home gives the key's identifier), locking it for the whole host, or add
+    # keys charged to its user's key quota that outlive the run. The request is an int.
+    for request in FSCRYPT_KEY_IOCTLS:
+        rules.deny("ioctl", _args(_int_is(1, request)))
     denied.append(labels.BASELINE_GROUP)
     namespace_calls = ("unshare",) if new_tasks_ruled else ("unshare", "clone")
     for name in namespace_calls:
@@ -502,6 +555,23 @@ def _add_baseline(rules: _Rules, *, new_tasks_ruled: bool) -> list[str]:
     rules.deny("setrlimit", _args(_int_is(0, RLIMIT_CORE)))
     rules.deny("prlimit64", _args(_int_is(1, RLIMIT_CORE), (2, SCMP_CMP_NE, 0, 0)))
     denied.append(labels.BASELINE[4])
+    # The page cache is the host's: a read root's files are cached for every user, so
+    # dropping their pages (fadvise DONTNEED; madvise COLD or PAGEOUT of a mapping, which
+    # the owner of a file may do, and a root caller's workload owns root's) slows the
+    # host's programs and, timed against a probe of what is still cached, shows when
+    # another user touched them. A filter cannot tell a read root's fd from a write
+    # root's, so no eviction is allowed; the advice is an int, compared by its low word.
+    rules.deny("fadvise64", _args(_int_is(3, POSIX_FADV_DONTNEED)))
+    for advice in (MADV_COLD, MADV_PAGEOUT):
+        rules.deny("madvise", _args(_int_is(2, advice)))
+        rules.deny("process_madvise", _args(_int_is(3, advice)))
+    denied.append(labels.BASELINE[5])
+    # Setting a tty's line discipline (a --tty run's pty, or any tty it can open) makes the
+    # kernel load that discipline's module when kernel.ldisc_autoload is on (modprobe,
+    # run as root in the host's namespaces): a module of the host's kernel, and its code
+    # reachable, for as long as the host runs. The request is an int.
+    rules.deny("ioctl", _args(_int_is(1, TIOCSETD)))
+    denied.append(labels.BASELINE[6])
     return denied
 
 

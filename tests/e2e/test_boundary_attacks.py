@@ -9,16 +9,19 @@ read-only mount view existed, so each oracle is known to be able to go red.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import re
+import shutil
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -858,12 +861,14 @@ _KERNEL_GATED_CALLS = (
 )
 
 
-def _kernel_gated(hooks: frozenset[str]) -> tuple[set[str | None], str]:
-    """Run bpf() and syslog() with denial evidence (so with no filesystem capability: its
-    refusals are not reported); the syscalls the report lists as stopped by the filter,
-    and what the workload printed."""
+def _kernel_gated(
+    hooks: frozenset[str], code: str = _KERNEL_GATED_CALLS
+) -> tuple[set[str | None], str]:
+    """Run ``code`` (bpf() and syslog()) with denial evidence (so with no filesystem
+    capability: its refusals are not reported); the syscalls the report lists as stopped
+    by the filter, and what the workload printed."""
     spec = BoundarySpec(
-        workload=ProcessWorkload(PYTHON, ("-c", _KERNEL_GATED_CALLS)),
+        workload=ProcessWorkload(PYTHON, ("-c", code)),
         capabilities=(
             ChildSpawn(SpawnPolicy.DENY_NEW_TASKS),
             Network(NetworkDenyAll()),
@@ -895,6 +900,31 @@ def test_skipping_seccomp_leaves_bpf_and_the_kernel_log_to_the_host() -> None:
     require_feature("seccomp")
     denied, out = _kernel_gated(frozenset({"skip_seccomp"}))
     assert not {"bpf", "syslog"} & denied, (denied, out)
+
+
+# ioctl(TIOCSETD, N_HDLC) on a pty the workload opens: with kernel.ldisc_autoload on, the
+# kernel has modprobe load n_hdlc into the host's kernel if it is not there yet.
+_LINE_DISCIPLINE = (
+    "import ctypes, fcntl, os, struct\n"
+    "fd = os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY)\n"
+    "try:\n"
+    "    fcntl.ioctl(fd, 0x5423, struct.pack('i', 13))\n"
+    "    print('TIOCSETD 0', flush=True)\n"
+    "except OSError as e:\n"
+    "    print('TIOCSETD', -e.errno, flush=True)\n"
+)
+
+
+def test_a_ttys_line_discipline_is_refused_by_the_filter_not_left_to_a_sysctl() -> None:
+    """Found by attack: a workload's ``TIOCSETD`` on a pty reached the kernel, which loads
+    the discipline's module into the host's kernel where ``kernel.ldisc_autoload`` is on
+    (this host may have no modules, so the oracle is the supervisor's record that the
+    filter stopped the call before the kernel saw it); with the filter skipped it does not."""
+    require_feature("seccomp")
+    denied, out = _kernel_gated(frozenset(), _LINE_DISCIPLINE)
+    assert "ioctl" in denied and "TIOCSETD -1" in out, (denied, out)
+    denied, out = _kernel_gated(frozenset({"skip_seccomp"}), _LINE_DISCIPLINE)
+    assert "ioctl" not in denied and "TIOCSETD -1" not in out, (denied, out)
 
 
 # io_setup(64, &ctx): the AIO context is drawn from the host-wide pool fs.aio-max-nr.
@@ -1069,3 +1099,178 @@ def test_a_crash_can_start_no_core_dump_helper(work: Path, hooks: frozenset[str]
     assert seen == ["1 1"], (seen, out)
     assert "setrlimit refused" in out and "prlimit refused" in out, out
     assert "read (1, 1)" in out, out
+
+
+# Drop a read root's file from the page cache: posix_fadvise DONTNEED on its fd, or
+# madvise PAGEOUT of a mapping of it (the file's owner may; a root caller's workload owns
+# every root-owned file).
+_EVICT = """\
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+try:
+    if sys.argv[2] == "fadvise":
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    else:
+        mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+        sum(mapped[i] for i in range(0, len(mapped), mmap.PAGESIZE))
+        mapped.madvise(21)  # MADV_PAGEOUT
+    print("evict done", flush=True)
+except OSError as e:
+    print("evict refused", e.errno, flush=True)
+"""
+
+
+def _resident_pages(path: Path) -> tuple[int, int]:
+    """How many of ``path``'s pages the page cache holds, of how many it has: the host's
+    own look (``mincore`` of a mapping the host makes of a file the host owns)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (
+        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long
+    )  # fmt: skip
+    libc.mincore.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p)
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    size = path.stat().st_size
+    pages = (size + os.sysconf("SC_PAGESIZE") - 1) // os.sysconf("SC_PAGESIZE")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        assert address not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        vector = ctypes.create_string_buffer(pages)
+        assert libc.mincore(address, size, vector) == 0, ctypes.get_errno()
+        libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    return sum(byte & 1 for byte in vector.raw[:pages]), pages
+
+
+@pytest.mark.parametrize("route", ["fadvise", "pageout"])
+@pytest.mark.parametrize("hooks", [frozenset(), frozenset({"skip_seccomp"})], ids=["real", "lie"])
+def test_the_hosts_page_cache_of_a_read_root_is_not_evicted(
+    work: Path, tmp_path: Path, route: str, hooks: frozenset[str]
+) -> None:
+    """Found by attack: a workload dropped a read root's file from the host's page cache
+    (posix_fadvise DONTNEED, any user; madvise PAGEOUT, the file's owner, which a root
+    caller's workload is for root's files). The page cache is every user's: eviction slows
+    the host's programs and, probed again, shows when another user read the file. Oracle:
+    the host's own mincore of the file after the run; with the filter skipped (the
+    planted lie) the pages are gone."""
+    require_feature("seccomp")
+    readable = tmp_path / "readable"
+    readable.mkdir()
+    shared = readable / "shared"
+    with shared.open("wb") as fh:
+        fh.write(os.urandom(8 << 20))  # more folios than a CPU holds back from the LRU
+        fh.flush()
+        os.fsync(fh.fileno())  # clean pages: the ones an eviction may drop
+    shared.read_bytes()
+    resident, pages = _resident_pages(shared)
+    assert resident == pages, (resident, pages)
+    base = default_spec([PYTHON, "-c", _EVICT, str(shared), route], cwd=str(work))
+    spec = BoundarySpec(
+        workload=base.workload,
+        capabilities=(*base.capabilities, Filesystem(access=FsAccess.READ, roots=(str(readable),))),
+        controls=base.controls,
+        budgets=base.budgets,
+        evidence=base.evidence,
+    )
+    out = bytearray()
+    report = _run_hooked(spec, hooks, out.extend)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    resident, _ = _resident_pages(shared)
+    if hooks:
+        assert "evict done" in out.decode() and resident < pages // 2, (resident, out)
+        return
+    assert "evict refused 1" in out.decode(), out
+    assert resident == pages, (resident, pages, out)
+
+
+# fscrypt's key ioctls (linux/fscrypt.h), as the workload and the host call them.
+_FSCRYPT = """\
+import fcntl, os, struct, sys
+ADD, REMOVE, STATUS, GET_POLICY = 0xC0506617, 0xC0406618, 0xC080661A, 0xC0096616
+def spec(identifier):
+    return struct.pack("=II16s16x", 2, 0, identifier)  # FSCRYPT_KEY_SPEC_TYPE_IDENTIFIER
+def call(path, request, arg):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        buffer = bytearray(arg)
+        fcntl.ioctl(fd, request, buffer)
+        return bytes(buffer)
+    finally:
+        os.close(fd)
+def policy_key(path):
+    return call(path, GET_POLICY, struct.pack("=Q24x", 24))[16:32]
+def status(path, identifier):
+    return struct.unpack_from("=III", call(path, STATUS, spec(identifier) + bytes(88)), 64)
+def add(path):
+    raw = os.urandom(64)
+    got = call(path, ADD, spec(bytes(16)) + struct.pack("=II32x", 64, 0) + raw)
+    return got[8:24]
+if __name__ == "__main__" and sys.argv[1:] == ["attack"]:
+    for name, attempt in (
+        ("remove", lambda: call(".", REMOVE, spec(policy_key(".")) + bytes(24))),
+        ("add", lambda: print("added", add(".").hex(), flush=True)),
+    ):
+        try:
+            attempt(); print(name, "done", flush=True)
+        except OSError as e:
+            print(name, "refused", e.errno, flush=True)
+"""
+
+
+@pytest.fixture
+def encrypted_home(tmp_path: Path) -> Iterator[tuple[Path, bytes, Callable[..., Any]]]:
+    """A directory of a fresh ext4 (``-O encrypt``, loop-mounted) encrypted with a key the
+    host added (root only: the mount); the key's identifier, and the host's status look."""
+    if os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
+        pytest.skip("LOUD SKIP: needs root and mkfs.ext4 to loop-mount an fscrypt filesystem")
+    image, mountpoint = tmp_path / "fs.img", tmp_path / "fs"
+    mountpoint.mkdir()
+    with image.open("wb") as fh:
+        fh.truncate(64 << 20)
+    made = subprocess.run(["mkfs.ext4", "-q", "-O", "encrypt", str(image)], capture_output=True)
+    mounted = made.returncode == 0 and (
+        subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)]).returncode == 0
+    )
+    if not mounted:
+        pytest.skip(f"LOUD SKIP: cannot loop-mount an fscrypt ext4: {made.stderr!r}")
+    tools: dict[str, Any] = {}
+    exec(compile(_FSCRYPT, "fscrypt", "exec"), tools)
+    try:
+        identifier = tools["add"](str(mountpoint))
+        home = mountpoint / "home"
+        home.mkdir()
+        fd = os.open(home, os.O_RDONLY)
+        try:  # FS_IOC_SET_ENCRYPTION_POLICY, v2: AES-256-XTS contents, AES-256-CTS names
+            fcntl.ioctl(fd, 0x800C6613, struct.pack("=BBBBxxxx16s", 2, 1, 4, 0, identifier))
+        finally:
+            os.close(fd)
+        (home / "work").mkdir()
+        yield home / "work", identifier, tools["status"]
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+@pytest.mark.parametrize("hooks", [frozenset(), frozenset({"skip_seccomp"})], ids=["real", "lie"])
+def test_a_filesystems_encryption_keys_are_out_of_reach(
+    encrypted_home: tuple[Path, bytes, Callable[..., Any]], hooks: frozenset[str]
+) -> None:
+    """Found by attack: run from inside an encrypted home, a workload read the key's
+    identifier from its own directory (``FS_IOC_GET_ENCRYPTION_POLICY_EX``) and removed its
+    user's claim to it (``FS_IOC_REMOVE_ENCRYPTION_KEY``), locking that home for every
+    process on the host; it could add keys too, charged to its user and outliving the run.
+    Oracle: the key's status read by the host after the run (present, one user: the
+    host's); with the filter skipped (the planted lie) the workload removes it."""
+    require_feature("seccomp")
+    work, identifier, status = encrypted_home
+    spec = default_spec([PYTHON, "-c", _FSCRYPT, "attack"], cwd=str(work))
+    out = bytearray()
+    report = _run_hooked(spec, hooks, out.extend)
+    assert report.body.outcome is Outcome.COMPLETED, report.body.observed
+    state, flags, users = status(str(work), identifier)
+    if hooks:
+        assert "remove done" in out.decode() and state != 2, (state, out)
+        return
+    assert (state, flags, users) == (2, 1, 1), (state, flags, users, out)  # PRESENT, by self
+    assert "remove refused 1" in out.decode() and "add refused 1" in out.decode(), out

@@ -52,6 +52,19 @@ EXIT_AT_S = LIMIT_S - 0.7
 MARGIN_S = 1.5
 FILES = 4
 FILE_MB = 120  # 480 MiB of the temp root's 512 MiB: copied, hashed and fsync'd
+STAGED_BEFORE_STOP = 4 << 20  # the walk is under way once this much is in its staging tree
+
+
+def _staged_bytes(artifacts: Path) -> int:
+    """The bytes the walk has copied into its staging tree under ``artifacts`` so far."""
+    total = 0
+    for folder, _dirs, files in os.walk(artifacts):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
 SPARSE_MB = 500  # a write-root file of holes: hashed (not copied) without disk I/O
 TIMEOUT_EXIT = 124
 
@@ -272,7 +285,12 @@ def test_a_walk_stuck_past_the_grace_is_a_timeout_with_the_real_status(tmp_path:
                 break
             time.sleep(0.01)
         assert launcher is not None and (work / "exiting").exists(), "the workload never ran"
-        time.sleep(0.3)  # the walk of 480 MiB is under way: hashing, copying, syncing
+        # Stopped once the walk is seen copying (a fixed wait let a fast walk of 480 MiB
+        # finish first on an unloaded machine): the staged bytes are the sign.
+        for _ in range(10_000):
+            if _staged_bytes(tmp_path / "artifacts") >= STAGED_BEFORE_STOP:
+                break
+            time.sleep(0.001)
         os.kill(launcher, signal.SIGSTOP)
         for _ in range(200):
             if _state(launcher) == "T":

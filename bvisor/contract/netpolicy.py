@@ -82,6 +82,7 @@ __all__ = [
     "judge_answered",
     "judge_name",
     "lookup_charge",
+    "names_address",
     "normal_host",
     "parse_entries",
     "refused_range",
@@ -192,6 +193,15 @@ def _on_port(entries: Sequence[Endpoint], port: int) -> list[Endpoint]:
     return [e for e in entries if e.protocol == "tcp" and e.port == port]
 
 
+def names_address(entries: Sequence[Endpoint], address: Address, port: int) -> bool:
+    """Does an address or network entry on ``port`` name ``address`` explicitly? Only such
+    an entry opens an address the list otherwise keeps shut: one in a refused range, or
+    (the proxy's own rule at connect time) one of the host's own addresses."""
+    return any(
+        e.kind in (ADDRESS, NETWORK) and e.contains(address) for e in _on_port(entries, port)
+    )
+
+
 def _most_specific(name: str, candidates: Sequence[Endpoint]) -> Endpoint | None:
     """The name entry that names ``name`` most closely: the name itself, else the longest
     matching ``*.domain``, else ``*`` (so the entry a decision cites does not depend on
@@ -228,7 +238,7 @@ def judge(entries: Sequence[Endpoint], host: str, port: int, address: str | None
     resolved = None if address is None else parse_address(address)
     if resolved is None:
         return Judgement("deny", UNRESOLVED, match.text)
-    if refused_range(resolved) is not None and not any(e.contains(resolved) for e in explicit):
+    if refused_range(resolved) is not None and not names_address(entries, resolved, port):
         return Judgement("deny", REFUSED_RANGE, match.text)
     return Judgement("allow", LISTED, match.text)
 

@@ -77,6 +77,7 @@ __all__ = [
     "Judgement",
     "NetworkDecision",
     "activity_fact",
+    "connect_charge",
     "destination_text",
     "judge",
     "judge_answered",
@@ -339,11 +340,22 @@ def lookup_charge(host: str) -> int:
     return len(host.encode("utf-8", "surrogateescape"))
 
 
+def connect_charge(address: str) -> int:
+    """What opening a connection for the workload costs its network budget: the
+    destination's address and port, which leave the host in the connection's first packet
+    whether or not a byte follows. A destination the workload chooses (any address under
+    ``*:port`` or a network entry) carries what it writes into it: without a charge a run
+    could say up to 4096 addresses' worth past any budget by the addresses it connects to.
+    Runs recorded before connections were charged carry 0 for it."""
+    return len(ipaddress.ip_address(address).packed) + 2
+
+
 @dataclass(frozen=True, slots=True)
 class NetworkDecision:
     """One connection the proxy was asked for: what was asked, what was decided, what went
     through. ``sent``: bytes from the workload to the destination, the name's lookup
-    (:func:`lookup_charge`) included when the host looked it up; ``received``: back.
+    (:func:`lookup_charge`) included when the host looked it up and the destination's
+    (:func:`connect_charge`) when it opened a connection; ``received``: back.
     A DNS question or a denial moves nothing but that lookup. ``error``: why an allowed
     connection failed or ended early (a connect error, the network budget cutting it), or
     how a bad request was bad."""

@@ -400,3 +400,32 @@ def test_an_address_of_the_host_itself_is_opened_only_when_named(
         reached = run_allowed(named, tmp_path / "named")
     assert "own:200" in reached.out and server.paths == ["/own"], reached.out
     assert reached.audit_ok, reached.audit_detail
+
+
+# Opens one connection to each of 127.0.0.1 ... 127.0.0.<argv[2]> on port argv[1] through
+# the proxy and writes nothing on any of them.
+OPEN_MANY = r"""
+import socket, sys
+for i in range(1, int(sys.argv[2]) + 1):
+    s = socket.create_connection(("127.0.0.1", 3128))
+    s.sendall(b"CONNECT 127.0.0.%d:%s HTTP/1.1\r\n\r\n" % (i, sys.argv[1].encode()))
+    s.recv(100)
+    s.close()
+"""
+
+
+def test_every_connection_opened_pays_for_its_address(work: Path, tmp_path: Path) -> None:
+    """The address a connection is opened to leaves the host whether or not a byte
+    follows, and under a network entry the workload chooses it: 40 connections that carry
+    nothing, each to an address of its choosing, are not opened past a 64-byte budget."""
+    with serving("many", host="0.0.0.0") as server:
+        script = f"{PYTHON} -c '{OPEN_MANY}' {server.port} 40"
+        budgets = BudgetRequirements(network_bytes=Budget(64, MinGuarantee.ENFORCED))
+        spec = allow_spec(_sh(script), [f"127.0.0.0/8:{server.port}"], work, budgets=budgets)
+        run = run_allowed(spec, tmp_path / "ledger")
+    opened = [d for d in run.decisions if d.verdict == "allow"]
+    assert server.connections == len(opened) == 64 // 6, run.decisions
+    assert all(d.sent == 6 and d.received == 0 for d in opened), opened
+    refused = [d for d in run.decisions if d.verdict == "deny"]
+    assert {d.reason for d in refused} == {"budget-exhausted"} and len(refused) == 40 - 10
+    assert run.audit_ok, run.audit_detail

@@ -35,9 +35,11 @@ unlisted name is never looked up, nor any name once an Enforced network budget i
 (``budget-exhausted``, as a connection is). Every lookup, for a question or for a
 connection asked by name, is paid for from the budget before it is made, by the name's
 bytes (``lookup_charge``): the name leaves the host in it, and a name below a listed
-wildcard carries whatever the workload writes into it. Each question is recorded
-*before* its answer is sent, and an address answered becomes a destination the workload
-may then ask for by address on the ports its name is listed for (``judge_answered``).
+wildcard carries whatever the workload writes into it. So is every connection the proxy
+opens, by its address and port (``connect_charge``), which the workload may choose.
+Each question is recorded *before* its answer is sent, and an address answered becomes
+a destination the workload may then ask for by address on the ports its name is listed
+for (``judge_answered``).
 
 ``allow_all`` is the test-only lie switch (hook ``proxy_allow_all``): every destination
 is allowed, and recorded as allowed, so the oracles that must catch a lying proxy can be
@@ -70,6 +72,7 @@ from bvisor.contract.netpolicy import (
     Answers,
     Judgement,
     NetworkDecision,
+    connect_charge,
     destination_text,
     judge,
     judge_name,
@@ -593,6 +596,12 @@ class ProxySession:
                 error="connect: an address of the host itself is opened only when an "
                 "address or network entry on its port names it"
             )
+        opening = connect_charge(address)
+        if not self._budget.take_whole(opening):
+            # The address and port would leave the host in the connection's first packet.
+            _reply_refused(conn, ask.via, host, ask.port, BUDGET_EXHAUSTED)
+            return _denied(ask.via, host, ask.port, None, BUDGET_EXHAUSTED, None, None, charged)
+        charged += opening
         try:
             upstream.connect((address, ask.port))
         except OSError as exc:

@@ -77,11 +77,13 @@ __all__ = [
     "Judgement",
     "NetworkDecision",
     "activity_fact",
+    "connect_charge",
     "destination_text",
     "judge",
     "judge_answered",
     "judge_name",
     "lookup_charge",
+    "names_address",
     "normal_host",
     "parse_entries",
     "refused_range",
@@ -192,6 +194,15 @@ def _on_port(entries: Sequence[Endpoint], port: int) -> list[Endpoint]:
     return [e for e in entries if e.protocol == "tcp" and e.port == port]
 
 
+def names_address(entries: Sequence[Endpoint], address: Address, port: int) -> bool:
+    """Does an address or network entry on ``port`` name ``address`` explicitly? Only such
+    an entry opens an address the list otherwise keeps shut: one in a refused range, or
+    (the proxy's own rule at connect time) one of the host's own addresses."""
+    return any(
+        e.kind in (ADDRESS, NETWORK) and e.contains(address) for e in _on_port(entries, port)
+    )
+
+
 def _most_specific(name: str, candidates: Sequence[Endpoint]) -> Endpoint | None:
     """The name entry that names ``name`` most closely: the name itself, else the longest
     matching ``*.domain``, else ``*`` (so the entry a decision cites does not depend on
@@ -228,7 +239,7 @@ def judge(entries: Sequence[Endpoint], host: str, port: int, address: str | None
     resolved = None if address is None else parse_address(address)
     if resolved is None:
         return Judgement("deny", UNRESOLVED, match.text)
-    if refused_range(resolved) is not None and not any(e.contains(resolved) for e in explicit):
+    if refused_range(resolved) is not None and not names_address(entries, resolved, port):
         return Judgement("deny", REFUSED_RANGE, match.text)
     return Judgement("allow", LISTED, match.text)
 
@@ -329,11 +340,22 @@ def lookup_charge(host: str) -> int:
     return len(host.encode("utf-8", "surrogateescape"))
 
 
+def connect_charge(address: str) -> int:
+    """What opening a connection for the workload costs its network budget: the
+    destination's address and port, which leave the host in the connection's first packet
+    whether or not a byte follows. A destination the workload chooses (any address under
+    ``*:port`` or a network entry) carries what it writes into it: without a charge a run
+    could say up to 4096 addresses' worth past any budget by the addresses it connects to.
+    Runs recorded before connections were charged carry 0 for it."""
+    return len(ipaddress.ip_address(address).packed) + 2
+
+
 @dataclass(frozen=True, slots=True)
 class NetworkDecision:
     """One connection the proxy was asked for: what was asked, what was decided, what went
     through. ``sent``: bytes from the workload to the destination, the name's lookup
-    (:func:`lookup_charge`) included when the host looked it up; ``received``: back.
+    (:func:`lookup_charge`) included when the host looked it up and the destination's
+    (:func:`connect_charge`) when it opened a connection; ``received``: back.
     A DNS question or a denial moves nothing but that lookup. ``error``: why an allowed
     connection failed or ended early (a connect error, the network budget cutting it), or
     how a bad request was bad."""

@@ -2,9 +2,11 @@
 
 ``python -m tests.e2e.netns_harness`` is started by ``test_network_names.py`` under
 ``unshare --mount --net`` (with ``--user --map-root-user`` for a normal user), so what it
-sets up is the test's alone: the namespace's loopback carries "public" addresses
-(93.184.216.34 and friends) and a private one (10.9.9.9), ``/etc/hosts`` is bound over
-with the test's names, and HTTP servers listen on those addresses. The proxy of a real
+sets up is the test's alone: HTTP servers listen on "public" addresses (93.184.216.34 and
+friends) and a private one (10.9.9.9) in a second network namespace, a neighbour one veth
+hop away that the harness's namespace routes them to (an address the proxy's own namespace
+held would be the host's own, which the proxy does not open unless an entry names it),
+and ``/etc/hosts`` is bound over with the test's names. The proxy of a real
 bvisor run in here resolves those names with the host's own resolver (the hosts file),
 exactly as it would any name. Prints one JSON line: per scenario, what each server saw
 and what the ledger recorded, and whether replay verified it.
@@ -12,11 +14,15 @@ and what the ledger recorded, and whether replay verified it.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import subprocess
 import sys
 import tempfile
-from contextlib import ExitStack
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from bvisor.contract.budgets import Budget, BudgetRequirements, MinGuarantee
@@ -46,13 +52,62 @@ ASKS = [
 ]
 
 
-def _setup(scratch: Path) -> None:
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    for address in ADDRESSES.values():
-        subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+_CLONE_NEWNET = 0x40000000
+_LINK = ("10.200.0.1", "10.200.0.2")  # this namespace's end of the veth, the servers'
+
+
+def _setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "setns")
+
+
+def _setup(scratch: Path) -> int:
+    """Set the namespaces up; the servers' network namespace, as an open fd."""
+    neighbour = subprocess.Popen(["unshare", "--net", "sleep", "600"])
+    own = os.stat("/proc/self/ns/net").st_ino
+    for _ in range(500):
+        if os.stat(f"/proc/{neighbour.pid}/ns/net").st_ino != own:
+            break
+        time.sleep(0.01)
+    servers = os.open(f"/proc/{neighbour.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    pid = str(neighbour.pid)
+    there = ["nsenter", "--target", pid, "--net"]
+    commands = [
+        ["ip", "link", "set", "lo", "up"],
+        ["ip", "link", "add", "bvh", "type", "veth", "peer", "name", "bvs", "netns", pid],
+        ["ip", "addr", "add", f"{_LINK[0]}/30", "dev", "bvh"],
+        ["ip", "link", "set", "bvh", "up"],
+        *(["ip", "route", "add", f"{a}/32", "via", _LINK[1]] for a in ADDRESSES.values()),
+        [*there, "ip", "link", "set", "lo", "up"],
+        [*there, "ip", "addr", "add", f"{_LINK[1]}/30", "dev", "bvs"],
+        [*there, "ip", "link", "set", "bvs", "up"],
+        [*there, "ip", "route", "add", "default", "via", _LINK[0]],
+        *([*there, "ip", "addr", "add", f"{a}/32", "dev", "lo"] for a in ADDRESSES.values()),
+    ]
+    for command in commands:
+        subprocess.run(command, check=True)
+    neighbour.kill()  # the servers' fd keeps the namespace
+    neighbour.wait()
     hosts = scratch / "hosts"
     hosts.write_text(HOSTS)
     subprocess.run(["mount", "--bind", str(hosts), "/etc/hosts"], check=True)
+    return servers
+
+
+@contextmanager
+def _in_namespace(fd: int) -> Iterator[None]:
+    """This thread in the namespace ``fd`` for the block: a socket made there stays there
+    (and a thread started there does too), whatever the thread does next."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(fd)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
 
 
 def _script() -> str:
@@ -118,6 +173,7 @@ for i in range(10):
 
 def _scenario(
     scratch: Path,
+    namespace: int,
     name: str,
     entries: list[str],
     command: list[str] | None = None,
@@ -127,10 +183,11 @@ def _scenario(
     work = scratch / name
     work.mkdir()
     with ExitStack() as stack:
-        servers = {
-            label: stack.enter_context(serving(label, address, 80))
-            for label, address in ADDRESSES.items()
-        }
+        with _in_namespace(namespace):
+            servers = {
+                label: stack.enter_context(serving(label, address, 80))
+                for label, address in ADDRESSES.items()
+            }
         spec = allow_spec(command or ["/bin/sh", "-c", _script()], entries, work, budgets=budgets)
         run = run_allowed(spec, scratch / f"{name}-ledger", hooks)
     return {
@@ -152,25 +209,30 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as raw:
         scratch = Path(raw)
         try:
-            _setup(scratch)
+            namespace = _setup(scratch)
         except (OSError, subprocess.CalledProcessError) as exc:
             print(json.dumps({"setup_failed": str(exc)}))
             return 0
         result = {
             "names": _scenario(
-                scratch, "names", ["*.example.test:80", "internal.test:80", "other.test:81"]
+                scratch,
+                namespace,
+                "names",
+                ["*.example.test:80", "internal.test:80", "other.test:81"],
             ),
             "named_range": _scenario(
-                scratch, "named_range", ["internal.test:80", "10.9.9.0/24:80"]
+                scratch, namespace, "named_range", ["internal.test:80", "10.9.9.0/24:80"]
             ),
             "dns": _scenario(
                 scratch,
+                namespace,
                 "dns",
                 ["*.example.test:80", "internal.test:80"],
                 [PYTHON, "-c", DNS_SCRIPT],
             ),
             "dns_budget": _scenario(
                 scratch,
+                namespace,
                 "dns_budget",
                 ["*.example.test:80"],
                 [PYTHON, "-c", DNS_BUDGET_SCRIPT],
@@ -178,6 +240,7 @@ def main() -> int:
             ),
             "dns_lie": _scenario(
                 scratch,
+                namespace,
                 "dns_lie",
                 ["*.example.test:80", "internal.test:80"],
                 [PYTHON, "-c", DNS_SCRIPT],

@@ -12,8 +12,10 @@ red.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -359,4 +361,71 @@ def test_a_spent_network_budget_refuses_dns_questions_too(work: Path, tmp_path: 
         "budget-exhausted",
     ), run.decisions
     assert last.address is None
+    assert run.audit_ok, run.audit_detail
+
+
+# A public address no one here talks to, put on the host's loopback for one test: the host
+# then holds it like a public interface address of its own.
+HOST_OWN = "11.0.0.46"
+
+
+@pytest.fixture
+def host_own_address() -> Iterator[str]:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("adding an address to the host needs root and ip(8)")
+    subprocess.run(["ip", "addr", "add", f"{HOST_OWN}/32", "dev", "lo"], check=True)
+    try:
+        yield HOST_OWN
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{HOST_OWN}/32", "dev", "lo"], check=False)
+
+
+def test_an_address_of_the_host_itself_is_opened_only_when_named(
+    work: Path, tmp_path: Path, host_own_address: str
+) -> None:
+    """``*:port`` allows a public address (the judgement stands as recorded), but one the
+    host itself holds would reach the host's own listeners from its namespace: the proxy
+    does not connect unless an address entry names it."""
+    with serving("host", host=host_own_address) as server:
+        url = f"http://{host_own_address}:{server.port}"
+        script = f"{CURL} -sS -m 5 -o /dev/null -w 'own:%{{http_code}}\\n' {url}/own; true"
+        spec = allow_spec(_sh(script), [f"*:{server.port}"], work)
+        run = run_allowed(spec, tmp_path / "any")
+        assert server.connections == 0, server.paths
+        (decision,) = run.decisions
+        assert (decision.verdict, decision.address) == ("allow", host_own_address), decision
+        assert decision.error is not None and "host itself" in decision.error, decision
+        assert run.audit_ok, run.audit_detail
+        named = allow_spec(_sh(script), [f"{host_own_address}:{server.port}"], work)
+        reached = run_allowed(named, tmp_path / "named")
+    assert "own:200" in reached.out and server.paths == ["/own"], reached.out
+    assert reached.audit_ok, reached.audit_detail
+
+
+# Opens one connection to each of 127.0.0.1 ... 127.0.0.<argv[2]> on port argv[1] through
+# the proxy and writes nothing on any of them.
+OPEN_MANY = r"""
+import socket, sys
+for i in range(1, int(sys.argv[2]) + 1):
+    s = socket.create_connection(("127.0.0.1", 3128))
+    s.sendall(b"CONNECT 127.0.0.%d:%s HTTP/1.1\r\n\r\n" % (i, sys.argv[1].encode()))
+    s.recv(100)
+    s.close()
+"""
+
+
+def test_every_connection_opened_pays_for_its_address(work: Path, tmp_path: Path) -> None:
+    """The address a connection is opened to leaves the host whether or not a byte
+    follows, and under a network entry the workload chooses it: 40 connections that carry
+    nothing, each to an address of its choosing, are not opened past a 64-byte budget."""
+    with serving("many", host="0.0.0.0") as server:
+        script = f"{PYTHON} -c '{OPEN_MANY}' {server.port} 40"
+        budgets = BudgetRequirements(network_bytes=Budget(64, MinGuarantee.ENFORCED))
+        spec = allow_spec(_sh(script), [f"127.0.0.0/8:{server.port}"], work, budgets=budgets)
+        run = run_allowed(spec, tmp_path / "ledger")
+    opened = [d for d in run.decisions if d.verdict == "allow"]
+    assert server.connections == len(opened) == 64 // 6, run.decisions
+    assert all(d.sent == 6 and d.received == 0 for d in opened), opened
+    refused = [d for d in run.decisions if d.verdict == "deny"]
+    assert {d.reason for d in refused} == {"budget-exhausted"} and len(refused) == 40 - 10
     assert run.audit_ok, run.audit_detail

@@ -2,7 +2,8 @@
 
 The servers need addresses the proxy must treat as public, and names that resolve to
 them: ``netns_harness`` makes both inside a network (and mount) namespace of its own —
-addresses on its loopback, its own ``/etc/hosts`` — and runs real bvisor runs there (see
+addresses one veth hop away in a neighbour namespace, its own ``/etc/hosts`` — and runs
+real bvisor runs there (see
 its docstring). The oracle is what each server saw; the ledger and replay must agree.
 """
 

@@ -16,7 +16,8 @@ A listener that fails is closed unused and the run says why.
 Per connection: read what is asked (:mod:`.requests`), judge it
 (:func:`bvisor.contract.netpolicy.judge`, resolving a listed name with the host's
 resolver and pinning the address judged), connect to exactly that address (never to an
-IPv4-compatible ``::a.b.c.d``, which a ``sit`` tunnel would carry to any IPv4 host), relay
+IPv4-compatible ``::a.b.c.d``, which a ``sit`` tunnel would carry to any IPv4 host, nor to
+an address of the host itself that no address entry names, :mod:`.route`), relay
 (:mod:`.relay`), and record one :class:`NetworkDecision` when the connection ends —
 through ``on_decision`` (a caller's sink, as it happens) and in the result the report and
 the run's final ledger transaction are built from. A decision that cannot be recorded
@@ -34,9 +35,11 @@ unlisted name is never looked up, nor any name once an Enforced network budget i
 (``budget-exhausted``, as a connection is). Every lookup, for a question or for a
 connection asked by name, is paid for from the budget before it is made, by the name's
 bytes (``lookup_charge``): the name leaves the host in it, and a name below a listed
-wildcard carries whatever the workload writes into it. Each question is recorded
-*before* its answer is sent, and an address answered becomes a destination the workload
-may then ask for by address on the ports its name is listed for (``judge_answered``).
+wildcard carries whatever the workload writes into it. So is every connection the proxy
+opens, by its address and port (``connect_charge``), which the workload may choose.
+Each question is recorded *before* its answer is sent, and an address answered becomes
+a destination the workload may then ask for by address on the ports its name is listed
+for (``judge_answered``).
 
 ``allow_all`` is the test-only lie switch (hook ``proxy_allow_all``): every destination
 is allowed, and recorded as allowed, so the oracles that must catch a lying proxy can be
@@ -69,16 +72,19 @@ from bvisor.contract.netpolicy import (
     Answers,
     Judgement,
     NetworkDecision,
+    connect_charge,
     destination_text,
     judge,
     judge_name,
     lookup_charge,
+    names_address,
     normal_host,
     parse_entries,
 )
 from bvisor.launcher.host.proxy import dns, requests
 from bvisor.launcher.host.proxy.lookup import lookup
 from bvisor.launcher.host.proxy.relay import Budget, relay
+from bvisor.launcher.host.proxy.route import host_own
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -584,6 +590,18 @@ class ProxySession:
         if _ipv4_compatible(address):
             _reply_unreachable(conn, ask.via, OSError(errno.ENETUNREACH, "IPv4-compatible"))
             return decided(error="connect: an IPv4-compatible address (::/96) is never opened")
+        if not self._allow_all and self._host_own_unnamed(address, ask.port):
+            _reply_unreachable(conn, ask.via, OSError(errno.EACCES, "the host's own address"))
+            return decided(
+                error="connect: an address of the host itself is opened only when an "
+                "address or network entry on its port names it"
+            )
+        opening = connect_charge(address)
+        if not self._budget.take_whole(opening):
+            # The address and port would leave the host in the connection's first packet.
+            _reply_refused(conn, ask.via, host, ask.port, BUDGET_EXHAUSTED)
+            return _denied(ask.via, host, ask.port, None, BUDGET_EXHAUSTED, None, None, charged)
+        charged += opening
         try:
             upstream.connect((address, ask.port))
         except OSError as exc:
@@ -598,6 +616,17 @@ class ProxySession:
             return decided(error=f"reply to the workload: {_errname(exc)}")
         flow = relay(conn, upstream, self._budget, self._stopping, ask.forward)
         return decided(flow.sent, flow.received, flow.error)
+
+    def _host_own_unnamed(self, address: str, port: int) -> bool:
+        """Is ``address`` one the host would deliver to itself (:func:`.route.host_own`),
+        and no address or network entry on ``port`` names it? Then it is never connected
+        to: a ``*:port`` entry, or a listed name that resolves to the host's public
+        address, would otherwise reach the host's own services bound to every address.
+        As for an IPv4-compatible address, the judgement is left as recorded (replay
+        re-judges it unchanged); the connection just is not made."""
+        parsed = parse_address(address)
+        named = parsed is not None and names_address(self._entries or (), parsed, port)
+        return not named and host_own(address)
 
 
 def _ipv4_compatible(address: str) -> bool:

@@ -110,9 +110,10 @@ def _look_when_ready(
     return seen, out.decode()
 
 
-def _with_read_root(work: Path, code: str, readable: Path) -> BoundarySpec:
-    """The default spec around ``code``, plus ``readable`` as a read-only root."""
-    base = default_spec([PYTHON, "-c", code], cwd=str(work))
+def _with_read_root(work: Path, code: str, readable: Path, *args: str) -> BoundarySpec:
+    """The default spec around ``code`` (given ``args``), plus ``readable`` as a read-only
+    root."""
+    base = default_spec([PYTHON, "-c", code, *args], cwd=str(work))
     return BoundarySpec(
         workload=base.workload,
         capabilities=(*base.capabilities, Filesystem(access=FsAccess.READ, roots=(str(readable),))),
@@ -748,14 +749,7 @@ def _watches_held(work: Path, readable: Path, hooks: frozenset[str]) -> tuple[in
     count, from outside, the watches and marks the kernel holds for the workload's fds
     (``/proc/PID/fdinfo``: one ``inotify wd:`` or ``fanotify ino:`` line each)."""
     marker = unique_marker("WATCH")
-    base = default_spec([PYTHON, "-c", _WATCH_ATTACK, str(readable), marker], cwd=str(work))
-    spec = BoundarySpec(
-        workload=base.workload,
-        capabilities=(*base.capabilities, Filesystem(access=FsAccess.READ, roots=(str(readable),))),
-        controls=base.controls,
-        budgets=base.budgets,
-        evidence=base.evidence,
-    )
+    spec = _with_read_root(work, _WATCH_ATTACK, readable, str(readable), marker)
 
     def watches(pid: int) -> int:
         count = 0
@@ -1166,14 +1160,7 @@ def test_the_hosts_page_cache_of_a_read_root_is_not_evicted(
     shared.read_bytes()
     resident, pages = _resident_pages(shared)
     assert resident == pages, (resident, pages)
-    base = default_spec([PYTHON, "-c", _EVICT, str(shared), route], cwd=str(work))
-    spec = BoundarySpec(
-        workload=base.workload,
-        capabilities=(*base.capabilities, Filesystem(access=FsAccess.READ, roots=(str(readable),))),
-        controls=base.controls,
-        budgets=base.budgets,
-        evidence=base.evidence,
-    )
+    spec = _with_read_root(work, _EVICT, readable, str(shared), route)
     out = bytearray()
     report = _run_hooked(spec, hooks, out.extend)
     assert report.body.outcome is Outcome.COMPLETED, report.body.observed

@@ -433,19 +433,24 @@ def test_an_idle_service_leaves(tmp_path: Path) -> None:
     assert time.monotonic() - started < 30
 
 
-def test_a_directory_others_can_enter_is_never_used(tmp_path: Path) -> None:
-    env = _env(tmp_path)
-    shared = Path(env["XDG_RUNTIME_DIR"]) / "bvisor"
-    shared.mkdir(mode=0o755)
-    shared.chmod(0o755)
-    serve = subprocess.run(
+def _serve_refused(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``bvisor serve --idle 1`` run to its end (a refused place ends it at once)."""
+    return subprocess.run(
         [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--idle", "1"],
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_a_directory_others_can_enter_is_never_used(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    shared = Path(env["XDG_RUNTIME_DIR"]) / "bvisor"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    serve = _serve_refused(tmp_path, env)
     assert serve.returncode == 1 and "not a directory owned by" in serve.stderr
     assert list(shared.iterdir()) == []
     # A command there runs in its own process, and starts no service in that directory.
@@ -477,14 +482,7 @@ def test_a_place_another_user_could_change_is_never_made_or_used(tmp_path: Path,
         place = target
     env = _env(tmp_path, HOME=str(home))
     del env["XDG_RUNTIME_DIR"]
-    serve = subprocess.run(
-        [sys.executable, "-m", "bvisor.front.cli.main", "serve", "--idle", "1"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    serve = _serve_refused(tmp_path, env)
     assert serve.returncode == 1, (serve.stdout, serve.stderr)
     assert "another user could re-point it" in serve.stderr
     assert list(place.iterdir()) == []

@@ -201,12 +201,15 @@ def trusted_stored(
     *,
     newest_first: bool = False,
 ) -> Iterator[SignedCheckpoint]:
-    """The stored checkpoints of size ``first <= size < stop`` a trusted key signed, read
-    and checked one at a time as they are asked for (a malformed one is passed over:
-    ``verify`` names it)."""
+    """The stored checkpoints of this ledger of size ``first <= size < stop`` a trusted
+    key signed, read and checked one at a time as they are asked for (a malformed one, or
+    one of another log, is passed over: ``verify`` names it)."""
+    origin = ledger_origin(snap.ledger_id)
     for _key, value in snap.checkpoint_rows_between(first, stop, newest_first=newest_first):
         try:
             candidate = parse_checkpoint(value)
+            if candidate.checkpoint.origin != origin:
+                continue
             candidate.verified_by(list(verifiers))
         except NoteError:
             continue

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -225,3 +227,33 @@ def test_checkpoint_rows_are_found_by_size_both_ways(tmp_path: Path) -> None:
         assert between(sizes[-1] + 1, None) == between(sizes[-1] + 1, None, True) == []
         assert between(0, sizes[0], newest_first=True) == []
         assert between(sizes[-1], 1 << 64, newest_first=True) == [sizes[-1]]
+
+
+def test_a_checkpoint_of_another_ledger_planted_in_this_one_is_passed_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same key signs the owner's other ledger; a writer of this one copies that
+    ledger's larger checkpoint into it. It was taken as the latest trusted checkpoint, and
+    one-run replay then refused this ledger ("for another log"); it is passed over now."""
+    _signer_key, key, pub = keypair(tmp_path / "keys")
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    run = run_confined(base_spec(), ledger=mine, key=key, backend=backend()).body.attempt_id
+    for _ in range(2):
+        run_confined(base_spec(), ledger=other, key=key, backend=backend())
+    with Ledger.open(other, readonly=True) as ledger:
+        foreign = max(ledger.checkpoints(), key=lambda c: c.checkpoint.size)
+    planting = (  # another process: this one holds the ledger's LMDB environment open
+        "import sys, lmdb\n"
+        "env = lmdb.open(sys.argv[1], max_dbs=8, create=False)\n"
+        "db = env.open_db(b'checkpoints', create=False)\n"
+        "with env.begin(write=True) as txn:\n"
+        "    txn.put(bytes.fromhex(sys.argv[2]), sys.argv[3].encode(), db=db)\n"
+    )
+    row = foreign.checkpoint.size.to_bytes(8, "big") + b"\xff" * 4
+    subprocess.run(
+        [sys.executable, "-c", planting, str(mine), row.hex(), foreign.text],
+        check=True,
+        timeout=60,
+    )
+    code, out, err = call(capsys, replay_main, run.hex(), "--ledger", str(mine), "--pub", str(pub))
+    assert code == 0 and "1 verified" in out, (out, err)

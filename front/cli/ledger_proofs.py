@@ -175,14 +175,18 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _latest(ledger: Any) -> SignedCheckpoint:
-    """The largest well-formed stored checkpoint, read from the top (not every one: a
-    ledger signed at every run holds one per run)."""
+    """The largest well-formed stored checkpoint of this ledger, read from the top (not
+    every one: a ledger signed at every run holds one per run). One of another log that a
+    writer copied in is passed over (verify names it)."""
+    origin = ledger_origin(ledger.ledger_id)
     with ledger.snapshot() as snap:
         for _key, value in snap.checkpoint_rows_between(0, newest_first=True):
             try:
-                return parse_checkpoint(value)
+                found = parse_checkpoint(value)
             except NoteError:
                 continue
+            if found.checkpoint.origin == origin:
+                return found
     raise NotFound("the ledger holds no checkpoint yet (run bvisor-ledger checkpoint)")
 
 

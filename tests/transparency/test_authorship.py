@@ -229,6 +229,11 @@ def test_checkpoint_rows_are_found_by_size_both_ways(tmp_path: Path) -> None:
         assert between(sizes[-1], 1 << 64, newest_first=True) == [sizes[-1]]
 
 
+def ledger_origin_of(path: Path) -> str:
+    with Ledger.open(path, readonly=True) as ledger:
+        return "bvisor-ledger/" + ledger.ledger_id.hex()
+
+
 def test_a_checkpoint_of_another_ledger_planted_in_this_one_is_passed_over(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -257,3 +262,10 @@ def test_a_checkpoint_of_another_ledger_planted_in_this_one_is_passed_over(
     )
     code, out, err = call(capsys, replay_main, run.hex(), "--ledger", str(mine), "--pub", str(pub))
     assert code == 0 and "1 verified" in out, (out, err)
+    code, out, err = call(
+        capsys, ledger_main, "attest", run.hex(), "--ledger", str(mine), "--key", str(key)
+    )
+    assert code == 0 and json.loads(out)["payloadType"], err
+    code, out, err = call(capsys, ledger_main, "prove", run.hex(), "--ledger", str(mine))
+    bundle = json.loads(out)
+    assert code == 0 and bundle["checkpoint"].startswith(ledger_origin_of(mine)), err

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 from bvisor.contract.events import OPENING_KINDS
 from bvisor.contract.rerun import RerunLink
@@ -257,8 +258,30 @@ def _anchored_linker(snap: Snapshot, anchor: Anchor, source: ProofSource | None)
     return link
 
 
+def _check_listed(snap: Snapshot, listed: list[int]) -> None:
+    """Refuse a runs index no writer leaves (whoever could write the ledger may have):
+    seqs out of order make the span empty or cut it short, and one near 2**64 makes a
+    span no walk of it finishes. Every writer appends a run's rows in seq order, each
+    naming an event it wrote, so ascending seqs below the event count are all it holds."""
+    events = snap.event_count()
+    for before, after in pairwise(listed):
+        if after <= before:
+            raise _Unreadable(
+                f"the runs index lists event {after} after event {before}: the index is "
+                "damaged (run verify)"
+            )
+    if listed and listed[-1] >= events:
+        raise _Unreadable(
+            f"the runs index lists event {listed[-1]}, past the last of the ledger's {events} "
+            "events: the index is damaged (run verify)"
+        )
+
+
 def _span_events(snap: Snapshot, run_id: bytes, listed: list[int]) -> list[Event]:
-    """The events in the run's span that carry its id (the records decide, not the index)."""
+    """The events in the run's span that carry its id (the records decide, not the index),
+    each of them listed: an index that leaves one of the run's events out is damage, not
+    a shorter run (``attest`` and ``prove`` read the run's events from the index)."""
+    _check_listed(snap, listed)
     found: list[Event] = []
     named = set(listed)
     for seq in range(listed[0], listed[-1] + 1):
@@ -268,6 +291,8 @@ def _span_events(snap: Snapshot, run_id: bytes, listed: list[int]) -> list[Event
                 raise _Unreadable(f"event {seq} is listed for the run but missing")
             continue
         if event.run_id == run_id:
+            if seq not in named:
+                raise _Unreadable(f"event {seq} of the run is not in the runs index (run verify)")
             found.append(event)
         elif seq in named:
             raise _Unreadable(f"the runs index lists event {seq}, which is another run's")
@@ -331,6 +356,7 @@ def _prove_all(source: ProofSource, seqs: list[int], signed: SignedCheckpoint) -
 def _by_head(
     snap: Snapshot, run_id: bytes, listed: list[int], anchor: HeadAnchor
 ) -> tuple[list[Event], CheckResult]:
+    _check_listed(snap, listed)
     head = anchor.head
     stop = max(head.seq, listed[-1])
     events: list[Event] = []

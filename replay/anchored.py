@@ -90,8 +90,19 @@ def _decode(snap: Snapshot, seq: int) -> Event | None:
     return decoded.event
 
 
-def audit_anchored(ledger: Ledger, run_ids: Sequence[bytes] | None, anchor: Anchor) -> AuditReport:
-    """Audit ``run_ids`` (None: the run that started last) against ``anchor``."""
+def audit_anchored(
+    ledger: Ledger,
+    run_ids: Sequence[bytes] | None,
+    anchor: Anchor,
+    *,
+    proven: dict[bytes, list[Event]] | None = None,
+) -> AuditReport:
+    """Audit ``run_ids`` (None: the run that started last) against ``anchor``.
+
+    ``proven`` receives each run's events as they were audited, read in the audit's own
+    snapshot: what is said of a run afterwards (``attest``) must be said of these, not of
+    the events a second read finds (the runs index, which whoever could write the ledger
+    may have changed in between, decides which events a read returns)."""
     try:
         with ledger.snapshot() as snap:
             events = snap.event_count()
@@ -102,7 +113,7 @@ def audit_anchored(ledger: Ledger, run_ids: Sequence[bytes] | None, anchor: Anch
             if not targets:
                 return AuditReport([], error="no runs are recorded yet", anchor=anchor.describe())
             source = ProofSource(snap) if isinstance(anchor, CheckpointAnchor) else None
-            audits = [_audit_one(snap, run_id, anchor, source) for run_id in targets]
+            audits = [_audit_one(snap, run_id, anchor, source, proven) for run_id in targets]
     except LedgerError as exc:
         return AuditReport([], error=f"the ledger cannot be read: {exc}", anchor=anchor.describe())
     return AuditReport(audits, anchor=anchor.describe())
@@ -159,7 +170,11 @@ def _last_run(snap: Snapshot) -> list[bytes]:
 
 
 def _audit_one(
-    snap: Snapshot, run_id: bytes, anchor: Anchor, source: ProofSource | None
+    snap: Snapshot,
+    run_id: bytes,
+    anchor: Anchor,
+    source: ProofSource | None,
+    proven: dict[bytes, list[Event]] | None = None,
 ) -> RunAudit:
     listed = snap.run_seqs(run_id)
     summary = RunSummary(run_id, -1, -1, 0, 0, 0, "")
@@ -185,6 +200,8 @@ def _audit_one(
         events[-1].time_ns,
         events[-1].kind,
     )
+    if proven is not None:
+        proven[run_id] = events
     audited = audit_run(summary, events, chain, linker=_anchored_linker(snap, anchor, source))
     if isinstance(anchor, CheckpointAnchor) and anchor.verifiers and chain.ok:
         assert source is not None

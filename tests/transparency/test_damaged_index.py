@@ -12,9 +12,13 @@ the commands print and exit with; the planted lie is the index edited through ra
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,10 +26,12 @@ from types import FrameType
 
 import pytest
 
+import bvisor.replay.anchored as anchored
 from bvisor.front.api import run_confined
 from bvisor.front.cli.ledger_cmd import main as ledger_main
 from bvisor.front.cli.replay_cmd import main as replay_main
 from bvisor.ledger import Ledger
+from bvisor.replay.events import parse_run
 from tests.replay.helpers import backend, base_spec
 from tests.transparency.kit import call, keypair, raw
 
@@ -116,3 +122,54 @@ def test_a_runs_index_no_writer_leaves_is_refused_not_walked(
             capsys, ledger_main, "attest", run.hex(), "--ledger", str(path), "--key", str(key)
         )
     assert code != 0 and out == "" and "runs index" in err and "Traceback" not in err
+
+
+def test_attest_states_the_events_it_proved_not_a_second_read_of_the_index(
+    signed: tuple[Path, Path, Path, bytes],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """attest audited the run, then read its events again through the runs index to build
+    the statement: an index edited in between (another process, as the ledger's other
+    writer would) left the stdout chunk out of a statement vouched for as verified. The
+    subjects must be the digests of the streams the records hold."""
+    source, key, _pub, run = signed
+    path = tmp_path / "ledger"
+    shutil.copytree(source, path)
+    stream = _stream_seq(path, run)
+    with Ledger.open(path, readonly=True) as ledger:
+        parsed = parse_run(run, ledger.run_events(run))
+    recorded: dict[str, bytearray] = {}
+    for chunk in parsed.streams:
+        recorded.setdefault(chunk.stream, bytearray()).extend(chunk.data)
+    assert recorded.get("stdout")
+    expected = {name: hashlib.sha256(bytes(data)).hexdigest() for name, data in recorded.items()}
+    original = anchored.audit_anchored
+    edit = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+        "from tests.transparency.test_damaged_index import edit_index;"
+        "edit_index(Path(sys.argv[2]), bytes.fromhex(sys.argv[3]),"
+        " lambda seqs: [s for s in seqs if s != int(sys.argv[4])])"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+
+    def then_edited(*args: object, **kwargs: object) -> object:
+        report = original(*args, **kwargs)  # type: ignore[arg-type]
+        subprocess.run(
+            [sys.executable, "-c", edit, root, str(path), run.hex(), str(stream)], check=True
+        )
+        return report
+
+    monkeypatch.setattr(anchored, "audit_anchored", then_edited)
+    code, out, err = call(
+        capsys, ledger_main, "attest", run.hex(), "--ledger", str(path), "--key", str(key)
+    )
+    assert code == 0, err
+    payload = json.loads(base64.b64decode(json.loads(out)["payload"]))
+    stated = {subject["name"]: subject["digest"]["sha256"] for subject in payload["subject"]}
+    assert stated == expected
+    events = payload["predicate"]["inclusion"]["events"]
+    assert stream in {event["seq"] for event in events}
+    with Ledger.open(path, readonly=True) as ledger:  # the edit did happen
+        assert stream not in ledger.run_seqs(run)

@@ -57,7 +57,7 @@ from bvisor.ledger.note import NoteError, Signer, sign_note, verify_note
 from bvisor.ledger.record import RecordError, decode_record
 from bvisor.ledger.tree import StoredTree
 
-__all__ = ["SigningRequest", "largest_size", "row_key", "sign", "stored"]
+__all__ = ["SigningRequest", "largest_size", "row_key", "sign", "stored", "stored_row"]
 
 _BULK = 1024  # records to hash before signing, from which OpenSSL's SHA-256 pays for itself
 
@@ -84,6 +84,25 @@ class SigningRequest:
 def row_key(size: int, key_id: bytes) -> bytes:
     """The ``checkpoints`` key of a checkpoint of ``size`` signed by ``key_id``."""
     return seq_key(size) + key_id
+
+
+def stored_row(key: bytes, value: bytes, ledger_id: bytes) -> SignedCheckpoint | None:
+    """The checkpoint a ``checkpoints`` row holds, or None unless the row is one this module
+    stores: a well-formed note of this ledger's log, kept under its own size and the key id
+    of one of its signatures (:func:`row_key`). Lookups by size trust the key to say what
+    the note says, so a row kept elsewhere (an old note copied under a larger size, another
+    ledger's checkpoint of the same key) is no candidate: ``verify`` still judges every
+    row by its note alone."""
+    try:
+        signed = parse_checkpoint(value)
+    except NoteError:
+        return None
+    checkpoint = signed.checkpoint
+    if checkpoint.origin != ledger_origin(ledger_id):
+        return None
+    if not any(key == row_key(checkpoint.size, s.key_id) for s in signed.note.signatures):
+        return None
+    return signed
 
 
 def largest_size(txn: Any, environment: Environment) -> int | None:

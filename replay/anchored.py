@@ -27,7 +27,8 @@ from itertools import pairwise
 from bvisor.contract.events import OPENING_KINDS
 from bvisor.contract.rerun import RerunLink
 from bvisor.ledger import Event, Head, Ledger, LedgerError, RunSummary
-from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin, parse_checkpoint
+from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin
+from bvisor.ledger.notary import stored_row
 from bvisor.ledger.note import NoteError, Verifier
 from bvisor.ledger.proofs import ProofSource, ProofUnavailable
 from bvisor.ledger.record import RecordError, decode_record
@@ -220,11 +221,13 @@ def trusted_stored(
     newest_first: bool = False,
 ) -> Iterator[SignedCheckpoint]:
     """The stored checkpoints of size ``first <= size < stop`` a trusted key signed, read
-    and checked one at a time as they are asked for (a malformed one is passed over:
-    ``verify`` names it)."""
-    for _key, value in snap.checkpoint_rows_between(first, stop, newest_first=newest_first):
+    and checked one at a time as they are asked for (a malformed one, or one not kept
+    under its own size for this ledger, is passed over: ``verify`` names the rest)."""
+    for key, value in snap.checkpoint_rows_between(first, stop, newest_first=newest_first):
+        candidate = stored_row(key, value, snap.ledger_id)
+        if candidate is None:
+            continue
         try:
-            candidate = parse_checkpoint(value)
             candidate.verified_by(list(verifiers))
         except NoteError:
             continue

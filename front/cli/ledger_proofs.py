@@ -175,14 +175,15 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _latest(ledger: Any) -> SignedCheckpoint:
-    """The largest well-formed stored checkpoint, read from the top (not every one: a
-    ledger signed at every run holds one per run)."""
+    """The largest well-formed stored checkpoint of this ledger kept under its own size,
+    read from the top (not every one: a ledger signed at every run holds one per run)."""
+    from bvisor.ledger.notary import stored_row
+
     with ledger.snapshot() as snap:
-        for _key, value in snap.checkpoint_rows_between(0, newest_first=True):
-            try:
-                return parse_checkpoint(value)
-            except NoteError:
-                continue
+        for key, value in snap.checkpoint_rows_between(0, newest_first=True):
+            found = stored_row(key, value, ledger.ledger_id)
+            if found is not None:
+                return found
     raise NotFound("the ledger holds no checkpoint yet (run bvisor-ledger checkpoint)")
 
 

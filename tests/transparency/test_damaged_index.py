@@ -173,3 +173,53 @@ def test_attest_states_the_events_it_proved_not_a_second_read_of_the_index(
     assert stream in {event["seq"] for event in events}
     with Ledger.open(path, readonly=True) as ledger:  # the edit did happen
         assert stream not in ledger.run_seqs(run)
+
+
+def _two_signed_runs(base: Path) -> tuple[Path, Path, Path, bytes]:
+    _signer, key, pub = keypair(base / "keys")
+    path = base / "ledger"
+    for _ in range(2):
+        run = run_confined(base_spec(), ledger=path, key=key, backend=backend()).body.attempt_id
+    return path, key, pub, run
+
+
+@pytest.mark.parametrize("planted", ["an old note on top", "another ledger's note on top"])
+def test_a_checkpoint_row_not_kept_under_its_own_size_is_no_candidate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], planted: str
+) -> None:
+    """The lookups by size (the latest for --pub, prove and attest; the run's own for
+    recorded_by_signer) took a row's key for what its note says. One row under size
+    2**64-1, holding a genuine note of this key (an older one of this ledger, or one of
+    another ledger it signs), made the newest honest run fail replay --pub (not covered)
+    or every run unprovable (another log), and attest refuse it; verify, which judges each
+    note by itself, found nothing wrong."""
+    from bvisor.ledger.keys import load_signer
+
+    recorded, key, pub, run = _two_signed_runs(tmp_path)
+    path = tmp_path / "copy"  # not open in this process: raw LMDB may write it
+    shutil.copytree(recorded, path)
+    with Ledger.open(path, readonly=True) as ledger:
+        first = ledger.checkpoints()[0]
+    note = first.text.encode()
+    if planted == "another ledger's note on top":
+        with Ledger.open(tmp_path / "other", create=True) as other:
+            other.append_many([("note.external", {"n": n}) for n in range(500)])
+            note = other.checkpoint(load_signer(key)).text.encode()
+    key_id = first.note.signatures[0].key_id
+    with raw(path) as (txn, dbs):
+        txn.put(b"\xff" * 8 + key_id, note, db=dbs["checkpoints"])
+    code, out, err = call(
+        capsys, replay_main, run.hex(), "--ledger", str(path), "--pub", str(pub), "--json"
+    )
+    assert code == 0, out + err
+    (shown,) = json.loads(out)["runs"]
+    assert shown["verdict"] == "verified" and shown["recorded_by_signer"] is True
+    code, out, err = call(
+        capsys, ledger_main, "attest", run.hex(), "--ledger", str(path), "--key", str(key)
+    )
+    assert code == 0 and err == "", err
+    predicate = json.loads(base64.b64decode(json.loads(out)["payload"]))["predicate"]
+    assert predicate["recorded_by_signer"] is True
+    with Ledger.open(path, readonly=True) as ledger:
+        head = ledger.head()
+    assert head is not None and predicate["inclusion"]["tree_size"] == head.seq + 1

@@ -122,7 +122,7 @@ class _RecordingSink:
         self._on_checkpoint = on_checkpoint
         self._admitted = False
         self._runs: set[bytes] = set()  # the runs this sink recorded (its command's own)
-        self._seqs: dict[bytes, list[int]] = {}  # and the seqs of their events
+        self._seqs: dict[bytes, dict[int, bytes]] = {}  # and their events' seqs and hashes
 
     def append(self, kind: str, payload: object, run_id: bytes | None = None) -> object:
         return self.append_many([(kind, payload, run_id)])
@@ -156,7 +156,7 @@ class _RecordingSink:
         self._runs.update(item[2] for item in batch if len(item) == 3 and item[2])
         for item, receipt in zip(batch, receipts, strict=True):
             if len(item) == 3 and item[2]:
-                self._seqs.setdefault(item[2], []).append(receipt.seq)
+                self._seqs.setdefault(item[2], {})[receipt.seq] = receipt.hash
         if request is not None:
             self._settle(request)
         return receipts
@@ -176,7 +176,7 @@ class _RecordingSink:
             if self._on_checkpoint is not None:
                 self._on_checkpoint(None, str(exc))
             return None
-        recorded = {run: list(seqs) for run, seqs in self._seqs.items()}
+        recorded = {run: dict(hashes) for run, hashes in self._seqs.items()}
         return SigningRequest(signer, remembered=memory, tolerate=True, recorded=recorded)
 
     def _settle(self, request: SigningRequest) -> None:

@@ -57,7 +57,7 @@ from bvisor.ledger.note import NoteError, Signer, sign_note, verify_note
 from bvisor.ledger.record import RecordError, decode_record
 from bvisor.ledger.tree import StoredTree
 
-__all__ = ["SigningRequest", "largest_size", "row_key", "sign", "stored"]
+__all__ = ["SigningRequest", "largest_size", "row_key", "sign", "stored", "stored_row"]
 
 _BULK = 1024  # records to hash before signing, from which OpenSSL's SHA-256 pays for itself
 
@@ -76,14 +76,34 @@ class SigningRequest:
     signed: SignedCheckpoint | None = None
     problem: str | None = None
     covered_runs: tuple[bytes, ...] = ()  # runs it is the first to cover (see sign)
-    recorded: dict[bytes, list[int]] = field(default_factory=dict)
-    """The seqs of the runs the requester itself recorded before this transaction; the
-    append adds the events it writes, and the checkpoint names them (``bvisor-recorded``)."""
+    recorded: dict[bytes, dict[int, bytes]] = field(default_factory=dict)
+    """The events of the runs the requester itself recorded before this transaction, each
+    seq with the hash its append's receipt gave; the append adds the events it writes,
+    and the checkpoint names them (``bvisor-recorded``)."""
 
 
 def row_key(size: int, key_id: bytes) -> bytes:
     """The ``checkpoints`` key of a checkpoint of ``size`` signed by ``key_id``."""
     return seq_key(size) + key_id
+
+
+def stored_row(key: bytes, value: bytes, ledger_id: bytes) -> SignedCheckpoint | None:
+    """The checkpoint a ``checkpoints`` row holds, or None unless the row is one this module
+    stores: a well-formed note of this ledger's log, kept under its own size and the key id
+    of one of its signatures (:func:`row_key`). Lookups by size trust the key to say what
+    the note says, so a row kept elsewhere (an old note copied under a larger size, another
+    ledger's checkpoint of the same key) is no candidate: ``verify`` still judges every
+    row by its note alone."""
+    try:
+        signed = parse_checkpoint(value)
+    except NoteError:
+        return None
+    checkpoint = signed.checkpoint
+    if checkpoint.origin != ledger_origin(ledger_id):
+        return None
+    if not any(key == row_key(checkpoint.size, s.key_id) for s in signed.note.signatures):
+        return None
+    return signed
 
 
 def largest_size(txn: Any, environment: Environment) -> int | None:
@@ -137,7 +157,7 @@ def sign(
     rotate: bool = False,
     remembered: SignedCheckpoint | None = None,
     covered_runs: list[bytes] | None = None,
-    recorded: dict[bytes, list[int]] | None = None,
+    recorded: dict[bytes, dict[int, bytes]] | None = None,
 ) -> SignedCheckpoint:
     """Check (see module) and sign a checkpoint of the current head; store and return it.
 
@@ -239,14 +259,17 @@ def sign(
 
 
 def _stated(
-    txn: Any, environment: Environment, recorded: dict[bytes, list[int]], events: int
+    txn: Any, environment: Environment, recorded: dict[bytes, dict[int, bytes]], events: int
 ) -> tuple[Recorded, ...]:
     """The ``recorded`` runs as the checkpoint states them, each seq proven to hold an
-    event of that run (refused otherwise: the signer would vouch for what it did not
-    write). Runs in the order given."""
+    event of that run with the hash the signer's own append gave it (refused otherwise:
+    the signer would vouch for what it did not write). A run's first events commit before
+    the workload runs and the rest after it, unsigned in between, so whoever could write
+    the ledger meanwhile could rewrite them (re-chained, the head and tree made to agree),
+    and the run id alone would name their event as the signer's. Runs in the order given."""
     stated: list[Recorded] = []
-    for run_id, seqs in recorded.items():
-        ordered = sorted(set(seqs))
+    for run_id, hashes in recorded.items():
+        ordered = sorted(hashes)
         for seq in ordered:
             raw = txn.get(seq_key(seq), db=environment.events) if seq < events else None
             try:
@@ -257,6 +280,12 @@ def _stated(
                 raise _refuse(
                     environment,
                     f"event {seq} is not of run {run_id.hex()[:16]}, which it signs as its own",
+                )
+            if event.hash != hashes[seq]:
+                raise _refuse(
+                    environment,
+                    f"event {seq} of run {run_id.hex()[:16]} is not the one this signer "
+                    "appended (it was rewritten since)",
                 )
         if ordered:
             stated.append((run_id, seq_ranges(ordered)))

@@ -470,10 +470,10 @@ class Ledger:
 
             sign.signed, sign.problem, sign.covered_runs = None, None, ()
             covered: list[bytes] = []
-            recorded = {run: list(seqs) for run, seqs in sign.recorded.items()}
-            for offset, item in enumerate(prepared):  # this append's events are the signer's
+            recorded = {run: dict(hashes) for run, hashes in sign.recorded.items()}
+            for item, receipt in zip(prepared, receipts, strict=True):  # the signer's own
                 if item.run_id is not None:
-                    recorded.setdefault(item.run_id, []).append(first + offset)
+                    recorded.setdefault(item.run_id, {})[receipt.seq] = receipt.hash
             try:
                 sign.signed = notary.sign(
                     txn,

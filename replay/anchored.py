@@ -22,11 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 from bvisor.contract.events import OPENING_KINDS
 from bvisor.contract.rerun import RerunLink
 from bvisor.ledger import Event, Head, Ledger, LedgerError, RunSummary
-from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin, parse_checkpoint
+from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin
+from bvisor.ledger.notary import stored_row
 from bvisor.ledger.note import NoteError, Verifier
 from bvisor.ledger.proofs import ProofSource, ProofUnavailable
 from bvisor.ledger.record import RecordError, decode_record
@@ -89,8 +91,19 @@ def _decode(snap: Snapshot, seq: int) -> Event | None:
     return decoded.event
 
 
-def audit_anchored(ledger: Ledger, run_ids: Sequence[bytes] | None, anchor: Anchor) -> AuditReport:
-    """Audit ``run_ids`` (None: the run that started last) against ``anchor``."""
+def audit_anchored(
+    ledger: Ledger,
+    run_ids: Sequence[bytes] | None,
+    anchor: Anchor,
+    *,
+    proven: dict[bytes, list[Event]] | None = None,
+) -> AuditReport:
+    """Audit ``run_ids`` (None: the run that started last) against ``anchor``.
+
+    ``proven`` receives each run's events as they were audited, read in the audit's own
+    snapshot: what is said of a run afterwards (``attest``) must be said of these, not of
+    the events a second read finds (the runs index, which whoever could write the ledger
+    may have changed in between, decides which events a read returns)."""
     try:
         with ledger.snapshot() as snap:
             events = snap.event_count()
@@ -101,7 +114,7 @@ def audit_anchored(ledger: Ledger, run_ids: Sequence[bytes] | None, anchor: Anch
             if not targets:
                 return AuditReport([], error="no runs are recorded yet", anchor=anchor.describe())
             source = ProofSource(snap) if isinstance(anchor, CheckpointAnchor) else None
-            audits = [_audit_one(snap, run_id, anchor, source) for run_id in targets]
+            audits = [_audit_one(snap, run_id, anchor, source, proven) for run_id in targets]
     except LedgerError as exc:
         return AuditReport([], error=f"the ledger cannot be read: {exc}", anchor=anchor.describe())
     return AuditReport(audits, anchor=anchor.describe())
@@ -158,7 +171,11 @@ def _last_run(snap: Snapshot) -> list[bytes]:
 
 
 def _audit_one(
-    snap: Snapshot, run_id: bytes, anchor: Anchor, source: ProofSource | None
+    snap: Snapshot,
+    run_id: bytes,
+    anchor: Anchor,
+    source: ProofSource | None,
+    proven: dict[bytes, list[Event]] | None = None,
 ) -> RunAudit:
     listed = snap.run_seqs(run_id)
     summary = RunSummary(run_id, -1, -1, 0, 0, 0, "")
@@ -184,6 +201,8 @@ def _audit_one(
         events[-1].time_ns,
         events[-1].kind,
     )
+    if proven is not None:
+        proven[run_id] = events
     audited = audit_run(summary, events, chain, linker=_anchored_linker(snap, anchor, source))
     if isinstance(anchor, CheckpointAnchor) and anchor.verifiers and chain.ok:
         assert source is not None
@@ -202,14 +221,14 @@ def trusted_stored(
     newest_first: bool = False,
 ) -> Iterator[SignedCheckpoint]:
     """The stored checkpoints of this ledger of size ``first <= size < stop`` a trusted
-    key signed, read and checked one at a time as they are asked for (a malformed one, or
-    one of another log, is passed over: ``verify`` names it)."""
-    origin = ledger_origin(snap.ledger_id)
-    for _key, value in snap.checkpoint_rows_between(first, stop, newest_first=newest_first):
+    key signed, read and checked one at a time as they are asked for (a malformed one, one
+    of another log, or one not kept under its own size, is passed over: ``verify`` names
+    the rest)."""
+    for key, value in snap.checkpoint_rows_between(first, stop, newest_first=newest_first):
+        candidate = stored_row(key, value, snap.ledger_id)
+        if candidate is None:
+            continue
         try:
-            candidate = parse_checkpoint(value)
-            if candidate.checkpoint.origin != origin:
-                continue
             candidate.verified_by(list(verifiers))
         except NoteError:
             continue
@@ -260,8 +279,30 @@ def _anchored_linker(snap: Snapshot, anchor: Anchor, source: ProofSource | None)
     return link
 
 
+def _check_listed(snap: Snapshot, listed: list[int]) -> None:
+    """Refuse a runs index no writer leaves (whoever could write the ledger may have):
+    seqs out of order make the span empty or cut it short, and one near 2**64 makes a
+    span no walk of it finishes. Every writer appends a run's rows in seq order, each
+    naming an event it wrote, so ascending seqs below the event count are all it holds."""
+    events = snap.event_count()
+    for before, after in pairwise(listed):
+        if after <= before:
+            raise _Unreadable(
+                f"the runs index lists event {after} after event {before}: the index is "
+                "damaged (run verify)"
+            )
+    if listed and listed[-1] >= events:
+        raise _Unreadable(
+            f"the runs index lists event {listed[-1]}, past the last of the ledger's {events} "
+            "events: the index is damaged (run verify)"
+        )
+
+
 def _span_events(snap: Snapshot, run_id: bytes, listed: list[int]) -> list[Event]:
-    """The events in the run's span that carry its id (the records decide, not the index)."""
+    """The events in the run's span that carry its id (the records decide, not the index),
+    each of them listed: an index that leaves one of the run's events out is damage, not
+    a shorter run (``attest`` and ``prove`` read the run's events from the index)."""
+    _check_listed(snap, listed)
     found: list[Event] = []
     named = set(listed)
     for seq in range(listed[0], listed[-1] + 1):
@@ -271,6 +312,8 @@ def _span_events(snap: Snapshot, run_id: bytes, listed: list[int]) -> list[Event
                 raise _Unreadable(f"event {seq} is listed for the run but missing")
             continue
         if event.run_id == run_id:
+            if seq not in named:
+                raise _Unreadable(f"event {seq} of the run is not in the runs index (run verify)")
             found.append(event)
         elif seq in named:
             raise _Unreadable(f"the runs index lists event {seq}, which is another run's")
@@ -334,6 +377,7 @@ def _prove_all(source: ProofSource, seqs: list[int], signed: SignedCheckpoint) -
 def _by_head(
     snap: Snapshot, run_id: bytes, listed: list[int], anchor: HeadAnchor
 ) -> tuple[list[Event], CheckResult]:
+    _check_listed(snap, listed)
     head = anchor.head
     stop = max(head.seq, listed[-1])
     events: list[Event] = []

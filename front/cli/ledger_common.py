@@ -170,13 +170,30 @@ def write_output(path: str | None, text: str) -> None:
     would, so in a directory another user may write (``--out /tmp/bundle.json``) that
     user's links at the coming pids had root's command overwrite the file they pointed at
     (``/etc/shadow``), then leave the link as ``path``. The rename replaces whatever is at
-    ``path`` itself (a link there is replaced, not followed)."""
+    ``path`` itself (a link there is replaced, not followed).
+
+    What the caller named to be written through is not replaced: found by attack, root's
+    ``--out /dev/null`` replaced the host's device node with a file holding the bundle
+    (and ``/dev/stdout``, a link, would have gone too). A device, FIFO, socket or link
+    the caller or root owns outside a shared directory is written in place
+    (:func:`_in_place`); a name that is no file's (``.``, ``/``) is refused."""
     if path is None or path == "-":
         sys.stdout.write(text)
         return
     import secrets
 
     target = Path(path)
+    if not target.name or target.name in (".", ".."):
+        raise UsageError(f"--out {path!r}: give a file name, not a directory")
+    through = _in_place(target)
+    if through is not None:
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | through)
+            with open(fd, "w", encoding="utf-8") as stream:
+                stream.write(text)
+        except OSError as exc:
+            raise UsageError(f"--out {path}: cannot write ({exc.strerror or exc})") from None
+        return
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for _attempt in range(8):
         temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
@@ -198,6 +215,33 @@ def write_output(path: str | None, text: str) -> None:
     except OSError as exc:
         temporary.unlink(missing_ok=True)  # ours: made by this call with O_EXCL
         raise UsageError(f"--out {path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _in_place(target: Path) -> int | None:
+    """The extra open flag (0, or ``O_NOFOLLOW``) when ``--out`` writes into what is at
+    ``target`` rather than renaming a new file over it, else None: a device, FIFO, socket
+    or link the caller or root owns in a directory only such a user may write
+    (``/dev/null``, ``/dev/stdout``, the caller's FIFO), named to be written through and
+    not to be replaced. In a directory others may write (``/tmp``) everything is replaced,
+    never opened: whoever writes there could have made it, swapped it, or hard-linked a
+    root-owned device there (where ``fs.protected_hardlinks`` is off), and a link could
+    point at any file. So is an entry another user owns, a regular file (atomically) and
+    nothing at all."""
+    import stat
+
+    try:
+        found = os.lstat(target)
+        parent = os.stat(target.parent)
+    except OSError:
+        return None
+    if stat.S_ISREG(found.st_mode) or stat.S_ISDIR(found.st_mode):
+        return None
+    trusted = (0, os.geteuid())
+    if parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or parent.st_uid not in trusted:
+        return None
+    if found.st_uid not in trusted:
+        return None
+    return 0 if stat.S_ISLNK(found.st_mode) else os.O_NOFOLLOW
 
 
 def signer_for(key: str | None, *, create_default: bool) -> Signer:

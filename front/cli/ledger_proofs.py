@@ -175,17 +175,15 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _latest(ledger: Any) -> SignedCheckpoint:
-    """The largest well-formed stored checkpoint of this ledger, read from the top (not
-    every one: a ledger signed at every run holds one per run). One of another log that a
-    writer copied in is passed over (verify names it)."""
-    origin = ledger_origin(ledger.ledger_id)
+    """The largest well-formed stored checkpoint of this ledger kept under its own size,
+    read from the top (not every one: a ledger signed at every run holds one per run). One
+    of another log that a writer copied in is passed over (verify names it)."""
+    from bvisor.ledger.notary import stored_row
+
     with ledger.snapshot() as snap:
-        for _key, value in snap.checkpoint_rows_between(0, newest_first=True):
-            try:
-                found = parse_checkpoint(value)
-            except NoteError:
-                continue
-            if found.checkpoint.origin == origin:
+        for key, value in snap.checkpoint_rows_between(0, newest_first=True):
+            found = stored_row(key, value, ledger.ledger_id)
+            if found is not None:
                 return found
     raise NotFound("the ledger holds no checkpoint yet (run bvisor-ledger checkpoint)")
 
@@ -265,13 +263,17 @@ def _cmd_consistency(args: argparse.Namespace) -> int:
 # -- proofs of one run ------------------------------------------------------------------
 
 
-def _run_proofs(ledger: Any, run_id: bytes, signed: SignedCheckpoint) -> list[Any]:
+def _run_proofs(
+    ledger: Any, run_id: bytes, signed: SignedCheckpoint, seqs: list[int] | None = None
+) -> list[Any]:
+    """Inclusion proofs of the run's events (``seqs``, else those its index lists)."""
     from bvisor.ledger.proofs import ProofUnavailable, proof_source
 
     checkpoint = signed.checkpoint
     if checkpoint.origin != ledger_origin(ledger.ledger_id):
         raise UsageError(f"the checkpoint is for log {checkpoint.origin!r}, not this ledger")
-    seqs = ledger.run_seqs(run_id)
+    if seqs is None:
+        seqs = ledger.run_seqs(run_id)
     if not seqs:
         raise NotFound(f"no events for run {run_id.hex()}")
     if seqs[-1] >= checkpoint.size:
@@ -323,7 +325,8 @@ def _cmd_attest(args: argparse.Namespace) -> int:
         # With the key: the checkpoint signed with the run names it as the signer's own
         # (bvisor-recorded), and the statement says whether one does.
         anchor = CheckpointAnchor(signed, "signed by this key", (signer.verifier,))
-        report = audit_anchored(ledger, [run_id], anchor)
+        proven: dict[bytes, list[Any]] = {}
+        report = audit_anchored(ledger, [run_id], anchor, proven=proven)
         if report.error is not None:
             raise NotFound(report.error)
         (audited,) = report.runs
@@ -339,10 +342,10 @@ def _cmd_attest(args: argparse.Namespace) -> int:
                 f"run {run_id.hex()[:16]} ran with test hooks ({', '.join(audited.test_hooks)}): "
                 "it is not evidence of a boundary, and is not attested"
             )
-        events = ledger.run_events(run_id)
-        if any(event.run_id != run_id for event in events):
-            raise NotFound(f"the runs index of run {run_id.hex()[:16]} names another run's event")
-        proofs = _run_proofs(ledger, run_id, signed)
+        # The events the audit proved, from its snapshot: a second read through the runs
+        # index could be given fewer (a stream's chunk left out changes a subject).
+        events = proven[run_id]
+        proofs = _run_proofs(ledger, run_id, signed, [event.seq for event in events])
         recorded = audited.recorded_by_signer is True
         document = statement(ledger.ledger_id, run_id, events, signed, proofs, recorded)
     if not recorded:

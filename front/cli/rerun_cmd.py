@@ -8,7 +8,8 @@ id (and, when h_p differs, which profile facts do), outcome, exit, each stream's
 and each listed output's and committed artifact's digest. The workload's output is
 captured and recorded, not shown (``bvisor-ledger log --run`` has it); it reads empty
 stdin. Before anything runs, stderr says what is about to (:func:`announcement`): the
-command, its working directory and roots, its network, what its spec leaves unconfined.
+command (and argv[0]), its working directory, environment and roots, its network, what
+its spec leaves unconfined.
 
 Exit status: 0 ran and everything compared matches; 1 ran and something differs, or RUN
 does not verify; 2 bad usage (unknown or ambiguous RUN, a bad ``--lease``); 125 refused:
@@ -152,23 +153,37 @@ def run_rerun(path: Path, prefix: str, lease_pairs: list[str], *, as_json: bool)
 
 def announcement(run_id: bytes, plan: BoundaryPlan) -> list[str]:
     """What a rerun is about to run, from the plan it was just admitted under: the
-    command, its working directory, the host paths it is granted and how, its network
-    and the families its spec leaves the host's own. A verified chain proves order, not
+    command (and the name it is given as argv[0]), its working directory, its whole
+    environment, the host paths it is granted and how, its network and the families its
+    spec leaves the host's own. A verified chain proves order, not
     authorship (README): whoever could write the ledger chose this spec, so its owner
     sees it before it runs rather than only in the table after."""
-    from bvisor.contract import Filesystem, Network, NetworkAllowList
+    from bvisor.contract import Environment, Filesystem, Network, NetworkAllowList
+    from bvisor.contract.environment import SecretLease
     from bvisor.front.cli.plan_cmd import unconfined
 
     spec = plan.spec
     workload = spec.workload
     argv = [getattr(workload, "exe", "?"), *getattr(workload, "args", ())]
     cwd = getattr(workload, "cwd", None)
+    argv0 = getattr(workload, "argv0", None)  # what the program sees as its name
     lines = [
         f"rerunning {run_id.hex()[:16]} as recorded: {shlex.join(argv)}"
+        + (f" (as argv[0] {shlex.quote(argv0)})" if argv0 is not None else "")
         + (f" (in {cwd})" if cwd is not None else "")
     ]
     for capability in spec.capabilities:
-        if isinstance(capability, Filesystem):
+        if isinstance(capability, Environment):
+            # The whole environment it starts with: a recorded LD_PRELOAD or BASH_ENV
+            # makes the command above run something else.
+            shown = [
+                f"{entry.name} from lease {shlex.quote(entry.value.ref)}"
+                if isinstance(entry.value, SecretLease)
+                else shlex.quote(f"{entry.name}={entry.value.value}")
+                for entry in capability.policy.entries
+            ]
+            lines.append(f"  environment: {', '.join(shown) if shown else 'empty'}")
+        elif isinstance(capability, Filesystem):
             lines.append(f"  {capability.access.value}: {' '.join(capability.roots)}")
         elif isinstance(capability, Network):
             policy = capability.policy

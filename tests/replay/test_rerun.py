@@ -51,6 +51,7 @@ from tests.replay.helpers import (
     Copied,
     FakeRun,
     forge,
+    make_plan,
     record_refusal,
     record_synthetic,
     reseal,
@@ -549,6 +550,35 @@ def test_what_a_rerun_will_run_is_said_before_it_runs(tmp_path: Path) -> None:
     assert "not confined: filesystem, network" in err
     assert not [line for line in (first + err).splitlines() if line.startswith("FAKE")]
     assert marker.exists()
+
+
+def test_the_announcement_names_argv0_and_the_whole_environment() -> None:
+    """Found by attack on the announcement: a recorded spec chose an argv[0] and an
+    environment the lines never named, so "/bin/sh -c 'echo hi'" was said of a run whose
+    shell first sourced BASH_ENV, or whose multi-call binary ran as another program.
+    The lines now name argv[0] when the spec sets one, and every environment entry (a
+    lease by its reference, never a value), each escaped as the rest."""
+    from bvisor.front.cli.rerun_cmd import announcement
+
+    spec = BoundarySpec(
+        workload=ProcessWorkload(exe="/bin/sh", args=("-c", "echo hi"), argv0="-sh"),
+        capabilities=(
+            Environment(
+                policy=EnvPolicy.exact(
+                    (
+                        EnvEntry("BASH_ENV", EnvLiteral("/tmp/their script.sh")),
+                        EnvEntry("TOKEN", SecretLease("api")),
+                    )
+                )
+            ),
+        ),
+        controls=(LaunchWorkload(), CaptureStreams(streams=StdStreams.capture_out_err())),
+        budgets=BudgetRequirements.none(),
+        evidence=EvidenceRequirements(),
+    )
+    lines = announcement(b"\x01" * 32, make_plan(spec))
+    assert lines[0].endswith("as recorded: /bin/sh -c 'echo hi' (as argv[0] -sh)"), lines
+    assert "  environment: 'BASH_ENV=/tmp/their script.sh', TOKEN from lease api" in lines
 
 
 def test_a_rerun_names_the_runs_its_checkpoint_is_the_first_to_cover(

@@ -140,12 +140,42 @@ def test_the_signer_never_names_an_event_of_another_run_as_its_own(tmp_path: Pat
     path = tmp_path / "ledger"
     mine, theirs = b"\x01" * 32, b"\x02" * 32
     with Ledger.open(path, create=True) as ledger:
-        ledger.append("note.external", {"n": 0}, run_id=theirs)
-        request = SigningRequest(signer, recorded={mine: [0]})
+        receipt = ledger.append("note.external", {"n": 0}, run_id=theirs)
+        request = SigningRequest(signer, recorded={mine: {0: receipt.hash}})
         with pytest.raises(LedgerCorruptError, match="is not of run 0101"):
             ledger.append_many([("note.external", {"n": 1}, mine)], sign=request)
         head = ledger.head()
         assert head is not None and head.seq == 0  # nothing was appended
+
+
+def test_an_event_rewritten_between_a_runs_two_commits_is_not_signed_as_the_signers(
+    tmp_path: Path,
+) -> None:
+    """A run's first events commit before its workload runs and the rest, with the
+    checkpoint, after: in between, whoever could write the ledger may rewrite them (here
+    the first, re-chained with the head and tree made to agree, as the kit's attacker
+    does). The signer named the seqs it wrote and the notary checked only that they held
+    an event of the run, so the forged event was signed as the signer's own and verify
+    counted the run as recorded by it. The oracle is the stored checkpoints and the
+    events on disk."""
+    from bvisor.ledger.keys import load_verifier
+    from tests.transparency.kit import rewrite_from
+
+    signer, _key, pub = keypair(tmp_path / "keys")
+    path = tmp_path / "ledger"
+    run = b"\x07" * 32
+    with Ledger.open(path, create=True) as ledger:
+        (first,) = ledger.append_many([("note.external", {"mine": "plan"}, run)])
+    assert rewrite_from(path, lambda e: {"theirs": "forged"} if e.seq == 0 else None) == [0]
+    with Ledger.open(path) as ledger:
+        request = SigningRequest(signer, recorded={run: {first.seq: first.hash}}, tolerate=True)
+        ledger.append_many([("note.external", {"mine": "end"}, run)], sign=request)
+        assert request.signed is None and request.problem is not None
+        assert "is not the one this signer appended" in request.problem
+        assert ledger.run_events(run)[0].payload == {"theirs": "forged"}
+        assert ledger.checkpoints() == []
+    check = verify(path, verifiers=[load_verifier(pub)]).checkpoint
+    assert check is not None and check.recorded_runs == 0
 
 
 def test_an_attestation_says_whether_its_signer_recorded_the_run(

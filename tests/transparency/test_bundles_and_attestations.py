@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -282,6 +283,7 @@ def test_out_never_writes_through_a_link_another_user_planted(
     the output itself; the oracle is the victim's bytes and what lies at the output."""
     shared = proven["tmp"] / "shared"
     shared.mkdir()
+    shared.chmod(0o1777)  # as /tmp is: the links' owner is no guide there
     victim = proven["tmp"] / "victim"
     victim.write_bytes(b"precious\n")
     out = shared / "b.json"
@@ -297,3 +299,76 @@ def test_out_never_writes_through_a_link_another_user_planted(
     assert not out.is_symlink() and json.loads(out.read_text())["run_id"] == proven["run"].hex()
     left = sorted(p.name for p in shared.iterdir() if not p.is_symlink())
     assert left == ["b.json"], left
+
+
+def test_out_writes_through_what_the_caller_named_and_never_replaces_it(
+    proven: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by attack: root's ``prove --out /dev/null`` renamed the bundle over the host's
+    /dev/null, a regular file in place of the device from then on (and ``/dev/stdout`` is
+    a link that would have gone the same way). A FIFO, a link to it in a directory only
+    its owner may write, and (as root) a null device made here are each written through
+    and left what they were; ``--out .`` is a clear usage error. The oracle is what lies at
+    each name afterwards and what a reader of the FIFO received."""
+    import stat
+    import threading
+
+    place = proven["tmp"] / "named"
+    place.mkdir(mode=0o755)
+    fifo = place / "fifo"
+    os.mkfifo(fifo)
+    link = place / "link"
+    link.symlink_to(fifo)
+    targets = [fifo, link]
+    if os.geteuid() == 0:
+        device = place / "null"
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        targets.append(device)
+    for target in targets:
+        through_fifo = target in (fifo, link)
+        received: list[bytes] = []
+        reader = threading.Thread(target=lambda got=received: got.append(fifo.read_bytes()))
+        if through_fifo:
+            reader.start()
+        code, _, err = call(
+            capsys, ledger_main, "prove", proven["run"].hex()[:12], "--ledger",
+            str(proven["ledger"]), "--out", str(target),
+        )  # fmt: skip
+        if through_fifo:
+            reader.join(5)
+            if reader.is_alive():  # nothing was written through (the old code): let it go
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                reader.join(5)
+        assert code == 0, err
+        if through_fifo:
+            assert received and json.loads(received[0])["run_id"] == proven["run"].hex()
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and link.is_symlink()
+    if os.geteuid() == 0:
+        assert stat.S_ISCHR(os.lstat(place / "null").st_mode)
+    assert sorted(p.name for p in place.iterdir()) == sorted(t.name for t in targets)
+    shared = proven["tmp"] / "shared-fifo"
+    shared.mkdir()
+    shared.chmod(0o1777)  # as /tmp: what lies there is replaced, never opened
+    planted = shared / "b.json"
+    os.mkfifo(planted)
+
+    def stuck(_signum: int, _frame: object) -> None:
+        raise AssertionError("--out opened a FIFO in a shared directory")
+
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(10)
+    try:
+        code, _, err = call(
+            capsys, ledger_main, "prove", proven["run"].hex()[:12], "--ledger",
+            str(proven["ledger"]), "--out", str(planted),
+        )  # fmt: skip
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert code == 0 and json.loads(planted.read_text())["run_id"] == proven["run"].hex()
+    for name in (".", "/", ""):
+        code, _, err = call(
+            capsys, ledger_main, "prove", proven["run"].hex()[:12], "--ledger",
+            str(proven["ledger"]), "--out", name,
+        )  # fmt: skip
+        assert code == 2 and "give a file name" in err, err

@@ -624,19 +624,19 @@ def _die(message: str) -> NoReturn:
     sys.exit(EXIT_FAULTED)
 
 
-def _fault_at_start(control: Control, exc: OSError | lifeline.HostGone) -> NoReturn:
-    """The launcher could not be tied to its host: said on the control channel, as every
-    later fault is. Its stderr is the workload's, captured as the workload's output, so a
-    message there was recorded as bytes no workload wrote (replay rightly failed the run,
-    and ``bvisor run`` judged the line as the workload's). A host that is gone hears
-    nothing either way."""
+def say_untied(control: Control, exc: OSError | lifeline.HostGone) -> None:
+    """The launcher could not be tied to its host (a launcher started for one run, or
+    one the resident forked): said on the control channel, as every later fault is. Its
+    stderr is the workload's, captured as the workload's output, so a message there was
+    recorded as bytes no workload wrote (replay rightly failed the run, and ``bvisor
+    run`` judged the line as the workload's). A host that is gone hears nothing either
+    way. The caller then exits ``EXIT_FAULTED``."""
     number = exc.errno if isinstance(exc, OSError) and exc.errno else errno.ESRCH
     name = errno.errorcode.get(number, "EUNKNOWN")
     with contextlib.suppress(OSError):
         control.state(states.LAUNCHER_STARTED)
         control.note(notes.fault_note("launcher", number, name, f"tying it to its host: {exc}"))
         control.state(states.SETUP_FAULTED)
-    os._exit(EXIT_FAULTED)
 
 
 def main() -> int:
@@ -654,7 +654,8 @@ def main() -> int:
         # Before anything else: a launcher must never outlive the host that supervises it.
         lifeline.die_with_host(int(host) if host.isdigit() else -1)
     except (OSError, lifeline.HostGone) as exc:
-        _fault_at_start(control, exc)
+        say_untied(control, exc)
+        os._exit(EXIT_FAULTED)
     try:
         code = Launcher(control).run()
     except OSError as exc:  # the control channel itself is gone

@@ -35,7 +35,7 @@ import struct
 from bvisor.contract import mechanisms as mech
 from bvisor.fdtable import open_fds
 from bvisor.launcher.basement import lifeline, seccomp, window
-from bvisor.launcher.process.main import Control, Launcher, LauncherIdentity
+from bvisor.launcher.process.main import Control, Launcher, LauncherIdentity, say_untied
 from bvisor.launcher.wire import resident as wire
 from bvisor.launcher.wire.channel import CONTROL_FD_ENV, GATE_FD_ENV, LAUNCHER_FD_ENV, PLAN_FD_ENV
 
@@ -237,10 +237,17 @@ def _become_run(
     code = 4
     try:
         os.setpgid(0, 0)
-        lifeline.die_with_host(resident)
+        untied: OSError | lifeline.HostGone | None = None
+        try:
+            lifeline.die_with_host(resident)
+        except (OSError, lifeline.HostGone) as exc:
+            untied = exc
         start.close()
         reply.close()
         _place(placed, request.slots)
+        if untied is not None:  # said on the run's control channel, as an unserved one does
+            say_untied(Control(request.control), untied)
+            return
         os.environ.clear()
         os.environ[PLAN_FD_ENV] = str(request.plan)
         os.environ[CONTROL_FD_ENV] = str(request.control)

@@ -7,6 +7,8 @@ the workload's output, but the transcript never reached ExecSucceeded") and ``bv
 judged the line as the workload's. Here the command runs under a seccomp filter of the
 test's that fails exactly that prctl (the filter is the test's, not the product's); the
 oracles are the ledger's record, re-verified by replay, and the captured stderr's bytes.
+A launcher the resident forks for the run said nothing at all ("the launcher produced no
+transcript"); it says the same fault now.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
 """
 
 
+@pytest.mark.parametrize("resident", ["0", "1"], ids=["started-for-the-run", "resident-fork"])
 def test_a_launcher_that_cannot_tie_itself_to_its_host_faults_on_the_record(
-    tmp_path: Path,
+    tmp_path: Path, resident: str
 ) -> None:
     nr = _PRCTL.get(platform.machine())
     if nr is None:
@@ -57,7 +60,7 @@ def test_a_launcher_that_cannot_tie_itself_to_its_host_faults_on_the_record(
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
         "BVISOR_SERVE": "0",
-        "BVISOR_RESIDENT": "0",
+        "BVISOR_RESIDENT": resident,
     }
     command = ["-m", "bvisor.front.cli.main", "run", "--ledger", str(ledger), "--", "/bin/true"]
     run = subprocess.run(

@@ -121,8 +121,8 @@ class _RecordingSink:
         self._place = place if place is not None else ledger.path
         self._on_checkpoint = on_checkpoint
         self._admitted = False
-        self._runs: set[bytes] = set()  # the runs this sink recorded (its command's own)
-        self._seqs: dict[bytes, dict[int, bytes]] = {}  # and their events' seqs and hashes
+        # The runs this sink recorded (its command's own), each event's seq and hash.
+        self._seqs: dict[bytes, dict[int, bytes]] = {}
 
     def append(self, kind: str, payload: object, run_id: bytes | None = None) -> object:
         return self.append_many([(kind, payload, run_id)])
@@ -153,7 +153,6 @@ class _RecordingSink:
                 run_id,
             ) from exc
         self._admitted = self._admitted or events.PLAN_ADMITTED in kinds
-        self._runs.update(item[2] for item in batch if len(item) == 3 and item[2])
         for item, receipt in zip(batch, receipts, strict=True):
             if len(item) == 3 and item[2]:
                 self._seqs.setdefault(item[2], {})[receipt.seq] = receipt.hash
@@ -189,7 +188,7 @@ class _RecordingSink:
                 remember(Path(self._signing[1]), request.signed, self._place)
             except LedgerError as exc:
                 request.problem = f"signed, but the signer's memory was not kept: {exc}"
-            others = [run for run in request.covered_runs if run not in self._runs]
+            others = [run for run in request.covered_runs if run not in self._seqs]
             if others and request.problem is None:
                 # A signature says the ledger held them, not who wrote them: whoever could
                 # write the ledger may have appended them since the last checkpoint.

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -41,6 +43,7 @@ __all__ = [
     "parse_checkpoint",
     "read_checkpoint",
     "seq_ranges",
+    "within",
 ]
 
 ORIGIN_PREFIX: Final = "bvisor-ledger/"
@@ -68,6 +71,12 @@ def seq_ranges(seqs: list[int]) -> Ranges:
         else:
             ranges.append((seq, seq))
     return tuple(ranges)
+
+
+def within(ranges: Sequence[tuple[int, int]], seq: int) -> bool:
+    """Whether ``seq`` lies in one of ``ranges`` (sorted by first seq, as parsed ones are)."""
+    index = bisect.bisect_right(ranges, (seq, 1 << 64)) - 1
+    return index >= 0 and ranges[index][0] <= seq <= ranges[index][1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -284,6 +284,20 @@ class Snapshot:
             yield bytes(cursor.key()), bytes(cursor.value())
             found = cursor.next()
 
+    def checkpoints_between(
+        self, first: int, stop: int | None = None, *, newest_first: bool = False
+    ) -> Iterator[SignedCheckpoint]:
+        """The checkpoints of :meth:`checkpoint_rows_between` that are this ledger's, each
+        kept under its own size and key id (``notary.stored_row``: a row kept elsewhere, or
+        one of another log a writer copied in, is passed over; ``verify`` names it).
+        Signatures unchecked."""
+        from bvisor.ledger import notary
+
+        for key, value in self.checkpoint_rows_between(first, stop, newest_first=newest_first):
+            found = notary.stored_row(key, value, self.ledger_id)
+            if found is not None:
+                yield found
+
 
 class Ledger:
     """A handle on one ledger directory. Cheap; share the process's LMDB environment.

@@ -33,12 +33,11 @@ costs nothing more to verify than before. It then:
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin, parse_checkpoint
+from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin, parse_checkpoint, within
 from bvisor.ledger.merkle import EMPTY_ROOT, CompactRange, bulk_leaf_hash
 from bvisor.ledger.note import NoteError, Verifier
 
@@ -408,17 +407,11 @@ class TreeAudit:
             if seqs[0] >= covered:
                 continue  # not covered: named as such already
             theirs = starts.get(run_id, [])
-            if all(_within(theirs, seq) for seq in seqs):
+            if all(within(theirs, seq) for seq in seqs):
                 recorded.append(run_id)
             else:
                 unrecorded.append(run_id)
         return recorded, unrecorded
-
-
-def _within(ranges: list[tuple[int, int]], seq: int) -> bool:
-    """Whether ``seq`` lies in one of ``ranges`` (sorted by first seq)."""
-    index = bisect.bisect_right(ranges, (seq, 1 << 64)) - 1
-    return index >= 0 and ranges[index][0] <= seq <= ranges[index][1]
 
 
 def _signature_judged(problem: tuple[int | None, str, str] | None) -> str:

@@ -27,8 +27,7 @@ from itertools import pairwise
 from bvisor.contract.events import OPENING_KINDS
 from bvisor.contract.rerun import RerunLink
 from bvisor.ledger import Event, Head, Ledger, LedgerError, RunSummary
-from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin
-from bvisor.ledger.notary import stored_row
+from bvisor.ledger.checkpoint import SignedCheckpoint, ledger_origin, within
 from bvisor.ledger.note import NoteError, Verifier
 from bvisor.ledger.proofs import ProofSource, ProofUnavailable
 from bvisor.ledger.record import RecordError, decode_record
@@ -224,10 +223,7 @@ def trusted_stored(
     key signed, read and checked one at a time as they are asked for (a malformed one, one
     of another log, or one not kept under its own size, is passed over: ``verify`` names
     the rest)."""
-    for key, value in snap.checkpoint_rows_between(first, stop, newest_first=newest_first):
-        candidate = stored_row(key, value, snap.ledger_id)
-        if candidate is None:
-            continue
+    for candidate in snap.checkpoints_between(first, stop, newest_first=newest_first):
         try:
             candidate.verified_by(list(verifiers))
         except NoteError:
@@ -251,7 +247,7 @@ def _recorded_by_signer(
     given = [anchor.signed] if anchor.signed.checkpoint.size == size else []
     for candidate in (*given, *trusted_stored(snap, anchor.verifiers, size, size + 1)):
         stated = next((r for run, r in candidate.checkpoint.recorded if run == run_id), None)
-        if stated is not None and all(any(a <= seq <= b for a, b in stated) for seq in seqs):
+        if stated is not None and all(within(stated, seq) for seq in seqs):
             return _prove_all(source, seqs, candidate) is None
     return False
 
